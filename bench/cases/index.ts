@@ -1,0 +1,13 @@
+/**
+ * Every case module of the suite. Importing a module registers its cases; add a file here
+ * (e.g. `import "./plexus-lat.js";`) to add cases. Floors first: they are the baselines and
+ * set the order of the variants.
+ * @module
+ */
+import "./eventfd-floor.js";
+import "./memcpy-floor.js";
+import "./unix-socket.js";
+import "./tcp-loopback.js";
+import "./worker-postmessage.js";
+import "./zeromq-ipc.js";
+import "./thread-postmessage.js";

@@ -1,0 +1,300 @@
+/**
+ * Runs cases: warm-up, calibrated repetitions with a hard time limit each, median and spread,
+ * then ratios against the named baselines of the same row and variant.
+ * @module
+ */
+import { baselinesOf, type BenchCase, type CaseContext, type CaseScope, type Resource, type Sample } from "./harness.js";
+import { asError, now } from "./measure.js";
+import { Scope } from "./scope.js";
+import { latencyStats, medianIndex, spreadOf, throughputStats, type LatencyStats, type ThroughputStats } from "./stats.js";
+
+/** How long runs take. */
+export interface Settings {
+  /** `--quick`. */
+  quick: boolean;
+  /** Measured repetitions per case. */
+  repetitions: number;
+  /** Target duration of one repetition, ms. */
+  repetitionMs: number;
+  /** Total warm-up time per case, ms (at least one warm-up run). */
+  warmupMs: number;
+  /** Hard limit of one run (the first warm-up also starts the peers), ms. */
+  hardLimitMs: number;
+}
+
+/** Full runs (3+ repetitions) or the CI smoke run. */
+export function settingsFor(quick: boolean): Settings {
+  return quick
+    ? { quick, repetitions: 1, repetitionMs: 60, warmupMs: 40, hardLimitMs: 15_000 }
+    : { quick, repetitions: 5, repetitionMs: 400, warmupMs: 300, hardLimitMs: 30_000 };
+}
+
+/** Smallest and largest value over the repetitions. */
+export interface MinMax {
+  /** Smallest. */
+  min: number;
+  /** Largest. */
+  max: number;
+}
+
+/** A ratio of a case to one of its baselines (median to median). */
+export interface Ratio {
+  /** Baseline case name. */
+  to: string;
+  /** Latency: p50 / baseline p50. Throughput: msgs/s / baseline msgs/s. Null if the baseline is missing or failed. */
+  value: number | null;
+}
+
+interface ResultBase {
+  /** Row id. */
+  row: string;
+  /** Case name. */
+  name: string;
+  /** Variant (size). */
+  variant: string;
+  /** Method line of the case, if any. */
+  method?: string;
+  /** Whether every run succeeded. */
+  ok: boolean;
+  /** Why the case failed. */
+  error?: string;
+  /** Warm-up runs done. */
+  warmups: number;
+  /** Wall time of the whole case including start-up and cleanup, s. */
+  wallSeconds: number;
+  /** Ratios to the baselines. */
+  ratios: Ratio[];
+  /** Problems during cleanup (not failures). */
+  cleanupErrors: string[];
+}
+
+/** Result of a latency case. */
+export interface LatencyResult extends ResultBase {
+  /** Discriminant. */
+  kind: "latency";
+  /** One entry per measured repetition. */
+  repetitions: LatencyStats[];
+  /** The median repetition (by p50). */
+  median?: LatencyStats;
+  /** Spread over repetitions. */
+  spread?: { p50: MinMax; p99: MinMax };
+}
+
+/** Result of a throughput case. */
+export interface ThroughputResult extends ResultBase {
+  /** Discriminant. */
+  kind: "throughput";
+  /** One entry per measured repetition. */
+  repetitions: ThroughputStats[];
+  /** The median repetition (by msgs/s). */
+  median?: ThroughputStats;
+  /** Spread over repetitions. */
+  spread?: { messagesPerSecond: MinMax; gigabytesPerSecond: MinMax };
+}
+
+/** Result of one case. */
+export type CaseResult = LatencyResult | ThroughputResult;
+
+/** Progress callbacks. */
+export interface RunObserver {
+  /** A case starts. */
+  caseStarted?(c: BenchCase, index: number, total: number): void;
+  /** A case ended (successfully or not). */
+  caseFinished?(result: CaseResult, index: number, total: number): void;
+}
+
+const LATENCY_COUNT = { first: 100, min: 20, max: 200_000 };
+const THROUGHPUT_COUNT = { min: 2, max: 50_000_000 };
+const MAX_WARMUP_RUNS = 5;
+
+/** Iterations of the first warm-up run of a case. */
+function firstCount(c: BenchCase): number {
+  if (c.kind === "latency") return LATENCY_COUNT.first;
+  const bytes = c.messageBytes ?? 4096;
+  return Math.max(THROUGHPUT_COUNT.min, Math.min(4000, Math.floor((16 * 1024 * 1024) / bytes)));
+}
+
+/** Milliseconds one iteration took in `sample`. */
+function perIterationMs(sample: Sample): number {
+  if (sample.kind === "latency") {
+    let sum = 0;
+    for (let i = 0; i < sample.rttUs.length; i++) sum += sample.rttUs[i] as number;
+    return sample.rttUs.length > 0 ? sum / sample.rttUs.length / 1000 : 1;
+  }
+  return sample.messages > 0 ? (sample.seconds * 1000) / sample.messages : 1;
+}
+
+/** Time the sample covers, ms. */
+function sampleMs(sample: Sample): number {
+  return sample.kind === "latency" ? perIterationMs(sample) * sample.rttUs.length : sample.seconds * 1000;
+}
+
+/** Iterations that should take about `targetMs`. */
+function calibrate(c: BenchCase, last: Sample, targetMs: number): number {
+  const limits = c.kind === "latency" ? LATENCY_COUNT : THROUGHPUT_COUNT;
+  const n = Math.round(targetMs / Math.max(perIterationMs(last), 1e-6));
+  return Math.max(limits.min, Math.min(limits.max, n));
+}
+
+/** Runs `c.run` once with a hard time limit; the case scope is failed on timeout. */
+async function runOnce(c: BenchCase, scope: Scope, ctx: CaseContext, limitMs: number): Promise<Sample> {
+  const work = c.run(ctx);
+  work.catch(() => {}); // a run abandoned after a timeout may reject later
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const e = new Error(`${ctx.phase} run ${ctx.repetition + 1} exceeded the hard limit of ${limitMs} ms`);
+      scope.fail(e);
+      reject(e);
+    }, limitMs);
+    onAbort = () => reject(asError(scope.signal.reason));
+    if (scope.signal.aborted) onAbort();
+    else scope.signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    const sample = await Promise.race([work, guard]);
+    if (sample.kind !== c.kind) throw new Error(`case returned a ${sample.kind} sample, expected ${c.kind}`);
+    return sample;
+  } finally {
+    clearTimeout(timer);
+    if (onAbort !== undefined) scope.signal.removeEventListener("abort", onAbort);
+  }
+}
+
+function contextFor(scope: Scope, settings: Settings, phase: CaseContext["phase"], repetition: number, count: number, targetMs: number): CaseContext {
+  return {
+    quick: settings.quick,
+    phase,
+    repetition,
+    count,
+    deadline: now() + 2 * targetMs,
+    signal: scope.signal,
+    fail: (e: Error) => scope.fail(e),
+    tempPath: (suffix: string) => scope.tempPath(suffix),
+    defer: (cleanup: () => Promise<void> | void) => scope.defer(cleanup),
+    keep: <T extends Resource>(key: string, create: (s: CaseScope) => Promise<T>) => scope.keep(key, create),
+  };
+}
+
+/** Runs one case to completion (never throws; failures are in the result). */
+export async function runCase(c: BenchCase, settings: Settings): Promise<CaseResult> {
+  const started = now();
+  const scope = new Scope();
+  const samples: Sample[] = [];
+  let warmups = 0;
+  let error: string | undefined;
+  try {
+    let count = firstCount(c);
+    let warmed = 0;
+    while (warmups < MAX_WARMUP_RUNS && (warmups === 0 || warmed < settings.warmupMs)) {
+      const target = Math.min(settings.repetitionMs, settings.warmupMs);
+      const ctx = contextFor(scope, settings, "warmup", warmups, count, target);
+      const sample = await runOnce(c, scope, ctx, settings.hardLimitMs);
+      warmups += 1;
+      warmed += sampleMs(sample);
+      count = calibrate(c, sample, target);
+    }
+    for (let i = 0; i < settings.repetitions; i++) {
+      const ctx = contextFor(scope, settings, "measure", i, count, settings.repetitionMs);
+      const sample = await runOnce(c, scope, ctx, settings.hardLimitMs);
+      samples.push(sample);
+      count = calibrate(c, sample, settings.repetitionMs);
+    }
+  } catch (err) {
+    error = asError(err).message;
+  }
+  await scope.close();
+  const base = {
+    row: c.row,
+    name: c.name,
+    variant: c.variant,
+    ...(c.method === undefined ? {} : { method: c.method }),
+    ok: error === undefined,
+    ...(error === undefined ? {} : { error }),
+    warmups,
+    wallSeconds: (now() - started) / 1000,
+    ratios: [],
+    cleanupErrors: scope.cleanupErrors,
+  };
+  try {
+    return summarise(c, base, samples);
+  } catch (err) {
+    return { ...summarise(c, base, []), ok: false, error: asError(err).message };
+  }
+}
+
+function summarise(c: BenchCase, base: Omit<ResultBase, "kind">, samples: Sample[]): CaseResult {
+  if (c.kind === "latency") {
+    const reps = samples.map((s) => latencyStats(s as Extract<Sample, { kind: "latency" }>));
+    if (reps.length === 0 || !base.ok) return { ...base, kind: "latency", repetitions: reps };
+    return {
+      ...base,
+      kind: "latency",
+      repetitions: reps,
+      median: reps[medianIndex(reps, (r) => r.p50)] as LatencyStats,
+      spread: { p50: spreadOf(reps, (r) => r.p50), p99: spreadOf(reps, (r) => r.p99) },
+    };
+  }
+  const reps = samples.map((s) => throughputStats(s as Extract<Sample, { kind: "throughput" }>));
+  if (reps.length === 0 || !base.ok) return { ...base, kind: "throughput", repetitions: reps };
+  return {
+    ...base,
+    kind: "throughput",
+    repetitions: reps,
+    median: reps[medianIndex(reps, (r) => r.messagesPerSecond)] as ThroughputStats,
+    spread: { messagesPerSecond: spreadOf(reps, (r) => r.messagesPerSecond), gigabytesPerSecond: spreadOf(reps, (r) => r.gigabytesPerSecond) },
+  };
+}
+
+/** The headline number ratios compare: p50 for latency, msgs/s for throughput. */
+export function headline(r: CaseResult): number | undefined {
+  if (r.median === undefined) return undefined;
+  return r.kind === "latency" ? r.median.p50 : r.median.messagesPerSecond;
+}
+
+/** Fills `ratios` of every result from the baselines its case names. */
+export function computeRatios(cases: readonly BenchCase[], results: CaseResult[]): void {
+  for (const [i, c] of cases.entries()) {
+    const r = results[i] as CaseResult;
+    r.ratios = baselinesOf(c).map((to) => {
+      const b = results.find((x) => x.row === c.row && x.variant === c.variant && x.name === to);
+      const mine = headline(r);
+      const theirs = b === undefined ? undefined : headline(b);
+      return { to, value: mine === undefined || theirs === undefined || theirs === 0 ? null : mine / theirs };
+    });
+  }
+}
+
+/**
+ * Orders cases for running and reporting: by row (in `rowOrder`), then by variant (in order of
+ * first registration), then in registration order, so a case runs next to its baseline.
+ */
+export function orderCases(all: readonly BenchCase[], rowOrder: readonly string[]): BenchCase[] {
+  const variantRank = new Map<string, number>();
+  for (const c of all) {
+    const key = `${c.row}\u0000${c.variant}`;
+    if (!variantRank.has(key)) variantRank.set(key, variantRank.size);
+  }
+  const indexed = all.map((c, i) => ({ c, i })).filter(({ c }) => rowOrder.includes(c.row));
+  indexed.sort(
+    (a, b) =>
+      rowOrder.indexOf(a.c.row) - rowOrder.indexOf(b.c.row) ||
+      (variantRank.get(`${a.c.row}\u0000${a.c.variant}`) as number) - (variantRank.get(`${b.c.row}\u0000${b.c.variant}`) as number) ||
+      a.i - b.i,
+  );
+  return indexed.map(({ c }) => c);
+}
+
+/** Runs `cases` one after the other and computes ratios. */
+export async function runAll(cases: readonly BenchCase[], settings: Settings, observer: RunObserver = {}): Promise<CaseResult[]> {
+  const results: CaseResult[] = [];
+  for (const [i, c] of cases.entries()) {
+    observer.caseStarted?.(c, i, cases.length);
+    const r = await runCase(c, settings);
+    results.push(r);
+    observer.caseFinished?.(r, i, cases.length);
+  }
+  computeRatios(cases, results);
+  return results;
+}

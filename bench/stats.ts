@@ -1,0 +1,92 @@
+/**
+ * Statistics over samples: percentiles of round-trip times, rates of streams, the median
+ * repetition and the spread over repetitions.
+ * @module
+ */
+import type { LatencySample, ThroughputSample } from "./harness.js";
+
+/** Summary of one latency repetition, in µs. */
+export interface LatencyStats {
+  /** Round trips measured. */
+  count: number;
+  /** Median RTT. */
+  p50: number;
+  /** 99th percentile RTT (nearest rank). */
+  p99: number;
+  /** Mean RTT. */
+  mean: number;
+  /** Fastest RTT. */
+  min: number;
+  /** Slowest RTT. */
+  max: number;
+}
+
+/** Summary of one throughput repetition. */
+export interface ThroughputStats {
+  /** Messages delivered. */
+  messages: number;
+  /** Payload bytes delivered. */
+  bytes: number;
+  /** Seconds taken. */
+  seconds: number;
+  /** Messages per second. */
+  messagesPerSecond: number;
+  /** Payload GB (1e9 B) per second. */
+  gigabytesPerSecond: number;
+}
+
+/** Nearest-rank percentile of an ascending array; `q` in (0, 1]. */
+export function percentile(sorted: ArrayLike<number>, q: number): number {
+  if (sorted.length === 0) throw new Error("percentile of an empty sample");
+  const rank = Math.max(1, Math.ceil(q * sorted.length));
+  return sorted[Math.min(rank, sorted.length) - 1] as number;
+}
+
+/** Summarises the round-trip times of one repetition. Throws if there are none. */
+export function latencyStats(sample: LatencySample): LatencyStats {
+  const sorted = Float64Array.from(sample.rttUs).sort();
+  if (sorted.length === 0) throw new Error("latency sample without round trips");
+  let sum = 0;
+  for (const v of sorted) sum += v;
+  return {
+    count: sorted.length,
+    p50: percentile(sorted, 0.5),
+    p99: percentile(sorted, 0.99),
+    mean: sum / sorted.length,
+    min: sorted[0] as number,
+    max: sorted[sorted.length - 1] as number,
+  };
+}
+
+/** Rates of one throughput repetition. Throws on an empty or instantaneous sample. */
+export function throughputStats(sample: ThroughputSample): ThroughputStats {
+  if (!(sample.messages > 0) || !(sample.seconds > 0)) {
+    throw new Error(`throughput sample without messages or time (${sample.messages} msgs in ${sample.seconds} s)`);
+  }
+  return {
+    messages: sample.messages,
+    bytes: sample.bytes,
+    seconds: sample.seconds,
+    messagesPerSecond: sample.messages / sample.seconds,
+    gigabytesPerSecond: sample.bytes / sample.seconds / 1e9,
+  };
+}
+
+/** Index of the median element by `key` (the lower median for an even count). */
+export function medianIndex<T>(items: readonly T[], key: (item: T) => number): number {
+  if (items.length === 0) throw new Error("median of nothing");
+  const order = items.map((item, i) => ({ i, v: key(item) })).sort((a, b) => a.v - b.v);
+  return (order[Math.floor((order.length - 1) / 2)] as { i: number }).i;
+}
+
+/** Smallest and largest value of `key` over `items`. */
+export function spreadOf<T>(items: readonly T[], key: (item: T) => number): { min: number; max: number } {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const item of items) {
+    const v = key(item);
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return { min, max };
+}

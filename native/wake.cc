@@ -1,0 +1,175 @@
+// Wake-ups: eventfds, and Watcher, a uv_poll handle on the environment's own event loop that
+// calls a JS callback with make-callback semantics when an fd becomes readable or hangs up.
+//
+// Lifetime: the JS object is held strongly while the watcher is started (so a started watcher
+// keeps calling back even if unreachable). The uv_poll_t is heap-allocated and freed by its
+// close callback, independently of the C++ object, so close() may happen from a finalizer;
+// on environment teardown (e.g. a worker exiting) AddonData closes it and waits for the close.
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common.h"
+
+namespace plexus {
+
+namespace {
+
+Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) ThrowErrno(info.Env(), "eventfd");
+  return Napi::Number::New(info.Env(), fd);
+}
+
+void EventfdSignal(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "eventfdSignal: fd");
+  const uint64_t one = 1;
+  for (;;) {
+    if (write(fd, &one, sizeof(one)) == static_cast<ssize_t>(sizeof(one))) return;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return;  // counter saturated: the reader is awake anyway
+    ThrowErrno(info.Env(), "write", "eventfd " + std::to_string(fd));
+  }
+}
+
+Napi::Value EventfdDrain(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "eventfdDrain: fd");
+  uint64_t value = 0;
+  for (;;) {
+    if (read(fd, &value, sizeof(value)) == static_cast<ssize_t>(sizeof(value))) {
+      return Napi::Number::New(info.Env(), static_cast<double>(value));
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return Napi::Number::New(info.Env(), 0);
+    ThrowErrno(info.Env(), "read", "eventfd " + std::to_string(fd));
+  }
+}
+
+class Watcher : public Napi::ObjectWrap<Watcher>, public EnvResource {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Watcher",
+                       {
+                           InstanceMethod<&Watcher::Start>("start"),
+                           InstanceMethod<&Watcher::Stop>("stop"),
+                           InstanceMethod<&Watcher::RefHandle>("ref"),
+                           InstanceMethod<&Watcher::UnrefHandle>("unref"),
+                           InstanceMethod<&Watcher::Close>("close"),
+                       });
+  }
+
+  explicit Watcher(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<Watcher>(info), EnvResource(GetData(info.Env())) {
+    Napi::Env env = info.Env();
+    if (!info.IsConstructCall()) ThrowArgument(env, "Watcher must be called with new");
+    fd_ = ArgFd(info, 0, "Watcher: fd");
+    if (!info[1].IsFunction()) ThrowArgument(env, "Watcher: callback must be a function");
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    context_ = std::make_unique<Napi::AsyncContext>(env, "PlexusWatcher", info.This().As<Napi::Object>());
+
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) ThrowSystem(env, "napi_get_uv_event_loop", EINVAL);
+    auto* handle = new uv_poll_t;
+    int r = uv_poll_init(loop, handle, fd_);
+    if (r != 0) {
+      delete handle;  // never initialised: nothing to close
+      ThrowSystem(env, "uv_poll_init", -r, "fd " + std::to_string(fd_));
+    }
+    handle->data = this;
+    handle_ = handle;
+    StartPolling(env);
+  }
+
+  ~Watcher() override { Release(); }
+
+  void Teardown() override { Release(); }
+
+ private:
+  void StartPolling(Napi::Env env) {
+    if (handle_ == nullptr) ThrowArgument(env, "Watcher is closed");
+    if (started_) return;
+    int r = uv_poll_start(handle_, UV_READABLE | UV_DISCONNECT, OnPoll);
+    if (r != 0) ThrowSystem(env, "uv_poll_start", -r, "fd " + std::to_string(fd_));
+    started_ = true;
+    Ref();  // a started watcher must outlive its last JS reference
+  }
+
+  void StopPolling() {
+    if (!started_) return;
+    uv_poll_stop(handle_);
+    started_ = false;
+    Unref();
+  }
+
+  // Stops and closes the handle (idempotent). Safe from a finalizer and from teardown.
+  void Release() {
+    if (handle_ == nullptr) return;
+    if (started_) {
+      uv_poll_stop(handle_);
+      started_ = false;
+      // The persistent self-reference is dropped with the object; no Unref() needed here.
+    }
+    uv_poll_t* handle = handle_;
+    handle_ = nullptr;
+    if (data_ != nullptr) data_->CloseHandle(handle);
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    auto* self = static_cast<Watcher*>(handle->data);
+    int bits = 0;
+    if (status < 0) {
+      bits = 2;
+    } else {
+      if (events & UV_READABLE) bits |= 1;
+      if (events & UV_DISCONNECT) bits |= 2;
+    }
+    if (bits == 0) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    Napi::Object receiver = self->Value();  // keeps the object alive during the call
+    try {
+      self->callback_.MakeCallback(receiver, {Napi::Number::New(env, bits)}, *self->context_);
+    } catch (const Napi::Error& e) {
+      // No JS frame to return to: report it as an uncaught exception.
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  void Start(const Napi::CallbackInfo& info) { StartPolling(info.Env()); }
+
+  void Stop(const Napi::CallbackInfo& /*info*/) {
+    if (handle_ != nullptr) StopPolling();
+  }
+
+  void RefHandle(const Napi::CallbackInfo& /*info*/) {
+    if (handle_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(handle_));
+  }
+
+  void UnrefHandle(const Napi::CallbackInfo& /*info*/) {
+    if (handle_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
+  }
+
+  void Close(const Napi::CallbackInfo& /*info*/) {
+    if (handle_ == nullptr) return;
+    StopPolling();
+    Release();
+  }
+
+  int fd_ = -1;
+  uv_poll_t* handle_ = nullptr;
+  bool started_ = false;
+  Napi::FunctionReference callback_;
+  std::unique_ptr<Napi::AsyncContext> context_;
+};
+
+}  // namespace
+
+void InitWake(Napi::Env env, Napi::Object exports) {
+  exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate, "eventfdCreate"));
+  exports.Set("eventfdSignal", Napi::Function::New(env, EventfdSignal, "eventfdSignal"));
+  exports.Set("eventfdDrain", Napi::Function::New(env, EventfdDrain, "eventfdDrain"));
+  exports.Set("Watcher", Watcher::Define(env));
+}
+
+}  // namespace plexus

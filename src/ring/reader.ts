@@ -1,0 +1,309 @@
+/**
+ * A reader of a ring: zero-copy views, released in order.
+ * @internal
+ * @module
+ */
+import type { Bell, Doorbell } from "./bell.js";
+import {
+  frameBytes,
+  H_EPOCH,
+  H_WRITER_STATE,
+  H_WRITER_SLEEPING,
+  H_WRITE_POS,
+  P_DROP,
+  POLICY_CODES,
+  type Policy,
+  S_DROPPED,
+  S_HEAD,
+  S_PID,
+  S_POLICY,
+  S_SLEEPING,
+  S_STATE,
+  S_TAIL,
+  S_WAKE,
+  S_WAKE_KIND,
+  SlotState,
+  slotIndex,
+  WakeKind,
+  WriterState,
+} from "./layout.js";
+import { RingView } from "./view.js";
+import { ClosedError, InvalidArgumentError, PeerDeadError, ResourceExhaustedError, SequenceError } from "../errors.js";
+import { checkOptions, checkTimeout, Deadline, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
+
+/** A sleeping reader re-checks at least this often (ms), whatever wakes it. */
+const RECHECK_MS = 250;
+
+/** Options of a {@link RingReader}. */
+export interface RingReaderOptions {
+  /** What the writer does when this reader has no room (default `block`). */
+  policy?: Policy;
+  /** How the writer wakes this reader: `Atomics` (same process) or `Eventfd`. */
+  wakeKind?: WakeKind;
+  /** Process id recorded in the slot. */
+  pid?: number;
+  /** Busy-poll this many µs before sleeping (0 = never spin; spinning costs a core). */
+  spinMicros?: number;
+  /** Default timeout of `read` in ms (default Infinity). */
+  timeout?: number;
+}
+
+/**
+ * Reads a ring from the position it joined at. `tryRead` returns a view of the next message
+ * (or null); views stay valid until released, and are released in FIFO order (`release`,
+ * `releaseAll`). While a view is held the writer cannot overwrite it.
+ */
+export class RingReader {
+  /** The ring's views. */
+  readonly ring: RingView;
+  /** The reader's slot. */
+  readonly slot: number;
+  /** The slot's state word while this reader owns it (state bits and the owner's ticket). */
+  readonly stateWord: number;
+  /** Sequence number of the message `tryRead` returned last. */
+  sequence = 0;
+  /** Position token of the message `tryRead` returned last (pass to `release`). */
+  token = 0;
+  private head: number;
+  private expected = -1;
+  private readonly leaky: boolean;
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  private readonly done: boolean[] = [];
+  private first = 0;
+  private missedSeen = 0;
+  private readonly spin: number;
+  private readonly timeout: number;
+  private writerDoorbell: Doorbell | undefined;
+  private dead: Error | undefined;
+  private left = false;
+  private readonly iHead: number;
+  private readonly iTail: number;
+  private readonly iSleeping: number;
+
+  /**
+   * Joins `buffer` (claims a free slot and starts at the current write position).
+   * @param bell - where this reader sleeps, or a factory given the slot's wake word
+   * @param writerDoorbell - wakes the writer after releases (may be set later)
+   */
+  private readonly bell: Bell;
+
+  constructor(
+    buffer: SharedArrayBuffer,
+    bell: Bell | ((words: Int32Array, wakeIndex: number) => Bell),
+    writerDoorbell: Doorbell | undefined,
+    opts: RingReaderOptions = {},
+  ) {
+    const policy = opts.policy ?? "block";
+    if (!(policy in POLICY_CODES)) throw new InvalidArgumentError(`unknown backpressure policy ${JSON.stringify(policy)}`);
+    this.ring = new RingView(buffer);
+    this.writerDoorbell = writerDoorbell;
+    this.leaky = POLICY_CODES[policy] === P_DROP;
+    this.spin = opts.spinMicros ?? 0;
+    this.timeout = checkTimeout(opts.timeout, Infinity);
+    const w = this.ring.words;
+    const ticket = 1 + Math.floor(Math.random() * 0x1ffffffe);
+    let slot = -1;
+    for (let s = 0; s < this.ring.maxReaders && slot < 0; s++) {
+      if (Atomics.compareExchange(w, slotIndex(s, S_STATE), SlotState.Free, (ticket << 2) | SlotState.Claimed) === SlotState.Free) slot = s;
+    }
+    if (slot < 0) throw new ResourceExhaustedError(`all ${this.ring.maxReaders} reader slots of the ring are taken`);
+    this.slot = slot;
+    this.iHead = slotIndex(slot, S_HEAD);
+    this.iTail = slotIndex(slot, S_TAIL);
+    this.iSleeping = slotIndex(slot, S_SLEEPING);
+    this.bell = typeof bell === "function" ? bell(w, slotIndex(slot, S_WAKE)) : bell;
+    Atomics.store(w, slotIndex(slot, S_POLICY), POLICY_CODES[policy]);
+    Atomics.store(w, slotIndex(slot, S_PID), opts.pid ?? 0);
+    Atomics.store(w, slotIndex(slot, S_WAKE_KIND), opts.wakeKind ?? WakeKind.Atomics);
+    Atomics.store(w, this.iSleeping, 0);
+    Atomics.store(w, slotIndex(slot, S_DROPPED), 0);
+    // Start at the write position, become active, then start again at the (possibly moved)
+    // write position: the writer re-scans readers when the epoch changes, so from here on it
+    // cannot pass this reader's tail.
+    this.head = this.startAt(this.ring.writePos());
+    this.stateWord = (ticket << 2) | SlotState.Active;
+    Atomics.store(w, slotIndex(slot, S_STATE), this.stateWord);
+    Atomics.add(w, H_EPOCH, 1);
+    this.head = this.startAt(this.ring.writePos());
+    this.wakeWriter();
+  }
+
+  /** Sets the doorbell that wakes the writer (once the handshake delivered it). */
+  setWriterDoorbell(doorbell: Doorbell): void {
+    this.writerDoorbell = doorbell;
+  }
+
+  /** Messages the writer dropped for this (leaky) reader since the last call. */
+  takeMissed(): number {
+    const total = Atomics.load(this.ring.words, slotIndex(this.slot, S_DROPPED));
+    const n = (total - this.missedSeen) | 0;
+    this.missedSeen = total;
+    return n;
+  }
+
+  /** Number of views taken and not yet released. */
+  get held(): number {
+    return this.starts.length - this.first;
+  }
+
+  /** True when the writer closed the ring gracefully. */
+  get writerClosed(): boolean {
+    return Atomics.load(this.ring.words, H_WRITER_STATE) === WriterState.Closed;
+  }
+
+  /** True if a message is ready. */
+  get readable(): boolean {
+    return this.ring.writePos() !== (this.leaky ? Atomics.load(this.ring.words, this.iHead) : this.head);
+  }
+
+  /**
+   * The next message as a read-only-by-contract view into the ring, or null if none is
+   * committed yet. `sequence` and `token` describe it.
+   */
+  tryRead(): Uint8Array | null {
+    if (this.left) throw new ClosedError("ring reader has left");
+    const ring = this.ring;
+    const w = ring.words;
+    const wp = Atomics.load(w, H_WRITE_POS);
+    for (;;) {
+      const h = this.leaky ? Atomics.load(w, this.iHead) : this.head;
+      if (h === wp) return null;
+      const start = ring.frameStart(h);
+      const len = ring.frameLength(start);
+      const seq = ring.frameSequence(start);
+      const end = (start + frameBytes(len)) | 0;
+      if (this.leaky) {
+        // The writer may drop frames we have not taken: take this one with a CAS.
+        if (Atomics.compareExchange(w, this.iHead, h, end) !== h) continue;
+        if (this.expected >= 0 && seq < this.expected) throw new SequenceError(this.expected, seq);
+      } else {
+        this.head = end;
+        if (this.expected >= 0 && seq !== this.expected) throw new SequenceError(this.expected, seq);
+      }
+      this.expected = seq + 1;
+      this.sequence = seq;
+      this.token = start;
+      this.starts.push(start);
+      this.ends.push(end);
+      this.done.push(false);
+      return new Uint8Array(ring.buffer, ring.base + (start & ring.mask) + 16, len);
+    }
+  }
+
+  /**
+   * Waits for the next message. Resolves null when the writer closed the ring and everything
+   * was read; rejects with `PeerDeadError` (after the remaining messages) if the writer died.
+   */
+  async read(opts: BlockingOptions = {}): Promise<Uint8Array | null> {
+    checkOptions(opts, "read");
+    let v = this.tryRead();
+    if (v !== null) return v;
+    if (this.spin > 0) {
+      const until = performance.now() + this.spin / 1000;
+      const wp = this.ring.words;
+      while (performance.now() < until) {
+        if (Atomics.load(wp, H_WRITE_POS) !== this.head || this.leaky) {
+          v = this.tryRead();
+          if (v !== null) return v;
+        }
+      }
+    }
+    throwIfAborted(opts.signal, "read");
+    const deadline = new Deadline(checkTimeout(opts.timeout, this.timeout));
+    const w = this.ring.words;
+    for (;;) {
+      if (this.dead) {
+        v = this.tryRead();
+        if (v !== null) return v;
+        throw this.dead;
+      }
+      const token = this.bell.token();
+      Atomics.store(w, this.iSleeping, 1);
+      v = this.tryRead();
+      if (v !== null || this.writerClosed) {
+        Atomics.store(w, this.iSleeping, 0);
+        if (v !== null) return v;
+        return this.tryRead();
+      }
+      try {
+        await this.bell.sleep(token, Math.min(deadline.remaining(), RECHECK_MS), opts.signal);
+      } finally {
+        Atomics.store(w, this.iSleeping, 0);
+      }
+      if (this.left) throw new ClosedError("ring reader has left");
+      deadline.check("read");
+    }
+  }
+
+  /** Releases the message with position `token` (any order; space is freed in FIFO order). */
+  release(token: number = this.starts[this.first]): void {
+    const n = this.starts.length;
+    let i = this.first;
+    while (i < n && this.starts[i] !== token) i++;
+    if (i === n) return; // already released
+    this.done[i] = true;
+    if (i !== this.first) return;
+    while (this.first < n && this.done[this.first]) this.first++;
+    this.advance();
+  }
+
+  /** Releases every held message. */
+  releaseAll(): void {
+    if (this.first === this.starts.length) return;
+    this.first = this.starts.length;
+    this.advance();
+  }
+
+  /** Marks the writer dead: reads drain what is committed, then reject with `err`. */
+  markWriterDead(err: Error = new PeerDeadError("the ring's writer died")): void {
+    this.dead = err;
+    this.bell.interrupt();
+  }
+
+  /** Leaves the ring: frees the slot (releasing everything) and wakes the writer. Idempotent. */
+  leave(): void {
+    if (this.left) return;
+    this.left = true;
+    const w = this.ring.words;
+    if (Atomics.compareExchange(w, slotIndex(this.slot, S_STATE), this.stateWord, SlotState.Free) === this.stateWord) {
+      Atomics.add(w, H_EPOCH, 1);
+    }
+    this.wakeWriter(true);
+    this.bell.interrupt();
+  }
+
+  /** Index of the word a thread reader sleeps on (for thread transports). */
+  get wakeIndex(): number {
+    return slotIndex(this.slot, S_WAKE);
+  }
+
+  private startAt(pos: number): number {
+    const w = this.ring.words;
+    Atomics.store(w, this.iHead, pos);
+    Atomics.store(w, this.iTail, pos);
+    return pos;
+  }
+
+  /** Moves the tail to the oldest still-held frame (or the head) and wakes a waiting writer. */
+  private advance(): void {
+    if (this.left) return;
+    const w = this.ring.words;
+    let tail: number;
+    if (this.first === this.starts.length) {
+      this.starts.length = this.ends.length = this.done.length = this.first = 0;
+      tail = this.leaky ? Atomics.load(w, this.iHead) : this.head;
+    } else {
+      tail = this.starts[this.first];
+    }
+    Atomics.store(w, this.iTail, tail);
+    this.wakeWriter();
+  }
+
+  private wakeWriter(always = false): void {
+    const w = this.ring.words;
+    if (always || Atomics.load(w, H_WRITER_SLEEPING) !== 0) {
+      if (Atomics.exchange(w, H_WRITER_SLEEPING, 0) !== 0 || always) this.writerDoorbell?.ring();
+    }
+  }
+}

@@ -1,0 +1,8 @@
+/**
+ * Transports: the `Sender`/`Receiver` interface and the ring-backed `thread` and `shm`
+ * implementations.
+ * @module
+ */
+export type { BackpressurePolicy, Frame, Loan, Receiver, ReceiverOptions, RingSenderOptions, Sender, TransportKind } from "./transport.js";
+export { ThreadSender, connectThread, type ThreadEndpoint } from "./thread.js";
+export { ShmSender, connectShm, sweepStaleSegments, type ShmAddress, type ShmConnectOptions } from "./shm.js";

@@ -1,0 +1,142 @@
+/**
+ * Sender and Receiver over a ring; the `thread` and `shm` transports differ only in how the
+ * ring is shared, how parties wake each other and how death is noticed.
+ * @internal
+ * @module
+ */
+import type { RingReader } from "../ring/reader.js";
+import type { RingWriter } from "../ring/writer.js";
+import { ClosedError } from "../errors.js";
+import type { BlockingOptions } from "../util/blocking.js";
+import type { Frame, Loan, Receiver, Sender, TransportKind } from "./transport.js";
+
+/** A frame that is a view into a ring. */
+class RingFrame implements Frame {
+  private released = false;
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly sequence: number,
+    private readonly reader: RingReader,
+    private readonly token: number,
+  ) {}
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.reader.release(this.token);
+  }
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}
+
+/** A {@link Sender} over a {@link RingWriter}. */
+export class RingSender implements Sender {
+  private closing: Promise<void> | undefined;
+
+  /**
+   * @param kind - transport name
+   * @param writer - the ring writer
+   * @param cleanup - transport-specific teardown after the writer closed
+   */
+  constructor(
+    readonly kind: TransportKind,
+    protected readonly writer: RingWriter,
+    private readonly cleanup: () => void | Promise<void>,
+  ) {}
+
+  get receivers(): number {
+    return this.writer.readers;
+  }
+
+  trySend(data: ArrayBufferView): boolean {
+    return this.writer.tryWrite(data);
+  }
+
+  send(data: ArrayBufferView, opts?: BlockingOptions): Promise<void> {
+    return this.writer.write(data, opts);
+  }
+
+  loan(size: number, opts?: BlockingOptions): Promise<Loan> {
+    return this.writer.loan(size, opts);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.writer.close();
+      await this.cleanup();
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** A {@link Receiver} over a {@link RingReader}. */
+export class RingReceiver implements Receiver {
+  private closing: Promise<void> | undefined;
+
+  /**
+   * @param kind - transport name
+   * @param reader - the ring reader
+   * @param cleanup - transport-specific teardown after the reader left
+   */
+  constructor(
+    readonly kind: TransportKind,
+    protected readonly reader: RingReader,
+    private readonly cleanup: () => void | Promise<void>,
+  ) {}
+
+  tryReceive(): Frame | null {
+    if (this.closing) throw new ClosedError("receiver is closed");
+    const r = this.reader;
+    const bytes = r.tryRead();
+    return bytes === null ? null : new RingFrame(bytes, r.sequence, r, r.token);
+  }
+
+  async receive(opts?: BlockingOptions): Promise<Frame | null> {
+    if (this.closing) throw new ClosedError("receiver is closed");
+    const r = this.reader;
+    const bytes = await r.read(opts);
+    return bytes === null ? null : new RingFrame(bytes, r.sequence, r, r.token);
+  }
+
+  takeMissed(): number {
+    return this.reader.takeMissed();
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.reader.releaseAll();
+      this.reader.leave();
+      await this.cleanup();
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** Iterates frames; each is released when the loop moves on; `break` closes the receiver. */
+  [Symbol.asyncIterator](): AsyncIterator<Frame> {
+    let previous: Frame | null = null;
+    return {
+      next: async (): Promise<IteratorResult<Frame>> => {
+        previous?.release();
+        previous = null;
+        const f = await this.receive();
+        if (f === null) return { done: true, value: undefined };
+        previous = f;
+        return { done: false, value: f };
+      },
+      return: async (): Promise<IteratorResult<Frame>> => {
+        previous?.release();
+        previous = null;
+        await this.close();
+        return { done: true, value: undefined };
+      },
+    };
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Timeouts and abort signals for everything that can block.
+ * @internal
+ * @module
+ */
+import { AbortError, InvalidArgumentError, TimeoutError } from "../errors.js";
+
+/** Options every blocking call takes. */
+export interface BlockingOptions {
+  /** Milliseconds before the call rejects with a `TimeoutError`. Default: the handle's own default. */
+  timeout?: number;
+  /** Aborts the call with an `AbortError` whose `cause` is `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+/** Throws an {@link AbortError} (cause = reason) if `signal` is already aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new AbortError(`${what} aborted`, { cause: signal.reason });
+}
+
+/** Checks a user-supplied timeout. */
+export function checkTimeout(timeout: number | undefined, fallback: number): number {
+  const t = timeout ?? fallback;
+  if (typeof t !== "number" || Number.isNaN(t) || t < 0) {
+    throw new InvalidArgumentError(`timeout must be a non-negative number of milliseconds, got ${String(t)}`);
+  }
+  return t;
+}
+
+/** Validates blocking options up front: a bad timeout throws, an aborted signal rejects at once. */
+export function checkOptions(opts: BlockingOptions, what: string): void {
+  if (opts.timeout !== undefined) checkTimeout(opts.timeout, 0);
+  throwIfAborted(opts.signal, what);
+}
+
+/** An absolute deadline derived from a relative timeout (Infinity = none). */
+export class Deadline {
+  private readonly end: number;
+  /** @param timeoutMs - relative timeout; Infinity for none */
+  constructor(timeoutMs: number) {
+    this.end = timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs;
+  }
+  /** Milliseconds left, never negative. */
+  remaining(): number {
+    return this.end === Infinity ? Infinity : Math.max(0, this.end - performance.now());
+  }
+  /** Throws a {@link TimeoutError} once the deadline has passed. */
+  check(what: string): void {
+    if (this.end !== Infinity && performance.now() >= this.end) throw new TimeoutError(`${what} timed out`);
+  }
+}
+
+/** The longest single timer Node accepts. */
+const MAX_TIMER = 2 ** 31 - 1;
+
+/**
+ * One pending sleep at a time, ended by {@link Sleeper.wake}, a timeout (resolves), or an
+ * abort (rejects). Keeps the event loop alive while sleeping (a timer), because some wake-up
+ * sources (`Atomics.waitAsync`, an unref'd watcher) do not.
+ */
+export class Sleeper {
+  private pending: (() => void) | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private signal: AbortSignal | undefined;
+  private reject: ((err: unknown) => void) | undefined;
+  private readonly onAbort = (): void => {
+    const reject = this.reject;
+    const reason: unknown = this.signal?.reason;
+    this.settle();
+    reject?.(new AbortError("wait aborted", { cause: reason }));
+  };
+
+  /** True while a sleep is pending. */
+  get sleeping(): boolean {
+    return this.pending !== undefined;
+  }
+
+  /**
+   * Sleeps until woken, for at most `timeoutMs` (then resolves too: callers re-check their
+   * condition and their deadline), or rejects with `AbortError` when `signal` aborts.
+   */
+  sleep(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.pending) throw new Error("Sleeper: a sleep is already pending");
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(new AbortError("wait aborted", { cause: signal.reason }));
+        return;
+      }
+      this.pending = resolve;
+      this.reject = reject;
+      this.timer = setTimeout(() => this.wake(), Math.min(timeoutMs, MAX_TIMER));
+      if (signal) {
+        this.signal = signal;
+        signal.addEventListener("abort", this.onAbort, { once: true });
+      }
+    });
+  }
+
+  /** Ends the pending sleep, if any. */
+  wake(): void {
+    const resolve = this.pending;
+    if (resolve === undefined) return;
+    this.settle();
+    resolve();
+  }
+
+  /** Rejects the pending sleep, if any, with `err`. */
+  fail(err: unknown): void {
+    const reject = this.reject;
+    if (reject === undefined) return;
+    this.settle();
+    reject(err);
+  }
+
+  private settle(): void {
+    clearTimeout(this.timer);
+    this.signal?.removeEventListener("abort", this.onAbort);
+    this.pending = undefined;
+    this.reject = undefined;
+    this.timer = undefined;
+    this.signal = undefined;
+  }
+}

@@ -1,0 +1,240 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { AtomicsBell, createHeapRing, H_WRITER_WAKE, RingReader, RingWriter, type Policy } from "../src/ring/index.js";
+
+/** Byte `i` of message `seq`. */
+const pattern = (seq: number, i: number): number => (seq * 31 + i) & 0xff;
+
+function message(seq: number, size: number): Uint8Array {
+  const m = new Uint8Array(size);
+  for (let i = 0; i < size; i++) m[i] = pattern(seq, i);
+  return m;
+}
+
+function check(view: Uint8Array, seq: number, size: number): void {
+  assert.equal(view.length, size, `message ${seq} has size ${view.length}, expected ${size}`);
+  for (let i = 0; i < size; i++) if (view[i] !== pattern(seq, i)) assert.fail(`message ${seq} byte ${i} is ${view[i]}, expected ${pattern(seq, i)}`);
+}
+
+function writer(buffer: SharedArrayBuffer, nativeCopy = false): RingWriter {
+  return new RingWriter(buffer, new AtomicsBell(new Int32Array(buffer), H_WRITER_WAKE), { nativeCopy });
+}
+
+function reader(buffer: SharedArrayBuffer, policy: Policy = "block"): RingReader {
+  return new RingReader(buffer, (w, i) => new AtomicsBell(w, i), undefined, { policy });
+}
+
+test("one writer, one reader: messages arrive in order with their content", () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  const w = writer(buf);
+  const r = reader(buf);
+  for (let seq = 1; seq <= 1000; seq++) {
+    const size = (seq * 37) % 700;
+    assert.ok(w.tryWrite(message(seq, size)));
+    const v = r.tryRead();
+    assert.ok(v);
+    assert.equal(r.sequence, seq);
+    check(v, seq, size);
+    r.release();
+  }
+  assert.equal(r.tryRead(), null);
+});
+
+test("property: random sizes, loans, aborts and releases with several readers keep every byte", () => {
+  const op = fc.oneof(
+    { arbitrary: fc.record({ kind: fc.constant("write" as const), size: fc.oneof(fc.integer({ min: 0, max: 2032 }), fc.constantFrom(0, 1, 15, 16, 17, 2032, 1008, 1024 - 16)) }), weight: 5 },
+    { arbitrary: fc.record({ kind: fc.constant("loan" as const), size: fc.integer({ min: 0, max: 2032 }), commit: fc.oneof(fc.constant(-1), fc.integer({ min: 0, max: 2032 })) }), weight: 2 },
+    { arbitrary: fc.record({ kind: fc.constant("read" as const), reader: fc.nat(2) }), weight: 5 },
+    { arbitrary: fc.record({ kind: fc.constant("release" as const), reader: fc.nat(2), which: fc.nat(8) }), weight: 4 },
+  );
+  fc.assert(
+    fc.property(fc.array(op, { minLength: 1, maxLength: 300 }), fc.integer({ min: 1, max: 3 }), (ops, nReaders) => {
+      const buf = createHeapRing({ capacity: 4096 });
+      const w = writer(buf);
+      const readers = Array.from({ length: nReaders }, () => reader(buf));
+      const sizes = new Map<number, number>();
+      const next = readers.map(() => 1);
+      const held = readers.map(() => [] as { token: number; seq: number; view: Uint8Array }[]);
+      for (const o of ops) {
+        if (o.kind === "write") {
+          const seq = w.nextSequence;
+          if (w.tryWrite(message(seq, o.size))) sizes.set(seq, o.size);
+          else assert.ok(held.some((h) => h.length > 0) || readers.some((r) => r.readable), "write refused while every reader is empty");
+        } else if (o.kind === "loan") {
+          const seq = w.nextSequence;
+          const loan = w.tryLoan(o.size);
+          if (loan === null) continue;
+          assert.equal(loan.bytes.length, o.size);
+          const n = o.commit < 0 ? -1 : Math.min(o.commit, o.size);
+          loan.bytes.set(message(seq, o.size));
+          if (n < 0) loan.abort();
+          else {
+            loan.commit(n);
+            sizes.set(seq, n);
+          }
+        } else {
+          const i = o.reader % nReaders;
+          const r = readers[i];
+          if (o.kind === "read") {
+            const v = r.tryRead();
+            if (v === null) continue;
+            assert.equal(r.sequence, next[i]);
+            check(v, r.sequence, sizes.get(r.sequence) ?? -1);
+            held[i].push({ token: r.token, seq: r.sequence, view: v });
+            next[i]++;
+          } else if (held[i].length > 0) {
+            const [h] = held[i].splice(o.which % held[i].length, 1);
+            r.release(h.token);
+          }
+        }
+        // Every held view still holds its bytes, whatever was written since.
+        for (const hs of held) for (const h of hs) check(h.view, h.seq, sizes.get(h.seq) ?? -1);
+      }
+      // Drain: everything written reaches every reader.
+      readers.forEach((r, i) => {
+        r.releaseAll();
+        for (let v = r.tryRead(); v !== null; v = r.tryRead()) {
+          assert.equal(r.sequence, next[i]);
+          check(v, r.sequence, sizes.get(r.sequence) ?? -1);
+          next[i]++;
+          r.release();
+        }
+        assert.equal(next[i], w.nextSequence);
+      });
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test("drop-oldest: a lapped reader skips ahead and learns how many it missed", () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  const w = writer(buf);
+  const leaky = reader(buf, "drop-oldest");
+  const total = 200;
+  for (let seq = 1; seq <= total; seq++) assert.ok(w.tryWrite(message(seq, 100)), `write ${seq} refused`);
+  let got = 0;
+  let last = 0;
+  for (let v = leaky.tryRead(); v !== null; v = leaky.tryRead()) {
+    assert.ok(leaky.sequence > last);
+    check(v, leaky.sequence, 100);
+    last = leaky.sequence;
+    got++;
+    leaky.release();
+  }
+  const missed = leaky.takeMissed();
+  assert.ok(missed > 0);
+  assert.equal(got + missed, total);
+  assert.equal(last, total);
+});
+
+test("drop-oldest never overwrites a held view; the writer waits for it instead", () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  const w = writer(buf);
+  const leaky = reader(buf, "drop-oldest");
+  assert.ok(w.tryWrite(message(1, 1000)));
+  const v = leaky.tryRead();
+  assert.ok(v);
+  let refused = false;
+  for (let seq = 2; seq < 50 && !refused; seq++) refused = !w.tryWrite(message(seq, 1000));
+  assert.ok(refused, "the writer must not overwrite a held view");
+  check(v, 1, 1000);
+  leaky.release();
+  assert.ok(w.tryWrite(message(w.nextSequence, 1000)));
+});
+
+test("fail policy: the writer gets BackpressureError at once", () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  const w = writer(buf);
+  reader(buf, "fail");
+  assert.throws(() => {
+    for (let seq = 1; seq < 100; seq++) w.tryWrite(message(seq, 500));
+  }, { code: "ERR_PLEXUS_BACKPRESSURE" });
+});
+
+test("block policy: write waits for a release, and times out or aborts with typed errors", async () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  const w = writer(buf);
+  const r = reader(buf);
+  while (w.tryWrite(message(w.nextSequence, 500)));
+  await assert.rejects(w.write(message(w.nextSequence, 500), { timeout: 20 }), { code: "ERR_PLEXUS_TIMEOUT" });
+  const ac = new AbortController();
+  const p = w.write(message(w.nextSequence, 500), { signal: ac.signal });
+  ac.abort(new Error("stop"));
+  await assert.rejects(p, (e: Error & { code?: string; cause?: Error }) => e.code === "ERR_PLEXUS_ABORTED" && e.cause?.message === "stop");
+  const seq = w.nextSequence;
+  const pending = w.write(message(seq, 500), { timeout: 2000 });
+  setTimeout(() => {
+    for (let v = r.tryRead(); v !== null; v = r.tryRead()) r.release();
+  }, 10);
+  await pending;
+  assert.equal(w.nextSequence, seq + 1);
+});
+
+test("read waits for the writer, ends after a graceful close, and honours timeout and signal", async () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  const w = writer(buf);
+  const r = reader(buf);
+  await assert.rejects(r.read({ timeout: 10 }), { code: "ERR_PLEXUS_TIMEOUT" });
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(r.read({ signal: ac.signal }), { code: "ERR_PLEXUS_ABORTED" });
+  setTimeout(() => {
+    w.tryWrite(message(1, 10));
+    w.close();
+  }, 5);
+  const v = await r.read({ timeout: 2000 });
+  assert.ok(v);
+  check(v, 1, 10);
+  r.release();
+  assert.equal(await r.read({ timeout: 2000 }), null);
+});
+
+test("a late reader starts at the current position; a reader that leaves stops holding the writer", () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  const w = writer(buf);
+  const early = reader(buf);
+  for (let seq = 1; seq <= 5; seq++) assert.ok(w.tryWrite(message(seq, 100)));
+  const late = reader(buf);
+  assert.equal(late.tryRead(), null);
+  assert.ok(w.tryWrite(message(6, 100)));
+  const v = late.tryRead();
+  assert.ok(v);
+  assert.equal(late.sequence, 6);
+  while (w.tryWrite(message(w.nextSequence, 100)));
+  late.releaseAll();
+  for (let v2 = late.tryRead(); v2 !== null; v2 = late.tryRead()) late.release();
+  assert.equal(w.tryWrite(message(w.nextSequence, 100)), false, "the early reader still holds the ring");
+  early.leave();
+  assert.ok(w.tryWrite(message(w.nextSequence, 100)));
+  assert.equal(w.readers, 1);
+});
+
+test("bad sizes and a corrupt header are typed errors", () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  const w = writer(buf);
+  assert.throws(() => w.tryWrite(new Uint8Array(4096)), { code: "ERR_PLEXUS_FRAME_TOO_LARGE" });
+  assert.throws(() => w.tryLoan(-1), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  const bad = createHeapRing({ capacity: 4096 });
+  new Int32Array(bad)[0] = 0x12345678;
+  assert.throws(() => reader(bad), { code: "ERR_PLEXUS_PROTOCOL" });
+  const badVersion = createHeapRing({ capacity: 4096 });
+  new Int32Array(badVersion)[1] = 99;
+  assert.throws(() => reader(badVersion), { code: "ERR_PLEXUS_PROTOCOL" });
+  const badSize = createHeapRing({ capacity: 4096 });
+  new Int32Array(badSize)[3] = 5000;
+  assert.throws(() => reader(badSize), { code: "ERR_PLEXUS_PROTOCOL" });
+  const r = reader(buf);
+  assert.ok(w.tryWrite(message(1, 10)));
+  new Int32Array(buf)[new Int32Array(buf)[2] / 4] = 1 << 30; // corrupt the frame's length
+  assert.throws(() => r.tryRead(), { code: "ERR_PLEXUS_PROTOCOL" });
+  w.close();
+  assert.throws(() => w.tryWrite(message(2, 1)), { code: "ERR_PLEXUS_CLOSED" });
+});
+
+test("slots run out with a typed error", () => {
+  const buf = createHeapRing({ capacity: 4096, maxReaders: 2 });
+  reader(buf);
+  reader(buf);
+  assert.throws(() => reader(buf), { code: "ERR_PLEXUS_RESOURCE_EXHAUSTED" });
+});
