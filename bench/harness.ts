@@ -67,7 +67,13 @@ export interface CaseContext extends CaseScope {
    * The runner calibrates it from the previous runs so one repetition takes about the target time.
    */
   readonly count: number;
-  /** `performance.now()` value after which a latency loop should stop early (a soft bound). */
+  /** Target duration of this run in ms (the count is calibrated for it). */
+  readonly targetMs: number;
+  /**
+   * `performance.now()` value after which a loop should stop early (a soft bound): twice the
+   * target after the run started. {@link roundTrips} applies the same bound from its own start,
+   * so time spent starting peers in the first run does not count.
+   */
   readonly deadline: number;
   /**
    * Returns the resource stored under `key`, creating it on first use with `create`. Kept for all

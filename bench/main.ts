@@ -1,5 +1,5 @@
 /**
- * The benchmark CLI: `node dist/bench/main.js [rows...] [--quick] [--json] [--out DIR]`.
+ * The benchmark CLI: `node dist/bench/main.js [rows...] [--quick] [--json] [--out DIR] [--pin none|same|cross]`.
  * Runs the cases of the chosen rows (all rows by default), shows progress on stderr, prints a
  * Markdown table (or the JSON report with --json) on stdout and always writes both to
  * `bench/results/<timestamp>.{json,md}` (or DIR). Exits 1 if a case failed, 2 on bad usage.
@@ -8,15 +8,17 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import "./cases/index.js";
+import { PINNINGS, pinSuite } from "./affinity.js";
 import { registeredCases } from "./harness.js";
 import { describeMachine } from "./machine.js";
 import { killAllPeers } from "./peer.js";
 import { createProgress } from "./progress.js";
 import { methodText, rowsOf, toMarkdown, writeReport, type Report } from "./report.js";
 import { allRows } from "./rows.js";
-import { orderCases, runAll, settingsFor } from "./runner.js";
+import { orderCases, runAll, settingsFor, type CaseResult } from "./runner.js";
+import { removeTempPaths } from "./scope.js";
 
-const USAGE = "usage: node dist/bench/main.js [rows...] [--quick] [--json] [--out DIR]";
+const USAGE = "usage: node dist/bench/main.js [rows...] [--quick] [--json] [--out DIR] [--pin none|same|cross]";
 
 /** Runs the CLI; resolves with the exit code. */
 async function main(argv: string[]): Promise<number> {
@@ -27,6 +29,7 @@ async function main(argv: string[]): Promise<number> {
       quick: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       out: { type: "string" },
+      pin: { type: "string", default: "none" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -45,14 +48,20 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const rowOrder = positionals.length > 0 ? known.filter((id) => positionals.includes(id)) : known;
+  const pinning = PINNINGS.find((p) => p === values.pin);
+  if (pinning === undefined) {
+    process.stderr.write(`--pin must be one of ${PINNINGS.join(", ")}\n${USAGE}\n`);
+    return 2;
+  }
+  pinSuite(pinning);
   const quick = values.quick;
-  const settings = settingsFor(quick);
+  const settings = settingsFor(quick, pinning);
   const cases = orderCases(all, rowOrder).filter((c) => !quick || c.quick !== false);
 
   const startedAt = new Date().toISOString();
   const machine = describeMachine();
   const progress = createProgress();
-  let results;
+  let results: CaseResult[];
   try {
     results = await runAll(cases, settings, progress);
   } finally {
@@ -81,6 +90,7 @@ async function main(argv: string[]): Promise<number> {
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     killAllPeers();
+    removeTempPaths();
     process.exit(130);
   });
 }

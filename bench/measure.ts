@@ -10,19 +10,20 @@ import type { CaseContext, LatencySample, ThroughputSample } from "./harness.js"
 export const now = (): number => performance.now();
 
 /**
- * Runs up to `ctx.count` round trips (fewer if `ctx.deadline` passes, at least one) and returns
- * their times. `roundTrip` sends one message and resolves when the reply is in.
+ * Runs up to `ctx.count` round trips (fewer if twice `ctx.targetMs` pass, at least one) and
+ * returns their times. `roundTrip` sends one message and resolves when the reply is in.
  */
 export async function roundTrips(ctx: CaseContext, roundTrip: () => Promise<void>): Promise<LatencySample> {
   const rtt = new Float64Array(ctx.count);
   let n = 0;
+  const deadline = Math.max(ctx.deadline, now() + 2 * ctx.targetMs);
   while (n < ctx.count) {
     if (ctx.signal.aborted) throw asError(ctx.signal.reason);
     const t0 = now();
     await roundTrip();
     const t1 = now();
     rtt[n++] = (t1 - t0) * 1000;
-    if (t1 > ctx.deadline) break;
+    if (t1 > deadline) break;
   }
   return { kind: "latency", rttUs: rtt.subarray(0, n) };
 }

@@ -6,6 +6,7 @@
  */
 import { fork, type ChildProcess, type StdioOptions } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { peerCpuOf } from "./affinity.js";
 import type { CaseScope, Resource } from "./harness.js";
 import type { ChildMessage, ParentMessage } from "./procs/protocol.js";
 
@@ -87,7 +88,10 @@ export class Peer implements Resource {
     const file = fileURLToPath(new URL(`./procs/${script}`, import.meta.url));
     // stdout of the child goes to our stderr so it can never corrupt --json output.
     const stdio: StdioOptions = ["ignore", 2, 2, "ipc", ...(options.fds ?? [])];
-    const child = fork(file, [...(options.args ?? [])], { stdio, execArgv: [], serialization: "advanced" });
+    // With --pin, run node under taskset (fork runs `execPath ...execArgv script ...args`).
+    const cpu = peerCpuOf();
+    const launcher = cpu === undefined ? {} : { execPath: "taskset", execArgv: ["-c", String(cpu), process.execPath] };
+    const child = fork(file, [...(options.args ?? [])], { stdio, execArgv: [], serialization: "advanced", ...launcher });
     const peer = new Peer(child, script, scope);
     scope.defer(() => peer.close());
     await peer.waitReady();

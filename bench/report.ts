@@ -32,6 +32,12 @@ export interface Report {
   results: CaseResult[];
 }
 
+const PINNING_TEXT: Record<Settings["pinning"], string> = {
+  none: "CPU placement left to the kernel (--pin none): a peer may land on the same core or the other one, which changes wake-up latency several times.",
+  same: "Pinned (--pin same): the suite and every peer process on CPU 0.",
+  cross: "Pinned (--pin cross): the suite on CPU 0, peer processes on CPU 1 (worker threads share CPU 0 with the suite).",
+};
+
 /** The general method paragraph for these settings. */
 export function methodText(s: Settings): string {
   const reps = s.repetitions === 1 ? "1 repetition" : `${s.repetitions} repetitions`;
@@ -39,7 +45,8 @@ export function methodText(s: Settings): string {
     `Every case: warm-up of about ${s.warmupMs} ms (at least one run, same processes as the measurement), then ${reps} of about ` +
     `${s.repetitionMs} ms each (iteration counts calibrated from the previous run; hard limit ${s.hardLimitMs / 1000} s per run). ` +
     `The median repetition is reported; spread = min..max over the repetitions. Ratios divide a case's median by the median of the ` +
-    `named baseline of the same row and size, measured in the same run: compare ratios, not absolute numbers.` +
+    `named baseline of the same row and size, measured in the same run: compare ratios, not absolute numbers. ` +
+    PINNING_TEXT[s.pinning] +
     (s.quick ? " QUICK RUN (CI smoke): numbers are not meaningful." : "")
   );
 }

@@ -3,6 +3,7 @@
  * then ratios against the named baselines of the same row and variant.
  * @module
  */
+import type { Pinning } from "./affinity.js";
 import { baselinesOf, type BenchCase, type CaseContext, type CaseScope, type Resource, type Sample } from "./harness.js";
 import { asError, now } from "./measure.js";
 import { Scope } from "./scope.js";
@@ -12,21 +13,23 @@ import { latencyStats, medianIndex, spreadOf, throughputStats, type LatencyStats
 export interface Settings {
   /** `--quick`. */
   quick: boolean;
+  /** `--pin`: CPU placement of the suite and its peer processes. */
+  pinning: Pinning;
   /** Measured repetitions per case. */
   repetitions: number;
   /** Target duration of one repetition, ms. */
   repetitionMs: number;
   /** Total warm-up time per case, ms (at least one warm-up run). */
   warmupMs: number;
-  /** Hard limit of one run (the first warm-up also starts the peers), ms. */
+  /** Hard limit of one run, ms (the first warm-up, which also starts the peers, gets {@link STARTUP_ALLOWANCE_MS} more). */
   hardLimitMs: number;
 }
 
 /** Full runs (3+ repetitions) or the CI smoke run. */
-export function settingsFor(quick: boolean): Settings {
+export function settingsFor(quick: boolean, pinning: Pinning = "none"): Settings {
   return quick
-    ? { quick, repetitions: 1, repetitionMs: 60, warmupMs: 40, hardLimitMs: 15_000 }
-    : { quick, repetitions: 5, repetitionMs: 400, warmupMs: 300, hardLimitMs: 30_000 };
+    ? { quick, pinning, repetitions: 1, repetitionMs: 60, warmupMs: 40, hardLimitMs: 10_000 }
+    : { quick, pinning, repetitions: 5, repetitionMs: 400, warmupMs: 300, hardLimitMs: 15_000 };
 }
 
 /** Smallest and largest value over the repetitions. */
@@ -106,6 +109,8 @@ export interface RunObserver {
 const LATENCY_COUNT = { first: 100, min: 20, max: 200_000 };
 const THROUGHPUT_COUNT = { min: 2, max: 50_000_000 };
 const MAX_WARMUP_RUNS = 5;
+/** Extra time the first run of a case gets for starting its peers. */
+export const STARTUP_ALLOWANCE_MS = 15_000;
 
 /** Iterations of the first warm-up run of a case. */
 function firstCount(c: BenchCase): number {
@@ -168,6 +173,7 @@ function contextFor(scope: Scope, settings: Settings, phase: CaseContext["phase"
     phase,
     repetition,
     count,
+    targetMs,
     deadline: now() + 2 * targetMs,
     signal: scope.signal,
     fail: (e: Error) => scope.fail(e),
@@ -190,7 +196,8 @@ export async function runCase(c: BenchCase, settings: Settings): Promise<CaseRes
     while (warmups < MAX_WARMUP_RUNS && (warmups === 0 || warmed < settings.warmupMs)) {
       const target = Math.min(settings.repetitionMs, settings.warmupMs);
       const ctx = contextFor(scope, settings, "warmup", warmups, count, target);
-      const sample = await runOnce(c, scope, ctx, settings.hardLimitMs);
+      const limit = settings.hardLimitMs + (warmups === 0 ? STARTUP_ALLOWANCE_MS : 0);
+      const sample = await runOnce(c, scope, ctx, limit);
       warmups += 1;
       warmed += sampleMs(sample);
       count = calibrate(c, sample, target);

@@ -12,6 +12,16 @@ import type { CaseScope, Resource } from "./harness.js";
 const CLEANUP_TIMEOUT_MS = 5000;
 
 let tempCounter = 0;
+/** Temp paths of running cases, removed on exit even if a case never got to clean up. */
+const liveTempPaths = new Set<string>();
+
+/** Removes every temp path a case created and has not removed yet (synchronous; for exit handlers). */
+export function removeTempPaths(): void {
+  for (const path of liveTempPaths) rmSync(path, { force: true });
+  liveTempPaths.clear();
+}
+
+process.on("exit", removeTempPaths);
 
 /** Resolves after `ms` (unref'd: never keeps the process alive). */
 function delay(ms: number): Promise<void> {
@@ -40,7 +50,11 @@ export class Scope implements CaseScope {
   tempPath(suffix: string): string {
     tempCounter += 1;
     const path = join(tmpdir(), `plexus-bench-${process.pid}-${tempCounter}${suffix}`);
-    this.defer(() => rmSync(path, { force: true }));
+    liveTempPaths.add(path);
+    this.defer(() => {
+      rmSync(path, { force: true });
+      liveTempPaths.delete(path);
+    });
     return path;
   }
 
@@ -53,7 +67,11 @@ export class Scope implements CaseScope {
   keep<T extends Resource>(key: string, create: (scope: CaseScope) => Promise<T>): Promise<T> {
     let p = this.kept.get(key);
     if (p === undefined) {
-      p = create(this);
+      try {
+        p = create(this);
+      } catch (err) {
+        p = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
       this.kept.set(key, p);
       // Closed with the other cleanups, in reverse order of creation.
       const created = p;

@@ -94,6 +94,8 @@ AddonData* GetData(Napi::Env env);
 Napi::Value MakeSystemError(Napi::Env env, const char* syscall, int err, const std::string& detail = "");
 // "ENOENT" for ENOENT, "E<n>" when unknown.
 std::string ErrnoName(int err);
+// A number as JavaScript would print it for integers (no UB for huge values).
+std::string FormatNumber(double value);
 
 // ---- argument readers (throw an invalid-argument error) ----------------------------------
 // An integer-valued number within [min, max].

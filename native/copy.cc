@@ -45,7 +45,7 @@ napi_value Copy(napi_env env, napi_callback_info cbinfo) {
   size_t capacity = target->ByteLength();
   size_t length = source->ByteLength();
   if (offset > static_cast<double>(capacity) || length > capacity - static_cast<size_t>(offset)) {
-    return Fail(env, "copy: " + std::to_string(length) + " bytes at offset " + std::to_string(static_cast<uint64_t>(offset)) +
+    return Fail(env, "copy: " + std::to_string(length) + " bytes at offset " + FormatNumber(offset) +
                          " exceed the target's " + std::to_string(capacity) + " bytes");
   }
   if (length > 0) source->CopyContents(static_cast<uint8_t*>(target->Data()) + static_cast<size_t>(offset), length);

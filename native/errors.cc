@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 
 #include "common.h"
 
@@ -64,6 +65,12 @@ std::string ErrnoName(int err) {
   }
 }
 
+std::string FormatNumber(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.17g", value);
+  return buffer;
+}
+
 static Napi::Value MakeError(Napi::Env env, const char* kind, const std::string& message, const char* syscall,
                              int err, const std::string& detail) {
   AddonData* data = GetData(env);
@@ -120,7 +127,7 @@ int64_t ArgInteger(const Napi::CallbackInfo& info, size_t index, const char* wha
   if (!std::isfinite(d) || std::trunc(d) != d) ThrowArgument(info.Env(), std::string(what) + " must be an integer");
   if (d < static_cast<double>(min) || d > static_cast<double>(max)) {
     ThrowArgument(info.Env(), std::string(what) + " must be between " + std::to_string(min) + " and " +
-                                  std::to_string(max) + ", got " + std::to_string(static_cast<int64_t>(d)));
+                                  std::to_string(max) + ", got " + FormatNumber(d));
   }
   return static_cast<int64_t>(d);
 }

@@ -1,10 +1,14 @@
 // Wake-ups: eventfds, and Watcher, a uv_poll handle on the environment's own event loop that
 // calls a JS callback with make-callback semantics when an fd becomes readable or hangs up.
 //
+// The watcher polls its own duplicate of the fd (closed by close()), so the caller may close its
+// fd at any time without libuv ending up watching whatever file reuses that number.
+//
 // Lifetime: the JS object is held strongly while the watcher is started (so a started watcher
 // keeps calling back even if unreachable). The uv_poll_t is heap-allocated and freed by its
 // close callback, independently of the C++ object, so close() may happen from a finalizer;
 // on environment teardown (e.g. a worker exiting) AddonData closes it and waits for the close.
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -63,22 +67,33 @@ class Watcher : public Napi::ObjectWrap<Watcher>, public EnvResource {
       : Napi::ObjectWrap<Watcher>(info), EnvResource(GetData(info.Env())) {
     Napi::Env env = info.Env();
     if (!info.IsConstructCall()) ThrowArgument(env, "Watcher must be called with new");
-    fd_ = ArgFd(info, 0, "Watcher: fd");
+    int fd = ArgFd(info, 0, "Watcher: fd");
     if (!info[1].IsFunction()) ThrowArgument(env, "Watcher: callback must be a function");
     callback_ = Napi::Persistent(info[1].As<Napi::Function>());
     context_ = std::make_unique<Napi::AsyncContext>(env, "PlexusWatcher", info.This().As<Napi::Object>());
 
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok) ThrowSystem(env, "napi_get_uv_event_loop", EINVAL);
+    // Watch a private duplicate: closing (and reusing) the caller's fd number can then never
+    // make libuv unregister or watch an unrelated file.
+    fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (fd_ < 0) ThrowErrno(env, "fcntl", "F_DUPFD_CLOEXEC, fd " + std::to_string(fd));
     auto* handle = new uv_poll_t;
     int r = uv_poll_init(loop, handle, fd_);
     if (r != 0) {
       delete handle;  // never initialised: nothing to close
-      ThrowSystem(env, "uv_poll_init", -r, "fd " + std::to_string(fd_));
+      close(fd_);
+      fd_ = -1;
+      ThrowSystem(env, "uv_poll_init", -r, "fd " + std::to_string(fd));
     }
     handle->data = this;
     handle_ = handle;
-    StartPolling(env);
+    try {
+      StartPolling(env);
+    } catch (...) {
+      Release();  // the destructor does not run when a constructor throws
+      throw;
+    }
   }
 
   ~Watcher() override { Release(); }
@@ -112,7 +127,9 @@ class Watcher : public Napi::ObjectWrap<Watcher>, public EnvResource {
     }
     uv_poll_t* handle = handle_;
     handle_ = nullptr;
-    if (data_ != nullptr) data_->CloseHandle(handle);
+    if (data_ != nullptr) data_->CloseHandle(handle);  // unregisters the fd from epoll at once
+    close(fd_);
+    fd_ = -1;
   }
 
   static void OnPoll(uv_poll_t* handle, int status, int events) {
@@ -156,7 +173,7 @@ class Watcher : public Napi::ObjectWrap<Watcher>, public EnvResource {
     Release();
   }
 
-  int fd_ = -1;
+  int fd_ = -1;  // our duplicate of the watched fd, closed with the handle
   uv_poll_t* handle_ = nullptr;
   bool started_ = false;
   Napi::FunctionReference callback_;

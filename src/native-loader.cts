@@ -12,6 +12,7 @@ export function loadAddon(): unknown {
   let first: unknown;
   for (const file of candidates) {
     try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- loading a .node binary needs require
       return require(file);
     } catch (err) {
       first ??= err;

@@ -67,10 +67,14 @@ export class RingReader {
   private head: number;
   private expected = -1;
   private readonly leaky: boolean;
-  private readonly starts: number[] = [];
-  private readonly ends: number[] = [];
-  private readonly done: boolean[] = [];
+  /** Start positions of the frames taken and not yet released, oldest first, in `[first, count)`. */
+  private starts = new Int32Array(16);
+  /** 1 where the frame at the same index was released out of order. */
+  private done = new Uint8Array(16);
   private first = 0;
+  private count = 0;
+  /** The write position last loaded (reloaded only when the reader catches up with it). */
+  private wp: number;
   private missedSeen = 0;
   private readonly spin: number;
   private readonly timeout: number;
@@ -126,6 +130,7 @@ export class RingReader {
     Atomics.store(w, slotIndex(slot, S_STATE), this.stateWord);
     Atomics.add(w, H_EPOCH, 1);
     this.head = this.startAt(this.ring.writePos());
+    this.wp = this.head;
     this.wakeWriter();
   }
 
@@ -144,7 +149,7 @@ export class RingReader {
 
   /** Number of views taken and not yet released. */
   get held(): number {
-    return this.starts.length - this.first;
+    return this.count - this.first;
   }
 
   /** True when the writer closed the ring gracefully. */
@@ -165,10 +170,14 @@ export class RingReader {
     if (this.left) throw new ClosedError("ring reader has left");
     const ring = this.ring;
     const w = ring.words;
-    const wp = Atomics.load(w, H_WRITE_POS);
     for (;;) {
       const h = this.leaky ? Atomics.load(w, this.iHead) : this.head;
-      if (h === wp) return null;
+      if (((this.wp - h) | 0) <= 0) {
+        // Caught up with the last known write position (a leaky reader's head may even have
+        // been moved past it by the writer): load it again.
+        this.wp = Atomics.load(w, H_WRITE_POS);
+        if (h === this.wp) return null;
+      }
       const start = ring.frameStart(h);
       const len = ring.frameLength(start);
       const seq = ring.frameSequence(start);
@@ -184,11 +193,29 @@ export class RingReader {
       this.expected = seq + 1;
       this.sequence = seq;
       this.token = start;
-      this.starts.push(start);
-      this.ends.push(end);
-      this.done.push(false);
+      this.hold(start);
       return new Uint8Array(ring.buffer, ring.base + (start & ring.mask) + 16, len);
     }
+  }
+
+  /** Records a taken frame. */
+  private hold(start: number): void {
+    if (this.count === this.starts.length) {
+      const live = this.starts.subarray(this.first, this.count);
+      const liveDone = this.done.subarray(this.first, this.count);
+      const size = live.length * 2 > this.starts.length ? this.starts.length * 2 : this.starts.length;
+      const starts = new Int32Array(size);
+      const done = new Uint8Array(size);
+      starts.set(live);
+      done.set(liveDone);
+      this.starts = starts;
+      this.done = done;
+      this.count -= this.first;
+      this.first = 0;
+    }
+    this.starts[this.count] = start;
+    this.done[this.count] = 0;
+    this.count++;
   }
 
   /**
@@ -200,13 +227,15 @@ export class RingReader {
     let v = this.tryRead();
     if (v !== null) return v;
     if (this.spin > 0) {
+      // Busy-poll the write position; look at the clock only every 1024 polls.
       const until = performance.now() + this.spin / 1000;
-      const wp = this.ring.words;
-      while (performance.now() < until) {
-        if (Atomics.load(wp, H_WRITE_POS) !== this.head || this.leaky) {
+      const words = this.ring.words;
+      for (let i = 1; ; i++) {
+        if (Atomics.load(words, H_WRITE_POS) !== this.head || this.leaky) {
           v = this.tryRead();
           if (v !== null) return v;
         }
+        if ((i & 1023) === 0 && performance.now() >= until) break;
       }
     }
     throwIfAborted(opts.signal, "read");
@@ -238,20 +267,20 @@ export class RingReader {
 
   /** Releases the message with position `token` (any order; space is freed in FIFO order). */
   release(token: number = this.starts[this.first]): void {
-    const n = this.starts.length;
+    const n = this.count;
     let i = this.first;
     while (i < n && this.starts[i] !== token) i++;
     if (i === n) return; // already released
-    this.done[i] = true;
+    this.done[i] = 1;
     if (i !== this.first) return;
-    while (this.first < n && this.done[this.first]) this.first++;
+    while (this.first < n && this.done[this.first] !== 0) this.first++;
     this.advance();
   }
 
   /** Releases every held message. */
   releaseAll(): void {
-    if (this.first === this.starts.length) return;
-    this.first = this.starts.length;
+    if (this.first === this.count) return;
+    this.first = this.count;
     this.advance();
   }
 
@@ -290,8 +319,8 @@ export class RingReader {
     if (this.left) return;
     const w = this.ring.words;
     let tail: number;
-    if (this.first === this.starts.length) {
-      this.starts.length = this.ends.length = this.done.length = this.first = 0;
+    if (this.first === this.count) {
+      this.first = this.count = 0;
       tail = this.leaky ? Atomics.load(w, this.iHead) : this.head;
     } else {
       tail = this.starts[this.first];

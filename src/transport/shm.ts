@@ -110,10 +110,9 @@ export class ShmSender extends RingSender {
       bell = new EventfdBell();
       listenFd = n.unixListen(address.socket);
       const writer = new RingWriter(buffer, bell, { timeout: opts.timeout });
-      let sender: ShmSender | undefined;
-      const listener = new n.Watcher(listenFd, () => sender?.acceptAll());
+      const listener = new n.Watcher(listenFd, () => sender.acceptAll());
       listener.unref();
-      sender = new ShmSender(address, writer, bell, listenFd, listener);
+      const sender = new ShmSender(address, writer, bell, listenFd, listener);
       return sender;
     } catch (err) {
       bell?.close();
@@ -252,10 +251,8 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
     throw err;
   }
   let fd = -1;
-  let watcher: Watcher | undefined;
   const fail = (err: unknown): never => {
     reader.leave();
-    watcher?.close();
     if (fd >= 0) n.close(fd);
     bell.close();
     throw err;
@@ -296,7 +293,7 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
       if (ok && status === STATUS_OK) {
         joined = true;
         reader.setWriterDoorbell(new EventfdDoorbell(msg.fds[0]));
-        watcher?.unref();
+        watcher.unref();
         settle?.();
         return;
       }
@@ -306,7 +303,7 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
     }
     for (const f of msg?.fds ?? []) n.close(f);
     // EOF or hang-up: the sender closed (gracefully: the ring says so) or died.
-    watcher?.stop();
+    watcher.stop();
     if (!joined) settle?.(new PeerDeadError(`the shm sender of ${address.name} closed during the handshake`));
     else if (!leaving && !reader.writerClosed) {
       reader.markWriterDead(new PeerDeadError(`the shm sender of ${address.name} died`));
@@ -317,22 +314,22 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
       }
     }
   };
-  watcher = new n.Watcher(fd, onEvent);
+  const watcher = new n.Watcher(fd, onEvent);
   const timer = setTimeout(() => settle?.(new TimeoutError(`the shm sender of ${address.name} did not answer within ${timeout} ms`)), timeout);
   const onAbort = (): void => settle?.(new AbortError("connect aborted", { cause: opts.signal?.reason }));
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     await answered;
   } catch (err) {
+    watcher.close();
     fail(err);
   } finally {
     clearTimeout(timer);
     opts.signal?.removeEventListener("abort", onAbort);
   }
-  const w = watcher;
   return new RingReceiver("shm", reader, () => {
     leaving = true;
-    w.close();
+    watcher.close();
     n.close(fd);
     bell.close();
   });

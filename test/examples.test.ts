@@ -1,0 +1,28 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { fileURLToPath } from "node:url";
+
+const run = promisify(execFile);
+const example = (name: string): string => fileURLToPath(new URL(`../examples/${name}.js`, import.meta.url));
+
+test("examples/shm-stream streams between two processes and reports rates and latency", async () => {
+  const { stdout } = await run(process.execPath, [example("shm-stream"), "--quick"], { timeout: 60000 });
+  assert.match(stdout, /^stream: 2000 x 64 KiB in \d+ ms = [\d.]+ GB\/s$/m);
+  assert.match(stdout, /^round trip \(64 B\): p50 [\d.]+ us, p99 [\d.]+ us over 500 rounds$/m);
+});
+
+test("examples/worker-ring sums what a worker thread read from the ring", async () => {
+  const { stdout } = await run(process.execPath, [example("worker-ring")], { timeout: 60000 });
+  assert.equal(stdout.trim(), "worker summed 511488000 (expected 511488000)");
+});
+
+test("the plexus command prints help and lists segments", async () => {
+  const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  const help = await run(process.execPath, [cli]);
+  assert.match(help.stdout, /Usage: plexus/);
+  const list = await run(process.execPath, [cli, "shm", "list", "--json"]);
+  assert.ok(Array.isArray(JSON.parse(list.stdout)));
+  await assert.rejects(run(process.execPath, [cli, "no-such-command"]), (e: { code?: number; stderr?: string }) => e.code === 1 && /unknown command/.test(e.stderr ?? ""));
+});

@@ -1,0 +1,51 @@
+/** Spawning fixture processes and reading their stdout line by line. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+/** A running fixture process. */
+export interface Child {
+  readonly proc: ChildProcess;
+  /** The next stdout line (rejects after `timeoutMs` or when the process ends first). */
+  line(timeoutMs?: number): Promise<string>;
+  /** Resolves with the exit code (or signal name) once the process ended. */
+  readonly exited: Promise<number | string>;
+  /** Everything the process wrote on stderr so far. */
+  stderr(): string;
+}
+
+/** Runs `dist/test/fixtures/<name>.js` with `args` as JSON in argv[2]. */
+export function fixture(name: string, args: unknown): Child {
+  const script = fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
+  const proc = spawn(process.execPath, [script, JSON.stringify(args)], { stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+  const queue: string[] = [];
+  const waiters: ((l: string | null) => void)[] = [];
+  let ended = false;
+  const rl = createInterface({ input: proc.stdout! });
+  rl.on("line", (l) => (waiters.length ? waiters.shift()!(l) : queue.push(l)));
+  rl.on("close", () => {
+    ended = true;
+    for (const w of waiters.splice(0)) w(null);
+  });
+  const exited = once(proc, "exit").then(([code, signal]) => (code ?? signal) as number | string);
+  return {
+    proc,
+    exited,
+    stderr: () => err,
+    line(timeoutMs = 20000) {
+      if (queue.length) return Promise.resolve(queue.shift()!);
+      if (ended) return Promise.reject(new Error(`${name} ended without output; stderr: ${err}`));
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${name}: no line within ${timeoutMs} ms; stderr: ${err}`)), timeoutMs);
+        waiters.push((l) => {
+          clearTimeout(t);
+          if (l === null) reject(new Error(`${name} ended without output; stderr: ${err}`));
+          else resolve(l);
+        });
+      });
+    },
+  };
+}
