@@ -21,7 +21,7 @@ const rows: Row[] = [
     method:
       "Ping-pong with one message in flight: the parent sends, the peer replies with a message of the same size as soon as the whole message is in, " +
       "the parent's wake-up ends the round trip. RTT per round trip from performance.now(); p50/p99 of the median repetition (by p50). " +
-      "Peers run in a forked child process, except worker postMessage (main <-> worker thread, same process). No CPU pinning.",
+      "Peers run in a forked child process, except worker postMessage (main <-> worker thread, same process).",
   },
   {
     id: "thr",

@@ -25,7 +25,9 @@ export const enum PollEvent {
  * Watches a file descriptor from the event loop (`uv_poll`) and calls `callback` with
  * make-callback semantics (promise jobs and `nextTick` run afterwards). Starts referenced;
  * `unref()` lets the process exit while it waits. `close()` stops and frees it and is
- * idempotent; it does not close the fd.
+ * idempotent. The watcher polls its own duplicate of the fd (closed by `close()`), so a reused
+ * fd number is never watched by mistake — but a socket's peer sees EOF only once both the fd and
+ * its watcher are closed. A started watcher is never garbage-collected: always `close()` it.
  */
 export interface Watcher {
   /** Start watching for readability (and hang-up); idempotent. */
@@ -124,8 +126,11 @@ export interface NativeAddon {
   unixConnect(path: string): number;
   /** `accept4(SOCK_NONBLOCK|SOCK_CLOEXEC)`; -1 when nothing is pending (EAGAIN). */
   unixAccept(fd: number): number;
-  /** `sendmsg` of `data` (at least 1 byte) with `fds` as `SCM_RIGHTS` (at most 16). Throws EAGAIN/EPIPE as SystemError. */
-  sendFds(fd: number, data: Uint8Array, fds: number[]): void;
+  /**
+   * `sendmsg` of `data` (at least 1 byte) with `fds` as `SCM_RIGHTS` (at most 16); returns the
+   * bytes sent (short on a full socket). Throws EAGAIN/EPIPE as SystemError.
+   */
+  sendFds(fd: number, data: Uint8Array, fds: number[]): number;
   /** `recvmsg` up to `maxBytes` with room for 16 fds; null on EAGAIN; `data.length === 0` on EOF. */
   recvFds(fd: number, maxBytes: number): Received | null;
   /** `SO_PEERCRED` of a connected Unix socket. */

@@ -238,3 +238,62 @@ test("slots run out with a typed error", () => {
   reader(buf);
   assert.throws(() => reader(buf), { code: "ERR_PLEXUS_RESOURCE_EXHAUSTED" });
 });
+
+test("property: a leaky reader beside a blocking one sees increasing sequences, intact bytes, and got + missed = sent", () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.oneof(
+          fc.record({ kind: fc.constant("write" as const), size: fc.integer({ min: 0, max: 1500 }) }),
+          fc.record({ kind: fc.constant("read" as const), who: fc.constantFrom(0, 1), release: fc.boolean() }),
+          fc.record({ kind: fc.constant("releaseAll" as const), who: fc.constantFrom(0, 1) }),
+        ),
+        { minLength: 1, maxLength: 400 },
+      ),
+      (ops) => {
+        const buf = createHeapRing({ capacity: 4096 });
+        const w = writer(buf);
+        const leaky = reader(buf, "drop-oldest");
+        const steady = reader(buf, "block");
+        const sizes = new Map<number, number>();
+        const rs = [leaky, steady];
+        const got = [0, 0];
+        const last = [0, 0];
+        const held: { seq: number; view: Uint8Array }[][] = [[], []];
+        const read = (i: number, release: boolean): boolean => {
+          const v = rs[i].tryRead();
+          if (v === null) return false;
+          const seq = rs[i].sequence;
+          if (i === 0) assert.ok(seq > last[0], `leaky reader went from ${last[0]} to ${seq}`);
+          else assert.equal(seq, last[1] + 1);
+          check(v, seq, sizes.get(seq) ?? -1);
+          last[i] = seq;
+          got[i]++;
+          if (release) rs[i].release(rs[i].token);
+          else held[i].push({ seq, view: v });
+          return true;
+        };
+        for (const o of ops) {
+          if (o.kind === "write") {
+            const seq = w.nextSequence;
+            if (w.tryWrite(message(seq, o.size))) sizes.set(seq, o.size);
+          } else if (o.kind === "read") {
+            read(o.who, o.release);
+          } else {
+            rs[o.who].releaseAll();
+            held[o.who] = [];
+          }
+          for (const hs of held) for (const h of hs) check(h.view, h.seq, sizes.get(h.seq) ?? -1);
+        }
+        for (const i of [0, 1]) {
+          rs[i].releaseAll();
+          while (read(i, true));
+        }
+        const sent = w.nextSequence - 1;
+        assert.equal(got[1], sent);
+        assert.equal(got[0] + leaky.takeMissed(), sent);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});

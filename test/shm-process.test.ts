@@ -131,3 +131,45 @@ test("shm: a corrupt ring header is refused with ProtocolError", async () => {
   assert.ok(f);
   checkMessage(f.bytes, 1, 10);
 });
+
+test("shm: garbage on the handshake socket is refused and the sender keeps serving", async () => {
+  await using sender = ShmSender.create({ capacity: 8192 });
+  const n = native();
+  const socket = sender.address.socket;
+  const efd = n.eventfdCreate();
+  const bad = (v: (d: DataView) => void, len = 16): Uint8Array => {
+    const b = new Uint8Array(len);
+    v(new DataView(b.buffer));
+    return b;
+  };
+  const attempts: { data: Uint8Array; fds: number[] }[] = [
+    { data: new Uint8Array([1, 2, 3]), fds: [] }, // short, no fd
+    { data: bad((d) => d.setUint32(0, 0xdeadbeef, true)), fds: [efd] }, // wrong magic
+    { data: bad((d) => (d.setUint32(0, 0x314a5850, true), d.setUint32(4, 9999, true))), fds: [efd] }, // slot out of range
+    { data: bad((d) => (d.setUint32(0, 0x314a5850, true), d.setUint32(4, 0, true), d.setInt32(8, 12345, true))), fds: [efd] }, // not the slot owner
+    { data: bad((d) => d.setUint32(0, 0x314a5850, true), 64), fds: [efd] }, // oversized
+    { data: bad((d) => d.setUint32(0, 0x314a5850, true)), fds: [] }, // no eventfd
+  ];
+  for (const a of attempts) {
+    const fd = n.unixConnect(socket);
+    n.sendFds(fd, a.data, a.fds);
+    // The sender answers "refused" or just hangs up; it never hands out its eventfd for free.
+    let answer = null;
+    for (let i = 0; i < 200 && answer === null; i++) {
+      await new Promise((r) => setTimeout(r, 2));
+      answer = n.recvFds(fd, 64);
+    }
+    assert.ok(answer !== null, "the sender reacts to every bad handshake");
+    if (answer.data.length > 0) assert.equal(new DataView(answer.data.buffer, answer.data.byteOffset).getUint32(4, true), 1, "status refused");
+    for (const f of answer.fds) n.close(f);
+    n.close(fd);
+  }
+  n.close(efd);
+  // An honest receiver still gets served.
+  await using rx = await connectShm(sender.address);
+  await sender.send(message(1, 100));
+  const f = await rx.receive({ timeout: 2000 });
+  assert.ok(f);
+  checkMessage(f.bytes, 1, 100);
+  assert.equal(sender.receivers, 1);
+});

@@ -289,22 +289,27 @@ export class RingWriter {
     const want = (pos + needed) | 0;
     let limit = (pos + ring.capacity) | 0;
     let blocked = false;
+    let leaky: number[] | undefined;
     for (const slot of this.active) {
       if ((Atomics.load(w, slotIndex(slot, S_STATE)) & STATE_MASK) !== SlotState.Active) continue;
-      let tail = Atomics.load(w, slotIndex(slot, S_TAIL));
+      const tail = Atomics.load(w, slotIndex(slot, S_TAIL));
       if (((want - tail) | 0) > ring.capacity) {
         const policy = Atomics.load(w, slotIndex(slot, S_POLICY));
         if (policy === P_FAIL) {
           throw new BackpressureError(`reader ${slot} has no room for a ${needed}-byte frame (policy "fail")`);
         }
-        if (policy === P_DROP && this.drop(slot, (want - ring.capacity) | 0)) {
-          tail = Atomics.load(w, slotIndex(slot, S_TAIL));
-        } else {
-          blocked = true;
-        }
+        if (policy === P_DROP) (leaky ??= []).push(slot);
+        else blocked = true;
       }
       const end = (tail + ring.capacity) | 0;
       if (((end - limit) | 0) < 0) limit = end;
+    }
+    // Drop for leaky readers only when the write can go ahead: never lose messages for nothing.
+    if (!blocked && leaky) {
+      for (const slot of leaky) {
+        if (!this.drop(slot, (want - ring.capacity) | 0)) blocked = true;
+      }
+      if (!blocked) return this.scan(pos, needed);
     }
     this.limit = limit;
     return !blocked && ((limit - want) | 0) >= 0;

@@ -157,7 +157,7 @@ export class ShmSender extends RingSender {
     }
   }
 
-  /** Handles a join request; false if it is malformed. */
+  /** Handles a join request; false if it is malformed or refused (then the caller closes `fds`). */
   private join(peer: Peer, data: Uint8Array, fds: number[]): boolean {
     if (data.length !== 16 || fds.length !== 1) return false;
     const v = new DataView(data.buffer, data.byteOffset, 16);
@@ -176,11 +176,9 @@ export class ShmSender extends RingSender {
       peer.stateWord = stateWord;
       peer.doorbell = new EventfdDoorbell(fds[0]);
       this.writer.setDoorbell(slot, peer.doorbell);
-    } else {
-      n.close(fds[0]);
     }
     try {
-      n.sendFds(peer.fd, answer, [this.bell.fd]);
+      if (n.sendFds(peer.fd, answer, [this.bell.fd]) !== answer.length) return false;
     } catch {
       return false;
     }
@@ -269,7 +267,7 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
   j.setInt32(8, reader.stateWord, true);
   j.setUint32(12, process.pid, true);
   try {
-    n.sendFds(fd, join, [bell.fd]);
+    if (n.sendFds(fd, join, [bell.fd]) !== join.length) throw new ProtocolError("short write of the join request");
   } catch (err) {
     fail(new PeerDeadError(`the shm sender of ${address.name} went away`, { cause: err }));
   }
