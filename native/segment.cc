@@ -197,6 +197,14 @@ void Close(const Napi::CallbackInfo& info) {
   if (close(fd) != 0 && errno != EINTR) ThrowErrno(info.Env(), "close", "fd " + std::to_string(fd));
 }
 
+// dup with FD_CLOEXEC: a second handle on the same open file (an eventfd shared by threads).
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "dup: fd");
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) ThrowErrno(info.Env(), "dup", "fd " + std::to_string(fd));
+  return Napi::Number::New(info.Env(), copy);
+}
+
 }  // namespace
 
 void InitSegment(Napi::Env env, Napi::Object exports) {
@@ -207,6 +215,7 @@ void InitSegment(Napi::Env env, Napi::Object exports) {
   exports.Set("mapFd", Napi::Function::New(env, MapFd, "mapFd"));
   exports.Set("segmentRetire", Napi::Function::New(env, SegmentRetire, "segmentRetire"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
 }
 
 }  // namespace plexus

@@ -104,6 +104,8 @@ export interface NativeAddon {
   segmentRetire(buffer: SharedArrayBuffer): void;
   /** `close(fd)`; EBADF throws. */
   close(fd: number): void;
+  /** `fcntl(fd, F_DUPFD_CLOEXEC)`: a second descriptor of the same open file. */
+  dup(fd: number): number;
 
   // ---- wake-ups -------------------------------------------------------------------------
   /** `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`. */

@@ -11,3 +11,5 @@ import "./tcp-loopback.js";
 import "./worker-postmessage.js";
 import "./zeromq-ipc.js";
 import "./thread-postmessage.js";
+import "./plexus-shm.js";
+import "./plexus-thread.js";

@@ -43,7 +43,7 @@ export class AtomicsBell implements Bell {
 
   sleep(token: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const p = this.sleeper.sleep(timeoutMs, signal);
-    const r = Atomics.waitAsync(this.words, this.index, token, Math.min(timeoutMs, 2 ** 31 - 1));
+    const r = Atomics.waitAsync(this.words, this.index, token);
     if (r.async) {
       void r.value.then(() => this.sleeper.wake());
     } else {
@@ -57,7 +57,7 @@ export class AtomicsBell implements Bell {
   }
 
   close(): void {
-    this.sleeper.wake();
+    this.sleeper.dispose();
   }
 }
 
@@ -82,17 +82,19 @@ export class AtomicsDoorbell implements Doorbell {
 export class EventfdBell implements Bell {
   /** The eventfd; give it to peers (over a Unix socket) so they can ring. */
   readonly fd: number;
-  private readonly sleeper = new Sleeper();
+  private readonly sleeper = new Sleeper(() => {
+    if (!this.closed) this.watcher.unref();
+  });
   private readonly watcher: Watcher;
   private closed = false;
 
-  constructor() {
+  /** @param fd - an eventfd to adopt (closed by `close()`); default: a new one */
+  constructor(fd?: number) {
     const n = native();
-    this.fd = n.eventfdCreate();
+    this.fd = fd ?? n.eventfdCreate();
     this.watcher = new n.Watcher(this.fd, (events) => {
       if (events & PollEvent.Readable) n.eventfdDrain(this.fd);
       this.sleeper.wake();
-      if (!this.sleeper.sleeping) this.watcher.unref();
     });
     this.watcher.unref();
   }
@@ -101,13 +103,10 @@ export class EventfdBell implements Bell {
     return 0;
   }
 
-  async sleep(_token: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    this.watcher.ref();
-    try {
-      await this.sleeper.sleep(timeoutMs, signal);
-    } finally {
-      if (!this.closed) this.watcher.unref();
-    }
+  sleep(_token: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const p = this.sleeper.sleep(timeoutMs, signal);
+    if (this.sleeper.sleeping) this.watcher.ref();
+    return p;
   }
 
   interrupt(): void {
@@ -117,7 +116,7 @@ export class EventfdBell implements Bell {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.sleeper.wake();
+    this.sleeper.dispose();
     this.watcher.close();
     native().close(this.fd);
   }
@@ -125,17 +124,21 @@ export class EventfdBell implements Bell {
 
 /** Doorbell for an eventfd received from a peer; owns (and closes) its copy of the fd. */
 export class EventfdDoorbell implements Doorbell {
-  private fd: number;
+  private descriptor: number;
   /** @param fd - an eventfd (this doorbell closes it) */
   constructor(fd: number) {
-    this.fd = fd;
+    this.descriptor = fd;
+  }
+  /** The eventfd, -1 once closed. */
+  get fd(): number {
+    return this.descriptor;
   }
   ring(): void {
-    if (this.fd >= 0) native().eventfdSignal(this.fd);
+    if (this.descriptor >= 0) native().eventfdSignal(this.descriptor);
   }
   /** Closes the fd; ringing afterwards does nothing. */
   close(): void {
-    if (this.fd >= 0) native().close(this.fd);
-    this.fd = -1;
+    if (this.descriptor >= 0) native().close(this.descriptor);
+    this.descriptor = -1;
   }
 }

@@ -65,7 +65,7 @@ export const S_POLICY = S_STATE + 1;
 export const S_PID = S_STATE + 2;
 /** Slot field: 1 while the reader sleeps and wants a wake-up. */
 export const S_SLEEPING = S_STATE + 3;
-/** Slot field: the word the reader waits on with `Atomics.waitAsync` (threads). */
+/** Slot field: the word an `Atomics` reader waits on, or a `LocalEventfd` reader's wake id. */
 export const S_WAKE = S_STATE + 4;
 /** Slot field: how the reader is woken ({@link WakeKind}). */
 export const S_WAKE_KIND = S_STATE + 5;
@@ -102,8 +102,13 @@ export const enum WriterState {
 export const enum WakeKind {
   /** `Atomics.notify` on the slot's wake word (readers in the writer's process). */
   Atomics = 0,
-  /** An eventfd the writer received from the reader's process. */
+  /** An eventfd the writer received from the reader's process (registered with `setDoorbell`). */
   Eventfd = 1,
+  /**
+   * An eventfd of the writer's own process (a reader in another thread), found by the wake id
+   * the reader stores in `S_WAKE` (registered with `registerLocalDoorbell`).
+   */
+  LocalEventfd = 2,
 }
 
 /** What a writer does when a reader has no room for the next message. */

@@ -42,6 +42,8 @@ export interface RingReaderOptions {
   wakeKind?: WakeKind;
   /** Process id recorded in the slot. */
   pid?: number;
+  /** For `WakeKind.LocalEventfd`: the id the writer knows this reader's doorbell by. */
+  wakeId?: number;
   /** Busy-poll this many µs before sleeping (0 = never spin; spinning costs a core). */
   spinMicros?: number;
   /** Default timeout of `read` in ms (default Infinity). */
@@ -120,6 +122,7 @@ export class RingReader {
     Atomics.store(w, slotIndex(slot, S_POLICY), POLICY_CODES[policy]);
     Atomics.store(w, slotIndex(slot, S_PID), opts.pid ?? 0);
     Atomics.store(w, slotIndex(slot, S_WAKE_KIND), opts.wakeKind ?? WakeKind.Atomics);
+    if (opts.wakeKind === WakeKind.LocalEventfd) Atomics.store(w, slotIndex(slot, S_WAKE), opts.wakeId ?? 0);
     Atomics.store(w, this.iSleeping, 0);
     Atomics.store(w, slotIndex(slot, S_DROPPED), 0);
     // Start at the write position, become active, then start again at the (possibly moved)
@@ -219,29 +222,46 @@ export class RingReader {
   }
 
   /**
+   * The next message if one is ready or arrives while spinning (`spinMicros`), else null.
+   * Never sleeps; blocks the thread for at most the spin budget.
+   */
+  trySpinRead(): Uint8Array | null {
+    const v = this.tryRead();
+    if (v !== null || this.spin === 0) return v;
+    // Busy-poll the write position; look at the clock only every 1024 polls.
+    const until = performance.now() + this.spin / 1000;
+    const words = this.ring.words;
+    for (let i = 1; ; i++) {
+      if (Atomics.load(words, H_WRITE_POS) !== this.head || this.leaky) {
+        const w = this.tryRead();
+        if (w !== null) return w;
+      }
+      if ((i & 1023) === 0 && performance.now() >= until) return null;
+    }
+  }
+
+  /**
    * Waits for the next message. Resolves null when the writer closed the ring and everything
    * was read; rejects with `PeerDeadError` (after the remaining messages) if the writer died.
    */
-  async read(opts: BlockingOptions = {}): Promise<Uint8Array | null> {
-    checkOptions(opts, "read");
-    let v = this.tryRead();
-    if (v !== null) return v;
-    if (this.spin > 0) {
-      // Busy-poll the write position; look at the clock only every 1024 polls.
-      const until = performance.now() + this.spin / 1000;
-      const words = this.ring.words;
-      for (let i = 1; ; i++) {
-        if (Atomics.load(words, H_WRITE_POS) !== this.head || this.leaky) {
-          v = this.tryRead();
-          if (v !== null) return v;
-        }
-        if ((i & 1023) === 0 && performance.now() >= until) break;
-      }
+  read(opts: BlockingOptions = {}): Promise<Uint8Array | null> {
+    try {
+      checkOptions(opts, "read");
+      const v = this.trySpinRead();
+      if (v !== null) return Promise.resolve(v);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    return this.sleepRead(opts);
+  }
+
+  /** The slow path of {@link read}: sleep until the writer wakes this reader. */
+  async sleepRead(opts: BlockingOptions): Promise<Uint8Array | null> {
     throwIfAborted(opts.signal, "read");
     const deadline = new Deadline(checkTimeout(opts.timeout, this.timeout));
     const w = this.ring.words;
     for (;;) {
+      let v: Uint8Array | null;
       if (this.dead) {
         v = this.tryRead();
         if (v !== null) return v;

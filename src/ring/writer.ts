@@ -68,7 +68,12 @@ export class RingWriter {
   private limit: number;
   private epoch = -1;
   private active: number[] = [];
+  /** Doorbells given by a handshake (`setDoorbell`), per slot. */
+  private readonly external: (Doorbell | undefined)[];
+  /** The doorbell of each active slot, resolved when the reader set changes. */
   private readonly doorbells: (Doorbell | undefined)[];
+  /** Doorbells of readers in this process's other threads, by wake id. */
+  private readonly local = new Map<number, Doorbell>();
   private loanOpen = false;
   private closedFlag = false;
   private readonly timeout: number;
@@ -88,6 +93,7 @@ export class RingWriter {
     this.pos = this.ring.writePos();
     this.limit = this.pos;
     this.doorbells = new Array<Doorbell | undefined>(this.ring.maxReaders).fill(undefined);
+    this.external = new Array<Doorbell | undefined>(this.ring.maxReaders).fill(undefined);
     this.timeout = checkTimeout(opts.timeout, 5000);
     this.useNative = opts.nativeCopy ?? true;
   }
@@ -110,7 +116,15 @@ export class RingWriter {
 
   /** Registers how to wake the reader in `slot` (eventfd readers in other processes). */
   setDoorbell(slot: number, doorbell: Doorbell | undefined): void {
+    this.external[slot] = doorbell;
     this.doorbells[slot] = doorbell;
+  }
+
+  /** Registers the doorbell of a reader in another thread, by the wake id it stores in its slot. */
+  registerLocalDoorbell(wakeId: number, doorbell: Doorbell | undefined): void {
+    if (doorbell) this.local.set(wakeId, doorbell);
+    else this.local.delete(wakeId);
+    this.epoch = -1; // resolve the slots' doorbells again
   }
 
   /**
@@ -121,7 +135,7 @@ export class RingWriter {
     const w = this.ring.words;
     if (Atomics.compareExchange(w, slotIndex(slot, S_STATE), stateWord, SlotState.Free) === stateWord) {
       Atomics.add(w, H_EPOCH, 1);
-      this.doorbells[slot] = undefined;
+      this.external[slot] = this.doorbells[slot] = undefined;
     }
     this.bell.interrupt();
   }
@@ -256,13 +270,7 @@ export class RingWriter {
   /** Wakes the reader in `slot` if it sleeps (or unconditionally with `always`). */
   private wake(slot: number, always: boolean): void {
     const w = this.ring.words;
-    if (Atomics.exchange(w, slotIndex(slot, S_SLEEPING), 0) !== 0 || always) {
-      let bell = this.doorbells[slot];
-      if (bell === undefined && Atomics.load(w, slotIndex(slot, S_WAKE_KIND)) === WakeKind.Atomics) {
-        bell = this.doorbells[slot] = new AtomicsDoorbell(w, slotIndex(slot, S_WAKE));
-      }
-      bell?.ring();
-    }
+    if (Atomics.exchange(w, slotIndex(slot, S_SLEEPING), 0) !== 0 || always) this.doorbells[slot]?.ring();
   }
 
   /** Rebuilds the list of active slots when the reader set changed. */
@@ -273,9 +281,24 @@ export class RingWriter {
     this.epoch = epoch;
     const active: number[] = [];
     for (let s = 0; s < this.ring.maxReaders; s++) {
-      if ((Atomics.load(w, slotIndex(s, S_STATE)) & STATE_MASK) === SlotState.Active) active.push(s);
+      if ((Atomics.load(w, slotIndex(s, S_STATE)) & STATE_MASK) !== SlotState.Active) continue;
+      active.push(s);
+      this.doorbells[s] = this.resolveDoorbell(s);
     }
     this.active = active;
+  }
+
+  /** How to wake the reader in `slot`, from its wake kind. */
+  private resolveDoorbell(slot: number): Doorbell | undefined {
+    const w = this.ring.words;
+    switch (Atomics.load(w, slotIndex(slot, S_WAKE_KIND))) {
+      case WakeKind.Atomics:
+        return this.doorbells[slot] instanceof AtomicsDoorbell ? this.doorbells[slot] : new AtomicsDoorbell(w, slotIndex(slot, S_WAKE));
+      case WakeKind.LocalEventfd:
+        return this.local.get(Atomics.load(w, slotIndex(slot, S_WAKE)));
+      default:
+        return this.external[slot];
+    }
   }
 
   /**

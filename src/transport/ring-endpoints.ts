@@ -7,7 +7,7 @@
 import type { RingReader } from "../ring/reader.js";
 import type { RingWriter } from "../ring/writer.js";
 import { ClosedError } from "../errors.js";
-import type { BlockingOptions } from "../util/blocking.js";
+import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import type { Frame, Loan, Receiver, Sender, TransportKind } from "./transport.js";
 
 /** A frame that is a view into a ring. */
@@ -95,11 +95,17 @@ export class RingReceiver implements Receiver {
     return bytes === null ? null : new RingFrame(bytes, r.sequence, r, r.token);
   }
 
-  async receive(opts?: BlockingOptions): Promise<Frame | null> {
-    if (this.closing) throw new ClosedError("receiver is closed");
+  receive(opts: BlockingOptions = {}): Promise<Frame | null> {
+    if (this.closing) return Promise.reject(new ClosedError("receiver is closed"));
     const r = this.reader;
-    const bytes = await r.read(opts);
-    return bytes === null ? null : new RingFrame(bytes, r.sequence, r, r.token);
+    try {
+      checkOptions(opts, "receive");
+      const bytes = r.trySpinRead();
+      if (bytes !== null) return Promise.resolve(new RingFrame(bytes, r.sequence, r, r.token));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return r.sleepRead(opts).then((b) => (b === null ? null : new RingFrame(b, r.sequence, r, r.token)));
   }
 
   takeMissed(): number {

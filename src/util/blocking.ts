@@ -55,20 +55,24 @@ const MAX_TIMER = 2 ** 31 - 1;
 
 /**
  * One pending sleep at a time, ended by {@link Sleeper.wake}, a timeout (resolves), or an
- * abort (rejects). Keeps the event loop alive while sleeping (a timer), because some wake-up
- * sources (`Atomics.waitAsync`, an unref'd watcher) do not.
+ * abort (rejects). Keeps the event loop alive while sleeping (its timer is referenced only
+ * then), because some wake-up sources (`Atomics.waitAsync`, an unref'd watcher) do not. The
+ * timer is reused across sleeps (`refresh()`), so a sleep allocates nothing but its promise.
  */
 export class Sleeper {
   private pending: (() => void) | undefined;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private signal: AbortSignal | undefined;
   private reject: ((err: unknown) => void) | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timerMs = -1;
+  private signal: AbortSignal | undefined;
+  private readonly fire = (): void => this.wake();
   private readonly onAbort = (): void => {
-    const reject = this.reject;
     const reason: unknown = this.signal?.reason;
-    this.settle();
-    reject?.(new AbortError("wait aborted", { cause: reason }));
+    this.fail(new AbortError("wait aborted", { cause: reason }));
   };
+
+  /** @param onSettle - called each time a sleep ends (woken, timed out or aborted) */
+  constructor(private readonly onSettle?: () => void) {}
 
   /** True while a sleep is pending. */
   get sleeping(): boolean {
@@ -81,14 +85,19 @@ export class Sleeper {
    */
   sleep(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     if (this.pending) throw new Error("Sleeper: a sleep is already pending");
+    if (signal?.aborted) return Promise.reject(new AbortError("wait aborted", { cause: signal.reason }));
+    const ms = Math.max(1, Math.min(timeoutMs, MAX_TIMER));
     return new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(new AbortError("wait aborted", { cause: signal.reason }));
-        return;
-      }
       this.pending = resolve;
       this.reject = reject;
-      this.timer = setTimeout(() => this.wake(), Math.min(timeoutMs, MAX_TIMER));
+      if (this.timer !== undefined && ms === this.timerMs) {
+        this.timer.refresh();
+        this.timer.ref();
+      } else {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(this.fire, ms);
+        this.timerMs = ms;
+      }
       if (signal) {
         this.signal = signal;
         signal.addEventListener("abort", this.onAbort, { once: true });
@@ -112,12 +121,21 @@ export class Sleeper {
     reject(err);
   }
 
-  private settle(): void {
+  /** Wakes a pending sleep and drops the timer for good. */
+  dispose(): void {
+    this.wake();
     clearTimeout(this.timer);
-    this.signal?.removeEventListener("abort", this.onAbort);
+    this.timer = undefined;
+  }
+
+  private settle(): void {
+    this.timer?.unref();
+    if (this.signal) {
+      this.signal.removeEventListener("abort", this.onAbort);
+      this.signal = undefined;
+    }
     this.pending = undefined;
     this.reject = undefined;
-    this.timer = undefined;
-    this.signal = undefined;
+    this.onSettle?.();
   }
 }
