@@ -3,7 +3,6 @@
  * @module
  */
 import { cpus, loadavg, release, totalmem, type as osType, arch } from "node:os";
-import { availableParallelism } from "node:os";
 
 /** The machine and runtime of a run. */
 export interface Machine {
@@ -28,7 +27,7 @@ export function describeMachine(): Machine {
   const list = cpus();
   return {
     cpu: list[0]?.model.trim() ?? "unknown",
-    cores: availableParallelism(),
+    cores: list.length,
     node: process.version,
     kernel: `${osType()} ${release()}`,
     arch: arch(),

@@ -92,6 +92,10 @@ AddonData* GetData(Napi::Env env);
 [[noreturn]] void ThrowArgument(Napi::Env env, const std::string& message);
 // Builds (without throwing) the error object for a failed system call.
 Napi::Value MakeSystemError(Napi::Env env, const char* syscall, int err, const std::string& detail = "");
+
+// After a JS call made from the event loop failed: reports the exception it threw as an
+// uncaught exception, or does nothing when JavaScript cannot run (a worker being terminated).
+void ReportCallbackException(napi_env env);
 // "ENOENT" for ENOENT, "E<n>" when unknown.
 std::string ErrnoName(int err);
 // A number as JavaScript would print it for integers (no UB for huge values).

@@ -178,4 +178,14 @@ void InitErrors(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
 }
 
+void ReportCallbackException(napi_env env) {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) return;
+  napi_value exception;
+  if (napi_get_and_clear_last_exception(env, &exception) != napi_ok) return;
+  napi_valuetype type;
+  if (napi_typeof(env, exception, &type) != napi_ok || type == napi_undefined || type == napi_null) return;
+  napi_fatal_exception(env, exception);
+}
+
 }  // namespace plexus

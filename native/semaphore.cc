@@ -73,14 +73,16 @@ class Semaphore : public Napi::ObjectWrap<Semaphore>, public EnvResource {
     if (!(timeout >= 0)) ThrowArgument(env, "Semaphore.wait: timeoutMs must be >= 0");
     if (waiting_) ThrowArgument(env, "Semaphore.wait: a wait is already pending on this semaphore");
 
-    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    napi_deferred deferred;
+    napi_value promise;
+    if (napi_create_promise(env, &deferred, &promise) != napi_ok) ThrowSystem(env, "napi_create_promise", ENOMEM);
     bool acquired = TryOnce(env);
     if (acquired || timeout == 0) {
-      deferred.Resolve(Napi::Boolean::New(env, acquired));
-      return deferred.Promise();
+      napi_resolve_deferred(env, deferred, Napi::Boolean::New(env, acquired));
+      return Napi::Value(env, promise);
     }
     StartThread(env);
-    deferred_.emplace(deferred);
+    deferred_ = deferred;
     waiting_ = true;
     Ref();  // the promise must settle even if the semaphore object becomes unreachable
     uv_ref(reinterpret_cast<uv_handle_t*>(async_));
@@ -93,7 +95,7 @@ class Semaphore : public Napi::ObjectWrap<Semaphore>, public EnvResource {
                             : Clock::now() + std::chrono::microseconds(static_cast<int64_t>(timeout * 1000));
     }
     cv_.notify_one();
-    return deferred.Promise();
+    return Napi::Value(env, promise);
   }
 
   void CancelWait(const Napi::CallbackInfo& /*info*/) {
@@ -187,15 +189,17 @@ class Semaphore : public Napi::ObjectWrap<Semaphore>, public EnvResource {
       self->done_ = false;
       result = self->result_;
     }
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
+    // Raw N-API scopes: in a worker being terminated they fail instead of aborting the process.
+    napi_env env = self->Env();
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value resource;
+    napi_callback_scope callbackScope = nullptr;
     // A callback scope so promise reactions and nextTick run when we return to the loop.
-    Napi::CallbackScope callbackScope(env, *self->context_);
-    try {
-      self->Settle(env, result);
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());
-    }
+    if (napi_create_object(env, &resource) == napi_ok) napi_open_callback_scope(env, resource, *self->context_, &callbackScope);
+    self->Settle(env, result);
+    if (callbackScope != nullptr) napi_close_callback_scope(env, callbackScope);
+    napi_close_handle_scope(env, scope);
   }
 
   // Settles the pending wait's promise (JS thread, JavaScript allowed).
@@ -203,13 +207,19 @@ class Semaphore : public Napi::ObjectWrap<Semaphore>, public EnvResource {
     if (!waiting_) return;
     waiting_ = false;
     uv_unref(reinterpret_cast<uv_handle_t*>(async_));
-    Napi::Promise::Deferred deferred = *deferred_;
-    deferred_.reset();
+    napi_deferred deferred = deferred_;
+    deferred_ = nullptr;
     Unref();
+    // Raw calls: they fail quietly (instead of aborting) when JavaScript cannot run.
+    napi_value value;
     if (result >= 0) {
-      deferred.Resolve(Napi::Boolean::New(env, result == 1));
-    } else {
-      deferred.Reject(MakeSystemError(env, "sem_timedwait", -result, name_));
+      if (napi_get_boolean(env, result == 1, &value) == napi_ok) napi_resolve_deferred(env, deferred, value);
+      return;
+    }
+    try {
+      napi_reject_deferred(env, deferred, MakeSystemError(env, "sem_timedwait", -result, name_));
+    } catch (const Napi::Error&) {
+      // the error could not be built (JavaScript cannot run): nobody is left to tell
     }
   }
 
@@ -245,7 +255,7 @@ class Semaphore : public Napi::ObjectWrap<Semaphore>, public EnvResource {
 
   // JS-thread state.
   bool waiting_ = false;
-  std::optional<Napi::Promise::Deferred> deferred_;
+  napi_deferred deferred_ = nullptr;
   std::optional<Napi::AsyncContext> context_;
   uv_async_t* async_ = nullptr;
   std::thread thread_;

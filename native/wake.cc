@@ -142,15 +142,23 @@ class Watcher : public Napi::ObjectWrap<Watcher>, public EnvResource {
       if (events & UV_DISCONNECT) bits |= 2;
     }
     if (bits == 0) return;
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
-    Napi::Object receiver = self->Value();  // keeps the object alive during the call
-    try {
-      self->callback_.MakeCallback(receiver, {Napi::Number::New(env, bits)}, *self->context_);
-    } catch (const Napi::Error& e) {
-      // No JS frame to return to: report it as an uncaught exception.
-      napi_fatal_exception(env, e.Value());
+    // Raw N-API on purpose: in a worker being terminated JavaScript cannot run, the call fails,
+    // and node-addon-api's wrappers would turn that failure into a fatal error.
+    napi_env env = self->Env();
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value receiver;
+    napi_value fn;
+    napi_value arg;
+    napi_value result;
+    napi_ref selfRef = static_cast<const Napi::Reference<Napi::Object>&>(*self);
+    napi_ref fnRef = self->callback_;
+    if (napi_get_reference_value(env, selfRef, &receiver) == napi_ok &&  // keeps the object alive
+        napi_get_reference_value(env, fnRef, &fn) == napi_ok && napi_create_int32(env, bits, &arg) == napi_ok &&
+        napi_make_callback(env, *self->context_, receiver, fn, 1, &arg, &result) != napi_ok) {
+      ReportCallbackException(env);
     }
+    napi_close_handle_scope(env, scope);
   }
 
   void Start(const Napi::CallbackInfo& info) { StartPolling(info.Env()); }

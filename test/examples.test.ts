@@ -26,3 +26,10 @@ test("the plexus command prints help and lists segments", async () => {
   assert.ok(Array.isArray(JSON.parse(list.stdout)));
   await assert.rejects(run(process.execPath, [cli, "no-such-command"]), (e: { code?: number; stderr?: string }) => e.code === 1 && /unknown command/.test(e.stderr ?? ""));
 });
+
+test("examples/readme (the README's example) delivers 1000 messages to the child", async () => {
+  const { stdout } = await run(process.execPath, [example("readme")], { timeout: 60000 });
+  const lines = stdout.trim().split("\n");
+  assert.equal(lines.length, 1000);
+  lines.forEach((l, i) => assert.equal(l, `${i + 1} 8192`));
+});

@@ -238,6 +238,18 @@ test("eventfd: signal, drain, counter semantics", () => {
   assertSystemError(() => n.eventfdSignal(fd), "EBADF");
 });
 
+test("dup: a second descriptor of the same eventfd outlives the first", () => {
+  const fd = n.eventfdCreate();
+  const copy = n.dup(fd);
+  assert.notEqual(copy, fd);
+  n.eventfdSignal(fd);
+  n.close(fd);
+  assert.equal(n.eventfdDrain(copy), 1);
+  n.close(copy);
+  assertSystemError(() => n.dup(copy), "EBADF");
+  assert.throws(() => n.dup(-1), (err: unknown) => err instanceof InvalidArgumentError);
+});
+
 test("fd passing: a child receives an eventfd over a Unix socket and wakes our Watcher", async () => {
   const path = `\0plexus-test-${process.pid}-${counter++}`;
   const listener = n.unixListen(path);

@@ -60,3 +60,28 @@ test("thread: a sender thread that dies gives the receiver PeerDeadError after w
     { code: "ERR_PLEXUS_PEER_DEAD" },
   );
 });
+
+test("thread: terminating workers in the middle of wake-ups never crashes the process (20 rounds)", async () => {
+  for (let round = 0; round < 20; round++) {
+    // The worker writes as fast as it can; we release frames (ringing its eventfd) while it dies.
+    const writer = new Worker(script, { workerData: { mode: "write" } });
+    const [endpoint] = (await once(writer, "message")) as [ThreadEndpoint];
+    const rx = connectThread(endpoint);
+    // A reader worker that we keep ringing while it is terminated.
+    await using tx = ThreadSender.create({ capacity: 8192 });
+    const reading = reader(tx, "read", 1e9);
+    while (tx.receivers === 0) await new Promise((r) => setTimeout(r, 1));
+    const stop = Date.now() + 5 + (round % 5) * 3;
+    let seq = 1;
+    while (Date.now() < stop) {
+      tx.trySend(message(seq++, 64));
+      const f = rx.tryReceive();
+      f?.release();
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all([writer.terminate(), reading.terminate()]);
+    await rx.close();
+    for (let i = 0; i < 200 && tx.receivers > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(tx.receivers, 0, "the terminated reader's slot is freed");
+  }
+});
