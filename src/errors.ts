@@ -198,3 +198,17 @@ export class NoSpaceError extends SystemError {
     return "NoSpaceError";
   }
 }
+
+/**
+ * A value cannot be encoded into a frame (a function, a symbol, a cycle, a class instance...).
+ * Thrown by the sender (`publish()`), never by a receiver; the message says where in the value.
+ */
+export class EncodeError extends PlexusError {
+  /** @param message - what cannot be encoded and where; @param options - `cause` */
+  constructor(message: string, options?: PlexusErrorOptions) {
+    super(message, "ERR_PLEXUS_ENCODE", options);
+  }
+  override get name(): string {
+    return "EncodeError";
+  }
+}

@@ -4,5 +4,6 @@
  * @module
  */
 export type { BackpressurePolicy, Frame, Loan, Receiver, ReceiverOptions, RingSenderOptions, Sender, TransportKind } from "./transport.js";
+export { InprocSender, connectInproc } from "./inproc.js";
 export { ThreadSender, connectThread, type ThreadEndpoint } from "./thread.js";
 export { ShmSender, connectShm, sweepStaleSegments, type ShmAddress, type ShmConnectOptions } from "./shm.js";

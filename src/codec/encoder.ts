@@ -1,0 +1,239 @@
+/**
+ * Value -> frame. {@link encodedSize} does the work once per message (checks the value, packs
+ * the body, lays the buffers out) and returns a {@link FramePlan}; {@link encodeInto} writes the
+ * frame into any memory (a ring loan: one copy of each buffer, in place), as often as there are
+ * destinations; {@link encodeChunks} gives the pieces for a vectored socket write (no copy of
+ * the buffers at all); {@link encode} returns one contiguous frame.
+ * @internal
+ * @module
+ */
+import { EncodeError, FrameTooLargeError, InvalidArgumentError } from "../errors.js";
+import { native } from "../native.js";
+import { extract, type OutOfBand } from "./extract.js";
+import {
+  align,
+  E_LENGTH,
+  E_OFFSET,
+  E_TYPE,
+  ENTRY_BYTES,
+  FLAG_RAW_BUFFER,
+  FRAME_MAGIC,
+  FRAME_VERSION,
+  FrameKind,
+  H_BODY_LENGTH,
+  H_BUFFER_COUNT,
+  H_FLAGS,
+  H_KIND,
+  H_MAGIC,
+  H_VERSION,
+  HEADER_BYTES,
+} from "./format.js";
+import { packr } from "./msgpack.js";
+
+/** Largest frame: every offset and length in the header and the table is a uint32. */
+const MAX_FRAME = 0xffffffff;
+/** Buffers at least this large are copied into shared memory with the addon's memcpy. */
+const NATIVE_COPY_MIN = 512;
+/** Padding source for {@link encodeChunks}. */
+const ZEROS = new Uint8Array(16);
+
+/**
+ * A message encoded once, ready to be written as a frame of exactly {@link byteLength} bytes,
+ * into as many places as needed. It refers to the value's binary buffers (they are copied only
+ * when written): do not change them until the last write.
+ */
+export interface FramePlan {
+  /** Bytes of the frame. */
+  readonly byteLength: number;
+  /** What the frame's body is. */
+  readonly kind: FrameKind;
+  /** Out-of-band buffers the frame carries. */
+  readonly bufferCount: number;
+}
+
+/** The one implementation of {@link FramePlan}. */
+class Plan implements FramePlan {
+  constructor(
+    readonly kind: FrameKind,
+    readonly byteLength: number,
+    /** Header flags. */
+    readonly flags: number,
+    /** The body: MessagePack, or the raw bytes. */
+    readonly body: Uint8Array,
+    /** Offset of the body in the frame. */
+    readonly bodyOffset: number,
+    /** The out-of-band buffers. */
+    readonly buffers: readonly OutOfBand[],
+    /** Offset of each buffer in the frame. */
+    readonly offsets: readonly number[],
+    /** Length of each buffer when the plan was made. */
+    readonly lengths: readonly number[],
+  ) {}
+
+  get bufferCount(): number {
+    return this.buffers.length;
+  }
+}
+
+/**
+ * Encodes `value` (checks it, packs its body, lays out its buffers) and returns the plan to
+ * write it. A whole `Uint8Array` or `Buffer` becomes a raw frame (no MessagePack at all).
+ * Throws {@link EncodeError} for what cannot travel (see docs/codec.md §4) and
+ * {@link FrameTooLargeError} beyond 4 GiB.
+ */
+export function encodedSize(value: unknown): FramePlan {
+  if (value instanceof Uint8Array) {
+    const proto: unknown = Object.getPrototypeOf(value);
+    if (proto === Uint8Array.prototype || proto === Buffer.prototype) {
+      const size = HEADER_BYTES + value.byteLength;
+      if (size > MAX_FRAME) throw new FrameTooLargeError(`a raw message of ${value.byteLength} bytes does not fit in a frame (4 GiB)`);
+      const flags = proto === Buffer.prototype ? FLAG_RAW_BUFFER : 0;
+      return new Plan(FrameKind.Raw, size, flags, value, HEADER_BYTES, [], [], []);
+    }
+  }
+  const { value: packable, buffers } = extract(value);
+  let body: Uint8Array;
+  try {
+    body = packr.pack(packable);
+  } catch (err) {
+    throw new EncodeError(`cannot encode value: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  const bodyOffset = HEADER_BYTES + buffers.length * ENTRY_BYTES;
+  let end = bodyOffset + body.length;
+  const offsets: number[] = [];
+  const lengths: number[] = [];
+  for (const b of buffers) {
+    const at = align(end);
+    offsets.push(at);
+    lengths.push(b.bytes.byteLength);
+    end = at + b.bytes.byteLength;
+  }
+  if (end > MAX_FRAME) throw new FrameTooLargeError(`the frame would take ${end} bytes, more than 4 GiB`);
+  return new Plan(FrameKind.Value, end, 0, body, bodyOffset, buffers, offsets, lengths);
+}
+
+/**
+ * Writes the frame of `plan` into `target[0 .. plan.byteLength)` and returns its length. Each
+ * buffer is copied once (with the addon's memcpy when `target` is shared memory). `target` may
+ * be longer than the frame; the bytes after it are left alone.
+ */
+export function encodeInto(plan: FramePlan, target: Uint8Array): number {
+  const p = checkPlan(plan);
+  if (!(target instanceof Uint8Array)) throw new InvalidArgumentError("encodeInto: target must be a Uint8Array");
+  if (target.byteLength < p.byteLength) {
+    throw new InvalidArgumentError(`encodeInto: target of ${target.byteLength} bytes is smaller than the frame (${p.byteLength})`);
+  }
+  writeHead(p, target);
+  const shared = target.buffer instanceof SharedArrayBuffer;
+  copy(target, p.bodyOffset, p.body, shared);
+  let end = p.bodyOffset + p.body.byteLength;
+  for (let i = 0; i < p.buffers.length; i++) {
+    const at = p.offsets[i];
+    const bytes = sameLength(p, i);
+    if (at > end) target.fill(0, end, at);
+    copy(target, at, bytes, shared);
+    end = at + bytes.byteLength;
+  }
+  return p.byteLength;
+}
+
+/**
+ * The frame of `plan` as pieces to write one after the other (a vectored write): the header,
+ * table and body in one new small buffer, then each out-of-band buffer as the caller's own
+ * memory (no copy) with zero padding between. Their concatenation is the frame.
+ */
+export function encodeChunks(plan: FramePlan): Uint8Array[] {
+  const p = checkPlan(plan);
+  const headEnd = p.bodyOffset + (p.kind === FrameKind.Raw ? 0 : p.body.byteLength);
+  const head = new Uint8Array(headEnd);
+  writeHead(p, head);
+  if (p.kind === FrameKind.Raw) return p.body.byteLength > 0 ? [head, p.body] : [head];
+  head.set(p.body, p.bodyOffset);
+  const chunks: Uint8Array[] = [head];
+  let end = headEnd;
+  for (let i = 0; i < p.buffers.length; i++) {
+    const at = p.offsets[i];
+    const bytes = sameLength(p, i);
+    if (at > end) chunks.push(ZEROS.subarray(0, at - end));
+    if (bytes.byteLength > 0) chunks.push(bytes);
+    end = at + bytes.byteLength;
+  }
+  return chunks;
+}
+
+/** Encodes `value` into one new contiguous frame (for sockets, files, tests). */
+export function encode(value: unknown): Uint8Array {
+  const plan = encodedSize(value);
+  // Uninitialised memory is fine: encodeInto writes every byte of the frame, padding included.
+  const out = new Uint8Array(Buffer.allocUnsafeSlow(plan.byteLength).buffer, 0, plan.byteLength);
+  encodeInto(plan, out);
+  return out;
+}
+
+/** The plan behind a {@link FramePlan}, or an error for anything else. */
+function checkPlan(plan: FramePlan): Plan {
+  if (!(plan instanceof Plan)) throw new InvalidArgumentError("not a frame plan (use encodedSize())");
+  return plan;
+}
+
+/** Buffer `i` of `p`, refusing one whose length changed since the plan was made. */
+function sameLength(p: Plan, i: number): Uint8Array {
+  const bytes = p.buffers[i].bytes;
+  if (bytes.byteLength !== p.lengths[i]) {
+    throw new EncodeError(`buffer ${i} changed length (${p.lengths[i]} -> ${bytes.byteLength} bytes) after the frame was planned`);
+  }
+  return bytes;
+}
+
+/** Writes the header and the buffer table. */
+function writeHead(p: Plan, t: Uint8Array): void {
+  put32(t, H_MAGIC, FRAME_MAGIC);
+  t[H_VERSION] = FRAME_VERSION;
+  t[H_KIND] = p.kind;
+  t[H_FLAGS] = p.flags & 0xff;
+  t[H_FLAGS + 1] = p.flags >>> 8;
+  put32(t, H_BODY_LENGTH, p.body.byteLength);
+  put32(t, H_BUFFER_COUNT, p.buffers.length);
+  for (let i = 0; i < p.buffers.length; i++) {
+    const e = HEADER_BYTES + i * ENTRY_BYTES;
+    put32(t, e + E_OFFSET, p.offsets[i]);
+    put32(t, e + E_LENGTH, p.lengths[i]);
+    t[e + E_TYPE] = p.buffers[i].type;
+    for (let k = E_TYPE + 1; k < ENTRY_BYTES; k++) t[e + k] = 0;
+  }
+}
+
+/** Little-endian uint32 at `at`. */
+function put32(t: Uint8Array, at: number, v: number): void {
+  t[at] = v;
+  t[at + 1] = v >>> 8;
+  t[at + 2] = v >>> 16;
+  t[at + 3] = v >>> 24;
+}
+
+/** The addon's memcpy into shared memory, null if the addon is not available. */
+let nativeCopy: ((target: SharedArrayBuffer, offset: number, source: ArrayBufferView) => void) | null | undefined;
+
+function loadNativeCopy(): typeof nativeCopy {
+  try {
+    const addon = native();
+    nativeCopy = (target, offset, source) => addon.copy(target, offset, source);
+  } catch {
+    nativeCopy = null;
+  }
+  return nativeCopy;
+}
+
+/** Copies `src` to `target[at ..]`. */
+function copy(target: Uint8Array, at: number, src: Uint8Array, shared: boolean): void {
+  const n = src.byteLength;
+  if (n === 0) return;
+  if (shared && n >= NATIVE_COPY_MIN) {
+    const fast = nativeCopy === undefined ? loadNativeCopy() : nativeCopy;
+    if (fast) {
+      fast(target.buffer as SharedArrayBuffer, target.byteOffset + at, src);
+      return;
+    }
+  }
+  target.set(src, at);
+}

@@ -1,0 +1,10 @@
+/**
+ * The codec: value <-> frame. A frame is a fixed header, a MessagePack body and out-of-band
+ * buffers, so typed arrays, `Buffer`s and `DataView`s arrive as views over the frame's memory
+ * (no copy). The format is specified in docs/codec.md.
+ * @internal
+ * @module
+ */
+export { encode, encodeChunks, encodedSize, encodeInto, type FramePlan } from "./encoder.js";
+export { decode } from "./decoder.js";
+export { BufferType, FRAME_MAGIC, FRAME_VERSION, FrameKind, HEADER_BYTES as FRAME_HEADER_BYTES, MAX_DEPTH } from "./format.js";

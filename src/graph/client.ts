@@ -1,0 +1,255 @@
+/**
+ * A node's connection to the GraphServer: requests with timeouts, notifications applied and
+ * acknowledged in order, and the embedded default (start a server when none is reachable).
+ * @module
+ */
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
+import { AbortError, ClosedError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
+import { checkTimeout, throwIfAborted } from "../util/blocking.js";
+import { self } from "./identity.js";
+import { ControlParser, encodeControl, MsgType } from "./protocol.js";
+import type { PublisherInfo } from "./registry.js";
+import { DEFAULT_GRAPH_PORT, GraphServer, isLoopback } from "./server.js";
+
+/** Options of {@link GraphClient.connect} and `connect()`. */
+export interface GraphOptions {
+  /** `host:port` of the GraphServer (default: `PLEXUS_GRAPH`, else 127.0.0.1:25978). */
+  address?: string;
+  /** Access token (required by servers bound off loopback). */
+  token?: string;
+  /** TLS options for the control connection (servers bound off loopback use TLS). */
+  tls?: ConnectionOptions;
+  /** Start a GraphServer in this process if none answers on a loopback address (default true). */
+  embedded?: boolean;
+  /** A name for this node in snapshots. */
+  name?: string;
+  /** Connect timeout in ms (default 5000). */
+  timeout?: number;
+  /** Aborts connecting. */
+  signal?: AbortSignal;
+}
+
+/** Parses `host:port` (IPv6 as `[::1]:port`). */
+export function parseAddress(address: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new PlexusError(`not a host:port address: ${JSON.stringify(address)}`, "ERR_PLEXUS_INVALID_ARGUMENT");
+  return { host: m[1], port };
+}
+
+/** The GraphServer address this process uses by default. */
+export function defaultAddress(): string {
+  return process.env.PLEXUS_GRAPH || `127.0.0.1:${DEFAULT_GRAPH_PORT}`;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** Called with a subscriber's new upstream set; the server waits until it resolves. */
+export type NotifyHandler = (subscriber: string, publishers: PublisherInfo[]) => Promise<void> | void;
+
+/** A connection to a GraphServer. */
+export class GraphClient {
+  /** This node's id, given by the server. */
+  readonly node: string;
+  /** The server this process started, if it started one (embedded default). */
+  readonly embedded: GraphServer | undefined;
+  /** Called with each upstream change of this node's subscribers. */
+  onNotify: NotifyHandler = () => {};
+  /** Called once when the connection ends (`error` is undefined after `close()`). */
+  onClose: (error: Error | undefined) => void = () => {};
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+  private notifyChain: Promise<void> = Promise.resolve();
+  private lost: Error | undefined;
+
+  private constructor(
+    private readonly socket: Socket,
+    private readonly parser: ControlParser,
+    node: string,
+    embedded: GraphServer | undefined,
+    private readonly timeout: number,
+  ) {
+    this.node = node;
+    this.embedded = embedded;
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => this.onSocketClose());
+  }
+
+  /**
+   * Connects to the GraphServer at `address`; if none answers on a loopback address and
+   * `embedded` is not false, starts one in this process first (another process may win that
+   * race: then this one connects to the winner).
+   */
+  static async connect(opts: GraphOptions = {}): Promise<GraphClient> {
+    throwIfAborted(opts.signal, "connect");
+    const timeout = checkTimeout(opts.timeout, 5000);
+    const { host, port } = parseAddress(opts.address ?? defaultAddress());
+    let embedded: GraphServer | undefined;
+    let socket: Socket;
+    try {
+      socket = await open(host, port, opts, timeout);
+    } catch (err) {
+      const refused = err instanceof SystemError && err.errnoName === "ECONNREFUSED";
+      if (!refused || opts.embedded === false || !isLoopback(host)) throw err;
+      try {
+        embedded = await GraphServer.start({ host, port });
+        embedded.unref();
+      } catch (startErr) {
+        const inUse = (startErr as NodeJS.ErrnoException).code === "EADDRINUSE";
+        if (!inUse) throw startErr;
+      }
+      socket = await open(host, port, opts, timeout);
+    }
+    const parser = new ControlParser();
+    const id = self();
+    socket.write(encodeControl(MsgType.Hello, 0, { ...id, name: opts.name ?? `pid ${id.pid}`, token: opts.token }));
+    const welcome = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new TimeoutError(`the GraphServer did not answer within ${timeout} ms`)), timeout);
+      const fail = (e: Error): void => {
+        clearTimeout(timer);
+        socket.off("data", onData);
+        socket.destroy();
+        reject(e);
+      };
+      const onData = (chunk: Buffer): void => {
+        try {
+          for (const m of parser.push(chunk)) {
+            if (m.type === MsgType.Welcome) {
+              clearTimeout(timer);
+              socket.off("data", onData);
+              socket.off("close", onClose);
+              resolve(m.body);
+              return;
+            }
+            if (m.type === MsgType.Response && m.body.ok === false) {
+              return fail(remoteError(m.body));
+            }
+          }
+        } catch (e) {
+          fail(e as Error);
+        }
+      };
+      const onClose = (): void => fail(new PeerDeadError("the GraphServer closed the connection during the handshake"));
+      socket.on("data", onData);
+      socket.once("close", onClose);
+    });
+    if (typeof welcome.node !== "string") throw new ProtocolError("welcome without a node id");
+    return new GraphClient(socket, parser, welcome.node, embedded, timeout);
+  }
+
+  /** Sends a request; resolves with its result or rejects with the server's typed error. */
+  request<T = unknown>(op: string, args: Record<string, unknown> = {}, timeout = this.timeout): Promise<T> {
+    if (this.closed) return Promise.reject(this.lost ?? new ClosedError("the graph connection is closed"));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new TimeoutError(`${op}: no answer from the GraphServer within ${timeout} ms`));
+      }, timeout);
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      this.socket.write(encodeControl(MsgType.Request, id, { ...args, op }));
+    });
+  }
+
+  /** Leaves the graph (the server removes this node's ports and edges). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.end();
+    await new Promise<void>((resolve) => {
+      if (this.socket.destroyed) resolve();
+      else this.socket.once("close", () => resolve());
+      setTimeout(() => {
+        this.socket.destroy();
+        resolve();
+      }, 1000).unref();
+    });
+    await this.embedded?.close();
+  }
+
+  private onData(chunk: Buffer): void {
+    let messages;
+    try {
+      messages = this.parser.push(chunk);
+    } catch {
+      this.socket.destroy();
+      return;
+    }
+    for (const m of messages) {
+      if (m.type === MsgType.Response) {
+        const p = this.pending.get(m.id);
+        if (p === undefined) continue;
+        this.pending.delete(m.id);
+        clearTimeout(p.timer);
+        if (m.body.ok === true) p.resolve(m.body.result);
+        else p.reject(remoteError(m.body));
+      } else if (m.type === MsgType.Notify) {
+        const subscriber = m.body.subscriber;
+        const publishers = m.body.publishers;
+        if (typeof subscriber !== "string" || !Array.isArray(publishers)) continue;
+        // Apply in order, then acknowledge.
+        this.notifyChain = this.notifyChain
+          .then(() => this.onNotify(subscriber, publishers as PublisherInfo[]))
+          .catch(() => {})
+          .then(() => {
+            if (!this.socket.destroyed) this.socket.write(encodeControl(MsgType.NotifyAck, m.id, {}));
+          });
+      }
+    }
+  }
+
+  private onSocketClose(): void {
+    const error = this.closed ? undefined : new PeerDeadError("the GraphServer connection was lost");
+    this.closed = true;
+    this.lost = error;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(error ?? new ClosedError("the graph connection is closed"));
+    }
+    this.pending.clear();
+    this.onClose(error);
+  }
+}
+
+/** Rebuilds a typed error from a server response. */
+function remoteError(body: Record<string, unknown>): PlexusError {
+  const code = typeof body.code === "string" ? body.code : "ERR_PLEXUS";
+  const message = typeof body.message === "string" ? body.message : "GraphServer error";
+  return new PlexusError(message, code);
+}
+
+/** Opens the TCP (or TLS) control connection. */
+function open(host: string, port: number, opts: GraphOptions, timeout: number): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const socket = opts.tls ? tlsConnect({ ...opts.tls, host, port }) : netConnect({ host, port });
+    const ready = opts.tls ? "secureConnect" : "connect";
+    const timer = setTimeout(() => done(new TimeoutError(`no GraphServer answered at ${host}:${port} within ${timeout} ms`)), timeout);
+    const onAbort = (): void => done(new AbortError("connect aborted", { cause: opts.signal?.reason }));
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      socket.off(ready, onReady);
+      socket.off("error", onError);
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else resolve(socket);
+    };
+    const onReady = (): void => {
+      socket.setNoDelay(true);
+      done();
+    };
+    const onError = (e: NodeJS.ErrnoException): void =>
+      done(new SystemError("connect", e.errno ?? 0, e.code ?? "EIO", e.message, `GraphServer at ${host}:${port}`));
+    socket.once(ready, onReady);
+    socket.once("error", onError);
+  });
+}

@@ -1,0 +1,7 @@
+/**
+ * The control plane: GraphServer, its client, and the registry types.
+ * @module
+ */
+export { GraphServer, DEFAULT_GRAPH_PORT, type GraphServerOptions } from "./server.js";
+export { GraphClient, defaultAddress, type GraphOptions } from "./client.js";
+export { CycleError, NotFoundError, type Edge, type Endpoints, type NodeInfo, type PublisherInfo, type Snapshot, type SubscriberInfo } from "./registry.js";

@@ -1,0 +1,289 @@
+/**
+ * The GraphServer's state: nodes, publishers, subscribers, topic edges, segments; the DAG rules
+ * and the upstream computation. Pure data, no I/O, so it is tested on its own.
+ * @internal
+ * @module
+ */
+import { InvalidArgumentError, PlexusError } from "../errors.js";
+
+/** How a publisher can be reached, as registered by its node. */
+export interface Endpoints {
+  /** Process identity, to decide "same process" (inproc) and "same host" (shm). */
+  host: string;
+  /** Process id of the publisher's node. */
+  pid: number;
+  /** `worker_threads.threadId` of the publisher's node. */
+  threadId: number;
+  /** Shared-memory ring, when the publisher could create one. */
+  shm?: { name: string; socket: string };
+  /** TCP (or TLS) endpoint. */
+  tcp?: { host: string; port: number; tls: boolean };
+}
+
+/** A publisher as subscribers see it. */
+export interface PublisherInfo {
+  /** Port id. */
+  id: string;
+  /** Topic it publishes on. */
+  topic: string;
+  /** Node that owns it. */
+  node: string;
+  /** Where to reach it. */
+  endpoints: Endpoints;
+}
+
+/** A node (process or thread) that joined the graph. */
+export interface NodeInfo {
+  /** Node id. */
+  id: string;
+  /** Name given by the node (defaults to its pid). */
+  name: string;
+  /** Host identity. */
+  host: string;
+  /** Process id. */
+  pid: number;
+  /** Thread id. */
+  threadId: number;
+}
+
+/** A topic -> topic edge. */
+export interface Edge {
+  /** Upstream topic. */
+  from: string;
+  /** Downstream topic. */
+  to: string;
+  /** Node that made it, or null when persistent. */
+  owner: string | null;
+}
+
+/** A subscriber. */
+export interface SubscriberInfo {
+  /** Port id. */
+  id: string;
+  /** Topic it subscribes to. */
+  topic: string;
+  /** Node that owns it. */
+  node: string;
+}
+
+/** The whole graph (for the CLI and the dashboard). */
+export interface Snapshot {
+  /** Nodes. */
+  nodes: NodeInfo[];
+  /** Every topic that has a port or an edge. */
+  topics: string[];
+  /** Publishers. */
+  publishers: PublisherInfo[];
+  /** Subscribers. */
+  subscribers: SubscriberInfo[];
+  /** Edges. */
+  edges: Edge[];
+  /** Shared-memory segments registered, per node. */
+  segments: { node: string; name: string }[];
+}
+
+/** An edge would close a cycle in the topic graph. */
+export class CycleError extends PlexusError {
+  /** @param from - upstream topic; @param to - downstream topic */
+  constructor(from: string, to: string) {
+    super(`edge ${JSON.stringify(from)} -> ${JSON.stringify(to)} would close a cycle`, "ERR_PLEXUS_CYCLE");
+  }
+  override get name(): string {
+    return "CycleError";
+  }
+}
+
+/** A port, edge or node that does not exist (or belongs to someone else). */
+export class NotFoundError extends PlexusError {
+  /** @param message - what was not found */
+  constructor(message: string) {
+    super(message, "ERR_PLEXUS_NOT_FOUND");
+  }
+  override get name(): string {
+    return "NotFoundError";
+  }
+}
+
+/** Topic names: 1..256 characters, no whitespace (which includes no control characters below space). */
+const TOPIC = /^\S{1,256}$/;
+
+/** Checks a topic name. */
+export function checkTopic(topic: unknown): string {
+  if (typeof topic !== "string" || !TOPIC.test(topic) || [...topic].some((c) => c.charCodeAt(0) < 0x20)) {
+    throw new InvalidArgumentError(`a topic is 1..256 characters without spaces or control characters, got ${JSON.stringify(topic)}`);
+  }
+  return topic;
+}
+
+/** The registry. Every mutation returns the subscribers whose upstream set changed. */
+export class Registry {
+  private readonly nodes = new Map<string, NodeInfo>();
+  private readonly publishers = new Map<string, PublisherInfo>();
+  private readonly subscribers = new Map<string, SubscriberInfo>();
+  private readonly edges = new Map<string, Edge>();
+  private readonly segments = new Map<string, Set<string>>();
+  private nextId = 1;
+
+  /** A fresh id with a prefix. */
+  private id(prefix: string): string {
+    return `${prefix}${(this.nextId++).toString(36)}`;
+  }
+
+  /** Adds a node. */
+  addNode(info: Omit<NodeInfo, "id">): NodeInfo {
+    const node = { ...info, id: this.id("n") };
+    this.nodes.set(node.id, node);
+    return node;
+  }
+
+  /** The node with this id. */
+  node(id: string): NodeInfo | undefined {
+    return this.nodes.get(id);
+  }
+
+  /**
+   * Removes a node with its ports, its non-persistent edges and its segments. Returns the
+   * segment names it had registered (to unlink) and the subscribers to notify.
+   */
+  removeNode(id: string): { segments: string[]; changed: Map<string, PublisherInfo[]> } {
+    const before = this.upstreamAll();
+    this.nodes.delete(id);
+    for (const [pid, p] of this.publishers) if (p.node === id) this.publishers.delete(pid);
+    for (const [sid, s] of this.subscribers) if (s.node === id) this.subscribers.delete(sid);
+    for (const [key, e] of this.edges) if (e.owner === id) this.edges.delete(key);
+    const segments = [...(this.segments.get(id) ?? [])];
+    this.segments.delete(id);
+    return { segments, changed: this.diff(before) };
+  }
+
+  /** Adds a publisher. */
+  addPublisher(node: string, topic: string, endpoints: Endpoints): { publisher: PublisherInfo; changed: Map<string, PublisherInfo[]> } {
+    this.mustHaveNode(node);
+    const before = this.upstreamAll();
+    const publisher: PublisherInfo = { id: this.id("p"), topic: checkTopic(topic), node, endpoints };
+    this.publishers.set(publisher.id, publisher);
+    return { publisher, changed: this.diff(before) };
+  }
+
+  /** Adds a subscriber; returns its current upstream publishers. */
+  addSubscriber(node: string, topic: string): { subscriber: SubscriberInfo; upstream: PublisherInfo[] } {
+    this.mustHaveNode(node);
+    const subscriber: SubscriberInfo = { id: this.id("s"), topic: checkTopic(topic), node };
+    this.subscribers.set(subscriber.id, subscriber);
+    return { subscriber, upstream: this.upstream(subscriber.topic) };
+  }
+
+  /** Removes a port of `node`. */
+  removePort(node: string, id: string): Map<string, PublisherInfo[]> {
+    const port = this.publishers.get(id) ?? this.subscribers.get(id);
+    if (port === undefined || port.node !== node) throw new NotFoundError(`no port ${id} of this node`);
+    const before = this.upstreamAll();
+    this.publishers.delete(id);
+    this.subscribers.delete(id);
+    return this.diff(before);
+  }
+
+  /** Adds `from -> to`; refuses cycles. Adding an existing edge is a no-op. */
+  addEdge(node: string, from: string, to: string, persistent: boolean): Map<string, PublisherInfo[]> {
+    this.mustHaveNode(node);
+    checkTopic(from);
+    checkTopic(to);
+    const key = `${from}\u0000${to}`;
+    if (this.edges.has(key)) return new Map();
+    if (from === to || this.reaches(to, from)) throw new CycleError(from, to);
+    const before = this.upstreamAll();
+    this.edges.set(key, { from, to, owner: persistent ? null : node });
+    return this.diff(before);
+  }
+
+  /** Removes `from -> to`. */
+  removeEdge(from: string, to: string): Map<string, PublisherInfo[]> {
+    const key = `${from}\u0000${to}`;
+    if (!this.edges.has(key)) throw new NotFoundError(`no edge ${JSON.stringify(from)} -> ${JSON.stringify(to)}`);
+    const before = this.upstreamAll();
+    this.edges.delete(key);
+    return this.diff(before);
+  }
+
+  /** Records a shared-memory segment owned by `node` (unlinked if the node dies). */
+  addSegment(node: string, name: string): void {
+    this.mustHaveNode(node);
+    if (typeof name !== "string" || !/^\/plexus-[\w-]{1,200}$/.test(name)) throw new InvalidArgumentError(`not a Plexus segment name: ${JSON.stringify(name)}`);
+    let set = this.segments.get(node);
+    if (set === undefined) this.segments.set(node, (set = new Set()));
+    set.add(name);
+  }
+
+  /** Forgets a segment (closed by its owner). */
+  removeSegment(node: string, name: string): void {
+    this.segments.get(node)?.delete(name);
+  }
+
+  /** The subscriber with this id. */
+  subscriber(id: string): SubscriberInfo | undefined {
+    return this.subscribers.get(id);
+  }
+
+  /** Publishers upstream of `topic`: on it, or on any topic with a path of edges to it. */
+  upstream(topic: string): PublisherInfo[] {
+    const topics = this.ancestors(topic);
+    return [...this.publishers.values()].filter((p) => topics.has(p.topic));
+  }
+
+  /** The whole graph. */
+  snapshot(): Snapshot {
+    const topics = new Set<string>();
+    for (const p of this.publishers.values()) topics.add(p.topic);
+    for (const s of this.subscribers.values()) topics.add(s.topic);
+    for (const e of this.edges.values()) topics.add(e.from).add(e.to);
+    return {
+      nodes: [...this.nodes.values()],
+      topics: [...topics].sort(),
+      publishers: [...this.publishers.values()],
+      subscribers: [...this.subscribers.values()],
+      edges: [...this.edges.values()],
+      segments: [...this.segments].flatMap(([node, names]) => [...names].map((name) => ({ node, name }))),
+    };
+  }
+
+  private mustHaveNode(node: string): void {
+    if (!this.nodes.has(node)) throw new NotFoundError(`unknown node ${node}`);
+  }
+
+  /** `topic` and every topic with a path to it. */
+  private ancestors(topic: string): Set<string> {
+    const seen = new Set([topic]);
+    const stack = [topic];
+    while (stack.length) {
+      const t = stack.pop() as string;
+      for (const e of this.edges.values()) {
+        if (e.to === t && !seen.has(e.from)) {
+          seen.add(e.from);
+          stack.push(e.from);
+        }
+      }
+    }
+    return seen;
+  }
+
+  /** True if there is a path `from` ->* `to`. */
+  private reaches(from: string, to: string): boolean {
+    return this.ancestors(to).has(from);
+  }
+
+  private upstreamAll(): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const s of this.subscribers.values()) m.set(s.id, this.upstream(s.topic).map((p) => p.id).sort().join(","));
+    return m;
+  }
+
+  /** Subscribers whose upstream set differs from `before`, with their new set. */
+  private diff(before: Map<string, string>): Map<string, PublisherInfo[]> {
+    const changed = new Map<string, PublisherInfo[]>();
+    for (const s of this.subscribers.values()) {
+      const now = this.upstream(s.topic);
+      if (before.get(s.id) !== now.map((p) => p.id).sort().join(",")) changed.set(s.id, now);
+    }
+    return changed;
+  }
+}

@@ -1,0 +1,294 @@
+/**
+ * The GraphServer: registry of nodes, topics, ports and edges; tells subscribers when their
+ * upstream publishers change and waits until they applied it; frees what dead nodes held.
+ * @module
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type TlsOptions } from "node:tls";
+import { timingSafeEqual } from "node:crypto";
+import { isIP } from "node:net";
+import { AccessDeniedError, InvalidArgumentError, PlexusError, ProtocolError } from "../errors.js";
+import { native } from "../native.js";
+import { hostId } from "./identity.js";
+import { ControlParser, encodeControl, MsgType, type ControlMessage } from "./protocol.js";
+import { Registry, type Endpoints, type PublisherInfo, type Snapshot } from "./registry.js";
+
+/** Default control address. */
+export const DEFAULT_GRAPH_PORT = 25978;
+
+/** Options of {@link GraphServer.start}. */
+export interface GraphServerOptions {
+  /** Address to bind (default 127.0.0.1). Anything but loopback requires `tls` and `token`. */
+  host?: string;
+  /** Port (default 25978; 0 = any free port). */
+  port?: number;
+  /** TLS options (`key`, `cert`, `ca`, ...): the control connection is then TLS. */
+  tls?: TlsOptions;
+  /** Access token every node must present. Required off loopback. */
+  token?: string;
+  /** How long to wait for a subscriber to apply a change (ms, default 5000). */
+  notifyTimeout?: number;
+}
+
+/** True for 127.0.0.0/8, ::1 and "localhost". */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || (isIP(host) === 4 && host.startsWith("127."));
+}
+
+/** One node's control connection. */
+class Session {
+  node: string | undefined;
+  readonly parser = new ControlParser();
+  readonly acks = new Map<number, () => void>();
+
+  constructor(readonly socket: Socket) {}
+
+  send(type: MsgType, id: number, body: Record<string, unknown>): void {
+    if (!this.socket.destroyed) this.socket.write(encodeControl(type, id, body));
+  }
+}
+
+/** The GraphServer. `await using server = await GraphServer.start()`. */
+export class GraphServer implements AsyncDisposable {
+  private readonly registry = new Registry();
+  private readonly sessions = new Set<Session>();
+  private readonly byNode = new Map<string, Session>();
+  private notifySeq = 1;
+  private closing: Promise<void> | undefined;
+  /** Where the server listens. */
+  readonly address: { host: string; port: number; tls: boolean };
+
+  private constructor(
+    private readonly server: Server,
+    private readonly opts: GraphServerOptions,
+    address: { host: string; port: number; tls: boolean },
+  ) {
+    this.address = address;
+  }
+
+  /** Starts a server. Rejects with a SystemError `EADDRINUSE` if the port is taken. */
+  static async start(opts: GraphServerOptions = {}): Promise<GraphServer> {
+    const host = opts.host ?? "127.0.0.1";
+    if (!isLoopback(host) && (!opts.tls || !opts.token)) {
+      throw new AccessDeniedError(`binding ${host} (not loopback) requires tls and an access token`);
+    }
+    if (opts.token !== undefined && (typeof opts.token !== "string" || opts.token.length < 8)) {
+      throw new InvalidArgumentError("an access token must be a string of at least 8 characters");
+    }
+    const ref: { graph?: GraphServer } = {};
+    const onSocket = (socket: Socket): void => ref.graph?.accept(socket);
+    const server = opts.tls ? createTlsServer(opts.tls, onSocket) : createServer(onSocket);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(opts.port ?? DEFAULT_GRAPH_PORT, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const addr = server.address();
+    const port = typeof addr === "object" && addr ? addr.port : (opts.port ?? DEFAULT_GRAPH_PORT);
+    ref.graph = new GraphServer(server, opts, { host, port, tls: !!opts.tls });
+    return ref.graph;
+  }
+
+  /** The whole graph. */
+  snapshot(): Snapshot {
+    return this.registry.snapshot();
+  }
+
+  /** Stops listening and drops every node. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      for (const s of this.sessions) s.socket.destroy();
+      this.server.close(() => resolve());
+    });
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** Keeps the process alive while listening (default) or not. */
+  unref(): void {
+    this.server.unref();
+  }
+
+  private accept(socket: Socket): void {
+    socket.setNoDelay(true);
+    const session = new Session(socket);
+    this.sessions.add(session);
+    socket.on("data", (chunk: Buffer) => {
+      let messages: ControlMessage[];
+      try {
+        messages = session.parser.push(chunk);
+      } catch (err) {
+        this.refuse(session, err);
+        return;
+      }
+      for (const m of messages) this.dispatch(session, m);
+    });
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => this.drop(session));
+  }
+
+  /** Answers a broken peer with an error and hangs up. */
+  private refuse(session: Session, err: unknown): void {
+    const e = err instanceof PlexusError ? err : new ProtocolError(String(err));
+    session.send(MsgType.Response, 0, { ok: false, code: e.code, message: e.message });
+    session.socket.end();
+    session.socket.destroySoon();
+  }
+
+  private dispatch(session: Session, m: ControlMessage): void {
+    if (session.node === undefined) {
+      if (m.type !== MsgType.Hello) return this.refuse(session, new ProtocolError("the first message must be hello"));
+      return this.hello(session, m.body);
+    }
+    if (m.type === MsgType.NotifyAck) {
+      session.acks.get(m.id)?.();
+      session.acks.delete(m.id);
+      return;
+    }
+    if (m.type !== MsgType.Request) return this.refuse(session, new ProtocolError(`unexpected message type ${m.type}`));
+    const node = session.node;
+    this.handle(node, m.body).then(
+      (result) => session.send(MsgType.Response, m.id, { ok: true, result }),
+      (err: unknown) => {
+        const e = err instanceof PlexusError ? err : new PlexusError(String(err));
+        session.send(MsgType.Response, m.id, { ok: false, code: e.code, message: e.message });
+      },
+    );
+  }
+
+  private hello(session: Session, body: Record<string, unknown>): void {
+    const token = this.opts.token;
+    if (token !== undefined) {
+      const given = Buffer.from(typeof body.token === "string" ? body.token : "");
+      const want = Buffer.from(token);
+      if (given.length !== want.length || !timingSafeEqual(given, want)) {
+        return this.refuse(session, new AccessDeniedError("wrong or missing access token"));
+      }
+    }
+    const pid = body.pid;
+    const threadId = body.threadId;
+    if (typeof body.host !== "string" || !Number.isInteger(pid) || !Number.isInteger(threadId)) {
+      return this.refuse(session, new ProtocolError("hello needs host (string), pid and threadId (integers)"));
+    }
+    const node = this.registry.addNode({
+      host: body.host,
+      pid: pid as number,
+      threadId: threadId as number,
+      name: typeof body.name === "string" ? body.name.slice(0, 200) : `pid ${pid}`,
+    });
+    session.node = node.id;
+    this.byNode.set(node.id, session);
+    session.send(MsgType.Welcome, 0, { node: node.id, version: 1 });
+  }
+
+  /** Runs one request of `node`; notifications of the change complete before the answer. */
+  private async handle(node: string, body: Record<string, unknown>): Promise<unknown> {
+    const str = (k: string): string => {
+      const v = body[k];
+      if (typeof v !== "string") throw new ProtocolError(`${String(body.op)}: ${k} must be a string`);
+      return v;
+    };
+    switch (body.op) {
+      case "publisher.add": {
+        const endpoints = checkEndpoints(body.endpoints);
+        const { publisher, changed } = this.registry.addPublisher(node, str("topic"), endpoints);
+        await this.notify(changed);
+        return { publisher: publisher.id };
+      }
+      case "subscriber.add": {
+        const { subscriber, upstream } = this.registry.addSubscriber(node, str("topic"));
+        return { subscriber: subscriber.id, publishers: upstream };
+      }
+      case "port.remove":
+        await this.notify(this.registry.removePort(node, str("id")));
+        return {};
+      case "edge.add":
+        await this.notify(this.registry.addEdge(node, str("from"), str("to"), body.persistent === true));
+        return {};
+      case "edge.remove":
+        await this.notify(this.registry.removeEdge(str("from"), str("to")));
+        return {};
+      case "segment.add":
+        this.registry.addSegment(node, str("name"));
+        return {};
+      case "segment.remove":
+        this.registry.removeSegment(node, str("name"));
+        return {};
+      case "snapshot":
+        return this.registry.snapshot();
+      default:
+        throw new ProtocolError(`unknown operation ${JSON.stringify(body.op)}`);
+    }
+  }
+
+  /** Sends every changed upstream set to its subscriber and waits (bounded) for the acks. */
+  private async notify(changed: Map<string, PublisherInfo[]>): Promise<void> {
+    const timeout = this.opts.notifyTimeout ?? 5000;
+    const waits: Promise<void>[] = [];
+    for (const [subscriber, publishers] of changed) {
+      const owner = this.registry.subscriber(subscriber)?.node;
+      const session = owner === undefined ? undefined : this.byNode.get(owner);
+      if (session === undefined || session.socket.destroyed) continue;
+      const seq = this.notifySeq++;
+      waits.push(
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            session.acks.delete(seq);
+            resolve();
+          }, timeout);
+          session.acks.set(seq, () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          session.send(MsgType.Notify, seq, { subscriber, publishers });
+        }),
+      );
+    }
+    await Promise.all(waits);
+  }
+
+  /** A node's connection ended: remove everything it held. */
+  private drop(session: Session): void {
+    this.sessions.delete(session);
+    for (const ack of session.acks.values()) ack();
+    session.acks.clear();
+    const node = session.node;
+    if (node === undefined) return;
+    this.byNode.delete(node);
+    const info = this.registry.node(node);
+    const { segments, changed } = this.registry.removeNode(node);
+    if (info?.host === hostId()) {
+      for (const name of segments) {
+        try {
+          native().segmentUnlink(name);
+        } catch {
+          // not ours to unlink, or already gone
+        }
+      }
+    }
+    void this.notify(changed);
+  }
+}
+
+/** Validates the endpoints of a publisher registration. */
+function checkEndpoints(value: unknown): Endpoints {
+  const e = value as Partial<Endpoints> | null;
+  if (e === null || typeof e !== "object" || typeof e.host !== "string" || !Number.isInteger(e.pid) || !Number.isInteger(e.threadId)) {
+    throw new ProtocolError("publisher.add: endpoints need host, pid and threadId");
+  }
+  const out: Endpoints = { host: e.host, pid: e.pid as number, threadId: e.threadId as number };
+  if (e.shm !== undefined) {
+    if (typeof e.shm?.name !== "string" || typeof e.shm.socket !== "string") throw new ProtocolError("publisher.add: bad shm endpoint");
+    out.shm = { name: e.shm.name, socket: e.shm.socket };
+  }
+  if (e.tcp !== undefined) {
+    if (typeof e.tcp?.host !== "string" || !Number.isInteger(e.tcp.port)) throw new ProtocolError("publisher.add: bad tcp endpoint");
+    out.tcp = { host: e.tcp.host, port: e.tcp.port, tls: e.tcp.tls === true };
+  }
+  return out;
+}

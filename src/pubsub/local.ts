@@ -1,0 +1,41 @@
+/**
+ * Delivery to subscribers in the publisher's own thread: the value itself, no encoding.
+ * @internal
+ * @module
+ */
+import type { BlockingOptions } from "../util/blocking.js";
+import { SampleImpl, type SampleQueue } from "./sample.js";
+
+/** The subscribers of one publisher that live in its thread. */
+export class LocalDelivery<T> {
+  private readonly queues = new Set<SampleQueue<T>>();
+
+  /** @param topic - the publisher's topic; @param publisher - its id */
+  constructor(
+    private readonly topic: string,
+    private readonly publisher: string,
+  ) {}
+
+  /** Number of attached subscribers. */
+  get count(): number {
+    return this.queues.size;
+  }
+
+  /** Attaches a subscriber's queue; returns the detach function. */
+  attach(queue: SampleQueue<T>): () => void {
+    this.queues.add(queue);
+    return () => this.queues.delete(queue);
+  }
+
+  /** Hands `value` itself to every attached queue (each applies its own backpressure policy). */
+  async deliver(value: T, sequence: number, opts: BlockingOptions): Promise<void> {
+    const pending: Promise<void>[] = [];
+    for (const q of this.queues) pending.push(q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), opts));
+    await Promise.all(pending);
+  }
+
+  /** Detaches everyone. */
+  close(): void {
+    this.queues.clear();
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * A subscriber: receives from every publisher upstream of its topic, each over the fastest
+ * link (the value itself in the same thread, a shared-memory ring on the same host), merged
+ * into one async iterable of samples.
+ * @module
+ */
+import { ClosedError, InvalidArgumentError, PlexusError } from "../errors.js";
+import type { GraphClient } from "../graph/client.js";
+import { self } from "../graph/identity.js";
+import type { PublisherInfo } from "../graph/registry.js";
+import { connectShm } from "../transport/shm.js";
+import type { BackpressurePolicy, Receiver } from "../transport/transport.js";
+import type { BlockingOptions } from "../util/blocking.js";
+import type { Publisher } from "./publisher.js";
+import { SampleImpl, SampleQueue, type Sample } from "./sample.js";
+import { decodeFrame } from "./wire.js";
+
+/** Options of `node.subscriber()`. */
+export interface SubscriberOptions {
+  /** What a publisher does when this subscriber is full (default `block`). */
+  backpressure?: BackpressurePolicy;
+  /** Samples queued before the policy applies (default 16). */
+  queue?: number;
+  /** Use only this transport (tests, benchmarks); publishers that cannot offer it are skipped. */
+  transport?: "inproc" | "shm";
+  /** Default timeout of `receive` (ms). */
+  timeout?: number;
+  /** Busy-poll this many µs before sleeping on shared-memory links (default 0). */
+  spinMicros?: number;
+}
+
+/** A link to one upstream publisher. */
+interface Link {
+  close(): Promise<void>;
+}
+
+/** Finds publishers of this thread by id (for same-thread delivery). */
+export type LocalLookup = (id: string) => Publisher<unknown> | undefined;
+
+/** A subscriber on a topic: `for await (const sample of sub)`. */
+export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncDisposable {
+  /** Topic. */
+  readonly topic: string;
+  /** Port id in the graph. */
+  readonly id: string;
+  private readonly queue: SampleQueue<T>;
+  private readonly links = new Map<string, Link>();
+  private closing: Promise<void> | undefined;
+  private iterating = false;
+
+  /** @internal */
+  constructor(
+    topic: string,
+    id: string,
+    private readonly graph: GraphClient,
+    private readonly opts: SubscriberOptions,
+    private readonly local: LocalLookup,
+    private readonly onClose: () => void,
+  ) {
+    this.topic = topic;
+    this.id = id;
+    const depth = opts.queue ?? 16;
+    if (!Number.isInteger(depth) || depth < 1) throw new InvalidArgumentError(`queue must be a positive integer, got ${depth}`);
+    this.queue = new SampleQueue<T>(depth, opts.backpressure ?? "block");
+  }
+
+  /** Ids of the publishers this subscriber is linked to. */
+  get publishers(): string[] {
+    return [...this.links.keys()];
+  }
+
+  /** Messages dropped for this subscriber (policy `drop-oldest`) since the last call. */
+  takeMissed(): number {
+    const n = this.queue.missed;
+    this.queue.missed = 0;
+    return n;
+  }
+
+  /** The next sample if one is queued, else null. */
+  tryReceive(): Sample<T> | null {
+    if (this.closing) throw new ClosedError("subscriber is closed");
+    return this.queue.tryShift();
+  }
+
+  /** Waits for the next sample; null once the subscriber is closed. */
+  receive(opts: BlockingOptions = {}): Promise<Sample<T> | null> {
+    if (this.closing) return Promise.reject(new ClosedError("subscriber is closed"));
+    return this.queue.shift({ timeout: opts.timeout ?? this.opts.timeout, signal: opts.signal });
+  }
+
+  /** Iterates samples; each is released when the loop moves on; `break` closes the subscriber. */
+  [Symbol.asyncIterator](): AsyncIterator<Sample<T>> {
+    if (this.iterating) throw new InvalidArgumentError("a subscriber can be iterated by one loop at a time");
+    this.iterating = true;
+    let previous: Sample<T> | null = null;
+    return {
+      next: async (): Promise<IteratorResult<Sample<T>>> => {
+        previous?.release();
+        previous = null;
+        const s = await this.queue.shift({ timeout: this.opts.timeout });
+        if (s === null) return { done: true, value: undefined };
+        previous = s;
+        return { done: false, value: s };
+      },
+      return: async (): Promise<IteratorResult<Sample<T>>> => {
+        previous?.release();
+        previous = null;
+        await this.close();
+        return { done: true, value: undefined };
+      },
+    };
+  }
+
+  /** @internal Applies a new upstream set: links new publishers, unlinks gone ones. */
+  async update(publishers: PublisherInfo[]): Promise<void> {
+    if (this.closing) return;
+    const wanted = new Map(publishers.map((p) => [p.id, p]));
+    for (const [id, link] of this.links) {
+      if (!wanted.has(id)) {
+        this.links.delete(id);
+        await link.close();
+      }
+    }
+    await Promise.all(
+      [...wanted.values()]
+        .filter((p) => !this.links.has(p.id))
+        .map(async (p) => {
+          const link = await this.link(p).catch((err: unknown) => {
+            process.emitWarning(`plexus: cannot reach publisher ${p.id} on ${JSON.stringify(p.topic)}: ${String(err)}`, { code: "PLEXUS_LINK" });
+            return undefined;
+          });
+          if (link === undefined) return;
+          if (this.closing || this.links.has(p.id)) await link.close();
+          else this.links.set(p.id, link);
+        }),
+    );
+  }
+
+  /** Opens the fastest link to `p` that both ends allow. */
+  private async link(p: PublisherInfo): Promise<Link | undefined> {
+    const me = self();
+    const forced = this.opts.transport;
+    const sameThread = p.endpoints.host === me.host && p.endpoints.pid === me.pid && p.endpoints.threadId === me.threadId;
+    if (sameThread && forced !== "shm") {
+      const publisher = this.local(p.id);
+      if (publisher) return this.attachLocal(publisher);
+    }
+    if (p.endpoints.host === me.host && p.endpoints.shm && forced !== "inproc") {
+      const rx = await connectShm({ kind: "shm", ...p.endpoints.shm }, { backpressure: this.opts.backpressure, spinMicros: this.opts.spinMicros });
+      return this.pump(p, rx);
+    }
+    return undefined;
+  }
+
+  private attachLocal(publisher: Publisher<unknown>): Link {
+    const detach = publisher.local.attach(this.queue as SampleQueue<unknown>);
+    return { close: async () => void detach() };
+  }
+
+  /** Moves frames from a transport receiver into the queue (decoded, views released with the sample). */
+  private pump(p: PublisherInfo, rx: Receiver): Link {
+    let stopped = false;
+    const done = (async () => {
+      try {
+        for (;;) {
+          const frame = await rx.receive();
+          if (frame === null || stopped) {
+            frame?.release();
+            break;
+          }
+          let sample: Sample<T>;
+          try {
+            const { sequence, value } = decodeFrame(frame.bytes);
+            sample = new SampleImpl(value as T, p.topic, sequence, p.id, () => frame.release());
+          } catch (err) {
+            frame.release();
+            if (err instanceof PlexusError) continue; // a malformed frame: skip it, keep serving
+            throw err;
+          }
+          await this.queue.push(sample);
+        }
+      } catch {
+        // the publisher died or left: the graph will tell us to unlink it
+      }
+    })();
+    return {
+      close: async () => {
+        stopped = true;
+        await rx.close();
+        await done;
+      },
+    };
+  }
+
+  /** Leaves the graph and every link; queued samples are released. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.onClose();
+      this.queue.clear();
+      await Promise.all([...this.links.values()].map((l) => l.close()));
+      this.links.clear();
+      await this.graph.request("port.remove", { id: this.id }).catch(() => {});
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * What a pub/sub message looks like in a ring or on a socket: a 16-byte header (magic,
+ * flags, the publisher's sequence number) and the codec's frame. Specified in docs/protocol.md.
+ * @internal
+ * @module
+ */
+import { ProtocolError } from "../errors.js";
+import { decode, encodedSize, encodeInto } from "../codec/index.js";
+
+/** "PXS1". */
+const MAGIC = 0x31535850;
+/** Header bytes before the codec frame. */
+export const WIRE_HEADER = 16;
+
+/** An encoded message, ready to be written into a loan of exactly `size` bytes. */
+export interface Prepared {
+  /** Bytes the message takes. */
+  readonly size: number;
+  /** Writes the message into `target` (at least `size` bytes). */
+  writeTo(target: Uint8Array): void;
+}
+
+/** Encodes `value` once (throws `EncodeError` for values that cannot travel). */
+export function prepare(value: unknown, sequence: number): Prepared {
+  const plan = encodedSize(value);
+  return {
+    size: WIRE_HEADER + plan.byteLength,
+    writeTo(target: Uint8Array): void {
+      const v = new DataView(target.buffer, target.byteOffset, WIRE_HEADER);
+      v.setUint32(0, MAGIC, true);
+      v.setUint32(4, 0, true);
+      v.setFloat64(8, sequence, true);
+      // The codec writes the body and copies each buffer straight into `target`: one copy in.
+      encodeInto(plan, target.subarray(WIRE_HEADER));
+    },
+  };
+}
+
+/** Decodes a message (views into `bytes`, no copy of its buffers). */
+export function decodeFrame(bytes: Uint8Array): { sequence: number; value: unknown } {
+  if (bytes.length < WIRE_HEADER) throw new ProtocolError(`pub/sub frame of ${bytes.length} bytes is shorter than its header`);
+  const v = new DataView(bytes.buffer, bytes.byteOffset, WIRE_HEADER);
+  if (v.getUint32(0, true) !== MAGIC) throw new ProtocolError("not a Plexus pub/sub frame (bad magic)");
+  const sequence = v.getFloat64(8, true);
+  return { sequence, value: decode(bytes.subarray(WIRE_HEADER)) };
+}

@@ -1,0 +1,288 @@
+/**
+ * The `inproc` transport: sender and receivers in one thread. A message is handed over as a
+ * view of the sender's own bytes (no copy); each receiver has a budget of `capacity` bytes
+ * (counted like a ring: 16 + the payload rounded up to 16), so backpressure behaves exactly as
+ * on the ring transports.
+ * @module
+ */
+import { BackpressureError, ClosedError, FrameTooLargeError, InvalidArgumentError } from "../errors.js";
+import { frameBytes, maxPayload, ringGeometry } from "../ring/layout.js";
+import { checkOptions, checkTimeout, Deadline, Sleeper, type BlockingOptions } from "../util/blocking.js";
+import type { BackpressurePolicy, Frame, Loan, Receiver, ReceiverOptions, RingSenderOptions, Sender } from "./transport.js";
+
+/** A message held by one receiver. */
+interface Held {
+  bytes: Uint8Array;
+  sequence: number;
+  cost: number;
+  taken: boolean;
+  released: boolean;
+}
+
+/** A frame over a sender's bytes. */
+class InprocFrame implements Frame {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly sequence: number,
+    private readonly held: Held,
+    private readonly owner: InprocReceiver,
+  ) {}
+  release(): void {
+    this.owner.release(this.held);
+  }
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}
+
+/** The sending end of an `inproc` transport. */
+export class InprocSender implements Sender {
+  readonly kind = "inproc" as const;
+  /** @internal */ readonly attached = new Set<InprocReceiver>();
+  private seq = 1;
+  private closedFlag = false;
+  private readonly sleeper = new Sleeper();
+  /** Byte budget of each receiver. */
+  readonly capacity: number;
+  private readonly timeout: number;
+  private waiting = false;
+
+  private constructor(opts: RingSenderOptions) {
+    this.capacity = ringGeometry({ capacity: opts.capacity, maxReaders: opts.maxReceivers }).capacity;
+    this.timeout = checkTimeout(opts.timeout, 5000);
+  }
+
+  /** Creates a sender. */
+  static create(opts: RingSenderOptions = {}): InprocSender {
+    return new InprocSender(opts);
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  get receivers(): number {
+    return this.attached.size;
+  }
+
+  trySend(data: ArrayBufferView): boolean {
+    if (this.closedFlag) throw new ClosedError("inproc sender is closed");
+    const len = data.byteLength;
+    if (len > maxPayload(this.capacity)) throw new FrameTooLargeError(`message of ${len} bytes exceeds the limit of ${maxPayload(this.capacity)} bytes`);
+    const cost = frameBytes(len);
+    for (const r of this.attached) {
+      if (!r.hasRoom(cost)) {
+        if (r.policy === "fail") throw new BackpressureError(`a receiver has no room for a ${len}-byte message (policy "fail")`);
+        return false; // block, or a leaky receiver whose held messages fill its budget
+      }
+    }
+    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, len);
+    const sequence = this.seq++;
+    for (const r of this.attached) r.push(bytes, sequence, cost);
+    return true;
+  }
+
+  async send(data: ArrayBufferView, opts: BlockingOptions = {}): Promise<void> {
+    checkOptions(opts, "send");
+    if (this.trySend(data)) return;
+    await this.waitFor(() => this.trySend(data), opts);
+  }
+
+  async loan(size: number, opts: BlockingOptions = {}): Promise<Loan> {
+    checkOptions(opts, "loan");
+    if (!Number.isInteger(size) || size < 0) throw new InvalidArgumentError(`loan size must be a non-negative integer, got ${size}`);
+    if (this.closedFlag) throw new ClosedError("inproc sender is closed");
+    const bytes = new Uint8Array(size);
+    let open = true;
+    return {
+      bytes,
+      commit: (length = size) => {
+        if (!open) throw new ClosedError("loan already ended");
+        if (!Number.isInteger(length) || length < 0 || length > size) throw new InvalidArgumentError(`commit length must be in 0..${size}`);
+        open = false;
+        if (!this.trySend(bytes.subarray(0, length))) void this.send(bytes.subarray(0, length), opts).catch(() => {});
+      },
+      abort: () => {
+        open = false;
+      },
+    };
+  }
+
+  /** @internal Called by receivers after a release or when they leave. */
+  wake(): void {
+    this.sleeper.wake();
+  }
+
+  async close(): Promise<void> {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    for (const r of this.attached) r.end();
+    this.sleeper.wake();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private async waitFor(attempt: () => boolean, opts: BlockingOptions): Promise<void> {
+    if (this.waiting) throw new InvalidArgumentError("another send is already waiting for room on this sender");
+    this.waiting = true;
+    const deadline = new Deadline(checkTimeout(opts.timeout, this.timeout));
+    try {
+      for (;;) {
+        const left = deadline.remaining();
+        if (left === 0) deadline.check("send");
+        await this.sleeper.sleep(Math.min(left, 250), opts.signal);
+        if (this.closedFlag) throw new ClosedError("inproc sender closed while waiting for room");
+        if (attempt()) return;
+        deadline.check("send");
+      }
+    } finally {
+      this.waiting = false;
+    }
+  }
+}
+
+/** The receiving end of an `inproc` transport. */
+export class InprocReceiver implements Receiver {
+  readonly kind = "inproc" as const;
+  /** Backpressure policy. */
+  readonly policy: BackpressurePolicy;
+  private readonly queue: Held[] = [];
+  private next = 0;
+  private used = 0;
+  private missed = 0;
+  private ended = false;
+  private closedFlag = false;
+  private readonly sleeper = new Sleeper();
+  private readonly timeout: number;
+
+  /** @internal */
+  constructor(
+    private readonly sender: InprocSender,
+    opts: ReceiverOptions,
+  ) {
+    const policy = opts.backpressure ?? "block";
+    if (policy !== "block" && policy !== "drop-oldest" && policy !== "fail") throw new InvalidArgumentError(`unknown backpressure policy ${JSON.stringify(policy)}`);
+    this.policy = policy;
+    this.timeout = checkTimeout(opts.timeout, Infinity);
+    this.ended = sender.closed;
+  }
+
+  /** @internal True if `cost` more bytes fit (a leaky receiver makes room by dropping unread messages). */
+  hasRoom(cost: number): boolean {
+    if (this.used + cost <= this.sender.capacity) return true;
+    if (this.policy !== "drop-oldest") return false;
+    // Drop unread messages (never taken ones) from the oldest until it fits.
+    for (let i = this.next; i < this.queue.length && this.used + cost > this.sender.capacity; ) {
+      const h = this.queue[i];
+      if (h.taken) {
+        i++;
+        continue;
+      }
+      this.queue.splice(i, 1);
+      this.used -= h.cost;
+      this.missed++;
+    }
+    return this.used + cost <= this.sender.capacity;
+  }
+
+  /** @internal */
+  push(bytes: Uint8Array, sequence: number, cost: number): void {
+    this.queue.push({ bytes, sequence, cost, taken: false, released: false });
+    this.used += cost;
+    this.sleeper.wake();
+  }
+
+  /** @internal The sender closed: deliver the rest, then end. */
+  end(): void {
+    this.ended = true;
+    this.sleeper.wake();
+  }
+
+  /** @internal */
+  release(h: Held): void {
+    if (h.released) return;
+    h.released = true;
+    // Space is freed in FIFO order, like the ring.
+    while (this.queue.length > 0 && this.queue[0].released) {
+      const done = this.queue.shift() as Held;
+      this.used -= done.cost;
+      this.next--;
+    }
+    this.sender.wake();
+  }
+
+  tryReceive(): Frame | null {
+    if (this.closedFlag) throw new ClosedError("receiver is closed");
+    const h = this.queue[this.next];
+    if (h === undefined) return null;
+    this.next++;
+    h.taken = true;
+    return new InprocFrame(h.bytes, h.sequence, h, this);
+  }
+
+  async receive(opts: BlockingOptions = {}): Promise<Frame | null> {
+    if (this.closedFlag) throw new ClosedError("receiver is closed");
+    checkOptions(opts, "receive");
+    const deadline = new Deadline(checkTimeout(opts.timeout, this.timeout));
+    for (;;) {
+      const f = this.tryReceive();
+      if (f !== null) return f;
+      if (this.ended) return null;
+      await this.sleeper.sleep(Math.min(deadline.remaining(), 250), opts.signal);
+      if (this.closedFlag) throw new ClosedError("receiver is closed");
+      deadline.check("receive");
+    }
+  }
+
+  takeMissed(): number {
+    const n = this.missed;
+    this.missed = 0;
+    return n;
+  }
+
+  async close(): Promise<void> {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    this.queue.length = 0;
+    this.used = 0;
+    this.next = 0;
+    this.sender.attached.delete(this);
+    this.sleeper.wake();
+    this.sender.wake();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Frame> {
+    let previous: Frame | null = null;
+    return {
+      next: async (): Promise<IteratorResult<Frame>> => {
+        previous?.release();
+        previous = null;
+        const f = await this.receive();
+        if (f === null) return { done: true, value: undefined };
+        previous = f;
+        return { done: false, value: f };
+      },
+      return: async (): Promise<IteratorResult<Frame>> => {
+        previous?.release();
+        previous = null;
+        await this.close();
+        return { done: true, value: undefined };
+      },
+    };
+  }
+}
+
+/** Attaches a receiver to an {@link InprocSender} of this thread. */
+export function connectInproc(sender: InprocSender, opts: ReceiverOptions = {}): Receiver {
+  if (!(sender instanceof InprocSender)) throw new InvalidArgumentError("not an InprocSender");
+  const r = new InprocReceiver(sender, opts);
+  if (!sender.closed) sender.attached.add(r);
+  return r;
+}

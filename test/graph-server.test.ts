@@ -1,0 +1,86 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect as netConnect } from "node:net";
+import { once } from "node:events";
+import { GraphClient } from "../src/graph/client.js";
+import { GraphServer } from "../src/graph/server.js";
+import { encodeControl, MsgType } from "../src/graph/protocol.js";
+import type { PublisherInfo } from "../src/graph/registry.js";
+
+const ep = { host: "h", pid: 1, threadId: 0 };
+
+test("graph: requests, notifications acknowledged before the change is confirmed, node death", async () => {
+  await using server = await GraphServer.start({ port: 0 });
+  const address = `127.0.0.1:${server.address.port}`;
+  const a = await GraphClient.connect({ address, embedded: false });
+  const b = await GraphClient.connect({ address, embedded: false });
+  const seen: string[][] = [];
+  let applied = false;
+  b.onNotify = async (_sub, publishers: PublisherInfo[]) => {
+    await new Promise((r) => setTimeout(r, 30)); // a slow subscriber
+    seen.push(publishers.map((p) => p.topic));
+    applied = true;
+  };
+  const { subscriber, publishers } = await b.request<{ subscriber: string; publishers: PublisherInfo[] }>("subscriber.add", { topic: "out" });
+  assert.equal(typeof subscriber, "string");
+  assert.deepEqual(publishers, []);
+  await a.request("publisher.add", { topic: "in", endpoints: ep });
+  await a.request("edge.add", { from: "in", to: "out" });
+  assert.ok(applied, "edge.add is confirmed only after the subscriber applied the change");
+  assert.deepEqual(seen, [["in"]]);
+  await assert.rejects(a.request("edge.add", { from: "out", to: "in" }), { code: "ERR_PLEXUS_CYCLE" });
+  await assert.rejects(a.request("no.such.op"), { code: "ERR_PLEXUS_PROTOCOL" });
+  // a's death removes its publisher and its edge; b hears about it
+  const gone = new Promise<PublisherInfo[]>((resolve) => (b.onNotify = (_s, p) => resolve(p)));
+  await a.close();
+  assert.deepEqual(await gone, []);
+  const snap = server.snapshot();
+  assert.equal(snap.nodes.length, 1);
+  assert.equal(snap.edges.length, 0);
+  await b.close();
+});
+
+test("graph: malformed or unauthenticated control frames get a typed answer and change nothing", async () => {
+  await using server = await GraphServer.start({ port: 0, token: "secret-token" });
+  const port = server.address.port;
+  const answer = async (bytes: Buffer): Promise<string> => {
+    const s = netConnect({ host: "127.0.0.1", port });
+    await once(s, "connect");
+    s.write(bytes);
+    const chunks: Buffer[] = [];
+    s.on("data", (c: Buffer) => chunks.push(c));
+    await once(s, "close");
+    return Buffer.concat(chunks).toString("latin1");
+  };
+  assert.match(await answer(Buffer.from([0xff, 0xff, 0xff, 0x7f])), /ERR_PLEXUS_FRAME_TOO_LARGE/);
+  assert.match(await answer(encodeControl(MsgType.Request, 1, { op: "snapshot" })), /ERR_PLEXUS_PROTOCOL/);
+  assert.match(await answer(encodeControl(MsgType.Hello, 0, { host: "h", pid: 1, threadId: 0, token: "wrong" })), /ERR_PLEXUS_ACCESS_DENIED/);
+  const bad = encodeControl(MsgType.Hello, 0, { host: "h", pid: 1, threadId: 0 });
+  bad.writeUInt8(9, 4); // version 9
+  assert.match(await answer(bad), /ERR_PLEXUS_PROTOCOL/);
+  const garbage = Buffer.concat([Buffer.from([20, 0, 0, 0, 1, 3, 0, 0, 1, 0, 0, 0]), Buffer.from([0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1])]);
+  assert.match(await answer(garbage), /ERR_PLEXUS_PROTOCOL/);
+  assert.equal(server.snapshot().nodes.length, 0);
+  await assert.rejects(GraphClient.connect({ address: `127.0.0.1:${port}`, embedded: false }), { code: "ERR_PLEXUS_ACCESS_DENIED" });
+  const ok = await GraphClient.connect({ address: `127.0.0.1:${port}`, token: "secret-token", embedded: false });
+  assert.equal(server.snapshot().nodes.length, 1);
+  await ok.close();
+});
+
+test("graph: a non-loopback bind needs TLS and a token", async () => {
+  await assert.rejects(GraphServer.start({ host: "0.0.0.0", port: 0 }), { code: "ERR_PLEXUS_ACCESS_DENIED" });
+});
+
+test("graph: connect() with nobody listening starts an embedded server; the next client finds it", async () => {
+  const probe = await GraphServer.start({ port: 0 });
+  const port = probe.address.port;
+  await probe.close(); // a free port nobody listens on
+  const first = await GraphClient.connect({ address: `127.0.0.1:${port}` });
+  assert.ok(first.embedded, "the first client started a server");
+  const second = await GraphClient.connect({ address: `127.0.0.1:${port}` });
+  assert.equal(second.embedded, undefined, "the second one found it");
+  assert.equal(first.embedded?.snapshot().nodes.length, 2);
+  await second.close();
+  await first.close();
+  await assert.rejects(GraphClient.connect({ address: `127.0.0.1:${port}`, embedded: false }), { code: "ERR_PLEXUS_SYSTEM" });
+});

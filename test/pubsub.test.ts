@@ -1,0 +1,182 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect, GraphServer } from "../src/index.js";
+import { fixture } from "./helpers/child.js";
+
+async function server(): Promise<{ server: GraphServer; address: string }> {
+  const s = await GraphServer.start({ port: 0 });
+  return { server: s, address: `127.0.0.1:${s.address.port}` };
+}
+
+interface Msg {
+  seq: number;
+  from: string;
+  data: Float64Array;
+}
+
+test("pubsub: in the same thread the subscriber gets the value itself", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<{ n: number }>("local/t");
+  await using sub = await node.subscriber<{ n: number }>("local/t");
+  const value = { n: 1 };
+  await pub.publish(value);
+  const sample = await sub.receive({ timeout: 2000 });
+  assert.ok(sample);
+  assert.equal(sample.value, value, "no encoding, no copy");
+  assert.equal(sample.sequence, 1);
+  assert.equal(sample.topic, "local/t");
+  assert.equal(sample.publisher, pub.id);
+});
+
+test("pubsub: a topic edge makes a subscriber of b receive what is published on a", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using sub = await node.subscriber<string>("dag/b");
+  await using pub = await node.publisher<string>("dag/a");
+  await pub.publish("before the edge");
+  assert.equal(sub.tryReceive(), null);
+  await node.connect("dag/a", "dag/b");
+  await pub.publish("after the edge");
+  const got = await sub.receive({ timeout: 2000 });
+  assert.equal(got?.value, "after the edge");
+  await assert.rejects(node.connect("dag/b", "dag/a"), { code: "ERR_PLEXUS_CYCLE" });
+  await node.disconnect("dag/a", "dag/b");
+  await pub.publish("after removal");
+  assert.equal(sub.tryReceive(), null);
+});
+
+test("pubsub: across processes over shared memory, typed arrays arrive as views (fan-out to 3)", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  const count = 500;
+  const subs = [0, 1, 2].map(() => fixture("pubsub-peer", { role: "sub", address, topic: "fan/out", count }));
+  for (const c of subs) assert.equal(await c.line(), "ready");
+  const pub = fixture("pubsub-peer", { role: "pub", address, topic: "fan/out", count, subscribers: 3 });
+  for (const c of subs) assert.deepEqual(JSON.parse(await c.line(30000)), { count, errors: [], zeroCopy: true });
+  assert.equal(await pub.line(30000), "ready");
+  assert.equal(await pub.line(30000), "done");
+  assert.equal(await pub.exited, 0);
+});
+
+test("pubsub: fan-in from 3 publisher processes through a DAG relay", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  for (const p of ["p1", "p2", "p3"]) await node.connect(`in/${p}`, "in/all");
+  const count = 200;
+  await using sub = await node.subscriber<Msg>("in/all", { queue: 64 });
+  const pubs = ["p1", "p2", "p3"].map((p) => fixture("pubsub-peer", { role: "pub", address, topic: `in/${p}`, count, from: p }));
+  const last = new Map<string, number>();
+  for (let i = 0; i < 3 * count; i++) {
+    const smp = await sub.receive({ timeout: 30000 });
+    assert.ok(smp);
+    const m = smp.value;
+    assert.equal(m.seq, (last.get(m.from) ?? 0) + 1, `order of ${m.from}`);
+    last.set(m.from, m.seq);
+    assert.deepEqual([...m.data], new Array(8).fill(m.seq));
+    smp.release();
+  }
+  assert.deepEqual([...last.entries()].sort(), [["p1", count], ["p2", count], ["p3", count]]);
+  for (const p of pubs) assert.equal(await p.exited, 0);
+});
+
+test("pubsub: kill -9 of a publisher process: the subscriber is told and keeps receiving from others", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using sub = await node.subscriber<Msg>("kill/t", { queue: 64 });
+  await using local = await node.publisher<Msg>("kill/t");
+  const victim = fixture("pubsub-peer", { role: "pub", address, topic: "kill/t", count: 0, hang: true, from: "victim" });
+  const first = await sub.receive({ timeout: 20000 });
+  assert.equal(first?.value.from, "victim");
+  first?.release();
+  victim.proc.kill("SIGKILL");
+  await victim.exited;
+  for (let i = 0; i < 200 && sub.publishers.length > 1; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(sub.publishers, [local.id], "the dead publisher was unlinked");
+  for (let x = sub.tryReceive(); x !== null; x = sub.tryReceive()) x.release();
+  await local.publish({ seq: 1, from: "local", data: new Float64Array(8).fill(1) });
+  let got;
+  do {
+    got = await sub.receive({ timeout: 5000 });
+    got?.release();
+  } while (got && got.value.from !== "local");
+  assert.equal(got?.value.from, "local");
+  assert.equal(s.snapshot().publishers.length, 1);
+});
+
+test("pubsub: kill -9 of a subscriber process never blocks the publisher", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<Msg>("slow/t", { capacity: 1 << 16, timeout: 20000 });
+  const victim = fixture("pubsub-peer", { role: "sub", address, topic: "slow/t", count: 1e9 });
+  assert.equal(await victim.line(), "ready");
+  while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 2));
+  victim.proc.kill("SIGSTOP"); // it stops reading: the ring fills up
+  let seq = 1;
+  const sending = (async () => {
+    for (; seq <= 5000; seq++) await pub.publish({ seq, from: "p", data: new Float64Array(8) });
+  })();
+  await new Promise((r) => setTimeout(r, 100));
+  victim.proc.kill("SIGKILL");
+  await sending;
+  assert.equal(seq, 5001);
+  assert.equal(pub.subscribers, 0);
+});
+
+test("pubsub: values that cannot be encoded fail at publish, closed handles refuse work", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  const node = await connect({ address, embedded: false });
+  const pub = await node.publisher<unknown>("enc/t");
+  const child = fixture("pubsub-peer", { role: "sub", address, topic: "enc/t", count: 1 });
+  assert.equal(await child.line(), "ready");
+  while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 2));
+  await assert.rejects(pub.publish({ f: () => 1 }), (e: { code?: string }) => typeof e.code === "string" && e.code.startsWith("ERR_PLEXUS"));
+  await pub.publish({ seq: 1, from: "p", data: new Float64Array(8).fill(1) });
+  assert.deepEqual(JSON.parse(await child.line()), { count: 1, errors: [], zeroCopy: true });
+  await node.close();
+  await assert.rejects(pub.publish({}), { code: "ERR_PLEXUS_CLOSED" });
+  await assert.rejects(node.publisher("x"), { code: "ERR_PLEXUS_CLOSED" });
+});
+
+test("pubsub: kill -9 of the process hosting the embedded GraphServer: data keeps flowing, graph calls fail typed", async () => {
+  const probe = await GraphServer.start({ port: 0 });
+  const address = `127.0.0.1:${probe.address.port}`;
+  await probe.close();
+  const host = fixture("pubsub-peer", { role: "host", address, topic: "-", count: 0 });
+  assert.equal(await host.line(), "ready");
+  await using node = await connect({ address, embedded: false });
+  assert.equal(node.hostsGraph, false);
+  await using sub = await node.subscriber<Msg>("host/t", { queue: 64 });
+  const pub = fixture("pubsub-peer", { role: "pub", address, topic: "host/t", count: 0, hang: true });
+  const first = await sub.receive({ timeout: 20000 });
+  assert.equal(first?.value.seq, 1);
+  first?.release();
+  host.proc.kill("SIGKILL");
+  await host.exited;
+  await assert.rejects(
+    (async () => {
+      for (let i = 0; i < 100; i++) {
+        await node.snapshot();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })(),
+    { code: "ERR_PLEXUS_PEER_DEAD" },
+  );
+  // The shared-memory link does not need the GraphServer.
+  let last = 1;
+  for (let i = 0; i < 50; i++) {
+    const s = await sub.receive({ timeout: 10000 });
+    assert.ok(s);
+    assert.equal(s.value.seq, last + 1);
+    last = s.value.seq;
+    s.release();
+  }
+  pub.proc.kill("SIGKILL");
+  await pub.exited;
+});
