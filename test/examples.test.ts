@@ -33,3 +33,12 @@ test("examples/readme (the README's example) delivers 1000 messages to the child
   assert.equal(lines.length, 1000);
   lines.forEach((l, i) => assert.equal(l, `${i + 1} 8192`));
 });
+
+test("examples/pubsub: two processes, the embedded GraphServer, 100 frames of 1 MiB", async () => {
+  const { GraphServer } = await import("../src/index.js");
+  const probe = await GraphServer.start({ port: 0 }); // find a free port, so parallel runs do not meet
+  const port = probe.address.port;
+  await probe.close();
+  const { stdout } = await run(process.execPath, [example("pubsub")], { timeout: 60000, env: { ...process.env, PLEXUS_GRAPH: `127.0.0.1:${port}` } });
+  assert.equal(stdout.trim(), "received 100 frames of 1 MiB, 100 of them as views into shared memory");
+});

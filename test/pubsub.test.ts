@@ -180,3 +180,66 @@ test("pubsub: kill -9 of the process hosting the embedded GraphServer: data keep
   pub.proc.kill("SIGKILL");
   await pub.exited;
 });
+
+test("pubsub: the callback form, queue limits and leaky subscribers that count what they missed", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<number>("cb/t");
+  const sub = await node.subscriber<number>("cb/t");
+  const seen: number[] = [];
+  const done = sub.forEach(async (smp) => {
+    seen.push(smp.value);
+    if (seen.length === 3) await sub.close();
+  });
+  assert.throws(() => sub[Symbol.asyncIterator](), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  for (let i = 1; i <= 3; i++) await pub.publish(i);
+  await done;
+  assert.deepEqual(seen, [1, 2, 3]);
+
+  await using leaky = await node.subscriber<number>("cb/t", { backpressure: "drop-oldest", queue: 4 });
+  for (let i = 1; i <= 10; i++) await pub.publish(i);
+  const got: number[] = [];
+  for (let x = leaky.tryReceive(); x !== null; x = leaky.tryReceive()) got.push(x.value);
+  assert.deepEqual(got, [7, 8, 9, 10]);
+  assert.equal(leaky.takeMissed(), 6);
+
+  await using strict = await node.subscriber<number>("cb/t", { backpressure: "fail", queue: 2 });
+  await pub.publish(1);
+  await pub.publish(2);
+  await assert.rejects(pub.publish(3), { code: "ERR_PLEXUS_BACKPRESSURE" });
+  await strict.close();
+
+  await using slow = await node.subscriber<number>("cb/t", { queue: 1 });
+  await pub.publish(1);
+  await assert.rejects(pub.publish(2, { timeout: 20 }), { code: "ERR_PLEXUS_TIMEOUT" });
+  const ac = new AbortController();
+  const blocked = pub.publish(3, { signal: ac.signal });
+  ac.abort("stop");
+  await assert.rejects(blocked, { code: "ERR_PLEXUS_ABORTED" });
+  assert.equal((await slow.receive({ timeout: 100 }))?.value, 1);
+  await assert.rejects(slow.receive({ timeout: 10 }), { code: "ERR_PLEXUS_TIMEOUT" });
+});
+
+test("pubsub: a loan is written in place in shared memory and arrives as bytes in another process", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<Uint8Array>("loan/t");
+  const child = fixture("pubsub-loan-reader", { address, topic: "loan/t" });
+  assert.equal(await child.line(), "ready");
+  while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 2));
+  const loan = await pub.loan(1 << 20);
+  assert.ok(loan.bytes.buffer instanceof SharedArrayBuffer, "the loan is the ring itself");
+  for (let i = 0; i < loan.bytes.length; i++) loan.bytes[i] = (i * 7) & 0xff;
+  loan.commit(1000);
+  const aborted = await pub.loan(10);
+  aborted.abort();
+  const second = await pub.loan(3);
+  second.bytes.set([1, 2, 3]);
+  second.commit();
+  assert.deepEqual(JSON.parse(await child.line()), [
+    { seq: 1, length: 1000, ok: true },
+    { seq: 2, length: 3, ok: false },
+  ]);
+});

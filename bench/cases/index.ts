@@ -13,3 +13,5 @@ import "./zeromq-ipc.js";
 import "./thread-postmessage.js";
 import "./plexus-shm.js";
 import "./plexus-thread.js";
+import "./plexus-pubsub.js";
+import "./tcp-fanout.js";

@@ -67,20 +67,26 @@ export function decode(frame: Uint8Array): unknown {
   const bodyEnd = bodyOffset + bodyLength;
   if (bodyLength === 0) throw new ProtocolError("value frame with an empty body");
   if (bodyEnd > size) throw new ProtocolError(`body of ${bodyLength} bytes at ${bodyOffset} overruns the frame of ${size} bytes`);
+  if (count === 0) {
+    if (bodyEnd !== size) throw new ProtocolError(`frame of ${size} bytes, but its contents end at ${bodyEnd}`);
+    checkBody(frame, bodyOffset, bodyEnd, 0);
+    return unpackBody(frame, bodyOffset, bodyEnd, noBuffers);
+  }
   const table = readTable(frame, count, bodyEnd);
-  const body = frame.subarray(bodyOffset, bodyEnd);
-  checkBody(body, count);
-  if (count === 0) return unpackBody(body, noBuffers);
+  checkBody(frame, bodyOffset, bodyEnd, count);
   const views: unknown[] = new Array<unknown>(count);
-  return unpackBody(body, (index) => (views[index] ??= view(frame, table, index)));
+  return unpackBody(frame, bodyOffset, bodyEnd, (index) => (views[index] ??= view(frame, table, index)));
 }
 
-/** Buffer-table entries as flat triples: offset, length, type. */
-type Table = Uint32Array;
+/**
+ * Buffer-table entries as flat triples (offset, length, type), copied out of the frame when
+ * checked: a peer that rewrites shared memory afterwards cannot make a view escape the frame.
+ */
+type Table = number[];
 
 /** Reads and checks the buffer table: aligned, in order, not overlapping, exactly filling the frame. */
 function readTable(frame: Uint8Array, count: number, bodyEnd: number): Table {
-  const table = new Uint32Array(count * 3);
+  const table: Table = new Array<number>(count * 3);
   let end = bodyEnd;
   for (let i = 0; i < count; i++) {
     const e = HEADER_BYTES + i * ENTRY_BYTES;

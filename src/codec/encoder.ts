@@ -34,6 +34,8 @@ import { packr } from "./msgpack.js";
 const MAX_FRAME = 0xffffffff;
 /** Buffers at least this large are copied into shared memory with the addon's memcpy. */
 const NATIVE_COPY_MIN = 512;
+/** Below this many bytes a loop beats `set()` (which has a fixed cost of ~100 ns). */
+const SMALL_COPY = 64;
 /** Padding source for {@link encodeChunks}. */
 const ZEROS = new Uint8Array(16);
 
@@ -227,7 +229,10 @@ function loadNativeCopy(): typeof nativeCopy {
 /** Copies `src` to `target[at ..]`. */
 function copy(target: Uint8Array, at: number, src: Uint8Array, shared: boolean): void {
   const n = src.byteLength;
-  if (n === 0) return;
+  if (n < SMALL_COPY) {
+    for (let i = 0; i < n; i++) target[at + i] = src[i];
+    return;
+  }
   if (shared && n >= NATIVE_COPY_MIN) {
     const fast = nativeCopy === undefined ? loadNativeCopy() : nativeCopy;
     if (fast) {

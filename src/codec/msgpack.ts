@@ -2,13 +2,13 @@
  * The MessagePack side of the codec: one `Packr` and one `Unpackr` (msgpackr), reused for every
  * frame, and the extensions that write the Plexus profile's tags (see docs/codec.md).
  *
- * msgpackr registers extensions process-wide, so the codec registers them only for its own
- * private placeholder classes ({@link BufferRef}, {@link MapEntries}, {@link NegativeZero}): other
- * users of msgpackr in the process see no change when they pack their own values.
+ * The codec uses its own instance of msgpackr (see `msgpackr.cts`) and registers extensions only
+ * for its private placeholder classes ({@link BufferRef}, {@link MapEntries}, {@link NegativeZero}).
  * @internal
  * @module
  */
-import { addExtension, Packr, Unpackr } from "msgpackr";
+import type { Packr } from "msgpackr";
+import { msgpackr } from "./msgpackr.cjs";
 import { ProtocolError } from "../errors.js";
 import { EXT_NEGATIVE_ZERO_PLACEHOLDER, TAG_BUFFER, TAG_MAP } from "./format.js";
 
@@ -36,7 +36,7 @@ let resolver: ((index: number) => unknown) | undefined;
 /** Where msgpackr lets an extension write raw bytes. */
 type Allocate = (size: number) => { target: Uint8Array; targetView: DataView; position: number };
 
-addExtension({
+msgpackr.addExtension({
   Class: BufferRef,
   type: TAG_BUFFER,
   write: (ref: BufferRef): number => ref.index,
@@ -47,7 +47,7 @@ addExtension({
   },
 });
 
-addExtension({
+msgpackr.addExtension({
   Class: MapEntries,
   type: TAG_MAP,
   write: (entries: MapEntries): unknown[] => entries.flat,
@@ -59,7 +59,7 @@ addExtension({
   },
 });
 
-addExtension({
+msgpackr.addExtension({
   Class: NegativeZero,
   type: EXT_NEGATIVE_ZERO_PLACEHOLDER,
   pack(_value: unknown, allocate?: Allocate): undefined {
@@ -69,14 +69,14 @@ addExtension({
     return undefined;
   },
   unpack: (): number => -0,
-} as unknown as Parameters<typeof addExtension>[0]);
+} as unknown as Parameters<typeof msgpackr.addExtension>[0]);
 
 /**
  * The packer: plain objects as MessagePack maps (no msgpackr records, so any MessagePack
  * library can read the body), `Set` with msgpackr's set tag, `undefined` as fixext1 type 0,
  * numbers as the smallest int or as float64 (never float32), `Date` as a timestamp.
  */
-export const packr = new Packr({
+export const packr: Packr = new msgpackr.Packr({
   useRecords: false,
   moreTypes: true,
   variableMapSize: true,
@@ -87,7 +87,7 @@ export const packr = new Packr({
 });
 
 /** The unpacker: maps as plain objects, 64-bit integers as `bigint`, no structured clone. */
-const unpackr = new Unpackr({
+const unpackr = new msgpackr.Unpackr({
   useRecords: false,
   mapsAsObjects: true,
   int64AsType: "bigint",
@@ -96,13 +96,25 @@ const unpackr = new Unpackr({
 });
 
 /**
- * Unpacks a body already checked against the profile, resolving buffer tags with `resolve`.
- * Any failure is a {@link ProtocolError}.
+ * Views over whole buffers, one per buffer frames were decoded from: msgpackr caches a DataView
+ * on its source, so unpacking every body from the same (ring) buffer allocates nothing.
  */
-export function unpackBody(body: Uint8Array, resolve: (index: number) => unknown): unknown {
+const wholeViews = new WeakMap<ArrayBufferLike, Uint8Array>();
+
+/**
+ * Unpacks the body `frame[start .. end)`, already checked against the profile, resolving buffer
+ * tags with `resolve`. Any failure is a {@link ProtocolError}.
+ */
+export function unpackBody(frame: Uint8Array, start: number, end: number, resolve: (index: number) => unknown): unknown {
+  const buffer = frame.buffer;
+  let whole = wholeViews.get(buffer);
+  if (whole === undefined) {
+    whole = new Uint8Array(buffer);
+    wholeViews.set(buffer, whole);
+  }
   resolver = resolve;
   try {
-    return unpackr.unpack(body) as unknown;
+    return unpackr.unpack(whole, { start: frame.byteOffset + start, end: frame.byteOffset + end }) as unknown;
   } catch (err) {
     if (err instanceof ProtocolError) throw err;
     throw new ProtocolError(`malformed frame body: ${err instanceof Error ? err.message : String(err)}`, { cause: err });

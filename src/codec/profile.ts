@@ -19,33 +19,40 @@ const NEED_INDEX = 1;
 const NEED_ARRAY = 2;
 const NEED_EVEN_ARRAY = 3;
 
+/** Open containers: items still to start (maps count keys and values)... */
+const left = new Float64Array(MAX_DEPTH + 1);
+/** ... and whether each is a map. */
+const isMap = new Uint8Array(MAX_DEPTH + 1);
+
+/** Where the body being checked starts (for error messages). */
+let origin = 0;
+
 function fail(what: string, at: number): never {
-  throw new ProtocolError(`malformed frame body at byte ${at}: ${what}`);
+  throw new ProtocolError(`malformed frame body at byte ${at - origin}: ${what}`);
 }
 
 /**
- * Throws {@link ProtocolError} unless `body` is exactly one value of the profile whose buffer
- * tags refer to indexes below `bufferCount`.
+ * Throws {@link ProtocolError} unless `body[start .. end)` is exactly one value of the profile
+ * whose buffer tags refer to indexes below `bufferCount`.
  */
-export function checkBody(body: Uint8Array, bufferCount: number): void {
-  const end = body.length;
-  // Open containers: items still to start (maps count keys and values), and whether it is a map.
-  const left: number[] = [1];
-  const isMap: boolean[] = [false];
+export function checkBody(body: Uint8Array, start: number, end: number, bufferCount: number): void {
+  origin = start;
+  left[0] = 1;
+  isMap[0] = 0;
   let top = 0;
-  let p = 0;
+  let p = start;
   while (top >= 0) {
     if (p >= end) fail("truncated", p);
-    const start = p;
+    const at = p;
     // Is this item a map key? (A map's items alternate key, value; `left` is even before a key.)
-    const key = isMap[top] && left[top] % 2 === 0;
+    const key = isMap[top] === 1 && left[top] % 2 === 0;
     left[top]--;
     let t = body[p++];
     let need = NEED_NONE;
     if (t === 0xd4 && p + 1 < end && body[p + 1] === 0) {
       const ext = body[p];
       if (ext === TAG_BUFFER || ext === TAG_MAP || ext === TAG_SET) {
-        if (key) fail("a tag as a map key", start);
+        if (key) fail("a tag as a map key", at);
         need = ext === TAG_BUFFER ? NEED_INDEX : ext === TAG_MAP ? NEED_EVEN_ARRAY : NEED_ARRAY;
         p += 2;
         if (p >= end) fail("truncated after a tag", p);
@@ -97,7 +104,7 @@ export function checkBody(body: Uint8Array, bufferCount: number): void {
           break;
         case 0xc7: // ext 8: only the 96-bit timestamp
           if (n < 2) fail("truncated", p);
-          if (body[p] !== 12 || body[p + 1] !== EXT_TIMESTAMP) fail(`unsupported ext 8 (length ${body[p]}, type ${body[p + 1]})`, start);
+          if (body[p] !== 12 || body[p + 1] !== EXT_TIMESTAMP) fail(`unsupported ext 8 (length ${body[p]}, type ${body[p + 1]})`, at);
           p += 2;
           len = 12;
           break;
@@ -137,17 +144,17 @@ export function checkBody(body: Uint8Array, bufferCount: number): void {
           break;
         case 0xd4: // fixext 1: undefined, or an invalid Date
           if (n < 2) fail("truncated", p);
-          if (!((body[p] === EXT_UNDEFINED && body[p + 1] === 0) || body[p] === EXT_TIMESTAMP)) fail(`unsupported fixext 1 (type ${body[p]}, data ${body[p + 1]})`, start);
+          if (!((body[p] === EXT_UNDEFINED && body[p + 1] === 0) || body[p] === EXT_TIMESTAMP)) fail(`unsupported fixext 1 (type ${body[p]}, data ${body[p + 1]})`, at);
           p += 2;
           break;
         case 0xd6: // fixext 4: 32-bit timestamp
           if (n < 5) fail("truncated", p);
-          if (body[p] !== EXT_TIMESTAMP) fail(`unsupported fixext 4 (type ${body[p]})`, start);
+          if (body[p] !== EXT_TIMESTAMP) fail(`unsupported fixext 4 (type ${body[p]})`, at);
           p += 5;
           break;
         case 0xd7: // fixext 8: 64-bit timestamp
           if (n < 9) fail("truncated", p);
-          if (body[p] !== EXT_TIMESTAMP) fail(`unsupported fixext 8 (type ${body[p]})`, start);
+          if (body[p] !== EXT_TIMESTAMP) fail(`unsupported fixext 8 (type ${body[p]})`, at);
           p += 9;
           break;
         case 0xdc: // array 16
@@ -167,30 +174,30 @@ export function checkBody(body: Uint8Array, bufferCount: number): void {
           if (map) children *= 2;
           break;
         default: // 0xc1 (never used), ext 16/32, fixext 2/16
-          fail(`unsupported type byte 0x${t.toString(16)}`, start);
+          fail(`unsupported type byte 0x${t.toString(16)}`, at);
       }
     }
     if (len >= 0) {
       if (len > end - p) fail("truncated string, binary or extension", p);
-      if (key && str && len === PROTO.length && matches(body, p, PROTO)) fail(`map key "__proto__"`, start);
+      if (key && str && len === PROTO.length && matches(body, p, PROTO)) fail(`map key "__proto__"`, at);
       p += len;
     }
-    if (key && !str) fail("a map key that is not a string", start);
+    if (key && !str) fail("a map key that is not a string", at);
     if (need !== NEED_NONE) {
       const array = (t >= 0x90 && t < 0xa0) || t === 0xdc || t === 0xdd;
       if (need === NEED_INDEX) {
-        if (uint < 0) fail("buffer tag not followed by an unsigned integer", start);
-        if (uint >= bufferCount) fail(`buffer index ${uint} outside the table of ${bufferCount}`, start);
-      } else if (!array) fail("map or set tag not followed by an array", start);
-      else if (need === NEED_EVEN_ARRAY && children % 2 !== 0) fail("map tag followed by an array of odd length", start);
+        if (uint < 0) fail("buffer tag not followed by an unsigned integer", at);
+        if (uint >= bufferCount) fail(`buffer index ${uint} outside the table of ${bufferCount}`, at);
+      } else if (!array) fail("map or set tag not followed by an array", at);
+      else if (need === NEED_EVEN_ARRAY && children % 2 !== 0) fail("map tag followed by an array of odd length", at);
     }
     if (children > 0) {
       // Every item takes at least one byte: refuse counts the body cannot hold before looping.
-      if (children > end - p) fail(`${map ? "map" : "array"} of ${map ? children / 2 : children} items in ${end - p} bytes`, start);
-      if (top + 1 > MAX_DEPTH) fail(`nesting deeper than ${MAX_DEPTH} levels`, start);
+      if (children > end - p) fail(`${map ? "map" : "array"} of ${map ? children / 2 : children} items in ${end - p} bytes`, at);
+      if (top + 1 > MAX_DEPTH) fail(`nesting deeper than ${MAX_DEPTH} levels`, at);
       top++;
       left[top] = children;
-      isMap[top] = map;
+      isMap[top] = map ? 1 : 0;
     }
     while (top >= 0 && left[top] === 0) top--;
   }

@@ -3,6 +3,7 @@
  * @internal
  * @module
  */
+import { BackpressureError } from "../errors.js";
 import type { BlockingOptions } from "../util/blocking.js";
 import { SampleImpl, type SampleQueue } from "./sample.js";
 
@@ -29,6 +30,8 @@ export class LocalDelivery<T> {
 
   /** Hands `value` itself to every attached queue (each applies its own backpressure policy). */
   async deliver(value: T, sequence: number, opts: BlockingOptions): Promise<void> {
+    // A full `fail` subscriber fails the publish before anyone receives the message.
+    for (const q of this.queues) if (q.refuses) throw new BackpressureError(`a subscriber of ${JSON.stringify(this.topic)} is full (policy "fail")`);
     const pending: Promise<void>[] = [];
     for (const q of this.queues) pending.push(q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), opts));
     await Promise.all(pending);

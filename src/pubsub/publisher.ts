@@ -3,7 +3,7 @@
  * number of subscriber processes, the value itself to subscribers in its own thread.
  * @module
  */
-import { ClosedError, PlexusError } from "../errors.js";
+import { ClosedError, InvalidArgumentError, PlexusError } from "../errors.js";
 import type { GraphClient } from "../graph/client.js";
 import { self } from "../graph/identity.js";
 import type { Endpoints } from "../graph/registry.js";
@@ -11,7 +11,7 @@ import { ShmSender } from "../transport/shm.js";
 import type { Loan } from "../transport/transport.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { LocalDelivery } from "./local.js";
-import { prepare } from "./wire.js";
+import { prepare, RAW_PREFIX, writeRawHeaders } from "./wire.js";
 
 /** Options of `node.publisher()`. */
 export interface PublisherOptions {
@@ -104,6 +104,43 @@ export class Publisher<T = unknown> implements AsyncDisposable {
       loan.commit();
     }
     if (this.local.count > 0) await this.local.deliver(value, seq, { timeout: opts.timeout ?? this.timeout, signal: opts.signal });
+  }
+
+  /**
+   * Lends `size` bytes to write a `Uint8Array` message in place: fill `loan.bytes`, then
+   * `commit(length?)` publishes it (subscribers receive a `Uint8Array`), `abort()` drops it.
+   * When processes subscribe, the bytes are the shared-memory ring itself: no copy at all.
+   * Subscribers in this thread receive a copy (the ring space is reused once processes release it).
+   */
+  async loan(size: number, opts: BlockingOptions = {}): Promise<Loan> {
+    if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
+    checkOptions(opts, "loan");
+    if (!Number.isInteger(size) || size < 0) throw new InvalidArgumentError(`loan size must be a non-negative integer, got ${size}`);
+    const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
+    const ring = shm ? await shm.loan(RAW_PREFIX + size, { timeout: opts.timeout ?? this.timeout, signal: opts.signal }) : undefined;
+    const bytes = ring ? ring.bytes.subarray(RAW_PREFIX, RAW_PREFIX + size) : new Uint8Array(size);
+    let open = true;
+    return {
+      bytes,
+      commit: (length = size) => {
+        if (!open) throw new ClosedError("loan already ended");
+        if (!Number.isInteger(length) || length < 0 || length > size) throw new InvalidArgumentError(`commit length must be in 0..${size}`);
+        open = false;
+        const seq = this.seq++;
+        const payload = bytes.subarray(0, length);
+        const local = this.local.count > 0 ? (ring ? payload.slice() : payload) : undefined;
+        if (ring) {
+          writeRawHeaders(ring.bytes, seq, length);
+          ring.commit(RAW_PREFIX + length);
+        }
+        if (local) void this.local.deliver(local as T, seq, { timeout: opts.timeout ?? this.timeout }).catch(() => {});
+      },
+      abort: () => {
+        if (!open) return;
+        open = false;
+        ring?.abort();
+      },
+    };
   }
 
   /** Leaves the graph; subscribers receive what was published, then lose this publisher. Idempotent. */

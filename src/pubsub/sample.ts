@@ -64,6 +64,11 @@ export class SampleQueue<T> {
     return this.items.length;
   }
 
+  /** True if a `fail` queue would refuse a sample now (nobody waits and it is full). */
+  get refuses(): boolean {
+    return this.policy === "fail" && this.readers.length === 0 && this.items.length >= this.depth;
+  }
+
   /** Adds a sample (waits for room under `block`, at most `opts.timeout` ms). */
   async push(sample: Sample<T>, opts: BlockingOptions = {}): Promise<void> {
     if (this.ended) {

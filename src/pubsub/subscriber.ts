@@ -88,10 +88,35 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     return this.queue.shift({ timeout: opts.timeout ?? this.opts.timeout, signal: opts.signal });
   }
 
+  /**
+   * The callback form: calls `handler` with each sample, one at a time, and releases the sample
+   * when the handler returns (or its promise settles). Resolves when the subscriber closes; a
+   * handler that throws closes the subscriber and rejects. Not together with iteration.
+   */
+  async forEach(handler: (sample: Sample<T>) => void | Promise<void>): Promise<void> {
+    this.claimConsumer("forEach");
+    for (;;) {
+      const s = await this.queue.shift();
+      if (s === null) return;
+      try {
+        await handler(s);
+      } catch (err) {
+        await this.close();
+        throw err;
+      } finally {
+        s.release();
+      }
+    }
+  }
+
+  private claimConsumer(how: string): void {
+    if (this.iterating) throw new InvalidArgumentError(`this subscriber already has a consumer; ${how} cannot be a second one`);
+    this.iterating = true;
+  }
+
   /** Iterates samples; each is released when the loop moves on; `break` closes the subscriber. */
   [Symbol.asyncIterator](): AsyncIterator<Sample<T>> {
-    if (this.iterating) throw new InvalidArgumentError("a subscriber can be iterated by one loop at a time");
-    this.iterating = true;
+    this.claimConsumer("iteration");
     let previous: Sample<T> | null = null;
     return {
       next: async (): Promise<IteratorResult<Sample<T>>> => {
@@ -178,6 +203,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
             throw err;
           }
           await this.queue.push(sample);
+          this.queue.missed += rx.takeMissed(); // a leaky ring reader skipped some
         }
       } catch {
         // the publisher died or left: the graph will tell us to unlink it

@@ -6,6 +6,7 @@
  */
 import { ProtocolError } from "../errors.js";
 import { decode, encodedSize, encodeInto } from "../codec/index.js";
+import { FRAME_MAGIC, FRAME_VERSION, FrameKind, HEADER_BYTES } from "../codec/format.js";
 
 /** "PXS1". */
 const MAGIC = 0x31535850;
@@ -34,6 +35,23 @@ export function prepare(value: unknown, sequence: number): Prepared {
       encodeInto(plan, target.subarray(WIRE_HEADER));
     },
   };
+}
+
+/** Bytes in front of a raw payload written in place: the wire header and the codec's raw-frame header. */
+export const RAW_PREFIX = WIRE_HEADER + HEADER_BYTES;
+
+/** Writes the headers in front of a raw payload of `length` bytes that is already in place at `target[RAW_PREFIX]`. */
+export function writeRawHeaders(target: Uint8Array, sequence: number, length: number): void {
+  const v = new DataView(target.buffer, target.byteOffset, RAW_PREFIX);
+  v.setUint32(0, MAGIC, true);
+  v.setUint32(4, 0, true);
+  v.setFloat64(8, sequence, true);
+  v.setUint32(WIRE_HEADER, FRAME_MAGIC, true);
+  v.setUint8(WIRE_HEADER + 4, FRAME_VERSION);
+  v.setUint8(WIRE_HEADER + 5, FrameKind.Raw);
+  v.setUint16(WIRE_HEADER + 6, 0, true);
+  v.setUint32(WIRE_HEADER + 8, length, true);
+  v.setUint32(WIRE_HEADER + 12, 0, true);
 }
 
 /** Decodes a message (views into `bytes`, no copy of its buffers). */

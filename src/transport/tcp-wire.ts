@@ -170,7 +170,7 @@ export function decodeWelcome(b: Buffer, at = 0): Welcome {
   if (hi > 0x1fffff) throw new ProtocolError("start sequence out of range");
   w.startSeq = hi * 0x100000000 + b.readUInt32LE(at + 16);
   if (w.capacity < MIN_WINDOW || w.capacity > MAX_WINDOW) throw new ProtocolError(`window of ${w.capacity} bytes out of range`);
-  if (w.maxMessage > w.capacity - HEADER_BYTES) throw new ProtocolError(`largest message ${w.maxMessage} does not fit the window of ${w.capacity}`);
+  if (frameBytes(w.maxMessage) > w.capacity) throw new ProtocolError(`largest message ${w.maxMessage} does not fit the window of ${w.capacity}`);
   if (w.startSeq < 1) throw new ProtocolError("start sequence 0");
   if (w.heartbeat < 1) throw new ProtocolError("heartbeat of 0 ms");
   return w;

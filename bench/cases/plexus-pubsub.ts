@@ -1,0 +1,148 @@
+/**
+ * Plexus publish/subscribe through the public API (`connect`, `publisher`, `subscriber`)
+ * between processes on one host: lat (a small object, ping/pong topics), thr (1 MiB typed
+ * arrays) and the fan row (one publisher, 1/2/4 subscriber processes, against TCP fan-out).
+ * @module
+ */
+import { connect, GraphServer, type Node, type Publisher, type Subscriber } from "../../src/index.js";
+import { registerCase, type CaseScope, type Resource, type ThroughputSample } from "../harness.js";
+import { now, roundTrips, streamed } from "../measure.js";
+import { Peer } from "../peer.js";
+import { registerRow } from "../rows.js";
+import { LAT_SIZES, THR_SIZES } from "../sizes.js";
+import { EVENTFD_FLOOR } from "./eventfd-floor.js";
+import { MEMCPY_FLOOR } from "./memcpy-floor.js";
+
+const MiB = 1 << 20;
+
+/** A GraphServer for the case and a node of the suite on it. */
+async function graph(scope: CaseScope): Promise<{ node: Node; address: string }> {
+  const server = await GraphServer.start({ port: 0 });
+  scope.defer(() => server.close());
+  const address = `127.0.0.1:${server.address.port}`;
+  const node = await connect({ address, embedded: false });
+  scope.defer(() => node.close());
+  return { node, address };
+}
+
+/** Waits until `pub` reaches `n` subscribers. */
+async function subscribers(pub: Publisher<unknown>, n: number, signal: AbortSignal): Promise<void> {
+  while (pub.subscribers < n) {
+    if (signal.aborted) throw signal.reason;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+class PubSubEcho implements Resource {
+  private seq = 0;
+  private constructor(
+    private readonly pub: Publisher<{ seq: number; t: number; tag: string }>,
+    private readonly sub: Subscriber<{ seq: number }>,
+  ) {}
+
+  static async open(scope: CaseScope): Promise<PubSubEcho> {
+    const { node, address } = await graph(scope);
+    const pub = await node.publisher<{ seq: number; t: number; tag: string }>("bench/ping");
+    const sub = await node.subscriber<{ seq: number }>("bench/pong", { queue: 4 });
+    await Peer.start(scope, "plexus-pubsub-peer.js", { args: ["echo", address, "bench"] });
+    await subscribers(pub as Publisher<unknown>, 1, scope.signal);
+    // the peer's publisher must be linked to our subscriber too
+    while (sub.publishers.length === 0) await new Promise((r) => setTimeout(r, 2));
+    return new PubSubEcho(pub, sub);
+  }
+
+  async roundTrip(): Promise<void> {
+    await this.pub.publish({ seq: ++this.seq, t: 0, tag: "a small object" });
+    const s = await this.sub.receive({ timeout: 10_000 });
+    if (s === null) throw new Error("echo subscriber closed");
+    s.release();
+  }
+
+  close(): void {}
+}
+
+class PubSubStream implements Resource {
+  private sent = 0;
+  private constructor(
+    private readonly pubs: Publisher<{ seq: number; data: Float64Array }>,
+    private readonly peers: Peer[],
+    private readonly data: Float64Array,
+  ) {}
+
+  static async open(scope: CaseScope, bytes: number, readers: number): Promise<PubSubStream> {
+    const { node, address } = await graph(scope);
+    const pub = await node.publisher<{ seq: number; data: Float64Array }>("bench/stream", { capacity: Math.max(8 * MiB, 4 * (bytes + 4096)) });
+    const peers: Peer[] = [];
+    for (let i = 0; i < readers; i++) peers.push(await Peer.start(scope, "plexus-pubsub-peer.js", { args: ["sink", address, "bench/stream"] }));
+    await subscribers(pub as Publisher<unknown>, readers, scope.signal);
+    return new PubSubStream(pub, peers, new Float64Array(bytes / 8).fill(1.5));
+  }
+
+  async stream(count: number): Promise<ThroughputSample> {
+    this.sent += count;
+    const done = this.peers.map((p) => p.call("waitFor", this.sent, 120_000));
+    const t0 = now();
+    for (let i = 0; i < count; i++) await this.pubs.publish({ seq: i, data: this.data });
+    await Promise.all(done);
+    return streamed(count * this.peers.length, this.data.byteLength, t0);
+  }
+
+  close(): void {}
+}
+
+for (const size of LAT_SIZES.slice(0, 1)) {
+  registerCase({
+    row: "lat",
+    name: "plexus pubsub",
+    variant: size.label,
+    kind: "latency",
+    ratioTo: ["plexus shm", EVENTFD_FLOOR, "zeromq ipc PAIR"],
+    quick: size.quick,
+    method: "publish {seq, t, tag} on a ping topic, the peer publishes it back on a pong topic (MessagePack, shm rings, GraphServer in the suite)",
+    async run(ctx) {
+      const link = await ctx.keep("link", (scope) => PubSubEcho.open(scope));
+      return roundTrips(ctx, () => link.roundTrip());
+    },
+  });
+}
+
+for (const size of THR_SIZES.filter((s) => s.bytes === MiB)) {
+  registerCase({
+    row: "thr",
+    name: "plexus pubsub",
+    variant: size.label,
+    kind: "throughput",
+    ratioTo: ["plexus shm", MEMCPY_FLOOR],
+    messageBytes: size.bytes,
+    quick: size.quick,
+    method: "publish {seq, data: Float64Array(1 MiB)}: the array goes out of band, one copy into the ring; the subscriber gets a view and touches it",
+    async run(ctx) {
+      const link = await ctx.keep("link", (scope) => PubSubStream.open(scope, size.bytes, 1));
+      return link.stream(ctx.count);
+    },
+  });
+}
+
+registerRow({
+  id: "fan",
+  title: "fan: one publisher, 1 / 2 / 4 subscriber processes, 1 MiB messages",
+  method:
+    "Rate = messages x subscribers delivered per second (aggregate bandwidth); every subscriber touches one byte per 64 of every message. " +
+    "plexus pubsub: one copy into the ring whatever the number of subscribers. tcp fan-out: one Node process writes each message to every subscriber's socket.",
+});
+
+for (const readers of [1, 2, 4]) {
+  registerCase({
+    row: "fan",
+    name: "plexus pubsub",
+    variant: `${readers} sub${readers > 1 ? "s" : ""}`,
+    kind: "throughput",
+    ratioTo: "tcp fan-out",
+    messageBytes: MiB,
+    quick: readers === 2,
+    async run(ctx) {
+      const link = await ctx.keep("link", (scope) => PubSubStream.open(scope, MiB, readers));
+      return link.stream(ctx.count);
+    },
+  });
+}

@@ -1,0 +1,507 @@
+/**
+ * ZeroBuffer v1 duplex channels (ZEROBUFFER.md §10): request/response over two ordinary
+ * buffers, `{channel}_request` (client writes, server reads; the server owns it) and
+ * `{channel}_response` (server writes, client reads; the client owns it). Correlation is
+ * positional: exactly one response per request, in order, so the k-th response has sequence k.
+ * @module
+ */
+import { AbortError, ClosedError, InvalidArgumentError, SequenceError, TimeoutError } from "../errors.js";
+import { checkOptions, checkTimeout, Deadline, type BlockingOptions } from "../util/blocking.js";
+import { ReaderAlreadyConnectedError, ReaderDeadError, WriterAlreadyConnectedError, WriterDeadError } from "./errors.js";
+import type { Frame } from "./frame.js";
+import { checkName, requestName, responseName } from "./names.js";
+import { Reader, type ReaderOptions } from "./reader.js";
+import { sleep } from "./waits.js";
+import { Writer, type FrameBuffer } from "./writer.js";
+
+/** A response as the client sees it: a read-only view, released like any {@link Frame}. */
+export type DuplexResponse = Frame;
+
+/**
+ * How a handler answers: `respond(bytes)` writes the response (one copy), or
+ * `respond.frameBuffer(size)` lends space to fill in place and `commit()`. Exactly once per
+ * request.
+ */
+export interface Respond {
+  /** Writes the response (one copy into the response ring). */
+  (data: ArrayBufferView): Promise<void>;
+  /** Lends space for a response of `size` bytes; fill `data`, then `commit()` before the handler ends. */
+  frameBuffer(size: number): Promise<FrameBuffer>;
+}
+
+/**
+ * A request handler. `request.data` is a view of the request ring, valid until the handler's
+ * promise settles (the request is released afterwards). It must respond exactly once.
+ */
+export type DuplexHandler = (request: Frame, respond: Respond) => void | Promise<void>;
+
+/** Options of {@link DuplexServer.create}. */
+export interface DuplexServerOptions extends ReaderOptions {
+  /** How long to keep retrying (every 100 ms) to connect the response writer, ms (default 5000). */
+  connectTimeout?: number;
+  /** Timeout of each response write, ms (default 5000). */
+  writeTimeout?: number;
+  /** Called once per client, after its first request, with the request buffer's metadata (C#/Python `on_init`). */
+  onInit?: (metadata: Uint8Array | null) => void;
+  /** Errors the server recovers from (a failed handler, a client that died, a sequence gap). */
+  onError?: (err: Error) => void;
+}
+
+/** Retry period of the response writer's connection (the reference's 100 ms). */
+const RETRY_MS = 100;
+
+/**
+ * The server side of a v1 duplex channel. It owns `{channel}_request`; for each client it
+ * connects a writer to the client's `{channel}_response` (retrying every 100 ms), calls
+ * `onInit` after the client's first request, then the handler for each request in order. When
+ * a handler fails or does not respond, the server cannot keep positional correlation: it
+ * reports the error, closes the response writer (the client's pending requests reject) and
+ * ignores that client's further requests until it disconnects. A client that leaves (or dies)
+ * ends its session; the next client is served the same way.
+ */
+export class DuplexServer implements AsyncDisposable {
+  /** Settles when the serving loop ends (after `close()`, or a broken request buffer). */
+  readonly done: Promise<void>;
+  private readonly closer = new AbortController();
+  private responder: Writer | undefined;
+  private session: "idle" | "active" | "failed" = "idle";
+  private served = 0;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    /** The channel name. */
+    readonly channel: string,
+    private readonly reader: Reader,
+    private readonly handler: DuplexHandler,
+    private readonly options: DuplexServerOptions,
+    private readonly connectTimeout: number,
+    private readonly writeTimeout: number,
+  ) {
+    this.done = this.run();
+  }
+
+  /**
+   * Creates `{channel}_request` and starts serving.
+   * @param channel - the channel name (the buffers add `_request` / `_response`)
+   * @param handler - answers each request exactly once
+   * @param options - request buffer sizes, timeouts, `onInit`, `onError`
+   */
+  static async create(channel: string, handler: DuplexHandler, options: DuplexServerOptions = {}): Promise<DuplexServer> {
+    checkName(responseName(channel), "channel name + \"_response\"");
+    if (typeof handler !== "function") throw new InvalidArgumentError("DuplexServer: handler must be a function");
+    const connectTimeout = checkTimeout(options.connectTimeout, 5000);
+    const writeTimeout = checkTimeout(options.writeTimeout, 5000);
+    const reader = await Reader.create(requestName(channel), options);
+    return new DuplexServer(channel, reader, handler, options, connectTimeout, writeTimeout);
+  }
+
+  /** Requests answered so far (all clients). */
+  get handled(): number {
+    return this.served;
+  }
+
+  /** The request buffer's reader (for diagnostics). */
+  get requestReader(): Reader {
+    return this.reader;
+  }
+
+  /** Stops serving, disconnects from the response buffer, removes the request buffer. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closer.abort(new ClosedError(`DuplexServer "${this.channel}" is closed`));
+      await this.done;
+      await this.responder?.close();
+      this.responder = undefined;
+      await this.reader.close();
+    })();
+    return this.closing;
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private report(err: unknown): void {
+    try {
+      this.options.onError?.(err instanceof Error ? err : new Error(String(err)));
+    } catch {
+      // an error handler that throws has nowhere to report to
+    }
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.closer.signal;
+    while (!signal.aborted) {
+      let request: Frame;
+      try {
+        request = await this.reader.read({ timeout: Infinity, signal });
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof WriterDeadError) {
+          if (!err.graceful) this.report(err);
+          await this.endSession();
+          continue;
+        }
+        if (err instanceof SequenceError) {
+          this.report(err); // the next read returns that request
+          continue;
+        }
+        this.report(err); // the request buffer is unusable
+        return;
+      }
+      try {
+        await this.handle(request, signal);
+      } finally {
+        request.release();
+      }
+    }
+  }
+
+  private async endSession(): Promise<void> {
+    const w = this.responder;
+    this.responder = undefined;
+    this.session = "idle";
+    await w?.close();
+  }
+
+  /** Connects to the client's response buffer, retrying every 100 ms. */
+  private async connectResponder(signal: AbortSignal): Promise<Writer> {
+    const name = responseName(this.channel);
+    const deadline = new Deadline(this.connectTimeout);
+    for (;;) {
+      try {
+        return await Writer.connect(name, { timeout: deadline.remaining(), signal, writeTimeout: this.writeTimeout });
+      } catch (err) {
+        const retry = err instanceof WriterAlreadyConnectedError || err instanceof ReaderDeadError || err instanceof ReaderAlreadyConnectedError;
+        if (!retry || deadline.remaining() <= 0) throw err;
+      }
+      await sleep(Math.min(RETRY_MS, deadline.remaining()), signal);
+    }
+  }
+
+  private async handle(request: Frame, signal: AbortSignal): Promise<void> {
+    if (this.session === "failed") return;
+    try {
+      if (this.session === "idle") {
+        this.responder = await this.connectResponder(signal);
+        this.session = "active";
+        this.options.onInit?.(this.reader.metadata());
+      }
+      const writer = this.responder as Writer;
+      let calls = 0;
+      let written: Promise<unknown> | undefined;
+      let loan: FrameBuffer | undefined;
+      const once = (): void => {
+        if (calls++ > 0) throw new InvalidArgumentError("respond: a request gets exactly one response");
+      };
+      const respond: Respond = Object.assign(
+        (data: ArrayBufferView): Promise<void> => {
+          once();
+          const p = writer.write(data, { signal }).then(() => undefined);
+          written = p;
+          return p;
+        },
+        {
+          frameBuffer: (size: number): Promise<FrameBuffer> => {
+            once();
+            const p = writer.frameBuffer(size, { signal }).then((fb) => (loan = fb));
+            written = p;
+            return p;
+          },
+        },
+      );
+      let handlerError: unknown;
+      try {
+        await this.handler(request, respond);
+      } catch (err) {
+        handlerError = err;
+      }
+      if (written !== undefined) await written;
+      if (calls === 0) {
+        throw handlerError ?? new InvalidArgumentError(`DuplexServer "${this.channel}": the handler did not respond to request ${request.sequence}`);
+      }
+      if (loan !== undefined && writer.sequence < loan.sequence) {
+        loan.cancel();
+        throw handlerError ?? new InvalidArgumentError(`DuplexServer "${this.channel}": the handler did not commit its response to request ${request.sequence}`);
+      }
+      this.served++;
+      if (handlerError !== undefined) this.report(handlerError); // it responded: correlation holds
+    } catch (err) {
+      if (signal.aborted) return;
+      // No response: positional correlation is lost, so end this client's session loudly.
+      this.report(err);
+      this.session = "failed";
+      const w = this.responder;
+      this.responder = undefined;
+      await w?.close();
+    }
+  }
+}
+
+/** Options of {@link DuplexClient.connect}. */
+export interface DuplexClientOptions extends BlockingOptions {
+  /** How long to wait for the server's request buffer, ms; also the default request timeout (default 5000). */
+  timeout?: number;
+  /** Metadata to store in the request buffer (write-once per buffer, C++/C# `set_metadata`). */
+  metadata?: ArrayBufferView;
+  /** Payload size of the response buffer the client creates (default 256 MiB, as in the reference). */
+  responsePayloadSize?: number;
+  /** Metadata size of the response buffer (default 4096). */
+  responseMetadataSize?: number;
+}
+
+/** A request waiting for its response. */
+class Pending {
+  sequence = 0;
+  abandoned = false;
+  settled = false;
+  readonly promise: Promise<DuplexResponse>;
+  private resolveFn!: (f: DuplexResponse) => void;
+  private rejectFn!: (e: Error) => void;
+
+  constructor() {
+    this.promise = new Promise<DuplexResponse>((resolve, reject) => {
+      this.resolveFn = resolve;
+      this.rejectFn = reject;
+    });
+    this.promise.catch(() => {});
+  }
+
+  resolve(f: DuplexResponse): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.resolveFn(f);
+  }
+
+  reject(e: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.rejectFn(e);
+  }
+}
+
+/**
+ * A request being built in place: fill `data`, then `commit()` sends it and resolves with the
+ * response. `cancel()` (or `using` without commit) sends nothing.
+ */
+export interface RequestBuffer extends Disposable {
+  /** Where to write the request: a view of the request ring. */
+  readonly data: Uint8Array;
+  /** Sends the request; resolves with its response. */
+  commit(opts?: BlockingOptions): Promise<DuplexResponse>;
+  /** Sends nothing; idempotent. */
+  cancel(): void;
+}
+
+/**
+ * The client side of a v1 duplex channel. `connect` opens a writer to `{channel}_request`
+ * (waiting until the server created it, C++/C# order) and then creates `{channel}_response`.
+ * Many requests may be in flight; responses come back in order and each resolves its request.
+ * A response is a view of the response ring: release it (FIFO) when done.
+ */
+export class DuplexClient implements AsyncDisposable {
+  private readonly pending: Pending[] = [];
+  private pumping = false;
+  private pause = new AbortController();
+  private broken: Error | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    /** The channel name. */
+    readonly channel: string,
+    private readonly writer: Writer,
+    private readonly reader: Reader,
+    private readonly timeout: number,
+  ) {}
+
+  /**
+   * Connects to a server's channel.
+   * @param channel - the channel name
+   * @param options - connect/request `timeout`, `signal`, `metadata`, response buffer sizes
+   */
+  static async connect(channel: string, options: DuplexClientOptions = {}): Promise<DuplexClient> {
+    checkName(responseName(channel), "channel name + \"_response\"");
+    checkOptions(options, `DuplexClient "${channel}" connect`);
+    const timeout = checkTimeout(options.timeout, 5000);
+    const writer = await Writer.connect(requestName(channel), { timeout, ...(options.signal ? { signal: options.signal } : {}) });
+    try {
+      if (options.metadata !== undefined) writer.setMetadata(options.metadata);
+      const reader = await Reader.create(responseName(channel), {
+        payloadSize: options.responsePayloadSize ?? 256 << 20,
+        metadataSize: options.responseMetadataSize ?? 4096,
+      });
+      return new DuplexClient(channel, writer, reader, timeout);
+    } catch (err) {
+      await writer.close();
+      throw err;
+    }
+  }
+
+  /** Requests sent (or being sent) whose response has not arrived. */
+  get inFlight(): number {
+    return this.pending.length;
+  }
+
+  /**
+   * Sends `data` (one copy) and resolves with the response. Rejects with TimeoutError when
+   * `timeout` (default: the client's) passes (a late response is then released unseen),
+   * WriterDeadError when the server stops answering, and the errors of {@link Writer.write}.
+   */
+  async request(data: ArrayBufferView, opts: BlockingOptions = {}): Promise<DuplexResponse> {
+    checkOptions(opts, `DuplexClient "${this.channel}" request`);
+    this.checkUsable();
+    const timeout = opts.timeout ?? this.timeout;
+    const deadline = new Deadline(timeout);
+    const entry = new Pending();
+    this.pending.push(entry);
+    try {
+      entry.sequence = await this.writer.write(data, { timeout, ...(opts.signal ? { signal: opts.signal } : {}) });
+    } catch (err) {
+      this.drop(entry);
+      throw err;
+    }
+    return this.awaitResponse(entry, deadline, opts.signal);
+  }
+
+  /** Lends space in the request ring for a request of `size` bytes (zero-copy). */
+  async frameBuffer(size: number, opts: BlockingOptions = {}): Promise<RequestBuffer> {
+    checkOptions(opts, `DuplexClient "${this.channel}" frameBuffer`);
+    this.checkUsable();
+    const timeout = opts.timeout ?? this.timeout;
+    const entry = new Pending();
+    this.pending.push(entry);
+    let fb: FrameBuffer;
+    try {
+      fb = await this.writer.frameBuffer(size, opts);
+    } catch (err) {
+      this.drop(entry);
+      throw err;
+    }
+    let done = false;
+    return {
+      data: fb.data,
+      commit: (copts: BlockingOptions = {}) => {
+        if (done) return Promise.reject(new InvalidArgumentError("RequestBuffer: already committed or cancelled"));
+        done = true;
+        try {
+          entry.sequence = fb.commit();
+        } catch (err) {
+          this.drop(entry);
+          return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+        }
+        return this.awaitResponse(entry, new Deadline(copts.timeout ?? timeout), copts.signal);
+      },
+      cancel: () => {
+        if (done) return;
+        done = true;
+        fb.cancel();
+        this.drop(entry);
+      },
+      [Symbol.dispose]() {
+        this.cancel();
+      },
+    };
+  }
+
+  /** Rejects pending requests, disconnects the request writer (the server sees the client leave) and removes the response buffer. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const err = new ClosedError(`DuplexClient "${this.channel}" is closed`);
+      for (const p of this.pending.splice(0)) p.reject(err);
+      this.pause.abort(err);
+      await this.writer.close();
+      await this.reader.close();
+    })();
+    return this.closing;
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private checkUsable(): void {
+    if (this.closing !== undefined) throw new ClosedError(`DuplexClient "${this.channel}" is closed`);
+    if (this.broken !== undefined) throw this.broken;
+  }
+
+  private drop(entry: Pending): void {
+    const i = this.pending.indexOf(entry);
+    if (i >= 0) this.pending.splice(i, 1);
+    this.maybePause();
+  }
+
+  private awaitResponse(entry: Pending, deadline: Deadline, signal: AbortSignal | undefined): Promise<DuplexResponse> {
+    this.startPump();
+    if (entry.settled) return entry.promise;
+    return new Promise<DuplexResponse>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const give = (err: Error): void => {
+        entry.abandoned = true;
+        entry.reject(err);
+        this.maybePause();
+      };
+      const onAbort = (): void => give(new AbortError(`DuplexClient "${this.channel}" request aborted`, { cause: signal?.reason }));
+      const left = deadline.remaining();
+      if (Number.isFinite(left)) timer = setTimeout(() => give(new TimeoutError(`DuplexClient "${this.channel}": no response to request ${entry.sequence} in time`)), left);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      entry.promise.then(
+        (f) => {
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+          resolve(f);
+        },
+        (e: Error) => {
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** Stops the pump's wait when no live request is left (so an idle client keeps no wait pending). */
+  private maybePause(): void {
+    if (this.pending.every((p) => p.abandoned)) {
+      this.pause.abort();
+      this.pause = new AbortController();
+    }
+  }
+
+  private startPump(): void {
+    if (this.pumping || this.closing !== undefined) return;
+    this.pumping = true;
+    void this.pump().finally(() => {
+      this.pumping = false;
+      if (this.closing === undefined && this.broken === undefined && this.pending.some((p) => !p.abandoned)) this.startPump();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    while (this.closing === undefined && this.pending.some((p) => !p.abandoned)) {
+      const signal = this.pause.signal;
+      let frame: Frame;
+      try {
+        frame = await this.reader.read({ timeout: Infinity, signal });
+      } catch (err) {
+        if (signal.aborted || this.closing !== undefined) return;
+        if (err instanceof SequenceError) continue; // reported by the sequence check below on the next frame
+        const e = err instanceof Error ? err : new Error(String(err));
+        this.broken = e;
+        for (const p of this.pending.splice(0)) p.reject(e);
+        return;
+      }
+      const entry = this.pending.shift();
+      if (entry === undefined) {
+        frame.release(); // a response nobody asked for
+        continue;
+      }
+      if (entry.sequence !== 0 && frame.sequence !== entry.sequence) {
+        frame.release();
+        entry.reject(new SequenceError(entry.sequence, frame.sequence));
+      } else if (entry.abandoned) frame.release();
+      else entry.resolve(frame);
+    }
+  }
+}
