@@ -11,6 +11,8 @@ export interface LatencyStats {
   count: number;
   /** Median RTT. */
   p50: number;
+  /** 90th percentile RTT (nearest rank). */
+  p90: number;
   /** 99th percentile RTT (nearest rank). */
   p99: number;
   /** Mean RTT. */
@@ -51,6 +53,7 @@ export function latencyStats(sample: LatencySample): LatencyStats {
   return {
     count: sorted.length,
     p50: percentile(sorted, 0.5),
+    p90: percentile(sorted, 0.9),
     p99: percentile(sorted, 0.99),
     mean: sum / sorted.length,
     min: sorted[0] as number,

@@ -15,3 +15,4 @@ import "./plexus-shm.js";
 import "./plexus-thread.js";
 import "./plexus-pubsub.js";
 import "./tcp-fanout.js";
+import "./zerobuffer.js";

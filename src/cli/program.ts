@@ -7,6 +7,7 @@ import { readFileSync, readdirSync, statSync } from "node:fs";
 import { Command } from "commander";
 import { sweepStaleSegments } from "../transport/shm.js";
 import { native } from "../native.js";
+import { zerobufferCommand } from "./zerobuffer.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -34,6 +35,7 @@ export function program(): Command {
       const removed = sweepStaleSegments();
       console.log(removed.length ? `removed ${removed.join(", ")}` : "nothing to remove");
     });
+  cli.addCommand(zerobufferCommand());
   return cli;
 }
 

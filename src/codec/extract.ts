@@ -50,7 +50,10 @@ const UINT64_END = 2n ** 64n;
 /** Thrown inside the walk; collects the path on its way out, becomes an {@link EncodeError}. */
 class Unsupported {
   readonly path: (string | number)[] = [];
-  constructor(readonly reason: string) {}
+  constructor(
+    readonly reason: string,
+    readonly cause?: unknown,
+  ) {}
 }
 
 /** `String.prototype.isWellFormed` (ES2024; Node.js 20 has it, the TypeScript lib here does not). */
@@ -117,9 +120,10 @@ class Walk {
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i];
       if (key === "__proto__") throw inside(new Unsupported(`an own property named "__proto__" (it cannot be restored safely)`), key);
-      const child = src[key];
+      let child: unknown;
       let out: unknown;
       try {
+        child = src[key];
         out = this.value(child, depth);
       } catch (err) {
         throw inside(err, key);
@@ -137,9 +141,10 @@ class Walk {
   private array(a: unknown[], depth: number): unknown {
     let copy: unknown[] | undefined;
     for (let i = 0; i < a.length; i++) {
-      const child = a[i];
+      let child: unknown;
       let out: unknown;
       try {
+        child = a[i];
         out = this.value(child, depth);
       } catch (err) {
         throw inside(err, i);
@@ -213,10 +218,11 @@ function copyKeys(src: Record<string, unknown>, keys: string[], n: number): Reco
   return copy;
 }
 
-/** Adds a path step to an error thrown by a nested walk. */
-function inside(err: unknown, step: string | number): unknown {
-  if (err instanceof Unsupported) err.path.unshift(step);
-  return err;
+/** Adds a path step to an error thrown by a nested walk (a getter's own error is wrapped). */
+function inside(err: unknown, step: string | number): Unsupported {
+  const u = err instanceof Unsupported ? err : new Unsupported(`reading it threw ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`, err);
+  u.path.unshift(step);
+  return u;
 }
 
 /** Formats a path like `value.samples[3].name`. */
@@ -240,8 +246,7 @@ export function extract(value: unknown): Extracted {
   try {
     return { value: walk.value(value, 0), buffers: walk.buffers };
   } catch (err) {
-    if (err instanceof Unsupported) throw new EncodeError(`cannot encode ${formatPath(err.path)}: ${err.reason}`);
-    if (err instanceof RangeError) throw new EncodeError(`cannot encode value: ${err.message}`, { cause: err });
-    throw err;
+    if (err instanceof Unsupported) throw new EncodeError(`cannot encode ${formatPath(err.path)}: ${err.reason}`, { cause: err.cause });
+    throw new EncodeError(`cannot encode value: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
 }

@@ -84,6 +84,7 @@ export const packr: Packr = new msgpackr.Packr({
   encodeUndefinedAsNil: false,
   structuredClone: false,
   bundleStrings: false,
+  useToJSON: false,
 });
 
 /** The unpacker: maps as plain objects, 64-bit integers as `bigint`, no structured clone. */

@@ -5,11 +5,12 @@
  * positional: exactly one response per request, in order, so the k-th response has sequence k.
  * @module
  */
-import { AbortError, ClosedError, InvalidArgumentError, SequenceError, TimeoutError } from "../errors.js";
+import { ClosedError, InvalidArgumentError, SequenceError } from "../errors.js";
 import { checkOptions, checkTimeout, Deadline, type BlockingOptions } from "../util/blocking.js";
 import { ReaderAlreadyConnectedError, ReaderDeadError, WriterAlreadyConnectedError, WriterDeadError } from "./errors.js";
 import type { Frame } from "./frame.js";
 import { checkName, requestName, responseName } from "./names.js";
+import { Pending } from "./pending.js";
 import { Reader, type ReaderOptions } from "./reader.js";
 import { sleep } from "./waits.js";
 import { Writer, type FrameBuffer } from "./writer.js";
@@ -192,19 +193,17 @@ export class DuplexServer implements AsyncDisposable {
       let calls = 0;
       let written: Promise<unknown> | undefined;
       let loan: FrameBuffer | undefined;
-      const once = (): void => {
-        if (calls++ > 0) throw new InvalidArgumentError("respond: a request gets exactly one response");
-      };
+      const twice = (): Promise<never> => Promise.reject(new InvalidArgumentError("respond: a request gets exactly one response"));
       const respond: Respond = Object.assign(
         (data: ArrayBufferView): Promise<void> => {
-          once();
+          if (calls++ > 0) return twice();
           const p = writer.write(data, { signal }).then(() => undefined);
           written = p;
           return p;
         },
         {
           frameBuffer: (size: number): Promise<FrameBuffer> => {
-            once();
+            if (calls++ > 0) return twice();
             const p = writer.frameBuffer(size, { signal }).then((fb) => (loan = fb));
             written = p;
             return p;
@@ -251,36 +250,6 @@ export interface DuplexClientOptions extends BlockingOptions {
   responseMetadataSize?: number;
 }
 
-/** A request waiting for its response. */
-class Pending {
-  sequence = 0;
-  abandoned = false;
-  settled = false;
-  readonly promise: Promise<DuplexResponse>;
-  private resolveFn!: (f: DuplexResponse) => void;
-  private rejectFn!: (e: Error) => void;
-
-  constructor() {
-    this.promise = new Promise<DuplexResponse>((resolve, reject) => {
-      this.resolveFn = resolve;
-      this.rejectFn = reject;
-    });
-    this.promise.catch(() => {});
-  }
-
-  resolve(f: DuplexResponse): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.resolveFn(f);
-  }
-
-  reject(e: Error): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.rejectFn(e);
-  }
-}
-
 /**
  * A request being built in place: fill `data`, then `commit()` sends it and resolves with the
  * response. `cancel()` (or `using` without commit) sends nothing.
@@ -288,6 +257,8 @@ class Pending {
 export interface RequestBuffer extends Disposable {
   /** Where to write the request: a view of the request ring. */
   readonly data: Uint8Array;
+  /** The sequence number the request will get. */
+  readonly sequence: number;
   /** Sends the request; resolves with its response. */
   commit(opts?: BlockingOptions): Promise<DuplexResponse>;
   /** Sends nothing; idempotent. */
@@ -379,8 +350,15 @@ export class DuplexClient implements AsyncDisposable {
       throw err;
     }
     let done = false;
+    const cancel = (): void => {
+      if (done) return;
+      done = true;
+      fb.cancel();
+      this.drop(entry);
+    };
     return {
       data: fb.data,
+      sequence: fb.sequence,
       commit: (copts: BlockingOptions = {}) => {
         if (done) return Promise.reject(new InvalidArgumentError("RequestBuffer: already committed or cancelled"));
         done = true;
@@ -392,15 +370,8 @@ export class DuplexClient implements AsyncDisposable {
         }
         return this.awaitResponse(entry, new Deadline(copts.timeout ?? timeout), copts.signal);
       },
-      cancel: () => {
-        if (done) return;
-        done = true;
-        fb.cancel();
-        this.drop(entry);
-      },
-      [Symbol.dispose]() {
-        this.cancel();
-      },
+      cancel,
+      [Symbol.dispose]: cancel,
     };
   }
 
@@ -434,31 +405,7 @@ export class DuplexClient implements AsyncDisposable {
 
   private awaitResponse(entry: Pending, deadline: Deadline, signal: AbortSignal | undefined): Promise<DuplexResponse> {
     this.startPump();
-    if (entry.settled) return entry.promise;
-    return new Promise<DuplexResponse>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const give = (err: Error): void => {
-        entry.abandoned = true;
-        entry.reject(err);
-        this.maybePause();
-      };
-      const onAbort = (): void => give(new AbortError(`DuplexClient "${this.channel}" request aborted`, { cause: signal?.reason }));
-      const left = deadline.remaining();
-      if (Number.isFinite(left)) timer = setTimeout(() => give(new TimeoutError(`DuplexClient "${this.channel}": no response to request ${entry.sequence} in time`)), left);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      entry.promise.then(
-        (f) => {
-          clearTimeout(timer);
-          signal?.removeEventListener("abort", onAbort);
-          resolve(f);
-        },
-        (e: Error) => {
-          clearTimeout(timer);
-          signal?.removeEventListener("abort", onAbort);
-          reject(e);
-        },
-      );
-    });
+    return entry.wait(deadline, signal, `DuplexClient "${this.channel}" request`, () => this.maybePause());
   }
 
   /** Stops the pump's wait when no live request is left (so an idle client keeps no wait pending). */

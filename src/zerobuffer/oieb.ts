@@ -52,12 +52,16 @@ export const Q = {
   responseReadPos: 18,
   /** 0x98 v2 request block: response_read_count (client; frames + markers). */
   responseReadCount: 19,
+  /** 0xA0 v2 request block: session_request (client; incremented when a client connects). */
+  sessionRequest: 20,
   /** 0xC0 v2 response block: request_read_pos (server; where it answers next). */
   requestReadPos: 24,
   /** 0xC8 v2 response block: request_read_count (server; frames + markers). */
   requestReadCount: 25,
   /** 0xD0 v2 response block: response_written_count (server; responses only). */
   responseWrittenCount: 26,
+  /** 0xD8 v2 response block: session_ack (server; = session_request once the ring is reset). */
+  sessionAck: 27,
 } as const;
 
 /** Rounds up to a multiple of 64 (`align64` of the reference). */

@@ -1,0 +1,69 @@
+/**
+ * Peer of the zb row. Usage: `zb-relay.js <relay|duplex|inplace> <name> <payload-bytes>`.
+ * - `relay`: the reference's relay process (ZEROBUFFER.md §11): owns buffer `<name>-a` as its
+ *   reader, writes into `<name>-b` (owned by the suite) with `frameBuffer` + native copy +
+ *   `commit`, then releases the input frame.
+ * - `duplex`: a v1 `DuplexServer` on channel `<name>` whose handler copies the request into a
+ *   response `frameBuffer` (the same work as the relay, through the duplex API).
+ * - `inplace`: a protocol 2 `InPlaceServer` on channel `<name>` whose handler stamps the frame
+ *   header in place (no copy).
+ * Every buffer has 0 bytes of metadata, as in the C++ benchmark.
+ * @module
+ */
+import { rmSync } from "node:fs";
+import { native } from "../../src/native.js";
+import { DuplexServer, InPlaceServer, Reader, Writer } from "../../src/zerobuffer/index.js";
+import { serve } from "./runtime.js";
+
+const [mode, name, payloadArg] = process.argv.slice(2);
+if ((mode !== "relay" && mode !== "duplex" && mode !== "inplace") || name === undefined) {
+  throw new Error("usage: zb-relay.js <relay|duplex|inplace> <name> <payload-bytes>");
+}
+const payloadSize = Number(payloadArg ?? 256 << 20);
+const owned = mode === "relay" ? `${name}-a` : `${name}_request`;
+
+/** Removes what this process owns (synchronously: the runtime exits right after). */
+function removeOwned(): void {
+  for (const path of [`/dev/shm/${owned}`, ...["w", "r", "p", "c"].map((k) => `/dev/shm/sem.sem-${k}-${owned}`), `/tmp/zerobuffer/${owned}.lock`]) {
+    rmSync(path, { force: true });
+  }
+}
+
+/** Marks a relayed frame: byte 12..15 of the timestamp header (the reference's padding) = 1. */
+function stamp(data: Uint8Array): void {
+  data[12] = 1;
+}
+
+if (mode === "relay") {
+  const input = await Reader.create(owned, { payloadSize, metadataSize: 0 });
+  const output = await Writer.connect(`${name}-b`, { timeout: 10_000, writeTimeout: 10_000 });
+  serve(() => null, {}, removeOwned);
+  for (;;) {
+    const frame = input.tryRead() ?? (await input.read({ timeout: Infinity }));
+    const fb = await output.frameBuffer(frame.data.length);
+    native().copy(sharedOf(fb.data), fb.data.byteOffset, frame.data);
+    stamp(fb.data);
+    fb.commit();
+    frame.release();
+  }
+} else if (mode === "duplex") {
+  await DuplexServer.create(
+    name,
+    async (request, respond) => {
+      const fb = await respond.frameBuffer(request.data.length);
+      native().copy(sharedOf(fb.data), fb.data.byteOffset, request.data);
+      stamp(fb.data);
+      fb.commit();
+    },
+    { payloadSize, metadataSize: 0, connectTimeout: 10_000, writeTimeout: 10_000 },
+  );
+  serve(() => null, {}, removeOwned);
+} else {
+  await InPlaceServer.create(name, (request) => stamp(request.data), { payloadSize, metadataSize: 0, drainTimeout: 0 });
+  serve(() => null, {}, removeOwned);
+}
+
+/** The SharedArrayBuffer under a ring view. */
+function sharedOf(view: Uint8Array): SharedArrayBuffer {
+  return view.buffer as SharedArrayBuffer;
+}
