@@ -35,8 +35,9 @@ registerRow({
   id: "zb",
   title: "zb: ZeroBuffer round trip of 3.1 MB video frames through a relay process (the reference's benchmark)",
   method:
-    `Frames of ${fmt(ZB_FRAME_BYTES)} B (16-byte timestamp header + 1080p YUV420) are written (one copy) by this process, relayed by a child ` +
-    `process and read back; latency = receive time - the timestamp in the frame (taken just before the copy in), p50/p90/p99 per repetition. ` +
+    `Frames of ${fmt(ZB_FRAME_BYTES)} B (16-byte timestamp header + 1080p YUV420) are filled in the ring by this process (frameBuffer + one native ` +
+    `copy of the YUV data, as a producer capturing in place), stamped and committed, relayed by a child process and read back; ` +
+    `latency = receive time - the timestamp in the frame (taken at commit, after the fill), p50/p90/p99 per repetition. ` +
     `Paced: one frame every 1/FPS s (timers; frames may overlap); unpaced: the next frame leaves when the previous one is back. ` +
     `Before measuring, ${PREFAULT_FRAMES} unpaced warm-up frames turn the rings over twice. ` +
     `Shared memory: two-buffer styles ${fmt(TWO_BUFFERS)} B (two 256 MiB v1 buffers), in-place ${fmt(ONE_BUFFER)} B (one 256 MiB protocol 2 buffer). ` +
@@ -62,13 +63,18 @@ function yuvSource(): Uint8Array {
   return yuv;
 }
 
-/** Writes the header (timestamp ns, id, pad 0) and copies the YUV data into a frame in the ring. */
-function fill(data: Uint8Array, id: number, yuv: Uint8Array): void {
+/**
+ * Fills a frame in the ring: the YUV data (the producer's one copy in), and the header
+ * (timestamp ns, id, pad 0). The timestamp is taken after the copy, at send time, unless
+ * `countCopy` puts it before the copy (then the copy in is part of the latency).
+ */
+function fill(data: Uint8Array, id: number, yuv: Uint8Array, countCopy: boolean): void {
   const header = new DataView(data.buffer, data.byteOffset, 16);
-  header.setBigInt64(0, process.hrtime.bigint(), true);
+  if (countCopy) header.setBigInt64(0, process.hrtime.bigint(), true);
+  native().copy(data.buffer as SharedArrayBuffer, data.byteOffset + 16, yuv);
   header.setInt32(8, id, true);
   header.setInt32(12, 0, true);
-  native().copy(data.buffer as SharedArrayBuffer, data.byteOffset + 16, yuv);
+  if (!countCopy) header.setBigInt64(0, process.hrtime.bigint(), true);
 }
 
 /** RTT in µs of a frame that came back; checks that the relay saw it. */
@@ -89,21 +95,22 @@ class RelayLink implements ZbLink {
     private readonly reader: Reader,
     private readonly signal: AbortSignal,
     private readonly yuv: Uint8Array,
+    private readonly countCopy: boolean,
   ) {}
 
-  static async open(scope: CaseScope): Promise<RelayLink> {
+  static async open(scope: CaseScope, countCopy: boolean): Promise<RelayLink> {
     const name = `zb-bench-${process.pid}-${++counter}`;
     const reader = await Reader.create(`${name}-b`, { payloadSize: RING, metadataSize: 0 });
     scope.defer(() => reader.close());
     await Peer.start(scope, "zb-relay.js", { args: ["relay", name, String(RING)] });
     const writer = await Writer.connect(`${name}-a`, { timeout: WAIT_MS, writeTimeout: WAIT_MS, signal: scope.signal });
     scope.defer(() => writer.close());
-    return new RelayLink(writer, reader, scope.signal, yuvSource());
+    return new RelayLink(writer, reader, scope.signal, yuvSource(), countCopy);
   }
 
   async frame(id: number): Promise<InFlight> {
     const fb = await this.writer.frameBuffer(ZB_FRAME_BYTES, { signal: this.signal });
-    fill(fb.data, id, this.yuv);
+    fill(fb.data, id, this.yuv, this.countCopy);
     const back = new Promise<number>((resolve, reject) => this.waiting.push({ id, resolve, reject }));
     fb.commit();
     if (!this.pumping) void this.pump();
@@ -154,7 +161,7 @@ class ClientLink implements ZbLink {
 
   async frame(id: number): Promise<InFlight> {
     const rb = await this.client.frameBuffer(ZB_FRAME_BYTES, { timeout: WAIT_MS, signal: this.signal });
-    fill(rb.data, id, this.yuv);
+    fill(rb.data, id, this.yuv, false);
     const back = rb.commit({ timeout: WAIT_MS, signal: this.signal }).then((res) => {
       try {
         return rttOf(res.data, id);
@@ -171,7 +178,7 @@ class ClientLink implements ZbLink {
 
 /** Opens a link and turns its rings over (unless quick). */
 async function openLink(scope: CaseScope, style: Style, quick: boolean): Promise<ZbLink> {
-  const link = style.id === "relay" ? await RelayLink.open(scope) : await ClientLink.open(scope, style.id);
+  const link = style.id === "relay" ? await RelayLink.open(scope, style.countCopy === true) : await ClientLink.open(scope, style.id);
   const warm = quick ? 2 : PREFAULT_FRAMES;
   for (let i = 1; i <= warm; i++) await (await link.frame(-i)).back;
   return link;
@@ -216,6 +223,8 @@ interface Style {
   id: "relay" | "duplex" | "inplace";
   name: string;
   method: string;
+  /** Timestamp before the producer's copy in (only the extra unpaced case). */
+  countCopy?: boolean;
 }
 
 /** Name of the baseline: the reference's own method. */
@@ -237,15 +246,23 @@ const RATES: readonly { fps: number; label: string }[] = [
   { fps: 0, label: "unpaced" },
 ];
 
+/** The same relay, with the producer's copy into the ring counted (the timestamp is taken before it). */
+const RELAY_COPY_COUNTED: Style = {
+  id: "relay",
+  name: "zb v1 relay, 2 buffers, copy in counted",
+  method: `as "${RELAY}", but the timestamp is taken before the producer copies the 3.1 MB frame into buffer A, so that copy counts too`,
+  countCopy: true,
+};
+
 for (const rate of RATES) {
-  for (const style of STYLES) {
+  for (const style of rate.fps === 0 ? [...STYLES, RELAY_COPY_COUNTED] : STYLES) {
     registerCase({
       row: "zb",
       name: style.name,
       variant: rate.label,
       kind: "latency",
       ...(style.id === "relay" ? {} : { ratioTo: RELAY }),
-      quick: rate.fps === 0,
+      quick: rate.fps === 0 && style.countCopy !== true,
       method: style.method,
       async run(ctx) {
         const link = await ctx.keep("link", (scope) => openLink(scope, style, ctx.quick));

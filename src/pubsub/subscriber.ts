@@ -14,6 +14,7 @@ import type { BlockingOptions } from "../util/blocking.js";
 import type { Publisher } from "./publisher.js";
 import { SampleImpl, SampleQueue, type Sample } from "./sample.js";
 import { decodeFrame } from "./wire.js";
+import { releasingIterator } from "../util/iterate.js";
 
 /** Options of `node.subscriber()`. */
 export interface SubscriberOptions {
@@ -117,23 +118,10 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   /** Iterates samples; each is released when the loop moves on; `break` closes the subscriber. */
   [Symbol.asyncIterator](): AsyncIterator<Sample<T>> {
     this.claimConsumer("iteration");
-    let previous: Sample<T> | null = null;
-    return {
-      next: async (): Promise<IteratorResult<Sample<T>>> => {
-        previous?.release();
-        previous = null;
-        const s = await this.queue.shift({ timeout: this.opts.timeout });
-        if (s === null) return { done: true, value: undefined };
-        previous = s;
-        return { done: false, value: s };
-      },
-      return: async (): Promise<IteratorResult<Sample<T>>> => {
-        previous?.release();
-        previous = null;
-        await this.close();
-        return { done: true, value: undefined };
-      },
-    };
+    return releasingIterator(
+      () => this.queue.shift({ timeout: this.opts.timeout }),
+      () => this.close(),
+    );
   }
 
   /** @internal Applies a new upstream set: links new publishers, unlinks gone ones. */

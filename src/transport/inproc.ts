@@ -6,6 +6,7 @@
  * @module
  */
 import { BackpressureError, ClosedError, FrameTooLargeError, InvalidArgumentError } from "../errors.js";
+import { releasingIterator } from "../util/iterate.js";
 import { frameBytes, maxPayload, ringGeometry } from "../ring/layout.js";
 import { checkOptions, checkTimeout, Deadline, Sleeper, type BlockingOptions } from "../util/blocking.js";
 import type { BackpressurePolicy, Frame, Loan, Receiver, ReceiverOptions, RingSenderOptions, Sender } from "./transport.js";
@@ -259,23 +260,7 @@ export class InprocReceiver implements Receiver {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Frame> {
-    let previous: Frame | null = null;
-    return {
-      next: async (): Promise<IteratorResult<Frame>> => {
-        previous?.release();
-        previous = null;
-        const f = await this.receive();
-        if (f === null) return { done: true, value: undefined };
-        previous = f;
-        return { done: false, value: f };
-      },
-      return: async (): Promise<IteratorResult<Frame>> => {
-        previous?.release();
-        previous = null;
-        await this.close();
-        return { done: true, value: undefined };
-      },
-    };
+    return releasingIterator(() => this.receive(), () => this.close());
   }
 }
 

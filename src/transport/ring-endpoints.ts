@@ -5,6 +5,7 @@
  * @module
  */
 import type { RingReader } from "../ring/reader.js";
+import { releasingIterator } from "../util/iterate.js";
 import type { RingWriter } from "../ring/writer.js";
 import { ClosedError } from "../errors.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
@@ -127,22 +128,6 @@ export class RingReceiver implements Receiver {
 
   /** Iterates frames; each is released when the loop moves on; `break` closes the receiver. */
   [Symbol.asyncIterator](): AsyncIterator<Frame> {
-    let previous: Frame | null = null;
-    return {
-      next: async (): Promise<IteratorResult<Frame>> => {
-        previous?.release();
-        previous = null;
-        const f = await this.receive();
-        if (f === null) return { done: true, value: undefined };
-        previous = f;
-        return { done: false, value: f };
-      },
-      return: async (): Promise<IteratorResult<Frame>> => {
-        previous?.release();
-        previous = null;
-        await this.close();
-        return { done: true, value: undefined };
-      },
-    };
+    return releasingIterator(() => this.receive(), () => this.close());
   }
 }
