@@ -243,3 +243,41 @@ test("pubsub: a loan is written in place in shared memory and arrives as bytes i
     { seq: 2, length: 3, ok: false },
   ]);
 });
+
+test("pubsub: over TCP (forced), the subscriber process gets every message with its typed arrays", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<Msg>("tcp/t");
+  const count = 300;
+  const child = fixture("pubsub-peer", { role: "sub", address, topic: "tcp/t", count, transport: "tcp" });
+  assert.equal(await child.line(), "ready");
+  while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 2));
+  for (let seq = 1; seq <= count; seq++) await pub.publish({ seq, from: "p", data: new Float64Array(8).fill(seq) });
+  assert.deepEqual(JSON.parse(await child.line(30000)), { count, errors: [], zeroCopy: false });
+});
+
+test("pubsub: a publisher whose /dev/shm is full falls back to TCP with a warning", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using sub = await node.subscriber<Msg>("nospace/t", { queue: 64 });
+  // The publisher runs in its own mount namespace with a 1 MiB /dev/shm: its 4 MiB ring cannot exist.
+  const script = new URL("./fixtures/pubsub-peer.js", import.meta.url).pathname;
+  const args = JSON.stringify({ role: "pub", address, topic: "nospace/t", count: 50, subscribers: 1, capacity: 4 << 20 });
+  const { spawn } = await import("node:child_process");
+  const child = spawn("unshare", ["-m", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" "$1" "$2"', process.execPath, script, args], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  for (let seq = 1; seq <= 50; seq++) {
+    const smp = await sub.receive({ timeout: 30000 });
+    assert.ok(smp, stderr);
+    assert.equal(smp.value.seq, seq);
+    assert.deepEqual([...smp.value.data], new Array(8).fill(seq));
+    smp.release();
+  }
+  await new Promise((r) => child.once("exit", r));
+  assert.match(stderr, /PLEXUS_NO_SHM|fall back to TCP/);
+  const pubs = s.snapshot().publishers;
+  assert.equal(pubs.length, 0, "the publisher left");
+});

@@ -125,9 +125,12 @@ test("tcp fuzz: random, truncated and oversized input at the sender's port; hone
   for (const e of reported) assert.ok(e instanceof PlexusError, `reported ${String(e)}`);
 });
 
-/** A fake sender: answers each HELLO with `script(socket)`. */
-async function fakeSender(script: (s: Socket) => void): Promise<{ server: Server; address: TcpAddress }> {
-  const server = createServer((s) => {
+/** A fake sender: answers each HELLO with `script(socket)`; `close()` ends it and its connections. */
+async function fakeSender(script: (s: Socket) => void): Promise<{ address: TcpAddress; close(): void }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
     s.on("error", () => {});
     let got = 0;
     s.on("data", (d: Buffer) => {
@@ -138,7 +141,13 @@ async function fakeSender(script: (s: Socket) => void): Promise<{ server: Server
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
-  return { server, address: { kind: "tcp", host: "127.0.0.1", port: (server.address() as AddressInfo).port, tls: false } };
+  return {
+    address: { kind: "tcp", host: "127.0.0.1", port: (server.address() as AddressInfo).port, tls: false },
+    close() {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
 }
 
 /** Receives until the stream ends; returns the sequences received and how it ended. */
@@ -169,13 +178,12 @@ test("tcp fuzz: a receiver refuses bad handshakes with typed errors", async () =
   for (const [name, bytes, code] of answers) {
     const fake = await fakeSender((s) => s.end(bytes));
     await assert.rejects(connectTcp(fake.address), { code }, name);
-    fake.server.close();
+    fake.close();
   }
   // A sender that accepts the connection and never answers: TimeoutError.
   const silent = await fakeSender(() => {});
   await assert.rejects(connectTcp(silent.address, { connectTimeout: 200 }), { code: "ERR_PLEXUS_TIMEOUT" });
-  silent.server.closeAllConnections();
-  silent.server.close();
+  silent.close();
 });
 
 test("tcp fuzz: an oversized length from a sender is refused before any allocation", async () => {
@@ -187,8 +195,7 @@ test("tcp fuzz: an oversized length from a sender is refused before any allocati
   assert.equal((end as PlexusError).code, "ERR_PLEXUS_FRAME_TOO_LARGE");
   assert.ok(process.memoryUsage().arrayBuffers - before < 64 << 20, "no buffer was allocated for the announced length");
   await rx.close();
-  fake.server.closeAllConnections();
-  fake.server.close();
+  fake.close();
 });
 
 test("tcp fuzz: window overruns, sequence gaps and truncated frames from a sender are typed errors", async () => {
@@ -207,7 +214,7 @@ test("tcp fuzz: window overruns, sequence gaps and truncated frames from a sende
     assert.deepEqual(seqs, expected, name);
     assert.equal((end as PlexusError).code, code, `${name}: ${String(end)}`);
     await rx.close();
-    fake.server.close();
+    fake.close();
   }
 });
 
@@ -226,7 +233,7 @@ test("tcp fuzz: random bytes after a valid start: valid frames, then a typed err
         }
         await rx.close();
       } finally {
-        fake.server.close();
+        fake.close();
       }
     }),
     { numRuns: 60 },

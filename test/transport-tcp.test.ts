@@ -1,8 +1,144 @@
-import { conformance } from "./conformance/suite.js";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { checkMessage, conformance, message } from "./conformance/suite.js";
 import type { Sender } from "../src/index.js";
 import { connectTcp, TcpSender } from "../src/transport/tcp.js";
+import { isLoopback } from "../src/transport/tcp-wire.js";
 
 conformance("tcp", {
   sender: async (opts) => TcpSender.create(opts),
   receiver: async (sender: Sender, opts) => connectTcp((sender as TcpSender).address, opts),
+});
+
+test("tcp: plain TCP is refused on non-loopback addresses unless allowInsecure (nothing is bound or sent)", async () => {
+  for (const host of ["0.0.0.0", "::", "192.0.2.1", "example.com"]) {
+    await assert.rejects(TcpSender.create({ host }), { code: "ERR_PLEXUS_ACCESS_DENIED" }, host);
+  }
+  for (const host of ["192.0.2.1", "2001:db8::1", "example.com"]) {
+    await assert.rejects(connectTcp({ kind: "tcp", host, port: 9, tls: false }), { code: "ERR_PLEXUS_ACCESS_DENIED" }, host);
+  }
+  for (const host of ["127.0.0.1", "127.0.0.2", "::1", "localhost", "::ffff:127.0.0.1", "0:0:0:0:0:0:0:1"]) assert.equal(isLoopback(host), true, host);
+  for (const host of ["0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "::2", "fe80::1%lo", "localhost.example.com", ""]) assert.equal(isLoopback(host), false, host);
+});
+
+test("tcp: loopback over IPv6 and by name; allowInsecure on loopback changes nothing", async () => {
+  for (const host of ["::1", "localhost"]) {
+    await using sender = await TcpSender.create({ host, allowInsecure: true });
+    assert.equal(sender.address.host, host);
+    await using rx = await connectTcp(sender.address);
+    await sender.send(message(1, 33));
+    const f = await rx.receive({ timeout: 5000 });
+    assert.ok(f);
+    checkMessage(f.bytes, 1, 33);
+  }
+});
+
+test("tcp: large messages cross arena boundaries intact, aligned, in order", async () => {
+  await using sender = await TcpSender.create({ capacity: 8 << 20 });
+  await using rx = await connectTcp(sender.address);
+  const sizes = [1 << 20, 3, (1 << 20) + 5, 200_000, (4 << 20) - 16, 0, 70_000, 3 << 20];
+  const rounds = 3;
+  const producing = (async () => {
+    for (let seq = 1; seq <= sizes.length * rounds; seq++) await sender.send(message(seq, sizes[(seq - 1) % sizes.length]));
+  })();
+  for (let seq = 1; seq <= sizes.length * rounds; seq++) {
+    const f = await rx.receive({ timeout: 10_000 });
+    assert.ok(f);
+    assert.equal(f.sequence, seq);
+    assert.equal(f.bytes.byteOffset % 16, 0);
+    checkMessage(f.bytes, seq, sizes[(seq - 1) % sizes.length]);
+    f.release();
+  }
+  await producing;
+});
+
+test("tcp: frames may be held and released out of order; credit follows releases", async () => {
+  await using sender = await TcpSender.create({ capacity: 8192 });
+  await using rx = await connectTcp(sender.address);
+  let seq = 0;
+  while (sender.trySend(message(seq + 1, 1000))) seq++;
+  const held = [];
+  for (let k = 1; k <= seq; k++) {
+    const f = await rx.receive({ timeout: 5000 });
+    assert.ok(f);
+    held.push(f);
+  }
+  const pending = sender.send(message(seq + 1, 1000), { timeout: 10_000 });
+  held.reverse();
+  for (const f of held) f.release();
+  await pending;
+  for (const f of held) checkMessage(f.bytes, f.sequence, 1000); // still intact: nothing was overwritten while held
+  const last = await rx.receive({ timeout: 5000 });
+  assert.ok(last);
+  checkMessage(last.bytes, seq + 1, 1000);
+});
+
+test("tcp: a drop-oldest receiver reading while the sender streams counts exactly what it missed", async () => {
+  await using sender = await TcpSender.create({ capacity: 4096 });
+  await using leaky = await connectTcp(sender.address, { backpressure: "drop-oldest" });
+  await using steady = await connectTcp(sender.address);
+  const n = 3000;
+  const producing = (async () => {
+    for (let seq = 1; seq <= n; seq++) await sender.send(message(seq, 100));
+    await sender.close();
+  })();
+  const seen = new Set<number>();
+  let missed = 0;
+  let slow = 0;
+  const reading = (async () => {
+    for await (const f of leaky) {
+      checkMessage(f.bytes, f.sequence, 100);
+      seen.add(f.sequence);
+      missed += leaky.takeMissed();
+      if (++slow % 50 === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    missed += leaky.takeMissed();
+  })();
+  let count = 0;
+  for await (const f of steady) {
+    count++;
+    assert.equal(f.sequence, count);
+  }
+  await Promise.all([producing, reading]);
+  assert.equal(count, n);
+  assert.ok(seen.has(n), "the newest message is never dropped");
+  assert.equal(seen.size + missed, n);
+});
+
+test("tcp: maxReceivers, a receiver's maxMessage, and destroy()", async () => {
+  const sender = await TcpSender.create({ capacity: 65536, maxReceivers: 2 });
+  const a = await connectTcp(sender.address);
+  const b = await connectTcp(sender.address);
+  await assert.rejects(connectTcp(sender.address), { code: "ERR_PLEXUS_RESOURCE_EXHAUSTED" });
+  await b.close();
+  await assert.rejects(connectTcp(sender.address, { maxMessage: 1000 }), { code: "ERR_PLEXUS_FRAME_TOO_LARGE" });
+  await sender.send(message(1, 10));
+  const f = await a.receive({ timeout: 5000 });
+  assert.ok(f);
+  checkMessage(f.bytes, 1, 10);
+  sender.destroy();
+  assert.equal(sender.receivers, 0);
+  await assert.rejects(a.receive({ timeout: 5000 }), { code: "ERR_PLEXUS_PEER_DEAD" });
+  await a.close();
+  await assert.rejects(sender.send(message(3, 1)), { code: "ERR_PLEXUS_CLOSED" });
+});
+
+test("tcp: bad options are InvalidArgumentError", async () => {
+  await assert.rejects(TcpSender.create({ capacity: 10 }), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  await assert.rejects(TcpSender.create({ capacity: 4096, maxMessage: 4096 }), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  await assert.rejects(TcpSender.create({ port: 70000 }), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  await assert.rejects(TcpSender.create({ heartbeat: 0 }), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  await assert.rejects(connectTcp({ kind: "shm" } as never), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  await using sender = await TcpSender.create();
+  assert.throws(() => sender.trySend("text" as never), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  const loan = await sender.loan(10);
+  assert.throws(() => sender.trySend(new Uint8Array(1)), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  assert.throws(() => loan.commit(11), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  loan.abort();
+  assert.ok(sender.trySend(new Uint8Array(1)));
+});
+
+test("tcp: the port in use is a SystemError (EADDRINUSE)", async () => {
+  await using a = await TcpSender.create();
+  await assert.rejects(TcpSender.create({ port: a.address.port }), (e: { code?: string; errnoName?: string }) => e.code === "ERR_PLEXUS_SYSTEM" && e.errnoName === "EADDRINUSE");
 });

@@ -16,3 +16,4 @@ import "./plexus-thread.js";
 import "./plexus-pubsub.js";
 import "./tcp-fanout.js";
 import "./zerobuffer.js";
+import "./plexus-tcp.js";

@@ -98,14 +98,15 @@ class RelayLink implements ZbLink {
     private readonly countCopy: boolean,
   ) {}
 
-  static async open(scope: CaseScope, countCopy: boolean): Promise<RelayLink> {
+  static async open(scope: CaseScope, style: Style): Promise<RelayLink> {
     const name = `zb-bench-${process.pid}-${++counter}`;
-    const reader = await Reader.create(`${name}-b`, { payloadSize: RING, metadataSize: 0 });
+    const spinMicros = style.spin ?? 0;
+    const reader = await Reader.create(`${name}-b`, { payloadSize: RING, metadataSize: 0, spinMicros });
     scope.defer(() => reader.close());
-    await Peer.start(scope, "zb-relay.js", { args: ["relay", name, String(RING)] });
+    await Peer.start(scope, "zb-relay.js", { args: ["relay", name, String(RING), String(spinMicros)] });
     const writer = await Writer.connect(`${name}-a`, { timeout: WAIT_MS, writeTimeout: WAIT_MS, signal: scope.signal });
     scope.defer(() => writer.close());
-    return new RelayLink(writer, reader, scope.signal, yuvSource(), countCopy);
+    return new RelayLink(writer, reader, scope.signal, yuvSource(), style.countCopy === true);
   }
 
   async frame(id: number): Promise<InFlight> {
@@ -148,13 +149,14 @@ class ClientLink implements ZbLink {
     private readonly yuv: Uint8Array,
   ) {}
 
-  static async open(scope: CaseScope, style: "duplex" | "inplace"): Promise<ClientLink> {
+  static async open(scope: CaseScope, style: Style): Promise<ClientLink> {
     const name = `zb-bench-${process.pid}-${++counter}`;
-    await Peer.start(scope, "zb-relay.js", { args: [style, name, String(RING)] });
+    const spinMicros = style.spin ?? 0;
+    await Peer.start(scope, "zb-relay.js", { args: [style.id, name, String(RING), String(spinMicros)] });
     const client =
-      style === "duplex"
-        ? await DuplexClient.connect(name, { timeout: WAIT_MS, signal: scope.signal, responsePayloadSize: RING, responseMetadataSize: 0 })
-        : await InPlaceClient.connect(name, { timeout: WAIT_MS, signal: scope.signal });
+      style.id === "duplex"
+        ? await DuplexClient.connect(name, { timeout: WAIT_MS, signal: scope.signal, responsePayloadSize: RING, responseMetadataSize: 0, spinMicros })
+        : await InPlaceClient.connect(name, { timeout: WAIT_MS, signal: scope.signal, spinMicros });
     scope.defer(() => client.close());
     return new ClientLink(client, scope.signal, yuvSource());
   }
@@ -178,7 +180,7 @@ class ClientLink implements ZbLink {
 
 /** Opens a link and turns its rings over (unless quick). */
 async function openLink(scope: CaseScope, style: Style, quick: boolean): Promise<ZbLink> {
-  const link = style.id === "relay" ? await RelayLink.open(scope, style.countCopy === true) : await ClientLink.open(scope, style.id);
+  const link = style.id === "relay" ? await RelayLink.open(scope, style) : await ClientLink.open(scope, style);
   const warm = quick ? 2 : PREFAULT_FRAMES;
   for (let i = 1; i <= warm; i++) await (await link.frame(-i)).back;
   return link;
@@ -225,15 +227,32 @@ interface Style {
   method: string;
   /** Timestamp before the producer's copy in (only the extra unpaced case). */
   countCopy?: boolean;
+  /** Busy-poll budget of both processes, µs (0: sleep on the semaphore at once). */
+  spin?: number;
 }
+
+/** Busy-poll budget of the spinning styles, µs. */
+const SPIN_US = 2000;
 
 /** Name of the baseline: the reference's own method. */
 const RELAY = "zb v1 relay, 2 buffers";
 
 const STYLES: readonly Style[] = [
   { id: "relay", name: RELAY, method: `two v1 buffers of 256 MiB, a relay process copying A -> B (frameBuffer + copy + commit); ${fmt(TWO_BUFFERS)} B of shared memory` },
+  {
+    id: "relay",
+    name: "zb v1 relay, 2 buffers, spin",
+    method: `as "${RELAY}", both processes busy-poll up to ${SPIN_US} µs for the next frame before sleeping (spinMicros)`,
+    spin: SPIN_US,
+  },
   { id: "duplex", name: "zb v1 duplex, 2 buffers", method: `DuplexClient -> DuplexServer whose handler copies the request into a response frameBuffer; ${fmt(TWO_BUFFERS)} B of shared memory` },
   { id: "inplace", name: "zb v2 in-place, 1 buffer", method: `InPlaceClient -> InPlaceServer whose handler stamps the frame in place, no copy; ${fmt(ONE_BUFFER)} B of shared memory` },
+  {
+    id: "inplace",
+    name: "zb v2 in-place, 1 buffer, spin",
+    method: `as "zb v2 in-place, 1 buffer", both processes busy-poll up to ${SPIN_US} µs before sleeping (spinMicros)`,
+    spin: SPIN_US,
+  },
 ];
 
 const RATES: readonly { fps: number; label: string }[] = [
@@ -262,7 +281,7 @@ for (const rate of RATES) {
       variant: rate.label,
       kind: "latency",
       ...(style.id === "relay" ? {} : { ratioTo: RELAY }),
-      quick: rate.fps === 0 && style.countCopy !== true,
+      quick: rate.fps === 0 && style.countCopy !== true && style.spin === undefined,
       method: style.method,
       async run(ctx) {
         const link = await ctx.keep("link", (scope) => openLink(scope, style, ctx.quick));

@@ -1,5 +1,5 @@
 /**
- * Peer of the zb row. Usage: `zb-relay.js <relay|duplex|inplace> <name> <payload-bytes>`.
+ * Peer of the zb row. Usage: `zb-relay.js <relay|duplex|inplace> <name> <payload-bytes> [spin-micros]`.
  * - `relay`: the reference's relay process (ZEROBUFFER.md §11): owns buffer `<name>-a` as its
  *   reader, writes into `<name>-b` (owned by the suite) with `frameBuffer` + native copy +
  *   `commit`, then releases the input frame.
@@ -7,19 +7,21 @@
  *   response `frameBuffer` (the same work as the relay, through the duplex API).
  * - `inplace`: a protocol 2 `InPlaceServer` on channel `<name>` whose handler stamps the frame
  *   header in place (no copy).
- * Every buffer has 0 bytes of metadata, as in the C++ benchmark.
+ * Every buffer has 0 bytes of metadata, as in the C++ benchmark. `spin-micros` > 0 busy-polls for
+ * the next frame that long before sleeping on the semaphore.
  * @module
  */
 import { rmSync } from "node:fs";
 import { native } from "../../src/native.js";
-import { DuplexServer, InPlaceServer, Reader, Writer } from "../../src/zerobuffer/index.js";
+import { DuplexServer, InPlaceServer, Reader, ReaderDeadError, Writer, WriterDeadError } from "../../src/zerobuffer/index.js";
 import { serve } from "./runtime.js";
 
-const [mode, name, payloadArg] = process.argv.slice(2);
+const [mode, name, payloadArg, spinArg] = process.argv.slice(2);
 if ((mode !== "relay" && mode !== "duplex" && mode !== "inplace") || name === undefined) {
   throw new Error("usage: zb-relay.js <relay|duplex|inplace> <name> <payload-bytes>");
 }
 const payloadSize = Number(payloadArg ?? 256 << 20);
+const spinMicros = Number(spinArg ?? 0);
 const owned = mode === "relay" ? `${name}-a` : `${name}_request`;
 
 /** Removes what this process owns (synchronously: the runtime exits right after). */
@@ -35,16 +37,21 @@ function stamp(data: Uint8Array): void {
 }
 
 if (mode === "relay") {
-  const input = await Reader.create(owned, { payloadSize, metadataSize: 0 });
+  const input = await Reader.create(owned, { payloadSize, metadataSize: 0, spinMicros });
   const output = await Writer.connect(`${name}-b`, { timeout: 10_000, writeTimeout: 10_000 });
   serve(() => null, {}, removeOwned);
-  for (;;) {
-    const frame = input.tryRead() ?? (await input.read({ timeout: Infinity }));
-    const fb = await output.frameBuffer(frame.data.length);
-    native().copy(sharedOf(fb.data), fb.data.byteOffset, frame.data);
-    stamp(fb.data);
-    fb.commit();
-    frame.release();
+  try {
+    for (;;) {
+      const frame = input.tryRead() ?? (await input.read({ timeout: Infinity }));
+      const fb = await output.frameBuffer(frame.data.length);
+      native().copy(sharedOf(fb.data), fb.data.byteOffset, frame.data);
+      stamp(fb.data);
+      fb.commit();
+      frame.release();
+    }
+  } catch (err) {
+    // The suite closed its writer (it is done) or its reader: wait for "exit".
+    if (!(err instanceof WriterDeadError) && !(err instanceof ReaderDeadError)) process.stderr.write(`zb-relay: ${String(err)}\n`);
   }
 } else if (mode === "duplex") {
   await DuplexServer.create(
@@ -55,11 +62,11 @@ if (mode === "relay") {
       stamp(fb.data);
       fb.commit();
     },
-    { payloadSize, metadataSize: 0, connectTimeout: 10_000, writeTimeout: 10_000 },
+    { payloadSize, metadataSize: 0, connectTimeout: 10_000, writeTimeout: 10_000, spinMicros },
   );
   serve(() => null, {}, removeOwned);
 } else {
-  await InPlaceServer.create(name, (request) => stamp(request.data), { payloadSize, metadataSize: 0, drainTimeout: 0 });
+  await InPlaceServer.create(name, (request) => stamp(request.data), { payloadSize, metadataSize: 0, drainTimeout: 0, spinMicros });
   serve(() => null, {}, removeOwned);
 }
 

@@ -8,10 +8,12 @@ import type { GraphClient } from "../graph/client.js";
 import { self } from "../graph/identity.js";
 import type { Endpoints } from "../graph/registry.js";
 import { ShmSender } from "../transport/shm.js";
+import { TcpSender } from "../transport/tcp.js";
+import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import type { Loan } from "../transport/transport.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { LocalDelivery } from "./local.js";
-import { prepare, RAW_PREFIX, writeRawHeaders } from "./wire.js";
+import { prepare, RAW_PREFIX, writeRawHeaders, type Prepared } from "./wire.js";
 
 /** Options of `node.publisher()`. */
 export interface PublisherOptions {
@@ -20,7 +22,13 @@ export interface PublisherOptions {
   /** Default timeout of `publish` in ms while a blocking subscriber is full (default 5000). */
   timeout?: number;
   /** Offer only this transport to subscribers (tests, benchmarks). */
-  transport?: "inproc" | "shm";
+  transport?: "inproc" | "shm" | "tcp";
+  /**
+   * Where subscribers on other hosts (or without shared memory) connect: `host` (default
+   * 127.0.0.1: this host only), `port` (default any), `tls` (required off loopback unless
+   * `allowInsecure`). `false`: no TCP endpoint.
+   */
+  tcp?: false | { host?: string; port?: number; tls?: TcpTlsOptions; allowInsecure?: boolean };
 }
 
 /** A publisher on a topic. `await using pub = await node.publisher("topic")`. */
@@ -38,6 +46,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     id: string,
     private readonly graph: GraphClient,
     private readonly shm: ShmSender | undefined,
+    private readonly tcp: TcpSender | undefined,
     /** @internal */ readonly local: LocalDelivery<T>,
     private readonly timeout: number,
     private readonly onClose: () => void,
@@ -51,14 +60,15 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     const id = self();
     const endpoints: Endpoints = { ...id };
     let shm: ShmSender | undefined;
-    if (opts.transport !== "inproc") {
+    let tcp: TcpSender | undefined;
+    if (opts.transport !== "inproc" && opts.transport !== "tcp") {
       try {
         shm = ShmSender.create({ capacity: opts.capacity ?? 4 << 20, timeout: opts.timeout });
         endpoints.shm = { name: shm.address.name, socket: shm.address.socket };
         await graph.request("segment.add", { name: shm.address.name });
       } catch (err) {
         if (!(err instanceof PlexusError) || opts.transport === "shm") throw err;
-        process.emitWarning(`plexus: no shared memory for publisher on ${JSON.stringify(topic)} (${err.message}); other processes cannot subscribe over shm`, {
+        process.emitWarning(`plexus: no shared memory for the publisher on ${JSON.stringify(topic)} (${err.message}); subscribers fall back to TCP`, {
           code: "PLEXUS_NO_SHM",
         });
         await shm?.close();
@@ -67,19 +77,27 @@ export class Publisher<T = unknown> implements AsyncDisposable {
       }
     }
     try {
+      if (opts.transport !== "inproc" && opts.transport !== "shm" && opts.tcp !== false) {
+        const t = opts.tcp ?? {};
+        tcp = await TcpSender.create({ host: t.host, port: t.port, tls: t.tls, allowInsecure: t.allowInsecure, capacity: opts.capacity ?? 4 << 20, timeout: opts.timeout });
+        endpoints.tcp = { host: tcp.address.host, port: tcp.address.port, tls: tcp.address.tls };
+      }
       const { publisher } = await graph.request<{ publisher: string }>("publisher.add", { topic, endpoints });
       const ref: { pub?: Publisher<T> } = {};
-      ref.pub = new Publisher<T>(topic, publisher, graph, shm, new LocalDelivery<T>(topic, publisher), opts.timeout ?? 5000, () => onClose(ref.pub as Publisher<T>));
+      ref.pub = new Publisher<T>(topic, publisher, graph, shm, tcp, new LocalDelivery<T>(topic, publisher), opts.timeout ?? 5000, () =>
+        onClose(ref.pub as Publisher<T>),
+      );
       return ref.pub;
     } catch (err) {
       await shm?.close();
+      await tcp?.close();
       throw err;
     }
   }
 
   /** Subscribers reached now (in this thread, and processes attached to the ring). */
   get subscribers(): number {
-    return this.local.count + (this.shm?.receivers ?? 0);
+    return this.local.count + (this.shm?.receivers ?? 0) + (this.tcp?.receivers ?? 0);
   }
 
   /**
@@ -91,17 +109,13 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
     checkOptions(opts, "publish");
     const seq = this.seq++;
-    const shm = this.shm;
-    if (shm !== undefined && shm.receivers > 0) {
-      const encoded = prepare(value, seq);
-      const loan: Loan = await shm.loan(encoded.size, { timeout: opts.timeout ?? this.timeout, signal: opts.signal });
-      try {
-        encoded.writeTo(loan.bytes);
-      } catch (err) {
-        loan.abort();
-        throw err;
-      }
-      loan.commit();
+    const wait = { timeout: opts.timeout ?? this.timeout, signal: opts.signal };
+    const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
+    const tcp = this.tcp !== undefined && this.tcp.receivers > 0 ? this.tcp : undefined;
+    if (shm || tcp) {
+      const encoded = prepare(value, seq); // once, whatever the number of links
+      if (shm) await writeLoan(await shm.loan(encoded.size, wait), encoded);
+      if (tcp) await writeLoan(await tcp.loan(encoded.size, wait), encoded);
     }
     if (this.local.count > 0) await this.local.deliver(value, seq, { timeout: opts.timeout ?? this.timeout, signal: opts.signal });
   }
@@ -153,6 +167,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
       } catch {
         // the graph is gone: nothing to unregister
       }
+      await this.tcp?.close();
       if (this.shm) {
         await this.shm.close();
         await this.graph.request("segment.remove", { name: this.shm.address.name }).catch(() => {});
@@ -164,4 +179,15 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** Fills a loan with an encoded message and publishes it (or gives it back on failure). */
+async function writeLoan(loan: Loan, encoded: Prepared): Promise<void> {
+  try {
+    encoded.writeTo(loan.bytes);
+  } catch (err) {
+    loan.abort();
+    throw err;
+  }
+  loan.commit();
 }

@@ -9,6 +9,7 @@ import type { GraphClient } from "../graph/client.js";
 import { self } from "../graph/identity.js";
 import type { PublisherInfo } from "../graph/registry.js";
 import { connectShm } from "../transport/shm.js";
+import { connectTcp, type TcpTlsOptions } from "../transport/tcp-receiver.js";
 import type { BackpressurePolicy, Receiver } from "../transport/transport.js";
 import type { BlockingOptions } from "../util/blocking.js";
 import type { Publisher } from "./publisher.js";
@@ -23,7 +24,9 @@ export interface SubscriberOptions {
   /** Samples queued before the policy applies (default 16). */
   queue?: number;
   /** Use only this transport (tests, benchmarks); publishers that cannot offer it are skipped. */
-  transport?: "inproc" | "shm";
+  transport?: "inproc" | "shm" | "tcp";
+  /** TLS settings for publishers that serve TLS (e.g. `ca` for a private authority). */
+  tls?: TcpTlsOptions;
   /** Default timeout of `receive` (ms). */
   timeout?: number;
   /** Busy-poll this many µs before sleeping on shared-memory links (default 0). */
@@ -154,12 +157,16 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     const me = self();
     const forced = this.opts.transport;
     const sameThread = p.endpoints.host === me.host && p.endpoints.pid === me.pid && p.endpoints.threadId === me.threadId;
-    if (sameThread && forced !== "shm") {
+    if (sameThread && (forced === undefined || forced === "inproc")) {
       const publisher = this.local(p.id);
       if (publisher) return this.attachLocal(publisher);
     }
-    if (p.endpoints.host === me.host && p.endpoints.shm && forced !== "inproc") {
+    if (p.endpoints.host === me.host && p.endpoints.shm && (forced === undefined || forced === "shm")) {
       const rx = await connectShm({ kind: "shm", ...p.endpoints.shm }, { backpressure: this.opts.backpressure, spinMicros: this.opts.spinMicros });
+      return this.pump(p, rx);
+    }
+    if (p.endpoints.tcp && (forced === undefined || forced === "tcp")) {
+      const rx = await connectTcp({ kind: "tcp", ...p.endpoints.tcp }, { backpressure: this.opts.backpressure, tls: this.opts.tls });
       return this.pump(p, rx);
     }
     return undefined;

@@ -21,6 +21,7 @@ import {
   TimeoutError,
 } from "../errors.js";
 import { checkOptions, checkTimeout, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
+import { releasingIterator } from "../util/iterate.js";
 import type { Frame, Receiver, ReceiverOptions } from "./transport.js";
 import {
   controlFrame,
@@ -239,7 +240,10 @@ export class TcpReceiver implements Receiver {
   /** @internal Connects and completes the handshake. */
   start(tls: ConnectionOptions | undefined, connectTimeout: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timer = setTimeout(
+        () => this.fail(new TimeoutError(`the tcp sender at ${this.where} did not complete the handshake within ${connectTimeout} ms`)),
+        connectTimeout,
+      );
       const onAbort = (): void => this.fail(new AbortError("connect aborted", { cause: signal?.reason }));
       this.settle = (err) => {
         this.settle = undefined;
@@ -248,10 +252,6 @@ export class TcpReceiver implements Receiver {
         if (err) reject(err);
         else resolve();
       };
-      timer = setTimeout(
-        () => this.fail(new TimeoutError(`the tcp sender at ${this.where} did not complete the handshake within ${connectTimeout} ms`)),
-        connectTimeout,
-      );
       signal?.addEventListener("abort", onAbort, { once: true });
       const { host, port } = this.cfg;
       const keepAliveInitialDelay = this.cfg.peerTimeout;
@@ -334,23 +334,10 @@ export class TcpReceiver implements Receiver {
 
   /** Iterates frames; each is released when the loop moves on; `break` closes the receiver. */
   [Symbol.asyncIterator](): AsyncIterator<Frame> {
-    let previous: Frame | null = null;
-    return {
-      next: async (): Promise<IteratorResult<Frame>> => {
-        previous?.release();
-        previous = null;
-        const f = await this.receive();
-        if (f === null) return { done: true, value: undefined };
-        previous = f;
-        return { done: false, value: f };
-      },
-      return: async (): Promise<IteratorResult<Frame>> => {
-        previous?.release();
-        previous = null;
-        await this.close();
-        return { done: true, value: undefined };
-      },
-    };
+    return releasingIterator<Frame>(
+      () => this.receive(),
+      () => this.close(),
+    );
   }
 
   // ---- frames and waiters -----------------------------------------------------------------

@@ -25,6 +25,7 @@ import {
 } from "../errors.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import type { Loan, Sender } from "./transport.js";
+import { FramePool, POOL_MIN } from "./tcp-pool.js";
 import { type TcpAddress, type TcpTlsOptions } from "./tcp-receiver.js";
 import {
   controlFrame,
@@ -114,6 +115,30 @@ const P_FAIL = 2;
 const WANT = controlFrame(FrameType.Want);
 const PING = controlFrame(FrameType.Ping);
 const NOTHING = Buffer.alloc(0);
+/** A corked socket is flushed at once when this many bytes wait. */
+const FLUSH_BYTES = 128 << 10;
+/** Frames up to this size are batched (copied) per connection rather than written one by one. */
+const SMALL = 16 << 10;
+/** Size of a batch buffer. */
+const BATCH = 256 << 10;
+/** Batch buffers kept for reuse (per sender). */
+const MAX_SPARE_BATCHES = 8;
+
+/**
+ * A buffer small frames are appended to; each chunk `[start, end)` is written once and never
+ * touched again. Reused once full and every chunk of it was written (the socket let go).
+ */
+class Batch {
+  start = 0;
+  end = 0;
+  /** Chunks handed to the socket and not yet written. */
+  writing = 0;
+  /** Full: no more appends; recycle when `writing` drops to 0. */
+  retired = false;
+  /** A write failed (connection gone): the socket may still hold it, never reuse. */
+  failed = false;
+  constructor(readonly buf: Buffer) {}
+}
 
 /** One receiver's connection, seen from the sender. */
 class Peer {
@@ -131,13 +156,24 @@ class Peer {
   wantSent = false;
   /** The sender closed: END follows once `pending` is written. */
   draining = false;
+  /** The socket is corked (its writes go out together). */
   corked = false;
+  /** Bytes written since the socket was corked. */
+  corkedBytes = 0;
+  /** Listed for the next flush. */
+  scheduled = false;
+  /** Small frames are copied here, in order, and written in chunks. */
+  batch: Batch | undefined;
   wrote = false;
   idleTicks = 0;
   deadTicks = 0;
   staging = Buffer.alloc(HANDSHAKE_BYTES);
   staged = 0;
   handshakeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Pooled frames written and not yet acknowledged, with the `sent` total at each one's end. */
+  inflight: Buffer[] = [];
+  inflightEnd: number[] = [];
+  inflightHead = 0;
   constructor(readonly socket: Socket) {}
   get queued(): number {
     return this.pending.length - this.head;
@@ -175,18 +211,28 @@ export class TcpSender implements Sender {
   private loanOpen = false;
   private closedFlag = false;
   private closing: Promise<void> | undefined;
-  private corked: Peer[] = [];
+  private touched: Peer[] = [];
   private flushQueued = false;
   private readonly ticker: ReturnType<typeof setInterval>;
   private lingerTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly half: number;
+  /** Large frames, reused once every receiver released them. */
+  private readonly pool: FramePool;
+  /** References to pooled frames in flight: one per receiver it was written to or queued for. */
+  private readonly refs = new Map<Buffer, number>();
+  /** Where small frames are encoded before being copied into each connection's batch. */
+  private readonly scratch = Buffer.allocUnsafeSlow(SMALL);
+  /** Spare batch buffers. */
+  private readonly batches: Batch[] = [];
   private readonly flush = (): void => {
     this.flushQueued = false;
-    const list = this.corked;
-    this.corked = [];
+    const list = this.touched;
+    this.touched = [];
     for (const p of list) {
-      p.corked = false;
-      if (!p.socket.destroyed) p.socket.uncork();
+      p.scheduled = false;
+      if (p.state !== PeerState.Active || p.socket.destroyed) continue;
+      this.flushBatch(p);
+      this.uncork(p);
     }
   };
 
@@ -197,6 +243,7 @@ export class TcpSender implements Sender {
   ) {
     this.address = address;
     this.half = cfg.capacity / 2;
+    this.pool = new FramePool(Math.min(2 * cfg.capacity, 64 << 20));
     this.ticker = setInterval(() => this.tick(), cfg.heartbeat);
     this.ticker.unref();
     server.on(address.tls ? "secureConnection" : "connection", (s: Socket) => this.accept(s));
@@ -314,6 +361,7 @@ export class TcpSender implements Sender {
   destroy(): void {
     this.closing ??= Promise.resolve();
     this.stopSending(new ClosedError("tcp sender destroyed"));
+    this.flush(); // hand what was sent to the kernel first (best effort)
     for (const p of [...this.peers]) this.drop(p);
     this.finish();
   }
@@ -358,7 +406,8 @@ export class TcpSender implements Sender {
       this.seq++;
       return true;
     }
-    const frame = Buffer.allocUnsafe(total);
+    // Small frames are built in a scratch buffer: every connection copies them into its batch.
+    const frame = total <= SMALL ? this.scratch.subarray(0, total) : this.pool.take(total);
     if (len > 0) frame.set(data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, len), HEADER_BYTES);
     frame.fill(0, HEADER_BYTES + len);
     this.publish(frame, len);
@@ -371,26 +420,75 @@ export class TcpSender implements Sender {
     writeHeader(frame, 0, len, FrameType.Data, seq);
     const cap = this.cfg.capacity;
     const total = frame.length;
+    const pooled = total >= POOL_MIN;
+    if (pooled) this.refs.set(frame, 1); // held while being handed out
     for (const p of this.active) {
       if (p.policy === P_DROP && (p.queued > 0 || p.sent - p.acked + total > cap)) this.enqueue(p, frame);
       else this.writeData(p, frame);
     }
+    if (pooled) this.unref(frame);
   }
 
   private writeData(p: Peer, frame: Buffer): void {
     p.sent += frame.length;
+    if (frame.length >= POOL_MIN) this.ref(frame, p);
     this.write(p, frame);
     if (p.sent - p.acked > this.half) this.want(p);
   }
 
+  /** Counts one more holder of a pooled frame; with `p`, until `p` acknowledges it. */
+  private ref(frame: Buffer, p?: Peer): void {
+    const n = this.refs.get(frame);
+    if (n === undefined) return;
+    this.refs.set(frame, n + 1);
+    if (p === undefined) return;
+    p.inflight.push(frame);
+    p.inflightEnd.push(p.sent);
+  }
+
+  /** Drops one holder; the last one returns the frame to the pool. */
+  private unref(frame: Buffer): void {
+    const n = this.refs.get(frame);
+    if (n === undefined) return;
+    if (n > 1) {
+      this.refs.set(frame, n - 1);
+      return;
+    }
+    this.refs.delete(frame);
+    this.pool.give(frame);
+  }
+
+  /** Pooled frames `p` acknowledged go back (when nobody else holds them). */
+  private settleInflight(p: Peer): void {
+    let h = p.inflightHead;
+    const n = p.inflight.length;
+    while (h < n && p.inflightEnd[h] <= p.acked) {
+      this.unref(p.inflight[h]);
+      p.inflight[h++] = NOTHING;
+    }
+    if (h === n) {
+      p.inflight.length = 0;
+      p.inflightEnd.length = 0;
+      h = 0;
+    } else if (h >= 256 && h * 2 >= n) {
+      p.inflight = p.inflight.slice(h);
+      p.inflightEnd = p.inflightEnd.slice(h);
+      h = 0;
+    }
+    p.inflightHead = h;
+  }
+
   /** drop-oldest: queue a frame; beyond a window's worth, drop the oldest queued ones. */
   private enqueue(p: Peer, frame: Buffer): void {
+    if (frame.buffer === this.scratch.buffer) frame = Buffer.from(frame); // the scratch is reused
     p.pending.push(frame);
     p.pendingBytes += frame.length;
+    if (frame.length >= POOL_MIN) this.ref(frame);
     while (p.pendingBytes > this.cfg.capacity && p.queued > 1) {
       const old = p.pending[p.head];
       p.pending[p.head++] = NOTHING;
       p.pendingBytes -= old.length;
+      if (old.length >= POOL_MIN) this.unref(old);
     }
     if (p.head >= 1024 && p.head * 2 >= p.pending.length) {
       p.pending = p.pending.slice(p.head);
@@ -408,6 +506,7 @@ export class TcpSender implements Sender {
       p.pending[p.head++] = NOTHING;
       p.pendingBytes -= f.length;
       this.writeData(p, f);
+      if (f.length >= POOL_MIN) this.unref(f); // the queue's reference
     }
     if (p.queued === 0) {
       p.pending = [];
@@ -424,24 +523,91 @@ export class TcpSender implements Sender {
     this.write(p, WANT);
   }
 
-  /** Writes to a socket; writes of one tick go out as one vectored write (cork/uncork). */
+  /**
+   * Writes a frame to a connection. What is written in one tick goes out on the next as one
+   * vectored write: frames of up to {@link SMALL} bytes are copied into the connection's batch
+   * (cheaper than a stream write each), larger ones are written as they are (no copy), all
+   * corked together; a burst is flushed early once {@link FLUSH_BYTES} wait.
+   */
   private write(p: Peer, buf: Buffer): void {
     if (p.state === PeerState.Gone) return;
-    if (!p.corked) {
-      p.corked = true;
-      p.socket.cork();
-      this.corked.push(p);
+    p.wrote = true;
+    if (!p.scheduled) {
+      p.scheduled = true;
+      this.touched.push(p);
       if (!this.flushQueued) {
         this.flushQueued = true;
         process.nextTick(this.flush);
       }
     }
-    p.wrote = true;
-    p.socket.write(buf);
+    if (buf.length <= SMALL) {
+      let b = p.batch;
+      if (b === undefined || b.end + buf.length > b.buf.length) {
+        if (b !== undefined) {
+          this.flushBatch(p);
+          b.retired = true;
+          if (b.writing === 0) this.recycle(b);
+        }
+        b = p.batch = this.batches.pop() ?? new Batch(Buffer.allocUnsafeSlow(BATCH));
+      }
+      b.buf.set(buf, b.end);
+      b.end += buf.length;
+      return;
+    }
+    this.flushBatch(p);
+    this.put(p, buf);
+  }
+
+  /** Hands the batched small frames to the socket (the written part is never touched again). */
+  private flushBatch(p: Peer): void {
+    const b = p.batch;
+    if (b === undefined || b.end === b.start) return;
+    const chunk = b.buf.subarray(b.start, b.end);
+    b.start = b.end;
+    b.writing++;
+    this.put(p, chunk, (err) => {
+      b.writing--;
+      if (err) b.failed = true;
+      if (b.retired && b.writing === 0) this.recycle(b);
+    });
+  }
+
+  /** Keeps a fully written batch for reuse. */
+  private recycle(b: Batch): void {
+    if (b.failed || this.batches.length >= MAX_SPARE_BATCHES) return;
+    b.start = b.end = 0;
+    b.retired = false;
+    this.batches.push(b);
+  }
+
+  /** Writes to the corked socket; uncorks early after {@link FLUSH_BYTES}. */
+  private put(p: Peer, buf: Buffer, done?: (err?: Error | null) => void): void {
+    if (!p.corked) {
+      p.corked = true;
+      p.socket.cork();
+    }
+    p.socket.write(buf, done);
+    p.corkedBytes += buf.length;
+    if (p.corkedBytes >= FLUSH_BYTES) this.uncork(p);
+  }
+
+  private uncork(p: Peer): void {
+    if (!p.corked) return;
+    p.corked = false;
+    p.corkedBytes = 0;
+    p.socket.uncork();
+  }
+
+  /** Flushes everything and half-closes the connection. */
+  private finishWrites(p: Peer): void {
+    this.flushBatch(p);
+    p.corked = false; // end() uncorks
+    p.corkedBytes = 0;
+    p.socket.end();
   }
 
   private makeLoan(size: number): Loan {
-    const frame = Buffer.alloc(frameBytes(size));
+    const frame = this.pool.take(frameBytes(size)).fill(0);
     let open = true;
     return {
       bytes: new Uint8Array(frame.buffer, frame.byteOffset + HEADER_BYTES, size),
@@ -456,14 +622,19 @@ export class TcpSender implements Sender {
         // The room was reserved when the loan was granted, and credit only grows meanwhile.
         const f = frame.subarray(0, frameBytes(length));
         f.fill(0, HEADER_BYTES + length);
-        if (this.active.length === 0) this.seq++;
-        else this.publish(f, length);
+        if (this.active.length === 0) {
+          this.seq++;
+          this.pool.give(frame);
+        } else {
+          this.publish(f, length);
+        }
         this.wake();
       },
       abort: () => {
         if (!open) return;
         open = false;
         this.loanOpen = false;
+        this.pool.give(frame);
         this.wake();
       },
     };
@@ -598,6 +769,7 @@ export class TcpSender implements Sender {
       }
       p.acked = value;
       p.wantSent = false;
+      if (p.inflight.length > 0) this.settleInflight(p);
       if (p.queued > 0) this.flushPending(p);
       if (this.waiters.length > 0) this.wake();
     } else if (type === FrameType.Bye) {
@@ -637,7 +809,7 @@ export class TcpSender implements Sender {
   private refuse(p: Peer, status: WelcomeStatus, err?: PlexusError): void {
     this.write(p, encodeWelcome({ version: TCP_VERSION, status, capacity: 0, maxMessage: 0, startSeq: 0, heartbeat: 0 }));
     p.state = PeerState.Ending;
-    p.socket.end();
+    this.finishWrites(p);
     p.handshakeTimer = setTimeout(() => this.drop(p), this.cfg.handshakeTimeout);
     p.handshakeTimer.unref();
     if (err) this.cfg.onPeerError?.(err);
@@ -648,12 +820,19 @@ export class TcpSender implements Sender {
     this.write(p, controlFrame(FrameType.End, this.seq));
     this.deactivate(p);
     p.state = PeerState.Ending;
-    p.socket.end();
+    this.finishWrites(p);
   }
 
   private deactivate(p: Peer): void {
     const i = this.active.indexOf(p);
     if (i >= 0) this.active.splice(i, 1);
+    // Frames written to a connection that will not acknowledge them may still be read by its
+    // socket: never reuse them (they are simply collected). Queued ones were never written.
+    for (let k = p.inflightHead; k < p.inflight.length; k++) this.refs.delete(p.inflight[k]);
+    for (let k = p.head; k < p.pending.length; k++) if (p.pending[k].length >= POOL_MIN) this.unref(p.pending[k]);
+    p.inflight = [];
+    p.inflightEnd = [];
+    p.inflightHead = 0;
     p.pending = [];
     p.head = 0;
     p.pendingBytes = 0;

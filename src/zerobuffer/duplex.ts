@@ -12,7 +12,7 @@ import type { Frame } from "./frame.js";
 import { checkName, requestName, responseName } from "./names.js";
 import { Pending } from "./pending.js";
 import { Reader, type ReaderOptions } from "./reader.js";
-import { sleep } from "./waits.js";
+import { raceAbort, sleep } from "./waits.js";
 import { Writer, type FrameBuffer } from "./writer.js";
 
 /** A response as the client sees it: a read-only view, released like any {@link Frame}. */
@@ -58,7 +58,8 @@ const RETRY_MS = 100;
  * a handler fails or does not respond, the server cannot keep positional correlation: it
  * reports the error, closes the response writer (the client's pending requests reject) and
  * ignores that client's further requests until it disconnects. A client that leaves (or dies)
- * ends its session; the next client is served the same way.
+ * ends its session; the next client is served the same way (a request with sequence 1 also
+ * starts a new session).
  */
 export class DuplexServer implements AsyncDisposable {
   /** Settles when the serving loop ends (after `close()`, or a broken request buffer). */
@@ -145,7 +146,10 @@ export class DuplexServer implements AsyncDisposable {
           continue;
         }
         if (err instanceof SequenceError) {
-          this.report(err); // the next read returns that request
+          // The next read returns that request. Sequence 1 is a new client that connected before
+          // the server noticed the last one leave: start a new session for it.
+          if (err.got === 1) await this.endSession();
+          else this.report(err);
           continue;
         }
         this.report(err); // the request buffer is unusable
@@ -212,10 +216,12 @@ export class DuplexServer implements AsyncDisposable {
       );
       let handlerError: unknown;
       try {
-        await this.handler(request, respond);
+        const r = this.handler(request, respond);
+        if (r !== undefined) await raceAbort(Promise.resolve(r), signal);
       } catch (err) {
         handlerError = err;
       }
+      if (signal.aborted) return;
       if (written !== undefined) await written;
       if (calls === 0) {
         throw handlerError ?? new InvalidArgumentError(`DuplexServer "${this.channel}": the handler did not respond to request ${request.sequence}`);
@@ -248,6 +254,8 @@ export interface DuplexClientOptions extends BlockingOptions {
   responsePayloadSize?: number;
   /** Metadata size of the response buffer (default 4096). */
   responseMetadataSize?: number;
+  /** Busy-poll for a response this many µs before sleeping (default 0; see {@link ReaderOptions.spinMicros}). */
+  spinMicros?: number;
 }
 
 /**
@@ -301,6 +309,7 @@ export class DuplexClient implements AsyncDisposable {
       const reader = await Reader.create(responseName(channel), {
         payloadSize: options.responsePayloadSize ?? 256 << 20,
         metadataSize: options.responseMetadataSize ?? 4096,
+        ...(options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros }),
       });
       return new DuplexClient(channel, writer, reader, timeout);
     } catch (err) {

@@ -13,7 +13,7 @@ import { F2, FRAME_HEADER_V2, frameTotalV2, METADATA_OFFSET_V2, SEMS_V2, STATUS_
 import { checkName, requestName } from "./names.js";
 import { Header, OIEB_V2_SIZE, Q, readU64, writeMetadata, writeU64 } from "./oieb.js";
 import { Pending } from "./pending.js";
-import { alive, linkSignals, Lock, semWait, sleep, SLICE_MS, waitEndError } from "./waits.js";
+import { alive, checkSpin, linkSignals, Lock, semWait, sleep, SLICE_MS, spinTry, waitEndError } from "./waits.js";
 
 /** Options of {@link InPlaceClient.connect}. */
 export interface InPlaceClientOptions extends BlockingOptions {
@@ -21,6 +21,8 @@ export interface InPlaceClientOptions extends BlockingOptions {
   timeout?: number;
   /** Metadata to store in the buffer (write-once per buffer), passed to the server's `onInit`. */
   metadata?: ArrayBufferView;
+  /** Busy-poll for a response this many µs before sleeping (default 0; costs a core while polling). */
+  spinMicros?: number;
 }
 
 /** A response of the in-place duplex: the request's own bytes, as the handler left them. Release it (FIFO). */
@@ -103,6 +105,7 @@ export class InPlaceClient implements AsyncDisposable, ReleaseTarget {
     readonly channel: string,
     connected: Connected,
     private readonly timeout: number,
+    private readonly spinMicros: number,
   ) {
     this.buffer = connected.buffer;
     this.header = connected.header;
@@ -128,6 +131,7 @@ export class InPlaceClient implements AsyncDisposable, ReleaseTarget {
     checkName(name, "channel name + \"_request\"");
     checkOptions(options, `InPlaceClient "${channel}" connect`);
     const timeout = checkTimeout(options.timeout, 5000);
+    const spinMicros = checkSpin(options.spinMicros);
     const deadline = new Deadline(timeout);
     const c = await connectWriter({ name, major: 2, sems: SEMS_V2, role: "InPlaceClient" }, timeout, options.signal);
     try {
@@ -145,7 +149,7 @@ export class InPlaceClient implements AsyncDisposable, ReleaseTarget {
         backoff = Math.min(backoff * 2, 20);
       }
       if (options.metadata !== undefined) writeMetadata(h, c.buffer, METADATA_OFFSET_V2, options.metadata);
-      return new InPlaceClient(channel, c, timeout);
+      return new InPlaceClient(channel, c, timeout, spinMicros);
     } catch (err) {
       for (const sem of c.sems.values()) sem.close();
       c.header.cas(Q.writerPid, process.pid, 0);
@@ -386,7 +390,7 @@ export class InPlaceClient implements AsyncDisposable, ReleaseTarget {
 
   private async pump(): Promise<void> {
     while (this.closing === undefined && this.broken === undefined && this.pending.some((p) => !p.abandoned)) {
-      let got = this.semP.tryWait();
+      let got = this.semP.tryWait() || (this.spinMicros > 0 && spinTry(this.semP, this.spinMicros));
       if (!got) {
         const signal = this.pause.signal;
         this.readWait = semWait(this.semP, SLICE_MS, signal);

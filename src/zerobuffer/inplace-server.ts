@@ -12,7 +12,7 @@ import { checkName, requestName } from "./names.js";
 import { align64, Header, OIEB_V2_SIZE, Q, readMetadata, readU64, writeU64 } from "./oieb.js";
 import { createOwned, destroyOwned, type Owned } from "./owner.js";
 import { checkSize } from "./reader.js";
-import { alive, semWait, SLICE_MS } from "./waits.js";
+import { alive, checkSpin, raceAbort, semWait, SLICE_MS, spinTry } from "./waits.js";
 
 /**
  * A request as the in-place handler sees it. `data` is a **mutable** view of the shared payload:
@@ -45,25 +45,8 @@ export interface InPlaceServerOptions {
   onInit?: (metadata: Uint8Array | null) => void;
   /** Errors the server recovers from (a sequence gap, a broken ring until the next client). */
   onError?: (err: Error) => void;
-}
-
-/** Settles with `p`, or as soon as `signal` aborts (a handler still running after close is not awaited). */
-function raceAbort(p: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => resolve();
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
+  /** Busy-poll for a request this many µs before sleeping (default 0; costs a core while polling). */
+  spinMicros?: number;
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
@@ -114,6 +97,7 @@ export class InPlaceServer implements AsyncDisposable {
     private readonly handler: InPlaceHandler,
     private readonly options: InPlaceServerOptions,
     private readonly drainTimeout: number,
+    private readonly spinMicros: number,
   ) {
     this.buffer = owned.buffer;
     this.header = owned.header;
@@ -141,8 +125,9 @@ export class InPlaceServer implements AsyncDisposable {
     const payloadSize = align64(checkSize(options.payloadSize ?? 1 << 20, "payloadSize", FRAME_HEADER_V2 + 1));
     const metadataSize = align64(checkSize(options.metadataSize ?? 1024, "metadataSize", 0));
     const drainTimeout = checkTimeout(options.drainTimeout, 1000);
+    const spinMicros = checkSpin(options.spinMicros);
     const owned = await createOwned({ name, oiebSize: OIEB_V2_SIZE, major: 2, metadataSize, payloadSize, sems: SEMS_V2 });
-    return new InPlaceServer(channel, owned, handler, options, drainTimeout);
+    return new InPlaceServer(channel, owned, handler, options, drainTimeout, spinMicros);
   }
 
   /** Requests answered so far (all sessions). */
@@ -229,7 +214,7 @@ export class InPlaceServer implements AsyncDisposable {
     const signal = this.closer.signal;
     const h = this.header;
     while (!signal.aborted) {
-      let got = this.semW.tryWait();
+      let got = this.semW.tryWait() || (this.spinMicros > 0 && spinTry(this.semW, this.spinMicros));
       if (!got) {
         this.waiting = semWait(this.semW, SLICE_MS, signal);
         got = await this.waiting;

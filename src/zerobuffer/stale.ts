@@ -50,7 +50,7 @@ export function readPids(buffer: SharedArrayBuffer): { writer: number; reader: n
 /**
  * Removes the buffer `name` if nobody uses it: opens its shm; when reader_pid and writer_pid
  * are both 0 or dead, unlinks the shm and its semaphores. When the shm cannot be opened, unlinks
- * the semaphores (C++). Returns true if something was removed.
+ * the semaphores (C++). Returns false only when the buffer is still in use (a live pid).
  */
 export function removeIfUnused(name: string): boolean {
   let buffer: SharedArrayBuffer;
@@ -58,7 +58,7 @@ export function removeIfUnused(name: string): boolean {
     buffer = native().segmentOpen(shmName(name));
   } catch {
     unlinkSemaphores(name);
-    return false;
+    return true;
   }
   const pids = readPids(buffer);
   if (alive(pids.reader) || alive(pids.writer)) return false;
@@ -81,8 +81,10 @@ export function sameFile(fd: number, path: string): boolean {
 /**
  * The stale scan every reader runs before it creates its buffer: for every `*.lock` file in
  * `/tmp/zerobuffer` whose lock can be taken (its reader is gone), remove the buffer if unused
- * ({@link removeIfUnused}) and the lock file. The lock is held until the lock file is
- * unlinked, so a reader starting meanwhile never takes a lock file that is about to vanish.
+ * ({@link removeIfUnused}) and then the lock file. Two refinements over the reference: the lock
+ * is held until the lock file is unlinked, so a reader starting meanwhile never takes a lock
+ * file that is about to vanish; and the lock file of a buffer still in use is kept, so the
+ * buffer is not orphaned (a killed reader releases its lock a moment before its pid is gone).
  * Returns the names whose lock files were removed.
  */
 export function staleScan(): string[] {
@@ -113,7 +115,9 @@ export function staleScan(): string[] {
     if (fd < 0) continue; // held: its reader is alive
     try {
       if (!sameFile(fd, path)) continue; // removed and recreated meanwhile
-      removeIfUnused(name);
+      // Still used by a live writer (or a reader that has released its lock but not yet left
+      // the process table): keep the lock file, so a later scan removes the buffer.
+      if (!removeIfUnused(name)) continue;
       try {
         unlinkSync(path);
         removed.push(name);

@@ -5,7 +5,7 @@
  * @internal
  * @module
  */
-import { AbortError, ClosedError, TimeoutError } from "../errors.js";
+import { AbortError, ClosedError, InvalidArgumentError, TimeoutError } from "../errors.js";
 import { native, type Semaphore } from "../native.js";
 
 /** Liveness checks and semaphore waits are done in slices of this length (like C++'s writer). */
@@ -36,6 +36,28 @@ export async function semWait(sem: Semaphore, ms: number, signal: AbortSignal | 
   }
 }
 
+/**
+ * Busy-polls `sem` with `sem_trywait` for up to `micros` µs (blocking the event loop meanwhile);
+ * true once decremented. The opt-in low-latency mode (`spinMicros`): a wake-up through the
+ * semaphore's waiter thread costs tens of µs, a poll well under one, at the price of a busy core.
+ */
+export function spinTry(sem: Semaphore, micros: number): boolean {
+  const end = performance.now() + micros / 1000;
+  do {
+    if (sem.tryWait()) return true;
+  } while (performance.now() < end);
+  return false;
+}
+
+/** Checks a `spinMicros` option (0..1e6). */
+export function checkSpin(value: unknown): number {
+  if (value === undefined) return 0;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > 1e6) {
+    throw new InvalidArgumentError(`spinMicros must be a number of µs from 0 to 1000000, got ${String(value)}`);
+  }
+  return value;
+}
+
 /** Sleeps `ms` (a referenced timer); rejects with AbortError when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) return Promise.reject(new AbortError("wait aborted", { cause: signal.reason }));
@@ -49,6 +71,25 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       resolve();
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Settles with `p`, or as soon as `signal` aborts (a handler still running after close is not awaited). */
+export function raceAbort(p: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => resolve();
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
   });
 }
 
