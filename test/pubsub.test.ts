@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, GraphServer } from "../src/index.js";
+import { connect, GraphServer, type Snapshot } from "../src/index.js";
 import { fixture } from "./helpers/child.js";
 
 async function server(): Promise<{ server: GraphServer; address: string }> {
@@ -280,4 +280,38 @@ test("pubsub: a publisher whose /dev/shm is full falls back to TCP with a warnin
   assert.match(stderr, /PLEXUS_NO_SHM|fall back to TCP/);
   const pubs = s.snapshot().publishers;
   assert.equal(pubs.length, 0, "the publisher left");
+});
+
+test("pubsub: when the GraphServer's host dies, a node starts a new one and everybody re-registers", async () => {
+  const probe = await GraphServer.start({ port: 0 });
+  const address = `127.0.0.1:${probe.address.port}`;
+  await probe.close();
+  const host = fixture("pubsub-peer", { role: "host", address, topic: "-", count: 0 });
+  assert.equal(await host.line(), "ready");
+  await using node = await connect({ address, embedded: true }); // may take over the server
+  await using sub = await node.subscriber<Msg>("recover/t", { queue: 64 });
+  const pub = fixture("pubsub-peer", { role: "pub", address, topic: "recover/t", count: 0, hang: true });
+  (await sub.receive({ timeout: 20000 }))?.release();
+  host.proc.kill("SIGKILL");
+  await host.exited;
+  // Eventually (the loss is noticed, a server is started, the others find it) the graph is back.
+  let snap: Snapshot | undefined;
+  for (let i = 0; i < 400 && (snap === undefined || snap.publishers.length === 0); i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    await node.ready();
+    snap = await node.snapshot().catch((e: { code?: string }) => {
+      if (e.code !== "ERR_PLEXUS_PEER_DEAD") throw e;
+      return undefined;
+    });
+  }
+  assert.ok(snap, "the graph came back");
+  assert.ok(node.hostsGraph, "this node now hosts the GraphServer");
+  assert.equal(snap.publishers.length, 1, "the publisher process re-registered");
+  assert.equal(snap.subscribers.length, 1);
+  await using late = await node.subscriber<Msg>("recover/t", { queue: 64 });
+  const got = await late.receive({ timeout: 10000 });
+  assert.ok(got && got.value.seq > 1, "a subscriber made after the recovery receives");
+  got.release();
+  pub.proc.kill("SIGKILL");
+  await pub.exited;
 });

@@ -183,6 +183,10 @@ test("tcp fuzz: a receiver refuses bad handshakes with typed errors", async () =
   // A sender that accepts the connection and never answers: TimeoutError.
   const silent = await fakeSender(() => {});
   await assert.rejects(connectTcp(silent.address, { connectTimeout: 200 }), { code: "ERR_PLEXUS_TIMEOUT" });
+  const ac = new AbortController();
+  const connecting = connectTcp(silent.address, { signal: ac.signal });
+  setTimeout(() => ac.abort("enough"), 20);
+  await assert.rejects(connecting, (e: { code?: string; cause?: unknown }) => e.code === "ERR_PLEXUS_ABORTED" && e.cause === "enough");
   silent.close();
 });
 

@@ -612,6 +612,27 @@ test("§6 zero-copy: frameBuffer -> fill in place -> commit; cancel publishes no
   }
 });
 
+test("§6 hazard: sem-r at SEM_VALUE_MAX — the EOVERFLOW of sem_post on release is ignored", async () => {
+  const p = await pair(1024);
+  try {
+    // A glibc semaphore is a 32-byte file whose first word holds the value: set it to INT_MAX.
+    const semFile = native().segmentOpen(`/sem.sem-r-${p.name}`);
+    Atomics.store(new Uint32Array(semFile, 0, 1), 0, 0x7fffffff);
+    const probe = native().semOpen(`/sem-r-${p.name}`, false, 0, 0);
+    assert.equal(probe.value(), 0x7fffffff);
+    assert.equal(probe.post(), false, "sem_post now fails with EOVERFLOW");
+    probe.close();
+    await p.writer.write(pattern(1, 100));
+    const f = await expectFrame(p.reader, 1, 100);
+    f.release(); // posts sem-r: EOVERFLOW, ignored
+    assert.equal(p.reader.headerSnapshot().payloadFreeBytes, 1024, "the space was still credited");
+    await p.writer.write(pattern(2, 100));
+    (await expectFrame(p.reader, 2, 100)).release();
+  } finally {
+    await p.close();
+  }
+});
+
 // ---- §8/§9: lifetimes, liveness ----------------------------------------------------------
 
 test("§9 hazard: graceful writer exit with frames queued — they are delivered, then WriterDeadError (graceful)", async () => {

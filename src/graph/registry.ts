@@ -124,8 +124,16 @@ export class Registry {
   private readonly segments = new Map<string, Set<string>>();
   private nextId = 1;
 
-  /** A fresh id with a prefix. */
-  private id(prefix: string): string {
+  /**
+   * The id for a new port: the one the node proposed (so ports keep their ids when a node
+   * re-registers with a new GraphServer) if it is well-formed and free, else a fresh one.
+   */
+  private id(prefix: string, proposed?: unknown): string {
+    if (proposed !== undefined) {
+      if (typeof proposed !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(proposed)) throw new InvalidArgumentError(`a port id is 1..64 of [A-Za-z0-9_-], got ${JSON.stringify(proposed)}`);
+      if (this.publishers.has(proposed) || this.subscribers.has(proposed) || this.nodes.has(proposed)) throw new InvalidArgumentError(`port id ${proposed} is taken`);
+      return proposed;
+    }
     return `${prefix}${(this.nextId++).toString(36)}`;
   }
 
@@ -157,18 +165,18 @@ export class Registry {
   }
 
   /** Adds a publisher. */
-  addPublisher(node: string, topic: string, endpoints: Endpoints): { publisher: PublisherInfo; changed: Map<string, PublisherInfo[]> } {
+  addPublisher(node: string, topic: string, endpoints: Endpoints, id?: unknown): { publisher: PublisherInfo; changed: Map<string, PublisherInfo[]> } {
     this.mustHaveNode(node);
+    const publisher: PublisherInfo = { id: this.id("p", id), topic: checkTopic(topic), node, endpoints };
     const before = this.upstreamAll();
-    const publisher: PublisherInfo = { id: this.id("p"), topic: checkTopic(topic), node, endpoints };
     this.publishers.set(publisher.id, publisher);
     return { publisher, changed: this.diff(before) };
   }
 
   /** Adds a subscriber; returns its current upstream publishers. */
-  addSubscriber(node: string, topic: string): { subscriber: SubscriberInfo; upstream: PublisherInfo[] } {
+  addSubscriber(node: string, topic: string, id?: unknown): { subscriber: SubscriberInfo; upstream: PublisherInfo[] } {
     this.mustHaveNode(node);
-    const subscriber: SubscriberInfo = { id: this.id("s"), topic: checkTopic(topic), node };
+    const subscriber: SubscriberInfo = { id: this.id("s", id), topic: checkTopic(topic), node };
     this.subscribers.set(subscriber.id, subscriber);
     return { subscriber, upstream: this.upstream(subscriber.topic) };
   }

@@ -196,12 +196,12 @@ export class GraphServer implements AsyncDisposable {
     switch (body.op) {
       case "publisher.add": {
         const endpoints = checkEndpoints(body.endpoints);
-        const { publisher, changed } = this.registry.addPublisher(node, str("topic"), endpoints);
+        const { publisher, changed } = this.registry.addPublisher(node, str("topic"), endpoints, body.id ?? undefined);
         await this.notify(changed);
         return { publisher: publisher.id };
       }
       case "subscriber.add": {
-        const { subscriber, upstream } = this.registry.addSubscriber(node, str("topic"));
+        const { subscriber, upstream } = this.registry.addSubscriber(node, str("topic"), body.id ?? undefined);
         return { subscriber: subscriber.id, publishers: upstream };
       }
       case "port.remove":

@@ -1,34 +1,62 @@
 /**
- * A Node: one participant of the graph. Owns every port it made.
+ * A Node: one participant of the graph. Owns every port it made, and re-registers them when the
+ * GraphServer it used goes away (another one is found or started).
  * @module
  */
-import { ClosedError } from "../errors.js";
+import { randomBytes } from "node:crypto";
+import { ClosedError, PeerDeadError } from "../errors.js";
 import { GraphClient, type GraphOptions } from "../graph/client.js";
-import { checkTopic, type Snapshot } from "../graph/registry.js";
+import { checkTopic, type PublisherInfo, type Snapshot } from "../graph/registry.js";
+import type { GraphRef } from "./graph-ref.js";
 import { Publisher, type PublisherOptions } from "./publisher.js";
 import { Subscriber, type SubscriberOptions } from "./subscriber.js";
 
+/** Options of {@link connect}. */
+export interface ConnectOptions extends GraphOptions {
+  /**
+   * When the GraphServer connection is lost, keep trying (every 100 ms, for this many ms) to
+   * reach a GraphServer again — starting one here if allowed by `embedded` — and re-register every
+   * port and edge of this node. 0 disables it. Default 10000.
+   */
+  reconnect?: number;
+}
+
 /** A participant of the graph: `await using node = await connect()`. */
-export class Node implements AsyncDisposable {
+export class Node implements AsyncDisposable, GraphRef {
   private readonly publishers = new Map<string, Publisher<unknown>>();
   private readonly subscribers = new Map<string, Subscriber<unknown>>();
+  private readonly edges = new Map<string, { from: string; to: string; persistent: boolean }>();
+  private readonly prefix = randomBytes(6).toString("hex");
+  private nextPort = 1;
   private closing: Promise<void> | undefined;
+  private recovering: Promise<void> | undefined;
+  private inRecovery = false;
+  private graph: GraphClient;
 
-  private constructor(private readonly graph: GraphClient) {
-    graph.onNotify = (id, publishers) => this.subscribers.get(id)?.update(publishers);
+  private constructor(
+    graph: GraphClient,
+    private readonly opts: ConnectOptions,
+  ) {
+    this.graph = graph;
+    this.attach(graph);
   }
 
   /** @internal Use {@link connect}. */
-  static async open(opts: GraphOptions): Promise<Node> {
-    return new Node(await GraphClient.connect(opts));
+  static async open(opts: ConnectOptions): Promise<Node> {
+    return new Node(await GraphClient.connect(opts), opts);
   }
 
-  /** This node's id in the graph. */
+  /** @internal The current GraphServer connection. */
+  get client(): GraphClient {
+    return this.graph;
+  }
+
+  /** This node's id in the graph (it changes when the node re-registers with a new GraphServer). */
   get id(): string {
     return this.graph.node;
   }
 
-  /** True if this process started the GraphServer it uses (the embedded default). */
+  /** True if this process runs the GraphServer it uses (the embedded default). */
   get hostsGraph(): boolean {
     return this.graph.embedded !== undefined;
   }
@@ -37,7 +65,7 @@ export class Node implements AsyncDisposable {
   async publisher<T = unknown>(topic: string, opts: PublisherOptions = {}): Promise<Publisher<T>> {
     this.checkOpen();
     checkTopic(topic);
-    const p = await Publisher.create<T>(this.graph, topic, opts, (pub) => this.publishers.delete(pub.id));
+    const p = await Publisher.create<T>(this, this.portId("p"), topic, opts, (pub) => this.publishers.delete(pub.id));
     this.publishers.set(p.id, p as Publisher<unknown>);
     return p;
   }
@@ -46,11 +74,11 @@ export class Node implements AsyncDisposable {
   async subscriber<T = unknown>(topic: string, opts: SubscriberOptions = {}): Promise<Subscriber<T>> {
     this.checkOpen();
     checkTopic(topic);
-    const { subscriber, publishers } = await this.graph.request<{ subscriber: string; publishers: [] }>("subscriber.add", { topic });
-    const sub = new Subscriber<T>(topic, subscriber, this.graph, opts, (id) => this.publishers.get(id), () => this.subscribers.delete(subscriber));
-    this.subscribers.set(subscriber, sub as Subscriber<unknown>);
+    const id = this.portId("s");
+    const sub = new Subscriber<T>(topic, id, this, opts, (pid) => this.publishers.get(pid), () => this.subscribers.delete(id));
+    this.subscribers.set(id, sub as Subscriber<unknown>);
     try {
-      await sub.update(publishers);
+      await sub.register();
     } catch (err) {
       await sub.close();
       throw err;
@@ -65,13 +93,16 @@ export class Node implements AsyncDisposable {
    */
   async connect(from: string, to: string, opts: { persistent?: boolean } = {}): Promise<void> {
     this.checkOpen();
-    await this.graph.request("edge.add", { from: checkTopic(from), to: checkTopic(to), persistent: opts.persistent === true });
+    const edge = { from: checkTopic(from), to: checkTopic(to), persistent: opts.persistent === true };
+    await this.graph.request("edge.add", edge);
+    this.edges.set(`${from}\u0000${to}`, edge);
   }
 
   /** Removes the edge `from -> to`. */
   async disconnect(from: string, to: string): Promise<void> {
     this.checkOpen();
     await this.graph.request("edge.remove", { from, to });
+    this.edges.delete(`${from}\u0000${to}`);
   }
 
   /** The whole graph as the GraphServer sees it. */
@@ -80,11 +111,20 @@ export class Node implements AsyncDisposable {
     return this.graph.request<Snapshot>("snapshot");
   }
 
+  /**
+   * Resolves once this node is registered with a GraphServer again after losing it (at once if
+   * it never lost it); rejects with `PeerDeadError` if it gave up.
+   */
+  async ready(): Promise<void> {
+    await this.recovering;
+  }
+
   /** Closes every port and leaves the graph. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await Promise.all([...this.subscribers.values()].map((s) => s.close()));
       await Promise.all([...this.publishers.values()].map((p) => p.close()));
+      await this.recovering?.catch(() => {}); // stops at its next attempt: `closing` is set
       await this.graph.close();
     })();
     return this.closing;
@@ -92,6 +132,50 @@ export class Node implements AsyncDisposable {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  private portId(kind: string): string {
+    return `${kind}${this.prefix}${(this.nextPort++).toString(36)}`;
+  }
+
+  private attach(graph: GraphClient): void {
+    graph.onNotify = (id: string, publishers: PublisherInfo[]) => this.subscribers.get(id)?.update(publishers);
+    graph.onClose = (error) => {
+      if (error === undefined || this.closing || this.inRecovery) return;
+      this.inRecovery = true;
+      this.recovering = this.recover(error).finally(() => (this.inRecovery = false));
+      this.recovering.catch(() => {}); // observed through ready() and failing graph calls
+    };
+  }
+
+  /** Finds (or starts) a GraphServer again and re-registers everything this node made. */
+  private async recover(cause: Error): Promise<void> {
+    const budget = this.opts.reconnect ?? 10_000;
+    const until = performance.now() + budget;
+    while (budget > 0 && !this.closing && performance.now() < until) {
+      await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
+      let graph: GraphClient;
+      try {
+        graph = await GraphClient.connect({ ...this.opts, timeout: 1000 });
+      } catch {
+        continue;
+      }
+      if (this.closing) {
+        await graph.close();
+        break;
+      }
+      this.graph = graph;
+      this.attach(graph);
+      try {
+        for (const p of this.publishers.values()) await p.register();
+        for (const e of this.edges.values()) await graph.request("edge.add", e);
+        for (const s of this.subscribers.values()) await s.register();
+        return;
+      } catch {
+        await graph.close(); // lost again while re-registering: try once more
+      }
+    }
+    throw new PeerDeadError("the GraphServer is gone and no other could be reached", { cause });
   }
 
   private checkOpen(): void {
@@ -103,6 +187,6 @@ export class Node implements AsyncDisposable {
  * Joins the graph: connects to the GraphServer (`opts.address`, `PLEXUS_GRAPH`, or
  * 127.0.0.1:25978), starting one in this process if none answers on loopback.
  */
-export function connect(opts: GraphOptions = {}): Promise<Node> {
+export function connect(opts: ConnectOptions = {}): Promise<Node> {
   return Node.open(opts);
 }

@@ -4,7 +4,7 @@
  * @module
  */
 import { ClosedError, InvalidArgumentError, PlexusError } from "../errors.js";
-import type { GraphClient } from "../graph/client.js";
+import type { GraphRef } from "./graph-ref.js";
 import { self } from "../graph/identity.js";
 import type { Endpoints } from "../graph/registry.js";
 import { ShmSender } from "../transport/shm.js";
@@ -44,7 +44,8 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   constructor(
     topic: string,
     id: string,
-    private readonly graph: GraphClient,
+    private readonly graph: GraphRef,
+    private readonly endpoints: Endpoints,
     private readonly shm: ShmSender | undefined,
     private readonly tcp: TcpSender | undefined,
     /** @internal */ readonly local: LocalDelivery<T>,
@@ -56,16 +57,15 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   }
 
   /** @internal Creates the ring (unless `transport: "inproc"`), registers the port. */
-  static async create<T>(graph: GraphClient, topic: string, opts: PublisherOptions, onClose: (p: Publisher<T>) => void): Promise<Publisher<T>> {
-    const id = self();
-    const endpoints: Endpoints = { ...id };
+  static async create<T>(graph: GraphRef, id: string, topic: string, opts: PublisherOptions, onClose: (p: Publisher<T>) => void): Promise<Publisher<T>> {
+    const endpoints: Endpoints = { ...self() };
     let shm: ShmSender | undefined;
     let tcp: TcpSender | undefined;
     if (opts.transport !== "inproc" && opts.transport !== "tcp") {
       try {
         shm = ShmSender.create({ capacity: opts.capacity ?? 4 << 20, timeout: opts.timeout });
         endpoints.shm = { name: shm.address.name, socket: shm.address.socket };
-        await graph.request("segment.add", { name: shm.address.name });
+        await graph.client.request("segment.add", { name: shm.address.name });
       } catch (err) {
         if (!(err instanceof PlexusError) || opts.transport === "shm") throw err;
         process.emitWarning(`plexus: no shared memory for the publisher on ${JSON.stringify(topic)} (${err.message}); subscribers fall back to TCP`, {
@@ -82,11 +82,9 @@ export class Publisher<T = unknown> implements AsyncDisposable {
         tcp = await TcpSender.create({ host: t.host, port: t.port, tls: t.tls, allowInsecure: t.allowInsecure, capacity: opts.capacity ?? 4 << 20, timeout: opts.timeout });
         endpoints.tcp = { host: tcp.address.host, port: tcp.address.port, tls: tcp.address.tls };
       }
-      const { publisher } = await graph.request<{ publisher: string }>("publisher.add", { topic, endpoints });
+      await graph.client.request("publisher.add", { id, topic, endpoints });
       const ref: { pub?: Publisher<T> } = {};
-      ref.pub = new Publisher<T>(topic, publisher, graph, shm, tcp, new LocalDelivery<T>(topic, publisher), opts.timeout ?? 5000, () =>
-        onClose(ref.pub as Publisher<T>),
-      );
+      ref.pub = new Publisher<T>(topic, id, graph, endpoints, shm, tcp, new LocalDelivery<T>(topic, id), opts.timeout ?? 5000, () => onClose(ref.pub as Publisher<T>));
       return ref.pub;
     } catch (err) {
       await shm?.close();
@@ -157,20 +155,27 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     };
   }
 
+  /** @internal Registers this publisher again, with the same id (after the GraphServer was replaced). */
+  async register(): Promise<void> {
+    const client = this.graph.client;
+    if (this.shm) await client.request("segment.add", { name: this.shm.address.name });
+    await client.request("publisher.add", { id: this.id, topic: this.topic, endpoints: this.endpoints });
+  }
+
   /** Leaves the graph; subscribers receive what was published, then lose this publisher. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.onClose();
       this.local.close();
       try {
-        await this.graph.request("port.remove", { id: this.id });
+        await this.graph.client.request("port.remove", { id: this.id });
       } catch {
         // the graph is gone: nothing to unregister
       }
       await this.tcp?.close();
       if (this.shm) {
         await this.shm.close();
-        await this.graph.request("segment.remove", { name: this.shm.address.name }).catch(() => {});
+        await this.graph.client.request("segment.remove", { name: this.shm.address.name }).catch(() => {});
       }
     })();
     return this.closing;

@@ -5,7 +5,7 @@
  * @module
  */
 import { ClosedError, InvalidArgumentError, PlexusError } from "../errors.js";
-import type { GraphClient } from "../graph/client.js";
+import type { GraphRef } from "./graph-ref.js";
 import { self } from "../graph/identity.js";
 import type { PublisherInfo } from "../graph/registry.js";
 import { connectShm } from "../transport/shm.js";
@@ -56,7 +56,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   constructor(
     topic: string,
     id: string,
-    private readonly graph: GraphClient,
+    private readonly graph: GraphRef,
     private readonly opts: SubscriberOptions,
     private readonly local: LocalLookup,
     private readonly onClose: () => void,
@@ -127,6 +127,12 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     );
   }
 
+  /** @internal Registers (again, with the same id) and links to the publishers upstream now. */
+  async register(): Promise<void> {
+    const { publishers } = await this.graph.client.request<{ publishers: PublisherInfo[] }>("subscriber.add", { id: this.id, topic: this.topic });
+    await this.update(publishers);
+  }
+
   /** @internal Applies a new upstream set: links new publishers, unlinks gone ones. */
   async update(publishers: PublisherInfo[]): Promise<void> {
     if (this.closing) return;
@@ -180,6 +186,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   /** Moves frames from a transport receiver into the queue (decoded, views released with the sample). */
   private pump(p: PublisherInfo, rx: Receiver): Link {
     let stopped = false;
+    const stop = new AbortController(); // ends a push waiting for room in a full queue
     const done = (async () => {
       try {
         for (;;) {
@@ -197,7 +204,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
             if (err instanceof PlexusError) continue; // a malformed frame: skip it, keep serving
             throw err;
           }
-          await this.queue.push(sample);
+          await this.queue.push(sample, { signal: stop.signal });
           this.queue.missed += rx.takeMissed(); // a leaky ring reader skipped some
         }
       } catch {
@@ -207,6 +214,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     return {
       close: async () => {
         stopped = true;
+        stop.abort();
         await rx.close();
         await done;
       },
@@ -220,7 +228,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
       this.queue.clear();
       await Promise.all([...this.links.values()].map((l) => l.close()));
       this.links.clear();
-      await this.graph.request("port.remove", { id: this.id }).catch(() => {});
+      await this.graph.client.request("port.remove", { id: this.id }).catch(() => {});
     })();
     return this.closing;
   }

@@ -1,7 +1,7 @@
 /**
  * Reuse of large outgoing frames. A fresh multi-megabyte buffer costs several times the copy
  * into it (the kernel maps and zeroes new pages), so frames of {@link POOL_MIN} bytes or more
- * come from blocks of power-of-two size that go back to the pool once every receiver has
+ * come from blocks of a few sizes per power of two that go back to the pool once every receiver has
  * acknowledged (released) the frame — by then no socket can still be reading from it.
  * @internal
  * @module
@@ -9,6 +9,14 @@
 
 /** Frames at least this large are pooled; smaller ones come from Node's own allocator. */
 export const POOL_MIN = 64 << 10;
+
+/** The block size for `size` bytes: 8 classes per power of two (at most 12.5% unused). */
+export function sizeClass(size: number): number {
+  let octave = POOL_MIN;
+  while (octave * 2 <= size) octave *= 2;
+  const step = octave / 8;
+  return Math.ceil(size / step) * step;
+}
 
 /** Free blocks by size class, bounded in total bytes. */
 export class FramePool {
@@ -21,8 +29,7 @@ export class FramePool {
   /** A buffer of exactly `size` bytes; contents undefined. */
   take(size: number): Buffer {
     if (size < POOL_MIN) return Buffer.allocUnsafe(size);
-    let cls = POOL_MIN;
-    while (cls < size) cls *= 2;
+    const cls = sizeClass(size);
     const block = this.free.get(cls)?.pop();
     if (block === undefined) return Buffer.allocUnsafeSlow(cls).subarray(0, size);
     this.pooled -= cls;

@@ -111,6 +111,8 @@ const MIN_READ = 16 << 10;
 const MAX_READ = 256 << 10;
 /** Arena size before the window is known. */
 const FIRST_ARENA = 64 << 10;
+/** Retired arenas kept for reuse. */
+const MAX_SPARE_ARENAS = 3;
 /** Longest wait for the sender to confirm a BYE. */
 const BYE_WAIT_MS = 2000;
 
@@ -197,6 +199,7 @@ function statusError(w: Welcome, where: string): Error {
 
 /** The receiving end of a `tcp` transport. Create with {@link connectTcp}. */
 export class TcpReceiver implements Receiver {
+  /** Transport tag. */
   readonly kind = "tcp" as const;
   private phase = Phase.Connecting;
   private socket!: Socket;
@@ -208,6 +211,8 @@ export class TcpReceiver implements Receiver {
   private parse = 0;
   private stdArena = FIRST_ARENA;
   private readonly spare: Arena[] = [];
+  private spareBytes = 0;
+  private maxSpareBytes = 2 * FIRST_ARENA;
   // frames ready to take
   private queue: (TcpFrame | undefined)[] = [];
   private qHead = 0;
@@ -465,15 +470,28 @@ export class TcpReceiver implements Receiver {
     if (old.refs === 0) this.recycle(old);
   }
 
+  /** The smallest spare arena of at least `need` bytes, or a new one (a multiple of the standard size). */
   private takeArena(need: number): Arena {
-    if (need <= this.stdArena) return this.spare.pop() ?? new Arena(Buffer.allocUnsafeSlow(this.stdArena));
-    return new Arena(Buffer.allocUnsafeSlow(need));
+    let best = -1;
+    for (let i = 0; i < this.spare.length; i++) {
+      const len = this.spare[i].buf.length;
+      if (len >= need && (best < 0 || len < this.spare[best].buf.length)) best = i;
+    }
+    if (best >= 0) {
+      const [a] = this.spare.splice(best, 1);
+      this.spareBytes -= a.buf.length;
+      return a;
+    }
+    const std = this.stdArena;
+    return new Arena(Buffer.allocUnsafeSlow(Math.ceil(Math.max(need, 1) / std) * std));
   }
 
+  /** Keeps a retired arena whose frames were all released (fresh memory costs page faults). */
   private recycle(a: Arena): void {
-    if (a.buf.length !== this.stdArena || this.spare.length >= 2) return;
+    if (this.spare.length >= MAX_SPARE_ARENAS || this.spareBytes + a.buf.length > this.maxSpareBytes) return;
     a.retired = false;
     this.spare.push(a);
+    this.spareBytes += a.buf.length;
   }
 
   private parseFrames(): void {
@@ -552,6 +570,7 @@ export class TcpReceiver implements Receiver {
     this.expected = w.startSeq;
     this.ackThreshold = Math.max(1, Math.floor(w.capacity / 4));
     this.stdArena = Math.min(4 << 20, Math.max(FIRST_ARENA, w.capacity));
+    this.maxSpareBytes = Math.max(2 * this.stdArena, Math.min(w.capacity, 64 << 20));
     const deadAfter = Math.max(this.cfg.peerTimeout, 3 * w.heartbeat);
     this.deadTicks = Math.ceil(deadAfter / this.cfg.heartbeat);
     this.phase = Phase.Open;

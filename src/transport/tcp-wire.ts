@@ -1,6 +1,6 @@
 /**
  * The `tcp` transport's wire format: the handshake blocks, the 16-byte frame header, and the
- * checks both ends apply before trusting a peer. Specified in docs/protocol.md §3.
+ * checks both ends apply before trusting a peer. Specified in docs/protocol.md §5.
  * @internal
  * @module
  */

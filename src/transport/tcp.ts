@@ -5,7 +5,7 @@
  * encoded frame per message written to every socket. Backpressure per receiver is credit-based:
  * the receiver acknowledges frames as it *releases* them, so `block` means exactly what it means
  * on a ring. Plain TCP is allowed only on loopback unless the user opts out explicitly. The wire
- * format is specified in docs/protocol.md §3.
+ * format is specified in docs/protocol.md §5.
  * @module
  */
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from "node:net";
@@ -118,7 +118,7 @@ const NOTHING = Buffer.alloc(0);
 /** A corked socket is flushed at once when this many bytes wait. */
 const FLUSH_BYTES = 128 << 10;
 /** Frames up to this size are batched (copied) per connection rather than written one by one. */
-const SMALL = 16 << 10;
+const SMALL = 8 << 10;
 /** Size of a batch buffer. */
 const BATCH = 256 << 10;
 /** Batch buffers kept for reuse (per sender). */
@@ -200,6 +200,7 @@ function listenError(err: NodeJS.ErrnoException, where: string): Error {
  * connected (`connectTcp(sender.address)`), each message encoded once.
  */
 export class TcpSender implements Sender {
+  /** Transport tag. */
   readonly kind = "tcp" as const;
   /** Where receivers connect. */
   readonly address: TcpAddress;
@@ -300,6 +301,7 @@ export class TcpSender implements Sender {
         resolve();
       });
     });
+    server.unref(); // an idle listener does not keep the process alive; connections do
     const bound = server.address() as AddressInfo;
     return new TcpSender(server, { kind: "tcp", host, port: bound.port, tls: opts.tls !== undefined }, cfg);
   }
@@ -314,12 +316,17 @@ export class TcpSender implements Sender {
     return this.seq;
   }
 
+  /**
+   * Sends now if every `block` receiver has room (copying `data` once); false otherwise.
+   * Throws `BackpressureError` if a `fail` receiver has no room (nobody gets the message).
+   */
   trySend(data: ArrayBufferView): boolean {
     const len = this.check(data);
     if (this.waiters.length > 0) return false;
     return this.sendNow(data, len);
   }
 
+  /** Sends, waiting (bounded by `timeout`, `signal`) until every `block` receiver released enough. */
   send(data: ArrayBufferView, opts: BlockingOptions = {}): Promise<void> {
     try {
       checkOptions(opts, "send");
@@ -331,6 +338,11 @@ export class TcpSender implements Sender {
     }
   }
 
+  /**
+   * Lends a zeroed, 16-byte-aligned frame of `size` bytes once every `block` receiver has room
+   * for it: fill `bytes`, then `commit(length?)` sends it with no copy, `abort()` sends nothing.
+   * One loan at a time; sends wait (or throw, `trySend`) while it is open.
+   */
   async loan(size: number, opts: BlockingOptions = {}): Promise<Loan> {
     checkOptions(opts, "loan");
     if (this.closedFlag) throw new ClosedError("tcp sender is closed");
@@ -607,7 +619,9 @@ export class TcpSender implements Sender {
   }
 
   private makeLoan(size: number): Loan {
-    const frame = this.pool.take(frameBytes(size)).fill(0);
+    // Zeroed, and 16-byte aligned like a ring loan (typed views may be written into it).
+    const total = frameBytes(size);
+    const frame = total < POOL_MIN ? Buffer.alloc(total) : this.pool.take(total).fill(0);
     let open = true;
     return {
       bytes: new Uint8Array(frame.buffer, frame.byteOffset + HEADER_BYTES, size),

@@ -15,6 +15,11 @@ export interface Child {
   stderr(): string;
 }
 
+const live = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const p of live) p.kill("SIGKILL");
+});
+
 /** Runs `dist/test/fixtures/<name>.js` with `args` as JSON in argv[2]. */
 export function fixture(name: string, args: unknown): Child {
   const script = fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
@@ -31,6 +36,12 @@ export function fixture(name: string, args: unknown): Child {
     for (const w of waiters.splice(0)) w(null);
   });
   const exited = once(proc, "exit").then(([code, signal]) => (code ?? signal) as number | string);
+  // A test that fails must not leave its children running, nor be kept alive by them.
+  live.add(proc);
+  void exited.then(() => live.delete(proc));
+  proc.unref();
+  (proc.stdout as unknown as { unref?: () => void }).unref?.();
+  (proc.stderr as unknown as { unref?: () => void }).unref?.();
   return {
     proc,
     exited,

@@ -1,0 +1,13 @@
+/**
+ * The GraphServer connection ports use: the node's current one (it changes when the node
+ * reconnects to a new GraphServer).
+ * @internal
+ * @module
+ */
+import type { GraphClient } from "../graph/client.js";
+
+/** Gives the current connection. */
+export interface GraphRef {
+  /** The node's current GraphServer connection. */
+  readonly client: GraphClient;
+}
