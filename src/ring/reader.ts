@@ -31,6 +31,8 @@ import { RingView } from "./view.js";
 import { ClosedError, InvalidArgumentError, PeerDeadError, ResourceExhaustedError, SequenceError } from "../errors.js";
 import { checkOptions, checkTimeout, Deadline, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
 
+/** Longest adaptive poll before sleeping (µs). */
+const ADAPTIVE_MAX_US = 50;
 /** A sleeping reader re-checks at least this often (ms), whatever wakes it. */
 const RECHECK_MS = 250;
 
@@ -46,6 +48,12 @@ export interface RingReaderOptions {
   wakeId?: number;
   /** Busy-poll this many µs before sleeping (0 = never spin; spinning costs a core). */
   spinMicros?: number;
+  /**
+   * Poll briefly (at most 50 µs) before sleeping when messages have been arriving within a
+   * wake-up's time, so a fast stream costs the writer no wake-up system calls; backs off at
+   * once when polling does not pay. Default true.
+   */
+  adaptiveSpin?: boolean;
   /** Default timeout of `read` in ms (default Infinity). */
   timeout?: number;
 }
@@ -79,6 +87,11 @@ export class RingReader {
   private wp: number;
   private missedSeen = 0;
   private readonly spin: number;
+  private readonly adaptive: boolean;
+  /** µs to poll before the next sleep (adaptive spinning), 0 = sleep at once. */
+  private adaptiveBudget = 0;
+  private failures = 0;
+  private backoff = 0;
   private readonly timeout: number;
   private writerDoorbell: Doorbell | undefined;
   private dead: Error | undefined;
@@ -106,6 +119,7 @@ export class RingReader {
     this.writerDoorbell = writerDoorbell;
     this.leaky = POLICY_CODES[policy] === P_DROP;
     this.spin = opts.spinMicros ?? 0;
+    this.adaptive = opts.adaptiveSpin ?? true;
     this.timeout = checkTimeout(opts.timeout, Infinity);
     const w = this.ring.words;
     const ticket = 1 + Math.floor(Math.random() * 0x1ffffffe);
@@ -227,17 +241,39 @@ export class RingReader {
    */
   trySpinRead(): Uint8Array | null {
     const v = this.tryRead();
-    if (v !== null || this.spin === 0) return v;
-    // Busy-poll the write position; look at the clock only every 1024 polls.
-    const until = performance.now() + this.spin / 1000;
+    if (v !== null) return v;
+    let budget = this.spin;
+    let adaptive = false;
+    if (budget === 0 && this.adaptiveBudget > 0) {
+      if (this.backoff > 0) {
+        this.backoff--;
+        return null;
+      }
+      budget = this.adaptiveBudget;
+      adaptive = true;
+    }
+    if (budget === 0) return null;
+    // Busy-poll the write position; look at the clock only every 256 polls.
+    const until = performance.now() + budget / 1000;
     const words = this.ring.words;
     for (let i = 1; ; i++) {
       if (Atomics.load(words, H_WRITE_POS) !== this.head || this.leaky) {
         const w = this.tryRead();
-        if (w !== null) return w;
+        if (w !== null) {
+          if (adaptive) this.failures = 0;
+          return w;
+        }
       }
-      if ((i & 1023) === 0 && performance.now() >= until) return null;
+      if ((i & 255) === 0 && performance.now() >= until) break;
     }
+    if (adaptive) {
+      // Spinning did not pay: try again only after 2, 4, 8 ... 64 reads (a busy peer on the
+      // same core cannot write while we spin).
+      this.failures = Math.min(this.failures + 1, 6);
+      this.backoff = 1 << this.failures;
+      this.adaptiveBudget = 0;
+    }
+    return null;
   }
 
   /**
@@ -275,10 +311,17 @@ export class RingReader {
         if (v !== null) return v;
         return this.tryRead();
       }
+      const slept = performance.now();
       try {
         await this.bell.sleep(token, Math.min(deadline.remaining(), RECHECK_MS), opts.signal);
       } finally {
         Atomics.store(w, this.iSleeping, 0);
+      }
+      if (this.adaptive) {
+        // Woken soon after going to sleep: messages come faster than a wake-up costs the
+        // writer (a kernel wake-up, tens of µs on a VM). Next time, poll about that long first.
+        const us = (performance.now() - slept) * 1000;
+        if (us < ADAPTIVE_MAX_US && this.readable) this.adaptiveBudget = Math.max(this.adaptiveBudget, Math.ceil(us * 1.5));
       }
       if (this.left) throw new ClosedError("ring reader has left");
       deadline.check("read");

@@ -7,3 +7,4 @@ export type { BackpressurePolicy, Frame, Loan, Receiver, ReceiverOptions, RingSe
 export { InprocSender, connectInproc } from "./inproc.js";
 export { ThreadSender, connectThread, type ThreadEndpoint } from "./thread.js";
 export { ShmSender, connectShm, sweepStaleSegments, type ShmAddress, type ShmConnectOptions } from "./shm.js";
+export { TcpSender, connectTcp, type TcpAddress, type TcpConnectOptions, type TcpSenderOptions, type TcpTlsOptions } from "./tcp.js";

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { after } from "node:test";
 
 /** A running fixture process. */
 export interface Child {
@@ -16,7 +17,7 @@ export interface Child {
 }
 
 const live = new Set<ChildProcess>();
-process.on("exit", () => {
+after(() => {
   for (const p of live) p.kill("SIGKILL");
 });
 
@@ -36,12 +37,9 @@ export function fixture(name: string, args: unknown): Child {
     for (const w of waiters.splice(0)) w(null);
   });
   const exited = once(proc, "exit").then(([code, signal]) => (code ?? signal) as number | string);
-  // A test that fails must not leave its children running, nor be kept alive by them.
+  // A test that fails must not leave its children running (they would keep this file alive).
   live.add(proc);
   void exited.then(() => live.delete(proc));
-  proc.unref();
-  (proc.stdout as unknown as { unref?: () => void }).unref?.();
-  (proc.stderr as unknown as { unref?: () => void }).unref?.();
   return {
     proc,
     exited,
