@@ -227,32 +227,21 @@ interface Style {
   method: string;
   /** Timestamp before the producer's copy in (only the extra unpaced case). */
   countCopy?: boolean;
-  /** Busy-poll budget of both processes, µs (0: sleep on the semaphore at once). */
+  /**
+   * Busy-poll budget of both processes, µs (default 0: sleep on the semaphore at once). No
+   * registered style spins: on two cores the two spinning processes starve each other as soon
+   * as anything else runs.
+   */
   spin?: number;
 }
-
-/** Busy-poll budget of the spinning styles, µs. */
-const SPIN_US = 2000;
 
 /** Name of the baseline: the reference's own method. */
 const RELAY = "zb v1 relay, 2 buffers";
 
 const STYLES: readonly Style[] = [
   { id: "relay", name: RELAY, method: `two v1 buffers of 256 MiB, a relay process copying A -> B (frameBuffer + copy + commit); ${fmt(TWO_BUFFERS)} B of shared memory` },
-  {
-    id: "relay",
-    name: "zb v1 relay, 2 buffers, spin",
-    method: `as "${RELAY}", both processes busy-poll up to ${SPIN_US} µs for the next frame before sleeping (spinMicros)`,
-    spin: SPIN_US,
-  },
   { id: "duplex", name: "zb v1 duplex, 2 buffers", method: `DuplexClient -> DuplexServer whose handler copies the request into a response frameBuffer; ${fmt(TWO_BUFFERS)} B of shared memory` },
   { id: "inplace", name: "zb v2 in-place, 1 buffer", method: `InPlaceClient -> InPlaceServer whose handler stamps the frame in place, no copy; ${fmt(ONE_BUFFER)} B of shared memory` },
-  {
-    id: "inplace",
-    name: "zb v2 in-place, 1 buffer, spin",
-    method: `as "zb v2 in-place, 1 buffer", both processes busy-poll up to ${SPIN_US} µs before sleeping (spinMicros)`,
-    spin: SPIN_US,
-  },
 ];
 
 const RATES: readonly { fps: number; label: string }[] = [
@@ -281,7 +270,7 @@ for (const rate of RATES) {
       variant: rate.label,
       kind: "latency",
       ...(style.id === "relay" ? {} : { ratioTo: RELAY }),
-      quick: rate.fps === 0 && style.countCopy !== true && style.spin === undefined,
+      quick: rate.fps === 0 && style.countCopy !== true,
       method: style.method,
       async run(ctx) {
         const link = await ctx.keep("link", (scope) => openLink(scope, style, ctx.quick));

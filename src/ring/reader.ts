@@ -267,9 +267,9 @@ export class RingReader {
       if ((i & 255) === 0 && performance.now() >= until) break;
     }
     if (adaptive) {
-      // Spinning did not pay: try again only after 2, 4, 8 ... 64 reads (a busy peer on the
+      // Spinning did not pay: try again only after 2, 4, 8 ... 1024 reads (a busy peer on the
       // same core cannot write while we spin).
-      this.failures = Math.min(this.failures + 1, 6);
+      this.failures = Math.min(this.failures + 1, 10);
       this.backoff = 1 << this.failures;
       this.adaptiveBudget = 0;
     }
