@@ -84,3 +84,16 @@ test("graph: connect() with nobody listening starts an embedded server; the next
   await first.close();
   await assert.rejects(GraphClient.connect({ address: `127.0.0.1:${port}`, embedded: false }), { code: "ERR_PLEXUS_SYSTEM" });
 });
+
+test("graph: a TLS control connection with a token; a client without the right CA is refused", async () => {
+  const { testCerts } = await import("./helpers/tcp-certs.js");
+  const certs = testCerts();
+  await using server = await GraphServer.start({ port: 0, tls: { key: certs.serverKey, cert: certs.serverCert }, token: "a-long-token" });
+  const address = `127.0.0.1:${server.address.port}`;
+  const client = await GraphClient.connect({ address, embedded: false, token: "a-long-token", tls: { ca: certs.ca, servername: "localhost" } });
+  await client.request("edge.add", { from: "a", to: "b" });
+  assert.equal(server.snapshot().edges.length, 1);
+  await client.close();
+  await assert.rejects(GraphClient.connect({ address, embedded: false, token: "a-long-token", tls: {} }), (e: { code?: string }) => typeof e.code === "string");
+  assert.equal(server.snapshot().nodes.length, 0);
+});
