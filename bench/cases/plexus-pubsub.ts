@@ -96,7 +96,7 @@ for (const size of LAT_SIZES.slice(0, 1)) {
     name: "plexus pubsub",
     variant: size.label,
     kind: "latency",
-    ratioTo: ["plexus shm", EVENTFD_FLOOR, "zeromq ipc PAIR"],
+    ratioTo: ["plexus shm", "plexus shm wake-only", EVENTFD_FLOOR, "zeromq ipc PAIR"],
     quick: size.quick,
     method: "publish {seq, t, tag} on a ping topic, the peer publishes it back on a pong topic (MessagePack, shm rings, GraphServer in the suite)",
     async run(ctx) {

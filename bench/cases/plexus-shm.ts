@@ -34,11 +34,11 @@ class ShmEcho implements Resource {
     private readonly payload: Uint8Array,
   ) {}
 
-  static async open(scope: CaseScope, size: number, spinMicros: number): Promise<ShmEcho> {
+  static async open(scope: CaseScope, size: number, spinMicros: number, adaptive: boolean): Promise<ShmEcho> {
     const tx = ShmSender.create({ capacity: 1 << 20 });
     scope.defer(() => tx.close());
-    const peer = await Peer.start(scope, "plexus-peer.js", { args: ["echo", JSON.stringify(tx.address), String(spinMicros)] });
-    const rx = await connectShm(peer.info.address as ShmAddress, { spinMicros });
+    const peer = await Peer.start(scope, "plexus-peer.js", { args: ["echo", JSON.stringify(tx.address), String(spinMicros), adaptive ? "1" : "0"] });
+    const rx = await connectShm(peer.info.address as ShmAddress, { spinMicros, adaptiveSpin: adaptive });
     scope.defer(() => rx.close());
     return new ShmEcho(tx, rx, new Uint8Array(size).fill(0xa5));
   }
@@ -87,20 +87,25 @@ class ShmStream implements Resource {
   close(): void {}
 }
 
+/** The latency variants: default (adaptive polling), pure wake-ups, and spin mode. */
+const LAT_VARIANTS = [
+  { name: "plexus shm", spin: 0, adaptive: true, method: "send on one ring, receive on another; defaults: eventfd wake-ups after adaptive polling (≤50 µs)" },
+  { name: "plexus shm wake-only", spin: 0, adaptive: false, method: "as plexus shm with adaptiveSpin: false: every wait sleeps, every message is an eventfd wake-up" },
+  { name: "plexus shm spin", spin: SPIN_US, adaptive: true, method: `both ends busy-poll up to ${SPIN_US} µs before sleeping (spinMicros)` },
+];
+
 for (const size of LAT_SIZES) {
-  for (const spin of [0, SPIN_US]) {
+  for (const v of LAT_VARIANTS) {
     registerCase({
       row: "lat",
-      name: spin ? "plexus shm spin" : "plexus shm",
+      name: v.name,
       variant: size.label,
       kind: "latency",
       ratioTo: [EVENTFD_FLOOR, "zeromq ipc PAIR", "unix socket"],
       quick: size.quick,
-      method: spin
-        ? `send on one ring, receive on another; both ends busy-poll up to ${SPIN_US} µs before sleeping`
-        : "send on one ring, receive on another; eventfd wake-ups",
+      method: v.method,
       async run(ctx) {
-        const link = await ctx.keep("link", (scope) => ShmEcho.open(scope, size.bytes, spin));
+        const link = await ctx.keep("link", (scope) => ShmEcho.open(scope, size.bytes, v.spin, v.adaptive));
         return roundTrips(ctx, () => link.roundTrip());
       },
     });

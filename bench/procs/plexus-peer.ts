@@ -1,5 +1,5 @@
 /**
- * Peer of the Plexus shm cases. Usage: `plexus-peer.js <echo|sink> <address-json> <spin-micros>`.
+ * Peer of the Plexus shm cases. Usage: `plexus-peer.js <echo|sink> <address-json> <spin-micros> [adaptive 1|0]`.
  * - `echo`: attaches to the suite's ring, answers every message on its own ring (reported in
  *   the ready info as `address`), with the same bytes.
  * - `sink`: attaches to the suite's ring, touches one byte per 64 of every message, counts them
@@ -9,10 +9,10 @@
 import { connectShm, ShmSender, type Receiver, type ShmAddress } from "../../src/index.js";
 import { Counter, serve, touch } from "./runtime.js";
 
-const [mode, addressJson, spinArg] = process.argv.slice(2);
+const [mode, addressJson, spinArg, adaptiveArg] = process.argv.slice(2);
 if ((mode !== "echo" && mode !== "sink") || addressJson === undefined) throw new Error("usage: plexus-peer.js <echo|sink> <address-json> <spin-micros>");
 const spinMicros = Number(spinArg ?? 0);
-const rx: Receiver = await connectShm(JSON.parse(addressJson) as ShmAddress, { spinMicros });
+const rx: Receiver = await connectShm(JSON.parse(addressJson) as ShmAddress, { spinMicros, adaptiveSpin: adaptiveArg !== "0" });
 
 if (mode === "echo") {
   const back = ShmSender.create({ capacity: 1 << 20 });

@@ -31,6 +31,8 @@ export interface SubscriberOptions {
   timeout?: number;
   /** Busy-poll this many µs before sleeping on shared-memory links (default 0). */
   spinMicros?: number;
+  /** Poll briefly before sleeping while messages arrive fast (shared-memory links, default true). */
+  adaptiveSpin?: boolean;
 }
 
 /** A link to one upstream publisher. */
@@ -168,7 +170,11 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
       if (publisher) return this.attachLocal(publisher);
     }
     if (p.endpoints.host === me.host && p.endpoints.shm && (forced === undefined || forced === "shm")) {
-      const rx = await connectShm({ kind: "shm", ...p.endpoints.shm }, { backpressure: this.opts.backpressure, spinMicros: this.opts.spinMicros });
+      const rx = await connectShm({ kind: "shm", ...p.endpoints.shm }, {
+        backpressure: this.opts.backpressure,
+        spinMicros: this.opts.spinMicros,
+        adaptiveSpin: this.opts.adaptiveSpin,
+      });
       return this.pump(p, rx);
     }
     if (p.endpoints.tcp && (forced === undefined || forced === "tcp")) {

@@ -240,6 +240,7 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
     reader = new RingReader(buffer, bell, undefined, {
       policy: opts.backpressure,
       spinMicros: opts.spinMicros,
+      adaptiveSpin: opts.adaptiveSpin,
       timeout: opts.timeout,
       wakeKind: WakeKind.Eventfd,
       pid: process.pid,

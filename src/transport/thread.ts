@@ -109,6 +109,7 @@ export function connectThread(endpoint: ThreadEndpoint, opts: ReceiverOptions = 
     reader = new RingReader(buffer, bell, writerDoorbell, {
       policy: opts.backpressure,
       spinMicros: opts.spinMicros,
+      adaptiveSpin: opts.adaptiveSpin,
       timeout: opts.timeout,
       wakeKind: WakeKind.LocalEventfd,
       wakeId: endpoint.wakeId,

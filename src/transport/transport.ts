@@ -85,6 +85,11 @@ export interface ReceiverOptions {
   backpressure?: BackpressurePolicy;
   /** Busy-poll this many µs before sleeping (default 0; costs a core while spinning). */
   spinMicros?: number;
+  /**
+   * Ring transports: poll briefly (≤50 µs) before sleeping while messages keep arriving within a
+   * wake-up's time, backing off when it does not pay (default true). `false` = always sleep.
+   */
+  adaptiveSpin?: boolean;
   /** Default timeout of `receive` in ms (default none). */
   timeout?: number;
 }
