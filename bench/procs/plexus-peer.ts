@@ -1,22 +1,26 @@
 /**
- * Peer of the Plexus shm cases. Usage: `plexus-peer.js <echo|sink> <address-json> <spin-micros> [adaptive 1|0]`.
- * - `echo`: attaches to the suite's ring, answers every message on its own ring (reported in
- *   the ready info as `address`), with the same bytes.
- * - `sink`: attaches to the suite's ring, touches one byte per 64 of every message, counts them
- *   (`waitFor(messages)`).
+ * Peer of the Plexus transport cases.
+ * Usage: `plexus-peer.js <shm|tcp> <echo|sink> <address-json> <spin-micros> <adaptive 1|0>`.
+ * - `echo`: attaches to the suite's sender and answers every message through its own sender
+ *   (its address is in the ready info), with the same bytes;
+ * - `sink`: attaches to the suite's sender, touches one byte per 64 of every message, counts
+ *   them (`waitFor(messages)`).
  * @module
  */
-import { connectShm, ShmSender, type Receiver, type ShmAddress } from "../../src/index.js";
+import { KITS } from "../transport-kit.js";
 import { Counter, serve, touch } from "./runtime.js";
 
-const [mode, addressJson, spinArg, adaptiveArg] = process.argv.slice(2);
-if ((mode !== "echo" && mode !== "sink") || addressJson === undefined) throw new Error("usage: plexus-peer.js <echo|sink> <address-json> <spin-micros>");
-const spinMicros = Number(spinArg ?? 0);
-const rx: Receiver = await connectShm(JSON.parse(addressJson) as ShmAddress, { spinMicros, adaptiveSpin: adaptiveArg !== "0" });
+const [kitName, mode, addressJson, spinArg, adaptiveArg] = process.argv.slice(2);
+const kit = KITS[kitName as keyof typeof KITS];
+if (kit === undefined || (mode !== "echo" && mode !== "sink") || addressJson === undefined) {
+  throw new Error("usage: plexus-peer.js <shm|tcp> <echo|sink> <address-json> <spin-micros> <adaptive 1|0>");
+}
+const opts = { spinMicros: Number(spinArg ?? 0), adaptiveSpin: adaptiveArg !== "0" };
+const rx = await kit.attach(JSON.parse(addressJson), opts);
 
 if (mode === "echo") {
-  const back = ShmSender.create({ capacity: 1 << 20 });
-  serve(() => null, { address: back.address }, () => void back.close());
+  const { sender: back, address, close } = await kit.sender(1 << 20, 5000);
+  serve(() => null, { address }, () => void close());
   for (;;) {
     const f = await rx.receive();
     if (f === null) break;
