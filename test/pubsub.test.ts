@@ -315,3 +315,31 @@ test("pubsub: when the GraphServer's host dies, a node starts a new one and ever
   pub.proc.kill("SIGKILL");
   await pub.exited;
 });
+
+test("pubsub: a fail subscriber on a shared-memory link fails the publisher when full, and keeps its link", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<Uint8Array>("failshm/t", { capacity: 1 << 16 });
+  await using sub = await node.subscriber<Uint8Array>("failshm/t", { transport: "shm", backpressure: "fail", queue: 2 });
+  let sent = 0;
+  await assert.rejects(
+    (async () => {
+      for (; sent < 1000; sent++) {
+        await pub.publish(new Uint8Array(4000).fill(sent & 0xff));
+        await new Promise((r) => setImmediate(r)); // let the link move frames into the queue
+      }
+    })(),
+    { code: "ERR_PLEXUS_BACKPRESSURE" },
+  );
+  assert.ok(sent > 2 && sent < 1000, `${sent} messages before the ring was full`);
+  for (let i = 0; i < sent; i++) {
+    const smp = await sub.receive({ timeout: 2000 });
+    assert.ok(smp);
+    assert.equal(smp.value[0], i & 0xff);
+    smp.release();
+  }
+  await pub.publish(new Uint8Array(10).fill(7));
+  const after = await sub.receive({ timeout: 2000 });
+  assert.equal(after?.value[0], 7, "the link survived");
+});

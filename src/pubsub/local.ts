@@ -32,9 +32,12 @@ export class LocalDelivery<T> {
   async deliver(value: T, sequence: number, opts: BlockingOptions): Promise<void> {
     // A full `fail` subscriber fails the publish before anyone receives the message.
     for (const q of this.queues) if (q.refuses) throw new BackpressureError(`a subscriber of ${JSON.stringify(this.topic)} is full (policy "fail")`);
-    const pending: Promise<void>[] = [];
-    for (const q of this.queues) pending.push(q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), opts));
-    await Promise.all(pending);
+    let pending: Promise<void>[] | undefined;
+    for (const q of this.queues) {
+      const waiting = q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), opts);
+      if (waiting) (pending ??= []).push(waiting);
+    }
+    if (pending) await Promise.all(pending);
   }
 
   /** Detaches everyone. */

@@ -112,8 +112,8 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     const tcp = this.tcp !== undefined && this.tcp.receivers > 0 ? this.tcp : undefined;
     if (shm || tcp) {
       const encoded = prepare(value, seq); // once, whatever the number of links
-      if (shm) await writeLoan(await shm.loan(encoded.size, wait), encoded);
-      if (tcp) await writeLoan(await tcp.loan(encoded.size, wait), encoded);
+      if (shm) writeLoan(shm.tryLoan(encoded.size) ?? (await shm.loan(encoded.size, wait)), encoded);
+      if (tcp) writeLoan(await tcp.loan(encoded.size, wait), encoded);
     }
     if (this.local.count > 0) await this.local.deliver(value, seq, { timeout: opts.timeout ?? this.timeout, signal: opts.signal });
   }
@@ -187,7 +187,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
 }
 
 /** Fills a loan with an encoded message and publishes it (or gives it back on failure). */
-async function writeLoan(loan: Loan, encoded: Prepared): Promise<void> {
+function writeLoan(loan: Loan, encoded: Prepared): void {
   try {
     encoded.writeTo(loan.bytes);
   } catch (err) {

@@ -69,8 +69,11 @@ export class SampleQueue<T> {
     return this.policy === "fail" && this.readers.length === 0 && this.items.length >= this.depth;
   }
 
-  /** Adds a sample (waits for room under `block`, at most `opts.timeout` ms). */
-  async push(sample: Sample<T>, opts: BlockingOptions = {}): Promise<void> {
+  /**
+   * Adds a sample. Returns nothing when it was taken at once (no promise on the fast path), or a
+   * promise while it waits for room under `block` (at most `opts.timeout` ms).
+   */
+  push(sample: Sample<T>, opts: BlockingOptions = {}, policy: BackpressurePolicy = this.policy): void | Promise<void> {
     if (this.ended) {
       sample.release();
       return;
@@ -78,23 +81,22 @@ export class SampleQueue<T> {
     const reader = this.readers.shift();
     if (reader) return reader(sample);
     while (this.items.length >= this.depth) {
-      if (this.policy === "drop-oldest") {
+      if (policy === "drop-oldest") {
         this.items.shift()?.release();
         this.missed++;
-      } else if (this.policy === "fail") {
+      } else if (policy === "fail") {
         sample.release();
         throw new BackpressureError(`subscriber queue is full (${this.depth}) under policy "fail"`);
       } else {
-        await this.waitForRoom(sample, opts);
-        if (this.ended) {
-          sample.release();
-          return;
-        }
-        const r = this.readers.shift();
-        if (r) return r(sample);
+        return this.pushWhenRoom(sample, opts, policy);
       }
     }
     this.items.push(sample);
+  }
+
+  private async pushWhenRoom(sample: Sample<T>, opts: BlockingOptions, policy: BackpressurePolicy): Promise<void> {
+    await this.waitForRoom(sample, opts);
+    return this.push(sample, opts, policy);
   }
 
   private waitForRoom(sample: Sample<T>, opts: BlockingOptions): Promise<void> {

@@ -210,7 +210,11 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
             if (err instanceof PlexusError) continue; // a malformed frame: skip it, keep serving
             throw err;
           }
-          await this.queue.push(sample, { signal: stop.signal });
+          // The ring (or socket) already applies this subscriber's policy to the publisher: a
+          // full queue here only holds the link back, so a `fail` subscriber is never cut off.
+          const policy = this.opts.backpressure === "fail" ? "block" : this.opts.backpressure;
+          const waiting = this.queue.push(sample, { signal: stop.signal }, policy);
+          if (waiting) await waiting;
           this.queue.missed += rx.takeMissed(); // a leaky ring reader skipped some
         }
       } catch {

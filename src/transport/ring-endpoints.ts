@@ -61,6 +61,11 @@ export class RingSender implements Sender {
     return this.writer.loan(size, opts);
   }
 
+  /** Lends `size` bytes now if there is room, else null (no promise on the fast path). */
+  tryLoan(size: number): Loan | null {
+    return this.writer.tryLoan(size);
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.writer.close();
