@@ -11,9 +11,9 @@ const SIZES = [1, 4000, 0, 16, 17, 30000, 777, 8192 - 16, 12345, 64];
 
 test("shm: one writer process, three reader processes, thousands of messages with wraps", async () => {
   const count = 3000;
-  const writer = fixture("shm-writer", { readers: 3, count, sizes: SIZES, capacity: 65536 });
+  const writer = fixture("stream-writer", { transport: "shm", readers: 3, count, sizes: SIZES, capacity: 65536 });
   const address = JSON.parse(await writer.line()) as ShmAddress;
-  const readers = [0, 1, 2].map(() => fixture("shm-reader", { address, sizes: SIZES }));
+  const readers = [0, 1, 2].map(() => fixture("stream-reader", { address, sizes: SIZES }));
   for (const r of readers) assert.equal(await r.line(), "joined");
   for (const r of readers) {
     const result = JSON.parse(await r.line(60000)) as { count: number; errors: string[] };
@@ -26,7 +26,7 @@ test("shm: one writer process, three reader processes, thousands of messages wit
 
 test("shm: kill -9 of a reader that holds messages frees a blocked writer", async () => {
   await using sender = ShmSender.create({ capacity: 16384, timeout: 10000 });
-  const reader = fixture("shm-reader", { address: sender.address, sizes: [1000], hold: 3 });
+  const reader = fixture("stream-reader", { address: sender.address, sizes: [1000], hold: 3 });
   assert.equal(await reader.line(), "joined");
   let seq = 1;
   for (; seq <= 3; seq++) await sender.send(message(seq, 1000));
@@ -43,7 +43,7 @@ test("shm: kill -9 of a reader that holds messages frees a blocked writer", asyn
 });
 
 test("shm: kill -9 of the writer: the reader gets what was committed, then PeerDeadError", async () => {
-  const writer = fixture("shm-writer", { readers: 1, count: 0, sizes: [100, 5000], capacity: 65536, hang: true });
+  const writer = fixture("stream-writer", { transport: "shm", readers: 1, count: 0, sizes: [100, 5000], capacity: 65536, hang: true });
   const address = JSON.parse(await writer.line()) as ShmAddress;
   const rx = await connectShm(address);
   let seq = 0;
@@ -75,7 +75,7 @@ test("shm: kill -9 of the writer: the reader gets what was committed, then PeerD
 test("shm: a writer killed mid-stream never delivers a torn message (repeated)", async () => {
   for (let round = 0; round < 4; round++) {
     const sizes = [65536 - 1000, 3, 20000, 50000];
-    const writer = fixture("shm-writer", { readers: 1, count: 0, sizes, capacity: 1 << 18, hang: true });
+    const writer = fixture("stream-writer", { transport: "shm", readers: 1, count: 0, sizes, capacity: 1 << 18, hang: true });
     const address = JSON.parse(await writer.line()) as ShmAddress;
     const rx = await connectShm(address);
     setTimeout(() => writer.proc.kill("SIGKILL"), 20 + round * 15);
@@ -105,7 +105,7 @@ test("shm: connecting to a sender that is gone is a PeerDeadError", async () => 
 });
 
 test("shm: segments of dead processes are swept", async () => {
-  const child = fixture("shm-writer", { readers: 99, count: 0, sizes: [1], capacity: 8192 });
+  const child = fixture("stream-writer", { transport: "shm", readers: 99, count: 0, sizes: [1], capacity: 8192 });
   const address = JSON.parse(await child.line()) as ShmAddress;
   child.proc.kill("SIGKILL");
   await child.exited;

@@ -11,7 +11,7 @@ const SIZES = [1, 4000, 0, 16, 17, 30000, 777, 8192 - 16, 12345, 64];
 
 async function fanOut(count: number, tls: boolean): Promise<void> {
   const certs = tls ? testCerts() : undefined;
-  const writer = fixture("tcp-writer", {
+  const writer = fixture("stream-writer", { transport: "tcp",
     readers: 3,
     count,
     sizes: SIZES,
@@ -20,7 +20,7 @@ async function fanOut(count: number, tls: boolean): Promise<void> {
   });
   const address = JSON.parse(await writer.line()) as TcpAddress;
   assert.equal(address.tls, tls);
-  const readers = [0, 1, 2].map(() => fixture("tcp-reader", { address, sizes: SIZES, tls: certs && { ca: certs.ca } }));
+  const readers = [0, 1, 2].map(() => fixture("stream-reader", { address, sizes: SIZES, tls: certs && { ca: certs.ca } }));
   for (const r of readers) assert.equal(await r.line(), "joined");
   for (const r of readers) {
     const result = JSON.parse(await r.line(60000)) as { count: number; errors: string[] };
@@ -40,7 +40,7 @@ test("tcp+tls: one writer process, three reader processes", async () => {
 
 test("tcp: kill -9 of a reader that holds messages frees a blocked sender", async () => {
   await using sender = await TcpSender.create({ capacity: 16384, timeout: 20000 });
-  const reader = fixture("tcp-reader", { address: sender.address, sizes: [1000], hold: 3 });
+  const reader = fixture("stream-reader", { address: sender.address, sizes: [1000], hold: 3 });
   assert.equal(await reader.line(), "joined");
   let seq = 1;
   for (; seq <= 3; seq++) await sender.send(message(seq, 1000));
@@ -55,7 +55,7 @@ test("tcp: kill -9 of a reader that holds messages frees a blocked sender", asyn
 
 test("tcp: kill -9 of the writer: the reader gets what arrived, then PeerDeadError", async () => {
   const sizes = [100, 5000];
-  const writer = fixture("tcp-writer", { readers: 1, count: 0, sizes, capacity: 65536, hang: true });
+  const writer = fixture("stream-writer", { transport: "tcp", readers: 1, count: 0, sizes, capacity: 65536, hang: true });
   const address = JSON.parse(await writer.line()) as TcpAddress;
   const rx = await connectTcp(address);
   const first = await rx.receive({ timeout: 10000 });
@@ -84,7 +84,7 @@ test("tcp: kill -9 of the writer: the reader gets what arrived, then PeerDeadErr
 test("tcp: a writer killed mid-stream never delivers a torn message (repeated)", async () => {
   for (let round = 0; round < 4; round++) {
     const sizes = [65536 - 1000, 3, 20000, 50000];
-    const writer = fixture("tcp-writer", { readers: 1, count: 0, sizes, capacity: 1 << 18, hang: true });
+    const writer = fixture("stream-writer", { transport: "tcp", readers: 1, count: 0, sizes, capacity: 1 << 18, hang: true });
     const address = JSON.parse(await writer.line()) as TcpAddress;
     const rx = await connectTcp(address);
     setTimeout(() => writer.proc.kill("SIGKILL"), 20 + round * 15);
@@ -110,7 +110,7 @@ test("tcp: a writer killed mid-stream never delivers a torn message (repeated)",
 test("tcp: a reader that stops answering (SIGSTOP) is dropped after the peer timeout; the sender goes on", async () => {
   const dropped: string[] = [];
   await using sender = await TcpSender.create({ capacity: 16384, timeout: 20000, heartbeat: 100, peerTimeout: 600, onPeerError: (e) => dropped.push(e.code) });
-  const reader = fixture("tcp-reader", { address: sender.address, sizes: [1000], hold: 1, heartbeat: 100 });
+  const reader = fixture("stream-reader", { address: sender.address, sizes: [1000], hold: 1, heartbeat: 100 });
   assert.equal(await reader.line(), "joined");
   await sender.send(message(1, 1000));
   assert.equal(await reader.line(), "holding");
@@ -128,7 +128,7 @@ test("tcp: a reader that stops answering (SIGSTOP) is dropped after the peer tim
 });
 
 test("tcp: a writer that stops answering (SIGSTOP) is a PeerDeadError after the peer timeout", async () => {
-  const writer = fixture("tcp-writer", { readers: 1, count: 0, sizes: [64], capacity: 8192, hang: true, heartbeat: 100 });
+  const writer = fixture("stream-writer", { transport: "tcp", readers: 1, count: 0, sizes: [64], capacity: 8192, hang: true, heartbeat: 100 });
   const address = JSON.parse(await writer.line()) as TcpAddress;
   const rx = await connectTcp(address, { peerTimeout: 600, heartbeat: 100 });
   try {
