@@ -21,10 +21,14 @@ after(() => {
   for (const p of live) p.kill("SIGKILL");
 });
 
-/** Runs `dist/test/fixtures/<name>.js` with `args` as JSON in argv[2]. */
-export function fixture(name: string, args: unknown): Child {
+/**
+ * Runs `dist/test/fixtures/<name>.js` with `args` as JSON in argv[2]; `launch` replaces the
+ * command line (e.g. to run the fixture inside a namespace).
+ */
+export function fixture(name: string, args: unknown, launch?: { command: string; args: string[] }): Child {
   const script = fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
-  const proc = spawn(process.execPath, [script, JSON.stringify(args)], { stdio: ["ignore", "pipe", "pipe"] });
+  const [command, argv] = launch ? [launch.command, launch.args] : [process.execPath, [script, JSON.stringify(args)]];
+  const proc = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
   const queue: string[] = [];
