@@ -423,9 +423,12 @@ test("watcher: workers exiting with active watchers and semaphore waits, and GC,
       async function run(exit, terminate) {
         const worker = new Worker(body(exit), { eval: true });
         worker.on("error", (e) => { if (e.message !== "boom") console.error(e); });
+        // Listen for the exit from the start: a worker that exits right after "ready" may do so
+        // before a listener added after the message would be in place.
+        const exited = new Promise((resolve) => worker.once("exit", resolve));
         await new Promise((resolve) => worker.once("message", resolve));
         if (terminate) await worker.terminate();
-        else await new Promise((resolve) => worker.once("exit", resolve));
+        else await exited;
       }
       await run("", true);
       await run("process.exit(0);", false);
