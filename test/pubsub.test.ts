@@ -265,19 +265,19 @@ test("pubsub: a publisher whose /dev/shm is full falls back to TCP with a warnin
   // The publisher runs in its own mount namespace with a 1 MiB /dev/shm: its 4 MiB ring cannot exist.
   const script = new URL("./fixtures/pubsub-peer.js", import.meta.url).pathname;
   const args = JSON.stringify({ role: "pub", address, topic: "nospace/t", count: 50, subscribers: 1, capacity: 4 << 20 });
-  const { spawn } = await import("node:child_process");
-  const child = spawn("unshare", ["-m", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" "$1" "$2"', process.execPath, script, args], { stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const child = fixture("pubsub-peer", null, {
+    command: "unshare",
+    args: ["-m", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" "$1" "$2"', process.execPath, script, args],
+  });
   for (let seq = 1; seq <= 50; seq++) {
     const smp = await sub.receive({ timeout: 30000 });
-    assert.ok(smp, stderr);
+    assert.ok(smp, child.stderr());
     assert.equal(smp.value.seq, seq);
     assert.deepEqual([...smp.value.data], new Array(8).fill(seq));
     smp.release();
   }
-  await new Promise((r) => child.once("exit", r));
-  assert.match(stderr, /PLEXUS_NO_SHM|fall back to TCP/);
+  assert.equal(await child.exited, 0);
+  assert.match(child.stderr(), /PLEXUS_NO_SHM|fall back to TCP/);
   const pubs = s.snapshot().publishers;
   assert.equal(pubs.length, 0, "the publisher left");
 });
