@@ -343,3 +343,26 @@ test("pubsub: a fail subscriber on a shared-memory link fails the publisher when
   const after = await sub.receive({ timeout: 2000 });
   assert.equal(after?.value[0], 7, "the link survived");
 });
+
+test("pubsub: a loan waits for room at a full same-thread subscriber and then delivers at commit; nothing is dropped", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<Uint8Array>("loanlocal/t", { transport: "inproc" });
+  await using sub = await node.subscriber<Uint8Array>("loanlocal/t", { queue: 1 });
+  await pub.publish(new Uint8Array([1]));
+  let lent = false;
+  const lending = pub.loan(1).then((l) => ((lent = true), l));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(lent, false, "the queue is full: the loan waits");
+  const first = await sub.receive({ timeout: 1000 });
+  assert.deepEqual([...(first?.value ?? [])], [1]);
+  first?.release();
+  const loan = await lending;
+  await assert.rejects(pub.publish(new Uint8Array([9])), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  loan.bytes[0] = 2;
+  loan.commit();
+  const second = await sub.receive({ timeout: 1000 });
+  assert.deepEqual([...(second?.value ?? [])], [2]);
+  await assert.rejects(pub.loan(1, { timeout: 10 }).then(async (l) => (l.commit(), pub.loan(1, { timeout: 10 }))), { code: "ERR_PLEXUS_TIMEOUT" });
+});

@@ -10,7 +10,8 @@ import { checkTimeout, throwIfAborted } from "../util/blocking.js";
 import { self } from "./identity.js";
 import { ControlParser, encodeControl, MsgType } from "./protocol.js";
 import type { PublisherInfo } from "./registry.js";
-import { DEFAULT_GRAPH_PORT, GraphServer, isLoopback } from "./server.js";
+import { DEFAULT_GRAPH_PORT, GraphServer } from "./server.js";
+import { isLoopback } from "../util/loopback.js";
 
 /** Options of {@link GraphClient.connect} and `connect()`. */
 export interface GraphOptions {

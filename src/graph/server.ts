@@ -6,10 +6,10 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { timingSafeEqual } from "node:crypto";
-import { isIP } from "node:net";
 import { AccessDeniedError, InvalidArgumentError, PlexusError, ProtocolError } from "../errors.js";
 import { native } from "../native.js";
 import { hostId } from "./identity.js";
+import { isLoopback } from "../util/loopback.js";
 import { ControlParser, encodeControl, MsgType, type ControlMessage } from "./protocol.js";
 import { Registry, type Endpoints, type PublisherInfo, type Snapshot } from "./registry.js";
 
@@ -28,11 +28,6 @@ export interface GraphServerOptions {
   token?: string;
   /** How long to wait for a subscriber to apply a change (ms, default 5000). */
   notifyTimeout?: number;
-}
-
-/** True for 127.0.0.0/8, ::1 and "localhost". */
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || (isIP(host) === 4 && host.startsWith("127."));
 }
 
 /** One node's control connection. */

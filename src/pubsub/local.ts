@@ -40,6 +40,22 @@ export class LocalDelivery<T> {
     if (pending) await Promise.all(pending);
   }
 
+  /**
+   * Waits until every attached queue takes a sample without waiting (a full `fail` queue
+   * throws `BackpressureError`): what a loan does before it lends, so its commit can deliver at once.
+   */
+  async ready(opts: BlockingOptions): Promise<void> {
+    for (const q of this.queues) {
+      if (q.refuses) throw new BackpressureError(`a subscriber of ${JSON.stringify(this.topic)} is full (policy "fail")`);
+      if (q.policy === "block") await q.waitForRoom(opts);
+    }
+  }
+
+  /** Hands `value` to every queue now; after {@link ready} nobody has to wait. */
+  deliverNow(value: T, sequence: number): void {
+    for (const q of this.queues) void q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), {}, "drop-oldest");
+  }
+
   /** Detaches everyone. */
   close(): void {
     this.queues.clear();

@@ -38,6 +38,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   /** Port id in the graph. */
   readonly id: string;
   private seq = 1;
+  private loanOpen = false;
   private closing: Promise<void> | undefined;
 
   /** @internal */
@@ -105,6 +106,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
    */
   async publish(value: T, opts: BlockingOptions = {}): Promise<void> {
     if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
+    if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
     checkOptions(opts, "publish");
     const seq = this.seq++;
     const wait = { timeout: opts.timeout ?? this.timeout, signal: opts.signal };
@@ -128,8 +130,19 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
     checkOptions(opts, "loan");
     if (!Number.isInteger(size) || size < 0) throw new InvalidArgumentError(`loan size must be a non-negative integer, got ${size}`);
-    const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
-    const ring = shm ? await shm.loan(RAW_PREFIX + size, { timeout: opts.timeout ?? this.timeout, signal: opts.signal }) : undefined;
+    if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
+    const wait = { timeout: opts.timeout ?? this.timeout, signal: opts.signal };
+    this.loanOpen = true;
+    let ring: Loan | undefined;
+    try {
+      // Room is taken now, for same-thread subscribers and in the ring: commit then delivers at once.
+      await this.local.ready(wait);
+      const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
+      if (shm) ring = shm.tryLoan(RAW_PREFIX + size) ?? (await shm.loan(RAW_PREFIX + size, wait));
+    } catch (err) {
+      this.loanOpen = false;
+      throw err;
+    }
     const bytes = ring ? ring.bytes.subarray(RAW_PREFIX, RAW_PREFIX + size) : new Uint8Array(size);
     let open = true;
     return {
@@ -137,19 +150,18 @@ export class Publisher<T = unknown> implements AsyncDisposable {
       commit: (length = size) => {
         if (!open) throw new ClosedError("loan already ended");
         if (!Number.isInteger(length) || length < 0 || length > size) throw new InvalidArgumentError(`commit length must be in 0..${size}`);
-        open = false;
+        open = this.loanOpen = false;
         const seq = this.seq++;
         const payload = bytes.subarray(0, length);
-        const local = this.local.count > 0 ? (ring ? payload.slice() : payload) : undefined;
         if (ring) {
           writeRawHeaders(ring.bytes, seq, length);
           ring.commit(RAW_PREFIX + length);
         }
-        if (local) void this.local.deliver(local as T, seq, { timeout: opts.timeout ?? this.timeout }).catch(() => {});
+        if (this.local.count > 0) this.local.deliverNow((ring ? payload.slice() : payload) as T, seq);
       },
       abort: () => {
         if (!open) return;
-        open = false;
+        open = this.loanOpen = false;
         ring?.abort();
       },
     };

@@ -56,7 +56,7 @@ export class SampleQueue<T> {
   /** @param depth - most samples queued; @param policy - what `push` does when full */
   constructor(
     private readonly depth: number,
-    private readonly policy: BackpressurePolicy,
+    readonly policy: BackpressurePolicy,
   ) {}
 
   /** Queued samples. */
@@ -95,11 +95,26 @@ export class SampleQueue<T> {
   }
 
   private async pushWhenRoom(sample: Sample<T>, opts: BlockingOptions, policy: BackpressurePolicy): Promise<void> {
-    await this.waitForRoom(sample, opts);
+    try {
+      await this.waitForRoom(opts);
+    } catch (err) {
+      sample.release();
+      throw err;
+    }
     return this.push(sample, opts, policy);
   }
 
-  private waitForRoom(sample: Sample<T>, opts: BlockingOptions): Promise<void> {
+  /** True if a `block` push would have to wait now. */
+  get full(): boolean {
+    return !this.ended && this.readers.length === 0 && this.items.length >= this.depth;
+  }
+
+  /** Resolves when a sample may be taken without waiting (or the queue ended). */
+  async waitForRoom(opts: BlockingOptions): Promise<void> {
+    while (this.full) await this.nextRoom(opts);
+  }
+
+  private nextRoom(opts: BlockingOptions): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const settle = (err?: Error): void => {
@@ -107,10 +122,8 @@ export class SampleQueue<T> {
         opts.signal?.removeEventListener("abort", onAbort);
         const i = this.room.indexOf(wake);
         if (i >= 0) this.room.splice(i, 1);
-        if (err) {
-          sample.release();
-          reject(err);
-        } else resolve();
+        if (err) reject(err);
+        else resolve();
       };
       const wake = (): void => settle();
       const onAbort = (): void => settle(new AbortError("publish aborted", { cause: opts.signal?.reason }));

@@ -365,11 +365,6 @@ export class RingReader {
     this.bell.interrupt();
   }
 
-  /** Index of the word a thread reader sleeps on (for thread transports). */
-  get wakeIndex(): number {
-    return slotIndex(this.slot, S_WAKE);
-  }
-
   private startAt(pos: number): number {
     const w = this.ring.words;
     Atomics.store(w, this.iHead, pos);

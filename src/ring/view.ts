@@ -3,7 +3,7 @@
  * @internal
  * @module
  */
-import { FLAG_WRAP, H_WRITER_SLEEPING, H_WRITE_POS, maxPayload, readGeometry, type RingGeometry } from "./layout.js";
+import { FLAG_WRAP, H_WRITE_POS, maxPayload, readGeometry, type RingGeometry } from "./layout.js";
 import { ProtocolError } from "../errors.js";
 
 /** The views and sizes both ends of a ring need. */
@@ -40,11 +40,6 @@ export class RingView {
   /** The committed write position. */
   writePos(): number {
     return Atomics.load(this.words, H_WRITE_POS);
-  }
-
-  /** True if the writer is waiting for space. */
-  writerSleeping(): boolean {
-    return Atomics.load(this.words, H_WRITER_SLEEPING) !== 0;
   }
 
   /**

@@ -47,6 +47,7 @@ export class InprocSender implements Sender {
   readonly capacity: number;
   private readonly timeout: number;
   private waiting = false;
+  private loanOpen = false;
 
   private constructor(opts: RingSenderOptions) {
     this.capacity = ringGeometry({ capacity: opts.capacity, maxReaders: opts.maxReceivers }).capacity;
@@ -68,19 +69,10 @@ export class InprocSender implements Sender {
   }
 
   trySend(data: ArrayBufferView): boolean {
-    if (this.closedFlag) throw new ClosedError("inproc sender is closed");
+    if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
     const len = data.byteLength;
-    if (len > maxPayload(this.capacity)) throw new FrameTooLargeError(`message of ${len} bytes exceeds the limit of ${maxPayload(this.capacity)} bytes`);
-    const cost = frameBytes(len);
-    for (const r of this.attached) {
-      if (!r.hasRoom(cost)) {
-        if (r.policy === "fail") throw new BackpressureError(`a receiver has no room for a ${len}-byte message (policy "fail")`);
-        return false; // block, or a leaky receiver whose held messages fill its budget
-      }
-    }
-    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, len);
-    const sequence = this.seq++;
-    for (const r of this.attached) r.push(bytes, sequence, cost);
+    if (!this.admit(len)) return false;
+    this.deliver(data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, len));
     return true;
   }
 
@@ -90,24 +82,61 @@ export class InprocSender implements Sender {
     await this.waitFor(() => this.trySend(data), opts);
   }
 
+  /**
+   * Lends `size` bytes once every blocking receiver has room for them (like a ring loan, the
+   * room is taken now): `commit` then delivers at once. Other sends wait for the loan to end.
+   */
   async loan(size: number, opts: BlockingOptions = {}): Promise<Loan> {
     checkOptions(opts, "loan");
     if (!Number.isInteger(size) || size < 0) throw new InvalidArgumentError(`loan size must be a non-negative integer, got ${size}`);
-    if (this.closedFlag) throw new ClosedError("inproc sender is closed");
+    if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
+    if (!this.admit(size)) await this.waitFor(() => this.admit(size), opts);
+    this.loanOpen = true;
     const bytes = new Uint8Array(size);
     let open = true;
+    const end = (): void => {
+      open = false;
+      this.loanOpen = false;
+      this.sleeper.wake();
+    };
     return {
       bytes,
       commit: (length = size) => {
         if (!open) throw new ClosedError("loan already ended");
         if (!Number.isInteger(length) || length < 0 || length > size) throw new InvalidArgumentError(`commit length must be in 0..${size}`);
-        open = false;
-        if (!this.trySend(bytes.subarray(0, length))) void this.send(bytes.subarray(0, length), opts).catch(() => {});
+        end();
+        if (this.closedFlag) throw new ClosedError("inproc sender closed during the loan");
+        // Receivers only gained room since `admit`: a shorter commit fits too.
+        this.deliver(bytes.subarray(0, length));
       },
       abort: () => {
-        open = false;
+        if (open) end();
       },
     };
+  }
+
+  /**
+   * True if a `len`-byte message may go out now: every receiver has room (leaky ones drop their
+   * oldest unread messages to make it). Throws for a full `fail` receiver or a closed sender.
+   */
+  private admit(len: number): boolean {
+    if (this.closedFlag) throw new ClosedError("inproc sender is closed");
+    if (len > maxPayload(this.capacity)) throw new FrameTooLargeError(`message of ${len} bytes exceeds the limit of ${maxPayload(this.capacity)} bytes`);
+    const cost = frameBytes(len);
+    for (const r of this.attached) {
+      if (!r.hasRoom(cost)) {
+        if (r.policy === "fail") throw new BackpressureError(`a receiver has no room for a ${len}-byte message (policy "fail")`);
+        return false; // block, or a leaky receiver whose held messages fill its budget
+      }
+    }
+    return true;
+  }
+
+  /** Hands `bytes` to every receiver (room was checked by `admit`). */
+  private deliver(bytes: Uint8Array): void {
+    const sequence = this.seq++;
+    const cost = frameBytes(bytes.byteLength);
+    for (const r of this.attached) r.push(bytes, sequence, cost);
   }
 
   /** @internal Called by receivers after a release or when they leave. */

@@ -42,7 +42,7 @@ const SHM_DIR = "/dev/shm";
 
 /**
  * Unlinks segments left by dead processes (`/dev/shm/plexus-<pid>-*` whose pid is gone).
- * Returns the names removed. Run by every new sender.
+ * Returns the names removed. Run by the first sender of each process (and `plexus shm sweep`).
  */
 export function sweepStaleSegments(): string[] {
   let names: string[];
@@ -65,6 +65,9 @@ export function sweepStaleSegments(): string[] {
   }
   return removed;
 }
+
+/** Whether this process already swept stale segments. */
+let swept = false;
 
 /** One receiver's connection, seen from the sender. */
 interface Peer {
@@ -98,7 +101,11 @@ export class ShmSender extends RingSender {
    */
   static create(opts: RingSenderOptions = {}): ShmSender {
     const n = native();
-    sweepStaleSegments();
+    if (!swept) {
+      // Once per process: stale segments belong to processes that died before this one started.
+      swept = true;
+      sweepStaleSegments();
+    }
     const geo = ringGeometry({ capacity: opts.capacity, maxReaders: opts.maxReceivers });
     const id = `${PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
     const address: ShmAddress = { kind: "shm", name: `/${id}`, socket: `\0${id}` };

@@ -33,7 +33,6 @@ import {
   HANDSHAKE_BYTES,
   HEADER_BYTES,
   intOption,
-  isLoopback,
   msOption,
   readValue,
   TCP_VERSION,
@@ -41,6 +40,7 @@ import {
   WIRE_POLICY,
   type Welcome,
 } from "./tcp-wire.js";
+import { isLoopback } from "../util/loopback.js";
 
 /** Where a receiver finds a `tcp` sender: plain values, valid on any host that can reach it. */
 export interface TcpAddress {

@@ -37,7 +37,6 @@ import {
   HANDSHAKE_BYTES,
   HEADER_BYTES,
   intOption,
-  isLoopback,
   MAX_WINDOW,
   MIN_WINDOW,
   msOption,
@@ -46,6 +45,7 @@ import {
   WelcomeStatus,
   writeHeader,
 } from "./tcp-wire.js";
+import { isLoopback } from "../util/loopback.js";
 
 export { connectTcp, type TcpAddress, type TcpConnectOptions, type TcpTlsOptions } from "./tcp-receiver.js";
 

@@ -97,6 +97,29 @@ export function conformance(name: string, t: TransportUnderTest): void {
     assert.throws(() => a.commit(), { code: "ERR_PLEXUS_CLOSED" });
   });
 
+  test(`${name}: a loan takes its room up front; sends wait for it to end`, async () => {
+    await using sender = await t.sender({ capacity: 8192 });
+    await using rx = await t.receiver(sender);
+    let seq = 0;
+    while (sender.trySend(message(seq + 1, 1000))) seq++;
+    const ac = new AbortController();
+    const lending = sender.loan(1000, { signal: ac.signal, timeout: 5000 });
+    const first = await rx.receive({ timeout: 2000 });
+    assert.ok(first);
+    first.release(); // room for one more message: the loan gets it
+    const loan = await lending;
+    assert.throws(() => sender.trySend(message(99, 10)), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+    loan.bytes.set(message(seq + 1, 1000));
+    loan.commit();
+    for (let k = 2; k <= seq + 1; k++) {
+      const f = await rx.receive({ timeout: 2000 });
+      assert.ok(f);
+      assert.equal(f.sequence, k);
+      checkMessage(f.bytes, k, 1000);
+      f.release();
+    }
+  });
+
   test(`${name}: block backpressure waits for the slowest receiver, with timeout and abort`, async () => {
     await using sender = await t.sender({ capacity: 8192 });
     await using rx = await t.receiver(sender);
