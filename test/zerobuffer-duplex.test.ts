@@ -396,3 +396,28 @@ test("in-place: requests wait for space while responses are held; a closed serve
   await assert.rejects(InPlaceClient.connect(channel, { timeout: 60 }), TimeoutError);
   noLeftovers(channel);
 });
+
+test("in-place: a stray request-ready count with no request behind it is ignored, not served", async () => {
+  const channel = uniqueName("p9");
+  const server = await InPlaceServer.create(channel, (req) => {
+    for (let i = 0; i < req.data.length; i++) req.data[i] = (req.data[i] as number) ^ 0xff;
+  }, { payloadSize: 1 << 16 });
+  const client = await InPlaceClient.connect(channel);
+  // What a late session doorbell leaves behind: one count on sem-w and nothing in the ring.
+  const semW = native().semOpen(`/sem-w-${channel}_request`, false, 0, 0);
+  try {
+    semW.post();
+    await new Promise((r) => setTimeout(r, 50)); // the server wakes on it
+    for (let seq = 1; seq <= 20; seq++) {
+      const res = await client.request(pattern(seq, 500), { timeout: 5000 });
+      assert.equal(res.sequence, seq);
+      assert.ok(res.data.every((b, i) => b === ((pattern(seq, 500)[i] as number) ^ 0xff)));
+      res.release();
+    }
+  } finally {
+    semW.close();
+    await client.close();
+    await server.close();
+  }
+  noLeftovers(channel);
+});

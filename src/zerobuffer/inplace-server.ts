@@ -230,6 +230,9 @@ export class InPlaceServer implements AsyncDisposable {
       }
       this.countConsumed();
       if (!got || this.broken) continue;
+      // A count with no committed request behind it (a session doorbell that arrived after the
+      // rewind drained the semaphore) must not make the server read a frame still being written.
+      if (h.load(Q.requestWrittenCount) <= h.load(Q.requestReadCount)) continue;
       try {
         const r = this.serveOne();
         if (r !== undefined) await raceAbort(r, signal);
