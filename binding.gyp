@@ -10,7 +10,8 @@
         "native/fdpass.cc",
         "native/liveness.cc",
         "native/copy.cc",
-        "native/semaphore.cc"
+        "native/semaphore.cc",
+        "native/fds.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],

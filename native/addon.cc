@@ -28,6 +28,7 @@ void AddonData::BeginTeardown(napi_async_cleanup_hook_handle handle) {
   // Teardown() may remove the resource from the set: iterate over a copy.
   std::unordered_set<EnvResource*> live(resources);
   for (EnvResource* r : live) r->Teardown();
+  CloseOwnedFds(this);  // peers of this thread see EOF now, not at process exit
   MaybeFinishTeardown();
 }
 

@@ -83,6 +83,16 @@ struct AddonData {
 
 AddonData* GetData(Napi::Env env);
 
+// ---- file descriptors owned by an environment (fds.cc) ---------------------------------------
+// Records `fd` as owned by the calling environment: closed at its teardown unless closed before.
+int OwnFd(Napi::Env env, int fd);
+// Forgets and closes `fd`; returns 0 or the errno of close() (EINTR counts as closed).
+int CloseFd(int fd);
+// Closes every fd `data`'s environment still owns (environment teardown).
+void CloseOwnedFds(AddonData* data);
+// How many fds `data`'s environment owns (tests: nothing leaks).
+size_t OwnedFdCount(AddonData* data);
+
 // ---- errors --------------------------------------------------------------------------------
 // Throws (as a C++ Napi::Error) the error the JS factory builds for a failed system call.
 [[noreturn]] void ThrowSystem(Napi::Env env, const char* syscall, int err, const std::string& detail = "");

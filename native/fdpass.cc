@@ -71,7 +71,7 @@ Napi::Value UnixListen(const Napi::CallbackInfo& info) {
     close(fd);
     ThrowSystem(env, call, err, detail);
   }
-  return Napi::Number::New(env, fd);
+  return Napi::Number::New(env, OwnFd(env, fd));
 }
 
 Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
@@ -93,7 +93,7 @@ Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
     close(fd);
     ThrowSystem(env, call, err, detail);
   }
-  return Napi::Number::New(env, fd);
+  return Napi::Number::New(env, OwnFd(env, fd));
 }
 
 Napi::Value UnixAccept(const Napi::CallbackInfo& info) {
@@ -101,7 +101,7 @@ Napi::Value UnixAccept(const Napi::CallbackInfo& info) {
   int listener = ArgFd(info, 0, "unixAccept: fd");
   for (;;) {
     int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) return Napi::Number::New(env, fd);
+    if (fd >= 0) return Napi::Number::New(env, OwnFd(env, fd));
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
     ThrowErrno(env, "accept4", "fd " + std::to_string(listener));
@@ -211,7 +211,7 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   Napi::ArrayBuffer bytes = Napi::ArrayBuffer::New(env, static_cast<size_t>(n));
   if (n > 0) std::memcpy(bytes.Data(), buffer.data(), static_cast<size_t>(n));
   Napi::Array list = Napi::Array::New(env, fds.size());
-  for (size_t i = 0; i < fds.size(); ++i) list.Set(static_cast<uint32_t>(i), Napi::Number::New(env, fds[i]));
+  for (size_t i = 0; i < fds.size(); ++i) list.Set(static_cast<uint32_t>(i), Napi::Number::New(env, OwnFd(env, fds[i])));
   Napi::Object result = Napi::Object::New(env);
   result.Set("data", Napi::Uint8Array::New(env, static_cast<size_t>(n), bytes, 0));
   result.Set("fds", list);

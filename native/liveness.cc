@@ -25,7 +25,7 @@ Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
   long fd = syscall(SYS_pidfd_open, pid, 0);
   if (fd < 0) ThrowErrno(info.Env(), "pidfd_open", "pid " + std::to_string(pid));
   // pidfds are always close-on-exec.
-  return Napi::Number::New(info.Env(), static_cast<double>(fd));
+  return Napi::Number::New(info.Env(), static_cast<double>(OwnFd(info.Env(), static_cast<int>(fd))));
 }
 
 Napi::Value ProcessAlive(const Napi::CallbackInfo& info) {
@@ -56,7 +56,7 @@ Napi::Value LockFile(const Napi::CallbackInfo& info) {
     if (err == EWOULDBLOCK) return Napi::Number::New(env, -1);
     ThrowSystem(env, "flock", err, path);
   }
-  return Napi::Number::New(env, fd);
+  return Napi::Number::New(env, OwnFd(env, fd));
 }
 
 }  // namespace

@@ -152,7 +152,7 @@ Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   }
   Napi::Value buffer = WrapMapping(env, addr, size);
   Napi::Object result = Napi::Object::New(env);
-  result.Set("fd", Napi::Number::New(env, fd));
+  result.Set("fd", Napi::Number::New(env, OwnFd(env, fd)));
   result.Set("buffer", buffer);
   return result;
 }
@@ -194,7 +194,8 @@ void SegmentRetire(const Napi::CallbackInfo& info) {
 
 void Close(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "close: fd");
-  if (close(fd) != 0 && errno != EINTR) ThrowErrno(info.Env(), "close", "fd " + std::to_string(fd));
+  int err = CloseFd(fd);
+  if (err != 0) ThrowSystem(info.Env(), "close", err, "fd " + std::to_string(fd));
 }
 
 // dup with FD_CLOEXEC: a second handle on the same open file (an eventfd shared by threads).
@@ -202,7 +203,7 @@ Napi::Value Dup(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "dup: fd");
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) ThrowErrno(info.Env(), "dup", "fd " + std::to_string(fd));
-  return Napi::Number::New(info.Env(), copy);
+  return Napi::Number::New(info.Env(), OwnFd(info.Env(), copy));
 }
 
 }  // namespace
@@ -216,6 +217,9 @@ void InitSegment(Napi::Env env, Napi::Object exports) {
   exports.Set("segmentRetire", Napi::Function::New(env, SegmentRetire, "segmentRetire"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
+  exports.Set("ownedFdCount", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(OwnedFdCount(GetData(info.Env()))));
+  }, "ownedFdCount"));
 }
 
 }  // namespace plexus

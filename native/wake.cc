@@ -23,7 +23,7 @@ namespace {
 Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) ThrowErrno(info.Env(), "eventfd");
-  return Napi::Number::New(info.Env(), fd);
+  return Napi::Number::New(info.Env(), OwnFd(info.Env(), fd));
 }
 
 void EventfdSignal(const Napi::CallbackInfo& info) {

@@ -106,6 +106,12 @@ export interface NativeAddon {
   close(fd: number): void;
   /** `fcntl(fd, F_DUPFD_CLOEXEC)`: a second descriptor of the same open file. */
   dup(fd: number): number;
+  /**
+   * How many descriptors made by the addon in this thread are still open. Each is closed when
+   * its thread's environment is torn down (a worker exits or is terminated), so the peers of a
+   * vanished thread see EOF at once; `close()` forgets it.
+   */
+  ownedFdCount(): number;
 
   // ---- wake-ups -------------------------------------------------------------------------
   /** `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`. */

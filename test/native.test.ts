@@ -337,6 +337,45 @@ test("fd passing: socketpair-like round trip, EAGAIN as null, filesystem socket 
   }
 });
 
+test("fd ownership: a terminated worker's descriptors are closed, so its peers see EOF at once", async () => {
+  const before = n.ownedFdCount();
+  const a = n.eventfdCreate();
+  const b = n.dup(a);
+  assert.equal(n.ownedFdCount(), before + 2, "each descriptor made here is owned by this thread");
+  n.close(a);
+  n.close(b);
+  assert.equal(n.ownedFdCount(), before, "close() forgets them");
+  const socket = `\0plexus-test-own-${process.pid}-${counter++}`;
+  const listener = n.unixListen(socket);
+  try {
+    for (const how of ["terminate", "exit"] as const) {
+      // The worker connects, makes an eventfd, and keeps both open: it never closes them itself.
+      const worker = new Worker(
+        `const { parentPort, workerData } = require("node:worker_threads");
+         const n = require(workerData.loader).loadAddon();
+         const fd = n.unixConnect(workerData.socket);
+         n.eventfdCreate();
+         parentPort.postMessage(n.ownedFdCount());
+         if (workerData.how === "exit") process.exit(0);
+         setInterval(() => {}, 1000);`,
+        { eval: true, workerData: { loader: new URL(loaderUrl).pathname, socket, how } },
+      );
+      assert.equal((await new Promise((resolve, reject) => worker.once("message", resolve).once("error", reject))) as number, 2);
+      let peer = -1;
+      while ((peer = n.unixAccept(listener)) < 0) await new Promise((r) => setTimeout(r, 1));
+      assert.equal(n.recvFds(peer, 16), null, "connected, nothing to read yet");
+      if (how === "terminate") await worker.terminate();
+      else await new Promise((r) => worker.once("exit", r));
+      const eof = n.recvFds(peer, 16);
+      assert.ok(eof !== null && eof.data.length === 0, `EOF after the worker's ${how}, not at process exit`);
+      n.close(peer);
+    }
+  } finally {
+    n.close(listener);
+  }
+  assert.equal(n.ownedFdCount(), before);
+});
+
 test("watcher: unref lets a process exit; a referenced watcher keeps it alive", async () => {
   const unrefed = await runChild(`
     const fd = n.eventfdCreate();
