@@ -6,3 +6,4 @@ export { Node, connect } from "./node.js";
 export { Publisher, type PublisherOptions } from "./publisher.js";
 export { Subscriber, type SubscriberOptions } from "./subscriber.js";
 export type { Sample } from "./sample.js";
+export { STATS_INTERVAL, type LinkTransport, type PortReport, type PublisherCounters, type StatsReport, type SubscriberCounters } from "./stats.js";
