@@ -1,0 +1,210 @@
+/**
+ * The `plexus` command, run as a real process against a GraphServer this test starts on a free
+ * port (PLEXUS_GRAPH), including its error paths and exit codes.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GraphServer } from "../src/graph/server.js";
+import { connect } from "../src/pubsub/node.js";
+import { freePort, plexus, spawnPlexus, until } from "./helpers/cli.js";
+
+const noStack = (s: string): boolean => !/\n\s+at /.test(s);
+
+test("cli: with no GraphServer, graph/top/status/pub/echo say so and exit 3 (no stack trace)", async () => {
+  const env = { PLEXUS_GRAPH: `127.0.0.1:${await freePort()}` };
+  for (const args of [["graph"], ["top", "-n", "1"], ["status"], ["pub", "t", "1"], ["echo", "t"], ["graph", "--format", "json"]]) {
+    const r = await plexus(args, env);
+    assert.equal(r.code, 3, `plexus ${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, /no GraphServer answers at 127\.0\.0\.1:\d+; start one with `plexus serve`/);
+    assert.ok(noStack(r.stderr), r.stderr);
+    assert.equal(r.stdout, "");
+  }
+});
+
+test("cli: usage errors exit 2 with a message; --help works on every command", async () => {
+  const bad = [["graph", "--format", "png"], ["pub", "t", "{not json"], ["top", "--interval", "1"], ["demo", "--rate", "0"], ["serve", "--bogus"], ["pub", "t"]];
+  for (const args of bad) {
+    const r = await plexus(args, { PLEXUS_GRAPH: "127.0.0.1:1" });
+    assert.equal(r.code, 2, `plexus ${args.join(" ")}: ${r.stderr}`);
+    assert.ok(r.stderr.length > 0 && noStack(r.stderr));
+  }
+  for (const cmd of ["serve", "start", "stop", "status", "graph", "top", "pub", "echo", "bench", "demo", "shm"]) {
+    const r = await plexus([cmd, "--help"]);
+    assert.equal(r.code, 0, cmd);
+    assert.match(r.stdout, new RegExp(`Usage: plexus ${cmd}`));
+  }
+});
+
+test("cli: graph prints the live graph as mermaid, dot and json", async () => {
+  await using server = await GraphServer.start({ port: 0 });
+  const address = `127.0.0.1:${server.address.port}`;
+  await using node = await connect({ address, embedded: false, name: "cam" });
+  await node.publisher("frames");
+  await node.subscriber("boxes");
+  await node.connect("frames", "boxes");
+  const env = { PLEXUS_GRAPH: address };
+  const mermaid = await plexus(["graph"], env);
+  assert.equal(mermaid.code, 0, mermaid.stderr);
+  assert.match(mermaid.stdout, /^flowchart LR$/m);
+  assert.match(mermaid.stdout, /\(\["frames"\]\)/);
+  assert.match(mermaid.stdout, /\(\["boxes"\]\)/);
+  assert.match(mermaid.stdout, /\["cam \(pid \d+\)"\]/);
+  assert.match(mermaid.stdout, /t\d+ ==> t\d+/, "the topic edge");
+  assert.doesNotMatch(mermaid.stdout, /plexus graph/, "the command itself is not drawn");
+  const dot = await plexus(["graph", "--format", "dot"], env);
+  assert.match(dot.stdout, /^digraph plexus \{/);
+  assert.match(dot.stdout, /"topic:frames" -> "topic:boxes" \[style=bold\]/);
+  const json = JSON.parse((await plexus(["graph", "-f", "json"], env)).stdout) as { topics: string[]; edges: unknown[]; stats: unknown[] };
+  assert.deepEqual(json.topics, ["boxes", "frames"]);
+  assert.deepEqual(json.edges, [{ from: "frames", to: "boxes", owner: node.id }]);
+  assert.equal(json.stats.length, 2);
+  const compact = await plexus(["graph", "--compact"], env);
+  assert.doesNotMatch(compact.stdout, /cam/);
+  assert.match(compact.stdout, /frames \(1 pub, 0 sub\)/);
+});
+
+test("cli: top shows rates, subscribers and link transports (--json and the table)", async () => {
+  await using server = await GraphServer.start({ port: 0 });
+  const address = `127.0.0.1:${server.address.port}`;
+  await using a = await connect({ address, embedded: false });
+  await using b = await connect({ address, embedded: false });
+  const pub = await a.publisher<number>("ticks");
+  const sub = await b.subscriber<number>("ticks", { transport: "shm" });
+  const drained = sub.forEach(() => {});
+  const flowing = setInterval(() => void pub.publish(1), 2);
+  try {
+    await until("a rate", () => server.stats().topics.find((t) => t.rate > 0));
+    const r = await plexus(["top", "--json", "-n", "2", "-i", "200"], { PLEXUS_GRAPH: address });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { topics: { topic: string; rate: number; subscribers: number; links: { transport: string }[] }[] });
+    assert.equal(lines.length, 2);
+    const t = lines[1].topics.find((x) => x.topic === "ticks");
+    assert.ok(t && t.rate > 0 && t.subscribers === 1);
+    assert.deepEqual(t.links.map((l) => l.transport), ["shm"]);
+    const table = await plexus(["top", "-n", "1"], { PLEXUS_GRAPH: address });
+    assert.match(table.stdout, /^TOPIC\s+PUB\s+SUB\s+MSG\/S\s+BYTES\/S\s+RECV\/S\s+WAITS\s+DROPS\s+LINKS$/m);
+    assert.match(table.stdout, /^ticks\s+1\s+1\s+[\d.]+k?\s+[\d.]+[kM]?B\s+[\d.]+k?\s+\d+\s+0\s+shmx1$/m);
+  } finally {
+    clearInterval(flowing);
+    await sub.close();
+    await drained;
+  }
+});
+
+test("cli: echo prints what pub publishes (and typed arrays shortened)", async () => {
+  await using server = await GraphServer.start({ port: 0 });
+  const address = `127.0.0.1:${server.address.port}`;
+  const env = { PLEXUS_GRAPH: address };
+  const echo = spawnPlexus(["echo", "greetings", "-n", "3"], env);
+  await until("echo subscribed", () => server.snapshot().subscribers.some((s) => s.topic === "greetings"));
+  const pub = await plexus(["pub", "greetings", '{"hello":"world","n":[1,2]}', "-n", "2"], env);
+  assert.equal(pub.code, 0, pub.stderr);
+  assert.match(pub.stderr, /published 2 message\(s\) on greetings to 1 subscriber\(s\)/);
+  assert.equal(await echo.line(), '{"hello":"world","n":[1,2]}');
+  assert.equal(await echo.line(), '{"hello":"world","n":[1,2]}');
+  await using node = await connect({ address, embedded: false });
+  const p = await node.publisher("greetings");
+  await p.publish({ samples: new Float64Array([1.5, 2, 3]) });
+  assert.equal(await echo.line(), '{"samples":"<Float64Array 3: 1.5, 2, 3>"}');
+  assert.equal(await echo.exited, 0, echo.stderr());
+});
+
+test("cli: start, status, stop of the background GraphServer (state in PLEXUS_STATE_DIR)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "plexus-state-"));
+  const port = await freePort();
+  const env = { PLEXUS_GRAPH: `127.0.0.1:${port}`, PLEXUS_STATE_DIR: dir };
+  try {
+    const started = await plexus(["start"], env);
+    assert.equal(started.code, 0, started.stderr);
+    assert.match(started.stdout, new RegExp(`started in the background \\(pid \\d+\\), listening on 127\\.0\\.0\\.1:${port}`));
+    const again = await plexus(["start"], env);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already runs at 127\.0\.0\.1:\d+/);
+    const status = await plexus(["status", "--json"], env);
+    assert.equal(status.code, 0, status.stderr);
+    const info = JSON.parse(status.stdout) as { running: boolean; daemon: boolean; pid: number; address: string };
+    assert.deepEqual([info.running, info.daemon, info.address], [true, true, `127.0.0.1:${port}`]);
+    // nodes use it
+    await using node = await connect({ address: `127.0.0.1:${port}`, embedded: false });
+    await node.publisher("via-daemon");
+    const graph = await plexus(["graph", "-f", "json"], env);
+    assert.deepEqual((JSON.parse(graph.stdout) as { topics: string[] }).topics, ["via-daemon"]);
+    await node.close();
+    const stopped = await plexus(["stop"], env);
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(stopped.stdout, new RegExp(`stopped the GraphServer at 127\\.0\\.0\\.1:${port} \\(pid ${info.pid}\\)`));
+    assert.throws(() => process.kill(info.pid, 0), "the daemon is gone");
+    const after = await plexus(["status"], env);
+    assert.equal(after.code, 3);
+    const twice = await plexus(["stop"], env);
+    assert.equal(twice.code, 3);
+    assert.match(twice.stderr, /no background GraphServer is running/);
+  } finally {
+    await plexus(["stop"], env);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("cli: start reports a server that cannot listen (port taken) and exits 1", async () => {
+  await using server = await GraphServer.start({ port: 0 });
+  const dir = mkdtempSync(join(tmpdir(), "plexus-state-"));
+  try {
+    const r = await plexus(["start"], { PLEXUS_GRAPH: `127.0.0.1:${server.address.port}`, PLEXUS_STATE_DIR: dir });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /did not start: .*is in use/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("cli: serve runs in the foreground with the dashboard and stops on SIGTERM", async () => {
+  const port = await freePort();
+  const serve = spawnPlexus(["serve", "--dashboard"], { PLEXUS_GRAPH: `127.0.0.1:${port}` });
+  assert.equal(await serve.line(), `GraphServer listening on 127.0.0.1:${port}`);
+  const url = /^dashboard: (http:\/\/127\.0\.0\.1:\d+\/)$/.exec(await serve.line())?.[1];
+  assert.ok(url, "prints the dashboard URL");
+  const page = await fetch(url);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<title>Plexus dashboard<\/title>/);
+  const state = (await (await fetch(`${url}api/state`)).json()) as { snapshot: { topics: string[] } };
+  assert.deepEqual(state.snapshot.topics, []);
+  const refused = await plexus(["serve"], { PLEXUS_GRAPH: `127.0.0.1:${port}` });
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /is in use/);
+  serve.proc.kill("SIGTERM");
+  assert.equal(await serve.exited, 0);
+});
+
+test("cli: serve refuses a non-loopback address without TLS and a token", async () => {
+  const r = await plexus(["serve", "--address", "0.0.0.0:0"]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /requires tls and an access token \[ERR_PLEXUS_ACCESS_DENIED\]/);
+});
+
+test("cli: demo runs a producer, a transform worker and shm + tcp consumers, with rates and latencies", async () => {
+  const port = await freePort();
+  const r = await plexus(["demo", "--duration", "4", "--rate", "500", "--size", "256"], { PLEXUS_GRAPH: `127.0.0.1:${port}` }, 60_000);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^GraphServer: 127\.0\.0\.1:\d+ \(embedded in this process\)$/m);
+  assert.match(r.stdout, /^pipeline: producer \(pid \d+\) -> demo\/raw -> transform \(worker thread\) -> demo\/filtered -> consumers shm \(pid \d+\), tcp \(pid \d+\)$/m);
+  const ticks = r.stdout.split("\n").filter((l) => l.startsWith("["));
+  assert.ok(ticks.length >= 3, r.stdout);
+  const flowing = ticks.filter((l) => /demo\/raw [1-9][\d.]*k? msg\/s .*\| shm [1-9][\d.]*k? msg\/s p50 [\d.]+ ms p99 [\d.]+ ms \| tcp [1-9][\d.]*k? msg\/s p50 [\d.]+ ms p99 [\d.]+ ms/.test(l));
+  assert.ok(flowing.length >= 1, `data flows to both consumers:\n${r.stdout}`);
+  assert.match(r.stdout, /^demo stopped$/m);
+  // nothing left behind: the port is free again
+  await using probe = await GraphServer.start({ port });
+  assert.equal(probe.address.port, port);
+});
+
+test("cli: bench lists its rows and refuses unknown ones (exit 2)", async () => {
+  const rows = await plexus(["bench", "--help-rows"]);
+  assert.equal(rows.code, 0, rows.stderr);
+  assert.match(rows.stdout, /rows: .*\blat\b/);
+  const bad = await plexus(["bench", "no-such-row"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /unknown row\(s\): no-such-row/);
+});
