@@ -42,6 +42,9 @@ export const PAGE = String.raw`<!doctype html>
   .hint { color:var(--dim); }
   text { fill:var(--text); font-size:12px; }
   text.small { font-size:10px; fill:var(--dim); }
+  #graph text { font-size:14px; }
+  #graph text.small { font-size:11px; }
+  section { overflow-x:auto; }
 </style>
 </head>
 <body>
@@ -176,7 +179,7 @@ function drawGraph(snap, stats) {
 }
 
 function spark(values, color, max) {
-  const w = 90, h = 20;
+  const w = 64, h = 18;
   const svg = el("svg", { width: w, height: h, class: "spark" });
   const m = max || Math.max(1e-9, ...values);
   const pts = values.map((v, i) => (i * w / (HISTORY - 1)).toFixed(1) + "," + (h - 1 - (v / m) * (h - 2)).toFixed(1)).join(" ");
@@ -233,7 +236,7 @@ function drawHistogram() {
   for (const v of sorted) { let i = edges.findIndex(e => v < e); if (i < 0) i = edges.length - 1; counts[i]++; }
   const first = Math.max(0, counts.findIndex(c => c > 0) - 1), last = Math.min(edges.length - 1, counts.length - counts.slice().reverse().findIndex(c => c > 0));
   const shown = counts.slice(first, last + 1), labels = edges.slice(first, last + 1);
-  const w = 420, h = 150, bw = w / Math.max(1, shown.length), max = Math.max(...shown);
+  const w = 700, h = 170, bw = w / Math.max(1, shown.length), max = Math.max(...shown);
   const svg = el("svg", { viewBox: "0 0 " + w + " " + (h + 30), width: "100%", id: "latency-histogram" });
   shown.forEach((c, i) => {
     const bh = (c / max) * h;
@@ -250,14 +253,14 @@ function drawPlot() {
   if (!watched) { host.innerHTML = '<p class="hint">No topic watched.</p>'; return; }
   const fields = Array.from(plotSeries.keys()).filter(k => k !== "seq" && k !== "sentAt").slice(0, 4);
   if (fields.length === 0) { host.innerHTML = '<p class="hint">No numbers in these messages (see the summaries below).</p>'; return; }
-  const w = 420, h = 150, colors = ["#4fc08d", "#5aa0e0", "#e0a030", "#c678dd"];
+  const w = 700, h = 200, colors = ["#4fc08d", "#5aa0e0", "#e0a030", "#c678dd"];
   const svg = el("svg", { viewBox: "0 0 " + w + " " + (h + 16), width: "100%", id: "value-plot" });
   fields.forEach((f, k) => {
     const vs = plotSeries.get(f);
     const lo = Math.min(...vs), hi = Math.max(...vs), span = hi - lo || 1;
     const pts = vs.map((v, i) => (i * w / Math.max(1, vs.length - 1)).toFixed(1) + "," + (h - ((v - lo) / span) * (h - 4) - 2).toFixed(1)).join(" ");
     el("polyline", { points: pts, fill: "none", stroke: colors[k], "stroke-width": 1.5 }, svg);
-    const t = el("text", { x: k * 105, y: h + 13, class: "small" }, svg);
+    const t = el("text", { x: k * 175, y: h + 13, class: "small" }, svg);
     t.textContent = f + " " + vs[vs.length - 1].toPrecision(4);
     t.setAttribute("style", "fill:" + colors[k]);
   });
