@@ -4,7 +4,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GraphServer } from "../src/graph/server.js";
@@ -207,4 +209,23 @@ test("cli: bench lists its rows and refuses unknown ones (exit 2)", async () => 
   const bad = await plexus(["bench", "no-such-row"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /unknown row\(s\): no-such-row/);
+});
+
+test("cli: installed without the benchmark suite (as published), bench says so and exits 1", () => {
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), "plexus-installed-"));
+  try {
+    cpSync(join(root, "dist/src"), join(dir, "dist/src"), { recursive: true }); // what `files` ships, without dist/bench
+    cpSync(join(root, "package.json"), join(dir, "package.json"));
+    symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
+    symlinkSync(join(root, "build"), join(dir, "build"));
+    const cli = join(dir, "dist/src/cli/main.js");
+    assert.throws(
+      () => execFileSync(process.execPath, [cli, "bench", "--quick"], { stdio: "pipe", env: { ...process.env, NO_COLOR: "1" } }),
+      (e: { status?: number; stderr?: Buffer }) => e.status === 1 && /the benchmark suite is not installed with this package/.test(String(e.stderr)),
+    );
+    assert.match(execFileSync(process.execPath, [cli, "--help"], { encoding: "utf8" }), /Usage: plexus/, "the rest of the CLI works");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

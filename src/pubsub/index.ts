@@ -2,7 +2,7 @@
  * Publish/subscribe over a topic graph.
  * @module
  */
-export { Node, connect } from "./node.js";
+export { Node, connect, type ConnectOptions } from "./node.js";
 export { Publisher, type PublisherOptions } from "./publisher.js";
 export { Subscriber, type SubscriberOptions } from "./subscriber.js";
 export type { Sample } from "./sample.js";
