@@ -229,3 +229,22 @@ test("cli: installed without the benchmark suite (as published), bench says so a
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("cli: demo processes do not outlive a demo killed with SIGKILL", async () => {
+  const port = await freePort();
+  const demo = spawnPlexus(["demo", "--rate", "200", "--size", "64"], { PLEXUS_GRAPH: `127.0.0.1:${port}` });
+  let line = "";
+  while (!line.startsWith("pipeline:")) line = await demo.line();
+  const pids = [...line.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
+  assert.equal(pids.length, 3, line);
+  demo.proc.kill("SIGKILL");
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  await until("the producer and both consumers to exit", () => pids.every((p) => !alive(p)), 10_000);
+});

@@ -93,7 +93,7 @@ async function demo(opts: DemoOptions): Promise<void> {
     const env = { ...process.env, PLEXUS_GRAPH: address };
     const waits: Promise<void>[] = [];
     for (const transport of ["shm", "tcp"] as const) {
-      const child = spawn(process.execPath, [script("consumer"), JSON.stringify({ address, transport })], { stdio: ["ignore", "pipe", "pipe"], env });
+      const child = spawn(process.execPath, [script("consumer"), JSON.stringify({ address, transport })], { stdio: ["ignore", "pipe", "pipe", "ipc"], env });
       children.push(child);
       waits.push(
         ready(child, `${transport} consumer`, (line) => {
@@ -115,7 +115,7 @@ async function demo(opts: DemoOptions): Promise<void> {
       }),
     );
     await Promise.all(waits);
-    const producer = spawn(process.execPath, [script("producer"), JSON.stringify({ address, rate, size })], { stdio: ["ignore", "pipe", "pipe"], env });
+    const producer = spawn(process.execPath, [script("producer"), JSON.stringify({ address, rate, size })], { stdio: ["ignore", "pipe", "pipe", "ipc"], env });
     children.push(producer);
     await ready(producer, "producer", () => {});
     console.log(`pipeline: producer (pid ${producer.pid}) -> demo/raw -> transform (worker thread) -> demo/filtered -> consumers shm (pid ${children[0].pid}), tcp (pid ${children[1].pid})`);
@@ -146,7 +146,16 @@ async function demo(opts: DemoOptions): Promise<void> {
   } finally {
     clearInterval(ticker);
     for (const ch of children) if (ch.exitCode === null) ch.kill("SIGTERM");
-    await Promise.all(children.map((ch) => (ch.exitCode === null && ch.signalCode === null ? new Promise((r) => ch.once("exit", r)) : undefined)));
+    await Promise.all(
+      children.map((ch) =>
+        ch.exitCode === null && ch.signalCode === null
+          ? new Promise<void>((resolve) => {
+              const kill = setTimeout(() => ch.kill("SIGKILL"), 3000);
+              ch.once("exit", () => (clearTimeout(kill), resolve()));
+            })
+          : undefined,
+      ),
+    );
     if (worker) {
       const w = worker;
       await Promise.race([new Promise((r) => w.once("message", r)).then(() => w.terminate()), (w.postMessage("stop"), new Promise((r) => setTimeout(r, 2000)))]);

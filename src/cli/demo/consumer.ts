@@ -21,10 +21,12 @@ const timer = setInterval(() => {
 }, 1000);
 const stop = (): void => {
   clearInterval(timer);
+  setTimeout(() => process.exit(0), 2000).unref(); // never outlive the demo for long
   void sub.close().then(() => node.close()).then(() => process.exit(0));
 };
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
+process.on("disconnect", stop); // the demo process is gone (even killed -9)
 process.stdout.write("ready\n");
 await sub.forEach((s) => {
   count++;

@@ -15,11 +15,13 @@ let stopping = false;
 const stop = async (): Promise<void> => {
   if (stopping) return;
   stopping = true;
+  setTimeout(() => process.exit(0), 2000).unref(); // never outlive the demo for long
   await node.close();
   process.exit(0);
 };
 process.on("SIGTERM", () => void stop());
 process.on("SIGINT", () => void stop());
+process.on("disconnect", () => void stop()); // the demo process is gone (even killed -9)
 process.stdout.write("ready\n");
 const tick = 10; // ms
 const started = now();
