@@ -4,7 +4,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { WebSocket } from "ws";
+import { testCerts } from "./helpers/tcp-certs.js";
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
@@ -247,4 +249,56 @@ test("cli: demo processes do not outlive a demo killed with SIGKILL", async () =
     }
   };
   await until("the producer and both consumers to exit", () => pids.every((p) => !alive(p)), 10_000);
+});
+
+test("cli: serve off loopback needs TLS and a token; clients and the dashboard present them", async () => {
+  const certs = testCerts();
+  const dir = mkdtempSync(join(tmpdir(), "plexus-tls-cli-"));
+  const file = (name: string, text: string): string => (writeFileSync(join(dir, name), text), join(dir, name));
+  const key = file("server.key", certs.serverKey);
+  const cert = file("server.crt", certs.serverCert);
+  const ca = file("ca.crt", certs.ca);
+  const port = await freePort();
+  const token = "a-long-enough-token";
+  const serve = spawnPlexus(["serve", "--address", `0.0.0.0:${port}`, "--tls-key", key, "--tls-cert", cert, "--token", token, "--dashboard"], { PLEXUS_TLS_CA: ca });
+  try {
+    assert.equal(await serve.line(), `GraphServer listening on 0.0.0.0:${port}`);
+    const url = /^dashboard: (http:\/\/127\.0\.0\.1:\d+\/\?token=a-long-enough-token)$/.exec(await serve.line())?.[1];
+    assert.ok(url, "the dashboard URL carries the token");
+    assert.equal((await fetch(url.split("?")[0])).status, 401);
+    assert.equal((await fetch(url)).status, 200);
+    const env = { PLEXUS_GRAPH: `127.0.0.1:${port}`, PLEXUS_TLS_CA: ca };
+    const denied = await plexus(["graph"], env);
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /wrong or missing access token \[ERR_PLEXUS_ACCESS_DENIED\]/);
+    const echo = spawnPlexus(["echo", "secure", "-n", "1"], { ...env, PLEXUS_TOKEN: token });
+    const graph = await until("echo's subscriber in the graph", async () => {
+      const r = await plexus(["graph", "-f", "json"], { ...env, PLEXUS_TOKEN: token });
+      return r.code === 0 && (JSON.parse(r.stdout) as { topics: string[] }).topics.includes("secure") ? r : undefined;
+    });
+    assert.equal(graph.code, 0);
+    // the dashboard's own subscriber joins over TLS with the token
+    const ws = new WebSocket(`${url.replace("http", "ws").replace("/?", "/ws?")}`);
+    const samples = new Promise<{ items: { summary: string }[] }>((resolve) =>
+      ws.on("message", (d) => {
+        const m = JSON.parse(String(d)) as { type: string; items: { summary: string }[] };
+        if (m.type === "samples" && m.items.length > 0) resolve(m);
+      }),
+    );
+    await new Promise((r) => ws.once("open", r));
+    ws.send(JSON.stringify({ type: "watch", topic: "secure" }));
+    await until("the dashboard subscribed", async () => {
+      const r = await plexus(["graph", "-f", "json"], { ...env, PLEXUS_TOKEN: token });
+      return (JSON.parse(r.stdout) as { subscribers: unknown[] }).subscribers.length === 2;
+    });
+    const pub = await plexus(["pub", "secure", '{"ok":true}'], { ...env, PLEXUS_TOKEN: token });
+    assert.equal(pub.code, 0, pub.stderr);
+    assert.equal(await echo.line(), '{"ok":true}');
+    assert.equal((await samples).items[0].summary, '{"ok":true}');
+    ws.close();
+  } finally {
+    serve.proc.kill("SIGTERM");
+    await serve.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

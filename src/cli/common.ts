@@ -3,6 +3,8 @@
  * connecting to the GraphServer with a clear message when none runs.
  * @module
  */
+import { readFileSync } from "node:fs";
+import type { ConnectionOptions } from "node:tls";
 import { PlexusError, SystemError, TimeoutError } from "../errors.js";
 import { GraphClient, defaultAddress } from "../graph/client.js";
 
@@ -78,11 +80,30 @@ export function isUnreachable(err: unknown): boolean {
   return (err instanceof SystemError && ["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ECONNRESET", "ENOTFOUND"].includes(err.errnoName)) || err instanceof TimeoutError;
 }
 
+/**
+ * TLS options for reaching a GraphServer that serves TLS: `PLEXUS_TLS_CA` names a PEM file with
+ * the authority (or the self-signed certificate) to trust. Undefined when the variable is unset.
+ */
+export function clientTls(): ConnectionOptions | undefined {
+  const file = process.env.PLEXUS_TLS_CA;
+  if (!file) return undefined;
+  try {
+    return { ca: readFileSync(file) };
+  } catch (err) {
+    throw new CliError(`PLEXUS_TLS_CA: cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** The access token commands present: `PLEXUS_TOKEN`. */
+export function clientToken(): string | undefined {
+  return process.env.PLEXUS_TOKEN || undefined;
+}
+
 /** Connects to a running GraphServer (never starts one). */
 export async function connectGraph(opts: AddressOptions, name: string): Promise<GraphClient> {
   const address = addressOf(opts);
   try {
-    return await GraphClient.connect({ address, embedded: false, timeout: 3000, name, token: process.env.PLEXUS_TOKEN || undefined });
+    return await GraphClient.connect({ address, embedded: false, timeout: 3000, name, token: clientToken(), tls: clientTls() });
   } catch (err) {
     if (isUnreachable(err)) throw noServer(address);
     throw err;

@@ -16,7 +16,7 @@ import { parseAddress } from "../graph/client.js";
 import { GraphServer } from "../graph/server.js";
 import { isLoopback } from "../util/loopback.js";
 import type { Snapshot } from "../graph/registry.js";
-import { action, addressOf, CliError, connectGraph, Exit, palette, type AddressOptions } from "./common.js";
+import { action, addressOf, CliError, clientTls, connectGraph, Exit, palette, type AddressOptions } from "./common.js";
 
 /** What a background server records about itself. */
 export interface DaemonState {
@@ -81,7 +81,11 @@ async function serve(opts: ServeOptions): Promise<{ state: DaemonState; stop: ()
     const dashPort = opts.dashboard === true ? 0 : Number(opts.dashboard);
     if (!Number.isInteger(dashPort) || dashPort < 0 || dashPort > 65535) throw new CliError(`--dashboard takes a port number, got ${String(opts.dashboard)}`, Exit.Usage);
     const { Dashboard } = await import("../dashboard/server.js");
-    const dash = await Dashboard.start({ source: server, graphAddress: address, graphToken: token, host, port: dashPort, token: isLoopback(host) ? undefined : token });
+    // The dashboard's own subscriber (for watched topics) joins over loopback.
+    const local = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : address.slice(0, address.lastIndexOf(":"));
+    const graphAddress = `${local}:${server.address.port}`;
+    const graphTls = tls ? (clientTls() ?? { ca: tls.cert }) : undefined;
+    const dash = await Dashboard.start({ source: server, graphAddress, graphToken: token, graphTls, host, port: dashPort, token: isLoopback(host) ? undefined : token });
     state.dashboard = dash.url;
     closeDashboard = () => dash.close();
   }

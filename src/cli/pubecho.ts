@@ -5,12 +5,12 @@
 import { Command } from "commander";
 import { connect, type Node } from "../pubsub/node.js";
 import { summarize } from "../dashboard/summary.js";
-import { action, addressOf, CliError, Exit, isUnreachable, noServer, type AddressOptions } from "./common.js";
+import { action, addressOf, CliError, clientTls, clientToken, Exit, isUnreachable, noServer, type AddressOptions } from "./common.js";
 
 async function join(opts: AddressOptions, name: string): Promise<Node> {
   const address = addressOf(opts);
   try {
-    return await connect({ address, embedded: false, reconnect: 0, timeout: 3000, name, token: process.env.PLEXUS_TOKEN || undefined });
+    return await connect({ address, embedded: false, reconnect: 0, timeout: 3000, name, token: clientToken(), tls: clientTls() });
   } catch (err) {
     if (isUnreachable(err)) throw noServer(address);
     throw err;

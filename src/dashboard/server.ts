@@ -5,6 +5,7 @@
  * @module
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { ConnectionOptions } from "node:tls";
 import { timingSafeEqual } from "node:crypto";
 import { WebSocketServer, type WebSocket } from "ws";
 import { AccessDeniedError, InvalidArgumentError } from "../errors.js";
@@ -33,6 +34,8 @@ export interface DashboardOptions {
   graphAddress: string;
   /** Access token of the GraphServer, if it requires one. */
   graphToken?: string;
+  /** TLS options to reach that GraphServer, if it serves TLS (e.g. `ca` for a private authority). */
+  graphTls?: ConnectionOptions;
   /** Address to bind (default 127.0.0.1). Anything but loopback requires `token`. */
   host?: string;
   /** Port (default 0: any free port). */
@@ -205,7 +208,7 @@ export class Dashboard implements AsyncDisposable {
     this.watching.set(ws, name);
     let tap = this.taps.get(name);
     if (tap === undefined) {
-      this.node ??= connect({ address: this.opts.graphAddress, embedded: false, name: "dashboard", token: this.opts.graphToken });
+      this.node ??= connect({ address: this.opts.graphAddress, embedded: false, name: "dashboard", token: this.opts.graphToken, tls: this.opts.graphTls });
       const node = await this.node;
       if (this.watching.get(ws) !== name || this.closing) return;
       tap = this.taps.get(name);
