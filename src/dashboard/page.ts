@@ -21,10 +21,10 @@ export const PAGE = String.raw`<!doctype html>
   header h1 { font-size:16px; margin:0; }
   #status { color:var(--dim); }
   #status.down { color:var(--bad); }
-  main { display:grid; grid-template-columns: minmax(0,3fr) minmax(0,2fr); gap:12px; padding:12px; }
+  main { display:grid; grid-template-columns: minmax(0,1fr) minmax(0,1fr); gap:12px; padding:12px; }
   section { background:var(--panel); border-radius:6px; padding:10px; min-width:0; }
   section h2 { font-size:13px; margin:0 0 8px; color:var(--dim); font-weight:600; text-transform:uppercase; letter-spacing:.05em; }
-  #graph svg { width:100%; height:auto; }
+  #graph svg { width:100%; height:auto; max-height:420px; }
   table { width:100%; border-collapse:collapse; }
   th, td { text-align:right; padding:3px 6px; white-space:nowrap; }
   th:first-child, td:first-child { text-align:left; }
@@ -36,7 +36,7 @@ export const PAGE = String.raw`<!doctype html>
   tr.drops td.drops { color:var(--bad); font-weight:600; }
   .spark { vertical-align:middle; }
   #watch-title { color:var(--text); text-transform:none; letter-spacing:0; }
-  #messages { font:12px/1.35 ui-monospace, monospace; max-height:180px; overflow:auto; white-space:pre-wrap; word-break:break-all; color:#b8c4d0; }
+  #messages { font:12px/1.35 ui-monospace, monospace; max-height:260px; overflow:auto; white-space:pre-wrap; word-break:break-all; color:#b8c4d0; }
   .wide { grid-column: 1 / -1; }
   .legend span { margin-right:12px; }
   .hint { color:var(--dim); }
@@ -50,14 +50,14 @@ export const PAGE = String.raw`<!doctype html>
 <body>
 <header><h1>Plexus</h1><span id="status">connecting…</span><span id="summary" class="hint"></span></header>
 <main>
-  <section id="graph-panel"><h2>Topic graph</h2><div id="graph"></div>
-    <div class="legend hint"><span>&#9632; node (process / thread)</span><span>&#11052; topic</span><span style="color:var(--warn)">backpressure</span><span style="color:var(--bad)">drops</span></div></section>
+  <section id="graph-panel" class="wide"><h2>Topic graph</h2><div id="graph"></div>
+    <div class="legend hint"><span><b style="color:var(--node)">&#9632;</b> node (process / thread)</span><span><b style="color:var(--topic)">&#9679;</b> topic</span><span>arrow labels: link transport</span><span style="color:var(--warn)">backpressure</span><span style="color:var(--bad)">drops</span></div></section>
   <section><h2>Topics</h2>
     <table id="topics"><thead><tr><th>topic</th><th>pub</th><th>sub</th><th>msg/s</th><th>rate</th><th>bytes/s</th><th>bandwidth</th><th>waits</th><th>drops</th></tr></thead><tbody></tbody></table>
     <p class="hint">Click a topic to watch its messages.</p></section>
   <section><h2>Latency <span id="watch-title"></span></h2><div id="histogram"><p class="hint">Watch a topic whose messages carry a <code>sentAt</code> time (ms since the epoch) to see the latency to this dashboard.</p></div></section>
   <section><h2>Live values</h2><div id="plot"></div></section>
-  <section class="wide"><h2>Messages</h2><div id="messages" class="hint">No topic watched.</div></section>
+  <section><h2>Messages</h2><div id="messages" class="hint">No topic watched.</div></section>
 </main>
 <script>
 "use strict";
