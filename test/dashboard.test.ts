@@ -15,6 +15,7 @@ import { GraphServer } from "../src/graph/server.js";
 import { connect } from "../src/pubsub/node.js";
 import { Dashboard } from "../src/dashboard/server.js";
 import { freePort, spawnPlexus, until } from "./helpers/cli.js";
+import { execFileSync } from "node:child_process";
 
 const CHROMIUM = process.env.PLEXUS_CHROMIUM || "/usr/bin/chromium";
 const OUTPUT = fileURLToPath(new URL("../../test-output/", import.meta.url));
@@ -126,4 +127,12 @@ test("dashboard in Chromium: the demo's graph, moving rates, latency histogram a
     demo.proc.kill("SIGINT");
   }
   assert.equal(await demo.exited, 0, demo.stderr());
+});
+
+test("dashboard: plexus/dashboard loads from ESM and CommonJS", () => {
+  const root = fileURLToPath(new URL("../..", import.meta.url));
+  const esm = execFileSync(process.execPath, ["--input-type=module", "-e", "const d = await import('plexus/dashboard'); console.log(typeof d.Dashboard.start)"], { cwd: root, encoding: "utf8" });
+  assert.equal(esm.trim(), "function");
+  const cjs = execFileSync(process.execPath, ["-e", "console.log(typeof require('plexus/dashboard').Dashboard.start)"], { cwd: root, encoding: "utf8" });
+  assert.equal(cjs.trim(), "function");
 });
