@@ -23,7 +23,7 @@ process.on("SIGTERM", () => void stop());
 process.on("SIGINT", () => void stop());
 process.on("disconnect", () => void stop()); // the demo process is gone (even killed -9)
 process.stdout.write("ready\n");
-const tick = 10; // ms
+const tick = 1; // ms: small batches, so latency is not queueing behind a burst
 const started = now();
 for (;;) {
   if (stopping) break;
