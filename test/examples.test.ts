@@ -24,7 +24,7 @@ test("the plexus command prints help and lists segments", async () => {
   assert.match(help.stdout, /Usage: plexus/);
   const list = await run(process.execPath, [cli, "shm", "list", "--json"]);
   assert.ok(Array.isArray(JSON.parse(list.stdout)));
-  await assert.rejects(run(process.execPath, [cli, "no-such-command"]), (e: { code?: number; stderr?: string }) => e.code === 1 && /unknown command/.test(e.stderr ?? ""));
+  await assert.rejects(run(process.execPath, [cli, "no-such-command"]), (e: { code?: number; stderr?: string }) => e.code === 2 && /unknown command/.test(e.stderr ?? ""));
 });
 
 test("examples/readme (the README's example) delivers 1000 messages to the child", async () => {

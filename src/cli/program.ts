@@ -1,6 +1,7 @@
 /**
- * The `plexus` command tree. This release has one tool: `plexus shm` lists and sweeps
- * shared-memory segments; more commands arrive with the GraphServer.
+ * The `plexus` command tree: the GraphServer (serve, start, stop, status), looking at a running
+ * graph (graph, top, pub, echo), the benchmark suite, the demo pipeline, and the
+ * shared-memory tools (shm, zerobuffer). docs/cli.md describes every command.
  * @module
  */
 import { readFileSync, readdirSync, statSync } from "node:fs";
@@ -8,6 +9,13 @@ import { Command } from "commander";
 import { sweepStaleSegments } from "../transport/shm.js";
 import { native } from "../native.js";
 import { zerobufferCommand } from "./zerobuffer.js";
+import { addDaemonCommands } from "./daemon.js";
+import { graphCommand } from "./graph.js";
+import { topCommand } from "./top.js";
+import { echoCommand, pubCommand } from "./pubecho.js";
+import { benchCommand } from "./bench.js";
+import { demoCommand } from "./demo.js";
+import { Exit } from "./common.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -17,6 +25,13 @@ export function program(): Command {
     .description("Zero-copy messaging for TypeScript on Node.js")
     .version(pkg.version)
     .showHelpAfterError();
+  addDaemonCommands(cli);
+  cli.addCommand(graphCommand());
+  cli.addCommand(topCommand());
+  cli.addCommand(pubCommand());
+  cli.addCommand(echoCommand());
+  cli.addCommand(benchCommand());
+  cli.addCommand(demoCommand());
   const shm = cli.command("shm").description("shared-memory segments made by Plexus on this host");
   shm
     .command("list")
@@ -36,7 +51,17 @@ export function program(): Command {
       console.log(removed.length ? `removed ${removed.join(", ")}` : "nothing to remove");
     });
   cli.addCommand(zerobufferCommand());
+  usageExits(cli);
   return cli;
+}
+
+/** Usage errors exit with 2 (help and version with 0), in every subcommand. */
+function usageExits(cmd: Command): void {
+  cmd.exitOverride((err) => {
+    const ok = err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help";
+    process.exit(ok ? Exit.Ok : err.exitCode === 0 ? Exit.Ok : Exit.Usage);
+  });
+  for (const c of cmd.commands) usageExits(c);
 }
 
 /** One segment in /dev/shm. */

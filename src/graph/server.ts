@@ -12,6 +12,7 @@ import { hostId } from "./identity.js";
 import { isLoopback } from "../util/loopback.js";
 import { ControlParser, encodeControl, MsgType, type ControlMessage } from "./protocol.js";
 import { Registry, type Endpoints, type PublisherInfo, type Snapshot } from "./registry.js";
+import { StatsBook, type GraphStats } from "./stats.js";
 
 /** Default control address. */
 export const DEFAULT_GRAPH_PORT = 25978;
@@ -46,6 +47,7 @@ class Session {
 /** The GraphServer. `await using server = await GraphServer.start()`. */
 export class GraphServer implements AsyncDisposable {
   private readonly registry = new Registry();
+  private readonly book = new StatsBook();
   private readonly sessions = new Set<Session>();
   private readonly byNode = new Map<string, Session>();
   private notifySeq = 1;
@@ -89,6 +91,14 @@ export class GraphServer implements AsyncDisposable {
   /** The whole graph. */
   snapshot(): Snapshot {
     return this.registry.snapshot();
+  }
+
+  /** Traffic per topic (rates, bandwidth, backpressure waits, drops, link transports), from what nodes report. */
+  stats(): GraphStats {
+    const snapshot = this.registry.snapshot();
+    const ids = new Set([...snapshot.publishers.map((p) => p.id), ...snapshot.subscribers.map((s) => s.id)]);
+    this.book.prune((id) => ids.has(id));
+    return this.book.topics(snapshot);
   }
 
   /** Stops listening and drops every node. Idempotent. */
@@ -216,6 +226,14 @@ export class GraphServer implements AsyncDisposable {
         return {};
       case "snapshot":
         return this.registry.snapshot();
+      case "stats":
+        return this.stats();
+      case "stats.report": {
+        const snap = this.registry.snapshot();
+        const mine = new Set([...snap.publishers, ...snap.subscribers].filter((p) => p.node === node).map((p) => p.id));
+        this.book.report(body, (id) => mine.has(id));
+        return {};
+      }
       default:
         throw new ProtocolError(`unknown operation ${JSON.stringify(body.op)}`);
     }

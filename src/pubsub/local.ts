@@ -22,6 +22,12 @@ export class LocalDelivery<T> {
     return this.queues.size;
   }
 
+  /** True if a blocking subscriber is full now (a delivery would wait). */
+  get full(): boolean {
+    for (const q of this.queues) if (q.policy === "block" && q.full) return true;
+    return false;
+  }
+
   /** Attaches a subscriber's queue; returns the detach function. */
   attach(queue: SampleQueue<T>): () => void {
     this.queues.add(queue);

@@ -10,6 +10,7 @@ import { checkTopic, type PublisherInfo, type Snapshot } from "../graph/registry
 import type { GraphRef } from "./graph-ref.js";
 import { Publisher, type PublisherOptions } from "./publisher.js";
 import { Subscriber, type SubscriberOptions } from "./subscriber.js";
+import { STATS_INTERVAL, type StatsReport } from "./stats.js";
 
 /** Options of {@link connect}. */
 export interface ConnectOptions extends GraphOptions {
@@ -32,6 +33,8 @@ export class Node implements AsyncDisposable, GraphRef {
   private recovering: Promise<void> | undefined;
   private inRecovery = false;
   private graph: GraphClient;
+  private readonly statsTimer: ReturnType<typeof setInterval>;
+  private lastReport = "";
 
   private constructor(
     graph: GraphClient,
@@ -39,6 +42,26 @@ export class Node implements AsyncDisposable, GraphRef {
   ) {
     this.graph = graph;
     this.attach(graph);
+    this.statsTimer = setInterval(() => this.reportStats(), STATS_INTERVAL);
+    this.statsTimer.unref();
+  }
+
+  /** The counters of every port of this node. */
+  stats(): StatsReport {
+    return {
+      publishers: [...this.publishers.values()].map((p) => ({ id: p.id, ...p.counters })),
+      subscribers: [...this.subscribers.values()].map((s) => ({ id: s.id, ...s.counters, links: s.transports })),
+    };
+  }
+
+  /** Sends the counters to the GraphServer when they changed since the last report (one-way, errors ignored). */
+  private reportStats(): void {
+    if (this.closing || this.inRecovery || (this.publishers.size === 0 && this.subscribers.size === 0)) return;
+    const report = this.stats();
+    const text = JSON.stringify(report);
+    if (text === this.lastReport) return;
+    this.lastReport = text;
+    this.graph.request("stats.report", { ...report }).catch(() => (this.lastReport = ""));
   }
 
   /** @internal Use {@link connect}. */
@@ -122,6 +145,7 @@ export class Node implements AsyncDisposable, GraphRef {
   /** Closes every port and leaves the graph. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      clearInterval(this.statsTimer);
       await Promise.all([...this.subscribers.values()].map((s) => s.close()));
       await Promise.all([...this.publishers.values()].map((p) => p.close()));
       await this.recovering?.catch(() => {}); // stops at its next attempt: `closing` is set
@@ -166,6 +190,7 @@ export class Node implements AsyncDisposable, GraphRef {
       }
       this.graph = graph;
       this.attach(graph);
+      this.lastReport = "";
       try {
         for (const p of this.publishers.values()) await p.register();
         for (const e of this.edges.values()) await graph.request("edge.add", e);

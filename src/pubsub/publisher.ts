@@ -14,6 +14,7 @@ import type { Loan } from "../transport/transport.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { LocalDelivery } from "./local.js";
 import { prepare, RAW_PREFIX, writeRawHeaders, type Prepared } from "./wire.js";
+import type { PublisherCounters } from "./stats.js";
 
 /** Options of `node.publisher()`. */
 export interface PublisherOptions {
@@ -37,6 +38,8 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   readonly topic: string;
   /** Port id in the graph. */
   readonly id: string;
+  /** Counters since creation (reported to the GraphServer for `plexus top` and the dashboard). */
+  readonly counters: PublisherCounters = { messages: 0, bytes: 0, waits: 0 };
   private seq = 1;
   private loanOpen = false;
   private closing: Promise<void> | undefined;
@@ -112,12 +115,18 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     const wait = { timeout: opts.timeout ?? this.timeout, signal: opts.signal };
     const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
     const tcp = this.tcp !== undefined && this.tcp.receivers > 0 ? this.tcp : undefined;
+    const counters = this.counters;
     if (shm || tcp) {
       const encoded = prepare(value, seq); // once, whatever the number of links
-      if (shm) writeLoan(shm.tryLoan(encoded.size) ?? (await shm.loan(encoded.size, wait)), encoded);
+      counters.bytes += encoded.size;
+      if (shm) writeLoan(shm.tryLoan(encoded.size) ?? (counters.waits++, await shm.loan(encoded.size, wait)), encoded);
       if (tcp) writeLoan(await tcp.loan(encoded.size, wait), encoded);
     }
-    if (this.local.count > 0) await this.local.deliver(value, seq, { timeout: opts.timeout ?? this.timeout, signal: opts.signal });
+    if (this.local.count > 0) {
+      if (this.local.full) counters.waits++;
+      await this.local.deliver(value, seq, { timeout: opts.timeout ?? this.timeout, signal: opts.signal });
+    }
+    counters.messages++;
   }
 
   /**
@@ -136,9 +145,10 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     let ring: Loan | undefined;
     try {
       // Room is taken now, for same-thread subscribers and in the ring: commit then delivers at once.
+      if (this.local.full) this.counters.waits++;
       await this.local.ready(wait);
       const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
-      if (shm) ring = shm.tryLoan(RAW_PREFIX + size) ?? (await shm.loan(RAW_PREFIX + size, wait));
+      if (shm) ring = shm.tryLoan(RAW_PREFIX + size) ?? (this.counters.waits++, await shm.loan(RAW_PREFIX + size, wait));
     } catch (err) {
       this.loanOpen = false;
       throw err;
@@ -156,7 +166,9 @@ export class Publisher<T = unknown> implements AsyncDisposable {
         if (ring) {
           writeRawHeaders(ring.bytes, seq, length);
           ring.commit(RAW_PREFIX + length);
+          this.counters.bytes += RAW_PREFIX + length;
         }
+        this.counters.messages++;
         if (this.local.count > 0) this.local.deliverNow((ring ? payload.slice() : payload) as T, seq);
       },
       abort: () => {

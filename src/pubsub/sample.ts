@@ -52,6 +52,10 @@ export class SampleQueue<T> {
   private failure: Error | undefined;
   /** Samples dropped by `drop-oldest` not yet reported. */
   missed = 0;
+  /** Samples taken in since creation (statistics). */
+  accepted = 0;
+  /** Samples dropped since creation, here or upstream (statistics; `missed` is reset by its reader). */
+  dropped = 0;
 
   /** @param depth - most samples queued; @param policy - what `push` does when full */
   constructor(
@@ -79,11 +83,15 @@ export class SampleQueue<T> {
       return;
     }
     const reader = this.readers.shift();
-    if (reader) return reader(sample);
+    if (reader) {
+      this.accepted++;
+      return reader(sample);
+    }
     while (this.items.length >= this.depth) {
       if (policy === "drop-oldest") {
         this.items.shift()?.release();
         this.missed++;
+        this.dropped++;
       } else if (policy === "fail") {
         sample.release();
         throw new BackpressureError(`subscriber queue is full (${this.depth}) under policy "fail"`);
@@ -92,6 +100,7 @@ export class SampleQueue<T> {
       }
     }
     this.items.push(sample);
+    this.accepted++;
   }
 
   private async pushWhenRoom(sample: Sample<T>, opts: BlockingOptions, policy: BackpressurePolicy): Promise<void> {

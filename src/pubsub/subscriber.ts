@@ -16,6 +16,7 @@ import type { Publisher } from "./publisher.js";
 import { SampleImpl, SampleQueue, type Sample } from "./sample.js";
 import { decodeFrame } from "./wire.js";
 import { releasingIterator } from "../util/iterate.js";
+import type { LinkTransport, SubscriberCounters } from "./stats.js";
 
 /** Options of `node.subscriber()`. */
 export interface SubscriberOptions {
@@ -37,6 +38,8 @@ export interface SubscriberOptions {
 
 /** A link to one upstream publisher. */
 interface Link {
+  /** How it is reached. */
+  readonly transport: LinkTransport;
   close(): Promise<void>;
 }
 
@@ -53,6 +56,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   private readonly links = new Map<string, Link>();
   private closing: Promise<void> | undefined;
   private iterating = false;
+  private bytes = 0;
 
   /** @internal */
   constructor(
@@ -73,6 +77,16 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   /** Ids of the publishers this subscriber is linked to. */
   get publishers(): string[] {
     return [...this.links.keys()];
+  }
+
+  /** Counters since creation (reported to the GraphServer for `plexus top` and the dashboard). */
+  get counters(): SubscriberCounters {
+    return { messages: this.queue.accepted, bytes: this.bytes, drops: this.queue.dropped };
+  }
+
+  /** The transport of each link, by publisher id. */
+  get transports(): { publisher: string; transport: LinkTransport }[] {
+    return [...this.links].map(([publisher, l]) => ({ publisher, transport: l.transport }));
   }
 
   /** Messages dropped for this subscriber (policy `drop-oldest`) since the last call. */
@@ -175,22 +189,22 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
         spinMicros: this.opts.spinMicros,
         adaptiveSpin: this.opts.adaptiveSpin,
       });
-      return this.pump(p, rx);
+      return this.pump(p, rx, "shm");
     }
     if (p.endpoints.tcp && (forced === undefined || forced === "tcp")) {
       const rx = await connectTcp({ kind: "tcp", ...p.endpoints.tcp }, { backpressure: this.opts.backpressure, tls: this.opts.tls });
-      return this.pump(p, rx);
+      return this.pump(p, rx, "tcp");
     }
     return undefined;
   }
 
   private attachLocal(publisher: Publisher<unknown>): Link {
     const detach = publisher.local.attach(this.queue as SampleQueue<unknown>);
-    return { close: async () => void detach() };
+    return { transport: "inproc", close: async () => void detach() };
   }
 
   /** Moves frames from a transport receiver into the queue (decoded, views released with the sample). */
-  private pump(p: PublisherInfo, rx: Receiver): Link {
+  private pump(p: PublisherInfo, rx: Receiver, transport: LinkTransport): Link {
     let stopped = false;
     const stop = new AbortController(); // ends a push waiting for room in a full queue
     const done = (async () => {
@@ -201,6 +215,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
             frame?.release();
             break;
           }
+          this.bytes += frame.bytes.length;
           let sample: Sample<T>;
           try {
             const { sequence, value } = decodeFrame(frame.bytes);
@@ -215,13 +230,18 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
           const policy = this.opts.backpressure === "fail" ? "block" : this.opts.backpressure;
           const waiting = this.queue.push(sample, { signal: stop.signal }, policy);
           if (waiting) await waiting;
-          this.queue.missed += rx.takeMissed(); // a leaky ring reader skipped some
+          const skipped = rx.takeMissed(); // a leaky ring reader skipped some
+          if (skipped > 0) {
+            this.queue.missed += skipped;
+            this.queue.dropped += skipped;
+          }
         }
       } catch {
         // the publisher died or left: the graph will tell us to unlink it
       }
     })();
     return {
+      transport,
       close: async () => {
         stopped = true;
         stop.abort();

@@ -1,0 +1,169 @@
+/**
+ * `plexus demo`: a small pipeline across processes and threads — a producer process, a
+ * transform in a worker thread of this process, two consumer processes (one over shared memory,
+ * one over TCP) — with live rates and latency percentiles, and optionally the dashboard.
+ * @module
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { Command } from "commander";
+import { parseAddress, type GraphClient } from "../graph/client.js";
+import { GraphServer } from "../graph/server.js";
+import type { Snapshot } from "../graph/registry.js";
+import type { GraphStats } from "../graph/stats.js";
+import { action, addressOf, CliError, connectGraph, Exit, human, palette, type AddressOptions } from "./common.js";
+
+interface DemoOptions extends AddressOptions {
+  dashboard?: boolean | string;
+  duration?: string;
+  rate: string;
+  size: string;
+}
+
+interface Latency {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+}
+
+const script = (name: string): string => fileURLToPath(new URL(`./demo/${name}.js`, import.meta.url));
+
+/** Waits for a line "ready" from a child (rejects if it exits first). */
+function ready(child: ChildProcess, name: string, onLine: (line: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let err = "";
+    child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+    const rl = createInterface({ input: child.stdout! });
+    rl.on("line", (l) => (l === "ready" ? resolve() : onLine(l)));
+    child.once("exit", (code) => reject(new CliError(`the demo ${name} exited (${code}) before it was ready: ${err.trim()}`)));
+  });
+}
+
+/** The `demo` command. */
+export function demoCommand(): Command {
+  return new Command("demo")
+    .description("run a demo pipeline: producer process -> transform worker thread -> two consumer processes (shm and tcp), with live rates and latencies")
+    .option("-a, --address <host:port>", "GraphServer to use; one is started here if none answers (default: PLEXUS_GRAPH or 127.0.0.1:25978)")
+    .option("--dashboard [port]", "serve the web dashboard (default: any free port)")
+    .option("-d, --duration <s>", "stop after this many seconds (default: until Ctrl-C)")
+    .option("-r, --rate <n>", "messages per second from the producer", "1000")
+    .option("-s, --size <n>", "samples (float64) per message", "1024")
+    .action(action("demo", async (opts: DemoOptions) => demo(opts)));
+}
+
+async function demo(opts: DemoOptions): Promise<void> {
+  const c = palette();
+  const rate = Number(opts.rate);
+  const size = Number(opts.size);
+  const duration = opts.duration === undefined ? Infinity : Number(opts.duration);
+  if (!(rate > 0 && rate <= 1e6)) throw new CliError("--rate must be in 1..1000000", Exit.Usage);
+  if (!(Number.isInteger(size) && size > 0 && size <= 1 << 20)) throw new CliError("--size must be an integer in 1..1048576", Exit.Usage);
+  if (!(duration > 0)) throw new CliError("--duration must be a positive number of seconds", Exit.Usage);
+  const address = addressOf(opts);
+  const { host, port } = parseAddress(address);
+  let server: GraphServer | undefined;
+  let client: GraphClient | undefined;
+  try {
+    server = await GraphServer.start({ host, port });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    client = await connectGraph({ address }, "plexus demo");
+  }
+  const source = {
+    snapshot: (): Promise<Snapshot> => (server ? Promise.resolve(server.snapshot()) : (client as GraphClient).request<Snapshot>("snapshot")),
+    stats: (): Promise<GraphStats> => (server ? Promise.resolve(server.stats()) : (client as GraphClient).request<GraphStats>("stats")),
+  };
+  console.log(`GraphServer: ${c.bold(address)} ${server ? "(embedded in this process)" : "(already running)"}`);
+  const children: ChildProcess[] = [];
+  let worker: Worker | undefined;
+  let dashboard: { url: string; close(): Promise<void> } | undefined;
+  const latency = new Map<string, Latency>();
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  try {
+    if (opts.dashboard !== undefined && opts.dashboard !== false) {
+      const { Dashboard } = await import("../dashboard/server.js");
+      const dashPort = opts.dashboard === true ? 0 : Number(opts.dashboard);
+      if (!Number.isInteger(dashPort) || dashPort < 0 || dashPort > 65535) throw new CliError(`--dashboard takes a port number, got ${String(opts.dashboard)}`, Exit.Usage);
+      dashboard = await Dashboard.start({ source, graphAddress: address, host: "127.0.0.1", port: dashPort });
+      console.log(`dashboard: ${c.cyan(dashboard.url)}`);
+    }
+    const env = { ...process.env, PLEXUS_GRAPH: address };
+    const waits: Promise<void>[] = [];
+    for (const transport of ["shm", "tcp"] as const) {
+      const child = spawn(process.execPath, [script("consumer"), JSON.stringify({ address, transport })], { stdio: ["ignore", "pipe", "pipe", "ipc"], env });
+      children.push(child);
+      waits.push(
+        ready(child, `${transport} consumer`, (line) => {
+          try {
+            latency.set(transport, JSON.parse(line) as Latency);
+          } catch {
+            // not ours
+          }
+        }),
+      );
+    }
+    worker = new Worker(script("transform"), { workerData: { address } });
+    const w = worker;
+    waits.push(
+      new Promise<void>((resolve, reject) => {
+        w.once("message", () => resolve());
+        w.once("error", reject);
+        w.once("exit", (code) => reject(new CliError(`the transform worker exited (${code})`)));
+      }),
+    );
+    await Promise.all(waits);
+    const producer = spawn(process.execPath, [script("producer"), JSON.stringify({ address, rate, size })], { stdio: ["ignore", "pipe", "pipe", "ipc"], env });
+    children.push(producer);
+    await ready(producer, "producer", () => {});
+    console.log(`pipeline: producer (pid ${producer.pid}) -> demo/raw -> transform (worker thread) -> demo/filtered -> consumers shm (pid ${children[0].pid}), tcp (pid ${children[1].pid})`);
+    const started = Date.now();
+    await new Promise<void>((resolve) => {
+      const quit = (): void => resolve();
+      process.once("SIGINT", quit);
+      process.once("SIGTERM", quit);
+      for (const ch of children) ch.once("exit", quit);
+      ticker = setInterval(() => {
+        void source.stats().then((stats) => {
+          const t = (name: string) => stats.topics.find((x) => x.topic === name);
+          const raw = t("demo/raw");
+          const filtered = t("demo/filtered");
+          const lat = (k: string): string => {
+            const l = latency.get(k);
+            return l && l.count > 0 ? `${c.green(k)} ${human(l.count)} msg/s p50 ${l.p50.toFixed(2)} ms p99 ${l.p99.toFixed(2)} ms` : `${k} -`;
+          };
+          const secs = Math.round((Date.now() - started) / 1000);
+          console.log(
+            `[${secs}s] demo/raw ${human(raw?.rate ?? 0)} msg/s ${human(raw?.bandwidth ?? 0, "B")}/s | demo/filtered ${human(filtered?.rate ?? 0)} msg/s | ${lat("shm")} | ${lat("tcp")}` +
+              ((raw?.waits ?? 0) + (filtered?.waits ?? 0) > 0 ? c.yellow(` | backpressure waits ${(raw?.waits ?? 0) + (filtered?.waits ?? 0)}`) : ""),
+          );
+        });
+        if (Date.now() - started >= duration * 1000) resolve();
+      }, 1000);
+    });
+  } finally {
+    clearInterval(ticker);
+    for (const ch of children) if (ch.exitCode === null) ch.kill("SIGTERM");
+    await Promise.all(
+      children.map((ch) =>
+        ch.exitCode === null && ch.signalCode === null
+          ? new Promise<void>((resolve) => {
+              const kill = setTimeout(() => ch.kill("SIGKILL"), 3000);
+              ch.once("exit", () => (clearTimeout(kill), resolve()));
+            })
+          : undefined,
+      ),
+    );
+    if (worker) {
+      const w = worker;
+      await Promise.race([new Promise((r) => w.once("message", r)).then(() => w.terminate()), (w.postMessage("stop"), new Promise((r) => setTimeout(r, 2000)))]);
+      await w.terminate();
+    }
+    await dashboard?.close();
+    await client?.close();
+    await server?.close();
+  }
+  console.log("demo stopped");
+}

@@ -1,0 +1,86 @@
+/**
+ * `plexus pub <topic> <json>` and `plexus echo <topic>`: quick manual checks of a running graph.
+ * @module
+ */
+import { Command } from "commander";
+import { connect, type Node } from "../pubsub/node.js";
+import { summarize } from "../dashboard/summary.js";
+import { action, addressOf, CliError, clientTls, clientToken, Exit, isUnreachable, noServer, type AddressOptions } from "./common.js";
+
+async function join(opts: AddressOptions, name: string): Promise<Node> {
+  const address = addressOf(opts);
+  try {
+    return await connect({ address, embedded: false, reconnect: 0, timeout: 3000, name, token: clientToken(), tls: clientTls() });
+  } catch (err) {
+    if (isUnreachable(err)) throw noServer(address);
+    throw err;
+  }
+}
+
+function positive(v: string, what: string, zero = false): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < (zero ? 0 : 1)) throw new CliError(`${what} must be a ${zero ? "non-negative" : "positive"} integer, got ${JSON.stringify(v)}`, Exit.Usage);
+  return n;
+}
+
+/** The `pub` command. */
+export function pubCommand(): Command {
+  return new Command("pub")
+    .description("publish a JSON value on a topic (subscribers present now receive it)")
+    .argument("<topic>", "topic")
+    .argument("<json>", "the value, as JSON")
+    .option("-n, --count <n>", "publish it n times", "1")
+    .option("-i, --interval <ms>", "pause between messages", "0")
+    .option("-a, --address <host:port>", "GraphServer (default: PLEXUS_GRAPH or 127.0.0.1:25978)")
+    .action(
+      action("pub", async (topic: string, json: string, opts: AddressOptions & { count: string; interval: string }) => {
+        let value: unknown;
+        try {
+          value = JSON.parse(json);
+        } catch {
+          throw new CliError(`not JSON: ${json}`, Exit.Usage);
+        }
+        const count = positive(opts.count, "--count");
+        const interval = positive(opts.interval, "--interval", true);
+        await using node = await join(opts, "plexus pub");
+        const pub = await node.publisher(topic);
+        for (let i = 0; i < count; i++) {
+          if (i > 0 && interval > 0) await new Promise((r) => setTimeout(r, interval));
+          await pub.publish(value);
+        }
+        process.stderr.write(`published ${count} message(s) on ${topic} to ${pub.subscribers} subscriber(s)\n`);
+        await pub.close();
+      }),
+    );
+}
+
+/** The `echo` command. */
+export function echoCommand(): Command {
+  return new Command("echo")
+    .description("print the messages of a topic, one JSON line each (typed arrays shortened)")
+    .argument("<topic>", "topic")
+    .option("-n, --count <n>", "exit after n messages")
+    .option("-v, --verbose", "prefix each line with the sequence number and the publisher id")
+    .option("-a, --address <host:port>", "GraphServer (default: PLEXUS_GRAPH or 127.0.0.1:25978)")
+    .action(
+      action("echo", async (topic: string, opts: AddressOptions & { count?: string; verbose?: boolean }) => {
+        const count = opts.count === undefined ? Infinity : positive(opts.count, "--count");
+        await using node = await join(opts, "plexus echo");
+        const sub = await node.subscriber(topic, { backpressure: "drop-oldest", queue: 256 });
+        process.stderr.write(`listening on ${topic}\n`);
+        const quit = (): void => void sub.close();
+        process.once("SIGINT", quit);
+        process.once("SIGTERM", quit);
+        let seen = 0;
+        try {
+          await sub.forEach((s) => {
+            process.stdout.write(`${opts.verbose ? `${s.sequence} ${s.publisher} ` : ""}${summarize(s.value)}\n`);
+            if (++seen >= count) void sub.close();
+          });
+        } finally {
+          process.off("SIGINT", quit);
+          process.off("SIGTERM", quit);
+        }
+      }),
+    );
+}

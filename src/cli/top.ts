@@ -1,0 +1,79 @@
+/**
+ * `plexus top`: a live table of topics (rate, bandwidth, subscribers, backpressure, drops),
+ * refreshed in place on a terminal; `--json` prints one JSON line per refresh for scripts.
+ * @module
+ */
+import { Command } from "commander";
+import type { GraphStats, TopicStats } from "../graph/stats.js";
+import { action, CliError, connectGraph, Exit, human, isUnreachable, palette, type AddressOptions } from "./common.js";
+
+/** The table `plexus top` prints. */
+export function topTable(stats: GraphStats, color = palette({ isTTY: false } as NodeJS.WriteStream)): string {
+  const head = ["TOPIC", "PUB", "SUB", "MSG/S", "BYTES/S", "RECV/S", "WAITS", "DROPS", "LINKS"];
+  const rows = stats.topics.map((t: TopicStats) => {
+    const kinds = new Map<string, number>();
+    for (const l of t.links) kinds.set(l.transport, (kinds.get(l.transport) ?? 0) + 1);
+    return [
+      t.topic,
+      String(t.publishers),
+      String(t.subscribers),
+      human(t.rate),
+      human(t.bandwidth, "B"),
+      human(t.receiveRate),
+      String(t.waits),
+      String(t.drops),
+      [...kinds].map(([k, n]) => `${k}x${n}`).join(" ") || "-",
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ").trimEnd();
+  const out = [color.bold(line(head))];
+  stats.topics.forEach((t, i) => {
+    const text = line(rows[i]);
+    out.push(t.dropRate > 0 ? color.red(text) : t.waitRate > 0 ? color.yellow(text) : text);
+  });
+  if (rows.length === 0) out.push(color.dim("(no topics)"));
+  return `${out.join("\n")}\n`;
+}
+
+/** The `top` command. */
+export function topCommand(): Command {
+  return new Command("top")
+    .description("live table of topics: message rate, bandwidth, subscribers, backpressure waits, drops, link transports")
+    .option("-a, --address <host:port>", "GraphServer (default: PLEXUS_GRAPH or 127.0.0.1:25978)")
+    .option("-i, --interval <ms>", "refresh period", "1000")
+    .option("-n, --iterations <n>", "stop after n refreshes (default: until Ctrl-C)")
+    .option("--json", "one JSON line per refresh (no screen control)")
+    .action(
+      action("top", async (opts: AddressOptions & { interval: string; iterations?: string; json?: boolean }) => {
+        const interval = Number(opts.interval);
+        const iterations = opts.iterations === undefined ? Infinity : Number(opts.iterations);
+        if (!(interval >= 50)) throw new CliError("--interval must be at least 50 ms", Exit.Usage);
+        if (!(iterations >= 1)) throw new CliError("--iterations must be a positive number", Exit.Usage);
+        const graph = await connectGraph(opts, "plexus top");
+        const tty = process.stdout.isTTY === true && !opts.json;
+        let stop = false;
+        const quit = (): void => void (stop = true);
+        process.once("SIGINT", quit);
+        try {
+          for (let i = 0; i < iterations && !stop; i++) {
+            if (i > 0) await new Promise((r) => setTimeout(r, interval));
+            if (stop) break;
+            let stats: GraphStats;
+            try {
+              stats = await graph.request<GraphStats>("stats");
+            } catch (err) {
+              if (isUnreachable(err) || (err as { code?: string }).code === "ERR_PLEXUS_PEER_DEAD") throw new CliError("the GraphServer went away", Exit.NoServer);
+              throw err;
+            }
+            if (opts.json) process.stdout.write(`${JSON.stringify(stats)}\n`);
+            else if (tty) process.stdout.write(`\x1b[H\x1b[2J${palette().dim(`plexus top  ${new Date(stats.at).toLocaleTimeString()}  (Ctrl-C quits)`)}\n${topTable(stats, palette())}`);
+            else process.stdout.write(`${topTable(stats)}\n`);
+          }
+        } finally {
+          process.off("SIGINT", quit);
+          await graph.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,316 @@
+/**
+ * The dashboard page: one static HTML document with its script and styles inline (no build
+ * step, nothing fetched from elsewhere). It draws the topic graph as SVG with its own layered
+ * layout, sparklines per topic, a latency histogram and a live plot of a watched topic.
+ * @internal
+ * @module
+ */
+
+/** The page. */
+export const PAGE = String.raw`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Plexus dashboard</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+  :root { --bg:#0f1419; --panel:#182029; --text:#d8dee6; --dim:#7d8a99; --node:#2f6fb0; --topic:#2a8a6a; --warn:#e0a030; --bad:#e05050; --line:#5d6b7a; }
+  * { box-sizing: border-box; }
+  body { margin:0; font:13px/1.4 system-ui, sans-serif; background:var(--bg); color:var(--text); }
+  header { display:flex; gap:16px; align-items:baseline; padding:10px 16px; background:var(--panel); border-bottom:1px solid #263241; }
+  header h1 { font-size:16px; margin:0; }
+  #status { color:var(--dim); }
+  #status.down { color:var(--bad); }
+  main { display:grid; grid-template-columns: minmax(0,1fr) minmax(0,1fr); gap:12px; padding:12px; }
+  section { background:var(--panel); border-radius:6px; padding:10px; min-width:0; }
+  section h2 { font-size:13px; margin:0 0 8px; color:var(--dim); font-weight:600; text-transform:uppercase; letter-spacing:.05em; }
+  #graph svg { width:100%; height:auto; max-height:420px; }
+  table { width:100%; border-collapse:collapse; }
+  th, td { text-align:right; padding:3px 6px; white-space:nowrap; }
+  th:first-child, td:first-child { text-align:left; }
+  th { color:var(--dim); font-weight:500; }
+  tbody tr { cursor:pointer; }
+  tbody tr:hover { background:#202b37; }
+  tr.watched { outline:1px solid var(--topic); }
+  tr.waits td.waits { color:var(--warn); font-weight:600; }
+  tr.drops td.drops { color:var(--bad); font-weight:600; }
+  .spark { vertical-align:middle; }
+  #watch-title { color:var(--text); text-transform:none; letter-spacing:0; }
+  #messages { font:12px/1.35 ui-monospace, monospace; max-height:260px; overflow:auto; white-space:pre-wrap; word-break:break-all; color:#b8c4d0; }
+  .wide { grid-column: 1 / -1; }
+  .legend span { margin-right:12px; }
+  .hint { color:var(--dim); }
+  text { fill:var(--text); font-size:12px; }
+  text.small { font-size:10px; fill:var(--dim); }
+  #graph text { font-size:14px; }
+  #graph text.small { font-size:11px; }
+  section { overflow-x:auto; }
+</style>
+</head>
+<body>
+<header><h1>Plexus</h1><span id="status">connecting…</span><span id="summary" class="hint"></span></header>
+<main>
+  <section id="graph-panel" class="wide"><h2>Topic graph</h2><div id="graph"></div>
+    <div class="legend hint"><span><b style="color:var(--node)">&#9632;</b> node (process / thread)</span><span><b style="color:var(--topic)">&#9679;</b> topic</span><span>arrow labels: link transport</span><span style="color:var(--warn)">backpressure</span><span style="color:var(--bad)">drops</span></div></section>
+  <section><h2>Topics</h2>
+    <table id="topics"><thead><tr><th>topic</th><th>pub</th><th>sub</th><th>msg/s</th><th>rate</th><th>bytes/s</th><th>bandwidth</th><th>waits</th><th>drops</th></tr></thead><tbody></tbody></table>
+    <p class="hint">Click a topic to watch its messages.</p></section>
+  <section><h2>Latency <span id="watch-title"></span></h2><div id="histogram"><p class="hint">Watch a topic whose messages carry a <code>sentAt</code> time (ms since the epoch) to see the latency to this dashboard.</p></div></section>
+  <section><h2>Live values</h2><div id="plot"></div></section>
+  <section><h2>Messages</h2><div id="messages" class="hint">No topic watched.</div></section>
+</main>
+<script>
+"use strict";
+const SVGNS = "http://www.w3.org/2000/svg";
+const history = new Map();   // topic -> { rate: [], bandwidth: [] }
+const HISTORY = 60;
+let watched = null;
+let lastState = null;
+let plotSeries = new Map();  // field -> [values]
+let latencies = [];          // recent latencies (ms)
+let ws = null;
+
+function el(name, attrs, parent) {
+  const e = document.createElementNS(SVGNS, name);
+  for (const k in attrs) e.setAttribute(k, attrs[k]);
+  if (parent) parent.appendChild(e);
+  return e;
+}
+function human(n, unit) {
+  unit = unit || "";
+  const a = Math.abs(n);
+  if (a >= 1e9) return (n / 1e9).toFixed(2) + "G" + unit;
+  if (a >= 1e6) return (n / 1e6).toFixed(2) + "M" + unit;
+  if (a >= 1e3) return (n / 1e3).toFixed(2) + "k" + unit;
+  return n.toFixed(n >= 100 || n === 0 ? 0 : 1) + unit;
+}
+
+// ---- layout: layers by longest path (cycles cut), order by barycenter ----
+function layout(vertices, arrows) {
+  const layer = new Map(vertices.map(v => [v.id, 0]));
+  for (let pass = 0; pass < vertices.length; pass++) {
+    let changed = false;
+    for (const a of arrows) {
+      const want = layer.get(a.from) + 1;
+      if (want > layer.get(a.to) && want < vertices.length) { layer.set(a.to, want); changed = true; }
+    }
+    if (!changed) break;
+  }
+  const layers = [];
+  for (const v of vertices) { const l = layer.get(v.id); (layers[l] = layers[l] || []).push(v); }
+  const pos = new Map();
+  const compact = layers.filter(Boolean);
+  compact.forEach((vs, i) => vs.forEach((v, j) => pos.set(v.id, { layer: i, order: j })));
+  for (let sweep = 0; sweep < 4; sweep++) {
+    for (const vs of compact) {
+      const bary = v => {
+        const ns = arrows.filter(a => a.to === v.id).map(a => pos.get(a.from)).concat(arrows.filter(a => a.from === v.id).map(a => pos.get(a.to))).filter(Boolean);
+        return ns.length ? ns.reduce((s, p) => s + p.order, 0) / ns.length : pos.get(v.id).order;
+      };
+      vs.sort((a, b) => bary(a) - bary(b) || a.id.localeCompare(b.id));
+      vs.forEach((v, j) => pos.get(v.id).order = j);
+    }
+  }
+  return { layers: compact, pos };
+}
+
+function drawGraph(snap, stats) {
+  const byTopic = new Map(stats.topics.map(t => [t.topic, t]));
+  const busy = new Set(snap.publishers.map(p => p.node).concat(snap.subscribers.map(s => s.node)));
+  const vertices = snap.nodes.filter(n => busy.has(n.id)).map(n => ({ id: "n:" + n.id, kind: "node", label: n.name, sub: "pid " + n.pid + (n.threadId ? " / thread " + n.threadId : "") }))
+    .concat(snap.topics.map(t => ({ id: "t:" + t, kind: "topic", label: t, topic: t })));
+  const arrows = [];
+  const seen = new Set();
+  for (const p of snap.publishers) { const k = p.node + ">" + p.topic; if (!seen.has(k)) { seen.add(k); arrows.push({ from: "n:" + p.node, to: "t:" + p.topic, kind: "pub" }); } }
+  const transports = new Map();
+  for (const t of stats.topics) for (const l of t.links) { const s = transports.get(l.subscriber) || new Set(); s.add(l.transport); transports.set(l.subscriber, s); }
+  for (const s of snap.subscribers) {
+    const k = s.topic + ">" + s.node;
+    const tr = Array.from(transports.get(s.id) || []);
+    const existing = arrows.find(a => a.key === k);
+    if (existing) { tr.forEach(x => existing.transports.add(x)); continue; }
+    arrows.push({ key: k, from: "t:" + s.topic, to: "n:" + s.node, kind: "sub", transports: new Set(tr) });
+  }
+  for (const e of snap.edges) arrows.push({ from: "t:" + e.from, to: "t:" + e.to, kind: "edge" });
+  const { layers, pos } = layout(vertices, arrows);
+  const W = 170, H = 46, GX = 80, GY = 26;
+  const rows = Math.max(1, ...layers.map(l => l.length));
+  const width = Math.max(1, layers.length) * (W + GX) + 20, height = rows * (H + GY) + 20;
+  const svg = el("svg", { viewBox: "0 0 " + width + " " + height, role: "img", "aria-label": "topic graph" });
+  const defs = el("defs", {}, svg);
+  const marker = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, defs);
+  el("path", { d: "M0,0 L10,5 L0,10 z", fill: "#8a98a8" }, marker);
+  const xy = id => { const p = pos.get(id); const n = layers[p.layer].length; const off = (rows - n) * (H + GY) / 2; return { x: 10 + p.layer * (W + GX), y: 10 + off + p.order * (H + GY) }; };
+  for (const a of arrows) {
+    if (!pos.has(a.from) || !pos.has(a.to)) continue;
+    const s = xy(a.from), t = xy(a.to);
+    const x1 = s.x + W, y1 = s.y + H / 2, x2 = t.x, y2 = t.y + H / 2;
+    const back = x2 <= x1;
+    const d = back ? "M" + x1 + "," + y1 + " C" + (x1 + 60) + "," + (y1 - 80) + " " + (x2 - 60) + "," + (y2 - 80) + " " + x2 + "," + y2
+                   : "M" + x1 + "," + y1 + " C" + (x1 + GX / 2) + "," + y1 + " " + (x2 - GX / 2) + "," + y2 + " " + x2 + "," + y2;
+    el("path", { d: d, fill: "none", stroke: a.kind === "edge" ? "#9fb4c8" : "var(--line)", "stroke-width": a.kind === "edge" ? 2.5 : 1.5, "stroke-dasharray": a.kind === "sub" ? "" : "", "marker-end": "url(#arrow)", class: "arrow " + a.kind }, svg);
+    if (a.kind === "sub" && a.transports.size) {
+      const label = el("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "text-anchor": "middle", class: "small transport" }, svg);
+      label.textContent = Array.from(a.transports).sort().join("+");
+    }
+  }
+  for (const v of vertices) {
+    const p = xy(v.id);
+    const g = el("g", { transform: "translate(" + p.x + "," + p.y + ")", class: v.kind }, svg);
+    if (v.kind === "node") {
+      el("rect", { width: W, height: H, rx: 4, fill: "var(--node)" }, g);
+      el("text", { x: 8, y: 18 }, g).textContent = v.label.length > 24 ? v.label.slice(0, 23) + "…" : v.label;
+      el("text", { x: 8, y: 35, class: "small" }, g).textContent = v.sub;
+    } else {
+      const t = byTopic.get(v.topic) || { rate: 0, bandwidth: 0, waitRate: 0, dropRate: 0, messages: 0 };
+      g.setAttribute("data-topic", v.topic);
+      g.setAttribute("data-rate", String(t.rate));
+      g.setAttribute("data-messages", String(t.messages));
+      const stroke = t.dropRate > 0 ? "var(--bad)" : t.waitRate > 0 ? "var(--warn)" : "transparent";
+      el("rect", { width: W, height: H, rx: H / 2, fill: "var(--topic)", stroke: stroke, "stroke-width": 3, style: "cursor:pointer" }, g);
+      el("text", { x: W / 2, y: 18, "text-anchor": "middle" }, g).textContent = v.label.length > 24 ? v.label.slice(0, 23) + "…" : v.label;
+      el("text", { x: W / 2, y: 35, "text-anchor": "middle", class: "small rate" }, g).textContent = human(t.rate) + " msg/s · " + human(t.bandwidth, "B") + "/s";
+      g.addEventListener("click", () => watch(v.topic));
+    }
+  }
+  if (vertices.length === 0) { const t = el("text", { x: 10, y: 30 }, svg); t.textContent = "no topics yet"; }
+  const host = document.getElementById("graph");
+  host.replaceChildren(svg);
+}
+
+function spark(values, color, max) {
+  const w = 64, h = 18;
+  const svg = el("svg", { width: w, height: h, class: "spark" });
+  const m = max || Math.max(1e-9, ...values);
+  const pts = values.map((v, i) => (i * w / (HISTORY - 1)).toFixed(1) + "," + (h - 1 - (v / m) * (h - 2)).toFixed(1)).join(" ");
+  el("polyline", { points: pts, fill: "none", stroke: color, "stroke-width": 1.5 }, svg);
+  return svg;
+}
+
+function drawTable(stats) {
+  const body = document.querySelector("#topics tbody");
+  body.replaceChildren();
+  for (const t of stats.topics) {
+    const h = history.get(t.topic) || { rate: [], bandwidth: [] };
+    const tr = document.createElement("tr");
+    tr.dataset.topic = t.topic;
+    tr.dataset.messages = String(t.messages);
+    if (t.waitRate > 0 || t.waits > 0) tr.classList.add("waits");
+    if (t.dropRate > 0 || t.drops > 0) tr.classList.add("drops");
+    if (t.topic === watched) tr.classList.add("watched");
+    const cells = [t.topic, t.publishers, t.subscribers, human(t.rate), null, human(t.bandwidth, "B"), null, t.waits, t.drops];
+    const classes = ["topic", "pub", "sub", "rate", "rate-spark", "bandwidth", "bandwidth-spark", "waits", "drops"];
+    cells.forEach((c, i) => {
+      const td = document.createElement("td");
+      td.className = classes[i];
+      if (c === null) td.appendChild(spark(i === 4 ? h.rate : h.bandwidth, i === 4 ? "#4fc08d" : "#5aa0e0"));
+      else td.textContent = String(c);
+      tr.appendChild(td);
+    });
+    tr.addEventListener("click", () => watch(t.topic));
+    body.appendChild(tr);
+  }
+}
+
+function record(stats) {
+  const live = new Set();
+  for (const t of stats.topics) {
+    live.add(t.topic);
+    const h = history.get(t.topic) || { rate: new Array(HISTORY).fill(0), bandwidth: new Array(HISTORY).fill(0) };
+    h.rate.push(t.rate); h.bandwidth.push(t.bandwidth);
+    if (h.rate.length > HISTORY) { h.rate.shift(); h.bandwidth.shift(); }
+    history.set(t.topic, h);
+  }
+  for (const k of Array.from(history.keys())) if (!live.has(k)) history.delete(k);
+}
+
+function drawHistogram() {
+  const host = document.getElementById("histogram");
+  if (!watched) return;
+  if (latencies.length === 0) { host.innerHTML = '<p class="hint">No latency yet: messages need a numeric <code>sentAt</code> (ms since the epoch).</p>'; return; }
+  const sorted = latencies.slice().sort((a, b) => a - b);
+  const q = p => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+  // log-spaced buckets from 10 µs to 10 s
+  const edges = []; for (let e = -2; e <= 4; e += 0.25) edges.push(Math.pow(10, e));
+  const counts = new Array(edges.length).fill(0);
+  for (const v of sorted) { let i = edges.findIndex(e => v < e); if (i < 0) i = edges.length - 1; counts[i]++; }
+  const first = Math.max(0, counts.findIndex(c => c > 0) - 1), last = Math.min(edges.length - 1, counts.length - counts.slice().reverse().findIndex(c => c > 0));
+  const shown = counts.slice(first, last + 1), labels = edges.slice(first, last + 1);
+  const w = 700, h = 170, bw = w / Math.max(1, shown.length), max = Math.max(...shown);
+  const svg = el("svg", { viewBox: "0 0 " + w + " " + (h + 30), width: "100%", id: "latency-histogram" });
+  shown.forEach((c, i) => {
+    const bh = (c / max) * h;
+    el("rect", { x: i * bw + 1, y: h - bh, width: Math.max(1, bw - 2), height: bh, fill: "#4fc08d" }, svg);
+    if (i % 2 === 0) { const t = el("text", { x: i * bw + bw / 2, y: h + 14, "text-anchor": "middle", class: "small" }, svg); const v = labels[i]; t.textContent = v < 1 ? (v * 1000).toFixed(0) + "µs" : v < 1000 ? v.toFixed(v < 10 ? 1 : 0) + "ms" : (v / 1000).toFixed(1) + "s"; }
+  });
+  const cap = el("text", { x: 0, y: h + 28, class: "small" }, svg);
+  cap.textContent = sorted.length + " samples · p50 " + q(0.5).toFixed(2) + " ms · p90 " + q(0.9).toFixed(2) + " ms · p99 " + q(0.99).toFixed(2) + " ms (publish → dashboard)";
+  host.replaceChildren(svg);
+}
+
+function drawPlot() {
+  const host = document.getElementById("plot");
+  if (!watched) { host.innerHTML = '<p class="hint">No topic watched.</p>'; return; }
+  const fields = Array.from(plotSeries.keys()).filter(k => k !== "seq" && k !== "sentAt").slice(0, 4);
+  if (fields.length === 0) { host.innerHTML = '<p class="hint">No numbers in these messages (see the summaries below).</p>'; return; }
+  const w = 700, h = 200, colors = ["#4fc08d", "#5aa0e0", "#e0a030", "#c678dd"];
+  const svg = el("svg", { viewBox: "0 0 " + w + " " + (h + 16), width: "100%", id: "value-plot" });
+  fields.forEach((f, k) => {
+    const vs = plotSeries.get(f);
+    const lo = Math.min(...vs), hi = Math.max(...vs), span = hi - lo || 1;
+    const pts = vs.map((v, i) => (i * w / Math.max(1, vs.length - 1)).toFixed(1) + "," + (h - ((v - lo) / span) * (h - 4) - 2).toFixed(1)).join(" ");
+    el("polyline", { points: pts, fill: "none", stroke: colors[k], "stroke-width": 1.5 }, svg);
+    const t = el("text", { x: k * 175, y: h + 13, class: "small" }, svg);
+    t.textContent = f + " " + vs[vs.length - 1].toPrecision(4);
+    t.setAttribute("style", "fill:" + colors[k]);
+  });
+  host.replaceChildren(svg);
+}
+
+function onSamples(m) {
+  if (m.topic !== watched) return;
+  for (const it of m.items) for (const k in it.numbers) { const s = plotSeries.get(k) || []; s.push(it.numbers[k]); if (s.length > 200) s.shift(); plotSeries.set(k, s); }
+  latencies = latencies.concat(m.latencies);
+  if (latencies.length > 5000) latencies = latencies.slice(-5000);
+  const box = document.getElementById("messages");
+  box.classList.remove("hint");
+  box.textContent = m.count + " message(s) in the last push; latest:\n" + m.items.slice(-8).reverse().map(it => "#" + it.seq + "  " + it.summary).join("\n");
+  drawHistogram();
+  drawPlot();
+}
+
+function watch(topic) {
+  watched = topic;
+  plotSeries = new Map();
+  latencies = [];
+  document.getElementById("watch-title").textContent = "— " + topic;
+  document.getElementById("messages").textContent = "waiting for messages on " + topic + "…";
+  if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "watch", topic: topic }));
+  if (lastState) drawTable(lastState.stats);
+  drawPlot();
+}
+
+function onState(s) {
+  lastState = s;
+  record(s.stats);
+  const busy = s.snapshot.nodes.length;
+  document.getElementById("summary").textContent = busy + " node(s) · " + s.snapshot.topics.length + " topic(s) · " + s.snapshot.edges.length + " edge(s)";
+  drawGraph(s.snapshot, s.stats);
+  drawTable(s.stats);
+}
+
+function open() {
+  const status = document.getElementById("status");
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + location.search;
+  ws = new WebSocket(url);
+  ws.onopen = () => { status.textContent = "live"; status.className = ""; if (watched) ws.send(JSON.stringify({ type: "watch", topic: watched })); };
+  ws.onmessage = ev => { const m = JSON.parse(ev.data); if (m.type === "state") onState(m); else if (m.type === "samples") onSamples(m); else if (m.type === "error") document.getElementById("messages").textContent = m.message; };
+  ws.onclose = () => { status.textContent = "disconnected, retrying…"; status.className = "down"; setTimeout(open, 1000); };
+}
+const initial = new URLSearchParams(location.search).get("watch");
+if (initial) watch(initial);
+open();
+</script>
+</body>
+</html>
+`;

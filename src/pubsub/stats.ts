@@ -1,0 +1,56 @@
+/**
+ * Counters of publishers and subscribers, and the report a node sends to the GraphServer with
+ * them (`stats.report`, docs/protocol.md). Plain numbers bumped on the hot path; read every
+ * {@link STATS_INTERVAL} ms by the node.
+ * @module
+ */
+
+/** How often (ms) a node reports its counters, when they changed. */
+export const STATS_INTERVAL = 500;
+
+/** Counters of one publisher since it was created. */
+export interface PublisherCounters {
+  /** Messages published. */
+  messages: number;
+  /** Bytes encoded for other threads/processes (header included; same-thread delivery encodes nothing). */
+  bytes: number;
+  /** Publishes (or loans) that had to wait for room: a full ring or a full blocking subscriber. */
+  waits: number;
+}
+
+/** Counters of one subscriber since it was created. */
+export interface SubscriberCounters {
+  /** Messages received (queued for the application). */
+  messages: number;
+  /** Bytes received over shared memory or TCP. */
+  bytes: number;
+  /** Messages dropped for this subscriber (policy `drop-oldest`, in its queue or its ring). */
+  drops: number;
+}
+
+/** Which transport a subscriber uses to reach one publisher. */
+export type LinkTransport = "inproc" | "shm" | "tcp";
+
+/** One port's entry in a stats report. */
+export interface PortReport {
+  /** Port id. */
+  id: string;
+  /** Messages so far. */
+  messages: number;
+  /** Bytes so far. */
+  bytes: number;
+  /** Backpressure waits so far (publishers). */
+  waits?: number;
+  /** Drops so far (subscribers). */
+  drops?: number;
+  /** Links of a subscriber: publisher id and transport. */
+  links?: { publisher: string; transport: LinkTransport }[];
+}
+
+/** The body of a `stats.report` request: cumulative counters of every port of one node. */
+export interface StatsReport {
+  /** Publishers of the node. */
+  publishers: PortReport[];
+  /** Subscribers of the node. */
+  subscribers: PortReport[];
+}
