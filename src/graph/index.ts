@@ -4,4 +4,4 @@
  */
 export { GraphServer, DEFAULT_GRAPH_PORT, type GraphServerOptions } from "./server.js";
 export { GraphClient, defaultAddress, type GraphOptions } from "./client.js";
-export { CycleError, NotFoundError, type Edge, type Endpoints, type NodeInfo, type PublisherInfo, type Snapshot, type SubscriberInfo } from "./registry.js";
+export { CycleError, NotFoundError, type ClientInfo, type Edge, type Endpoints, type NodeInfo, type PublisherInfo, type ServerInfo, type Snapshot, type SubscriberInfo } from "./registry.js";
