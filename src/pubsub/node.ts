@@ -100,9 +100,7 @@ export class Node implements AsyncDisposable {
     this.checkOpen();
     checkTopic(service);
     const id = this.portId("r");
-    const server = await Server.create(this.ref, id, service, handler as Handler<unknown, unknown>, opts, () => this.servers.delete(id));
-    this.servers.set(id, server);
-    return server;
+    return Server.create(this.ref, id, service, handler as Handler<unknown, unknown>, opts, (s) => this.servers.set(id, s), () => this.servers.delete(id));
   }
 
   /** A client of `service`: `await client.request(value, { timeout, signal })` (see docs/rpc.md). */

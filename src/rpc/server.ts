@@ -108,6 +108,7 @@ export class Server implements AsyncDisposable {
     service: string,
     handler: Handler<Req, Res> | InPlaceHandler,
     opts: ServerOptions,
+    onOpen: (server: Server) => void,
     onClose: () => void,
   ): Promise<Server> {
     if (typeof handler !== "function") throw new InvalidArgumentError("a server needs a handler function");
@@ -148,13 +149,21 @@ export class Server implements AsyncDisposable {
         endpoints.tcp = { host, port: typeof addr === "object" && addr ? addr.port : 0, tls: t.tls !== undefined };
       }
       for (const l of listeners) l.on("error", () => {});
-      await graph.client.request("server.add", { id, service, endpoints, inPlace: opts.inPlace === true });
     } catch (err) {
       for (const l of listeners) l.close();
       throw err;
     }
-    ref.server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, opts.inPlace === true);
-    return ref.server;
+    const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, opts.inPlace === true);
+    ref.server = server;
+    // Reachable before it is announced: clients (this node's too) link to it during server.add.
+    onOpen(server);
+    try {
+      await server.register();
+    } catch (err) {
+      await server.close(0);
+      throw err;
+    }
+    return server;
   }
 
   /** Requests being handled now. */
@@ -348,7 +357,7 @@ export class Server implements AsyncDisposable {
   close(timeout = 5000): Promise<void> {
     this.closing ??= (async () => {
       this.onClose();
-      await this.graph.client.request("server.remove", { id: this.id }).catch(() => {});
+      await this.graph.client.request("server.remove", { id: this.id }).catch(() => {}); // not registered (yet): nothing to undo
       for (const l of this.listeners) l.close();
       for (const s of this.sockets) s.destroy();
       if (this.active > 0) {
