@@ -104,6 +104,9 @@ function fill(target: Uint8Array, m: Outgoing): void {
   m.written?.(body);
 }
 
+/** Microtask turns the shm pump yields after delivering messages, before it polls again. */
+const YIELD_TURNS = 8;
+
 /** A channel over two shared-memory rings and a Unix socket that reports the peer's death. */
 export class ShmChannel extends Channel {
   readonly kind = "shm";
@@ -131,14 +134,23 @@ export class ShmChannel extends Channel {
     const rx = this.rx;
     try {
       for (;;) {
-        let f = await rx.receive();
-        if (f === null) break;
+        let f = rx.tryReceive();
+        if (f === null) {
+          // May poll briefly (adaptive spin) before sleeping.
+          f = await rx.receive();
+          if (f === null) break;
+        }
         while (f !== null) {
           const frame = f;
           this.onMessage(frame.bytes, () => frame.release());
           if (this.ended) return;
           f = rx.tryReceive();
         }
+        // Let the code these messages woke (the next request, an answer) run before polling
+        // again: a poll now would spin while that code waits for the thread. A few microtask
+        // turns cover the usual chains (resolve -> then -> await) without a trip round the loop.
+        for (let i = 0; i < YIELD_TURNS; i++) await undefined;
+        if (this.ended) return;
       }
       this.end(new PeerDeadError("the request/response peer closed its ring"));
     } catch (err) {
