@@ -9,6 +9,7 @@ import {
   AbortError,
   ClosedError,
   EncodeError,
+  FrameTooLargeError,
   InvalidArgumentError,
   NoServerError,
   PeerDeadError,
@@ -264,6 +265,22 @@ test("several servers of one service share the load", async () => {
   const counts = [0, 1, 2].map((k) => got.filter((g) => g === k).length);
   for (const c of counts) assert.ok(c >= 10, `every server took a share: ${counts.join("/")}`);
   for (const s of servers) await s.close();
+});
+
+test("a request larger than the request ring is refused with FrameTooLargeError; the client serves on", async () => {
+  const service = fresh("large");
+  await using server = await node.server<Uint8Array, number>(service, (b) => b.length, { transport: "shm" });
+  await using client = await node.client<Uint8Array, number>(service, { transport: "shm", capacity: 64 * 1024 });
+  await assert.rejects(client.request(new Uint8Array(40 * 1024)), FrameTooLargeError);
+  assert.equal(client.inFlight, 0);
+  assert.equal(await client.request(new Uint8Array(20 * 1024)), 20 * 1024);
+  // An answer larger than the response ring is the handler's failure, reported to the client.
+  const big = await node.server(fresh("bigreply"), () => new Uint8Array(1 << 20), { transport: "shm", capacity: 64 * 1024 });
+  const bc = await node.client(big.service, { transport: "shm" });
+  await assert.rejects(bc.request(1), (e: unknown) => e instanceof RemoteError && e.remoteCode === "ERR_PLEXUS_FRAME_TOO_LARGE");
+  await bc.close();
+  await big.close();
+  assert.equal(server.served, 1);
 });
 
 test("bad options are refused with InvalidArgumentError", async () => {
