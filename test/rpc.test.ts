@@ -19,7 +19,7 @@ import {
 } from "../src/index.js";
 import { deferred, graph, until } from "./helpers/rpc.js";
 
-const { node } = await graph();
+const { node, address } = await graph();
 const TRANSPORTS = ["inproc", "shm", "tcp"] as const;
 let n = 0;
 const fresh = (base: string): string => `${base}-${++n}`;
@@ -281,6 +281,27 @@ test("a request larger than the request ring is refused with FrameTooLargeError;
   await bc.close();
   await big.close();
   assert.equal(server.served, 1);
+});
+
+test("a server in a worker thread of this process is reached over shm", async () => {
+  const { Worker } = await import("node:worker_threads");
+  const service = fresh("thread");
+  const worker = new Worker(new URL("./fixtures/rpc-thread-server.js", import.meta.url), { workerData: { address, service } });
+  try {
+    assert.equal(await new Promise((r) => worker.once("message", r)), "ready");
+    await using client = await node.client<{ n: number }, { n: number; threadId: number }>(service);
+    await until(() => client.servers.length === 1);
+    const answers = await Promise.all(Array.from({ length: 50 }, (_, n) => client.request({ n })));
+    answers.forEach((a, n) => {
+      assert.equal(a.n, 2 * n);
+      assert.equal(a.threadId, worker.threadId);
+    });
+    worker.postMessage("close");
+    assert.equal(await new Promise((r) => worker.once("message", r)), "closed");
+    await until(() => client.servers.length === 0);
+  } finally {
+    await worker.terminate();
+  }
 });
 
 test("bad options are refused with InvalidArgumentError", async () => {
