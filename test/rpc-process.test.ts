@@ -85,6 +85,13 @@ for (const transport of ["shm", "tcp"] as const) {
     assert.ok(performance.now() - t0 < 10_000);
     await until(() => client.servers.length === 0);
     await assert.rejects(client.request({ op: "echo", ms: 0 }), NoServerError);
+    // The GraphServer removed the dead node's server too (new clients do not find it).
+    for (let i = 0; (await node.snapshot()).servers.some((s) => s.service === service); i++) {
+      assert.ok(i < 500, "the GraphServer still lists the dead server");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await using late = await node.client(service, { transport });
+    assert.deepEqual(late.servers, []);
   });
 }
 

@@ -303,6 +303,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     this.timerAt = at;
     if (!Number.isFinite(at)) return;
     this.timer = setTimeout(() => this.expire(), Math.max(0, Math.min(at - performance.now() + 1, 2 ** 31 - 1)));
+    this.timer.unref(); // open links keep the process alive; a stale deadline must not
   }
 
   private expire(): void {
