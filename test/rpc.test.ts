@@ -304,6 +304,29 @@ test("a server in a worker thread of this process is reached over shm", async ()
   }
 });
 
+test("tcp with TLS: a client that trusts the server's CA is served; one that does not is refused", async () => {
+  const { testCerts } = await import("./helpers/tcp-certs.js");
+  const certs = testCerts();
+  const service = fresh("tls");
+  await using server = await node.server<string, string>(service, (s) => s.toUpperCase(), {
+    transport: "tcp",
+    tcp: { tls: { key: certs.serverKey, cert: certs.serverCert } },
+  });
+  assert.equal((await node.snapshot()).servers.find((s) => s.id === server.id)?.endpoints.tcp?.tls, true);
+  await using client = await node.client<string, string>(service, { transport: "tcp", tls: { ca: certs.ca } });
+  assert.equal(await client.request("secret"), "SECRET");
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.message);
+  process.on("warning", onWarning);
+  try {
+    await using stranger = await node.client<string, string>(service, { transport: "tcp", tls: { ca: certs.otherCa } });
+    await assert.rejects(stranger.request("secret"), NoServerError);
+  } finally {
+    process.off("warning", onWarning);
+  }
+  assert.ok(warnings.some((w) => /TLS with the server failed/.test(w)), warnings.join("; "));
+});
+
 test("bad options are refused with InvalidArgumentError", async () => {
   await assert.rejects(node.client("x", { maxInFlight: 0 }), InvalidArgumentError);
   await assert.rejects(node.client("has space"), InvalidArgumentError);

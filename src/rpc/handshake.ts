@@ -6,7 +6,7 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { AbortError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
+import { AbortError, AccessDeniedError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
 import { connectShm, ShmSender } from "../transport/shm.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { ShmChannel, TcpChannel } from "./channel.js";
@@ -138,7 +138,13 @@ function dial(target: { path: string } | { host: string; port: number; tls?: Tcp
       if ("host" in target) socket.setNoDelay(true);
       done();
     };
-    const onError = (e: NodeJS.ErrnoException): void => done(new PeerDeadError(`cannot reach the server: ${e.message}`, { cause: new SystemError("connect", e.errno ?? 0, e.code ?? "EIO", e.message) }));
+    const onError = (e: NodeJS.ErrnoException): void => {
+      const code = e.code ?? "";
+      if (isTls && (/CERT|SIGNATURE|ALTNAME|SELF_SIGNED|UNABLE_TO|ERR_SSL_|ERR_TLS_|HANDSHAKE/i.test(code) || /alert|certificate/i.test(e.message))) {
+        return done(new AccessDeniedError(`TLS with the server failed: ${e.message}`, { cause: e }));
+      }
+      done(new PeerDeadError(`cannot reach the server: ${e.message}`, { cause: new SystemError("connect", e.errno ?? 0, code || "EIO", e.message) }));
+    };
     const onAbort = (): void => done(new AbortError("connect aborted", { cause: opts.signal?.reason }));
     const timer = setTimeout(() => done(new TimeoutError(`the server did not accept within ${opts.timeout} ms`)), opts.timeout);
     opts.signal?.addEventListener("abort", onAbort, { once: true });
