@@ -47,6 +47,21 @@ for (const transport of TRANSPORTS) {
     assert.equal(server.served, 300);
   });
 
+  test(`${transport}: bare byte arrays and Buffers come back as what they were, owned by the caller`, async () => {
+    const service = fresh("bytes");
+    await using _server = await node.server<Uint8Array, Uint8Array>(service, (b) => b, { transport });
+    await using client = await node.client<Uint8Array, Uint8Array>(service, { transport });
+    const u8 = await client.request(new Uint8Array([1, 2, 3]));
+    assert.ok(!Buffer.isBuffer(u8) && u8 instanceof Uint8Array);
+    assert.deepEqual([...u8], [1, 2, 3]);
+    const buf = await client.request(Buffer.from("héllo"));
+    assert.ok(Buffer.isBuffer(buf));
+    assert.equal(buf.toString(), "héllo");
+    const empty = await client.request(new Uint8Array(0));
+    assert.equal(empty.length, 0);
+    if (transport !== "inproc") assert.ok(!(u8.buffer instanceof SharedArrayBuffer), "copied out of the ring");
+  });
+
   test(`${transport}: a slow request does not hold back the others (answers out of order)`, async () => {
     const service = fresh("order");
     const gate = deferred();

@@ -236,7 +236,8 @@ export class TcpChannel extends Channel {
         head = Buffer.concat(this.chunks);
         this.chunks = [head];
       }
-      const message = head.subarray(4, 4 + length);
+      // A plain Uint8Array view (not a Buffer): values decode the same as from a ring.
+      const message = new Uint8Array(head.buffer, head.byteOffset + 4, length);
       const rest = head.subarray(4 + length);
       if (rest.length > 0) this.chunks[0] = rest;
       else this.chunks.shift();

@@ -15,7 +15,7 @@ import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocki
 import type { Channel } from "./channel.js";
 import { openShm, openTcp, type OpenOptions } from "./handshake.js";
 import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, type Server } from "./server.js";
-import { decodeOwned, EMPTY, FLAG_RAW, rawBody, readHeader, RPC_HEADER, RpcType, valueBody } from "./wire.js";
+import { decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, readHeader, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
 /** Options of `node.client()`. */
 export interface ClientOptions {
@@ -362,7 +362,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       } else {
         release();
         const view = p.view;
-        const length = body.length === 4 ? new DataView(body.buffer, body.byteOffset, 4).getUint32(0, true) : -1;
+        const length = body.length === 4 ? get32(body, 0) : -1;
         if (view === undefined || length < 0 || h.aux + length > view.length) {
           sendRelease(ch, h.id);
           throw new ProtocolError("in-place answer outside the request");

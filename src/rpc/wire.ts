@@ -5,7 +5,7 @@
  * @internal
  * @module
  */
-import { decode, encodedSize, encodeInto, FRAME_HEADER_BYTES, FrameKind } from "../codec/index.js";
+import { decode, encodedSize, encodeInto, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION, FrameKind } from "../codec/index.js";
 import { ProtocolError } from "../errors.js";
 
 /** "PXR1". */
@@ -45,27 +45,39 @@ export interface RpcHeader {
   aux: number;
 }
 
-/** Writes a header at the start of `target`. */
+/** Writes a header at the start of `target` (byte by byte: no DataView to allocate per message). */
 export function writeHeader(target: Uint8Array, type: RpcType, flags: number, id: number, aux = 0): void {
-  const v = new DataView(target.buffer, target.byteOffset, RPC_HEADER);
-  v.setUint32(0, RPC_MAGIC, true);
-  v.setUint8(4, type);
-  v.setUint8(5, flags);
-  v.setUint16(6, 0, true);
-  v.setUint32(8, id, true);
-  v.setUint32(12, aux, true);
+  put32(target, 0, RPC_MAGIC);
+  target[4] = type;
+  target[5] = flags;
+  target[6] = 0;
+  target[7] = 0;
+  put32(target, 8, id);
+  put32(target, 12, aux);
 }
 
 /** Reads and checks the header of `bytes` (throws {@link ProtocolError}). */
 export function readHeader(bytes: Uint8Array): RpcHeader {
   if (bytes.length < RPC_HEADER) throw new ProtocolError(`request/response message of ${bytes.length} bytes is shorter than its header`);
-  const v = new DataView(bytes.buffer, bytes.byteOffset, RPC_HEADER);
-  if (v.getUint32(0, true) !== RPC_MAGIC) throw new ProtocolError("not a Plexus request/response message (bad magic)");
-  const type = v.getUint8(4) as RpcType;
+  if (get32(bytes, 0) !== RPC_MAGIC) throw new ProtocolError("not a Plexus request/response message (bad magic)");
+  const type = bytes[4] as RpcType;
   if (type < RpcType.Request || type > RpcType.Release) throw new ProtocolError(`unknown request/response message type ${type}`);
-  const flags = v.getUint8(5);
-  if ((flags & ~FLAG_RAW) !== 0 || v.getUint16(6, true) !== 0) throw new ProtocolError(`unknown flags in a request/response message`);
-  return { type, flags, id: v.getUint32(8, true), aux: v.getUint32(12, true) };
+  const flags = bytes[5];
+  if ((flags & ~FLAG_RAW) !== 0 || bytes[6] !== 0 || bytes[7] !== 0) throw new ProtocolError(`unknown flags in a request/response message`);
+  return { type, flags, id: get32(bytes, 8), aux: get32(bytes, 12) };
+}
+
+/** Little-endian uint32 at `at`. */
+export function get32(b: Uint8Array, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+}
+
+/** Writes a little-endian uint32 at `at`. */
+function put32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v & 0xff;
+  b[at + 1] = (v >>> 8) & 0xff;
+  b[at + 2] = (v >>> 16) & 0xff;
+  b[at + 3] = (v >>> 24) & 0xff;
 }
 
 /** A body ready to be written into exactly `size` bytes (after the header). */
@@ -97,7 +109,7 @@ export function lengthBody(length: number): Body {
   return {
     size: 4,
     flags: 0,
-    writeTo: (t) => new DataView(t.buffer, t.byteOffset, 4).setUint32(0, length, true),
+    writeTo: (t) => put32(t, 0, length),
   };
 }
 
@@ -110,19 +122,30 @@ export function errorBody(err: unknown): Body {
   return valueBody({ code: code.slice(0, 200), name: name.slice(0, 200), message: message.slice(0, 4000) });
 }
 
-/** Offset of the buffer count in a codec frame header. */
-const H_BUFFER_COUNT = 12;
-/** Offset of the frame kind in a codec frame header. */
+/** Offsets in a codec frame header (docs/codec.md). */
+const H_VERSION = 4;
 const H_KIND = 5;
+const H_FLAGS = 6;
+const H_BODY_LENGTH = 8;
+const H_BUFFER_COUNT = 12;
+/** Raw-frame flag: the payload was a `Buffer`. */
+const FLAG_RAW_BUFFER = 1;
 
 /**
  * Decodes a body into a value the caller owns: when the frame has out-of-band buffers (or is
  * raw), they are copied out first, so the frame can be released at once.
  */
 export function decodeOwned(body: Uint8Array): unknown {
-  if (body.length >= FRAME_HEADER_BYTES && body[H_KIND] === FrameKind.Value) {
-    const v = new DataView(body.buffer, body.byteOffset, FRAME_HEADER_BYTES);
-    if (v.getUint32(H_BUFFER_COUNT, true) === 0) return decode(body);
+  const n = body.length;
+  if (n >= FRAME_HEADER_BYTES && get32(body, 0) === FRAME_MAGIC && body[H_VERSION] === FRAME_VERSION) {
+    const kind = body[H_KIND];
+    if (kind === FrameKind.Value && get32(body, H_BUFFER_COUNT) === 0) return decode(body);
+    // A bare Uint8Array / Buffer (the usual payload): one copy, no second pass through the decoder.
+    const flags = body[H_FLAGS] | (body[H_FLAGS + 1] << 8);
+    if (kind === FrameKind.Raw && (flags & ~FLAG_RAW_BUFFER) === 0 && get32(body, H_BUFFER_COUNT) === 0 && get32(body, H_BODY_LENGTH) === n - FRAME_HEADER_BYTES) {
+      const copy = body.slice(FRAME_HEADER_BYTES);
+      return flags & FLAG_RAW_BUFFER ? Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength) : copy;
+    }
   }
   return decode(body.slice());
 }
