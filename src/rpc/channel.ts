@@ -11,8 +11,14 @@ import type { ShmSender } from "../transport/shm.js";
 import type { Receiver } from "../transport/transport.js";
 import { RPC_HEADER, writeHeader, type Body, type RpcType } from "./wire.js";
 
-/** Called with each message (header + body); `release` gives its memory back (call it exactly once). */
-export type MessageHandler = (bytes: Uint8Array, release: () => void) => void;
+/** What holds a received message's memory: `release()` gives it back (idempotent). */
+export interface Releasable {
+  /** Gives the message's memory back. */
+  release(): void;
+}
+
+/** Called with each message (header + body); `frame.release()` gives its memory back. */
+export type MessageHandler = (bytes: Uint8Array, frame: Releasable) => void;
 
 interface Outgoing {
   type: RpcType;
@@ -25,7 +31,7 @@ interface Outgoing {
 /** A connection carrying request/response messages. */
 export abstract class Channel {
   /** Each message received, in order. */
-  onMessage: MessageHandler = (_b, release) => release();
+  onMessage: MessageHandler = (_b, frame) => frame.release();
   /** Called once when the channel ends: `error` says why (undefined after a local `close()`). */
   onEnd: (error: Error | undefined) => void = () => {};
   /** Which transport. */
@@ -97,11 +103,11 @@ function asPeerDead(err: unknown): Error {
 }
 
 /** Writes one message into `target` (header + body). */
-function fill(target: Uint8Array, m: Outgoing): void {
-  writeHeader(target, m.type, m.body.flags, m.id, m.aux);
-  const body = target.subarray(RPC_HEADER, RPC_HEADER + m.body.size);
-  m.body.writeTo(body);
-  m.written?.(body);
+function fill(target: Uint8Array, type: RpcType, id: number, aux: number, b: Body, written: ((body: Uint8Array) => void) | undefined): void {
+  writeHeader(target, type, b.flags, id, aux);
+  const body = target.subarray(RPC_HEADER, RPC_HEADER + b.size);
+  b.writeTo(body);
+  written?.(body);
 }
 
 /** Microtask turns the shm pump yields after delivering messages, before it polls again. */
@@ -141,8 +147,7 @@ export class ShmChannel extends Channel {
           if (f === null) break;
         }
         while (f !== null) {
-          const frame = f;
-          this.onMessage(frame.bytes, () => frame.release());
+          this.onMessage(f.bytes, f);
           if (this.ended) return;
           f = rx.tryReceive();
         }
@@ -162,7 +167,7 @@ export class ShmChannel extends Channel {
     const loan = this.tx.tryLoan(RPC_HEADER + body.size);
     if (loan === null) return false;
     try {
-      fill(loan.bytes, { type, id, aux, body, written });
+      fill(loan.bytes, type, id, aux, body, written);
     } catch (err) {
       loan.abort();
       throw err;
@@ -174,7 +179,7 @@ export class ShmChannel extends Channel {
   protected async sendWait(m: Outgoing): Promise<void> {
     const loan = await this.tx.loan(RPC_HEADER + m.body.size, { timeout: 2 ** 31 - 1, signal: this.stop.signal });
     try {
-      fill(loan.bytes, m);
+      fill(loan.bytes, m.type, m.id, m.aux, m.body, m.written);
     } catch (err) {
       loan.abort();
       throw err;
@@ -242,7 +247,7 @@ export class TcpChannel extends Channel {
       if (rest.length > 0) this.chunks[0] = rest;
       else this.chunks.shift();
       this.buffered -= 4 + length;
-      this.onMessage(message, noop);
+      this.onMessage(message, NOTHING_HELD);
     }
   }
 
@@ -250,7 +255,7 @@ export class TcpChannel extends Channel {
     if (this.socket.destroyed) throw this.endError ?? new PeerDeadError("the request/response connection is gone");
     const frame = Buffer.allocUnsafe(4 + RPC_HEADER + body.size);
     frame.writeUInt32LE(RPC_HEADER + body.size, 0);
-    fill(frame.subarray(4), { type, id, aux, body, written });
+    fill(frame.subarray(4), type, id, aux, body, written);
     this.socket.write(frame);
     return true;
   }
@@ -266,4 +271,5 @@ export class TcpChannel extends Channel {
   }
 }
 
-function noop(): void {}
+/** TCP messages are ordinary memory: nothing to give back. */
+const NOTHING_HELD: Releasable = { release() {} };

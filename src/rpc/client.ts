@@ -12,7 +12,7 @@ import type { ServerInfo } from "../graph/registry.js";
 import type { GraphRef } from "../pubsub/graph-ref.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
-import type { Channel } from "./channel.js";
+import type { Channel, Releasable } from "./channel.js";
 import { openShm, openTcp, type OpenOptions } from "./handshake.js";
 import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, type Server } from "./server.js";
 import { decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, readHeader, RPC_HEADER, RpcType, valueBody } from "./wire.js";
@@ -319,13 +319,13 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   }
 
   /** An answer arrived on `link`. */
-  private onMessage(link: Link, bytes: Uint8Array, release: () => void): void {
+  private onMessage(link: Link, bytes: Uint8Array, frame: Releasable): void {
     let h;
     try {
       h = readHeader(bytes);
       if (h.type === RpcType.Request || h.type === RpcType.Release) throw new ProtocolError(`a server sent message type ${h.type}`);
     } catch {
-      release();
+      frame.release();
       void link.channel?.close(); // a broken server: its requests reject with PeerDeadError
       return;
     }
@@ -333,7 +333,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     const ch = link.channel as Channel;
     if (p === undefined || p.link !== link) {
       // Timed out or aborted meanwhile: give an in-place answer's memory back at once.
-      release();
+      frame.release();
       if (h.type === RpcType.InPlace) sendRelease(ch, h.id);
       return;
     }
@@ -346,7 +346,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
           typeof e?.code === "string" ? e.code : undefined,
           typeof e?.name === "string" ? e.name : undefined,
         );
-        release();
+        frame.release();
         this.settle(h.id, remote);
       } else if (h.type === RpcType.Response) {
         let value: unknown;
@@ -357,10 +357,10 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
           if (!(h.flags & FLAG_RAW)) throw new ProtocolError("encoded answer to an in-place request");
           value = p.mode === Mode.Copy ? body.slice() : inPlaceResponse(body.slice(), noop);
         }
-        release();
+        frame.release();
         this.settle(h.id, undefined, value);
       } else {
-        release();
+        frame.release();
         const view = p.view;
         const length = body.length === 4 ? get32(body, 0) : -1;
         if (view === undefined || length < 0 || h.aux + length > view.length) {
@@ -377,7 +377,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         }
       }
     } catch (err) {
-      release();
+      frame.release();
       this.settle(h.id, err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
     }
   }
@@ -430,7 +430,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     }
     if (channel === undefined) return undefined;
     const link: Link = { server: s, inFlight: 0, channel, local: undefined, draining: false };
-    channel.onMessage = (bytes, release) => this.onMessage(link, bytes, release);
+    channel.onMessage = (bytes, frame) => this.onMessage(link, bytes, frame);
     channel.onEnd = (error) => this.lost(link, error);
     return link;
   }

@@ -15,7 +15,7 @@ import type { GraphRef } from "../pubsub/graph-ref.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { checkTimeout } from "../util/blocking.js";
 import { isLoopback } from "../util/loopback.js";
-import type { Channel } from "./channel.js";
+import type { Channel, Releasable } from "./channel.js";
 import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
 import { errorBody, FLAG_RAW, lengthBody, rawBody, readHeader, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
@@ -252,32 +252,32 @@ export class Server implements AsyncDisposable {
     if (this.closing) return void ch.close();
     this.channels.add(ch);
     /** In-place requests answered and not yet released by the client, by id. */
-    const held = new Map<number, () => void>();
+    const held = new Map<number, Releasable>();
     ch.onEnd = () => {
       this.channels.delete(ch);
-      for (const release of held.values()) release();
+      for (const f of held.values()) f.release();
       held.clear();
       void ch.close();
     };
-    ch.onMessage = (bytes, release) => this.onMessage(ch, held, bytes, release);
+    ch.onMessage = (bytes, frame) => this.onMessage(ch, held, bytes, frame);
   }
 
-  private onMessage(ch: Channel, held: Map<number, () => void>, bytes: Uint8Array, release: () => void): void {
+  private onMessage(ch: Channel, held: Map<number, Releasable>, bytes: Uint8Array, frame: Releasable): void {
     let h;
     try {
       h = readHeader(bytes);
       if (h.type !== RpcType.Request && h.type !== RpcType.Release) throw new ProtocolError(`a client sent message type ${h.type}`);
     } catch {
       // Not a request at all: this client is broken. Drop it; the others are served on.
-      release();
+      frame.release();
       void ch.close();
       return;
     }
     if (h.type === RpcType.Release) {
-      release();
+      frame.release();
       const r = held.get(h.id);
       held.delete(h.id);
-      r?.();
+      r?.release();
       return;
     }
     const id = h.id;
@@ -292,7 +292,7 @@ export class Server implements AsyncDisposable {
         arg = decode(body);
       }
     } catch (err) {
-      release();
+      frame.release();
       this.reply(ch, id, err);
       return;
     }
@@ -301,23 +301,23 @@ export class Server implements AsyncDisposable {
     try {
       result = this.handler(arg);
     } catch (err) {
-      this.finish(ch, held, id, true, err, body, release);
+      this.finish(ch, held, id, true, err, body, frame);
       return;
     }
     if (isThenable(result)) {
       result.then(
-        (v) => this.finish(ch, held, id, false, v, body, release),
-        (err: unknown) => this.finish(ch, held, id, true, err, body, release),
+        (v) => this.finish(ch, held, id, false, v, body, frame),
+        (err: unknown) => this.finish(ch, held, id, true, err, body, frame),
       );
     } else {
-      this.finish(ch, held, id, false, result, body, release);
+      this.finish(ch, held, id, false, result, body, frame);
     }
   }
 
   /** Sends the answer of request `id`; releases the request unless it is held for an in-place answer. */
-  private finish(ch: Channel, held: Map<number, () => void>, id: number, failed: boolean, value: unknown, body: Uint8Array, release: () => void): void {
+  private finish(ch: Channel, held: Map<number, Releasable>, id: number, failed: boolean, value: unknown, body: Uint8Array, frame: Releasable): void {
     this.settled();
-    if (ch.closed) return void release();
+    if (ch.closed) return void frame.release();
     let keep = false;
     try {
       if (failed) ch.send(RpcType.Error, id, 0, errorBody(value));
@@ -326,7 +326,7 @@ export class Server implements AsyncDisposable {
         const out = checkInPlace(value, body);
         if (ch.kind === "shm") {
           // The answer stays where it is: tell the client where, keep the bytes until it is done.
-          held.set(id, release);
+          held.set(id, frame);
           keep = true;
           ch.send(RpcType.InPlace, id, out.byteOffset - body.byteOffset, lengthBody(out.byteLength));
         } else {
@@ -338,7 +338,7 @@ export class Server implements AsyncDisposable {
       keep = false;
       this.reply(ch, id, err);
     }
-    if (!keep) release();
+    if (!keep) frame.release();
   }
 
   /** Sends an error answer, if the channel still can. */

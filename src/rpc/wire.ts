@@ -5,7 +5,7 @@
  * @internal
  * @module
  */
-import { decode, encodedSize, encodeInto, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION, FrameKind } from "../codec/index.js";
+import { decode, encodedSize, encodeInto, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION, FrameKind, type FramePlan } from "../codec/index.js";
 import { ProtocolError } from "../errors.js";
 
 /** "PXR1". */
@@ -93,10 +93,21 @@ export interface Body {
 /** The empty body. */
 export const EMPTY: Body = { size: 0, flags: 0, writeTo() {} };
 
+/** A value's codec frame, planned once. */
+class ValueBody implements Body {
+  readonly size: number;
+  readonly flags = 0;
+  constructor(private readonly plan: FramePlan) {
+    this.size = plan.byteLength;
+  }
+  writeTo(target: Uint8Array): void {
+    encodeInto(this.plan, target);
+  }
+}
+
 /** Encodes a value once (throws `EncodeError` for values that cannot travel). */
 export function valueBody(value: unknown): Body {
-  const plan = encodedSize(value);
-  return { size: plan.byteLength, flags: 0, writeTo: (t) => void encodeInto(plan, t) };
+  return new ValueBody(encodedSize(value));
 }
 
 /** Raw bytes as the body (in-place services). */
