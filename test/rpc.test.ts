@@ -249,13 +249,13 @@ test("closed handles: requests on a closed client reject with ClosedError; pendi
   await server.close();
 });
 
-test("a server that closes answers what it was handling, then its clients lose it", async () => {
+for (const transport of ["shm", "tcp"] as const) test(`${transport}: a server that closes answers what it was handling, then its clients lose it`, async () => {
   const service = fresh("drain");
   const server = await node.server<number, number>(service, async (ms) => {
     await new Promise((r) => setTimeout(r, ms));
     return ms;
-  }, { transport: "tcp" });
-  const client = await node.client<number, number>(service, { transport: "tcp" });
+  }, { transport });
+  const client = await node.client<number, number>(service, { transport });
   const pending = client.request(100);
   await until(() => server.inFlight === 1);
   await server.close();

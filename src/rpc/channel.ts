@@ -130,10 +130,23 @@ export class ShmChannel extends Channel {
   ) {
     super();
     control.on("error", () => control.destroy());
-    control.on("close", () => this.end(new PeerDeadError("the request/response peer closed the connection or died")));
+    control.on("close", () => {
+      this.deliverRest(); // what the peer wrote before it went away still counts
+      this.end(new PeerDeadError("the request/response peer closed the connection or died"));
+    });
     control.on("data", () => this.end(new PeerDeadError("unexpected bytes on the request/response control socket")));
     control.resume();
     void this.pump();
+  }
+
+  /** Delivers every message already in the ring. */
+  private deliverRest(): void {
+    if (this.ended) return;
+    try {
+      for (let f = this.rx.tryReceive(); f !== null && !this.ended; f = this.rx.tryReceive()) this.onMessage(f.bytes, f);
+    } catch {
+      // the ring is unusable: nothing more to deliver
+    }
   }
 
   private async pump(): Promise<void> {
@@ -202,6 +215,12 @@ export class TcpChannel extends Channel {
   readonly kind = "tcp";
   private chunks: Buffer[] = [];
   private buffered = 0;
+  private corked = false;
+  /** Writes of one turn go out together (one writev instead of one syscall per message). */
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   /**
    * @param socket - the connected socket, after the handshake
@@ -256,6 +275,11 @@ export class TcpChannel extends Channel {
     const frame = Buffer.allocUnsafe(4 + RPC_HEADER + body.size);
     frame.writeUInt32LE(RPC_HEADER + body.size, 0);
     fill(frame.subarray(4), type, id, aux, body, written);
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
     this.socket.write(frame);
     return true;
   }
@@ -266,8 +290,20 @@ export class TcpChannel extends Channel {
   }
 
   protected async teardown(): Promise<void> {
-    if (this.socket.destroyed) return;
-    this.socket.destroy();
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    // What was written goes out (answers of a closing server), then the connection ends.
+    if (this.corked) this.uncork();
+    socket.end();
+    if (socket.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => socket.destroy(), 1000);
+      timer.unref();
+      socket.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 }
 
