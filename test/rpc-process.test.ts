@@ -95,6 +95,29 @@ for (const transport of ["shm", "tcp"] as const) {
   });
 }
 
+for (const transport of ["shm", "tcp"] as const) {
+  test(`${transport}: a client killed with SIGKILL mid-request: the server drops its connection and serves the others`, async () => {
+    const service = fresh("clientkill");
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    await using server = await node.server<number, number>(service, async (i) => {
+      if (i >= 0) await gate;
+      return i;
+    }, { transport });
+    const child = fixture("rpc-client", { address, service, transport, count: 8 });
+    assert.equal(await child.line(), "sent");
+    await until(() => server.inFlight === 8 && server.connections === 1);
+    child.proc.kill("SIGKILL");
+    await child.exited;
+    await until(() => server.connections === 0);
+    release(); // the answers have nowhere to go: dropped, no crash
+    await until(() => server.inFlight === 0);
+    await using client = await node.client<number, number>(service, { transport });
+    await until(() => client.servers.length === 1);
+    assert.equal(await client.request(-5), -5);
+  });
+}
+
 test("shm in place: the handler answers in the request's own shared memory, across processes", async () => {
   const service = fresh("inplace");
   const child = await serverProcess(service, "shm", { inPlace: true });
