@@ -5,6 +5,7 @@
  * killed at random points again and again, and every request resolves or rejects with a typed
  * error — none hangs.
  */
+import { readdirSync } from "node:fs";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { NoServerError, PeerDeadError, PlexusError, RemoteError, TimeoutError } from "../src/index.js";
@@ -110,6 +111,8 @@ for (const transport of ["shm", "tcp"] as const) {
     child.proc.kill("SIGKILL");
     await child.exited;
     await until(() => server.connections === 0);
+    // The dead client's request ring does not outlive it.
+    await until(() => !readdirSync("/dev/shm").some((f) => f.startsWith(`plexus-${child.proc.pid}-`)));
     release(); // the answers have nowhere to go: dropped, no crash
     await until(() => server.inFlight === 0);
     await using client = await node.client<number, number>(service, { transport });

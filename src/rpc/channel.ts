@@ -36,6 +36,10 @@ export abstract class Channel {
   onEnd: (error: Error | undefined) => void = () => {};
   /** Which transport. */
   abstract readonly kind: "shm" | "tcp";
+  /** The shared-memory segment this side created (shm), to register with the GraphServer. */
+  get segment(): string | undefined {
+    return undefined;
+  }
   protected ended = false;
   protected endError: Error | undefined;
   private readonly queue: Outgoing[] = [];
@@ -137,6 +141,10 @@ export class ShmChannel extends Channel {
     control.on("data", () => this.end(new PeerDeadError("unexpected bytes on the request/response control socket")));
     control.resume();
     void this.pump();
+  }
+
+  override get segment(): string {
+    return this.tx.address.name;
   }
 
   /** Delivers every message already in the ring. */

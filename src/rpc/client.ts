@@ -432,6 +432,9 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     const link: Link = { server: s, inFlight: 0, channel, local: undefined, draining: false };
     channel.onMessage = (bytes, frame) => this.onMessage(link, bytes, frame);
     channel.onEnd = (error) => this.lost(link, error);
+    // The GraphServer unlinks the request ring if this process dies before closing it.
+    const segment = channel.segment;
+    if (segment !== undefined) await this.graph.client.request("segment.add", { name: segment }).catch(() => {});
     return link;
   }
 
@@ -456,7 +459,8 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
           ? error
           : new PeerDeadError(`server ${link.server.id} of ${JSON.stringify(this.service)} is gone`, { cause: error });
     for (const [id, p] of this.pending) if (p.link === link) this.settle(id, why);
-    void link.channel?.close();
+    const ch = link.channel;
+    if (ch !== undefined) void ch.close().then(() => forget(this.graph, ch));
   }
 
   /** Leaves the graph; pending requests reject with `ClosedError`. Idempotent. */
@@ -481,6 +485,12 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
 }
 
 function noop(): void {}
+
+/** Tells the GraphServer a closed channel's segment is gone (bookkeeping only). */
+export function forget(graph: GraphRef, ch: Channel): void {
+  const segment = ch.segment;
+  if (segment !== undefined) void graph.client.request("segment.remove", { name: segment }).catch(() => {});
+}
 
 /** Tells the server the client is done with an in-place answer. */
 function sendRelease(ch: Channel, id: number): void {

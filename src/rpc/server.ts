@@ -257,8 +257,12 @@ export class Server implements AsyncDisposable {
       this.channels.delete(ch);
       for (const f of held.values()) f.release();
       held.clear();
-      void ch.close();
+      void ch.close().then(() => {
+        if (ch.segment !== undefined) void this.graph.client.request("segment.remove", { name: ch.segment }).catch(() => {});
+      });
     };
+    // The GraphServer unlinks the response ring if this process dies before closing it.
+    if (ch.segment !== undefined) void this.graph.client.request("segment.add", { name: ch.segment }).catch(() => {});
     ch.onMessage = (bytes, frame) => this.onMessage(ch, held, bytes, frame);
   }
 
