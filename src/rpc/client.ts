@@ -15,7 +15,7 @@ import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocki
 import type { Channel, Releasable } from "./channel.js";
 import { openShm, openTcp, type OpenOptions } from "./handshake.js";
 import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, type Server } from "./server.js";
-import { decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, readHeader, RPC_HEADER, RpcType, valueBody } from "./wire.js";
+import { decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, readHeader, RPC_HEADER, RpcType, valueBody, type Body } from "./wire.js";
 
 /** Options of `node.client()`. */
 export interface ClientOptions {
@@ -163,8 +163,21 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
    * sees that memory while the server owns it. Over TCP or within one thread the answer is
    * ordinary memory (copied over the wire, or the very `bytes` given).
    */
-  requestInPlace(bytes: Uint8Array, opts: BlockingOptions = {}): Promise<InPlaceResponse> {
-    return this.submit(bytes, opts, Mode.InPlace) as Promise<InPlaceResponse>;
+  requestInPlace(bytes: Uint8Array, opts?: BlockingOptions): Promise<InPlaceResponse>;
+  /**
+   * In-place services, no copy at all: `fill` writes the `size`-byte request straight into the
+   * request ring (over shm) and must not keep `bytes` — the view is the server's once `fill`
+   * returns. `fill` runs once, when there is room (at once, or later if the ring is full); if it
+   * throws, the request rejects with that error.
+   */
+  requestInPlace(size: number, fill: (bytes: Uint8Array) => void, opts?: BlockingOptions): Promise<InPlaceResponse>;
+  requestInPlace(a: Uint8Array | number, b?: BlockingOptions | ((bytes: Uint8Array) => void), c?: BlockingOptions): Promise<InPlaceResponse> {
+    if (typeof a === "number") {
+      if (!Number.isInteger(a) || a < 0) return Promise.reject(new InvalidArgumentError(`size must be a non-negative integer, got ${a}`));
+      if (typeof b !== "function") return Promise.reject(new InvalidArgumentError("requestInPlace(size, fill): fill must be a function"));
+      return this.submit(new Filler(a, b), c ?? {}, Mode.InPlace) as Promise<InPlaceResponse>;
+    }
+    return this.submit(a, (b as BlockingOptions | undefined) ?? {}, Mode.InPlace) as Promise<InPlaceResponse>;
   }
 
   private submit(value: unknown, opts: BlockingOptions, mode: Mode): Promise<unknown> {
@@ -238,7 +251,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       return Promise.reject(new NoServerError(`no server for ${JSON.stringify(this.service)}${this.opts.transport ? ` over ${this.opts.transport}` : ""}`));
     }
     if (link.server.inPlace) {
-      if (!(value instanceof Uint8Array)) {
+      if (!(value instanceof Uint8Array) && !(value instanceof Filler)) {
         this.next();
         return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is an in-place service: requests are Uint8Arrays`));
       }
@@ -259,6 +272,16 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       }
       if (deadline < this.timerAt) this.arm(deadline);
       if (link.local !== undefined) {
+        if (value instanceof Filler) {
+          const bytes = new Uint8Array(value.size);
+          try {
+            value.fill(bytes);
+          } catch (err) {
+            this.settle(id, err instanceof Error ? err : new Error(String(err)));
+            return;
+          }
+          value = bytes;
+        }
         link.local.call(value).then(
           (v) => this.settle(id, undefined, mode === Mode.InPlace ? inPlaceResponse(v as Uint8Array, noop) : mode === Mode.Copy ? (v as Uint8Array).slice() : v),
           (err: unknown) => this.settle(id, toRemote(err)),
@@ -267,8 +290,10 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       }
       try {
         const ch = link.channel as Channel;
-        if (mode === Mode.Value) ch.send(RpcType.Request, id, 0, valueBody(value));
-        else ch.send(RpcType.Request, id, 0, rawBody(value as Uint8Array), (view) => (p.view = view));
+        const written = (view: Uint8Array): void => void (p.view = view);
+        if (value instanceof Filler) ch.send(RpcType.Request, id, 0, value.body((err) => this.settle(id, err)), written);
+        else if (mode === Mode.Value) ch.send(RpcType.Request, id, 0, valueBody(value));
+        else ch.send(RpcType.Request, id, 0, rawBody(value as Uint8Array), written);
       } catch (err) {
         this.settle(id, err as Error);
       }
@@ -485,6 +510,29 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
 }
 
 function noop(): void {}
+
+/** A request written in place by the caller's `fill`. */
+class Filler {
+  constructor(
+    readonly size: number,
+    readonly fill: (bytes: Uint8Array) => void,
+  ) {}
+
+  /** The body: runs `fill` on the ring's bytes; a throw fails the request (the bytes go anyway, unanswered). */
+  body(onError: (err: Error) => void): Body {
+    return {
+      size: this.size,
+      flags: FLAG_RAW,
+      writeTo: (target) => {
+        try {
+          this.fill(target);
+        } catch (err) {
+          onError(err instanceof Error ? err : new Error(String(err)));
+        }
+      },
+    };
+  }
+}
 
 /** Tells the GraphServer a closed channel's segment is gone (bookkeeping only). */
 export function forget(graph: GraphRef, ch: Channel): void {
