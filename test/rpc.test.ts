@@ -59,7 +59,10 @@ for (const transport of TRANSPORTS) {
     assert.equal(buf.toString(), "héllo");
     const empty = await client.request(new Uint8Array(0));
     assert.equal(empty.length, 0);
-    if (transport !== "inproc") assert.ok(!(u8.buffer instanceof SharedArrayBuffer), "copied out of the ring");
+    if (transport !== "inproc") {
+      assert.ok(!(u8.buffer instanceof SharedArrayBuffer), "copied out of the ring");
+      assert.ok(!(buf.buffer instanceof SharedArrayBuffer), "copied out of the ring");
+    }
   });
 
   test(`${transport}: a slow request does not hold back the others (answers out of order)`, async () => {

@@ -154,8 +154,8 @@ export function decodeOwned(body: Uint8Array): unknown {
     // A bare Uint8Array / Buffer (the usual payload): one copy, no second pass through the decoder.
     const flags = body[H_FLAGS] | (body[H_FLAGS + 1] << 8);
     if (kind === FrameKind.Raw && (flags & ~FLAG_RAW_BUFFER) === 0 && get32(body, H_BUFFER_COUNT) === 0 && get32(body, H_BODY_LENGTH) === n - FRAME_HEADER_BYTES) {
-      const copy = body.slice(FRAME_HEADER_BYTES);
-      return flags & FLAG_RAW_BUFFER ? Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength) : copy;
+      // Buffers: Node's pool takes small ones (no ArrayBuffer per answer).
+      return flags & FLAG_RAW_BUFFER ? Buffer.from(body.subarray(FRAME_HEADER_BYTES)) : body.slice(FRAME_HEADER_BYTES);
     }
   }
   return decode(body.slice());
