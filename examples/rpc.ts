@@ -55,7 +55,16 @@ if (process.argv[2] !== "child") {
     { inPlace: true },
   );
   process.send?.("ready");
-  await new Promise((resolve) => process.once("SIGTERM", resolve));
+  // Serve until the parent says stop (or goes away).
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off("SIGTERM", stop);
+      process.off("disconnect", stop); // a 'disconnect' listener keeps the IPC channel (and this process) alive
+      resolve();
+    };
+    process.once("SIGTERM", stop);
+    process.once("disconnect", stop);
+  });
   void resizer;
   void inverter;
 }
