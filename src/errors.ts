@@ -212,3 +212,40 @@ export class EncodeError extends PlexusError {
     return "EncodeError";
   }
 }
+
+/** A request found no server for its service (none registered, or none reachable over the allowed transports). */
+export class NoServerError extends PlexusError {
+  /** @param message - which service; @param options - `cause` */
+  constructor(message = "no server for this service", options?: PlexusErrorOptions) {
+    super(message, "ERR_PLEXUS_NO_SERVER", options);
+  }
+  override get name(): string {
+    return "NoServerError";
+  }
+}
+
+/**
+ * The remote handler of a request threw (or rejected). `remoteCode` and `remoteName` are the
+ * thrown error's `code` (e.g. `ERR_PLEXUS_INVALID_ARGUMENT`, or the handler's own) and `name`;
+ * the message is the thrown error's message. The server kept serving.
+ */
+export class RemoteError extends PlexusError {
+  /** The `code` of the error the handler threw (`ERR_PLEXUS_HANDLER` if it had none). */
+  readonly remoteCode: string;
+  /** The `name` of the error the handler threw (`Error` if unknown). */
+  readonly remoteName: string;
+  /**
+   * @param message - the remote error's message
+   * @param remoteCode - the remote error's code
+   * @param remoteName - the remote error's name
+   * @param options - `cause`
+   */
+  constructor(message: string, remoteCode = "ERR_PLEXUS_HANDLER", remoteName = "Error", options?: PlexusErrorOptions) {
+    super(message, "ERR_PLEXUS_REMOTE", options);
+    this.remoteCode = remoteCode;
+    this.remoteName = remoteName;
+  }
+  override get name(): string {
+    return "RemoteError";
+  }
+}

@@ -10,4 +10,5 @@ export * from "./errors.js";
 export * from "./transport/index.js";
 export * from "./pubsub/index.js";
 export * from "./graph/index.js";
+export * from "./rpc/index.js";
 export type { BlockingOptions } from "./util/blocking.js";

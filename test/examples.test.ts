@@ -42,3 +42,12 @@ test("examples/pubsub: two processes, the embedded GraphServer, 100 frames of 1 
   const { stdout } = await run(process.execPath, [example("pubsub")], { timeout: 60000, env: { ...process.env, PLEXUS_GRAPH: `127.0.0.1:${port}` } });
   assert.equal(stdout.trim(), "received 100 frames of 1 MiB, 100 of them as views into shared memory");
 });
+
+test("examples/rpc: a server process, 100 requests with 16 in flight, a remote error, an in-place answer", async () => {
+  const { GraphServer } = await import("../src/index.js");
+  const probe = await GraphServer.start({ port: 0 });
+  const port = probe.address.port;
+  await probe.close();
+  const { stdout } = await run(process.execPath, [example("rpc")], { timeout: 60000, env: { ...process.env, PLEXUS_GRAPH: `127.0.0.1:${port}` } });
+  assert.equal(stdout.trim(), "resized 100 images correctly; a 1x1 image was refused (E_TOO_SMALL); inverted 1 MiB in place");
+});

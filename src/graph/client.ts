@@ -9,7 +9,7 @@ import { AbortError, ClosedError, PeerDeadError, PlexusError, ProtocolError, Sys
 import { checkTimeout, throwIfAborted } from "../util/blocking.js";
 import { self } from "./identity.js";
 import { ControlParser, encodeControl, MsgType } from "./protocol.js";
-import type { PublisherInfo } from "./registry.js";
+import type { PublisherInfo, ServerInfo } from "./registry.js";
 import { DEFAULT_GRAPH_PORT, GraphServer } from "./server.js";
 import { isLoopback } from "../util/loopback.js";
 
@@ -61,6 +61,8 @@ export class GraphClient {
   readonly embedded: GraphServer | undefined;
   /** Called with each upstream change of this node's subscribers. */
   onNotify: NotifyHandler = () => {};
+  /** Called with each change of the server set of this node's request/response clients. */
+  onServers: (client: string, servers: ServerInfo[]) => Promise<void> | void = () => {};
   /** Called once when the connection ends (`error` is undefined after `close()`). */
   onClose: (error: Error | undefined) => void = () => {};
   private readonly pending = new Map<number, Pending>();
@@ -191,6 +193,16 @@ export class GraphClient {
         clearTimeout(p.timer);
         if (m.body.ok === true) p.resolve(m.body.result);
         else p.reject(remoteError(m.body));
+      } else if (m.type === MsgType.Notify && typeof m.body.client === "string") {
+        const client = m.body.client;
+        const servers = m.body.servers;
+        if (!Array.isArray(servers)) continue;
+        this.notifyChain = this.notifyChain
+          .then(() => this.onServers(client, servers as ServerInfo[]))
+          .catch(() => {})
+          .then(() => {
+            if (!this.socket.destroyed) this.socket.write(encodeControl(MsgType.NotifyAck, m.id, {}));
+          });
       } else if (m.type === MsgType.Notify) {
         const subscriber = m.body.subscriber;
         const publishers = m.body.publishers;

@@ -66,6 +66,30 @@ export interface SubscriberInfo {
   node: string;
 }
 
+/** A request/response server of a service, as clients see it. */
+export interface ServerInfo {
+  /** Port id. */
+  id: string;
+  /** Service it answers. */
+  service: string;
+  /** Node that owns it. */
+  node: string;
+  /** Where to reach it (`shm.socket` is its handshake socket). */
+  endpoints: Endpoints;
+  /** In-place mode: requests are raw bytes, answered in the same shared memory. */
+  inPlace: boolean;
+}
+
+/** A request/response client of a service. */
+export interface ClientInfo {
+  /** Port id. */
+  id: string;
+  /** Service it calls. */
+  service: string;
+  /** Node that owns it. */
+  node: string;
+}
+
 /** The whole graph (for the CLI and the dashboard). */
 export interface Snapshot {
   /** Nodes. */
@@ -80,6 +104,10 @@ export interface Snapshot {
   edges: Edge[];
   /** Shared-memory segments registered, per node. */
   segments: { node: string; name: string }[];
+  /** Request/response servers. */
+  servers: ServerInfo[];
+  /** Request/response clients. */
+  clients: ClientInfo[];
 }
 
 /** An edge would close a cycle in the topic graph. */
@@ -122,6 +150,8 @@ export class Registry {
   private readonly subscribers = new Map<string, SubscriberInfo>();
   private readonly edges = new Map<string, Edge>();
   private readonly segments = new Map<string, Set<string>>();
+  private readonly servers = new Map<string, ServerInfo>();
+  private readonly clients = new Map<string, ClientInfo>();
   private nextId = 1;
 
   /**
@@ -131,7 +161,7 @@ export class Registry {
   private id(prefix: string, proposed?: unknown): string {
     if (proposed !== undefined) {
       if (typeof proposed !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(proposed)) throw new InvalidArgumentError(`a port id is 1..64 of [A-Za-z0-9_-], got ${JSON.stringify(proposed)}`);
-      if (this.publishers.has(proposed) || this.subscribers.has(proposed) || this.nodes.has(proposed)) throw new InvalidArgumentError(`port id ${proposed} is taken`);
+      if (this.publishers.has(proposed) || this.subscribers.has(proposed) || this.nodes.has(proposed) || this.servers.has(proposed) || this.clients.has(proposed)) throw new InvalidArgumentError(`port id ${proposed} is taken`);
       return proposed;
     }
     return `${prefix}${(this.nextId++).toString(36)}`;
@@ -153,15 +183,77 @@ export class Registry {
    * Removes a node with its ports, its non-persistent edges and its segments. Returns the
    * segment names it had registered (to unlink) and the subscribers to notify.
    */
-  removeNode(id: string): { segments: string[]; changed: Map<string, PublisherInfo[]> } {
+  removeNode(id: string): { segments: string[]; changed: Map<string, PublisherInfo[]>; services: Map<string, ServerInfo[]> } {
     const before = this.upstreamAll();
+    const servicesBefore = this.serversAll();
+    for (const [sid, s] of this.servers) if (s.node === id) this.servers.delete(sid);
+    for (const [cid, c] of this.clients) if (c.node === id) this.clients.delete(cid);
     this.nodes.delete(id);
     for (const [pid, p] of this.publishers) if (p.node === id) this.publishers.delete(pid);
     for (const [sid, s] of this.subscribers) if (s.node === id) this.subscribers.delete(sid);
     for (const [key, e] of this.edges) if (e.owner === id) this.edges.delete(key);
     const segments = [...(this.segments.get(id) ?? [])];
     this.segments.delete(id);
-    return { segments, changed: this.diff(before) };
+    return { segments, changed: this.diff(before), services: this.diffServers(servicesBefore) };
+  }
+
+  /** Adds a request/response server; returns the clients of its service to notify. */
+  addServer(node: string, service: string, endpoints: Endpoints, inPlace: boolean, id?: unknown): { server: ServerInfo; changed: Map<string, ServerInfo[]> } {
+    this.mustHaveNode(node);
+    const server: ServerInfo = { id: this.id("r", id), service: checkTopic(service), node, endpoints, inPlace };
+    const before = this.serversAll();
+    this.servers.set(server.id, server);
+    return { server, changed: this.diffServers(before) };
+  }
+
+  /** Removes a server of `node`; returns the clients of its service to notify. */
+  removeServer(node: string, id: string): Map<string, ServerInfo[]> {
+    const server = this.servers.get(id);
+    if (server === undefined || server.node !== node) throw new NotFoundError(`no server ${id} of this node`);
+    const before = this.serversAll();
+    this.servers.delete(id);
+    return this.diffServers(before);
+  }
+
+  /** Adds a request/response client; returns the servers of its service now. */
+  addClient(node: string, service: string, id?: unknown): { client: ClientInfo; servers: ServerInfo[] } {
+    this.mustHaveNode(node);
+    const client: ClientInfo = { id: this.id("c", id), service: checkTopic(service), node };
+    this.clients.set(client.id, client);
+    return { client, servers: this.serversOf(client.service) };
+  }
+
+  /** Removes a client of `node`. */
+  removeClient(node: string, id: string): void {
+    const client = this.clients.get(id);
+    if (client === undefined || client.node !== node) throw new NotFoundError(`no client ${id} of this node`);
+    this.clients.delete(id);
+  }
+
+  /** The client with this id. */
+  client(id: string): ClientInfo | undefined {
+    return this.clients.get(id);
+  }
+
+  /** Servers of `service`. */
+  serversOf(service: string): ServerInfo[] {
+    return [...this.servers.values()].filter((s) => s.service === service);
+  }
+
+  private serversAll(): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const c of this.clients.values()) m.set(c.id, this.serversOf(c.service).map((s) => s.id).sort().join(","));
+    return m;
+  }
+
+  /** Clients whose server set differs from `before`, with their new set. */
+  private diffServers(before: Map<string, string>): Map<string, ServerInfo[]> {
+    const changed = new Map<string, ServerInfo[]>();
+    for (const c of this.clients.values()) {
+      const now = this.serversOf(c.service);
+      if (before.get(c.id) !== now.map((s) => s.id).sort().join(",")) changed.set(c.id, now);
+    }
+    return changed;
   }
 
   /** Adds a publisher. */
@@ -251,6 +343,8 @@ export class Registry {
       subscribers: [...this.subscribers.values()],
       edges: [...this.edges.values()],
       segments: [...this.segments].flatMap(([node, names]) => [...names].map((name) => ({ node, name }))),
+      servers: [...this.servers.values()],
+      clients: [...this.clients.values()],
     };
   }
 

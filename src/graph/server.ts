@@ -11,7 +11,7 @@ import { native } from "../native.js";
 import { hostId } from "./identity.js";
 import { isLoopback } from "../util/loopback.js";
 import { ControlParser, encodeControl, MsgType, type ControlMessage } from "./protocol.js";
-import { Registry, type Endpoints, type PublisherInfo, type Snapshot } from "./registry.js";
+import { Registry, type Endpoints, type PublisherInfo, type ServerInfo, type Snapshot } from "./registry.js";
 import { StatsBook, type GraphStats } from "./stats.js";
 
 /** Default control address. */
@@ -234,17 +234,38 @@ export class GraphServer implements AsyncDisposable {
         this.book.report(body, (id) => mine.has(id));
         return {};
       }
+      case "server.add": {
+        const endpoints = checkEndpoints(body.endpoints);
+        const { server, changed } = this.registry.addServer(node, str("service"), endpoints, body.inPlace === true, body.id ?? undefined);
+        await this.notifyServices(changed);
+        return { server: server.id };
+      }
+      case "server.remove":
+        await this.notifyServices(this.registry.removeServer(node, str("id")));
+        return {};
+      case "client.add": {
+        const { client, servers } = this.registry.addClient(node, str("service"), body.id ?? undefined);
+        return { client: client.id, servers };
+      }
+      case "client.remove":
+        this.registry.removeClient(node, str("id"));
+        return {};
       default:
         throw new ProtocolError(`unknown operation ${JSON.stringify(body.op)}`);
     }
   }
 
-  /** Sends every changed upstream set to its subscriber and waits (bounded) for the acks. */
-  private async notify(changed: Map<string, PublisherInfo[]>): Promise<void> {
+  /** Sends every changed server set to its client and waits (bounded) for the acks. */
+  private notifyServices(changed: Map<string, ServerInfo[]>): Promise<void> {
+    return this.notify(changed, true);
+  }
+
+  /** Sends every changed upstream set to its subscriber (or server set to its client) and waits (bounded) for the acks. */
+  private async notify(changed: Map<string, PublisherInfo[] | ServerInfo[]>, services = false): Promise<void> {
     const timeout = this.opts.notifyTimeout ?? 5000;
     const waits: Promise<void>[] = [];
-    for (const [subscriber, publishers] of changed) {
-      const owner = this.registry.subscriber(subscriber)?.node;
+    for (const [port, list] of changed) {
+      const owner = services ? this.registry.client(port)?.node : this.registry.subscriber(port)?.node;
       const session = owner === undefined ? undefined : this.byNode.get(owner);
       if (session === undefined || session.socket.destroyed) continue;
       const seq = this.notifySeq++;
@@ -258,7 +279,7 @@ export class GraphServer implements AsyncDisposable {
             clearTimeout(timer);
             resolve();
           });
-          session.send(MsgType.Notify, seq, { subscriber, publishers });
+          session.send(MsgType.Notify, seq, services ? { client: port, servers: list } : { subscriber: port, publishers: list });
         }),
       );
     }
@@ -274,7 +295,7 @@ export class GraphServer implements AsyncDisposable {
     if (node === undefined) return;
     this.byNode.delete(node);
     const info = this.registry.node(node);
-    const { segments, changed } = this.registry.removeNode(node);
+    const { segments, changed, services } = this.registry.removeNode(node);
     if (info?.host === hostId()) {
       for (const name of segments) {
         try {
@@ -285,6 +306,7 @@ export class GraphServer implements AsyncDisposable {
       }
     }
     void this.notify(changed);
+    void this.notifyServices(services);
   }
 }
 
@@ -292,15 +314,15 @@ export class GraphServer implements AsyncDisposable {
 function checkEndpoints(value: unknown): Endpoints {
   const e = value as Partial<Endpoints> | null;
   if (e === null || typeof e !== "object" || typeof e.host !== "string" || !Number.isInteger(e.pid) || !Number.isInteger(e.threadId)) {
-    throw new ProtocolError("publisher.add: endpoints need host, pid and threadId");
+    throw new ProtocolError("endpoints need host, pid and threadId");
   }
   const out: Endpoints = { host: e.host, pid: e.pid as number, threadId: e.threadId as number };
   if (e.shm !== undefined) {
-    if (typeof e.shm?.name !== "string" || typeof e.shm.socket !== "string") throw new ProtocolError("publisher.add: bad shm endpoint");
+    if (typeof e.shm?.name !== "string" || typeof e.shm.socket !== "string") throw new ProtocolError("bad shm endpoint");
     out.shm = { name: e.shm.name, socket: e.shm.socket };
   }
   if (e.tcp !== undefined) {
-    if (typeof e.tcp?.host !== "string" || !Number.isInteger(e.tcp.port)) throw new ProtocolError("publisher.add: bad tcp endpoint");
+    if (typeof e.tcp?.host !== "string" || !Number.isInteger(e.tcp.port)) throw new ProtocolError("bad tcp endpoint");
     out.tcp = { host: e.tcp.host, port: e.tcp.port, tls: e.tcp.tls === true };
   }
   return out;

@@ -11,6 +11,8 @@ import type { GraphRef } from "./graph-ref.js";
 import { Publisher, type PublisherOptions } from "./publisher.js";
 import { Subscriber, type SubscriberOptions } from "./subscriber.js";
 import { STATS_INTERVAL, type StatsReport } from "./stats.js";
+import { Client, type ClientOptions } from "../rpc/client.js";
+import { Server, type Handler, type InPlaceHandler, type ServerOptions } from "../rpc/server.js";
 
 /** Options of {@link connect}. */
 export interface ConnectOptions extends GraphOptions {
@@ -23,9 +25,11 @@ export interface ConnectOptions extends GraphOptions {
 }
 
 /** A participant of the graph: `await using node = await connect()`. */
-export class Node implements AsyncDisposable, GraphRef {
+export class Node implements AsyncDisposable {
   private readonly publishers = new Map<string, Publisher<unknown>>();
   private readonly subscribers = new Map<string, Subscriber<unknown>>();
+  private readonly servers = new Map<string, Server>();
+  private readonly clients = new Map<string, Client<unknown, unknown>>();
   private readonly edges = new Map<string, { from: string; to: string; persistent: boolean }>();
   private readonly prefix = randomBytes(6).toString("hex");
   private nextPort = 1;
@@ -69,10 +73,8 @@ export class Node implements AsyncDisposable, GraphRef {
     return new Node(await GraphClient.connect(opts), opts);
   }
 
-  /** @internal The current GraphServer connection. */
-  get client(): GraphClient {
-    return this.graph;
-  }
+  /** The current GraphServer connection, as this node's ports see it. */
+  private readonly ref: GraphRef = Object.defineProperty({} as GraphRef, "client", { get: () => this.graph, enumerable: true });
 
   /** This node's id in the graph (it changes when the node re-registers with a new GraphServer). */
   get id(): string {
@@ -88,7 +90,7 @@ export class Node implements AsyncDisposable, GraphRef {
   async publisher<T = unknown>(topic: string, opts: PublisherOptions = {}): Promise<Publisher<T>> {
     this.checkOpen();
     checkTopic(topic);
-    const p = await Publisher.create<T>(this, this.portId("p"), topic, opts, (pub) => this.publishers.delete(pub.id));
+    const p = await Publisher.create<T>(this.ref, this.portId("p"), topic, opts, (pub) => this.publishers.delete(pub.id));
     this.publishers.set(p.id, p as Publisher<unknown>);
     return p;
   }
@@ -98,7 +100,7 @@ export class Node implements AsyncDisposable, GraphRef {
     this.checkOpen();
     checkTopic(topic);
     const id = this.portId("s");
-    const sub = new Subscriber<T>(topic, id, this, opts, (pid) => this.publishers.get(pid), () => this.subscribers.delete(id));
+    const sub = new Subscriber<T>(topic, id, this.ref, opts, (pid) => this.publishers.get(pid), () => this.subscribers.delete(id));
     this.subscribers.set(id, sub as Subscriber<unknown>);
     try {
       await sub.register();
@@ -107,6 +109,37 @@ export class Node implements AsyncDisposable, GraphRef {
       throw err;
     }
     return sub;
+  }
+
+  /**
+   * Serves requests of `service` (see docs/rpc.md): clients in this thread call `handler` with
+   * their value itself, other processes of the host reach it over shared-memory rings, other
+   * hosts over TCP (TLS). With `{ inPlace: true }` the handler gets the request's own bytes
+   * and answers in them ({@link InPlaceHandler}).
+   */
+  server<Req = unknown, Res = unknown>(service: string, handler: Handler<Req, Res>, opts?: ServerOptions & { inPlace?: false }): Promise<Server>;
+  server(service: string, handler: InPlaceHandler, opts: ServerOptions & { inPlace: true }): Promise<Server>;
+  async server(service: string, handler: Handler<never, unknown> | InPlaceHandler, opts: ServerOptions = {}): Promise<Server> {
+    this.checkOpen();
+    checkTopic(service);
+    const id = this.portId("r");
+    return Server.create(this.ref, id, service, handler as Handler<unknown, unknown>, opts, (s) => this.servers.set(id, s), () => this.servers.delete(id));
+  }
+
+  /** A client of `service`: `await client.request(value, { timeout, signal })` (see docs/rpc.md). */
+  async client<Req = unknown, Res = unknown>(service: string, opts: ClientOptions = {}): Promise<Client<Req, Res>> {
+    this.checkOpen();
+    checkTopic(service);
+    const id = this.portId("c");
+    const client = new Client<Req, Res>(service, id, this.ref, opts, (sid) => this.servers.get(sid), () => this.clients.delete(id));
+    this.clients.set(id, client as Client<unknown, unknown>);
+    try {
+      await client.register();
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
+    return client;
   }
 
   /**
@@ -145,6 +178,8 @@ export class Node implements AsyncDisposable, GraphRef {
   /** Closes every port and leaves the graph. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await Promise.all([...this.clients.values()].map((c) => c.close()));
+      await Promise.all([...this.servers.values()].map((s) => s.close()));
       clearInterval(this.statsTimer);
       await Promise.all([...this.subscribers.values()].map((s) => s.close()));
       await Promise.all([...this.publishers.values()].map((p) => p.close()));
@@ -164,6 +199,7 @@ export class Node implements AsyncDisposable, GraphRef {
 
   private attach(graph: GraphClient): void {
     graph.onNotify = (id: string, publishers: PublisherInfo[]) => this.subscribers.get(id)?.update(publishers);
+    graph.onServers = (id, servers) => this.clients.get(id)?.update(servers);
     graph.onClose = (error) => {
       if (error === undefined || this.closing || this.inRecovery) return;
       this.inRecovery = true;
@@ -195,6 +231,8 @@ export class Node implements AsyncDisposable, GraphRef {
         for (const p of this.publishers.values()) await p.register();
         for (const e of this.edges.values()) await graph.request("edge.add", e);
         for (const s of this.subscribers.values()) await s.register();
+        for (const s of this.servers.values()) await s.register();
+        for (const c of this.clients.values()) await c.register();
         return;
       } catch {
         await graph.close(); // lost again while re-registering: try once more

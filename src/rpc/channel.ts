@@ -1,0 +1,319 @@
+/**
+ * A channel: one client <-> server connection that carries request/response messages both ways,
+ * over a pair of shared-memory rings (`shm`) or one TCP/TLS socket (`tcp`). Sends never wait:
+ * when the ring has no room the message is queued and written, in order, as soon as it does.
+ * @internal
+ * @module
+ */
+import type { Socket } from "node:net";
+import { ClosedError, PeerDeadError } from "../errors.js";
+import type { ShmSender } from "../transport/shm.js";
+import type { Receiver } from "../transport/transport.js";
+import { RPC_HEADER, writeHeader, type Body, type RpcType } from "./wire.js";
+
+/** What holds a received message's memory: `release()` gives it back (idempotent). */
+export interface Releasable {
+  /** Gives the message's memory back. */
+  release(): void;
+}
+
+/** Called with each message (header + body); `frame.release()` gives its memory back. */
+export type MessageHandler = (bytes: Uint8Array, frame: Releasable) => void;
+
+interface Outgoing {
+  type: RpcType;
+  id: number;
+  aux: number;
+  body: Body;
+  written?: (body: Uint8Array) => void;
+}
+
+/** A connection carrying request/response messages. */
+export abstract class Channel {
+  /** Each message received, in order. */
+  onMessage: MessageHandler = (_b, frame) => frame.release();
+  /** Called once when the channel ends: `error` says why (undefined after a local `close()`). */
+  onEnd: (error: Error | undefined) => void = () => {};
+  /** Which transport. */
+  abstract readonly kind: "shm" | "tcp";
+  /** The shared-memory segment this side created (shm), to register with the GraphServer. */
+  get segment(): string | undefined {
+    return undefined;
+  }
+  protected ended = false;
+  protected endError: Error | undefined;
+  private readonly queue: Outgoing[] = [];
+  private draining = false;
+  protected readonly stop = new AbortController();
+
+  /** True once the channel ended. */
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  /**
+   * Sends a message; `written` is called with the body's bytes where they were written (for
+   * in-place requests: a view of the shared memory). Throws if the channel ended or the message
+   * cannot fit (`FrameTooLargeError`).
+   */
+  send(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): void {
+    if (this.ended) throw this.endError ?? new ClosedError("the request/response channel is closed");
+    if (this.queue.length === 0 && this.trySend(type, id, aux, body, written)) return;
+    this.queue.push({ type, id, aux, body, written });
+    if (!this.draining) void this.drain();
+  }
+
+  /** Ends the channel (messages not yet written are dropped). Idempotent. */
+  async close(): Promise<void> {
+    if (!this.ended) this.end(undefined);
+    await this.teardown();
+  }
+
+  /** Writes now if there is room; false if not (then the caller queues). */
+  protected abstract trySend(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): boolean;
+  /** Writes, waiting for room. */
+  protected abstract sendWait(m: Outgoing): Promise<void>;
+  /** Frees transport resources. */
+  protected abstract teardown(): Promise<void>;
+
+  /** Marks the channel ended and tells the owner once. */
+  protected end(error: Error | undefined): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.endError = error;
+    this.queue.length = 0;
+    this.stop.abort();
+    this.onEnd(error);
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.queue.length > 0 && !this.ended) {
+        const m = this.queue[0];
+        await this.sendWait(m);
+        this.queue.shift();
+      }
+    } catch (err) {
+      this.end(this.ended ? this.endError : asPeerDead(err));
+    } finally {
+      this.draining = false;
+    }
+  }
+}
+
+function asPeerDead(err: unknown): Error {
+  return err instanceof PeerDeadError ? err : new PeerDeadError("the request/response peer stopped reading", { cause: err });
+}
+
+/** Writes one message into `target` (header + body). */
+function fill(target: Uint8Array, type: RpcType, id: number, aux: number, b: Body, written: ((body: Uint8Array) => void) | undefined): void {
+  writeHeader(target, type, b.flags, id, aux);
+  const body = target.subarray(RPC_HEADER, RPC_HEADER + b.size);
+  b.writeTo(body);
+  written?.(body);
+}
+
+/** Microtask turns the shm pump yields after delivering messages, before it polls again. */
+const YIELD_TURNS = 8;
+
+/** A channel over two shared-memory rings and a Unix socket that reports the peer's death. */
+export class ShmChannel extends Channel {
+  readonly kind = "shm";
+  private closing: Promise<void> | undefined;
+
+  /**
+   * @param tx - this side's ring (the peer reads it)
+   * @param rx - the peer's ring
+   * @param control - the handshake socket, kept open: its end is the peer's end
+   */
+  constructor(
+    private readonly tx: ShmSender,
+    private readonly rx: Receiver,
+    private readonly control: Socket,
+  ) {
+    super();
+    control.on("error", () => control.destroy());
+    control.on("close", () => {
+      this.deliverRest(); // what the peer wrote before it went away still counts
+      this.end(new PeerDeadError("the request/response peer closed the connection or died"));
+    });
+    control.on("data", () => this.end(new PeerDeadError("unexpected bytes on the request/response control socket")));
+    control.resume();
+    void this.pump();
+  }
+
+  override get segment(): string {
+    return this.tx.address.name;
+  }
+
+  /** Delivers every message already in the ring. */
+  private deliverRest(): void {
+    if (this.ended) return;
+    try {
+      for (let f = this.rx.tryReceive(); f !== null && !this.ended; f = this.rx.tryReceive()) this.onMessage(f.bytes, f);
+    } catch {
+      // the ring is unusable: nothing more to deliver
+    }
+  }
+
+  private async pump(): Promise<void> {
+    const rx = this.rx;
+    try {
+      for (;;) {
+        let f = rx.tryReceive();
+        if (f === null) {
+          // May poll briefly (adaptive spin) before sleeping.
+          f = await rx.receive();
+          if (f === null) break;
+        }
+        while (f !== null) {
+          this.onMessage(f.bytes, f);
+          if (this.ended) return;
+          f = rx.tryReceive();
+        }
+        // Let the code these messages woke (the next request, an answer) run before polling
+        // again: a poll now would spin while that code waits for the thread. A few microtask
+        // turns cover the usual chains (resolve -> then -> await) without a trip round the loop.
+        for (let i = 0; i < YIELD_TURNS; i++) await undefined;
+        if (this.ended) return;
+      }
+      this.end(new PeerDeadError("the request/response peer closed its ring"));
+    } catch (err) {
+      if (!this.ended) this.end(err instanceof PeerDeadError ? err : new PeerDeadError("the request/response ring failed", { cause: err }));
+    }
+  }
+
+  protected trySend(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): boolean {
+    const loan = this.tx.tryLoan(RPC_HEADER + body.size);
+    if (loan === null) return false;
+    try {
+      fill(loan.bytes, type, id, aux, body, written);
+    } catch (err) {
+      loan.abort();
+      throw err;
+    }
+    loan.commit();
+    return true;
+  }
+
+  protected async sendWait(m: Outgoing): Promise<void> {
+    const loan = await this.tx.loan(RPC_HEADER + m.body.size, { timeout: 2 ** 31 - 1, signal: this.stop.signal });
+    try {
+      fill(loan.bytes, m.type, m.id, m.aux, m.body, m.written);
+    } catch (err) {
+      loan.abort();
+      throw err;
+    }
+    loan.commit();
+  }
+
+  protected teardown(): Promise<void> {
+    this.closing ??= (async () => {
+      this.control.destroy();
+      await this.rx.close().catch(() => {});
+      await this.tx.close().catch(() => {});
+    })();
+    return this.closing;
+  }
+}
+
+/** A channel over one TCP (or TLS) socket: frames are a u32 length and the message. */
+export class TcpChannel extends Channel {
+  readonly kind = "tcp";
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private corked = false;
+  /** Writes of one turn go out together (one writev instead of one syscall per message). */
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  /**
+   * @param socket - the connected socket, after the handshake
+   * @param maxMessage - largest message accepted from the peer (checked before allocating)
+   * @param rest - bytes that arrived after the handshake
+   */
+  constructor(
+    private readonly socket: Socket,
+    private readonly maxMessage: number,
+    rest?: Buffer,
+  ) {
+    super();
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => this.end(new PeerDeadError("the request/response peer closed the connection or died")));
+    if (rest !== undefined && rest.length > 0) queueMicrotask(() => this.onData(rest));
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.ended) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    while (this.buffered >= 4 && !this.ended) {
+      let head = this.chunks[0];
+      if (head.length < 4) {
+        head = Buffer.concat(this.chunks);
+        this.chunks = [head];
+      }
+      const length = head.readUInt32LE(0);
+      if (length > this.maxMessage || length < RPC_HEADER) {
+        this.end(new PeerDeadError(`the request/response peer sent a frame of ${length} bytes (allowed ${RPC_HEADER}..${this.maxMessage}); connection dropped`));
+        this.socket.destroy();
+        return;
+      }
+      if (this.buffered < 4 + length) return;
+      if (head.length < 4 + length) {
+        head = Buffer.concat(this.chunks);
+        this.chunks = [head];
+      }
+      // A plain Uint8Array view (not a Buffer): values decode the same as from a ring.
+      const message = new Uint8Array(head.buffer, head.byteOffset + 4, length);
+      const rest = head.subarray(4 + length);
+      if (rest.length > 0) this.chunks[0] = rest;
+      else this.chunks.shift();
+      this.buffered -= 4 + length;
+      this.onMessage(message, NOTHING_HELD);
+    }
+  }
+
+  protected trySend(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): boolean {
+    if (this.socket.destroyed) throw this.endError ?? new PeerDeadError("the request/response connection is gone");
+    const frame = Buffer.allocUnsafe(4 + RPC_HEADER + body.size);
+    frame.writeUInt32LE(RPC_HEADER + body.size, 0);
+    fill(frame.subarray(4), type, id, aux, body, written);
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.write(frame);
+    return true;
+  }
+
+  protected sendWait(m: Outgoing): Promise<void> {
+    this.trySend(m.type, m.id, m.aux, m.body, m.written);
+    return Promise.resolve();
+  }
+
+  protected async teardown(): Promise<void> {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    // What was written goes out (answers of a closing server), then the connection ends.
+    if (this.corked) this.uncork();
+    socket.end();
+    if (socket.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => socket.destroy(), 1000);
+      timer.unref();
+      socket.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+/** TCP messages are ordinary memory: nothing to give back. */
+const NOTHING_HELD: Releasable = { release() {} };

@@ -1,0 +1,571 @@
+/**
+ * A request/response client: links to every server of its service (the value itself in the
+ * same thread, shared-memory rings on the host, TCP/TLS across hosts), keeps up to
+ * `maxInFlight` requests in flight, sends each to the server with the fewest in flight (ties in
+ * turn), and correlates answers by request id, in whatever order they come.
+ * @module
+ */
+import { decode } from "../codec/index.js";
+import { AbortError, ClosedError, InvalidArgumentError, NoServerError, PeerDeadError, PlexusError, ProtocolError, RemoteError, TimeoutError } from "../errors.js";
+import { self } from "../graph/identity.js";
+import type { ServerInfo } from "../graph/registry.js";
+import type { GraphRef } from "../pubsub/graph-ref.js";
+import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
+import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
+import type { Channel, Releasable } from "./channel.js";
+import { openShm, openTcp, type OpenOptions } from "./handshake.js";
+import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, type Server } from "./server.js";
+import { decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, readHeader, RPC_HEADER, RpcType, valueBody, type Body } from "./wire.js";
+
+/** Options of `node.client()`. */
+export interface ClientOptions {
+  /** Requests in flight at once, over all servers (default 16); more wait, bounded by their timeout and signal. */
+  maxInFlight?: number;
+  /** Default timeout of a request, ms (default 5000), including the wait for an in-flight slot. */
+  timeout?: number;
+  /** Use only this transport (tests, benchmarks); servers that cannot offer it are skipped. */
+  transport?: "inproc" | "shm" | "tcp";
+  /** Capacity of each request ring in bytes (default 1 MiB; the largest request is half). */
+  capacity?: number;
+  /** Largest message accepted over TCP (default 64 MiB). */
+  maxMessageSize?: number;
+  /** TLS settings for servers that serve TLS (e.g. `ca` for a private authority). */
+  tls?: TcpTlsOptions;
+  /** Connect (handshake) timeout per server, ms (default 5000). */
+  connectTimeout?: number;
+  /** Busy-poll this many µs on response rings before sleeping (default 0). */
+  spinMicros?: number;
+}
+
+/**
+ * The answer of an in-place request: `bytes` is the response where the server left it — in
+ * the request's own shared memory, no copy. The server keeps that memory reserved until
+ * `release()` (or `using`); release it promptly, the request ring cannot reuse it before.
+ */
+export interface InPlaceResponse extends Disposable {
+  /** The response bytes (writable view; valid until released). */
+  readonly bytes: Uint8Array;
+  /** Gives the memory back to the ring. Idempotent. */
+  release(): void;
+}
+
+/** How the answer of a pending request is delivered. */
+const enum Mode {
+  /** A decoded value (copied out of the ring if it holds buffers). */
+  Value,
+  /** In-place service, `request()`: the bytes, copied out. */
+  Copy,
+  /** In-place service, `requestInPlace()`: a view of the shared memory. */
+  InPlace,
+}
+
+/** One server this client is linked to. */
+interface Link {
+  readonly server: ServerInfo;
+  /** Requests sent here and not answered. */
+  inFlight: number;
+  /** shm or tcp channel; undefined for a server of this thread. */
+  readonly channel: Channel | undefined;
+  /** The server itself, when it lives in this thread. */
+  readonly local: Server | undefined;
+  /** Removed from the graph: no new requests; closed once its requests are answered. */
+  draining: boolean;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  link: Link;
+  mode: Mode;
+  deadline: number;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  /** In-place: where the request body was written (the answer is a subarray of it). */
+  view: Uint8Array | undefined;
+}
+
+interface Waiter {
+  go: () => void;
+  fail: (e: Error) => void;
+}
+
+/** Finds servers of this thread by id (for inproc requests). */
+export type ServerLookup = (id: string) => Server | undefined;
+
+/** A client of a service: `await using client = await node.client("resize")`. */
+export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
+  /** Service name. */
+  readonly service: string;
+  /** Port id in the graph. */
+  readonly id: string;
+  private readonly links = new Map<string, Link>();
+  /** Links that take requests, for picking. */
+  private ready: Link[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private readonly waiters: Waiter[] = [];
+  private readonly max: number;
+  private readonly timeout: number;
+  private readonly open: OpenOptions;
+  private nextId = 1;
+  private turn = 0;
+  /** Slots given to waiters whose request has not started yet. */
+  private reserved = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timerAt = Infinity;
+  private closing: Promise<void> | undefined;
+
+  /** @internal */
+  constructor(
+    service: string,
+    id: string,
+    private readonly graph: GraphRef,
+    private readonly opts: ClientOptions,
+    private readonly local: ServerLookup,
+    private readonly onClose: () => void,
+  ) {
+    this.service = service;
+    this.id = id;
+    this.max = intOption("maxInFlight", opts.maxInFlight, 16, 1, 65536);
+    this.timeout = checkTimeout(opts.timeout, 5000);
+    this.open = {
+      timeout: checkTimeout(opts.connectTimeout, 5000),
+      capacity: intOption("capacity", opts.capacity, DEFAULT_RPC_CAPACITY, 4096, 1 << 30),
+      maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
+      tls: opts.tls,
+      spinMicros: opts.spinMicros,
+    };
+  }
+
+  /** Ids of the servers this client sends to now. */
+  get servers(): string[] {
+    return this.ready.map((l) => l.server.id);
+  }
+
+  /** Requests sent and not answered yet. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Sends `request` to one server of the service and resolves with its answer (a value you
+   * own). Rejects with `NoServerError` at once if no server is reachable, `RemoteError` if the
+   * handler threw, `PeerDeadError` if the server died first, `TimeoutError`/`AbortError` per
+   * `opts` (the timeout includes waiting for an in-flight slot), `EncodeError` for values that
+   * cannot travel. On an in-place service the request must be bytes and the answer is a copy.
+   */
+  request(request: Req, opts: BlockingOptions = {}): Promise<Res> {
+    return this.submit(request, opts, Mode.Value) as Promise<Res>;
+  }
+
+  /**
+   * In-place services: sends `bytes` (copied once into the request ring) and resolves with the
+   * server's answer in that same memory ({@link InPlaceResponse}: release it). The client never
+   * sees that memory while the server owns it. Over TCP or within one thread the answer is
+   * ordinary memory (copied over the wire, or the very `bytes` given).
+   */
+  requestInPlace(bytes: Uint8Array, opts?: BlockingOptions): Promise<InPlaceResponse>;
+  /**
+   * In-place services, no copy at all: `fill` writes the `size`-byte request straight into the
+   * request ring (over shm) and must not keep `bytes` — the view is the server's once `fill`
+   * returns. `fill` runs once, when there is room (at once, or later if the ring is full); if it
+   * throws, the request rejects with that error.
+   */
+  requestInPlace(size: number, fill: (bytes: Uint8Array) => void, opts?: BlockingOptions): Promise<InPlaceResponse>;
+  requestInPlace(a: Uint8Array | number, b?: BlockingOptions | ((bytes: Uint8Array) => void), c?: BlockingOptions): Promise<InPlaceResponse> {
+    if (typeof a === "number") {
+      if (!Number.isInteger(a) || a < 0) return Promise.reject(new InvalidArgumentError(`size must be a non-negative integer, got ${a}`));
+      if (typeof b !== "function") return Promise.reject(new InvalidArgumentError("requestInPlace(size, fill): fill must be a function"));
+      return this.submit(new Filler(a, b), c ?? {}, Mode.InPlace) as Promise<InPlaceResponse>;
+    }
+    return this.submit(a, (b as BlockingOptions | undefined) ?? {}, Mode.InPlace) as Promise<InPlaceResponse>;
+  }
+
+  private submit(value: unknown, opts: BlockingOptions, mode: Mode): Promise<unknown> {
+    if (this.closing) return Promise.reject(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+    let timeout: number;
+    try {
+      checkOptions(opts, "request");
+      timeout = checkTimeout(opts.timeout, this.timeout);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const deadline = performance.now() + timeout;
+    if (this.pending.size + this.reserved < this.max && this.waiters.length === 0) return this.start(value, mode, deadline, opts.signal);
+    return this.waitSlot(deadline, timeout, opts.signal).then(() => {
+      this.reserved--;
+      return this.start(value, mode, deadline, opts.signal);
+    });
+  }
+
+  /** Waits for an in-flight slot (FIFO). */
+  private waitSlot(deadline: number, timeout: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = {
+        go: () => {
+          clear();
+          resolve();
+        },
+        fail: (e) => {
+          clear();
+          reject(e);
+        },
+      };
+      const drop = (e: Error): void => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        w.fail(e);
+      };
+      const timer = Number.isFinite(timeout)
+        ? setTimeout(() => drop(new TimeoutError(`request to ${JSON.stringify(this.service)}: no in-flight slot within ${timeout} ms`)), Math.max(0, deadline - performance.now()))
+        : undefined;
+      const onAbort = (): void => drop(new AbortError("request aborted", { cause: signal?.reason }));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const clear = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  /** Picks the server with the fewest requests in flight, starting from a rotating index. */
+  private pick(): Link | undefined {
+    const ls = this.ready;
+    const n = ls.length;
+    if (n === 0) return undefined;
+    if (n === 1) return ls[0];
+    const start = this.turn++ % n;
+    let best = ls[start];
+    for (let i = 1; i < n; i++) {
+      const l = ls[(start + i) % n];
+      if (l.inFlight < best.inFlight) best = l;
+    }
+    return best;
+  }
+
+  private start(value: unknown, mode: Mode, deadline: number, signal: AbortSignal | undefined): Promise<unknown> {
+    if (this.closing) return Promise.reject(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+    const link = this.pick();
+    if (link === undefined) {
+      this.next();
+      return Promise.reject(new NoServerError(`no server for ${JSON.stringify(this.service)}${this.opts.transport ? ` over ${this.opts.transport}` : ""}`));
+    }
+    if (link.server.inPlace) {
+      if (!(value instanceof Uint8Array) && !(value instanceof Filler)) {
+        this.next();
+        return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is an in-place service: requests are Uint8Arrays`));
+      }
+      if (mode === Mode.Value) mode = Mode.Copy;
+    } else if (mode === Mode.InPlace) {
+      this.next();
+      return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is not an in-place service: use request()`));
+    }
+    const id = this.nextId;
+    this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
+    return new Promise<unknown>((resolve, reject) => {
+      const p: Pending = { resolve, reject, link, mode, deadline, signal, onAbort: undefined, view: undefined };
+      this.pending.set(id, p);
+      link.inFlight++;
+      if (signal !== undefined) {
+        p.onAbort = () => this.settle(id, new AbortError("request aborted", { cause: signal.reason }));
+        signal.addEventListener("abort", p.onAbort, { once: true });
+      }
+      if (deadline < this.timerAt) this.arm(deadline);
+      if (link.local !== undefined) {
+        if (value instanceof Filler) {
+          const bytes = new Uint8Array(value.size);
+          try {
+            value.fill(bytes);
+          } catch (err) {
+            this.settle(id, err instanceof Error ? err : new Error(String(err)));
+            return;
+          }
+          value = bytes;
+        }
+        link.local.call(value).then(
+          (v) => this.settle(id, undefined, mode === Mode.InPlace ? inPlaceResponse(v as Uint8Array, noop) : mode === Mode.Copy ? (v as Uint8Array).slice() : v),
+          (err: unknown) => this.settle(id, toRemote(err)),
+        );
+        return;
+      }
+      try {
+        const ch = link.channel as Channel;
+        const written = (view: Uint8Array): void => void (p.view = view);
+        if (value instanceof Filler) ch.send(RpcType.Request, id, 0, value.body((err) => this.settle(id, err)), written);
+        else if (mode === Mode.Value) ch.send(RpcType.Request, id, 0, valueBody(value));
+        else ch.send(RpcType.Request, id, 0, rawBody(value as Uint8Array), written);
+      } catch (err) {
+        this.settle(id, err as Error);
+      }
+    });
+  }
+
+  /** Ends request `id` with `error` or `value`; frees its slot. */
+  private settle(id: number, error: Error | undefined, value?: unknown): void {
+    const p = this.pending.get(id);
+    if (p === undefined) return;
+    this.pending.delete(id);
+    const link = p.link;
+    link.inFlight--;
+    if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
+    if (error !== undefined) p.reject(error);
+    else p.resolve(value);
+    if (link.draining && link.inFlight === 0) void link.channel?.close();
+    this.next();
+  }
+
+  /** Hands free slots to the oldest waiters (reserved until their request starts). */
+  private next(): void {
+    while (this.waiters.length > 0 && this.pending.size + this.reserved < this.max) {
+      this.reserved++;
+      (this.waiters.shift() as Waiter).go();
+    }
+  }
+
+  /** One timer for every pending request: fires at the earliest deadline. */
+  private arm(at: number): void {
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    if (!Number.isFinite(at)) return;
+    this.timer = setTimeout(() => this.expire(), Math.max(0, Math.min(at - performance.now() + 1, 2 ** 31 - 1)));
+    this.timer.unref(); // open links keep the process alive; a stale deadline must not
+  }
+
+  private expire(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    let earliest = Infinity;
+    for (const [id, p] of this.pending) {
+      if (p.deadline <= now) this.settle(id, new TimeoutError(`request to ${JSON.stringify(this.service)}: no answer within the timeout`));
+      else if (p.deadline < earliest) earliest = p.deadline;
+    }
+    if (earliest < Infinity) this.arm(earliest);
+  }
+
+  /** An answer arrived on `link`. */
+  private onMessage(link: Link, bytes: Uint8Array, frame: Releasable): void {
+    let h;
+    try {
+      h = readHeader(bytes);
+      if (h.type === RpcType.Request || h.type === RpcType.Release) throw new ProtocolError(`a server sent message type ${h.type}`);
+    } catch {
+      frame.release();
+      void link.channel?.close(); // a broken server: its requests reject with PeerDeadError
+      return;
+    }
+    const p = this.pending.get(h.id);
+    const ch = link.channel as Channel;
+    if (p === undefined || p.link !== link) {
+      // Timed out or aborted meanwhile: give an in-place answer's memory back at once.
+      frame.release();
+      if (h.type === RpcType.InPlace) sendRelease(ch, h.id);
+      return;
+    }
+    const body = bytes.subarray(RPC_HEADER);
+    try {
+      if (h.type === RpcType.Error) {
+        const e = decode(body) as { code?: unknown; name?: unknown; message?: unknown } | null;
+        const remote = new RemoteError(
+          typeof e?.message === "string" ? e.message : "the remote handler failed",
+          typeof e?.code === "string" ? e.code : undefined,
+          typeof e?.name === "string" ? e.name : undefined,
+        );
+        frame.release();
+        this.settle(h.id, remote);
+      } else if (h.type === RpcType.Response) {
+        let value: unknown;
+        if (p.mode === Mode.Value) {
+          if (h.flags & FLAG_RAW) throw new ProtocolError("raw answer to an encoded request");
+          value = decodeOwned(body);
+        } else {
+          if (!(h.flags & FLAG_RAW)) throw new ProtocolError("encoded answer to an in-place request");
+          value = p.mode === Mode.Copy ? body.slice() : inPlaceResponse(body.slice(), noop);
+        }
+        frame.release();
+        this.settle(h.id, undefined, value);
+      } else {
+        frame.release();
+        const view = p.view;
+        const length = body.length === 4 ? get32(body, 0) : -1;
+        if (view === undefined || length < 0 || h.aux + length > view.length) {
+          sendRelease(ch, h.id);
+          throw new ProtocolError("in-place answer outside the request");
+        }
+        const out = view.subarray(h.aux, h.aux + length);
+        if (p.mode === Mode.Copy) {
+          const copy = out.slice();
+          sendRelease(ch, h.id);
+          this.settle(h.id, undefined, copy);
+        } else {
+          this.settle(h.id, undefined, inPlaceResponse(out, () => sendRelease(ch, h.id)));
+        }
+      }
+    } catch (err) {
+      frame.release();
+      this.settle(h.id, err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
+    }
+  }
+
+  /** @internal Registers (again, with the same id) and links to the servers there are now. */
+  async register(): Promise<void> {
+    const { servers } = await this.graph.client.request<{ servers: ServerInfo[] }>("client.add", { id: this.id, service: this.service });
+    await this.update(servers);
+  }
+
+  /** @internal Applies a new server set: links new servers, drains gone ones. */
+  async update(servers: ServerInfo[]): Promise<void> {
+    if (this.closing) return;
+    const wanted = new Map(servers.map((s) => [s.id, s]));
+    for (const [id, link] of this.links) {
+      if (!wanted.has(id)) this.unlink(link);
+    }
+    await Promise.all(
+      [...wanted.values()]
+        .filter((s) => !this.links.has(s.id))
+        .map(async (s) => {
+          let link: Link | undefined;
+          try {
+            link = await this.link(s);
+          } catch (err) {
+            process.emitWarning(`plexus: cannot reach server ${s.id} of ${JSON.stringify(s.service)}: ${String(err)}`, { code: "PLEXUS_LINK" });
+          }
+          if (link === undefined) return;
+          if (this.closing || this.links.has(s.id)) return void link.channel?.close();
+          this.links.set(s.id, link);
+          if (link.channel === undefined || !link.channel.closed) this.ready.push(link);
+        }),
+    );
+  }
+
+  /** Opens the fastest link to `s` that both ends allow. */
+  private async link(s: ServerInfo): Promise<Link | undefined> {
+    const me = self();
+    const forced = this.opts.transport;
+    const sameThread = s.endpoints.host === me.host && s.endpoints.pid === me.pid && s.endpoints.threadId === me.threadId;
+    if (sameThread && (forced === undefined || forced === "inproc")) {
+      const server = this.local(s.id);
+      if (server) return { server: s, inFlight: 0, channel: undefined, local: server, draining: false };
+    }
+    let channel: Channel | undefined;
+    if (s.endpoints.host === me.host && s.endpoints.shm && (forced === undefined || forced === "shm")) {
+      channel = await openShm(s.endpoints.shm.socket, this.open);
+    } else if (s.endpoints.tcp && (forced === undefined || forced === "tcp")) {
+      channel = await openTcp(s.endpoints.tcp, this.open);
+    }
+    if (channel === undefined) return undefined;
+    const link: Link = { server: s, inFlight: 0, channel, local: undefined, draining: false };
+    channel.onMessage = (bytes, frame) => this.onMessage(link, bytes, frame);
+    channel.onEnd = (error) => this.lost(link, error);
+    // The GraphServer unlinks the request ring if this process dies before closing it.
+    const segment = channel.segment;
+    if (segment !== undefined) await this.graph.client.request("segment.add", { name: segment }).catch(() => {});
+    return link;
+  }
+
+  /** Stops sending to `link`; closes it once its requests are answered. */
+  private unlink(link: Link): void {
+    this.links.delete(link.server.id);
+    this.ready = this.ready.filter((l) => l !== link);
+    link.draining = true;
+    if (link.inFlight === 0) void link.channel?.close();
+  }
+
+  /** A link's channel ended: its pending requests fail at once. */
+  private lost(link: Link, error: Error | undefined): void {
+    if (this.links.get(link.server.id) === link) this.links.delete(link.server.id);
+    this.ready = this.ready.filter((l) => l !== link);
+    const why =
+      error === undefined
+        ? link.draining
+          ? new PeerDeadError(`server ${link.server.id} of ${JSON.stringify(this.service)} left`)
+          : new ClosedError(`client of ${JSON.stringify(this.service)} is closed`)
+        : error instanceof PeerDeadError
+          ? error
+          : new PeerDeadError(`server ${link.server.id} of ${JSON.stringify(this.service)} is gone`, { cause: error });
+    for (const [id, p] of this.pending) if (p.link === link) this.settle(id, why);
+    const ch = link.channel;
+    if (ch !== undefined) void ch.close().then(() => forget(this.graph, ch));
+  }
+
+  /** Leaves the graph; pending requests reject with `ClosedError`. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.onClose();
+      clearTimeout(this.timer);
+      for (const w of this.waiters.splice(0)) w.fail(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+      for (const id of [...this.pending.keys()]) this.settle(id, new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+      const links = [...this.links.values()];
+      this.links.clear();
+      this.ready = [];
+      await Promise.all(links.map((l) => l.channel?.close()));
+      await this.graph.client.request("client.remove", { id: this.id }).catch(() => {});
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function noop(): void {}
+
+/** A request written in place by the caller's `fill`. */
+class Filler {
+  constructor(
+    readonly size: number,
+    readonly fill: (bytes: Uint8Array) => void,
+  ) {}
+
+  /** The body: runs `fill` on the ring's bytes; a throw fails the request (the bytes go anyway, unanswered). */
+  body(onError: (err: Error) => void): Body {
+    return {
+      size: this.size,
+      flags: FLAG_RAW,
+      writeTo: (target) => {
+        try {
+          this.fill(target);
+        } catch (err) {
+          onError(err instanceof Error ? err : new Error(String(err)));
+        }
+      },
+    };
+  }
+}
+
+/** Tells the GraphServer a closed channel's segment is gone (bookkeeping only). */
+export function forget(graph: GraphRef, ch: Channel): void {
+  const segment = ch.segment;
+  if (segment !== undefined) void graph.client.request("segment.remove", { name: segment }).catch(() => {});
+}
+
+/** Tells the server the client is done with an in-place answer. */
+function sendRelease(ch: Channel, id: number): void {
+  try {
+    ch.send(RpcType.Release, id, 0, EMPTY);
+  } catch {
+    // the channel ended: the server released everything it held
+  }
+}
+
+function inPlaceResponse(bytes: Uint8Array, onRelease: () => void): InPlaceResponse {
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    onRelease();
+  };
+  return { bytes, release, [Symbol.dispose]: release };
+}
+
+/** A handler error of a server in this thread, as a client sees it. */
+function toRemote(err: unknown): Error {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
+  return new RemoteError(
+    typeof e?.message === "string" ? e.message : String(err),
+    typeof e?.code === "string" ? e.code : undefined,
+    typeof e?.name === "string" ? e.name : undefined,
+    { cause: err },
+  );
+}

@@ -1,0 +1,412 @@
+/**
+ * A request/response server: registered with the GraphServer under a service name, it answers
+ * clients in its own thread (the value itself), on the host (shared-memory rings) and on other
+ * hosts (TCP, TLS). Every request is handled as it arrives: a slow one holds back no other.
+ * @module
+ */
+import { randomBytes } from "node:crypto";
+import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
+import { decode } from "../codec/index.js";
+import { AccessDeniedError, ClosedError, InvalidArgumentError, ProtocolError, SystemError } from "../errors.js";
+import { self } from "../graph/identity.js";
+import type { Endpoints } from "../graph/registry.js";
+import type { GraphRef } from "../pubsub/graph-ref.js";
+import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
+import { checkTimeout } from "../util/blocking.js";
+import { isLoopback } from "../util/loopback.js";
+import type { Channel, Releasable } from "./channel.js";
+import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
+import { errorBody, FLAG_RAW, lengthBody, rawBody, readHeader, RPC_HEADER, RpcType, valueBody } from "./wire.js";
+
+/** Answers one request: return the response (or a promise of it); throw to send the client a `RemoteError`. */
+export type Handler<Req = unknown, Res = unknown> = (request: Req) => Res | Promise<Res>;
+
+/**
+ * Answers one request in place: `bytes` is the request's own memory (shared memory when the
+ * client is another process of the host), writable. Change it and return it, or a subarray
+ * of it, as the response (nothing = all of it). Valid only until the handler settles.
+ */
+export type InPlaceHandler = (bytes: Uint8Array) => Uint8Array | void | Promise<Uint8Array | void>;
+
+/** Options of `node.server()`. */
+export interface ServerOptions {
+  /**
+   * In-place mode: requests are bytes (`Uint8Array`), and the handler answers in the request's
+   * own memory (see {@link InPlaceHandler}). Clients use `requestInPlace` for a zero-copy answer.
+   */
+  inPlace?: boolean;
+  /** Offer only this transport to clients (tests, benchmarks). */
+  transport?: "inproc" | "shm" | "tcp";
+  /** Capacity of each response ring in bytes (default 1 MiB; the largest response is half). */
+  capacity?: number;
+  /** Largest message accepted over TCP (default 64 MiB; larger frames drop the connection before any allocation). */
+  maxMessageSize?: number;
+  /** Handshake timeout for connecting clients, ms (default 5000). */
+  timeout?: number;
+  /**
+   * Where clients on other hosts (or forced to TCP) connect: `host` (default 127.0.0.1),
+   * `port` (default any), `tls` (server key and certificate; required off loopback unless
+   * `allowInsecure`). `false`: no TCP endpoint.
+   */
+  tcp?: false | { host?: string; port?: number; tls?: TcpTlsOptions; allowInsecure?: boolean };
+  /** Busy-poll this many µs on request rings before sleeping (default 0). */
+  spinMicros?: number;
+}
+
+/** Default ring capacity of request/response channels. */
+export const DEFAULT_RPC_CAPACITY = 1 << 20;
+/** Default largest message over TCP. */
+export const DEFAULT_MAX_MESSAGE = 64 << 20;
+
+/** Checks a positive integer option. */
+export function intOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}, got ${String(v)}`);
+  return v;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === "object" || typeof v === "function") && typeof (v as { then?: unknown }).then === "function";
+}
+
+/** A server of a service. `await using server = await node.server("resize", handler)`. */
+export class Server implements AsyncDisposable {
+  /** Service name. */
+  readonly service: string;
+  /** Port id in the graph. */
+  readonly id: string;
+  /** In-place mode. */
+  readonly inPlace: boolean;
+  private readonly channels = new Set<Channel>();
+  private readonly sockets = new Set<Socket>();
+  private active = 0;
+  private answered = 0;
+  private idle: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    service: string,
+    id: string,
+    private readonly graph: GraphRef,
+    private readonly handler: Handler<unknown, unknown>,
+    private readonly endpoints: Endpoints,
+    private readonly listeners: NetServer[],
+    private readonly open: OpenOptions,
+    private readonly onClose: () => void,
+    inPlace: boolean,
+  ) {
+    this.service = service;
+    this.id = id;
+    this.inPlace = inPlace;
+  }
+
+  /** @internal Listens (shm handshake socket, TCP) and registers the server. */
+  static async create<Req, Res>(
+    graph: GraphRef,
+    id: string,
+    service: string,
+    handler: Handler<Req, Res> | InPlaceHandler,
+    opts: ServerOptions,
+    onOpen: (server: Server) => void,
+    onClose: () => void,
+  ): Promise<Server> {
+    if (typeof handler !== "function") throw new InvalidArgumentError("a server needs a handler function");
+    const open: OpenOptions = {
+      timeout: checkTimeout(opts.timeout, 5000),
+      capacity: intOption("capacity", opts.capacity, DEFAULT_RPC_CAPACITY, 4096, 1 << 30),
+      maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
+      spinMicros: opts.spinMicros,
+    };
+    const endpoints: Endpoints = { ...self() };
+    const listeners: NetServer[] = [];
+    const ref: { server?: Server } = {};
+    try {
+      if (opts.transport === undefined || opts.transport === "shm") {
+        const name = `plexus-rpc-${process.pid}-${randomBytes(6).toString("hex")}`;
+        const socket = `\0${name}`;
+        const l = createNetServer((s) => ref.server?.acceptShm(s));
+        await listen(l, { path: socket });
+        listeners.push(l);
+        endpoints.shm = { name: `/${name}`, socket };
+      }
+      if ((opts.transport === undefined || opts.transport === "tcp") && opts.tcp !== false) {
+        const t = opts.tcp ?? {};
+        const host = t.host ?? "127.0.0.1";
+        if (t.tls === undefined && !isLoopback(host) && t.allowInsecure !== true) {
+          throw new AccessDeniedError(`plain TCP on ${host}, which is not a loopback address, is refused: serve TLS (option tcp.tls) or opt out with allowInsecure: true`);
+        }
+        let l: NetServer;
+        try {
+          l = t.tls ? createTlsServer(t.tls, (s) => ref.server?.acceptTcp(s)) : createNetServer((s) => ref.server?.acceptTcp(s));
+        } catch (err) {
+          throw new InvalidArgumentError(`invalid TLS options: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        }
+        l.on("tlsClientError", () => {});
+        await listen(l, { host, port: t.port ?? 0 });
+        listeners.push(l);
+        const addr = l.address();
+        endpoints.tcp = { host, port: typeof addr === "object" && addr ? addr.port : 0, tls: t.tls !== undefined };
+      }
+      for (const l of listeners) l.on("error", () => {});
+    } catch (err) {
+      for (const l of listeners) l.close();
+      throw err;
+    }
+    const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, opts.inPlace === true);
+    ref.server = server;
+    // Reachable before it is announced: clients (this node's too) link to it during server.add.
+    onOpen(server);
+    try {
+      await server.register();
+    } catch (err) {
+      await server.close(0);
+      throw err;
+    }
+    return server;
+  }
+
+  /** Requests being handled now. */
+  get inFlight(): number {
+    return this.active;
+  }
+
+  /** Requests answered so far (responses and errors). */
+  get served(): number {
+    return this.answered;
+  }
+
+  /** Clients connected over shm or tcp now. */
+  get connections(): number {
+    return this.channels.size;
+  }
+
+  /** @internal Registers this server again, with the same id (after the GraphServer was replaced). */
+  async register(): Promise<void> {
+    await this.graph.client.request("server.add", { id: this.id, service: this.service, endpoints: this.endpoints, inPlace: this.inPlace });
+  }
+
+  /** @internal A request from a client of this thread: the value itself, no encoding. */
+  call(value: unknown): Promise<unknown> {
+    if (this.closing) return Promise.reject(new ClosedError(`server of ${JSON.stringify(this.service)} is closed`));
+    this.active++;
+    const settle = (): void => this.settled();
+    let result: unknown;
+    try {
+      result = this.handler(value);
+    } catch (err) {
+      settle();
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    const done = (v: unknown): unknown => {
+      settle();
+      if (!this.inPlace) return v;
+      return checkInPlace(v, value as Uint8Array);
+    };
+    if (isThenable(result)) return Promise.resolve(result).then(done, (err: unknown) => {
+      settle();
+      throw err;
+    });
+    try {
+      return Promise.resolve(done(result));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private settled(): void {
+    this.active--;
+    this.answered++;
+    if (this.active === 0) this.idle?.();
+  }
+
+  private acceptShm(socket: Socket): void {
+    if (this.closing) return void socket.destroy();
+    this.sockets.add(socket);
+    socket.on("error", () => socket.destroy());
+    acceptShm(socket, this.open).then(
+      (ch) => this.serve(ch, socket),
+      (err: unknown) => {
+        this.sockets.delete(socket);
+        refuse(socket, err);
+      },
+    );
+  }
+
+  private acceptTcp(socket: Socket): void {
+    if (this.closing) return void socket.destroy();
+    this.sockets.add(socket);
+    socket.on("error", () => socket.destroy());
+    acceptTcp(socket, this.open).then(
+      (ch) => this.serve(ch, socket),
+      (err: unknown) => {
+        this.sockets.delete(socket);
+        refuse(socket, err);
+      },
+    );
+  }
+
+  /** Serves one client's channel until it ends. */
+  private serve(ch: Channel, socket: Socket): void {
+    this.sockets.delete(socket);
+    if (this.closing) return void ch.close();
+    this.channels.add(ch);
+    /** In-place requests answered and not yet released by the client, by id. */
+    const held = new Map<number, Releasable>();
+    ch.onEnd = () => {
+      this.channels.delete(ch);
+      for (const f of held.values()) f.release();
+      held.clear();
+      void ch.close().then(() => {
+        if (ch.segment !== undefined) void this.graph.client.request("segment.remove", { name: ch.segment }).catch(() => {});
+      });
+    };
+    // The GraphServer unlinks the response ring if this process dies before closing it.
+    if (ch.segment !== undefined) void this.graph.client.request("segment.add", { name: ch.segment }).catch(() => {});
+    ch.onMessage = (bytes, frame) => this.onMessage(ch, held, bytes, frame);
+  }
+
+  private onMessage(ch: Channel, held: Map<number, Releasable>, bytes: Uint8Array, frame: Releasable): void {
+    let h;
+    try {
+      h = readHeader(bytes);
+      if (h.type !== RpcType.Request && h.type !== RpcType.Release) throw new ProtocolError(`a client sent message type ${h.type}`);
+    } catch {
+      // Not a request at all: this client is broken. Drop it; the others are served on.
+      frame.release();
+      void ch.close();
+      return;
+    }
+    if (h.type === RpcType.Release) {
+      frame.release();
+      const r = held.get(h.id);
+      held.delete(h.id);
+      r?.release();
+      return;
+    }
+    const id = h.id;
+    const body = bytes.subarray(RPC_HEADER);
+    let arg: unknown;
+    try {
+      if (this.inPlace) {
+        if ((h.flags & FLAG_RAW) === 0) throw new ProtocolError(`${JSON.stringify(this.service)} is an in-place service: requests are raw bytes`);
+        arg = body;
+      } else {
+        if ((h.flags & FLAG_RAW) !== 0) throw new ProtocolError(`${JSON.stringify(this.service)} is not an in-place service: requests are encoded values`);
+        arg = decode(body);
+      }
+    } catch (err) {
+      frame.release();
+      this.reply(ch, id, err);
+      return;
+    }
+    this.active++;
+    let result: unknown;
+    try {
+      result = this.handler(arg);
+    } catch (err) {
+      this.finish(ch, held, id, true, err, body, frame);
+      return;
+    }
+    if (isThenable(result)) {
+      result.then(
+        (v) => this.finish(ch, held, id, false, v, body, frame),
+        (err: unknown) => this.finish(ch, held, id, true, err, body, frame),
+      );
+    } else {
+      this.finish(ch, held, id, false, result, body, frame);
+    }
+  }
+
+  /** Sends the answer of request `id`; releases the request unless it is held for an in-place answer. */
+  private finish(ch: Channel, held: Map<number, Releasable>, id: number, failed: boolean, value: unknown, body: Uint8Array, frame: Releasable): void {
+    this.settled();
+    if (ch.closed) return void frame.release();
+    let keep = false;
+    try {
+      if (failed) ch.send(RpcType.Error, id, 0, errorBody(value));
+      else if (!this.inPlace) ch.send(RpcType.Response, id, 0, valueBody(value));
+      else {
+        const out = checkInPlace(value, body);
+        if (ch.kind === "shm") {
+          // The answer stays where it is: tell the client where, keep the bytes until it is done.
+          held.set(id, frame);
+          keep = true;
+          ch.send(RpcType.InPlace, id, out.byteOffset - body.byteOffset, lengthBody(out.byteLength));
+        } else {
+          ch.send(RpcType.Response, id, 0, rawBody(out));
+        }
+      }
+    } catch (err) {
+      if (keep) held.delete(id);
+      keep = false;
+      this.reply(ch, id, err);
+    }
+    if (!keep) frame.release();
+  }
+
+  /** Sends an error answer, if the channel still can. */
+  private reply(ch: Channel, id: number, err: unknown): void {
+    try {
+      ch.send(RpcType.Error, id, 0, errorBody(err));
+    } catch {
+      // the channel ended: nobody to tell
+    }
+  }
+
+  /**
+   * Leaves the graph (clients stop sending here), waits (up to `timeout` ms, default 5000) for
+   * the requests being handled, then closes every connection. Idempotent.
+   */
+  close(timeout = 5000): Promise<void> {
+    this.closing ??= (async () => {
+      this.onClose();
+      await this.graph.client.request("server.remove", { id: this.id }).catch(() => {}); // not registered (yet): nothing to undo
+      for (const l of this.listeners) l.close();
+      for (const s of this.sockets) s.destroy();
+      if (this.active > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, timeout);
+          this.idle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      await Promise.all([...this.channels].map((c) => c.close()));
+      this.channels.clear();
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** The response of an in-place handler: `bytes` itself (nothing returned) or a view inside it. */
+function checkInPlace(value: unknown, bytes: Uint8Array): Uint8Array {
+  if (value === undefined) return bytes;
+  if (
+    value instanceof Uint8Array &&
+    value.buffer === bytes.buffer &&
+    value.byteOffset >= bytes.byteOffset &&
+    value.byteOffset + value.byteLength <= bytes.byteOffset + bytes.byteLength
+  ) {
+    return value;
+  }
+  throw new InvalidArgumentError("an in-place handler must return the request's bytes or a subarray of them (or nothing)");
+}
+
+/** Listens; a bind failure is a SystemError. */
+function listen(server: NetServer, where: { path: string } | { host: string; port: number }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException): void => reject(new SystemError("listen", e.errno ?? 0, e.code ?? "EIO", e.message, "path" in where ? "request/response socket" : `${where.host}:${where.port}`));
+    server.once("error", onError);
+    server.listen(where, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+}
+

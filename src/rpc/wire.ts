@@ -1,0 +1,162 @@
+/**
+ * What a request/response message looks like in a ring or on a socket: a 16-byte header
+ * (magic, type, flags, the request id, one auxiliary word) and a body. Specified in
+ * docs/protocol.md ("Request/response").
+ * @internal
+ * @module
+ */
+import { decode, encodedSize, encodeInto, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION, FrameKind, type FramePlan } from "../codec/index.js";
+import { ProtocolError } from "../errors.js";
+
+/** "PXR1". */
+export const RPC_MAGIC = 0x31525850;
+/** Header bytes before the body. */
+export const RPC_HEADER = 16;
+
+/** Message types. */
+export const enum RpcType {
+  /** client -> server: a request; body = codec frame, or raw bytes with {@link FLAG_RAW}. */
+  Request = 1,
+  /** server -> client: the answer to request `id`; body as for requests. */
+  Response = 2,
+  /** server -> client: request `id` failed; body = codec frame of `{ code, name, message }`. */
+  Error = 3,
+  /**
+   * server -> client: in-place answer to request `id`: the response is `length` bytes at `aux`
+   * in the request's own body, still in shared memory; body = u32 length.
+   */
+  InPlace = 4,
+  /** client -> server: the client is done with the in-place response of request `id` (empty body). */
+  Release = 5,
+}
+
+/** Flag: the body is raw bytes (in-place services), not a codec frame. */
+export const FLAG_RAW = 1;
+
+/** A parsed header. */
+export interface RpcHeader {
+  /** Message type. */
+  type: RpcType;
+  /** Flags. */
+  flags: number;
+  /** Request id. */
+  id: number;
+  /** Auxiliary word (in-place: offset of the response in the request body). */
+  aux: number;
+}
+
+/** Writes a header at the start of `target` (byte by byte: no DataView to allocate per message). */
+export function writeHeader(target: Uint8Array, type: RpcType, flags: number, id: number, aux = 0): void {
+  put32(target, 0, RPC_MAGIC);
+  target[4] = type;
+  target[5] = flags;
+  target[6] = 0;
+  target[7] = 0;
+  put32(target, 8, id);
+  put32(target, 12, aux);
+}
+
+/** Reads and checks the header of `bytes` (throws {@link ProtocolError}). */
+export function readHeader(bytes: Uint8Array): RpcHeader {
+  if (bytes.length < RPC_HEADER) throw new ProtocolError(`request/response message of ${bytes.length} bytes is shorter than its header`);
+  if (get32(bytes, 0) !== RPC_MAGIC) throw new ProtocolError("not a Plexus request/response message (bad magic)");
+  const type = bytes[4] as RpcType;
+  if (type < RpcType.Request || type > RpcType.Release) throw new ProtocolError(`unknown request/response message type ${type}`);
+  const flags = bytes[5];
+  if ((flags & ~FLAG_RAW) !== 0 || bytes[6] !== 0 || bytes[7] !== 0) throw new ProtocolError(`unknown flags in a request/response message`);
+  return { type, flags, id: get32(bytes, 8), aux: get32(bytes, 12) };
+}
+
+/** Little-endian uint32 at `at`. */
+export function get32(b: Uint8Array, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+}
+
+/** Writes a little-endian uint32 at `at`. */
+function put32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v & 0xff;
+  b[at + 1] = (v >>> 8) & 0xff;
+  b[at + 2] = (v >>> 16) & 0xff;
+  b[at + 3] = (v >>> 24) & 0xff;
+}
+
+/** A body ready to be written into exactly `size` bytes (after the header). */
+export interface Body {
+  /** Body bytes. */
+  readonly size: number;
+  /** Flags to put in the header. */
+  readonly flags: number;
+  /** Writes the body into `target` (`size` bytes). */
+  writeTo(target: Uint8Array): void;
+}
+
+/** The empty body. */
+export const EMPTY: Body = { size: 0, flags: 0, writeTo() {} };
+
+/** A value's codec frame, planned once. */
+class ValueBody implements Body {
+  readonly size: number;
+  readonly flags = 0;
+  constructor(private readonly plan: FramePlan) {
+    this.size = plan.byteLength;
+  }
+  writeTo(target: Uint8Array): void {
+    encodeInto(this.plan, target);
+  }
+}
+
+/** Encodes a value once (throws `EncodeError` for values that cannot travel). */
+export function valueBody(value: unknown): Body {
+  return new ValueBody(encodedSize(value));
+}
+
+/** Raw bytes as the body (in-place services). */
+export function rawBody(bytes: Uint8Array): Body {
+  return { size: bytes.byteLength, flags: FLAG_RAW, writeTo: (t) => t.set(bytes) };
+}
+
+/** The body of an {@link RpcType.InPlace} answer. */
+export function lengthBody(length: number): Body {
+  return {
+    size: 4,
+    flags: 0,
+    writeTo: (t) => put32(t, 0, length),
+  };
+}
+
+/** The body of an {@link RpcType.Error} answer. */
+export function errorBody(err: unknown): Body {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === "string" ? e.code : "ERR_PLEXUS_HANDLER";
+  const name = typeof e?.name === "string" ? e.name : "Error";
+  const message = typeof e?.message === "string" ? e.message : String(err);
+  return valueBody({ code: code.slice(0, 200), name: name.slice(0, 200), message: message.slice(0, 4000) });
+}
+
+/** Offsets in a codec frame header (docs/codec.md). */
+const H_VERSION = 4;
+const H_KIND = 5;
+const H_FLAGS = 6;
+const H_BODY_LENGTH = 8;
+const H_BUFFER_COUNT = 12;
+/** Raw-frame flag: the payload was a `Buffer`. */
+const FLAG_RAW_BUFFER = 1;
+
+/**
+ * Decodes a body into a value the caller owns: when the frame has out-of-band buffers (or is
+ * raw), they are copied out first, so the frame can be released at once.
+ */
+export function decodeOwned(body: Uint8Array): unknown {
+  const n = body.length;
+  if (n >= FRAME_HEADER_BYTES && get32(body, 0) === FRAME_MAGIC && body[H_VERSION] === FRAME_VERSION) {
+    const kind = body[H_KIND];
+    if (kind === FrameKind.Value && get32(body, H_BUFFER_COUNT) === 0) return decode(body);
+    // A bare Uint8Array / Buffer (the usual payload): one copy, no second pass through the decoder.
+    const flags = body[H_FLAGS] | (body[H_FLAGS + 1] << 8);
+    if (kind === FrameKind.Raw && (flags & ~FLAG_RAW_BUFFER) === 0 && get32(body, H_BUFFER_COUNT) === 0 && get32(body, H_BODY_LENGTH) === n - FRAME_HEADER_BYTES) {
+      // Buffers: Node's pool takes small ones (no ArrayBuffer per answer).
+      return flags & FLAG_RAW_BUFFER ? Buffer.from(body.subarray(FRAME_HEADER_BYTES)) : body.slice(FRAME_HEADER_BYTES);
+    }
+  }
+  return decode(body.slice());
+}

@@ -1,0 +1,380 @@
+/**
+ * Request/response within one process, over each transport (inproc: the value itself; shm and
+ * tcp: the same channels other processes use): correlation, out-of-order answers, the
+ * in-flight bound, timeouts, aborts, handler errors, in-place answers, no server.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  AbortError,
+  ClosedError,
+  EncodeError,
+  FrameTooLargeError,
+  InvalidArgumentError,
+  NoServerError,
+  PeerDeadError,
+  RemoteError,
+  TimeoutError,
+  type Snapshot,
+} from "../src/index.js";
+import { deferred, graph, until } from "./helpers/rpc.js";
+
+const { node, address } = await graph();
+const TRANSPORTS = ["inproc", "shm", "tcp"] as const;
+let n = 0;
+const fresh = (base: string): string => `${base}-${++n}`;
+
+for (const transport of TRANSPORTS) {
+  test(`${transport}: requests are answered and correlated, typed arrays included`, async () => {
+    const service = fresh("echo");
+    await using server = await node.server<{ i: number; data: Float64Array }, { i: number; sum: number; data: Float64Array }>(
+      service,
+      (req) => ({ i: req.i, sum: req.data.reduce((a, b) => a + b, 0), data: req.data }),
+      { transport },
+    );
+    await using client = await node.client<{ i: number; data: Float64Array }, { i: number; sum: number; data: Float64Array }>(service, { transport });
+    assert.deepEqual(client.servers, [server.id]);
+    const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => client.request({ i, data: new Float64Array([i, 1, 2]) })));
+    answers.forEach((a, i) => {
+      assert.equal(a.i, i);
+      assert.equal(a.sum, i + 3);
+      assert.deepEqual([...a.data], [i, 1, 2]);
+    });
+    // The answer is the caller's: it stays intact while the rings are reused.
+    const kept = answers[7].data;
+    await Promise.all(Array.from({ length: 200 }, (_, i) => client.request({ i, data: new Float64Array([-1, -1, -1]) })));
+    assert.deepEqual([...kept], [7, 1, 2]);
+    assert.equal(server.served, 300);
+  });
+
+  test(`${transport}: bare byte arrays and Buffers come back as what they were, owned by the caller`, async () => {
+    const service = fresh("bytes");
+    await using _server = await node.server<Uint8Array, Uint8Array>(service, (b) => b, { transport });
+    await using client = await node.client<Uint8Array, Uint8Array>(service, { transport });
+    const u8 = await client.request(new Uint8Array([1, 2, 3]));
+    assert.ok(!Buffer.isBuffer(u8) && u8 instanceof Uint8Array);
+    assert.deepEqual([...u8], [1, 2, 3]);
+    const buf = await client.request(Buffer.from("héllo"));
+    assert.ok(Buffer.isBuffer(buf));
+    assert.equal(buf.toString(), "héllo");
+    const empty = await client.request(new Uint8Array(0));
+    assert.equal(empty.length, 0);
+    if (transport !== "inproc") {
+      assert.ok(!(u8.buffer instanceof SharedArrayBuffer), "copied out of the ring");
+      assert.ok(!(buf.buffer instanceof SharedArrayBuffer), "copied out of the ring");
+    }
+  });
+
+  test(`${transport}: a slow request does not hold back the others (answers out of order)`, async () => {
+    const service = fresh("order");
+    const gate = deferred();
+    await using server = await node.server<string, string>(
+      service,
+      async (req) => {
+        if (req === "slow") await gate.promise;
+        return req;
+      },
+      { transport },
+    );
+    await using client = await node.client<string, string>(service, { transport });
+    const order: string[] = [];
+    const slow = client.request("slow").then((v) => order.push(v));
+    const fast = await Promise.all(["a", "b", "c"].map((v) => client.request(v).then((x) => order.push(x))));
+    assert.equal(fast.length, 3);
+    assert.deepEqual(order, ["a", "b", "c"]);
+    assert.equal(server.inFlight, 1);
+    gate.resolve();
+    await slow;
+    assert.deepEqual(order, ["a", "b", "c", "slow"]);
+  });
+
+  test(`${transport}: at most maxInFlight requests in flight; the next waits, bounded by its timeout`, async () => {
+    const service = fresh("bound");
+    const gate = deferred();
+    let peak = 0;
+    await using server = await node.server<number, number>(
+      service,
+      async (req) => {
+        peak = Math.max(peak, server.inFlight);
+        await gate.promise;
+        return req * 2;
+      },
+      { transport },
+    );
+    await using client = await node.client<number, number>(service, { transport, maxInFlight: 3 });
+    const first = [1, 2, 3, 4, 5].map((i) => client.request(i));
+    await until(() => server.inFlight === 3);
+    assert.equal(client.inFlight, 3);
+    await assert.rejects(client.request(9, { timeout: 50 }), TimeoutError);
+    gate.resolve();
+    assert.deepEqual(await Promise.all(first), [2, 4, 6, 8, 10]);
+    assert.equal(peak, 3);
+  });
+
+  test(`${transport}: timeout and abort reject the request; the server keeps serving`, async () => {
+    const service = fresh("slow");
+    await using server = await node.server<number, number>(
+      service,
+      async (ms) => {
+        await new Promise((r) => setTimeout(r, ms));
+        return ms;
+      },
+      { transport },
+    );
+    await using client = await node.client<number, number>(service, { transport });
+    await assert.rejects(client.request(300, { timeout: 30 }), TimeoutError);
+    const ac = new AbortController();
+    const aborted = client.request(300, { signal: ac.signal });
+    setTimeout(() => ac.abort(new Error("user gave up")), 10);
+    await assert.rejects(aborted, (e: unknown) => e instanceof AbortError && (e.cause as Error).message === "user gave up");
+    await assert.rejects(client.request(1, { signal: AbortSignal.abort() }), AbortError);
+    await assert.rejects(client.request(1, { timeout: -1 }), InvalidArgumentError);
+    assert.equal(client.inFlight, 0, "timed-out and aborted requests free their slot");
+    assert.equal(await client.request(5), 5);
+    await until(() => server.inFlight === 0);
+  });
+
+  test(`${transport}: a handler that throws gives a RemoteError with its message and code, and the server serves on`, async () => {
+    const service = fresh("throw");
+    await using server = await node.server<number, number>(
+      service,
+      (i) => {
+        if (i % 2) throw Object.assign(new RangeError(`odd ${i}`), { code: "E_ODD" });
+        return i;
+      },
+      { transport },
+    );
+    await using client = await node.client<number, number>(service, { transport });
+    for (let i = 0; i < 6; i++) {
+      if (i % 2 === 0) assert.equal(await client.request(i), i);
+      else
+        await assert.rejects(client.request(i), (e: unknown) => {
+          assert.ok(e instanceof RemoteError);
+          assert.equal(e.code, "ERR_PLEXUS_REMOTE");
+          assert.equal(e.remoteCode, "E_ODD");
+          assert.equal(e.remoteName, "RangeError");
+          assert.equal(e.message, `odd ${i}`);
+          return true;
+        });
+    }
+    const rejecting = await node.server(fresh("reject"), () => Promise.reject(new Error("no")), { transport });
+    const rc = await node.client(rejecting.service, { transport });
+    await assert.rejects(rc.request(1), (e: unknown) => e instanceof RemoteError && e.message === "no" && e.remoteCode === "ERR_PLEXUS_HANDLER");
+    await rc.close();
+    await rejecting.close();
+    assert.equal(server.served, 6);
+  });
+
+  test(`${transport}: ${transport === "inproc" ? "values pass as they are, functions included (no encoding)" : "values that cannot travel are refused at the caller; answers that cannot are a RemoteError"}`, async () => {
+    const service = fresh("encode");
+    await using server = await node.server<unknown, unknown>(service, (v) => (v === "fn" ? { f: () => 1 } : v), { transport });
+    await using client = await node.client<unknown, unknown>(service, { transport });
+    if (transport === "inproc") {
+      const value = { f: () => 1 };
+      assert.equal(await client.request(value), value, "the value itself, not a copy");
+      assert.equal(((await client.request("fn")) as { f: () => number }).f(), 1);
+      assert.equal(server.served, 2);
+      return;
+    }
+    await assert.rejects(client.request({ f: () => 1 }), EncodeError);
+    await assert.rejects(client.request("fn"), (e: unknown) => e instanceof RemoteError && e.remoteCode === "ERR_PLEXUS_ENCODE");
+    assert.equal(await client.request("ok"), "ok");
+    assert.equal(server.served, 2);
+  });
+
+  test(`${transport}: in place, the handler changes the request's bytes and returns a view of them`, async () => {
+    const service = fresh("inplace");
+    await using server = await node.server(
+      service,
+      (bytes) => {
+        for (let i = 0; i < bytes.length; i++) bytes[i] += 1;
+        return bytes.subarray(2);
+      },
+      { inPlace: true, transport },
+    );
+    await using client = await node.client(service, { transport });
+    for (let round = 0; round < 50; round++) {
+      const req = new Uint8Array(64 * 1024).map((_, i) => (i + round) & 0xff);
+      const res = await client.requestInPlace(req);
+      assert.equal(res.bytes.length, req.length - 2);
+      assert.equal(res.bytes[0], ((2 + round) & 0xff) + 1);
+      if (transport === "shm") assert.ok(res.bytes.buffer instanceof SharedArrayBuffer, "the answer is the shared memory itself");
+      res.release();
+    }
+    const copy = (await client.request(new Uint8Array([1, 2, 3, 4]))) as Uint8Array;
+    assert.deepEqual([...copy], [4, 5]);
+    // No copy in either: the caller writes the request where it will be sent from.
+    let seen: Uint8Array | undefined;
+    const filled = await client.requestInPlace(1000, (bytes) => {
+      seen = bytes;
+      bytes.fill(41);
+    });
+    assert.equal(filled.bytes.length, 998);
+    assert.ok(filled.bytes.every((b) => b === 42));
+    if (transport === "shm") assert.equal(filled.bytes.buffer, seen?.buffer, "the answer lies in the memory fill wrote");
+    filled.release();
+    await assert.rejects(
+      client.requestInPlace(10, () => {
+        throw new RangeError("cannot fill");
+      }),
+      (e: unknown) => e instanceof RangeError && e.message === "cannot fill",
+    );
+    await assert.rejects(client.requestInPlace(-1, () => {}), InvalidArgumentError);
+    assert.equal(client.inFlight, 0);
+    await assert.rejects(client.request({ not: "bytes" }), InvalidArgumentError);
+    const bad = await node.server(fresh("badinplace"), () => new Uint8Array(4), { inPlace: true, transport });
+    const bc = await node.client(bad.service, { transport });
+    await assert.rejects(bc.requestInPlace(new Uint8Array(8)), (e: unknown) => e instanceof RemoteError && e.remoteCode === "ERR_PLEXUS_INVALID_ARGUMENT");
+    await bc.close();
+    await bad.close();
+    // The request whose fill threw still went out over shm/tcp (its answer was dropped); inproc never called the handler.
+    await until(() => server.served === (transport === "inproc" ? 52 : 53));
+  });
+}
+
+test("no server: NoServerError at once, not a timeout; a server appearing later is found", async () => {
+  const service = fresh("later");
+  await using client = await node.client<number, number>(service);
+  const t0 = performance.now();
+  await assert.rejects(client.request(1, { timeout: 10_000 }), NoServerError);
+  assert.ok(performance.now() - t0 < 5000, "rejected long before the timeout");
+  const server = await node.server<number, number>(service, (x) => x + 1);
+  await until(() => client.servers.length === 1);
+  assert.equal(await client.request(1), 2);
+  await server.close();
+  assert.deepEqual(client.servers, [], "the GraphServer told the client the server left");
+  await assert.rejects(client.request(1), NoServerError);
+});
+
+test("the GraphServer lists servers and clients, and forgets them when they close", async () => {
+  const service = fresh("listed");
+  const server = await node.server(service, () => 1, { transport: "shm" });
+  const client = await node.client(service);
+  let snap: Snapshot = await node.snapshot();
+  assert.deepEqual(
+    snap.servers.filter((s) => s.service === service).map((s) => [s.id, s.inPlace, typeof s.endpoints.shm?.socket]),
+    [[server.id, false, "string"]],
+  );
+  assert.deepEqual(snap.clients.filter((c) => c.service === service).map((c) => c.id), [client.id]);
+  await client.close();
+  await server.close();
+  snap = await node.snapshot();
+  assert.equal(snap.servers.filter((s) => s.service === service).length, 0);
+  assert.equal(snap.clients.filter((c) => c.service === service).length, 0);
+});
+
+test("closed handles: requests on a closed client reject with ClosedError; pending ones too", async () => {
+  const service = fresh("closing");
+  const gate = deferred();
+  const server = await node.server(service, () => gate.promise, { transport: "shm" });
+  const client = await node.client(service, { transport: "shm" });
+  const pending = client.request(1);
+  await until(() => server.inFlight === 1);
+  const rejected = assert.rejects(pending, ClosedError);
+  await client.close();
+  await rejected;
+  await assert.rejects(client.request(1), ClosedError);
+  gate.resolve();
+  await server.close();
+});
+
+for (const transport of ["shm", "tcp"] as const) test(`${transport}: a server that closes answers what it was handling, then its clients lose it`, async () => {
+  const service = fresh("drain");
+  const server = await node.server<number, number>(service, async (ms) => {
+    await new Promise((r) => setTimeout(r, ms));
+    return ms;
+  }, { transport });
+  const client = await node.client<number, number>(service, { transport });
+  const pending = client.request(100);
+  await until(() => server.inFlight === 1);
+  await server.close();
+  assert.equal(await pending, 100);
+  await assert.rejects(client.request(1), NoServerError);
+  await client.close();
+});
+
+test("several servers of one service share the load", async () => {
+  const service = fresh("lb");
+  const servers = await Promise.all(
+    [0, 1, 2].map(async (k) =>
+      node.server<number, number>(service, async () => {
+        await new Promise((r) => setTimeout(r, 2));
+        return k;
+      }, { transport: k === 0 ? "shm" : k === 1 ? "tcp" : "inproc" }),
+    ),
+  );
+  await using client = await node.client<number, number>(service);
+  await until(() => client.servers.length === 3);
+  const got = await Promise.all(Array.from({ length: 90 }, () => client.request(0)));
+  const counts = [0, 1, 2].map((k) => got.filter((g) => g === k).length);
+  for (const c of counts) assert.ok(c >= 10, `every server took a share: ${counts.join("/")}`);
+  for (const s of servers) await s.close();
+});
+
+test("a request larger than the request ring is refused with FrameTooLargeError; the client serves on", async () => {
+  const service = fresh("large");
+  await using server = await node.server<Uint8Array, number>(service, (b) => b.length, { transport: "shm" });
+  await using client = await node.client<Uint8Array, number>(service, { transport: "shm", capacity: 64 * 1024 });
+  await assert.rejects(client.request(new Uint8Array(40 * 1024)), FrameTooLargeError);
+  assert.equal(client.inFlight, 0);
+  assert.equal(await client.request(new Uint8Array(20 * 1024)), 20 * 1024);
+  // An answer larger than the response ring is the handler's failure, reported to the client.
+  const big = await node.server(fresh("bigreply"), () => new Uint8Array(1 << 20), { transport: "shm", capacity: 64 * 1024 });
+  const bc = await node.client(big.service, { transport: "shm" });
+  await assert.rejects(bc.request(1), (e: unknown) => e instanceof RemoteError && e.remoteCode === "ERR_PLEXUS_FRAME_TOO_LARGE");
+  await bc.close();
+  await big.close();
+  assert.equal(server.served, 1);
+});
+
+test("a server in a worker thread of this process is reached over shm", async () => {
+  const { Worker } = await import("node:worker_threads");
+  const service = fresh("thread");
+  const worker = new Worker(new URL("./fixtures/rpc-thread-server.js", import.meta.url), { workerData: { address, service } });
+  try {
+    assert.equal(await new Promise((r) => worker.once("message", r)), "ready");
+    await using client = await node.client<{ n: number }, { n: number; threadId: number }>(service);
+    await until(() => client.servers.length === 1);
+    const answers = await Promise.all(Array.from({ length: 50 }, (_, n) => client.request({ n })));
+    answers.forEach((a, n) => {
+      assert.equal(a.n, 2 * n);
+      assert.equal(a.threadId, worker.threadId);
+    });
+    worker.postMessage("close");
+    assert.equal(await new Promise((r) => worker.once("message", r)), "closed");
+    await until(() => client.servers.length === 0);
+  } finally {
+    await worker.terminate();
+  }
+});
+
+test("tcp with TLS: a client that trusts the server's CA is served; one that does not is refused", async () => {
+  const { testCerts } = await import("./helpers/tcp-certs.js");
+  const certs = testCerts();
+  const service = fresh("tls");
+  await using server = await node.server<string, string>(service, (s) => s.toUpperCase(), {
+    transport: "tcp",
+    tcp: { tls: { key: certs.serverKey, cert: certs.serverCert } },
+  });
+  assert.equal((await node.snapshot()).servers.find((s) => s.id === server.id)?.endpoints.tcp?.tls, true);
+  await using client = await node.client<string, string>(service, { transport: "tcp", tls: { ca: certs.ca } });
+  assert.equal(await client.request("secret"), "SECRET");
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.message);
+  process.on("warning", onWarning);
+  try {
+    await using stranger = await node.client<string, string>(service, { transport: "tcp", tls: { ca: certs.otherCa } });
+    await assert.rejects(stranger.request("secret"), NoServerError);
+  } finally {
+    process.off("warning", onWarning);
+  }
+  assert.ok(warnings.some((w) => /TLS with the server failed/.test(w)), warnings.join("; "));
+});
+
+test("bad options are refused with InvalidArgumentError", async () => {
+  await assert.rejects(node.client("x", { maxInFlight: 0 }), InvalidArgumentError);
+  await assert.rejects(node.client("has space"), InvalidArgumentError);
+  await assert.rejects(node.server("x", undefined as unknown as () => void), InvalidArgumentError);
+  await assert.rejects(node.server("x", () => 1, { tcp: { host: "0.0.0.0" }, transport: "tcp" }), (e: unknown) => (e as Error).name === "AccessDeniedError");
+  assert.ok(PeerDeadError);
+});
