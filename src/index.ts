@@ -11,3 +11,4 @@ export * from "./transport/index.js";
 export * from "./pubsub/index.js";
 export * from "./graph/index.js";
 export type { BlockingOptions } from "./util/blocking.js";
+export * from "./queue/index.js";
