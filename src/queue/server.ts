@@ -109,7 +109,7 @@ export class QueueServer extends Endpoint {
         resolve();
       });
     });
-    server.unref();
+    // the listener keeps the process alive while the server is open, like an HTTP server
     return new QueueServer(server, cfg, (server.address() as AddressInfo).port);
   }
 
