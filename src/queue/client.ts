@@ -21,9 +21,8 @@ import { isLoopback } from "../util/loopback.js";
 import { Endpoint } from "./endpoint.js";
 import { SocketLink, type Link } from "./link.js";
 import { identityOf, settings, type QueueClientOptions, type Settings } from "./options.js";
-import { BYE_IDLE } from "./server.js";
 import { Session } from "./session.js";
-import { decodeHandshake, encodeHandshake, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
+import { decodeHandshake, encodeHandshake, FLAG_IDLE, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
 
 const enum State {
   Connected,
@@ -163,10 +162,17 @@ export class QueueClient extends Endpoint {
 
   /** @internal */
   bye(_s: Session, flags: number): void {
-    this.link?.end();
-    if ((flags & BYE_IDLE) !== 0 && this.session.outstanding === 0) {
+    const l = this.link;
+    this.link = undefined;
+    this.session.link = undefined;
+    l?.end();
+    if ((flags & FLAG_IDLE) !== 0 && !this.closing) {
+      // Collected while idle: start a new session on the next call (or now, if something waits).
+      // The server ignores DATA that arrives after it ended the session, so what was in flight
+      // was not delivered: it goes out again, first, in the new session.
+      this.session.requeue();
       this.state = State.Idle;
-      this.session.restart(new PeerDeadError("session collected"));
+      if (this.session.outstanding > 0 || this.inbox.waiting > 0) this.reconnect();
       return;
     }
     this.fail(new PeerDeadError("the queue server closed"));

@@ -98,6 +98,11 @@ export class Inbox {
     return this.items.length - this.head;
   }
 
+  /** Pending `get` calls. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
   /** Messages parked for lack of room. */
   get parkedCount(): number {
     return this.parked.length;

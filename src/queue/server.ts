@@ -16,10 +16,8 @@ import type { PeerId } from "./inbox.js";
 import { SocketLink, type Link } from "./link.js";
 import { settings, type QueueServerOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
-import { decodeHandshake, encodeHandshake, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
+import { decodeHandshake, encodeHandshake, FLAG_IDLE, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
 
-/** BYE flag: the session was idle; the client may come back (it reconnects on its next call). */
-export const BYE_IDLE = 1;
 
 /** Options of {@link QueueServer.put} given as an object. */
 export interface ServerPutOptions extends BlockingOptions {
@@ -197,7 +195,7 @@ export class QueueServer extends Endpoint {
     for (const s of [...this.sessions.values()]) {
       if (s.link === undefined || now - s.lastData < this.scfg.idleTimeout) continue;
       if (s.outstanding > 0 || s.unacknowledged > 0) continue;
-      s.control(QFrame.Bye, BYE_IDLE);
+      s.control(QFrame.Bye, FLAG_IDLE);
       s.link.end();
       this.endSession(s, new PeerDeadError("client session collected after being idle"));
     }

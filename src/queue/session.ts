@@ -115,6 +115,7 @@ export class Session {
 
   /** Handles a frame from the peer (after the handshake). Throws `ProtocolError` on a violation. */
   onFrame(h: Header, payload: Buffer): void {
+    if (this.dead) return; // the session ended (BYE, collected): late frames mean nothing
     switch (h.type) {
       case QFrame.Data: {
         this.lastData = performance.now();
@@ -188,6 +189,21 @@ export class Session {
   restart(err: Error): void {
     for (const e of this.inflight.values()) e.op.fail(err);
     this.inflight.clear();
+    this.unacked.clear();
+    this.nextSerial = 1;
+    this.lastIn = 0;
+    this.generation++;
+  }
+
+  /**
+   * Starts over with fresh serials after the peer ended the session knowing nothing of what is
+   * in flight (idle collection): those messages go out again first.
+   */
+  requeue(): void {
+    const again = [...this.inflight.values()];
+    this.inflight.clear();
+    this.waiting = again.concat(this.waiting.slice(this.waitHead));
+    this.waitHead = 0;
     this.unacked.clear();
     this.nextSerial = 1;
     this.lastIn = 0;

@@ -45,6 +45,9 @@ export const enum QFrame {
 /** DATA flag: acknowledge on release (reliable), not on receipt (fast). */
 export const FLAG_RELIABLE = 1;
 
+/** BYE flag (server -> client): the session was collected while idle; the client may start a new one. */
+export const FLAG_IDLE = 1;
+
 /** WELCOME status codes. */
 export const enum HandshakeStatus {
   /** Joined. */
@@ -133,8 +136,10 @@ export function checkHeader(h: Header, maxMessage: number): "ok" | "too-large" {
       return "ok";
     case QFrame.Ack:
     case QFrame.Ping:
-    case QFrame.Bye:
       if (h.length !== 0 || h.flags !== 0) throw new ProtocolError(`control frame ${h.type} with a payload or flags`);
+      return "ok";
+    case QFrame.Bye:
+      if (h.length !== 0 || (h.flags & ~FLAG_IDLE) !== 0) throw new ProtocolError("BYE with a payload or unknown flags");
       return "ok";
     default:
       throw new ProtocolError(`unknown queue frame type ${h.type}`);
