@@ -93,6 +93,8 @@ function throughputTable(results: readonly CaseResult[], baselines: Set<string>)
       `| ${r.name} | ${r.variant} | ${rate(r.median.messagesPerSecond)} | ${gbps(r.median.gigabytesPerSecond)} | ` +
         `${gbps(r.spread.gigabytesPerSecond.min)}..${gbps(r.spread.gigabytesPerSecond.max)} | ${isBase && r.ratios.length === 0 ? "baseline" : ratios(r)} | ${r.median.messages} |`,
     );
+    const rss = Math.max(...r.repetitions.map((x) => x.peakRssBytes ?? NaN));
+    if (Number.isFinite(rss)) lines[lines.length - 1] += ` peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB |`;
   }
   return lines;
 }

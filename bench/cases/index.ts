@@ -17,3 +17,4 @@ import "./plexus-pubsub.js";
 import "./tcp-fanout.js";
 import "./zerobuffer.js";
 import "./plexus-tcp.js";
+import "./iops.js";
