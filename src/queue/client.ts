@@ -9,7 +9,6 @@ import {
   AbortError,
   AccessDeniedError,
   ClosedError,
-  InvalidArgumentError,
   PeerDeadError,
   PlexusError,
   ProtocolError,
@@ -20,6 +19,7 @@ import { checkTimeout, throwIfAborted, type BlockingOptions } from "../util/bloc
 import { isLoopback } from "../util/loopback.js";
 import { Endpoint } from "./endpoint.js";
 import { SocketLink, type Link } from "./link.js";
+import { MqttHub, MqttLink } from "./mqtt.js";
 import { identityOf, settings, type QueueClientOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
 import { decodeHandshake, encodeHandshake, FLAG_IDLE, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
@@ -48,13 +48,16 @@ export class QueueClient extends Endpoint {
   /** This client's identity (32 hex digits): the server's `msg.peer` for its messages. */
   readonly id: string;
   private readonly session: Session;
-  private link: SocketLink | undefined;
+  private link: Link | undefined;
+  private hub: MqttHub | undefined;
   private state = State.Reconnecting;
   private readonly where: string;
   private readonly tlsOpts: ConnectionOptions | undefined;
   private reconnecting: Promise<void> | undefined;
   private closed: Promise<void> | undefined;
   private abortDial: (() => void) | undefined;
+  /** MQTT: the link of the handshake in progress. */
+  private dialing: MqttLink | undefined;
 
   private constructor(
     cfg: Settings,
@@ -79,7 +82,6 @@ export class QueueClient extends Endpoint {
   /** @internal use `queue.client` */
   static async connect(opts: QueueClientOptions): Promise<QueueClient> {
     const cfg = settings(opts, false);
-    if (cfg.url.scheme !== "tcp" && cfg.url.scheme !== "tls") throw new InvalidArgumentError("QueueClient.connect takes tcp:// or tls:// URLs");
     throwIfAborted(opts.signal, "connect");
     if (!cfg.useTls && !isLoopback(cfg.url.host) && !cfg.allowInsecure) {
       throw new AccessDeniedError(
@@ -88,13 +90,23 @@ export class QueueClient extends Endpoint {
     }
     const c = new QueueClient(cfg, identityOf(opts.identity), checkTimeout(opts.connectTimeout, 5000));
     try {
+      if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
+        const hub = await MqttHub.connect(cfg.url, cfg.tls, c.identity, `c/${c.id}`, c.connectTimeout);
+        hub.onUnknown = (_peer, frame) => c.mqttLink()?.receive(frame);
+        c.hub = hub;
+      }
       await c.dial(opts.signal);
     } catch (err) {
       c.state = State.Closed;
       c.stopTicker();
+      await c.hub?.close();
       throw err;
     }
     return c;
+  }
+
+  private mqttLink(): MqttLink | undefined {
+    return this.dialing ?? (this.link instanceof MqttLink ? this.link : undefined);
   }
 
   /** The server's id (as `msg.peer` of the messages it puts). */
@@ -143,7 +155,7 @@ export class QueueClient extends Endpoint {
     const l = this.link;
     this.state = State.Closed;
     if (l !== undefined && !l.closed) {
-      const gone = new Promise<void>((resolve) => l.socket.once("close", () => resolve()));
+      const gone = l.whenClosed();
       l.write([encodeBye()]);
       l.end();
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -154,6 +166,7 @@ export class QueueClient extends Endpoint {
     }
     this.session.kill(new ClosedError("queue client is closed"));
     this.stopTicker();
+    await this.hub?.close();
   }
 
   protected links(): Iterable<Link> {
@@ -189,11 +202,18 @@ export class QueueClient extends Endpoint {
   /** One connection attempt with handshake; attaches the session on success. */
   private dial(signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const { host, port } = this.cfg.url;
-      const opts = { host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: this.cfg.peerTimeout };
-      const socket: Socket = this.tlsOpts ? tlsConnect({ ...this.tlsOpts, ...opts }) : netConnect(opts);
-      socket.setNoDelay(true);
-      const link = new SocketLink(socket, this.cfg.maxMessage);
+      let socketError: NodeJS.ErrnoException | undefined;
+      let link: Link;
+      if (this.hub !== undefined) {
+        link = this.dialing = this.hub.link("server", "s", this.cfg.maxMessage);
+      } else {
+        const { host, port } = this.cfg.url;
+        const opts = { host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: this.cfg.peerTimeout };
+        const socket: Socket = this.tlsOpts ? tlsConnect({ ...this.tlsOpts, ...opts }) : netConnect(opts);
+        socket.setNoDelay(true);
+        socket.on("error", (err: NodeJS.ErrnoException) => (socketError ??= err));
+        link = new SocketLink(socket, this.cfg.maxMessage);
+      }
       let done = false;
       const finish = (err?: PlexusError): void => {
         if (done) return;
@@ -201,6 +221,7 @@ export class QueueClient extends Endpoint {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
         this.abortDial = undefined;
+        this.dialing = undefined;
         if (err !== undefined) {
           link.destroy();
           reject(err);
@@ -210,21 +231,18 @@ export class QueueClient extends Endpoint {
       const onAbort = (): void => finish(new AbortError("connect aborted", { cause: signal?.reason }));
       signal?.addEventListener("abort", onAbort, { once: true });
       this.abortDial = () => finish(new ClosedError("queue client closed while connecting"));
-      let socketError: NodeJS.ErrnoException | undefined;
-      socket.on("error", (err: NodeJS.ErrnoException) => (socketError ??= err));
-      socket.once(this.tlsOpts ? "secureConnect" : "connect", () => {
-        link.write([
-          encodeHandshake(QFrame.Hello, {
-            version: QUEUE_VERSION,
-            status: 0,
-            resumed: false,
-            slots: this.cfg.slots,
-            heartbeat: this.cfg.heartbeat,
-            maxMessage: this.cfg.maxMessage,
-            identity: this.identity,
-          }),
-        ]);
-      });
+      // Sockets buffer writes until connected (and TLS until secure): HELLO goes out first.
+      link.write([
+        encodeHandshake(QFrame.Hello, {
+          version: QUEUE_VERSION,
+          status: 0,
+          resumed: false,
+          slots: this.cfg.slots,
+          heartbeat: this.cfg.heartbeat,
+          maxMessage: this.cfg.maxMessage,
+          identity: this.identity,
+        }),
+      ]);
       let welcomed = false;
       link.bind({
         frame: (h: Header, payload: Buffer) => {

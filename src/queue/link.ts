@@ -11,6 +11,10 @@ import type { Header } from "./wire.js";
 
 /** What a session needs from a connection. */
 export interface Link {
+  /** Sets (or replaces) the receiver of this link's frames and its end. */
+  bind(events: LinkEvents): void;
+  /** Resolves once the connection is gone. */
+  whenClosed(): Promise<void>;
   /** Writes one frame given as pieces (header, payload...). */
   write(chunks: readonly Uint8Array[]): void;
   /** Ends the connection after what was written (graceful). */
@@ -75,9 +79,13 @@ export class SocketLink implements Link {
     socket.on("close", () => this.finish());
   }
 
-  /** Sets (or replaces) the receiver of this link's frames and its end. */
   bind(events: LinkEvents): void {
     this.events = events;
+  }
+
+  whenClosed(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.socket.once("close", () => resolve()));
   }
 
   write(chunks: readonly Uint8Array[]): void {

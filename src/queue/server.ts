@@ -14,6 +14,7 @@ import { intOption, msOption } from "../transport/tcp-wire.js";
 import { Endpoint } from "./endpoint.js";
 import type { PeerId } from "./inbox.js";
 import { SocketLink, type Link } from "./link.js";
+import { MqttHub, MqttLink } from "./mqtt.js";
 import { settings, type QueueServerOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
 import { decodeHandshake, encodeHandshake, FLAG_IDLE, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
@@ -48,29 +49,39 @@ export class QueueServer extends Endpoint {
   /** The port listened on. */
   readonly port: number;
   private readonly sessions = new Map<PeerId, Session>();
-  private readonly live = new Set<SocketLink>();
+  private readonly live = new Set<Link>();
   private readonly lost = new Map<Session, ReturnType<typeof setTimeout>>();
-  private readonly identity = randomBytes(16);
   private closed: Promise<void> | undefined;
 
   private constructor(
-    private readonly server: Server,
+    private readonly server: Server | undefined,
+    private readonly hub: MqttHub | undefined,
+    private readonly identity: Buffer,
     private readonly scfg: ServerConfig,
     port: number,
   ) {
     super(scfg);
     this.port = port;
     const h = scfg.url.host.includes(":") ? `[${scfg.url.host}]` : scfg.url.host;
-    this.url = `${scfg.url.scheme}://${h}:${port}`;
-    server.on(scfg.useTls ? "secureConnection" : "connection", (s: Socket) => this.accept(s));
-    server.on("tlsClientError", (err: Error) => this.report(new AccessDeniedError(`TLS handshake with a client failed: ${err.message}`, { cause: err })));
-    server.on("error", () => {}); // accept errors (EMFILE): that connection is lost, the server serves on
+    this.url = `${scfg.url.scheme}://${h}:${port}${hub ? `/${encodeURIComponent(scfg.url.name)}` : ""}`;
+    if (server !== undefined) {
+      server.on(scfg.useTls ? "secureConnection" : "connection", (s: Socket) => this.accept(s));
+      server.on("tlsClientError", (err: Error) => this.report(new AccessDeniedError(`TLS handshake with a client failed: ${err.message}`, { cause: err })));
+      server.on("error", () => {}); // accept errors (EMFILE): that connection is lost, the server serves on
+    }
+    if (hub !== undefined) {
+      hub.onUnknown = (peer, frame) => {
+        if (this.closing) return;
+        const link = hub.link(peer, `c/${peer}`, this.cfg.maxMessage);
+        this.acceptLink(link);
+        link.receive(frame);
+      };
+    }
   }
 
   /** @internal use `queue.server` */
   static async create(opts: QueueServerOptions): Promise<QueueServer> {
     const base = settings(opts, true);
-    if (base.url.scheme !== "tcp" && base.url.scheme !== "tls") throw new InvalidArgumentError("QueueServer.create takes tcp:// or tls:// URLs");
     const cfg: ServerConfig = {
       ...base,
       maxClients: intOption("maxClients", opts.maxClients, 1024, 1, 65536),
@@ -81,6 +92,11 @@ export class QueueServer extends Endpoint {
     const { host, port } = cfg.url;
     if (!cfg.useTls && !isLoopback(host) && !cfg.allowInsecure) {
       throw new AccessDeniedError(`plain TCP on ${host}, which is not a loopback address, is refused: serve TLS (option tls) or opt out with allowInsecure: true`);
+    }
+    const identity = randomBytes(16);
+    if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
+      const hub = await MqttHub.connect(cfg.url, cfg.tls, identity, "s", cfg.handshakeTimeout);
+      return new QueueServer(undefined, hub, identity, cfg, port);
     }
     if (cfg.useTls && (cfg.tls === undefined || (cfg.tls.pfx === undefined && (cfg.tls.key === undefined || cfg.tls.cert === undefined)))) {
       throw new InvalidArgumentError("a TLS queue server needs tls.key and tls.cert (or tls.pfx)");
@@ -108,7 +124,7 @@ export class QueueServer extends Endpoint {
       });
     });
     // the listener keeps the process alive while the server is open, like an HTTP server
-    return new QueueServer(server, cfg, (server.address() as AddressInfo).port);
+    return new QueueServer(server, undefined, identity, cfg, (server.address() as AddressInfo).port);
   }
 
   /** The clients with a session (connected, or reconnecting within `reconnectWindow`). */
@@ -160,7 +176,7 @@ export class QueueServer extends Endpoint {
 
   private async shutdown(): Promise<void> {
     this.closing = true;
-    this.server.close();
+    this.server?.close();
     const started = performance.now();
     await this.flushPuts(this.cfg.linger, new ClosedError("queue server closed before the put was acknowledged"));
     this.inbox.end(new ClosedError("queue server is closed"));
@@ -168,9 +184,9 @@ export class QueueServer extends Endpoint {
     for (const s of this.sessions.values()) {
       s.control(QFrame.Bye);
       const l = s.link;
-      if (l !== undefined && !l.closed && l instanceof SocketLink) {
-        waits.push(new Promise<void>((resolve) => l.socket.once("close", () => resolve())));
-        l.end();
+      if (l !== undefined && !l.closed) {
+        waits.push(l.whenClosed());
+        l.end(); // TCP: FIN after the BYE, then wait for the client to hang up; MQTT: BYE is published, done
       }
     }
     const rest = Math.max(100, this.cfg.linger - (performance.now() - started));
@@ -183,6 +199,7 @@ export class QueueServer extends Endpoint {
     for (const s of this.sessions.values()) s.kill(new ClosedError("queue server is closed"));
     this.sessions.clear();
     this.stopTicker();
+    await this.hub?.close();
   }
 
   protected links(): Iterable<Link> {
@@ -230,13 +247,16 @@ export class QueueServer extends Endpoint {
       return;
     }
     socket.setNoDelay(true);
-    const link = new SocketLink(socket, this.cfg.maxMessage);
+    this.acceptLink(new SocketLink(socket, this.cfg.maxMessage));
+  }
+
+  private acceptLink(link: SocketLink | MqttLink): void {
     this.live.add(link);
     let session: Session | undefined;
     const timer = setTimeout(() => link.fail(new ProtocolError(`no queue handshake within ${this.scfg.handshakeTimeout} ms`)), this.scfg.handshakeTimeout);
     link.bind({
       frame: (h: Header, payload: Buffer) => {
-        if (session !== undefined) {
+        if (session !== undefined && !(h.type === QFrame.Hello && link instanceof MqttLink)) {
           session.onFrame(h, payload);
           return;
         }
@@ -256,7 +276,7 @@ export class QueueServer extends Endpoint {
   }
 
   /** Answers a HELLO; returns the client's session, or undefined after a refusal. */
-  private hello(link: SocketLink, payload: Buffer): Session | undefined {
+  private hello(link: Link, payload: Buffer): Session | undefined {
     const h = decodeHandshake(payload);
     const refuse = (status: HandshakeStatus): undefined => {
       link.write([this.welcome(status, false)]);
