@@ -26,7 +26,7 @@ registerRow({
     "A sender process puts messages to a receiver process over loopback TCP; the receiver takes each, touches one byte per 64 and counts it; " +
     "time = first put to the receiver confirming the last byte (IPC). sync: puts in batches of the receiver's queue limit " +
     `(${MAX_QUEUE} messages / ${MAX_QUEUE_BYTES >> 20} MiB), each batch acknowledged before the next; async: a sliding window of ${WINDOW} ` +
-    "unacknowledged puts; mix: async over sizes 256 B .. 16 MiB (powers of two, each size 1 MiB per cycle: 4096 x 256 B ... 1 x 16 MiB). " +
+    "unacknowledged puts; mix: async over sizes 256 B .. 16 MiB (powers of two, each size 1 MiB per cycle of 8191 messages: 4096 x 256 B ... 1 x 16 MiB, in a fixed shuffled order). " +
     "Plexus: queue client -> queue server, fast mode, 16 slots, each put resolved by the server's ack. raw tcp socket: plain writes, no framing, " +
     "no acks (the floor). mqtt: QoS 1 publish to an aedes broker (PUBACK), one subscriber in the broker's process. grpc: a bidirectional " +
     "stream, one 1-byte ack per message. peak RSS = the receiving process's maxRSS.",
@@ -124,9 +124,17 @@ async function grpcSender(scope: CaseScope): Promise<Sender> {
   };
 }
 
-/** 256 B .. 16 MiB, 1 MiB of each size per cycle. */
+/**
+ * 256 B .. 16 MiB, 1 MiB of each size per cycle, in a fixed shuffled order (so a run of any
+ * length sees about the same mix of sizes; bytes are counted exactly).
+ */
 const MIX: number[] = [];
 for (let k = 8; k <= 24; k++) for (let i = 0; i < 1 << (20 - Math.min(k, 20)); i++) MIX.push(1 << k);
+for (let i = MIX.length - 1, seed = 12345; i > 0; i--) {
+  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+  const j = seed % (i + 1);
+  [MIX[i], MIX[j]] = [MIX[j] as number, MIX[i] as number];
+}
 const MIX_BUFFERS = new Map<number, Buffer>();
 const bufferOf = (size: number): Buffer => {
   let b = MIX_BUFFERS.get(size);

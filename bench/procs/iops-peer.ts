@@ -57,7 +57,7 @@ if (kind === "plexus") {
   serve(handler, { port }, onExit);
 } else if (kind === "grpc") {
   const grpc = await import("@grpc/grpc-js");
-  const server = new grpc.Server();
+  const server = new grpc.Server({ "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1 });
   const same = (b: Buffer): Buffer => b;
   const ACK = Buffer.from([1]);
   server.addService(

@@ -5,7 +5,7 @@
  * @module
  */
 import { ClosedError, FrameTooLargeError, PeerDeadError, type PlexusError } from "../errors.js";
-import { encodeChunks, encodedSize } from "../codec/index.js";
+import { encodeChunks, encodedSize, encodeInto } from "../codec/index.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import { releasingIterator } from "../util/iterate.js";
 import { endedError, Inbox, type QueueMessage } from "./inbox.js";
@@ -13,7 +13,10 @@ import type { Link } from "./link.js";
 import type { Settings } from "./options.js";
 import { PutOp } from "./put.js";
 import type { Session, SessionHost } from "./session.js";
-import { FLAG_RELIABLE, header, QFrame } from "./wire.js";
+import { FLAG_RELIABLE, header, HEADER_BYTES, QFrame } from "./wire.js";
+
+/** Messages up to this size are copied into one buffer with their header. */
+const SMALL = 8 << 10;
 
 const PING = header(0, QFrame.Ping, 0, 0);
 
@@ -101,7 +104,20 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
       if (plan.byteLength > this.cfg.maxMessage) {
         throw new FrameTooLargeError(`message of ${plan.byteLength} bytes exceeds the limit of ${this.cfg.maxMessage} bytes`);
       }
-      const chunks = encodeChunks(plan);
+      let chunks: Uint8Array[];
+      if (plan.byteLength <= SMALL) {
+        // One buffer: header room + the whole frame (one copy of a small message, one write).
+        const b = Buffer.allocUnsafe(HEADER_BYTES + plan.byteLength);
+        encodeInto(plan, b.subarray(HEADER_BYTES));
+        chunks = [b];
+      } else {
+        // Header room + the frame's head in one buffer, the value's own buffers after it (no copy).
+        const parts = encodeChunks(plan);
+        const head = Buffer.allocUnsafe(HEADER_BYTES + parts[0].byteLength);
+        head.set(parts[0], HEADER_BYTES);
+        parts[0] = head;
+        chunks = parts;
+      }
       const op = new PutOp(targets.length, timeout, opts.signal);
       this.ops.add(op);
       op.onSettle = () => {

@@ -8,7 +8,14 @@
 import { FrameTooLargeError } from "../errors.js";
 import { checkHeader, HEADER_BYTES, readHeader, type Header } from "./wire.js";
 
-/** Called with each complete frame; `payload` is a fresh buffer owned by the callee. */
+/**
+ * Frames at least this large that arrive within one read are handed out as views of the read
+ * buffer (no copy; the codec copies only buffers it cannot align). Smaller ones are copied, so
+ * a small message never keeps a whole read buffer alive.
+ */
+const ZERO_COPY_MIN = 16 << 10;
+
+/** Called with each complete frame; `payload` is owned by the callee (a copy, or a view of a read buffer nobody else uses). */
 export type FrameHandler = (h: Header, payload: Buffer) => void;
 
 /** An incremental frame parser for one connection. */
@@ -37,7 +44,16 @@ export class FrameParser {
       if (this.current === undefined) {
         const take = Math.min(HEADER_BYTES - this.headFill, n - at);
         if (this.headFill === 0 && take === HEADER_BYTES) {
-          this.begin(readHeader(chunk, at));
+          const h = readHeader(chunk, at);
+          const end = at + HEADER_BYTES + h.length;
+          if (h.length >= ZERO_COPY_MIN && end <= n) {
+            // The whole frame is in this read: hand out a view of it, no copy.
+            this.check(h);
+            at = end;
+            this.onFrame(h, chunk.subarray(end - h.length, end));
+            continue;
+          }
+          this.begin(h);
         } else {
           chunk.copy(this.head, this.headFill, at, at + take);
           this.headFill += take;
@@ -63,10 +79,14 @@ export class FrameParser {
     return this.current === undefined && this.headFill === 0;
   }
 
-  private begin(h: Header): void {
+  private check(h: Header): void {
     if (checkHeader(h, this.maxMessage) === "too-large") {
       throw new FrameTooLargeError(`a peer announced a ${h.length}-byte message; this end accepts at most ${this.maxMessage} bytes`);
     }
+  }
+
+  private begin(h: Header): void {
+    this.check(h);
     this.current = h;
     this.headFill = HEADER_BYTES;
     // Buffer.allocUnsafe hands out 8-aligned memory, so typed arrays in the frame decode as views.

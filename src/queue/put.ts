@@ -11,7 +11,11 @@ import { AbortError, TimeoutError } from "../errors.js";
 export interface Entry {
   /** The put it belongs to. */
   readonly op: PutOp;
-  /** The encoded message as pieces (shared by every peer of the put; the value's buffers are not copied). */
+  /**
+   * The frame as pieces: the first starts with 12 bytes of room for the
+   * queue header (written per peer just before each write), then the encoded message; the
+   * value's large buffers follow uncopied. Shared by every peer of the put.
+   */
   readonly chunks: readonly Uint8Array[];
   /** Total bytes of `chunks`. */
   readonly bytes: number;
@@ -23,6 +27,8 @@ export interface Entry {
 export class PutOp {
   /** True once resolved or rejected. */
   settled = false;
+  /** Writes of the shared first chunk so far (the first peer's write uses it, others a copy). */
+  written = 0;
   /** Resolves when every peer acknowledged; rejects with the first typed error. */
   readonly promise: Promise<void>;
   private remaining: number;

@@ -10,7 +10,7 @@
 import { BackpressureError, FrameTooLargeError, PeerDeadError, ProtocolError } from "../errors.js";
 import type { Link } from "./link.js";
 import type { Entry } from "./put.js";
-import { header, type Header, NackReason, QFrame, serialDiff } from "./wire.js";
+import { header, type Header, NackReason, QFrame, serialDiff, writeHeader } from "./wire.js";
 
 /** What a session needs from its endpoint. */
 export interface SessionHost {
@@ -104,13 +104,26 @@ export class Session {
       const serial = this.nextSerial;
       this.nextSerial = (this.nextSerial + 1) >>> 0 || 1;
       this.inflight.set(serial, e);
-      link.write([header(e.bytes, QFrame.Data, e.flags, serial), ...e.chunks]);
+      this.writeData(link, e, serial);
       this.lastData = performance.now();
     }
     if (this.waitHead > 64 && this.waitHead * 2 > this.waiting.length) {
       this.waiting = this.waiting.slice(this.waitHead);
       this.waitHead = 0;
     }
+  }
+
+  /**
+   * Writes DATA `serial`: the header goes into the room at the start of the first chunk. A put
+   * to many peers shares its chunks, and a socket holds a written buffer until it is flushed, so
+   * every write but the first puts its header on a copy of that (small) first chunk.
+   */
+  private writeData(link: Link, e: Entry, serial: number): void {
+    const first = e.chunks[0] as Buffer;
+    let head = first;
+    if (e.op.written++ > 0) head = Buffer.from(first); // another peer's write may still hold the shared buffer
+    writeHeader(head, 0, e.bytes, QFrame.Data, e.flags, serial);
+    link.write(head === first ? e.chunks : [head, ...e.chunks.slice(1)]);
   }
 
   /** Handles a frame from the peer (after the handshake). Throws `ProtocolError` on a violation. */
@@ -177,7 +190,7 @@ export class Session {
   attach(link: Link, resumed: boolean): void {
     this.link = link;
     if (resumed) {
-      for (const [serial, e] of this.inflight) link.write([header(e.bytes, QFrame.Data, e.flags, serial), ...e.chunks]);
+      for (const [serial, e] of this.inflight) this.writeData(link, e, serial);
     }
     this.pump();
   }
