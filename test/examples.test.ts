@@ -42,3 +42,11 @@ test("examples/pubsub: two processes, the embedded GraphServer, 100 frames of 1 
   const { stdout } = await run(process.execPath, [example("pubsub")], { timeout: 60000, env: { ...process.env, PLEXUS_GRAPH: `127.0.0.1:${port}` } });
   assert.equal(stdout.trim(), "received 100 frames of 1 MiB, 100 of them as views into shared memory");
 });
+
+test("examples/queue: a child process puts 10 jobs to a queue server and gets each result", async () => {
+  const { stdout } = await run(process.execPath, [example("queue")], { timeout: 60000 });
+  assert.deepEqual(
+    stdout.trim().split("\n"),
+    Array.from({ length: 10 }, (_, n) => `job ${n}: sum ${n * 1000}`),
+  );
+});
