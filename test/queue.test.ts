@@ -128,6 +128,16 @@ test("get and put honour timeout and signal", async () => {
   await closeAll(client, server);
 });
 
+test("the endpoint's default put timeout rejects every put not acknowledged in time, in order", async () => {
+  const { server, client } = await pair({}, { mode: "reliable", timeout: 60, slots: 2 });
+  const t0 = Date.now();
+  const outcomes = await Promise.allSettled([client.put(1), client.put(2), client.put(3)]);
+  assert.ok(Date.now() - t0 >= 55);
+  for (const o of outcomes) assert.equal(o.status === "rejected" && (o.reason as PlexusError).code, "ERR_PLEXUS_TIMEOUT");
+  (await server.get()).release();
+  await closeAll(client, server);
+});
+
 test("async iteration yields messages in order and releases each (reliable puts resolve)", async () => {
   const { server, client } = await pair({}, { mode: "reliable" });
   const puts = [1, 2, 3].map((v) => client.put(v));

@@ -11,7 +11,7 @@ import { releasingIterator } from "../util/iterate.js";
 import { endedError, Inbox, type QueueMessage } from "./inbox.js";
 import type { Link } from "./link.js";
 import type { Settings } from "./options.js";
-import { PutOp } from "./put.js";
+import { Deadlines, PutOp } from "./put.js";
 import type { Session, SessionHost } from "./session.js";
 import { FLAG_RELIABLE, header, HEADER_BYTES, QFrame } from "./wire.js";
 
@@ -26,6 +26,8 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   protected readonly inbox: Inbox;
   /** Puts not yet settled. */
   protected readonly ops = new Set<PutOp>();
+  /** One timer for the puts with the default timeout. */
+  private readonly deadlines = new Deadlines();
   /** Set when `close()` starts. */
   protected closing = false;
   private readonly ticker: ReturnType<typeof setInterval>;
@@ -118,7 +120,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
         parts[0] = head;
         chunks = parts;
       }
-      const op = new PutOp(targets.length, timeout, opts.signal);
+      const op = new PutOp(targets.length, timeout, opts.signal, timeout === this.cfg.timeout ? this.deadlines : undefined);
       this.ops.add(op);
       op.onSettle = () => {
         this.ops.delete(op);
@@ -149,6 +151,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   /** Stops the keep-alive ticker. */
   protected stopTicker(): void {
     clearInterval(this.ticker);
+    this.deadlines.stop();
   }
 
   private tick(): void {

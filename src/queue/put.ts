@@ -40,19 +40,27 @@ export class PutOp {
   /** Called once when the put settles (to drop entries still waiting for a slot). */
   onSettle: (() => void) | undefined;
 
+  /** `performance.now()` after which the put times out (when it waits in a {@link Deadlines} list). */
+  deadline = Infinity;
+  /** The timeout in ms, for the error message. */
+  timeout = Infinity;
+
   /**
    * @param peers - acknowledgements needed
    * @param timeout - ms before `TimeoutError` (Infinity: none)
    * @param signal - aborts with `AbortError`
+   * @param shared - the endpoint's list for puts with its default timeout (one timer for all of them)
    */
-  constructor(peers: number, timeout: number, signal: AbortSignal | undefined) {
+  constructor(peers: number, timeout: number, signal: AbortSignal | undefined, shared?: Deadlines) {
     this.remaining = peers;
     this.promise = new Promise<void>((resolve, reject) => {
       this.resolveFn = resolve;
       this.rejectFn = reject;
     });
+    this.timeout = timeout;
     if (timeout !== Infinity) {
-      this.timer = setTimeout(() => this.fail(new TimeoutError(`put not acknowledged within ${timeout} ms`)), timeout);
+      if (shared !== undefined) shared.add(this, performance.now() + timeout);
+      else this.timer = setTimeout(() => this.expire(), timeout);
     }
     if (signal !== undefined) {
       this.signal = signal;
@@ -69,6 +77,11 @@ export class PutOp {
     }
   }
 
+  /** Rejects the put with `TimeoutError`. */
+  expire(): void {
+    this.fail(new TimeoutError(`put not acknowledged within ${this.timeout} ms`));
+  }
+
   /** Rejects the put (first error wins). */
   fail(err: Error): void {
     if (this.settled) return;
@@ -81,5 +94,55 @@ export class PutOp {
     clearTimeout(this.timer);
     this.signal?.removeEventListener("abort", this.onAbort);
     this.onSettle?.();
+  }
+}
+
+/**
+ * Puts that all have the same timeout, so their deadlines come in order: one timer, armed for
+ * the oldest, instead of one per put.
+ */
+export class Deadlines {
+  private items: PutOp[] = [];
+  private head = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Adds `op`, whose deadline is not earlier than any before it. */
+  add(op: PutOp, deadline: number): void {
+    op.deadline = deadline;
+    this.items.push(op);
+    if (this.timer === undefined) this.arm();
+  }
+
+  private arm(): void {
+    while (this.head < this.items.length && this.items[this.head].settled) this.head++;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+      this.timer = undefined;
+      return;
+    }
+    if (this.head > 1024) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    const wait = Math.max(1, this.items[this.head].deadline - performance.now());
+    this.timer = setTimeout(() => this.fire(), wait);
+  }
+
+  private fire(): void {
+    const t = performance.now();
+    while (this.head < this.items.length && (this.items[this.head].settled || this.items[this.head].deadline <= t)) {
+      const op = this.items[this.head++];
+      if (!op.settled) op.expire();
+    }
+    this.arm();
+  }
+
+  /** Stops the timer (the endpoint is closed; its puts were settled). */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.items = [];
+    this.head = 0;
   }
 }
