@@ -12,6 +12,7 @@ import { endedError, Inbox, type QueueMessage } from "./inbox.js";
 import type { Link } from "./link.js";
 import type { Settings } from "./options.js";
 import { Deadlines, PutOp } from "./put.js";
+import { Slab } from "./slab.js";
 import type { Session, SessionHost } from "./session.js";
 import { FLAG_RELIABLE, header, HEADER_BYTES, QFrame } from "./wire.js";
 
@@ -26,6 +27,8 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   protected readonly inbox: Inbox;
   /** Puts not yet settled. */
   protected readonly ops = new Set<PutOp>();
+  /** Where small outgoing frames are written. */
+  private readonly slab = new Slab();
   /** One timer for the puts with the default timeout. */
   private readonly deadlines = new Deadlines();
   /** Set when `close()` starts. */
@@ -109,7 +112,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
       let chunks: Uint8Array[];
       if (plan.byteLength <= SMALL) {
         // One buffer: header room + the whole frame (one copy of a small message, one write).
-        const b = Buffer.allocUnsafe(HEADER_BYTES + plan.byteLength);
+        const b = this.slab.take(HEADER_BYTES + plan.byteLength);
         encodeInto(plan, b.subarray(HEADER_BYTES));
         chunks = [b];
       } else {

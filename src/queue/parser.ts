@@ -6,6 +6,7 @@
  * @module
  */
 import { FrameTooLargeError } from "../errors.js";
+import { Slab } from "./slab.js";
 import { checkHeader, HEADER_BYTES, readHeader, type Header } from "./wire.js";
 
 /**
@@ -26,6 +27,7 @@ export class FrameParser {
   private payload: Buffer | undefined;
   private fill = 0;
   private static readonly EMPTY = Buffer.alloc(0);
+  private readonly slab = new Slab();
 
   /**
    * @param maxMessage - largest DATA payload accepted
@@ -89,8 +91,8 @@ export class FrameParser {
     this.check(h);
     this.current = h;
     this.headFill = HEADER_BYTES;
-    // Buffer.allocUnsafe hands out 8-aligned memory, so typed arrays in the frame decode as views.
-    this.payload = h.length === 0 ? FrameParser.EMPTY : Buffer.allocUnsafe(h.length);
+    // 8-aligned memory, so typed arrays in the frame decode as views.
+    this.payload = h.length === 0 ? FrameParser.EMPTY : this.slab.take(h.length);
     this.fill = 0;
   }
 

@@ -6,6 +6,7 @@
  * @module
  */
 import { ProtocolError } from "../errors.js";
+import { Slab } from "./slab.js";
 
 /** "PLXQ" little-endian: first 4 bytes of HELLO and WELCOME payloads. */
 export const QUEUE_MAGIC = 0x51584c50;
@@ -103,9 +104,11 @@ export function writeHeader(b: Buffer, at: number, length: number, type: QFrame,
   b.writeUInt32LE(serial >>> 0, at + 8);
 }
 
+const slab = new Slab();
+
 /** A new header buffer. */
 export function header(length: number, type: QFrame, flags: number, serial: number): Buffer {
-  const b = Buffer.allocUnsafe(HEADER_BYTES);
+  const b = slab.take(HEADER_BYTES);
   writeHeader(b, 0, length, type, flags, serial);
   return b;
 }
