@@ -91,7 +91,7 @@ function throughputTable(results: readonly CaseResult[], baselines: Set<string>)
   for (const r of results) {
     if (r.kind !== "throughput") continue;
     if (!r.ok || r.median === undefined || r.spread === undefined) {
-      lines.push(`| ${r.name} | ${r.variant} | FAILED | | | ${escape(r.error ?? "")} | |`);
+      lines.push(`| ${r.name} | ${r.variant} | FAILED | | | ${escape(r.error ?? "")} | |${withRss ? " |" : ""}`);
       continue;
     }
     const isBase = baselines.has(`${r.row}\u0000${r.variant}\u0000${r.name}`);
