@@ -202,8 +202,10 @@ export class QueueServer extends Endpoint {
     await this.hub?.close();
   }
 
-  protected links(): Iterable<Link> {
-    return this.live;
+  protected *links(): Iterable<Link> {
+    // Only links past the handshake: a PING must never come before a client's WELCOME (links
+    // still in the handshake are bounded by handshakeTimeout instead).
+    for (const s of this.sessions.values()) if (s.link !== undefined) yield s.link;
   }
 
   protected override onTick(): void {
