@@ -93,7 +93,7 @@ export class SocketLink implements Link {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.uncork);
+      setImmediate(this.uncork); // after the I/O callbacks of this loop turn: their writes (ACKs) go out together
     }
     for (const c of chunks) if (c.byteLength > 0) this.socket.write(c);
     this.lastTx = performance.now();
