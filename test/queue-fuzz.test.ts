@@ -147,3 +147,67 @@ test("handshake: a wrong version gets a WELCOME with status 1 and the server's v
   await honest(server, 3);
   await server.close();
 });
+
+/** A fake server that answers every connection with `reply(hello)`; returns its port. */
+async function fakeServer(reply: (hello: Buffer) => Buffer | null): Promise<{ port: number; close(): Promise<void> }> {
+  const { createServer } = await import("node:net");
+  const socks = new Set<import("node:net").Socket>();
+  const srv = createServer((s) => {
+    socks.add(s);
+    s.on("error", () => {});
+    s.once("data", (d: Buffer) => {
+      const r = reply(d);
+      if (r === null) s.destroy();
+      else s.write(r);
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  return {
+    port: (srv.address() as import("node:net").AddressInfo).port,
+    close: () => {
+      for (const s of socks) s.destroy();
+      return new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
+function welcome(o: { magic?: number; version?: number; status?: number; slots?: number } = {}): Buffer {
+  const p = Buffer.alloc(36);
+  p.writeUInt32LE(o.magic ?? MAGIC, 0);
+  p.writeUInt16LE(o.version ?? 1, 4);
+  p[6] = o.status ?? 0;
+  p.writeUInt16LE(o.slots ?? 16, 8);
+  p.writeUInt32LE(1000, 12);
+  p.writeUInt32LE(1 << 20, 16);
+  p.fill(0xcd, 20, 36);
+  return frame(2, 0, p);
+}
+
+test("client side: a hostile or foreign server is a typed error at connect; an oversized frame after the handshake ends the client with PeerDeadError", async () => {
+  const cases: [Buffer | null, string][] = [
+    [welcome({ magic: 0x12345678 }), "ERR_PLEXUS_PROTOCOL"],
+    [welcome({ version: 9 }), "ERR_PLEXUS_PROTOCOL"],
+    [welcome({ status: 3 }), "ERR_PLEXUS_RESOURCE_EXHAUSTED"],
+    [welcome({ slots: 0 }), "ERR_PLEXUS_PROTOCOL"],
+    [frame(3, 1, Buffer.alloc(8)), "ERR_PLEXUS_PROTOCOL"], // DATA before WELCOME
+    [Buffer.from("HTTP/1.1 400 Bad Request\r\n\r\n"), "ERR_PLEXUS_PROTOCOL"],
+    [null, "ERR_PLEXUS_PEER_DEAD"], // hangs up
+  ];
+  for (const [reply, c] of cases) {
+    const fake = await fakeServer(() => reply);
+    await assert.rejects(queue.client({ url: `tcp://127.0.0.1:${fake.port}`, connectTimeout: 2000 }), (e: PlexusError) => e.code === c);
+    await fake.close();
+  }
+  // a WELCOME, then a DATA header announcing 4 GiB: the client refuses it from the header, cannot get back in, and ends
+  let first = true;
+  const fake = await fakeServer(() => {
+    if (!first) return null;
+    first = false;
+    return Buffer.concat([welcome(), frame(3, 1, new Uint8Array(0), 0, 0xffffffff)]);
+  });
+  const client = await queue.client({ url: `tcp://127.0.0.1:${fake.port}`, reconnectWindow: 200 });
+  await assert.rejects(client.get({ timeout: 5000 }), (e: PlexusError) => e.code === "ERR_PLEXUS_PEER_DEAD");
+  await assert.rejects(client.put(1), (e: PlexusError) => e.code === "ERR_PLEXUS_PEER_DEAD");
+  await client.close();
+  await fake.close();
+});
