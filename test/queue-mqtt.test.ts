@@ -98,3 +98,29 @@ test("mqtt: no broker is PeerDeadError; wildcards in the queue name are refused"
   await assert.rejects(queue.client({ url: `mqtt://127.0.0.1:${port}/q`, connectTimeout: 500 }), code("ERR_PLEXUS_PEER_DEAD"));
   await assert.rejects(queue.server({ url: "mqtt://127.0.0.1:1883/a/+" }), code("ERR_PLEXUS_INVALID_ARGUMENT"));
 });
+
+test("mqtt: the broker connection of a client is cut; frames lost meanwhile are recovered (gap or silence -> new HELLO -> resend) and every put resolves", async () => {
+  const { startProxy } = await import("./helpers/proxy.js");
+  const b = await broker();
+  const proxy = await startProxy(Number(new URL(b.url).port));
+  const opts = { heartbeat: 30, peerTimeout: 300, reconnectWindow: 5000, timeout: 10000 };
+  const server = await queue.server({ url: `${b.url}/cut`, ...opts });
+  const client = await queue.client({ url: `mqtt://127.0.0.1:${proxy.port}/cut`, ...opts });
+  const got: unknown[] = [];
+  const taking = (async () => {
+    while (got.length < 40) got.push((await server.get({ timeout: 10000 })).value);
+  })();
+  const puts: Promise<void>[] = [];
+  for (let i = 0; i < 40; i++) {
+    puts.push(client.put(i));
+    if (i === 15) proxy.cut();
+    await sleep(5);
+  }
+  await Promise.all(puts);
+  await taking;
+  assert.deepEqual(got, Array.from({ length: 40 }, (_, i) => i));
+  await client.close();
+  await server.close();
+  await proxy.close();
+  await b.close();
+});

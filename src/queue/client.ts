@@ -93,6 +93,9 @@ export class QueueClient extends Endpoint {
       if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
         const hub = await MqttHub.connect(cfg.url, cfg.tls, c.identity, `c/${c.id}`, c.connectTimeout);
         hub.onUnknown = (_peer, frame) => c.mqttLink()?.receive(frame);
+        hub.onReconnect = () => {
+          if (c.state === State.Connected) c.link?.fail(new PeerDeadError("the connection to the MQTT broker was lost"));
+        };
         c.hub = hub;
       }
       await c.dial(opts.signal);
@@ -250,7 +253,11 @@ export class QueueClient extends Endpoint {
             this.session.onFrame(h, payload);
             return;
           }
-          if (h.type !== QFrame.Welcome) throw new ProtocolError(`expected WELCOME, got frame type ${h.type}`);
+          if (h.type !== QFrame.Welcome) {
+            // Over MQTT, frames of the previous link may still be on their way: what matters is resent after WELCOME.
+            if (this.hub !== undefined) return;
+            throw new ProtocolError(`expected WELCOME, got frame type ${h.type}`);
+          }
           const w = decodeHandshake(payload);
           if (w.version !== QUEUE_VERSION) throw new ProtocolError(`queue protocol version mismatch: the server speaks ${w.version}, this client ${QUEUE_VERSION}`);
           if (w.status === HandshakeStatus.Full) throw new ResourceExhaustedError(`the queue server at ${this.where} has as many clients as it accepts`);

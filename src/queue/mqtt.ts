@@ -17,6 +17,7 @@ import { checkHeader, HEADER_BYTES, IDENTITY_BYTES, readHeader } from "./wire.js
 /** The part of an mqtt.js client this backend uses. */
 interface MqttClientLike {
   on(event: "message", cb: (topic: string, payload: Buffer) => void): unknown;
+  on(event: "connect", cb: () => void): unknown;
   on(event: "error", cb: (err: Error) => void): unknown;
   subscribeAsync(topic: string, opts: { qos: 0 | 1 | 2 }): Promise<unknown>;
   publish(topic: string, payload: Buffer, opts: { qos: 0 | 1 | 2 }, cb?: (err?: Error) => void): unknown;
@@ -105,6 +106,12 @@ export class MqttHub {
   private readonly links = new Map<string, MqttLink>();
   /** Called for a message from a peer without a link (server: a new client). */
   onUnknown: ((peer: string, frame: Buffer) => void) | undefined;
+  /**
+   * Called when the broker connection came back after a loss: frames published to this end
+   * meanwhile are gone (clean sessions), so the client handshakes again and both sides resend
+   * what is unacknowledged.
+   */
+  onReconnect: (() => void) | undefined;
 
   private constructor(
     private readonly client: MqttClientLike,
@@ -142,6 +149,7 @@ export class MqttHub {
     const hub = new MqttHub(client, identity, prefix);
     client.on("error", () => {}); // mqtt.js reconnects; silence is caught by the queue's keep-alives
     client.on("message", (topic, payload) => hub.route(topic, payload));
+    client.on("connect", () => hub.onReconnect?.()); // the first connect happened before this listener
     await client.subscribeAsync(`${prefix}/${inbox}`, { qos: 1 });
     return hub;
   }
