@@ -27,6 +27,12 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   protected readonly inbox: Inbox;
   /** Puts not yet settled. */
   protected readonly ops = new Set<PutOp>();
+  private readonly opsOwner = {
+    settled: (op: PutOp): void => {
+      this.ops.delete(op);
+      if (this.ops.size === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
+    },
+  };
   /** Where small outgoing frames are written. */
   private readonly slab = new Slab();
   /** One timer for the puts with the default timeout. */
@@ -125,10 +131,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
       }
       const op = new PutOp(targets.length, timeout, opts.signal, timeout === this.cfg.timeout ? this.deadlines : undefined);
       this.ops.add(op);
-      op.onSettle = () => {
-        this.ops.delete(op);
-        if (this.ops.size === 0) for (const w of this.idleWaiters.splice(0)) w();
-      };
+      op.owner = this.opsOwner;
       const flags = this.cfg.reliable ? FLAG_RELIABLE : 0;
       for (const s of targets) s.send({ op, chunks, bytes: plan.byteLength, flags });
       return op.promise;

@@ -36,9 +36,9 @@ export class PutOp {
   private rejectFn!: (err: unknown) => void;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private signal: AbortSignal | undefined;
-  private readonly onAbort = (): void => this.fail(new AbortError("put aborted", { cause: this.signal?.reason }));
-  /** Called once when the put settles (to drop entries still waiting for a slot). */
-  onSettle: (() => void) | undefined;
+  private onAbort: (() => void) | undefined;
+  /** Told once when the put settles. */
+  owner: { settled(op: PutOp): void } | undefined;
 
   /** `performance.now()` after which the put times out (when it waits in a {@link Deadlines} list). */
   deadline = Infinity;
@@ -64,6 +64,7 @@ export class PutOp {
     }
     if (signal !== undefined) {
       this.signal = signal;
+      this.onAbort = () => this.fail(new AbortError("put aborted", { cause: signal.reason }));
       signal.addEventListener("abort", this.onAbort, { once: true });
     }
   }
@@ -91,9 +92,9 @@ export class PutOp {
 
   private cleanup(): void {
     this.settled = true;
-    clearTimeout(this.timer);
-    this.signal?.removeEventListener("abort", this.onAbort);
-    this.onSettle?.();
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.onAbort !== undefined) this.signal?.removeEventListener("abort", this.onAbort);
+    this.owner?.settled(this);
   }
 }
 
