@@ -5,10 +5,9 @@
  * @internal
  * @module
  */
-import { ClosedError, PeerDeadError, type PlexusError } from "../errors.js";
+import { AbortError, ClosedError, PeerDeadError, type PlexusError, TimeoutError } from "../errors.js";
 import { decode } from "../codec/index.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
-import { AbortError, TimeoutError } from "../errors.js";
 import type { Session } from "./session.js";
 import { encodeNack, FLAG_RELIABLE, NackReason } from "./wire.js";
 
