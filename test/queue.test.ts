@@ -265,3 +265,15 @@ test("TLS: certificates verified against the CA; a wrong CA is AccessDeniedError
   await assert.rejects(queue.client({ url: server.url, tls: { ca: c.otherCa, key: c.clientKey, cert: c.clientCert } }), code("ERR_PLEXUS_ACCESS_DENIED"));
   await closeAll(client, server);
 });
+
+test("a put racing the server's close is refused (NACK if it arrives after the queue ended, else the BYE): never acknowledged into a dead queue", async () => {
+  const { server, client } = await pair({ linger: 2000 });
+  await client.put(1);
+  const closing = server.close(); // ends the queue at once (no puts of its own to flush), then says BYE
+  const late = assert.rejects(client.put(2), code("ERR_PLEXUS_PEER_DEAD")); // NACKed, or refused by the BYE: never acknowledged
+  await closing;
+  await late;
+  assert.equal((await server.get()).value, 1, "what was acknowledged before is still there");
+  await assert.rejects(server.get(), code("ERR_PLEXUS_CLOSED"));
+  await client.close();
+});

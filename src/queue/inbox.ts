@@ -109,6 +109,11 @@ export class Inbox {
 
   /** A DATA payload arrived from `session`. */
   offer(session: Session, serial: number, flags: number, payload: Buffer): void {
+    if (this.ended !== undefined) {
+      // Closed: nobody will take it; the sender must learn that.
+      session.nack(serial, session.generation, encodeNack(serial, NackReason.Closed, "queue closed"));
+      return;
+    }
     let value: unknown;
     try {
       value = decode(payload);
