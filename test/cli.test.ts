@@ -98,6 +98,52 @@ test("cli: top shows rates, subscribers and link transports (--json and the tabl
   }
 });
 
+test("cli: graph and top show request/response services, their clients, servers and link transports", async () => {
+  await using server = await GraphServer.start({ port: 0 });
+  const address = `127.0.0.1:${server.address.port}`;
+  await using a = await connect({ address, embedded: false, name: "resizer" });
+  await using b = await connect({ address, embedded: false, name: "camera" });
+  await a.server<number, number>("resize", (n) => {
+    if (n < 0) throw new Error("negative");
+    return n / 2;
+  });
+  const client = await b.client<number, number>("resize", { transport: "shm" });
+  await assert.rejects(client.request(-1), { code: "ERR_PLEXUS_REMOTE" });
+  let flowing = true;
+  const loop = (async () => {
+    while (flowing) await client.request(8);
+  })();
+  const env = { PLEXUS_GRAPH: address };
+  try {
+    await until("a request rate and the link", () => server.stats().services.find((v) => v.rate > 0 && v.links.length === 1 && v.errors === 1));
+    const mermaid = await plexus(["graph"], env);
+    assert.equal(mermaid.code, 0, mermaid.stderr);
+    const ids = new Map([...mermaid.stdout.matchAll(/^ {2}(\w+)(?:\{\{|\[)"([^"]+)"/gm)].map((m) => [m[2].replace(/ \(pid.*$/, ""), m[1]]));
+    assert.match(mermaid.stdout, /^ {2}s\d+\{\{"resize"\}\}$/m, "the service is a hexagon");
+    assert.ok(mermaid.stdout.includes(`  ${ids.get("camera")} -->|shm| ${ids.get("resize")}`), `the client calls the service over shm:\n${mermaid.stdout}`);
+    assert.ok(mermaid.stdout.includes(`  ${ids.get("resize")} -.-> ${ids.get("resizer")}`), `the service is served by its server's node:\n${mermaid.stdout}`);
+    const dot = await plexus(["graph", "-f", "dot"], env);
+    assert.match(dot.stdout, /"service:resize" \[shape=hexagon, label="resize"\];/);
+    assert.match(dot.stdout, /"node:n\w+" -> "service:resize" \[label="shm"\];/);
+    assert.match(dot.stdout, /"service:resize" -> "node:n\w+" \[style=dashed\];/);
+    const json = JSON.parse((await plexus(["graph", "-f", "json"], env)).stdout) as { servers: { service: string }[]; clients: { service: string }[]; serviceStats: { service: string; links: { transport: string }[] }[] };
+    assert.deepEqual([json.servers.map((x) => x.service), json.clients.map((x) => x.service)], [["resize"], ["resize"]]);
+    assert.deepEqual(json.serviceStats[0].links.map((l) => l.transport), ["shm"]);
+    const compact = await plexus(["graph", "--compact"], env);
+    assert.match(compact.stdout, /\{\{"resize \(1 srv, 1 cli\)"\}\}/);
+    const top = await plexus(["top", "--json", "-n", "1"], env);
+    const line = JSON.parse(top.stdout) as { services: { service: string; rate: number; errors: number; latency: number | null }[] };
+    const v = line.services.find((x) => x.service === "resize");
+    assert.ok(v && v.rate > 0 && v.errors === 1 && v.latency !== null && v.latency > 0, top.stdout);
+    const table = await plexus(["top", "-n", "1"], env);
+    assert.match(table.stdout, /^SERVICE\s+SRV\s+CLI\s+REQ\/S\s+BYTES\/S\s+ERR\/S\s+ERRORS\s+INFLIGHT\s+RTT\(ms\)\s+LINKS$/m);
+    assert.match(table.stdout, /^resize\s+1\s+1\s+[1-9][\d.]*k?\s+[\d.]+[kM]?B\s+[\d.]+k?\s+1\s+\d+\s+[\d.]+\s+shmx1$/m);
+  } finally {
+    flowing = false;
+    await loop;
+  }
+});
+
 test("cli: echo prints what pub publishes (and typed arrays shortened)", async () => {
   await using server = await GraphServer.start({ port: 0 });
   const address = `127.0.0.1:${server.address.port}`;
