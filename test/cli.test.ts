@@ -29,7 +29,7 @@ test("cli: with no GraphServer, graph/top/status/pub/echo say so and exit 3 (no 
 });
 
 test("cli: usage errors exit 2 with a message; --help works on every command", async () => {
-  const bad = [["graph", "--format", "png"], ["pub", "t", "{not json"], ["top", "--interval", "1"], ["demo", "--rate", "0"], ["serve", "--bogus"], ["pub", "t"]];
+  const bad = [["graph", "--format", "png"], ["pub", "t", "{not json"], ["top", "--interval", "1"], ["demo", "--rate", "0"], ["demo", "--request-every", "-1"], ["serve", "--bogus"], ["pub", "t"]];
   for (const args of bad) {
     const r = await plexus(args, { PLEXUS_GRAPH: "127.0.0.1:1" });
     assert.equal(r.code, 2, `plexus ${args.join(" ")}: ${r.stderr}`);
@@ -242,8 +242,12 @@ test("cli: demo runs a producer, a transform worker and shm + tcp consumers, wit
   assert.match(r.stdout, /^pipeline: producer \(pid \d+\) -> demo\/raw -> transform \(worker thread\) -> demo\/filtered -> consumers shm \(pid \d+\), tcp \(pid \d+\)$/m);
   const ticks = r.stdout.split("\n").filter((l) => l.startsWith("["));
   assert.ok(ticks.length >= 3, r.stdout);
+  assert.match(r.stdout, /^request\/response: consumer tcp \(pid \d+\) -> demo\/peak -> this process \(pid \d+\), one request per 10 messages$/m);
   const flowing = ticks.filter((l) => /demo\/raw [1-9][\d.]*k? msg\/s .*\| shm [1-9][\d.]*k? msg\/s p50 [\d.]+ ms p99 [\d.]+ ms \| tcp [1-9][\d.]*k? msg\/s p50 [\d.]+ ms p99 [\d.]+ ms/.test(l));
   assert.ok(flowing.length >= 1, `data flows to both consumers:\n${r.stdout}`);
+  const answered = ticks.filter((l) => /\| demo\/peak [1-9][\d.]*k? req\/s p50 [\d.]+ ms p99 [\d.]+ ms/.test(l));
+  assert.ok(answered.length >= 1, `the tcp consumer's requests are answered:\n${r.stdout}`);
+  assert.doesNotMatch(r.stdout, /failed/);
   assert.match(r.stdout, /^demo stopped$/m);
   // nothing left behind: the port is free again
   await using probe = await GraphServer.start({ port });
