@@ -28,6 +28,8 @@ export interface ThroughputSample {
   bytes: number;
   /** Wall time from the first write to the reader confirming the last message, in seconds. */
   seconds: number;
+  /** Peak resident set size of the receiving process, in bytes (cases that report it). */
+  peakRssBytes?: number;
 }
 
 /** What {@link BenchCase.run} returns for one repetition. */

@@ -82,10 +82,16 @@ function latencyTable(results: readonly CaseResult[], baselines: Set<string>): s
 
 function throughputTable(results: readonly CaseResult[], baselines: Set<string>): string[] {
   const lines = ["| case | size | msgs/s | GB/s | GB/s min..max | ratio (rate) | msgs/rep |", "| --- | --- | ---: | ---: | --- | --- | ---: |"];
+  const peakRss = (r: CaseResult): number => (r.kind === "throughput" ? Math.max(...r.repetitions.map((x) => x.peakRssBytes ?? NaN)) : NaN);
+  const withRss = results.some((r) => Number.isFinite(peakRss(r)));
+  if (withRss) {
+    lines[0] += " peak RSS |";
+    lines[1] += " ---: |";
+  }
   for (const r of results) {
     if (r.kind !== "throughput") continue;
     if (!r.ok || r.median === undefined || r.spread === undefined) {
-      lines.push(`| ${r.name} | ${r.variant} | FAILED | | | ${escape(r.error ?? "")} | |`);
+      lines.push(`| ${r.name} | ${r.variant} | FAILED | | | ${escape(r.error ?? "")} | |${withRss ? " |" : ""}`);
       continue;
     }
     const isBase = baselines.has(`${r.row}\u0000${r.variant}\u0000${r.name}`);
@@ -93,6 +99,10 @@ function throughputTable(results: readonly CaseResult[], baselines: Set<string>)
       `| ${r.name} | ${r.variant} | ${rate(r.median.messagesPerSecond)} | ${gbps(r.median.gigabytesPerSecond)} | ` +
         `${gbps(r.spread.gigabytesPerSecond.min)}..${gbps(r.spread.gigabytesPerSecond.max)} | ${isBase && r.ratios.length === 0 ? "baseline" : ratios(r)} | ${r.median.messages} |`,
     );
+    if (withRss) {
+      const rss = peakRss(r);
+      lines[lines.length - 1] += Number.isFinite(rss) ? ` ${(rss / 2 ** 20).toFixed(0)} MiB |` : " - |";
+    }
   }
   return lines;
 }

@@ -35,6 +35,8 @@ export interface ThroughputStats {
   messagesPerSecond: number;
   /** Payload GB (1e9 B) per second. */
   gigabytesPerSecond: number;
+  /** Peak RSS of the receiving process, bytes (cases that report it). */
+  peakRssBytes?: number;
 }
 
 /** Nearest-rank percentile of an ascending array; `q` in (0, 1]. */
@@ -72,6 +74,7 @@ export function throughputStats(sample: ThroughputSample): ThroughputStats {
     seconds: sample.seconds,
     messagesPerSecond: sample.messages / sample.seconds,
     gigabytesPerSecond: sample.bytes / sample.seconds / 1e9,
+    ...(sample.peakRssBytes === undefined ? {} : { peakRssBytes: sample.peakRssBytes }),
   };
 }
 

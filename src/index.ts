@@ -12,3 +12,4 @@ export * from "./pubsub/index.js";
 export * from "./graph/index.js";
 export * from "./rpc/index.js";
 export type { BlockingOptions } from "./util/blocking.js";
+export * from "./queue/index.js";

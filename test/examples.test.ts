@@ -51,3 +51,11 @@ test("examples/rpc: a server process, 100 requests with 16 in flight, a remote e
   const { stdout } = await run(process.execPath, [example("rpc")], { timeout: 60000, env: { ...process.env, PLEXUS_GRAPH: `127.0.0.1:${port}` } });
   assert.equal(stdout.trim(), "resized 100 images correctly; a 1x1 image was refused (E_TOO_SMALL); inverted 1 MiB in place");
 });
+
+test("examples/queue: a child process puts 10 jobs to a queue server and gets each result", async () => {
+  const { stdout } = await run(process.execPath, [example("queue")], { timeout: 60000 });
+  assert.deepEqual(
+    stdout.trim().split("\n"),
+    Array.from({ length: 10 }, (_, n) => `job ${n}: sum ${n * 1000}`),
+  );
+});

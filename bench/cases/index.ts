@@ -18,3 +18,4 @@ import "./tcp-fanout.js";
 import "./zerobuffer.js";
 import "./plexus-tcp.js";
 import "./plexus-rpc.js";
+import "./iops.js";

@@ -1,0 +1,207 @@
+/**
+ * Row `iops`: net-queue's method (sync, async, mix) over loopback TCP between two processes —
+ * Plexus queues side by side with a raw Node socket (the floor), MQTT through an aedes broker
+ * and gRPC (@grpc/grpc-js, one bidirectional stream, an ack per message). The receiving
+ * process touches every message; its peak RSS is reported.
+ * @module
+ */
+import { once } from "node:events";
+import { connect, type Socket } from "node:net";
+import { queue, type QueueClient } from "../../src/index.js";
+import { registerCase, type CaseContext, type CaseScope, type Resource, type ThroughputSample } from "../harness.js";
+import { now } from "../measure.js";
+import { Peer } from "../peer.js";
+import { registerRow } from "../rows.js";
+
+/** Queue limits of the receiving Plexus queue server (what bounds its memory). */
+const MAX_QUEUE = 1024;
+const MAX_QUEUE_BYTES = 64 << 20;
+/** Puts in flight at once in the async method (a sliding window). */
+const WINDOW = 256;
+
+registerRow({
+  id: "iops",
+  title: "iops: acknowledged queue throughput between two processes (net-queue's method)",
+  method:
+    "A sender process puts messages to a receiver process over loopback TCP; the receiver takes each, touches one byte per 64 and counts it; " +
+    "time = first put to the receiver confirming the last byte (IPC). sync: puts in batches of the receiver's queue limit " +
+    `(${MAX_QUEUE} messages / ${MAX_QUEUE_BYTES >> 20} MiB), each batch acknowledged before the next; async: a sliding window of ${WINDOW} ` +
+    "unacknowledged puts; mix: async over sizes 256 B .. 16 MiB (powers of two, each size 1 MiB per cycle of 8191 messages: 4096 x 256 B ... 1 x 16 MiB, in a fixed shuffled order). " +
+    "Plexus: queue client -> queue server, fast mode, 16 slots, each put resolved by the server's ack. raw tcp socket: plain writes, no framing, " +
+    "no acks (the floor). mqtt: QoS 1 publish to an aedes broker (PUBACK), one subscriber in the broker's process. grpc: a bidirectional " +
+    "stream, one 1-byte ack per message. peak RSS = the receiving process's maxRSS.",
+});
+
+interface Sender extends Resource {
+  /** Sends one message; resolves when acknowledged (or written, for the raw socket). */
+  put(b: Buffer): Promise<void>;
+  /** Resolves once the receiver took `total` bytes in all. */
+  consumed(total: number): Promise<unknown>;
+  /** The receiver's peak RSS in bytes. */
+  rss(): Promise<number>;
+  sent: number;
+}
+
+async function plexus(scope: CaseScope): Promise<Sender> {
+  const peer = await Peer.start(scope, "iops-peer.js", { args: ["plexus", String(MAX_QUEUE), String(MAX_QUEUE_BYTES)] });
+  const client: QueueClient = await queue.client({ url: String(peer.info["url"]), timeout: 60_000 });
+  scope.defer(() => client.close());
+  return {
+    sent: 0,
+    put: (b) => client.put(b),
+    consumed: (total) => peer.call("waitFor", total, 60_000),
+    rss: () => peer.call<number>("rss"),
+    close: () => undefined,
+  };
+}
+
+async function raw(scope: CaseScope): Promise<Sender> {
+  const peer = await Peer.start(scope, "net-peer.js", { args: ["tcp", "-", "sink", "1"] });
+  const socket: Socket = connect({ host: "127.0.0.1", port: Number(peer.info["port"]), noDelay: true });
+  scope.defer(() => void socket.destroy());
+  socket.on("error", (err) => scope.fail(err));
+  await once(socket, "connect", { signal: scope.signal });
+  let drained: Promise<void> | undefined;
+  return {
+    sent: 0,
+    put: (b) => {
+      if (socket.write(b) && drained === undefined) return Promise.resolve();
+      return (drained ??= once(socket, "drain", { signal: scope.signal }).then(() => void (drained = undefined)));
+    },
+    consumed: (total) => peer.call("waitFor", total, 60_000),
+    rss: () => Promise.resolve(NaN),
+    close: () => undefined,
+  };
+}
+
+async function mqttSender(scope: CaseScope): Promise<Sender> {
+  const peer = await Peer.start(scope, "iops-peer.js", { args: ["mqtt", "0", "0"] });
+  const mqtt = await import("mqtt");
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${Number(peer.info["port"])}`, { clientId: `iops-${process.pid}`, clean: true });
+  scope.defer(() => client.endAsync(true));
+  return {
+    sent: 0,
+    put: (b) => client.publishAsync("iops", b, { qos: 1 }).then(() => undefined),
+    consumed: (total) => peer.call("waitFor", total, 60_000),
+    rss: () => peer.call<number>("rss"),
+    close: () => undefined,
+  };
+}
+
+async function grpcSender(scope: CaseScope): Promise<Sender> {
+  const peer = await Peer.start(scope, "iops-peer.js", { args: ["grpc", "0", "0"] });
+  const grpc = await import("@grpc/grpc-js");
+  const same = (b: Buffer): Buffer => b;
+  const Ctor = grpc.makeGenericClientConstructor(
+    { put: { path: "/plexus.Iops/Put", requestStream: true, responseStream: true, requestSerialize: same, requestDeserialize: same, responseSerialize: same, responseDeserialize: same, originalName: "put" } },
+    "Iops",
+  );
+  const client = new Ctor(`127.0.0.1:${Number(peer.info["port"])}`, grpc.credentials.createInsecure(), {
+    "grpc.max_receive_message_length": -1,
+    "grpc.max_send_message_length": -1,
+  });
+  const call = (client as unknown as { put(): import("@grpc/grpc-js").ClientDuplexStream<Buffer, Buffer> }).put();
+  const acks: (() => void)[] = [];
+  let head = 0;
+  call.on("data", () => acks[head++]?.());
+  call.on("error", (err: Error) => {
+    if (!/CANCELLED|Cancelled/.test(err.message)) scope.fail(err);
+  });
+  scope.defer(() => {
+    call.cancel();
+    client.close();
+  });
+  return {
+    sent: 0,
+    put: (b) =>
+      new Promise<void>((resolve) => {
+        acks.push(resolve);
+        call.write(b);
+      }),
+    consumed: (total) => peer.call("waitFor", total, 60_000),
+    rss: () => peer.call<number>("rss"),
+    close: () => undefined,
+  };
+}
+
+/**
+ * 256 B .. 16 MiB, 1 MiB of each size per cycle, in a fixed shuffled order (so a run of any
+ * length sees about the same mix of sizes; bytes are counted exactly).
+ */
+const MIX: number[] = [];
+for (let k = 8; k <= 24; k++) for (let i = 0; i < 1 << (20 - Math.min(k, 20)); i++) MIX.push(1 << k);
+for (let i = MIX.length - 1, seed = 12345; i > 0; i--) {
+  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+  const j = seed % (i + 1);
+  [MIX[i], MIX[j]] = [MIX[j] as number, MIX[i] as number];
+}
+const MIX_BUFFERS = new Map<number, Buffer>();
+const bufferOf = (size: number): Buffer => {
+  let b = MIX_BUFFERS.get(size);
+  if (b === undefined) MIX_BUFFERS.set(size, (b = Buffer.alloc(size, 0x5a)));
+  return b;
+};
+
+type Method = "sync" | "async" | "mix";
+
+async function measure(ctx: CaseContext, s: Sender, method: Method, size: number): Promise<ThroughputSample> {
+  const sizeAt = method === "mix" ? (i: number) => MIX[i % MIX.length] : () => size;
+  const batch = method === "sync" ? Math.max(1, Math.min(MAX_QUEUE, Math.floor(MAX_QUEUE_BYTES / (size + 64)))) : Infinity;
+  const t0 = now();
+  let bytes = 0;
+  const pending: Promise<void>[] = [];
+  let oldest = 0;
+  for (let i = 0; i < ctx.count; i++) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const n = sizeAt(i);
+    bytes += n;
+    pending.push(s.put(bufferOf(n)));
+    if (method === "sync") {
+      if (pending.length - oldest >= batch) {
+        await Promise.all(pending.slice(oldest));
+        oldest = pending.length;
+      }
+    } else if (pending.length - oldest >= WINDOW) {
+      await pending[oldest++];
+    }
+  }
+  await Promise.all(pending.slice(oldest));
+  s.sent += bytes;
+  await s.consumed(s.sent);
+  const seconds = (now() - t0) / 1000;
+  const rss = await s.rss();
+  return { kind: "throughput", messages: ctx.count, bytes, seconds, ...(Number.isNaN(rss) ? {} : { peakRssBytes: rss }) };
+}
+
+const VARIANTS: { method: Method; size: number; label: string; quick: boolean }[] = [
+  { method: "sync", size: 64 << 10, label: "sync 64 KiB", quick: true },
+  { method: "async", size: 64 << 10, label: "async 64 KiB", quick: false },
+  { method: "async", size: 1 << 20, label: "async 1 MiB", quick: false },
+  { method: "async", size: 1024, label: "async 1 KiB", quick: false },
+  { method: "mix", size: 0, label: "mix 256 B..16 MiB", quick: false },
+];
+
+const PEERS: { name: string; open: (scope: CaseScope) => Promise<Sender>; ratioTo?: string[] }[] = [
+  { name: "raw tcp socket", open: raw },
+  { name: "plexus queue", open: plexus, ratioTo: ["raw tcp socket", "mqtt (aedes)", "grpc"] },
+  { name: "mqtt (aedes)", open: mqttSender, ratioTo: ["raw tcp socket"] },
+  { name: "grpc", open: grpcSender, ratioTo: ["raw tcp socket"] },
+];
+
+for (const v of VARIANTS) {
+  for (const p of PEERS) {
+    registerCase({
+      row: "iops",
+      name: p.name,
+      variant: v.label,
+      kind: "throughput",
+      ratioTo: p.ratioTo,
+      messageBytes: v.method === "mix" ? 2200 : v.size,
+      quick: v.quick,
+      async run(ctx) {
+        const s = await ctx.keep("sender", p.open);
+        return measure(ctx, s, v.method, v.size);
+      },
+    });
+  }
+}

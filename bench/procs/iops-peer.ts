@@ -1,0 +1,85 @@
+/**
+ * Receiving end of the `iops` row: takes every message, touches one byte per 64, counts the
+ * bytes and answers `waitFor(totalBytes)`, `rss` (this process's peak RSS). Usage:
+ * `iops-peer.js <plexus|mqtt|grpc> <maxQueue> <maxQueueBytes>`.
+ * - plexus: a queue server (tcp://127.0.0.1:0) with those queue limits; messages are released
+ *   after being touched.
+ * - mqtt: an aedes broker on a free port plus a QoS 1 subscriber in this process.
+ * - grpc: a @grpc/grpc-js server with one bidirectional stream method that answers every
+ *   message with a 1-byte acknowledgement.
+ * @module
+ */
+import { createServer, type AddressInfo } from "node:net";
+import { queue } from "../../src/index.js";
+import { Counter, serve, touch } from "./runtime.js";
+
+const [kind, maxQueueArg, maxQueueBytesArg] = process.argv.slice(2);
+const counter = new Counter();
+const cleanups: (() => void)[] = [];
+const handler = (op: string, args: unknown): unknown => {
+  if (op === "waitFor") return counter.waitFor(args as number);
+  if (op === "rss") return process.resourceUsage().maxRSS * 1024;
+  throw new Error(`unknown op ${op}`);
+};
+const onExit = (): void => {
+  for (const c of cleanups) c();
+};
+
+if (kind === "plexus") {
+  const server = await queue.server({ url: "tcp://127.0.0.1:0", maxQueue: Number(maxQueueArg), maxQueueBytes: Number(maxQueueBytesArg) });
+  cleanups.push(() => void server.close());
+  void (async () => {
+    for await (const m of server) {
+      const v = m.value as Uint8Array;
+      counter.checksum += touch(v);
+      counter.add(v.byteLength);
+    }
+  })();
+  serve(handler, { url: server.url }, onExit);
+} else if (kind === "mqtt") {
+  const { Aedes } = await import("aedes");
+  const mqtt = await import("mqtt");
+  const broker = await Aedes.createBroker();
+  const tcp = createServer(broker.handle);
+  await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
+  const port = (tcp.address() as AddressInfo).port;
+  const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: "iops-sink", clean: true });
+  sub.on("message", (_topic: string, payload: Buffer) => {
+    counter.checksum += touch(payload);
+    counter.add(payload.length);
+  });
+  await sub.subscribeAsync("iops", { qos: 1 });
+  cleanups.push(() => {
+    sub.end(true);
+    tcp.close();
+    broker.close();
+  });
+  serve(handler, { port }, onExit);
+} else if (kind === "grpc") {
+  const grpc = await import("@grpc/grpc-js");
+  const server = new grpc.Server({ "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1 });
+  const same = (b: Buffer): Buffer => b;
+  const ACK = Buffer.from([1]);
+  server.addService(
+    {
+      put: { path: "/plexus.Iops/Put", requestStream: true, responseStream: true, requestSerialize: same, requestDeserialize: same, responseSerialize: same, responseDeserialize: same },
+    },
+    {
+      put: (call: import("@grpc/grpc-js").ServerDuplexStream<Buffer, Buffer>) => {
+        call.on("data", (b: Buffer) => {
+          counter.checksum += touch(b);
+          counter.add(b.length);
+          call.write(ACK);
+        });
+        call.on("end", () => call.end());
+      },
+    },
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  cleanups.push(() => server.forceShutdown());
+  serve(handler, { port }, onExit);
+} else {
+  throw new Error("usage: iops-peer.js <plexus|mqtt|grpc> <maxQueue> <maxQueueBytes>");
+}

@@ -1,0 +1,335 @@
+/**
+ * The queue client: one session with the server, over a connection it re-establishes (same
+ * identity, so the server keeps its session) when it drops, for up to `reconnectWindow`.
+ * @module
+ */
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
+import {
+  AbortError,
+  AccessDeniedError,
+  ClosedError,
+  PeerDeadError,
+  PlexusError,
+  ProtocolError,
+  ResourceExhaustedError,
+  TimeoutError,
+} from "../errors.js";
+import { checkTimeout, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
+import { isLoopback } from "../util/loopback.js";
+import { Endpoint } from "./endpoint.js";
+import { SocketLink, type Link } from "./link.js";
+import { MqttHub, MqttLink } from "./mqtt.js";
+import { identityOf, settings, type QueueClientOptions, type Settings } from "./options.js";
+import { Session } from "./session.js";
+import { decodeHandshake, encodeHandshake, FLAG_IDLE, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
+
+const enum State {
+  Connected,
+  Reconnecting,
+  /** The server collected the idle session; reconnect on the next call. */
+  Idle,
+  Failed,
+  Closed,
+}
+
+/** Maps a socket error during connect to a typed error. */
+function connectError(err: NodeJS.ErrnoException, where: string): PlexusError {
+  const code = err.code ?? "";
+  if (/CERT|SIGNATURE|ALTNAME|SELF_SIGNED|UNABLE_TO|ERR_SSL_|ERR_TLS_|HANDSHAKE/i.test(code) || /alert|certificate/i.test(err.message)) {
+    return new AccessDeniedError(`TLS with the queue server at ${where} failed: ${err.message}`, { cause: err });
+  }
+  if (code === "ECONNREFUSED") return new PeerDeadError(`no queue server listens at ${where}`, { cause: err });
+  return new PeerDeadError(`the queue server at ${where} cannot be reached: ${err.message}`, { cause: err });
+}
+
+/** A queue client. Create with `queue.client({ url })`. */
+export class QueueClient extends Endpoint {
+  /** This client's identity (32 hex digits): the server's `msg.peer` for its messages. */
+  readonly id: string;
+  private readonly session: Session;
+  private link: Link | undefined;
+  private hub: MqttHub | undefined;
+  private state = State.Reconnecting;
+  private readonly where: string;
+  private readonly tlsOpts: ConnectionOptions | undefined;
+  private reconnecting: Promise<void> | undefined;
+  private closed: Promise<void> | undefined;
+  private abortDial: (() => void) | undefined;
+  /** MQTT: the link of the handshake in progress. */
+  private dialing: MqttLink | undefined;
+
+  private constructor(
+    cfg: Settings,
+    private readonly identity: Buffer,
+    private readonly connectTimeout: number,
+  ) {
+    super(cfg);
+    this.id = identity.toString("hex");
+    this.session = new Session(Buffer.alloc(16), this, { slots: cfg.slots, maxPending: cfg.maxPending });
+    const { host, port } = cfg.url;
+    this.where = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    if (cfg.useTls) {
+      const t = { ...(cfg.tls ?? {}) } as ConnectionOptions;
+      if (cfg.tls?.servername === undefined) {
+        if (!/^[\d.]+$|:/.test(host)) t.servername = host;
+        else delete t.servername;
+      }
+      this.tlsOpts = t;
+    }
+  }
+
+  /** @internal use `queue.client` */
+  static async connect(opts: QueueClientOptions): Promise<QueueClient> {
+    const cfg = settings(opts, false);
+    throwIfAborted(opts.signal, "connect");
+    if (!cfg.useTls && !isLoopback(cfg.url.host) && !cfg.allowInsecure) {
+      throw new AccessDeniedError(
+        `plain TCP to ${cfg.url.host}, which is not a loopback address, is refused: use TLS (option tls) or opt out with allowInsecure: true`,
+      );
+    }
+    const c = new QueueClient(cfg, identityOf(opts.identity), checkTimeout(opts.connectTimeout, 5000));
+    try {
+      if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
+        const hub = await MqttHub.connect(cfg.url, cfg.tls, c.identity, `c/${c.id}`, c.connectTimeout);
+        hub.onUnknown = (_peer, frame) => c.mqttLink()?.receive(frame);
+        hub.onReconnect = () => {
+          if (c.state === State.Connected) c.link?.fail(new PeerDeadError("the connection to the MQTT broker was lost"));
+        };
+        c.hub = hub;
+      }
+      await c.dial(opts.signal);
+    } catch (err) {
+      c.state = State.Closed;
+      c.stopTicker();
+      await c.hub?.close();
+      throw err;
+    }
+    return c;
+  }
+
+  private mqttLink(): MqttLink | undefined {
+    return this.dialing ?? (this.link instanceof MqttLink ? this.link : undefined);
+  }
+
+  /** The server's id (as `msg.peer` of the messages it puts). */
+  get server(): string {
+    return this.session.id;
+  }
+
+  /** True while connected (not reconnecting). */
+  get connected(): boolean {
+    return this.state === State.Connected;
+  }
+
+  /**
+   * Puts `value` to the server (encoded once). Resolves when the server acknowledged it: it
+   * queued it (`fast`) or its application released it (`reliable`). Rejects with
+   * `TimeoutError`, `AbortError`, `PeerDeadError` (the server left and did not come back
+   * within `reconnectWindow`), `FrameTooLargeError`, `BackpressureError`, `EncodeError`,
+   * `ProtocolError` (the server could not decode it), `ClosedError`.
+   */
+  put(value: unknown, opts: BlockingOptions = {}): Promise<void> {
+    if (this.state === State.Closed || this.closing) return Promise.reject(new ClosedError("queue client is closed"));
+    if (this.state === State.Failed) return Promise.reject(this.session.dead ?? new PeerDeadError("queue server is gone"));
+    if (this.state === State.Idle) this.reconnect();
+    return this.startPut(value, [this.session], opts);
+  }
+
+  protected override beforeGet(): void {
+    if (this.state === State.Idle) this.reconnect();
+  }
+
+  /**
+   * Waits (at most `linger` ms) until every pending put settled, tells the server BYE (it
+   * drops this client's session), waits for it to hang up, and ends the queue. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.shutdown();
+    return this.closed;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closing = true;
+    const started = performance.now();
+    await this.flushPuts(this.cfg.linger, new ClosedError("queue client closed before the put was acknowledged"));
+    this.abortDial?.();
+    this.inbox.end(new ClosedError("queue client is closed"));
+    const l = this.link;
+    this.state = State.Closed;
+    if (l !== undefined && !l.closed) {
+      const gone = l.whenClosed();
+      l.write([encodeBye()]);
+      l.end();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const rest = Math.max(100, this.cfg.linger - (performance.now() - started));
+      await Promise.race([gone, new Promise<void>((r) => (timer = setTimeout(r, rest)))]);
+      clearTimeout(timer);
+      l.destroy();
+    }
+    this.session.kill(new ClosedError("queue client is closed"));
+    this.stopTicker();
+    await this.hub?.close();
+  }
+
+  protected links(): Iterable<Link> {
+    return this.link !== undefined && this.state === State.Connected ? [this.link] : [];
+  }
+
+  /** @internal */
+  bye(_s: Session, flags: number): void {
+    const l = this.link;
+    this.link = undefined;
+    this.session.link = undefined;
+    l?.end();
+    if ((flags & FLAG_IDLE) !== 0 && !this.closing) {
+      // Collected while idle: start a new session on the next call (or now, if something waits).
+      // The server ignores DATA that arrives after it ended the session, so what was in flight
+      // was not delivered: it goes out again, first, in the new session.
+      this.session.requeue();
+      this.state = State.Idle;
+      if (this.session.outstanding > 0 || this.inbox.waiting > 0) this.reconnect();
+      return;
+    }
+    this.fail(new PeerDeadError("the queue server closed"));
+  }
+
+  private fail(err: PlexusError): void {
+    if (this.state === State.Closed || this.state === State.Failed) return;
+    this.state = State.Failed;
+    this.session.kill(err);
+    this.inbox.end(err);
+    this.link?.destroy();
+  }
+
+  /** One connection attempt with handshake; attaches the session on success. */
+  private dial(signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let socketError: NodeJS.ErrnoException | undefined;
+      let link: Link;
+      if (this.hub !== undefined) {
+        link = this.dialing = this.hub.link("server", "s", this.cfg.maxMessage);
+      } else {
+        const { host, port } = this.cfg.url;
+        const opts = { host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: this.cfg.peerTimeout };
+        const socket: Socket = this.tlsOpts ? tlsConnect({ ...this.tlsOpts, ...opts }) : netConnect(opts);
+        socket.setNoDelay(true);
+        socket.on("error", (err: NodeJS.ErrnoException) => (socketError ??= err));
+        link = new SocketLink(socket, this.cfg.maxMessage);
+      }
+      let done = false;
+      const finish = (err?: PlexusError): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        this.abortDial = undefined;
+        this.dialing = undefined;
+        if (err !== undefined) {
+          link.destroy();
+          reject(err);
+        } else resolve();
+      };
+      const timer = setTimeout(() => finish(new TimeoutError(`no queue handshake with ${this.where} within ${this.connectTimeout} ms`)), this.connectTimeout);
+      const onAbort = (): void => finish(new AbortError("connect aborted", { cause: signal?.reason }));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.abortDial = () => finish(new ClosedError("queue client closed while connecting"));
+      // Sockets buffer writes until connected (and TLS until secure): HELLO goes out first.
+      link.write([
+        encodeHandshake(QFrame.Hello, {
+          version: QUEUE_VERSION,
+          status: 0,
+          resumed: false,
+          slots: this.cfg.slots,
+          heartbeat: this.cfg.heartbeat,
+          maxMessage: this.cfg.maxMessage,
+          identity: this.identity,
+        }),
+      ]);
+      let welcomed = false;
+      link.bind({
+        frame: (h: Header, payload: Buffer) => {
+          if (welcomed) {
+            this.session.onFrame(h, payload);
+            return;
+          }
+          if (h.type !== QFrame.Welcome) {
+            // Over MQTT, frames of the previous link may still be on their way: what matters is resent after WELCOME.
+            if (this.hub !== undefined) return;
+            throw new ProtocolError(`expected WELCOME, got frame type ${h.type}`);
+          }
+          const w = decodeHandshake(payload);
+          if (w.version !== QUEUE_VERSION) throw new ProtocolError(`queue protocol version mismatch: the server speaks ${w.version}, this client ${QUEUE_VERSION}`);
+          if (w.status === HandshakeStatus.Full) throw new ResourceExhaustedError(`the queue server at ${this.where} has as many clients as it accepts`);
+          if (w.status !== HandshakeStatus.Ok) throw new ProtocolError(`the queue server at ${this.where} refused the handshake (status ${w.status})`);
+          welcomed = true;
+          const id = w.identity.toString("hex");
+          const first = this.session.id === "00000000000000000000000000000000";
+          const resumed = w.resumed && (first || id === this.session.id);
+          if (!first && !resumed) this.session.restart(new PeerDeadError("the queue server lost this client's session (it restarted?)"));
+          (this.session as { id: string }).id = id;
+          this.session.peerSlots = w.slots;
+          this.session.peerMaxMessage = w.maxMessage;
+          this.link = link;
+          this.state = State.Connected;
+          this.session.attach(link, resumed);
+          finish();
+        },
+        gone: (err) => {
+          if (!welcomed) {
+            const e = err ?? socketError;
+            finish(
+              e instanceof PlexusError ? e : e !== undefined ? connectError(e, this.where) : new PeerDeadError(`the queue server at ${this.where} hung up during the handshake`),
+            );
+            return;
+          }
+          if (this.link === link) this.lost();
+        },
+      });
+    });
+  }
+
+  /** The connection dropped without BYE: reconnect within `reconnectWindow`. */
+  private lost(): void {
+    this.session.link = undefined;
+    this.link = undefined;
+    if (this.state !== State.Connected || this.closing) {
+      if (this.closing && this.state !== State.Closed) this.fail(new PeerDeadError("the queue server went away while closing"));
+      return;
+    }
+    this.reconnect();
+  }
+
+  private reconnect(): void {
+    this.state = State.Reconnecting;
+    this.reconnecting ??= this.retry().finally(() => (this.reconnecting = undefined));
+  }
+
+  private async retry(): Promise<void> {
+    const end = performance.now() + this.cfg.reconnectWindow;
+    let pause = 20;
+    let last: PlexusError = new PeerDeadError(`lost the queue server at ${this.where}`);
+    while (!this.closing && (this.state as State) === State.Reconnecting) {
+      try {
+        await this.dial();
+        return;
+      } catch (err) {
+        last = err instanceof PlexusError ? err : new PeerDeadError(String(err));
+        if (err instanceof AccessDeniedError || err instanceof ProtocolError || err instanceof ClosedError) break;
+      }
+      const left = end - performance.now();
+      if (left <= 0) break;
+      await new Promise((r) => setTimeout(r, Math.min(pause, left)));
+      pause = Math.min(pause * 2, 500);
+    }
+    if (!this.closing && this.state === State.Reconnecting) {
+      this.fail(new PeerDeadError(`the queue server at ${this.where} did not come back within ${this.cfg.reconnectWindow} ms: ${last.message}`, { cause: last }));
+    }
+  }
+}
+
+function encodeBye(): Buffer {
+  const b = Buffer.alloc(12);
+  b[4] = QFrame.Bye;
+  return b;
+}

@@ -1,0 +1,175 @@
+/**
+ * What queue servers and clients share: the inbox (`get`, iteration), puts (encoded once,
+ * handed to each peer's session, tracked until settled), keep-alives and dead-peer detection.
+ * @internal
+ * @module
+ */
+import { ClosedError, FrameTooLargeError, PeerDeadError, type PlexusError } from "../errors.js";
+import { encodeChunks, encodedSize, encodeInto } from "../codec/index.js";
+import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
+import { releasingIterator } from "../util/iterate.js";
+import { endedError, Inbox, type QueueMessage } from "./inbox.js";
+import type { Link } from "./link.js";
+import type { Settings } from "./options.js";
+import { Deadlines, PutOp } from "./put.js";
+import { Slab } from "./slab.js";
+import type { Session, SessionHost } from "./session.js";
+import { FLAG_RELIABLE, header, HEADER_BYTES, QFrame } from "./wire.js";
+
+/** Messages up to this size are copied into one buffer with their header. */
+const SMALL = 8 << 10;
+
+const PING = header(0, QFrame.Ping, 0, 0);
+
+/** Base of {@link QueueServer} and {@link QueueClient}. */
+export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessage> {
+  /** @internal */
+  protected readonly inbox: Inbox;
+  /** Puts not yet settled. */
+  protected readonly ops = new Set<PutOp>();
+  private readonly opsOwner = {
+    settled: (op: PutOp): void => {
+      this.ops.delete(op);
+      if (this.ops.size === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
+    },
+  };
+  /** Where small outgoing frames are written. */
+  private readonly slab = new Slab();
+  /** One timer for the puts with the default timeout. */
+  private readonly deadlines = new Deadlines();
+  /** Set when `close()` starts. */
+  protected closing = false;
+  private readonly ticker: ReturnType<typeof setInterval>;
+  private idleWaiters: (() => void)[] = [];
+
+  /** @param cfg - validated settings */
+  protected constructor(protected readonly cfg: Settings) {
+    this.inbox = new Inbox({ maxQueue: cfg.maxQueue, maxQueueBytes: cfg.maxQueueBytes, timeout: Infinity });
+    this.ticker = setInterval(() => this.tick(), Math.max(10, Math.min(cfg.heartbeat, cfg.peerTimeout) / 2));
+    this.ticker.unref();
+  }
+
+  /** The live links, for keep-alives. */
+  protected abstract links(): Iterable<Link>;
+  /** Called before each `get` (a client reconnects after idle collection). */
+  protected beforeGet(): void {}
+  /** Called on each tick after keep-alives (idle collection). */
+  protected onTick(): void {}
+  /** @internal */
+  abstract bye(s: Session, flags: number): void;
+
+  /** @internal */
+  deliver(s: Session, serial: number, flags: number, payload: Buffer): void {
+    this.inbox.offer(s, serial, flags, payload);
+  }
+
+  /**
+   * Takes the next message (from any peer), waiting up to `timeout` ms (default: no limit).
+   * Rejects with `TimeoutError`, `AbortError`, `ClosedError` once this end is closed and its
+   * queue is empty, or `PeerDeadError` once a client's server is gone and its queue is empty.
+   */
+  async get<T = unknown>(opts: BlockingOptions = {}): Promise<QueueMessage<T>> {
+    this.beforeGet();
+    const m = await this.inbox.take(opts);
+    if (m === null) throw endedError(this.inbox);
+    return m as QueueMessage<T>;
+  }
+
+  /**
+   * Iterates over messages until the queue ends; each message is released when the loop moves
+   * on, and leaving the loop early closes this end.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<QueueMessage> {
+    return releasingIterator(
+      () => this.inbox.take({}),
+      () => this.close(),
+    );
+  }
+
+  /** Messages waiting in this end's queue. */
+  get queued(): number {
+    return this.inbox.size;
+  }
+
+  /** Largest number of bytes this end's queue has held. */
+  get peakQueueBytes(): number {
+    return this.inbox.peakBytes;
+  }
+
+  /** Closes this end (see the subclasses). */
+  abstract close(): Promise<void>;
+
+  /** Same as `close()`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** Encodes `value` once and sends it to every session in `targets`. */
+  protected startPut(value: unknown, targets: readonly Session[], opts: BlockingOptions): Promise<void> {
+    try {
+      if (this.closing) throw new ClosedError("queue is closed");
+      checkOptions(opts, "put");
+      const timeout = checkTimeout(opts.timeout, this.cfg.timeout);
+      if (targets.length === 0) throw new PeerDeadError("no client is connected");
+      const plan = encodedSize(value);
+      if (plan.byteLength > this.cfg.maxMessage) {
+        throw new FrameTooLargeError(`message of ${plan.byteLength} bytes exceeds the limit of ${this.cfg.maxMessage} bytes`);
+      }
+      let chunks: Uint8Array[];
+      if (plan.byteLength <= SMALL) {
+        // One buffer: header room + the whole frame (one copy of a small message, one write).
+        const b = this.slab.take(HEADER_BYTES + plan.byteLength);
+        encodeInto(plan, b.subarray(HEADER_BYTES));
+        chunks = [b];
+      } else {
+        // Header room + the frame's head in one buffer, the value's own buffers after it (no copy).
+        const parts = encodeChunks(plan);
+        const head = Buffer.allocUnsafe(HEADER_BYTES + parts[0].byteLength);
+        head.set(parts[0], HEADER_BYTES);
+        parts[0] = head;
+        chunks = parts;
+      }
+      const op = new PutOp(targets.length, timeout, opts.signal, timeout === this.cfg.timeout ? this.deadlines : undefined);
+      this.ops.add(op);
+      op.owner = this.opsOwner;
+      const flags = this.cfg.reliable ? FLAG_RELIABLE : 0;
+      for (const s of targets) s.send({ op, chunks, bytes: plan.byteLength, flags });
+      return op.promise;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Waits until every put settled or `ms` passed; then rejects the rest with `err`. */
+  protected async flushPuts(ms: number, err: PlexusError): Promise<void> {
+    if (this.ops.size > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, ms);
+        this.idleWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    for (const op of [...this.ops]) op.fail(err);
+  }
+
+  /** Stops the keep-alive ticker. */
+  protected stopTicker(): void {
+    clearInterval(this.ticker);
+    this.deadlines.stop();
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    for (const l of this.links()) {
+      if (l.closed) continue;
+      if (now - l.lastRx > this.cfg.peerTimeout) {
+        l.fail(new PeerDeadError(`no byte from the peer for ${Math.round(now - l.lastRx)} ms`));
+        continue;
+      }
+      if (now - l.lastTx >= this.cfg.heartbeat) l.write([PING]);
+    }
+    this.onTick();
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The receiving side of a queue endpoint: messages from every peer in arrival order, bounded
+ * in count and bytes. A message that does not fit is parked unacknowledged (its sender keeps
+ * the slot, so parking is bounded by the peers' slots) and taken in when room frees up.
+ * @internal
+ * @module
+ */
+import { AbortError, ClosedError, PeerDeadError, type PlexusError, TimeoutError } from "../errors.js";
+import { decode } from "../codec/index.js";
+import { checkOptions, type BlockingOptions } from "../util/blocking.js";
+import type { Session } from "./session.js";
+import { encodeNack, FLAG_RELIABLE, NackReason } from "./wire.js";
+
+/** Identifies a peer of a queue endpoint: its 16-byte identity in hex. */
+export type PeerId = string;
+
+/** A message taken from a queue. */
+export interface QueueMessage<T = unknown> {
+  /** The decoded value. Typed arrays in it are views of the received frame (no copy). */
+  readonly value: T;
+  /** Who sent it: pass it to `server.put(reply, peer)` to answer that client. */
+  readonly peer: PeerId;
+  /** Size of the encoded message in bytes. */
+  readonly byteLength: number;
+  /**
+   * Releases the message. A `reliable` sender's put resolves only now; for `fast` messages
+   * this does nothing. Iteration releases each message when the loop moves on. Idempotent.
+   */
+  release(): void;
+  /** Same as {@link release} (for `using`). */
+  [Symbol.dispose](): void;
+}
+
+class Message implements QueueMessage {
+  private released = false;
+  constructor(
+    readonly value: unknown,
+    readonly peer: PeerId,
+    readonly byteLength: number,
+    private readonly session: Session | undefined,
+    private readonly serial: number,
+    private readonly gen: number,
+  ) {}
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.session?.ack(this.serial, this.gen);
+  }
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}
+
+interface Arrival {
+  session: Session;
+  serial: number;
+  gen: number;
+  reliable: boolean;
+  value: unknown;
+  bytes: number;
+}
+
+interface GetWaiter {
+  resolve(m: QueueMessage | null): void;
+  reject(err: unknown): void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/** Limits of an inbox. */
+export interface InboxLimits {
+  /** Messages held before parking. */
+  maxQueue: number;
+  /** Bytes held before parking. */
+  maxQueueBytes: number;
+  /** Default `get` timeout (Infinity: none). */
+  timeout: number;
+}
+
+/** An endpoint's queue of received messages. */
+export class Inbox {
+  private items: Message[] = [];
+  private head = 0;
+  private bytes = 0;
+  private parked: Arrival[] = [];
+  private readonly waiters: GetWaiter[] = [];
+  private ended: PlexusError | undefined;
+  /** Largest `bytes` held so far. */
+  peakBytes = 0;
+
+  /** @param limits - bounds and default timeout */
+  constructor(private readonly limits: InboxLimits) {}
+
+  /** Messages held (not parked). */
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  /** Pending `get` calls. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  /** Messages parked for lack of room. */
+  get parkedCount(): number {
+    return this.parked.length;
+  }
+
+  /** A DATA payload arrived from `session`. */
+  offer(session: Session, serial: number, flags: number, payload: Buffer): void {
+    if (this.ended !== undefined) {
+      // Closed: nobody will take it; the sender must learn that.
+      session.nack(serial, session.generation, encodeNack(serial, NackReason.Closed, "queue closed"));
+      return;
+    }
+    let value: unknown;
+    try {
+      value = decode(payload);
+    } catch (err) {
+      session.nack(serial, session.generation, encodeNack(serial, NackReason.Malformed, err instanceof Error ? err.message : String(err)));
+      return;
+    }
+    const a: Arrival = { session, serial, gen: session.generation, reliable: (flags & FLAG_RELIABLE) !== 0, value, bytes: payload.length };
+    if (this.parked.length > 0 || !this.fits(a.bytes)) this.parked.push(a);
+    else this.admit(a);
+  }
+
+  /** Takes the next message, waiting as `opts` allow; null once the inbox ended and is empty. */
+  take(opts: BlockingOptions): Promise<QueueMessage | null> {
+    try {
+      checkOptions(opts, "get");
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const m = this.shift();
+    if (m !== undefined) return Promise.resolve(m);
+    if (this.ended !== undefined) return Promise.resolve(null);
+    const timeout = opts.timeout ?? this.limits.timeout;
+    return new Promise((resolve, reject) => {
+      const w: GetWaiter = { resolve, reject, timer: undefined, signal: opts.signal, onAbort: undefined };
+      if (timeout !== Infinity) {
+        w.timer = setTimeout(() => {
+          this.drop(w);
+          reject(new TimeoutError(`get: no message within ${timeout} ms`));
+        }, timeout);
+      }
+      if (opts.signal !== undefined) {
+        const signal = opts.signal;
+        w.onAbort = () => {
+          this.drop(w);
+          reject(new AbortError("get aborted", { cause: signal.reason }));
+        };
+        signal.addEventListener("abort", w.onAbort, { once: true });
+      }
+      this.waiters.push(w);
+    });
+  }
+
+  /**
+   * No more messages will come: waiting gets resolve with null (and later ones, once the
+   * inbox is empty); parked messages are refused so their senders learn it.
+   */
+  end(err: PlexusError = new ClosedError("queue is closed")): void {
+    if (this.ended !== undefined) return;
+    this.ended = err;
+    for (const a of this.parked) a.session.nack(a.serial, a.gen, encodeNack(a.serial, NackReason.Closed, "queue closed"));
+    this.parked = [];
+    for (const w of this.waiters.splice(0)) {
+      this.unwatch(w);
+      w.resolve(null);
+    }
+  }
+
+  /** Refuses the parked messages of a session that ended (their puts reject at the sender). */
+  forget(session: Session): void {
+    this.parked = this.parked.filter((a) => a.session !== session);
+    this.unpark();
+  }
+
+  /** Why the inbox ended, if it did. */
+  get endedWith(): PlexusError | undefined {
+    return this.ended;
+  }
+
+  private fits(bytes: number): boolean {
+    return this.size === 0 || (this.size < this.limits.maxQueue && this.bytes + bytes <= this.limits.maxQueueBytes);
+  }
+
+  private admit(a: Arrival): void {
+    const m = new Message(a.value, a.session.id, a.bytes, a.reliable ? a.session : undefined, a.serial, a.gen);
+    if (!a.reliable) a.session.ack(a.serial, a.gen);
+    const w = this.waiters.shift();
+    if (w !== undefined) {
+      this.unwatch(w);
+      w.resolve(m);
+      return;
+    }
+    this.items.push(m);
+    this.bytes += a.bytes;
+    if (this.bytes > this.peakBytes) this.peakBytes = this.bytes;
+  }
+
+  private shift(): Message | undefined {
+    if (this.head === this.items.length) return undefined;
+    const m = this.items[this.head];
+    this.items[this.head++] = undefined as unknown as Message;
+    this.bytes -= m.byteLength;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    this.unpark();
+    return m;
+  }
+
+  private unpark(): void {
+    while (this.parked.length > 0 && this.fits(this.parked[0].bytes)) {
+      const a = this.parked.shift()!;
+      if (a.session.dead !== undefined) continue;
+      this.admit(a);
+    }
+  }
+
+  private drop(w: GetWaiter): void {
+    const i = this.waiters.indexOf(w);
+    if (i >= 0) this.waiters.splice(i, 1);
+    this.unwatch(w);
+  }
+
+  private unwatch(w: GetWaiter): void {
+    clearTimeout(w.timer);
+    if (w.onAbort !== undefined) w.signal?.removeEventListener("abort", w.onAbort);
+  }
+}
+
+/** The error a get on an ended inbox rejects with. */
+export function endedError(inbox: Inbox): PlexusError {
+  return inbox.endedWith ?? new PeerDeadError("queue ended");
+}

@@ -1,0 +1,123 @@
+/**
+ * A link: one live connection to a peer, carrying queue frames. The TCP/TLS link wraps a
+ * socket and a {@link FrameParser}; the MQTT backend has its own. Sessions (which survive
+ * reconnection) write through whichever link is current.
+ * @internal
+ * @module
+ */
+import type { Socket } from "node:net";
+import { FrameParser } from "./parser.js";
+import type { Header } from "./wire.js";
+
+/** What a session needs from a connection. */
+export interface Link {
+  /** Sets (or replaces) the receiver of this link's frames and its end. */
+  bind(events: LinkEvents): void;
+  /** Resolves once the connection is gone. */
+  whenClosed(): Promise<void>;
+  /** Writes one frame given as pieces (header, payload...). */
+  write(chunks: readonly Uint8Array[]): void;
+  /** Ends the connection after what was written (graceful). */
+  end(): void;
+  /** Drops the connection now. */
+  destroy(): void;
+  /** Drops the connection because of `err` (reported as the reason it ended). */
+  fail(err: Error): void;
+  /** `performance.now()` of the last byte received. */
+  readonly lastRx: number;
+  /** `performance.now()` of the last frame written. */
+  readonly lastTx: number;
+  /** True once the connection is gone. */
+  readonly closed: boolean;
+}
+
+/** Callbacks of a {@link SocketLink}. */
+export interface LinkEvents {
+  /** A complete frame arrived. Throwing (a typed error) drops the link with that error. */
+  frame(h: Header, payload: Buffer): void;
+  /** The connection ended; `err` says why (undefined: the peer closed it cleanly). */
+  gone(err: Error | undefined): void;
+}
+
+/** A queue link over a TCP or TLS socket. */
+export class SocketLink implements Link {
+  lastRx = performance.now();
+  lastTx = performance.now();
+  closed = false;
+  private corked = false;
+  private events: LinkEvents | undefined;
+  private readonly parser: FrameParser;
+  private failure: Error | undefined;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    if (!this.socket.destroyed) this.socket.uncork();
+  };
+
+  /**
+   * @param socket - a connected socket (TCP_NODELAY set)
+   * @param maxMessage - largest DATA payload this end accepts
+   */
+  constructor(
+    readonly socket: Socket,
+    maxMessage: number,
+  ) {
+    this.parser = new FrameParser(maxMessage, (h, p) => {
+      if (!this.closed) this.events?.frame(h, p);
+    });
+    socket.on("data", (chunk: Buffer) => {
+      this.lastRx = performance.now();
+      if (this.closed) return;
+      try {
+        this.parser.push(chunk);
+      } catch (err) {
+        this.fail(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+    socket.on("error", (err) => {
+      this.failure ??= err;
+    });
+    socket.on("close", () => this.finish());
+  }
+
+  bind(events: LinkEvents): void {
+    this.events = events;
+  }
+
+  whenClosed(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.socket.once("close", () => resolve()));
+  }
+
+  write(chunks: readonly Uint8Array[]): void {
+    if (this.closed || this.socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(this.uncork); // after the I/O callbacks of this loop turn: their writes (ACKs) go out together
+    }
+    for (const c of chunks) if (c.byteLength > 0) this.socket.write(c);
+    this.lastTx = performance.now();
+  }
+
+  end(): void {
+    if (this.closed) return;
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** Drops the link because of `err` (a protocol violation, a dead peer). */
+  fail(err: Error): void {
+    this.failure = err;
+    this.socket.destroy();
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.events?.gone(this.failure);
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * The MQTT backend: queue frames carried through an MQTT broker. The server subscribes to
+ * `plexus/q/<name>/s`, each client to `plexus/q/<name>/c/<client id>`; every MQTT message
+ * (QoS 1) is the sender's 16-byte identity followed by exactly one queue frame. Handshake,
+ * serials, acknowledgements and keep-alives are the same as over TCP, end to end: a put
+ * resolves on the receiving endpoint's ACK, not on the broker's PUBACK. The broker's
+ * redeliveries are dropped as duplicates by serial. Requires the `mqtt` package.
+ * @internal
+ * @module
+ */
+import { FrameTooLargeError, InvalidArgumentError, PeerDeadError, ProtocolError } from "../errors.js";
+import type { Link, LinkEvents } from "./link.js";
+import type { QueueUrl } from "./options.js";
+import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
+import { checkHeader, HEADER_BYTES, IDENTITY_BYTES, readHeader } from "./wire.js";
+
+/** The part of an mqtt.js client this backend uses. */
+interface MqttClientLike {
+  on(event: "message", cb: (topic: string, payload: Buffer) => void): unknown;
+  on(event: "connect", cb: () => void): unknown;
+  on(event: "error", cb: (err: Error) => void): unknown;
+  subscribeAsync(topic: string, opts: { qos: 0 | 1 | 2 }): Promise<unknown>;
+  publish(topic: string, payload: Buffer, opts: { qos: 0 | 1 | 2 }, cb?: (err?: Error) => void): unknown;
+  endAsync(force?: boolean): Promise<void>;
+}
+
+/** Topic prefix of queue `name`. */
+export function topicPrefix(name: string): string {
+  return `plexus/q/${name}`;
+}
+
+/** One peer reached through the broker. */
+export class MqttLink implements Link {
+  lastRx = performance.now();
+  lastTx = performance.now();
+  closed = false;
+  private events: LinkEvents | undefined;
+  private readonly closedWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly hub: MqttHub,
+    /** Topic this link publishes to. */
+    readonly topic: string,
+    /** The peer's identity (hex). */
+    readonly peer: string,
+    private readonly maxMessage: number,
+  ) {}
+
+  bind(events: LinkEvents): void {
+    this.events = events;
+  }
+
+  whenClosed(): Promise<void> {
+    return this.closed ? Promise.resolve() : new Promise((r) => this.closedWaiters.push(r));
+  }
+
+  write(chunks: readonly Uint8Array[]): void {
+    if (this.closed) return;
+    this.hub.publish(this.topic, chunks);
+    this.lastTx = performance.now();
+  }
+
+  /** One MQTT message from the peer (identity already stripped). */
+  receive(frame: Buffer): void {
+    this.lastRx = performance.now();
+    if (this.closed) return;
+    try {
+      if (frame.length < HEADER_BYTES) throw new ProtocolError(`MQTT message of ${frame.length} bytes is shorter than a frame header`);
+      const h = readHeader(frame, 0);
+      if (checkHeader(h, this.maxMessage) === "too-large") {
+        throw new FrameTooLargeError(`a peer sent a ${h.length}-byte message; this end accepts at most ${this.maxMessage} bytes`);
+      }
+      if (h.length !== frame.length - HEADER_BYTES) throw new ProtocolError(`frame says ${h.length} bytes, MQTT message carries ${frame.length - HEADER_BYTES}`);
+      // Copied to its own (8-aligned) memory, so typed arrays in it decode as views.
+      const payload = Buffer.allocUnsafe(h.length);
+      frame.copy(payload, 0, HEADER_BYTES);
+      this.events?.frame(h, payload);
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  end(): void {
+    this.finish(undefined);
+  }
+
+  destroy(): void {
+    this.finish(undefined);
+  }
+
+  fail(err: Error): void {
+    this.finish(err);
+  }
+
+  private finish(err: Error | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.hub.forget(this);
+    this.events?.gone(err);
+    for (const w of this.closedWaiters.splice(0)) w();
+  }
+}
+
+/** One endpoint's MQTT connection: publishes frames, routes incoming ones to links. */
+export class MqttHub {
+  private readonly links = new Map<string, MqttLink>();
+  /** Called for a message from a peer without a link (server: a new client). */
+  onUnknown: ((peer: string, frame: Buffer) => void) | undefined;
+  /**
+   * Called when the broker connection came back after a loss: frames published to this end
+   * meanwhile are gone (clean sessions), so the client handshakes again and both sides resend
+   * what is unacknowledged.
+   */
+  onReconnect: (() => void) | undefined;
+
+  private constructor(
+    private readonly client: MqttClientLike,
+    readonly identity: Buffer,
+    readonly prefix: string,
+  ) {}
+
+  /**
+   * Connects to the broker of `url` and subscribes to `inbox` (a topic under the prefix).
+   * Rejects with `PeerDeadError` if the broker cannot be reached, `InvalidArgumentError` if
+   * the `mqtt` package is missing.
+   */
+  static async connect(url: QueueUrl, tls: TcpTlsOptions | undefined, identity: Buffer, inbox: string, connectTimeout: number): Promise<MqttHub> {
+    let mqtt: typeof import("mqtt");
+    try {
+      mqtt = await import("mqtt");
+    } catch (err) {
+      throw new InvalidArgumentError("the mqtt:// backend needs the `mqtt` package (npm install mqtt)", { cause: err });
+    }
+    const host = url.host.includes(":") ? `[${url.host}]` : url.host;
+    const brokerUrl = `${url.scheme}://${host}:${url.port}`;
+    let client: MqttClientLike;
+    try {
+      client = (await mqtt.connectAsync(brokerUrl, {
+        clientId: `plexus-${identity.toString("hex")}`,
+        clean: true,
+        connectTimeout,
+        reconnectPeriod: 200,
+        ...(tls ?? {}),
+      } as Parameters<typeof mqtt.connectAsync>[1])) as unknown as MqttClientLike;
+    } catch (err) {
+      throw new PeerDeadError(`cannot reach the MQTT broker at ${brokerUrl}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    const prefix = topicPrefix(url.name);
+    const hub = new MqttHub(client, identity, prefix);
+    client.on("error", () => {}); // mqtt.js reconnects; silence is caught by the queue's keep-alives
+    client.on("message", (topic, payload) => hub.route(topic, payload));
+    client.on("connect", () => hub.onReconnect?.()); // the first connect happened before this listener
+    await client.subscribeAsync(`${prefix}/${inbox}`, { qos: 1 });
+    return hub;
+  }
+
+  /** A link to `peer` publishing to `topic` (a topic under the prefix). */
+  link(peer: string, topic: string, maxMessage: number): MqttLink {
+    this.links.get(peer)?.destroy();
+    const l = new MqttLink(this, `${this.prefix}/${topic}`, peer, maxMessage);
+    this.links.set(peer, l);
+    return l;
+  }
+
+  /** @internal */
+  forget(l: MqttLink): void {
+    if (this.links.get(l.peer) === l) this.links.delete(l.peer);
+  }
+
+  /** @internal */
+  publish(topic: string, chunks: readonly Uint8Array[]): void {
+    const parts: Uint8Array[] = [this.identity, ...chunks];
+    this.client.publish(topic, Buffer.concat(parts), { qos: 1 }, () => {});
+  }
+
+  private route(_topic: string, payload: Buffer): void {
+    if (payload.length < IDENTITY_BYTES) return; // not ours
+    const peer = payload.toString("hex", 0, IDENTITY_BYTES);
+    const frame = payload.subarray(IDENTITY_BYTES);
+    const l = this.links.get(peer);
+    if (l !== undefined) l.receive(frame);
+    else this.onUnknown?.(peer, frame);
+  }
+
+  /** Drops every link and disconnects from the broker. */
+  async close(): Promise<void> {
+    for (const l of [...this.links.values()]) l.destroy();
+    await this.client.endAsync(false).catch(() => {});
+  }
+
+  /** Links currently open. */
+  all(): Iterable<MqttLink> {
+    return this.links.values();
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * Options of queue servers and clients, their defaults and validation, and the URL that picks
+ * the backend (`tcp://`, `tls://`, `mqtt://`, `mqtts://`).
+ * @internal
+ * @module
+ */
+import { randomBytes } from "node:crypto";
+import { InvalidArgumentError, type PlexusError } from "../errors.js";
+import { checkTimeout } from "../util/blocking.js";
+import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
+import { intOption, msOption } from "../transport/tcp-wire.js";
+import { IDENTITY_BYTES, MAX_SLOTS } from "./wire.js";
+
+/** How a put is acknowledged. */
+export type DeliveryMode = "fast" | "reliable";
+
+/** Options shared by {@link QueueServerOptions} and {@link QueueClientOptions}. */
+export interface QueueOptions {
+  /**
+   * Where to listen or connect: `tcp://host:port`, `tls://host:port`, or an MQTT broker
+   * `mqtt://host:port/queue-name` (`mqtts://` for MQTT over TLS).
+   */
+  url: string;
+  /**
+   * TLS certificate options (`key`/`cert` on a server, `ca` on a client, both for mutual TLS).
+   * Given with `tcp://`, the connection is TLS all the same.
+   */
+  tls?: TcpTlsOptions;
+  /** Allow plain TCP to or on an address that is not loopback. Without it: `AccessDeniedError`. */
+  allowInsecure?: boolean;
+  /**
+   * Delivery of this end's puts. `fast` (default): acknowledged when the receiver queued the
+   * message. `reliable`: acknowledged when the receiver's application released it.
+   */
+  mode?: DeliveryMode;
+  /** Messages in flight (sent, unacknowledged) per peer: default 1 for `reliable`, 16 for `fast`; at most 1024. */
+  slots?: number;
+  /** Largest message (encoded bytes) this end sends or accepts; default 64 MiB. Larger frames from a peer are refused before any allocation. */
+  maxMessage?: number;
+  /** Messages held in this end's queue before further ones wait unacknowledged (default 1024). */
+  maxQueue?: number;
+  /** Bytes held in this end's queue before further messages wait unacknowledged (default 256 MiB). */
+  maxQueueBytes?: number;
+  /** Puts waiting for a free slot per peer before `put` rejects with `BackpressureError` (default 65536). */
+  maxPending?: number;
+  /** Default timeout of `put` in ms (default 30000). `get` waits without limit unless given one. */
+  timeout?: number;
+  /** Idle interval after which a keep-alive is written (ms, default 1000). */
+  heartbeat?: number;
+  /** A peer is dead after this long without a byte from it (ms, default 5000). */
+  peerTimeout?: number;
+  /** How long a session outlives its connection, waiting for the peer to reconnect (ms, default 5000). */
+  reconnectWindow?: number;
+  /** `close()` waits at most this long for pending puts and peers (ms, default 10000). */
+  linger?: number;
+}
+
+/** Options of `queue.server`. */
+export interface QueueServerOptions extends QueueOptions {
+  /** Most clients (sessions) at once (default 1024). */
+  maxClients?: number;
+  /** A connection must complete its handshake within this time (ms, default 5000). */
+  handshakeTimeout?: number;
+  /**
+   * Sessions with no message either way and nothing pending for this long are ended (BYE with
+   * the idle flag); the client reconnects on its next call. Default: never.
+   */
+  idleTimeout?: number;
+  /** Told why a connection was dropped (protocol violation, oversized frame, silence); the server keeps serving. */
+  onPeerError?: (err: PlexusError) => void;
+}
+
+/** Options of `queue.client`. */
+export interface QueueClientOptions extends QueueOptions {
+  /** This client's identity: 16 bytes or 32 hex digits (default: random). Reconnecting with it resumes the session. */
+  identity?: Uint8Array | string;
+  /** Time to connect and complete the handshake, each attempt (ms, default 5000). */
+  connectTimeout?: number;
+  /** Aborts the first connection attempt. */
+  signal?: AbortSignal;
+}
+
+/** A parsed queue URL. */
+export interface QueueUrl {
+  scheme: "tcp" | "tls" | "mqtt" | "mqtts";
+  host: string;
+  port: number;
+  /** MQTT: the queue's name (the URL path), used in topic names. */
+  name: string;
+}
+
+/** Parses and checks a queue URL. */
+export function parseUrl(url: string, server: boolean): QueueUrl {
+  if (typeof url !== "string") throw new InvalidArgumentError("url must be a string such as tcp://127.0.0.1:51966");
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new InvalidArgumentError(`not a URL: ${JSON.stringify(url)}`);
+  }
+  const scheme = u.protocol.slice(0, -1);
+  if (scheme !== "tcp" && scheme !== "tls" && scheme !== "mqtt" && scheme !== "mqtts") {
+    throw new InvalidArgumentError(`unsupported queue URL scheme ${JSON.stringify(u.protocol)} (tcp://, tls://, mqtt://, mqtts://)`);
+  }
+  let host = u.hostname;
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  if (host === "") throw new InvalidArgumentError(`queue URL without a host: ${url}`);
+  const mqtt = scheme === "mqtt" || scheme === "mqtts";
+  const port = u.port === "" ? (mqtt ? (scheme === "mqtt" ? 1883 : 8883) : server ? 0 : -1) : Number(u.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535 || (!server && !mqtt && port === 0)) {
+    throw new InvalidArgumentError(`queue URL needs a port: ${url}`);
+  }
+  const name = decodeURIComponent(u.pathname.replace(/^\/+/, "")) || "plexus";
+  if (mqtt && (name.includes("#") || name.includes("+") || name.includes(String.fromCharCode(0)))) throw new InvalidArgumentError(`queue name ${JSON.stringify(name)} may not contain MQTT wildcards`);
+  return { scheme, host, port, name };
+}
+
+/** Validated settings common to both ends. */
+export interface Settings {
+  url: QueueUrl;
+  tls: TcpTlsOptions | undefined;
+  useTls: boolean;
+  allowInsecure: boolean;
+  reliable: boolean;
+  slots: number;
+  maxMessage: number;
+  maxQueue: number;
+  maxQueueBytes: number;
+  maxPending: number;
+  timeout: number;
+  heartbeat: number;
+  peerTimeout: number;
+  reconnectWindow: number;
+  linger: number;
+}
+
+/** Validates the common options. */
+export function settings(opts: QueueOptions, server: boolean): Settings {
+  if (opts === null || typeof opts !== "object") throw new InvalidArgumentError("queue options must be an object with a url");
+  const url = parseUrl(opts.url, server);
+  const mode = opts.mode ?? "fast";
+  if (mode !== "fast" && mode !== "reliable") throw new InvalidArgumentError(`mode must be "fast" or "reliable", got ${JSON.stringify(mode)}`);
+  if (opts.tls !== undefined && (opts.tls === null || typeof opts.tls !== "object")) throw new InvalidArgumentError("tls must be an object of certificate options");
+  const reliable = mode === "reliable";
+  return {
+    url,
+    tls: opts.tls,
+    useTls: opts.tls !== undefined || url.scheme === "tls" || url.scheme === "mqtts",
+    allowInsecure: opts.allowInsecure === true,
+    reliable,
+    slots: intOption("slots", opts.slots, reliable ? 1 : 16, 1, MAX_SLOTS),
+    maxMessage: intOption("maxMessage", opts.maxMessage, 64 << 20, 16, 0xffffffff),
+    maxQueue: intOption("maxQueue", opts.maxQueue, 1024, 1, 2 ** 31 - 1),
+    maxQueueBytes: intOption("maxQueueBytes", opts.maxQueueBytes, 256 << 20, 16, Number.MAX_SAFE_INTEGER),
+    maxPending: intOption("maxPending", opts.maxPending, 65536, 0, 2 ** 31 - 1),
+    timeout: checkTimeout(opts.timeout, 30000),
+    heartbeat: msOption("heartbeat", opts.heartbeat, 1000),
+    peerTimeout: msOption("peerTimeout", opts.peerTimeout, 5000),
+    reconnectWindow: msOption("reconnectWindow", opts.reconnectWindow, 5000),
+    linger: msOption("linger", opts.linger, 10000),
+  };
+}
+
+/** A client identity from the option, or a random one. */
+export function identityOf(id: Uint8Array | string | undefined): Buffer {
+  if (id === undefined) return randomBytes(IDENTITY_BYTES);
+  if (typeof id === "string") {
+    if (!/^[0-9a-fA-F]{32}$/.test(id)) throw new InvalidArgumentError("identity must be 16 bytes or 32 hex digits");
+    return Buffer.from(id, "hex");
+  }
+  if (!(id instanceof Uint8Array) || id.byteLength !== IDENTITY_BYTES) throw new InvalidArgumentError("identity must be 16 bytes or 32 hex digits");
+  return Buffer.from(id);
+}

@@ -1,0 +1,107 @@
+/**
+ * Splits a byte stream into queue frames. Every header is checked before its payload is
+ * allocated: an unknown type, a malformed control frame or a DATA length above the limit ends
+ * the stream with a typed error, and nothing larger than the limit is ever allocated.
+ * @internal
+ * @module
+ */
+import { FrameTooLargeError } from "../errors.js";
+import { Slab } from "./slab.js";
+import { checkHeader, HEADER_BYTES, readHeader, type Header } from "./wire.js";
+
+/**
+ * Frames at least this large that arrive within one read are handed out as views of the read
+ * buffer (no copy; the codec copies only buffers it cannot align). Smaller ones are copied, so
+ * a small message never keeps a whole read buffer alive.
+ */
+const ZERO_COPY_MIN = 16 << 10;
+
+/** Called with each complete frame; `payload` is owned by the callee (a copy, or a view of a read buffer nobody else uses). */
+export type FrameHandler = (h: Header, payload: Buffer) => void;
+
+/** An incremental frame parser for one connection. */
+export class FrameParser {
+  private readonly head = Buffer.alloc(HEADER_BYTES);
+  private headFill = 0;
+  private current: Header | undefined;
+  private payload: Buffer | undefined;
+  private fill = 0;
+  private static readonly EMPTY = Buffer.alloc(0);
+  private readonly slab = new Slab();
+
+  /**
+   * @param maxMessage - largest DATA payload accepted
+   * @param onFrame - receives each frame
+   */
+  constructor(
+    private readonly maxMessage: number,
+    private readonly onFrame: FrameHandler,
+  ) {}
+
+  /** Feeds bytes; throws `ProtocolError` / `FrameTooLargeError` on the first bad header. */
+  push(chunk: Buffer): void {
+    let at = 0;
+    const n = chunk.length;
+    while (at < n) {
+      if (this.current === undefined) {
+        const take = Math.min(HEADER_BYTES - this.headFill, n - at);
+        if (this.headFill === 0 && take === HEADER_BYTES) {
+          const h = readHeader(chunk, at);
+          const end = at + HEADER_BYTES + h.length;
+          if (h.length >= ZERO_COPY_MIN && end <= n) {
+            // The whole frame is in this read: hand out a view of it, no copy.
+            this.check(h);
+            at = end;
+            this.onFrame(h, chunk.subarray(end - h.length, end));
+            continue;
+          }
+          this.begin(h);
+        } else {
+          chunk.copy(this.head, this.headFill, at, at + take);
+          this.headFill += take;
+          if (this.headFill < HEADER_BYTES) return;
+          this.begin(readHeader(this.head, 0));
+        }
+        at += take;
+        if (this.headFill === HEADER_BYTES) this.headFill = 0;
+        if ((this.current as Header | undefined)?.length === 0) this.emit();
+        continue;
+      }
+      const payload = this.payload!;
+      const take = Math.min(payload.length - this.fill, n - at);
+      chunk.copy(payload, this.fill, at, at + take);
+      this.fill += take;
+      at += take;
+      if (this.fill === payload.length) this.emit();
+    }
+  }
+
+  /** True when the stream stopped between frames. */
+  get idle(): boolean {
+    return this.current === undefined && this.headFill === 0;
+  }
+
+  private check(h: Header): void {
+    if (checkHeader(h, this.maxMessage) === "too-large") {
+      throw new FrameTooLargeError(`a peer announced a ${h.length}-byte message; this end accepts at most ${this.maxMessage} bytes`);
+    }
+  }
+
+  private begin(h: Header): void {
+    this.check(h);
+    this.current = h;
+    this.headFill = HEADER_BYTES;
+    // 8-aligned memory, so typed arrays in the frame decode as views.
+    this.payload = h.length === 0 ? FrameParser.EMPTY : this.slab.take(h.length);
+    this.fill = 0;
+  }
+
+  private emit(): void {
+    const h = this.current!;
+    const p = this.payload!;
+    this.current = undefined;
+    this.payload = undefined;
+    this.fill = 0;
+    this.onFrame(h, p);
+  }
+}

@@ -1,0 +1,335 @@
+/**
+ * The queue server: listens on TCP (or TLS), keeps one session per client identity (surviving
+ * reconnection for `reconnectWindow`), takes messages from every client into one queue, and
+ * puts to one, several or all clients.
+ * @module
+ */
+import { randomBytes } from "node:crypto";
+import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type TlsOptions } from "node:tls";
+import { AccessDeniedError, ClosedError, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError, SystemError } from "../errors.js";
+import type { BlockingOptions } from "../util/blocking.js";
+import { isLoopback } from "../util/loopback.js";
+import { intOption, msOption } from "../transport/tcp-wire.js";
+import { Endpoint } from "./endpoint.js";
+import type { PeerId } from "./inbox.js";
+import { SocketLink, type Link } from "./link.js";
+import { MqttHub, MqttLink } from "./mqtt.js";
+import { settings, type QueueServerOptions, type Settings } from "./options.js";
+import { Session } from "./session.js";
+import { decodeHandshake, encodeHandshake, FLAG_IDLE, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
+
+
+/** Options of {@link QueueServer.put} given as an object. */
+export interface ServerPutOptions extends BlockingOptions {
+  /** The clients to put to; none or empty: every connected client. */
+  peers?: readonly PeerId[];
+}
+
+interface ServerConfig extends Settings {
+  maxClients: number;
+  handshakeTimeout: number;
+  idleTimeout: number;
+  onPeerError: ((err: PlexusError) => void) | undefined;
+}
+
+/** Turns a `listen` failure into a typed error. */
+function listenError(err: NodeJS.ErrnoException, where: string): Error {
+  if (typeof err.errno === "number" && err.code) return new SystemError(err.syscall ?? "listen", Math.abs(err.errno), err.code, err.message, where);
+  return new InvalidArgumentError(`cannot listen on ${where}: ${err.message}`, { cause: err });
+}
+
+/**
+ * A queue server. Create with `queue.server({ url })`. `get()` takes messages from any client
+ * (`msg.peer` says which); `put(value, ...peers)` sends to those clients, or to all of them.
+ */
+export class QueueServer extends Endpoint {
+  /** The URL clients connect to (with the bound port). */
+  readonly url: string;
+  /** The port listened on. */
+  readonly port: number;
+  private readonly sessions = new Map<PeerId, Session>();
+  private readonly live = new Set<Link>();
+  private readonly lost = new Map<Session, ReturnType<typeof setTimeout>>();
+  private closed: Promise<void> | undefined;
+
+  private constructor(
+    private readonly server: Server | undefined,
+    private readonly hub: MqttHub | undefined,
+    private readonly identity: Buffer,
+    private readonly scfg: ServerConfig,
+    port: number,
+  ) {
+    super(scfg);
+    this.port = port;
+    const h = scfg.url.host.includes(":") ? `[${scfg.url.host}]` : scfg.url.host;
+    this.url = `${scfg.url.scheme}://${h}:${port}${hub ? `/${encodeURIComponent(scfg.url.name)}` : ""}`;
+    if (server !== undefined) {
+      server.on(scfg.useTls ? "secureConnection" : "connection", (s: Socket) => this.accept(s));
+      server.on("tlsClientError", (err: Error) => this.report(new AccessDeniedError(`TLS handshake with a client failed: ${err.message}`, { cause: err })));
+      server.on("error", () => {}); // accept errors (EMFILE): that connection is lost, the server serves on
+    }
+    if (hub !== undefined) {
+      hub.onUnknown = (peer, frame) => {
+        if (this.closing) return;
+        const link = hub.link(peer, `c/${peer}`, this.cfg.maxMessage);
+        this.acceptLink(link);
+        link.receive(frame);
+      };
+    }
+  }
+
+  /** @internal use `queue.server` */
+  static async create(opts: QueueServerOptions): Promise<QueueServer> {
+    const base = settings(opts, true);
+    const cfg: ServerConfig = {
+      ...base,
+      maxClients: intOption("maxClients", opts.maxClients, 1024, 1, 65536),
+      handshakeTimeout: msOption("handshakeTimeout", opts.handshakeTimeout, 5000),
+      idleTimeout: opts.idleTimeout === undefined ? Infinity : msOption("idleTimeout", opts.idleTimeout, 0),
+      onPeerError: opts.onPeerError,
+    };
+    const { host, port } = cfg.url;
+    if (!cfg.useTls && !isLoopback(host) && !cfg.allowInsecure) {
+      throw new AccessDeniedError(`plain TCP on ${host}, which is not a loopback address, is refused: serve TLS (option tls) or opt out with allowInsecure: true`);
+    }
+    const identity = randomBytes(16);
+    if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
+      const hub = await MqttHub.connect(cfg.url, cfg.tls, identity, "s", cfg.handshakeTimeout);
+      return new QueueServer(undefined, hub, identity, cfg, port);
+    }
+    if (cfg.useTls && (cfg.tls === undefined || (cfg.tls.pfx === undefined && (cfg.tls.key === undefined || cfg.tls.cert === undefined)))) {
+      throw new InvalidArgumentError("a TLS queue server needs tls.key and tls.cert (or tls.pfx)");
+    }
+    const netOpts = { noDelay: true, keepAlive: true, keepAliveInitialDelay: cfg.peerTimeout };
+    let server: Server;
+    if (cfg.useTls) {
+      const t: TlsOptions = { ...cfg.tls, ...netOpts, handshakeTimeout: cfg.handshakeTimeout };
+      try {
+        server = createTlsServer(t);
+      } catch (err) {
+        throw new InvalidArgumentError(`invalid TLS options: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    } else {
+      server = createNetServer(netOpts);
+    }
+    server.maxConnections = cfg.maxClients + 64;
+    const where = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => reject(listenError(err, where));
+      server.once("error", onError);
+      server.listen({ host, port }, () => {
+        server.off("error", onError);
+        resolve();
+      });
+    });
+    // the listener keeps the process alive while the server is open, like an HTTP server
+    return new QueueServer(server, undefined, identity, cfg, (server.address() as AddressInfo).port);
+  }
+
+  /** The clients with a session (connected, or reconnecting within `reconnectWindow`). */
+  get peers(): PeerId[] {
+    return [...this.sessions.keys()];
+  }
+
+  /**
+   * Puts `value` to the named clients, or to every client when none is named; encoded once.
+   * Resolves when every one of them acknowledged it. Rejects with `PeerDeadError` (a named
+   * client is unknown or left, or no client is connected), `TimeoutError`, `AbortError`,
+   * `FrameTooLargeError`, `BackpressureError`, `EncodeError`, `ClosedError`.
+   */
+  put(value: unknown, ...peers: PeerId[]): Promise<void>;
+  /** Puts with options: `{ peers, timeout, signal }`. */
+  put(value: unknown, options: ServerPutOptions): Promise<void>;
+  put(value: unknown, ...rest: (PeerId | ServerPutOptions)[]): Promise<void> {
+    let peers: readonly PeerId[];
+    let opts: BlockingOptions = {};
+    if (rest.length === 1 && typeof rest[0] === "object" && rest[0] !== null) {
+      const o = rest[0];
+      opts = o;
+      peers = o.peers ?? [];
+    } else {
+      peers = rest as PeerId[];
+    }
+    const targets: Session[] = [];
+    if (peers.length === 0) {
+      for (const s of this.sessions.values()) targets.push(s);
+    } else {
+      for (const id of peers) {
+        const s = typeof id === "string" ? this.sessions.get(id) : undefined;
+        if (s === undefined) return Promise.reject(new PeerDeadError(`no client ${String(id)} (it left, or never connected)`));
+        targets.push(s);
+      }
+    }
+    return this.startPut(value, targets, opts);
+  }
+
+  /**
+   * Stops accepting clients and puts, waits (at most `linger` ms) until every pending put
+   * settled, tells every client BYE, waits for them to hang up, and ends the queue: `get`
+   * returns what is left, then rejects with `ClosedError`. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.shutdown();
+    return this.closed;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closing = true;
+    this.server?.close();
+    const started = performance.now();
+    await this.flushPuts(this.cfg.linger, new ClosedError("queue server closed before the put was acknowledged"));
+    this.inbox.end(new ClosedError("queue server is closed"));
+    const waits: Promise<void>[] = [];
+    for (const s of this.sessions.values()) {
+      s.control(QFrame.Bye);
+      const l = s.link;
+      if (l !== undefined && !l.closed) {
+        waits.push(l.whenClosed());
+        l.end(); // TCP: FIN after the BYE, then wait for the client to hang up; MQTT: BYE is published, done
+      }
+    }
+    const rest = Math.max(100, this.cfg.linger - (performance.now() - started));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([Promise.all(waits), new Promise<void>((r) => (timer = setTimeout(r, rest)))]);
+    clearTimeout(timer);
+    for (const l of this.live) l.destroy();
+    for (const t of this.lost.values()) clearTimeout(t);
+    this.lost.clear();
+    for (const s of this.sessions.values()) s.kill(new ClosedError("queue server is closed"));
+    this.sessions.clear();
+    this.stopTicker();
+    await this.hub?.close();
+  }
+
+  protected *links(): Iterable<Link> {
+    // Only links past the handshake: a PING must never come before a client's WELCOME (links
+    // still in the handshake are bounded by handshakeTimeout instead).
+    for (const s of this.sessions.values()) if (s.link !== undefined) yield s.link;
+  }
+
+  protected override onTick(): void {
+    if (this.scfg.idleTimeout === Infinity) return;
+    const now = performance.now();
+    for (const s of [...this.sessions.values()]) {
+      if (s.link === undefined || now - s.lastData < this.scfg.idleTimeout) continue;
+      if (s.outstanding > 0 || s.unacknowledged > 0) continue;
+      s.control(QFrame.Bye, FLAG_IDLE);
+      s.link.end();
+      this.endSession(s, new PeerDeadError("client session collected after being idle"));
+    }
+  }
+
+  /** @internal */
+  bye(s: Session): void {
+    s.link?.end();
+    this.endSession(s, new PeerDeadError(`client ${s.id} closed its queue`));
+  }
+
+  private endSession(s: Session, err: PlexusError): void {
+    const t = this.lost.get(s);
+    if (t !== undefined) clearTimeout(t);
+    this.lost.delete(s);
+    s.kill(err);
+    this.inbox.forget(s);
+    if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);
+  }
+
+  private report(err: PlexusError): void {
+    try {
+      this.scfg.onPeerError?.(err);
+    } catch {
+      // a throwing callback must not stop the server
+    }
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    this.acceptLink(new SocketLink(socket, this.cfg.maxMessage));
+  }
+
+  private acceptLink(link: SocketLink | MqttLink): void {
+    this.live.add(link);
+    let session: Session | undefined;
+    const timer = setTimeout(() => link.fail(new ProtocolError(`no queue handshake within ${this.scfg.handshakeTimeout} ms`)), this.scfg.handshakeTimeout);
+    link.bind({
+      frame: (h: Header, payload: Buffer) => {
+        if (session !== undefined && !(h.type === QFrame.Hello && link instanceof MqttLink)) {
+          session.onFrame(h, payload);
+          return;
+        }
+        if (h.type !== QFrame.Hello) throw new ProtocolError(`expected HELLO, got frame type ${h.type}`);
+        clearTimeout(timer);
+        session = this.hello(link, payload);
+      },
+      gone: (err) => {
+        clearTimeout(timer);
+        this.live.delete(link);
+        if (err !== undefined && !this.closing) {
+          this.report(err instanceof PlexusError ? err : new PeerDeadError(`client connection failed: ${err.message}`, { cause: err }));
+        }
+        if (session !== undefined && session.link === link) this.detach(session);
+      },
+    });
+  }
+
+  /** Answers a HELLO; returns the client's session, or undefined after a refusal. */
+  private hello(link: Link, payload: Buffer): Session | undefined {
+    const h = decodeHandshake(payload);
+    const refuse = (status: HandshakeStatus): undefined => {
+      link.write([this.welcome(status, false)]);
+      link.end();
+      return undefined;
+    };
+    if (h.version !== QUEUE_VERSION) return refuse(HandshakeStatus.Version);
+    if (h.status !== 0) return refuse(HandshakeStatus.Malformed);
+    const id = h.identity.toString("hex");
+    let s = this.sessions.get(id);
+    const resumed = s !== undefined;
+    if (s === undefined) {
+      if (this.sessions.size >= this.scfg.maxClients) return refuse(HandshakeStatus.Full);
+      s = new Session(h.identity, this, { slots: this.cfg.slots, maxPending: this.cfg.maxPending });
+      this.sessions.set(id, s);
+    } else {
+      const t = this.lost.get(s);
+      if (t !== undefined) clearTimeout(t);
+      this.lost.delete(s);
+      const old = s.link;
+      s.link = undefined;
+      if (old !== undefined && old !== link) old.destroy(); // the client came back before we noticed it left
+    }
+    s.peerSlots = h.slots;
+    s.peerMaxMessage = h.maxMessage;
+    link.write([this.welcome(HandshakeStatus.Ok, resumed)]);
+    s.attach(link, resumed);
+    return s;
+  }
+
+  private welcome(status: HandshakeStatus, resumed: boolean): Buffer {
+    return encodeHandshake(QFrame.Welcome, {
+      version: QUEUE_VERSION,
+      status,
+      resumed,
+      slots: this.cfg.slots,
+      heartbeat: this.cfg.heartbeat,
+      maxMessage: this.cfg.maxMessage,
+      identity: this.identity,
+    });
+  }
+
+  /** The client's connection dropped: keep its session for `reconnectWindow`. */
+  private detach(s: Session): void {
+    s.link = undefined;
+    if (this.closing || s.dead !== undefined) return;
+    const t = setTimeout(() => {
+      this.lost.delete(s);
+      this.endSession(s, new PeerDeadError(`client ${s.id} did not reconnect within ${this.cfg.reconnectWindow} ms`));
+    }, this.cfg.reconnectWindow);
+    t.unref(); // a pending put's own timer keeps the process alive if it must
+    this.lost.set(s, t);
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * A TCP relay between a client and a server that a test can cut (both sides dropped) or freeze
+ * (bytes swallowed, connections kept: a silent peer), to exercise reconnection and keep-alives.
+ */
+import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
+
+/** A controllable relay. */
+export interface Proxy {
+  readonly port: number;
+  /** Drops every relayed connection now (both sides see a reset). */
+  cut(): void;
+  /** While frozen, bytes in either direction are dropped and connections stay open. */
+  frozen: boolean;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  close(): Promise<void>;
+}
+
+/** Starts a relay on a free loopback port toward `127.0.0.1:targetPort`. */
+export async function startProxy(targetPort: number): Promise<Proxy> {
+  const pairs = new Set<[Socket, Socket]>();
+  let accepted = 0;
+  const state = { frozen: false };
+  const server: Server = createServer((a) => {
+    accepted++;
+    const b = connect({ host: "127.0.0.1", port: targetPort });
+    const pair: [Socket, Socket] = [a, b];
+    pairs.add(pair);
+    const drop = (): void => {
+      a.destroy();
+      b.destroy();
+      pairs.delete(pair);
+    };
+    a.on("data", (d: Buffer) => state.frozen || b.write(d));
+    b.on("data", (d: Buffer) => state.frozen || a.write(d));
+    a.on("error", drop).on("close", drop);
+    b.on("error", drop).on("close", drop);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const proxy: Proxy = {
+    port: (server.address() as AddressInfo).port,
+    get frozen() {
+      return state.frozen;
+    },
+    set frozen(v: boolean) {
+      state.frozen = v;
+    },
+    get accepted() {
+      return accepted;
+    },
+    cut() {
+      for (const [a, b] of pairs) {
+        a.resetAndDestroy();
+        b.resetAndDestroy();
+      }
+      pairs.clear();
+    },
+    close() {
+      proxy.cut();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+  return proxy;
+}

@@ -1,0 +1,213 @@
+/**
+ * Hostile bytes at the queue port: random and truncated frames, unknown types, wrong versions,
+ * oversized lengths, serials out of order, slot overruns, undecodable payloads. Each ends in a
+ * typed error (reported through `onPeerError`) and a dropped connection — or, for a payload
+ * that is not a codec frame, a NACK — never a crash, a hang or a large allocation; the server
+ * keeps serving an honest client throughout.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import fc from "fast-check";
+import { queue, type PlexusError, type QueueServer } from "../src/index.js";
+
+const MAGIC = 0x51584c50;
+
+function frame(type: number, serial: number, payload: Uint8Array = new Uint8Array(0), flags = 0, length = payload.length): Buffer {
+  const h = Buffer.alloc(12);
+  h.writeUInt32LE(length, 0);
+  h[4] = type;
+  h[5] = flags;
+  h.writeUInt32LE(serial, 8);
+  return Buffer.concat([h, payload]);
+}
+
+function hello(o: { version?: number; slots?: number; id?: number } = {}): Buffer {
+  const p = Buffer.alloc(36);
+  p.writeUInt32LE(MAGIC, 0);
+  p.writeUInt16LE(o.version ?? 1, 4);
+  p.writeUInt16LE(o.slots ?? 1, 8);
+  p.writeUInt32LE(1000, 12);
+  p.writeUInt32LE(1 << 20, 16);
+  p.fill(o.id ?? 0xab, 20, 36);
+  return frame(1, 0, p);
+}
+
+/** Writes `bytes`, then waits until the server hangs up (or `ms`); returns what came back. */
+async function throwAt(server: QueueServer, bytes: Uint8Array, ms = 2000): Promise<Buffer> {
+  const s = connect({ host: "127.0.0.1", port: server.port });
+  const got: Buffer[] = [];
+  s.on("data", (d: Buffer) => got.push(d));
+  s.on("error", () => {});
+  s.write(bytes);
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve();
+    }, ms);
+    s.on("close", () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+  return Buffer.concat(got);
+}
+
+async function honest(server: QueueServer, n: number): Promise<void> {
+  const c = await queue.client({ url: server.url });
+  await c.put({ n });
+  const m = await server.get({ timeout: 5000 });
+  assert.deepEqual(m.value, { n });
+  await c.close();
+}
+
+test("fuzz: random bytes, random frames after a valid HELLO, and truncated frames never stop the server", async () => {
+  const errors: PlexusError[] = [];
+  const server = await queue.server({ url: "tcp://127.0.0.1:0", handshakeTimeout: 200, onPeerError: (e) => errors.push(e) });
+  let n = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.uint8Array({ maxLength: 200 }), fc.boolean(), fc.nat(), async (bytes, withHello, cut) => {
+      const input = withHello ? Buffer.concat([hello({ id: n & 0xff }), bytes]) : Buffer.from(bytes);
+      await throwAt(server, input.subarray(0, input.length - (cut % (input.length + 1))), 400);
+      n++;
+    }),
+    { numRuns: 40 },
+  );
+  for (const e of errors) assert.match(e.code, /^ERR_PLEXUS_/);
+  await honest(server, n);
+  await server.close();
+});
+
+test("fuzz: an oversized DATA length is refused from its header alone; unknown types, bad flags, gaps and slot overruns drop the connection", async () => {
+  const errors: PlexusError[] = [];
+  const server = await queue.server({ url: "tcp://127.0.0.1:0", maxMessage: 1 << 20, onPeerError: (e) => errors.push(e) });
+  const before = process.memoryUsage().arrayBuffers;
+  // 4 GiB - 1 announced, 12 bytes sent: the server must not wait for (or allocate) the payload
+  const t0 = Date.now();
+  await throwAt(server, Buffer.concat([hello({ id: 1 }), frame(3, 1, new Uint8Array(0), 0, 0xffffffff)]), 5000);
+  assert.ok(Date.now() - t0 < 4000, "the server hung up at once instead of waiting for the payload");
+  assert.equal(errors.at(-1)?.code, "ERR_PLEXUS_FRAME_TOO_LARGE");
+  assert.ok(process.memoryUsage().arrayBuffers - before < 64 << 20, "no allocation of the announced size");
+  const bad: [Buffer, string][] = [
+    [frame(99, 0), "ERR_PLEXUS_PROTOCOL"], // unknown type
+    [frame(3, 1, Buffer.alloc(4), 0x80), "ERR_PLEXUS_PROTOCOL"], // unknown DATA flag
+    [frame(6, 0, Buffer.alloc(4)), "ERR_PLEXUS_PROTOCOL"], // PING with a payload
+    [frame(3, 5, Buffer.alloc(4)), "ERR_PLEXUS_PROTOCOL"], // serial gap
+    [frame(1, 0, Buffer.alloc(36)), "ERR_PLEXUS_PROTOCOL"], // second HELLO
+  ];
+  for (const [f, c] of bad) {
+    errors.length = 0;
+    await throwAt(server, Buffer.concat([hello({ id: 2 }), f]));
+    assert.equal(errors.at(-1)?.code, c);
+  }
+  // two DATA frames with one announced slot, neither acknowledged (reliable): a slot overrun
+  errors.length = 0;
+  const { encode } = await import("../src/codec/index.js");
+  const v = encode("x");
+  await throwAt(server, Buffer.concat([hello({ id: 3, slots: 1 }), frame(3, 1, v, 1), frame(3, 2, v, 1)]));
+  assert.equal(errors.at(-1)?.code, "ERR_PLEXUS_PROTOCOL");
+  assert.match(errors.at(-1)!.message, /slot/);
+  assert.equal((await server.get()).value, "x", "the first message, within its slot, was taken");
+  assert.equal(server.queued, 0);
+  await honest(server, 1);
+  await server.close();
+});
+
+test("fuzz: a payload that is not a codec frame gets a NACK (the sender learns), the connection stays up", async () => {
+  const server = await queue.server({ url: "tcp://127.0.0.1:0" });
+  const s = connect({ host: "127.0.0.1", port: server.port });
+  const got: Buffer[] = [];
+  s.on("data", (d: Buffer) => got.push(d));
+  s.write(Buffer.concat([hello({ id: 4 }), frame(3, 1, Buffer.from("definitely not a frame"))]));
+  const t = Date.now();
+  while (Buffer.concat(got).length < 12 + 36 + 12 && Date.now() - t < 3000) await new Promise((r) => setTimeout(r, 10));
+  const all = Buffer.concat(got);
+  const nack = all.subarray(48);
+  assert.equal(nack[4], 5, "NACK");
+  assert.equal(nack.readUInt32LE(8), 1, "for serial 1");
+  assert.equal(nack.readUInt32LE(12), 1, "reason: malformed");
+  assert.equal(server.queued, 0);
+  assert.equal(s.destroyed, false);
+  s.destroy();
+  await honest(server, 2);
+  await server.close();
+});
+
+test("handshake: a wrong version gets a WELCOME with status 1 and the server's version; no HELLO within the timeout is dropped", async () => {
+  const errors: PlexusError[] = [];
+  const server = await queue.server({ url: "tcp://127.0.0.1:0", handshakeTimeout: 100, onPeerError: (e) => errors.push(e) });
+  const reply = await throwAt(server, hello({ version: 7 }));
+  assert.equal(reply[4], 2);
+  assert.equal(reply.readUInt16LE(12 + 4), 1, "server version");
+  assert.equal(reply[12 + 6], 1, "status: version");
+  const silent = await throwAt(server, Buffer.alloc(0), 3000);
+  assert.equal(silent.length, 0);
+  assert.equal(errors.at(-1)?.code, "ERR_PLEXUS_PROTOCOL");
+  // a client of another version sees a typed error
+  await honest(server, 3);
+  await server.close();
+});
+
+/** A fake server that answers every connection with `reply(hello)`; returns its port. */
+async function fakeServer(reply: (hello: Buffer) => Buffer | null): Promise<{ port: number; close(): Promise<void> }> {
+  const { createServer } = await import("node:net");
+  const socks = new Set<import("node:net").Socket>();
+  const srv = createServer((s) => {
+    socks.add(s);
+    s.on("error", () => {});
+    s.once("data", (d: Buffer) => {
+      const r = reply(d);
+      if (r === null) s.destroy();
+      else s.write(r);
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  return {
+    port: (srv.address() as import("node:net").AddressInfo).port,
+    close: () => {
+      for (const s of socks) s.destroy();
+      return new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
+function welcome(o: { magic?: number; version?: number; status?: number; slots?: number } = {}): Buffer {
+  const p = Buffer.alloc(36);
+  p.writeUInt32LE(o.magic ?? MAGIC, 0);
+  p.writeUInt16LE(o.version ?? 1, 4);
+  p[6] = o.status ?? 0;
+  p.writeUInt16LE(o.slots ?? 16, 8);
+  p.writeUInt32LE(1000, 12);
+  p.writeUInt32LE(1 << 20, 16);
+  p.fill(0xcd, 20, 36);
+  return frame(2, 0, p);
+}
+
+test("client side: a hostile or foreign server is a typed error at connect; an oversized frame after the handshake ends the client with PeerDeadError", async () => {
+  const cases: [Buffer | null, string][] = [
+    [welcome({ magic: 0x12345678 }), "ERR_PLEXUS_PROTOCOL"],
+    [welcome({ version: 9 }), "ERR_PLEXUS_PROTOCOL"],
+    [welcome({ status: 3 }), "ERR_PLEXUS_RESOURCE_EXHAUSTED"],
+    [welcome({ slots: 0 }), "ERR_PLEXUS_PROTOCOL"],
+    [frame(3, 1, Buffer.alloc(8)), "ERR_PLEXUS_PROTOCOL"], // DATA before WELCOME
+    [Buffer.from("HTTP/1.1 400 Bad Request\r\n\r\n"), "ERR_PLEXUS_PROTOCOL"],
+    [null, "ERR_PLEXUS_PEER_DEAD"], // hangs up
+  ];
+  for (const [reply, c] of cases) {
+    const fake = await fakeServer(() => reply);
+    await assert.rejects(queue.client({ url: `tcp://127.0.0.1:${fake.port}`, connectTimeout: 2000 }), (e: PlexusError) => e.code === c);
+    await fake.close();
+  }
+  // a WELCOME, then a DATA header announcing 4 GiB: the client refuses it from the header, cannot get back in, and ends
+  let first = true;
+  const fake = await fakeServer(() => {
+    if (!first) return null;
+    first = false;
+    return Buffer.concat([welcome(), frame(3, 1, new Uint8Array(0), 0, 0xffffffff)]);
+  });
+  const client = await queue.client({ url: `tcp://127.0.0.1:${fake.port}`, reconnectWindow: 200 });
+  await assert.rejects(client.get({ timeout: 5000 }), (e: PlexusError) => e.code === "ERR_PLEXUS_PEER_DEAD");
+  await assert.rejects(client.put(1), (e: PlexusError) => e.code === "ERR_PLEXUS_PEER_DEAD");
+  await client.close();
+  await fake.close();
+});

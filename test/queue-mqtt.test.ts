@@ -1,0 +1,126 @@
+/**
+ * The MQTT backend through a real broker (aedes, started in-process on a free port): the same
+ * API and guarantees as over TCP — puts resolve on the receiving endpoint's ACK (not the
+ * broker's PUBACK), reliable mode waits for release, replies reach the named client, broadcast
+ * reaches all, a client that goes away makes pending puts reject.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer, type AddressInfo, type Server } from "node:net";
+import { Aedes } from "aedes";
+import { queue, type PlexusError } from "../src/index.js";
+
+const code = (c: string) => (e: unknown) => (e as PlexusError).code === c;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function broker(): Promise<{ url: string; close(): Promise<void> }> {
+  const b = await Aedes.createBroker();
+  const sockets = new Set<import("node:net").Socket>();
+  const tcp: Server = createServer((s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    b.handle(s);
+  });
+  await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
+  const port = (tcp.address() as AddressInfo).port;
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        tcp.close(() => b.close(() => r()));
+      }),
+  };
+}
+
+test("mqtt: put/get both ways through a broker, msg.peer, reply, broadcast, fast acks", async () => {
+  const b = await broker();
+  const server = await queue.server({ url: `${b.url}/jobs` });
+  assert.match(server.url, /^mqtt:\/\/127\.0\.0\.1:\d+\/jobs$/);
+  const c1 = await queue.client({ url: `${b.url}/jobs` });
+  const c2 = await queue.client({ url: `${b.url}/jobs` });
+  await c1.put({ n: 1, data: new Int16Array([1, -1]) });
+  const m = await server.get<{ n: number; data: Int16Array }>({ timeout: 5000 });
+  assert.equal(m.value.n, 1);
+  assert.deepEqual([...m.value.data], [1, -1]);
+  assert.equal(m.peer, c1.id);
+  await server.put("for c1", m.peer);
+  assert.equal((await c1.get({ timeout: 5000 })).value, "for c1");
+  await server.put("all");
+  assert.equal((await c1.get({ timeout: 5000 })).value, "all");
+  assert.equal((await c2.get({ timeout: 5000 })).value, "all");
+  const many = Array.from({ length: 100 }, (_, i) => c2.put(i));
+  await Promise.all(many);
+  const got: unknown[] = [];
+  for (let i = 0; i < 100; i++) got.push((await server.get({ timeout: 5000 })).value);
+  assert.deepEqual(got, Array.from({ length: 100 }, (_, i) => i));
+  await c1.close();
+  await c2.close();
+  await server.close();
+  await b.close();
+});
+
+test("mqtt: reliable puts resolve only on release by the receiving application, not on the broker's PUBACK", async () => {
+  const b = await broker();
+  const server = await queue.server({ url: `${b.url}/rel` });
+  const client = await queue.client({ url: `${b.url}/rel`, mode: "reliable" });
+  let resolved = false;
+  const p = client.put("x").then(() => (resolved = true));
+  const m = await server.get({ timeout: 5000 });
+  await sleep(100);
+  assert.equal(resolved, false);
+  m.release();
+  await p;
+  await client.close();
+  await server.close();
+  await b.close();
+});
+
+test("mqtt: a client that goes silent is dead after peerTimeout; the server's puts to it reject PeerDeadError", async () => {
+  const b = await broker();
+  const server = await queue.server({ url: `${b.url}/dead`, heartbeat: 30, peerTimeout: 200, reconnectWindow: 100, mode: "reliable" });
+  const client = await queue.client({ url: `${b.url}/dead`, heartbeat: 30, peerTimeout: 200 });
+  const p = assert.rejects(server.put("never released", client.id), code("ERR_PLEXUS_PEER_DEAD"));
+  await client.get({ timeout: 5000 });
+  // the client disappears without BYE: its broker connection is cut
+  await (client as unknown as { hub: { close(): Promise<void> } }).hub.close();
+  await p;
+  assert.deepEqual(server.peers, []);
+  await client.close();
+  await server.close();
+  await b.close();
+});
+
+test("mqtt: no broker is PeerDeadError; wildcards in the queue name are refused", async () => {
+  const b = await broker();
+  const port = Number(new URL(b.url).port);
+  await b.close();
+  await assert.rejects(queue.client({ url: `mqtt://127.0.0.1:${port}/q`, connectTimeout: 500 }), code("ERR_PLEXUS_PEER_DEAD"));
+  await assert.rejects(queue.server({ url: "mqtt://127.0.0.1:1883/a/+" }), code("ERR_PLEXUS_INVALID_ARGUMENT"));
+});
+
+test("mqtt: the broker connection of a client is cut; frames lost meanwhile are recovered (gap or silence -> new HELLO -> resend) and every put resolves", async () => {
+  const { startProxy } = await import("./helpers/proxy.js");
+  const b = await broker();
+  const proxy = await startProxy(Number(new URL(b.url).port));
+  const opts = { heartbeat: 30, peerTimeout: 300, reconnectWindow: 5000, timeout: 10000 };
+  const server = await queue.server({ url: `${b.url}/cut`, ...opts });
+  const client = await queue.client({ url: `mqtt://127.0.0.1:${proxy.port}/cut`, ...opts });
+  const got: unknown[] = [];
+  const taking = (async () => {
+    while (got.length < 40) got.push((await server.get({ timeout: 10000 })).value);
+  })();
+  const puts: Promise<void>[] = [];
+  for (let i = 0; i < 40; i++) {
+    puts.push(client.put(i));
+    if (i === 15) proxy.cut();
+    await sleep(5);
+  }
+  await Promise.all(puts);
+  await taking;
+  assert.deepEqual(got, Array.from({ length: 40 }, (_, i) => i));
+  await client.close();
+  await server.close();
+  await proxy.close();
+  await b.close();
+});

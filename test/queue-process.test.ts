@@ -1,0 +1,102 @@
+/**
+ * Queues across real processes over TCP and TLS, and the fault test: the peer process is
+ * killed at random points, again and again, and every put must settle — resolved (and then
+ * the peer had logged the message before acknowledging it) or rejected with a typed error.
+ * None hangs, none is silently lost.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { queue, PlexusError } from "../src/index.js";
+import { fixture, type Child } from "./helpers/child.js";
+import { testCerts } from "./helpers/tcp-certs.js";
+
+/** Every remaining stdout line of a child, until it ends. */
+async function drain(c: Child): Promise<string[]> {
+  const lines: string[] = [];
+  for (;;) {
+    try {
+      lines.push(await c.line(5000));
+    } catch {
+      return lines;
+    }
+  }
+}
+
+test("across processes: two clients put to a server process that echoes each value back to its sender", async () => {
+  const child = fixture("queue-peer", { role: "server", echo: true, mode: "reliable" });
+  const url = await child.line();
+  const clients = await Promise.all([queue.client({ url, slots: 8 }), queue.client({ url, slots: 8 })]);
+  const N = 300;
+  await Promise.all(
+    clients.map(async (c, k) => {
+      const puts: Promise<void>[] = [];
+      for (let i = 0; i < N; i++) puts.push(c.put({ id: k * N + i, data: new Uint32Array(64).fill(k * N + i) }));
+      for (let i = 0; i < N; i++) {
+        const m = await c.get<{ id: number; data: Uint32Array }>({ timeout: 10000 });
+        assert.equal(m.value.id, k * N + i);
+        assert.ok(m.value.data.every((x) => x === k * N + i));
+        m.release();
+      }
+      await Promise.all(puts);
+    }),
+  );
+  for (const c of clients) await c.close();
+  child.proc.kill();
+  const got = (await drain(child)).filter((l) => l.startsWith("got ")).length;
+  assert.equal(got, 2 * N);
+});
+
+test("across processes over TLS: a client process receives what the server puts to it", async () => {
+  const c = testCerts();
+  const server = await queue.server({ url: "tls://127.0.0.1:0", tls: { key: c.serverKey, cert: c.serverCert } });
+  const child = fixture("queue-peer", { role: "client", url: server.url.replace("127.0.0.1", "localhost"), tls: { ca: c.ca } });
+  const id = (await child.line()).split(" ")[1];
+  for (let i = 0; i < 50; i++) await server.put({ id: i }, id);
+  await server.close();
+  const lines = await drain(child);
+  assert.deepEqual(lines, Array.from({ length: 50 }, (_, i) => `got ${i}`));
+  assert.equal(await child.exited, 0, child.stderr()); // the server's BYE ended the child's loop
+});
+
+test("fault: the peer process is killed at random points 8 times; every put resolves (and was logged) or rejects typed", async () => {
+  let resolvedTotal = 0;
+  let rejectedTotal = 0;
+  for (let round = 0; round < 8; round++) {
+    const clientSide = round % 2 === 0; // even rounds: this process is the client, the killed one the server
+    const killAfter = 5 + Math.floor(Math.random() * 60);
+    const N = 200;
+    let child: Child;
+    let puts: Promise<void>[];
+    let close: () => Promise<void>;
+    if (clientSide) {
+      child = fixture("queue-peer", { role: "server", mode: "reliable" });
+      const url = await child.line();
+      const client = await queue.client({ url, mode: "reliable", slots: 4, reconnectWindow: 300, heartbeat: 50, peerTimeout: 500 });
+      puts = Array.from({ length: N }, (_, i) => client.put({ id: i }, { timeout: 10000 }));
+      close = () => client.close();
+    } else {
+      const server = await queue.server({ url: "tcp://127.0.0.1:0", mode: "reliable", slots: 4, reconnectWindow: 300, heartbeat: 50, peerTimeout: 500 });
+      child = fixture("queue-peer", { role: "client", url: server.url, reconnectWindow: 300 });
+      const id = (await child.line()).split(" ")[1];
+      puts = Array.from({ length: N }, (_, i) => server.put({ id: i }, { peers: [id], timeout: 10000 }));
+      close = () => server.close();
+    }
+    await new Promise((r) => setTimeout(r, killAfter));
+    child.proc.kill("SIGKILL");
+    const outcomes = await Promise.allSettled(puts); // resolves only if none hangs
+    const logged = new Set((await drain(child)).filter((l) => l.startsWith("got ")).map((l) => Number(l.slice(4))));
+    outcomes.forEach((o, i) => {
+      if (o.status === "fulfilled") {
+        resolvedTotal++;
+        assert.ok(logged.has(i), `round ${round}: put ${i} resolved but the peer never released it`);
+      } else {
+        rejectedTotal++;
+        assert.ok(o.reason instanceof PlexusError, `round ${round}: put ${i} rejected with ${String(o.reason)}`);
+        assert.equal(o.reason.code, "ERR_PLEXUS_PEER_DEAD", `round ${round}: put ${i}: ${o.reason.message}`);
+      }
+    });
+    await close();
+  }
+  assert.equal(resolvedTotal + rejectedTotal, 8 * 200);
+  assert.ok(rejectedTotal > 0, "the kills must have interrupted some puts");
+});
