@@ -29,7 +29,7 @@ test("cli: with no GraphServer, graph/top/status/pub/echo say so and exit 3 (no 
 });
 
 test("cli: usage errors exit 2 with a message; --help works on every command", async () => {
-  const bad = [["graph", "--format", "png"], ["pub", "t", "{not json"], ["top", "--interval", "1"], ["demo", "--rate", "0"], ["demo", "--request-every", "-1"], ["serve", "--bogus"], ["pub", "t"]];
+  const bad = [["graph", "--format", "png"], ["pub", "t", "{not json"], ["top", "--interval", "1"], ["demo", "--rate", "0"], ["demo", "--request-every", "-1"], ["demo", "--put-every", "1.5"], ["serve", "--bogus"], ["pub", "t"]];
   for (const args of bad) {
     const r = await plexus(args, { PLEXUS_GRAPH: "127.0.0.1:1" });
     assert.equal(r.code, 2, `plexus ${args.join(" ")}: ${r.stderr}`);
@@ -234,7 +234,7 @@ test("cli: serve refuses a non-loopback address without TLS and a token", async 
   assert.match(r.stderr, /requires tls and an access token \[ERR_PLEXUS_ACCESS_DENIED\]/);
 });
 
-test("cli: demo runs a producer, a transform worker and shm + tcp consumers, with rates and latencies", async () => {
+test("cli: demo runs a producer, a transform worker and shm + tcp consumers, a service and a queue, with rates and latencies", async () => {
   const port = await freePort();
   const r = await plexus(["demo", "--duration", "4", "--rate", "500", "--size", "256"], { PLEXUS_GRAPH: `127.0.0.1:${port}` }, 60_000);
   assert.equal(r.code, 0, r.stderr);
@@ -247,6 +247,9 @@ test("cli: demo runs a producer, a transform worker and shm + tcp consumers, wit
   assert.ok(flowing.length >= 1, `data flows to both consumers:\n${r.stdout}`);
   const answered = ticks.filter((l) => /\| demo\/peak [1-9][\d.]*k? req\/s p50 [\d.]+ ms p99 [\d.]+ ms/.test(l));
   assert.ok(answered.length >= 1, `the tcp consumer's requests are answered:\n${r.stdout}`);
+  assert.match(r.stdout, /^queue: consumer shm \(pid \d+\) -> tcp:\/\/127\.0\.0\.1:\d+ \(queue server in this process\), one acknowledged put per message$/m);
+  const acked = ticks.filter((l) => /\| queue [1-9][\d.]*k? acked puts\/s p50 [\d.]+ ms p99 [\d.]+ ms/.test(l));
+  assert.ok(acked.length >= 1, `the shm consumer's puts are acknowledged:\n${r.stdout}`);
   assert.doesNotMatch(r.stdout, /failed/);
   assert.match(r.stdout, /^demo stopped$/m);
   // nothing left behind: the port is free again

@@ -3,7 +3,8 @@
  * transform in a worker thread of this process, two consumer processes (one over shared memory,
  * one over TCP) — with live rates and latency percentiles, and optionally the dashboard. The tcp
  * consumer also calls a request/response service (`demo/peak`) served by this process, and prints
- * the round-trip percentiles.
+ * the round-trip percentiles; the shm consumer puts summaries to an acknowledged queue served by
+ * this process, and prints the acknowledged put rate and latency.
  * @module
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -16,6 +17,7 @@ import { GraphServer } from "../graph/server.js";
 import type { Snapshot } from "../graph/registry.js";
 import type { GraphStats } from "../graph/stats.js";
 import { connect, type Node } from "../pubsub/node.js";
+import { queue, type QueueServer } from "../queue/index.js";
 import { action, addressOf, CliError, connectGraph, Exit, human, palette, type AddressOptions } from "./common.js";
 
 interface DemoOptions extends AddressOptions {
@@ -24,6 +26,7 @@ interface DemoOptions extends AddressOptions {
   rate: string;
   size: string;
   requestEvery: string;
+  putEvery: string;
 }
 
 interface Latency {
@@ -33,6 +36,8 @@ interface Latency {
   p99: number;
   /** Round trips of the consumer's requests to `demo/peak` in the last second. */
   rpc?: { count: number; errors: number; p50: number; p99: number };
+  /** Acknowledged puts of the consumer's summaries to the demo queue in the last second (put to ack). */
+  queue?: { count: number; errors: number; p50: number; p99: number };
 }
 
 /** The `demo/peak` service: the loudest bin of a message's envelope. */
@@ -65,6 +70,7 @@ export function demoCommand(): Command {
     .option("-r, --rate <n>", "messages per second from the producer", "1000")
     .option("-s, --size <n>", "samples (float64) per message", "1024")
     .option("--request-every <n>", "the tcp consumer calls the demo/peak service (request/response) once per n messages; 0: never", "10")
+    .option("--put-every <n>", "the shm consumer puts a summary to the demo's acknowledged queue once per n messages; 0: never", "1")
     .action(action("demo", async (opts: DemoOptions) => demo(opts)));
 }
 
@@ -78,6 +84,8 @@ async function demo(opts: DemoOptions): Promise<void> {
   if (!(duration > 0)) throw new CliError("--duration must be a positive number of seconds", Exit.Usage);
   const every = Number(opts.requestEvery);
   if (!(Number.isInteger(every) && every >= 0 && every <= 1e6)) throw new CliError("--request-every must be an integer in 0..1000000", Exit.Usage);
+  const putEvery = Number(opts.putEvery);
+  if (!(Number.isInteger(putEvery) && putEvery >= 0 && putEvery <= 1e6)) throw new CliError("--put-every must be an integer in 0..1000000", Exit.Usage);
   const address = addressOf(opts);
   const { host, port } = parseAddress(address);
   let server: GraphServer | undefined;
@@ -97,6 +105,8 @@ async function demo(opts: DemoOptions): Promise<void> {
   let worker: Worker | undefined;
   let dashboard: { url: string; close(): Promise<void> } | undefined;
   let serviceNode: Node | undefined;
+  let summaries: QueueServer | undefined;
+  let drained: Promise<void> | undefined;
   const latency = new Map<string, Latency>();
   let ticker: ReturnType<typeof setInterval> | undefined;
   try {
@@ -112,10 +122,21 @@ async function demo(opts: DemoOptions): Promise<void> {
       serviceNode = await connect({ address, embedded: false, name: "demo service (peak)" });
       await serviceNode.server("demo/peak", peak);
     }
+    if (putEvery > 0) {
+      // An acknowledged queue served here: the shm consumer puts summaries, each put resolves on the ack.
+      const q = (summaries = await queue.server({ url: "tcp://127.0.0.1:0" }));
+      drained = (async () => {
+        try {
+          for await (const msg of q) void msg; // taking a message (and moving on) releases it
+        } catch {
+          // the queue ended
+        }
+      })();
+    }
     const env = { ...process.env, PLEXUS_GRAPH: address };
     const waits: Promise<void>[] = [];
     for (const transport of ["shm", "tcp"] as const) {
-      const child = spawn(process.execPath, [script("consumer"), JSON.stringify({ address, transport, every: transport === "tcp" ? every : 0 })], { stdio: ["ignore", "pipe", "pipe", "ipc"], env });
+      const child = spawn(process.execPath, [script("consumer"), JSON.stringify({ address, transport, every: transport === "tcp" ? every : 0, queue: transport === "shm" ? summaries?.url : undefined, putEvery })], { stdio: ["ignore", "pipe", "pipe", "ipc"], env });
       children.push(child);
       waits.push(
         ready(child, `${transport} consumer`, (line) => {
@@ -142,6 +163,7 @@ async function demo(opts: DemoOptions): Promise<void> {
     await ready(producer, "producer", () => {});
     console.log(`pipeline: producer (pid ${producer.pid}) -> demo/raw -> transform (worker thread) -> demo/filtered -> consumers shm (pid ${children[0].pid}), tcp (pid ${children[1].pid})`);
     if (every > 0) console.log(`request/response: consumer tcp (pid ${children[1].pid}) -> demo/peak -> this process (pid ${process.pid}), one request per ${every} messages`);
+    if (summaries) console.log(`queue: consumer shm (pid ${children[0].pid}) -> ${summaries.url} (queue server in this process), one acknowledged put per ${putEvery > 1 ? `${putEvery} messages` : "message"}`);
     const started = Date.now();
     await new Promise<void>((resolve) => {
       const quit = (): void => resolve();
@@ -163,9 +185,15 @@ async function demo(opts: DemoOptions): Promise<void> {
             const body = r && r.count > 0 ? `${c.green("demo/peak")} ${human(r.count)} req/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms` : "demo/peak -";
             return ` | ${body}${r && r.errors > 0 ? c.red(` ${r.errors} failed`) : ""}`;
           };
+          const acked = (): string => {
+            if (!summaries) return "";
+            const q = latency.get("shm")?.queue;
+            const body = q && q.count > 0 ? `${c.green("queue")} ${human(q.count)} acked puts/s p50 ${q.p50.toFixed(2)} ms p99 ${q.p99.toFixed(2)} ms` : "queue -";
+            return ` | ${body}${q && q.errors > 0 ? c.red(` ${q.errors} failed`) : ""}`;
+          };
           const secs = Math.round((Date.now() - started) / 1000);
           console.log(
-            `[${secs}s] demo/raw ${human(raw?.rate ?? 0)} msg/s ${human(raw?.bandwidth ?? 0, "B")}/s | demo/filtered ${human(filtered?.rate ?? 0)} msg/s | ${lat("shm")} | ${lat("tcp")}${rpc()}` +
+            `[${secs}s] demo/raw ${human(raw?.rate ?? 0)} msg/s ${human(raw?.bandwidth ?? 0, "B")}/s | demo/filtered ${human(filtered?.rate ?? 0)} msg/s | ${lat("shm")} | ${lat("tcp")}${rpc()}${acked()}` +
               ((raw?.waits ?? 0) + (filtered?.waits ?? 0) > 0 ? c.yellow(` | backpressure waits ${(raw?.waits ?? 0) + (filtered?.waits ?? 0)}`) : ""),
           );
         });
@@ -191,6 +219,8 @@ async function demo(opts: DemoOptions): Promise<void> {
       await w.terminate();
     }
     await serviceNode?.close();
+    await summaries?.close();
+    await drained;
     await dashboard?.close();
     await client?.close();
     await server?.close();
