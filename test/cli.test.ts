@@ -98,7 +98,7 @@ test("cli: top shows rates, subscribers and link transports (--json and the tabl
   }
 });
 
-test("cli: graph and top show request/response services, their clients, servers and link transports", async () => {
+test("cli: graph, top and status show request/response services, their clients, servers and link transports", async () => {
   await using server = await GraphServer.start({ port: 0 });
   const address = `127.0.0.1:${server.address.port}`;
   await using a = await connect({ address, embedded: false, name: "resizer" });
@@ -137,6 +137,9 @@ test("cli: graph and top show request/response services, their clients, servers 
     assert.ok(v && v.rate > 0 && v.errors === 1 && v.latency !== null && v.latency > 0, top.stdout);
     const table = await plexus(["top", "-n", "1"], env);
     assert.match(table.stdout, /^SERVICE\s+SRV\s+CLI\s+REQ\/S\s+BYTES\/S\s+ERR\/S\s+ERRORS\s+INFLIGHT\s+RTT\(ms\)\s+LINKS$/m);
+    const status = await plexus(["status", "--json"], env);
+    assert.equal((JSON.parse(status.stdout) as { services: number }).services, 1);
+    assert.match((await plexus(["status"], env)).stdout, /; 2 node\(s\), 0 topic\(s\), 1 service\(s\)$/m);
     assert.match(table.stdout, /^resize\s+1\s+1\s+[1-9][\d.]*k?\s+[\d.]+[kM]?B\s+[\d.]+k?\s+1\s+\d+\s+[\d.]+\s+shmx1$/m);
   } finally {
     flowing = false;
