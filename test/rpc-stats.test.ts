@@ -122,6 +122,11 @@ test("rpc stats book: rates, error rate and mean latency from successive reports
   assert.equal(s.errors, 20);
   assert.equal(s.inFlight, 3);
   assert.deepEqual(s.links, [{ client: "c", server: "r", transport: "tcp" }]);
+  // a report with a malformed rpc part records nothing, not even its well-formed part
+  const half = { ...snap, topics: ["t"], publishers: [{ id: "p", topic: "t", node: "n", endpoints }] };
+  assert.throws(() => book.report({ publishers: [{ id: "p", messages: 5, bytes: 5 }], clients: [{ id: "c", requests: -1 }] }, () => true, 10_550), { code: "ERR_PLEXUS_PROTOCOL" });
+  assert.equal(book.topics(half, 10_600).topics[0].messages, 0);
+  assert.equal(book.topics(snap, 10_600).services[0].requests, 300);
   const stale = book.topics(snap, 20_000).services[0];
   assert.equal(stale.rate, 0);
   assert.equal(stale.latency, null);

@@ -138,6 +138,36 @@ function count(v: unknown, what: string): number {
   return v;
 }
 
+type RpcReport = [string, Omit<RpcEntry, "at" | "rate" | "errorRate" | "bandwidth" | "meanLatency" | "answered">];
+
+/** The `servers` and `clients` of a report, checked (ProtocolError if malformed). */
+function parseRpc(body: Record<string, unknown>): RpcReport[] {
+  const lists = [body.servers ?? [], body.clients ?? []];
+  for (const list of lists) {
+    if (!Array.isArray(list) || list.length > MAX_PORTS) throw new ProtocolError("stats.report: servers and clients must be arrays");
+  }
+  const parsed: RpcReport[] = [];
+  for (const list of lists as unknown[][]) {
+    for (const item of list) {
+      const p = item as Record<string, unknown> | null;
+      if (p === null || typeof p !== "object" || typeof p.id !== "string") throw new ProtocolError("stats.report: every port needs an id");
+      const links: RpcEntry["links"] = [];
+      if (p.links !== undefined) {
+        if (!Array.isArray(p.links) || p.links.length > MAX_PORTS) throw new ProtocolError("stats.report: links must be an array");
+        for (const l of p.links as Record<string, unknown>[]) {
+          if (l === null || typeof l !== "object" || typeof l.server !== "string" || !TRANSPORTS.has(l.transport as string)) {
+            throw new ProtocolError("stats.report: a client link needs a server id and a transport");
+          }
+          links.push({ server: l.server, transport: l.transport as LinkStats["transport"] });
+        }
+      }
+      const e = { requests: count(p.requests, "requests"), errors: count(p.errors, "errors"), bytes: count(p.bytes, "bytes"), latency: count(p.latency, "latency"), inFlight: count(p.inFlight, "inFlight"), links };
+      parsed.push([p.id, e]);
+    }
+  }
+  return parsed;
+}
+
 /** Counters of every port, and their rates. */
 export class StatsBook {
   private readonly ports = new Map<string, PortEntry>();
@@ -148,6 +178,7 @@ export class StatsBook {
    * ports are ignored (a node cannot speak for another). Throws ProtocolError on a malformed body.
    */
   report(body: Record<string, unknown>, owns: (id: string) => boolean, now = Date.now()): void {
+    const rpc = parseRpc(body); // checked before anything is recorded
     const lists = [body.publishers ?? [], body.subscribers ?? []];
     for (const list of lists) {
       if (!Array.isArray(list) || list.length > MAX_PORTS) throw new ProtocolError("stats.report: publishers and subscribers must be arrays");
@@ -183,34 +214,11 @@ export class StatsBook {
         this.ports.set(p.id, entry);
       }
     }
-    this.reportRpc(body, owns, now);
+    this.recordRpc(rpc, owns, now);
   }
 
-  /** The `servers` and `clients` of a report. */
-  private reportRpc(body: Record<string, unknown>, owns: (id: string) => boolean, now: number): void {
-    const lists = [body.servers ?? [], body.clients ?? []];
-    for (const list of lists) {
-      if (!Array.isArray(list) || list.length > MAX_PORTS) throw new ProtocolError("stats.report: servers and clients must be arrays");
-    }
-    const parsed: [string, Omit<RpcEntry, "at" | "rate" | "errorRate" | "bandwidth" | "meanLatency" | "answered">][] = [];
-    for (const list of lists as unknown[][]) {
-      for (const item of list) {
-        const p = item as Record<string, unknown> | null;
-        if (p === null || typeof p !== "object" || typeof p.id !== "string") throw new ProtocolError("stats.report: every port needs an id");
-        const links: RpcEntry["links"] = [];
-        if (p.links !== undefined) {
-          if (!Array.isArray(p.links) || p.links.length > MAX_PORTS) throw new ProtocolError("stats.report: links must be an array");
-          for (const l of p.links as Record<string, unknown>[]) {
-            if (l === null || typeof l !== "object" || typeof l.server !== "string" || !TRANSPORTS.has(l.transport as string)) {
-              throw new ProtocolError("stats.report: a client link needs a server id and a transport");
-            }
-            links.push({ server: l.server, transport: l.transport as LinkStats["transport"] });
-          }
-        }
-        const e = { requests: count(p.requests, "requests"), errors: count(p.errors, "errors"), bytes: count(p.bytes, "bytes"), latency: count(p.latency, "latency"), inFlight: count(p.inFlight, "inFlight"), links };
-        parsed.push([p.id, e]);
-      }
-    }
+  /** Records the parsed `servers` and `clients` of a report. */
+  private recordRpc(parsed: RpcReport[], owns: (id: string) => boolean, now: number): void {
     for (const [id, e] of parsed) {
       if (!owns(id)) continue;
       const prev = this.rpc.get(id);
