@@ -62,6 +62,7 @@ test("rpc stats: requests, errors, bytes, latency and link transports per servic
   await until("the rate back to 0", () => server.stats().services.find((x) => x.service === "stats/double" && x.rate === 0 && x.latency === null));
   // the snapshot lists the service's ports; a closed client is forgotten by both
   const snap = server.snapshot();
+  assert.deepEqual(snap.services, ["stats/double"]);
   assert.deepEqual(snap.servers.map((x) => x.id), [srv.id]);
   assert.deepEqual(snap.clients.map((x) => x.id).sort(), [local.id, remote.id].sort());
   await remote.close();
@@ -108,6 +109,7 @@ test("rpc stats book: rates, error rate and mean latency from successive reports
     segments: [],
     servers: [{ id: "r", service: "svc", node: "n", endpoints, inPlace: false }],
     clients: [{ id: "c", service: "svc", node: "m" }],
+    services: ["svc"],
   };
   book.report({ servers: [{ id: "r", requests: 100, errors: 0, bytes: 0, inFlight: 0 }], clients: [{ id: "c", requests: 100, errors: 10, bytes: 1000, latency: 90, inFlight: 1, links: [{ server: "r", transport: "tcp" }] }] }, () => true, 10_000);
   book.report({ servers: [{ id: "r", requests: 300, errors: 0, bytes: 0, inFlight: 2 }], clients: [{ id: "c", requests: 300, errors: 20, bytes: 3000, latency: 470, inFlight: 3, links: [{ server: "r", transport: "tcp" }] }] }, () => true, 10_500);

@@ -171,7 +171,7 @@ export function addDaemonCommands(cli: Command): void {
           await graph.close();
         }
         const others = snap.nodes.length - 1; // not counting this command
-        const info = { running: true, address, pid: state?.pid ?? null, daemon: state !== undefined, dashboard: state?.dashboard ?? null, nodes: others, topics: snap.topics.length, services: new Set([...snap.servers, ...snap.clients].map((p) => p.service)).size };
+        const info = { running: true, address, pid: state?.pid ?? null, daemon: state !== undefined, dashboard: state?.dashboard ?? null, nodes: others, topics: snap.topics.length, services: snap.services.length };
         if (opts.json) console.log(JSON.stringify(info));
         else {
           const c = palette();

@@ -90,7 +90,7 @@ export function picture(snap: Snapshot, stats?: GraphStats, compact = false): Gr
 
 /** The services of a snapshot (with a server or a client), sorted. */
 function serviceNames(snap: Snapshot): string[] {
-  return [...new Set([...snap.servers.map((s) => s.service), ...snap.clients.map((c) => c.service)])].sort();
+  return snap.services;
 }
 
 function relabel(id: string, count: (t: string) => string): string {

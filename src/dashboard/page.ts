@@ -123,7 +123,7 @@ function drawGraph(snap, stats) {
   const servers = snap.servers || [], clients = snap.clients || [];
   const byService = new Map((stats.services || []).map(v => [v.service, v]));
   const busy = new Set(snap.publishers.map(p => p.node).concat(snap.subscribers.map(s => s.node), servers.map(s => s.node), clients.map(c => c.node)));
-  const serviceNames = Array.from(new Set(servers.map(s => s.service).concat(clients.map(c => c.service)))).sort();
+  const serviceNames = snap.services || [];
   const vertices = snap.nodes.filter(n => busy.has(n.id)).map(n => ({ id: "n:" + n.id, kind: "node", label: n.name, sub: "pid " + n.pid + (n.threadId ? " / thread " + n.threadId : "") }))
     .concat(snap.topics.map(t => ({ id: "t:" + t, kind: "topic", label: t, topic: t })))
     .concat(serviceNames.map(v => ({ id: "v:" + v, kind: "service", label: v, service: v })));

@@ -281,8 +281,7 @@ export class StatsBook {
   /** Per-service traffic. */
   private services(snapshot: Snapshot, now: number): ServiceStats[] {
     const live = (e: RpcEntry): boolean => now - e.at <= STATS_STALE_MS;
-    const names = [...new Set([...snapshot.servers.map((s) => s.service), ...snapshot.clients.map((c) => c.service)])].sort();
-    return names.map((service): ServiceStats => {
+    return snapshot.services.map((service): ServiceStats => {
       const v: ServiceStats = { service, servers: 0, clients: 0, rate: 0, callRate: 0, bandwidth: 0, requests: 0, errors: 0, errorRate: 0, inFlight: 0, latency: null, links: [] };
       for (const s of snapshot.servers) {
         if (s.service !== service) continue;
