@@ -29,7 +29,7 @@ test("cli: with no GraphServer, graph/top/status/pub/echo say so and exit 3 (no 
 });
 
 test("cli: usage errors exit 2 with a message; --help works on every command", async () => {
-  const bad = [["graph", "--format", "png"], ["pub", "t", "{not json"], ["top", "--interval", "1"], ["demo", "--rate", "0"], ["serve", "--bogus"], ["pub", "t"]];
+  const bad = [["graph", "--format", "png"], ["pub", "t", "{not json"], ["top", "--interval", "1"], ["demo", "--rate", "0"], ["demo", "--request-every", "-1"], ["demo", "--put-every", "1.5"], ["serve", "--bogus"], ["pub", "t"]];
   for (const args of bad) {
     const r = await plexus(args, { PLEXUS_GRAPH: "127.0.0.1:1" });
     assert.equal(r.code, 2, `plexus ${args.join(" ")}: ${r.stderr}`);
@@ -95,6 +95,55 @@ test("cli: top shows rates, subscribers and link transports (--json and the tabl
     clearInterval(flowing);
     await sub.close();
     await drained;
+  }
+});
+
+test("cli: graph, top and status show request/response services, their clients, servers and link transports", async () => {
+  await using server = await GraphServer.start({ port: 0 });
+  const address = `127.0.0.1:${server.address.port}`;
+  await using a = await connect({ address, embedded: false, name: "resizer" });
+  await using b = await connect({ address, embedded: false, name: "camera" });
+  await a.server<number, number>("resize", (n) => {
+    if (n < 0) throw new Error("negative");
+    return n / 2;
+  });
+  const client = await b.client<number, number>("resize", { transport: "shm" });
+  await assert.rejects(client.request(-1), { code: "ERR_PLEXUS_REMOTE" });
+  let flowing = true;
+  const loop = (async () => {
+    while (flowing) await client.request(8);
+  })();
+  const env = { PLEXUS_GRAPH: address };
+  try {
+    await until("a request rate and the link", () => server.stats().services.find((v) => v.rate > 0 && v.links.length === 1 && v.errors === 1));
+    const mermaid = await plexus(["graph"], env);
+    assert.equal(mermaid.code, 0, mermaid.stderr);
+    const ids = new Map([...mermaid.stdout.matchAll(/^ {2}(\w+)(?:\{\{|\[)"([^"]+)"/gm)].map((m) => [m[2].replace(/ \(pid.*$/, ""), m[1]]));
+    assert.match(mermaid.stdout, /^ {2}s\d+\{\{"resize"\}\}$/m, "the service is a hexagon");
+    assert.ok(mermaid.stdout.includes(`  ${ids.get("camera")} -->|shm| ${ids.get("resize")}`), `the client calls the service over shm:\n${mermaid.stdout}`);
+    assert.ok(mermaid.stdout.includes(`  ${ids.get("resize")} -.-> ${ids.get("resizer")}`), `the service is served by its server's node:\n${mermaid.stdout}`);
+    const dot = await plexus(["graph", "-f", "dot"], env);
+    assert.match(dot.stdout, /"service:resize" \[shape=hexagon, label="resize"\];/);
+    assert.match(dot.stdout, /"node:n\w+" -> "service:resize" \[label="shm"\];/);
+    assert.match(dot.stdout, /"service:resize" -> "node:n\w+" \[style=dashed\];/);
+    const json = JSON.parse((await plexus(["graph", "-f", "json"], env)).stdout) as { servers: { service: string }[]; clients: { service: string }[]; serviceStats: { service: string; links: { transport: string }[] }[] };
+    assert.deepEqual([json.servers.map((x) => x.service), json.clients.map((x) => x.service)], [["resize"], ["resize"]]);
+    assert.deepEqual(json.serviceStats[0].links.map((l) => l.transport), ["shm"]);
+    const compact = await plexus(["graph", "--compact"], env);
+    assert.match(compact.stdout, /\{\{"resize \(1 srv, 1 cli\)"\}\}/);
+    const top = await plexus(["top", "--json", "-n", "1"], env);
+    const line = JSON.parse(top.stdout) as { services: { service: string; rate: number; errors: number; latency: number | null }[] };
+    const v = line.services.find((x) => x.service === "resize");
+    assert.ok(v && v.rate > 0 && v.errors === 1 && v.latency !== null && v.latency > 0, top.stdout);
+    const table = await plexus(["top", "-n", "1"], env);
+    assert.match(table.stdout, /^SERVICE\s+SRV\s+CLI\s+REQ\/S\s+BYTES\/S\s+ERR\/S\s+ERRORS\s+INFLIGHT\s+RTT\(ms\)\s+LINKS$/m);
+    const status = await plexus(["status", "--json"], env);
+    assert.equal((JSON.parse(status.stdout) as { services: number }).services, 1);
+    assert.match((await plexus(["status"], env)).stdout, /; 2 node\(s\), 0 topic\(s\), 1 service\(s\)$/m);
+    assert.match(table.stdout, /^resize\s+1\s+1\s+[1-9][\d.]*k?\s+[\d.]+[kM]?B\s+[\d.]+k?\s+1\s+\d+\s+[\d.]+\s+shmx1$/m);
+  } finally {
+    flowing = false;
+    await loop;
   }
 });
 
@@ -188,7 +237,7 @@ test("cli: serve refuses a non-loopback address without TLS and a token", async 
   assert.match(r.stderr, /requires tls and an access token \[ERR_PLEXUS_ACCESS_DENIED\]/);
 });
 
-test("cli: demo runs a producer, a transform worker and shm + tcp consumers, with rates and latencies", async () => {
+test("cli: demo runs a producer, a transform worker and shm + tcp consumers, a service and a queue, with rates and latencies", async () => {
   const port = await freePort();
   const r = await plexus(["demo", "--duration", "4", "--rate", "500", "--size", "256"], { PLEXUS_GRAPH: `127.0.0.1:${port}` }, 60_000);
   assert.equal(r.code, 0, r.stderr);
@@ -196,8 +245,15 @@ test("cli: demo runs a producer, a transform worker and shm + tcp consumers, wit
   assert.match(r.stdout, /^pipeline: producer \(pid \d+\) -> demo\/raw -> transform \(worker thread\) -> demo\/filtered -> consumers shm \(pid \d+\), tcp \(pid \d+\)$/m);
   const ticks = r.stdout.split("\n").filter((l) => l.startsWith("["));
   assert.ok(ticks.length >= 3, r.stdout);
+  assert.match(r.stdout, /^request\/response: consumer tcp \(pid \d+\) -> demo\/peak -> this process \(pid \d+\), one request per 10 messages$/m);
   const flowing = ticks.filter((l) => /demo\/raw [1-9][\d.]*k? msg\/s .*\| shm [1-9][\d.]*k? msg\/s p50 [\d.]+ ms p99 [\d.]+ ms \| tcp [1-9][\d.]*k? msg\/s p50 [\d.]+ ms p99 [\d.]+ ms/.test(l));
   assert.ok(flowing.length >= 1, `data flows to both consumers:\n${r.stdout}`);
+  const answered = ticks.filter((l) => /\| demo\/peak [1-9][\d.]*k? req\/s p50 [\d.]+ ms p99 [\d.]+ ms/.test(l));
+  assert.ok(answered.length >= 1, `the tcp consumer's requests are answered:\n${r.stdout}`);
+  assert.match(r.stdout, /^queue: consumer shm \(pid \d+\) -> tcp:\/\/127\.0\.0\.1:\d+ \(queue server in this process\), one acknowledged put per message$/m);
+  const acked = ticks.filter((l) => /\| queue [1-9][\d.]*k? acked puts\/s p50 [\d.]+ ms p99 [\d.]+ ms/.test(l));
+  assert.ok(acked.length >= 1, `the shm consumer's puts are acknowledged:\n${r.stdout}`);
+  assert.doesNotMatch(r.stdout, /failed/);
   assert.match(r.stdout, /^demo stopped$/m);
   // nothing left behind: the port is free again
   await using probe = await GraphServer.start({ port });

@@ -1,7 +1,7 @@
 /**
  * The dashboard: its access rules and WebSocket over real HTTP, and the page itself in headless
  * Chromium (playwright-core) against `plexus demo --dashboard` — the graph shows the demo's
- * topics, rates move, a watched topic shows latencies and values. Screenshot in test-output/.
+ * topics and its request/response service, rates move, a watched topic shows latencies and values. Screenshot in test-output/.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -105,7 +105,13 @@ test("dashboard in Chromium: the demo's graph, moving rates, latency histogram a
     const topics = await page.$$eval("#graph g[data-topic]", (gs) => gs.map((g) => g.getAttribute("data-topic")).sort());
     assert.deepEqual(topics, ["demo/filtered", "demo/raw"]);
     const nodes = await page.$$eval("#graph g.node text", (ts) => ts.map((t) => t.textContent ?? ""));
-    for (const name of ["demo producer", "demo transform (worker)", "demo consumer (shm)", "demo consumer (tcp)"]) assert.ok(nodes.includes(name), `${name} in ${nodes.join(", ")}`);
+    for (const name of ["demo producer", "demo transform (worker)", "demo consumer (shm)", "demo consumer (tcp)", "demo service (peak)"]) assert.ok(nodes.includes(name), `${name} in ${nodes.join(", ")}`);
+    await page.waitForSelector('#graph g[data-service="demo/peak"]');
+    await until("a request rate on the service", async () => Number(await page.$eval('#graph g[data-service="demo/peak"]', (g) => g.getAttribute("data-rate"))) > 0);
+    await until("the service's rate and round trip drawn", async () => /^[1-9][\d.]*k? req\/s · [\d.]+ ms$/.test(await page.$eval('#graph g[data-service="demo/peak"] text.rate', (t) => t.textContent ?? "")));
+    assert.match(await page.$eval('#services tr[data-service="demo/peak"] td.rate', (td) => td.textContent ?? ""), /^[1-9][\d.]*k?$/);
+    assert.equal(await page.$eval('#services tr[data-service="demo/peak"] td.links', (td) => td.textContent), "shm×1");
+    assert.equal(await page.$$eval("#graph path.arrow.serve", (ps) => ps.length), 1);
     const transports = await page.$$eval("#graph text.transport", (ts) => ts.map((t) => t.textContent));
     assert.ok(transports.includes("shm") && transports.includes("tcp"), `link transports drawn: ${transports.join(", ")}`);
     const count = (): Promise<number> => page.$eval('#graph g[data-topic="demo/raw"]', (g) => Number(g.getAttribute("data-messages")));

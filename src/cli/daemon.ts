@@ -171,11 +171,11 @@ export function addDaemonCommands(cli: Command): void {
           await graph.close();
         }
         const others = snap.nodes.length - 1; // not counting this command
-        const info = { running: true, address, pid: state?.pid ?? null, daemon: state !== undefined, dashboard: state?.dashboard ?? null, nodes: others, topics: snap.topics.length };
+        const info = { running: true, address, pid: state?.pid ?? null, daemon: state !== undefined, dashboard: state?.dashboard ?? null, nodes: others, topics: snap.topics.length, services: snap.services.length };
         if (opts.json) console.log(JSON.stringify(info));
         else {
           const c = palette();
-          console.log(`${c.green("running")}: GraphServer at ${address}${state ? ` (background, pid ${state.pid})` : ""}; ${others} node(s), ${snap.topics.length} topic(s)`);
+          console.log(`${c.green("running")}: GraphServer at ${address}${state ? ` (background, pid ${state.pid})` : ""}; ${others} node(s), ${snap.topics.length} topic(s), ${info.services} service(s)`);
           if (state?.dashboard) console.log(`dashboard: ${state.dashboard}`);
         }
       }),

@@ -1,5 +1,5 @@
 /**
- * `plexus graph`: the live topic graph as Mermaid, Graphviz DOT or JSON.
+ * `plexus graph`: the live graph (topics and request/response services) as Mermaid, Graphviz DOT or JSON.
  * @module
  */
 import { Command, Option } from "commander";
@@ -10,28 +10,41 @@ import { action, connectGraph, type AddressOptions } from "./common.js";
 /** Output formats of `plexus graph`. */
 export const GRAPH_FORMATS = ["mermaid", "dot", "json"] as const;
 
-/** The graph as drawn: nodes (processes/threads), topics and the arrows between them. */
+/** The graph as drawn: nodes (processes/threads), topics, services and the arrows between them. */
 export interface GraphPicture {
   /** Nodes, with their name. */
   nodes: { id: string; label: string }[];
   /** Topics. */
   topics: string[];
-  /** node -> topic (publishes), topic -> node (subscribes, with the link transports), topic -> topic (edge). */
-  arrows: { from: string; to: string; kind: "publishes" | "subscribes" | "edge"; label?: string }[];
+  /** Request/response services. */
+  services: string[];
+  /**
+   * node -> topic (publishes), topic -> node (subscribes, with the link transports), topic ->
+   * topic (edge), node -> service (calls: a client, with the link transports), service -> node
+   * (serves: a server).
+   */
+  arrows: { from: string; to: string; kind: "publishes" | "subscribes" | "edge" | "calls" | "serves"; label?: string }[];
 }
 
 /**
- * Builds the picture. `compact` leaves nodes out: topics and edges only, each topic labelled
- * with its publisher and subscriber counts. Nodes without ports (such as this command) are left out.
+ * Builds the picture. `compact` leaves nodes out: topics, edges and services only, each topic
+ * labelled with its publisher and subscriber counts, each service with its server and client
+ * counts. Nodes without ports (such as this command) are left out.
  */
 export function picture(snap: Snapshot, stats?: GraphStats, compact = false): GraphPicture {
   const topicId = (t: string): string => `topic:${t}`;
   const arrows: GraphPicture["arrows"] = snap.edges.map((e) => ({ from: topicId(e.from), to: topicId(e.to), kind: "edge" as const }));
   if (compact) {
     const count = (t: string): string => `${snap.publishers.filter((p) => p.topic === t).length} pub, ${snap.subscribers.filter((s) => s.topic === t).length} sub`;
-    return { nodes: [], topics: snap.topics.map((t) => `${t} (${count(t)})`), arrows: arrows.map((a) => ({ ...a, from: relabel(a.from, count), to: relabel(a.to, count) })) };
+    const ports = (v: string): string => `${snap.servers.filter((s) => s.service === v).length} srv, ${snap.clients.filter((c) => c.service === v).length} cli`;
+    return {
+      nodes: [],
+      topics: snap.topics.map((t) => `${t} (${count(t)})`),
+      services: serviceNames(snap).map((v) => `${v} (${ports(v)})`),
+      arrows: arrows.map((a) => ({ ...a, from: relabel(a.from, count), to: relabel(a.to, count) })),
+    };
   }
-  const busy = new Set([...snap.publishers.map((p) => p.node), ...snap.subscribers.map((s) => s.node)]);
+  const busy = new Set([...snap.publishers, ...snap.subscribers, ...snap.servers, ...snap.clients].map((p) => p.node));
   const nodes = snap.nodes.filter((n) => busy.has(n.id)).map((n) => ({ id: `node:${n.id}`, label: `${n.name} (pid ${n.pid}${n.threadId ? `, thread ${n.threadId}` : ""})` }));
   const seen = new Set<string>();
   for (const p of snap.publishers) {
@@ -52,7 +65,32 @@ export function picture(snap: Snapshot, stats?: GraphStats, compact = false): Gr
     }
     arrows.push({ from: topicId(s.topic), to: `node:${s.node}`, kind: "subscribes", label: transports || undefined });
   }
-  return { nodes, topics: snap.topics, arrows };
+  const calls = new Map<string, Set<string>>();
+  for (const v of stats?.services ?? []) for (const l of v.links) calls.set(l.client, (calls.get(l.client) ?? new Set()).add(l.transport));
+  const called = new Map<string, GraphPicture["arrows"][number]>();
+  for (const c of snap.clients) {
+    const key = `${c.node}>${c.service}`;
+    const transports = calls.get(c.id) ?? new Set<string>();
+    const a = called.get(key) ?? { from: `node:${c.node}`, to: `service:${c.service}`, kind: "calls" as const };
+    if (!called.has(key)) {
+      called.set(key, a);
+      arrows.push(a);
+    }
+    const label = [...new Set([...(a.label ?? "").split("+"), ...transports])].filter(Boolean).sort().join("+");
+    a.label = label || undefined;
+  }
+  for (const s of snap.servers) {
+    const key = `serves:${s.service}>${s.node}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    arrows.push({ from: `service:${s.service}`, to: `node:${s.node}`, kind: "serves" });
+  }
+  return { nodes, topics: snap.topics, services: serviceNames(snap), arrows };
+}
+
+/** The services of a snapshot (with a server or a client), sorted. */
+function serviceNames(snap: Snapshot): string[] {
+  return snap.services;
 }
 
 function relabel(id: string, count: (t: string) => string): string {
@@ -65,15 +103,16 @@ export function toMermaid(p: GraphPicture): string {
   const ids = new Map<string, string>();
   const id = (key: string): string => {
     let v = ids.get(key);
-    if (v === undefined) ids.set(key, (v = `${key.startsWith("node:") ? "n" : "t"}${ids.size}`));
+    if (v === undefined) ids.set(key, (v = `${key.startsWith("node:") ? "n" : key.startsWith("service:") ? "s" : "t"}${ids.size}`));
     return v;
   };
   const q = (s: string): string => `"${s.replace(/"/g, "#quot;")}"`;
   const lines = ["flowchart LR"];
   for (const n of p.nodes) lines.push(`  ${id(n.id)}[${q(n.label)}]`);
   for (const t of p.topics) lines.push(`  ${id(`topic:${t}`)}([${q(t)}])`);
+  for (const v of p.services) lines.push(`  ${id(`service:${v}`)}{{${q(v)}}}`);
   for (const a of p.arrows) {
-    const arrow = a.kind === "edge" ? "==>" : "-->";
+    const arrow = a.kind === "edge" ? "==>" : a.kind === "serves" ? "-.->" : "-->";
     lines.push(`  ${id(a.from)} ${arrow}${a.label ? `|${a.label}|` : ""} ${id(a.to)}`);
   }
   return `${lines.join("\n")}\n`;
@@ -85,8 +124,9 @@ export function toDot(p: GraphPicture): string {
   const lines = ["digraph plexus {", "  rankdir=LR;"];
   for (const n of p.nodes) lines.push(`  ${q(n.id)} [shape=box, label=${q(n.label)}];`);
   for (const t of p.topics) lines.push(`  ${q(`topic:${t}`)} [shape=ellipse, label=${q(t)}];`);
+  for (const v of p.services) lines.push(`  ${q(`service:${v}`)} [shape=hexagon, label=${q(v)}];`);
   for (const a of p.arrows) {
-    const attrs = [a.kind === "edge" ? "style=bold" : "", a.label ? `label=${q(a.label)}` : ""].filter(Boolean).join(", ");
+    const attrs = [a.kind === "edge" ? "style=bold" : a.kind === "serves" ? "style=dashed" : "", a.label ? `label=${q(a.label)}` : ""].filter(Boolean).join(", ");
     lines.push(`  ${q(a.from)} -> ${q(a.to)}${attrs ? ` [${attrs}]` : ""};`);
   }
   lines.push("}");
@@ -96,7 +136,7 @@ export function toDot(p: GraphPicture): string {
 /** The `graph` command. */
 export function graphCommand(): Command {
   return new Command("graph")
-    .description("print the live topic graph: nodes, topics, publishers, subscribers, edges and link transports")
+    .description("print the live graph: nodes, topics, publishers, subscribers, edges, request/response services and link transports")
     .addOption(new Option("-f, --format <format>", "output format").choices(GRAPH_FORMATS).default("mermaid"))
     .option("--compact", "topics and edges only (publisher/subscriber counts in the labels)")
     .option("-a, --address <host:port>", "GraphServer (default: PLEXUS_GRAPH or 127.0.0.1:25978)")
@@ -112,7 +152,7 @@ export function graphCommand(): Command {
         }
         snap.nodes = snap.nodes.filter((n) => n.id !== graph.node);
         if (opts.format === "json") {
-          process.stdout.write(`${JSON.stringify(opts.compact ? { topics: snap.topics, edges: snap.edges } : { ...snap, stats: stats.topics }, null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify(opts.compact ? { topics: snap.topics, edges: snap.edges, services: serviceNames(snap) } : { ...snap, stats: stats.topics, serviceStats: stats.services }, null, 2)}\n`);
           return;
         }
         const pic = picture(snap, stats, opts.compact === true);

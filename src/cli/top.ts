@@ -1,10 +1,11 @@
 /**
- * `plexus top`: a live table of topics (rate, bandwidth, subscribers, backpressure, drops),
+ * `plexus top`: a live table of topics (rate, bandwidth, subscribers, backpressure, drops) and
+ * of request/response services (request rate, errors, in flight, round trip),
  * refreshed in place on a terminal; `--json` prints one JSON line per refresh for scripts.
  * @module
  */
 import { Command } from "commander";
-import type { GraphStats, TopicStats } from "../graph/stats.js";
+import type { GraphStats, ServiceStats, TopicStats } from "../graph/stats.js";
 import { action, CliError, connectGraph, Exit, human, isUnreachable, palette, type AddressOptions } from "./common.js";
 
 /** The table `plexus top` prints. */
@@ -33,13 +34,41 @@ export function topTable(stats: GraphStats, color = palette({ isTTY: false } as 
     out.push(t.dropRate > 0 ? color.red(text) : t.waitRate > 0 ? color.yellow(text) : text);
   });
   if (rows.length === 0) out.push(color.dim("(no topics)"));
+  const services = stats.services ?? [];
+  if (services.length > 0) out.push("", serviceTable(services, color));
   return `${out.join("\n")}\n`;
+}
+
+/** The services part of the table: request rate, errors, in flight, mean round trip, link transports. */
+function serviceTable(services: ServiceStats[], color: ReturnType<typeof palette>): string {
+  const head = ["SERVICE", "SRV", "CLI", "REQ/S", "BYTES/S", "ERR/S", "ERRORS", "INFLIGHT", "RTT(ms)", "LINKS"];
+  const rows = services.map((v) => {
+    const kinds = new Map<string, number>();
+    for (const l of v.links) kinds.set(l.transport, (kinds.get(l.transport) ?? 0) + 1);
+    return [
+      v.service,
+      String(v.servers),
+      String(v.clients),
+      human(Math.max(v.rate, v.callRate)),
+      human(v.bandwidth, "B"),
+      human(v.errorRate),
+      String(v.errors),
+      String(v.inFlight),
+      v.latency === null ? "-" : v.latency.toFixed(v.latency < 10 ? 3 : 1),
+      [...kinds].map(([k, n]) => `${k}x${n}`).join(" ") || "-",
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ").trimEnd();
+  const out = [color.bold(line(head))];
+  services.forEach((v, i) => out.push(v.errorRate > 0 ? color.red(line(rows[i])) : line(rows[i])));
+  return out.join("\n");
 }
 
 /** The `top` command. */
 export function topCommand(): Command {
   return new Command("top")
-    .description("live table of topics: message rate, bandwidth, subscribers, backpressure waits, drops, link transports")
+    .description("live table of topics (message rate, bandwidth, subscribers, backpressure waits, drops, link transports) and services (request rate, errors, in flight, round trip)")
     .option("-a, --address <host:port>", "GraphServer (default: PLEXUS_GRAPH or 127.0.0.1:25978)")
     .option("-i, --interval <ms>", "refresh period", "1000")
     .option("-n, --iterations <n>", "stop after n refreshes (default: until Ctrl-C)")

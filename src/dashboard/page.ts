@@ -1,7 +1,7 @@
 /**
  * The dashboard page: one static HTML document with its script and styles inline (no build
- * step, nothing fetched from elsewhere). It draws the topic graph as SVG with its own layered
- * layout, sparklines per topic, a latency histogram and a live plot of a watched topic.
+ * step, nothing fetched from elsewhere). It draws the graph (nodes, topics, request/response
+ * services) as SVG with its own layered layout, sparklines per topic and per service, a latency histogram and a live plot of a watched topic.
  * @internal
  * @module
  */
@@ -14,7 +14,7 @@ export const PAGE = String.raw`<!doctype html>
 <title>Plexus dashboard</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-  :root { --bg:#0f1419; --panel:#182029; --text:#d8dee6; --dim:#7d8a99; --node:#2f6fb0; --topic:#2a8a6a; --warn:#e0a030; --bad:#e05050; --line:#5d6b7a; }
+  :root { --bg:#0f1419; --panel:#182029; --text:#d8dee6; --dim:#7d8a99; --node:#2f6fb0; --topic:#2a8a6a; --service:#8a5cc0; --warn:#e0a030; --bad:#e05050; --line:#5d6b7a; }
   * { box-sizing: border-box; }
   body { margin:0; font:13px/1.4 system-ui, sans-serif; background:var(--bg); color:var(--text); }
   header { display:flex; gap:16px; align-items:baseline; padding:10px 16px; background:var(--panel); border-bottom:1px solid #263241; }
@@ -50,11 +50,14 @@ export const PAGE = String.raw`<!doctype html>
 <body>
 <header><h1>Plexus</h1><span id="status">connecting…</span><span id="summary" class="hint"></span></header>
 <main>
-  <section id="graph-panel" class="wide"><h2>Topic graph</h2><div id="graph"></div>
-    <div class="legend hint"><span><b style="color:var(--node)">&#9632;</b> node (process / thread)</span><span><b style="color:var(--topic)">&#9679;</b> topic</span><span>arrow labels: link transport</span><span style="color:var(--warn)">backpressure</span><span style="color:var(--bad)">drops</span></div></section>
+  <section id="graph-panel" class="wide"><h2>Graph</h2><div id="graph"></div>
+    <div class="legend hint"><span><b style="color:var(--node)">&#9632;</b> node (process / thread)</span><span><b style="color:var(--topic)">&#9679;</b> topic</span><span><b style="color:var(--service)">&#11042;</b> service (request/response; dashed: served by)</span><span>arrow labels: link transport</span><span style="color:var(--warn)">backpressure</span><span style="color:var(--bad)">drops</span></div></section>
   <section><h2>Topics</h2>
     <table id="topics"><thead><tr><th>topic</th><th>pub</th><th>sub</th><th>msg/s</th><th>rate</th><th>bytes/s</th><th>bandwidth</th><th>waits</th><th>drops</th></tr></thead><tbody></tbody></table>
     <p class="hint">Click a topic to watch its messages.</p></section>
+  <section><h2>Services</h2>
+    <table id="services"><thead><tr><th>service</th><th>srv</th><th>cli</th><th>req/s</th><th>rate</th><th>err/s</th><th>errors</th><th>in flight</th><th>rtt ms</th><th>links</th></tr></thead><tbody></tbody></table>
+    <p class="hint" id="no-services">No request/response service yet.</p></section>
   <section><h2>Latency <span id="watch-title"></span></h2><div id="histogram"><p class="hint">Watch a topic whose messages carry a <code>sentAt</code> time (ms since the epoch) to see the latency to this dashboard.</p></div></section>
   <section><h2>Live values</h2><div id="plot"></div></section>
   <section><h2>Messages</h2><div id="messages" class="hint">No topic watched.</div></section>
@@ -63,6 +66,7 @@ export const PAGE = String.raw`<!doctype html>
 "use strict";
 const SVGNS = "http://www.w3.org/2000/svg";
 const history = new Map();   // topic -> { rate: [], bandwidth: [] }
+const serviceHistory = new Map();   // service -> [requests per second]
 const HISTORY = 60;
 let watched = null;
 let lastState = null;
@@ -116,9 +120,13 @@ function layout(vertices, arrows) {
 
 function drawGraph(snap, stats) {
   const byTopic = new Map(stats.topics.map(t => [t.topic, t]));
-  const busy = new Set(snap.publishers.map(p => p.node).concat(snap.subscribers.map(s => s.node)));
+  const servers = snap.servers || [], clients = snap.clients || [];
+  const byService = new Map((stats.services || []).map(v => [v.service, v]));
+  const busy = new Set(snap.publishers.map(p => p.node).concat(snap.subscribers.map(s => s.node), servers.map(s => s.node), clients.map(c => c.node)));
+  const serviceNames = snap.services || [];
   const vertices = snap.nodes.filter(n => busy.has(n.id)).map(n => ({ id: "n:" + n.id, kind: "node", label: n.name, sub: "pid " + n.pid + (n.threadId ? " / thread " + n.threadId : "") }))
-    .concat(snap.topics.map(t => ({ id: "t:" + t, kind: "topic", label: t, topic: t })));
+    .concat(snap.topics.map(t => ({ id: "t:" + t, kind: "topic", label: t, topic: t })))
+    .concat(serviceNames.map(v => ({ id: "v:" + v, kind: "service", label: v, service: v })));
   const arrows = [];
   const seen = new Set();
   for (const p of snap.publishers) { const k = p.node + ">" + p.topic; if (!seen.has(k)) { seen.add(k); arrows.push({ from: "n:" + p.node, to: "t:" + p.topic, kind: "pub" }); } }
@@ -132,6 +140,19 @@ function drawGraph(snap, stats) {
     arrows.push({ key: k, from: "t:" + s.topic, to: "n:" + s.node, kind: "sub", transports: new Set(tr) });
   }
   for (const e of snap.edges) arrows.push({ from: "t:" + e.from, to: "t:" + e.to, kind: "edge" });
+  const calls = new Map();
+  for (const v of stats.services || []) for (const l of v.links) { const s = calls.get(l.client) || new Set(); s.add(l.transport); calls.set(l.client, s); }
+  for (const c of clients) {
+    const k = "call:" + c.node + ">" + c.service;
+    const tr = Array.from(calls.get(c.id) || []);
+    const existing = arrows.find(a => a.key === k);
+    if (existing) { tr.forEach(x => existing.transports.add(x)); continue; }
+    arrows.push({ key: k, from: "n:" + c.node, to: "v:" + c.service, kind: "call", transports: new Set(tr) });
+  }
+  for (const s of servers) {
+    const k = "serve:" + s.service + ">" + s.node;
+    if (!arrows.some(a => a.key === k)) arrows.push({ key: k, from: "v:" + s.service, to: "n:" + s.node, kind: "serve" });
+  }
   const { layers, pos } = layout(vertices, arrows);
   const W = 170, H = 46, GX = 80, GY = 26;
   const rows = Math.max(1, ...layers.map(l => l.length));
@@ -148,8 +169,8 @@ function drawGraph(snap, stats) {
     const back = x2 <= x1;
     const d = back ? "M" + x1 + "," + y1 + " C" + (x1 + 60) + "," + (y1 - 80) + " " + (x2 - 60) + "," + (y2 - 80) + " " + x2 + "," + y2
                    : "M" + x1 + "," + y1 + " C" + (x1 + GX / 2) + "," + y1 + " " + (x2 - GX / 2) + "," + y2 + " " + x2 + "," + y2;
-    el("path", { d: d, fill: "none", stroke: a.kind === "edge" ? "#9fb4c8" : "var(--line)", "stroke-width": a.kind === "edge" ? 2.5 : 1.5, "stroke-dasharray": a.kind === "sub" ? "" : "", "marker-end": "url(#arrow)", class: "arrow " + a.kind }, svg);
-    if (a.kind === "sub" && a.transports.size) {
+    el("path", { d: d, fill: "none", stroke: a.kind === "edge" ? "#9fb4c8" : "var(--line)", "stroke-width": a.kind === "edge" ? 2.5 : 1.5, "stroke-dasharray": a.kind === "serve" ? "5 4" : "", "marker-end": "url(#arrow)", class: "arrow " + a.kind }, svg);
+    if ((a.kind === "sub" || a.kind === "call") && a.transports.size) {
       const label = el("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "text-anchor": "middle", class: "small transport" }, svg);
       label.textContent = Array.from(a.transports).sort().join("+");
     }
@@ -161,6 +182,15 @@ function drawGraph(snap, stats) {
       el("rect", { width: W, height: H, rx: 4, fill: "var(--node)" }, g);
       el("text", { x: 8, y: 18 }, g).textContent = v.label.length > 24 ? v.label.slice(0, 23) + "…" : v.label;
       el("text", { x: 8, y: 35, class: "small" }, g).textContent = v.sub;
+    } else if (v.kind === "service") {
+      const t = byService.get(v.service) || { rate: 0, callRate: 0, errorRate: 0, latency: null };
+      const rate = Math.max(t.rate, t.callRate);
+      g.setAttribute("data-service", v.service);
+      g.setAttribute("data-rate", String(rate));
+      const c = 14;
+      el("polygon", { points: c + ",0 " + (W - c) + ",0 " + W + "," + H / 2 + " " + (W - c) + "," + H + " " + c + "," + H + " 0," + H / 2, fill: "var(--service)", stroke: t.errorRate > 0 ? "var(--bad)" : "transparent", "stroke-width": 3 }, g);
+      el("text", { x: W / 2, y: 18, "text-anchor": "middle" }, g).textContent = v.label.length > 22 ? v.label.slice(0, 21) + "…" : v.label;
+      el("text", { x: W / 2, y: 35, "text-anchor": "middle", class: "small rate", style: "fill:#eee4fb" }, g).textContent = human(rate) + " req/s" + (t.latency !== null ? " · " + t.latency.toFixed(t.latency < 10 ? 2 : 0) + " ms" : "");
     } else {
       const t = byTopic.get(v.topic) || { rate: 0, bandwidth: 0, waitRate: 0, dropRate: 0, messages: 0 };
       g.setAttribute("data-topic", v.topic);
@@ -212,7 +242,41 @@ function drawTable(stats) {
   }
 }
 
+function drawServices(stats) {
+  const services = stats.services || [];
+  const body = document.querySelector("#services tbody");
+  body.replaceChildren();
+  document.getElementById("no-services").style.display = services.length ? "none" : "";
+  for (const v of services) {
+    const tr = document.createElement("tr");
+    tr.dataset.service = v.service;
+    tr.dataset.requests = String(v.requests);
+    if (v.errorRate > 0) tr.classList.add("drops");
+    const kinds = new Map();
+    for (const l of v.links) kinds.set(l.transport, (kinds.get(l.transport) || 0) + 1);
+    const cells = [v.service, v.servers, v.clients, human(Math.max(v.rate, v.callRate)), null, human(v.errorRate), v.errors, v.inFlight, v.latency === null ? "-" : v.latency.toFixed(v.latency < 10 ? 3 : 1), Array.from(kinds).map(k => k[0] + "×" + k[1]).join(" ") || "-"];
+    const classes = ["service", "srv", "cli", "rate", "rate-spark", "drops", "errors", "inflight", "latency", "links"];
+    cells.forEach((c, i) => {
+      const td = document.createElement("td");
+      td.className = classes[i];
+      if (c === null) td.appendChild(spark(serviceHistory.get(v.service) || [], "#b08ee0"));
+      else td.textContent = String(c);
+      tr.appendChild(td);
+    });
+    body.appendChild(tr);
+  }
+}
+
 function record(stats) {
+  const alive = new Set();
+  for (const v of stats.services || []) {
+    alive.add(v.service);
+    const h = serviceHistory.get(v.service) || new Array(HISTORY).fill(0);
+    h.push(Math.max(v.rate, v.callRate));
+    if (h.length > HISTORY) h.shift();
+    serviceHistory.set(v.service, h);
+  }
+  for (const k of Array.from(serviceHistory.keys())) if (!alive.has(k)) serviceHistory.delete(k);
   const live = new Set();
   for (const t of stats.topics) {
     live.add(t.topic);
@@ -294,9 +358,11 @@ function onState(s) {
   lastState = s;
   record(s.stats);
   const busy = s.snapshot.nodes.length;
-  document.getElementById("summary").textContent = busy + " node(s) · " + s.snapshot.topics.length + " topic(s) · " + s.snapshot.edges.length + " edge(s)";
+  const services = (s.stats.services || []).length;
+  document.getElementById("summary").textContent = busy + " node(s) · " + s.snapshot.topics.length + " topic(s) · " + s.snapshot.edges.length + " edge(s) · " + services + " service(s)";
   drawGraph(s.snapshot, s.stats);
   drawTable(s.stats);
+  drawServices(s.stats);
 }
 
 function open() {

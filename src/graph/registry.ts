@@ -108,6 +108,8 @@ export interface Snapshot {
   servers: ServerInfo[];
   /** Request/response clients. */
   clients: ClientInfo[];
+  /** Every request/response service that has a server or a client, sorted. */
+  services: string[];
 }
 
 /** An edge would close a cycle in the topic graph. */
@@ -345,6 +347,7 @@ export class Registry {
       segments: [...this.segments].flatMap(([node, names]) => [...names].map((name) => ({ node, name }))),
       servers: [...this.servers.values()],
       clients: [...this.clients.values()],
+      services: [...new Set([...this.servers.values(), ...this.clients.values()].map((p) => p.service))].sort(),
     };
   }
 

@@ -93,10 +93,10 @@ export class GraphServer implements AsyncDisposable {
     return this.registry.snapshot();
   }
 
-  /** Traffic per topic (rates, bandwidth, backpressure waits, drops, link transports), from what nodes report. */
+  /** Traffic per topic (rates, bandwidth, backpressure waits, drops, link transports) and per service (request rate, errors, latency), from what nodes report. */
   stats(): GraphStats {
     const snapshot = this.registry.snapshot();
-    const ids = new Set([...snapshot.publishers.map((p) => p.id), ...snapshot.subscribers.map((s) => s.id)]);
+    const ids = new Set([...snapshot.publishers, ...snapshot.subscribers, ...snapshot.servers, ...snapshot.clients].map((p) => p.id));
     this.book.prune((id) => ids.has(id));
     return this.book.topics(snapshot);
   }
@@ -230,7 +230,7 @@ export class GraphServer implements AsyncDisposable {
         return this.stats();
       case "stats.report": {
         const snap = this.registry.snapshot();
-        const mine = new Set([...snap.publishers, ...snap.subscribers].filter((p) => p.node === node).map((p) => p.id));
+        const mine = new Set([...snap.publishers, ...snap.subscribers, ...snap.servers, ...snap.clients].filter((p) => p.node === node).map((p) => p.id));
         this.book.report(body, (id) => mine.has(id));
         return {};
       }

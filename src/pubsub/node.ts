@@ -55,12 +55,14 @@ export class Node implements AsyncDisposable {
     return {
       publishers: [...this.publishers.values()].map((p) => ({ id: p.id, ...p.counters })),
       subscribers: [...this.subscribers.values()].map((s) => ({ id: s.id, ...s.counters, links: s.transports })),
+      servers: [...this.servers.values()].map((s) => ({ id: s.id, ...s.counters, inFlight: s.inFlight })),
+      clients: [...this.clients.values()].map((c) => ({ id: c.id, ...c.counters, inFlight: c.inFlight, links: c.transports })),
     };
   }
 
   /** Sends the counters to the GraphServer when they changed since the last report (one-way, errors ignored). */
   private reportStats(): void {
-    if (this.closing || this.inRecovery || (this.publishers.size === 0 && this.subscribers.size === 0)) return;
+    if (this.closing || this.inRecovery || (this.publishers.size === 0 && this.subscribers.size === 0 && this.servers.size === 0 && this.clients.size === 0)) return;
     const report = this.stats();
     const text = JSON.stringify(report);
     if (text === this.lastReport) return;

@@ -1,5 +1,5 @@
 /**
- * Counters of publishers and subscribers, and the report a node sends to the GraphServer with
+ * Counters of publishers, subscribers, request/response servers and clients, and the report a node sends to the GraphServer with
  * them (`stats.report`, docs/protocol.md). Plain numbers bumped on the hot path; read every
  * {@link STATS_INTERVAL} ms by the node.
  * @module
@@ -47,10 +47,54 @@ export interface PortReport {
   links?: { publisher: string; transport: LinkTransport }[];
 }
 
+/** Counters of one request/response server since it was created. */
+export interface ServerCounters {
+  /** Requests handled (answered or failed). */
+  requests: number;
+  /** Requests that failed (handler threw, undecodable request, answer that could not be sent). */
+  errors: number;
+  /** Request bytes received over shared memory or TCP. */
+  bytes: number;
+}
+
+/** Counters of one request/response client since it was created. */
+export interface ClientCounters {
+  /** Requests ended (answered or failed). */
+  requests: number;
+  /** Requests that failed (remote error, timeout, abort, dead server, no server). */
+  errors: number;
+  /** Request bytes sent over shared memory or TCP. */
+  bytes: number;
+  /** Sum of the round-trip times of the answered requests (ms). */
+  latency: number;
+}
+
+/** One request/response port's entry in a stats report. */
+export interface RpcPortReport {
+  /** Port id. */
+  id: string;
+  /** Requests so far. */
+  requests: number;
+  /** Failed requests so far. */
+  errors: number;
+  /** Request bytes so far. */
+  bytes: number;
+  /** Requests in flight now. */
+  inFlight: number;
+  /** Sum of round-trip times of answered requests so far (clients, ms). */
+  latency?: number;
+  /** Links of a client: server id and transport. */
+  links?: { server: string; transport: LinkTransport }[];
+}
+
 /** The body of a `stats.report` request: cumulative counters of every port of one node. */
 export interface StatsReport {
   /** Publishers of the node. */
   publishers: PortReport[];
   /** Subscribers of the node. */
   subscribers: PortReport[];
+  /** Request/response servers of the node. */
+  servers?: RpcPortReport[];
+  /** Request/response clients of the node. */
+  clients?: RpcPortReport[];
 }

@@ -10,6 +10,7 @@ import { AbortError, ClosedError, InvalidArgumentError, NoServerError, PeerDeadE
 import { self } from "../graph/identity.js";
 import type { ServerInfo } from "../graph/registry.js";
 import type { GraphRef } from "../pubsub/graph-ref.js";
+import type { ClientCounters, LinkTransport } from "../pubsub/stats.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import type { Channel, Releasable } from "./channel.js";
@@ -82,6 +83,8 @@ interface Pending {
   onAbort: (() => void) | undefined;
   /** In-place: where the request body was written (the answer is a subarray of it). */
   view: Uint8Array | undefined;
+  /** When it was sent (performance.now()), for the round-trip time. */
+  sentAt: number;
 }
 
 interface Waiter {
@@ -113,6 +116,8 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private timerAt = Infinity;
   private closing: Promise<void> | undefined;
+  /** Traffic counters, reported to the GraphServer by the node (`stats.report`). */
+  readonly counters: ClientCounters = { requests: 0, errors: 0, bytes: 0, latency: 0 };
 
   /** @internal */
   constructor(
@@ -144,6 +149,11 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   /** Requests sent and not answered yet. */
   get inFlight(): number {
     return this.pending.size;
+  }
+
+  /** The servers this client is linked to, with the transport of each link. */
+  get transports(): { server: string; transport: LinkTransport }[] {
+    return this.ready.map((l) => ({ server: l.server.id, transport: l.local !== undefined ? "inproc" : (l.channel as Channel).kind }));
   }
 
   /**
@@ -248,6 +258,8 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     const link = this.pick();
     if (link === undefined) {
       this.next();
+      this.counters.requests++;
+      this.counters.errors++;
       return Promise.reject(new NoServerError(`no server for ${JSON.stringify(this.service)}${this.opts.transport ? ` over ${this.opts.transport}` : ""}`));
     }
     if (link.server.inPlace) {
@@ -263,7 +275,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     const id = this.nextId;
     this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
     return new Promise<unknown>((resolve, reject) => {
-      const p: Pending = { resolve, reject, link, mode, deadline, signal, onAbort: undefined, view: undefined };
+      const p: Pending = { resolve, reject, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: performance.now() };
       this.pending.set(id, p);
       link.inFlight++;
       if (signal !== undefined) {
@@ -291,9 +303,9 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       try {
         const ch = link.channel as Channel;
         const written = (view: Uint8Array): void => void (p.view = view);
-        if (value instanceof Filler) ch.send(RpcType.Request, id, 0, value.body((err) => this.settle(id, err)), written);
-        else if (mode === Mode.Value) ch.send(RpcType.Request, id, 0, valueBody(value));
-        else ch.send(RpcType.Request, id, 0, rawBody(value as Uint8Array), written);
+        const body = value instanceof Filler ? value.body((err) => this.settle(id, err)) : mode === Mode.Value ? valueBody(value) : rawBody(value as Uint8Array);
+        this.counters.bytes += RPC_HEADER + body.size;
+        ch.send(RpcType.Request, id, 0, body, value instanceof Filler || mode !== Mode.Value ? written : undefined);
       } catch (err) {
         this.settle(id, err as Error);
       }
@@ -307,6 +319,9 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     this.pending.delete(id);
     const link = p.link;
     link.inFlight--;
+    this.counters.requests++;
+    if (error !== undefined) this.counters.errors++;
+    else this.counters.latency += performance.now() - p.sentAt;
     if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
     if (error !== undefined) p.reject(error);
     else p.resolve(value);

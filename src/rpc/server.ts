@@ -12,6 +12,7 @@ import { AccessDeniedError, ClosedError, InvalidArgumentError, ProtocolError, Sy
 import { self } from "../graph/identity.js";
 import type { Endpoints } from "../graph/registry.js";
 import type { GraphRef } from "../pubsub/graph-ref.js";
+import type { ServerCounters } from "../pubsub/stats.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { checkTimeout } from "../util/blocking.js";
 import { isLoopback } from "../util/loopback.js";
@@ -82,6 +83,8 @@ export class Server implements AsyncDisposable {
   private readonly sockets = new Set<Socket>();
   private active = 0;
   private answered = 0;
+  /** Traffic counters, reported to the GraphServer by the node (`stats.report`). */
+  readonly counters: ServerCounters = { requests: 0, errors: 0, bytes: 0 };
   private idle: (() => void) | undefined;
   private closing: Promise<void> | undefined;
 
@@ -196,15 +199,22 @@ export class Server implements AsyncDisposable {
       result = this.handler(value);
     } catch (err) {
       settle();
+      this.counters.errors++;
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     const done = (v: unknown): unknown => {
       settle();
       if (!this.inPlace) return v;
-      return checkInPlace(v, value as Uint8Array);
+      try {
+        return checkInPlace(v, value as Uint8Array);
+      } catch (err) {
+        this.counters.errors++;
+        throw err;
+      }
     };
     if (isThenable(result)) return Promise.resolve(result).then(done, (err: unknown) => {
       settle();
+      this.counters.errors++;
       throw err;
     });
     try {
@@ -217,6 +227,7 @@ export class Server implements AsyncDisposable {
   private settled(): void {
     this.active--;
     this.answered++;
+    this.counters.requests++;
     if (this.active === 0) this.idle?.();
   }
 
@@ -286,6 +297,7 @@ export class Server implements AsyncDisposable {
     }
     const id = h.id;
     const body = bytes.subarray(RPC_HEADER);
+    this.counters.bytes += bytes.byteLength;
     let arg: unknown;
     try {
       if (this.inPlace) {
@@ -297,6 +309,8 @@ export class Server implements AsyncDisposable {
       }
     } catch (err) {
       frame.release();
+      this.counters.requests++;
+      this.counters.errors++;
       this.reply(ch, id, err);
       return;
     }
@@ -321,6 +335,7 @@ export class Server implements AsyncDisposable {
   /** Sends the answer of request `id`; releases the request unless it is held for an in-place answer. */
   private finish(ch: Channel, held: Map<number, Releasable>, id: number, failed: boolean, value: unknown, body: Uint8Array, frame: Releasable): void {
     this.settled();
+    if (failed) this.counters.errors++;
     if (ch.closed) return void frame.release();
     let keep = false;
     try {
@@ -340,6 +355,7 @@ export class Server implements AsyncDisposable {
     } catch (err) {
       if (keep) held.delete(id);
       keep = false;
+      if (!failed) this.counters.errors++;
       this.reply(ch, id, err);
     }
     if (!keep) frame.release();
