@@ -3,15 +3,16 @@
  * acknowledged in order, and the embedded default (start a server when none is reachable).
  * @module
  */
-import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
-import { AbortError, ClosedError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
+import type { Socket } from "node:net";
+import type { ConnectionOptions } from "node:tls";
+import { ClosedError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
 import { checkTimeout, throwIfAborted } from "../util/blocking.js";
 import { self } from "./identity.js";
 import { ControlParser, encodeControl, MsgType } from "./protocol.js";
 import type { PublisherInfo, ServerInfo } from "./registry.js";
 import { DEFAULT_GRAPH_PORT, GraphServer } from "./server.js";
 import { isLoopback } from "../util/loopback.js";
+import { dial } from "../util/net.js";
 
 /** Options of {@link GraphClient.connect} and `connect()`. */
 export interface GraphOptions {
@@ -240,29 +241,14 @@ function remoteError(body: Record<string, unknown>): PlexusError {
 
 /** Opens the TCP (or TLS) control connection. */
 function open(host: string, port: number, opts: GraphOptions, timeout: number): Promise<Socket> {
-  return new Promise<Socket>((resolve, reject) => {
-    const socket = opts.tls ? tlsConnect({ ...opts.tls, host, port }) : netConnect({ host, port });
-    const ready = opts.tls ? "secureConnect" : "connect";
-    const timer = setTimeout(() => done(new TimeoutError(`no GraphServer answered at ${host}:${port} within ${timeout} ms`)), timeout);
-    const onAbort = (): void => done(new AbortError("connect aborted", { cause: opts.signal?.reason }));
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    const done = (err?: Error): void => {
-      clearTimeout(timer);
-      opts.signal?.removeEventListener("abort", onAbort);
-      socket.off(ready, onReady);
-      socket.off("error", onError);
-      if (err) {
-        socket.destroy();
-        reject(err);
-      } else resolve(socket);
-    };
-    const onReady = (): void => {
-      socket.setNoDelay(true);
-      done();
-    };
-    const onError = (e: NodeJS.ErrnoException): void =>
-      done(new SystemError("connect", e.errno ?? 0, e.code ?? "EIO", e.message, `GraphServer at ${host}:${port}`));
-    socket.once(ready, onReady);
-    socket.once("error", onError);
-  });
+  return dial(
+    { host, port },
+    {
+      tls: opts.tls,
+      timeout,
+      timeoutMessage: `no GraphServer answered at ${host}:${port} within ${timeout} ms`,
+      signal: opts.signal,
+      onError: (e) => new SystemError("connect", e.errno ?? 0, e.code ?? "EIO", e.message, `GraphServer at ${host}:${port}`),
+    },
+  );
 }

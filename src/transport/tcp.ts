@@ -8,8 +8,7 @@
  * format is specified in docs/protocol.md §5.
  * @module
  */
-import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer, type TlsOptions } from "node:tls";
+import type { AddressInfo, Server, Socket } from "node:net";
 import {
   AbortError,
   AccessDeniedError,
@@ -20,7 +19,6 @@ import {
   PeerDeadError,
   type PlexusError,
   ProtocolError,
-  SystemError,
   TimeoutError,
 } from "../errors.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
@@ -46,6 +44,7 @@ import {
   writeHeader,
 } from "./tcp-wire.js";
 import { isLoopback } from "../util/loopback.js";
+import { listenTcp } from "../util/net.js";
 
 export { connectTcp, type TcpAddress, type TcpConnectOptions, type TcpTlsOptions } from "./tcp-receiver.js";
 
@@ -189,12 +188,6 @@ interface Waiter {
   onAbort: (() => void) | undefined;
 }
 
-/** Turns a `listen` failure into a typed error. */
-function listenError(err: NodeJS.ErrnoException, where: string): Error {
-  if (typeof err.errno === "number" && err.code) return new SystemError(err.syscall ?? "listen", Math.abs(err.errno), err.code, err.message, where);
-  return new InvalidArgumentError(`cannot listen on ${where}: ${err.message}`, { cause: err });
-}
-
 /**
  * The sending end of a `tcp` transport: listens, and sends every message to every receiver that
  * connected (`connectTcp(sender.address)`), each message encoded once.
@@ -278,29 +271,8 @@ export class TcpSender implements Sender {
         `plain TCP on ${host}, which is not a loopback address, is refused: serve TLS (option tls) or opt out with allowInsecure: true`,
       );
     }
-    const netOpts = { noDelay: true, keepAlive: true, keepAliveInitialDelay: cfg.peerTimeout };
-    let server: Server;
-    if (opts.tls !== undefined) {
-      if (opts.tls === null || typeof opts.tls !== "object") throw new InvalidArgumentError("tls must be an object of certificate options");
-      const tlsOpts: TlsOptions = { ...opts.tls, ...netOpts, handshakeTimeout: cfg.handshakeTimeout };
-      try {
-        server = createTlsServer(tlsOpts);
-      } catch (err) {
-        throw new InvalidArgumentError(`invalid TLS options: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      }
-    } else {
-      server = createNetServer(netOpts);
-    }
-    server.maxConnections = cfg.maxReceivers + 64;
-    const where = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => reject(listenError(err, where));
-      server.once("error", onError);
-      server.listen({ host, port }, () => {
-        server.off("error", onError);
-        resolve();
-      });
-    });
+    if (opts.tls !== undefined && (opts.tls === null || typeof opts.tls !== "object")) throw new InvalidArgumentError("tls must be an object of certificate options");
+    const server = await listenTcp({ host, port, tls: opts.tls, keepAliveMs: cfg.peerTimeout, handshakeTimeout: cfg.handshakeTimeout, maxConnections: cfg.maxReceivers + 64 });
     server.unref(); // an idle listener does not keep the process alive; connections do
     const bound = server.address() as AddressInfo;
     return new TcpSender(server, { kind: "tcp", host, port: bound.port, tls: opts.tls !== undefined }, cfg);

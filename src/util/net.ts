@@ -1,0 +1,111 @@
+/**
+ * TCP (or TLS) listeners and outgoing connections with the project's error rules: a `listen`
+ * failure is a typed error, a connection attempt is bounded by a timeout and an `AbortSignal`.
+ * Shared by the tcp transport, the queue server, request/response and the GraphServer client.
+ * @internal
+ * @module
+ */
+import { connect as netConnect, createServer as createNetServer, type Server, type Socket } from "node:net";
+import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TlsOptions } from "node:tls";
+import { AbortError, InvalidArgumentError, SystemError, TimeoutError } from "../errors.js";
+
+/** What {@link listenTcp} needs. */
+export interface ListenOptions {
+  /** Address to bind. */
+  host: string;
+  /** Port (0: any free port). */
+  port: number;
+  /** Certificate options: a TLS server when given. */
+  tls?: TlsOptions;
+  /** TCP keep-alive starts after this many ms of silence. */
+  keepAliveMs: number;
+  /** A TLS handshake must finish within this many ms. */
+  handshakeTimeout: number;
+  /** Connections accepted at once (the server refuses more). */
+  maxConnections: number;
+}
+
+/**
+ * Creates a TCP or TLS server (`TCP_NODELAY`, keep-alive) and listens. Rejects with
+ * `InvalidArgumentError` for unusable TLS options or address, `SystemError` (e.g. `EADDRINUSE`)
+ * when the kernel refuses.
+ */
+export async function listenTcp(opts: ListenOptions): Promise<Server> {
+  const netOpts = { noDelay: true, keepAlive: true, keepAliveInitialDelay: opts.keepAliveMs };
+  let server: Server;
+  if (opts.tls !== undefined) {
+    try {
+      server = createTlsServer({ ...opts.tls, ...netOpts, handshakeTimeout: opts.handshakeTimeout });
+    } catch (err) {
+      throw new InvalidArgumentError(`invalid TLS options: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  } else {
+    server = createNetServer(netOpts);
+  }
+  server.maxConnections = opts.maxConnections;
+  const where = opts.host.includes(":") ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => reject(listenError(err, where));
+    server.once("error", onError);
+    server.listen({ host: opts.host, port: opts.port }, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+  return server;
+}
+
+/** Turns a `listen` failure into a typed error. */
+function listenError(err: NodeJS.ErrnoException, where: string): Error {
+  if (typeof err.errno === "number" && err.code) return new SystemError(err.syscall ?? "listen", Math.abs(err.errno), err.code, err.message, where);
+  return new InvalidArgumentError(`cannot listen on ${where}: ${err.message}`, { cause: err });
+}
+
+/** What {@link dial} needs. */
+export interface DialOptions {
+  /** TLS client options: a TLS connection when given (host/port targets only). */
+  tls?: ConnectionOptions;
+  /** Give up after this many ms (`TimeoutError` with `timeoutMessage`). */
+  timeout: number;
+  /** The error message of a timeout. */
+  timeoutMessage: string;
+  /** Aborts the attempt (`AbortError`). */
+  signal?: AbortSignal;
+  /** Makes the error a failed attempt rejects with from the socket's error. */
+  onError: (err: NodeJS.ErrnoException) => Error;
+}
+
+/**
+ * Connects to a Unix socket `path` or a `host`/`port` (TLS when `opts.tls`), and resolves with
+ * the socket once connected (TLS: once the handshake is done; TCP sockets get `TCP_NODELAY`).
+ * The socket is destroyed when the attempt fails.
+ */
+export function dial(target: { path: string } | { host: string; port: number }, opts: DialOptions): Promise<Socket> {
+  if (opts.signal?.aborted) return Promise.reject(new AbortError("connect aborted", { cause: opts.signal.reason }));
+  return new Promise<Socket>((resolve, reject) => {
+    const isTls = "host" in target && opts.tls !== undefined;
+    const socket: Socket =
+      "path" in target ? netConnect({ path: target.path }) : isTls ? tlsConnect({ ...opts.tls, host: target.host, port: target.port }) : netConnect({ host: target.host, port: target.port });
+    const ready = isTls ? "secureConnect" : "connect";
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      socket.off(ready, onReady);
+      socket.off("error", onError);
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else resolve(socket);
+    };
+    const onReady = (): void => {
+      if ("host" in target) socket.setNoDelay(true);
+      done();
+    };
+    const onError = (e: NodeJS.ErrnoException): void => done(opts.onError(e));
+    const onAbort = (): void => done(new AbortError("connect aborted", { cause: opts.signal?.reason }));
+    const timer = setTimeout(() => done(new TimeoutError(opts.timeoutMessage)), opts.timeout);
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    socket.once(ready, onReady);
+    socket.once("error", onError);
+  });
+}
