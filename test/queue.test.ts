@@ -277,3 +277,33 @@ test("a put racing the server's close is refused (NACK if it arrives after the q
   await assert.rejects(server.get(), code("ERR_PLEXUS_CLOSED"));
   await client.close();
 });
+
+test("a put encodes its value once, however many peers it goes to", async () => {
+  const server = await queue.server({ url: "tcp://127.0.0.1:0" });
+  const clients = await Promise.all([1, 2, 3].map(() => queue.client({ url: server.url })));
+  let reads = 0;
+  const value = {
+    get big() {
+      reads++;
+      return new Uint8Array(32 << 10); // above the small-message path: chunks shared by the peers
+    },
+    get small() {
+      reads++;
+      return "x";
+    },
+  };
+  await server.put(value, clients[0].id);
+  const once = reads;
+  assert.ok(once > 0);
+  reads = 0;
+  await server.put(value); // broadcast to all three
+  assert.equal(reads, once, "the value was walked again for another peer");
+  for (const c of clients) {
+    const m = await c.get({ timeout: 2000 });
+    assert.equal((m.value as { small: string }).small, "x");
+    assert.equal((m.value as { big: Uint8Array }).big.byteLength, 32 << 10);
+  }
+  const again = await clients[0].get({ timeout: 2000 });
+  assert.equal((again.value as { small: string }).small, "x");
+  await closeAll(...clients, server);
+});
