@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { queue, type PlexusError, type QueueClient, type QueueServer } from "../src/index.js";
 import { startProxy } from "./helpers/proxy.js";
 import { testCerts } from "./helpers/tcp-certs.js";
+import { Deadlines, PutOp } from "../src/queue/put.js";
 
 const code = (c: string) => (e: unknown) => (e as PlexusError).code === c;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -306,4 +307,15 @@ test("a put encodes its value once, however many peers it goes to", async () => 
   const again = await clients[0].get({ timeout: 2000 });
   assert.equal((again.value as { small: string }).small, "x");
   await closeAll(...clients, server);
+});
+
+test("puts that settle before their default timeout are not retained until it passes (memory stays bounded)", () => {
+  const deadlines = new Deadlines();
+  for (let i = 0; i < 100_000; i++) new PutOp(1, 30_000, undefined, deadlines).done();
+  assert.ok(deadlines.size < 4096, `${deadlines.size} settled puts still held`);
+  const live = Array.from({ length: 3000 }, () => new PutOp(1, 30_000, undefined, deadlines));
+  for (let i = 0; i < 100_000; i++) new PutOp(1, 30_000, undefined, deadlines).done();
+  assert.ok(deadlines.size >= 3000 && deadlines.size < 3000 + 8192, `${deadlines.size} puts held for 3000 live ones`);
+  for (const op of live) op.done();
+  deadlines.stop();
 });
