@@ -319,3 +319,19 @@ test("puts that settle before their default timeout are not retained until it pa
   for (const op of live) op.done();
   deadlines.stop();
 });
+
+test("maxPending: 0 means no put waits for a slot, not that every put is refused", async () => {
+  const { server, client } = await pair({}, { maxPending: 0, slots: 1, mode: "reliable" });
+  const first = client.put(1);
+  await assert.rejects(client.put(2), code("ERR_PLEXUS_BACKPRESSURE")); // the only slot is taken
+  const m = await server.get({ timeout: 2000 });
+  assert.equal(m.value, 1);
+  m.release();
+  await first;
+  const third = client.put(3); // the slot is free again
+  const m3 = await server.get({ timeout: 2000 });
+  assert.equal(m3.value, 3);
+  m3.release();
+  await third;
+  await closeAll(client, server);
+});
