@@ -335,3 +335,19 @@ test("maxPending: 0 means no put waits for a slot, not that every put is refused
   await third;
   await closeAll(client, server);
 });
+
+test("keep-alives: a peer that announced a slower heartbeat than this end's peerTimeout is not taken for dead", async () => {
+  const errors: PlexusError[] = [];
+  const { server, client } = await pair({ peerTimeout: 300, heartbeat: 100, onPeerError: (e) => errors.push(e) }, { heartbeat: 600 });
+  let drops = 0;
+  for (let i = 0; i < 15; i++) {
+    await sleep(100);
+    if (!client.connected) drops++;
+  }
+  assert.deepEqual(errors.map((e) => e.message), [], "the server dropped a live client");
+  assert.equal(drops, 0);
+  const p = client.put("still here");
+  assert.equal((await server.get({ timeout: 2000 })).value, "still here");
+  await p;
+  await closeAll(client, server);
+});
