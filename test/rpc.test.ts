@@ -18,6 +18,11 @@ import {
   type Snapshot,
 } from "../src/index.js";
 import { deferred, graph, until } from "./helpers/rpc.js";
+import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
+import { GraphClient } from "../src/graph/client.js";
+import { self } from "../src/graph/identity.js";
+import { hello, HelloKind, readHello } from "../src/rpc/handshake.js";
+import { RPC_HEADER } from "../src/rpc/wire.js";
 
 const { node, address } = await graph();
 const TRANSPORTS = ["inproc", "shm", "tcp"] as const;
@@ -377,4 +382,38 @@ test("bad options are refused with InvalidArgumentError", async () => {
   await assert.rejects(node.server("x", undefined as unknown as () => void), InvalidArgumentError);
   await assert.rejects(node.server("x", () => 1, { tcp: { host: "0.0.0.0" }, transport: "tcp" }), (e: unknown) => (e as Error).name === "AccessDeniedError");
   assert.ok(PeerDeadError);
+});
+
+test("a server that answers with a malformed frame: its pending requests reject PeerDeadError (not ClosedError), the client serves on", async () => {
+  const service = fresh("broken-server");
+  const sockets = new Set<Socket>();
+  const fake = createNetServer((s) => {
+    sockets.add(s);
+    s.on("error", () => {});
+    void readHello(s, 2000).then(() => {
+      s.write(hello(HelloKind.Tcp));
+      s.once("data", () => {
+        const junk = Buffer.alloc(4 + RPC_HEADER); // a frame of 16 zero bytes: no magic
+        junk.writeUInt32LE(RPC_HEADER, 0);
+        s.write(junk);
+      });
+      s.resume();
+    }, () => s.destroy());
+  });
+  await new Promise<void>((r) => fake.listen({ host: "127.0.0.1", port: 0 }, r));
+  const port = (fake.address() as AddressInfo).port;
+  const registrar = await GraphClient.connect({ address, embedded: false });
+  await registrar.request("server.add", { service, endpoints: { ...self(), pid: 1, tcp: { host: "127.0.0.1", port } }, inPlace: false });
+  await using client = await node.client(service, { transport: "tcp" });
+  await until(() => client.servers.length === 1);
+  const err = await client.request("hi", { timeout: 3000 }).then(
+    () => assert.fail("answered"),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof PeerDeadError, `expected PeerDeadError, got ${String(err)}`);
+  assert.ok(!(err instanceof ClosedError));
+  await assert.rejects(client.request("again"), NoServerError); // the broken server is dropped; the client is not closed
+  await registrar.close();
+  for (const s of sockets) s.destroy();
+  fake.close();
 });

@@ -349,9 +349,10 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     try {
       h = readHeader(bytes);
       if (h.type === RpcType.Request || h.type === RpcType.Release) throw new ProtocolError(`a server sent message type ${h.type}`);
-    } catch {
+    } catch (err) {
       frame.release();
-      void link.channel?.close(); // a broken server: its requests reject with PeerDeadError
+      // A broken server: its requests reject with PeerDeadError (caused by the ProtocolError).
+      void link.channel?.fail(err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
       return;
     }
     const p = this.pending.get(h.id);
