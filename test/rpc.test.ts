@@ -417,3 +417,15 @@ test("a server that answers with a malformed frame: its pending requests reject 
   for (const s of sockets) s.destroy();
   fake.close();
 });
+
+test("bad transport, port, spin and in-place options are refused with InvalidArgumentError, before anything listens", async () => {
+  const bad = { transport: "udp" } as unknown as { transport: "tcp" };
+  await assert.rejects(node.server(fresh("opt"), () => 1, bad), InvalidArgumentError);
+  await assert.rejects(node.client(fresh("opt"), bad), InvalidArgumentError);
+  await assert.rejects(node.server(fresh("opt"), () => 1, { tcp: { port: 99999 } }), InvalidArgumentError);
+  await assert.rejects(node.server(fresh("opt"), () => 1, { tcp: { port: 1.5 } }), InvalidArgumentError);
+  await assert.rejects(node.server(fresh("opt"), () => 1, { spinMicros: -1 }), InvalidArgumentError);
+  await assert.rejects(node.client(fresh("opt"), { spinMicros: Number.NaN }), InvalidArgumentError);
+  await assert.rejects(node.server(fresh("opt"), () => 1, { inPlace: "yes" } as unknown as { inPlace: false }), InvalidArgumentError);
+  assert.equal((await node.snapshot()).servers.filter((s) => s.service.startsWith("opt-")).length, 0);
+});

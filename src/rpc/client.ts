@@ -14,7 +14,7 @@ import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import type { Channel, Releasable } from "./channel.js";
 import { openShm, openTcp, type OpenOptions } from "./handshake.js";
-import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, type Server } from "./server.js";
+import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, spinOption, transportOption, type Server } from "./server.js";
 import { decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, readHeader, RPC_HEADER, RpcType, valueBody, type Body } from "./wire.js";
 
 /** Options of `node.client()`. */
@@ -126,13 +126,14 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     this.service = service;
     this.id = id;
     this.max = intOption("maxInFlight", opts.maxInFlight, 16, 1, 65536);
+    transportOption(opts.transport);
     this.timeout = checkTimeout(opts.timeout, 5000);
     this.open = {
       timeout: checkTimeout(opts.connectTimeout, 5000),
       capacity: intOption("capacity", opts.capacity, DEFAULT_RPC_CAPACITY, 4096, 1 << 30),
       maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
       tls: opts.tls,
-      spinMicros: opts.spinMicros,
+      spinMicros: spinOption(opts.spinMicros),
     };
   }
 
