@@ -429,3 +429,31 @@ test("bad transport, port, spin and in-place options are refused with InvalidArg
   await assert.rejects(node.server(fresh("opt"), () => 1, { inPlace: "yes" } as unknown as { inPlace: false }), InvalidArgumentError);
   assert.equal((await node.snapshot()).servers.filter((s) => s.service.startsWith("opt-")).length, 0);
 });
+
+test("default maxInFlight is 16: the 17th request waits for a slot and is answered once one frees", async () => {
+  const service = fresh("seventeen");
+  const gate = deferred();
+  await using server = await node.server<number, number>(service, async (req) => {
+    await gate.promise;
+    return req + 100;
+  }, { transport: "shm" });
+  await using client = await node.client<number, number>(service, { transport: "shm" });
+  await until(() => client.servers.length === 1);
+  const all = Array.from({ length: 17 }, (_, i) => client.request(i, { timeout: 10000 }));
+  await until(() => server.inFlight === 16);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(server.inFlight, 16, "the 17th request reached the server");
+  assert.equal(client.inFlight, 16);
+  gate.resolve();
+  assert.deepEqual(await Promise.all(all), Array.from({ length: 17 }, (_, i) => i + 100));
+});
+
+test("plain TCP off loopback: refused without allowInsecure, served with it", async () => {
+  const service = fresh("insecure");
+  await assert.rejects(node.server(service, () => 1, { tcp: { host: "0.0.0.0" }, transport: "tcp" }), (e: unknown) => (e as Error).name === "AccessDeniedError");
+  await using server = await node.server<number, number>(service, (x) => x * 3, { tcp: { host: "0.0.0.0", allowInsecure: true }, transport: "tcp" });
+  await using client = await node.client<number, number>(service, { transport: "tcp" });
+  await until(() => client.servers.length === 1);
+  assert.equal(await client.request(7), 21);
+  assert.equal(server.served, 1);
+});
