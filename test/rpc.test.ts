@@ -457,3 +457,23 @@ test("plain TCP off loopback: refused without allowInsecure, served with it", as
   assert.equal(await client.request(7), 21);
   assert.equal(server.served, 1);
 });
+
+test("a request aborted just as it gets its in-flight slot rejects AbortError and is not sent", async () => {
+  const service = fresh("abort-race");
+  const seen: number[] = [];
+  await using server = await node.server<number, number>(service, (x) => {
+    seen.push(x);
+    return x;
+  }, { transport: "shm" });
+  await using client = await node.client<number, number>(service, { transport: "shm", maxInFlight: 1 });
+  await until(() => client.servers.length === 1);
+  const ac = new AbortController();
+  const first = client.request(1);
+  const second = client.request(2, { signal: ac.signal, timeout: 2000 }); // waits for the slot
+  void first.then(() => ac.abort()); // runs after the slot was handed to `second`, before it is sent
+  assert.equal(await first, 1);
+  await assert.rejects(second, AbortError);
+  assert.equal(await client.request(3), 3); // the slot was given back
+  assert.deepEqual(seen, [1, 3]);
+  assert.equal(server.served, 2);
+});

@@ -246,6 +246,11 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
 
   private start(value: unknown, mode: Mode, deadline: number, signal: AbortSignal | undefined): Promise<unknown> {
     if (this.closing) return Promise.reject(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+    if (signal?.aborted) {
+      // Aborted after its wait for a slot ended, before it was sent (an abort listener added now would never fire).
+      this.next();
+      return Promise.reject(new AbortError("request aborted", { cause: signal.reason }));
+    }
     const link = this.pick();
     if (link === undefined) {
       this.next();
