@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { queue, type PlexusError, type QueueClient, type QueueServer } from "../src/index.js";
 import { startProxy } from "./helpers/proxy.js";
 import { testCerts } from "./helpers/tcp-certs.js";
+import { Deadlines, PutOp } from "../src/queue/put.js";
 
 const code = (c: string) => (e: unknown) => (e as PlexusError).code === c;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -276,4 +277,77 @@ test("a put racing the server's close is refused (NACK if it arrives after the q
   assert.equal((await server.get()).value, 1, "what was acknowledged before is still there");
   await assert.rejects(server.get(), code("ERR_PLEXUS_CLOSED"));
   await client.close();
+});
+
+test("a put encodes its value once, however many peers it goes to", async () => {
+  const server = await queue.server({ url: "tcp://127.0.0.1:0" });
+  const clients = await Promise.all([1, 2, 3].map(() => queue.client({ url: server.url })));
+  let reads = 0;
+  const value = {
+    get big() {
+      reads++;
+      return new Uint8Array(32 << 10); // above the small-message path: chunks shared by the peers
+    },
+    get small() {
+      reads++;
+      return "x";
+    },
+  };
+  await server.put(value, clients[0].id);
+  const once = reads;
+  assert.ok(once > 0);
+  reads = 0;
+  await server.put(value); // broadcast to all three
+  assert.equal(reads, once, "the value was walked again for another peer");
+  for (const c of clients) {
+    const m = await c.get({ timeout: 2000 });
+    assert.equal((m.value as { small: string }).small, "x");
+    assert.equal((m.value as { big: Uint8Array }).big.byteLength, 32 << 10);
+  }
+  const again = await clients[0].get({ timeout: 2000 });
+  assert.equal((again.value as { small: string }).small, "x");
+  await closeAll(...clients, server);
+});
+
+test("puts that settle before their default timeout are not retained until it passes (memory stays bounded)", () => {
+  const deadlines = new Deadlines();
+  for (let i = 0; i < 100_000; i++) new PutOp(1, 30_000, undefined, deadlines).done();
+  assert.ok(deadlines.size < 4096, `${deadlines.size} settled puts still held`);
+  const live = Array.from({ length: 3000 }, () => new PutOp(1, 30_000, undefined, deadlines));
+  for (let i = 0; i < 100_000; i++) new PutOp(1, 30_000, undefined, deadlines).done();
+  assert.ok(deadlines.size >= 3000 && deadlines.size < 3000 + 8192, `${deadlines.size} puts held for 3000 live ones`);
+  for (const op of live) op.done();
+  deadlines.stop();
+});
+
+test("maxPending: 0 means no put waits for a slot, not that every put is refused", async () => {
+  const { server, client } = await pair({}, { maxPending: 0, slots: 1, mode: "reliable" });
+  const first = client.put(1);
+  await assert.rejects(client.put(2), code("ERR_PLEXUS_BACKPRESSURE")); // the only slot is taken
+  const m = await server.get({ timeout: 2000 });
+  assert.equal(m.value, 1);
+  m.release();
+  await first;
+  const third = client.put(3); // the slot is free again
+  const m3 = await server.get({ timeout: 2000 });
+  assert.equal(m3.value, 3);
+  m3.release();
+  await third;
+  await closeAll(client, server);
+});
+
+test("keep-alives: a peer that announced a slower heartbeat than this end's peerTimeout is not taken for dead", async () => {
+  const errors: PlexusError[] = [];
+  const { server, client } = await pair({ peerTimeout: 300, heartbeat: 100, onPeerError: (e) => errors.push(e) }, { heartbeat: 600 });
+  let drops = 0;
+  for (let i = 0; i < 15; i++) {
+    await sleep(100);
+    if (!client.connected) drops++;
+  }
+  assert.deepEqual(errors.map((e) => e.message), [], "the server dropped a live client");
+  assert.equal(drops, 0);
+  const p = client.put("still here");
+  assert.equal((await server.get({ timeout: 2000 })).value, "still here");
+  await p;
+  await closeAll(client, server);
 });

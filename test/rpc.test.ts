@@ -18,6 +18,11 @@ import {
   type Snapshot,
 } from "../src/index.js";
 import { deferred, graph, until } from "./helpers/rpc.js";
+import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
+import { GraphClient } from "../src/graph/client.js";
+import { self } from "../src/graph/identity.js";
+import { hello, HelloKind, readHello } from "../src/rpc/handshake.js";
+import { RPC_HEADER } from "../src/rpc/wire.js";
 
 const { node, address } = await graph();
 const TRANSPORTS = ["inproc", "shm", "tcp"] as const;
@@ -377,4 +382,98 @@ test("bad options are refused with InvalidArgumentError", async () => {
   await assert.rejects(node.server("x", undefined as unknown as () => void), InvalidArgumentError);
   await assert.rejects(node.server("x", () => 1, { tcp: { host: "0.0.0.0" }, transport: "tcp" }), (e: unknown) => (e as Error).name === "AccessDeniedError");
   assert.ok(PeerDeadError);
+});
+
+test("a server that answers with a malformed frame: its pending requests reject PeerDeadError (not ClosedError), the client serves on", async () => {
+  const service = fresh("broken-server");
+  const sockets = new Set<Socket>();
+  const fake = createNetServer((s) => {
+    sockets.add(s);
+    s.on("error", () => {});
+    void readHello(s, 2000).then(() => {
+      s.write(hello(HelloKind.Tcp));
+      s.once("data", () => {
+        const junk = Buffer.alloc(4 + RPC_HEADER); // a frame of 16 zero bytes: no magic
+        junk.writeUInt32LE(RPC_HEADER, 0);
+        s.write(junk);
+      });
+      s.resume();
+    }, () => s.destroy());
+  });
+  await new Promise<void>((r) => fake.listen({ host: "127.0.0.1", port: 0 }, r));
+  const port = (fake.address() as AddressInfo).port;
+  const registrar = await GraphClient.connect({ address, embedded: false });
+  await registrar.request("server.add", { service, endpoints: { ...self(), pid: 1, tcp: { host: "127.0.0.1", port } }, inPlace: false });
+  await using client = await node.client(service, { transport: "tcp" });
+  await until(() => client.servers.length === 1);
+  const err = await client.request("hi", { timeout: 3000 }).then(
+    () => assert.fail("answered"),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof PeerDeadError, `expected PeerDeadError, got ${String(err)}`);
+  assert.ok(!(err instanceof ClosedError));
+  await assert.rejects(client.request("again"), NoServerError); // the broken server is dropped; the client is not closed
+  await registrar.close();
+  for (const s of sockets) s.destroy();
+  fake.close();
+});
+
+test("bad transport, port, spin and in-place options are refused with InvalidArgumentError, before anything listens", async () => {
+  const bad = { transport: "udp" } as unknown as { transport: "tcp" };
+  await assert.rejects(node.server(fresh("opt"), () => 1, bad), InvalidArgumentError);
+  await assert.rejects(node.client(fresh("opt"), bad), InvalidArgumentError);
+  await assert.rejects(node.server(fresh("opt"), () => 1, { tcp: { port: 99999 } }), InvalidArgumentError);
+  await assert.rejects(node.server(fresh("opt"), () => 1, { tcp: { port: 1.5 } }), InvalidArgumentError);
+  await assert.rejects(node.server(fresh("opt"), () => 1, { spinMicros: -1 }), InvalidArgumentError);
+  await assert.rejects(node.client(fresh("opt"), { spinMicros: Number.NaN }), InvalidArgumentError);
+  await assert.rejects(node.server(fresh("opt"), () => 1, { inPlace: "yes" } as unknown as { inPlace: false }), InvalidArgumentError);
+  assert.equal((await node.snapshot()).servers.filter((s) => s.service.startsWith("opt-")).length, 0);
+});
+
+test("default maxInFlight is 16: the 17th request waits for a slot and is answered once one frees", async () => {
+  const service = fresh("seventeen");
+  const gate = deferred();
+  await using server = await node.server<number, number>(service, async (req) => {
+    await gate.promise;
+    return req + 100;
+  }, { transport: "shm" });
+  await using client = await node.client<number, number>(service, { transport: "shm" });
+  await until(() => client.servers.length === 1);
+  const all = Array.from({ length: 17 }, (_, i) => client.request(i, { timeout: 10000 }));
+  await until(() => server.inFlight === 16);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(server.inFlight, 16, "the 17th request reached the server");
+  assert.equal(client.inFlight, 16);
+  gate.resolve();
+  assert.deepEqual(await Promise.all(all), Array.from({ length: 17 }, (_, i) => i + 100));
+});
+
+test("plain TCP off loopback: refused without allowInsecure, served with it", async () => {
+  const service = fresh("insecure");
+  await assert.rejects(node.server(service, () => 1, { tcp: { host: "0.0.0.0" }, transport: "tcp" }), (e: unknown) => (e as Error).name === "AccessDeniedError");
+  await using server = await node.server<number, number>(service, (x) => x * 3, { tcp: { host: "0.0.0.0", allowInsecure: true }, transport: "tcp" });
+  await using client = await node.client<number, number>(service, { transport: "tcp" });
+  await until(() => client.servers.length === 1);
+  assert.equal(await client.request(7), 21);
+  assert.equal(server.served, 1);
+});
+
+test("a request aborted just as it gets its in-flight slot rejects AbortError and is not sent", async () => {
+  const service = fresh("abort-race");
+  const seen: number[] = [];
+  await using server = await node.server<number, number>(service, (x) => {
+    seen.push(x);
+    return x;
+  }, { transport: "shm" });
+  await using client = await node.client<number, number>(service, { transport: "shm", maxInFlight: 1 });
+  await until(() => client.servers.length === 1);
+  const ac = new AbortController();
+  const first = client.request(1);
+  const second = client.request(2, { signal: ac.signal, timeout: 2000 }); // waits for the slot
+  void first.then(() => ac.abort()); // runs after the slot was handed to `second`, before it is sent
+  assert.equal(await first, 1);
+  await assert.rejects(second, AbortError);
+  assert.equal(await client.request(3), 3); // the slot was given back
+  assert.deepEqual(seen, [1, 3]);
+  assert.equal(server.served, 2);
 });

@@ -270,6 +270,7 @@ export class QueueClient extends Endpoint {
           (this.session as { id: string }).id = id;
           this.session.peerSlots = w.slots;
           this.session.peerMaxMessage = w.maxMessage;
+          link.peerHeartbeat = w.heartbeat;
           this.link = link;
           this.state = State.Connected;
           this.session.attach(link, resumed);

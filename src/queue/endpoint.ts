@@ -164,7 +164,8 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
     const now = performance.now();
     for (const l of this.links()) {
       if (l.closed) continue;
-      if (now - l.lastRx > this.cfg.peerTimeout) {
+      // The peer writes at least every `heartbeat` ms it announced: silence is judged against that too.
+      if (now - l.lastRx > Math.max(this.cfg.peerTimeout, 3 * l.peerHeartbeat)) {
         l.fail(new PeerDeadError(`no byte from the peer for ${Math.round(now - l.lastRx)} ms`));
         continue;
       }

@@ -29,6 +29,8 @@ export interface Link {
   readonly lastTx: number;
   /** True once the connection is gone. */
   readonly closed: boolean;
+  /** The heartbeat the peer announced in its handshake (ms; 0 until then). */
+  peerHeartbeat: number;
 }
 
 /** Callbacks of a {@link SocketLink}. */
@@ -44,6 +46,7 @@ export class SocketLink implements Link {
   lastRx = performance.now();
   lastTx = performance.now();
   closed = false;
+  peerHeartbeat = 0;
   private corked = false;
   private events: LinkEvents | undefined;
   private readonly parser: FrameParser;

@@ -34,6 +34,7 @@ export class MqttLink implements Link {
   lastRx = performance.now();
   lastTx = performance.now();
   closed = false;
+  peerHeartbeat = 0;
   private events: LinkEvents | undefined;
   private readonly closedWaiters: (() => void)[] = [];
 

@@ -304,6 +304,7 @@ export class QueueServer extends Endpoint {
     }
     s.peerSlots = h.slots;
     s.peerMaxMessage = h.maxMessage;
+    link.peerHeartbeat = h.heartbeat;
     link.write([this.welcome(HandshakeStatus.Ok, resumed)]);
     s.attach(link, resumed);
     return s;

@@ -87,7 +87,9 @@ export class Session {
     if (this.peerMaxMessage > 0 && e.bytes > this.peerMaxMessage) {
       return e.op.fail(new FrameTooLargeError(`message of ${e.bytes} bytes exceeds the peer's limit of ${this.peerMaxMessage} bytes`));
     }
-    if (this.waiting.length - this.waitHead >= this.limits.maxPending) {
+    const waits = this.waiting.length - this.waitHead;
+    const slotFree = waits === 0 && this.link !== undefined && !this.link.closed && this.inflight.size < this.limits.slots;
+    if (waits >= this.limits.maxPending && !slotFree) {
       return e.op.fail(new BackpressureError(`${this.limits.maxPending} puts already wait for a slot toward this peer`));
     }
     this.waiting.push(e);

@@ -69,6 +69,12 @@ export abstract class Channel {
     await this.teardown();
   }
 
+  /** Ends the channel because of `error` (the owner's `onEnd` gets it), then frees it. */
+  async fail(error: Error): Promise<void> {
+    if (!this.ended) this.end(error);
+    await this.teardown();
+  }
+
   /** Writes now if there is room; false if not (then the caller queues). */
   protected abstract trySend(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): boolean;
   /** Writes, waiting for room. */

@@ -15,7 +15,7 @@ import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import type { Channel, Releasable } from "./channel.js";
 import { openShm, openTcp, type OpenOptions } from "./handshake.js";
-import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, type Server } from "./server.js";
+import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, spinOption, transportOption, type Server } from "./server.js";
 import { decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, readHeader, RPC_HEADER, RpcType, valueBody, type Body } from "./wire.js";
 
 /** Options of `node.client()`. */
@@ -131,13 +131,14 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     this.service = service;
     this.id = id;
     this.max = intOption("maxInFlight", opts.maxInFlight, 16, 1, 65536);
+    transportOption(opts.transport);
     this.timeout = checkTimeout(opts.timeout, 5000);
     this.open = {
       timeout: checkTimeout(opts.connectTimeout, 5000),
       capacity: intOption("capacity", opts.capacity, DEFAULT_RPC_CAPACITY, 4096, 1 << 30),
       maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
       tls: opts.tls,
-      spinMicros: opts.spinMicros,
+      spinMicros: spinOption(opts.spinMicros),
     };
   }
 
@@ -255,6 +256,11 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
 
   private start(value: unknown, mode: Mode, deadline: number, signal: AbortSignal | undefined): Promise<unknown> {
     if (this.closing) return Promise.reject(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+    if (signal?.aborted) {
+      // Aborted after its wait for a slot ended, before it was sent (an abort listener added now would never fire).
+      this.next();
+      return Promise.reject(new AbortError("request aborted", { cause: signal.reason }));
+    }
     const link = this.pick();
     if (link === undefined) {
       this.next();
@@ -364,9 +370,10 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     try {
       h = readHeader(bytes);
       if (h.type === RpcType.Request || h.type === RpcType.Release) throw new ProtocolError(`a server sent message type ${h.type}`);
-    } catch {
+    } catch (err) {
       frame.release();
-      void link.channel?.close(); // a broken server: its requests reject with PeerDeadError
+      // A broken server: its requests reject with PeerDeadError (caused by the ProtocolError).
+      void link.channel?.fail(err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
       return;
     }
     const p = this.pending.get(h.id);

@@ -60,6 +60,17 @@ export const DEFAULT_RPC_CAPACITY = 1 << 20;
 /** Default largest message over TCP. */
 export const DEFAULT_MAX_MESSAGE = 64 << 20;
 
+/** Checks a `transport` option. */
+export function transportOption(value: unknown): "inproc" | "shm" | "tcp" | undefined {
+  if (value === undefined || value === "inproc" || value === "shm" || value === "tcp") return value;
+  throw new InvalidArgumentError(`transport must be "inproc", "shm" or "tcp", got ${JSON.stringify(value)}`);
+}
+
+/** Checks a `spinMicros` option (undefined stays undefined: the ring's default). */
+export function spinOption(value: number | undefined): number | undefined {
+  return value === undefined ? undefined : intOption("spinMicros", value, 0, 0, 1_000_000);
+}
+
 /** Checks a positive integer option. */
 export function intOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
   const v = value ?? fallback;
@@ -115,12 +126,19 @@ export class Server implements AsyncDisposable {
     onClose: () => void,
   ): Promise<Server> {
     if (typeof handler !== "function") throw new InvalidArgumentError("a server needs a handler function");
+    if (opts.inPlace !== undefined && typeof opts.inPlace !== "boolean") throw new InvalidArgumentError("inPlace must be a boolean");
+    transportOption(opts.transport);
     const open: OpenOptions = {
       timeout: checkTimeout(opts.timeout, 5000),
       capacity: intOption("capacity", opts.capacity, DEFAULT_RPC_CAPACITY, 4096, 1 << 30),
       maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
-      spinMicros: opts.spinMicros,
+      spinMicros: spinOption(opts.spinMicros),
     };
+    if (opts.tcp !== undefined && opts.tcp !== false) {
+      if (opts.tcp === null || typeof opts.tcp !== "object") throw new InvalidArgumentError("tcp must be false or an object { host, port, tls, allowInsecure }");
+      if (opts.tcp.host !== undefined && typeof opts.tcp.host !== "string") throw new InvalidArgumentError("tcp.host must be a string");
+      intOption("tcp.port", opts.tcp.port, 0, 0, 65535);
+    }
     const endpoints: Endpoints = { ...self() };
     const listeners: NetServer[] = [];
     const ref: { server?: Server } = {};
