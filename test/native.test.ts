@@ -356,7 +356,7 @@ test("fd ownership: a terminated worker's descriptors are closed, so its peers s
          const fd = n.unixConnect(workerData.socket);
          n.eventfdCreate();
          parentPort.postMessage(n.ownedFdCount());
-         if (workerData.how === "exit") process.exit(0);
+         parentPort.once("message", () => process.exit(0)); // "exit": when the test says so
          setInterval(() => {}, 1000);`,
         { eval: true, workerData: { loader: new URL(loaderUrl).pathname, socket, how } },
       );
@@ -365,7 +365,11 @@ test("fd ownership: a terminated worker's descriptors are closed, so its peers s
       while ((peer = n.unixAccept(listener)) < 0) await new Promise((r) => setTimeout(r, 1));
       assert.equal(n.recvFds(peer, 16), null, "connected, nothing to read yet");
       if (how === "terminate") await worker.terminate();
-      else await new Promise((r) => worker.once("exit", r));
+      else {
+        const exited = new Promise((r) => worker.once("exit", r));
+        worker.postMessage("exit");
+        await exited;
+      }
       const eof = n.recvFds(peer, 16);
       assert.ok(eof !== null && eof.data.length === 0, `EOF after the worker's ${how}, not at process exit`);
       n.close(peer);

@@ -5,11 +5,11 @@
  * @module
  */
 import { randomBytes } from "node:crypto";
-import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer, type TlsOptions } from "node:tls";
-import { AccessDeniedError, ClosedError, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError, SystemError } from "../errors.js";
+import type { AddressInfo, Server, Socket } from "node:net";
+import { AccessDeniedError, ClosedError, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError } from "../errors.js";
 import type { BlockingOptions } from "../util/blocking.js";
 import { isLoopback } from "../util/loopback.js";
+import { listenTcp } from "../util/net.js";
 import { intOption, msOption } from "../transport/tcp-wire.js";
 import { Endpoint } from "./endpoint.js";
 import type { PeerId } from "./inbox.js";
@@ -31,12 +31,6 @@ interface ServerConfig extends Settings {
   handshakeTimeout: number;
   idleTimeout: number;
   onPeerError: ((err: PlexusError) => void) | undefined;
-}
-
-/** Turns a `listen` failure into a typed error. */
-function listenError(err: NodeJS.ErrnoException, where: string): Error {
-  if (typeof err.errno === "number" && err.code) return new SystemError(err.syscall ?? "listen", Math.abs(err.errno), err.code, err.message, where);
-  return new InvalidArgumentError(`cannot listen on ${where}: ${err.message}`, { cause: err });
 }
 
 /**
@@ -101,27 +95,13 @@ export class QueueServer extends Endpoint {
     if (cfg.useTls && (cfg.tls === undefined || (cfg.tls.pfx === undefined && (cfg.tls.key === undefined || cfg.tls.cert === undefined)))) {
       throw new InvalidArgumentError("a TLS queue server needs tls.key and tls.cert (or tls.pfx)");
     }
-    const netOpts = { noDelay: true, keepAlive: true, keepAliveInitialDelay: cfg.peerTimeout };
-    let server: Server;
-    if (cfg.useTls) {
-      const t: TlsOptions = { ...cfg.tls, ...netOpts, handshakeTimeout: cfg.handshakeTimeout };
-      try {
-        server = createTlsServer(t);
-      } catch (err) {
-        throw new InvalidArgumentError(`invalid TLS options: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      }
-    } else {
-      server = createNetServer(netOpts);
-    }
-    server.maxConnections = cfg.maxClients + 64;
-    const where = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => reject(listenError(err, where));
-      server.once("error", onError);
-      server.listen({ host, port }, () => {
-        server.off("error", onError);
-        resolve();
-      });
+    const server = await listenTcp({
+      host,
+      port,
+      tls: cfg.useTls ? cfg.tls : undefined,
+      keepAliveMs: cfg.peerTimeout,
+      handshakeTimeout: cfg.handshakeTimeout,
+      maxConnections: cfg.maxClients + 64,
     });
     // the listener keeps the process alive while the server is open, like an HTTP server
     return new QueueServer(server, undefined, identity, cfg, (server.address() as AddressInfo).port);

@@ -4,12 +4,12 @@
  * @internal
  * @module
  */
-import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect } from "node:tls";
+import type { Socket } from "node:net";
 import { AbortError, AccessDeniedError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
 import { connectShm, ShmSender } from "../transport/shm.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { ShmChannel, TcpChannel } from "./channel.js";
+import { dial } from "../util/net.js";
 
 /** "PXRH": first bytes of a handshake message. */
 export const HELLO_MAGIC = 0x48525850;
@@ -117,39 +117,21 @@ function refusal(body: unknown): PlexusError {
   return new PlexusError(typeof b?.message === "string" ? b.message : "refused by the server", typeof b?.code === "string" ? b.code : "ERR_PLEXUS_PROTOCOL");
 }
 
-/** Connects a socket (`path`: Unix socket, else host/port with optional TLS). */
-function dial(target: { path: string } | { host: string; port: number; tls?: TcpTlsOptions }, opts: OpenOptions): Promise<Socket> {
-  return new Promise<Socket>((resolve, reject) => {
-    const isTls = "host" in target && target.tls !== undefined;
-    const socket: Socket =
-      "path" in target ? netConnect({ path: target.path }) : isTls ? tlsConnect({ ...target.tls, host: target.host, port: target.port, servername: target.tls?.servername }) : netConnect({ host: target.host, port: target.port });
-    const ready = isTls ? "secureConnect" : "connect";
-    const done = (err?: Error): void => {
-      clearTimeout(timer);
-      opts.signal?.removeEventListener("abort", onAbort);
-      socket.off(ready, onReady);
-      socket.off("error", onError);
-      if (err) {
-        socket.destroy();
-        reject(err);
-      } else resolve(socket);
-    };
-    const onReady = (): void => {
-      if ("host" in target) socket.setNoDelay(true);
-      done();
-    };
-    const onError = (e: NodeJS.ErrnoException): void => {
+/** Connects a socket (`path`: Unix socket, else host/port with optional TLS); TLS failures are `AccessDeniedError`. */
+function connectSocket(target: { path: string } | { host: string; port: number; tls?: TcpTlsOptions }, opts: OpenOptions): Promise<Socket> {
+  const tls = "host" in target ? target.tls : undefined;
+  return dial("path" in target ? { path: target.path } : { host: target.host, port: target.port }, {
+    tls: tls && { ...tls, servername: tls.servername },
+    timeout: opts.timeout,
+    timeoutMessage: `the server did not accept within ${opts.timeout} ms`,
+    signal: opts.signal,
+    onError: (e) => {
       const code = e.code ?? "";
-      if (isTls && (/CERT|SIGNATURE|ALTNAME|SELF_SIGNED|UNABLE_TO|ERR_SSL_|ERR_TLS_|HANDSHAKE/i.test(code) || /alert|certificate/i.test(e.message))) {
-        return done(new AccessDeniedError(`TLS with the server failed: ${e.message}`, { cause: e }));
+      if (tls !== undefined && (/CERT|SIGNATURE|ALTNAME|SELF_SIGNED|UNABLE_TO|ERR_SSL_|ERR_TLS_|HANDSHAKE/i.test(code) || /alert|certificate/i.test(e.message))) {
+        return new AccessDeniedError(`TLS with the server failed: ${e.message}`, { cause: e });
       }
-      done(new PeerDeadError(`cannot reach the server: ${e.message}`, { cause: new SystemError("connect", e.errno ?? 0, code || "EIO", e.message) }));
-    };
-    const onAbort = (): void => done(new AbortError("connect aborted", { cause: opts.signal?.reason }));
-    const timer = setTimeout(() => done(new TimeoutError(`the server did not accept within ${opts.timeout} ms`)), opts.timeout);
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    socket.once(ready, onReady);
-    socket.once("error", onError);
+      return new PeerDeadError(`cannot reach the server: ${e.message}`, { cause: new SystemError("connect", e.errno ?? 0, code || "EIO", e.message) });
+    },
   });
 }
 
@@ -158,7 +140,7 @@ export async function openShm(socketPath: string, opts: OpenOptions): Promise<Sh
   const tx = ShmSender.create({ capacity: opts.capacity, maxReceivers: 1 });
   let control: Socket | undefined;
   try {
-    control = await dial({ path: socketPath }, opts);
+    control = await connectSocket({ path: socketPath }, opts);
     control.write(hello(HelloKind.Shm, { name: tx.address.name, socket: tx.address.socket }));
     const answer = await readHello(control, opts.timeout, opts.signal);
     if (answer.kind === HelloKind.Refused) throw refusal(answer.body);
@@ -193,7 +175,7 @@ export async function acceptShm(control: Socket, opts: OpenOptions): Promise<Shm
 
 /** Client side of the tcp handshake. */
 export async function openTcp(target: { host: string; port: number; tls: boolean }, opts: OpenOptions): Promise<TcpChannel> {
-  const socket = await dial({ host: target.host, port: target.port, tls: target.tls ? (opts.tls ?? {}) : undefined }, opts);
+  const socket = await connectSocket({ host: target.host, port: target.port, tls: target.tls ? (opts.tls ?? {}) : undefined }, opts);
   try {
     socket.write(hello(HelloKind.Tcp));
     const answer = await readHello(socket, opts.timeout, opts.signal);
