@@ -45,11 +45,55 @@ export abstract class Channel {
   private readonly queue: Outgoing[] = [];
   private draining = false;
   protected readonly stop = new AbortController();
+  private holding = false;
+  /** Called when messages waiting to be written went out (the backlog shrank). */
+  onDrain: () => void = () => {};
 
   /** True once the channel ended. */
   get closed(): boolean {
     return this.ended;
   }
+
+  /** True while {@link pause} holds incoming messages back. */
+  get paused(): boolean {
+    return this.holding;
+  }
+
+  /** Messages sent and not yet handed to the transport (waiting for ring room). */
+  get backlog(): number {
+    return this.queue.length;
+  }
+
+  /** True while the transport holds more unsent bytes than it should (tcp: past the socket's high-water mark). */
+  get congested(): boolean {
+    return this.transportFull();
+  }
+
+  /**
+   * Stops delivering incoming messages (they stay in the ring or the socket, so the peer is
+   * slowed down by the transport's own backpressure) until {@link resume}.
+   */
+  pause(): void {
+    if (this.holding) return;
+    this.holding = true;
+    this.onPause();
+  }
+
+  /** Delivers incoming messages again. */
+  resume(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    this.onResume();
+  }
+
+  /** Transport part of {@link congested}. */
+  protected transportFull(): boolean {
+    return false;
+  }
+  /** Transport hook of {@link pause}. */
+  protected abstract onPause(): void;
+  /** Transport hook of {@link resume}. */
+  protected abstract onResume(): void;
 
   /**
    * Sends a message; `written` is called with the body's bytes where they were written (for
@@ -89,6 +133,7 @@ export abstract class Channel {
     this.endError = error;
     this.queue.length = 0;
     this.stop.abort();
+    this.resume(); // a paused receive loop sees the end
     this.onEnd(error);
   }
 
@@ -99,6 +144,7 @@ export abstract class Channel {
         const m = this.queue[0];
         await this.sendWait(m);
         this.queue.shift();
+        this.onDrain();
       }
     } catch (err) {
       this.end(this.ended ? this.endError : asPeerDead(err));
@@ -127,6 +173,8 @@ const YIELD_TURNS = 8;
 export class ShmChannel extends Channel {
   readonly kind = "shm";
   private closing: Promise<void> | undefined;
+  /** Resumes a pump waiting while paused. */
+  private wake: (() => void) | undefined;
 
   /**
    * @param tx - this side's ring (the peer reads it)
@@ -153,6 +201,14 @@ export class ShmChannel extends Channel {
     return this.tx.address.name;
   }
 
+  protected onPause(): void {}
+
+  protected onResume(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
   /** Delivers every message already in the ring. */
   private deliverRest(): void {
     if (this.ended) return;
@@ -167,6 +223,10 @@ export class ShmChannel extends Channel {
     const rx = this.rx;
     try {
       for (;;) {
+        if (this.paused) {
+          await new Promise<void>((resolve) => (this.wake = resolve));
+          if (this.ended) return;
+        }
         let f = rx.tryReceive();
         if (f === null) {
           // May poll briefly (adaptive spin) before sleeping.
@@ -176,7 +236,7 @@ export class ShmChannel extends Channel {
         while (f !== null) {
           this.onMessage(f.bytes, f);
           if (this.ended) return;
-          f = rx.tryReceive();
+          f = this.paused ? null : rx.tryReceive();
         }
         // Let the code these messages woke (the next request, an answer) run before polling
         // again: a poll now would spin while that code waits for the thread. A few microtask
@@ -248,16 +308,35 @@ export class TcpChannel extends Channel {
   ) {
     super();
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("drain", () => this.onDrain());
     socket.on("error", () => socket.destroy());
     socket.on("close", () => this.end(new PeerDeadError("the request/response peer closed the connection or died")));
     if (rest !== undefined && rest.length > 0) queueMicrotask(() => this.onData(rest));
+  }
+
+  protected override transportFull(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
+  protected onPause(): void {
+    this.socket.pause();
+  }
+
+  protected onResume(): void {
+    this.socket.resume();
+    queueMicrotask(() => this.parse()); // frames that came with the chunk that paused us
   }
 
   private onData(chunk: Buffer): void {
     if (this.ended) return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    while (this.buffered >= 4 && !this.ended) {
+    this.parse();
+  }
+
+  /** Delivers every whole frame buffered (until paused). */
+  private parse(): void {
+    while (this.buffered >= 4 && !this.ended && !this.paused) {
       let head = this.chunks[0];
       if (head.length < 4) {
         head = Buffer.concat(this.chunks);

@@ -53,6 +53,21 @@ export interface ServerOptions {
   tcp?: false | { host?: string; port?: number; tls?: TcpTlsOptions; allowInsecure?: boolean };
   /** Busy-poll this many µs on request rings before sleeping (default 0). */
   spinMicros?: number;
+  /**
+   * Requests of one connection handled at once, plus its answers waiting to be written, before
+   * the server stops reading that connection until they drain (default 256). Bounds the memory
+   * a client that never reads its answers (or floods requests) can make the server hold.
+   */
+  maxConcurrent?: number;
+}
+
+/** One client's connection, as the server serves it. */
+interface Conn {
+  ch: Channel;
+  /** In-place requests answered and not yet released by the client, by id. */
+  held: Map<number, Releasable>;
+  /** Requests of this connection being handled now. */
+  handling: number;
 }
 
 /** Default ring capacity of request/response channels. */
@@ -109,6 +124,7 @@ export class Server implements AsyncDisposable {
     private readonly open: OpenOptions,
     private readonly onClose: () => void,
     inPlace: boolean,
+    private readonly maxConcurrent: number,
   ) {
     this.service = service;
     this.id = id;
@@ -134,6 +150,7 @@ export class Server implements AsyncDisposable {
       maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
       spinMicros: spinOption(opts.spinMicros),
     };
+    const maxConcurrent = intOption("maxConcurrent", opts.maxConcurrent, 256, 1, 1 << 20);
     if (opts.tcp !== undefined && opts.tcp !== false) {
       if (opts.tcp === null || typeof opts.tcp !== "object") throw new InvalidArgumentError("tcp must be false or an object { host, port, tls, allowInsecure }");
       if (opts.tcp.host !== undefined && typeof opts.tcp.host !== "string") throw new InvalidArgumentError("tcp.host must be a string");
@@ -174,7 +191,7 @@ export class Server implements AsyncDisposable {
       for (const l of listeners) l.close();
       throw err;
     }
-    const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, opts.inPlace === true);
+    const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, opts.inPlace === true, maxConcurrent);
     ref.server = server;
     // Reachable before it is announced: clients (this node's too) link to it during server.add.
     onOpen(server);
@@ -292,10 +309,21 @@ export class Server implements AsyncDisposable {
     };
     // The GraphServer unlinks the response ring if this process dies before closing it.
     if (ch.segment !== undefined) void this.graph.client.request("segment.add", { name: ch.segment }).catch(() => {});
-    ch.onMessage = (bytes, frame) => this.onMessage(ch, held, bytes, frame);
+    const conn: Conn = { ch, held, handling: 0 };
+    ch.onDrain = () => this.relieve(conn);
+    ch.onMessage = (bytes, frame) => {
+      this.onMessage(conn, bytes, frame);
+      if (ch.congested || conn.handling + ch.backlog >= this.maxConcurrent) ch.pause(); // resumed by relieve()
+    };
   }
 
-  private onMessage(ch: Channel, held: Map<number, Releasable>, bytes: Uint8Array, frame: Releasable): void {
+  /** Reads a paused connection again once its load is under the limit. */
+  private relieve(conn: Conn): void {
+    if (conn.ch.paused && !conn.ch.congested && conn.handling + conn.ch.backlog < this.maxConcurrent) conn.ch.resume();
+  }
+
+  private onMessage(conn: Conn, bytes: Uint8Array, frame: Releasable): void {
+    const { ch, held } = conn;
     let h;
     try {
       h = readHeader(bytes);
@@ -333,26 +361,29 @@ export class Server implements AsyncDisposable {
       return;
     }
     this.active++;
+    conn.handling++;
     let result: unknown;
     try {
       result = this.handler(arg);
     } catch (err) {
-      this.finish(ch, held, id, true, err, body, frame);
+      this.finish(conn, id, true, err, body, frame);
       return;
     }
     if (isThenable(result)) {
       result.then(
-        (v) => this.finish(ch, held, id, false, v, body, frame),
-        (err: unknown) => this.finish(ch, held, id, true, err, body, frame),
+        (v) => this.finish(conn, id, false, v, body, frame),
+        (err: unknown) => this.finish(conn, id, true, err, body, frame),
       );
     } else {
-      this.finish(ch, held, id, false, result, body, frame);
+      this.finish(conn, id, false, result, body, frame);
     }
   }
 
   /** Sends the answer of request `id`; releases the request unless it is held for an in-place answer. */
-  private finish(ch: Channel, held: Map<number, Releasable>, id: number, failed: boolean, value: unknown, body: Uint8Array, frame: Releasable): void {
+  private finish(conn: Conn, id: number, failed: boolean, value: unknown, body: Uint8Array, frame: Releasable): void {
+    const { ch, held } = conn;
     this.settled();
+    conn.handling--;
     if (failed) this.counters.errors++;
     if (ch.closed) return void frame.release();
     let keep = false;
@@ -377,6 +408,7 @@ export class Server implements AsyncDisposable {
       this.reply(ch, id, err);
     }
     if (!keep) frame.release();
+    this.relieve(conn);
   }
 
   /** Sends an error answer, if the channel still can. */

@@ -1,0 +1,66 @@
+// A client that floods requests and never reads its answers cannot make a request/response
+// server hold unbounded memory: past `maxConcurrent` (requests being handled + answers waiting
+// to be written) the server stops reading that connection, and keeps serving the others.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { connect as netConnect } from "node:net";
+import type { ServerInfo } from "../src/index.js";
+import { hello, HelloKind, readHello } from "../src/rpc/handshake.js";
+import { RPC_HEADER, RpcType, valueBody, writeHeader } from "../src/rpc/wire.js";
+import { graph, until } from "./helpers/rpc.js";
+
+/** `count` request frames (u32 length + header + an encoded number), back to back. */
+function requests(count: number): Buffer {
+  const parts: Buffer[] = [];
+  for (let id = 1; id <= count; id++) {
+    const body = valueBody(id);
+    const frame = Buffer.alloc(4 + RPC_HEADER + body.size);
+    frame.writeUInt32LE(RPC_HEADER + body.size, 0);
+    writeHeader(frame.subarray(4), RpcType.Request, body.flags, id);
+    body.writeTo(frame.subarray(4 + RPC_HEADER));
+    parts.push(frame);
+  }
+  return Buffer.concat(parts);
+}
+
+test("rpc flood: a tcp client that never reads its 64 KiB answers stalls only itself", async () => {
+  const { node } = await graph();
+  let calls = 0;
+  await using server = await node.server<number, Uint8Array>("flooded", () => {
+    calls++;
+    return new Uint8Array(64 * 1024);
+  }, { transport: "tcp", maxConcurrent: 8 });
+  await using honest = await node.client<number, Uint8Array>("flooded", { transport: "tcp" });
+  await until(() => honest.servers.length === 1);
+  const info = (await node.snapshot()).servers.find((s) => s.service === "flooded") as ServerInfo;
+  const tcp = info.endpoints.tcp as { host: string; port: number };
+
+  const flooder = netConnect(tcp);
+  flooder.on("error", () => {});
+  await once(flooder, "connect");
+  flooder.write(hello(HelloKind.Tcp));
+  assert.equal((await readHello(flooder, 5000)).kind, HelloKind.Tcp);
+  flooder.pause(); // never reads an answer
+  const count = 3000; // 3000 x 64 KiB = 192 MiB of answers if the server answered them all
+  flooder.write(requests(count));
+  // Let the server go as far as it will: the count stops moving once its reading is paused.
+  let seen = -1;
+  while (seen !== calls) {
+    seen = calls;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  assert.ok(calls < count / 2, `the server stopped reading the flooder (handled ${calls} of ${count})`);
+  assert.ok(calls > 0);
+  // Everyone else is served meanwhile.
+  for (let i = 0; i < 5; i++) assert.equal((await honest.request(i, { timeout: 5000 })).length, 64 * 1024);
+  // Once the flooder reads, everything it asked for is answered.
+  let received = 0;
+  flooder.on("data", (d: Buffer) => (received += d.length));
+  flooder.resume();
+  await until(() => calls === count + 5, 20000);
+  await until(() => received >= count * (4 + RPC_HEADER + 64 * 1024), 20000);
+  flooder.destroy();
+  assert.equal((await honest.request(9, { timeout: 5000 })).length, 64 * 1024);
+  assert.equal(server.inFlight, 0);
+});
