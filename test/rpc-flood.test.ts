@@ -1,6 +1,7 @@
-// A client that floods requests and never reads its answers cannot make a request/response
-// server hold unbounded memory: past `maxConcurrent` (requests being handled + answers waiting
-// to be written) the server stops reading that connection, and keeps serving the others.
+// Bounds of a request/response server. A client that floods requests and never reads its
+// answers cannot make the server hold unbounded memory: past `maxConcurrent` (requests being
+// handled + answers waiting to be written) the server stops reading that connection and keeps
+// serving the others. Past `maxClients`, connections are refused with a typed error.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
@@ -63,4 +64,26 @@ test("rpc flood: a tcp client that never reads its 64 KiB answers stalls only it
   flooder.destroy();
   assert.equal((await honest.request(9, { timeout: 5000 })).length, 64 * 1024);
   assert.equal(server.inFlight, 0);
+});
+
+test("rpc maxClients: a connection past the limit is refused with a typed error; the others are served", async () => {
+  const { node } = await graph();
+  await using server = await node.server<number, number>("crowded", (n) => n + 1, { transport: "tcp", maxClients: 1 });
+  await using first = await node.client<number, number>("crowded", { transport: "tcp" });
+  await until(() => first.servers.length === 1);
+  assert.equal(await first.request(1), 2);
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.message);
+  process.on("warning", onWarning);
+  try {
+    await using second = await node.client<number, number>("crowded", { transport: "tcp" });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(second.servers.length, 0, "the refused link is not used");
+    await assert.rejects(second.request(1), { code: "ERR_PLEXUS_NO_SERVER" });
+    assert.ok(warnings.some((m) => /maxClients/.test(m)), `the refusal is reported: ${warnings.join(" | ")}`);
+  } finally {
+    process.off("warning", onWarning);
+  }
+  assert.equal(await first.request(2), 3, "the first client is served on");
+  assert.equal(server.connections, 1);
 });

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
 import { decode } from "../codec/index.js";
-import { AccessDeniedError, ClosedError, InvalidArgumentError, ProtocolError, SystemError } from "../errors.js";
+import { AccessDeniedError, BackpressureError, ClosedError, InvalidArgumentError, ProtocolError, SystemError } from "../errors.js";
 import { self } from "../graph/identity.js";
 import type { Endpoints } from "../graph/registry.js";
 import type { GraphRef } from "../pubsub/graph-ref.js";
@@ -59,6 +59,8 @@ export interface ServerOptions {
    * a client that never reads its answers (or floods requests) can make the server hold.
    */
   maxConcurrent?: number;
+  /** Client connections at once (shm and tcp together); more are refused with `BackpressureError` (default 1024). */
+  maxClients?: number;
 }
 
 /** One client's connection, as the server serves it. */
@@ -125,6 +127,7 @@ export class Server implements AsyncDisposable {
     private readonly onClose: () => void,
     inPlace: boolean,
     private readonly maxConcurrent: number,
+    private readonly maxClients: number,
   ) {
     this.service = service;
     this.id = id;
@@ -151,6 +154,7 @@ export class Server implements AsyncDisposable {
       spinMicros: spinOption(opts.spinMicros),
     };
     const maxConcurrent = intOption("maxConcurrent", opts.maxConcurrent, 256, 1, 1 << 20);
+    const maxClients = intOption("maxClients", opts.maxClients, 1024, 1, 1 << 20);
     if (opts.tcp !== undefined && opts.tcp !== false) {
       if (opts.tcp === null || typeof opts.tcp !== "object") throw new InvalidArgumentError("tcp must be false or an object { host, port, tls, allowInsecure }");
       if (opts.tcp.host !== undefined && typeof opts.tcp.host !== "string") throw new InvalidArgumentError("tcp.host must be a string");
@@ -191,7 +195,7 @@ export class Server implements AsyncDisposable {
       for (const l of listeners) l.close();
       throw err;
     }
-    const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, opts.inPlace === true, maxConcurrent);
+    const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, opts.inPlace === true, maxConcurrent, maxClients);
     ref.server = server;
     // Reachable before it is announced: clients (this node's too) link to it during server.add.
     onOpen(server);
@@ -268,6 +272,7 @@ export class Server implements AsyncDisposable {
 
   private acceptShm(socket: Socket): void {
     if (this.closing) return void socket.destroy();
+    if (this.full(socket)) return;
     this.sockets.add(socket);
     socket.on("error", () => socket.destroy());
     acceptShm(socket, this.open).then(
@@ -281,6 +286,7 @@ export class Server implements AsyncDisposable {
 
   private acceptTcp(socket: Socket): void {
     if (this.closing) return void socket.destroy();
+    if (this.full(socket)) return;
     this.sockets.add(socket);
     socket.on("error", () => socket.destroy());
     acceptTcp(socket, this.open).then(
@@ -290,6 +296,14 @@ export class Server implements AsyncDisposable {
         refuse(socket, err);
       },
     );
+  }
+
+  /** Refuses `socket` (true) when `maxClients` connections are open or opening. */
+  private full(socket: Socket): boolean {
+    if (this.channels.size + this.sockets.size < this.maxClients) return false;
+    socket.on("error", () => socket.destroy());
+    refuse(socket, new BackpressureError(`the server of ${JSON.stringify(this.service)} has ${this.maxClients} clients (maxClients)`));
+    return true;
   }
 
   /** Serves one client's channel until it ends. */
