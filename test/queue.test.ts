@@ -52,6 +52,9 @@ test("server put with no peer broadcasts to every client; unknown peer and no cl
   await server.put("only b", { peers: [b.id] });
   assert.equal((await b.get()).value, "only b");
   await assert.rejects(a.get({ timeout: 50 }), code("ERR_PLEXUS_TIMEOUT"));
+  await server.put("b once", b.id, b.id); // named twice: delivered once
+  assert.equal((await b.get()).value, "b once");
+  await assert.rejects(b.get({ timeout: 50 }), code("ERR_PLEXUS_TIMEOUT"));
   await assert.rejects(server.put("x", "00112233445566778899aabbccddeeff"), code("ERR_PLEXUS_PEER_DEAD"));
   await closeAll(a, b, server);
 });

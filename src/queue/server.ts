@@ -138,7 +138,7 @@ export class QueueServer extends Endpoint {
       for (const id of peers) {
         const s = typeof id === "string" ? this.sessions.get(id) : undefined;
         if (s === undefined) return Promise.reject(new PeerDeadError(`no client ${String(id)} (it left, or never connected)`));
-        targets.push(s);
+        if (!targets.includes(s)) targets.push(s); // a client named twice gets the message once
       }
     }
     return this.startPut(value, targets, opts);
