@@ -5,17 +5,7 @@ import { GraphServer } from "../src/graph/server.js";
 import { GraphClient } from "../src/graph/client.js";
 import { StatsBook } from "../src/graph/stats.js";
 import { connect } from "../src/pubsub/node.js";
-import type { TopicStats } from "../src/graph/stats.js";
-
-async function until(what: string, check: () => TopicStats | undefined | false, ms = 10_000): Promise<TopicStats> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = check();
-    if (r) return r;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
+import { eventually } from "./helpers/eventually.js";
 
 test("stats: messages, bytes, rates, subscribers and link transports per topic", async () => {
   await using server = await GraphServer.start({ port: 0 });
@@ -31,7 +21,7 @@ test("stats: messages, bytes, rates, subscribers and link transports per topic",
   for (let n = 0; n < 200; n++) await pub.publish({ n });
   assert.equal(pub.counters.messages, 200);
   assert.ok(pub.counters.bytes > 200 * 16, "each message encoded once for the ring, header included");
-  const t = await until("all 200 counted", () => server.stats().topics.find((x) => x.topic === "stats/t" && x.messages === 200 && x.links.length === 2));
+  const t = await eventually("all 200 counted", () => server.stats().topics.find((x) => x.topic === "stats/t" && x.messages === 200 && x.links.length === 2));
   assert.equal(t.publishers, 1);
   assert.equal(t.subscribers, 2);
   assert.equal(t.bytes, pub.counters.bytes);
@@ -40,11 +30,11 @@ test("stats: messages, bytes, rates, subscribers and link transports per topic",
   // a rate is reported while messages flow, and falls to 0 once they stop
   const flowing = setInterval(() => void pub.publish({ n: 0 }), 2);
   try {
-    await until("a positive rate", () => server.stats().topics.find((x) => x.topic === "stats/t" && x.rate > 0));
+    await eventually("a positive rate", () => server.stats().topics.find((x) => x.topic === "stats/t" && x.rate > 0));
   } finally {
     clearInterval(flowing);
   }
-  await until("the rate back to 0", () => server.stats().topics.find((x) => x.topic === "stats/t" && x.rate === 0));
+  await eventually("the rate back to 0", () => server.stats().topics.find((x) => x.topic === "stats/t" && x.rate === 0));
   assert.equal(remote.counters.messages, pub.counters.messages);
   assert.ok(remote.counters.bytes > 0 && local.counters.bytes === 0, "bytes count what crossed a transport");
   await local.close();
@@ -61,7 +51,7 @@ test("stats: drops of a leaky subscriber and waits of a publisher held back", as
   const leaky = await node.subscriber<number>("stats/leaky", { backpressure: "drop-oldest", queue: 2 });
   for (let n = 0; n < 10; n++) await pub.publish(n);
   assert.equal(leaky.counters.drops, 8);
-  await until("8 drops", () => server.stats().topics.find((x) => x.topic === "stats/leaky" && x.drops === 8));
+  await eventually("8 drops", () => server.stats().topics.find((x) => x.topic === "stats/leaky" && x.drops === 8));
   await leaky.close();
   const slow = await node.subscriber<number>("stats/leaky", { queue: 1 }); // blocking
   await pub.publish(1);
@@ -69,7 +59,7 @@ test("stats: drops of a leaky subscriber and waits of a publisher held back", as
   assert.equal(pub.counters.waits, 1);
   (await slow.receive())?.release();
   await held;
-  await until("the wait reported", () => server.stats().topics.find((x) => x.topic === "stats/leaky" && x.waits === 1));
+  await eventually("the wait reported", () => server.stats().topics.find((x) => x.topic === "stats/leaky" && x.waits === 1));
 });
 
 test("stats: a malformed report is refused with a typed error and the node keeps its connection", async () => {

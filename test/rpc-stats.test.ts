@@ -3,18 +3,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { GraphServer } from "../src/graph/server.js";
 import { GraphClient } from "../src/graph/client.js";
-import { StatsBook, type ServiceStats } from "../src/graph/stats.js";
+import { StatsBook } from "../src/graph/stats.js";
 import { connect } from "../src/pubsub/node.js";
-
-async function until(what: string, check: () => ServiceStats | undefined | false, ms = 10_000): Promise<ServiceStats> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = check();
-    if (r) return r;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
+import { eventually } from "./helpers/eventually.js";
 
 test("rpc stats: requests, errors, bytes, latency and link transports per service", async () => {
   await using server = await GraphServer.start({ port: 0 });
@@ -39,7 +30,7 @@ test("rpc stats: requests, errors, bytes, latency and link transports per servic
   assert.equal(local.counters.bytes, 0, "same-thread requests encode nothing");
   assert.ok(srv.counters.bytes >= remote.counters.bytes, "the server counts the bytes that reached it");
   assert.ok(remote.counters.latency > 0);
-  const s = await until("all 54 counted", () => server.stats().services.find((x) => x.service === "stats/double" && x.requests === 54 && x.errors === 4 && x.links.length === 2));
+  const s = await eventually("all 54 counted", () => server.stats().services.find((x) => x.service === "stats/double" && x.requests === 54 && x.errors === 4 && x.links.length === 2));
   assert.equal(s.servers, 1);
   assert.equal(s.clients, 2);
   assert.deepEqual(s.links.map((l) => l.transport).sort(), ["inproc", "shm"]);
@@ -52,21 +43,21 @@ test("rpc stats: requests, errors, bytes, latency and link transports per servic
     while (flowing) await remote.request({ n: 1 });
   })();
   try {
-    const busy = await until("positive rates", () => server.stats().services.find((x) => x.service === "stats/double" && x.rate > 0 && x.callRate > 0 && x.latency !== null));
+    const busy = await eventually("positive rates", () => server.stats().services.find((x) => x.service === "stats/double" && x.rate > 0 && x.callRate > 0 && x.latency !== null));
     assert.ok((busy.latency as number) > 0);
     assert.ok(busy.bandwidth > 0);
   } finally {
     flowing = false;
     await loop;
   }
-  await until("the rate back to 0", () => server.stats().services.find((x) => x.service === "stats/double" && x.rate === 0 && x.latency === null));
+  await eventually("the rate back to 0", () => server.stats().services.find((x) => x.service === "stats/double" && x.rate === 0 && x.latency === null));
   // the snapshot lists the service's ports; a closed client is forgotten by both
   const snap = server.snapshot();
   assert.deepEqual(snap.services, ["stats/double"]);
   assert.deepEqual(snap.servers.map((x) => x.id), [srv.id]);
   assert.deepEqual(snap.clients.map((x) => x.id).sort(), [local.id, remote.id].sort());
   await remote.close();
-  await until("one client left", () => server.stats().services.find((x) => x.service === "stats/double" && x.clients === 1 && x.links.length === 1));
+  await eventually("one client left", () => server.stats().services.find((x) => x.service === "stats/double" && x.clients === 1 && x.links.length === 1));
 });
 
 test("rpc stats: a service with no server counts the failed requests of its clients", async () => {
@@ -74,7 +65,7 @@ test("rpc stats: a service with no server counts the failed requests of its clie
   await using node = await connect({ address: `127.0.0.1:${server.address.port}`, embedded: false });
   const client = await node.client("stats/nobody");
   for (let i = 0; i < 3; i++) await assert.rejects(client.request(1), { code: "ERR_PLEXUS_NO_SERVER" });
-  const s = await until("3 errors", () => server.stats().services.find((x) => x.service === "stats/nobody" && x.errors === 3));
+  const s = await eventually("3 errors", () => server.stats().services.find((x) => x.service === "stats/nobody" && x.errors === 3));
   assert.equal(s.servers, 0);
   assert.equal(s.clients, 1);
   assert.equal(s.requests, 0);
