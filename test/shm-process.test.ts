@@ -5,6 +5,7 @@ import { connectShm, PeerDeadError, ShmSender, sweepStaleSegments, type ShmAddre
 import { native } from "../src/native.js";
 import { checkMessage, message } from "./conformance/suite.js";
 import { fixture } from "./helpers/child.js";
+import { killedWriterNeverTears } from "./helpers/torn.js";
 
 // Sizes that force wraps, exact fits and tiny frames in a 64 KiB ring.
 const SIZES = [1, 4000, 0, 16, 17, 30000, 777, 8192 - 16, 12345, 64];
@@ -72,30 +73,7 @@ test("shm: kill -9 of the writer: the reader gets what was committed, then PeerD
   assert.equal(existsSync(`/dev/shm${address.name}`), false, "the dead writer's segment is unlinked");
 });
 
-test("shm: a writer killed mid-stream never delivers a torn message (repeated)", async () => {
-  for (let round = 0; round < 4; round++) {
-    const sizes = [65536 - 1000, 3, 20000, 50000];
-    const writer = fixture("stream-writer", { transport: "shm", readers: 1, count: 0, sizes, capacity: 1 << 18, hang: true });
-    const address = JSON.parse(await writer.line()) as ShmAddress;
-    const rx = await connectShm(address);
-    setTimeout(() => writer.proc.kill("SIGKILL"), 20 + round * 15);
-    let seq = 0;
-    await assert.rejects(
-      (async () => {
-        for (;;) {
-          const g = await rx.receive({ timeout: 10000 });
-          assert.ok(g);
-          seq++;
-          assert.equal(g.sequence, seq);
-          checkMessage(g.bytes, seq, sizes[(seq - 1) % sizes.length]);
-          g.release();
-        }
-      })(),
-      { code: "ERR_PLEXUS_PEER_DEAD" },
-    );
-    await rx.close();
-  }
-});
+test("shm: a writer killed mid-stream never delivers a torn message (repeated)", () => killedWriterNeverTears("shm", connectShm));
 
 test("shm: connecting to a sender that is gone is a PeerDeadError", async () => {
   const sender = ShmSender.create({ capacity: 8192 });

@@ -4,6 +4,7 @@ import { PeerDeadError } from "../src/index.js";
 import { connectTcp, TcpSender, type TcpAddress } from "../src/transport/tcp.js";
 import { checkMessage, message } from "./conformance/suite.js";
 import { fixture } from "./helpers/child.js";
+import { killedWriterNeverTears } from "./helpers/torn.js";
 import { testCerts } from "./helpers/tcp-certs.js";
 
 // Sizes that cross read and arena boundaries, exact multiples of 16, empty and tiny messages.
@@ -81,31 +82,7 @@ test("tcp: kill -9 of the writer: the reader gets what arrived, then PeerDeadErr
   await rx.close();
 });
 
-test("tcp: a writer killed mid-stream never delivers a torn message (repeated)", async () => {
-  for (let round = 0; round < 4; round++) {
-    const sizes = [65536 - 1000, 3, 20000, 50000];
-    const writer = fixture("stream-writer", { transport: "tcp", readers: 1, count: 0, sizes, capacity: 1 << 18, hang: true });
-    const address = JSON.parse(await writer.line()) as TcpAddress;
-    const rx = await connectTcp(address);
-    setTimeout(() => writer.proc.kill("SIGKILL"), 20 + round * 15);
-    let seq = 0;
-    await assert.rejects(
-      (async () => {
-        for (;;) {
-          const g = await rx.receive({ timeout: 10000 });
-          assert.ok(g);
-          seq++;
-          assert.equal(g.sequence, seq);
-          checkMessage(g.bytes, seq, sizes[(seq - 1) % sizes.length]);
-          g.release();
-        }
-      })(),
-      { code: "ERR_PLEXUS_PEER_DEAD" },
-    );
-    await rx.close();
-    await writer.exited;
-  }
-});
+test("tcp: a writer killed mid-stream never delivers a torn message (repeated)", () => killedWriterNeverTears("tcp", connectTcp));
 
 test("tcp: a reader that stops answering (SIGSTOP) is dropped after the peer timeout; the sender goes on", async () => {
   const dropped: string[] = [];

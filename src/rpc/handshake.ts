@@ -121,7 +121,7 @@ function refusal(body: unknown): PlexusError {
 function connectSocket(target: { path: string } | { host: string; port: number; tls?: TcpTlsOptions }, opts: OpenOptions): Promise<Socket> {
   const tls = "host" in target ? target.tls : undefined;
   return dial("path" in target ? { path: target.path } : { host: target.host, port: target.port }, {
-    tls: tls && { ...tls, servername: tls.servername },
+    tls,
     timeout: opts.timeout,
     timeoutMessage: `the server did not accept within ${opts.timeout} ms`,
     signal: opts.signal,
