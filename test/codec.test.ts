@@ -684,3 +684,22 @@ test("property: arbitrary values of the supported kinds round-trip exactly (fast
     { numRuns: 1500, seed: 20240501 },
   );
 });
+
+test("encodeInto at an offset writes the same frame there and leaves the bytes around it alone", () => {
+  for (const value of [new Uint8Array(70).fill(9), Buffer.from("hello"), { a: 1, f: Float64Array.of(1, 2) }, "text"]) {
+    const plan = encodedSize(value);
+    const reference = encode(value);
+    for (const shared of [false, true]) {
+      const memory = shared ? new Uint8Array(new SharedArrayBuffer(plan.byteLength + 64)) : new Uint8Array(plan.byteLength + 64);
+      memory.fill(0xee);
+      assert.equal(encodeInto(plan, memory, 40), plan.byteLength);
+      assert.deepStrictEqual(memory.slice(40, 40 + plan.byteLength), reference.slice());
+      assert.ok(memory.subarray(0, 40).every((b) => b === 0xee), "bytes before the frame are untouched");
+      assert.ok(memory.subarray(40 + plan.byteLength).every((b) => b === 0xee), "bytes after the frame are untouched");
+      assert.deepStrictEqual(decode(memory.slice(40, 40 + plan.byteLength)), value instanceof Uint8Array && !Buffer.isBuffer(value) ? value : decode(reference));
+    }
+    const small = new Uint8Array(plan.byteLength + 8);
+    assert.throws(() => encodeInto(plan, small, 9), { code: "ERR_PLEXUS_INVALID_ARGUMENT" }, "no room at that offset");
+    assert.throws(() => encodeInto(plan, small, -1), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
+  }
+});

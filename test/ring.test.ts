@@ -297,3 +297,31 @@ test("property: a leaky reader beside a blocking one sees increasing sequences, 
     { numRuns: 300 },
   );
 });
+
+test("tryReserve/commitReserved write straight into the ring; abortReserved publishes nothing", () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  const w = writer(buf);
+  const r = reader(buf);
+  const at = w.tryReserve(100);
+  assert.ok(at >= 0);
+  assert.throws(() => w.tryWrite(new Uint8Array(1)), { code: "ERR_PLEXUS_INVALID_ARGUMENT" }, "nothing else is written while a reservation is open");
+  const m = message(1, 100);
+  w.ringBytes.set(m, at);
+  assert.equal(r.tryRead(), null, "not visible before the commit");
+  w.commitReserved(60);
+  const v = r.tryRead();
+  assert.ok(v);
+  check(v, 1, 60);
+  r.release();
+  assert.throws(() => w.commitReserved(1), { code: "ERR_PLEXUS_CLOSED" }, "no reservation left to commit");
+  assert.ok(w.tryReserve(10) >= 0);
+  w.abortReserved();
+  assert.equal(r.tryRead(), null, "an aborted reservation publishes nothing");
+  assert.ok(w.tryWrite(message(2, 10)), "the writer is usable after an abort");
+  check(r.tryRead() as Uint8Array, 2, 10);
+  r.release();
+  // No room: -1, like tryLoan's null.
+  while (w.tryWrite(new Uint8Array(1000)));
+  assert.equal(w.tryReserve(1000), -1);
+  assert.throws(() => w.tryReserve(1 << 20), { code: "ERR_PLEXUS_FRAME_TOO_LARGE" });
+});

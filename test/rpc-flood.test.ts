@@ -18,8 +18,8 @@ function requests(count: number): Buffer {
     const body = valueBody(id);
     const frame = Buffer.alloc(4 + RPC_HEADER + body.size);
     frame.writeUInt32LE(RPC_HEADER + body.size, 0);
-    writeHeader(frame.subarray(4), RpcType.Request, body.flags, id);
-    body.writeTo(frame.subarray(4 + RPC_HEADER));
+    writeHeader(frame, 4, RpcType.Request, body.flags, id);
+    body.writeTo(frame, 4 + RPC_HEADER);
     parts.push(frame);
   }
   return Buffer.concat(parts);

@@ -62,7 +62,7 @@ function frame(message: Uint8Array): Buffer {
 
 function message(type: number, id: number, body: Uint8Array = new Uint8Array(0), flags = 0): Uint8Array {
   const m = new Uint8Array(RPC_HEADER + body.length);
-  writeHeader(m, type as RpcType, flags, id);
+  writeHeader(m, 0, type as RpcType, flags, id);
   m.set(body, RPC_HEADER);
   return m;
 }

@@ -22,7 +22,8 @@ import { createServer as createNetServer, type AddressInfo, type Socket } from "
 import { GraphClient } from "../src/graph/client.js";
 import { self } from "../src/graph/identity.js";
 import { hello, HelloKind, readHello } from "../src/rpc/handshake.js";
-import { RPC_HEADER } from "../src/rpc/wire.js";
+import { encode } from "../src/codec/index.js";
+import { decodeAt, decodeOwned, RPC_HEADER } from "../src/rpc/wire.js";
 
 const { node, address } = await graph();
 const TRANSPORTS = ["inproc", "shm", "tcp"] as const;
@@ -476,4 +477,33 @@ test("a request aborted just as it gets its in-flight slot rejects AbortError an
   assert.equal(await client.request(3), 3); // the slot was given back
   assert.deepEqual(seen, [1, 3]);
   assert.equal(server.served, 2);
+});
+
+test("wire: bodies are read in place at an offset (views) or copied out (owned), and bad ones are ProtocolErrors", () => {
+  for (const value of [new Uint8Array([1, 2, 3]), Buffer.from("buf"), { a: [1, "x"], f: Float32Array.of(0.5) }, null]) {
+    const frame = encode(value);
+    const message = new Uint8Array(RPC_HEADER + frame.byteLength);
+    message.set(frame, RPC_HEADER);
+    const view = decodeAt(message, RPC_HEADER);
+    const owned = decodeOwned(message, RPC_HEADER);
+    assert.deepStrictEqual(view, value);
+    assert.deepStrictEqual(owned, value);
+    if (value instanceof Uint8Array) {
+      assert.equal(Buffer.isBuffer(view), Buffer.isBuffer(value));
+      assert.equal(Buffer.isBuffer(owned), Buffer.isBuffer(value));
+      assert.equal((view as Uint8Array).buffer, message.buffer, "decodeAt gives a view of the message");
+      assert.notEqual((owned as Uint8Array).buffer, message.buffer, "decodeOwned gives a copy");
+      message[message.length - 1] ^= 0xff;
+      assert.equal((view as Uint8Array).at(-1), message.at(-1));
+      assert.notEqual((owned as Uint8Array).at(-1), message.at(-1));
+    }
+  }
+  // A raw frame whose length field disagrees with its size, a bad magic, a truncated header.
+  const bad = encode(new Uint8Array(8));
+  const message = new Uint8Array(RPC_HEADER + bad.byteLength + 4);
+  message.set(bad, RPC_HEADER);
+  assert.throws(() => decodeAt(message, RPC_HEADER), { code: "ERR_PLEXUS_PROTOCOL" });
+  assert.throws(() => decodeOwned(message, RPC_HEADER), { code: "ERR_PLEXUS_PROTOCOL" });
+  assert.throws(() => decodeAt(new Uint8Array(RPC_HEADER + 20), RPC_HEADER), { code: "ERR_PLEXUS_PROTOCOL" });
+  assert.throws(() => decodeOwned(new Uint8Array(RPC_HEADER + 3), RPC_HEADER), { code: "ERR_PLEXUS_PROTOCOL" });
 });

@@ -27,7 +27,8 @@ registerRow({
     "time = first put to the receiver confirming the last byte (IPC). sync: puts in batches of the receiver's queue limit " +
     `(${MAX_QUEUE} messages / ${MAX_QUEUE_BYTES >> 20} MiB), each batch acknowledged before the next; async: a sliding window of ${WINDOW} ` +
     "unacknowledged puts; mix: async over sizes 256 B .. 16 MiB (powers of two, each size 1 MiB per cycle of 8191 messages: 4096 x 256 B ... 1 x 16 MiB, in a fixed shuffled order). " +
-    "Plexus: queue client -> queue server, fast mode, 16 slots, each put resolved by the server's ack. raw tcp socket: plain writes, no framing, " +
+    `Plexus: queue client -> queue server, fast mode, slots: ${WINDOW} (the window; the default is 16), each put resolved by the server's ack. ` +
+    "raw tcp socket: plain writes, no framing, " +
     "no acks (the floor). mqtt: QoS 1 publish to an aedes broker (PUBACK), one subscriber in the broker's process. grpc: a bidirectional " +
     "stream, one 1-byte ack per message. peak RSS = the receiving process's maxRSS.",
 });
@@ -44,7 +45,8 @@ interface Sender extends Resource {
 
 async function plexus(scope: CaseScope): Promise<Sender> {
   const peer = await Peer.start(scope, "iops-peer.js", { args: ["plexus", String(MAX_QUEUE), String(MAX_QUEUE_BYTES)] });
-  const client: QueueClient = await queue.client({ url: String(peer.info["url"]), timeout: 60_000 });
+  // As many slots as the async window: every put of the window can be on the wire at once.
+  const client: QueueClient = await queue.client({ url: String(peer.info["url"]), timeout: 60_000, slots: WINDOW });
   scope.defer(() => client.close());
   return {
     sent: 0,

@@ -199,6 +199,36 @@ export class RingWriter {
     };
   }
 
+  /**
+   * The allocation-free form of {@link tryLoan}: reserves `size` bytes if there is room now and
+   * returns their offset in {@link ringBytes}, else -1. Then {@link commitReserved} or
+   * {@link abortReserved}, before any other write.
+   */
+  tryReserve(size: number): number {
+    const off = this.reserve(size);
+    if (off < 0) return -1;
+    this.loanOpen = true;
+    return this.ring.base + off + 16;
+  }
+
+  /** Publishes the first `length` bytes of the reservation (`length` <= the size reserved). */
+  commitReserved(length: number): void {
+    if (!this.loanOpen) throw new ClosedError("no reservation to commit");
+    this.loanOpen = false;
+    if (this.closedFlag) throw new ClosedError("ring writer closed during the loan");
+    this.publish(length);
+  }
+
+  /** Drops the reservation. */
+  abortReserved(): void {
+    this.loanOpen = false;
+  }
+
+  /** The ring's whole memory (what {@link tryReserve} offsets index). */
+  get ringBytes(): Uint8Array {
+    return this.ring.bytes;
+  }
+
   /** Like {@link tryLoan} but waits for room. */
   async loan(size: number, opts: BlockingOptions = {}): Promise<Loan> {
     checkOptions(opts, "loan");

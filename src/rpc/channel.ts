@@ -8,6 +8,7 @@
 import type { Socket } from "node:net";
 import { ClosedError, PeerDeadError } from "../errors.js";
 import type { ShmSender } from "../transport/shm.js";
+import { RingReceiver } from "../transport/ring-endpoints.js";
 import type { Receiver } from "../transport/transport.js";
 import { RPC_HEADER, writeHeader, type Body, type RpcType } from "./wire.js";
 
@@ -46,6 +47,8 @@ export abstract class Channel {
   private draining = false;
   protected readonly stop = new AbortController();
   private holding = false;
+  /** Set by every {@link send}: the receive side uses it to know its owner's code has run. */
+  protected sent = false;
   /** Called when messages waiting to be written went out (the backlog shrank). */
   onDrain: () => void = () => {};
 
@@ -102,6 +105,7 @@ export abstract class Channel {
    */
   send(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): void {
     if (this.ended) throw this.endError ?? new ClosedError("the request/response channel is closed");
+    this.sent = true;
     if (this.queue.length === 0 && this.trySend(type, id, aux, body, written)) return;
     this.queue.push({ type, id, aux, body, written });
     if (!this.draining) void this.drain();
@@ -158,12 +162,11 @@ function asPeerDead(err: unknown): Error {
   return err instanceof PeerDeadError ? err : new PeerDeadError("the request/response peer stopped reading", { cause: err });
 }
 
-/** Writes one message into `target` (header + body). */
-function fill(target: Uint8Array, type: RpcType, id: number, aux: number, b: Body, written: ((body: Uint8Array) => void) | undefined): void {
-  writeHeader(target, type, b.flags, id, aux);
-  const body = target.subarray(RPC_HEADER, RPC_HEADER + b.size);
-  b.writeTo(body);
-  written?.(body);
+/** Writes one message (header + body) at `target[at ..]`. */
+function fill(target: Uint8Array, at: number, type: RpcType, id: number, aux: number, b: Body, written: ((body: Uint8Array) => void) | undefined): void {
+  writeHeader(target, at, type, b.flags, id, aux);
+  b.writeTo(target, at + RPC_HEADER);
+  if (written !== undefined) written(target.subarray(at + RPC_HEADER, at + RPC_HEADER + b.size));
 }
 
 /** Microtask turns the shm pump yields after delivering messages, before it polls again. */
@@ -221,27 +224,32 @@ export class ShmChannel extends Channel {
 
   private async pump(): Promise<void> {
     const rx = this.rx;
+    const ring = rx instanceof RingReceiver ? rx : undefined;
     try {
       for (;;) {
         if (this.paused) {
           await new Promise<void>((resolve) => (this.wake = resolve));
           if (this.ended) return;
         }
-        let f = rx.tryReceive();
+        // Ready, or arriving while the ring polls (adaptive spin): delivered in this same turn,
+        // no promise in between. Otherwise sleep until the peer rings.
+        let f = ring !== undefined ? ring.trySpinReceive() : rx.tryReceive();
         if (f === null) {
-          // May poll briefly (adaptive spin) before sleeping.
-          f = await rx.receive();
+          f = await (ring !== undefined ? ring.sleepReceive() : rx.receive());
           if (f === null) break;
         }
+        this.sent = false;
         while (f !== null) {
           this.onMessage(f.bytes, f);
           if (this.ended) return;
           f = this.paused ? null : rx.tryReceive();
         }
-        // Let the code these messages woke (the next request, an answer) run before polling
-        // again: a poll now would spin while that code waits for the thread. A few microtask
-        // turns cover the usual chains (resolve -> then -> await) without a trip round the loop.
-        for (let i = 0; i < YIELD_TURNS; i++) await undefined;
+        // Let the code these messages woke run before polling again: a poll now would spin
+        // while that code waits for the thread. Yield microtask turns until it sent something
+        // through this channel (the next request, an answer: what the peer will answer) or a
+        // few turns passed, which covers the usual chains (resolve -> then -> await) without a
+        // trip round the event loop. A synchronous handler has already answered: no yield.
+        for (let i = 0; i < YIELD_TURNS && !this.sent; i++) await undefined;
         if (this.ended) return;
       }
       this.end(new PeerDeadError("the request/response peer closed its ring"));
@@ -251,22 +259,25 @@ export class ShmChannel extends Channel {
   }
 
   protected trySend(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): boolean {
-    const loan = this.tx.tryLoan(RPC_HEADER + body.size);
-    if (loan === null) return false;
+    // Straight into the ring's memory: no loan object, no view per message.
+    const tx = this.tx;
+    const size = RPC_HEADER + body.size;
+    const at = tx.tryReserve(size);
+    if (at < 0) return false;
     try {
-      fill(loan.bytes, type, id, aux, body, written);
+      fill(tx.ringBytes, at, type, id, aux, body, written);
     } catch (err) {
-      loan.abort();
+      tx.abortReserved();
       throw err;
     }
-    loan.commit();
+    tx.commitReserved(size);
     return true;
   }
 
   protected async sendWait(m: Outgoing): Promise<void> {
     const loan = await this.tx.loan(RPC_HEADER + m.body.size, { timeout: 2 ** 31 - 1, signal: this.stop.signal });
     try {
-      fill(loan.bytes, m.type, m.id, m.aux, m.body, m.written);
+      fill(loan.bytes, 0, m.type, m.id, m.aux, m.body, m.written);
     } catch (err) {
       loan.abort();
       throw err;
@@ -367,7 +378,7 @@ export class TcpChannel extends Channel {
     if (this.socket.destroyed) throw this.endError ?? new PeerDeadError("the request/response connection is gone");
     const frame = Buffer.allocUnsafe(4 + RPC_HEADER + body.size);
     frame.writeUInt32LE(RPC_HEADER + body.size, 0);
-    fill(frame.subarray(4), type, id, aux, body, written);
+    fill(frame, 4, type, id, aux, body, written);
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();

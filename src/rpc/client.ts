@@ -87,6 +87,9 @@ interface Pending {
   sentAt: number;
 }
 
+/** The options of a call that passed none (checked once, not per call). */
+const NO_OPTIONS: BlockingOptions = Object.freeze({});
+
 interface Waiter {
   go: () => void;
   fail: (e: Error) => void;
@@ -164,7 +167,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
    * `opts` (the timeout includes waiting for an in-flight slot), `EncodeError` for values that
    * cannot travel. On an in-place service the request must be bytes and the answer is a copy.
    */
-  request(request: Req, opts: BlockingOptions = {}): Promise<Res> {
+  request(request: Req, opts: BlockingOptions = NO_OPTIONS): Promise<Res> {
     return this.submit(request, opts, Mode.Value) as Promise<Res>;
   }
 
@@ -193,15 +196,17 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
 
   private submit(value: unknown, opts: BlockingOptions, mode: Mode): Promise<unknown> {
     if (this.closing) return Promise.reject(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
-    let timeout: number;
-    try {
-      checkOptions(opts, "request");
-      timeout = checkTimeout(opts.timeout, this.timeout);
-    } catch (err) {
-      return Promise.reject(err);
+    let timeout = this.timeout;
+    if (opts !== NO_OPTIONS) {
+      try {
+        checkOptions(opts, "request");
+        timeout = checkTimeout(opts.timeout, this.timeout);
+      } catch (err) {
+        return Promise.reject(err);
+      }
     }
     const deadline = performance.now() + timeout;
-    if (this.pending.size + this.reserved < this.max && this.waiters.length === 0) return this.start(value, mode, deadline, opts.signal);
+    if (this.pending.size + this.reserved < this.max && this.waiters.length === 0) return this.start(value, mode, deadline, opts.signal, deadline - timeout);
     return this.waitSlot(deadline, timeout, opts.signal).then(() => {
       this.reserved--;
       return this.start(value, mode, deadline, opts.signal);
@@ -254,7 +259,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     return best;
   }
 
-  private start(value: unknown, mode: Mode, deadline: number, signal: AbortSignal | undefined): Promise<unknown> {
+  private start(value: unknown, mode: Mode, deadline: number, signal: AbortSignal | undefined, now = performance.now()): Promise<unknown> {
     if (this.closing) return Promise.reject(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
     if (signal?.aborted) {
       // Aborted after its wait for a slot ended, before it was sent (an abort listener added now would never fire).
@@ -281,7 +286,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     const id = this.nextId;
     this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
     return new Promise<unknown>((resolve, reject) => {
-      const p: Pending = { resolve, reject, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: performance.now() };
+      const p: Pending = { resolve, reject, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: now };
       this.pending.set(id, p);
       link.inFlight++;
       if (signal !== undefined) {
@@ -308,10 +313,15 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       }
       try {
         const ch = link.channel as Channel;
-        const written = (view: Uint8Array): void => void (p.view = view);
-        const body = value instanceof Filler ? value.body((err) => this.settle(id, err)) : mode === Mode.Value ? valueBody(value) : rawBody(value as Uint8Array);
-        this.counters.bytes += RPC_HEADER + body.size;
-        ch.send(RpcType.Request, id, 0, body, value instanceof Filler || mode !== Mode.Value ? written : undefined);
+        if (mode === Mode.Value) {
+          const body = valueBody(value);
+          this.counters.bytes += RPC_HEADER + body.size;
+          ch.send(RpcType.Request, id, 0, body);
+        } else {
+          const body = value instanceof Filler ? value.body((err) => this.settle(id, err)) : rawBody(value as Uint8Array);
+          this.counters.bytes += RPC_HEADER + body.size;
+          ch.send(RpcType.Request, id, 0, body, (view) => void (p.view = view));
+        }
       } catch (err) {
         this.settle(id, err as Error);
       }
@@ -384,10 +394,9 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       if (h.type === RpcType.InPlace) sendRelease(ch, h.id);
       return;
     }
-    const body = bytes.subarray(RPC_HEADER);
     try {
       if (h.type === RpcType.Error) {
-        const e = decode(body) as { code?: unknown; name?: unknown; message?: unknown } | null;
+        const e = decode(bytes.subarray(RPC_HEADER)) as { code?: unknown; name?: unknown; message?: unknown } | null;
         const remote = new RemoteError(
           typeof e?.message === "string" ? e.message : "the remote handler failed",
           typeof e?.code === "string" ? e.code : undefined,
@@ -399,17 +408,18 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         let value: unknown;
         if (p.mode === Mode.Value) {
           if (h.flags & FLAG_RAW) throw new ProtocolError("raw answer to an encoded request");
-          value = decodeOwned(body);
+          value = decodeOwned(bytes, RPC_HEADER);
         } else {
           if (!(h.flags & FLAG_RAW)) throw new ProtocolError("encoded answer to an in-place request");
-          value = p.mode === Mode.Copy ? body.slice() : inPlaceResponse(body.slice(), noop);
+          const copy = bytes.slice(RPC_HEADER);
+          value = p.mode === Mode.Copy ? copy : inPlaceResponse(copy, noop);
         }
         frame.release();
         this.settle(h.id, undefined, value);
       } else {
         frame.release();
         const view = p.view;
-        const length = body.length === 4 ? get32(body, 0) : -1;
+        const length = bytes.length === RPC_HEADER + 4 ? get32(bytes, RPC_HEADER) : -1;
         if (view === undefined || length < 0 || h.aux + length > view.length) {
           sendRelease(ch, h.id);
           throw new ProtocolError("in-place answer outside the request");
@@ -545,9 +555,9 @@ class Filler {
     return {
       size: this.size,
       flags: FLAG_RAW,
-      writeTo: (target) => {
+      writeTo: (target, at) => {
         try {
-          this.fill(target);
+          this.fill(target.subarray(at, at + this.size));
         } catch (err) {
           onError(err instanceof Error ? err : new Error(String(err)));
         }

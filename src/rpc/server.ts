@@ -7,7 +7,6 @@
 import { randomBytes } from "node:crypto";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
-import { decode } from "../codec/index.js";
 import { AccessDeniedError, BackpressureError, ClosedError, InvalidArgumentError, ProtocolError, SystemError } from "../errors.js";
 import { self } from "../graph/identity.js";
 import type { Endpoints } from "../graph/registry.js";
@@ -18,7 +17,7 @@ import { checkTimeout } from "../util/blocking.js";
 import { isLoopback } from "../util/loopback.js";
 import type { Channel, Releasable } from "./channel.js";
 import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
-import { errorBody, FLAG_RAW, lengthBody, rawBody, readHeader, RPC_HEADER, RpcType, valueBody } from "./wire.js";
+import { decodeAt, errorBody, FLAG_RAW, lengthBody, rawBody, readHeader, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
 /** Answers one request: return the response (or a promise of it); throw to send the client a `RemoteError`. */
 export type Handler<Req = unknown, Res = unknown> = (request: Req) => Res | Promise<Res>;
@@ -356,16 +355,16 @@ export class Server implements AsyncDisposable {
       return;
     }
     const id = h.id;
-    const body = bytes.subarray(RPC_HEADER);
     this.counters.bytes += bytes.byteLength;
+    let body: Uint8Array | undefined;
     let arg: unknown;
     try {
       if (this.inPlace) {
         if ((h.flags & FLAG_RAW) === 0) throw new ProtocolError(`${JSON.stringify(this.service)} is an in-place service: requests are raw bytes`);
-        arg = body;
+        arg = body = bytes.subarray(RPC_HEADER);
       } else {
         if ((h.flags & FLAG_RAW) !== 0) throw new ProtocolError(`${JSON.stringify(this.service)} is not an in-place service: requests are encoded values`);
-        arg = decode(body);
+        arg = decodeAt(bytes, RPC_HEADER);
       }
     } catch (err) {
       frame.release();
@@ -394,7 +393,7 @@ export class Server implements AsyncDisposable {
   }
 
   /** Sends the answer of request `id`; releases the request unless it is held for an in-place answer. */
-  private finish(conn: Conn, id: number, failed: boolean, value: unknown, body: Uint8Array, frame: Releasable): void {
+  private finish(conn: Conn, id: number, failed: boolean, value: unknown, body: Uint8Array | undefined, frame: Releasable): void {
     const { ch, held } = conn;
     this.settled();
     conn.handling--;
@@ -405,12 +404,13 @@ export class Server implements AsyncDisposable {
       if (failed) ch.send(RpcType.Error, id, 0, errorBody(value));
       else if (!this.inPlace) ch.send(RpcType.Response, id, 0, valueBody(value));
       else {
-        const out = checkInPlace(value, body);
+        const request = body as Uint8Array; // in-place requests always keep their body
+        const out = checkInPlace(value, request);
         if (ch.kind === "shm") {
           // The answer stays where it is: tell the client where, keep the bytes until it is done.
           held.set(id, frame);
           keep = true;
-          ch.send(RpcType.InPlace, id, out.byteOffset - body.byteOffset, lengthBody(out.byteLength));
+          ch.send(RpcType.InPlace, id, out.byteOffset - request.byteOffset, lengthBody(out.byteLength));
         } else {
           ch.send(RpcType.Response, id, 0, rawBody(out));
         }

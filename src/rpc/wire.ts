@@ -45,15 +45,15 @@ export interface RpcHeader {
   aux: number;
 }
 
-/** Writes a header at the start of `target` (byte by byte: no DataView to allocate per message). */
-export function writeHeader(target: Uint8Array, type: RpcType, flags: number, id: number, aux = 0): void {
-  put32(target, 0, RPC_MAGIC);
-  target[4] = type;
-  target[5] = flags;
-  target[6] = 0;
-  target[7] = 0;
-  put32(target, 8, id);
-  put32(target, 12, aux);
+/** Writes a header at `target[at ..]` (byte by byte: no DataView to allocate per message). */
+export function writeHeader(target: Uint8Array, at: number, type: RpcType, flags: number, id: number, aux = 0): void {
+  put32(target, at, RPC_MAGIC);
+  target[at + 4] = type;
+  target[at + 5] = flags;
+  target[at + 6] = 0;
+  target[at + 7] = 0;
+  put32(target, at + 8, id);
+  put32(target, at + 12, aux);
 }
 
 /** Reads and checks the header of `bytes` (throws {@link ProtocolError}). */
@@ -86,8 +86,8 @@ export interface Body {
   readonly size: number;
   /** Flags to put in the header. */
   readonly flags: number;
-  /** Writes the body into `target` (`size` bytes). */
-  writeTo(target: Uint8Array): void;
+  /** Writes the body into `target[at .. at + size)`. */
+  writeTo(target: Uint8Array, at: number): void;
 }
 
 /** The empty body. */
@@ -100,8 +100,8 @@ class ValueBody implements Body {
   constructor(private readonly plan: FramePlan) {
     this.size = plan.byteLength;
   }
-  writeTo(target: Uint8Array): void {
-    encodeInto(this.plan, target);
+  writeTo(target: Uint8Array, at: number): void {
+    encodeInto(this.plan, target, at);
   }
 }
 
@@ -112,7 +112,7 @@ export function valueBody(value: unknown): Body {
 
 /** Raw bytes as the body (in-place services). */
 export function rawBody(bytes: Uint8Array): Body {
-  return { size: bytes.byteLength, flags: FLAG_RAW, writeTo: (t) => t.set(bytes) };
+  return { size: bytes.byteLength, flags: FLAG_RAW, writeTo: (t, at) => t.set(bytes, at) };
 }
 
 /** The body of an {@link RpcType.InPlace} answer. */
@@ -120,7 +120,7 @@ export function lengthBody(length: number): Body {
   return {
     size: 4,
     flags: 0,
-    writeTo: (t) => put32(t, 0, length),
+    writeTo: (t, at) => put32(t, at, length),
   };
 }
 
@@ -143,20 +143,40 @@ const H_BUFFER_COUNT = 12;
 const FLAG_RAW_BUFFER = 1;
 
 /**
- * Decodes a body into a value the caller owns: when the frame has out-of-band buffers (or is
- * raw), they are copied out first, so the frame can be released at once.
+ * The flags of the well-formed raw frame (a bare `Uint8Array` or `Buffer`, the usual payload)
+ * that fills `bytes[at ..]`, or -1 if it is anything else.
  */
-export function decodeOwned(body: Uint8Array): unknown {
-  const n = body.length;
-  if (n >= FRAME_HEADER_BYTES && get32(body, 0) === FRAME_MAGIC && body[H_VERSION] === FRAME_VERSION) {
-    const kind = body[H_KIND];
-    if (kind === FrameKind.Value && get32(body, H_BUFFER_COUNT) === 0) return decode(body);
-    // A bare Uint8Array / Buffer (the usual payload): one copy, no second pass through the decoder.
-    const flags = body[H_FLAGS] | (body[H_FLAGS + 1] << 8);
-    if (kind === FrameKind.Raw && (flags & ~FLAG_RAW_BUFFER) === 0 && get32(body, H_BUFFER_COUNT) === 0 && get32(body, H_BODY_LENGTH) === n - FRAME_HEADER_BYTES) {
-      // Buffers: Node's pool takes small ones (no ArrayBuffer per answer).
-      return flags & FLAG_RAW_BUFFER ? Buffer.from(body.subarray(FRAME_HEADER_BYTES)) : body.slice(FRAME_HEADER_BYTES);
-    }
-  }
+function rawFrame(bytes: Uint8Array, at: number): number {
+  const n = bytes.length - at;
+  if (n < FRAME_HEADER_BYTES || bytes[at + H_KIND] !== FrameKind.Raw || get32(bytes, at) !== FRAME_MAGIC || bytes[at + H_VERSION] !== FRAME_VERSION) return -1;
+  const flags = bytes[at + H_FLAGS] | (bytes[at + H_FLAGS + 1] << 8);
+  if ((flags & ~FLAG_RAW_BUFFER) !== 0 || get32(bytes, at + H_BUFFER_COUNT) !== 0 || get32(bytes, at + H_BODY_LENGTH) !== n - FRAME_HEADER_BYTES) return -1;
+  return flags;
+}
+
+/**
+ * Decodes the body at `bytes[at ..]` into a value that may be a view of `bytes` (like the
+ * codec's `decode`); a raw frame costs one view, not two.
+ */
+export function decodeAt(bytes: Uint8Array, at: number): unknown {
+  const flags = rawFrame(bytes, at);
+  if (flags < 0) return decode(bytes.subarray(at));
+  const start = bytes.byteOffset + at + FRAME_HEADER_BYTES;
+  const length = bytes.length - at - FRAME_HEADER_BYTES;
+  return flags & FLAG_RAW_BUFFER ? Buffer.from(bytes.buffer, start, length) : new Uint8Array(bytes.buffer, start, length);
+}
+
+/**
+ * Decodes the body at `bytes[at ..]` into a value the caller owns: when the frame has
+ * out-of-band buffers (or is raw), they are copied out first, so the frame can be released at
+ * once.
+ */
+export function decodeOwned(bytes: Uint8Array, at = 0): unknown {
+  const flags = rawFrame(bytes, at);
+  // A bare Uint8Array / Buffer: one copy, no pass through the decoder. Buffers: Node's pool
+  // takes small ones (no ArrayBuffer per answer).
+  if (flags >= 0) return flags & FLAG_RAW_BUFFER ? Buffer.from(bytes.subarray(at + FRAME_HEADER_BYTES)) : bytes.slice(at + FRAME_HEADER_BYTES);
+  const body = bytes.subarray(at);
+  if (body.length >= FRAME_HEADER_BYTES && body[H_KIND] === FrameKind.Value && get32(body, H_BUFFER_COUNT) === 0) return decode(body);
   return decode(body.slice());
 }

@@ -61,6 +61,30 @@ export class RingSender implements Sender {
     return this.writer.loan(size, opts);
   }
 
+  /**
+   * Reserves `size` bytes now if there is room: returns where they start in {@link ringBytes},
+   * else -1. Write them, then {@link commitReserved} (or {@link abortReserved}) before anything
+   * else is sent. The allocation-free form of {@link tryLoan}. @internal
+   */
+  tryReserve(size: number): number {
+    return this.writer.tryReserve(size);
+  }
+
+  /** Publishes the reservation's first `length` bytes. @internal */
+  commitReserved(length: number): void {
+    this.writer.commitReserved(length);
+  }
+
+  /** Drops the reservation. @internal */
+  abortReserved(): void {
+    this.writer.abortReserved();
+  }
+
+  /** The ring's memory, for {@link tryReserve}. @internal */
+  get ringBytes(): Uint8Array {
+    return this.writer.ringBytes;
+  }
+
   /** Lends `size` bytes now if there is room, else null (no promise on the fast path). */
   tryLoan(size: number): Loan | null {
     return this.writer.tryLoan(size);
@@ -99,6 +123,25 @@ export class RingReceiver implements Receiver {
     const r = this.reader;
     const bytes = r.tryRead();
     return bytes === null ? null : new RingFrame(bytes, r.sequence, r, r.token);
+  }
+
+  /**
+   * The next frame if one is ready or arrives while this receiver polls (its spin budget,
+   * adaptive or fixed), else null: never sleeps, blocks the thread for at most that budget.
+   * No promise on the fast path. @internal
+   */
+  trySpinReceive(): Frame | null {
+    if (this.closing) throw new ClosedError("receiver is closed");
+    const r = this.reader;
+    const bytes = r.trySpinRead();
+    return bytes === null ? null : new RingFrame(bytes, r.sequence, r, r.token);
+  }
+
+  /** Like {@link receive} without polling first (after {@link trySpinReceive} returned null). @internal */
+  sleepReceive(opts: BlockingOptions = {}): Promise<Frame | null> {
+    if (this.closing) return Promise.reject(new ClosedError("receiver is closed"));
+    const r = this.reader;
+    return r.sleepRead(opts).then((b) => (b === null ? null : new RingFrame(b, r.sequence, r, r.token)));
   }
 
   receive(opts: BlockingOptions = {}): Promise<Frame | null> {
