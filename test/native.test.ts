@@ -594,6 +594,31 @@ test("copy: every view type, offsets, shared sources, bounds", () => {
   assertArgumentError(() => n.copy(target, 0, [1, 2] as unknown as Uint8Array));
 });
 
+test("copy: large copies into a large target (the streaming-store path) land byte for byte, at any alignment", () => {
+  const n = native();
+  const target = new SharedArrayBuffer(64 << 20); // the size from which large copies stream
+  const bytes = new Uint8Array(target);
+  const source = new Uint8Array((1 << 20) + 77);
+  for (let i = 0; i < source.length; i++) source[i] = (i * 131 + 7) & 0xff;
+  const sharedSource = new Uint8Array(new SharedArrayBuffer(source.length + 16), 5, source.length);
+  sharedSource.set(source);
+  for (const [offset, from] of [
+    [0, source],
+    [3, source.subarray(1)], // unaligned target and source
+    [(32 << 20) + 13, sharedSource], // a view of another SharedArrayBuffer
+    [target.byteLength - source.length, source], // exactly to the end
+    [100, new Float64Array(source.buffer, 0, (source.length >> 3) - 1)],
+  ] as const) {
+    bytes.fill(0xee, Math.max(0, offset - 64), Math.min(bytes.length, offset + from.byteLength + 64));
+    n.copy(target, offset, from);
+    const expected = new Uint8Array(from.buffer, from.byteOffset, from.byteLength);
+    assert.ok(Buffer.from(bytes.buffer, offset, from.byteLength).equals(expected), `bytes at ${offset}`);
+    if (offset >= 64) assert.ok(bytes.subarray(offset - 64, offset).every((b) => b === 0xee), "bytes before untouched");
+    const after = offset + from.byteLength;
+    assert.ok(bytes.subarray(after, Math.min(bytes.length, after + 64)).every((b) => b === 0xee), "bytes after untouched");
+  }
+});
+
 // ---- semaphores ------------------------------------------------------------------------------------------
 
 test("semaphore: post, tryWait, value, wait timeout, cancelWait, close", async () => {

@@ -101,9 +101,10 @@ class RelayLink implements ZbLink {
   static async open(scope: CaseScope, style: Style): Promise<RelayLink> {
     const name = `zb-bench-${process.pid}-${++counter}`;
     const spinMicros = style.spin ?? 0;
-    const reader = await Reader.create(`${name}-b`, { payloadSize: RING, metadataSize: 0, spinMicros });
+    const anticipate = style.anticipate === true;
+    const reader = await Reader.create(`${name}-b`, { payloadSize: RING, metadataSize: 0, spinMicros, anticipate });
     scope.defer(() => reader.close());
-    await Peer.start(scope, "zb-relay.js", { args: ["relay", name, String(RING), String(spinMicros)] });
+    await Peer.start(scope, "zb-relay.js", { args: ["relay", name, String(RING), String(spinMicros), anticipate ? "anticipate" : "-"] });
     const writer = await Writer.connect(`${name}-a`, { timeout: WAIT_MS, writeTimeout: WAIT_MS, signal: scope.signal });
     scope.defer(() => writer.close());
     return new RelayLink(writer, reader, scope.signal, yuvSource(), style.countCopy === true);
@@ -233,6 +234,8 @@ interface Style {
    * as anything else runs.
    */
   spin?: number;
+  /** Both processes anticipate the frames of the paced stream (`ReaderOptions.anticipate`). */
+  anticipate?: boolean;
 }
 
 /** Name of the baseline: the reference's own method. */
@@ -240,6 +243,12 @@ const RELAY = "zb v1 relay, 2 buffers";
 
 const STYLES: readonly Style[] = [
   { id: "relay", name: RELAY, method: `two v1 buffers of 256 MiB, a relay process copying A -> B (frameBuffer + copy + commit); ${fmt(TWO_BUFFERS)} B of shared memory` },
+  {
+    id: "relay",
+    name: `${RELAY}, anticipate`,
+    method: `as "${RELAY}", with anticipate: true on both readers (they learn the frame period and poll through the window where the next frame is due)`,
+    anticipate: true,
+  },
   { id: "duplex", name: "zb v1 duplex, 2 buffers", method: `DuplexClient -> DuplexServer whose handler copies the request into a response frameBuffer; ${fmt(TWO_BUFFERS)} B of shared memory` },
   { id: "inplace", name: "zb v2 in-place, 1 buffer", method: `InPlaceClient -> InPlaceServer whose handler stamps the frame in place, no copy; ${fmt(ONE_BUFFER)} B of shared memory` },
 ];
@@ -269,7 +278,7 @@ for (const rate of RATES) {
       name: style.name,
       variant: rate.label,
       kind: "latency",
-      ...(style.id === "relay" ? {} : { ratioTo: RELAY }),
+      ...(style.id === "relay" && style.anticipate !== true ? {} : { ratioTo: RELAY }),
       quick: rate.fps === 0 && style.countCopy !== true,
       method: style.method,
       async run(ctx) {

@@ -1,5 +1,5 @@
 /**
- * Peer of the zb row. Usage: `zb-relay.js <relay|duplex|inplace> <name> <payload-bytes> [spin-micros]`.
+ * Peer of the zb row. Usage: `zb-relay.js <relay|duplex|inplace> <name> <payload-bytes> [spin-micros] [anticipate]`.
  * - `relay`: the reference's relay process (ZEROBUFFER.md §11): owns buffer `<name>-a` as its
  *   reader, writes into `<name>-b` (owned by the suite) with `frameBuffer` + native copy +
  *   `commit`, then releases the input frame.
@@ -8,7 +8,8 @@
  * - `inplace`: a protocol 2 `InPlaceServer` on channel `<name>` whose handler stamps the frame
  *   header in place (no copy).
  * Every buffer has 0 bytes of metadata, as in the C++ benchmark. `spin-micros` > 0 busy-polls for
- * the next frame that long before sleeping on the semaphore.
+ * the next frame that long before sleeping on the semaphore; `anticipate` (relay, duplex) polls
+ * through the window where the next frame of a paced stream is due (`ReaderOptions.anticipate`).
  * @module
  */
 import { rmSync } from "node:fs";
@@ -16,7 +17,8 @@ import { native } from "../../src/native.js";
 import { DuplexServer, InPlaceServer, Reader, ReaderDeadError, Writer, WriterDeadError } from "../../src/zerobuffer/index.js";
 import { serve } from "./runtime.js";
 
-const [mode, name, payloadArg, spinArg] = process.argv.slice(2);
+const [mode, name, payloadArg, spinArg, anticipateArg] = process.argv.slice(2);
+const anticipate = anticipateArg === "anticipate";
 if ((mode !== "relay" && mode !== "duplex" && mode !== "inplace") || name === undefined) {
   throw new Error("usage: zb-relay.js <relay|duplex|inplace> <name> <payload-bytes>");
 }
@@ -37,7 +39,7 @@ function stamp(data: Uint8Array): void {
 }
 
 if (mode === "relay") {
-  const input = await Reader.create(owned, { payloadSize, metadataSize: 0, spinMicros });
+  const input = await Reader.create(owned, { payloadSize, metadataSize: 0, spinMicros, anticipate });
   const output = await Writer.connect(`${name}-b`, { timeout: 10_000, writeTimeout: 10_000 });
   serve(() => null, {}, removeOwned);
   try {
@@ -62,7 +64,7 @@ if (mode === "relay") {
       stamp(fb.data);
       fb.commit();
     },
-    { payloadSize, metadataSize: 0, connectTimeout: 10_000, writeTimeout: 10_000, spinMicros },
+    { payloadSize, metadataSize: 0, connectTimeout: 10_000, writeTimeout: 10_000, spinMicros, anticipate },
   );
   serve(() => null, {}, removeOwned);
 } else {

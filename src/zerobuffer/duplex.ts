@@ -256,6 +256,8 @@ export interface DuplexClientOptions extends BlockingOptions {
   responseMetadataSize?: number;
   /** Busy-poll for a response this many µs before sleeping (default 0; see {@link ReaderOptions.spinMicros}). */
   spinMicros?: number;
+  /** Poll for the responses of a paced request stream when they are due (default false; see {@link ReaderOptions.anticipate}). */
+  anticipate?: boolean;
 }
 
 /**
@@ -310,6 +312,7 @@ export class DuplexClient implements AsyncDisposable {
         payloadSize: options.responsePayloadSize ?? 256 << 20,
         metadataSize: options.responseMetadataSize ?? 4096,
         ...(options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros }),
+        ...(options.anticipate === undefined ? {} : { anticipate: options.anticipate }),
       });
       return new DuplexClient(channel, writer, reader, timeout);
     } catch (err) {

@@ -10,6 +10,7 @@ import { Frame, ReleaseFifo, type ReleaseTarget } from "./frame.js";
 import { checkName } from "./names.js";
 import { align64, FRAME_HEADER_V1, Header, OIEB_V1_SIZE, Q, readMetadata, readU64, snapshot, type HeaderSnapshot } from "./oieb.js";
 import { createOwned, destroyOwned, type Owned } from "./owner.js";
+import { Anticipator } from "./anticipate.js";
 import { alive, checkSpin, linkSignals, Lock, semWait, SLICE_MS, spinTry, waitEndError } from "./waits.js";
 
 /** Options of {@link Reader.create}. */
@@ -26,7 +27,19 @@ export interface ReaderOptions {
    * while polling.
    */
   spinMicros?: number;
+  /**
+   * For paced streams (a camera, a fixed-rate pipeline): learn the period frames arrive at and
+   * poll for the next one from just before it is due, instead of sleeping through its arrival
+   * (default false). Hides the wake-up of an idle CPU (100 µs or more per wake on a VM, twice per
+   * round trip). Costs at most 15% of a core; polls in slices of 50 µs with a turn of the event
+   * loop between them, so timers and I/O keep running. Off for irregular streams and those
+   * faster than 200 frames/s: those sleep as usual.
+   */
+  anticipate?: boolean;
 }
+
+/** Longest single poll of an anticipated frame (µs) before the event loop gets a turn. */
+const POLL_SLICE_US = 50;
 
 /** Largest ring Plexus creates (1 TiB): beyond any /dev/shm, and well inside safe integers. */
 const MAX_SIZE = 2 ** 40;
@@ -74,6 +87,7 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
   private broken: Error | undefined;
   private closing: Promise<void> | undefined;
   private waiting: Promise<boolean> | undefined;
+  private readonly anticipator: Anticipator | undefined;
   private readonly credit = (total: number, isFrame: boolean): void => {
     this.header.add(Q.payloadFree, total);
     if (isFrame) this.semR.post(); // false on EOVERFLOW: ignored (§12)
@@ -84,8 +98,10 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
     private readonly owned: Owned,
     private readonly timeout: number,
     private readonly spinMicros: number,
+    anticipate: boolean,
   ) {
     this.name = name;
+    this.anticipator = anticipate ? new Anticipator() : undefined;
     this.buffer = owned.buffer;
     this.header = owned.header;
     this.metadataSize = this.header.load(Q.metadataSize);
@@ -108,8 +124,11 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
     const metadataSize = align64(checkSize(options.metadataSize ?? 1024, "metadataSize", 0));
     const timeout = checkTimeout(options.timeout, 5000);
     const spinMicros = checkSpin(options.spinMicros);
+    if (options.anticipate !== undefined && typeof options.anticipate !== "boolean") {
+      throw new InvalidArgumentError(`anticipate must be a boolean, got ${String(options.anticipate)}`);
+    }
     const owned = await createOwned({ name, oiebSize: OIEB_V1_SIZE, major: 1, metadataSize, payloadSize, sems: ["w", "r"] });
-    return new Reader(name, owned, timeout, spinMicros);
+    return new Reader(name, owned, timeout, spinMicros, options.anticipate === true);
   }
 
   /** True once {@link close} was called. */
@@ -120,6 +139,16 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
   /** The writer's pid from the header (0 when no writer is connected). */
   get writerPid(): number {
     return this.header.load(Q.writerPid);
+  }
+
+  /**
+   * With `anticipate`: the period learnt (ms; 0 while the stream does not look paced), the
+   * frames caught by polling in their window, and the windows that passed without their frame.
+   * Undefined without `anticipate`.
+   */
+  get anticipation(): { periodMs: number; caught: number; missed: number } | undefined {
+    const a = this.anticipator;
+    return a === undefined ? undefined : { periodMs: a.periodMs, caught: a.caught, missed: a.missed };
   }
 
   /** Every header field, read now. */
@@ -177,7 +206,25 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
         }
         const left = deadline.remaining();
         if (left <= 0 || signal.aborted) throw waitEndError(this.closed, opts.signal, `Reader "${this.name}" read`);
-        this.waiting = semWait(this.semW, Math.min(left, SLICE_MS), signal);
+        let slice = Math.min(left, SLICE_MS);
+        const window = this.anticipator?.window();
+        if (window !== undefined) {
+          const now = performance.now();
+          if (now >= window[0] && now < window[1]) {
+            // The next frame of a paced stream is due: poll for it instead of sleeping through it,
+            // in short slices with a turn of the event loop between them (timers and I/O run:
+            // the frame may well be sent by this very process).
+            if (await this.pollWindow(window[1], deadline, signal)) {
+              (this.anticipator as Anticipator).caught++;
+              return this.take();
+            }
+            (this.anticipator as Anticipator).miss();
+            continue;
+          }
+          if (now < window[0]) slice = Math.min(slice, window[0] - now); // wake up as the window opens
+          else (this.anticipator as Anticipator).miss();
+        }
+        this.waiting = semWait(this.semW, slice, signal);
         const got = await this.waiting;
         this.waiting = undefined;
         if (got) {
@@ -257,6 +304,20 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
     destroyOwned(this.name, this.owned, ["w", "r"]);
   }
 
+  /**
+   * Polls sem-w until `end` (`performance.now()` ms) in slices of {@link POLL_SLICE_US}, yielding
+   * to the event loop between slices; true once decremented. Stops early (false) at the
+   * deadline, an abort or close.
+   */
+  private async pollWindow(end: number, deadline: Deadline, signal: AbortSignal): Promise<boolean> {
+    for (;;) {
+      const left = Math.min(end - performance.now(), deadline.remaining());
+      if (left <= 0 || signal.aborted || this.closed) return false;
+      if (spinTry(this.semW, Math.min(left * 1000, POLL_SLICE_US))) return true;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
   /** Throws WriterDeadError when the writer is gone and nothing is left to read. */
   private checkWriter(): void {
     const pid = this.header.load(Q.writerPid);
@@ -278,6 +339,7 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
   /** Decodes the frame a sem-w count announced (§6 reader algorithm, with §12's robustness). */
   private take(): Frame {
     this.signalled = false;
+    this.anticipator?.arrived(performance.now());
     const size = this.payloadSize;
     const view = this.view;
     let pos = this.readPos;

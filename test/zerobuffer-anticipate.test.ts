@@ -1,0 +1,119 @@
+/**
+ * `ReaderOptions.anticipate`: the period learner (deterministic arrival times) and a reader of a
+ * paced stream whose frames are written by timers of the same process — a frame can only be
+ * caught inside its window if polling leaves the event loop free for those timers.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Anticipator } from "../src/zerobuffer/anticipate.js";
+import { AbortError, ClosedError, Reader, Writer } from "../src/zerobuffer/index.js";
+import { InvalidArgumentError } from "../src/errors.js";
+import { leftovers, pattern, uniqueName } from "./helpers/zb.js";
+
+/** An anticipator fed arrivals at the given times (ms). */
+function fed(times: number[]): Anticipator {
+  const a = new Anticipator();
+  for (const t of times) a.arrived(t);
+  return a;
+}
+
+test("anticipator: no window until the stream is regular; then a short window around the next frame", () => {
+  assert.equal(fed([1000]).window(), undefined);
+  assert.equal(fed([1000, 1020]).window(), undefined, "one interval is not a period yet");
+  const a = fed([1000, 1020, 1040, 1060]);
+  assert.equal(a.periodMs, 20);
+  const w = a.window();
+  assert.ok(w !== undefined);
+  const [start, end] = w;
+  assert.ok(start < 1080 && end > 1080, `the window ${start}..${end} surrounds the next frame, due at 1080`);
+  assert.ok(end - start <= 20 * 0.25 + 1e-9, "at most a quarter of the period");
+  assert.ok(start >= 1060, "not before the previous frame");
+});
+
+test("anticipator: one late frame moves the next window by a share of its delay, not all of it", () => {
+  const a = fed([1000, 1020, 1040, 1060, 1080, 1100, 1121.5]);
+  const w = a.window();
+  assert.ok(w !== undefined);
+  const due = (w[0] + w[1]) / 2 + 0.25; // the window opens LEAD_MS (0.5) earlier than it is centred
+  assert.ok(due > 1140 && due < 1141.5, `next frame expected near 1140 (on the grid), got ${due}`);
+  assert.ok(w[0] < 1140 && w[1] > 1140, "the window still covers the grid time");
+});
+
+test("anticipator: an irregular interval restarts the learning; fast streams and spent windows get none", () => {
+  const a = fed([1000, 1020, 1040, 1060, 1080]);
+  assert.ok(a.window() !== undefined);
+  a.arrived(1200); // a pause
+  assert.equal(a.window(), undefined);
+  assert.equal(a.periodMs, 0);
+  a.arrived(1220);
+  a.arrived(1240);
+  assert.equal(a.window(), undefined, "the 120 ms interval was taken as the period: 20 ms is irregular again");
+  a.arrived(1260);
+  a.arrived(1280);
+  assert.ok(a.window() !== undefined, "regular again");
+  a.miss();
+  assert.equal(a.window(), undefined, "a window that passed in vain is not polled again");
+  assert.equal(a.missed, 1);
+  a.arrived(1301);
+  assert.ok(a.window() !== undefined, "the next frame gets its window");
+  assert.equal(fed([1000, 1002, 1004, 1006, 1008, 1010]).window(), undefined, "a 2 ms stream keeps CPUs awake by itself");
+});
+
+test("anticipate must be a boolean", async () => {
+  await assert.rejects(Reader.create(uniqueName("a"), { anticipate: "yes" as unknown as boolean }), InvalidArgumentError);
+});
+
+/** Writes `count` frames 20 ms apart from timers of this process; resolves when all are written. */
+async function paced(writer: Writer, count: number, periodMs = 20): Promise<void> {
+  const t0 = performance.now();
+  for (let seq = 1; seq <= count; seq++) {
+    const wait = t0 + seq * periodMs - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    await writer.write(pattern(seq, 100 + seq));
+  }
+}
+
+test("a paced stream: every frame arrives intact, and frames written by this process's timers are caught in their window", async () => {
+  const name = uniqueName("a");
+  const reader = await Reader.create(name, { payloadSize: 1 << 16, metadataSize: 0, anticipate: true, timeout: 5000 });
+  const writer = await Writer.connect(name, { timeout: 2000 });
+  const frames = 30;
+  const writing = paced(writer, frames);
+  for (let seq = 1; seq <= frames; seq++) {
+    const f = reader.tryRead() ?? (await reader.read());
+    assert.equal(f.sequence, seq);
+    assert.equal(f.data.length, 100 + seq);
+    assert.deepEqual(new Uint8Array(f.data), pattern(seq, 100 + seq), `frame ${seq} content`);
+    f.release();
+  }
+  await writing;
+  const a = reader.anticipation;
+  assert.ok(a !== undefined);
+  assert.ok(a.periodMs > 10 && a.periodMs < 40, `period learnt: ${a.periodMs} ms`);
+  assert.ok(a.caught >= 1, `frames caught in their window: ${a.caught} (missed ${a.missed}); none means polling held the timers back`);
+  const plain = await Reader.create(uniqueName("b"), { payloadSize: 4096 });
+  assert.equal(plain.anticipation, undefined, "undefined without anticipate");
+  await plain.close();
+  await writer.close();
+  await reader.close();
+  assert.deepEqual(leftovers(name), []);
+});
+
+test("a read polling in its window ends with AbortError on abort and ClosedError on close", async () => {
+  const name = uniqueName("a");
+  const reader = await Reader.create(name, { payloadSize: 1 << 16, metadataSize: 0, anticipate: true, timeout: 5000 });
+  const writer = await Writer.connect(name, { timeout: 2000 });
+  const writing = paced(writer, 6);
+  for (let i = 0; i < 6; i++) (reader.tryRead() ?? (await reader.read())).release();
+  await writing;
+  // Learnt: the next frame is due about 20 ms after the last. None comes; abort inside the window.
+  assert.ok((reader.anticipation?.periodMs ?? 0) > 0);
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(new Error("stop")), 20);
+  await assert.rejects(reader.read({ signal: ac.signal }), AbortError);
+  const pending = reader.read();
+  setTimeout(() => void reader.close(), 19);
+  await assert.rejects(pending, ClosedError);
+  await writer.close();
+  assert.deepEqual(leftovers(name), []);
+});
