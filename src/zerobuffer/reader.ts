@@ -11,6 +11,7 @@ import { checkName } from "./names.js";
 import { align64, FRAME_HEADER_V1, Header, OIEB_V1_SIZE, Q, readMetadata, readU64, snapshot, type HeaderSnapshot } from "./oieb.js";
 import { createOwned, destroyOwned, type Owned } from "./owner.js";
 import { Anticipator } from "./anticipate.js";
+import { HintListener } from "./hint.js";
 import { alive, checkSpin, linkSignals, Lock, semWait, SLICE_MS, spinTry, waitEndError } from "./waits.js";
 
 /** Options of {@link Reader.create}. */
@@ -88,6 +89,8 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
   private closing: Promise<void> | undefined;
   private waiting: Promise<boolean> | undefined;
   private readonly anticipator: Anticipator | undefined;
+  /** The wake hint a Plexus writer signals (docs/zerobuffer.md, "Wake hint"). */
+  private readonly hint: HintListener | undefined;
   private readonly credit = (total: number, isFrame: boolean): void => {
     this.header.add(Q.payloadFree, total);
     if (isFrame) this.semR.post(); // false on EOVERFLOW: ignored (§12)
@@ -102,6 +105,7 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
   ) {
     this.name = name;
     this.anticipator = anticipate ? new Anticipator() : undefined;
+    this.hint = HintListener.open(name, () => this.header.load(Q.writerPid));
     this.buffer = owned.buffer;
     this.header = owned.header;
     this.metadataSize = this.header.load(Q.metadataSize);
@@ -224,7 +228,15 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
           if (now < window[0]) slice = Math.min(slice, window[0] - now); // wake up as the window opens
           else (this.anticipator as Anticipator).miss();
         }
-        this.waiting = semWait(this.semW, slice, signal);
+        if (this.hint?.active && window === undefined) {
+          // A Plexus writer signals our eventfd after each post: wait on it in the event loop
+          // (one wake-up instead of the waiter thread's two); the loop then takes the count.
+          // Not before an anticipation window: the event loop's timers are only ms-precise,
+          // the semaphore's timed wait opens the window on time.
+          this.waiting = this.hint.sleep(slice, signal).then(() => false);
+        } else {
+          this.waiting = semWait(this.semW, slice, signal);
+        }
         const got = await this.waiting;
         this.waiting = undefined;
         if (got) {
@@ -301,6 +313,7 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
     this.lock.failAll(new ClosedError(`Reader "${this.name}" is closed`));
     const pending = this.waiting;
     if (pending !== undefined) await pending.catch(() => false);
+    this.hint?.close();
     destroyOwned(this.name, this.owned, ["w", "r"]);
   }
 

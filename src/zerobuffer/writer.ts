@@ -8,6 +8,7 @@ import { checkOptions, checkTimeout, Deadline, type BlockingOptions } from "../u
 import { connectWriter, type Connected } from "./connect.js";
 import { BufferFullError, InvalidFrameSizeError, ReaderDeadError } from "./errors.js";
 import { checkName } from "./names.js";
+import { HintSender } from "./hint.js";
 import { FRAME_HEADER_V1, Header, OIEB_V1_SIZE, Q, writeMetadata, writeU64 } from "./oieb.js";
 import { alive, linkSignals, Lock, semWait, SLICE_MS, waitEndError } from "./waits.js";
 
@@ -112,6 +113,7 @@ export class Writer implements AsyncDisposable {
     name: string,
     connected: Connected,
     private readonly writeTimeout: number,
+    private readonly hint: HintSender | undefined,
   ) {
     this.name = name;
     this.buffer = connected.buffer;
@@ -140,7 +142,7 @@ export class Writer implements AsyncDisposable {
     const timeout = checkTimeout(options.timeout, 5000);
     const writeTimeout = checkTimeout(options.writeTimeout, 5000);
     const connected = await connectWriter({ name, major: 1, sems: ["w", "r"], role: "Writer" }, timeout, options.signal);
-    return new Writer(name, connected, writeTimeout);
+    return new Writer(name, connected, writeTimeout, HintSender.connect(name));
   }
 
   /** True once {@link close} was called. */
@@ -278,6 +280,7 @@ export class Writer implements AsyncDisposable {
     const pending = this.waiting;
     if (pending !== undefined) await pending.catch(() => false);
     this.header.cas(Q.writerPid, process.pid, 0);
+    this.hint?.close();
     this.semW.close();
     this.semR.close();
   }
@@ -397,6 +400,7 @@ export class Writer implements AsyncDisposable {
     this.header.sub(Q.payloadFree, total);
     this.header.add(Q.writtenCount, 1);
     this.semW.post();
+    this.hint?.signal(); // a Plexus reader wakes on this instead of through its semaphore thread
     return sequence;
   }
 }
