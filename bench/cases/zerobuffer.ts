@@ -38,7 +38,7 @@ registerRow({
     `Frames of ${fmt(ZB_FRAME_BYTES)} B (16-byte timestamp header + 1080p YUV420) are filled in the ring by this process (frameBuffer + one native ` +
     `copy of the YUV data, as a producer capturing in place), stamped and committed, relayed by a child process and read back; ` +
     `latency = receive time - the timestamp in the frame (taken at commit, after the fill), p50/p90/p99 per repetition. ` +
-    `Paced: one frame every 1/FPS s (timers; frames may overlap); unpaced: the next frame leaves when the previous one is back. ` +
+    `Paced: frame i leaves at t0 + i/FPS, never earlier (a timer to ~1.5 ms before, then event-loop turns; frames may overlap when the round trip exceeds the period); unpaced: the next frame leaves when the previous one is back. ` +
     `Before measuring, ${PREFAULT_FRAMES} unpaced warm-up frames turn the rings over twice. ` +
     `Shared memory: two-buffer styles ${fmt(TWO_BUFFERS)} B (two 256 MiB v1 buffers), in-place ${fmt(ONE_BUFFER)} B (one 256 MiB protocol 2 buffer). ` +
     `The reference reports ~905 µs (C#) and ~1126 µs (Python) p50 on its own machine.`,
@@ -212,8 +212,11 @@ async function measure(ctx: CaseContext, link: ZbLink, fps: number): Promise<Lat
   const back: Promise<void>[] = [];
   for (let i = 0; i < count; i++) {
     if (ctx.signal.aborted) throw asError(ctx.signal.reason);
-    const wait = t0 + i * interval - now();
-    if (wait >= 1) await sleep(wait);
+    // Never early: a timer (ms-grained, often late by up to a ms) to about 1.5 ms before the
+    // frame is due, then turns of the event loop (I/O keeps flowing) until it is.
+    const due = t0 + i * interval;
+    if (due - now() > 1.5) await sleep(due - now() - 1.5);
+    while (now() < due) await new Promise((resolve) => setImmediate(resolve));
     const f = await link.frame(i);
     back.push(f.back.then((us) => void (rtt[i] = us)));
   }
