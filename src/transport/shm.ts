@@ -15,6 +15,7 @@ import { native, PollEvent, type Watcher } from "../native.js";
 import { AbortError, InvalidArgumentError, PeerDeadError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
 import { checkTimeout, throwIfAborted } from "../util/blocking.js";
 import { RingReceiver, RingSender } from "./ring-endpoints.js";
+import { receiveMessage } from "../util/unix.js";
 import type { Receiver, ReceiverOptions, RingSenderOptions } from "./transport.js";
 
 /** Where a receiver finds an `shm` sender: plain strings, valid anywhere on the host. */
@@ -141,16 +142,8 @@ export class ShmSender extends RingSender {
 
   private onPeer(peer: Peer, events: number): void {
     const n = native();
-    let msg;
-    try {
-      msg = n.recvFds(peer.fd, 64);
-    } catch {
-      msg = { data: new Uint8Array(0), fds: [] };
-    }
-    if (msg === null) {
-      if (events & PollEvent.Disconnect) this.dropPeer(peer);
-      return;
-    }
+    const msg = receiveMessage(peer.fd, 64, events);
+    if (msg === null) return;
     if (msg.data.length === 0 || peer.slot >= 0) {
       // EOF (the receiver left or died), or bytes after the handshake: both end the peer.
       for (const fd of msg.fds) n.close(fd);

@@ -18,7 +18,8 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { native, PollEvent, type Watcher } from "../native.js";
+import { native, type Watcher } from "../native.js";
+import { receiveMessage } from "../util/unix.js";
 import { EventfdBell } from "../ring/bell.js";
 
 /** "PXH1". */
@@ -112,16 +113,8 @@ export class HintListener {
 
   private onPeer(peer: Peer, events: number): void {
     const n = native();
-    let msg;
-    try {
-      msg = n.recvFds(peer.fd, 8);
-    } catch {
-      msg = { data: new Uint8Array(0), fds: [] };
-    }
-    if (msg === null) {
-      if (events & PollEvent.Disconnect) this.drop(peer);
-      return;
-    }
+    const msg = receiveMessage(peer.fd, 8, events);
+    if (msg === null) return;
     for (const fd of msg.fds) n.close(fd);
     if (msg.data.length === 0 || peer.live) return this.drop(peer); // EOF, or bytes after the answer
     let pid = 0;
@@ -188,16 +181,8 @@ export class HintSender {
 
   private onEvent(events: number): void {
     const n = native();
-    let msg;
-    try {
-      msg = n.recvFds(this.fd, 8);
-    } catch {
-      msg = { data: new Uint8Array(0), fds: [] };
-    }
-    if (msg === null) {
-      if (events & PollEvent.Disconnect) this.close();
-      return;
-    }
+    const msg = receiveMessage(this.fd, 8, events);
+    if (msg === null) return;
     const ok = msg.data.length === 4 && msg.fds.length === 1 && this.eventfd < 0 && new DataView(msg.data.buffer, msg.data.byteOffset, 4).getUint32(0, true) === HINT_MAGIC;
     if (!ok) {
       for (const fd of msg.fds) n.close(fd);
