@@ -59,6 +59,15 @@ test("anticipator: an irregular interval restarts the learning; fast streams and
   assert.equal(fed([1000, 1002, 1004, 1006, 1008, 1010]).window(), undefined, "a 2 ms stream keeps CPUs awake by itself");
 });
 
+test("anticipator: a fresh period is confirmed closely — a pause is not taken for the period", () => {
+  // The first interval after a start is a 52.5 ms pause; the stream runs at 33.3 ms, which is
+  // within 40% of the pause: only a close confirmation keeps the pause from becoming the period.
+  const a = fed([1000, 1052.5, 1085.8, 1119.1, 1152.4]);
+  assert.ok(Math.abs(a.periodMs - 33.3) < 0.5, `period ${a.periodMs}`);
+  const w = a.window();
+  assert.ok(w !== undefined && w[0] < 1185.7 && w[1] > 1185.7, "the window surrounds the next frame");
+});
+
 test("anticipate must be a boolean", async () => {
   await assert.rejects(Reader.create(uniqueName("a"), { anticipate: "yes" as unknown as boolean }), InvalidArgumentError);
 });

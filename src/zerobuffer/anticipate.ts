@@ -23,6 +23,8 @@ const MAX_DUTY = 0.25;
 const SETTLE = 2;
 /** An interval off the period by more than this share restarts the learning. */
 const TOLERANCE = 0.4;
+/** The same, while the period is not settled yet. */
+const CONFIRM = 0.1;
 
 /**
  * Learns a stream's period and phase from its arrival times, like a phase-locked loop: each
@@ -48,7 +50,10 @@ export class Anticipator {
   arrived(now: number): void {
     if (this.last > 0) {
       const dt = now - this.last;
-      if (this.period === 0 || Math.abs(dt - this.period) > this.period * TOLERANCE) {
+      // A period just learnt (from one interval) must be confirmed closely before it is trusted:
+      // after a pause, the first interval is the pause, and the real period is within 40% of it.
+      const tolerance = this.regular < SETTLE ? CONFIRM : TOLERANCE;
+      if (this.period === 0 || Math.abs(dt - this.period) > this.period * tolerance) {
         this.period = dt;
         this.next = now + dt;
         this.jitter = 0;
