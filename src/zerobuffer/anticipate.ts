@@ -11,7 +11,7 @@
  */
 
 /** Intervals shorter than this (ms) are not anticipated: the window would be too short for the jitter of a typical sender, and the CPUs do not idle deeply between such frames. */
-const MIN_PERIOD_MS = 5;
+const MIN_PERIOD_MS = 3;
 /** Polling starts this long (ms) before the earliest expected arrival: covers the timer's own wake-up. */
 const LEAD_MS = 0.5;
 /** Half-window bounds (ms): at least this, then 3x the observed jitter, at most {@link MAX_HALF_MS}. */

@@ -34,7 +34,7 @@ export interface ReaderOptions {
    * (default false). Hides the wake-up of an idle CPU (100 µs or more per wake on a VM, twice per
    * round trip). Costs at most 15% of a core; polls in slices of 50 µs with a turn of the event
    * loop between them, so timers and I/O keep running. Off for irregular streams and those
-   * faster than 200 frames/s: those sleep as usual.
+   * faster than ~330 frames/s: those sleep as usual.
    */
   anticipate?: boolean;
 }
