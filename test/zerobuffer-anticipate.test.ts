@@ -68,6 +68,18 @@ test("anticipator: a fresh period is confirmed closely — a pause is not taken 
   assert.ok(w !== undefined && w[0] < 1185.7 && w[1] > 1185.7, "the window surrounds the next frame");
 });
 
+test("anticipator: a frame outside its window (the stream's phase moved) places the next window at the new phase", () => {
+  const a = fed([1000, 1033.3, 1066.6, 1099.9]);
+  assert.ok(a.window() !== undefined);
+  a.miss(); // polled through the window of 1133.2 in vain: the frame comes 11.8 ms late
+  a.arrived(1145);
+  const w = a.window();
+  assert.ok(w !== undefined && w[0] < 1178.3 && w[1] > 1178.3, `the next window ${w?.join("..")} surrounds 1178.3`);
+  a.arrived(1178.3);
+  const w2 = a.window();
+  assert.ok(w2 !== undefined && w2[0] < 1211.6 && w2[1] > 1211.6, "and the one after");
+});
+
 test("anticipate must be a boolean", async () => {
   await assert.rejects(Reader.create(uniqueName("a"), { anticipate: "yes" as unknown as boolean }), InvalidArgumentError);
 });

@@ -28,8 +28,9 @@ const CONFIRM = 0.1;
 
 /**
  * Learns a stream's period and phase from its arrival times, like a phase-locked loop: each
- * arrival corrects the expected time of the next one by a share of its error, so one late
- * frame (a sender's timer firing late) does not move the next window by all of its delay.
+ * arrival inside its window corrects the expected time of the next one by a share of its error,
+ * so one late frame (a sender's timer firing late) does not move the next window by all of its
+ * delay; an arrival outside its window (a phase jump) moves the phase at once.
  */
 export class Anticipator {
   private last = 0;
@@ -60,10 +61,19 @@ export class Anticipator {
         this.regular = 0;
       } else {
         const err = now - this.next; // > 0: later than expected
-        this.jitter += (Math.abs(err) - this.jitter) / 8;
-        this.period += err / 16;
-        this.next += this.period + err / 4;
-        if (this.next < now + this.period / 2) this.next = now + this.period; // never behind
+        const w = this.window();
+        if (this.spent || (w !== undefined && now < w[0])) {
+          // After its window, or before it opened: the stream kept its period but moved its
+          // phase (a pause, a restarted sender). Take the new phase at once rather than a quarter
+          // of it per frame (which misses several windows in a row), and widen the windows a bit.
+          this.jitter += (Math.min(Math.abs(err), MAX_HALF_MS) - this.jitter) / 8;
+          this.next = now + this.period;
+        } else {
+          this.jitter += (Math.abs(err) - this.jitter) / 8;
+          this.period += err / 16;
+          this.next += this.period + err / 4;
+          if (this.next < now + this.period / 2) this.next = now + this.period; // never behind
+        }
         this.regular++;
       }
     }
