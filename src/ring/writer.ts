@@ -174,10 +174,9 @@ export class RingWriter {
 
   /** Lends `size` bytes in the ring if there is room now, else null. */
   tryLoan(size: number): Loan | null {
-    const off = this.reserve(size);
-    if (off < 0) return null;
-    this.loanOpen = true;
-    const bytes = new Uint8Array(this.ring.buffer, this.ring.base + off + 16, size);
+    const at = this.tryReserve(size);
+    if (at < 0) return null;
+    const bytes = new Uint8Array(this.ring.buffer, at, size);
     let open = true;
     return {
       bytes,
@@ -187,14 +186,12 @@ export class RingWriter {
           throw new InvalidArgumentError(`commit length must be an integer in 0..${size}, got ${length}`);
         }
         open = false;
-        this.loanOpen = false;
-        if (this.closedFlag) throw new ClosedError("ring writer closed during the loan");
-        this.publish(length);
+        this.commitReserved(length);
       },
       abort: () => {
         if (!open) return;
         open = false;
-        this.loanOpen = false;
+        this.abortReserved();
       },
     };
   }

@@ -8,8 +8,7 @@
 import type { Socket } from "node:net";
 import { ClosedError, PeerDeadError } from "../errors.js";
 import type { ShmSender } from "../transport/shm.js";
-import { RingReceiver } from "../transport/ring-endpoints.js";
-import type { Receiver } from "../transport/transport.js";
+import type { RingReceiver } from "../transport/ring-endpoints.js";
 import { RPC_HEADER, writeHeader, type Body, type RpcType } from "./wire.js";
 
 /** What holds a received message's memory: `release()` gives it back (idempotent). */
@@ -169,7 +168,7 @@ function fill(target: Uint8Array, at: number, type: RpcType, id: number, aux: nu
   if (written !== undefined) written(target.subarray(at + RPC_HEADER, at + RPC_HEADER + b.size));
 }
 
-/** Microtask turns the shm pump yields after delivering messages, before it polls again. */
+/** Most microtask turns the shm pump yields after delivering messages, before it polls again. */
 const YIELD_TURNS = 8;
 
 /** A channel over two shared-memory rings and a Unix socket that reports the peer's death. */
@@ -186,7 +185,7 @@ export class ShmChannel extends Channel {
    */
   constructor(
     private readonly tx: ShmSender,
-    private readonly rx: Receiver,
+    private readonly rx: RingReceiver,
     private readonly control: Socket,
   ) {
     super();
@@ -224,7 +223,6 @@ export class ShmChannel extends Channel {
 
   private async pump(): Promise<void> {
     const rx = this.rx;
-    const ring = rx instanceof RingReceiver ? rx : undefined;
     try {
       for (;;) {
         if (this.paused) {
@@ -233,9 +231,9 @@ export class ShmChannel extends Channel {
         }
         // Ready, or arriving while the ring polls (adaptive spin): delivered in this same turn,
         // no promise in between. Otherwise sleep until the peer rings.
-        let f = ring !== undefined ? ring.trySpinReceive() : rx.tryReceive();
+        let f = rx.trySpinReceive();
         if (f === null) {
-          f = await (ring !== undefined ? ring.sleepReceive() : rx.receive());
+          f = await rx.sleepReceive();
           if (f === null) break;
         }
         this.sent = false;

@@ -205,8 +205,9 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         return Promise.reject(err);
       }
     }
-    const deadline = performance.now() + timeout;
-    if (this.pending.size + this.reserved < this.max && this.waiters.length === 0) return this.start(value, mode, deadline, opts.signal, deadline - timeout);
+    const now = performance.now();
+    const deadline = now + timeout;
+    if (this.pending.size + this.reserved < this.max && this.waiters.length === 0) return this.start(value, mode, deadline, opts.signal, now);
     return this.waitSlot(deadline, timeout, opts.signal).then(() => {
       this.reserved--;
       return this.start(value, mode, deadline, opts.signal);

@@ -16,7 +16,7 @@ import { AbortError, InvalidArgumentError, PeerDeadError, ProtocolError, SystemE
 import { checkTimeout, throwIfAborted } from "../util/blocking.js";
 import { RingReceiver, RingSender } from "./ring-endpoints.js";
 import { receiveMessage } from "../util/unix.js";
-import type { Receiver, ReceiverOptions, RingSenderOptions } from "./transport.js";
+import type { ReceiverOptions, RingSenderOptions } from "./transport.js";
 
 /** Where a receiver finds an `shm` sender: plain strings, valid anywhere on the host. */
 export interface ShmAddress {
@@ -220,7 +220,7 @@ export interface ShmConnectOptions extends ReceiverOptions {
  * Attaches a receiver to an `shm` sender (in this or another process of the host). Rejects
  * with `PeerDeadError` if the sender is gone, `TimeoutError` if it does not answer.
  */
-export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = {}): Promise<Receiver> {
+export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = {}): Promise<RingReceiver> {
   if (address?.kind !== "shm" || typeof address.name !== "string" || typeof address.socket !== "string") {
     throw new InvalidArgumentError("not an shm address (use ShmSender.address)");
   }

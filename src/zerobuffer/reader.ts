@@ -32,7 +32,7 @@ export interface ReaderOptions {
    * For paced streams (a camera, a fixed-rate pipeline): learn the period frames arrive at and
    * poll for the next one from just before it is due, instead of sleeping through its arrival
    * (default false). Hides the wake-up of an idle CPU (100 µs or more per wake on a VM, twice per
-   * round trip). Costs at most 15% of a core; polls in slices of 50 µs with a turn of the event
+   * round trip). Costs at most a quarter of a core; polls in slices of 50 µs with a turn of the event
    * loop between them, so timers and I/O keep running. Off for irregular streams and those
    * faster than ~330 frames/s: those sleep as usual.
    */
@@ -211,22 +211,23 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
         const left = deadline.remaining();
         if (left <= 0 || signal.aborted) throw waitEndError(this.closed, opts.signal, `Reader "${this.name}" read`);
         let slice = Math.min(left, SLICE_MS);
-        const window = this.anticipator?.window();
-        if (window !== undefined) {
+        const anticipator = this.anticipator;
+        const window = anticipator?.window();
+        if (anticipator !== undefined && window !== undefined) {
           const now = performance.now();
           if (now >= window[0] && now < window[1]) {
             // The next frame of a paced stream is due: poll for it instead of sleeping through it,
             // in short slices with a turn of the event loop between them (timers and I/O run:
             // the frame may well be sent by this very process).
             if (await this.pollWindow(window[1], deadline, signal)) {
-              (this.anticipator as Anticipator).caught++;
+              anticipator.caught++;
               return this.take();
             }
-            (this.anticipator as Anticipator).miss();
+            anticipator.miss();
             continue;
           }
           if (now < window[0]) slice = Math.min(slice, window[0] - now); // wake up as the window opens
-          else (this.anticipator as Anticipator).miss();
+          else anticipator.miss();
         }
         if (this.hint?.active && window === undefined) {
           // A Plexus writer signals our eventfd after each post: wait on it in the event loop
