@@ -482,28 +482,32 @@ test("a request aborted just as it gets its in-flight slot rejects AbortError an
 test("wire: bodies are read in place at an offset (views) or copied out (owned), and bad ones are ProtocolErrors", () => {
   for (const value of [new Uint8Array([1, 2, 3]), Buffer.from("buf"), { a: [1, "x"], f: Float32Array.of(0.5) }, null]) {
     const frame = encode(value);
-    const message = new Uint8Array(RPC_HEADER + frame.byteLength);
-    message.set(frame, RPC_HEADER);
-    const view = decodeAt(message, RPC_HEADER);
-    const owned = decodeOwned(message, RPC_HEADER);
+    // The message sits between other bytes, as in a ring or a socket chunk: read at [at, end).
+    const memory = new Uint8Array(8 + RPC_HEADER + frame.byteLength + 5).fill(0xee);
+    const at = 8 + RPC_HEADER;
+    const end = at + frame.byteLength;
+    memory.set(frame, at);
+    const view = decodeAt(memory, at, end);
+    const owned = decodeOwned(memory, at, end);
     assert.deepStrictEqual(view, value);
     assert.deepStrictEqual(owned, value);
     if (value instanceof Uint8Array) {
       assert.equal(Buffer.isBuffer(view), Buffer.isBuffer(value));
       assert.equal(Buffer.isBuffer(owned), Buffer.isBuffer(value));
-      assert.equal((view as Uint8Array).buffer, message.buffer, "decodeAt gives a view of the message");
-      assert.notEqual((owned as Uint8Array).buffer, message.buffer, "decodeOwned gives a copy");
-      message[message.length - 1] ^= 0xff;
-      assert.equal((view as Uint8Array).at(-1), message.at(-1));
-      assert.notEqual((owned as Uint8Array).at(-1), message.at(-1));
+      assert.equal((view as Uint8Array).buffer, memory.buffer, "decodeAt gives a view of the message");
+      assert.notEqual((owned as Uint8Array).buffer, memory.buffer, "decodeOwned gives a copy");
+      memory[end - 1] ^= 0xff;
+      assert.equal((view as Uint8Array).at(-1), memory[end - 1]);
+      assert.notEqual((owned as Uint8Array).at(-1), memory[end - 1]);
     }
   }
   // A raw frame whose length field disagrees with its size, a bad magic, a truncated header.
   const bad = encode(new Uint8Array(8));
   const message = new Uint8Array(RPC_HEADER + bad.byteLength + 4);
   message.set(bad, RPC_HEADER);
-  assert.throws(() => decodeAt(message, RPC_HEADER), { code: "ERR_PLEXUS_PROTOCOL" });
-  assert.throws(() => decodeOwned(message, RPC_HEADER), { code: "ERR_PLEXUS_PROTOCOL" });
-  assert.throws(() => decodeAt(new Uint8Array(RPC_HEADER + 20), RPC_HEADER), { code: "ERR_PLEXUS_PROTOCOL" });
-  assert.throws(() => decodeOwned(new Uint8Array(RPC_HEADER + 3), RPC_HEADER), { code: "ERR_PLEXUS_PROTOCOL" });
+  assert.throws(() => decodeAt(message, RPC_HEADER, message.length), { code: "ERR_PLEXUS_PROTOCOL" });
+  assert.throws(() => decodeOwned(message, RPC_HEADER, message.length), { code: "ERR_PLEXUS_PROTOCOL" });
+  assert.throws(() => decodeAt(message, RPC_HEADER, message.length - 5), { code: "ERR_PLEXUS_PROTOCOL" }, "cut short");
+  assert.throws(() => decodeAt(new Uint8Array(RPC_HEADER + 20), RPC_HEADER, RPC_HEADER + 20), { code: "ERR_PLEXUS_PROTOCOL" });
+  assert.throws(() => decodeOwned(new Uint8Array(RPC_HEADER + 3), RPC_HEADER, RPC_HEADER + 3), { code: "ERR_PLEXUS_PROTOCOL" });
 });

@@ -64,6 +64,8 @@ class Plan implements FramePlan {
     readonly flags: number,
     /** The body: MessagePack, or the raw bytes. */
     readonly body: Uint8Array,
+    /** Bytes of {@link body} (known when planned: a typed array's length is not free to read). */
+    readonly bodyLength: number,
     /** Offset of the body in the frame. */
     readonly bodyOffset: number,
     /** The out-of-band buffers. */
@@ -88,13 +90,20 @@ class Plan implements FramePlan {
 export function encodedSize(value: unknown): FramePlan {
   if (value instanceof Uint8Array) {
     const proto: unknown = Object.getPrototypeOf(value);
-    if (proto === Uint8Array.prototype || proto === Buffer.prototype) {
-      const size = HEADER_BYTES + value.byteLength;
-      if (size > MAX_FRAME) throw new FrameTooLargeError(`a raw message of ${value.byteLength} bytes does not fit in a frame (4 GiB)`);
-      const flags = proto === Buffer.prototype ? FLAG_RAW_BUFFER : 0;
-      return new Plan(FrameKind.Raw, size, flags, value, HEADER_BYTES, NONE, NONE, NONE);
-    }
+    if (proto === Uint8Array.prototype || proto === Buffer.prototype) return rawPlan(value, proto === Buffer.prototype ? FLAG_RAW_BUFFER : 0);
   }
+  return valuePlan(value);
+}
+
+/** The plan of a bare `Uint8Array` or `Buffer` (kept small: it is the hot path). */
+function rawPlan(value: Uint8Array, flags: number): Plan {
+  const n = value.length; // = byteLength for bytes, and cheaper to read
+  if (n > MAX_FRAME - HEADER_BYTES) throw new FrameTooLargeError(`a raw message of ${n} bytes does not fit in a frame (4 GiB)`);
+  return new Plan(FrameKind.Raw, HEADER_BYTES + n, flags, value, n, HEADER_BYTES, NONE, NONE, NONE);
+}
+
+/** The plan of any other value: MessagePack body and out-of-band buffers. */
+function valuePlan(value: unknown): Plan {
   const { value: packable, buffers } = extract(value);
   let body: Uint8Array;
   try {
@@ -113,7 +122,7 @@ export function encodedSize(value: unknown): FramePlan {
     end = at + b.bytes.byteLength;
   }
   if (end > MAX_FRAME) throw new FrameTooLargeError(`the frame would take ${end} bytes, more than 4 GiB`);
-  return new Plan(FrameKind.Value, end, 0, body, bodyOffset, buffers, offsets, lengths);
+  return new Plan(FrameKind.Value, end, 0, body, body.length, bodyOffset, buffers, offsets, lengths);
 }
 
 /**
@@ -124,17 +133,18 @@ export function encodedSize(value: unknown): FramePlan {
 export function encodeInto(plan: FramePlan, target: Uint8Array, at = 0): number {
   const p = checkPlan(plan);
   if (!(target instanceof Uint8Array)) throw new InvalidArgumentError("encodeInto: target must be a Uint8Array");
-  if (!(at >= 0 && target.byteLength - at >= p.byteLength)) {
-    throw new InvalidArgumentError(`encodeInto: target of ${target.byteLength} bytes has no room for the frame (${p.byteLength}) at ${at}`);
+  if (!(at >= 0 && target.length - at >= p.byteLength)) {
+    throw new InvalidArgumentError(`encodeInto: target of ${target.length} bytes has no room for the frame (${p.byteLength}) at ${at}`);
   }
   writeHead(p, target, at);
-  copy(target, at + p.bodyOffset, p.body);
-  let end = p.bodyOffset + p.body.byteLength;
+  copy(target, at + p.bodyOffset, p.body, p.bodyLength);
+  if (p.buffers.length === 0) return p.byteLength;
+  let end = p.bodyOffset + p.bodyLength;
   for (let i = 0; i < p.buffers.length; i++) {
     const offset = p.offsets[i];
     const bytes = sameLength(p, i);
     if (offset > end) target.fill(0, at + end, at + offset);
-    copy(target, at + offset, bytes);
+    copy(target, at + offset, bytes, bytes.byteLength);
     end = offset + bytes.byteLength;
   }
   return p.byteLength;
@@ -147,10 +157,10 @@ export function encodeInto(plan: FramePlan, target: Uint8Array, at = 0): number 
  */
 export function encodeChunks(plan: FramePlan): Uint8Array[] {
   const p = checkPlan(plan);
-  const headEnd = p.bodyOffset + (p.kind === FrameKind.Raw ? 0 : p.body.byteLength);
+  const headEnd = p.bodyOffset + (p.kind === FrameKind.Raw ? 0 : p.bodyLength);
   const head = new Uint8Array(headEnd);
   writeHead(p, head);
-  if (p.kind === FrameKind.Raw) return p.body.byteLength > 0 ? [head, p.body] : [head];
+  if (p.kind === FrameKind.Raw) return p.bodyLength > 0 ? [head, p.body] : [head];
   head.set(p.body, p.bodyOffset);
   const chunks: Uint8Array[] = [head];
   let end = headEnd;
@@ -201,7 +211,7 @@ function writeHead(p: Plan, t: Uint8Array, at = 0): void {
   t[at + H_KIND] = p.kind;
   t[at + H_FLAGS] = p.flags & 0xff;
   t[at + H_FLAGS + 1] = p.flags >>> 8;
-  put32(t, at + H_BODY_LENGTH, p.body.byteLength);
+  put32(t, at + H_BODY_LENGTH, p.bodyLength);
   put32(t, at + H_BUFFER_COUNT, p.buffers.length);
   for (let i = 0; i < p.buffers.length; i++) {
     const e = at + HEADER_BYTES + i * ENTRY_BYTES;
@@ -233,9 +243,8 @@ function loadNativeCopy(): typeof nativeCopy {
   return nativeCopy;
 }
 
-/** Copies `src` to `target[at ..]`. */
-function copy(target: Uint8Array, at: number, src: Uint8Array): void {
-  const n = src.byteLength;
+/** Copies the `n` bytes of `src` to `target[at ..]`. */
+function copy(target: Uint8Array, at: number, src: Uint8Array, n: number): void {
   if (n < SMALL_COPY) {
     for (let i = 0; i < n; i++) target[at + i] = src[i];
     return;

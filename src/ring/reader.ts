@@ -179,11 +179,23 @@ export class RingReader {
     return this.ring.writePos() !== (this.leaky ? Atomics.load(this.ring.words, this.iHead) : this.head);
   }
 
+  /** Payload bytes of the message `tryReadAt` (or `tryRead`) returned last. */
+  length = 0;
+
   /**
    * The next message as a read-only-by-contract view into the ring, or null if none is
    * committed yet. `sequence` and `token` describe it.
    */
   tryRead(): Uint8Array | null {
+    const at = this.tryReadAt();
+    return at < 0 ? null : new Uint8Array(this.ring.buffer, at, this.length);
+  }
+
+  /**
+   * Like {@link tryRead} without making a view: where the next message's payload starts in the
+   * ring's buffer (`ring.bytes`), its size in {@link length}; -1 if none is committed yet.
+   */
+  tryReadAt(): number {
     if (this.left) throw new ClosedError("ring reader has left");
     const ring = this.ring;
     const w = ring.words;
@@ -193,7 +205,7 @@ export class RingReader {
         // Caught up with the last known write position (a leaky reader's head may even have
         // been moved past it by the writer): load it again.
         this.wp = Atomics.load(w, H_WRITE_POS);
-        if (h === this.wp) return null;
+        if (h === this.wp) return -1;
       }
       const start = ring.frameStart(h);
       const len = ring.frameLength(start);
@@ -210,8 +222,9 @@ export class RingReader {
       this.expected = seq + 1;
       this.sequence = seq;
       this.token = start;
+      this.length = len;
       this.hold(start);
-      return new Uint8Array(ring.buffer, ring.base + (start & ring.mask) + 16, len);
+      return ring.base + (start & ring.mask) + 16;
     }
   }
 
@@ -240,26 +253,32 @@ export class RingReader {
    * Never sleeps; blocks the thread for at most the spin budget.
    */
   trySpinRead(): Uint8Array | null {
-    const v = this.tryRead();
-    if (v !== null) return v;
+    const at = this.trySpinReadAt();
+    return at < 0 ? null : new Uint8Array(this.ring.buffer, at, this.length);
+  }
+
+  /** {@link trySpinRead} without making a view: as {@link tryReadAt}. */
+  trySpinReadAt(): number {
+    const v = this.tryReadAt();
+    if (v >= 0) return v;
     let budget = this.spin;
     let adaptive = false;
     if (budget === 0 && this.adaptiveBudget > 0) {
       if (this.backoff > 0) {
         this.backoff--;
-        return null;
+        return -1;
       }
       budget = this.adaptiveBudget;
       adaptive = true;
     }
-    if (budget === 0) return null;
+    if (budget === 0) return -1;
     // Busy-poll the write position; look at the clock only every 256 polls.
     const until = performance.now() + budget / 1000;
     const words = this.ring.words;
     for (let i = 1; ; i++) {
       if (Atomics.load(words, H_WRITE_POS) !== this.head || this.leaky) {
-        const w = this.tryRead();
-        if (w !== null) {
+        const w = this.tryReadAt();
+        if (w >= 0) {
           if (adaptive) this.failures = 0;
           return w;
         }
@@ -273,7 +292,7 @@ export class RingReader {
       this.backoff = 1 << this.failures;
       this.adaptiveBudget = 0;
     }
-    return null;
+    return -1;
   }
 
   /**

@@ -17,8 +17,12 @@ export interface Releasable {
   release(): void;
 }
 
-/** Called with each message (header + body); `frame.release()` gives its memory back. */
-export type MessageHandler = (bytes: Uint8Array, frame: Releasable) => void;
+/**
+ * Called with each message (header + body) as `bytes[at .. end)` — read in place, no view per
+ * message; `frame.release()` gives its memory back. `bytes` is a plain `Uint8Array` (never a
+ * `Buffer`), so values decoded from it look the same whatever the transport.
+ */
+export type MessageHandler = (bytes: Uint8Array, at: number, end: number, frame: Releasable) => void;
 
 interface Outgoing {
   type: RpcType;
@@ -31,7 +35,7 @@ interface Outgoing {
 /** A connection carrying request/response messages. */
 export abstract class Channel {
   /** Each message received, in order. */
-  onMessage: MessageHandler = (_b, frame) => frame.release();
+  onMessage: MessageHandler = (_b, _at, _end, frame) => frame.release();
   /** Called once when the channel ends: `error` says why (undefined after a local `close()`). */
   onEnd: (error: Error | undefined) => void = () => {};
   /** Which transport. */
@@ -215,7 +219,8 @@ export class ShmChannel extends Channel {
   private deliverRest(): void {
     if (this.ended) return;
     try {
-      for (let f = this.rx.tryReceive(); f !== null && !this.ended; f = this.rx.tryReceive()) this.onMessage(f.bytes, f);
+      const bytes = this.rx.ringBytes;
+      for (let f = this.rx.tryReceive(); f !== null && !this.ended; f = this.rx.tryReceive()) this.onMessage(bytes, f.at, f.at + f.length, f);
     } catch {
       // the ring is unusable: nothing more to deliver
     }
@@ -223,6 +228,7 @@ export class ShmChannel extends Channel {
 
   private async pump(): Promise<void> {
     const rx = this.rx;
+    const bytes = rx.ringBytes;
     try {
       for (;;) {
         if (this.paused) {
@@ -238,7 +244,7 @@ export class ShmChannel extends Channel {
         }
         this.sent = false;
         while (f !== null) {
-          this.onMessage(f.bytes, f);
+          this.onMessage(bytes, f.at, f.at + f.length, f);
           if (this.ended) return;
           f = this.paused ? null : rx.tryReceive();
         }
@@ -345,6 +351,9 @@ export class TcpChannel extends Channel {
 
   /** Delivers every whole frame buffered (until paused). */
   private parse(): void {
+    // One plain view per chunk, not per message: frames are read in place at their offsets.
+    let plain: Uint8Array = EMPTY_BYTES;
+    let plainOf: ArrayBufferLike | undefined;
     while (this.buffered >= 4 && !this.ended && !this.paused) {
       let head = this.chunks[0];
       if (head.length < 4) {
@@ -362,13 +371,17 @@ export class TcpChannel extends Channel {
         head = Buffer.concat(this.chunks);
         this.chunks = [head];
       }
-      // A plain Uint8Array view (not a Buffer): values decode the same as from a ring.
-      const message = new Uint8Array(head.buffer, head.byteOffset + 4, length);
+      const ab = head.buffer;
+      if (ab !== plainOf) {
+        plain = new Uint8Array(ab);
+        plainOf = ab;
+      }
+      const at = head.byteOffset + 4;
       const rest = head.subarray(4 + length);
       if (rest.length > 0) this.chunks[0] = rest;
       else this.chunks.shift();
       this.buffered -= 4 + length;
-      this.onMessage(message, NOTHING_HELD);
+      this.onMessage(plain, at, at + length, NOTHING_HELD);
     }
   }
 
@@ -408,6 +421,8 @@ export class TcpChannel extends Channel {
     });
   }
 }
+
+const EMPTY_BYTES = new Uint8Array(0);
 
 /** TCP messages are ordinary memory: nothing to give back. */
 const NOTHING_HELD: Releasable = { release() {} };

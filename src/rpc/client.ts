@@ -15,8 +15,9 @@ import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import type { Channel, Releasable } from "./channel.js";
 import { openShm, openTcp, type OpenOptions } from "./handshake.js";
+import { PendingTable } from "./pending.js";
 import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, spinOption, transportOption, type Server } from "./server.js";
-import { decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, readHeader, RPC_HEADER, RpcType, valueBody, type Body } from "./wire.js";
+import { checkHeader, decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, RPC_HEADER, RpcType, valueBody, type Body } from "./wire.js";
 
 /** Options of `node.client()`. */
 export interface ClientOptions {
@@ -74,6 +75,8 @@ interface Link {
 }
 
 interface Pending {
+  /** Request id. */
+  readonly id: number;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   link: Link;
@@ -107,12 +110,11 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   private readonly links = new Map<string, Link>();
   /** Links that take requests, for picking. */
   private ready: Link[] = [];
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending: PendingTable<Pending>;
   private readonly waiters: Waiter[] = [];
   private readonly max: number;
   private readonly timeout: number;
   private readonly open: OpenOptions;
-  private nextId = 1;
   private turn = 0;
   /** Slots given to waiters whose request has not started yet. */
   private reserved = 0;
@@ -134,6 +136,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     this.service = service;
     this.id = id;
     this.max = intOption("maxInFlight", opts.maxInFlight, 16, 1, 65536);
+    this.pending = new PendingTable<Pending>(this.max);
     transportOption(opts.transport);
     this.timeout = checkTimeout(opts.timeout, 5000);
     this.open = {
@@ -284,11 +287,10 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       this.next();
       return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is not an in-place service: use request()`));
     }
-    const id = this.nextId;
-    this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
+    const id = this.pending.open();
     return new Promise<unknown>((resolve, reject) => {
-      const p: Pending = { resolve, reject, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: now };
-      this.pending.set(id, p);
+      const p: Pending = { id, resolve, reject, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: now };
+      this.pending.set(p);
       link.inFlight++;
       if (signal !== undefined) {
         p.onAbort = () => this.settle(id, new AbortError("request aborted", { cause: signal.reason }));
@@ -368,75 +370,78 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     this.timerAt = Infinity;
     const now = performance.now();
     let earliest = Infinity;
-    for (const [id, p] of this.pending) {
-      if (p.deadline <= now) this.settle(id, new TimeoutError(`request to ${JSON.stringify(this.service)}: no answer within the timeout`));
+    for (const p of this.pending.entries()) {
+      if (p.deadline <= now) this.settle(p.id, new TimeoutError(`request to ${JSON.stringify(this.service)}: no answer within the timeout`));
       else if (p.deadline < earliest) earliest = p.deadline;
     }
     if (earliest < Infinity) this.arm(earliest);
   }
 
   /** An answer arrived on `link`. */
-  private onMessage(link: Link, bytes: Uint8Array, frame: Releasable): void {
-    let h;
+  private onMessage(link: Link, bytes: Uint8Array, at: number, end: number, frame: Releasable): void {
+    let type;
     try {
-      h = readHeader(bytes);
-      if (h.type === RpcType.Request || h.type === RpcType.Release) throw new ProtocolError(`a server sent message type ${h.type}`);
+      type = checkHeader(bytes, at, end);
+      if (type === RpcType.Request || type === RpcType.Release) throw new ProtocolError(`a server sent message type ${type}`);
     } catch (err) {
       frame.release();
       // A broken server: its requests reject with PeerDeadError (caused by the ProtocolError).
       void link.channel?.fail(err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
       return;
     }
-    const p = this.pending.get(h.id);
+    const id = get32(bytes, at + 8);
+    const p = this.pending.get(id);
     const ch = link.channel as Channel;
     if (p === undefined || p.link !== link) {
       // Timed out or aborted meanwhile: give an in-place answer's memory back at once.
       frame.release();
-      if (h.type === RpcType.InPlace) sendRelease(ch, h.id);
+      if (type === RpcType.InPlace) sendRelease(ch, id);
       return;
     }
+    const raw = (bytes[at + 5] & FLAG_RAW) !== 0;
     try {
-      if (h.type === RpcType.Error) {
-        const e = decode(bytes.subarray(RPC_HEADER)) as { code?: unknown; name?: unknown; message?: unknown } | null;
+      if (type === RpcType.Error) {
+        const e = decode(bytes.subarray(at + RPC_HEADER, end)) as { code?: unknown; name?: unknown; message?: unknown } | null;
         const remote = new RemoteError(
           typeof e?.message === "string" ? e.message : "the remote handler failed",
           typeof e?.code === "string" ? e.code : undefined,
           typeof e?.name === "string" ? e.name : undefined,
         );
         frame.release();
-        this.settle(h.id, remote);
-      } else if (h.type === RpcType.Response) {
+        this.settle(id, remote);
+      } else if (type === RpcType.Response) {
         let value: unknown;
         if (p.mode === Mode.Value) {
-          if (h.flags & FLAG_RAW) throw new ProtocolError("raw answer to an encoded request");
-          value = decodeOwned(bytes, RPC_HEADER);
+          if (raw) throw new ProtocolError("raw answer to an encoded request");
+          value = decodeOwned(bytes, at + RPC_HEADER, end);
         } else {
-          if (!(h.flags & FLAG_RAW)) throw new ProtocolError("encoded answer to an in-place request");
-          const copy = bytes.slice(RPC_HEADER);
+          if (!raw) throw new ProtocolError("encoded answer to an in-place request");
+          const copy = bytes.slice(at + RPC_HEADER, end);
           value = p.mode === Mode.Copy ? copy : inPlaceResponse(copy, noop);
         }
         frame.release();
-        this.settle(h.id, undefined, value);
+        this.settle(id, undefined, value);
       } else {
+        const aux = get32(bytes, at + 12);
+        const length = end - at === RPC_HEADER + 4 ? get32(bytes, at + RPC_HEADER) : -1;
         frame.release();
         const view = p.view;
-        const length = bytes.length === RPC_HEADER + 4 ? get32(bytes, RPC_HEADER) : -1;
-        if (view === undefined || length < 0 || h.aux + length > view.length) {
-          sendRelease(ch, h.id);
+        if (view === undefined || length < 0 || aux + length > view.length) {
+          sendRelease(ch, id);
           throw new ProtocolError("in-place answer outside the request");
         }
-        const out = view.subarray(h.aux, h.aux + length);
+        const out = view.subarray(aux, aux + length);
         if (p.mode === Mode.Copy) {
           const copy = out.slice();
-          sendRelease(ch, h.id);
-          this.settle(h.id, undefined, copy);
+          sendRelease(ch, id);
+          this.settle(id, undefined, copy);
         } else {
-          this.settle(h.id, undefined, inPlaceResponse(out, () => sendRelease(ch, h.id)));
+          this.settle(id, undefined, inPlaceResponse(out, () => sendRelease(ch, id)));
         }
       }
     } catch (err) {
       frame.release();
-      this.settle(h.id, err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
+      this.settle(id, err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
     }
   }
 
@@ -488,7 +493,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     }
     if (channel === undefined) return undefined;
     const link: Link = { server: s, inFlight: 0, channel, local: undefined, draining: false };
-    channel.onMessage = (bytes, frame) => this.onMessage(link, bytes, frame);
+    channel.onMessage = (bytes, at, end, frame) => this.onMessage(link, bytes, at, end, frame);
     channel.onEnd = (error) => this.lost(link, error);
     // The GraphServer unlinks the request ring if this process dies before closing it.
     const segment = channel.segment;
@@ -516,7 +521,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         : error instanceof PeerDeadError
           ? error
           : new PeerDeadError(`server ${link.server.id} of ${JSON.stringify(this.service)} is gone`, { cause: error });
-    for (const [id, p] of this.pending) if (p.link === link) this.settle(id, why);
+    for (const p of this.pending.entries()) if (p.link === link) this.settle(p.id, why);
     const ch = link.channel;
     if (ch !== undefined) void ch.close().then(() => forget(this.graph, ch));
   }
@@ -527,7 +532,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       this.onClose();
       clearTimeout(this.timer);
       for (const w of this.waiters.splice(0)) w.fail(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
-      for (const id of [...this.pending.keys()]) this.settle(id, new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+      for (const p of this.pending.entries()) this.settle(p.id, new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
       const links = [...this.links.values()];
       this.links.clear();
       this.ready = [];

@@ -17,7 +17,7 @@ import { checkTimeout } from "../util/blocking.js";
 import { isLoopback } from "../util/loopback.js";
 import type { Channel, Releasable } from "./channel.js";
 import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
-import { decodeAt, errorBody, FLAG_RAW, lengthBody, rawBody, readHeader, RPC_HEADER, RpcType, valueBody } from "./wire.js";
+import { checkHeader, decodeAt, errorBody, FLAG_RAW, get32, lengthBody, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
 /** Answers one request: return the response (or a promise of it); throw to send the client a `RemoteError`. */
 export type Handler<Req = unknown, Res = unknown> = (request: Req) => Res | Promise<Res>;
@@ -324,8 +324,8 @@ export class Server implements AsyncDisposable {
     if (ch.segment !== undefined) void this.graph.client.request("segment.add", { name: ch.segment }).catch(() => {});
     const conn: Conn = { ch, held, handling: 0 };
     ch.onDrain = () => this.relieve(conn);
-    ch.onMessage = (bytes, frame) => {
-      this.onMessage(conn, bytes, frame);
+    ch.onMessage = (bytes, at, end, frame) => {
+      this.onMessage(conn, bytes, at, end, frame);
       if (ch.congested || conn.handling + ch.backlog >= this.maxConcurrent) ch.pause(); // resumed by relieve()
     };
   }
@@ -335,36 +335,37 @@ export class Server implements AsyncDisposable {
     if (conn.ch.paused && !conn.ch.congested && conn.handling + conn.ch.backlog < this.maxConcurrent) conn.ch.resume();
   }
 
-  private onMessage(conn: Conn, bytes: Uint8Array, frame: Releasable): void {
+  private onMessage(conn: Conn, bytes: Uint8Array, at: number, end: number, frame: Releasable): void {
     const { ch, held } = conn;
-    let h;
+    let type;
     try {
-      h = readHeader(bytes);
-      if (h.type !== RpcType.Request && h.type !== RpcType.Release) throw new ProtocolError(`a client sent message type ${h.type}`);
+      type = checkHeader(bytes, at, end);
+      if (type !== RpcType.Request && type !== RpcType.Release) throw new ProtocolError(`a client sent message type ${type}`);
     } catch {
       // Not a request at all: this client is broken. Drop it; the others are served on.
       frame.release();
       void ch.close();
       return;
     }
-    if (h.type === RpcType.Release) {
+    const id = get32(bytes, at + 8);
+    if (type === RpcType.Release) {
       frame.release();
-      const r = held.get(h.id);
-      held.delete(h.id);
+      const r = held.get(id);
+      held.delete(id);
       r?.release();
       return;
     }
-    const id = h.id;
-    this.counters.bytes += bytes.byteLength;
+    const raw = (bytes[at + 5] & FLAG_RAW) !== 0;
+    this.counters.bytes += end - at;
     let body: Uint8Array | undefined;
     let arg: unknown;
     try {
       if (this.inPlace) {
-        if ((h.flags & FLAG_RAW) === 0) throw new ProtocolError(`${JSON.stringify(this.service)} is an in-place service: requests are raw bytes`);
-        arg = body = bytes.subarray(RPC_HEADER);
+        if (!raw) throw new ProtocolError(`${JSON.stringify(this.service)} is an in-place service: requests are raw bytes`);
+        arg = body = bytes.subarray(at + RPC_HEADER, end);
       } else {
-        if ((h.flags & FLAG_RAW) !== 0) throw new ProtocolError(`${JSON.stringify(this.service)} is not an in-place service: requests are encoded values`);
-        arg = decodeAt(bytes, RPC_HEADER);
+        if (raw) throw new ProtocolError(`${JSON.stringify(this.service)} is not an in-place service: requests are encoded values`);
+        arg = decodeAt(bytes, at + RPC_HEADER, end);
       }
     } catch (err) {
       frame.release();

@@ -56,15 +56,24 @@ export function writeHeader(target: Uint8Array, at: number, type: RpcType, flags
   put32(target, at + 12, aux);
 }
 
-/** Reads and checks the header of `bytes` (throws {@link ProtocolError}). */
-export function readHeader(bytes: Uint8Array): RpcHeader {
-  if (bytes.length < RPC_HEADER) throw new ProtocolError(`request/response message of ${bytes.length} bytes is shorter than its header`);
-  if (get32(bytes, 0) !== RPC_MAGIC) throw new ProtocolError("not a Plexus request/response message (bad magic)");
-  const type = bytes[4] as RpcType;
+/**
+ * Checks the header of the message `bytes[at .. end)` and returns its type (throws
+ * {@link ProtocolError}); the other fields are read with {@link get32} and `bytes[at + 5]`
+ * where needed (no object per message).
+ */
+export function checkHeader(bytes: Uint8Array, at: number, end: number): RpcType {
+  if (end - at < RPC_HEADER) throw new ProtocolError(`request/response message of ${end - at} bytes is shorter than its header`);
+  if (get32(bytes, at) !== RPC_MAGIC) throw new ProtocolError("not a Plexus request/response message (bad magic)");
+  const type = bytes[at + 4] as RpcType;
   if (type < RpcType.Request || type > RpcType.Release) throw new ProtocolError(`unknown request/response message type ${type}`);
-  const flags = bytes[5];
-  if ((flags & ~FLAG_RAW) !== 0 || bytes[6] !== 0 || bytes[7] !== 0) throw new ProtocolError(`unknown flags in a request/response message`);
-  return { type, flags, id: get32(bytes, 8), aux: get32(bytes, 12) };
+  if ((bytes[at + 5] & ~FLAG_RAW) !== 0 || bytes[at + 6] !== 0 || bytes[at + 7] !== 0) throw new ProtocolError(`unknown flags in a request/response message`);
+  return type;
+}
+
+/** Reads and checks the header of the message `bytes[at .. end)` (throws {@link ProtocolError}). */
+export function readHeader(bytes: Uint8Array, at = 0, end = bytes.length): RpcHeader {
+  const type = checkHeader(bytes, at, end);
+  return { type, flags: bytes[at + 5], id: get32(bytes, at + 8), aux: get32(bytes, at + 12) };
 }
 
 /** Little-endian uint32 at `at`. */
@@ -144,10 +153,10 @@ const FLAG_RAW_BUFFER = 1;
 
 /**
  * The flags of the well-formed raw frame (a bare `Uint8Array` or `Buffer`, the usual payload)
- * that fills `bytes[at ..]`, or -1 if it is anything else.
+ * that is `bytes[at .. end)`, or -1 if it is anything else.
  */
-function rawFrame(bytes: Uint8Array, at: number): number {
-  const n = bytes.length - at;
+function rawFrame(bytes: Uint8Array, at: number, end: number): number {
+  const n = end - at;
   if (n < FRAME_HEADER_BYTES || bytes[at + H_KIND] !== FrameKind.Raw || get32(bytes, at) !== FRAME_MAGIC || bytes[at + H_VERSION] !== FRAME_VERSION) return -1;
   const flags = bytes[at + H_FLAGS] | (bytes[at + H_FLAGS + 1] << 8);
   if ((flags & ~FLAG_RAW_BUFFER) !== 0 || get32(bytes, at + H_BUFFER_COUNT) !== 0 || get32(bytes, at + H_BODY_LENGTH) !== n - FRAME_HEADER_BYTES) return -1;
@@ -155,28 +164,30 @@ function rawFrame(bytes: Uint8Array, at: number): number {
 }
 
 /**
- * Decodes the body at `bytes[at ..]` into a value that may be a view of `bytes` (like the
- * codec's `decode`); a raw frame costs one view, not two.
+ * Decodes the body `bytes[at .. end)` into a value that may be a view of `bytes` (like the
+ * codec's `decode`); a raw frame costs one view, nothing more. `bytes` is a plain `Uint8Array`
+ * (a channel's message memory), so views of it are too.
  */
-export function decodeAt(bytes: Uint8Array, at: number): unknown {
-  const flags = rawFrame(bytes, at);
-  if (flags < 0) return decode(bytes.subarray(at));
-  const start = bytes.byteOffset + at + FRAME_HEADER_BYTES;
-  const length = bytes.length - at - FRAME_HEADER_BYTES;
-  return flags & FLAG_RAW_BUFFER ? Buffer.from(bytes.buffer, start, length) : new Uint8Array(bytes.buffer, start, length);
+export function decodeAt(bytes: Uint8Array, at: number, end: number): unknown {
+  const flags = rawFrame(bytes, at, end);
+  if (flags < 0) return decode(bytes.subarray(at, end));
+  const body = bytes.subarray(at + FRAME_HEADER_BYTES, end);
+  return flags & FLAG_RAW_BUFFER ? Buffer.from(body.buffer, body.byteOffset, body.length) : body;
 }
 
 /**
- * Decodes the body at `bytes[at ..]` into a value the caller owns: when the frame has
+ * Decodes the body `bytes[at .. end)` into a value the caller owns: when the frame has
  * out-of-band buffers (or is raw), they are copied out first, so the frame can be released at
- * once.
+ * once. `bytes` is a plain `Uint8Array`.
  */
-export function decodeOwned(bytes: Uint8Array, at = 0): unknown {
-  const flags = rawFrame(bytes, at);
+export function decodeOwned(bytes: Uint8Array, at: number, end: number): unknown {
+  const flags = rawFrame(bytes, at, end);
   // A bare Uint8Array / Buffer: one copy, no pass through the decoder. Buffers: Node's pool
   // takes small ones (no ArrayBuffer per answer).
-  if (flags >= 0) return flags & FLAG_RAW_BUFFER ? Buffer.from(bytes.subarray(at + FRAME_HEADER_BYTES)) : bytes.slice(at + FRAME_HEADER_BYTES);
-  const body = bytes.subarray(at);
-  if (body.length >= FRAME_HEADER_BYTES && body[H_KIND] === FrameKind.Value && get32(body, H_BUFFER_COUNT) === 0) return decode(body);
-  return decode(body.slice());
+  if (flags >= 0) {
+    const start = at + FRAME_HEADER_BYTES;
+    return flags & FLAG_RAW_BUFFER ? Buffer.from(bytes.subarray(start, end)) : bytes.slice(start, end);
+  }
+  if (end - at >= FRAME_HEADER_BYTES && bytes[at + H_KIND] === FrameKind.Value && get32(bytes, at + H_BUFFER_COUNT) === 0) return decode(bytes.subarray(at, end));
+  return decode(bytes.slice(at, end));
 }

@@ -11,15 +11,25 @@ import { ClosedError } from "../errors.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import type { Frame, Loan, Receiver, Sender, TransportKind } from "./transport.js";
 
-/** A frame that is a view into a ring. */
-class RingFrame implements Frame {
+/**
+ * A frame in a ring: its payload is `ring.bytes[at .. at + length)`; the `bytes` view is made
+ * only when asked for (the request/response layer reads frames in place, by offset). @internal
+ */
+export class RingFrame implements Frame {
   private released = false;
   constructor(
-    readonly bytes: Uint8Array,
-    readonly sequence: number,
     private readonly reader: RingReader,
+    /** Where the payload starts in the ring's buffer. */
+    readonly at: number,
+    /** Payload bytes. */
+    readonly length: number,
+    readonly sequence: number,
     private readonly token: number,
+    private view?: Uint8Array,
   ) {}
+  get bytes(): Uint8Array {
+    return (this.view ??= new Uint8Array(this.reader.ring.buffer, this.at, this.length));
+  }
   release(): void {
     if (this.released) return;
     this.released = true;
@@ -28,6 +38,16 @@ class RingFrame implements Frame {
   [Symbol.dispose](): void {
     this.release();
   }
+}
+
+/** The frame `r` read last, found at `at`. */
+function taken(r: RingReader, at: number): RingFrame {
+  return new RingFrame(r, at, r.length, r.sequence, r.token);
+}
+
+/** The frame `r` read last, as the view `bytes` it returned. */
+function takenView(r: RingReader, bytes: Uint8Array): RingFrame {
+  return new RingFrame(r, bytes.byteOffset, bytes.length, r.sequence, r.token, bytes);
 }
 
 /** A {@link Sender} over a {@link RingWriter}. */
@@ -118,11 +138,16 @@ export class RingReceiver implements Receiver {
     private readonly cleanup: () => void | Promise<void>,
   ) {}
 
-  tryReceive(): Frame | null {
+  /** The ring's whole buffer as bytes: a {@link RingFrame}'s payload is at its `at`. @internal */
+  get ringBytes(): Uint8Array {
+    return this.reader.ring.bytes;
+  }
+
+  tryReceive(): RingFrame | null {
     if (this.closing) throw new ClosedError("receiver is closed");
     const r = this.reader;
-    const bytes = r.tryRead();
-    return bytes === null ? null : new RingFrame(bytes, r.sequence, r, r.token);
+    const at = r.tryReadAt();
+    return at < 0 ? null : taken(r, at);
   }
 
   /**
@@ -130,18 +155,18 @@ export class RingReceiver implements Receiver {
    * adaptive or fixed), else null: never sleeps, blocks the thread for at most that budget.
    * No promise on the fast path. @internal
    */
-  trySpinReceive(): Frame | null {
+  trySpinReceive(): RingFrame | null {
     if (this.closing) throw new ClosedError("receiver is closed");
     const r = this.reader;
-    const bytes = r.trySpinRead();
-    return bytes === null ? null : new RingFrame(bytes, r.sequence, r, r.token);
+    const at = r.trySpinReadAt();
+    return at < 0 ? null : taken(r, at);
   }
 
   /** Like {@link receive} without polling first (after {@link trySpinReceive} returned null). @internal */
-  sleepReceive(opts: BlockingOptions = {}): Promise<Frame | null> {
+  sleepReceive(opts: BlockingOptions = {}): Promise<RingFrame | null> {
     if (this.closing) return Promise.reject(new ClosedError("receiver is closed"));
     const r = this.reader;
-    return r.sleepRead(opts).then((b) => (b === null ? null : new RingFrame(b, r.sequence, r, r.token)));
+    return r.sleepRead(opts).then((b) => (b === null ? null : takenView(r, b)));
   }
 
   receive(opts: BlockingOptions = {}): Promise<Frame | null> {
@@ -149,12 +174,12 @@ export class RingReceiver implements Receiver {
     const r = this.reader;
     try {
       checkOptions(opts, "receive");
-      const bytes = r.trySpinRead();
-      if (bytes !== null) return Promise.resolve(new RingFrame(bytes, r.sequence, r, r.token));
+      const at = r.trySpinReadAt();
+      if (at >= 0) return Promise.resolve(taken(r, at));
     } catch (err) {
       return Promise.reject(err);
     }
-    return r.sleepRead(opts).then((b) => (b === null ? null : new RingFrame(b, r.sequence, r, r.token)));
+    return r.sleepRead(opts).then((b) => (b === null ? null : takenView(r, b)));
   }
 
   takeMissed(): number {
