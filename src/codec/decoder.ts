@@ -6,6 +6,7 @@
  * @internal
  * @module
  */
+import { Buffer } from "node:buffer";
 import { InvalidArgumentError, ProtocolError } from "../errors.js";
 import {
   BufferType,

@@ -7,6 +7,7 @@
  * @internal
  * @module
  */
+import { Buffer } from "node:buffer";
 import { EncodeError, FrameTooLargeError, InvalidArgumentError } from "../errors.js";
 import { native } from "../native.js";
 import { extract, type OutOfBand } from "./extract.js";
@@ -89,8 +90,10 @@ class Plan implements FramePlan {
  */
 export function encodedSize(value: unknown): FramePlan {
   if (value instanceof Uint8Array) {
-    const proto: unknown = Object.getPrototypeOf(value);
-    if (proto === Uint8Array.prototype || proto === Buffer.prototype) return rawPlan(value, proto === Buffer.prototype ? FLAG_RAW_BUFFER : 0);
+    // Exactly a Uint8Array or a Buffer (not a subclass): their constructor, read through the
+    // prototype (Object.getPrototypeOf is a runtime call where values of many kinds pass).
+    const kind: unknown = value.constructor;
+    if (kind === Uint8Array || kind === Buffer) return rawPlan(value, kind === Buffer ? FLAG_RAW_BUFFER : 0);
   }
   return valuePlan(value);
 }

@@ -6,6 +6,7 @@
  * @internal
  * @module
  */
+import { Buffer } from "node:buffer";
 import { EncodeError } from "../errors.js";
 import { BufferType, MAX_DEPTH } from "./format.js";
 import { BufferRef, MapEntries, NEGATIVE_ZERO } from "./msgpack.js";

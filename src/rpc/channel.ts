@@ -5,6 +5,8 @@
  * @internal
  * @module
  */
+import { Buffer } from "node:buffer";
+import { nextTick } from "node:process";
 import type { Socket } from "node:net";
 import { ClosedError, PeerDeadError } from "../errors.js";
 import type { ShmSender } from "../transport/shm.js";
@@ -393,7 +395,7 @@ export class TcpChannel extends Channel {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.uncork);
+      nextTick(this.uncork);
     }
     this.socket.write(frame);
     return true;

@@ -5,6 +5,7 @@
  * turn), and correlates answers by request id, in whatever order they come.
  * @module
  */
+import { performance } from "node:perf_hooks"; // the module's, not the global: that one is a getter on every use
 import { decode } from "../codec/index.js";
 import { AbortError, ClosedError, InvalidArgumentError, NoServerError, PeerDeadError, PlexusError, ProtocolError, RemoteError, TimeoutError } from "../errors.js";
 import { self } from "../graph/identity.js";
@@ -288,47 +289,49 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is not an in-place service: use request()`));
     }
     const id = this.pending.open();
-    return new Promise<unknown>((resolve, reject) => {
-      const p: Pending = { id, resolve, reject, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: now };
-      this.pending.set(p);
-      link.inFlight++;
-      if (signal !== undefined) {
-        p.onAbort = () => this.settle(id, new AbortError("request aborted", { cause: signal.reason }));
-        signal.addEventListener("abort", p.onAbort, { once: true });
-      }
-      if (deadline < this.timerAt) this.arm(deadline);
-      if (link.local !== undefined) {
-        if (value instanceof Filler) {
-          const bytes = new Uint8Array(value.size);
-          try {
-            value.fill(bytes);
-          } catch (err) {
-            this.settle(id, err instanceof Error ? err : new Error(String(err)));
-            return;
-          }
-          value = bytes;
+    // The promise's resolvers go straight into the entry (a shared executor: no closure per request).
+    const p: Pending = { id, resolve: noop, reject: noop, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: now };
+    capturing = p;
+    const promise = new Promise<unknown>(captureResolvers);
+    this.pending.set(p);
+    link.inFlight++;
+    if (signal !== undefined) {
+      p.onAbort = () => this.settle(id, new AbortError("request aborted", { cause: signal.reason }));
+      signal.addEventListener("abort", p.onAbort, { once: true });
+    }
+    if (deadline < this.timerAt) this.arm(deadline);
+    if (link.local !== undefined) {
+      if (value instanceof Filler) {
+        const bytes = new Uint8Array(value.size);
+        try {
+          value.fill(bytes);
+        } catch (err) {
+          this.settle(id, err instanceof Error ? err : new Error(String(err)));
+          return promise;
         }
-        link.local.call(value).then(
-          (v) => this.settle(id, undefined, mode === Mode.InPlace ? inPlaceResponse(v as Uint8Array, noop) : mode === Mode.Copy ? (v as Uint8Array).slice() : v),
-          (err: unknown) => this.settle(id, toRemote(err)),
-        );
-        return;
+        value = bytes;
       }
-      try {
-        const ch = link.channel as Channel;
-        if (mode === Mode.Value) {
-          const body = valueBody(value);
-          this.counters.bytes += RPC_HEADER + body.size;
-          ch.send(RpcType.Request, id, 0, body);
-        } else {
-          const body = value instanceof Filler ? value.body((err) => this.settle(id, err)) : rawBody(value as Uint8Array);
-          this.counters.bytes += RPC_HEADER + body.size;
-          ch.send(RpcType.Request, id, 0, body, (view) => void (p.view = view));
-        }
-      } catch (err) {
-        this.settle(id, err as Error);
+      link.local.call(value).then(
+        (v) => this.settle(id, undefined, mode === Mode.InPlace ? inPlaceResponse(v as Uint8Array, noop) : mode === Mode.Copy ? (v as Uint8Array).slice() : v),
+        (err: unknown) => this.settle(id, toRemote(err)),
+      );
+      return promise;
+    }
+    try {
+      const ch = link.channel as Channel;
+      if (mode === Mode.Value) {
+        const body = valueBody(value);
+        this.counters.bytes += RPC_HEADER + body.size;
+        ch.send(RpcType.Request, id, 0, body);
+      } else {
+        const body = value instanceof Filler ? value.body((err) => this.settle(id, err)) : rawBody(value as Uint8Array);
+        this.counters.bytes += RPC_HEADER + body.size;
+        ch.send(RpcType.Request, id, 0, body, (view) => void (p.view = view));
       }
-    });
+    } catch (err) {
+      this.settle(id, err as Error);
+    }
+    return promise;
   }
 
   /** Ends request `id` with `error` or `value`; frees its slot. */
@@ -548,6 +551,17 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
 }
 
 function noop(): void {}
+
+/** The entry whose promise is being made; {@link captureResolvers} fills in its resolvers. */
+let capturing: Pending | undefined;
+
+/** The executor of every request's promise. */
+function captureResolvers(resolve: (v: unknown) => void, reject: (e: Error) => void): void {
+  const p = capturing as Pending;
+  capturing = undefined;
+  p.resolve = resolve;
+  p.reject = reject;
+}
 
 /** A request written in place by the caller's `fill`. */
 class Filler {

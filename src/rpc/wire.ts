@@ -5,6 +5,7 @@
  * @internal
  * @module
  */
+import { Buffer } from "node:buffer";
 import { decode, encodedSize, encodeInto, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION, FrameKind, type FramePlan } from "../codec/index.js";
 import { ProtocolError } from "../errors.js";
 

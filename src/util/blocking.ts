@@ -3,6 +3,7 @@
  * @internal
  * @module
  */
+import { performance } from "node:perf_hooks";
 import { AbortError, InvalidArgumentError, TimeoutError } from "../errors.js";
 
 /** Options every blocking call takes. */
