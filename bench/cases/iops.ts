@@ -29,7 +29,8 @@ registerRow({
     "unacknowledged puts; mix: async over sizes 256 B .. 16 MiB (powers of two, each size 1 MiB per cycle of 8191 messages: 4096 x 256 B ... 1 x 16 MiB, in a fixed shuffled order). " +
     `Plexus: queue client -> queue server, fast mode, slots: ${WINDOW} (the window; the default is 16), each put resolved by the server's ack. ` +
     "raw tcp socket: plain writes, no framing, " +
-    "no acks (the floor). mqtt: QoS 1 publish to an aedes broker (PUBACK), one subscriber in the broker's process. grpc: a bidirectional " +
+    "no acks (the floor). raw tcp socket, whole messages: the same, but the receiver copies each message into a buffer of its own " +
+    "before touching it, as every framed receiver must (fixed sizes only). mqtt: QoS 1 publish to an aedes broker (PUBACK), one subscriber in the broker's process. grpc: a bidirectional " +
     "stream, one 1-byte ack per message. peak RSS = the receiving process's maxRSS.",
 });
 
@@ -57,8 +58,14 @@ async function plexus(scope: CaseScope): Promise<Sender> {
   };
 }
 
-async function raw(scope: CaseScope): Promise<Sender> {
-  const peer = await Peer.start(scope, "net-peer.js", { args: ["tcp", "-", "sink", "1"] });
+/**
+ * The raw socket floor. `messageBytes` 0: the receiver only touches what it reads (no message
+ * boundaries, nothing copied). Otherwise it assembles every message of that size into a buffer
+ * of its own first, as a framed receiver (Plexus, MQTT, gRPC) must before handing it out.
+ */
+async function raw(scope: CaseScope, messageBytes = 0): Promise<Sender> {
+  const args = messageBytes > 0 ? ["tcp", "-", "messages", String(messageBytes)] : ["tcp", "-", "sink", "1"];
+  const peer = await Peer.start(scope, "net-peer.js", { args });
   const socket: Socket = connect({ host: "127.0.0.1", port: Number(peer.info["port"]), noDelay: true });
   scope.defer(() => void socket.destroy());
   socket.on("error", (err) => scope.fail(err));
@@ -183,15 +190,17 @@ const VARIANTS: { method: Method; size: number; label: string; quick: boolean }[
   { method: "mix", size: 0, label: "mix 256 B..16 MiB", quick: false },
 ];
 
-const PEERS: { name: string; open: (scope: CaseScope) => Promise<Sender>; ratioTo?: string[] }[] = [
-  { name: "raw tcp socket", open: raw },
-  { name: "plexus queue", open: plexus, ratioTo: ["raw tcp socket", "mqtt (aedes)", "grpc"] },
+const PEERS: { name: string; open: (scope: CaseScope, size: number) => Promise<Sender>; ratioTo?: string[]; fixedSizeOnly?: boolean }[] = [
+  { name: "raw tcp socket", open: (scope) => raw(scope) },
+  { name: "raw tcp socket, whole messages", open: (scope, size) => raw(scope, size), fixedSizeOnly: true },
+  { name: "plexus queue", open: plexus, ratioTo: ["raw tcp socket", "raw tcp socket, whole messages", "mqtt (aedes)", "grpc"] },
   { name: "mqtt (aedes)", open: mqttSender, ratioTo: ["raw tcp socket"] },
   { name: "grpc", open: grpcSender, ratioTo: ["raw tcp socket"] },
 ];
 
 for (const v of VARIANTS) {
   for (const p of PEERS) {
+    if (p.fixedSizeOnly === true && v.method === "mix") continue; // mixed sizes have no fixed message boundary to cut at
     registerCase({
       row: "iops",
       name: p.name,
@@ -201,7 +210,7 @@ for (const v of VARIANTS) {
       messageBytes: v.method === "mix" ? 2200 : v.size,
       quick: v.quick,
       async run(ctx) {
-        const s = await ctx.keep("sender", p.open);
+        const s = await ctx.keep("sender", (scope) => p.open(scope, v.size));
         return measure(ctx, s, v.method, v.size);
       },
     });

@@ -1,7 +1,9 @@
 /**
  * Peer of the socket cases: a `net` server on a Unix socket path or TCP loopback (port 0) that
- * either echoes every whole message (`echo`) or reads and touches everything (`sink`, answering
- * `waitFor(totalBytes)`). Usage: `net-peer.js <unix|tcp> <path|-> <echo|sink> <message-bytes>`.
+ * either echoes every whole message (`echo`), reads and touches everything (`sink`, answering
+ * `waitFor(totalBytes)`), or does what any message receiver must: copies each `message-bytes`
+ * message into a buffer of its own, then touches it (`messages`, also answering `waitFor`).
+ * Usage: `net-peer.js <unix|tcp> <path|-> <echo|sink|messages> <message-bytes>`.
  * @module
  */
 import { createServer, type AddressInfo, type Socket } from "node:net";
@@ -10,8 +12,8 @@ import { Counter, serve, touch } from "./runtime.js";
 
 const [transport, path, mode, sizeArg] = process.argv.slice(2);
 const size = Number(sizeArg);
-if ((transport !== "unix" && transport !== "tcp") || (mode !== "echo" && mode !== "sink") || !(size > 0)) {
-  throw new Error("usage: net-peer.js <unix|tcp> <path|-> <echo|sink> <message-bytes>");
+if ((transport !== "unix" && transport !== "tcp") || (mode !== "echo" && mode !== "sink" && mode !== "messages") || !(size > 0)) {
+  throw new Error("usage: net-peer.js <unix|tcp> <path|-> <echo|sink|messages> <message-bytes>");
 }
 
 const counter = new Counter();
@@ -42,11 +44,33 @@ function sink(socket: Socket): void {
   });
 }
 
+/** Reads whole `size`-byte messages, each copied into a buffer of its own (as a framed receiver must hand them out), and touches each. */
+function messages(socket: Socket): void {
+  let message: Buffer | undefined;
+  let fill = 0;
+  socket.on("data", (chunk: Buffer) => {
+    for (let at = 0; at < chunk.length; ) {
+      message ??= Buffer.allocUnsafe(size);
+      const take = Math.min(size - fill, chunk.length - at);
+      chunk.copy(message, fill, at, at + take);
+      fill += take;
+      at += take;
+      if (fill === size) {
+        counter.checksum += touch(message);
+        counter.add(size);
+        message = undefined;
+        fill = 0;
+      }
+    }
+  });
+}
+
 const server = createServer({ noDelay: true }, (socket) => {
   sockets.add(socket);
   socket.on("close", () => sockets.delete(socket));
   socket.on("error", () => socket.destroy());
   if (mode === "echo") echo(socket);
+  else if (mode === "messages") messages(socket);
   else sink(socket);
 });
 
