@@ -359,6 +359,16 @@ test("raw fast path: a whole Uint8Array (or Buffer) skips MessagePack and decode
   same(new Uint8Array(bytes.buffer, 10, 20));
 });
 
+test("a raw message whose buffer was detached after planning is refused, not written with stale bytes", () => {
+  const bytes = new Uint8Array(4096).fill(7);
+  const plan = encodedSize(bytes);
+  structuredClone(bytes.buffer, { transfer: [bytes.buffer] }); // detaches: bytes.length is 0 now
+  const target = new Uint8Array(plan.byteLength).fill(0xee);
+  assert.throws(() => encodeInto(plan, target), EncodeError);
+  assert.ok(target.every((b) => b === 0xee), "nothing written");
+  assert.throws(() => encodeChunks(plan), EncodeError);
+});
+
 test("strings with lone surrogates are sent as valid UTF-8 (U+FFFD), like TextEncoder", () => {
   assert.equal(roundTrip("a\ud800b"), "a\ufffdb");
   assert.deepStrictEqual(roundTrip({ ["k\udc00"]: "\ud83d" }), { ["k\ufffd"]: "\ufffd" });

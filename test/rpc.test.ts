@@ -4,6 +4,7 @@
  * in-flight bound, timeouts, aborts, handler errors, in-place answers, no server.
  */
 import { test } from "node:test";
+import { promiseHooks } from "node:v8";
 import assert from "node:assert/strict";
 import {
   AbortError,
@@ -478,6 +479,29 @@ test("a request aborted just as it gets its in-flight slot rejects AbortError an
   assert.deepEqual(seen, [1, 3]);
   assert.equal(server.served, 2);
 });
+
+for (const transport of ["inproc", "shm"] as const) {
+  test(`${transport}: a request made by a promise hook while another request's promise is being made: both answered`, async () => {
+    const service = fresh("hooked");
+    await using _server = await node.server<string, string>(service, (s) => s, { transport });
+    await using client = await node.client<string, string>(service, { transport });
+    await until(() => client.servers.length === 1);
+    let armed = false;
+    let inner: Promise<string> | undefined;
+    const stop = promiseHooks.onInit(() => {
+      if (!armed) return;
+      armed = false;
+      inner = client.request("inner");
+    });
+    armed = true;
+    const outer = client.request("outer");
+    stop();
+    assert.ok(inner !== undefined, "the hook made its request");
+    assert.equal(await outer, "outer");
+    assert.equal(await inner, "inner");
+    assert.equal(client.inFlight, 0);
+  });
+}
 
 test("wire: bodies are read in place at an offset (views) or copied out (owned), and bad ones are ProtocolErrors", () => {
   for (const value of [new Uint8Array([1, 2, 3]), Buffer.from("buf"), { a: [1, "x"], f: Float32Array.of(0.5) }, null]) {

@@ -206,7 +206,8 @@ for (const v of VARIANTS) {
       name: p.name,
       variant: v.label,
       kind: "throughput",
-      ratioTo: p.ratioTo,
+      // Only to floors measured for this variant.
+      ratioTo: p.ratioTo?.filter((to) => v.method !== "mix" || !PEERS.some((q) => q.name === to && q.fixedSizeOnly === true)),
       messageBytes: v.method === "mix" ? 2200 : v.size,
       quick: v.quick,
       async run(ctx) {

@@ -90,10 +90,8 @@ class Plan implements FramePlan {
  */
 export function encodedSize(value: unknown): FramePlan {
   if (value instanceof Uint8Array) {
-    // Exactly a Uint8Array or a Buffer (not a subclass): their constructor, read through the
-    // prototype (Object.getPrototypeOf is a runtime call where values of many kinds pass).
-    const kind: unknown = value.constructor;
-    if (kind === Uint8Array || kind === Buffer) return rawPlan(value, kind === Buffer ? FLAG_RAW_BUFFER : 0);
+    const proto: unknown = Object.getPrototypeOf(value);
+    if (proto === Uint8Array.prototype || proto === Buffer.prototype) return rawPlan(value, proto === Buffer.prototype ? FLAG_RAW_BUFFER : 0);
   }
   return valuePlan(value);
 }
@@ -139,6 +137,7 @@ export function encodeInto(plan: FramePlan, target: Uint8Array, at = 0): number 
   if (!(at >= 0 && target.length - at >= p.byteLength)) {
     throw new InvalidArgumentError(`encodeInto: target of ${target.length} bytes has no room for the frame (${p.byteLength}) at ${at}`);
   }
+  sameBody(p);
   writeHead(p, target, at);
   copy(target, at + p.bodyOffset, p.body, p.bodyLength);
   if (p.buffers.length === 0) return p.byteLength;
@@ -160,6 +159,7 @@ export function encodeInto(plan: FramePlan, target: Uint8Array, at = 0): number 
  */
 export function encodeChunks(plan: FramePlan): Uint8Array[] {
   const p = checkPlan(plan);
+  sameBody(p);
   const headEnd = p.bodyOffset + (p.kind === FrameKind.Raw ? 0 : p.bodyLength);
   const head = new Uint8Array(headEnd);
   writeHead(p, head);
@@ -196,6 +196,12 @@ export function encode(value: unknown): Uint8Array {
 function checkPlan(plan: FramePlan): Plan {
   if (!(plan instanceof Plan)) throw new InvalidArgumentError("not a frame plan (use encodedSize())");
   return plan;
+}
+
+/** Refuses a body whose length changed since the plan was made (a detached buffer: 0). */
+function sameBody(p: Plan): void {
+  const n = p.body.length;
+  if (n !== p.bodyLength) throw new EncodeError(`the message changed length (${p.bodyLength} -> ${n} bytes) after the frame was planned`);
 }
 
 /** Buffer `i` of `p`, refusing one whose length changed since the plan was made. */

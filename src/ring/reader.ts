@@ -35,7 +35,9 @@ import { checkOptions, checkTimeout, Deadline, throwIfAborted, type BlockingOpti
 /** Longest adaptive poll before sleeping (µs). */
 const ADAPTIVE_MAX_US = 50;
 /** About how long 256 polls of the write position take (ms): counted as spent before the first clock read. */
-const POLL_256_MS = 0.001;
+const POLL_256_MS = 0.002;
+/** Spin budgets (µs) from which the first clock read waits for the first 256 polls. */
+const DEFER_CLOCK_US = 20;
 /** A sleeping reader re-checks at least this often (ms), whatever wakes it. */
 const RECHECK_MS = 250;
 
@@ -275,10 +277,11 @@ export class RingReader {
       adaptive = true;
     }
     if (budget === 0) return -1;
-    // Busy-poll the write position; look at the clock only every 256 polls, the first time
-    // after 256 (a clock read costs as much as a few dozen polls, and a peer answering at once
-    // is there before that).
-    let until = Infinity;
+    // Busy-poll the write position; look at the clock only every 256 polls. For budgets of
+    // DEFER_CLOCK_US and more the first clock read comes after the first 256 polls (a clock read
+    // costs as much as a few dozen polls, and a peer answering at once is there before that);
+    // shorter budgets, and leaky readers (whose polls cost more), read it up front.
+    let until = budget >= DEFER_CLOCK_US && !this.leaky ? Infinity : performance.now() + budget / 1000;
     const words = this.ring.words;
     for (let i = 1; ; i++) {
       if (Atomics.load(words, H_WRITE_POS) !== this.head || this.leaky) {
@@ -291,7 +294,7 @@ export class RingReader {
       if ((i & 255) === 0) {
         const t = performance.now();
         if (until === Infinity) until = t + budget / 1000 - POLL_256_MS;
-        else if (t >= until) break;
+        if (t >= until) break;
       }
     }
     if (adaptive) {

@@ -288,11 +288,12 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       this.next();
       return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is not an in-place service: use request()`));
     }
-    const id = this.pending.open();
-    // The promise's resolvers go straight into the entry (a shared executor: no closure per request).
-    const p: Pending = { id, resolve: noop, reject: noop, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: now };
-    capturing = p;
+    // One shared executor (no closure per request): it only stores the resolvers, read right
+    // after the constructor — nothing can run in between (a promise hook that makes a request
+    // runs before the executor, and leaves nothing behind that this reads).
     const promise = new Promise<unknown>(captureResolvers);
+    const p: Pending = { id: this.pending.open(), resolve: capturedResolve, reject: capturedReject, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: now };
+    const id = p.id;
     this.pending.set(p);
     link.inFlight++;
     if (signal !== undefined) {
@@ -552,15 +553,14 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
 
 function noop(): void {}
 
-/** The entry whose promise is being made; {@link captureResolvers} fills in its resolvers. */
-let capturing: Pending | undefined;
+/** The resolvers of the promise made last by {@link captureResolvers}. */
+let capturedResolve: (v: unknown) => void = noop;
+let capturedReject: (e: Error) => void = noop;
 
 /** The executor of every request's promise. */
 function captureResolvers(resolve: (v: unknown) => void, reject: (e: Error) => void): void {
-  const p = capturing as Pending;
-  capturing = undefined;
-  p.resolve = resolve;
-  p.reject = reject;
+  capturedResolve = resolve;
+  capturedReject = reject;
 }
 
 /** A request written in place by the caller's `fill`. */

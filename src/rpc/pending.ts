@@ -2,7 +2,9 @@
  * The requests a client has in flight, by request id: a fixed table of slots instead of a map
  * (a map's set/get/delete cost more than the rest of a 1-in-flight request's bookkeeping).
  * An id names a slot (its low bits) and that slot's use (the high bits), so the answer to a
- * request that timed out never matches the next request in the same slot.
+ * request that timed out never matches the next request in the same slot. Freed slots are taken
+ * again in turn (first freed, first taken): every slot is used as often as the others, so ids
+ * repeat only after about 2^32 requests, as a plain counter's would.
  * @internal
  * @module
  */
@@ -18,8 +20,10 @@ export class PendingTable<T extends HasId> {
   private readonly slots: (T | undefined)[];
   /** How often each slot was used (the high bits of its ids). */
   private readonly uses: number[];
-  /** Free slots, the most recently freed on top (its memory is warm). */
-  private readonly free: number[] = [];
+  /** Free slots in the order they were freed: a ring of `size` entries from `head`. */
+  private readonly free: Int32Array;
+  private head = 0;
+  private freeCount: number;
   private readonly mask: number;
   /** Uses of a slot before its ids repeat. */
   private readonly cycle: number;
@@ -33,7 +37,9 @@ export class PendingTable<T extends HasId> {
     this.cycle = 2 ** 32 / size;
     this.slots = new Array<T | undefined>(size).fill(undefined);
     this.uses = new Array<number>(size).fill(0);
-    for (let s = size - 1; s >= 0; s--) this.free.push(s);
+    this.free = new Int32Array(size);
+    for (let s = 0; s < size; s++) this.free[s] = s;
+    this.freeCount = size;
   }
 
   /** Entries held. */
@@ -43,8 +49,10 @@ export class PendingTable<T extends HasId> {
 
   /** A fresh id (never 0) for an entry to {@link set} at once; throws if the table is full. */
   open(): number {
-    const slot = this.free.pop();
-    if (slot === undefined) throw new RangeError("pending table is full");
+    if (this.freeCount === 0) throw new RangeError("pending table is full");
+    const slot = this.free[this.head];
+    this.head = (this.head + 1) & this.mask;
+    this.freeCount--;
     let use = this.uses[slot] + 1;
     if (use === this.cycle) use = 1; // wrapped: id 0 stays unused
     this.uses[slot] = use;
@@ -69,7 +77,8 @@ export class PendingTable<T extends HasId> {
     const e = this.slots[slot];
     if (e === undefined || e.id !== id) return; // gone, or an older id of a slot in use again
     this.slots[slot] = undefined;
-    this.free.push(slot);
+    this.free[(this.head + this.freeCount) & this.mask] = slot;
+    this.freeCount++;
     this.count--;
   }
 
