@@ -11,6 +11,7 @@
         "native/liveness.cc",
         "native/copy.cc",
         "native/semaphore.cc",
+        "native/tcp.cc",
         "native/fds.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -63,6 +63,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLiveness(env, exports);
   InitCopy(env, exports);
   InitSemaphore(env, exports);
+  InitTcp(env, exports);
   return exports;
 }
 

@@ -135,6 +135,17 @@ export interface NativeAddon {
   /** `accept4(SOCK_NONBLOCK|SOCK_CLOEXEC)`; -1 when nothing is pending (EAGAIN). */
   unixAccept(fd: number): number;
   /**
+   * A non-blocking listening TCP socket on an IP literal (v4 or v6, `SO_REUSEADDR`): its fd
+   * (owned, close with {@link close}) and the port bound. Throws `SystemError` (EADDRINUSE ...).
+   */
+  tcpListen(ip: string, port: number, backlog: number): { fd: number; port: number };
+  /**
+   * The next connection of a {@link tcpListen} socket (`accept4`, non-blocking), or -1 when none
+   * is pending; `SystemError` otherwise (EMFILE: the connection stays in the backlog). The fd is
+   * not owned: hand it to `new net.Socket({ fd })`, which closes it.
+   */
+  tcpAccept(fd: number): number;
+  /**
    * `sendmsg` of `data` (at least 1 byte) with `fds` as `SCM_RIGHTS` (at most 16); returns the
    * bytes sent (short on a full socket). Throws EAGAIN/EPIPE as SystemError.
    */

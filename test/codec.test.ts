@@ -359,6 +359,15 @@ test("raw fast path: a whole Uint8Array (or Buffer) skips MessagePack and decode
   same(new Uint8Array(bytes.buffer, 10, 20));
 });
 
+test("a raw Uint8Array frame read from a Buffer (a socket's) decodes as a plain Uint8Array, not a Buffer", () => {
+  const frame = Buffer.from(encode(new Uint8Array([1, 2, 3])));
+  const value = decode(frame) as Uint8Array;
+  assert.equal(Buffer.isBuffer(value), false);
+  assert.deepStrictEqual(value, new Uint8Array([1, 2, 3]));
+  assert.equal(value.buffer, frame.buffer, "still a view of the frame");
+  assert.ok(Buffer.isBuffer(decode(Buffer.from(encode(Buffer.from([4]))))), "a Buffer stays a Buffer");
+});
+
 test("a raw message whose buffer was detached after planning is refused, not written with stale bytes", () => {
   const bytes = new Uint8Array(4096).fill(7);
   const plan = encodedSize(bytes);

@@ -59,7 +59,8 @@ export function decode(frame: Uint8Array): unknown {
     if (count !== 0) throw new ProtocolError(`raw frame with ${count} buffers`);
     if (bodyLength !== size - HEADER_BYTES) throw new ProtocolError(`raw frame says ${bodyLength} bytes but carries ${size - HEADER_BYTES}`);
     if (flags & FLAG_RAW_BUFFER) return Buffer.from(frame.buffer, frame.byteOffset + HEADER_BYTES, bodyLength);
-    return frame.subarray(HEADER_BYTES);
+    // A plain Uint8Array whatever `frame` is (a Buffer's subarray would be a Buffer).
+    return new Uint8Array(frame.buffer, frame.byteOffset + HEADER_BYTES, bodyLength);
   }
   if (kind !== FrameKind.Value) throw new ProtocolError(`unknown frame kind ${kind}`);
   if (flags !== 0) throw new ProtocolError(`value frame with unknown flags 0x${flags.toString(16)}`);

@@ -212,10 +212,15 @@ export class QueueClient extends Endpoint {
       } else {
         const { host, port } = this.cfg.url;
         const opts = { host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: this.cfg.peerTimeout };
-        const socket: Socket = this.tlsOpts ? tlsConnect({ ...this.tlsOpts, ...opts }) : netConnect(opts);
-        socket.setNoDelay(true);
-        socket.on("error", (err: NodeJS.ErrnoException) => (socketError ??= err));
-        link = new SocketLink(socket, this.cfg.maxMessage);
+        const open = (socket: Socket): Socket => {
+          socket.setNoDelay(true);
+          socket.on("error", (err: NodeJS.ErrnoException) => (socketError ??= err));
+          return socket;
+        };
+        // Plain TCP reads with `onread`: large payloads straight into their buffers.
+        link = this.tlsOpts
+          ? new SocketLink(open(tlsConnect({ ...this.tlsOpts, ...opts })), this.cfg.maxMessage)
+          : new SocketLink((onread) => open(netConnect({ ...opts, onread })), this.cfg.maxMessage);
       }
       let done = false;
       const finish = (err?: PlexusError): void => {

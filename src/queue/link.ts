@@ -5,7 +5,9 @@
  * @internal
  * @module
  */
-import type { Socket } from "node:net";
+import { Buffer } from "node:buffer";
+import type { OnReadOpts, Socket } from "node:net";
+import { performance } from "node:perf_hooks";
 import { FrameParser } from "./parser.js";
 import type { Header } from "./wire.js";
 
@@ -56,30 +58,51 @@ export class SocketLink implements Link {
     if (!this.socket.destroyed) this.socket.uncork();
   };
 
+  /** The connection. */
+  readonly socket: Socket;
+
   /**
-   * @param socket - a connected socket (TCP_NODELAY set)
+   * @param socket - a connected socket (TCP_NODELAY set), or a function that makes the socket
+   *   with the `onread` options it is given (plain TCP: `net.connect`, or `new net.Socket({ fd })`
+   *   for an accepted connection): the link then chooses where each read goes, and a large
+   *   message's payload is read straight into its own buffer (no copy from 64 KiB reads)
    * @param maxMessage - largest DATA payload this end accepts
    */
-  constructor(
-    readonly socket: Socket,
-    maxMessage: number,
-  ) {
+  constructor(socket: Socket | ((onread: OnReadOpts) => Socket), maxMessage: number) {
     this.parser = new FrameParser(maxMessage, (h, p) => {
       if (!this.closed) this.events?.frame(h, p);
     });
-    socket.on("data", (chunk: Buffer) => {
-      this.lastRx = performance.now();
-      if (this.closed) return;
-      try {
-        this.parser.push(chunk);
-      } catch (err) {
-        this.fail(err instanceof Error ? err : new Error(String(err)));
-      }
-    });
+    if (typeof socket === "function") {
+      socket = socket({ buffer: () => this.parser.readTarget(), callback: (n, target) => this.onRead(n, target) });
+    } else {
+      socket.on("data", (chunk: Buffer) => this.onChunk(chunk));
+    }
+    this.socket = socket;
     socket.on("error", (err) => {
       this.failure ??= err;
     });
     socket.on("close", () => this.finish());
+  }
+
+  /** `n` bytes were read into `target`, which the parser chose ({@link FrameParser.readTarget}). */
+  private onRead(n: number, target: Uint8Array): boolean {
+    this.take(() => this.parser.read(n, target));
+    return true;
+  }
+
+  /** A chunk of Node's own reads arrived. */
+  private onChunk(chunk: Buffer): void {
+    this.take(() => this.parser.push(chunk));
+  }
+
+  private take(parse: () => void): void {
+    this.lastRx = performance.now();
+    if (this.closed) return;
+    try {
+      parse();
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   bind(events: LinkEvents): void {

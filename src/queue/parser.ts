@@ -16,6 +16,9 @@ import { checkHeader, HEADER_BYTES, readHeader, type Header } from "./wire.js";
  */
 const ZERO_COPY_MIN = 16 << 10;
 
+/** Bytes of a read buffer when the parser chooses where reads go ({@link FrameParser.readTarget}). */
+const READ_BYTES = 64 << 10;
+
 /** Called with each complete frame; `payload` is owned by the callee (a copy, or a view of a read buffer nobody else uses). */
 export type FrameHandler = (h: Header, payload: Buffer) => void;
 
@@ -28,6 +31,10 @@ export class FrameParser {
   private fill = 0;
   private static readonly EMPTY = Buffer.alloc(0);
   private readonly slab = new Slab();
+  /** The read buffer {@link readTarget} hands out between payloads; replaced once a frame is a view of it. */
+  private staging: Buffer | undefined;
+  /** Set when {@link push} handed out a view of its chunk. */
+  private viewed = false;
 
   /**
    * @param maxMessage - largest DATA payload accepted
@@ -52,6 +59,7 @@ export class FrameParser {
             // The whole frame is in this read: hand out a view of it, no copy.
             this.check(h);
             at = end;
+            this.viewed = true;
             this.onFrame(h, chunk.subarray(end - h.length, end));
             continue;
           }
@@ -74,6 +82,31 @@ export class FrameParser {
       at += take;
       if (this.fill === payload.length) this.emit();
     }
+  }
+
+  /**
+   * Where the next socket read should go (a socket reading with `onread`): the rest of a large
+   * payload being assembled — the kernel writes it in place, no copy — or else a read buffer.
+   * Pass what it returned, with the bytes read into it, to {@link read}.
+   */
+  readTarget(): Buffer {
+    const p = this.payload;
+    // Straight into the payload only while a whole read buffer's worth of it is missing: a
+    // shorter rest would cost a read of its own for a few bytes.
+    if (this.current !== undefined && p !== undefined && p.length - this.fill >= READ_BYTES) return p.subarray(this.fill);
+    return (this.staging ??= Buffer.allocUnsafe(READ_BYTES));
+  }
+
+  /** `n` bytes were read into `target` (from {@link readTarget}); throws as {@link push}. */
+  read(n: number, target: Uint8Array): void {
+    if (target === this.staging) {
+      this.viewed = false;
+      this.push(this.staging.subarray(0, n));
+      if (this.viewed) this.staging = undefined; // a frame is a view of it: the next read gets a fresh one
+      return;
+    }
+    this.fill += n;
+    if (this.fill === (this.payload as Buffer).length) this.emit();
   }
 
   /** True when the stream stopped between frames. */

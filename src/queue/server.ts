@@ -5,11 +5,13 @@
  * @module
  */
 import { randomBytes } from "node:crypto";
-import type { AddressInfo, Server, Socket } from "node:net";
+import { Socket, type AddressInfo, type OnReadOpts, type Server, type SocketConstructorOpts } from "node:net";
 import { AccessDeniedError, ClosedError, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError } from "../errors.js";
 import type { BlockingOptions } from "../util/blocking.js";
 import { isLoopback } from "../util/loopback.js";
 import { listenTcp } from "../util/net.js";
+import { FdTcpListener } from "../util/tcp-listener.js";
+import { native } from "../native.js";
 import { intOption, msOption } from "../transport/tcp-wire.js";
 import { Endpoint } from "./endpoint.js";
 import type { PeerId } from "./inbox.js";
@@ -46,6 +48,9 @@ export class QueueServer extends Endpoint {
   private readonly live = new Set<Link>();
   private readonly lost = new Map<Session, ReturnType<typeof setTimeout>>();
   private closed: Promise<void> | undefined;
+
+  /** Plain TCP: the listener (connections arrive as fds, read with `onread`). */
+  private fds: FdTcpListener | undefined;
 
   private constructor(
     private readonly server: Server | undefined,
@@ -95,10 +100,21 @@ export class QueueServer extends Endpoint {
     if (cfg.useTls && (cfg.tls === undefined || (cfg.tls.pfx === undefined && (cfg.tls.key === undefined || cfg.tls.cert === undefined)))) {
       throw new InvalidArgumentError("a TLS queue server needs tls.key and tls.cert (or tls.pfx)");
     }
+    if (!cfg.useTls) {
+      // Plain TCP: accepted by the addon, so that each connection reads with `onread` (large
+      // payloads straight into their buffers). Connections before the server exists: none can
+      // be delivered (the listener reports them on a later turn of the event loop).
+      const made: { server?: QueueServer } = {};
+      const fds = await FdTcpListener.listen(host, port, (fd) => (made.server ? made.server.acceptFd(fd) : native().close(fd)));
+      const server = new QueueServer(undefined, undefined, identity, cfg, fds.port);
+      server.fds = fds;
+      made.server = server;
+      return server;
+    }
     const server = await listenTcp({
       host,
       port,
-      tls: cfg.useTls ? cfg.tls : undefined,
+      tls: cfg.tls,
       keepAliveMs: cfg.peerTimeout,
       handshakeTimeout: cfg.handshakeTimeout,
       maxConnections: cfg.maxClients + 64,
@@ -157,6 +173,7 @@ export class QueueServer extends Endpoint {
   private async shutdown(): Promise<void> {
     this.closing = true;
     this.server?.close();
+    this.fds?.close();
     const started = performance.now();
     await this.flushPuts(this.cfg.linger, new ClosedError("queue server closed before the put was acknowledged"));
     this.inbox.end(new ClosedError("queue server is closed"));
@@ -221,6 +238,22 @@ export class QueueServer extends Endpoint {
     } catch {
       // a throwing callback must not stop the server
     }
+  }
+
+  /** A plain TCP connection, as its fd. */
+  private acceptFd(fd: number): void {
+    if (this.closing || this.live.size >= this.scfg.maxClients + 64) {
+      native().close(fd); // closing, or more connections than clients allowed (a flood): refused
+      return;
+    }
+    const link = new SocketLink((onread) => {
+      // `onread` is a constructor option since Node 12 (its types list it under connect only).
+      const options: SocketConstructorOpts & { onread: OnReadOpts } = { fd, readable: true, writable: true, onread };
+      return new Socket(options);
+    }, this.cfg.maxMessage);
+    link.socket.setNoDelay(true);
+    link.socket.setKeepAlive(true, this.cfg.peerTimeout);
+    this.acceptLink(link);
   }
 
   private accept(socket: Socket): void {

@@ -1,0 +1,83 @@
+/**
+ * A TCP listener whose connections become `net.Socket`s built from their file descriptor, so
+ * each can read straight into buffers of its owner's choosing (`onread`): Node offers that only
+ * on sockets it creates, not on those a `net.Server` accepts. The queue server uses it for
+ * plain TCP, where a large message is then read by the kernel into its own buffer instead of
+ * being copied there from 64 KiB reads.
+ * @internal
+ * @module
+ */
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import { InvalidArgumentError } from "../errors.js";
+import { native, type Watcher } from "../native.js";
+
+/** How long accepting pauses when the process is out of fds (ms). */
+const ACCEPT_BACKOFF_MS = 100;
+
+/** Listens on `host:port`; `onConnection` gets each accepted connection's fd (its to close). */
+export class FdTcpListener {
+  private closed = false;
+
+  private constructor(
+    /** The port bound. */
+    readonly port: number,
+    private readonly fd: number,
+    private readonly watcher: Watcher,
+  ) {}
+
+  /**
+   * Binds and listens (`host` may be a name: its first address is used). Rejects with
+   * `SystemError` (e.g. `EADDRINUSE`) when the kernel refuses, `InvalidArgumentError` when the
+   * name does not resolve. The listener keeps the process alive until {@link close}.
+   */
+  static async listen(host: string, port: number, onConnection: (fd: number) => void): Promise<FdTcpListener> {
+    let ip = host;
+    if (isIP(host) === 0) {
+      try {
+        ip = (await lookup(host)).address;
+      } catch (err) {
+        throw new InvalidArgumentError(`cannot resolve ${host}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    }
+    const n = native();
+    const bound = n.tcpListen(ip, port, 511);
+    let listener: FdTcpListener | undefined;
+    try {
+      const watcher = new n.Watcher(bound.fd, () => listener?.acceptAll(onConnection));
+      listener = new FdTcpListener(bound.port, bound.fd, watcher);
+      return listener;
+    } catch (err) {
+      n.close(bound.fd);
+      throw err;
+    }
+  }
+
+  private acceptAll(onConnection: (fd: number) => void): void {
+    const n = native();
+    while (!this.closed) {
+      let fd: number;
+      try {
+        fd = n.tcpAccept(this.fd);
+      } catch {
+        // Out of fds (or memory): the connection waits in the backlog. Look again in a while
+        // rather than at once (the listener stays readable: that would spin).
+        this.watcher.stop();
+        setTimeout(() => {
+          if (!this.closed) this.watcher.start();
+        }, ACCEPT_BACKOFF_MS);
+        return;
+      }
+      if (fd < 0) return;
+      onConnection(fd);
+    }
+  }
+
+  /** Stops listening (connections accepted so far live on). Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.watcher.close();
+    native().close(this.fd);
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Queue reads that the receiver places itself (`onread`): the parser chooses where each socket
+ * read goes — the rest of a large payload, in place, or a read buffer — and frames come out
+ * intact whatever sizes the kernel hands over. Plain TCP queue connections read this way, on the
+ * server (connections accepted by the addon) and on the client.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { queue, SystemError } from "../src/index.js";
+import { FrameParser } from "../src/queue/parser.js";
+import { HEADER_BYTES, QFrame, writeHeader, type Header } from "../src/queue/wire.js";
+import { FdTcpListener } from "../src/util/tcp-listener.js";
+
+/** A DATA frame of `length` bytes whose payload bytes are `(seed + i) & 255`. */
+function frame(length: number, seed: number, serial: number): Buffer {
+  const b = Buffer.alloc(HEADER_BYTES + length);
+  writeHeader(b, 0, length, QFrame.Data, 0, serial);
+  for (let i = 0; i < length; i++) b[HEADER_BYTES + i] = (seed + i) & 255;
+  return b;
+}
+
+/** A tiny deterministic random source. */
+function rng(seed: number): () => number {
+  let x = seed;
+  return () => ((x = (x * 1103515245 + 12345) >>> 0) / 2 ** 32);
+}
+
+test("parser: reads placed by readTarget/read deliver every frame intact; large payloads are read in place", () => {
+  const sizes = [0, 5, 100, 16 << 10, 70 << 10, 1 << 20, 33, 3 << 20, 64 << 10, 1];
+  const stream = Buffer.concat(sizes.map((n, i) => frame(n, i * 7, i + 1)));
+  for (const seed of [1, 2, 3]) {
+    const random = rng(seed);
+    const got: { h: Header; p: Buffer }[] = [];
+    const parser = new FrameParser(8 << 20, (h, p) => got.push({ h, p }));
+    const targets = new Set<ArrayBufferLike>();
+    let at = 0;
+    while (at < stream.length) {
+      const target = parser.readTarget();
+      // The kernel fills any amount up to what was offered (often less).
+      const n = Math.max(1, Math.min(target.length, stream.length - at, Math.floor(random() * 200_000)));
+      stream.copy(target, 0, at, at + n);
+      targets.add(target.buffer);
+      parser.read(n, target);
+      at += n;
+    }
+    assert.equal(got.length, sizes.length);
+    got.forEach(({ h, p }, i) => {
+      assert.equal(h.serial, i + 1);
+      assert.equal(p.length, sizes[i]);
+      for (let k = 0; k < p.length; k += 997) assert.equal(p[k], (i * 7 + k) & 255, `frame ${i} byte ${k}`);
+      if (p.length > 0) assert.equal(p[p.length - 1], (i * 7 + p.length - 1) & 255);
+    });
+    // The 1 MiB and 3 MiB payloads were (mostly) written by the reads themselves: their memory
+    // was offered as a read target.
+    for (const big of got.filter((g) => g.p.length >= 1 << 20)) assert.ok(targets.has(big.p.buffer), "read in place");
+    assert.ok(parser.idle);
+  }
+});
+
+test("parser: an oversized header read through readTarget is refused before its payload is allocated", () => {
+  const parser = new FrameParser(1 << 20, () => assert.fail("no frame"));
+  const target = parser.readTarget();
+  const h = Buffer.alloc(HEADER_BYTES);
+  writeHeader(h, 0, 0x7fffffff, QFrame.Data, 0, 1);
+  h.copy(target);
+  assert.throws(() => parser.read(HEADER_BYTES, target), { code: "ERR_PLEXUS_FRAME_TOO_LARGE" });
+  assert.ok(parser.readTarget().length <= 64 << 10, "no 2 GiB buffer was offered");
+});
+
+test("fd listener: accepts connections as fds, refuses a taken port with SystemError, stops on close", async () => {
+  const fds: number[] = [];
+  const listener = await FdTcpListener.listen("localhost", 0, (fd) => fds.push(fd));
+  await assert.rejects(FdTcpListener.listen("127.0.0.1", listener.port, () => {}), (e: unknown) => e instanceof SystemError && e.errnoName === "EADDRINUSE");
+  const s = connect(listener.port, "127.0.0.1");
+  await new Promise((r) => s.once("connect", r));
+  while (fds.length === 0) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(fds[0] > 2);
+  s.destroy();
+  listener.close();
+  listener.close(); // idempotent
+  const refused = connect(listener.port, "127.0.0.1");
+  const err = await new Promise<NodeJS.ErrnoException>((r) => refused.once("error", r));
+  assert.equal(err.code, "ECONNREFUSED");
+  const { native } = await import("../src/native.js");
+  for (const fd of fds) native().close(fd);
+});
+
+test("queue over plain TCP: large and small messages both ways, byte-exact, mixed in one stream", async () => {
+  await using server = await queue.server({ url: "tcp://127.0.0.1:0", maxMessage: 8 << 20 });
+  await using client = await queue.client({ url: server.url, maxMessage: 8 << 20 });
+  const sizes = [3 << 20, 10, 1 << 20, 64 << 10, 70 << 10, 0, 5 << 20, 1];
+  const make = (n: number, seed: number): Uint8Array => {
+    const b = new Uint8Array(n);
+    for (let i = 0; i < n; i++) b[i] = (seed * 31 + i) & 255;
+    return b;
+  };
+  const puts = sizes.map((n, i) => client.put(make(n, i)));
+  for (let i = 0; i < sizes.length; i++) {
+    const m = await server.get({ timeout: 10_000 });
+    assert.deepEqual(m.value, make(sizes[i], i), `client -> server message ${i}`);
+    m.release();
+  }
+  await Promise.all(puts);
+  const back = sizes.map((n, i) => server.put(make(n, i + 100)));
+  for (let i = 0; i < sizes.length; i++) {
+    const m = await client.get({ timeout: 10_000 });
+    assert.deepEqual(m.value, make(sizes[i], i + 100), `server -> client message ${i}`);
+    m.release();
+  }
+  await Promise.all(back);
+});
