@@ -735,3 +735,29 @@ test("errors: without a factory the addon throws plain errors with a code", asyn
   `);
   assert.deepEqual(JSON.parse(stdout), ["ERR_PLEXUS_SYSTEM", "ENOENT", "shm_open", true, "ERR_PLEXUS_INVALID_ARGUMENT"]);
 });
+
+test("tcp: tcpListen binds an IP literal (v4, v6, port 0), tcpAccept hands out connections, bad input is typed", async () => {
+  const { connect } = await import("node:net");
+  const l = n.tcpListen("127.0.0.1", 0, 16);
+  assert.ok(l.fd > 2 && l.port > 0);
+  assert.equal(n.tcpAccept(l.fd), -1, "nothing pending");
+  const c = connect(l.port, "127.0.0.1");
+  await new Promise((r) => c.once("connect", r));
+  let fd = -1;
+  for (let i = 0; i < 200 && fd < 0; i++) {
+    fd = n.tcpAccept(l.fd);
+    if (fd < 0) await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.ok(fd > 2, "the connection's fd");
+  c.destroy();
+  n.close(fd);
+  assert.throws(() => n.tcpListen("127.0.0.1", l.port, 16), (e: unknown) => e instanceof SystemError && e.errnoName === "EADDRINUSE");
+  n.close(l.fd);
+  const six = n.tcpListen("::1", 0, 16);
+  assert.ok(six.port > 0);
+  n.close(six.fd);
+  assert.throws(() => n.tcpListen("localhost", 0, 16), InvalidArgumentError, "names are resolved by the caller");
+  assert.throws(() => n.tcpListen("127.0.0.1", 70000, 16), InvalidArgumentError);
+  assert.throws(() => n.tcpListen("127.0.0.1", 0, 0), InvalidArgumentError);
+  assert.throws(() => n.tcpAccept(-1), InvalidArgumentError);
+});
