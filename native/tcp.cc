@@ -45,9 +45,12 @@ Napi::Value TcpListen(const Napi::CallbackInfo& info) {
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) ThrowErrno(env, "socket", where);
   int one = 1;
+  int zero = 0;
   const char* call = nullptr;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
     call = "setsockopt";
+  } else if (ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) {
+    call = "setsockopt";  // dual stack, as Node's net.Server, whatever net.ipv6.bindv6only says
   } else if (bind(fd, reinterpret_cast<sockaddr*>(&ss), length) != 0) {
     call = "bind";
   } else if (listen(fd, static_cast<int>(backlog)) != 0) {
@@ -76,7 +79,13 @@ Napi::Value TcpAccept(const Napi::CallbackInfo& info) {
   for (;;) {
     int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) return Napi::Number::New(env, fd);
-    if (errno == EINTR || errno == ECONNABORTED) continue;
+    // Interrupted, or a pending network error of that one connection (accept(2) on Linux):
+    // take the next one.
+    if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN || errno == ENOPROTOOPT ||
+        errno == EHOSTDOWN || errno == ENONET || errno == EHOSTUNREACH || errno == EOPNOTSUPP || errno == ENETUNREACH ||
+        errno == EPERM) {
+      continue;
+    }
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
     ThrowErrno(env, "accept4", "fd " + std::to_string(listener));  // EMFILE ...: the caller backs off
   }

@@ -756,6 +756,15 @@ test("tcp: tcpListen binds an IP literal (v4, v6, port 0), tcpAccept hands out c
   const six = n.tcpListen("::1", 0, 16);
   assert.ok(six.port > 0);
   n.close(six.fd);
+  // "::" is dual-stack (as Node's net.Server), whatever the host's bindv6only: IPv4 clients connect.
+  const dual = n.tcpListen("::", 0, 16);
+  const v4 = connect(dual.port, "127.0.0.1");
+  await new Promise((resolve, reject) => {
+    v4.once("connect", resolve);
+    v4.once("error", reject);
+  });
+  v4.destroy();
+  n.close(dual.fd);
   assert.throws(() => n.tcpListen("localhost", 0, 16), InvalidArgumentError, "names are resolved by the caller");
   assert.throws(() => n.tcpListen("127.0.0.1", 70000, 16), InvalidArgumentError);
   assert.throws(() => n.tcpListen("127.0.0.1", 0, 0), InvalidArgumentError);

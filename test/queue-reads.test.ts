@@ -70,11 +70,12 @@ test("parser: an oversized header read through readTarget is refused before its 
 
 test("fd listener: accepts connections as fds, refuses a taken port with SystemError, stops on close", async () => {
   const fds: number[] = [];
-  const listener = await FdTcpListener.listen("localhost", 0, (fd) => fds.push(fd));
+  const listener = await FdTcpListener.listen("127.0.0.1", 0, (fd) => fds.push(fd));
   await assert.rejects(FdTcpListener.listen("127.0.0.1", listener.port, () => {}), (e: unknown) => e instanceof SystemError && e.errnoName === "EADDRINUSE");
   const s = connect(listener.port, "127.0.0.1");
   await new Promise((r) => s.once("connect", r));
-  while (fds.length === 0) await new Promise((r) => setTimeout(r, 5));
+  for (let i = 0; i < 400 && fds.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(fds.length, 1, "the connection was accepted");
   assert.ok(fds[0] > 2);
   s.destroy();
   listener.close();
@@ -84,6 +85,21 @@ test("fd listener: accepts connections as fds, refuses a taken port with SystemE
   assert.equal(err.code, "ECONNREFUSED");
   const { native } = await import("../src/native.js");
   for (const fd of fds) native().close(fd);
+  // A name that does not resolve is a SystemError (as from net.Server); a throwing owner loses
+  // only that connection (closed), the listener serves on.
+  await assert.rejects(FdTcpListener.listen("no-such-host.invalid", 0, () => {}), (e: unknown) => e instanceof SystemError && e.syscall === "getaddrinfo");
+  let calls = 0;
+  const picky = await FdTcpListener.listen("127.0.0.1", 0, () => {
+    calls++;
+    throw new Error("cannot take it");
+  });
+  for (let round = 1; round <= 2; round++) {
+    const c = connect(picky.port, "127.0.0.1");
+    c.on("error", () => {});
+    await new Promise((r) => c.once("close", r)); // the server closed it
+    assert.equal(calls, round);
+  }
+  picky.close();
 });
 
 test("queue over plain TCP: large and small messages both ways, byte-exact, mixed in one stream", async () => {

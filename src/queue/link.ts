@@ -86,20 +86,22 @@ export class SocketLink implements Link {
 
   /** `n` bytes were read into `target`, which the parser chose ({@link FrameParser.readTarget}). */
   private onRead(n: number, target: Uint8Array): boolean {
-    this.take(() => this.parser.read(n, target));
+    this.lastRx = performance.now();
+    if (this.closed) return true;
+    try {
+      this.parser.read(n, target);
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+    }
     return true;
   }
 
   /** A chunk of Node's own reads arrived. */
   private onChunk(chunk: Buffer): void {
-    this.take(() => this.parser.push(chunk));
-  }
-
-  private take(parse: () => void): void {
     this.lastRx = performance.now();
     if (this.closed) return;
     try {
-      parse();
+      this.parser.push(chunk);
     } catch (err) {
       this.fail(err instanceof Error ? err : new Error(String(err)));
     }

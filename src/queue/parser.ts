@@ -101,8 +101,11 @@ export class FrameParser {
   read(n: number, target: Uint8Array): void {
     if (target === this.staging) {
       this.viewed = false;
-      this.push(this.staging.subarray(0, n));
-      if (this.viewed) this.staging = undefined; // a frame is a view of it: the next read gets a fresh one
+      try {
+        this.push(this.staging.subarray(0, n));
+      } finally {
+        if (this.viewed) this.staging = undefined; // a frame is a view of it: the next read gets a fresh one
+      }
       return;
     }
     this.fill += n;

@@ -106,10 +106,15 @@ export class QueueServer extends Endpoint {
       // be delivered (the listener reports them on a later turn of the event loop).
       const made: { server?: QueueServer } = {};
       const fds = await FdTcpListener.listen(host, port, (fd) => (made.server ? made.server.acceptFd(fd) : native().close(fd)));
-      const server = new QueueServer(undefined, undefined, identity, cfg, fds.port);
-      server.fds = fds;
-      made.server = server;
-      return server;
+      try {
+        const server = new QueueServer(undefined, undefined, identity, cfg, fds.port);
+        server.fds = fds;
+        made.server = server;
+        return server;
+      } catch (err) {
+        fds.close();
+        throw err;
+      }
     }
     const server = await listenTcp({
       host,
@@ -246,14 +251,22 @@ export class QueueServer extends Endpoint {
       native().close(fd); // closing, or more connections than clients allowed (a flood): refused
       return;
     }
-    const link = new SocketLink((onread) => {
-      // `onread` is a constructor option since Node 12 (its types list it under connect only).
-      const options: SocketConstructorOpts & { onread: OnReadOpts } = { fd, readable: true, writable: true, onread };
-      return new Socket(options);
-    }, this.cfg.maxMessage);
-    link.socket.setNoDelay(true);
-    link.socket.setKeepAlive(true, this.cfg.peerTimeout);
-    this.acceptLink(link);
+    let socket: Socket | undefined;
+    try {
+      const link = new SocketLink((onread) => {
+        // `onread` is a constructor option since Node 12 (its types list it under connect only).
+        const options: SocketConstructorOpts & { onread: OnReadOpts } = { fd, readable: true, writable: true, onread };
+        return (socket = new Socket(options));
+      }, this.cfg.maxMessage);
+      link.socket.setNoDelay(true);
+      link.socket.setKeepAlive(true, this.cfg.peerTimeout);
+      this.acceptLink(link);
+    } catch (err) {
+      // Not a socket Node can wrap, or out of memory: that connection is lost, the server serves on.
+      if (socket !== undefined) socket.destroy();
+      else native().close(fd);
+      this.report(new PeerDeadError(`could not take a client connection: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+    }
   }
 
   private accept(socket: Socket): void {

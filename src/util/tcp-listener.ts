@@ -9,7 +9,7 @@
  */
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { InvalidArgumentError } from "../errors.js";
+import { SystemError } from "../errors.js";
 import { native, type Watcher } from "../native.js";
 
 /** How long accepting pauses when the process is out of fds (ms). */
@@ -27,9 +27,10 @@ export class FdTcpListener {
   ) {}
 
   /**
-   * Binds and listens (`host` may be a name: its first address is used). Rejects with
-   * `SystemError` (e.g. `EADDRINUSE`) when the kernel refuses, `InvalidArgumentError` when the
-   * name does not resolve. The listener keeps the process alive until {@link close}.
+   * Binds and listens (`host` may be a name: its first address is used; an IPv6 address listens
+   * dual-stack, like Node's). Rejects with `SystemError` when the kernel refuses (`EADDRINUSE`)
+   * or the name does not resolve (`ENOTFOUND`). The listener keeps the process alive until
+   * {@link close}. `onConnection` may throw: the connection is then closed.
    */
   static async listen(host: string, port: number, onConnection: (fd: number) => void): Promise<FdTcpListener> {
     let ip = host;
@@ -37,7 +38,8 @@ export class FdTcpListener {
       try {
         ip = (await lookup(host)).address;
       } catch (err) {
-        throw new InvalidArgumentError(`cannot resolve ${host}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        const e = err as NodeJS.ErrnoException;
+        throw new SystemError("getaddrinfo", typeof e.errno === "number" ? Math.abs(e.errno) : 0, e.code ?? "EAI_FAIL", e.message, host);
       }
     }
     const n = native();
@@ -69,7 +71,11 @@ export class FdTcpListener {
         return;
       }
       if (fd < 0) return;
-      onConnection(fd);
+      try {
+        onConnection(fd);
+      } catch {
+        native().close(fd); // the owner could not take it (it reports why): the peer sees the close
+      }
     }
   }
 
