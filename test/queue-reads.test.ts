@@ -7,7 +7,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "node:net";
-import { queue, SystemError } from "../src/index.js";
+import { fstatSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PeerDeadError, queue, SystemError, type PlexusError } from "../src/index.js";
 import { FrameParser } from "../src/queue/parser.js";
 import { HEADER_BYTES, QFrame, writeHeader, type Header } from "../src/queue/wire.js";
 import { FdTcpListener } from "../src/util/tcp-listener.js";
@@ -125,4 +128,20 @@ test("queue over plain TCP: large and small messages both ways, byte-exact, mixe
     m.release();
   }
   await Promise.all(back);
+});
+
+test("queue server: a connection Node cannot wrap is closed and reported as PeerDeadError; the server serves on", async () => {
+  const errors: PlexusError[] = [];
+  await using server = await queue.server({ url: "tcp://127.0.0.1:0", onPeerError: (e) => errors.push(e) });
+  // A regular file's fd where a socket's should be: `new net.Socket({ fd })` refuses it.
+  const dir = mkdtempSync(join(tmpdir(), "plexus-q-"));
+  const fd = openSync(join(dir, "not-a-socket"), "w");
+  (server as unknown as { acceptFd(fd: number): void }).acceptFd(fd);
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof PeerDeadError, String(errors[0]));
+  assert.throws(() => fstatSync(fd), { code: "EBADF" }, "the fd was closed");
+  rmSync(dir, { recursive: true });
+  await using client = await queue.client({ url: server.url });
+  await client.put("still serving");
+  assert.equal((await server.get({ timeout: 5000 })).value, "still serving");
 });

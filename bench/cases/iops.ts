@@ -190,10 +190,13 @@ const VARIANTS: { method: Method; size: number; label: string; quick: boolean }[
   { method: "mix", size: 0, label: "mix 256 B..16 MiB", quick: false },
 ];
 
+/** The floor that cuts the stream into whole messages (fixed sizes only). */
+const WHOLE = "raw tcp socket, whole messages";
+
 const PEERS: { name: string; open: (scope: CaseScope, size: number) => Promise<Sender>; ratioTo?: string[]; fixedSizeOnly?: boolean }[] = [
   { name: "raw tcp socket", open: (scope) => raw(scope) },
-  { name: "raw tcp socket, whole messages", open: (scope, size) => raw(scope, size), fixedSizeOnly: true },
-  { name: "plexus queue", open: plexus, ratioTo: ["raw tcp socket", "raw tcp socket, whole messages", "mqtt (aedes)", "grpc"] },
+  { name: WHOLE, open: (scope, size) => raw(scope, size), fixedSizeOnly: true },
+  { name: "plexus queue", open: plexus, ratioTo: ["raw tcp socket", WHOLE, "mqtt (aedes)", "grpc"] },
   { name: "mqtt (aedes)", open: mqttSender, ratioTo: ["raw tcp socket"] },
   { name: "grpc", open: grpcSender, ratioTo: ["raw tcp socket"] },
 ];
@@ -206,8 +209,7 @@ for (const v of VARIANTS) {
       name: p.name,
       variant: v.label,
       kind: "throughput",
-      // Only to floors measured for this variant.
-      ratioTo: p.ratioTo?.filter((to) => v.method !== "mix" || !PEERS.some((q) => q.name === to && q.fixedSizeOnly === true)),
+      ratioTo: v.method === "mix" ? p.ratioTo?.filter((to) => to !== WHOLE) : p.ratioTo, // no whole-messages floor for mixed sizes
       messageBytes: v.method === "mix" ? 2200 : v.size,
       quick: v.quick,
       async run(ctx) {

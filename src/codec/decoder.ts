@@ -39,6 +39,28 @@ function get32(b: Uint8Array, at: number): number {
 }
 
 /**
+ * The flags of the well-formed raw frame (a bare `Uint8Array` or `Buffer`, the usual payload)
+ * that is `bytes[at .. end)` — 0, or `FLAG_RAW_BUFFER` for a Buffer — or -1 if it is anything
+ * else (another kind, or malformed: {@link decode} says how). Reads the header only: lets a
+ * caller take the payload in place or copy it out without a pass through the decoder.
+ */
+export function rawFrameFlags(bytes: Uint8Array, at: number, end: number): number {
+  const n = end - at;
+  if (n < HEADER_BYTES || bytes[at + H_KIND] !== FrameKind.Raw || get32(bytes, at + H_MAGIC) !== FRAME_MAGIC || bytes[at + H_VERSION] !== FRAME_VERSION) return -1;
+  const flags = bytes[at + H_FLAGS] | (bytes[at + H_FLAGS + 1] << 8);
+  if ((flags & ~FLAG_RAW_BUFFER) !== 0 || get32(bytes, at + H_BUFFER_COUNT) !== 0 || get32(bytes, at + H_BODY_LENGTH) !== n - HEADER_BYTES) return -1;
+  return flags;
+}
+
+/**
+ * True if `bytes[at .. end)` starts like a value frame without out-of-band buffers: what
+ * {@link decode} makes of it holds no view of `bytes`.
+ */
+export function isFlatValueFrame(bytes: Uint8Array, at: number, end: number): boolean {
+  return end - at >= HEADER_BYTES && bytes[at + H_KIND] === FrameKind.Value && get32(bytes, at + H_BUFFER_COUNT) === 0;
+}
+
+/**
  * Decodes a frame. Typed arrays, `Buffer`s and `DataView`s in the value are views into
  * `frame`'s memory, valid as long as that memory is (read-only by contract; copy what you keep).
  * A raw frame decodes as a `Uint8Array` (or `Buffer`) view of its payload. Throws

@@ -6,5 +6,6 @@
  * @module
  */
 export { encode, encodeChunks, encodedSize, encodeInto, type FramePlan } from "./encoder.js";
-export { decode } from "./decoder.js";
+export { decode, isFlatValueFrame, rawFrameFlags } from "./decoder.js";
+export { FLAG_RAW_BUFFER } from "./format.js";
 export { BufferType, FRAME_MAGIC, FRAME_VERSION, FrameKind, HEADER_BYTES as FRAME_HEADER_BYTES, MAX_DEPTH } from "./format.js";

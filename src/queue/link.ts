@@ -5,7 +5,6 @@
  * @internal
  * @module
  */
-import { Buffer } from "node:buffer";
 import type { OnReadOpts, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { FrameParser } from "./parser.js";

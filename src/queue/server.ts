@@ -102,19 +102,12 @@ export class QueueServer extends Endpoint {
     }
     if (!cfg.useTls) {
       // Plain TCP: accepted by the addon, so that each connection reads with `onread` (large
-      // payloads straight into their buffers). Connections before the server exists: none can
-      // be delivered (the listener reports them on a later turn of the event loop).
-      const made: { server?: QueueServer } = {};
-      const fds = await FdTcpListener.listen(host, port, (fd) => (made.server ? made.server.acceptFd(fd) : native().close(fd)));
-      try {
-        const server = new QueueServer(undefined, undefined, identity, cfg, fds.port);
-        server.fds = fds;
-        made.server = server;
-        return server;
-      } catch (err) {
-        fds.close();
-        throw err;
-      }
+      // payloads straight into their buffers).
+      const fds = await FdTcpListener.listen(host, port);
+      const server = new QueueServer(undefined, undefined, identity, cfg, fds.port);
+      server.fds = fds;
+      fds.onConnection = (fd) => server.acceptFd(fd);
+      return server;
     }
     const server = await listenTcp({
       host,

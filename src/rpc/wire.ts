@@ -6,7 +6,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { decode, encodedSize, encodeInto, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION, FrameKind, type FramePlan } from "../codec/index.js";
+import { decode, encodedSize, encodeInto, FLAG_RAW_BUFFER, FRAME_HEADER_BYTES, isFlatValueFrame, rawFrameFlags, type FramePlan } from "../codec/index.js";
 import { ProtocolError } from "../errors.js";
 
 /** "PXR1". */
@@ -143,34 +143,13 @@ export function errorBody(err: unknown): Body {
   return valueBody({ code: code.slice(0, 200), name: name.slice(0, 200), message: message.slice(0, 4000) });
 }
 
-/** Offsets in a codec frame header (docs/codec.md). */
-const H_VERSION = 4;
-const H_KIND = 5;
-const H_FLAGS = 6;
-const H_BODY_LENGTH = 8;
-const H_BUFFER_COUNT = 12;
-/** Raw-frame flag: the payload was a `Buffer`. */
-const FLAG_RAW_BUFFER = 1;
-
-/**
- * The flags of the well-formed raw frame (a bare `Uint8Array` or `Buffer`, the usual payload)
- * that is `bytes[at .. end)`, or -1 if it is anything else.
- */
-function rawFrame(bytes: Uint8Array, at: number, end: number): number {
-  const n = end - at;
-  if (n < FRAME_HEADER_BYTES || bytes[at + H_KIND] !== FrameKind.Raw || get32(bytes, at) !== FRAME_MAGIC || bytes[at + H_VERSION] !== FRAME_VERSION) return -1;
-  const flags = bytes[at + H_FLAGS] | (bytes[at + H_FLAGS + 1] << 8);
-  if ((flags & ~FLAG_RAW_BUFFER) !== 0 || get32(bytes, at + H_BUFFER_COUNT) !== 0 || get32(bytes, at + H_BODY_LENGTH) !== n - FRAME_HEADER_BYTES) return -1;
-  return flags;
-}
-
 /**
  * Decodes the body `bytes[at .. end)` into a value that may be a view of `bytes` (like the
  * codec's `decode`); a raw frame costs one view, nothing more. `bytes` is a plain `Uint8Array`
  * (a channel's message memory), so views of it are too.
  */
 export function decodeAt(bytes: Uint8Array, at: number, end: number): unknown {
-  const flags = rawFrame(bytes, at, end);
+  const flags = rawFrameFlags(bytes, at, end);
   if (flags < 0) return decode(bytes.subarray(at, end));
   const body = bytes.subarray(at + FRAME_HEADER_BYTES, end);
   return flags & FLAG_RAW_BUFFER ? Buffer.from(body.buffer, body.byteOffset, body.length) : body;
@@ -182,13 +161,13 @@ export function decodeAt(bytes: Uint8Array, at: number, end: number): unknown {
  * once. `bytes` is a plain `Uint8Array`.
  */
 export function decodeOwned(bytes: Uint8Array, at: number, end: number): unknown {
-  const flags = rawFrame(bytes, at, end);
+  const flags = rawFrameFlags(bytes, at, end);
   // A bare Uint8Array / Buffer: one copy, no pass through the decoder. Buffers: Node's pool
   // takes small ones (no ArrayBuffer per answer).
   if (flags >= 0) {
     const start = at + FRAME_HEADER_BYTES;
     return flags & FLAG_RAW_BUFFER ? Buffer.from(bytes.subarray(start, end)) : bytes.slice(start, end);
   }
-  if (end - at >= FRAME_HEADER_BYTES && bytes[at + H_KIND] === FrameKind.Value && get32(bytes, at + H_BUFFER_COUNT) === 0) return decode(bytes.subarray(at, end));
+  if (isFlatValueFrame(bytes, at, end)) return decode(bytes.subarray(at, end));
   return decode(bytes.slice(at, end));
 }

@@ -15,24 +15,29 @@ import { native, type Watcher } from "../native.js";
 /** How long accepting pauses when the process is out of fds (ms). */
 const ACCEPT_BACKOFF_MS = 100;
 
-/** Listens on `host:port`; `onConnection` gets each accepted connection's fd (its to close). */
+/** Listens on `host:port`; {@link onConnection} gets each accepted connection's fd (its to close). */
 export class FdTcpListener {
   private closed = false;
+  /** Takes each accepted connection's fd; may throw (the connection is then closed). Set it any time. */
+  onConnection: (fd: number) => void;
 
   private constructor(
     /** The port bound. */
     readonly port: number,
     private readonly fd: number,
     private readonly watcher: Watcher,
-  ) {}
+    onConnection: (fd: number) => void,
+  ) {
+    this.onConnection = onConnection;
+  }
 
   /**
    * Binds and listens (`host` may be a name: its first address is used; an IPv6 address listens
    * dual-stack, like Node's). Rejects with `SystemError` when the kernel refuses (`EADDRINUSE`)
    * or the name does not resolve (`ENOTFOUND`). The listener keeps the process alive until
-   * {@link close}. `onConnection` may throw: the connection is then closed.
+   * {@link close}. Connections go to `onConnection` (default: closed until one is set).
    */
-  static async listen(host: string, port: number, onConnection: (fd: number) => void): Promise<FdTcpListener> {
+  static async listen(host: string, port: number, onConnection: (fd: number) => void = (fd) => native().close(fd)): Promise<FdTcpListener> {
     let ip = host;
     if (isIP(host) === 0) {
       try {
@@ -46,8 +51,8 @@ export class FdTcpListener {
     const bound = n.tcpListen(ip, port, 511);
     let listener: FdTcpListener | undefined;
     try {
-      const watcher = new n.Watcher(bound.fd, () => listener?.acceptAll(onConnection));
-      listener = new FdTcpListener(bound.port, bound.fd, watcher);
+      const watcher = new n.Watcher(bound.fd, () => listener?.acceptAll());
+      listener = new FdTcpListener(bound.port, bound.fd, watcher, onConnection);
       return listener;
     } catch (err) {
       n.close(bound.fd);
@@ -55,7 +60,7 @@ export class FdTcpListener {
     }
   }
 
-  private acceptAll(onConnection: (fd: number) => void): void {
+  private acceptAll(): void {
     const n = native();
     while (!this.closed) {
       let fd: number;
@@ -72,7 +77,7 @@ export class FdTcpListener {
       }
       if (fd < 0) return;
       try {
-        onConnection(fd);
+        this.onConnection(fd);
       } catch {
         native().close(fd); // the owner could not take it (it reports why): the peer sees the close
       }

@@ -186,7 +186,7 @@ export class HintSender {
     const ok = msg.data.length === 4 && msg.fds.length === 1 && this.eventfd < 0 && new DataView(msg.data.buffer, msg.data.byteOffset, 4).getUint32(0, true) === HINT_MAGIC;
     if (!ok) {
       for (const fd of msg.fds) n.close(fd);
-      if (msg.data.length === 0 || this.eventfd >= 0 || !ok) this.close(); // EOF, a second hello or garbage: no hint
+      this.close(); // EOF, a second hello or garbage: no hint
       return;
     }
     this.eventfd = msg.fds[0];
