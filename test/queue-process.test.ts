@@ -63,28 +63,38 @@ test("fault: the peer process is killed at random points 8 times; every put reso
   let rejectedTotal = 0;
   for (let round = 0; round < 8; round++) {
     const clientSide = round % 2 === 0; // even rounds: this process is the client, the killed one the server
+    // Rounds 0-3 kill after a random time, wherever the stream is (maybe already done). Rounds
+    // 4-7 kill a peer that took a random number of messages and holds the last one unreleased,
+    // so puts are certainly in flight at the kill.
+    const holdAfter = round >= 4 ? 1 + Math.floor(Math.random() * 150) : undefined;
     const killAfter = 5 + Math.floor(Math.random() * 60);
     const N = 200;
     let child: Child;
     let puts: Promise<void>[];
     let close: () => Promise<void>;
     if (clientSide) {
-      child = fixture("queue-peer", { role: "server", mode: "reliable" });
+      child = fixture("queue-peer", { role: "server", mode: "reliable", holdAfter });
       const url = await child.line();
       const client = await queue.client({ url, mode: "reliable", slots: 4, reconnectWindow: 300, heartbeat: 50, peerTimeout: 500 });
       puts = Array.from({ length: N }, (_, i) => client.put({ id: i }, { timeout: 10000 }));
       close = () => client.close();
     } else {
       const server = await queue.server({ url: "tcp://127.0.0.1:0", mode: "reliable", slots: 4, reconnectWindow: 300, heartbeat: 50, peerTimeout: 500 });
-      child = fixture("queue-peer", { role: "client", url: server.url, reconnectWindow: 300 });
+      child = fixture("queue-peer", { role: "client", url: server.url, reconnectWindow: 300, holdAfter });
       const id = (await child.line()).split(" ")[1];
       puts = Array.from({ length: N }, (_, i) => server.put({ id: i }, { peers: [id], timeout: 10000 }));
       close = () => server.close();
     }
-    await new Promise((r) => setTimeout(r, killAfter));
+    const seen: string[] = [];
+    if (holdAfter === undefined) await new Promise((r) => setTimeout(r, killAfter));
+    else while (seen.filter((l) => l.startsWith("got ")).length < holdAfter) seen.push(await child.line(10000));
     child.proc.kill("SIGKILL");
     const outcomes = await Promise.allSettled(puts); // resolves only if none hangs
-    const logged = new Set((await drain(child)).filter((l) => l.startsWith("got ")).map((l) => Number(l.slice(4))));
+    const logged = new Set([...seen, ...(await drain(child))].filter((l) => l.startsWith("got ")).map((l) => Number(l.slice(4))));
+    if (holdAfter !== undefined) {
+      const rejected = outcomes.filter((o) => o.status === "rejected").length;
+      assert.ok(rejected >= N - holdAfter, `round ${round}: held after ${holdAfter}, only ${rejected} puts rejected`);
+    }
     outcomes.forEach((o, i) => {
       if (o.status === "fulfilled") {
         resolvedTotal++;
@@ -98,5 +108,5 @@ test("fault: the peer process is killed at random points 8 times; every put reso
     await close();
   }
   assert.equal(resolvedTotal + rejectedTotal, 8 * 200);
-  assert.ok(rejectedTotal > 0, "the kills must have interrupted some puts");
+  assert.ok(rejectedTotal >= 4 * 50, "the kills must have interrupted the held rounds' puts");
 });
