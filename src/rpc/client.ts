@@ -89,6 +89,8 @@ interface Pending {
   view: Uint8Array | undefined;
   /** When it was sent (performance.now()), for the round-trip time. */
   sentAt: number;
+  /** Writing it failed (set up first, then rejected with this). */
+  failure: Error | undefined;
 }
 
 /** The options of a call that passed none (checked once, not per call). */
@@ -209,12 +211,12 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         return Promise.reject(err);
       }
     }
-    const now = performance.now();
-    const deadline = now + timeout;
-    if (this.pending.size + this.reserved < this.max && this.waiters.length === 0) return this.start(value, mode, deadline, opts.signal, now);
+    // The fast path reads the clock after the request is written (off the round trip's path).
+    if (this.pending.size + this.reserved < this.max && this.waiters.length === 0) return this.start(value, mode, timeout, NaN, opts.signal);
+    const deadline = performance.now() + timeout;
     return this.waitSlot(deadline, timeout, opts.signal).then(() => {
       this.reserved--;
-      return this.start(value, mode, deadline, opts.signal);
+      return this.start(value, mode, timeout, deadline, opts.signal);
     });
   }
 
@@ -264,7 +266,12 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     return best;
   }
 
-  private start(value: unknown, mode: Mode, deadline: number, signal: AbortSignal | undefined, now = performance.now()): Promise<unknown> {
+  /**
+   * Sends one request: `deadline` (performance.now() time) when it waited for a slot, NaN to
+   * count `timeout` from now. The request is written before anything else is done for it —
+   * the clock read, its promise, the timer — so that work overlaps the server's.
+   */
+  private start(value: unknown, mode: Mode, timeout: number, deadline: number, signal: AbortSignal | undefined): Promise<unknown> {
     if (this.closing) return Promise.reject(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
     if (signal?.aborted) {
       // Aborted after its wait for a slot ended, before it was sent (an abort listener added now would never fire).
@@ -288,14 +295,40 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       this.next();
       return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is not an in-place service: use request()`));
     }
+    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: 0, failure: undefined };
+    const id = p.id;
+    const ch = link.channel;
+    if (ch !== undefined) {
+      // Nothing can answer before this returns: the channel delivers in a later turn.
+      try {
+        if (mode === Mode.Value) {
+          const body = valueBody(value);
+          this.counters.bytes += RPC_HEADER + body.size;
+          ch.send(RpcType.Request, id, 0, body);
+        } else {
+          const body = value instanceof Filler ? value.body((err) => this.fillFailed(p, err)) : rawBody(value as Uint8Array);
+          this.counters.bytes += RPC_HEADER + body.size;
+          ch.send(RpcType.Request, id, 0, body, (view) => void (p.view = view));
+        }
+      } catch (err) {
+        p.failure = err as Error;
+      }
+    }
+    const now = performance.now();
+    p.sentAt = now;
+    if (deadline !== deadline) p.deadline = deadline = now + timeout; // NaN: count from now
     // One shared executor (no closure per request): it only stores the resolvers, read right
     // after the constructor — nothing can run in between (a promise hook that makes a request
     // runs before the executor, and leaves nothing behind that this reads).
     const promise = new Promise<unknown>(captureResolvers);
-    const p: Pending = { id: this.pending.open(), resolve: capturedResolve, reject: capturedReject, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: now };
-    const id = p.id;
+    p.resolve = capturedResolve;
+    p.reject = capturedReject;
     this.pending.set(p);
     link.inFlight++;
+    if (p.failure !== undefined) {
+      this.settle(id, p.failure);
+      return promise;
+    }
     if (signal !== undefined) {
       p.onAbort = () => this.settle(id, new AbortError("request aborted", { cause: signal.reason }));
       signal.addEventListener("abort", p.onAbort, { once: true });
@@ -316,23 +349,14 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         (v) => this.settle(id, undefined, mode === Mode.InPlace ? inPlaceResponse(v as Uint8Array, noop) : mode === Mode.Copy ? (v as Uint8Array).slice() : v),
         (err: unknown) => this.settle(id, toRemote(err)),
       );
-      return promise;
-    }
-    try {
-      const ch = link.channel as Channel;
-      if (mode === Mode.Value) {
-        const body = valueBody(value);
-        this.counters.bytes += RPC_HEADER + body.size;
-        ch.send(RpcType.Request, id, 0, body);
-      } else {
-        const body = value instanceof Filler ? value.body((err) => this.settle(id, err)) : rawBody(value as Uint8Array);
-        this.counters.bytes += RPC_HEADER + body.size;
-        ch.send(RpcType.Request, id, 0, body, (view) => void (p.view = view));
-      }
-    } catch (err) {
-      this.settle(id, err as Error);
     }
     return promise;
+  }
+
+  /** A `requestInPlace(size, fill)` whose `fill` threw: the request fails (its bytes went anyway, unanswered). */
+  private fillFailed(p: Pending, err: Error): void {
+    if (this.pending.get(p.id) === p) this.settle(p.id, err);
+    else p.failure ??= err; // thrown while the request was being written: failed once it is set up
   }
 
   /** Ends request `id` with `error` or `value`; frees its slot. */
@@ -570,7 +594,7 @@ class Filler {
     readonly fill: (bytes: Uint8Array) => void,
   ) {}
 
-  /** The body: runs `fill` on the ring's bytes; a throw fails the request (the bytes go anyway, unanswered). */
+  /** The body: runs `fill` on the ring's bytes; a throw goes to `onError` (the bytes go anyway, unanswered). */
   body(onError: (err: Error) => void): Body {
     return {
       size: this.size,

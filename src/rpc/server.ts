@@ -393,35 +393,39 @@ export class Server implements AsyncDisposable {
     }
   }
 
-  /** Sends the answer of request `id`; releases the request unless it is held for an in-place answer. */
+  /**
+   * Sends the answer of request `id`, then does the bookkeeping (after the answer is written:
+   * it overlaps the client's work); releases the request unless it is held for an in-place answer.
+   */
   private finish(conn: Conn, id: number, failed: boolean, value: unknown, body: Uint8Array | undefined, frame: Releasable): void {
     const { ch, held } = conn;
+    let keep = false;
+    if (!ch.closed) {
+      try {
+        if (failed) ch.send(RpcType.Error, id, 0, errorBody(value));
+        else if (!this.inPlace) ch.send(RpcType.Response, id, 0, valueBody(value));
+        else {
+          const request = body as Uint8Array; // in-place requests always keep their body
+          const out = checkInPlace(value, request);
+          if (ch.kind === "shm") {
+            // The answer stays where it is: tell the client where, keep the bytes until it is done.
+            held.set(id, frame);
+            keep = true;
+            ch.send(RpcType.InPlace, id, out.byteOffset - request.byteOffset, lengthBody(out.byteLength));
+          } else {
+            ch.send(RpcType.Response, id, 0, rawBody(out));
+          }
+        }
+      } catch (err) {
+        if (keep) held.delete(id);
+        keep = false;
+        if (!failed) this.counters.errors++;
+        this.reply(ch, id, err);
+      }
+    }
     this.settled();
     conn.handling--;
     if (failed) this.counters.errors++;
-    if (ch.closed) return void frame.release();
-    let keep = false;
-    try {
-      if (failed) ch.send(RpcType.Error, id, 0, errorBody(value));
-      else if (!this.inPlace) ch.send(RpcType.Response, id, 0, valueBody(value));
-      else {
-        const request = body as Uint8Array; // in-place requests always keep their body
-        const out = checkInPlace(value, request);
-        if (ch.kind === "shm") {
-          // The answer stays where it is: tell the client where, keep the bytes until it is done.
-          held.set(id, frame);
-          keep = true;
-          ch.send(RpcType.InPlace, id, out.byteOffset - request.byteOffset, lengthBody(out.byteLength));
-        } else {
-          ch.send(RpcType.Response, id, 0, rawBody(out));
-        }
-      }
-    } catch (err) {
-      if (keep) held.delete(id);
-      keep = false;
-      if (!failed) this.counters.errors++;
-      this.reply(ch, id, err);
-    }
     if (!keep) frame.release();
     this.relieve(conn);
   }
