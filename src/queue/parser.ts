@@ -19,6 +19,13 @@ const ZERO_COPY_MIN = 16 << 10;
 /** Bytes of a read buffer when the parser chooses where reads go ({@link FrameParser.readTarget}). */
 const READ_BYTES = 64 << 10;
 
+/**
+ * Payloads at least this large are read in place: what is missing of one once its header is
+ * read goes straight into its buffer, and after such a frame the next read takes only the next
+ * header, so a large payload that follows is read whole into its own buffer.
+ */
+const DIRECT_MIN = 32 << 10;
+
 /** Called with each complete frame; `payload` is owned by the callee (a copy, or a view of a read buffer nobody else uses). */
 export type FrameHandler = (h: Header, payload: Buffer) => void;
 
@@ -35,6 +42,8 @@ export class FrameParser {
   private staging: Buffer | undefined;
   /** Set when {@link push} handed out a view of its chunk. */
   private viewed = false;
+  /** The last frame was large: read the next header alone, then its payload in place. */
+  private large = false;
 
   /**
    * @param maxMessage - largest DATA payload accepted
@@ -60,6 +69,7 @@ export class FrameParser {
             this.check(h);
             at = end;
             this.viewed = true;
+            this.large = h.length >= DIRECT_MIN;
             this.onFrame(h, chunk.subarray(end - h.length, end));
             continue;
           }
@@ -86,14 +96,19 @@ export class FrameParser {
 
   /**
    * Where the next socket read should go (a socket reading with `onread`): the rest of a large
-   * payload being assembled — the kernel writes it in place, no copy — or else a read buffer.
+   * payload being assembled — the kernel writes it in place, no copy — or, after a large frame,
+   * the next header alone (so the payload after it is read in place too), or else a read buffer.
    * Pass what it returned, with the bytes read into it, to {@link read}.
    */
   readTarget(): Buffer {
     const p = this.payload;
-    // Straight into the payload only while a whole read buffer's worth of it is missing: a
-    // shorter rest would cost a read of its own for a few bytes.
-    if (this.current !== undefined && p !== undefined && p.length - this.fill >= READ_BYTES) return p.subarray(this.fill);
+    if (this.current !== undefined) {
+      // A large payload: all of the rest, however short (a read buffer would copy the next
+      // payload's start with it). A small one: the read buffer, with the frames after it.
+      if (p !== undefined && p.length >= DIRECT_MIN) return p.subarray(this.fill);
+    } else if (this.large) {
+      return this.head.subarray(this.headFill);
+    }
     return (this.staging ??= Buffer.allocUnsafe(READ_BYTES));
   }
 
@@ -106,6 +121,14 @@ export class FrameParser {
       } finally {
         if (this.viewed) this.staging = undefined; // a frame is a view of it: the next read gets a fresh one
       }
+      return;
+    }
+    if (target.buffer === this.head.buffer) {
+      this.headFill += n;
+      if (this.headFill < HEADER_BYTES) return;
+      this.begin(readHeader(this.head, 0));
+      this.headFill = 0;
+      if ((this.current as Header | undefined)?.length === 0) this.emit();
       return;
     }
     this.fill += n;
@@ -135,6 +158,7 @@ export class FrameParser {
   private emit(): void {
     const h = this.current!;
     const p = this.payload!;
+    this.large = h.length >= DIRECT_MIN;
     this.current = undefined;
     this.payload = undefined;
     this.fill = 0;
