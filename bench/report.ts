@@ -44,8 +44,10 @@ export function methodText(s: Settings): string {
   return (
     `Every case: warm-up of about ${s.warmupMs} ms (at least one run, same processes as the measurement), then ${reps} of about ` +
     `${s.repetitionMs} ms each (iteration counts calibrated from the previous run; hard limit ${s.hardLimitMs / 1000} s per run). ` +
-    `The median repetition is reported; spread = min..max over the repetitions. Ratios divide a case's median by the median of the ` +
-    `named baseline of the same row and size, measured in the same run: compare ratios, not absolute numbers. ` +
+    `The cases of one row and size run side by side: all warm up, then their repetitions alternate (one of each, in turn), so a ` +
+    `drift of the machine's speed moves a case and its baselines alike. The median repetition is reported; spread = min..max over ` +
+    `the repetitions. A ratio is the median of the per-repetition ratios of a case to the named baseline of the same row and size ` +
+    `(each repetition against the one run next to it): compare ratios, not absolute numbers. ` +
     PINNING_TEXT[s.pinning] +
     (s.quick ? " QUICK RUN (CI smoke): numbers are not meaningful." : "")
   );

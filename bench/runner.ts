@@ -183,52 +183,78 @@ function contextFor(scope: Scope, settings: Settings, phase: CaseContext["phase"
   };
 }
 
-/** Runs one case to completion (never throws; failures are in the result). */
-export async function runCase(c: BenchCase, settings: Settings): Promise<CaseResult> {
-  const started = now();
-  const scope = new Scope();
-  const samples: Sample[] = [];
-  let warmups = 0;
-  let error: string | undefined;
+/** A case being run: its scope, calibrated count, samples so far, and failure if any. */
+interface Running {
+  readonly c: BenchCase;
+  readonly started: number;
+  readonly scope: Scope;
+  count: number;
+  warmups: number;
+  readonly samples: Sample[];
+  error?: string;
+}
+
+/** Starts a case: its warm-up runs (which also start its peers), calibrating the iteration count. */
+async function warmUp(c: BenchCase, settings: Settings): Promise<Running> {
+  const r: Running = { c, started: now(), scope: new Scope(), count: firstCount(c), warmups: 0, samples: [] };
   try {
-    let count = firstCount(c);
     let warmed = 0;
-    while (warmups < MAX_WARMUP_RUNS && (warmups === 0 || warmed < settings.warmupMs)) {
+    while (r.warmups < MAX_WARMUP_RUNS && (r.warmups === 0 || warmed < settings.warmupMs)) {
       const target = Math.min(settings.repetitionMs, settings.warmupMs);
-      const ctx = contextFor(scope, settings, "warmup", warmups, count, target);
-      const limit = settings.hardLimitMs + (warmups === 0 ? STARTUP_ALLOWANCE_MS : 0);
-      const sample = await runOnce(c, scope, ctx, limit);
-      warmups += 1;
+      const ctx = contextFor(r.scope, settings, "warmup", r.warmups, r.count, target);
+      const limit = settings.hardLimitMs + (r.warmups === 0 ? STARTUP_ALLOWANCE_MS : 0);
+      const sample = await runOnce(c, r.scope, ctx, limit);
+      r.warmups += 1;
       warmed += sampleMs(sample);
-      count = calibrate(c, sample, target);
-    }
-    for (let i = 0; i < settings.repetitions; i++) {
-      const ctx = contextFor(scope, settings, "measure", i, count, settings.repetitionMs);
-      const sample = await runOnce(c, scope, ctx, settings.hardLimitMs);
-      samples.push(sample);
-      count = calibrate(c, sample, settings.repetitionMs);
+      r.count = calibrate(c, sample, target);
     }
   } catch (err) {
-    error = asError(err).message;
+    r.error = asError(err).message;
   }
-  await scope.close();
+  return r;
+}
+
+/** One measured repetition of a warmed-up case (nothing once it failed). */
+async function repeat(r: Running, settings: Settings, i: number): Promise<void> {
+  if (r.error !== undefined) return;
+  try {
+    const ctx = contextFor(r.scope, settings, "measure", i, r.count, settings.repetitionMs);
+    const sample = await runOnce(r.c, r.scope, ctx, settings.hardLimitMs);
+    r.samples.push(sample);
+    r.count = calibrate(r.c, sample, settings.repetitionMs);
+  } catch (err) {
+    r.error = asError(err).message;
+  }
+}
+
+/** Ends a case: frees its resources and summarises its samples (never throws). */
+async function finish(r: Running): Promise<CaseResult> {
+  await r.scope.close();
+  const c = r.c;
   const base = {
     row: c.row,
     name: c.name,
     variant: c.variant,
     ...(c.method === undefined ? {} : { method: c.method }),
-    ok: error === undefined,
-    ...(error === undefined ? {} : { error }),
-    warmups,
-    wallSeconds: (now() - started) / 1000,
+    ok: r.error === undefined,
+    ...(r.error === undefined ? {} : { error: r.error }),
+    warmups: r.warmups,
+    wallSeconds: (now() - r.started) / 1000,
     ratios: [],
-    cleanupErrors: scope.cleanupErrors,
+    cleanupErrors: r.scope.cleanupErrors,
   };
   try {
-    return summarise(c, base, samples);
+    return summarise(c, base, r.samples);
   } catch (err) {
     return { ...summarise(c, base, []), ok: false, error: asError(err).message };
   }
+}
+
+/** Runs one case to completion (never throws; failures are in the result). */
+export async function runCase(c: BenchCase, settings: Settings): Promise<CaseResult> {
+  const r = await warmUp(c, settings);
+  for (let i = 0; i < settings.repetitions; i++) await repeat(r, settings, i);
+  return finish(r);
 }
 
 function summarise(c: BenchCase, base: Omit<ResultBase, "kind">, samples: Sample[]): CaseResult {
@@ -260,7 +286,16 @@ export function headline(r: CaseResult): number | undefined {
   return r.kind === "latency" ? r.median.p50 : r.median.messagesPerSecond;
 }
 
-/** Fills `ratios` of every result from the baselines its case names. */
+/** The headline number of each repetition of `r`. */
+function headlines(r: CaseResult): number[] {
+  return r.kind === "latency" ? r.repetitions.map((x) => x.p50) : r.repetitions.map((x) => x.messagesPerSecond);
+}
+
+/**
+ * Fills `ratios` of every result from the baselines its case names: the median of the ratios of
+ * repetitions run side by side (the i-th of the case to the i-th of its baseline — the runner
+ * interleaves them), or the ratio of the medians when they differ in number.
+ */
 export function computeRatios(cases: readonly BenchCase[], results: CaseResult[]): void {
   for (const [i, c] of cases.entries()) {
     const r = results[i] as CaseResult;
@@ -268,7 +303,12 @@ export function computeRatios(cases: readonly BenchCase[], results: CaseResult[]
       const b = results.find((x) => x.row === c.row && x.variant === c.variant && x.name === to);
       const mine = headline(r);
       const theirs = b === undefined ? undefined : headline(b);
-      return { to, value: mine === undefined || theirs === undefined || theirs === 0 ? null : mine / theirs };
+      if (b === undefined || mine === undefined || theirs === undefined || theirs === 0) return { to, value: null };
+      const [hm, hb] = [headlines(r), headlines(b)];
+      if (hm.length !== hb.length || hb.some((x) => x === 0)) return { to, value: mine / theirs };
+      const paired = hm.map((x, k) => x / (hb[k] as number)).sort((x, y) => x - y);
+      const mid = paired.length >> 1;
+      return { to, value: paired.length % 2 === 1 ? (paired[mid] as number) : ((paired[mid - 1] as number) + (paired[mid] as number)) / 2 };
     });
   }
 }
@@ -293,14 +333,30 @@ export function orderCases(all: readonly BenchCase[], rowOrder: readonly string[
   return indexed.map(({ c }) => c);
 }
 
-/** Runs `cases` one after the other and computes ratios. */
+/**
+ * Runs `cases` (ordered by {@link orderCases}) and computes ratios. The cases of one row and
+ * variant run together: each warms up (starting its peers), then their repetitions alternate —
+ * the first of each, the second of each, ... — so a machine whose speed drifts over minutes
+ * (a shared VM) moves a case and its baselines alike; then their resources are freed.
+ */
 export async function runAll(cases: readonly BenchCase[], settings: Settings, observer: RunObserver = {}): Promise<CaseResult[]> {
   const results: CaseResult[] = [];
-  for (const [i, c] of cases.entries()) {
-    observer.caseStarted?.(c, i, cases.length);
-    const r = await runCase(c, settings);
-    results.push(r);
-    observer.caseFinished?.(r, i, cases.length);
+  for (let start = 0; start < cases.length; ) {
+    const first = cases[start] as BenchCase;
+    let end = start + 1;
+    while (end < cases.length && cases[end]?.row === first.row && cases[end]?.variant === first.variant) end++;
+    const group: Running[] = [];
+    for (let i = start; i < end; i++) {
+      observer.caseStarted?.(cases[i] as BenchCase, i, cases.length);
+      group.push(await warmUp(cases[i] as BenchCase, settings));
+    }
+    for (let k = 0; k < settings.repetitions; k++) for (const r of group) await repeat(r, settings, k);
+    for (const [j, r] of group.entries()) {
+      const result = await finish(r);
+      results.push(result);
+      observer.caseFinished?.(result, start + j, cases.length);
+    }
+    start = end;
   }
   computeRatios(cases, results);
   return results;
