@@ -30,6 +30,8 @@ export interface ThroughputSample {
   seconds: number;
   /** Peak resident set size of the receiving process, in bytes (cases that report it). */
   peakRssBytes?: number;
+  /** CPU time (user + system) of both processes during the repetition, in seconds (cases that report it). */
+  cpuSeconds?: number;
 }
 
 /** What {@link BenchCase.run} returns for one repetition. */

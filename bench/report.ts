@@ -85,7 +85,14 @@ function latencyTable(results: readonly CaseResult[], baselines: Set<string>): s
 function throughputTable(results: readonly CaseResult[], baselines: Set<string>): string[] {
   const lines = ["| case | size | msgs/s | GB/s | GB/s min..max | ratio (rate) | msgs/rep |", "| --- | --- | ---: | ---: | --- | --- | ---: |"];
   const peakRss = (r: CaseResult): number => (r.kind === "throughput" ? Math.max(...r.repetitions.map((x) => x.peakRssBytes ?? NaN)) : NaN);
+  const cpu = (r: CaseResult): number => (r.kind === "throughput" ? (r.median?.cpuUsPerMessage ?? NaN) : NaN);
   const withRss = results.some((r) => Number.isFinite(peakRss(r)));
+  const withCpu = results.some((r) => Number.isFinite(cpu(r)));
+  const extra = (withCpu ? 1 : 0) + (withRss ? 1 : 0);
+  if (withCpu) {
+    lines[0] += " CPU µs/msg |";
+    lines[1] += " ---: |";
+  }
   if (withRss) {
     lines[0] += " peak RSS |";
     lines[1] += " ---: |";
@@ -93,7 +100,7 @@ function throughputTable(results: readonly CaseResult[], baselines: Set<string>)
   for (const r of results) {
     if (r.kind !== "throughput") continue;
     if (!r.ok || r.median === undefined || r.spread === undefined) {
-      lines.push(`| ${r.name} | ${r.variant} | FAILED | | | ${escape(r.error ?? "")} | |${withRss ? " |" : ""}`);
+      lines.push(`| ${r.name} | ${r.variant} | FAILED | | | ${escape(r.error ?? "")} | |${" |".repeat(extra)}`);
       continue;
     }
     const isBase = baselines.has(`${r.row}\u0000${r.variant}\u0000${r.name}`);
@@ -101,6 +108,10 @@ function throughputTable(results: readonly CaseResult[], baselines: Set<string>)
       `| ${r.name} | ${r.variant} | ${rate(r.median.messagesPerSecond)} | ${gbps(r.median.gigabytesPerSecond)} | ` +
         `${gbps(r.spread.gigabytesPerSecond.min)}..${gbps(r.spread.gigabytesPerSecond.max)} | ${isBase && r.ratios.length === 0 ? "baseline" : ratios(r)} | ${r.median.messages} |`,
     );
+    if (withCpu) {
+      const c = cpu(r);
+      lines[lines.length - 1] += Number.isFinite(c) ? ` ${c < 10 ? c.toFixed(2) : c.toFixed(1)} |` : " - |";
+    }
     if (withRss) {
       const rss = peakRss(r);
       lines[lines.length - 1] += Number.isFinite(rss) ? ` ${(rss / 2 ** 20).toFixed(0)} MiB |` : " - |";

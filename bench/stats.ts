@@ -37,6 +37,8 @@ export interface ThroughputStats {
   gigabytesPerSecond: number;
   /** Peak RSS of the receiving process, bytes (cases that report it). */
   peakRssBytes?: number;
+  /** CPU time of both processes per message, µs (cases that report it). */
+  cpuUsPerMessage?: number;
 }
 
 /** Nearest-rank percentile of an ascending array; `q` in (0, 1]. */
@@ -75,6 +77,7 @@ export function throughputStats(sample: ThroughputSample): ThroughputStats {
     messagesPerSecond: sample.messages / sample.seconds,
     gigabytesPerSecond: sample.bytes / sample.seconds / 1e9,
     ...(sample.peakRssBytes === undefined ? {} : { peakRssBytes: sample.peakRssBytes }),
+    ...(sample.cpuSeconds === undefined ? {} : { cpuUsPerMessage: (sample.cpuSeconds * 1e6) / sample.messages }),
   };
 }
 

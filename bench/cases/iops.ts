@@ -11,6 +11,7 @@ import { queue, type QueueClient } from "../../src/index.js";
 import { registerCase, type CaseContext, type CaseScope, type Resource, type ThroughputSample } from "../harness.js";
 import { now } from "../measure.js";
 import { Peer } from "../peer.js";
+import { cpuSeconds } from "../procs/runtime.js";
 import { registerRow } from "../rows.js";
 
 /** Queue limits of the receiving Plexus queue server (what bounds its memory). */
@@ -31,7 +32,8 @@ registerRow({
     "raw tcp socket: plain writes, no framing, " +
     "no acks (the floor). raw tcp socket, whole messages: the same, but the receiver copies each message into a buffer of its own " +
     "before touching it, as every framed receiver must (fixed sizes only). mqtt: QoS 1 publish to an aedes broker (PUBACK), one subscriber in the broker's process. grpc: a bidirectional " +
-    "stream, one 1-byte ack per message. peak RSS = the receiving process's maxRSS.",
+    "stream, one 1-byte ack per message. peak RSS = the receiving process's own peak RSS (VmHWM). CPU µs/msg = user + system CPU time of both processes (sender and receiver, " +
+    "the kernel's TCP work included) during the median repetition, per message: what a message costs, whatever the machine's speed at the time.",
 });
 
 interface Sender extends Resource {
@@ -41,6 +43,8 @@ interface Sender extends Resource {
   consumed(total: number): Promise<unknown>;
   /** The receiver's peak RSS in bytes. */
   rss(): Promise<number>;
+  /** CPU seconds the receiving process used so far. */
+  cpu(): Promise<number>;
   sent: number;
 }
 
@@ -54,6 +58,7 @@ async function plexus(scope: CaseScope): Promise<Sender> {
     put: (b) => client.put(b),
     consumed: (total) => peer.call("waitFor", total, 60_000),
     rss: () => peer.call<number>("rss"),
+    cpu: () => peer.call<number>("cpu"),
     close: () => undefined,
   };
 }
@@ -79,6 +84,7 @@ async function raw(scope: CaseScope, messageBytes = 0): Promise<Sender> {
     },
     consumed: (total) => peer.call("waitFor", total, 60_000),
     rss: () => Promise.resolve(NaN),
+    cpu: () => peer.call<number>("cpu"),
     close: () => undefined,
   };
 }
@@ -93,6 +99,7 @@ async function mqttSender(scope: CaseScope): Promise<Sender> {
     put: (b) => client.publishAsync("iops", b, { qos: 1 }).then(() => undefined),
     consumed: (total) => peer.call("waitFor", total, 60_000),
     rss: () => peer.call<number>("rss"),
+    cpu: () => peer.call<number>("cpu"),
     close: () => undefined,
   };
 }
@@ -129,6 +136,7 @@ async function grpcSender(scope: CaseScope): Promise<Sender> {
       }),
     consumed: (total) => peer.call("waitFor", total, 60_000),
     rss: () => peer.call<number>("rss"),
+    cpu: () => peer.call<number>("cpu"),
     close: () => undefined,
   };
 }
@@ -156,6 +164,7 @@ type Method = "sync" | "async" | "mix";
 async function measure(ctx: CaseContext, s: Sender, method: Method, size: number): Promise<ThroughputSample> {
   const sizeAt = method === "mix" ? (i: number) => MIX[i % MIX.length] : () => size;
   const batch = method === "sync" ? Math.max(1, Math.min(MAX_QUEUE, Math.floor(MAX_QUEUE_BYTES / (size + 64)))) : Infinity;
+  const cpu0 = (await s.cpu()) + cpuSeconds();
   const t0 = now();
   let bytes = 0;
   const pending: Promise<void>[] = [];
@@ -178,8 +187,9 @@ async function measure(ctx: CaseContext, s: Sender, method: Method, size: number
   s.sent += bytes;
   await s.consumed(s.sent);
   const seconds = (now() - t0) / 1000;
+  const cpu = cpuSeconds() + (await s.cpu()) - cpu0;
   const rss = await s.rss();
-  return { kind: "throughput", messages: ctx.count, bytes, seconds, ...(Number.isNaN(rss) ? {} : { peakRssBytes: rss }) };
+  return { kind: "throughput", messages: ctx.count, bytes, seconds, cpuSeconds: cpu, ...(Number.isNaN(rss) ? {} : { peakRssBytes: rss }) };
 }
 
 const VARIANTS: { method: Method; size: number; label: string; quick: boolean }[] = [

@@ -9,16 +9,31 @@
  *   message with a 1-byte acknowledgement.
  * @module
  */
+import { readFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { queue } from "../../src/index.js";
 import { Counter, serve, touch } from "./runtime.js";
 
 const [kind, maxQueueArg, maxQueueBytesArg] = process.argv.slice(2);
+
+/**
+ * This process's peak RSS in bytes: Linux's VmHWM (the high-water mark of this program's own
+ * memory), not `maxRSS`, which also counts the parent's RSS at the fork that started this peer.
+ */
+function peakRss(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync("/proc/self/status", "utf8"));
+    if (m !== null) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS * 1024;
+}
 const counter = new Counter();
 const cleanups: (() => void)[] = [];
 const handler = (op: string, args: unknown): unknown => {
   if (op === "waitFor") return counter.waitFor(args as number);
-  if (op === "rss") return process.resourceUsage().maxRSS * 1024;
+  if (op === "rss") return peakRss();
   throw new Error(`unknown op ${op}`);
 };
 const onExit = (): void => {

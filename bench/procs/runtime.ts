@@ -14,8 +14,15 @@ function send(message: ChildMessage): void {
   process.send(message);
 }
 
+/** CPU time (user + system) this process used so far, in seconds. */
+export function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
 /**
- * Starts answering requests with `handler` and reports ready with `info`.
+ * Starts answering requests with `handler` (and `cpu`: {@link cpuSeconds}, for every peer)
+ * and reports ready with `info`.
  * @param handler - answers requests
  * @param info - sent with the ready message
  * @param onExit - cleanup before exiting (close sockets, remove files); must be synchronous
@@ -36,7 +43,7 @@ export function serve(handler: Handler, info: Record<string, unknown>, onExit: (
       return;
     }
     Promise.resolve()
-      .then(() => handler(raw.op, raw.args))
+      .then(() => (raw.op === "cpu" ? cpuSeconds() : handler(raw.op, raw.args)))
       .then(
         (result) => send({ type: "reply", id: raw.id, ok: true, result: result ?? null }),
         (err: unknown) => send({ type: "reply", id: raw.id, ok: false, error: err instanceof Error ? err.message : String(err) }),
