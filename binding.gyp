@@ -12,6 +12,7 @@
         "native/copy.cc",
         "native/semaphore.cc",
         "native/tcp.cc",
+        "native/memory.cc",
         "native/fds.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

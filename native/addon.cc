@@ -64,6 +64,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitCopy(env, exports);
   InitSemaphore(env, exports);
   InitTcp(env, exports);
+  InitMemory(env, exports);
   return exports;
 }
 

@@ -133,5 +133,6 @@ void InitLiveness(Napi::Env env, Napi::Object exports);
 void InitCopy(Napi::Env env, Napi::Object exports);
 void InitSemaphore(Napi::Env env, Napi::Object exports);
 void InitTcp(Napi::Env env, Napi::Object exports);
+void InitMemory(Napi::Env env, Napi::Object exports);
 
 }  // namespace plexus

@@ -181,9 +181,22 @@ export interface NativeAddon {
   semOpen(name: string, create: boolean, mode: number, initial: number): Semaphore;
   /** `sem_unlink`; false if it did not exist. */
   semUnlink(name: string): boolean;
+
+  // ---- memory -----------------------------------------------------------------------------
+  /**
+   * glibc: `mallopt(M_MMAP_THRESHOLD, mmapBytes)` and `mallopt(M_TRIM_THRESHOLD, trimBytes)`
+   * — freed memory is kept (up to `trimBytes` at the heap's top) instead of handed back to
+   * the kernel and faulted in again. False where the C library is not glibc (nothing done).
+   */
+  retainFreedMemory(trimBytes: number, mmapBytes: number): boolean;
 }
 
 let cached: NativeAddon | undefined;
+
+/** Freed heap memory glibc keeps at the heap's top before trimming (see docs/operations.md). */
+const RETAIN_TRIM_BYTES = 64 << 20;
+/** Blocks below this come from the heap (glibc's own dynamic limit), larger ones are mmap()ed. */
+const RETAIN_MMAP_BYTES = 32 << 20;
 
 /** Builds the typed errors the addon throws. */
 function makeError(kind: "system" | "argument", message: string, syscall: string, errno: number, errnoName: string, detail: string): Error {
@@ -197,6 +210,9 @@ export function native(): NativeAddon {
   if (cached === undefined) {
     const addon = loadAddon() as NativeAddon;
     addon.setErrorFactory(makeError);
+    // Message buffers are freed in batches by the garbage collector: keep that memory instead
+    // of faulting it in again for the next batch (PLEXUS_MALLOC_TUNING=0 leaves glibc as it is).
+    if (process.env["PLEXUS_MALLOC_TUNING"] !== "0") addon.retainFreedMemory(RETAIN_TRIM_BYTES, RETAIN_MMAP_BYTES);
     cached = addon;
   }
   return cached;

@@ -7,6 +7,7 @@
 import { ClosedError, FrameTooLargeError, PeerDeadError, type PlexusError } from "../errors.js";
 import { encodeChunks, encodedSize, encodeInto } from "../codec/index.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
+import { native } from "../native.js";
 import { releasingIterator } from "../util/iterate.js";
 import { endedError, Inbox, type QueueMessage } from "./inbox.js";
 import type { Link } from "./link.js";
@@ -44,6 +45,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
 
   /** @param cfg - validated settings */
   protected constructor(protected readonly cfg: Settings) {
+    native(); // loaded now: it tunes the allocator for the message buffers this end will free
     this.inbox = new Inbox({ maxQueue: cfg.maxQueue, maxQueueBytes: cfg.maxQueueBytes, timeout: Infinity });
     this.ticker = setInterval(() => this.tick(), Math.max(10, Math.min(cfg.heartbeat, cfg.peerTimeout) / 2));
     this.ticker.unref();
