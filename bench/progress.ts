@@ -26,18 +26,21 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr): Pro
     Presets.shades_classic,
   );
   let started = false;
+  let done = 0;
   const failures: string[] = [];
+  // Cases of one row and size start one after the other and finish together (their
+  // repetitions alternate): the bar counts finished cases, the label names the last started.
   return {
-    caseStarted: (c: BenchCase, i: number, total: number) => {
+    caseStarted: (c: BenchCase, _i: number, total: number) => {
       const label = `${c.row} | ${c.name} | ${c.variant}`;
       if (!started) {
-        bar.start(total, i, { case: label });
+        bar.start(total, done, { case: label });
         started = true;
-      } else bar.update(i, { case: label });
+      } else bar.update(done, { case: label });
     },
-    caseFinished: (r: CaseResult, i: number) => {
+    caseFinished: (r: CaseResult) => {
       if (!r.ok) failures.push(summaryLine(r));
-      bar.update(i + 1);
+      bar.update(++done);
     },
     stop: () => {
       if (started) bar.stop();

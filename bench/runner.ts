@@ -63,7 +63,7 @@ interface ResultBase {
   error?: string;
   /** Warm-up runs done. */
   warmups: number;
-  /** Wall time of the whole case including start-up and cleanup, s. */
+  /** Time the case itself took (its start-up, warm-up, repetitions and cleanup, not its neighbours' turns), s. */
   wallSeconds: number;
   /** Ratios to the baselines. */
   ratios: Ratio[];
@@ -186,7 +186,8 @@ function contextFor(scope: Scope, settings: Settings, phase: CaseContext["phase"
 /** A case being run: its scope, calibrated count, samples so far, and failure if any. */
 interface Running {
   readonly c: BenchCase;
-  readonly started: number;
+  /** Milliseconds spent in this case's own warm-up, repetitions and cleanup. */
+  spentMs: number;
   readonly scope: Scope;
   count: number;
   warmups: number;
@@ -196,7 +197,8 @@ interface Running {
 
 /** Starts a case: its warm-up runs (which also start its peers), calibrating the iteration count. */
 async function warmUp(c: BenchCase, settings: Settings): Promise<Running> {
-  const r: Running = { c, started: now(), scope: new Scope(), count: firstCount(c), warmups: 0, samples: [] };
+  const t0 = now();
+  const r: Running = { c, spentMs: 0, scope: new Scope(), count: firstCount(c), warmups: 0, samples: [] };
   try {
     let warmed = 0;
     while (r.warmups < MAX_WARMUP_RUNS && (r.warmups === 0 || warmed < settings.warmupMs)) {
@@ -210,13 +212,16 @@ async function warmUp(c: BenchCase, settings: Settings): Promise<Running> {
     }
   } catch (err) {
     r.error = asError(err).message;
+    await r.scope.close(); // its peers and memory go now, not after the other cases' repetitions
   }
+  r.spentMs += now() - t0;
   return r;
 }
 
 /** One measured repetition of a warmed-up case (nothing once it failed). */
 async function repeat(r: Running, settings: Settings, i: number): Promise<void> {
   if (r.error !== undefined) return;
+  const t0 = now();
   try {
     const ctx = contextFor(r.scope, settings, "measure", i, r.count, settings.repetitionMs);
     const sample = await runOnce(r.c, r.scope, ctx, settings.hardLimitMs);
@@ -224,12 +229,16 @@ async function repeat(r: Running, settings: Settings, i: number): Promise<void> 
     r.count = calibrate(r.c, sample, settings.repetitionMs);
   } catch (err) {
     r.error = asError(err).message;
+    await r.scope.close(); // its peers and memory go now, not after the other cases' repetitions
   }
+  r.spentMs += now() - t0;
 }
 
 /** Ends a case: frees its resources and summarises its samples (never throws). */
 async function finish(r: Running): Promise<CaseResult> {
+  const t0 = now();
   await r.scope.close();
+  r.spentMs += now() - t0;
   const c = r.c;
   const base = {
     row: c.row,
@@ -239,7 +248,7 @@ async function finish(r: Running): Promise<CaseResult> {
     ok: r.error === undefined,
     ...(r.error === undefined ? {} : { error: r.error }),
     warmups: r.warmups,
-    wallSeconds: (now() - r.started) / 1000,
+    wallSeconds: r.spentMs / 1000,
     ratios: [],
     cleanupErrors: r.scope.cleanupErrors,
   };
@@ -294,7 +303,8 @@ function headlines(r: CaseResult): number[] {
 /**
  * Fills `ratios` of every result from the baselines its case names: the median of the ratios of
  * repetitions run side by side (the i-th of the case to the i-th of its baseline — the runner
- * interleaves them), or the ratio of the medians when they differ in number.
+ * interleaves them), or the ratio of the medians when they differ in number (a case failed
+ * part-way) or one of them is not a finite number.
  */
 export function computeRatios(cases: readonly BenchCase[], results: CaseResult[]): void {
   for (const [i, c] of cases.entries()) {
@@ -305,8 +315,9 @@ export function computeRatios(cases: readonly BenchCase[], results: CaseResult[]
       const theirs = b === undefined ? undefined : headline(b);
       if (b === undefined || mine === undefined || theirs === undefined || theirs === 0) return { to, value: null };
       const [hm, hb] = [headlines(r), headlines(b)];
-      if (hm.length !== hb.length || hb.some((x) => x === 0)) return { to, value: mine / theirs };
-      const paired = hm.map((x, k) => x / (hb[k] as number)).sort((x, y) => x - y);
+      const paired = hm.map((x, k) => x / (hb[k] as number));
+      if (hm.length !== hb.length || !paired.every(Number.isFinite)) return { to, value: mine / theirs };
+      paired.sort((x, y) => x - y);
       const mid = paired.length >> 1;
       return { to, value: paired.length % 2 === 1 ? (paired[mid] as number) : ((paired[mid - 1] as number) + (paired[mid] as number)) / 2 };
     });

@@ -25,8 +25,12 @@ Napi::Value RetainFreedMemory(const Napi::CallbackInfo& info) {
   int64_t trim = ArgInteger(info, 0, "trimBytes", 0, INT32_MAX);
   int64_t mmapThreshold = ArgInteger(info, 1, "mmapBytes", 0, 32 << 20);
 #if defined(__GLIBC__)
-  bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmapThreshold)) == 1;
-  ok = mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim)) == 1 && ok;
+  // glibc refuses mmap thresholds above its own maximum: 32 MiB with 64-bit longs, 512 KiB else.
+  const int64_t glibcMax = sizeof(long) >= 8 ? (32 << 20) : (512 << 10);
+  if (mmapThreshold > glibcMax) mmapThreshold = glibcMax;
+  // Setting either threshold turns glibc's own adjustment off: set the trim threshold only
+  // once the mmap threshold is in place, so a refusal leaves glibc as it was.
+  bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmapThreshold)) == 1 && mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim)) == 1;
   return Napi::Boolean::New(env, ok);
 #else
   (void)trim;

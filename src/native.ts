@@ -205,14 +205,25 @@ function makeError(kind: "system" | "argument", message: string, syscall: string
   return new SystemError(syscall, errno, errnoName, message, detail);
 }
 
+/**
+ * Whether Plexus may set glibc's thresholds: not with `PLEXUS_MALLOC_TUNING=0`, nor when the
+ * operator set them already (`MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_`, or
+ * `GLIBC_TUNABLES` naming `glibc.malloc.trim_threshold` / `mmap_threshold`).
+ */
+export function mayTuneAllocator(env: NodeJS.ProcessEnv): boolean {
+  if (env["PLEXUS_MALLOC_TUNING"] === "0") return false;
+  if (env["MALLOC_TRIM_THRESHOLD_"] !== undefined || env["MALLOC_MMAP_THRESHOLD_"] !== undefined) return false;
+  return !/glibc\.malloc\.(trim|mmap)_threshold/.test(env["GLIBC_TUNABLES"] ?? "");
+}
+
 /** The addon, loaded once. Throws a {@link SystemError}-free plain error if the binary is missing. */
 export function native(): NativeAddon {
   if (cached === undefined) {
     const addon = loadAddon() as NativeAddon;
     addon.setErrorFactory(makeError);
     // Message buffers are freed in batches by the garbage collector: keep that memory instead
-    // of faulting it in again for the next batch (PLEXUS_MALLOC_TUNING=0 leaves glibc as it is).
-    if (process.env["PLEXUS_MALLOC_TUNING"] !== "0") addon.retainFreedMemory(RETAIN_TRIM_BYTES, RETAIN_MMAP_BYTES);
+    // of faulting it in again for the next batch.
+    if (mayTuneAllocator(process.env)) addon.retainFreedMemory(RETAIN_TRIM_BYTES, RETAIN_MMAP_BYTES);
     cached = addon;
   }
   return cached;

@@ -7,7 +7,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, statfsS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
-import { native, type Watcher } from "../src/native.js";
+import { mayTuneAllocator, native, type Watcher } from "../src/native.js";
 import { InvalidArgumentError, NoSpaceError, SystemError } from "../src/errors.js";
 
 const n = native();
@@ -785,4 +785,11 @@ test("memory: retainFreedMemory tunes glibc's allocator (true there, false elsew
   assert.throws(() => n.retainFreedMemory(-1, 32 << 20), InvalidArgumentError);
   assert.throws(() => n.retainFreedMemory(64 << 20, 64 << 20), InvalidArgumentError, "above glibc's own 32 MiB limit");
   assert.throws(() => n.retainFreedMemory(1.5, 0), InvalidArgumentError);
+  // When Plexus sets them at load: not when told not to, nor over the operator's own settings.
+  assert.equal(mayTuneAllocator({}), true);
+  assert.equal(mayTuneAllocator({ PLEXUS_MALLOC_TUNING: "0" }), false);
+  assert.equal(mayTuneAllocator({ MALLOC_TRIM_THRESHOLD_: "131072" }), false);
+  assert.equal(mayTuneAllocator({ MALLOC_MMAP_THRESHOLD_: "131072" }), false);
+  assert.equal(mayTuneAllocator({ GLIBC_TUNABLES: "glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=0" }), false);
+  assert.equal(mayTuneAllocator({ GLIBC_TUNABLES: "glibc.malloc.arena_max=2" }), true);
 });

@@ -92,8 +92,13 @@ test("fault: the peer process is killed at random points 8 times; every put reso
     const outcomes = await Promise.allSettled(puts); // resolves only if none hangs
     const logged = new Set([...seen, ...(await drain(child))].filter((l) => l.startsWith("got ")).map((l) => Number(l.slice(4))));
     if (holdAfter !== undefined) {
+      // Reliable: a put resolves only once its message was released — the held one never was,
+      // nor anything after it.
+      const got = seen.filter((l) => l.startsWith("got "));
+      const held = Number((got[got.length - 1] as string).slice(4));
+      assert.equal(outcomes[held]?.status, "rejected", `round ${round}: the held message's put must reject`);
       const rejected = outcomes.filter((o) => o.status === "rejected").length;
-      assert.ok(rejected >= N - holdAfter, `round ${round}: held after ${holdAfter}, only ${rejected} puts rejected`);
+      assert.ok(rejected >= N - holdAfter + 1, `round ${round}: held after ${holdAfter}, only ${rejected} puts rejected`);
     }
     outcomes.forEach((o, i) => {
       if (o.status === "fulfilled") {

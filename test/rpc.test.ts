@@ -460,6 +460,41 @@ test("plain TCP off loopback: refused without allowInsecure, served with it", as
   assert.equal(server.served, 1);
 });
 
+for (const transport of TRANSPORTS) {
+  test(`${transport}: a request whose own writing aborts its signal or closes its client rejects at once (AbortError, ClosedError)`, async () => {
+    const service = fresh("selfstop");
+    await using server = await node.server(service, (b: Uint8Array) => b, { inPlace: true, transport });
+    const client = await node.client(service, { transport, timeout: 10_000 });
+    const ac = new AbortController();
+    await assert.rejects(
+      client.requestInPlace(8, (b) => {
+        b.fill(1);
+        ac.abort(new Error("enough"));
+      }, { signal: ac.signal }),
+      AbortError,
+    );
+    // A value whose encoding runs user code (a getter) that aborts.
+    const values = await node.server(fresh("selfstop-values"), (v: unknown) => v, { transport });
+    const vc = await node.client(values.service, { transport, timeout: 10_000 });
+    const ac2 = new AbortController();
+    const tricky = {
+      get x(): number {
+        ac2.abort();
+        return 1;
+      },
+    };
+    // (Within one thread the value itself is handed over: nothing is encoded, the getter never runs.)
+    if (transport === "inproc") assert.equal(((await vc.request(tricky, { signal: ac2.signal })) as { x: number }).x, 1);
+    else await assert.rejects(vc.request(tricky, { signal: ac2.signal }), AbortError);
+    assert.equal(vc.inFlight, 0);
+    await assert.rejects(client.requestInPlace(8, () => void client.close()), ClosedError); // not TimeoutError 10 s later
+    assert.equal(client.inFlight, 0);
+    await vc.close();
+    await values.close();
+    void server;
+  });
+}
+
 test("a request aborted just as it gets its in-flight slot rejects AbortError and is not sent", async () => {
   const service = fresh("abort-race");
   const seen: number[] = [];

@@ -24,7 +24,11 @@ import { checkHeader, decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, RPC_HEADER, 
 export interface ClientOptions {
   /** Requests in flight at once, over all servers (default 16); more wait, bounded by their timeout and signal. */
   maxInFlight?: number;
-  /** Default timeout of a request, ms (default 5000), including the wait for an in-flight slot. */
+  /**
+   * Default timeout of a request, ms (default 5000), including the wait for an in-flight slot;
+   * counted from when the request was written (after its encoding), or from when it started
+   * waiting for a slot.
+   */
   timeout?: number;
   /** Use only this transport (tests, benchmarks); servers that cannot offer it are skipped. */
   transport?: "inproc" | "shm" | "tcp";
@@ -327,6 +331,16 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     link.inFlight++;
     if (p.failure !== undefined) {
       this.settle(id, p.failure);
+      return promise;
+    }
+    // Code that ran while the request was written (a `fill`, a getter the encoder read) may
+    // have closed this client or aborted the signal: the request was not in the table yet.
+    if (this.closing) {
+      this.settle(id, new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+      return promise;
+    }
+    if (signal?.aborted) {
+      this.settle(id, new AbortError("request aborted", { cause: signal.reason }));
       return promise;
     }
     if (signal !== undefined) {
