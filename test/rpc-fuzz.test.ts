@@ -4,6 +4,7 @@
  * request ring. Each bad connection ends (or gets an error answer); the server never crashes
  * and keeps serving honest clients over both transports.
  */
+import { randomBytes } from "node:crypto";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
@@ -169,6 +170,22 @@ test("frames inside the request ring: random and truncated frames end that conne
     const h = readHeader(f.bytes);
     assert.equal(h.type, RpcType.Error);
     assert.equal(h.id, 7);
+    f.release();
+    control.destroy();
+    await rx.close();
+    await tx.close();
+  }
+  // Bytes on the control socket are ids of released in-place answers (u32): ids of requests never
+  // made change nothing, a cut id waits for its rest, and the connection serves on.
+  {
+    const { tx, rx, control } = await rawShm();
+    control.write(randomBytes(4 * 1024 + 3));
+    await tx.send(message(RpcType.Request, 9, new Uint8Array(24).fill(3)));
+    const f = await rx.receive({ timeout: 5000 });
+    assert.ok(f, "the connection still serves");
+    const h = readHeader(f.bytes);
+    assert.equal(h.type, RpcType.Error);
+    assert.equal(h.id, 9);
     f.release();
     control.destroy();
     await rx.close();

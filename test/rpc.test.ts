@@ -495,6 +495,39 @@ for (const transport of TRANSPORTS) {
   });
 }
 
+test("shm in-place: answers held until the request ring is full — releasing them lets the queued requests through", async () => {
+  const service = fresh("held");
+  await using server = await node.server(service, (b: Uint8Array) => b.subarray(0, 8), { inPlace: true, transport: "shm" });
+  // An 8 KiB request ring: frames of 16 + 16 + body bytes, at most 4 KiB each.
+  await using client = await node.client(service, { transport: "shm", capacity: 8192, timeout: 3000 });
+  // Room left beside the held answers: the release goes into the ring, ahead of the queued request.
+  const [a, b] = await Promise.all([client.requestInPlace(new Uint8Array(3000).fill(1)), client.requestInPlace(new Uint8Array(3000).fill(2))]);
+  const c = client.requestInPlace(new Uint8Array(3000).fill(3)); // waits for room
+  a.release();
+  const rc = await c; // a release queued behind c would have made this a TimeoutError
+  assert.ok(rc.bytes.every((x) => x === 3));
+  b.release();
+  rc.release();
+  assert.equal(client.inFlight, 0);
+  // No room at all: on a fresh ring two held answers fill it to the last byte; the release
+  // cannot go into the ring and takes the control socket.
+  await using full = await node.client(service, { transport: "shm", capacity: 8192, timeout: 3000 });
+  const size = 4096 - 32;
+  const [d, e] = await Promise.all([full.requestInPlace(new Uint8Array(size).fill(4)), full.requestInPlace(new Uint8Array(size).fill(5))]);
+  const f = full.requestInPlace(new Uint8Array(size).fill(6));
+  d.release();
+  const rf = await f;
+  assert.ok(rf.bytes.every((x) => x === 6));
+  e.release();
+  rf.release();
+  // And the channel serves on.
+  const g = await full.requestInPlace(new Uint8Array(16).fill(7));
+  assert.ok(g.bytes.every((x) => x === 7));
+  g.release();
+  assert.equal(full.inFlight, 0);
+  void server;
+});
+
 test("a request aborted just as it gets its in-flight slot rejects AbortError and is not sent", async () => {
   const service = fresh("abort-race");
   const seen: number[] = [];

@@ -11,7 +11,7 @@ import type { Socket } from "node:net";
 import { ClosedError, PeerDeadError } from "../errors.js";
 import type { ShmSender } from "../transport/shm.js";
 import type { RingReceiver } from "../transport/ring-endpoints.js";
-import { RPC_HEADER, writeHeader, type Body, type RpcType } from "./wire.js";
+import { EMPTY, RPC_HEADER, RpcType, writeHeader, type Body } from "./wire.js";
 
 /** What holds a received message's memory: `release()` gives it back (idempotent). */
 export interface Releasable {
@@ -116,6 +116,14 @@ export abstract class Channel {
     if (!this.draining) void this.drain();
   }
 
+  /**
+   * Tells the server the client is done with the in-place answer of request `id`. Releases do
+   * not wait behind queued requests: those may be waiting for the very room this frees.
+   */
+  sendRelease(id: number): void {
+    this.send(RpcType.Release, id, 0, EMPTY);
+  }
+
   /** Ends the channel (messages not yet written are dropped). Idempotent. */
   async close(): Promise<void> {
     if (!this.ended) this.end(undefined);
@@ -174,6 +182,9 @@ function fill(target: Uint8Array, at: number, type: RpcType, id: number, aux: nu
   if (written !== undefined) written(target.subarray(at + RPC_HEADER, at + RPC_HEADER + b.size));
 }
 
+/** A release sent over the control socket: the u32 request id (little-endian). */
+const RELEASE_BYTES = 4;
+
 /** Most microtask turns the shm pump yields after delivering messages, before it polls again. */
 const YIELD_TURNS = 8;
 
@@ -183,6 +194,8 @@ export class ShmChannel extends Channel {
   private closing: Promise<void> | undefined;
   /** Resumes a pump waiting while paused. */
   private wake: (() => void) | undefined;
+  /** The start of a release id cut by the control socket's chunking. */
+  private controlRest: Buffer | undefined;
 
   /**
    * @param tx - this side's ring (the peer reads it)
@@ -200,13 +213,43 @@ export class ShmChannel extends Channel {
       this.deliverRest(); // what the peer wrote before it went away still counts
       this.end(new PeerDeadError("the request/response peer closed the connection or died"));
     });
-    control.on("data", () => this.end(new PeerDeadError("unexpected bytes on the request/response control socket")));
+    control.on("data", (chunk: Buffer) => this.onControl(chunk));
     control.resume();
     void this.pump();
   }
 
   override get segment(): string {
     return this.tx.address.name;
+  }
+
+  /**
+   * Into the ring if it has room — ahead of requests queued for room — else over the control
+   * socket: when the ring is full of answers the client holds, a release must not need ring
+   * room, or the client could never give any back.
+   */
+  override sendRelease(id: number): void {
+    if (this.ended) return;
+    try {
+      if (this.trySend(RpcType.Release, id, 0, EMPTY)) return;
+    } catch {
+      // a queued request holds the ring's reservation right now: the socket takes it
+    }
+    const b = Buffer.allocUnsafe(RELEASE_BYTES);
+    b.writeUInt32LE(id >>> 0, 0);
+    this.control.write(b);
+  }
+
+  /** Bytes on the control socket: u32 ids of released in-place answers (see {@link sendRelease}). */
+  private onControl(chunk: Buffer): void {
+    if (this.ended) return;
+    const bytes = this.controlRest === undefined ? chunk : Buffer.concat([this.controlRest, chunk]);
+    const whole = bytes.length - (bytes.length % RELEASE_BYTES);
+    this.controlRest = whole < bytes.length ? bytes.subarray(whole) : undefined;
+    const message = new Uint8Array(RPC_HEADER);
+    for (let at = 0; at < whole && !this.ended; at += RELEASE_BYTES) {
+      writeHeader(message, 0, RpcType.Release, 0, bytes.readUInt32LE(at), 0);
+      this.onMessage(message, 0, RPC_HEADER, NOTHING_HELD);
+    }
   }
 
   protected onPause(): void {}

@@ -18,7 +18,7 @@ import type { Channel, Releasable } from "./channel.js";
 import { openShm, openTcp, type OpenOptions } from "./handshake.js";
 import { PendingTable } from "./pending.js";
 import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, spinOption, transportOption, type Server } from "./server.js";
-import { checkHeader, decodeOwned, EMPTY, FLAG_RAW, get32, rawBody, RPC_HEADER, RpcType, valueBody, type Body } from "./wire.js";
+import { checkHeader, decodeOwned, FLAG_RAW, get32, rawBody, RPC_HEADER, RpcType, valueBody, type Body } from "./wire.js";
 
 /** Options of `node.client()`. */
 export interface ClientOptions {
@@ -633,7 +633,7 @@ export function forget(graph: GraphRef, ch: Channel): void {
 /** Tells the server the client is done with an in-place answer. */
 function sendRelease(ch: Channel, id: number): void {
   try {
-    ch.send(RpcType.Release, id, 0, EMPTY);
+    ch.sendRelease(id);
   } catch {
     // the channel ended: the server released everything it held
   }
