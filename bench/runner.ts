@@ -211,11 +211,16 @@ async function warmUp(c: BenchCase, settings: Settings): Promise<Running> {
       r.count = calibrate(c, sample, target);
     }
   } catch (err) {
-    r.error = asError(err).message;
-    await r.scope.close(); // its peers and memory go now, not after the other cases' repetitions
+    await failed(r, err);
   }
   r.spentMs += now() - t0;
   return r;
+}
+
+/** Records why `r` failed and frees its peers and memory now, not after the other cases' repetitions. */
+async function failed(r: Running, err: unknown): Promise<void> {
+  r.error = asError(err).message;
+  await r.scope.close();
 }
 
 /** One measured repetition of a warmed-up case (nothing once it failed). */
@@ -228,8 +233,7 @@ async function repeat(r: Running, settings: Settings, i: number): Promise<void> 
     r.samples.push(sample);
     r.count = calibrate(r.c, sample, settings.repetitionMs);
   } catch (err) {
-    r.error = asError(err).message;
-    await r.scope.close(); // its peers and memory go now, not after the other cases' repetitions
+    await failed(r, err);
   }
   r.spentMs += now() - t0;
 }
@@ -257,13 +261,6 @@ async function finish(r: Running): Promise<CaseResult> {
   } catch (err) {
     return { ...summarise(c, base, []), ok: false, error: asError(err).message };
   }
-}
-
-/** Runs one case to completion (never throws; failures are in the result). */
-export async function runCase(c: BenchCase, settings: Settings): Promise<CaseResult> {
-  const r = await warmUp(c, settings);
-  for (let i = 0; i < settings.repetitions; i++) await repeat(r, settings, i);
-  return finish(r);
 }
 
 function summarise(c: BenchCase, base: Omit<ResultBase, "kind">, samples: Sample[]): CaseResult {

@@ -186,7 +186,8 @@ export interface NativeAddon {
   /**
    * glibc: `mallopt(M_MMAP_THRESHOLD, mmapBytes)` and `mallopt(M_TRIM_THRESHOLD, trimBytes)`
    * — freed memory is kept (up to `trimBytes` at the heap's top) instead of handed back to
-   * the kernel and faulted in again. False where the C library is not glibc (nothing done).
+   * the kernel and faulted in again. False where the C library is not glibc, or when it refused
+   * (then nothing was changed).
    */
   retainFreedMemory(trimBytes: number, mmapBytes: number): boolean;
 }

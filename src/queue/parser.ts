@@ -69,8 +69,7 @@ export class FrameParser {
             this.check(h);
             at = end;
             this.viewed = true;
-            this.large = h.length >= DIRECT_MIN;
-            this.onFrame(h, chunk.subarray(end - h.length, end));
+            this.deliver(h, chunk.subarray(end - h.length, end));
             continue;
           }
           this.begin(h);
@@ -81,8 +80,6 @@ export class FrameParser {
           this.begin(readHeader(this.head, 0));
         }
         at += take;
-        if (this.headFill === HEADER_BYTES) this.headFill = 0;
-        if ((this.current as Header | undefined)?.length === 0) this.emit();
         continue;
       }
       const payload = this.payload!;
@@ -125,10 +122,7 @@ export class FrameParser {
     }
     if (target.buffer === this.head.buffer) {
       this.headFill += n;
-      if (this.headFill < HEADER_BYTES) return;
-      this.begin(readHeader(this.head, 0));
-      this.headFill = 0;
-      if ((this.current as Header | undefined)?.length === 0) this.emit();
+      if (this.headFill === HEADER_BYTES) this.begin(readHeader(this.head, 0));
       return;
     }
     this.fill += n;
@@ -146,22 +140,28 @@ export class FrameParser {
     }
   }
 
+  /** A whole header: checked, its payload allocated; a frame without payload is delivered at once. */
   private begin(h: Header): void {
     this.check(h);
     this.current = h;
-    this.headFill = HEADER_BYTES;
+    this.headFill = 0;
     // 8-aligned memory, so typed arrays in the frame decode as views.
     this.payload = h.length === 0 ? FrameParser.EMPTY : this.slab.take(h.length);
     this.fill = 0;
+    if (h.length === 0) this.emit();
   }
 
   private emit(): void {
     const h = this.current!;
     const p = this.payload!;
-    this.large = h.length >= DIRECT_MIN;
     this.current = undefined;
     this.payload = undefined;
     this.fill = 0;
-    this.onFrame(h, p);
+    this.deliver(h, p);
+  }
+
+  private deliver(h: Header, payload: Buffer): void {
+    this.large = h.length >= DIRECT_MIN;
+    this.onFrame(h, payload);
   }
 }
