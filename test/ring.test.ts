@@ -325,3 +325,54 @@ test("tryReserve/commitReserved write straight into the ring; abortReserved publ
   assert.equal(w.tryReserve(1000), -1);
   assert.throws(() => w.tryReserve(1 << 20), { code: "ERR_PLEXUS_FRAME_TOO_LARGE" });
 });
+
+test("pinned frames: the writer does not reuse them after the reader released them, until unpinned (any order)", async () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  const w = writer(buf);
+  const r = reader(buf);
+  // Two pinned frames of 1000 bytes, read and released at once by the reader.
+  const pins: number[] = [];
+  const offsets: number[] = [];
+  for (const seq of [1, 2]) {
+    const at = w.tryReserve(1000);
+    w.ringBytes.set(message(seq, 1000), at);
+    pins.push(w.pinReserved());
+    offsets.push(at);
+    w.commitReserved(1000);
+    check(r.tryRead() as Uint8Array, seq, 1000);
+    r.release();
+  }
+  // The reader holds nothing, yet only the room not pinned is written: at most 4096 - 2 x 1016.
+  let written = 0;
+  while (w.tryWrite(new Uint8Array(100).fill(0xee))) {
+    assert.ok(r.tryRead());
+    r.release();
+    written++;
+  }
+  assert.ok(written > 0 && written * 116 <= 4096 - 2 * 1016, `${written} frames of 116 bytes beside two pinned frames of 1016`);
+  offsets.forEach((at, i) => check(w.ringBytes.subarray(at, at + 1000), i + 1, 1000)); // untouched
+  // Unpinning the newer one frees nothing: the older one still holds the writer back.
+  w.unpin(pins[1]);
+  assert.equal(w.tryReserve(100), -1);
+  w.unpin(pins[1]); // idempotent
+  check(w.ringBytes.subarray(offsets[0], offsets[0] + 1000), 1, 1000);
+  // A write waiting for room wakes when the older one is unpinned.
+  let done = false;
+  const waiting = w.write(new Uint8Array(1500), { timeout: 5000 }).then(() => (done = true));
+  await new Promise((res) => setTimeout(res, 20));
+  assert.equal(done, false, "waits while pinned");
+  w.unpin(pins[0]);
+  await waiting;
+  assert.equal((r.tryRead() as Uint8Array).length, 1500);
+  r.release();
+  // pinReserved needs an open reservation; an aborted one drops its pin.
+  assert.throws(() => w.pinReserved(), { code: "ERR_PLEXUS_CLOSED" });
+  assert.ok(w.tryReserve(1500) >= 0);
+  w.pinReserved();
+  w.abortReserved();
+  for (let i = 0; i < 3; i++) {
+    assert.ok(w.tryWrite(new Uint8Array(1500)), "nothing pinned by the aborted reservation");
+    assert.ok(r.tryRead());
+    r.release();
+  }
+});

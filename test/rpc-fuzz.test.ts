@@ -11,7 +11,7 @@ import { once } from "node:events";
 import { connect as netConnect, type Socket } from "node:net";
 import fc from "fast-check";
 import { connectShm, ShmSender, type Receiver, type ServerInfo } from "../src/index.js";
-import { hello, HelloKind, readHello } from "../src/rpc/handshake.js";
+import { hello, HelloKind, readHello, RPC_VERSION } from "../src/rpc/handshake.js";
 import { readHeader, RPC_HEADER, RpcType, writeHeader } from "../src/rpc/wire.js";
 import { fixture } from "./helpers/child.js";
 import { graph, until } from "./helpers/rpc.js";
@@ -87,12 +87,14 @@ test("tcp port: random, truncated, oversized and out-of-protocol bytes; honest c
     await stillServes().catch((e: unknown) => assert.fail(`${name}: ${String(e)}`));
   }
   // A version the server does not speak is refused with a typed answer.
-  const v2 = Buffer.from(tcpHello);
-  v2[4] = 2;
-  const refused = await throwAt(tcp, v2, false);
-  assert.equal(refused.readUInt32LE(0), tcpHello.readUInt32LE(0));
-  assert.equal(refused[5], HelloKind.Refused);
-  assert.match(refused.subarray(8).toString(), /ERR_PLEXUS_PROTOCOL.*version 2/);
+  for (const version of [1, RPC_VERSION + 1]) {
+    const other = Buffer.from(tcpHello);
+    other[4] = version; // 1: before in-place answers were pinned by the client (releases went to the server)
+    const refused = await throwAt(tcp, other, false);
+    assert.equal(refused.readUInt32LE(0), tcpHello.readUInt32LE(0));
+    assert.equal(refused[5], HelloKind.Refused);
+    assert.match(refused.subarray(8).toString(), new RegExp(`ERR_PLEXUS_PROTOCOL.*version ${version}`));
+  }
   // A connection that never says hello is dropped after the handshake timeout.
   await throwAt(tcp, new Uint8Array(0), false);
   // A well-formed request whose body is not a value: an error answer for that request, and the connection serves on.
@@ -162,11 +164,8 @@ async function rawShm(): Promise<{ tx: ShmSender; rx: Receiver; control: Socket 
 
 test("frames inside the request ring: random and truncated frames end that connection only; bad bodies get an error answer", async () => {
   // A request with a body that is not a value: answered with an error, the connection serves on.
-  // Before it, random bytes on the control socket: they are ids of released in-place answers
-  // (u32) — ids of requests never made change nothing, a cut id waits for its rest.
   {
     const { tx, rx, control } = await rawShm();
-    control.write(randomBytes(4 * 1024 + 3));
     await tx.send(message(RpcType.Request, 7, new Uint8Array(24).fill(3)));
     const f = await rx.receive({ timeout: 5000 });
     assert.ok(f);
@@ -174,6 +173,20 @@ test("frames inside the request ring: random and truncated frames end that conne
     assert.equal(h.type, RpcType.Error);
     assert.equal(h.id, 7);
     f.release();
+    control.destroy();
+    await rx.close();
+    await tx.close();
+  }
+  // Bytes on the handshake socket after the handshake, or a message of the type version 1 used
+  // for releases (5): a broken client, that connection ends.
+  for (const abuse of [(c: Socket) => void c.write(randomBytes(4 * 1024 + 3)), (_c: Socket, t: ShmSender) => void t.send(message(5, 1))]) {
+    const { tx, rx, control } = await rawShm();
+    abuse(control, tx);
+    const end = await rx.receive({ timeout: 5000 }).then(
+      (f) => f,
+      (e: unknown) => e,
+    );
+    assert.ok(end === null || end instanceof Error, "the server closed this connection");
     control.destroy();
     await rx.close();
     await tx.close();

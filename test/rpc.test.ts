@@ -496,21 +496,21 @@ for (const transport of TRANSPORTS) {
 }
 
 test("shm in-place: answers held until the request ring is full — releasing them lets the queued requests through", async () => {
+  // The client's writer keeps its held answers (pinned) whatever the server released.
   const service = fresh("held");
   await using server = await node.server(service, (b: Uint8Array) => b.subarray(0, 8), { inPlace: true, transport: "shm" });
   // An 8 KiB request ring: frames of 16 + 16 + body bytes, at most 4 KiB each.
   await using client = await node.client(service, { transport: "shm", capacity: 8192, timeout: 3000 });
-  // Room left beside the held answers: the release goes into the ring, ahead of the queued request.
+  // Room left beside the held answers, but not enough for c.
   const [a, b] = await Promise.all([client.requestInPlace(new Uint8Array(3000).fill(1)), client.requestInPlace(new Uint8Array(3000).fill(2))]);
   const c = client.requestInPlace(new Uint8Array(3000).fill(3)); // waits for room
   a.release();
-  const rc = await c; // a release queued behind c would have made this a TimeoutError
+  const rc = await c; // a release that did not wake c's wait for room would make this a TimeoutError
   assert.ok(rc.bytes.every((x) => x === 3));
   b.release();
   rc.release();
   assert.equal(client.inFlight, 0);
-  // No room at all: on a fresh ring two held answers fill it to the last byte; the release
-  // cannot go into the ring and takes the control socket.
+  // No room at all: on a fresh ring two held answers fill it to the last byte.
   await using full = await node.client(service, { transport: "shm", capacity: 8192, timeout: 3000 });
   const size = 4096 - 32;
   const [d, e] = await Promise.all([full.requestInPlace(new Uint8Array(size).fill(4)), full.requestInPlace(new Uint8Array(size).fill(5))]);
@@ -527,6 +527,81 @@ test("shm in-place: answers held until the request ring is full — releasing th
   assert.equal(full.inFlight, 0);
   void server;
 });
+
+test("shm in-place: a request that timed out stays the server's while it works on it, and its memory is then free", async () => {
+  const service = fresh("timedout");
+  const gate = deferred();
+  const seen: string[] = [];
+  await using server = await node.server(service, async (b: Uint8Array) => {
+    if (b[0] !== 7) return b;
+    await gate.promise;
+    // Meanwhile the client wrote as much as its ring takes: none of it over these bytes.
+    seen.push(b.every((x) => x === 7) ? "intact" : "overwritten");
+    b.fill(8);
+    return b;
+  }, { inPlace: true, transport: "shm" });
+  await using client = await node.client(service, { transport: "shm", capacity: 8192, timeout: 5000 });
+  await assert.rejects(client.requestInPlace(new Uint8Array(3000).fill(7), { timeout: 50 }), TimeoutError);
+  // More than the rest of the ring: those that do not fit wait for the server to let the first go.
+  // (request(): answers copied out, nothing held by the client.)
+  const more = Array.from({ length: 5 }, (_, i) => client.request(new Uint8Array(2000).fill(10 + i)) as Promise<Uint8Array>);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(seen.length, 0);
+  gate.resolve();
+  for (const [i, m] of (await Promise.all(more)).entries()) assert.ok(m.every((x) => x === 10 + i));
+  assert.deepEqual(seen, ["intact"]);
+  // Once answered, its memory is free again: two requests of almost half the ring each fit.
+  await until(() => server.inFlight === 0);
+  const size = 4096 - 32;
+  const [d, e] = await Promise.all([client.requestInPlace(new Uint8Array(size).fill(4), { timeout: 2000 }), client.requestInPlace(new Uint8Array(size).fill(5), { timeout: 2000 })]);
+  assert.ok(d.bytes.every((x) => x === 4) && e.bytes.every((x) => x === 5));
+  d.release();
+  e.release();
+});
+
+test("shm in-place: a request that timed out while waiting for ring room is written later without holding memory", async () => {
+  const service = fresh("latewrite");
+  await using _server = await node.server(service, (b: Uint8Array) => b, { inPlace: true, transport: "shm" });
+  await using client = await node.client(service, { transport: "shm", capacity: 8192, timeout: 5000 });
+  const size = 4096 - 32;
+  const [a, b] = await Promise.all([client.requestInPlace(new Uint8Array(size).fill(1)), client.requestInPlace(new Uint8Array(size).fill(2))]);
+  // No room: it waits in the channel's queue and times out there.
+  await assert.rejects(client.requestInPlace(new Uint8Array(size).fill(3), { timeout: 50 }), TimeoutError);
+  a.release(); // now it is written, and answered: nobody reads that answer
+  b.release();
+  // Nothing left held: two more of the same size fit at once, again and again.
+  for (let i = 0; i < 3; i++) {
+    const [c, d] = await Promise.all([client.requestInPlace(new Uint8Array(size).fill(4), { timeout: 2000 }), client.requestInPlace(new Uint8Array(size).fill(5), { timeout: 2000 })]);
+    assert.ok(c.bytes.every((x) => x === 4) && d.bytes.every((x) => x === 5));
+    c.release();
+    d.release();
+  }
+});
+
+for (const transport of ["shm", "tcp"] as const) {
+  test(`${transport}: lone requests (answered while the client polls), slow ones (answered to its reader) and bursts, in any mix`, async () => {
+    const service = fresh("mix");
+    await using _server = await node.server<{ ms: number; i: number }, number>(service, async ({ ms, i }) => {
+      if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+      return i;
+    }, { transport });
+    await using client = await node.client<{ ms: number; i: number }, number>(service, { transport, timeout: 5000 });
+    await until(() => client.servers.length === 1);
+    let i = 0;
+    for (let round = 0; round < 4; round++) {
+      for (let k = 0; k < 50; k++) assert.equal(await client.request({ ms: 0, i: ++i }), i); // lone and fast
+      for (const ms of [2, 0, 15, 0]) assert.equal(await client.request({ ms, i: ++i }), i); // lone, some slower than any poll
+      const burst = Array.from({ length: 40 }, (_, k) => ({ ms: k % 7 === 0 ? 5 : 0, i: ++i }));
+      assert.deepEqual(await Promise.all(burst.map((r) => client.request(r))), burst.map((r) => r.i));
+      // A lone request while another, slow, is in flight; then lone again.
+      const slow = client.request({ ms: 20, i: ++i });
+      const slowI = i;
+      assert.equal(await client.request({ ms: 0, i: ++i }), i);
+      assert.equal(await slow, slowI);
+    }
+    assert.equal(client.inFlight, 0);
+  });
+}
 
 test("a request aborted just as it gets its in-flight slot rejects AbortError and is not sent", async () => {
   const service = fresh("abort-race");

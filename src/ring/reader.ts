@@ -28,6 +28,7 @@ import {
   WakeKind,
   WriterState,
 } from "./layout.js";
+import { HeldPositions } from "./held.js";
 import { RingView } from "./view.js";
 import { ClosedError, InvalidArgumentError, PeerDeadError, ResourceExhaustedError, SequenceError } from "../errors.js";
 import { checkOptions, checkTimeout, Deadline, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
@@ -82,12 +83,8 @@ export class RingReader {
   private head: number;
   private expected = -1;
   private readonly leaky: boolean;
-  /** Start positions of the frames taken and not yet released, oldest first, in `[first, count)`. */
-  private starts = new Int32Array(16);
-  /** 1 where the frame at the same index was released out of order. */
-  private done = new Uint8Array(16);
-  private first = 0;
-  private count = 0;
+  /** Start positions of the frames taken and not yet released. */
+  private readonly taken = new HeldPositions();
   /** The write position last loaded (reloaded only when the reader catches up with it). */
   private wp: number;
   private missedSeen = 0;
@@ -171,7 +168,7 @@ export class RingReader {
 
   /** Number of views taken and not yet released. */
   get held(): number {
-    return this.count - this.first;
+    return this.taken.size;
   }
 
   /** True when the writer closed the ring gracefully. */
@@ -228,29 +225,9 @@ export class RingReader {
       this.sequence = seq;
       this.token = start;
       this.length = len;
-      this.hold(start);
+      this.taken.add(start);
       return ring.base + (start & ring.mask) + 16;
     }
-  }
-
-  /** Records a taken frame. */
-  private hold(start: number): void {
-    if (this.count === this.starts.length) {
-      const live = this.starts.subarray(this.first, this.count);
-      const liveDone = this.done.subarray(this.first, this.count);
-      const size = live.length * 2 > this.starts.length ? this.starts.length * 2 : this.starts.length;
-      const starts = new Int32Array(size);
-      const done = new Uint8Array(size);
-      starts.set(live);
-      done.set(liveDone);
-      this.starts = starts;
-      this.done = done;
-      this.count -= this.first;
-      this.first = 0;
-    }
-    this.starts[this.count] = start;
-    this.done[this.count] = 0;
-    this.count++;
   }
 
   /**
@@ -360,21 +337,14 @@ export class RingReader {
   }
 
   /** Releases the message with position `token` (any order; space is freed in FIFO order). */
-  release(token: number = this.starts[this.first]): void {
-    const n = this.count;
-    let i = this.first;
-    while (i < n && this.starts[i] !== token) i++;
-    if (i === n) return; // already released
-    this.done[i] = 1;
-    if (i !== this.first) return;
-    while (this.first < n && this.done[this.first] !== 0) this.first++;
-    this.advance();
+  release(token?: number): void {
+    if (this.taken.remove(token)) this.advance();
   }
 
   /** Releases every held message. */
   releaseAll(): void {
-    if (this.first === this.count) return;
-    this.first = this.count;
+    if (this.taken.size === 0) return;
+    this.taken.clear();
     this.advance();
   }
 
@@ -408,11 +378,10 @@ export class RingReader {
     if (this.left) return;
     const w = this.ring.words;
     let tail: number;
-    if (this.first === this.count) {
-      this.first = this.count = 0;
+    if (this.taken.size === 0) {
       tail = this.leaky ? Atomics.load(w, this.iHead) : this.head;
     } else {
-      tail = this.starts[this.first];
+      tail = this.taken.oldest;
     }
     Atomics.store(w, this.iTail, tail);
     this.wakeWriter();

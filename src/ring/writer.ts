@@ -28,6 +28,7 @@ import {
   WakeKind,
   WriterState,
 } from "./layout.js";
+import { HeldPositions } from "./held.js";
 import { RingView } from "./view.js";
 import { native } from "../native.js";
 import { BackpressureError, ClosedError, FrameTooLargeError, InvalidArgumentError, TimeoutError } from "../errors.js";
@@ -79,6 +80,10 @@ export class RingWriter {
   private readonly timeout: number;
   private readonly useNative: boolean;
   private waiting = false;
+  /** Frames this writer's owner still uses after the readers released them ({@link pinReserved}). */
+  private readonly pins = new HeldPositions();
+  /** The open reservation was pinned (an abort drops that pin). */
+  private pinnedOpen = false;
 
   /**
    * @param buffer - an initialised ring
@@ -212,13 +217,36 @@ export class RingWriter {
   commitReserved(length: number): void {
     if (!this.loanOpen) throw new ClosedError("no reservation to commit");
     this.loanOpen = false;
+    this.pinnedOpen = false;
     if (this.closedFlag) throw new ClosedError("ring writer closed during the loan");
     this.publish(length);
+  }
+
+  /**
+   * Pins the frame reserved now (by {@link tryReserve} or a loan, before its commit): its memory
+   * is not written again, whatever the readers release, until {@link unpin} with the returned
+   * token. For a writer that reads its own frames back after the readers are done with them
+   * (the in-place answers of request/response).
+   */
+  pinReserved(): number {
+    if (!this.loanOpen) throw new ClosedError("no reservation to pin");
+    const pos = this.pos;
+    if (!this.pinnedOpen) this.pins.add(pos);
+    this.pinnedOpen = true;
+    return pos;
+  }
+
+  /** Unpins the frame {@link pinReserved} returned `token` for (any order; idempotent). */
+  unpin(token: number): void {
+    // The limit is recomputed by the next write that needs more room; one waiting for room now re-checks.
+    if (this.pins.remove(token) && this.waiting) this.bell.interrupt();
   }
 
   /** Drops the reservation. */
   abortReserved(): void {
     this.loanOpen = false;
+    if (this.pinnedOpen) this.pins.remove(this.pos); // nothing was written there
+    this.pinnedOpen = false;
   }
 
   /** The ring's whole memory (what {@link tryReserve} offsets index). */
@@ -352,6 +380,13 @@ export class RingWriter {
         else blocked = true;
       }
       const end = (tail + ring.capacity) | 0;
+      if (((end - limit) | 0) < 0) limit = end;
+    }
+    if (this.pins.size > 0) {
+      // The writer's own pinned frames hold it back like a `block` reader's tail.
+      const pinned = this.pins.oldest;
+      if (((want - pinned) | 0) > ring.capacity) blocked = true;
+      const end = (pinned + ring.capacity) | 0;
       if (((end - limit) | 0) < 0) limit = end;
     }
     // Drop for leaky readers only when the write can go ahead: never lose messages for nothing.

@@ -8,10 +8,10 @@
 import { Buffer } from "node:buffer";
 import { nextTick } from "node:process";
 import type { Socket } from "node:net";
-import { ClosedError, PeerDeadError } from "../errors.js";
+import { ClosedError, PeerDeadError, ProtocolError } from "../errors.js";
 import type { ShmSender } from "../transport/shm.js";
 import type { RingReceiver } from "../transport/ring-endpoints.js";
-import { EMPTY, RPC_HEADER, RpcType, writeHeader, type Body } from "./wire.js";
+import { RPC_HEADER, RpcType, writeHeader, type Body } from "./wire.js";
 
 /** What holds a received message's memory: `release()` gives it back (idempotent). */
 export interface Releasable {
@@ -26,12 +26,18 @@ export interface Releasable {
  */
 export type MessageHandler = (bytes: Uint8Array, at: number, end: number, frame: Releasable) => void;
 
+/**
+ * Told where a request's body was written (shm only): at offset `at` of {@link Channel.ownBytes};
+ * `pin` keeps that memory from being reused until {@link Channel.unpin}.
+ */
+export type Written = (at: number, pin: number) => void;
+
 interface Outgoing {
   type: RpcType;
   id: number;
   aux: number;
   body: Body;
-  written?: (body: Uint8Array) => void;
+  written?: Written;
 }
 
 /** A connection carrying request/response messages. */
@@ -104,11 +110,10 @@ export abstract class Channel {
   protected abstract onResume(): void;
 
   /**
-   * Sends a message; `written` is called with the body's bytes where they were written (for
-   * in-place requests: a view of the shared memory). Throws if the channel ended or the message
-   * cannot fit (`FrameTooLargeError`).
+   * Sends a message; over shm `written` is told where its body was written, pinned (in-place
+   * requests). Throws if the channel ended or the message cannot fit (`FrameTooLargeError`).
    */
-  send(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): void {
+  send(type: RpcType, id: number, aux: number, body: Body, written?: Written): void {
     if (this.ended) throw this.endError ?? new ClosedError("the request/response channel is closed");
     this.sent = true;
     if (this.queue.length === 0 && this.trySend(type, id, aux, body, written)) return;
@@ -116,12 +121,22 @@ export abstract class Channel {
     if (!this.draining) void this.drain();
   }
 
+  /** Lets the transport reuse the memory of a body `written` pinned (in-place answers). Idempotent. */
+  unpin(_pin: number): void {}
+
   /**
-   * Tells the server the client is done with the in-place answer of request `id`. Releases do
-   * not wait behind queued requests: those may be waiting for the very room this frees.
+   * Delivers, synchronously, the messages that are ready or arrive while the transport polls
+   * (its spin budget). For a client right after a lone request: the answer is taken in the
+   * same turn, as a raw ring round trip would. Nothing over TCP.
    */
-  sendRelease(id: number): void {
-    this.send(RpcType.Release, id, 0, EMPTY);
+  poll(): void {}
+
+  /** Makes sure incoming messages are taken without {@link poll} (a request not followed by one). */
+  wakeReader(): void {}
+
+  /** The memory this side writes its messages into (shm: its ring), where `written` offsets point. */
+  get ownBytes(): Uint8Array | undefined {
+    return undefined;
   }
 
   /** Ends the channel (messages not yet written are dropped). Idempotent. */
@@ -137,7 +152,7 @@ export abstract class Channel {
   }
 
   /** Writes now if there is room; false if not (then the caller queues). */
-  protected abstract trySend(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): boolean;
+  protected abstract trySend(type: RpcType, id: number, aux: number, body: Body, written?: Written): boolean;
   /** Writes, waiting for room. */
   protected abstract sendWait(m: Outgoing): Promise<void>;
   /** Frees transport resources. */
@@ -176,14 +191,10 @@ function asPeerDead(err: unknown): Error {
 }
 
 /** Writes one message (header + body) at `target[at ..]`. */
-function fill(target: Uint8Array, at: number, type: RpcType, id: number, aux: number, b: Body, written: ((body: Uint8Array) => void) | undefined): void {
+function fill(target: Uint8Array, at: number, type: RpcType, id: number, aux: number, b: Body): void {
   writeHeader(target, at, type, b.flags, id, aux);
   b.writeTo(target, at + RPC_HEADER);
-  if (written !== undefined) written(target.subarray(at + RPC_HEADER, at + RPC_HEADER + b.size));
 }
-
-/** A release sent over the control socket: the u32 request id (little-endian). */
-const RELEASE_BYTES = 4;
 
 /** Most microtask turns the shm pump yields after delivering messages, before it polls again. */
 const YIELD_TURNS = 8;
@@ -192,10 +203,13 @@ const YIELD_TURNS = 8;
 export class ShmChannel extends Channel {
   readonly kind = "shm";
   private closing: Promise<void> | undefined;
-  /** Resumes a pump waiting while paused. */
+  /** Resumes a pump waiting while paused or while its owner polls. */
   private wake: (() => void) | undefined;
-  /** The start of a release id cut by the control socket's chunking. */
-  private controlRest: Buffer | undefined;
+  /** The owner takes messages itself ({@link poll} found one): the pump waits until woken. */
+  private inline = false;
+  /** The pump sleeps in the ring (the peer rings on each message): no {@link poll} then. */
+  private sleeping = false;
+  private polling = false;
 
   /**
    * @param tx - this side's ring (the peer reads it)
@@ -213,7 +227,10 @@ export class ShmChannel extends Channel {
       this.deliverRest(); // what the peer wrote before it went away still counts
       this.end(new PeerDeadError("the request/response peer closed the connection or died"));
     });
-    control.on("data", (chunk: Buffer) => this.onControl(chunk));
+    // After the handshake neither side writes on it: bytes there are a broken peer.
+    control.on("data", () => {
+      if (!this.ended) void this.fail(new ProtocolError("the request/response peer wrote on the handshake socket after the handshake"));
+    });
     control.resume();
     void this.pump();
   }
@@ -222,42 +239,52 @@ export class ShmChannel extends Channel {
     return this.tx.address.name;
   }
 
-  /**
-   * Into the ring if it has room — ahead of requests queued for room — else over the control
-   * socket: when the ring is full of answers the client holds, a release must not need ring
-   * room, or the client could never give any back.
-   */
-  override sendRelease(id: number): void {
-    if (this.ended) return;
-    try {
-      if (this.trySend(RpcType.Release, id, 0, EMPTY)) return;
-    } catch {
-      // a queued request holds the ring's reservation right now: the socket takes it
-    }
-    const b = Buffer.allocUnsafe(RELEASE_BYTES);
-    b.writeUInt32LE(id >>> 0, 0);
-    this.control.write(b);
-  }
-
-  /** Bytes on the control socket: u32 ids of released in-place answers (see {@link sendRelease}). */
-  private onControl(chunk: Buffer): void {
-    if (this.ended) return;
-    const bytes = this.controlRest === undefined ? chunk : Buffer.concat([this.controlRest, chunk]);
-    const whole = bytes.length - (bytes.length % RELEASE_BYTES);
-    this.controlRest = whole < bytes.length ? bytes.subarray(whole) : undefined;
-    const message = new Uint8Array(RPC_HEADER);
-    for (let at = 0; at < whole && !this.ended; at += RELEASE_BYTES) {
-      writeHeader(message, 0, RpcType.Release, 0, bytes.readUInt32LE(at), 0);
-      this.onMessage(message, 0, RPC_HEADER, NOTHING_HELD);
-    }
-  }
-
   protected onPause(): void {}
 
   protected onResume(): void {
+    this.unpark();
+  }
+
+  private unpark(): void {
     const wake = this.wake;
     this.wake = undefined;
     wake?.();
+  }
+
+  override poll(): void {
+    // Not while the pump sleeps in the ring: it would stay asleep there, and the peer would
+    // ring for every message.
+    if (this.ended || this.paused || this.sleeping || this.polling) return;
+    this.polling = true;
+    try {
+      const rx = this.rx;
+      let f = rx.trySpinReceive();
+      if (f === null) {
+        this.wakeReader(); // not within the budget: the pump waits for it
+        return;
+      }
+      this.inline = true;
+      const bytes = rx.ringBytes;
+      while (f !== null) {
+        this.onMessage(bytes, f.at, f.at + f.length, f);
+        if (this.ended) return;
+        f = this.paused ? null : rx.tryReceive();
+      }
+    } catch (err) {
+      this.broken(err);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  override wakeReader(): void {
+    if (!this.inline) return;
+    this.inline = false;
+    this.unpark();
+  }
+
+  private broken(err: unknown): void {
+    if (!this.ended) this.end(err instanceof PeerDeadError ? err : new PeerDeadError("the request/response ring failed", { cause: err }));
   }
 
   /** Delivers every message already in the ring. */
@@ -276,15 +303,22 @@ export class ShmChannel extends Channel {
     const bytes = rx.ringBytes;
     try {
       for (;;) {
-        if (this.paused) {
+        if (this.paused || this.inline) {
+          // Held back, or the owner polls after each request (no turn of ours in its way).
           await new Promise<void>((resolve) => (this.wake = resolve));
           if (this.ended) return;
+          continue;
         }
         // Ready, or arriving while the ring polls (adaptive spin): delivered in this same turn,
         // no promise in between. Otherwise sleep until the peer rings.
         let f = rx.trySpinReceive();
         if (f === null) {
-          f = await rx.sleepReceive();
+          this.sleeping = true;
+          try {
+            f = await rx.sleepReceive();
+          } finally {
+            this.sleeping = false;
+          }
           if (f === null) break;
         }
         this.sent = false;
@@ -303,35 +337,53 @@ export class ShmChannel extends Channel {
       }
       this.end(new PeerDeadError("the request/response peer closed its ring"));
     } catch (err) {
-      if (!this.ended) this.end(err instanceof PeerDeadError ? err : new PeerDeadError("the request/response ring failed", { cause: err }));
+      this.broken(err);
     }
   }
 
-  protected trySend(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): boolean {
+  protected trySend(type: RpcType, id: number, aux: number, body: Body, written?: Written): boolean {
     // Straight into the ring's memory: no loan object, no view per message.
     const tx = this.tx;
     const size = RPC_HEADER + body.size;
     const at = tx.tryReserve(size);
     if (at < 0) return false;
+    let pin = -1;
     try {
-      fill(tx.ringBytes, at, type, id, aux, body, written);
+      fill(tx.ringBytes, at, type, id, aux, body);
+      if (written !== undefined) pin = tx.pinReserved();
     } catch (err) {
       tx.abortReserved();
       throw err;
     }
     tx.commitReserved(size);
+    if (written !== undefined) written(at + RPC_HEADER, pin);
     return true;
   }
 
   protected async sendWait(m: Outgoing): Promise<void> {
     const loan = await this.tx.loan(RPC_HEADER + m.body.size, { timeout: 2 ** 31 - 1, signal: this.stop.signal });
+    let pin = -1;
     try {
-      fill(loan.bytes, 0, m.type, m.id, m.aux, m.body, m.written);
+      fill(loan.bytes, 0, m.type, m.id, m.aux, m.body);
+      if (m.written !== undefined) pin = this.tx.pinReserved();
     } catch (err) {
       loan.abort();
       throw err;
     }
     loan.commit();
+    m.written?.(loan.bytes.byteOffset + RPC_HEADER, pin);
+  }
+
+  /**
+   * The client's in-place answers live in its own request ring: the server released their
+   * frames when it answered, the pin is what keeps this side's writer off them.
+   */
+  override unpin(pin: number): void {
+    if (pin >= 0) this.tx.unpin(pin);
+  }
+
+  override get ownBytes(): Uint8Array {
+    return this.tx.ringBytes;
   }
 
   protected teardown(): Promise<void> {
@@ -430,11 +482,11 @@ export class TcpChannel extends Channel {
     }
   }
 
-  protected trySend(type: RpcType, id: number, aux: number, body: Body, written?: (body: Uint8Array) => void): boolean {
+  protected trySend(type: RpcType, id: number, aux: number, body: Body): boolean {
     if (this.socket.destroyed) throw this.endError ?? new PeerDeadError("the request/response connection is gone");
     const frame = Buffer.allocUnsafe(4 + RPC_HEADER + body.size);
     frame.writeUInt32LE(RPC_HEADER + body.size, 0);
-    fill(frame, 4, type, id, aux, body, written);
+    fill(frame, 4, type, id, aux, body);
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -445,7 +497,7 @@ export class TcpChannel extends Channel {
   }
 
   protected sendWait(m: Outgoing): Promise<void> {
-    this.trySend(m.type, m.id, m.aux, m.body, m.written);
+    this.trySend(m.type, m.id, m.aux, m.body);
     return Promise.resolve();
   }
 

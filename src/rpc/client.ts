@@ -89,8 +89,14 @@ interface Pending {
   deadline: number;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
-  /** In-place: where the request body was written (the answer is a subarray of it). */
-  view: Uint8Array | undefined;
+  /** In-place over shm: where the request body was written in the channel's `ownBytes` (-1: not there). */
+  at: number;
+  /** In-place: the request body's size (the answer lies within it). */
+  size: number;
+  /** In-place over shm: the channel's pin on that memory (-1: none). */
+  pin: number;
+  /** Ended (answered or failed). */
+  settled: boolean;
   /** When it was sent (performance.now()), for the round-trip time. */
   sentAt: number;
   /** Writing it failed (set up first, then rejected with this). */
@@ -199,9 +205,9 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     if (typeof a === "number") {
       if (!Number.isInteger(a) || a < 0) return Promise.reject(new InvalidArgumentError(`size must be a non-negative integer, got ${a}`));
       if (typeof b !== "function") return Promise.reject(new InvalidArgumentError("requestInPlace(size, fill): fill must be a function"));
-      return this.submit(new Filler(a, b), c ?? {}, Mode.InPlace) as Promise<InPlaceResponse>;
+      return this.submit(new Filler(a, b), c ?? NO_OPTIONS, Mode.InPlace) as Promise<InPlaceResponse>;
     }
-    return this.submit(a, (b as BlockingOptions | undefined) ?? {}, Mode.InPlace) as Promise<InPlaceResponse>;
+    return this.submit(a, (b as BlockingOptions | undefined) ?? NO_OPTIONS, Mode.InPlace) as Promise<InPlaceResponse>;
   }
 
   private submit(value: unknown, opts: BlockingOptions, mode: Mode): Promise<unknown> {
@@ -299,7 +305,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       this.next();
       return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is not an in-place service: use request()`));
     }
-    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link, mode, deadline, signal, onAbort: undefined, view: undefined, sentAt: 0, failure: undefined };
+    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link, mode, deadline, signal, onAbort: undefined, at: -1, size: 0, pin: -1, settled: false, sentAt: 0, failure: undefined };
     const id = p.id;
     const ch = link.channel;
     if (ch !== undefined) {
@@ -312,7 +318,13 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         } else {
           const body = value instanceof Filler ? value.body((err) => this.fillFailed(p, err)) : rawBody(value as Uint8Array);
           this.counters.bytes += RPC_HEADER + body.size;
-          ch.send(RpcType.Request, id, 0, body, (view) => void (p.view = view));
+          p.size = body.size;
+          ch.send(RpcType.Request, id, 0, body, (at, pin) => {
+            // (Written late, from the queue, after it timed out: nobody will read it.)
+            if (p.settled) return ch.unpin(pin);
+            p.at = at;
+            p.pin = pin;
+          });
         }
       } catch (err) {
         p.failure = err as Error;
@@ -348,6 +360,12 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       signal.addEventListener("abort", p.onAbort, { once: true });
     }
     if (deadline < this.timerAt) this.arm(deadline);
+    if (ch !== undefined) {
+      // The only request in flight: wait for its answer right here, as long as the ring polls
+      // (the answer resolves the promise before it is returned); else the channel's reader does.
+      if (this.pending.size === 1) ch.poll();
+      else ch.wakeReader();
+    }
     if (link.local !== undefined) {
       if (value instanceof Filler) {
         const bytes = new Uint8Array(value.size);
@@ -360,7 +378,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         value = bytes;
       }
       link.local.call(value).then(
-        (v) => this.settle(id, undefined, mode === Mode.InPlace ? inPlaceResponse(v as Uint8Array, noop) : mode === Mode.Copy ? (v as Uint8Array).slice() : v),
+        (v) => this.settle(id, undefined, mode === Mode.InPlace ? inPlaceResponse(v as Uint8Array) : mode === Mode.Copy ? (v as Uint8Array).slice() : v),
         (err: unknown) => this.settle(id, toRemote(err)),
       );
     }
@@ -376,9 +394,18 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   /** Ends request `id` with `error` or `value`; frees its slot. */
   private settle(id: number, error: Error | undefined, value?: unknown): void {
     const p = this.pending.get(id);
-    if (p === undefined) return;
+    if (p !== undefined) this.end(p, error, value);
+  }
+
+  /** Ends pending request `p` (still in the table) with `error` or `value`; frees its slot. */
+  private end(p: Pending, error: Error | undefined, value?: unknown): void {
+    const id = p.id;
     this.pending.delete(id);
+    p.settled = true;
     const link = p.link;
+    // Unanswered (timed out, aborted, failed): nobody will read it. While the server works on
+    // it, its own hold on the request keeps the memory.
+    if (p.pin >= 0) link.channel?.unpin(p.pin);
     link.inFlight--;
     this.counters.requests++;
     if (error !== undefined) this.counters.errors++;
@@ -424,7 +451,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     let type;
     try {
       type = checkHeader(bytes, at, end);
-      if (type === RpcType.Request || type === RpcType.Release) throw new ProtocolError(`a server sent message type ${type}`);
+      if (type === RpcType.Request) throw new ProtocolError(`a server sent message type ${type}`);
     } catch (err) {
       frame.release();
       // A broken server: its requests reject with PeerDeadError (caused by the ProtocolError).
@@ -435,12 +462,13 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     const p = this.pending.get(id);
     const ch = link.channel as Channel;
     if (p === undefined || p.link !== link) {
-      // Timed out or aborted meanwhile: give an in-place answer's memory back at once.
-      frame.release();
-      if (type === RpcType.InPlace) sendRelease(ch, id);
+      frame.release(); // timed out or aborted meanwhile
       return;
     }
     const raw = (bytes[at + 5] & FLAG_RAW) !== 0;
+    // Answered: whatever the answer, the server is done with the request's memory.
+    const pin = p.pin;
+    p.pin = -1;
     try {
       if (type === RpcType.Error) {
         const e = decode(bytes.subarray(at + RPC_HEADER, end)) as { code?: unknown; name?: unknown; message?: unknown } | null;
@@ -450,7 +478,8 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
           typeof e?.name === "string" ? e.name : undefined,
         );
         frame.release();
-        this.settle(id, remote);
+        ch.unpin(pin);
+        this.end(p, remote);
       } else if (type === RpcType.Response) {
         let value: unknown;
         if (p.mode === Mode.Value) {
@@ -459,30 +488,29 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         } else {
           if (!raw) throw new ProtocolError("encoded answer to an in-place request");
           const copy = bytes.slice(at + RPC_HEADER, end);
-          value = p.mode === Mode.Copy ? copy : inPlaceResponse(copy, noop);
+          value = p.mode === Mode.Copy ? copy : inPlaceResponse(copy);
         }
         frame.release();
-        this.settle(id, undefined, value);
+        ch.unpin(pin);
+        this.end(p, undefined, value);
       } else {
         const aux = get32(bytes, at + 12);
         const length = end - at === RPC_HEADER + 4 ? get32(bytes, at + RPC_HEADER) : -1;
         frame.release();
-        const view = p.view;
-        if (view === undefined || length < 0 || aux + length > view.length) {
-          sendRelease(ch, id);
-          throw new ProtocolError("in-place answer outside the request");
-        }
-        const out = view.subarray(aux, aux + length);
+        const memory = ch.ownBytes;
+        if (memory === undefined || p.at < 0 || length < 0 || aux + length > p.size) throw new ProtocolError("in-place answer outside the request");
+        const out = memory.subarray(p.at + aux, p.at + aux + length);
         if (p.mode === Mode.Copy) {
           const copy = out.slice();
-          sendRelease(ch, id);
-          this.settle(id, undefined, copy);
+          ch.unpin(pin);
+          this.end(p, undefined, copy);
         } else {
-          this.settle(id, undefined, inPlaceResponse(out, () => sendRelease(ch, id)));
+          this.end(p, undefined, inPlaceResponse(out, ch, pin));
         }
       }
     } catch (err) {
       frame.release();
+      ch.unpin(pin);
       this.settle(id, err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
     }
   }
@@ -630,23 +658,28 @@ export function forget(graph: GraphRef, ch: Channel): void {
   if (segment !== undefined) void graph.client.request("segment.remove", { name: segment }).catch(() => {});
 }
 
-/** Tells the server the client is done with an in-place answer. */
-function sendRelease(ch: Channel, id: number): void {
-  try {
-    ch.sendRelease(id);
-  } catch {
-    // the channel ended: the server released everything it held
+/** An in-place answer; `release` (which works detached too) unpins its memory in `ch`'s request ring. */
+class InPlaceAnswer implements InPlaceResponse {
+  readonly release: () => void;
+  constructor(
+    readonly bytes: Uint8Array,
+    ch: Channel | undefined,
+    pin: number,
+  ) {
+    let released = false;
+    this.release = () => {
+      if (released) return;
+      released = true;
+      ch?.unpin(pin);
+    };
+  }
+  [Symbol.dispose](): void {
+    this.release();
   }
 }
 
-function inPlaceResponse(bytes: Uint8Array, onRelease: () => void): InPlaceResponse {
-  let released = false;
-  const release = (): void => {
-    if (released) return;
-    released = true;
-    onRelease();
-  };
-  return { bytes, release, [Symbol.dispose]: release };
+function inPlaceResponse(bytes: Uint8Array, ch?: Channel, pin = -1): InPlaceResponse {
+  return new InPlaceAnswer(bytes, ch, pin);
 }
 
 /** A handler error of a server in this thread, as a client sees it. */

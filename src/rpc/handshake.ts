@@ -14,7 +14,7 @@ import { dial } from "../util/net.js";
 /** "PXRH": first bytes of a handshake message. */
 export const HELLO_MAGIC = 0x48525850;
 /** Version of the request/response protocol. */
-export const RPC_VERSION = 1;
+export const RPC_VERSION = 2;
 /** Handshake kinds. */
 export const enum HelloKind {
   /** shm: the body is JSON `{ name, socket }` of the sender's ring. */

@@ -65,8 +65,6 @@ export interface ServerOptions {
 /** One client's connection, as the server serves it. */
 interface Conn {
   ch: Channel;
-  /** In-place requests answered and not yet released by the client, by id. */
-  held: Map<number, Releasable>;
   /** Requests of this connection being handled now. */
   handling: number;
 }
@@ -95,6 +93,8 @@ export function intOption(name: string, value: number | undefined, fallback: num
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
+  // Bytes first: the usual answer, and no `then` lookup up a typed array's prototype chain.
+  if (v instanceof Uint8Array) return false;
   return v !== null && (typeof v === "object" || typeof v === "function") && typeof (v as { then?: unknown }).then === "function";
 }
 
@@ -310,19 +310,15 @@ export class Server implements AsyncDisposable {
     this.sockets.delete(socket);
     if (this.closing) return void ch.close();
     this.channels.add(ch);
-    /** In-place requests answered and not yet released by the client, by id. */
-    const held = new Map<number, Releasable>();
     ch.onEnd = () => {
       this.channels.delete(ch);
-      for (const f of held.values()) f.release();
-      held.clear();
       void ch.close().then(() => {
         if (ch.segment !== undefined) void this.graph.client.request("segment.remove", { name: ch.segment }).catch(() => {});
       });
     };
     // The GraphServer unlinks the response ring if this process dies before closing it.
     if (ch.segment !== undefined) void this.graph.client.request("segment.add", { name: ch.segment }).catch(() => {});
-    const conn: Conn = { ch, held, handling: 0 };
+    const conn: Conn = { ch, handling: 0 };
     ch.onDrain = () => this.relieve(conn);
     ch.onMessage = (bytes, at, end, frame) => {
       this.onMessage(conn, bytes, at, end, frame);
@@ -336,11 +332,11 @@ export class Server implements AsyncDisposable {
   }
 
   private onMessage(conn: Conn, bytes: Uint8Array, at: number, end: number, frame: Releasable): void {
-    const { ch, held } = conn;
+    const { ch } = conn;
     let type;
     try {
       type = checkHeader(bytes, at, end);
-      if (type !== RpcType.Request && type !== RpcType.Release) throw new ProtocolError(`a client sent message type ${type}`);
+      if (type !== RpcType.Request) throw new ProtocolError(`a client sent message type ${type}`);
     } catch {
       // Not a request at all: this client is broken. Drop it; the others are served on.
       frame.release();
@@ -348,13 +344,6 @@ export class Server implements AsyncDisposable {
       return;
     }
     const id = get32(bytes, at + 8);
-    if (type === RpcType.Release) {
-      frame.release();
-      const r = held.get(id);
-      held.delete(id);
-      r?.release();
-      return;
-    }
     const raw = (bytes[at + 5] & FLAG_RAW) !== 0;
     this.counters.bytes += end - at;
     let body: Uint8Array | undefined;
@@ -395,30 +384,29 @@ export class Server implements AsyncDisposable {
 
   /**
    * Sends the answer of request `id`, then does the bookkeeping (after the answer is written:
-   * it overlaps the client's work); releases the request unless it is held for an in-place answer.
+   * it overlaps the client's work) and releases the request — an in-place answer too: it lies in
+   * the client's own request ring, where the client's writer keeps it until the client is done.
    */
   private finish(conn: Conn, id: number, failed: boolean, value: unknown, body: Uint8Array | undefined, frame: Releasable): void {
-    const { ch, held } = conn;
-    let keep = false;
+    const ch = conn.ch;
     if (!ch.closed) {
       try {
         if (failed) ch.send(RpcType.Error, id, 0, errorBody(value));
         else if (!this.inPlace) ch.send(RpcType.Response, id, 0, valueBody(value));
         else {
           const request = body as Uint8Array; // in-place requests always keep their body
-          const out = checkInPlace(value, request);
+          // The whole request back (the usual case) needs no check; a typed array's byteOffset,
+          // byteLength and buffer getters cost more than the rest of the answer together.
+          const out = value === undefined || value === request ? request : checkInPlace(value, request);
           if (ch.kind === "shm") {
-            // The answer stays where it is: tell the client where, keep the bytes until it is done.
-            held.set(id, frame);
-            keep = true;
-            ch.send(RpcType.InPlace, id, out.byteOffset - request.byteOffset, lengthBody(out.byteLength));
+            // The answer stays where it is: tell the client where.
+            if (out === request) ch.send(RpcType.InPlace, id, 0, lengthBody(request.length));
+            else ch.send(RpcType.InPlace, id, out.byteOffset - request.byteOffset, lengthBody(out.byteLength));
           } else {
             ch.send(RpcType.Response, id, 0, rawBody(out));
           }
         }
       } catch (err) {
-        if (keep) held.delete(id);
-        keep = false;
         if (!failed) this.counters.errors++;
         this.reply(ch, id, err);
       }
@@ -426,7 +414,7 @@ export class Server implements AsyncDisposable {
     this.settled();
     conn.handling--;
     if (failed) this.counters.errors++;
-    if (!keep) frame.release();
+    frame.release();
     this.relieve(conn);
   }
 

@@ -27,8 +27,6 @@ export const enum RpcType {
    * in the request's own body, still in shared memory; body = u32 length.
    */
   InPlace = 4,
-  /** client -> server: the client is done with the in-place response of request `id` (empty body). */
-  Release = 5,
 }
 
 /** Flag: the body is raw bytes (in-place services), not a codec frame. */
@@ -66,7 +64,7 @@ export function checkHeader(bytes: Uint8Array, at: number, end: number): RpcType
   if (end - at < RPC_HEADER) throw new ProtocolError(`request/response message of ${end - at} bytes is shorter than its header`);
   if (get32(bytes, at) !== RPC_MAGIC) throw new ProtocolError("not a Plexus request/response message (bad magic)");
   const type = bytes[at + 4] as RpcType;
-  if (type < RpcType.Request || type > RpcType.Release) throw new ProtocolError(`unknown request/response message type ${type}`);
+  if (type < RpcType.Request || type > RpcType.InPlace) throw new ProtocolError(`unknown request/response message type ${type}`);
   if ((bytes[at + 5] & ~FLAG_RAW) !== 0 || bytes[at + 6] !== 0 || bytes[at + 7] !== 0) throw new ProtocolError(`unknown flags in a request/response message`);
   return type;
 }
@@ -100,9 +98,6 @@ export interface Body {
   writeTo(target: Uint8Array, at: number): void;
 }
 
-/** The empty body. */
-export const EMPTY: Body = { size: 0, flags: 0, writeTo() {} };
-
 /** A value's codec frame, planned once. */
 class ValueBody implements Body {
   readonly size: number;
@@ -120,18 +115,36 @@ export function valueBody(value: unknown): Body {
   return new ValueBody(encodedSize(value));
 }
 
+/** Raw bytes (in-place services). */
+class RawBody implements Body {
+  readonly size: number;
+  readonly flags = FLAG_RAW;
+  constructor(private readonly bytes: Uint8Array) {
+    this.size = bytes.length; // (cheaper than byteLength on a typed array)
+  }
+  writeTo(target: Uint8Array, at: number): void {
+    target.set(this.bytes, at);
+  }
+}
+
 /** Raw bytes as the body (in-place services). */
 export function rawBody(bytes: Uint8Array): Body {
-  return { size: bytes.byteLength, flags: FLAG_RAW, writeTo: (t, at) => t.set(bytes, at) };
+  return new RawBody(bytes);
+}
+
+/** A u32 length. */
+class LengthBody implements Body {
+  readonly size = 4;
+  readonly flags = 0;
+  constructor(private readonly length: number) {}
+  writeTo(target: Uint8Array, at: number): void {
+    put32(target, at, this.length);
+  }
 }
 
 /** The body of an {@link RpcType.InPlace} answer. */
 export function lengthBody(length: number): Body {
-  return {
-    size: 4,
-    flags: 0,
-    writeTo: (t, at) => put32(t, at, length),
-  };
+  return new LengthBody(length);
 }
 
 /** The body of an {@link RpcType.Error} answer. */

@@ -100,6 +100,16 @@ export class RingSender implements Sender {
     this.writer.abortReserved();
   }
 
+  /** Pins the frame reserved now until {@link unpin} (see `RingWriter.pinReserved`). @internal */
+  pinReserved(): number {
+    return this.writer.pinReserved();
+  }
+
+  /** Unpins a frame {@link pinReserved} pinned. @internal */
+  unpin(token: number): void {
+    this.writer.unpin(token);
+  }
+
   /** The ring's memory, for {@link tryReserve}. @internal */
   get ringBytes(): Uint8Array {
     return this.writer.ringBytes;
