@@ -30,6 +30,8 @@ test("rpc stats: requests, errors, bytes, latency and link transports per servic
   assert.equal(local.counters.bytes, 0, "same-thread requests encode nothing");
   assert.ok(srv.counters.bytes >= remote.counters.bytes, "the server counts the bytes that reached it");
   assert.ok(remote.counters.latency > 0);
+  // Timed: the first answered request at least, one a millisecond at most (40 answered).
+  assert.ok(remote.counters.timed >= 1 && remote.counters.timed <= 40, `${remote.counters.timed} timed`);
   const s = await eventually("all 54 counted", () => server.stats().services.find((x) => x.service === "stats/double" && x.requests === 54 && x.errors === 4 && x.links.length === 2));
   assert.equal(s.servers, 1);
   assert.equal(s.clients, 2);
@@ -51,6 +53,14 @@ test("rpc stats: requests, errors, bytes, latency and link transports per servic
     await loop;
   }
   await eventually("the rate back to 0", () => server.stats().services.find((x) => x.service === "stats/double" && x.rate === 0 && x.latency === null));
+  // A burst: one timed request a millisecond at most (the burst's first is one), whatever the rate.
+  const before = { ...remote.counters };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: 400 }, (_, n) => remote.request({ n })));
+  const elapsed = performance.now() - t0;
+  const timed = remote.counters.timed - before.timed;
+  assert.ok(timed >= 1 && timed <= Math.floor(elapsed) + 1, `${timed} of 400 timed in ${elapsed.toFixed(1)} ms`);
+  assert.ok(remote.counters.latency - before.latency > 0);
   // the snapshot lists the service's ports; a closed client is forgotten by both
   const snap = server.snapshot();
   assert.deepEqual(snap.services, ["stats/double"]);
@@ -111,6 +121,10 @@ test("rpc stats book: rates, error rate and mean latency from successive reports
   assert.equal(s.errorRate, 20);
   assert.equal(s.bandwidth, 4000);
   assert.equal(s.latency, 2); // (470 - 90) ms over 190 answered requests
+  // With `timed`, the mean is over the timed requests only.
+  book.report({ clients: [{ id: "c", requests: 500, errors: 20, bytes: 5000, latency: 470, timed: 10, inFlight: 0, links: [{ server: "r", transport: "tcp" }] }] }, () => true, 11_000);
+  book.report({ clients: [{ id: "c", requests: 700, errors: 20, bytes: 7000, latency: 490, timed: 15, inFlight: 0, links: [{ server: "r", transport: "tcp" }] }] }, () => true, 11_500);
+  assert.equal(book.topics(snap, 11_600).services[0].latency, 4); // (490 - 470) ms over 5 timed of 200 answered
   assert.equal(s.requests, 300);
   assert.equal(s.errors, 20);
   assert.equal(s.inFlight, 3);

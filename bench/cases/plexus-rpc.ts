@@ -1,12 +1,12 @@
 /**
  * The rr row: request/response round trips between two processes, 1 and 16 in flight
- * (chirp's "single" and "pooled"): Plexus `node.client().request()` over shm and tcp against
- * zeromq.js DEALER/ROUTER over ipc, and, for 1 in flight, the raw shm ring round trip of the
- * lat row (same link, same peer) as the floor.
+ * (chirp's "single" and "pooled"): Plexus `node.client().request()` over shm and tcp, and
+ * `requestInPlace()` over shm, against zeromq.js DEALER/ROUTER over ipc, and, for 1 in flight,
+ * the raw shm ring round trip of the lat row (same link, same peer) as the floor.
  * @module
  */
 import type { Dealer } from "zeromq";
-import { connect, GraphServer, type Client } from "../../src/index.js";
+import { connect, GraphServer, type Client, type InPlaceResponse } from "../../src/index.js";
 import { registerCase, type CaseContext, type CaseScope, type Resource, type ThroughputSample } from "../harness.js";
 import { PlexusEcho } from "../links/plexus-link.js";
 import { now, roundTrips } from "../measure.js";
@@ -22,6 +22,7 @@ const SINGLE = "1 in flight";
 const POOLED = `${POOL} in flight`;
 const RAW_RING = "plexus shm ring (lat)";
 const ZMQ = "zeromq ipc DEALER/ROUTER";
+const IN_PLACE = "plexus rpc shm in place";
 
 registerRow({
   id: "rr",
@@ -30,7 +31,8 @@ registerRow({
     `Plexus: node.client(service).request(Uint8Array(${BYTES})) to a server process answering with the request (codec frame, one request ring and one response ring per pair; ` +
     `tcp: one socket). ${POOL} in flight = ${POOL} loops each awaiting its own request, throughput = round trips per second. ` +
     `zeromq.js: a DEALER sends to a ROUTER peer that sends each message back; ${POOL} in flight = ${POOL} sends outstanding, one more per reply. ` +
-    `1 in flight = latency per round trip; '${RAW_RING}' is the lat row's raw ring ping-pong (64 B, default settings), the floor of the Plexus shm case.`,
+    `In place: an in-place server (inPlace: true) answering with the request's own bytes; the client sends with requestInPlace(Uint8Array(${BYTES})) (one copy into the ring) and releases the answer (a view of its own ring, no copy). ` +
+    `1 in flight = latency per round trip; '${RAW_RING}' is the lat row's raw ring ping-pong (64 B, default settings), the floor of the Plexus shm cases.`,
 });
 
 /** A Plexus client linked to a server process. */
@@ -40,13 +42,13 @@ class RpcLink implements Resource {
     private readonly payload: Uint8Array,
   ) {}
 
-  static async open(scope: CaseScope, transport: "shm" | "tcp"): Promise<RpcLink> {
+  static async open(scope: CaseScope, transport: "shm" | "tcp", inPlace = false): Promise<RpcLink> {
     const graph = await GraphServer.start({ port: 0 });
     scope.defer(() => graph.close());
     const address = `127.0.0.1:${graph.address.port}`;
     const node = await connect({ address, embedded: false });
     scope.defer(() => node.close());
-    await Peer.start(scope, "plexus-rpc-peer.js", { args: [address, "bench/rr", transport] });
+    await Peer.start(scope, "plexus-rpc-peer.js", { args: [address, "bench/rr", transport, ...(inPlace ? ["inplace"] : [])] });
     const client = await node.client<Uint8Array, Uint8Array>("bench/rr", { transport, maxInFlight: POOL, timeout: 10_000 });
     while (client.servers.length === 0) {
       if (scope.signal.aborted) throw scope.signal.reason;
@@ -59,13 +61,18 @@ class RpcLink implements Resource {
     return this.client.request(this.payload).then(check);
   }
 
-  async pooled(count: number): Promise<ThroughputSample> {
+  roundTripInPlace(): Promise<void> {
+    return this.client.requestInPlace(this.payload).then(checkAndRelease);
+  }
+
+  async pooled(count: number, inPlace = false): Promise<ThroughputSample> {
     let left = count;
     const t0 = now();
     const loop = async (): Promise<void> => {
       while (left > 0) {
         left--;
-        check(await this.client.request(this.payload));
+        if (inPlace) checkAndRelease(await this.client.requestInPlace(this.payload));
+        else check(await this.client.request(this.payload));
       }
     };
     await Promise.all(Array.from({ length: POOL }, loop));
@@ -77,6 +84,11 @@ class RpcLink implements Resource {
 
 function check(answer: Uint8Array): void {
   if (answer.length !== BYTES) throw new Error(`answer of ${answer.length} bytes`);
+}
+
+function checkAndRelease(answer: InPlaceResponse): void {
+  check(answer.bytes);
+  answer.release();
 }
 
 /** A zeromq.js DEALER connected to a ROUTER peer that echoes. */
@@ -184,6 +196,22 @@ for (const transport of ["shm", "tcp"] as const) {
     async run(ctx) {
       const link = await ctx.keep("link", (scope) => RpcLink.open(scope, transport));
       return roundTrips(ctx, () => link.roundTrip());
+    },
+  });
+}
+
+for (const variant of [SINGLE, POOLED]) {
+  registerCase({
+    row: "rr",
+    name: IN_PLACE,
+    variant,
+    kind: variant === SINGLE ? "latency" : "throughput",
+    ratioTo: variant === SINGLE ? [RAW_RING, ZMQ] : ZMQ,
+    messageBytes: variant === SINGLE ? undefined : BYTES,
+    quick: true,
+    async run(ctx) {
+      const link = await ctx.keep("in-place link", (scope) => RpcLink.open(scope, "shm", true));
+      return variant === SINGLE ? roundTrips(ctx, () => link.roundTripInPlace()) : link.pooled(ctx.count, true);
     },
   });
 }

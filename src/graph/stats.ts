@@ -116,6 +116,8 @@ interface RpcEntry {
   errors: number;
   bytes: number;
   latency: number;
+  /** Requests whose round trip `latency` sums (absent from older nodes: all answered ones). */
+  timed: number | undefined;
   inFlight: number;
   links: { server: string; transport: LinkStats["transport"] }[];
   at: number;
@@ -161,7 +163,7 @@ function parseRpc(body: Record<string, unknown>): RpcReport[] {
           links.push({ server: l.server, transport: l.transport as LinkStats["transport"] });
         }
       }
-      const e = { requests: count(p.requests, "requests"), errors: count(p.errors, "errors"), bytes: count(p.bytes, "bytes"), latency: count(p.latency, "latency"), inFlight: count(p.inFlight, "inFlight"), links };
+      const e = { requests: count(p.requests, "requests"), errors: count(p.errors, "errors"), bytes: count(p.bytes, "bytes"), latency: count(p.latency, "latency"), timed: p.timed === undefined ? undefined : count(p.timed, "timed"), inFlight: count(p.inFlight, "inFlight"), links };
       parsed.push([p.id, e]);
     }
   }
@@ -229,7 +231,8 @@ export class StatsBook {
         entry.errorRate = Math.max(0, e.errors - prev.errors) / dt;
         entry.bandwidth = Math.max(0, e.bytes - prev.bytes) / dt;
         entry.answered = Math.max(0, e.requests - e.errors - (prev.requests - prev.errors));
-        if (entry.answered > 0) entry.meanLatency = Math.max(0, e.latency - prev.latency) / entry.answered;
+        const timed = e.timed !== undefined && prev.timed !== undefined ? e.timed - prev.timed : entry.answered;
+        if (entry.answered > 0 && timed > 0) entry.meanLatency = Math.max(0, e.latency - prev.latency) / timed;
       }
       this.rpc.set(id, entry);
     }
@@ -305,7 +308,7 @@ export class StatsBook {
         v.callRate += e.rate;
         v.errorRate += e.errorRate;
         v.bandwidth += e.bandwidth;
-        if (e.answered > 0) {
+        if (e.answered > 0 && !Number.isNaN(e.meanLatency)) {
           weighted += e.meanLatency * e.answered;
           answered += e.answered;
         }

@@ -65,8 +65,14 @@ export interface ClientCounters {
   errors: number;
   /** Request bytes sent over shared memory or TCP. */
   bytes: number;
-  /** Sum of the round-trip times of the answered requests (ms). */
+  /** Sum of the round-trip times of the {@link timed} requests (ms). */
   latency: number;
+  /**
+   * Answered requests whose round trip was timed: one every millisecond at most (reading the
+   * clock at each answer would cost a busy client several percent of a microsecond round
+   * trip), every one of a client that sends less often. `latency / timed` is the mean.
+   */
+  timed: number;
 }
 
 /** One request/response port's entry in a stats report. */
@@ -81,8 +87,10 @@ export interface RpcPortReport {
   bytes: number;
   /** Requests in flight now. */
   inFlight: number;
-  /** Sum of round-trip times of answered requests so far (clients, ms). */
+  /** Sum of round-trip times of the timed requests so far (clients, ms). */
   latency?: number;
+  /** Answered requests timed so far (clients; see {@link ClientCounters.timed}). */
+  timed?: number;
   /** Links of a client: server id and transport. */
   links?: { server: string; transport: LinkTransport }[];
 }

@@ -210,6 +210,8 @@ export class ShmChannel extends Channel {
   /** The pump sleeps in the ring (the peer rings on each message): no {@link poll} then. */
   private sleeping = false;
   private polling = false;
+  /** Messages the last delivery handed over (pump or poll): more than one woke several callers. */
+  private lastBatch = 0;
 
   /**
    * @param tx - this side's ring (the peer reads it)
@@ -253,8 +255,10 @@ export class ShmChannel extends Channel {
 
   override poll(): void {
     // Not while the pump sleeps in the ring: it would stay asleep there, and the peer would
-    // ring for every message.
+    // ring for every message. Not after a delivery of several messages either: the callers it
+    // woke are about to send, and polling now would make each wait for the one before.
     if (this.ended || this.paused || this.sleeping || this.polling) return;
+    if (this.lastBatch > 1) return this.wakeReader();
     this.polling = true;
     try {
       const rx = this.rx;
@@ -265,11 +269,14 @@ export class ShmChannel extends Channel {
       }
       this.inline = true;
       const bytes = rx.ringBytes;
+      let n = 0;
       while (f !== null) {
+        n++;
         this.onMessage(bytes, f.at, f.at + f.length, f);
         if (this.ended) return;
         f = this.paused ? null : rx.tryReceive();
       }
+      this.lastBatch = n;
     } catch (err) {
       this.broken(err);
     } finally {
@@ -322,11 +329,14 @@ export class ShmChannel extends Channel {
           if (f === null) break;
         }
         this.sent = false;
+        let n = 0;
         while (f !== null) {
+          n++;
           this.onMessage(bytes, f.at, f.at + f.length, f);
           if (this.ended) return;
           f = this.paused ? null : rx.tryReceive();
         }
+        this.lastBatch = n;
         // Let the code these messages woke run before polling again: a poll now would spin
         // while that code waits for the thread. Yield microtask turns until it sent something
         // through this channel (the next request, an answer: what the peer will answer) or a

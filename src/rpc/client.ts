@@ -97,11 +97,16 @@ interface Pending {
   pin: number;
   /** Ended (answered or failed). */
   settled: boolean;
-  /** When it was sent (performance.now()), for the round-trip time. */
+  /** When it was sent (performance.now()). */
   sentAt: number;
+  /** Its round trip is timed (see `ClientCounters.timed`). */
+  timed: boolean;
   /** Writing it failed (set up first, then rejected with this). */
   failure: Error | undefined;
 }
+
+/** A request's round trip is timed when this many ms passed since the last timed one was sent. */
+const TIMING_MS = 1;
 
 /** The options of a call that passed none (checked once, not per call). */
 const NO_OPTIONS: BlockingOptions = Object.freeze({});
@@ -135,7 +140,9 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   private timerAt = Infinity;
   private closing: Promise<void> | undefined;
   /** Traffic counters, reported to the GraphServer by the node (`stats.report`). */
-  readonly counters: ClientCounters = { requests: 0, errors: 0, bytes: 0, latency: 0 };
+  readonly counters: ClientCounters = { requests: 0, errors: 0, bytes: 0, latency: 0, timed: 0 };
+  /** When the last timed request was sent (performance.now()). */
+  private timedAt = -Infinity;
 
   /** @internal */
   constructor(
@@ -305,7 +312,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       this.next();
       return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is not an in-place service: use request()`));
     }
-    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link, mode, deadline, signal, onAbort: undefined, at: -1, size: 0, pin: -1, settled: false, sentAt: 0, failure: undefined };
+    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link, mode, deadline, signal, onAbort: undefined, at: -1, size: 0, pin: -1, settled: false, sentAt: 0, timed: false, failure: undefined };
     const id = p.id;
     const ch = link.channel;
     if (ch !== undefined) {
@@ -332,6 +339,10 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     }
     const now = performance.now();
     p.sentAt = now;
+    if (now - this.timedAt >= TIMING_MS) {
+      p.timed = true;
+      this.timedAt = now;
+    }
     if (deadline !== deadline) p.deadline = deadline = now + timeout; // NaN: count from now
     // One shared executor (no closure per request): it only stores the resolvers, read right
     // after the constructor — nothing can run in between (a promise hook that makes a request
@@ -409,7 +420,10 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     link.inFlight--;
     this.counters.requests++;
     if (error !== undefined) this.counters.errors++;
-    else this.counters.latency += performance.now() - p.sentAt;
+    else if (p.timed) {
+      this.counters.latency += performance.now() - p.sentAt;
+      this.counters.timed++;
+    }
     if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
     if (error !== undefined) p.reject(error);
     else p.resolve(value);
