@@ -10,7 +10,7 @@ import { nextTick } from "node:process";
 import type { Socket } from "node:net";
 import { ClosedError, PeerDeadError, ProtocolError } from "../errors.js";
 import type { ShmSender } from "../transport/shm.js";
-import type { RingReceiver } from "../transport/ring-endpoints.js";
+import type { RingFrame, RingReceiver } from "../transport/ring-endpoints.js";
 import { RPC_HEADER, RpcType, writeHeader, type Body } from "./wire.js";
 
 /** What holds a received message's memory: `release()` gives it back (idempotent). */
@@ -261,22 +261,13 @@ export class ShmChannel extends Channel {
     if (this.lastBatch > 1) return this.wakeReader();
     this.polling = true;
     try {
-      const rx = this.rx;
-      let f = rx.trySpinReceive();
+      const f = this.rx.trySpinReceive();
       if (f === null) {
         this.wakeReader(); // not within the budget: the pump waits for it
         return;
       }
       this.inline = true;
-      const bytes = rx.ringBytes;
-      let n = 0;
-      while (f !== null) {
-        n++;
-        this.onMessage(bytes, f.at, f.at + f.length, f);
-        if (this.ended) return;
-        f = this.paused ? null : rx.tryReceive();
-      }
-      this.lastBatch = n;
+      this.deliver(f);
     } catch (err) {
       this.broken(err);
     } finally {
@@ -305,9 +296,22 @@ export class ShmChannel extends Channel {
     }
   }
 
-  private async pump(): Promise<void> {
+  /** Delivers `f` and the messages after it already in the ring (until paused or ended). */
+  private deliver(f: RingFrame | null): void {
     const rx = this.rx;
     const bytes = rx.ringBytes;
+    let n = 0;
+    while (f !== null) {
+      n++;
+      this.onMessage(bytes, f.at, f.at + f.length, f);
+      if (this.ended) return;
+      f = this.paused ? null : rx.tryReceive();
+    }
+    this.lastBatch = n;
+  }
+
+  private async pump(): Promise<void> {
+    const rx = this.rx;
     try {
       for (;;) {
         if (this.paused || this.inline) {
@@ -329,14 +333,8 @@ export class ShmChannel extends Channel {
           if (f === null) break;
         }
         this.sent = false;
-        let n = 0;
-        while (f !== null) {
-          n++;
-          this.onMessage(bytes, f.at, f.at + f.length, f);
-          if (this.ended) return;
-          f = this.paused ? null : rx.tryReceive();
-        }
-        this.lastBatch = n;
+        this.deliver(f);
+        if (this.ended) return;
         // Let the code these messages woke run before polling again: a poll now would spin
         // while that code waits for the thread. Yield microtask turns until it sent something
         // through this channel (the next request, an answer: what the peer will answer) or a

@@ -524,7 +524,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       }
     } catch (err) {
       frame.release();
-      ch.unpin(pin);
+      if (!p.settled) ch.unpin(pin); // (a delivered in-place answer keeps its pin)
       this.settle(id, err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
     }
   }
