@@ -24,7 +24,7 @@ import { GraphClient } from "../src/graph/client.js";
 import { self } from "../src/graph/identity.js";
 import { hello, HelloKind, readHello } from "../src/rpc/handshake.js";
 import { encode } from "../src/codec/index.js";
-import { decodeAt, decodeOwned, RPC_HEADER } from "../src/rpc/wire.js";
+import { decodeAt, decodeOwned, LITTLE_ENDIAN, readHeader, RPC_HEADER, writeHeader, writeHeaderWords, type RpcType } from "../src/rpc/wire.js";
 
 const { node, address } = await graph();
 const TRANSPORTS = ["inproc", "shm", "tcp"] as const;
@@ -645,6 +645,20 @@ for (const transport of ["inproc", "shm"] as const) {
     assert.equal(client.inFlight, 0);
   });
 }
+
+test("wire: a header written as four words (little-endian hosts, the rings' fast path) is the byte-wise header", () => {
+  assert.equal(LITTLE_ENDIAN, new Uint8Array(Uint16Array.of(1).buffer)[0] === 1);
+  if (!LITTLE_ENDIAN) return; // (big-endian hosts write byte by byte only)
+  for (const [type, flags, id, aux] of [[1, 0, 1, 0], [2, 1, 0xffffffff, 0x80000000], [4, 0, 0x12345678, 4095], [3, 1, 7, 0xfffffff0]]) {
+    const bytes = new Uint8Array(32).fill(0xee);
+    writeHeader(bytes, 16, type as RpcType, flags, id, aux);
+    const words = new Int32Array(8).fill(-1);
+    writeHeaderWords(words, 4, type as RpcType, flags, id, aux);
+    const asBytes = new Uint8Array(words.buffer);
+    assert.deepEqual(asBytes.subarray(16), bytes.subarray(16));
+    assert.deepEqual(readHeader(asBytes, 16, 32), { type, flags, id, aux });
+  }
+});
 
 test("wire: bodies are read in place at an offset (views) or copied out (owned), and bad ones are ProtocolErrors", () => {
   for (const value of [new Uint8Array([1, 2, 3]), Buffer.from("buf"), { a: [1, "x"], f: Float32Array.of(0.5) }, null]) {

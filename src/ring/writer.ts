@@ -254,6 +254,11 @@ export class RingWriter {
     return this.ring.bytes;
   }
 
+  /** The same memory as 32-bit words (a reservation's offset is a multiple of 16). */
+  get ringWords(): Int32Array {
+    return this.ring.words;
+  }
+
   /** Like {@link tryLoan} but waits for room. */
   async loan(size: number, opts: BlockingOptions = {}): Promise<Loan> {
     checkOptions(opts, "loan");

@@ -11,7 +11,7 @@ import type { Socket } from "node:net";
 import { ClosedError, PeerDeadError, ProtocolError } from "../errors.js";
 import type { ShmSender } from "../transport/shm.js";
 import type { RingFrame, RingReceiver } from "../transport/ring-endpoints.js";
-import { RPC_HEADER, RpcType, writeHeader, type Body } from "./wire.js";
+import { LITTLE_ENDIAN, lengthBody, RPC_HEADER, RpcType, writeHeader, writeHeaderWords, type Body } from "./wire.js";
 
 /** What holds a received message's memory: `release()` gives it back (idempotent). */
 export interface Releasable {
@@ -27,7 +27,8 @@ export interface Releasable {
 export type MessageHandler = (bytes: Uint8Array, at: number, end: number, frame: Releasable) => void;
 
 /**
- * Told where a request's body was written (shm only): at offset `at` of {@link Channel.ownBytes};
+ * Told where a request's body was written (shm only): at offset `at` of the memory
+ * {@link Channel.ownView} views;
  * `pin` keeps that memory from being reused until {@link Channel.unpin}.
  */
 export type Written = (at: number, pin: number) => void;
@@ -121,6 +122,11 @@ export abstract class Channel {
     if (!this.draining) void this.drain();
   }
 
+  /** Sends a message whose body is one uint32 (an in-place answer's length). */
+  sendWord(type: RpcType, id: number, aux: number, word: number): void {
+    this.send(type, id, aux, lengthBody(word));
+  }
+
   /** Lets the transport reuse the memory of a body `written` pinned (in-place answers). Idempotent. */
   unpin(_pin: number): void {}
 
@@ -134,8 +140,11 @@ export abstract class Channel {
   /** Makes sure incoming messages are taken without {@link poll} (a request not followed by one). */
   wakeReader(): void {}
 
-  /** The memory this side writes its messages into (shm: its ring), where `written` offsets point. */
-  get ownBytes(): Uint8Array | undefined {
+  /**
+   * A view of `length` bytes at offset `at` of the memory this side writes its messages into
+   * (shm: its ring), where `written` offsets point; undefined without such memory (tcp).
+   */
+  ownView(_at: number, _length: number): Uint8Array | undefined {
     return undefined;
   }
 
@@ -203,6 +212,8 @@ const YIELD_TURNS = 8;
 export class ShmChannel extends Channel {
   readonly kind = "shm";
   private closing: Promise<void> | undefined;
+  /** The buffer of this side's ring (whose bytes start at its offset 0). */
+  private readonly own: ArrayBufferLike;
   /** Resumes a pump waiting while paused or while its owner polls. */
   private wake: (() => void) | undefined;
   /** The owner takes messages itself ({@link poll} found one): the pump waits until woken. */
@@ -224,6 +235,7 @@ export class ShmChannel extends Channel {
     private readonly control: Socket,
   ) {
     super();
+    this.own = tx.ringBytes.buffer;
     control.on("error", () => control.destroy());
     control.on("close", () => {
       this.deliverRest(); // what the peer wrote before it went away still counts
@@ -357,7 +369,12 @@ export class ShmChannel extends Channel {
     if (at < 0) return false;
     let pin = -1;
     try {
-      fill(tx.ringBytes, at, type, id, aux, body);
+      if (LITTLE_ENDIAN) {
+        writeHeaderWords(tx.ringWords, at >> 2, type, body.flags, id, aux);
+        body.writeTo(tx.ringBytes, at + RPC_HEADER);
+      } else {
+        fill(tx.ringBytes, at, type, id, aux, body);
+      }
       if (written !== undefined) pin = tx.pinReserved();
     } catch (err) {
       tx.abortReserved();
@@ -386,12 +403,31 @@ export class ShmChannel extends Channel {
    * The client's in-place answers live in its own request ring: the server released their
    * frames when it answered, the pin is what keeps this side's writer off them.
    */
+  override sendWord(type: RpcType, id: number, aux: number, word: number): void {
+    // The in-place answer, on its hot path: five stores, no body object.
+    if (!this.ended && this.backlog === 0 && LITTLE_ENDIAN) {
+      const tx = this.tx;
+      const at = tx.tryReserve(RPC_HEADER + 4);
+      if (at >= 0) {
+        this.sent = true;
+        const words = tx.ringWords;
+        const i = at >> 2;
+        writeHeaderWords(words, i, type, 0, id, aux);
+        words[i + 4] = word;
+        tx.commitReserved(RPC_HEADER + 4);
+        return;
+      }
+    }
+    super.sendWord(type, id, aux, word);
+  }
+
   override unpin(pin: number): void {
     if (pin >= 0) this.tx.unpin(pin);
   }
 
-  override get ownBytes(): Uint8Array {
-    return this.tx.ringBytes;
+  override ownView(at: number, length: number): Uint8Array {
+    // (A view made on the buffer costs less than a subarray: no getters of the parent to read.)
+    return new Uint8Array(this.own, at, length);
   }
 
   protected teardown(): Promise<void> {

@@ -89,7 +89,7 @@ interface Pending {
   deadline: number;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
-  /** In-place over shm: where the request body was written in the channel's `ownBytes` (-1: not there). */
+  /** In-place over shm: where the request body was written, for the channel's `ownView` (-1: not there). */
   at: number;
   /** In-place: the request body's size (the answer lies within it). */
   size: number;
@@ -511,9 +511,9 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         const aux = get32(bytes, at + 12);
         const length = end - at === RPC_HEADER + 4 ? get32(bytes, at + RPC_HEADER) : -1;
         frame.release();
-        const memory = ch.ownBytes;
-        if (memory === undefined || p.at < 0 || length < 0 || aux + length > p.size) throw new ProtocolError("in-place answer outside the request");
-        const out = memory.subarray(p.at + aux, p.at + aux + length);
+        if (p.at < 0 || length < 0 || aux + length > p.size) throw new ProtocolError("in-place answer outside the request");
+        const out = ch.ownView(p.at + aux, length);
+        if (out === undefined) throw new ProtocolError("in-place answer outside the request");
         if (p.mode === Mode.Copy) {
           const copy = out.slice();
           ch.unpin(pin);

@@ -17,7 +17,7 @@ import { checkTimeout } from "../util/blocking.js";
 import { isLoopback } from "../util/loopback.js";
 import type { Channel, Releasable } from "./channel.js";
 import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
-import { checkHeader, decodeAt, errorBody, FLAG_RAW, get32, lengthBody, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
+import { checkHeader, decodeAt, errorBody, FLAG_RAW, get32, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
 /** Answers one request: return the response (or a promise of it); throw to send the client a `RemoteError`. */
 export type Handler<Req = unknown, Res = unknown> = (request: Req) => Res | Promise<Res>;
@@ -400,8 +400,8 @@ export class Server implements AsyncDisposable {
           const out = value === undefined || value === request ? request : checkInPlace(value, request);
           if (ch.kind === "shm") {
             // The answer stays where it is: tell the client where.
-            if (out === request) ch.send(RpcType.InPlace, id, 0, lengthBody(request.length));
-            else ch.send(RpcType.InPlace, id, out.byteOffset - request.byteOffset, lengthBody(out.byteLength));
+            if (out === request) ch.sendWord(RpcType.InPlace, id, 0, request.length);
+            else ch.sendWord(RpcType.InPlace, id, out.byteOffset - request.byteOffset, out.byteLength);
           } else {
             ch.send(RpcType.Response, id, 0, rawBody(out));
           }

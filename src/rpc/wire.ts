@@ -44,6 +44,20 @@ export interface RpcHeader {
   aux: number;
 }
 
+/** True where 32-bit words are stored little-endian, as the wire's fields are. */
+export const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/**
+ * Writes a header at `words[i ..]` (4 words; little-endian hosts only, see
+ * {@link LITTLE_ENDIAN}): the same bytes as {@link writeHeader}, in four stores.
+ */
+export function writeHeaderWords(words: Int32Array, i: number, type: RpcType, flags: number, id: number, aux = 0): void {
+  words[i] = RPC_MAGIC;
+  words[i + 1] = type | (flags << 8);
+  words[i + 2] = id;
+  words[i + 3] = aux;
+}
+
 /** Writes a header at `target[at ..]` (byte by byte: no DataView to allocate per message). */
 export function writeHeader(target: Uint8Array, at: number, type: RpcType, flags: number, id: number, aux = 0): void {
   put32(target, at, RPC_MAGIC);

@@ -115,6 +115,11 @@ export class RingSender implements Sender {
     return this.writer.ringBytes;
   }
 
+  /** The ring's memory as 32-bit words (a reservation's offset is a multiple of 16). @internal */
+  get ringWords(): Int32Array {
+    return this.writer.ringWords;
+  }
+
   /** Lends `size` bytes now if there is room, else null (no promise on the fast path). */
   tryLoan(size: number): Loan | null {
     return this.writer.tryLoan(size);
