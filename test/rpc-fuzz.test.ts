@@ -162,6 +162,20 @@ async function rawShm(): Promise<{ tx: ShmSender; rx: Receiver; control: Socket 
   return { tx, rx, control };
 }
 
+/** A hand-made shm connection that `abuse` breaks: the server hangs up on it. */
+async function hangsUp(abuse: (control: Socket, tx: ShmSender) => unknown): Promise<void> {
+  const { tx, rx, control } = await rawShm();
+  await abuse(control, tx);
+  const end = await rx.receive({ timeout: 5000 }).then(
+    (f) => f,
+    (e: unknown) => e,
+  );
+  assert.ok(end === null || end instanceof Error, "the server closed this connection");
+  control.destroy();
+  await rx.close();
+  await tx.close();
+}
+
 test("frames inside the request ring: random and truncated frames end that connection only; bad bodies get an error answer", async () => {
   // A request with a body that is not a value: answered with an error, the connection serves on.
   {
@@ -179,32 +193,13 @@ test("frames inside the request ring: random and truncated frames end that conne
   }
   // Bytes on the handshake socket after the handshake, or a message of the type version 1 used
   // for releases (5): a broken client, that connection ends.
-  for (const abuse of [(c: Socket) => void c.write(randomBytes(4 * 1024 + 3)), (_c: Socket, t: ShmSender) => void t.send(message(5, 1))]) {
-    const { tx, rx, control } = await rawShm();
-    abuse(control, tx);
-    const end = await rx.receive({ timeout: 5000 }).then(
-      (f) => f,
-      (e: unknown) => e,
-    );
-    assert.ok(end === null || end instanceof Error, "the server closed this connection");
-    control.destroy();
-    await rx.close();
-    await tx.close();
-  }
+  await hangsUp((control) => void control.write(randomBytes(4 * 1024 + 3)));
+  await hangsUp((_control, tx) => tx.send(message(5, 1)));
   // Random and truncated frames: the server hangs up on that connection.
   await fc.assert(
     fc.asyncProperty(fc.uint8Array({ minLength: 0, maxLength: 64 }), async (junk) => {
       if (junk.length >= 4 && new DataView(junk.buffer, junk.byteOffset).getUint32(0, true) === 0x31525850) return; // a real header by chance
-      const { tx, rx, control } = await rawShm();
-      await tx.send(junk);
-      const end = await rx.receive({ timeout: 5000 }).then(
-        (f) => f,
-        (e: unknown) => e,
-      );
-      assert.ok(end === null || end instanceof Error, "the server closed this connection");
-      control.destroy();
-      await rx.close();
-      await tx.close();
+      await hangsUp((_control, tx) => tx.send(junk));
     }),
     { numRuns: 25 },
   );
