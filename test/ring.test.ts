@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { AtomicsBell, createHeapRing, H_WRITER_WAKE, RingReader, RingWriter, type Policy } from "../src/ring/index.js";
+import { H_WRITE_POS } from "../src/ring/layout.js";
 
 /** Byte `i` of message `seq`. */
 const pattern = (seq: number, i: number): number => (seq * 31 + i) & 0xff;
@@ -375,4 +376,63 @@ test("pinned frames: the writer does not reuse them after the reader released th
     assert.ok(r.tryRead());
     r.release();
   }
+  // An aborted pin behind an older live one, then a live pin at the very same position: unpinning
+  // both frees everything (the aborted entry is not mistaken for the live one).
+  assert.ok(w.tryReserve(100) >= 0);
+  const older = w.pinReserved();
+  w.commitReserved(100);
+  assert.ok(w.tryReserve(100) >= 0);
+  w.pinReserved();
+  w.abortReserved();
+  assert.ok(w.tryReserve(100) >= 0);
+  const same = w.pinReserved();
+  w.commitReserved(100);
+  for (let i = 0; i < 2; i++) {
+    assert.ok(r.tryRead());
+    r.release();
+  }
+  w.unpin(same);
+  w.unpin(older);
+  for (let i = 0; i < 6; i++) {
+    assert.ok(w.tryWrite(new Uint8Array(1900)), `frame ${i}: nothing left pinned`);
+    assert.ok(r.tryRead());
+    r.release();
+  }
+});
+
+test("pinned frames past 2 GiB written: the ring's positions turn negative as int32, pin tokens never do", () => {
+  const buf = createHeapRing({ capacity: 4096 });
+  // A ring that has carried almost 2 GiB: its write position is about to pass 2^31.
+  new Int32Array(buf)[H_WRITE_POS] = 2 ** 31 - 2048; // (16-aligned, as every position is)
+  const w = writer(buf);
+  const r = reader(buf);
+  const tokens = new Set<number>();
+  for (let i = 0; i < 200; i++) {
+    const at = w.tryReserve(500);
+    assert.ok(at >= 0, `frame ${i} fits: the previous one was unpinned`);
+    const pin = w.pinReserved();
+    assert.ok(Number.isInteger(pin) && pin >= 0 && pin <= 0xffffffff, `token ${pin}`);
+    tokens.add(pin);
+    w.commitReserved(500);
+    assert.ok(r.tryRead());
+    r.release();
+    w.unpin(pin);
+  }
+  assert.equal(tokens.size, 200);
+  assert.ok([...tokens].some((t) => t >= 2 ** 31), "positions past 2^31 were pinned and unpinned");
+  // With one pin held past the boundary, the writer still stops short of it.
+  assert.ok(w.tryReserve(1500) >= 0);
+  const held = w.pinReserved();
+  w.commitReserved(1500);
+  assert.ok(r.tryRead());
+  r.release();
+  let more = 0;
+  while (w.tryWrite(new Uint8Array(500))) {
+    assert.ok(r.tryRead());
+    r.release();
+    more++;
+  }
+  assert.ok(more <= (4096 - 1532) / 516, `${more} more frames beside the pinned one`);
+  w.unpin(held);
+  assert.ok(w.tryWrite(new Uint8Array(1500)));
 });

@@ -151,6 +151,35 @@ test("shm in place: the handler answers in the request's own shared memory, acro
   await child.exited;
 });
 
+for (const spinMicros of [undefined, 200]) {
+  test(`shm, across processes${spinMicros ? `, spinMicros ${spinMicros}` : ""}: lone requests stay answered after requests that fail as they are written`, async () => {
+    const service = fresh("lone");
+    const child = await serverProcess(service, "shm", { inPlace: true });
+    await using client = await node.client(service, { transport: "shm", timeout: 3000, ...(spinMicros ? { spinMicros } : {}) });
+    await until(() => client.servers.length === 1);
+    const lone = async (round: number): Promise<void> => {
+      using res = await client.requestInPlace(new Uint8Array(16).fill(round & 0xff));
+      assert.equal(res.bytes.length, 15);
+      assert.equal(res.bytes[0], ~round & 0xff);
+    };
+    // One at a time, as fast as they come: the client polls for each answer itself.
+    for (let round = 0; round < 300; round++) await lone(round);
+    // Requests that go out and fail at once (a throwing fill, an abort from inside it): their
+    // answers still come, to be read and dropped by whoever reads the ring, not in the next
+    // request's way.
+    for (let k = 0; k < 3; k++) {
+      await assert.rejects(client.requestInPlace(8, () => { throw new Error("no fill"); }), /no fill/);
+      for (let round = 0; round < 20; round++) await lone(round);
+      const ac = new AbortController();
+      await assert.rejects(client.requestInPlace(8, (b) => { b.fill(1); ac.abort(); }, { signal: ac.signal }), { name: "AbortError" });
+      for (let round = 0; round < 20; round++) await lone(round);
+    }
+    assert.equal(client.inFlight, 0);
+    child.proc.kill("SIGKILL");
+    await child.exited;
+  });
+}
+
 test("fault test: the server is killed at random points 8 times; every request resolves or rejects with a typed error", async () => {
   const service = fresh("fault");
   const settled = { answered: 0, failed: 0 };

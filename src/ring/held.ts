@@ -52,7 +52,7 @@ export class HeldPositions {
   remove(pos: number = this.starts[this.first]): boolean {
     const n = this.count;
     let i = this.first;
-    while (i < n && this.starts[i] !== pos) i++;
+    while (i < n && (this.starts[i] !== pos || this.done[i] !== 0)) i++; // (a done entry may share a live one's position)
     if (i === n) return false;
     this.done[i] = 1;
     if (i !== this.first) return false;

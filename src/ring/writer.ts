@@ -226,20 +226,21 @@ export class RingWriter {
    * Pins the frame reserved now (by {@link tryReserve} or a loan, before its commit): its memory
    * is not written again, whatever the readers release, until {@link unpin} with the returned
    * token. For a writer that reads its own frames back after the readers are done with them
-   * (the in-place answers of request/response).
+   * (the in-place answers of request/response). The token is never negative (the frame's ring
+   * position as an unsigned 32-bit number), so -1 can stand for "nothing pinned".
    */
   pinReserved(): number {
     if (!this.loanOpen) throw new ClosedError("no reservation to pin");
     const pos = this.pos;
     if (!this.pinnedOpen) this.pins.add(pos);
     this.pinnedOpen = true;
-    return pos;
+    return pos >>> 0;
   }
 
   /** Unpins the frame {@link pinReserved} returned `token` for (any order; idempotent). */
   unpin(token: number): void {
     // The limit is recomputed by the next write that needs more room; one waiting for room now re-checks.
-    if (this.pins.remove(token) && this.waiting) this.bell.interrupt();
+    if (this.pins.remove(token | 0) && this.waiting) this.bell.interrupt();
   }
 
   /** Drops the reservation. */

@@ -293,6 +293,11 @@ export class ShmChannel extends Channel {
     this.unpark();
   }
 
+  protected override end(error: Error | undefined): void {
+    super.end(error);
+    this.unpark(); // a pump parked while its owner polled sees the end
+  }
+
   private broken(err: unknown): void {
     if (!this.ended) this.end(err instanceof PeerDeadError ? err : new PeerDeadError("the request/response ring failed", { cause: err }));
   }

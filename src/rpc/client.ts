@@ -352,18 +352,22 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     p.reject = capturedReject;
     this.pending.set(p);
     link.inFlight++;
+    // Written, but failing at once: its answer will still come, for the channel's reader.
     if (p.failure !== undefined) {
       this.settle(id, p.failure);
+      ch?.wakeReader();
       return promise;
     }
     // Code that ran while the request was written (a `fill`, a getter the encoder read) may
     // have closed this client or aborted the signal: the request was not in the table yet.
     if (this.closing) {
       this.settle(id, new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+      ch?.wakeReader();
       return promise;
     }
     if (signal?.aborted) {
       this.settle(id, new AbortError("request aborted", { cause: signal.reason }));
+      ch?.wakeReader();
       return promise;
     }
     if (signal !== undefined) {
@@ -373,9 +377,10 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     if (deadline < this.timerAt) this.arm(deadline);
     if (ch !== undefined) {
       // The only request in flight: wait for its answer right here, as long as the ring polls
-      // (the answer resolves the promise before it is returned); else the channel's reader does.
+      // (the answer resolves the promise before it is returned). Else — or if the poll brought
+      // something else, say the late answer of a request that failed — the channel's reader does.
       if (this.pending.size === 1) ch.poll();
-      else ch.wakeReader();
+      if (!p.settled) ch.wakeReader();
     }
     if (link.local !== undefined) {
       if (value instanceof Filler) {
