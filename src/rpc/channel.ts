@@ -11,7 +11,7 @@ import type { Socket } from "node:net";
 import { ClosedError, PeerDeadError, ProtocolError } from "../errors.js";
 import type { ShmSender } from "../transport/shm.js";
 import type { RingFrame, RingReceiver } from "../transport/ring-endpoints.js";
-import { LITTLE_ENDIAN, lengthBody, RPC_HEADER, RpcType, writeHeader, writeHeaderWords, type Body } from "./wire.js";
+import { LITTLE_ENDIAN, RPC_HEADER, writeHeader, writeHeaderWords, type Body, type RpcType } from "./wire.js";
 
 /** What holds a received message's memory: `release()` gives it back (idempotent). */
 export interface Releasable {
@@ -120,11 +120,6 @@ export abstract class Channel {
     if (this.queue.length === 0 && this.trySend(type, id, aux, body, written)) return;
     this.queue.push({ type, id, aux, body, written });
     if (!this.draining) void this.drain();
-  }
-
-  /** Sends a message whose body is one uint32 (an in-place answer's length). */
-  sendWord(type: RpcType, id: number, aux: number, word: number): void {
-    this.send(type, id, aux, lengthBody(word));
   }
 
   /** Lets the transport reuse the memory of a body `written` pinned (in-place answers). Idempotent. */
@@ -408,24 +403,6 @@ export class ShmChannel extends Channel {
    * The client's in-place answers live in its own request ring: the server released their
    * frames when it answered, the pin is what keeps this side's writer off them.
    */
-  override sendWord(type: RpcType, id: number, aux: number, word: number): void {
-    // The in-place answer, on its hot path: five stores, no body object.
-    if (!this.ended && this.backlog === 0 && LITTLE_ENDIAN) {
-      const tx = this.tx;
-      const at = tx.tryReserve(RPC_HEADER + 4);
-      if (at >= 0) {
-        this.sent = true;
-        const words = tx.ringWords;
-        const i = at >> 2;
-        writeHeaderWords(words, i, type, 0, id, aux);
-        words[i + 4] = word;
-        tx.commitReserved(RPC_HEADER + 4);
-        return;
-      }
-    }
-    super.sendWord(type, id, aux, word);
-  }
-
   override unpin(pin: number): void {
     if (pin >= 0) this.tx.unpin(pin);
   }

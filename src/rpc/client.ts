@@ -394,7 +394,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         value = bytes;
       }
       link.local.call(value).then(
-        (v) => this.settle(id, undefined, mode === Mode.InPlace ? inPlaceResponse(v as Uint8Array) : mode === Mode.Copy ? (v as Uint8Array).slice() : v),
+        (v) => this.settle(id, undefined, mode === Mode.InPlace ? new InPlaceAnswer(v as Uint8Array) : mode === Mode.Copy ? (v as Uint8Array).slice() : v),
         (err: unknown) => this.settle(id, toRemote(err)),
       );
     }
@@ -419,8 +419,8 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     this.pending.delete(id);
     p.settled = true;
     const link = p.link;
-    // Unanswered (timed out, aborted, failed): nobody will read it. While the server works on
-    // it, its own hold on the request keeps the memory.
+    // Nobody reads the request's memory any more (answered and copied out, or unanswered:
+    // timed out, aborted, failed — while the server still works on it, its own hold keeps it).
     if (p.pin >= 0) link.channel?.unpin(p.pin);
     link.inFlight--;
     this.counters.requests++;
@@ -485,9 +485,8 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       return;
     }
     const raw = (bytes[at + 5] & FLAG_RAW) !== 0;
-    // Answered: whatever the answer, the server is done with the request's memory.
-    const pin = p.pin;
-    p.pin = -1;
+    // Answered: whatever the answer, the server is done with the request's memory, and `end`
+    // unpins it — unless an in-place answer takes the pin along.
     try {
       if (type === RpcType.Error) {
         const e = decode(bytes.subarray(at + RPC_HEADER, end)) as { code?: unknown; name?: unknown; message?: unknown } | null;
@@ -496,8 +495,6 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
           typeof e?.code === "string" ? e.code : undefined,
           typeof e?.name === "string" ? e.name : undefined,
         );
-        frame.release();
-        ch.unpin(pin);
         this.end(p, remote);
       } else if (type === RpcType.Response) {
         let value: unknown;
@@ -507,30 +504,26 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
         } else {
           if (!raw) throw new ProtocolError("encoded answer to an in-place request");
           const copy = bytes.slice(at + RPC_HEADER, end);
-          value = p.mode === Mode.Copy ? copy : inPlaceResponse(copy);
+          value = p.mode === Mode.Copy ? copy : new InPlaceAnswer(copy);
         }
-        frame.release();
-        ch.unpin(pin);
         this.end(p, undefined, value);
       } else {
         const aux = get32(bytes, at + 12);
         const length = end - at === RPC_HEADER + 4 ? get32(bytes, at + RPC_HEADER) : -1;
-        frame.release();
-        if (p.at < 0 || length < 0 || aux + length > p.size) throw new ProtocolError("in-place answer outside the request");
-        const out = ch.ownView(p.at + aux, length);
+        const out = p.at < 0 || length < 0 || aux + length > p.size ? undefined : ch.ownView(p.at + aux, length);
         if (out === undefined) throw new ProtocolError("in-place answer outside the request");
         if (p.mode === Mode.Copy) {
-          const copy = out.slice();
-          ch.unpin(pin);
-          this.end(p, undefined, copy);
+          this.end(p, undefined, out.slice());
         } else {
-          this.end(p, undefined, inPlaceResponse(out, ch, pin));
+          const pin = p.pin;
+          p.pin = -1;
+          this.end(p, undefined, new InPlaceAnswer(out, ch, pin));
         }
       }
     } catch (err) {
-      frame.release();
-      if (!p.settled) ch.unpin(pin); // (a delivered in-place answer keeps its pin)
       this.settle(id, err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
+    } finally {
+      frame.release();
     }
   }
 
@@ -682,8 +675,8 @@ class InPlaceAnswer implements InPlaceResponse {
   readonly release: () => void;
   constructor(
     readonly bytes: Uint8Array,
-    ch: Channel | undefined,
-    pin: number,
+    ch?: Channel,
+    pin = -1,
   ) {
     let released = false;
     this.release = () => {
@@ -695,10 +688,6 @@ class InPlaceAnswer implements InPlaceResponse {
   [Symbol.dispose](): void {
     this.release();
   }
-}
-
-function inPlaceResponse(bytes: Uint8Array, ch?: Channel, pin = -1): InPlaceResponse {
-  return new InPlaceAnswer(bytes, ch, pin);
 }
 
 /** A handler error of a server in this thread, as a client sees it. */

@@ -17,7 +17,7 @@ import { checkTimeout } from "../util/blocking.js";
 import { isLoopback } from "../util/loopback.js";
 import type { Channel, Releasable } from "./channel.js";
 import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
-import { checkHeader, decodeAt, errorBody, FLAG_RAW, get32, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
+import { checkHeader, decodeAt, errorBody, FLAG_RAW, get32, lengthBody, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
 /** Answers one request: return the response (or a promise of it); throw to send the client a `RemoteError`. */
 export type Handler<Req = unknown, Res = unknown> = (request: Req) => Res | Promise<Res>;
@@ -397,11 +397,11 @@ export class Server implements AsyncDisposable {
           const request = body as Uint8Array; // in-place requests always keep their body
           // The whole request back (the usual case) needs no check; a typed array's byteOffset,
           // byteLength and buffer getters cost more than the rest of the answer together.
-          const out = value === undefined || value === request ? request : checkInPlace(value, request);
+          const out = value === request ? request : checkInPlace(value, request);
           if (ch.kind === "shm") {
             // The answer stays where it is: tell the client where.
-            if (out === request) ch.sendWord(RpcType.InPlace, id, 0, request.length);
-            else ch.sendWord(RpcType.InPlace, id, out.byteOffset - request.byteOffset, out.byteLength);
+            if (out === request) ch.send(RpcType.InPlace, id, 0, lengthBody(request.length));
+            else ch.send(RpcType.InPlace, id, out.byteOffset - request.byteOffset, lengthBody(out.byteLength));
           } else {
             ch.send(RpcType.Response, id, 0, rawBody(out));
           }
