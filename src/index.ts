@@ -1,13 +1,16 @@
 /**
  * Plexus: zero-copy messaging for TypeScript on Node.js.
  *
- * This release provides the foundation: shared-memory rings between worker threads (`thread`)
- * and processes (`shm`) behind one `Sender`/`Receiver` interface, with explicit backpressure,
- * zero-copy receive, loans for zero-copy send, and typed errors.
+ * `connect()` joins a topic graph and gives a {@link Node}, which makes publishers and
+ * subscribers (pub/sub over topics), servers and clients (request/response); `queue` gives
+ * acknowledged queues. Every pair of endpoints takes the fastest path: the value itself in one
+ * thread, a shared-memory ring between threads and processes, TCP (optionally TLS) between
+ * hosts. Every error is a typed {@link PlexusError}.
  * @packageDocumentation
  */
 export * from "./errors.js";
 export * from "./transport/index.js";
+export * from "./node/index.js";
 export * from "./pubsub/index.js";
 export * from "./graph/index.js";
 export * from "./rpc/index.js";

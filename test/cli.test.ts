@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GraphServer } from "../src/graph/server.js";
-import { connect } from "../src/pubsub/node.js";
+import { connect } from "../src/node/node.js";
 import { freePort, plexus, spawnPlexus, until } from "./helpers/cli.js";
 
 const noStack = (s: string): boolean => !/\n\s+at /.test(s);

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { chromium } from "playwright-core";
 import { GraphServer } from "../src/graph/server.js";
-import { connect } from "../src/pubsub/node.js";
+import { connect } from "../src/node/node.js";
 import { Dashboard } from "../src/dashboard/server.js";
 import { freePort, spawnPlexus, until } from "./helpers/cli.js";
 import { execFileSync } from "node:child_process";

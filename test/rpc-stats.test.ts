@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { GraphServer } from "../src/graph/server.js";
 import { GraphClient } from "../src/graph/client.js";
 import { StatsBook } from "../src/graph/stats.js";
-import { connect } from "../src/pubsub/node.js";
+import { connect } from "../src/node/node.js";
 import { eventually } from "./helpers/eventually.js";
 
 test("rpc stats: requests, errors, bytes, latency and link transports per service", async () => {

@@ -16,7 +16,7 @@ import { parseAddress, type GraphClient } from "../graph/client.js";
 import { GraphServer } from "../graph/server.js";
 import type { Snapshot } from "../graph/registry.js";
 import type { GraphStats } from "../graph/stats.js";
-import { connect, type Node } from "../pubsub/node.js";
+import { connect, type Node } from "../node/node.js";
 import { queue, type QueueServer } from "../queue/index.js";
 import { action, addressOf, CliError, connectGraph, Exit, human, palette, type AddressOptions } from "./common.js";
 

@@ -3,7 +3,7 @@
  * @module
  */
 import { Command } from "commander";
-import { connect, type Node } from "../pubsub/node.js";
+import { connect, type Node } from "../node/node.js";
 import { summarize } from "../dashboard/summary.js";
 import { action, addressOf, CliError, clientTls, clientToken, Exit, isUnreachable, noServer, type AddressOptions } from "./common.js";
 

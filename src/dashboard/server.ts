@@ -12,7 +12,7 @@ import { AccessDeniedError, InvalidArgumentError } from "../errors.js";
 import type { Snapshot } from "../graph/registry.js";
 import type { GraphStats } from "../graph/stats.js";
 import { checkTopic } from "../graph/registry.js";
-import { connect, type Node } from "../pubsub/node.js";
+import { connect, type Node } from "../node/node.js";
 import type { Subscriber } from "../pubsub/subscriber.js";
 import { isLoopback } from "../util/loopback.js";
 import { PAGE } from "./page.js";

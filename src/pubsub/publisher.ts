@@ -4,7 +4,7 @@
  * @module
  */
 import { ClosedError, InvalidArgumentError, PlexusError } from "../errors.js";
-import type { GraphRef } from "./graph-ref.js";
+import type { GraphRef } from "../graph/ref.js";
 import { self } from "../graph/identity.js";
 import type { Endpoints } from "../graph/registry.js";
 import { ShmSender } from "../transport/shm.js";
@@ -14,7 +14,7 @@ import type { Loan } from "../transport/transport.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { LocalDelivery } from "./local.js";
 import { prepare, RAW_PREFIX, writeRawHeaders, type Prepared } from "./wire.js";
-import type { PublisherCounters } from "./stats.js";
+import type { PublisherCounters } from "../graph/report.js";
 
 /** Options of `node.publisher()`. */
 export interface PublisherOptions {

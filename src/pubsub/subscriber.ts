@@ -5,7 +5,7 @@
  * @module
  */
 import { ClosedError, InvalidArgumentError, PlexusError } from "../errors.js";
-import type { GraphRef } from "./graph-ref.js";
+import type { GraphRef } from "../graph/ref.js";
 import { self } from "../graph/identity.js";
 import type { PublisherInfo } from "../graph/registry.js";
 import { connectShm } from "../transport/shm.js";
@@ -16,7 +16,7 @@ import type { Publisher } from "./publisher.js";
 import { SampleImpl, SampleQueue, type Sample } from "./sample.js";
 import { decodeFrame } from "./wire.js";
 import { releasingIterator } from "../util/iterate.js";
-import type { LinkTransport, SubscriberCounters } from "./stats.js";
+import type { LinkTransport, SubscriberCounters } from "../graph/report.js";
 
 /** Options of `node.subscriber()`. */
 export interface SubscriberOptions {

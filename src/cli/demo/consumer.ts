@@ -10,7 +10,7 @@
  * @internal
  * @module
  */
-import { connect } from "../../pubsub/node.js";
+import { connect } from "../../node/node.js";
 import { queue as queues } from "../../queue/index.js";
 import { now, percentile } from "./clock.js";
 

@@ -4,7 +4,7 @@
  * @internal
  * @module
  */
-import { connect } from "../../pubsub/node.js";
+import { connect } from "../../node/node.js";
 import { now } from "./clock.js";
 
 const { address, rate, size } = JSON.parse(process.argv[2]) as { address: string; rate: number; size: number };

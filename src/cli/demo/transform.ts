@@ -6,7 +6,7 @@
  * @module
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { connect } from "../../pubsub/node.js";
+import { connect } from "../../node/node.js";
 
 interface Raw {
   seq: number;

@@ -7,10 +7,10 @@ import { randomBytes } from "node:crypto";
 import { ClosedError, PeerDeadError } from "../errors.js";
 import { GraphClient, type GraphOptions } from "../graph/client.js";
 import { checkTopic, type PublisherInfo, type Snapshot } from "../graph/registry.js";
-import type { GraphRef } from "./graph-ref.js";
-import { Publisher, type PublisherOptions } from "./publisher.js";
-import { Subscriber, type SubscriberOptions } from "./subscriber.js";
-import { STATS_INTERVAL, type StatsReport } from "./stats.js";
+import type { GraphRef } from "../graph/ref.js";
+import { Publisher, type PublisherOptions } from "../pubsub/publisher.js";
+import { Subscriber, type SubscriberOptions } from "../pubsub/subscriber.js";
+import { STATS_INTERVAL, type StatsReport } from "../graph/report.js";
 import { Client, type ClientOptions } from "../rpc/client.js";
 import { Server, type Handler, type InPlaceHandler, type ServerOptions } from "../rpc/server.js";
 
