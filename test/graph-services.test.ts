@@ -2,7 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { InvalidArgumentError } from "../src/index.js";
-import { NotFoundError, Registry } from "../src/graph/registry.js";
+import { NotFoundError } from "../src/errors.js";
+import { Registry } from "../src/graph/registry.js";
 
 const ep = { host: "h", pid: 1, threadId: 0 };
 

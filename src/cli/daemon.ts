@@ -16,6 +16,7 @@ import { parseAddress } from "../graph/client.js";
 import { GraphServer } from "../graph/server.js";
 import { isLoopback } from "../util/loopback.js";
 import type { Snapshot } from "../graph/registry.js";
+import { SystemError } from "../errors.js";
 import { action, addressOf, CliError, clientTls, connectGraph, Exit, palette, type AddressOptions } from "./common.js";
 
 /** What a background server records about itself. */
@@ -71,7 +72,7 @@ async function serve(opts: ServeOptions): Promise<{ state: DaemonState; stop: ()
   try {
     server = await GraphServer.start({ host, port, token, tls });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") throw new CliError(`${host}:${port} is in use (another GraphServer? try \`plexus status\`)`);
+    if (err instanceof SystemError && err.errnoName === "EADDRINUSE") throw new CliError(`${host}:${port} is in use (another GraphServer? try \`plexus status\`)`);
     throw err;
   }
   const address = `${host.includes(":") ? `[${host}]` : host}:${server.address.port}`;

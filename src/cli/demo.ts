@@ -18,6 +18,7 @@ import type { Snapshot } from "../graph/registry.js";
 import type { GraphStats } from "../graph/stats.js";
 import { connect, type Node } from "../node/node.js";
 import { queue, type QueueServer } from "../queue/index.js";
+import { SystemError } from "../errors.js";
 import { action, addressOf, CliError, connectGraph, Exit, human, palette, type AddressOptions } from "./common.js";
 
 interface DemoOptions extends AddressOptions {
@@ -93,7 +94,7 @@ async function demo(opts: DemoOptions): Promise<void> {
   try {
     server = await GraphServer.start({ host, port });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    if (!(err instanceof SystemError && err.errnoName === "EADDRINUSE")) throw err;
     client = await connectGraph({ address }, "plexus demo");
   }
   const source = {

@@ -5,7 +5,7 @@
  */
 import type { Socket } from "node:net";
 import type { ConnectionOptions } from "node:tls";
-import { ClosedError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
+import { ClosedError, errorFromWire, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError, SystemError, systemError, TimeoutError } from "../errors.js";
 import { checkTimeout, throwIfAborted } from "../util/blocking.js";
 import { self } from "./identity.js";
 import { ControlParser, encodeControl, MsgType } from "./protocol.js";
@@ -36,7 +36,7 @@ export interface GraphOptions {
 export function parseAddress(address: string): { host: string; port: number } {
   const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(address);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new PlexusError(`not a host:port address: ${JSON.stringify(address)}`, "ERR_PLEXUS_INVALID_ARGUMENT");
+  if (!m || port > 65535) throw new InvalidArgumentError(`not a host:port address (port 0..65535): ${JSON.stringify(address)}`);
   return { host: m[1], port };
 }
 
@@ -106,7 +106,7 @@ export class GraphClient {
         embedded = await GraphServer.start({ host, port });
         embedded.unref();
       } catch (startErr) {
-        const inUse = (startErr as NodeJS.ErrnoException).code === "EADDRINUSE";
+        const inUse = startErr instanceof SystemError && startErr.errnoName === "EADDRINUSE";
         if (!inUse) throw startErr;
       }
       socket = await open(host, port, opts, timeout);
@@ -232,11 +232,9 @@ export class GraphClient {
   }
 }
 
-/** Rebuilds a typed error from a server response. */
+/** Rebuilds a typed error from a server response: the class of its code. */
 function remoteError(body: Record<string, unknown>): PlexusError {
-  const code = typeof body.code === "string" ? body.code : "ERR_PLEXUS";
-  const message = typeof body.message === "string" ? body.message : "GraphServer error";
-  return new PlexusError(message, code);
+  return errorFromWire(body.code, typeof body.message === "string" ? body.message : "GraphServer error");
 }
 
 /** Opens the TCP (or TLS) control connection. */
@@ -248,7 +246,7 @@ function open(host: string, port: number, opts: GraphOptions, timeout: number): 
       timeout,
       timeoutMessage: `no GraphServer answered at ${host}:${port} within ${timeout} ms`,
       signal: opts.signal,
-      onError: (e) => new SystemError("connect", e.errno ?? 0, e.code ?? "EIO", e.message, `GraphServer at ${host}:${port}`),
+      onError: (e) => systemError(e, "connect", `GraphServer at ${host}:${port}`),
     },
   );
 }

@@ -4,7 +4,7 @@
  * @internal
  * @module
  */
-import { InvalidArgumentError, PlexusError } from "../errors.js";
+import { CycleError, InvalidArgumentError, NotFoundError } from "../errors.js";
 
 /** How a publisher can be reached, as registered by its node. */
 export interface Endpoints {
@@ -110,28 +110,6 @@ export interface Snapshot {
   clients: ClientInfo[];
   /** Every request/response service that has a server or a client, sorted. */
   services: string[];
-}
-
-/** An edge would close a cycle in the topic graph. */
-export class CycleError extends PlexusError {
-  /** @param from - upstream topic; @param to - downstream topic */
-  constructor(from: string, to: string) {
-    super(`edge ${JSON.stringify(from)} -> ${JSON.stringify(to)} would close a cycle`, "ERR_PLEXUS_CYCLE");
-  }
-  override get name(): string {
-    return "CycleError";
-  }
-}
-
-/** A port, edge or node that does not exist (or belongs to someone else). */
-export class NotFoundError extends PlexusError {
-  /** @param message - what was not found */
-  constructor(message: string) {
-    super(message, "ERR_PLEXUS_NOT_FOUND");
-  }
-  override get name(): string {
-    return "NotFoundError";
-  }
 }
 
 /** Topic names: 1..256 characters, no whitespace (which includes no control characters below space). */

@@ -6,7 +6,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { timingSafeEqual } from "node:crypto";
-import { AccessDeniedError, InvalidArgumentError, PlexusError, ProtocolError } from "../errors.js";
+import { AccessDeniedError, errorToWire, InvalidArgumentError, PlexusError, ProtocolError, systemError } from "../errors.js";
 import { native } from "../native.js";
 import { hostId } from "./identity.js";
 import { isLoopback } from "../util/loopback.js";
@@ -63,7 +63,7 @@ export class GraphServer implements AsyncDisposable {
     this.address = address;
   }
 
-  /** Starts a server. Rejects with a SystemError `EADDRINUSE` if the port is taken. */
+  /** Starts a server. Rejects with a `SystemError` (`errnoName` `EADDRINUSE`, `cause` Node's error) if the port is taken. */
   static async start(opts: GraphServerOptions = {}): Promise<GraphServer> {
     const host = opts.host ?? "127.0.0.1";
     if (!isLoopback(host) && (!opts.tls || !opts.token)) {
@@ -76,9 +76,10 @@ export class GraphServer implements AsyncDisposable {
     const onSocket = (socket: Socket): void => ref.graph?.accept(socket);
     const server = opts.tls ? createTlsServer(opts.tls, onSocket) : createServer(onSocket);
     await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
+      const onError = (err: NodeJS.ErrnoException): void => reject(systemError(err, "listen", `GraphServer at ${host}:${opts.port ?? DEFAULT_GRAPH_PORT}`));
+      server.once("error", onError);
       server.listen(opts.port ?? DEFAULT_GRAPH_PORT, host, () => {
-        server.off("error", reject);
+        server.off("error", onError);
         resolve();
       });
     });
@@ -160,8 +161,7 @@ export class GraphServer implements AsyncDisposable {
     this.handle(node, m.body).then(
       (result) => session.send(MsgType.Response, m.id, { ok: true, result }),
       (err: unknown) => {
-        const e = err instanceof PlexusError ? err : new PlexusError(String(err));
-        session.send(MsgType.Response, m.id, { ok: false, code: e.code, message: e.message });
+        session.send(MsgType.Response, m.id, { ok: false, ...errorToWire(err) });
       },
     );
   }

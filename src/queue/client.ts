@@ -23,6 +23,7 @@ import { MqttHub, MqttLink } from "./mqtt.js";
 import { identityOf, settings, type QueueClientOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
 import { decodeHandshake, encodeHandshake, FLAG_IDLE, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
+import { isTlsFailure } from "../util/net.js";
 
 const enum State {
   Connected,
@@ -36,7 +37,7 @@ const enum State {
 /** Maps a socket error during connect to a typed error. */
 function connectError(err: NodeJS.ErrnoException, where: string): PlexusError {
   const code = err.code ?? "";
-  if (/CERT|SIGNATURE|ALTNAME|SELF_SIGNED|UNABLE_TO|ERR_SSL_|ERR_TLS_|HANDSHAKE/i.test(code) || /alert|certificate/i.test(err.message)) {
+  if (isTlsFailure(err)) {
     return new AccessDeniedError(`TLS with the queue server at ${where} failed: ${err.message}`, { cause: err });
   }
   if (code === "ECONNREFUSED") return new PeerDeadError(`no queue server listens at ${where}`, { cause: err });

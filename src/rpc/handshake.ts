@@ -5,11 +5,11 @@
  * @module
  */
 import type { Socket } from "node:net";
-import { AbortError, AccessDeniedError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
+import { AbortError, AccessDeniedError, errorFromWire, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
 import { connectShm, ShmSender } from "../transport/shm.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { ShmChannel, TcpChannel } from "./channel.js";
-import { dial } from "../util/net.js";
+import { dial, isTlsFailure } from "../util/net.js";
 
 /** "PXRH": first bytes of a handshake message. */
 export const HELLO_MAGIC = 0x48525850;
@@ -114,7 +114,7 @@ export function checkRingAddress(body: unknown): { name: string; socket: string 
 /** Turns a refusal body into an error. */
 function refusal(body: unknown): PlexusError {
   const b = body as { code?: unknown; message?: unknown } | null;
-  return new PlexusError(typeof b?.message === "string" ? b.message : "refused by the server", typeof b?.code === "string" ? b.code : "ERR_PLEXUS_PROTOCOL");
+  return errorFromWire(b?.code, typeof b?.message === "string" ? b.message : "refused by the server", "ERR_PLEXUS_PROTOCOL");
 }
 
 /** Connects a socket (`path`: Unix socket, else host/port with optional TLS); TLS failures are `AccessDeniedError`. */
@@ -127,7 +127,7 @@ function connectSocket(target: { path: string } | { host: string; port: number; 
     signal: opts.signal,
     onError: (e) => {
       const code = e.code ?? "";
-      if (tls !== undefined && (/CERT|SIGNATURE|ALTNAME|SELF_SIGNED|UNABLE_TO|ERR_SSL_|ERR_TLS_|HANDSHAKE/i.test(code) || /alert|certificate/i.test(e.message))) {
+      if (tls !== undefined && isTlsFailure(e)) {
         return new AccessDeniedError(`TLS with the server failed: ${e.message}`, { cause: e });
       }
       return new PeerDeadError(`cannot reach the server: ${e.message}`, { cause: new SystemError("connect", e.errno ?? 0, code || "EIO", e.message) });

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
-import { AccessDeniedError, BackpressureError, ClosedError, InvalidArgumentError, ProtocolError, SystemError } from "../errors.js";
+import { AccessDeniedError, ClosedError, InvalidArgumentError, ProtocolError, ResourceExhaustedError, systemError } from "../errors.js";
 import { self } from "../graph/identity.js";
 import type { Endpoints } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
@@ -58,7 +58,7 @@ export interface ServerOptions {
    * a client that never reads its answers (or floods requests) can make the server hold.
    */
   maxConcurrent?: number;
-  /** Client connections at once (shm and tcp together); more are refused with `BackpressureError` (default 1024). */
+  /** Client connections at once (shm and tcp together); more are refused with `ResourceExhaustedError` (default 1024). */
   maxClients?: number;
 }
 
@@ -301,7 +301,7 @@ export class Server implements AsyncDisposable {
   private full(socket: Socket): boolean {
     if (this.channels.size + this.sockets.size < this.maxClients) return false;
     socket.on("error", () => socket.destroy());
-    refuse(socket, new BackpressureError(`the server of ${JSON.stringify(this.service)} has ${this.maxClients} clients (maxClients)`));
+    refuse(socket, new ResourceExhaustedError(`the server of ${JSON.stringify(this.service)} has ${this.maxClients} clients (maxClients)`));
     return true;
   }
 
@@ -474,7 +474,7 @@ function checkInPlace(value: unknown, bytes: Uint8Array): Uint8Array {
 /** Listens; a bind failure is a SystemError. */
 function listen(server: NetServer, where: { path: string } | { host: string; port: number }): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException): void => reject(new SystemError("listen", e.errno ?? 0, e.code ?? "EIO", e.message, "path" in where ? "request/response socket" : `${where.host}:${where.port}`));
+    const onError = (e: NodeJS.ErrnoException): void => reject(systemError(e, "listen", "path" in where ? "request/response socket" : `${where.host}:${where.port}`));
     server.once("error", onError);
     server.listen(where, () => {
       server.off("error", onError);

@@ -41,6 +41,7 @@ import {
   type Welcome,
 } from "./tcp-wire.js";
 import { isLoopback } from "../util/loopback.js";
+import { isTlsFailure } from "../util/net.js";
 
 /** Where a receiver finds a `tcp` sender: plain values, valid on any host that can reach it. */
 export interface TcpAddress {
@@ -176,7 +177,7 @@ interface Config {
 /** Maps a socket error during connect to a typed error. */
 function connectError(err: NodeJS.ErrnoException, where: string): Error {
   const code = err.code ?? "";
-  if (/CERT|SIGNATURE|ALTNAME|SELF_SIGNED|UNABLE_TO|ERR_SSL_|ERR_TLS_|HANDSHAKE/i.test(code) || /alert|certificate/i.test(err.message)) {
+  if (isTlsFailure(err)) {
     return new AccessDeniedError(`TLS with the tcp sender at ${where} failed: ${err.message}`, { cause: err });
   }
   if (code === "ECONNREFUSED") return new PeerDeadError(`no tcp sender listens at ${where}`, { cause: err });

@@ -7,7 +7,7 @@
  */
 import { connect as netConnect, createServer as createNetServer, type Server, type Socket } from "node:net";
 import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TlsOptions } from "node:tls";
-import { AbortError, InvalidArgumentError, SystemError, TimeoutError } from "../errors.js";
+import { AbortError, InvalidArgumentError, systemError, TimeoutError } from "../errors.js";
 
 /** What {@link listenTcp} needs. */
 export interface ListenOptions {
@@ -57,8 +57,16 @@ export async function listenTcp(opts: ListenOptions): Promise<Server> {
 
 /** Turns a `listen` failure into a typed error. */
 function listenError(err: NodeJS.ErrnoException, where: string): Error {
-  if (typeof err.errno === "number" && err.code) return new SystemError(err.syscall ?? "listen", Math.abs(err.errno), err.code, err.message, where);
+  if (typeof err.errno === "number" && err.code) return systemError(err, "listen", where);
   return new InvalidArgumentError(`cannot listen on ${where}: ${err.message}`, { cause: err });
+}
+
+/**
+ * True when a failed connection attempt failed in TLS (a certificate refused, a handshake
+ * alert, a protocol mismatch) rather than in TCP: callers report it as `AccessDeniedError`.
+ */
+export function isTlsFailure(err: NodeJS.ErrnoException): boolean {
+  return /CERT|SIGNATURE|ALTNAME|SELF_SIGNED|UNABLE_TO|ERR_SSL_|ERR_TLS_|HANDSHAKE/i.test(err.code ?? "") || /alert|certificate/i.test(err.message);
 }
 
 /** What {@link dial} needs. */

@@ -1,11 +1,14 @@
 /**
- * The ZeroBuffer-specific errors. Each one corresponds to an exception of the reference
- * implementations (ZEROBUFFER.md §9) and is a {@link PlexusError} with a stable
- * `ERR_PLEXUS_ZB_*` code and a fixed `name`. `FrameTooLargeError` and `SequenceError` are the
+ * The ZeroBuffer-specific errors. Each one corresponds to an exception of the ZeroBuffer
+ * reference implementations and is a {@link PlexusError} with a stable `ERR_PLEXUS_ZB_*` code
+ * and a fixed `name`, under the general class it is a case of: `WriterDeadError` and
+ * `ReaderDeadError` are {@link PeerDeadError}s, `BufferFullError` a {@link BackpressureError},
+ * `InvalidFrameSizeError` and `ProtocolVersionError` {@link ProtocolError}s, `HandlerError` a
+ * {@link RemoteError}. `FrameTooLargeError` and `SequenceError` are the
  * general Plexus ones (`ERR_PLEXUS_FRAME_TOO_LARGE`, `ERR_PLEXUS_SEQUENCE`).
  * @module
  */
-import { PlexusError, type PlexusErrorOptions } from "../errors.js";
+import { BackpressureError, PeerDeadError, PlexusError, ProtocolError, registerWireError, RemoteError, type PlexusErrorOptions } from "../errors.js";
 
 /** Options of {@link WriterDeadError}. */
 export interface WriterDeadErrorOptions extends PlexusErrorOptions {
@@ -17,12 +20,14 @@ export interface WriterDeadErrorOptions extends PlexusErrorOptions {
  * The writer of a buffer is gone: it closed (`graceful`, writer_pid = 0) or its process died,
  * and every frame it committed has been read (`WriterDeadException`).
  */
-export class WriterDeadError extends PlexusError {
+export class WriterDeadError extends PeerDeadError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_ZB_WRITER_DEAD";
   /** True when the writer closed; false when its process died. */
   readonly graceful: boolean;
   /** @param message - which buffer; @param options - `graceful`, `cause` */
   constructor(message = "the writer is gone", options?: WriterDeadErrorOptions) {
-    super(message, "ERR_PLEXUS_ZB_WRITER_DEAD", options);
+    super(message, options);
     this.graceful = options?.graceful ?? false;
   }
   override get name(): string {
@@ -31,10 +36,12 @@ export class WriterDeadError extends PlexusError {
 }
 
 /** The reader of a buffer closed (reader_pid = 0) or its process died (`ReaderDeadException`). */
-export class ReaderDeadError extends PlexusError {
+export class ReaderDeadError extends PeerDeadError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_ZB_READER_DEAD";
   /** @param message - which buffer; @param options - `cause` */
   constructor(message = "the reader is gone", options?: PlexusErrorOptions) {
-    super(message, "ERR_PLEXUS_ZB_READER_DEAD", options);
+    super(message, options);
   }
   override get name(): string {
     return "ReaderDeadError";
@@ -43,9 +50,11 @@ export class ReaderDeadError extends PlexusError {
 
 /** A live writer is already connected to the buffer (`WriterAlreadyConnectedException`). */
 export class WriterAlreadyConnectedError extends PlexusError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_ZB_WRITER_ALREADY_CONNECTED";
   /** @param message - which buffer and pid; @param options - `cause` */
   constructor(message = "a writer is already connected", options?: PlexusErrorOptions) {
-    super(message, "ERR_PLEXUS_ZB_WRITER_ALREADY_CONNECTED", options);
+    super(message, undefined, options);
   }
   override get name(): string {
     return "WriterAlreadyConnectedError";
@@ -54,9 +63,11 @@ export class WriterAlreadyConnectedError extends PlexusError {
 
 /** A live reader already owns the buffer: its lock file is held (`ReaderAlreadyConnectedException`). */
 export class ReaderAlreadyConnectedError extends PlexusError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_ZB_READER_ALREADY_CONNECTED";
   /** @param message - which buffer; @param options - `cause` */
   constructor(message = "a reader already owns the buffer", options?: PlexusErrorOptions) {
-    super(message, "ERR_PLEXUS_ZB_READER_ALREADY_CONNECTED", options);
+    super(message, undefined, options);
   }
   override get name(): string {
     return "ReaderAlreadyConnectedError";
@@ -68,10 +79,12 @@ export class ReaderAlreadyConnectedError extends PlexusError {
  * or the frame can never fit where the ring stands (the "stall" of ZEROBUFFER.md §6)
  * (`BufferFullException`).
  */
-export class BufferFullError extends PlexusError {
+export class BufferFullError extends BackpressureError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_ZB_BUFFER_FULL";
   /** @param message - sizes involved; @param options - `cause` */
   constructor(message = "buffer full", options?: PlexusErrorOptions) {
-    super(message, "ERR_PLEXUS_ZB_BUFFER_FULL", options);
+    super(message, options);
   }
   override get name(): string {
     return "BufferFullError";
@@ -82,10 +95,12 @@ export class BufferFullError extends PlexusError {
  * A frame size is impossible: 0 bytes on write, or a header read from the ring that claims
  * more than the ring can hold or straddles its end (`InvalidFrameSizeException`).
  */
-export class InvalidFrameSizeError extends PlexusError {
+export class InvalidFrameSizeError extends ProtocolError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_ZB_INVALID_FRAME_SIZE";
   /** @param message - the size and where; @param options - `cause` */
   constructor(message = "invalid frame size", options?: PlexusErrorOptions) {
-    super(message, "ERR_PLEXUS_ZB_INVALID_FRAME_SIZE", options);
+    super(message, options);
   }
   override get name(): string {
     return "InvalidFrameSizeError";
@@ -94,9 +109,11 @@ export class InvalidFrameSizeError extends PlexusError {
 
 /** The buffer's metadata was already written; it is write-once (`MetadataAlreadyWrittenException`). */
 export class MetadataAlreadyWrittenError extends PlexusError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_ZB_METADATA_ALREADY_WRITTEN";
   /** @param message - which buffer; @param options - `cause` */
   constructor(message = "metadata already written", options?: PlexusErrorOptions) {
-    super(message, "ERR_PLEXUS_ZB_METADATA_ALREADY_WRITTEN", options);
+    super(message, undefined, options);
   }
   override get name(): string {
     return "MetadataAlreadyWrittenError";
@@ -107,14 +124,16 @@ export class MetadataAlreadyWrittenError extends PlexusError {
  * The buffer speaks another protocol version than the handle: a v1 `Writer` or `DuplexClient`
  * met a protocol 2 (in-place duplex) buffer, or an `InPlaceClient` met a v1 buffer.
  */
-export class ProtocolVersionError extends PlexusError {
+export class ProtocolVersionError extends ProtocolError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_ZB_PROTOCOL_VERSION";
   /** The version the handle speaks (1 or 2). */
   readonly expected: number;
   /** The major version found in the buffer's header. */
   readonly found: number;
   /** @param expected - version of the handle; @param found - version of the buffer; @param message - text; @param options - `cause` */
   constructor(expected: number, found: number, message: string, options?: PlexusErrorOptions) {
-    super(message, "ERR_PLEXUS_ZB_PROTOCOL_VERSION", options);
+    super(message, options);
     this.expected = expected;
     this.found = found;
   }
@@ -124,15 +143,23 @@ export class ProtocolVersionError extends PlexusError {
 }
 
 /** The in-place server's handler threw while handling a request; `message` is the server's text. */
-export class HandlerError extends PlexusError {
+export class HandlerError extends RemoteError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_ZB_HANDLER_FAILED";
   /** Sequence number of the request that failed. */
   readonly sequence: number;
   /** @param sequence - the request; @param message - the server's error text; @param options - `cause` */
   constructor(sequence: number, message: string, options?: PlexusErrorOptions) {
-    super(message, "ERR_PLEXUS_ZB_HANDLER_FAILED", options);
+    super(message, "ERR_PLEXUS_HANDLER", "Error", options);
     this.sequence = sequence;
   }
   override get name(): string {
     return "HandlerError";
   }
 }
+
+for (const c of [WriterDeadError, ReaderDeadError, WriterAlreadyConnectedError, ReaderAlreadyConnectedError, BufferFullError, InvalidFrameSizeError, MetadataAlreadyWrittenError]) {
+  registerWireError(c.code, (m) => new c(m));
+}
+registerWireError(ProtocolVersionError.code, (m) => new ProtocolVersionError(0, 0, m));
+registerWireError(HandlerError.code, (m) => new HandlerError(0, m));

@@ -4,7 +4,7 @@
  * See docs/zerobuffer.md.
  * @packageDocumentation
  */
-export { AbortError, ClosedError, FrameTooLargeError, PlexusError, ProtocolError, SequenceError, TimeoutError } from "../errors.js";
+export { AbortError, BackpressureError, ClosedError, FrameTooLargeError, PeerDeadError, PlexusError, ProtocolError, RemoteError, SequenceError, TimeoutError } from "../errors.js";
 export type { BlockingOptions } from "../util/blocking.js";
 export {
   BufferFullError,
