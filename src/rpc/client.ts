@@ -14,6 +14,7 @@ import type { GraphRef } from "../graph/ref.js";
 import type { ClientCounters, LinkTransport } from "../graph/report.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
+import { WaitList, whenAborted } from "../util/wait.js";
 import type { Channel, Releasable } from "./channel.js";
 import { openShm, openTcp, type OpenOptions } from "./handshake.js";
 import { PendingTable } from "./pending.js";
@@ -88,7 +89,8 @@ interface Pending {
   mode: Mode;
   deadline: number;
   signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
+  /** Stops watching `signal` (see `whenAborted`). */
+  unwatch: (() => void) | undefined;
   /** In-place over shm: where the request body was written, for the channel's `ownView` (-1: not there). */
   at: number;
   /** In-place: the request body's size (the answer lies within it). */
@@ -111,11 +113,6 @@ const TIMING_MS = 1;
 /** The options of a call that passed none (checked once, not per call). */
 const NO_OPTIONS: BlockingOptions = Object.freeze({});
 
-interface Waiter {
-  go: () => void;
-  fail: (e: Error) => void;
-}
-
 /** Finds servers of this thread by id (for inproc requests). */
 export type ServerLookup = (id: string) => Server | undefined;
 
@@ -129,7 +126,8 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   /** Links that take requests, for picking. */
   private ready: Link[] = [];
   private readonly pending: PendingTable<Pending>;
-  private readonly waiters: Waiter[] = [];
+  /** Requests waiting for an in-flight slot. */
+  private readonly waiters = new WaitList<void>();
   private readonly max: number;
   private readonly timeout: number;
   private readonly open: OpenOptions;
@@ -229,7 +227,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       }
     }
     // The fast path reads the clock after the request is written (off the round trip's path).
-    if (this.pending.size + this.reserved < this.max && this.waiters.length === 0) return this.start(value, mode, timeout, NaN, opts.signal);
+    if (this.pending.size + this.reserved < this.max && this.waiters.size === 0) return this.start(value, mode, timeout, NaN, opts.signal);
     const deadline = performance.now() + timeout;
     return this.waitSlot(deadline, timeout, opts.signal).then(() => {
       this.reserved--;
@@ -239,32 +237,11 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
 
   /** Waits for an in-flight slot (FIFO). */
   private waitSlot(deadline: number, timeout: number, signal: AbortSignal | undefined): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const w: Waiter = {
-        go: () => {
-          clear();
-          resolve();
-        },
-        fail: (e) => {
-          clear();
-          reject(e);
-        },
-      };
-      const drop = (e: Error): void => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) this.waiters.splice(i, 1);
-        w.fail(e);
-      };
-      const timer = Number.isFinite(timeout)
-        ? setTimeout(() => drop(new TimeoutError(`request to ${JSON.stringify(this.service)}: no in-flight slot within ${timeout} ms`)), Math.max(0, deadline - performance.now()))
-        : undefined;
-      const onAbort = (): void => drop(new AbortError("request aborted", { cause: signal?.reason }));
-      signal?.addEventListener("abort", onAbort, { once: true });
-      const clear = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-      };
-      this.waiters.push(w);
+    return this.waiters.wait({
+      timeout: Number.isFinite(timeout) ? Math.max(0, deadline - performance.now()) : undefined,
+      signal,
+      what: "request",
+      timeoutError: () => new TimeoutError(`request to ${JSON.stringify(this.service)}: no in-flight slot within ${timeout} ms`),
     });
   }
 
@@ -312,7 +289,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       this.next();
       return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is not an in-place service: use request()`));
     }
-    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link, mode, deadline, signal, onAbort: undefined, at: -1, size: 0, pin: -1, settled: false, sentAt: 0, timed: false, failure: undefined };
+    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link, mode, deadline, signal, unwatch: undefined, at: -1, size: 0, pin: -1, settled: false, sentAt: 0, timed: false, failure: undefined };
     const id = p.id;
     const ch = link.channel;
     if (ch !== undefined) {
@@ -371,8 +348,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       return promise;
     }
     if (signal !== undefined) {
-      p.onAbort = () => this.settle(id, new AbortError("request aborted", { cause: signal.reason }));
-      signal.addEventListener("abort", p.onAbort, { once: true });
+      p.unwatch = whenAborted(signal, () => this.settle(id, new AbortError("request aborted", { cause: signal.reason })));
     }
     if (deadline < this.timerAt) this.arm(deadline);
     if (ch !== undefined) {
@@ -429,7 +405,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       this.counters.latency += performance.now() - p.sentAt;
       this.counters.timed++;
     }
-    if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
+    if (p.unwatch !== undefined) p.unwatch();
     if (error !== undefined) p.reject(error);
     else p.resolve(value);
     if (link.draining && link.inFlight === 0) void link.channel?.close();
@@ -438,9 +414,9 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
 
   /** Hands free slots to the oldest waiters (reserved until their request starts). */
   private next(): void {
-    while (this.waiters.length > 0 && this.pending.size + this.reserved < this.max) {
+    while (this.waiters.size > 0 && this.pending.size + this.reserved < this.max) {
       this.reserved++;
-      (this.waiters.shift() as Waiter).go();
+      this.waiters.wakeOne();
     }
   }
 
@@ -613,7 +589,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     this.closing ??= (async () => {
       this.onClose();
       clearTimeout(this.timer);
-      for (const w of this.waiters.splice(0)) w.fail(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+      this.waiters.failAll(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
       for (const p of this.pending.entries()) this.settle(p.id, new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
       const links = [...this.links.values()];
       this.links.clear();

@@ -5,11 +5,12 @@
  * @module
  */
 import type { Socket } from "node:net";
-import { AbortError, AccessDeniedError, errorFromWire, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
+import { AccessDeniedError, errorFromWire, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
 import { connectShm, ShmSender } from "../transport/shm.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { ShmChannel, TcpChannel } from "./channel.js";
 import { dial, isTlsFailure } from "../util/net.js";
+import { Deferred } from "../util/wait.js";
 
 /** "PXRH": first bytes of a handshake message. */
 export const HELLO_MAGIC = 0x48525850;
@@ -63,42 +64,37 @@ export function hello(kind: HelloKind, body?: unknown): Buffer {
  * Resolves with its kind, parsed body and any bytes that followed it.
  */
 export function readHello(socket: Socket, timeout: number, signal?: AbortSignal): Promise<{ kind: number; body: unknown; rest: Buffer }> {
-  return new Promise((resolve, reject) => {
-    let got: Buffer = Buffer.alloc(0);
-    const done = (err: Error | undefined, value?: { kind: number; body: unknown; rest: Buffer }): void => {
-      clearTimeout(timer);
-      socket.off("data", onData);
-      socket.off("close", onClose);
-      signal?.removeEventListener("abort", onAbort);
-      socket.pause();
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const onData = (chunk: Buffer): void => {
-      got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
-      if (got.length < HELLO_HEADER) return;
-      if (got.readUInt32LE(0) !== HELLO_MAGIC) return done(new ProtocolError("not a Plexus request/response handshake (bad magic)"));
-      const version = got.readUInt8(4);
-      if (version !== RPC_VERSION) return done(new ProtocolError(`request/response protocol version ${version} is not supported (this is ${RPC_VERSION})`));
-      const length = got.readUInt16LE(6);
-      if (length > MAX_HELLO_BODY) return done(new ProtocolError(`handshake body of ${length} bytes exceeds ${MAX_HELLO_BODY}`));
-      if (got.length < HELLO_HEADER + length) return;
-      let body: unknown;
-      try {
-        body = length === 0 ? undefined : JSON.parse(got.subarray(HELLO_HEADER, HELLO_HEADER + length).toString());
-      } catch (err) {
-        return done(new ProtocolError("malformed handshake body", { cause: err }));
-      }
-      done(undefined, { kind: got.readUInt8(5), body, rest: got.subarray(HELLO_HEADER + length) });
-    };
-    const onClose = (): void => done(new PeerDeadError("the request/response peer closed the connection during the handshake"));
-    const onAbort = (): void => done(new AbortError("connect aborted", { cause: signal?.reason }));
-    const timer = setTimeout(() => done(new TimeoutError(`no request/response handshake within ${timeout} ms`)), timeout);
-    socket.on("data", onData);
-    socket.once("close", onClose);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    socket.resume();
+  type Hello = { kind: number; body: unknown; rest: Buffer };
+  let got: Buffer = Buffer.alloc(0);
+  const done = (err: Error | undefined, value?: Hello): void => void (err ? hello.reject(err) : hello.resolve(value!));
+  const onData = (chunk: Buffer): void => {
+    got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
+    if (got.length < HELLO_HEADER) return;
+    if (got.readUInt32LE(0) !== HELLO_MAGIC) return done(new ProtocolError("not a Plexus request/response handshake (bad magic)"));
+    const version = got.readUInt8(4);
+    if (version !== RPC_VERSION) return done(new ProtocolError(`request/response protocol version ${version} is not supported (this is ${RPC_VERSION})`));
+    const length = got.readUInt16LE(6);
+    if (length > MAX_HELLO_BODY) return done(new ProtocolError(`handshake body of ${length} bytes exceeds ${MAX_HELLO_BODY}`));
+    if (got.length < HELLO_HEADER + length) return;
+    let body: unknown;
+    try {
+      body = length === 0 ? undefined : JSON.parse(got.subarray(HELLO_HEADER, HELLO_HEADER + length).toString());
+    } catch (err) {
+      return done(new ProtocolError("malformed handshake body", { cause: err }));
+    }
+    done(undefined, { kind: got.readUInt8(5), body, rest: got.subarray(HELLO_HEADER + length) });
+  };
+  const onClose = (): void => done(new PeerDeadError("the request/response peer closed the connection during the handshake"));
+  const hello = new Deferred<Hello>({ timeout, signal, what: "connect", timeoutError: () => new TimeoutError(`no request/response handshake within ${timeout} ms`) }, undefined, () => {
+    socket.off("data", onData);
+    socket.off("close", onClose);
+    socket.pause();
   });
+  if (hello.settled) return hello.promise;
+  socket.on("data", onData);
+  socket.once("close", onClose);
+  socket.resume();
+  return hello.promise;
 }
 
 /** Checks an shm ring address from a peer: a Plexus segment name and its socket. */

@@ -12,10 +12,11 @@ import { initRing, ringGeometry, S_STATE, slotIndex, WakeKind } from "../ring/la
 import { RingReader } from "../ring/reader.js";
 import { RingWriter } from "../ring/writer.js";
 import { native, PollEvent, type Watcher } from "../native.js";
-import { AbortError, InvalidArgumentError, PeerDeadError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
+import { InvalidArgumentError, PeerDeadError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
 import { checkTimeout, throwIfAborted } from "../util/blocking.js";
 import { RingReceiver, RingSender } from "./ring-endpoints.js";
 import { receiveMessage } from "../util/unix.js";
+import { Deferred } from "../util/wait.js";
 import type { ReceiverOptions, RingSenderOptions } from "./transport.js";
 
 /** Where a receiver finds an `shm` sender: plain strings, valid anywhere on the host. */
@@ -274,10 +275,13 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
   }
   let joined = false;
   let leaving = false;
-  let settle: ((err?: Error) => void) | undefined;
-  const answered = new Promise<void>((resolve, reject) => {
-    settle = (err) => (err ? reject(err) : resolve());
-  });
+  const answer = new Deferred<void>({
+    timeout,
+    signal: opts.signal,
+    what: "connect",
+    timeoutError: () => new TimeoutError(`the shm sender of ${address.name} did not answer within ${timeout} ms`),
+  }, undefined);
+  const settle = (err?: Error): void => void (err ? answer.reject(err) : answer.resolve());
   const onEvent = (events: number): void => {
     let msg;
     try {
@@ -293,17 +297,17 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
         joined = true;
         reader.setWriterDoorbell(new EventfdDoorbell(msg.fds[0]));
         watcher.unref();
-        settle?.();
+        settle();
         return;
       }
       for (const f of msg.fds) n.close(f);
-      settle?.(new ProtocolError(ok ? `the shm sender refused slot ${reader.slot}` : "malformed answer from the shm sender"));
+      settle(new ProtocolError(ok ? `the shm sender refused slot ${reader.slot}` : "malformed answer from the shm sender"));
       return;
     }
     for (const f of msg?.fds ?? []) n.close(f);
     // EOF or hang-up: the sender closed (gracefully: the ring says so) or died.
     watcher.stop();
-    if (!joined) settle?.(new PeerDeadError(`the shm sender of ${address.name} closed during the handshake`));
+    if (!joined) settle(new PeerDeadError(`the shm sender of ${address.name} closed during the handshake`));
     else if (!leaving && !reader.writerClosed) {
       reader.markWriterDead(new PeerDeadError(`the shm sender of ${address.name} died`));
       try {
@@ -314,17 +318,11 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
     }
   };
   const watcher = new n.Watcher(fd, onEvent);
-  const timer = setTimeout(() => settle?.(new TimeoutError(`the shm sender of ${address.name} did not answer within ${timeout} ms`)), timeout);
-  const onAbort = (): void => settle?.(new AbortError("connect aborted", { cause: opts.signal?.reason }));
-  opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    await answered;
+    await answer.promise;
   } catch (err) {
     watcher.close();
     fail(err);
-  } finally {
-    clearTimeout(timer);
-    opts.signal?.removeEventListener("abort", onAbort);
   }
   return new RingReceiver("shm", reader, () => {
     leaving = true;

@@ -9,7 +9,6 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import {
-  AbortError,
   AccessDeniedError,
   ClosedError,
   FrameTooLargeError,
@@ -42,6 +41,7 @@ import {
 } from "./tcp-wire.js";
 import { isLoopback } from "../util/loopback.js";
 import { isTlsFailure } from "../util/net.js";
+import { Deferred, WaitList } from "../util/wait.js";
 
 /** Where a receiver finds a `tcp` sender: plain values, valid on any host that can reach it. */
 export interface TcpAddress {
@@ -154,14 +154,6 @@ const enum Phase {
   Closed,
 }
 
-interface Waiter {
-  resolve(f: Frame | null): void;
-  reject(err: unknown): void;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-}
-
 /** Settings of one receiver after validation. */
 interface Config {
   host: string;
@@ -217,7 +209,7 @@ export class TcpReceiver implements Receiver {
   // frames ready to take
   private queue: (TcpFrame | undefined)[] = [];
   private qHead = 0;
-  private readonly waiters: Waiter[] = [];
+  private readonly waiters = new WaitList<Frame | null>();
   // window and credit
   private capacity = 0;
   private maxMessage = 0;
@@ -235,7 +227,7 @@ export class TcpReceiver implements Receiver {
   private deadTicks = 0;
   private wrote = false;
   // handshake
-  private settle: ((err?: Error) => void) | undefined;
+  private handshake: Deferred<void> | undefined;
   private readonly where: string;
 
   /** @internal use {@link connectTcp} */
@@ -245,20 +237,17 @@ export class TcpReceiver implements Receiver {
 
   /** @internal Connects and completes the handshake. */
   start(tls: ConnectionOptions | undefined, connectTimeout: number, signal: AbortSignal | undefined): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => this.fail(new TimeoutError(`the tcp sender at ${this.where} did not complete the handshake within ${connectTimeout} ms`)),
-        connectTimeout,
-      );
-      const onAbort = (): void => this.fail(new AbortError("connect aborted", { cause: signal?.reason }));
-      this.settle = (err) => {
-        this.settle = undefined;
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        if (err) reject(err);
-        else resolve();
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
+    const handshake = new Deferred<void>(
+      { timeout: connectTimeout, signal, what: "connect", timeoutError: () => new TimeoutError(`the tcp sender at ${this.where} did not complete the handshake within ${connectTimeout} ms`) },
+      undefined,
+      (d) => {
+        this.handshake = undefined;
+        if (d.rejected) this.fail(d.error as Error); // a timeout or an abort: end the attempt
+      },
+    );
+    if (handshake.settled) return handshake.promise;
+    this.handshake = handshake;
+    {
       const { host, port } = this.cfg;
       const keepAliveInitialDelay = this.cfg.peerTimeout;
       if (tls === undefined) {
@@ -281,7 +270,8 @@ export class TcpReceiver implements Receiver {
       }
       this.socket.on("error", (err: NodeJS.ErrnoException) => this.onSocketError(err));
       this.socket.on("close", () => this.onSocketClose());
-    });
+    }
+    return handshake.promise;
   }
 
   private sayHello(): void {
@@ -309,18 +299,7 @@ export class TcpReceiver implements Receiver {
     if (f !== null) return Promise.resolve(f);
     if (this.phase === Phase.Ended) return Promise.resolve(null);
     if (this.phase === Phase.Failed) return Promise.reject(this.failure);
-    return new Promise<Frame | null>((resolve, reject) => {
-      const w: Waiter = { resolve, reject, timer: undefined, signal: opts.signal, onAbort: undefined };
-      if (timeout !== Infinity) {
-        w.timer = setTimeout(() => this.dropWaiter(w, new TimeoutError(`receive timed out after ${timeout} ms`)), timeout);
-      }
-      if (opts.signal) {
-        const signal = opts.signal;
-        w.onAbort = () => this.dropWaiter(w, new AbortError("receive aborted", { cause: signal.reason }));
-        signal.addEventListener("abort", w.onAbort, { once: true });
-      }
-      this.waiters.push(w);
-    });
+    return this.waiters.wait({ timeout, signal: opts.signal, what: "receive" });
   }
 
   takeMissed(): number {
@@ -362,27 +341,12 @@ export class TcpReceiver implements Receiver {
     return f;
   }
 
-  private dropWaiter(w: Waiter, err: Error): void {
-    const i = this.waiters.indexOf(w);
-    if (i < 0) return;
-    this.waiters.splice(i, 1);
-    this.unhook(w);
-    w.reject(err);
-  }
-
-  private unhook(w: Waiter): void {
-    clearTimeout(w.timer);
-    if (w.onAbort) w.signal?.removeEventListener("abort", w.onAbort);
-  }
-
   /** Settles waiters from the queue or the final state. */
   private wake(): void {
-    while (this.waiters.length > 0) {
+    for (let w = this.waiters.first(); w !== undefined; w = this.waiters.first()) {
       let f: TcpFrame | null = null;
       if (this.phase !== Phase.Closed) f = this.take();
       if (f === null && (this.phase === Phase.Open || this.phase === Phase.Connecting)) return;
-      const w = this.waiters.shift() as Waiter;
-      this.unhook(w);
       if (f !== null) w.resolve(f);
       else if (this.phase === Phase.Ended) w.resolve(null);
       else if (this.phase === Phase.Failed) w.reject(this.failure);
@@ -577,7 +541,7 @@ export class TcpReceiver implements Receiver {
     this.phase = Phase.Open;
     this.ticker = setInterval(() => this.tick(), this.cfg.heartbeat);
     this.ticker.unref();
-    this.settle?.();
+    this.handshake?.resolve();
   }
 
   private end(endSeq: number): void {
@@ -604,7 +568,7 @@ export class TcpReceiver implements Receiver {
       this.phase = Phase.Failed;
       this.failure = err;
       this.socket?.destroy();
-      this.settle?.(err);
+      this.handshake?.reject(err);
       return;
     }
     if (this.phase !== Phase.Open) return;

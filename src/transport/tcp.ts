@@ -10,7 +10,6 @@
  */
 import type { AddressInfo, Server, Socket } from "node:net";
 import {
-  AbortError,
   AccessDeniedError,
   BackpressureError,
   ClosedError,
@@ -45,6 +44,7 @@ import {
 } from "./tcp-wire.js";
 import { isLoopback } from "../util/loopback.js";
 import { listenTcp } from "../util/net.js";
+import { WaitList } from "../util/wait.js";
 
 export { connectTcp, type TcpAddress, type TcpConnectOptions, type TcpTlsOptions } from "./tcp-receiver.js";
 
@@ -179,15 +179,6 @@ class Peer {
   }
 }
 
-interface Waiter {
-  attempt(): boolean;
-  resolve(): void;
-  reject(err: unknown): void;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-}
-
 /**
  * The sending end of a `tcp` transport: listens, and sends every message to every receiver that
  * connected (`connectTcp(sender.address)`), each message encoded once.
@@ -200,7 +191,10 @@ export class TcpSender implements Sender {
   private readonly peers = new Set<Peer>();
   private active: Peer[] = [];
   private seq = 1;
-  private readonly waiters: Waiter[] = [];
+  /** Sends and loans waiting for room, in order; each keeps the attempt that takes its room. A wait that gave up lets the next one try. */
+  private readonly waiters = new WaitList<void, () => boolean>((w) => {
+    if (w.rejected) this.wake();
+  });
   private waking = false;
   private loanOpen = false;
   private closedFlag = false;
@@ -294,7 +288,7 @@ export class TcpSender implements Sender {
    */
   trySend(data: ArrayBufferView): boolean {
     const len = this.check(data);
-    if (this.waiters.length > 0) return false;
+    if (this.waiters.size > 0) return false;
     return this.sendNow(data, len);
   }
 
@@ -303,7 +297,7 @@ export class TcpSender implements Sender {
     try {
       checkOptions(opts, "send");
       const len = this.check(data);
-      if (this.waiters.length === 0 && this.sendNow(data, len)) return Promise.resolve();
+      if (this.waiters.size === 0 && this.sendNow(data, len)) return Promise.resolve();
       return this.waitFor(() => this.sendNow(data, len), opts);
     } catch (err) {
       return Promise.reject(err);
@@ -327,7 +321,7 @@ export class TcpSender implements Sender {
       this.loanOpen = true;
       return true;
     };
-    if (this.waiters.length > 0 || !reserve()) await this.waitFor(reserve, opts);
+    if (this.waiters.size > 0 || !reserve()) await this.waitFor(reserve, opts);
     return this.makeLoan(size);
   }
 
@@ -630,32 +624,7 @@ export class TcpSender implements Sender {
 
   private waitFor(attempt: () => boolean, opts: BlockingOptions): Promise<void> {
     const timeout = checkTimeout(opts.timeout, this.cfg.timeout);
-    return new Promise<void>((resolve, reject) => {
-      const w: Waiter = { attempt, resolve, reject, timer: undefined, signal: opts.signal, onAbort: undefined };
-      if (timeout !== Infinity) {
-        w.timer = setTimeout(() => this.dropWaiter(w, new TimeoutError(`send waited ${timeout} ms for a slow receiver`)), timeout);
-      }
-      if (opts.signal) {
-        const signal = opts.signal;
-        w.onAbort = () => this.dropWaiter(w, new AbortError("send aborted", { cause: signal.reason }));
-        signal.addEventListener("abort", w.onAbort, { once: true });
-      }
-      this.waiters.push(w);
-    });
-  }
-
-  private dropWaiter(w: Waiter, err: Error): void {
-    const i = this.waiters.indexOf(w);
-    if (i < 0) return;
-    this.waiters.splice(i, 1);
-    this.unhook(w);
-    w.reject(err);
-    if (i === 0) this.wake();
-  }
-
-  private unhook(w: Waiter): void {
-    clearTimeout(w.timer);
-    if (w.onAbort) w.signal?.removeEventListener("abort", w.onAbort);
+    return this.waiters.wait({ timeout, signal: opts.signal, what: "send", timeoutError: () => new TimeoutError(`send waited ${timeout} ms for a slow receiver`) }, attempt);
   }
 
   /** Lets waiting sends and loans go ahead, in order, while there is room. */
@@ -663,20 +632,15 @@ export class TcpSender implements Sender {
     if (this.waking) return;
     this.waking = true;
     try {
-      while (this.waiters.length > 0 && !this.loanOpen && !this.closedFlag) {
-        const w = this.waiters[0];
+      for (let w = this.waiters.first(); w !== undefined && !this.loanOpen && !this.closedFlag; w = this.waiters.first()) {
         let ok: boolean;
         try {
-          ok = w.attempt();
+          ok = w.data();
         } catch (err) {
-          this.waiters.shift();
-          this.unhook(w);
           w.reject(err);
           continue;
         }
         if (!ok) break;
-        this.waiters.shift();
-        this.unhook(w);
         w.resolve();
       }
     } finally {
@@ -686,10 +650,7 @@ export class TcpSender implements Sender {
 
   private stopSending(err: Error): void {
     this.closedFlag = true;
-    for (const w of this.waiters.splice(0)) {
-      this.unhook(w);
-      w.reject(err);
-    }
+    this.waiters.failAll(err);
     this.server.close();
   }
 
@@ -757,7 +718,7 @@ export class TcpSender implements Sender {
       p.wantSent = false;
       if (p.inflight.length > 0) this.settleInflight(p);
       if (p.queued > 0) this.flushPending(p);
-      if (this.waiters.length > 0) this.wake();
+      if (this.waiters.size > 0) this.wake();
     } else if (type === FrameType.Bye) {
       this.drop(p);
     } else {
@@ -833,7 +794,7 @@ export class TcpSender implements Sender {
     this.deactivate(p);
     p.socket.destroy();
     if (err) this.cfg.onPeerError?.(err);
-    if (wasActive && this.waiters.length > 0) this.wake();
+    if (wasActive && this.waiters.size > 0) this.wake();
   }
 
   private onClose(p: Peer): void {

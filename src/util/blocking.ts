@@ -5,6 +5,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { AbortError, InvalidArgumentError, TimeoutError } from "../errors.js";
+import { whenAborted } from "./wait.js";
 
 /** Options every blocking call takes. */
 export interface BlockingOptions {
@@ -66,6 +67,7 @@ export class Sleeper {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private timerMs = -1;
   private signal: AbortSignal | undefined;
+  private unwatch: (() => void) | undefined;
   private readonly fire = (): void => this.wake();
   private readonly onAbort = (): void => {
     const reason: unknown = this.signal?.reason;
@@ -101,7 +103,7 @@ export class Sleeper {
       }
       if (signal) {
         this.signal = signal;
-        signal.addEventListener("abort", this.onAbort, { once: true });
+        this.unwatch = whenAborted(signal, this.onAbort);
       }
     });
   }
@@ -132,7 +134,8 @@ export class Sleeper {
   private settle(): void {
     this.timer?.unref();
     if (this.signal) {
-      this.signal.removeEventListener("abort", this.onAbort);
+      this.unwatch?.();
+      this.unwatch = undefined;
       this.signal = undefined;
     }
     this.pending = undefined;

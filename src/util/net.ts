@@ -8,6 +8,7 @@
 import { connect as netConnect, createServer as createNetServer, type Server, type Socket } from "node:net";
 import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TlsOptions } from "node:tls";
 import { AbortError, InvalidArgumentError, systemError, TimeoutError } from "../errors.js";
+import { Deferred } from "./wait.js";
 
 /** What {@link listenTcp} needs. */
 export interface ListenOptions {
@@ -90,30 +91,21 @@ export interface DialOptions {
  */
 export function dial(target: { path: string } | { host: string; port: number }, opts: DialOptions): Promise<Socket> {
   if (opts.signal?.aborted) return Promise.reject(new AbortError("connect aborted", { cause: opts.signal.reason }));
-  return new Promise<Socket>((resolve, reject) => {
-    const isTls = "host" in target && opts.tls !== undefined;
-    const socket: Socket =
-      "path" in target ? netConnect({ path: target.path }) : isTls ? tlsConnect({ ...opts.tls, host: target.host, port: target.port }) : netConnect({ host: target.host, port: target.port });
-    const ready = isTls ? "secureConnect" : "connect";
-    const done = (err?: Error): void => {
-      clearTimeout(timer);
-      opts.signal?.removeEventListener("abort", onAbort);
-      socket.off(ready, onReady);
-      socket.off("error", onError);
-      if (err) {
-        socket.destroy();
-        reject(err);
-      } else resolve(socket);
-    };
-    const onReady = (): void => {
-      if ("host" in target) socket.setNoDelay(true);
-      done();
-    };
-    const onError = (e: NodeJS.ErrnoException): void => done(opts.onError(e));
-    const onAbort = (): void => done(new AbortError("connect aborted", { cause: opts.signal?.reason }));
-    const timer = setTimeout(() => done(new TimeoutError(opts.timeoutMessage)), opts.timeout);
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    socket.once(ready, onReady);
-    socket.once("error", onError);
+  const isTls = "host" in target && opts.tls !== undefined;
+  const socket: Socket =
+    "path" in target ? netConnect({ path: target.path }) : isTls ? tlsConnect({ ...opts.tls, host: target.host, port: target.port }) : netConnect({ host: target.host, port: target.port });
+  const ready = isTls ? "secureConnect" : "connect";
+  const onReady = (): void => {
+    if ("host" in target) socket.setNoDelay(true);
+    connected.resolve(socket);
+  };
+  const onError = (e: NodeJS.ErrnoException): void => void connected.reject(opts.onError(e));
+  const connected = new Deferred<Socket>({ timeout: opts.timeout, signal: opts.signal, what: "connect", timeoutError: () => new TimeoutError(opts.timeoutMessage) }, undefined, (d) => {
+    socket.off(ready, onReady);
+    socket.off("error", onError);
+    if (d.rejected) socket.destroy();
   });
+  socket.once(ready, onReady);
+  socket.once("error", onError);
+  return connected.promise;
 }

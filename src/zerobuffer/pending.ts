@@ -5,7 +5,8 @@
  * @internal
  * @module
  */
-import { AbortError, TimeoutError } from "../errors.js";
+import { TimeoutError } from "../errors.js";
+import { Deferred } from "../util/wait.js";
 import type { Deadline } from "../util/blocking.js";
 import type { Frame } from "./frame.js";
 
@@ -50,29 +51,20 @@ export class Pending {
    */
   wait(deadline: Deadline, signal: AbortSignal | undefined, what: string, onGiveUp: () => void): Promise<Frame> {
     if (this.settled) return this.promise;
-    return new Promise<Frame>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const give = (err: Error): void => {
+    const give = new Deferred<Frame>(
+      { timeout: deadline.remaining(), signal, what, timeoutError: () => new TimeoutError(`${what}: no response to request ${this.sequence} in time`) },
+      undefined,
+      (d) => {
+        if (!d.rejected || this.settled) return;
         this.abandoned = true;
-        this.reject(err);
+        this.reject(d.error as Error);
         onGiveUp();
-      };
-      const onAbort = (): void => give(new AbortError(`${what} aborted`, { cause: signal?.reason }));
-      const left = deadline.remaining();
-      if (Number.isFinite(left)) timer = setTimeout(() => give(new TimeoutError(`${what}: no response to request ${this.sequence} in time`)), left);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.promise.then(
-        (f) => {
-          clearTimeout(timer);
-          signal?.removeEventListener("abort", onAbort);
-          resolve(f);
-        },
-        (e: Error) => {
-          clearTimeout(timer);
-          signal?.removeEventListener("abort", onAbort);
-          reject(e);
-        },
-      );
-    });
+      },
+    );
+    this.promise.then(
+      (f) => give.resolve(f),
+      (e: unknown) => give.reject(e),
+    );
+    return give.promise;
   }
 }

@@ -7,6 +7,7 @@
  */
 import { AbortError, ClosedError, InvalidArgumentError, TimeoutError } from "../errors.js";
 import { native, type Semaphore } from "../native.js";
+import { Deferred, WaitList, whenAborted } from "../util/wait.js";
 
 /** Liveness checks and semaphore waits are done in slices of this length (like C++'s writer). */
 export const SLICE_MS = 100;
@@ -27,12 +28,11 @@ export function alive(pid: number): boolean {
 export async function semWait(sem: Semaphore, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
   if (signal?.aborted) return false;
   if (signal === undefined) return sem.wait(ms);
-  const onAbort = (): void => sem.cancelWait();
-  signal.addEventListener("abort", onAbort, { once: true });
+  const unwatch = whenAborted(signal, () => sem.cancelWait());
   try {
     return await sem.wait(ms);
   } finally {
-    signal.removeEventListener("abort", onAbort);
+    unwatch();
   }
 }
 
@@ -60,61 +60,44 @@ export function checkSpin(value: unknown): number {
 
 /** Sleeps `ms` (a referenced timer); rejects with AbortError when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) return Promise.reject(new AbortError("wait aborted", { cause: signal.reason }));
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new AbortError("wait aborted", { cause: signal?.reason }));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+  const d = new Deferred<void>({ signal, what: "wait" }, undefined, () => clearTimeout(timer));
+  const timer = d.settled ? undefined : setTimeout(() => d.resolve(), ms);
+  return d.promise;
 }
 
 /** Settles with `p`, or as soon as `signal` aborts (a handler still running after close is not awaited). */
 export function raceAbort(p: Promise<void>, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => resolve();
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
+  const d = new Deferred<void>({ what: "close" }, undefined, () => unwatch());
+  const unwatch = whenAborted(signal, () => d.resolve());
+  p.then(
+    () => d.resolve(),
+    (err: unknown) => d.reject(err instanceof Error ? err : new Error(String(err))),
+  );
+  return d.promise;
 }
 
 /**
  * Combines a caller's signal with a handle's close signal: aborted when either aborts. The
- * returned `dispose` removes the listeners.
+ * returned `dispose` stops watching both.
  */
 export function linkSignals(a: AbortSignal | undefined, b: AbortSignal): { signal: AbortSignal; dispose: () => void } {
   if (a === undefined) return { signal: b, dispose: () => {} };
   const c = new AbortController();
-  const onA = (): void => c.abort(a.reason);
-  const onB = (): void => c.abort(b.reason);
-  if (a.aborted) onA();
-  else if (b.aborted) onB();
+  if (a.aborted) c.abort(a.reason);
+  else if (b.aborted) c.abort(b.reason);
   else {
-    a.addEventListener("abort", onA, { once: true });
-    b.addEventListener("abort", onB, { once: true });
+    const stopA = whenAborted(a, () => c.abort(a.reason));
+    const stopB = whenAborted(b, () => c.abort(b.reason));
+    return {
+      signal: c.signal,
+      dispose: () => {
+        stopA();
+        stopB();
+      },
+    };
   }
-  return {
-    signal: c.signal,
-    dispose: () => {
-      a.removeEventListener("abort", onA);
-      b.removeEventListener("abort", onB);
-    },
-  };
+  return { signal: c.signal, dispose: () => {} };
 }
 
 /**
@@ -127,18 +110,13 @@ export function waitEndError(closed: boolean, signal: AbortSignal | undefined, w
   return new TimeoutError(`${what} timed out`);
 }
 
-interface Waiter {
-  grant: () => void;
-  fail: (err: Error) => void;
-}
-
 /**
  * A FIFO lock: operations of one handle (reads, writes) run one at a time, in call order.
  * `tryAcquire` is synchronous, so an idle handle takes its fast path without a promise.
  */
 export class Lock {
   private held = false;
-  private readonly waiters: Waiter[] = [];
+  private readonly waiters = new WaitList<void>();
 
   /** True while some operation holds the lock. */
   get busy(): boolean {
@@ -158,44 +136,16 @@ export class Lock {
    */
   acquire(timeoutMs: number, signal: AbortSignal | undefined, what: string): Promise<void> {
     if (this.tryAcquire()) return Promise.resolve();
-    if (signal?.aborted) return Promise.reject(new AbortError(`${what} aborted`, { cause: signal.reason }));
-    return new Promise<void>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-      };
-      const waiter: Waiter = {
-        grant: () => {
-          cleanup();
-          resolve();
-        },
-        fail: (err) => {
-          cleanup();
-          reject(err);
-        },
-      };
-      const leave = (err: Error): void => {
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) this.waiters.splice(i, 1);
-        waiter.fail(err);
-      };
-      const onAbort = (): void => leave(new AbortError(`${what} aborted`, { cause: signal?.reason }));
-      if (Number.isFinite(timeoutMs)) timer = setTimeout(() => leave(new TimeoutError(`${what} timed out waiting for earlier operations`)), timeoutMs);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.waiters.push(waiter);
-    });
+    return this.waiters.wait({ timeout: timeoutMs, signal, what, timeoutError: () => new TimeoutError(`${what} timed out waiting for earlier operations`) });
   }
 
   /** Passes the lock to the next waiter, or frees it. */
   release(): void {
-    const next = this.waiters.shift();
-    if (next === undefined) this.held = false;
-    else next.grant();
+    if (!this.waiters.wakeOne()) this.held = false;
   }
 
   /** Rejects every waiter (the handle closed). */
   failAll(err: Error): void {
-    for (const w of this.waiters.splice(0)) w.fail(err);
+    this.waiters.failAll(err);
   }
 }
