@@ -1,6 +1,6 @@
 /**
  * The ZeroBuffer-specific errors. Each one corresponds to an exception of the reference
- * implementations (ZEROBUFFER.md §9) and is a {@link PlexusError} with a stable
+ * implementations (docs/zerobuffer-protocol.md §9) and is a {@link PlexusError} with a stable
  * `ERR_PLEXUS_ZB_*` code and a fixed `name`. `FrameTooLargeError` and `SequenceError` are the
  * general Plexus ones (`ERR_PLEXUS_FRAME_TOO_LARGE`, `ERR_PLEXUS_SEQUENCE`).
  * @module
@@ -65,8 +65,8 @@ export class ReaderAlreadyConnectedError extends PlexusError {
 
 /**
  * The writer could not get room for a frame: the reader held the space past the write timeout,
- * or the frame can never fit where the ring stands (the "stall" of ZEROBUFFER.md §6)
- * (`BufferFullException`).
+ * or the frame can never fit where the ring stands (the "stall" of docs/zerobuffer-protocol.md
+ * §12) (`BufferFullException`).
  */
 export class BufferFullError extends PlexusError {
   /** @param message - sizes involved; @param options - `cause` */
