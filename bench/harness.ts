@@ -88,7 +88,7 @@ export interface CaseContext extends CaseScope {
 
 /** A benchmark case. */
 export interface BenchCase {
-  /** Row id from BENCHMARKS.md: "lat", "thr", "thread", ... */
+  /** Row id (bench/README.md, "The suite"): "lat", "thr", "thread", ... */
   readonly row: string;
   /** What is measured, e.g. "unix socket", "eventfd floor", "plexus shm". Unique within row + variant. */
   readonly name: string;

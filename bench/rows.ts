@@ -1,6 +1,7 @@
 /**
- * The rows of the suite (BENCHMARKS.md): an id, a title and the method printed with the table.
- * Cases name their row by id; a row without registered cases is not offered by the CLI.
+ * The rows of the suite (bench/README.md, "The suite"): an id, a title and the method printed
+ * with the table. Cases name their row by id; a row without registered cases is not offered by
+ * the CLI.
  * @module
  */
 

@@ -1,7 +1,7 @@
 /**
- * Duplex channels: the v1 DuplexServer / DuplexClient (ZEROBUFFER.md §10) and the protocol 2
- * in-place duplex (docs/zerobuffer.md), in one process (the CLI process tests run them across
- * processes).
+ * Duplex channels: the v1 DuplexServer / DuplexClient (docs/zerobuffer-protocol.md §10) and
+ * the protocol 2 in-place duplex (docs/zerobuffer.md), in one process (the CLI process tests run
+ * them across processes).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";

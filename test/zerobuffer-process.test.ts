@@ -1,7 +1,7 @@
 /**
  * ZeroBuffer across processes: the CLI roles (`plexus zerobuffer reader|writer|duplex-server|
  * duplex-client`) run against each other as real processes, and the liveness and cleanup rules
- * (ZEROBUFFER.md §3, §8, §9) are checked with processes killed by SIGKILL.
+ * (docs/zerobuffer-protocol.md §3, §8, §9) are checked with processes killed by SIGKILL.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";

@@ -1,6 +1,7 @@
 /**
- * ZeroBuffer v1 conformance, one process: every rule of ZEROBUFFER.md §3-§9 that can be
- * observed without a second process (those that need one are in zerobuffer-process.test.ts).
+ * ZeroBuffer v1 conformance, one process: every rule of docs/zerobuffer-protocol.md §3-§9 (and
+ * the choices of §12) that can be observed without a second process (those that need one are in
+ * zerobuffer-process.test.ts).
  * Layout cases (exact fit, short tail, stall, wrap markers) are built from frame sizes, which
  * decide the layout deterministically (§6).
  */

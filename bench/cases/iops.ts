@@ -1,8 +1,9 @@
 /**
- * Row `iops`: net-queue's method (sync, async, mix) over loopback TCP between two processes —
- * Plexus queues side by side with a raw Node socket (the floor), MQTT through an aedes broker
- * and gRPC (@grpc/grpc-js, one bidirectional stream, an ack per message). The receiving
- * process touches every message; its peak RSS is reported.
+ * Row `iops` (bench/README.md, "The suite"): acknowledged puts driven three ways (sync, async,
+ * mix) over loopback TCP between two processes — Plexus queues side by side with a raw Node
+ * socket (the floor), MQTT through an aedes broker and gRPC (@grpc/grpc-js, one bidirectional
+ * stream, an ack per message). The receiving process touches every message; its peak RSS is
+ * reported.
  * @module
  */
 import { once } from "node:events";
@@ -22,7 +23,7 @@ const WINDOW = 256;
 
 registerRow({
   id: "iops",
-  title: "iops: acknowledged queue throughput between two processes (net-queue's method)",
+  title: "iops: acknowledged queue throughput between two processes (sync, async, mixed sizes)",
   method:
     "A sender process puts messages to a receiver process over loopback TCP; the receiver takes each, touches one byte per 64 and counts it; " +
     "time = first put to the receiver confirming the last byte (IPC). sync: puts in batches of the receiver's queue limit " +

@@ -1,6 +1,6 @@
 /**
- * The rr row: request/response round trips between two processes, 1 and 16 in flight
- * (chirp's "single" and "pooled"): Plexus `node.client().request()` over shm and tcp, and
+ * The rr row: request/response round trips between two processes, 1 in flight (one request at
+ * a time: latency) and 16 in flight (concurrent requests: round trips/s): Plexus `node.client().request()` over shm and tcp, and
  * `requestInPlace()` over shm, against zeromq.js DEALER/ROUTER over ipc, and, for 1 in flight,
  * the raw shm ring round trip of the lat row (same link, same peer) as the floor.
  * @module

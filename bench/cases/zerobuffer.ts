@@ -1,7 +1,7 @@
 /**
- * The zb row: ZeroBuffer's own round trip (ZEROBUFFER.md §11). Frames of 3,110,416 bytes (a
- * 16-byte `TimestampedFrame` header + 1920x1080 YUV420) go from this process through a relay
- * process and back, paced at 30..1000 FPS and unpaced; latency = receive time - the timestamp
+ * The zb row: ZeroBuffer's own round trip (bench/README.md, "The `zb` row"). Frames of
+ * 3,110,416 bytes (a 16-byte timestamp header + 1920x1080 YUV420) go from this process through
+ * a relay process and back, paced at 30..1000 FPS and unpaced; latency = receive time - the timestamp
  * embedded in the frame, measured in this process. Three styles side by side:
  * - the reference's method: two plain v1 buffers of 256 MiB and a relay that copies each frame
  *   from one into the other (`frameBuffer` + copy + `commit`);

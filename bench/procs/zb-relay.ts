@@ -1,8 +1,8 @@
 /**
  * Peer of the zb row. Usage: `zb-relay.js <relay|duplex|inplace> <name> <payload-bytes> [spin-micros] [anticipate]`.
- * - `relay`: the reference's relay process (ZEROBUFFER.md §11): owns buffer `<name>-a` as its
- *   reader, writes into `<name>-b` (owned by the suite) with `frameBuffer` + native copy +
- *   `commit`, then releases the input frame.
+ * - `relay`: the reference's relay process (bench/README.md, "The `zb` row"): owns buffer
+ *   `<name>-a` as its reader, writes into `<name>-b` (owned by the suite) with `frameBuffer` +
+ *   native copy + `commit`, then releases the input frame.
  * - `duplex`: a v1 `DuplexServer` on channel `<name>` whose handler copies the request into a
  *   response `frameBuffer` (the same work as the relay, through the duplex API).
  * - `inplace`: a protocol 2 `InPlaceServer` on channel `<name>` whose handler stamps the frame

@@ -1,9 +1,9 @@
 /**
  * How a writer (or an in-place client) connects to a buffer someone else owns
- * (ZEROBUFFER.md §3 "Writer connection" and its race): poll until the shm exists, its header is
- * complete (`oieb_size != 0`, `reader_pid != 0`), the reader is alive and every semaphore file
- * exists; refuse another protocol version; claim `writer_pid` with a compare-and-swap; open the
- * semaphores.
+ * (docs/zerobuffer-protocol.md §3, "Connecting a writer"): poll until the shm exists, its
+ * header is complete (`oieb_size != 0`, `reader_pid != 0`), the reader is alive and every
+ * semaphore file exists; refuse another protocol version; claim `writer_pid` with a
+ * compare-and-swap; open the semaphores.
  * @internal
  * @module
  */

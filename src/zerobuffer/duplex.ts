@@ -1,6 +1,6 @@
 /**
- * ZeroBuffer v1 duplex channels (ZEROBUFFER.md §10): request/response over two ordinary
- * buffers, `{channel}_request` (client writes, server reads; the server owns it) and
+ * ZeroBuffer v1 duplex channels (docs/zerobuffer-protocol.md §10): request/response over two
+ * ordinary buffers, `{channel}_request` (client writes, server reads; the server owns it) and
  * `{channel}_response` (server writes, client reads; the client owns it). Correlation is
  * positional: exactly one response per request, in order, so the k-th response has sequence k.
  * @module

@@ -1,10 +1,10 @@
 /**
- * The ZeroBuffer-specific errors. Each one corresponds to an exception of the ZeroBuffer
- * reference implementations and is a {@link PlexusError} with a stable `ERR_PLEXUS_ZB_*` code
- * and a fixed `name`, under the general class it is a case of: `WriterDeadError` and
- * `ReaderDeadError` are {@link PeerDeadError}s, `BufferFullError` a {@link BackpressureError},
- * `InvalidFrameSizeError` and `ProtocolVersionError` {@link ProtocolError}s, `HandlerError` a
- * {@link RemoteError}. `FrameTooLargeError` and `SequenceError` are the
+ * The ZeroBuffer-specific errors. Each one corresponds to an exception of the reference
+ * implementations (docs/zerobuffer-protocol.md §9) and is a {@link PlexusError} with a stable
+ * `ERR_PLEXUS_ZB_*` code and a fixed `name`, under the general class it is a case of:
+ * `WriterDeadError` and `ReaderDeadError` are {@link PeerDeadError}s, `BufferFullError` a
+ * {@link BackpressureError}, `InvalidFrameSizeError` and `ProtocolVersionError`
+ * {@link ProtocolError}s, `HandlerError` a {@link RemoteError}. `FrameTooLargeError` and `SequenceError` are the
  * general Plexus ones (`ERR_PLEXUS_FRAME_TOO_LARGE`, `ERR_PLEXUS_SEQUENCE`).
  * @module
  */
@@ -76,8 +76,8 @@ export class ReaderAlreadyConnectedError extends PlexusError {
 
 /**
  * The writer could not get room for a frame: the reader held the space past the write timeout,
- * or the frame can never fit where the ring stands (the "stall" of ZEROBUFFER.md §6)
- * (`BufferFullException`).
+ * or the frame can never fit where the ring stands (the "stall" of docs/zerobuffer-protocol.md
+ * §12) (`BufferFullException`).
  */
 export class BufferFullError extends BackpressureError {
   /** The code of this class's instances. */

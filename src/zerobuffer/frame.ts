@@ -14,8 +14,8 @@ export interface ReleaseTarget {
  * contract and valid until the frame is released — `release()`, a `using` declaration, or the
  * next turn of a `for await` loop. Frames are given back to the writer in the order they were
  * read: releasing a later frame first only marks it, and its space returns with the earlier
- * ones (ZEROBUFFER.md §6: space is counted, so an out-of-order release would let the writer
- * overwrite a frame still held).
+ * ones (docs/zerobuffer-protocol.md §6: space is counted, so an out-of-order release would let
+ * the writer overwrite a frame still held).
  */
 export class Frame implements Disposable {
   /** True once released. */

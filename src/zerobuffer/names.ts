@@ -1,8 +1,8 @@
 /**
- * Names of the operating-system objects of a ZeroBuffer buffer (ZEROBUFFER.md §1): the shared
- * memory `/NAME`, the semaphores `/sem-w-NAME` and `/sem-r-NAME` (plus `/sem-p-NAME` and
- * `/sem-c-NAME` for the protocol 2 in-place duplex) and the reader's lock file
- * `/tmp/zerobuffer/NAME.lock`.
+ * Names of the operating-system objects of a ZeroBuffer buffer (docs/zerobuffer-protocol.md
+ * §1): the shared memory `/NAME`, the semaphores `/sem-w-NAME` and `/sem-r-NAME` (plus
+ * `/sem-p-NAME` and `/sem-c-NAME` for the protocol 2 in-place duplex) and the reader's lock
+ * file `/tmp/zerobuffer/NAME.lock`.
  * @internal
  * @module
  */

@@ -1,8 +1,8 @@
 /**
  * The Operation Info Exchange Block (OIEB): the header at offset 0 of every buffer
- * (ZEROBUFFER.md §4), plus the metadata block that follows it (§5). Protocol 1 uses the first
- * 128 bytes; protocol 2 (the in-place duplex, docs/zerobuffer.md) keeps the same first 0x60
- * bytes and adds two operation blocks, 256 bytes in all.
+ * (docs/zerobuffer-protocol.md §4), plus the metadata block that follows it (§5). Protocol 1
+ * uses the first 128 bytes; protocol 2 (the in-place duplex, docs/zerobuffer.md) keeps the same
+ * first 0x60 bytes and adds two operation blocks, 256 bytes in all.
  *
  * 64-bit fields are read and written through a `BigInt64Array` with `Atomics` (aligned 8-byte
  * loads and stores); `payload_free_bytes`, the only field both sides change, only with

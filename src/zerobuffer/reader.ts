@@ -54,10 +54,10 @@ export function checkSize(value: unknown, what: string, min: number): number {
 }
 
 /**
- * The reading end of a ZeroBuffer v1 buffer, and its owner (ZEROBUFFER.md §3): `create` runs
- * the stale scan, takes `/tmp/zerobuffer/NAME.lock`, creates the shared memory `/NAME`, writes
- * the header and creates the semaphores `sem-w-NAME` and `sem-r-NAME`; `close` removes them
- * all. One writer at a time connects with {@link Writer.connect}.
+ * The reading end of a ZeroBuffer v1 buffer, and its owner (docs/zerobuffer-protocol.md §3):
+ * `create` runs the stale scan, takes `/tmp/zerobuffer/NAME.lock`, creates the shared memory
+ * `/NAME`, writes the header and creates the semaphores `sem-w-NAME` and `sem-r-NAME`; `close`
+ * removes them all. One writer at a time connects with {@link Writer.connect}.
  *
  * ```ts
  * await using reader = await Reader.create("camera", { payloadSize: 64 << 20 });

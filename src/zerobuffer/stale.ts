@@ -1,6 +1,6 @@
 /**
- * The readers' stale scan (ZEROBUFFER.md §3 step 1, C++ behaviour) and the removal of a
- * buffer's objects.
+ * The readers' stale scan (docs/zerobuffer-protocol.md §3 step 1, C++ behaviour) and the
+ * removal of a buffer's objects.
  * @internal
  * @module
  */

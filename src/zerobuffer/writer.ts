@@ -74,9 +74,10 @@ export class FrameBuffer implements Disposable {
 }
 
 /**
- * The writing end of a ZeroBuffer v1 buffer (ZEROBUFFER.md §3, §6). Frames are written where
- * the reference readers expect them: back to back, a wrap marker when the rest of the ring is
- * too small, and never a tail shorter than a frame header (the early-wrap rule of §12).
+ * The writing end of a ZeroBuffer v1 buffer (docs/zerobuffer-protocol.md §3, §6). Frames are
+ * written where the reference readers expect them: back to back, a wrap marker when the rest of
+ * the ring is too small, and never a tail shorter than a frame header (the early-wrap rule of
+ * §12).
  *
  * ```ts
  * await using writer = await Writer.connect("camera");
@@ -306,7 +307,7 @@ export class Writer implements AsyncDisposable {
     if (this.header.load(Q.readerPid) === 0) throw new ReaderDeadError(`the reader of buffer "${this.name}" closed`);
   }
 
-  /** Where a frame of `total` bytes goes (§6 step 2-3 with §12's early wrap). */
+  /** Where a frame of `total` bytes goes (§6 step 1, with §12's early wrap and stall). */
   private plan(total: number): Plan {
     const size = this.payloadSize;
     const wp = this.writePos;

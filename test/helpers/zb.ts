@@ -97,9 +97,9 @@ export async function waitFile(path: string, timeoutMs = 15_000): Promise<string
 }
 
 /**
- * Writes frames into buffer `name` the way the C++ reference writer does (ZEROBUFFER.md §6):
- * a marker only when the tail has room for one, a short tail left as it is, `write_pos` not
- * wrapped after an exact fit; `pythonCounts` counts every wrap like Python's writer. It writes
+ * Writes frames into buffer `name` the way the C++ reference writer does
+ * (docs/zerobuffer-protocol.md §6, §12): a marker only when the tail has room for one, a short
+ * tail left as it is, `write_pos` not wrapped after an exact fit; `pythonCounts` counts every wrap like Python's writer. It writes
  * only when there is room (no waiting) and does not touch writer_pid.
  */
 export class ForeignWriter {
