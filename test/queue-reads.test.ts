@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { PeerDeadError, queue, SystemError, type PlexusError } from "../src/index.js";
 import { FrameParser } from "../src/queue/parser.js";
 import { HEADER_BYTES, QFrame, writeHeader, type Header } from "../src/queue/wire.js";
-import { FdTcpListener } from "../src/util/tcp-listener.js";
+import { FdTcpListener } from "../src/net/fd-listener.js";
 
 /** A DATA frame of `length` bytes whose payload bytes are `(seed + i) & 255`. */
 function frame(length: number, seed: number, serial: number): Buffer {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { checkMessage, conformance, message } from "./conformance/suite.js";
 import type { Sender } from "../src/index.js";
 import { connectTcp, TcpSender } from "../src/transport/tcp.js";
-import { isLoopback } from "../src/util/loopback.js";
+import { isLoopback } from "../src/net/loopback.js";
 
 conformance("tcp", {
   sender: async (opts) => TcpSender.create(opts),

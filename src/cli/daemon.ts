@@ -14,7 +14,7 @@ import { Command, Option } from "commander";
 import { native } from "../native.js";
 import { parseAddress } from "../graph/client.js";
 import { GraphServer } from "../graph/server.js";
-import { isLoopback } from "../util/loopback.js";
+import { isLoopback } from "../net/loopback.js";
 import type { Snapshot } from "../graph/registry.js";
 import { SystemError } from "../errors.js";
 import { action, addressOf, CliError, clientTls, connectGraph, Exit, palette, type AddressOptions } from "./common.js";

@@ -14,7 +14,7 @@ import type { GraphStats } from "../graph/stats.js";
 import { checkTopic } from "../graph/registry.js";
 import { connect, type Node } from "../node/node.js";
 import type { Subscriber } from "../pubsub/subscriber.js";
-import { isLoopback } from "../util/loopback.js";
+import { isLoopback } from "../net/loopback.js";
 import { PAGE } from "./page.js";
 import { numbersOf, summarize } from "./summary.js";
 

@@ -11,8 +11,8 @@ import { self } from "./identity.js";
 import { ControlParser, encodeControl, MsgType } from "./protocol.js";
 import type { PublisherInfo, ServerInfo } from "./registry.js";
 import { DEFAULT_GRAPH_PORT, GraphServer } from "./server.js";
-import { isLoopback } from "../util/loopback.js";
-import { dial } from "../util/net.js";
+import { isLoopback } from "../net/loopback.js";
+import { dial } from "../net/dial.js";
 
 /** Options of {@link GraphClient.connect} and `connect()`. */
 export interface GraphOptions {

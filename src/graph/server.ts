@@ -6,10 +6,11 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { timingSafeEqual } from "node:crypto";
-import { AccessDeniedError, errorToWire, InvalidArgumentError, PlexusError, ProtocolError, systemError } from "../errors.js";
+import { AccessDeniedError, errorToWire, InvalidArgumentError, PlexusError, ProtocolError } from "../errors.js";
+import { bind, hostPort } from "../net/listen.js";
 import { native } from "../native.js";
 import { hostId } from "./identity.js";
-import { isLoopback } from "../util/loopback.js";
+import { isLoopback } from "../net/loopback.js";
 import { ControlParser, encodeControl, MsgType, type ControlMessage } from "./protocol.js";
 import { Registry, type Endpoints, type PublisherInfo, type ServerInfo, type Snapshot } from "./registry.js";
 import { StatsBook, type GraphStats } from "./stats.js";
@@ -75,14 +76,7 @@ export class GraphServer implements AsyncDisposable {
     const ref: { graph?: GraphServer } = {};
     const onSocket = (socket: Socket): void => ref.graph?.accept(socket);
     const server = opts.tls ? createTlsServer(opts.tls, onSocket) : createServer(onSocket);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => reject(systemError(err, "listen", `GraphServer at ${host}:${opts.port ?? DEFAULT_GRAPH_PORT}`));
-      server.once("error", onError);
-      server.listen(opts.port ?? DEFAULT_GRAPH_PORT, host, () => {
-        server.off("error", onError);
-        resolve();
-      });
-    });
+    await bind(server, { host, port: opts.port ?? DEFAULT_GRAPH_PORT }, `GraphServer at ${hostPort(host, opts.port ?? DEFAULT_GRAPH_PORT)}`);
     const addr = server.address();
     const port = typeof addr === "object" && addr ? addr.port : (opts.port ?? DEFAULT_GRAPH_PORT);
     ref.graph = new GraphServer(server, opts, { host, port, tls: !!opts.tls });

@@ -16,14 +16,14 @@ import {
   TimeoutError,
 } from "../errors.js";
 import { checkTimeout, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
-import { isLoopback } from "../util/loopback.js";
+import { refusePlainTcp } from "../net/loopback.js";
 import { Endpoint } from "./endpoint.js";
 import { SocketLink, type Link } from "./link.js";
 import { MqttHub, MqttLink } from "./mqtt.js";
 import { identityOf, settings, type QueueClientOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
 import { decodeHandshake, encodeHandshake, FLAG_IDLE, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
-import { isTlsFailure } from "../util/net.js";
+import { connectError } from "../net/dial.js";
 
 const enum State {
   Connected,
@@ -32,16 +32,6 @@ const enum State {
   Idle,
   Failed,
   Closed,
-}
-
-/** Maps a socket error during connect to a typed error. */
-function connectError(err: NodeJS.ErrnoException, where: string): PlexusError {
-  const code = err.code ?? "";
-  if (isTlsFailure(err)) {
-    return new AccessDeniedError(`TLS with the queue server at ${where} failed: ${err.message}`, { cause: err });
-  }
-  if (code === "ECONNREFUSED") return new PeerDeadError(`no queue server listens at ${where}`, { cause: err });
-  return new PeerDeadError(`the queue server at ${where} cannot be reached: ${err.message}`, { cause: err });
 }
 
 /** A queue client. Create with `queue.client({ url })`. */
@@ -84,11 +74,7 @@ export class QueueClient extends Endpoint {
   static async connect(opts: QueueClientOptions): Promise<QueueClient> {
     const cfg = settings(opts, false);
     throwIfAborted(opts.signal, "connect");
-    if (!cfg.useTls && !isLoopback(cfg.url.host) && !cfg.allowInsecure) {
-      throw new AccessDeniedError(
-        `plain TCP to ${cfg.url.host}, which is not a loopback address, is refused: use TLS (option tls) or opt out with allowInsecure: true`,
-      );
-    }
+    refusePlainTcp(cfg.url.host, cfg.useTls, cfg.allowInsecure, "connect");
     const c = new QueueClient(cfg, identityOf(opts.identity), checkTimeout(opts.connectTimeout, 5000));
     try {
       if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
@@ -286,7 +272,7 @@ export class QueueClient extends Endpoint {
           if (!welcomed) {
             const e = err ?? socketError;
             finish(
-              e instanceof PlexusError ? e : e !== undefined ? connectError(e, this.where) : new PeerDeadError(`the queue server at ${this.where} hung up during the handshake`),
+              e instanceof PlexusError ? e : e !== undefined ? connectError(e, `the queue server at ${this.where}`) : new PeerDeadError(`the queue server at ${this.where} hung up during the handshake`),
             );
             return;
           }

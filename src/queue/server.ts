@@ -8,9 +8,9 @@ import { randomBytes } from "node:crypto";
 import { Socket, type AddressInfo, type OnReadOpts, type Server, type SocketConstructorOpts } from "node:net";
 import { AccessDeniedError, ClosedError, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError } from "../errors.js";
 import type { BlockingOptions } from "../util/blocking.js";
-import { isLoopback } from "../util/loopback.js";
-import { listenTcp } from "../util/net.js";
-import { FdTcpListener } from "../util/tcp-listener.js";
+import { refusePlainTcp } from "../net/loopback.js";
+import { listenTcp } from "../net/listen.js";
+import { FdTcpListener } from "../net/fd-listener.js";
 import { native } from "../native.js";
 import { intOption, msOption } from "../transport/tcp-wire.js";
 import { Endpoint } from "./endpoint.js";
@@ -89,9 +89,7 @@ export class QueueServer extends Endpoint {
       onPeerError: opts.onPeerError,
     };
     const { host, port } = cfg.url;
-    if (!cfg.useTls && !isLoopback(host) && !cfg.allowInsecure) {
-      throw new AccessDeniedError(`plain TCP on ${host}, which is not a loopback address, is refused: serve TLS (option tls) or opt out with allowInsecure: true`);
-    }
+    refusePlainTcp(host, cfg.useTls, cfg.allowInsecure, "serve");
     const identity = randomBytes(16);
     if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
       const hub = await MqttHub.connect(cfg.url, cfg.tls, identity, "s", cfg.handshakeTimeout);

@@ -5,11 +5,11 @@
  * @module
  */
 import type { Socket } from "node:net";
-import { AccessDeniedError, errorFromWire, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
+import { errorFromWire, PeerDeadError, PlexusError, ProtocolError, TimeoutError } from "../errors.js";
 import { connectShm, ShmSender } from "../transport/shm.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { ShmChannel, TcpChannel } from "./channel.js";
-import { dial, isTlsFailure } from "../util/net.js";
+import { connectError, dial } from "../net/dial.js";
 import { Deferred } from "../util/wait.js";
 
 /** "PXRH": first bytes of a handshake message. */
@@ -121,13 +121,7 @@ function connectSocket(target: { path: string } | { host: string; port: number; 
     timeout: opts.timeout,
     timeoutMessage: `the server did not accept within ${opts.timeout} ms`,
     signal: opts.signal,
-    onError: (e) => {
-      const code = e.code ?? "";
-      if (tls !== undefined && isTlsFailure(e)) {
-        return new AccessDeniedError(`TLS with the server failed: ${e.message}`, { cause: e });
-      }
-      return new PeerDeadError(`cannot reach the server: ${e.message}`, { cause: new SystemError("connect", e.errno ?? 0, code || "EIO", e.message) });
-    },
+    onError: (e) => connectError(e, "the server"),
   });
 }
 

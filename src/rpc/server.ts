@@ -7,14 +7,15 @@
 import { randomBytes } from "node:crypto";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
-import { AccessDeniedError, ClosedError, InvalidArgumentError, ProtocolError, ResourceExhaustedError, systemError } from "../errors.js";
+import { ClosedError, InvalidArgumentError, ProtocolError, ResourceExhaustedError } from "../errors.js";
 import { self } from "../graph/identity.js";
 import type { Endpoints } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
 import type { ServerCounters } from "../graph/report.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { checkTimeout } from "../util/blocking.js";
-import { isLoopback } from "../util/loopback.js";
+import { refusePlainTcp } from "../net/loopback.js";
+import { bind, hostPort } from "../net/listen.js";
 import type { Channel, Releasable } from "./channel.js";
 import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
 import { checkHeader, decodeAt, errorBody, FLAG_RAW, get32, lengthBody, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
@@ -167,16 +168,14 @@ export class Server implements AsyncDisposable {
         const name = `plexus-rpc-${process.pid}-${randomBytes(6).toString("hex")}`;
         const socket = `\0${name}`;
         const l = createNetServer((s) => ref.server?.acceptShm(s));
-        await listen(l, { path: socket });
+        await bind(l, { path: socket }, "request/response socket");
         listeners.push(l);
         endpoints.shm = { name: `/${name}`, socket };
       }
       if ((opts.transport === undefined || opts.transport === "tcp") && opts.tcp !== false) {
         const t = opts.tcp ?? {};
         const host = t.host ?? "127.0.0.1";
-        if (t.tls === undefined && !isLoopback(host) && t.allowInsecure !== true) {
-          throw new AccessDeniedError(`plain TCP on ${host}, which is not a loopback address, is refused: serve TLS (option tcp.tls) or opt out with allowInsecure: true`);
-        }
+        refusePlainTcp(host, t.tls !== undefined, t.allowInsecure === true, "serve", "tcp.tls");
         let l: NetServer;
         try {
           l = t.tls ? createTlsServer(t.tls, (s) => ref.server?.acceptTcp(s)) : createNetServer((s) => ref.server?.acceptTcp(s));
@@ -184,7 +183,7 @@ export class Server implements AsyncDisposable {
           throw new InvalidArgumentError(`invalid TLS options: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
         }
         l.on("tlsClientError", () => {});
-        await listen(l, { host, port: t.port ?? 0 });
+        await bind(l, { host, port: t.port ?? 0 }, hostPort(host, t.port ?? 0));
         listeners.push(l);
         const addr = l.address();
         endpoints.tcp = { host, port: typeof addr === "object" && addr ? addr.port : 0, tls: t.tls !== undefined };
@@ -469,17 +468,5 @@ function checkInPlace(value: unknown, bytes: Uint8Array): Uint8Array {
     return value;
   }
   throw new InvalidArgumentError("an in-place handler must return the request's bytes or a subarray of them (or nothing)");
-}
-
-/** Listens; a bind failure is a SystemError. */
-function listen(server: NetServer, where: { path: string } | { host: string; port: number }): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException): void => reject(systemError(e, "listen", "path" in where ? "request/response socket" : `${where.host}:${where.port}`));
-    server.once("error", onError);
-    server.listen(where, () => {
-      server.off("error", onError);
-      resolve();
-    });
-  });
 }
 

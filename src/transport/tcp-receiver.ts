@@ -9,7 +9,6 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import {
-  AccessDeniedError,
   ClosedError,
   FrameTooLargeError,
   InvalidArgumentError,
@@ -39,8 +38,9 @@ import {
   WIRE_POLICY,
   type Welcome,
 } from "./tcp-wire.js";
-import { isLoopback } from "../util/loopback.js";
-import { isTlsFailure } from "../util/net.js";
+import { refusePlainTcp } from "../net/loopback.js";
+import { connectError } from "../net/dial.js";
+import { Liveness } from "../net/liveness.js";
 import { Deferred, WaitList } from "../util/wait.js";
 
 /** Where a receiver finds a `tcp` sender: plain values, valid on any host that can reach it. */
@@ -166,16 +166,6 @@ interface Config {
   peerTimeout: number;
 }
 
-/** Maps a socket error during connect to a typed error. */
-function connectError(err: NodeJS.ErrnoException, where: string): Error {
-  const code = err.code ?? "";
-  if (isTlsFailure(err)) {
-    return new AccessDeniedError(`TLS with the tcp sender at ${where} failed: ${err.message}`, { cause: err });
-  }
-  if (code === "ECONNREFUSED") return new PeerDeadError(`no tcp sender listens at ${where}`, { cause: err });
-  return new PeerDeadError(`the tcp sender at ${where} cannot be reached: ${err.message}`, { cause: err });
-}
-
 /** The error a refusing WELCOME stands for. */
 function statusError(w: Welcome, where: string): Error {
   switch (w.status) {
@@ -223,9 +213,8 @@ export class TcpReceiver implements Receiver {
   private ackQueued: ReturnType<typeof setImmediate> | undefined;
   // liveness
   private ticker: ReturnType<typeof setInterval> | undefined;
-  private idleTicks = 0;
-  private deadTicks = 0;
-  private wrote = false;
+  private readonly liveness: Liveness;
+  private readonly beat = (): void => this.sendAck();
   // handshake
   private handshake: Deferred<void> | undefined;
   private readonly where: string;
@@ -233,6 +222,7 @@ export class TcpReceiver implements Receiver {
   /** @internal use {@link connectTcp} */
   constructor(private readonly cfg: Config) {
     this.where = cfg.host.includes(":") ? `[${cfg.host}]:${cfg.port}` : `${cfg.host}:${cfg.port}`;
+    this.liveness = new Liveness(cfg.heartbeat, cfg.heartbeat, cfg.peerTimeout);
   }
 
   /** @internal Connects and completes the handshake. */
@@ -374,18 +364,18 @@ export class TcpReceiver implements Receiver {
     if (this.phase !== Phase.Open) return;
     this.ackedBytes = this.releasedBytes;
     this.urgent = false;
-    this.wrote = true;
+    this.liveness.sent();
     this.socket.write(controlFrame(FrameType.Ack, this.releasedBytes));
   }
 
   private tick(): void {
     if (this.phase !== Phase.Open) return;
-    if (++this.idleTicks > this.deadTicks) {
-      this.fail(new PeerDeadError(`no data or heartbeat from the tcp sender at ${this.where} for ${this.deadTicks * this.cfg.heartbeat} ms`));
+    // an ack is this end's heartbeat; unacknowledged releases go out at the latest now
+    if (!this.liveness.tick(this.beat)) {
+      this.fail(new PeerDeadError(`no data or heartbeat from the tcp sender at ${this.where} for ${this.liveness.deadAfterMs} ms`));
       return;
     }
-    if (!this.wrote || this.releasedBytes > this.ackedBytes) this.sendAck();
-    this.wrote = false;
+    if (this.releasedBytes > this.ackedBytes) this.sendAck();
   }
 
   // ---- the byte stream ----------------------------------------------------------------------
@@ -414,7 +404,7 @@ export class TcpReceiver implements Receiver {
 
   /** `n` more bytes are in the arena at `fill`. */
   private onBytes(n: number): void {
-    this.idleTicks = 0;
+    this.liveness.heard();
     if (this.phase !== Phase.Open && this.phase !== Phase.Connecting) {
       this.fill = this.parse; // discard: nobody reads any more
       return;
@@ -536,8 +526,7 @@ export class TcpReceiver implements Receiver {
     this.ackThreshold = Math.max(1, Math.floor(w.capacity / 4));
     this.stdArena = Math.min(4 << 20, Math.max(FIRST_ARENA, w.capacity));
     this.maxSpareBytes = Math.max(2 * this.stdArena, Math.min(w.capacity, 64 << 20));
-    const deadAfter = Math.max(this.cfg.peerTimeout, 3 * w.heartbeat);
-    this.deadTicks = Math.ceil(deadAfter / this.cfg.heartbeat);
+    this.liveness.setPeerHeartbeat(w.heartbeat);
     this.phase = Phase.Open;
     this.ticker = setInterval(() => this.tick(), this.cfg.heartbeat);
     this.ticker.unref();
@@ -580,7 +569,7 @@ export class TcpReceiver implements Receiver {
   }
 
   private onSocketError(err: NodeJS.ErrnoException): void {
-    if (this.phase === Phase.Connecting) this.fail(connectError(err, this.where));
+    if (this.phase === Phase.Connecting) this.fail(connectError(err, `the tcp sender at ${this.where}`));
     else this.fail(new PeerDeadError(`the connection to the tcp sender at ${this.where} failed: ${err.message}`, { cause: err }));
   }
 
@@ -601,7 +590,7 @@ export class TcpReceiver implements Receiver {
       // Tell the sender and wait until it let go of us (it closes the connection), so that
       // once close() resolves the sender no longer counts or waits for this receiver.
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(BYE_WAIT_MS, this.deadTicks * this.cfg.heartbeat));
+        const timer = setTimeout(resolve, Math.min(BYE_WAIT_MS, this.liveness.deadAfterMs));
         socket.once("close", () => {
           clearTimeout(timer);
           resolve();
@@ -637,11 +626,7 @@ export async function connectTcp(address: TcpAddress, opts: TcpConnectOptions = 
   throwIfAborted(opts.signal, "connect");
   const connectTimeout = checkTimeout(opts.connectTimeout, 5000);
   const useTls = address.tls === true || (opts.tls !== undefined && opts.tls !== false);
-  if (!useTls && !isLoopback(address.host) && opts.allowInsecure !== true) {
-    throw new AccessDeniedError(
-      `plain TCP to ${address.host}, which is not a loopback address, is refused: use TLS (option tls) or opt out with allowInsecure: true`,
-    );
-  }
+  refusePlainTcp(address.host, useTls, opts.allowInsecure === true, "connect");
   const cfg: Config = {
     host: address.host,
     port: address.port,

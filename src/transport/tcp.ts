@@ -10,7 +10,6 @@
  */
 import type { AddressInfo, Server, Socket } from "node:net";
 import {
-  AccessDeniedError,
   BackpressureError,
   ClosedError,
   FrameTooLargeError,
@@ -42,8 +41,9 @@ import {
   WelcomeStatus,
   writeHeader,
 } from "./tcp-wire.js";
-import { isLoopback } from "../util/loopback.js";
-import { listenTcp } from "../util/net.js";
+import { refusePlainTcp } from "../net/loopback.js";
+import { listenTcp } from "../net/listen.js";
+import { Liveness } from "../net/liveness.js";
 import { WaitList } from "../util/wait.js";
 
 export { connectTcp, type TcpAddress, type TcpConnectOptions, type TcpTlsOptions } from "./tcp-receiver.js";
@@ -163,9 +163,6 @@ class Peer {
   scheduled = false;
   /** Small frames are copied here, in order, and written in chunks. */
   batch: Batch | undefined;
-  wrote = false;
-  idleTicks = 0;
-  deadTicks = 0;
   staging = Buffer.alloc(HANDSHAKE_BYTES);
   staged = 0;
   handshakeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -173,7 +170,11 @@ class Peer {
   inflight: Buffer[] = [];
   inflightEnd: number[] = [];
   inflightHead = 0;
-  constructor(readonly socket: Socket) {}
+  constructor(
+    readonly socket: Socket,
+    /** Heartbeats and the peer's silence (ticked every `heartbeat` ms). */
+    readonly liveness: Liveness,
+  ) {}
   get queued(): number {
     return this.pending.length - this.head;
   }
@@ -260,11 +261,7 @@ export class TcpSender implements Sender {
       linger: msOption("linger", opts.linger, 30000),
       onPeerError: opts.onPeerError,
     };
-    if (opts.tls === undefined && !isLoopback(host) && opts.allowInsecure !== true) {
-      throw new AccessDeniedError(
-        `plain TCP on ${host}, which is not a loopback address, is refused: serve TLS (option tls) or opt out with allowInsecure: true`,
-      );
-    }
+    refusePlainTcp(host, opts.tls !== undefined, opts.allowInsecure === true, "serve");
     if (opts.tls !== undefined && (opts.tls === null || typeof opts.tls !== "object")) throw new InvalidArgumentError("tls must be an object of certificate options");
     const server = await listenTcp({ host, port, tls: opts.tls, keepAliveMs: cfg.peerTimeout, handshakeTimeout: cfg.handshakeTimeout, maxConnections: cfg.maxReceivers + 64 });
     server.unref(); // an idle listener does not keep the process alive; connections do
@@ -509,7 +506,7 @@ export class TcpSender implements Sender {
    */
   private write(p: Peer, buf: Buffer): void {
     if (p.state === PeerState.Gone) return;
-    p.wrote = true;
+    p.liveness.sent();
     if (!p.scheduled) {
       p.scheduled = true;
       this.touched.push(p);
@@ -661,7 +658,7 @@ export class TcpSender implements Sender {
       socket.destroy();
       return;
     }
-    const p = new Peer(socket);
+    const p = new Peer(socket, new Liveness(this.cfg.heartbeat, this.cfg.heartbeat, this.cfg.peerTimeout));
     this.peers.add(p);
     socket.on("data", (chunk: Buffer) => this.onData(p, chunk));
     socket.on("error", () => {}); // "close" follows
@@ -671,7 +668,7 @@ export class TcpSender implements Sender {
   }
 
   private onData(p: Peer, chunk: Buffer): void {
-    p.idleTicks = 0;
+    p.liveness.heard();
     let off = 0;
     while (off < chunk.length && (p.state === PeerState.Handshake || p.state === PeerState.Active)) {
       const size = p.state === PeerState.Handshake ? HANDSHAKE_BYTES : HEADER_BYTES;
@@ -746,7 +743,7 @@ export class TcpSender implements Sender {
       return;
     }
     p.policy = h.policy;
-    p.deadTicks = Math.ceil(Math.max(this.cfg.peerTimeout, 3 * h.heartbeat) / this.cfg.heartbeat);
+    p.liveness.setPeerHeartbeat(h.heartbeat);
     p.state = PeerState.Active;
     this.active.push(p);
     this.write(p, encodeWelcome({ version: TCP_VERSION, status: WelcomeStatus.Ok, capacity: this.cfg.capacity, maxMessage: this.cfg.maxMessage, startSeq: this.seq, heartbeat: this.cfg.heartbeat }));
@@ -806,12 +803,10 @@ export class TcpSender implements Sender {
   private tick(): void {
     for (const p of this.peers) {
       if (p.state !== PeerState.Active && p.state !== PeerState.Ending) continue;
-      if (++p.idleTicks > p.deadTicks && p.deadTicks > 0) {
-        this.drop(p, new PeerDeadError(`no data or heartbeat from a receiver for ${p.deadTicks * this.cfg.heartbeat} ms`));
-        continue;
-      }
-      if (p.state === PeerState.Active && !p.wrote) this.write(p, PING);
-      p.wrote = false;
+      const alive = p.liveness.tick(() => {
+        if (p.state === PeerState.Active) this.write(p, PING);
+      });
+      if (!alive) this.drop(p, new PeerDeadError(`no data or heartbeat from a receiver for ${p.liveness.deadAfterMs} ms`));
     }
   }
 
