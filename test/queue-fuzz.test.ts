@@ -22,14 +22,16 @@ function frame(type: number, serial: number, payload: Uint8Array = new Uint8Arra
   return Buffer.concat([h, payload]);
 }
 
+/** A HELLO of protocol version 2 (44 bytes: identity at 20, session token at 36); `version` 1 has the 36 bytes of version 1. */
 function hello(o: { version?: number; slots?: number; id?: number } = {}): Buffer {
-  const p = Buffer.alloc(36);
+  const version = o.version ?? 2;
+  const p = Buffer.alloc(version === 1 ? 36 : 44);
   p.writeUInt32LE(MAGIC, 0);
-  p.writeUInt16LE(o.version ?? 1, 4);
+  p.writeUInt16LE(version, 4);
   p.writeUInt16LE(o.slots ?? 1, 8);
   p.writeUInt32LE(1000, 12);
   p.writeUInt32LE(1 << 20, 16);
-  p.fill(o.id ?? 0xab, 20, 36);
+  p.fill(o.id ?? 0xab, 20, p.length);
   return frame(1, 0, p);
 }
 
@@ -120,9 +122,9 @@ test("fuzz: a payload that is not a codec frame gets a NACK (the sender learns),
   s.on("data", (d: Buffer) => got.push(d));
   s.write(Buffer.concat([hello({ id: 4 }), frame(3, 1, Buffer.from("definitely not a frame"))]));
   const t = Date.now();
-  while (Buffer.concat(got).length < 12 + 36 + 12 && Date.now() - t < 3000) await new Promise((r) => setTimeout(r, 10));
+  while (Buffer.concat(got).length < 12 + 44 + 12 && Date.now() - t < 3000) await new Promise((r) => setTimeout(r, 10));
   const all = Buffer.concat(got);
-  const nack = all.subarray(48);
+  const nack = all.subarray(56);
   assert.equal(nack[4], 5, "NACK");
   assert.equal(nack.readUInt32LE(8), 1, "for serial 1");
   assert.equal(nack.readUInt32LE(12), 1, "reason: malformed");
@@ -136,10 +138,13 @@ test("fuzz: a payload that is not a codec frame gets a NACK (the sender learns),
 test("handshake: a wrong version gets a WELCOME with status 1 and the server's version; no HELLO within the timeout is dropped", async () => {
   const errors: PlexusError[] = [];
   const server = await queue.server({ url: "tcp://127.0.0.1:0", handshakeTimeout: 100, onPeerError: (e) => errors.push(e) });
-  const reply = await throwAt(server, hello({ version: 7 }));
-  assert.equal(reply[4], 2);
-  assert.equal(reply.readUInt16LE(12 + 4), 1, "server version");
-  assert.equal(reply[12 + 6], 1, "status: version");
+  for (const version of [1, 7]) {
+    // version 1's HELLO is shorter than this version's: it is still answered, not dropped
+    const reply = await throwAt(server, hello({ version }));
+    assert.equal(reply[4], 2);
+    assert.equal(reply.readUInt16LE(12 + 4), 2, "server version");
+    assert.equal(reply[12 + 6], 1, "status: version");
+  }
   const silent = await throwAt(server, Buffer.alloc(0), 3000);
   assert.equal(silent.length, 0);
   assert.equal(errors.at(-1)?.code, "ERR_PLEXUS_PROTOCOL");
@@ -171,39 +176,43 @@ async function fakeServer(reply: (hello: Buffer) => Buffer | null): Promise<{ po
   };
 }
 
-function welcome(o: { magic?: number; version?: number; status?: number; slots?: number } = {}): Buffer {
-  const p = Buffer.alloc(36);
+/** A WELCOME answering `hello` (its session token echoed, unless `token` is given). */
+function welcome(hello: Buffer, o: { magic?: number; version?: number; status?: number; slots?: number; token?: Buffer } = {}): Buffer {
+  const p = Buffer.alloc(44);
   p.writeUInt32LE(o.magic ?? MAGIC, 0);
-  p.writeUInt16LE(o.version ?? 1, 4);
+  p.writeUInt16LE(o.version ?? 2, 4);
   p[6] = o.status ?? 0;
   p.writeUInt16LE(o.slots ?? 16, 8);
   p.writeUInt32LE(1000, 12);
   p.writeUInt32LE(1 << 20, 16);
   p.fill(0xcd, 20, 36);
+  (o.token ?? hello.subarray(12 + 36, 12 + 44)).copy(p, 36);
   return frame(2, 0, p);
 }
 
 test("client side: a hostile or foreign server is a typed error at connect; an oversized frame after the handshake ends the client with PeerDeadError", async () => {
-  const cases: [Buffer | null, string][] = [
-    [welcome({ magic: 0x12345678 }), "ERR_PLEXUS_PROTOCOL"],
-    [welcome({ version: 9 }), "ERR_PLEXUS_PROTOCOL"],
-    [welcome({ status: 3 }), "ERR_PLEXUS_RESOURCE_EXHAUSTED"],
-    [welcome({ slots: 0 }), "ERR_PLEXUS_PROTOCOL"],
-    [frame(3, 1, Buffer.alloc(8)), "ERR_PLEXUS_PROTOCOL"], // DATA before WELCOME
-    [Buffer.from("HTTP/1.1 400 Bad Request\r\n\r\n"), "ERR_PLEXUS_PROTOCOL"],
+  const cases: [((hello: Buffer) => Buffer) | null, string][] = [
+    [(h) => welcome(h, { magic: 0x12345678 }), "ERR_PLEXUS_PROTOCOL"],
+    [(h) => welcome(h, { version: 9 }), "ERR_PLEXUS_PROTOCOL"],
+    [(h) => welcome(h, { status: 3 }), "ERR_PLEXUS_RESOURCE_EXHAUSTED"],
+    [(h) => welcome(h, { status: 4 }), "ERR_PLEXUS_PEER_DEAD"], // superseded: another client took the identity
+    [(h) => welcome(h, { slots: 0 }), "ERR_PLEXUS_PROTOCOL"],
+    [(h) => welcome(h, { token: Buffer.alloc(8, 1) }), "ERR_PLEXUS_PROTOCOL"], // answers another HELLO
+    [() => frame(3, 1, Buffer.alloc(8)), "ERR_PLEXUS_PROTOCOL"], // DATA before WELCOME
+    [() => Buffer.from("HTTP/1.1 400 Bad Request\r\n\r\n"), "ERR_PLEXUS_PROTOCOL"],
     [null, "ERR_PLEXUS_PEER_DEAD"], // hangs up
   ];
   for (const [reply, c] of cases) {
-    const fake = await fakeServer(() => reply);
+    const fake = await fakeServer((h) => (reply === null ? null : reply(h)));
     await assert.rejects(queue.client({ url: `tcp://127.0.0.1:${fake.port}`, connectTimeout: 2000 }), (e: PlexusError) => e.code === c);
     await fake.close();
   }
   // a WELCOME, then a DATA header announcing 4 GiB: the client refuses it from the header, cannot get back in, and ends
   let first = true;
-  const fake = await fakeServer(() => {
+  const fake = await fakeServer((h) => {
     if (!first) return null;
     first = false;
-    return Buffer.concat([welcome(), frame(3, 1, new Uint8Array(0), 0, 0xffffffff)]);
+    return Buffer.concat([welcome(h), frame(3, 1, new Uint8Array(0), 0, 0xffffffff)]);
   });
   const client = await queue.client({ url: `tcp://127.0.0.1:${fake.port}`, reconnectWindow: 200 });
   await assert.rejects(client.get({ timeout: 5000 }), (e: PlexusError) => e.code === "ERR_PLEXUS_PEER_DEAD");

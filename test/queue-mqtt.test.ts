@@ -124,3 +124,75 @@ test("mqtt: the broker connection of a client is cut; frames lost meanwhile are 
   await proxy.close();
   await b.close();
 });
+
+test("mqtt: a new client takes over a dead client's identity: its puts reach the server, the put in flight to the dead one rejects PeerDeadError", async () => {
+  const b = await broker();
+  const opts = { heartbeat: 30, peerTimeout: 300, mode: "reliable" as const };
+  const server = await queue.server({ url: `${b.url}/take`, ...opts, reconnectWindow: 30000 });
+  const x = await queue.client({ url: `${b.url}/take`, ...opts, reconnectWindow: 300, connectTimeout: 200 });
+  const got: unknown[] = [];
+  const taking = (async () => {
+    for (;;) {
+      try {
+        const m = await server.get();
+        got.push(m.value);
+        m.release();
+      } catch {
+        return;
+      }
+    }
+  })();
+  await Promise.all(Array.from({ length: 5 }, (_, i) => x.put(`x${i}`, { timeout: 5000 })));
+  const first = server.put("first for x", x.id); // reliable: resolves on x's release
+  (await x.get({ timeout: 5000 })).release();
+  await first;
+  const toX = assert.rejects(server.put("held by x", { peers: [x.id], timeout: 20000 }), code("ERR_PLEXUS_PEER_DEAD"));
+  await x.get({ timeout: 5000 }); // taken, never released
+  // x dies: its broker connection goes away without a BYE
+  await (x as unknown as { hub: { close(): Promise<void> } }).hub.close();
+  const y = await queue.client({ url: `${b.url}/take`, ...opts, identity: x.id });
+  await toX;
+  await Promise.all(Array.from({ length: 10 }, (_, i) => y.put(`y${i}`, { timeout: 5000 })));
+  assert.deepEqual(got, [...Array.from({ length: 5 }, (_, i) => `x${i}`), ...Array.from({ length: 10 }, (_, i) => `y${i}`)]);
+  const forY = server.put("for y", { peers: [y.id], timeout: 5000 });
+  const m = await y.get({ timeout: 5000 });
+  assert.equal(m.value, "for y", "what was in flight to the old client is not handed to the new one");
+  m.release();
+  await forY;
+  await y.close();
+  await x.close();
+  await server.close();
+  await taking;
+  await b.close();
+});
+
+test("mqtt: a live client displaced by a new one with its identity ends with PeerDeadError; the two never see each other's frames", async () => {
+  const b = await broker();
+  const opts = { heartbeat: 30, peerTimeout: 300, mode: "reliable" as const };
+  const server = await queue.server({ url: `${b.url}/live`, ...opts });
+  const x = await queue.client({ url: `${b.url}/live`, ...opts });
+  const sent = x.put("x1");
+  const m1 = await server.get({ timeout: 5000 });
+  assert.equal(m1.value, "x1");
+  m1.release();
+  await sent;
+  const y = await queue.client({ url: `${b.url}/live`, ...opts, identity: x.id });
+  // both subscribe to the same topic: x learns from the BYE meant for its session, y ignores it
+  await assert.rejects(x.get({ timeout: 5000 }), code("ERR_PLEXUS_PEER_DEAD"));
+  await assert.rejects(x.put("x2"), code("ERR_PLEXUS_PEER_DEAD"));
+  const p = y.put("y1");
+  const m2 = await server.get({ timeout: 5000 });
+  assert.equal(m2.value, "y1", "y's first message is not taken for a duplicate of x's");
+  m2.release();
+  await p;
+  const toY = server.put("to y", y.id);
+  const m3 = await y.get({ timeout: 5000 });
+  assert.equal(m3.value, "to y");
+  m3.release();
+  await toY;
+  assert.deepEqual(server.peers, [y.id]);
+  await x.close();
+  await y.close();
+  await server.close();
+  await b.close();
+});

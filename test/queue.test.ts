@@ -209,9 +209,10 @@ test("reconnection with the same identity keeps the server-side session: in-flig
   assert.equal(server.queued, 0, "no duplicate reached the queue");
   assert.ok(proxy.accepted >= 2, "the client reconnected");
   assert.deepEqual(server.peers, [client.id]);
-  // a client object started with the identity of a dead one takes over its session
+  // another client object with the same identity takes it over: a new session, the old client ends
   const again = await queue.client({ url: `tcp://127.0.0.1:${proxy.port}`, identity: client.id });
   assert.deepEqual(server.peers, [client.id]);
+  await assert.rejects(client.get(), code("ERR_PLEXUS_PEER_DEAD"));
   await closeAll(again, client, server);
   await proxy.close();
 });

@@ -1,8 +1,11 @@
 /**
  * The queue client: one session with the server, over a connection it re-establishes (same
- * identity, so the server keeps its session) when it drops, for up to `reconnectWindow`.
+ * identity and session token, so the server keeps its session) when it drops, for up to
+ * `reconnectWindow`. Another client object with the same identity has another token: it
+ * starts a new session, and this one ends.
  * @module
  */
+import { randomBytes } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import {
@@ -22,7 +25,17 @@ import { SocketLink, type Link } from "./link.js";
 import { MqttHub, MqttLink } from "./mqtt.js";
 import { identityOf, settings, type QueueClientOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
-import { decodeHandshake, encodeHandshake, FLAG_IDLE, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
+import {
+  decodeHandshake,
+  encodeHandshake,
+  FLAG_IDLE,
+  FLAG_TAKEN_OVER,
+  HandshakeStatus,
+  type Header,
+  QFrame,
+  QUEUE_VERSION,
+  TOKEN_BYTES,
+} from "./wire.js";
 import { connectError } from "../net/dial.js";
 
 const enum State {
@@ -49,6 +62,14 @@ export class QueueClient extends Endpoint {
   private abortDial: (() => void) | undefined;
   /** MQTT: the link of the handshake in progress. */
   private dialing: MqttLink | undefined;
+  /**
+   * This client object's session token, sent in every HELLO: the server resumes the session
+   * of this identity only for the same token (this object reconnecting). A new client object
+   * with the same identity (a restarted process) has another one, and takes the identity over.
+   */
+  private readonly token = randomBytes(TOKEN_BYTES);
+  /** Set when the server says another client took this identity over: no reconnection. */
+  private takenOver: PeerDeadError | undefined;
 
   private constructor(
     cfg: Settings,
@@ -78,8 +99,8 @@ export class QueueClient extends Endpoint {
     const c = new QueueClient(cfg, identityOf(opts.identity), checkTimeout(opts.connectTimeout, 5000));
     try {
       if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
-        const hub = await MqttHub.connect(cfg.url, cfg.tls, c.identity, `c/${c.id}`, c.connectTimeout);
-        hub.onUnknown = (_peer, frame) => c.mqttLink()?.receive(frame);
+        const hub = await MqttHub.connect(cfg.url, cfg.tls, c.identity, `c/${c.id}`, c.connectTimeout, c.token);
+        hub.onUnknown = (_peer, _token, frame) => c.mqttLink()?.receive(frame);
         hub.onReconnect = () => {
           if (c.state === State.Connected) c.link?.fail(new PeerDeadError("the connection to the MQTT broker was lost"));
         };
@@ -169,6 +190,10 @@ export class QueueClient extends Endpoint {
     this.link = undefined;
     this.session.link = undefined;
     l?.end();
+    if ((flags & FLAG_TAKEN_OVER) !== 0) {
+      this.fail(new PeerDeadError(`another client connected with this client's identity (${this.id}) and took its session over`));
+      return;
+    }
     if ((flags & FLAG_IDLE) !== 0 && !this.closing) {
       // Collected while idle: start a new session on the next call (or now, if something waits).
       // The server ignores DATA that arrives after it ended the session, so what was in flight
@@ -195,7 +220,7 @@ export class QueueClient extends Endpoint {
       let socketError: NodeJS.ErrnoException | undefined;
       let link: Link;
       if (this.hub !== undefined) {
-        link = this.dialing = this.hub.link("server", "s", this.cfg.maxMessage);
+        link = this.dialing = this.hub.link("server", "s", this.cfg.maxMessage, this.token);
       } else {
         const { host, port } = this.cfg.url;
         const opts = { host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: this.cfg.peerTimeout };
@@ -236,12 +261,15 @@ export class QueueClient extends Endpoint {
           heartbeat: this.cfg.heartbeat,
           maxMessage: this.cfg.maxMessage,
           identity: this.identity,
+          session: this.token,
         }),
       ]);
       let welcomed = false;
       link.bind({
         frame: (h: Header, payload: Buffer) => {
           if (welcomed) {
+            // Over MQTT, a WELCOME after ours answers another HELLO on this identity's topic: ignored.
+            if (h.type === QFrame.Welcome && this.hub !== undefined) return;
             this.session.onFrame(h, payload);
             return;
           }
@@ -252,6 +280,14 @@ export class QueueClient extends Endpoint {
           }
           const w = decodeHandshake(payload);
           if (w.version !== QUEUE_VERSION) throw new ProtocolError(`queue protocol version mismatch: the server speaks ${w.version}, this client ${QUEUE_VERSION}`);
+          if (!w.session.equals(this.token)) {
+            // Over MQTT: the answer to another client's HELLO with this identity (the topic is shared).
+            if (this.hub !== undefined) return;
+            throw new ProtocolError("the queue server's WELCOME names another session than this client's HELLO");
+          }
+          if (w.status === HandshakeStatus.Superseded) {
+            throw (this.takenOver = new PeerDeadError(`another client connected with this client's identity (${this.id}) and took its session over`));
+          }
           if (w.status === HandshakeStatus.Full) throw new ResourceExhaustedError(`the queue server at ${this.where} has as many clients as it accepts`);
           if (w.status !== HandshakeStatus.Ok) throw new ProtocolError(`the queue server at ${this.where} refused the handshake (status ${w.status})`);
           welcomed = true;
@@ -307,6 +343,10 @@ export class QueueClient extends Endpoint {
         await this.dial();
         return;
       } catch (err) {
+        if (this.takenOver !== undefined) {
+          this.fail(this.takenOver);
+          return;
+        }
         last = err instanceof PlexusError ? err : new PeerDeadError(String(err));
         if (err instanceof AccessDeniedError || err instanceof ProtocolError || err instanceof ClosedError) break;
       }

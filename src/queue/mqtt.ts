@@ -1,7 +1,10 @@
 /**
  * The MQTT backend: queue frames carried through an MQTT broker. The server subscribes to
  * `plexus/q/<name>/s`, each client to `plexus/q/<name>/c/<client id>`; every MQTT message
- * (QoS 1) is the sender's 16-byte identity followed by exactly one queue frame. Handshake,
+ * (QoS 1) is the sender's 16-byte identity, the 8-byte session token of the client session it
+ * belongs to, and exactly one queue frame. The server keeps one link per identity and token, so
+ * a client that took an identity over and the client it displaced never see each other's
+ * frames (a client drops what carries another token than its own). Handshake,
  * serials, acknowledgements and keep-alives are the same as over TCP, end to end: a put
  * resolves on the receiving endpoint's ACK, not on the broker's PUBACK. The broker's
  * redeliveries are dropped as duplicates by serial. Requires the `mqtt` package.
@@ -12,7 +15,10 @@ import { FrameTooLargeError, InvalidArgumentError, PeerDeadError, ProtocolError 
 import type { Link, LinkEvents } from "./link.js";
 import type { QueueUrl } from "./options.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
-import { checkHeader, HEADER_BYTES, IDENTITY_BYTES, readHeader } from "./wire.js";
+import { checkHeader, HEADER_BYTES, IDENTITY_BYTES, readHeader, TOKEN_BYTES } from "./wire.js";
+
+/** Bytes before the frame in every MQTT message: the sender's identity and the session token. */
+const ENVELOPE_BYTES = IDENTITY_BYTES + TOKEN_BYTES;
 
 /** The part of an mqtt.js client this backend uses. */
 interface MqttClientLike {
@@ -29,6 +35,11 @@ export function topicPrefix(name: string): string {
   return `plexus/q/${name}`;
 }
 
+/** The server's key of a client's link: its identity and session token (hex). */
+export function linkKey(identity: string, token: Buffer): string {
+  return `${identity}:${token.toString("hex")}`;
+}
+
 /** One peer reached through the broker. */
 export class MqttLink implements Link {
   lastRx = performance.now();
@@ -42,9 +53,11 @@ export class MqttLink implements Link {
     private readonly hub: MqttHub,
     /** Topic this link publishes to. */
     readonly topic: string,
-    /** The peer's identity (hex). */
+    /** The hub's key of this link (the server's: the client's identity and token, hex). */
     readonly peer: string,
     private readonly maxMessage: number,
+    /** The session token of the client session this link carries (in every message it publishes). */
+    readonly token: Buffer,
   ) {}
 
   bind(events: LinkEvents): void {
@@ -57,11 +70,11 @@ export class MqttLink implements Link {
 
   write(chunks: readonly Uint8Array[]): void {
     if (this.closed) return;
-    this.hub.publish(this.topic, chunks);
+    this.hub.publish(this.topic, this.token, chunks);
     this.lastTx = performance.now();
   }
 
-  /** One MQTT message from the peer (identity already stripped). */
+  /** One MQTT message from the peer (identity and token already stripped). */
   receive(frame: Buffer): void {
     this.lastRx = performance.now();
     if (this.closed) return;
@@ -105,8 +118,11 @@ export class MqttLink implements Link {
 /** One endpoint's MQTT connection: publishes frames, routes incoming ones to links. */
 export class MqttHub {
   private readonly links = new Map<string, MqttLink>();
-  /** Called for a message from a peer without a link (server: a new client). */
-  onUnknown: ((peer: string, frame: Buffer) => void) | undefined;
+  /**
+   * Called for a message from a peer without a link (server: a new client, or a new session
+   * of a client: `identity` in hex, `token` a view of the message).
+   */
+  onUnknown: ((identity: string, token: Buffer, frame: Buffer) => void) | undefined;
   /**
    * Called when the broker connection came back after a loss: frames published to this end
    * meanwhile are gone (clean sessions), so the client handshakes again and both sides resend
@@ -118,14 +134,24 @@ export class MqttHub {
     private readonly client: MqttClientLike,
     readonly identity: Buffer,
     readonly prefix: string,
+    /** A client's session token: messages that carry another one are not for this client. */
+    private readonly token: Buffer | undefined,
   ) {}
 
   /**
    * Connects to the broker of `url` and subscribes to `inbox` (a topic under the prefix).
-   * Rejects with `PeerDeadError` if the broker cannot be reached, `InvalidArgumentError` if
-   * the `mqtt` package is missing.
+   * `token` (a client's session token) is part of the MQTT client id, so two client objects
+   * with the same identity are two broker clients. Rejects with `PeerDeadError` if the broker
+   * cannot be reached, `InvalidArgumentError` if the `mqtt` package is missing.
    */
-  static async connect(url: QueueUrl, tls: TcpTlsOptions | undefined, identity: Buffer, inbox: string, connectTimeout: number): Promise<MqttHub> {
+  static async connect(
+    url: QueueUrl,
+    tls: TcpTlsOptions | undefined,
+    identity: Buffer,
+    inbox: string,
+    connectTimeout: number,
+    token?: Buffer,
+  ): Promise<MqttHub> {
     let mqtt: typeof import("mqtt");
     try {
       mqtt = await import("mqtt");
@@ -137,7 +163,7 @@ export class MqttHub {
     let client: MqttClientLike;
     try {
       client = (await mqtt.connectAsync(brokerUrl, {
-        clientId: `plexus-${identity.toString("hex")}`,
+        clientId: `plexus-${identity.toString("hex")}${token ? `-${token.toString("hex")}` : ""}`,
         clean: true,
         connectTimeout,
         reconnectPeriod: 200,
@@ -147,7 +173,7 @@ export class MqttHub {
       throw new PeerDeadError(`cannot reach the MQTT broker at ${brokerUrl}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     const prefix = topicPrefix(url.name);
-    const hub = new MqttHub(client, identity, prefix);
+    const hub = new MqttHub(client, identity, prefix, token);
     client.on("error", () => {}); // mqtt.js reconnects; silence is caught by the queue's keep-alives
     client.on("message", (topic, payload) => hub.route(topic, payload));
     client.on("connect", () => hub.onReconnect?.()); // the first connect happened before this listener
@@ -155,10 +181,13 @@ export class MqttHub {
     return hub;
   }
 
-  /** A link to `peer` publishing to `topic` (a topic under the prefix). */
-  link(peer: string, topic: string, maxMessage: number): MqttLink {
+  /**
+   * A link keyed `peer` (the server's: {@link linkKey}) publishing to `topic` (a topic under
+   * the prefix), carrying the client session `token`.
+   */
+  link(peer: string, topic: string, maxMessage: number, token: Buffer): MqttLink {
     this.links.get(peer)?.destroy();
-    const l = new MqttLink(this, `${this.prefix}/${topic}`, peer, maxMessage);
+    const l = new MqttLink(this, `${this.prefix}/${topic}`, peer, maxMessage, token);
     this.links.set(peer, l);
     return l;
   }
@@ -169,18 +198,20 @@ export class MqttHub {
   }
 
   /** @internal */
-  publish(topic: string, chunks: readonly Uint8Array[]): void {
-    const parts: Uint8Array[] = [this.identity, ...chunks];
+  publish(topic: string, token: Buffer, chunks: readonly Uint8Array[]): void {
+    const parts: Uint8Array[] = [this.identity, token, ...chunks];
     this.client.publish(topic, Buffer.concat(parts), { qos: 1 }, () => {});
   }
 
   private route(_topic: string, payload: Buffer): void {
-    if (payload.length < IDENTITY_BYTES) return; // not ours
-    const peer = payload.toString("hex", 0, IDENTITY_BYTES);
-    const frame = payload.subarray(IDENTITY_BYTES);
-    const l = this.links.get(peer);
+    if (payload.length < ENVELOPE_BYTES) return; // not ours
+    const token = payload.subarray(IDENTITY_BYTES, ENVELOPE_BYTES);
+    if (this.token !== undefined && !token.equals(this.token)) return; // another client object's session
+    const identity = payload.toString("hex", 0, IDENTITY_BYTES);
+    const frame = payload.subarray(ENVELOPE_BYTES);
+    const l = this.links.get(linkKey(identity, token));
     if (l !== undefined) l.receive(frame);
-    else this.onUnknown?.(peer, frame);
+    else this.onUnknown?.(identity, token, frame);
   }
 
   /** Drops every link and disconnects from the broker. */

@@ -72,7 +72,13 @@ export interface QueueServerOptions extends QueueOptions {
 
 /** Options of `queue.client`. */
 export interface QueueClientOptions extends QueueOptions {
-  /** This client's identity: 16 bytes or 32 hex digits (default: random). Reconnecting with it resumes the session. */
+  /**
+   * This client's identity: 16 bytes or 32 hex digits (default: random); the server's
+   * `msg.peer` for this client. This client object's own reconnections resume its session. A
+   * new client object given the identity of another (a process restarted under the identity
+   * it had) takes the identity over: it starts a new session, and the old one ends — the
+   * server's puts pending toward it reject with `PeerDeadError` (see docs/queue.md, *Sessions*).
+   */
   identity?: Uint8Array | string;
   /** Time to connect and complete the handshake, each attempt (ms, default 5000). */
   connectTimeout?: number;

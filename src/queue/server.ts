@@ -16,11 +16,23 @@ import { intOption, msOption } from "../transport/tcp-wire.js";
 import { Endpoint } from "./endpoint.js";
 import type { PeerId } from "./inbox.js";
 import { SocketLink, type Link } from "./link.js";
-import { MqttHub, MqttLink } from "./mqtt.js";
+import { linkKey, MqttHub, MqttLink } from "./mqtt.js";
 import { settings, type QueueServerOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
-import { decodeHandshake, encodeHandshake, FLAG_IDLE, HandshakeStatus, type Header, QFrame, QUEUE_VERSION } from "./wire.js";
+import {
+  decodeHandshake,
+  encodeHandshake,
+  FLAG_IDLE,
+  FLAG_TAKEN_OVER,
+  HandshakeStatus,
+  header,
+  type Header,
+  QFrame,
+  QUEUE_VERSION,
+} from "./wire.js";
 
+/** Superseded session tokens remembered per identity (a displaced client coming back is refused). */
+const SUPERSEDED_KEPT = 8;
 
 /** Options of {@link QueueServer.put} given as an object. */
 export interface ServerPutOptions extends BlockingOptions {
@@ -69,9 +81,9 @@ export class QueueServer extends Endpoint {
       server.on("error", () => {}); // accept errors (EMFILE): that connection is lost, the server serves on
     }
     if (hub !== undefined) {
-      hub.onUnknown = (peer, frame) => {
+      hub.onUnknown = (peer, token, frame) => {
         if (this.closing) return;
-        const link = hub.link(peer, `c/${peer}`, this.cfg.maxMessage);
+        const link = hub.link(linkKey(peer, token), `c/${peer}`, this.cfg.maxMessage, Buffer.from(token));
         this.acceptLink(link);
         link.receive(frame);
       };
@@ -281,7 +293,7 @@ export class QueueServer extends Endpoint {
         }
         if (h.type !== QFrame.Hello) throw new ProtocolError(`expected HELLO, got frame type ${h.type}`);
         clearTimeout(timer);
-        session = this.hello(link, payload);
+        session = this.hello(link, payload, session);
       },
       gone: (err) => {
         clearTimeout(timer);
@@ -294,22 +306,46 @@ export class QueueServer extends Endpoint {
     });
   }
 
-  /** Answers a HELLO; returns the client's session, or undefined after a refusal. */
-  private hello(link: Link, payload: Buffer): Session | undefined {
+  /**
+   * Answers a HELLO; returns the client's session, or undefined after a refusal. `current` is
+   * the session already on `link` (MQTT: a HELLO again on a client's link — same identity and
+   * session token — after its broker connection came back): a refusal then leaves that session
+   * and its link alone.
+   *
+   * The session token decides between resuming and taking over: the identity's session with
+   * the same token is resumed (the same client object reconnecting); a different token is
+   * another client object (a restarted process) taking the identity over: the old session
+   * ends — what was pending toward it rejects with `PeerDeadError`, its serials and duplicate
+   * state are dropped, its connection (if any is left) gets a BYE with the taken-over flag —
+   * and a new session starts. A token that was taken over is refused (`Superseded`), so a
+   * displaced client cannot take the identity back.
+   */
+  private hello(link: Link, payload: Buffer, current: Session | undefined): Session | undefined {
     const h = decodeHandshake(payload);
-    const refuse = (status: HandshakeStatus): undefined => {
-      link.write([this.welcome(status, false)]);
+    const refuse = (status: HandshakeStatus): Session | undefined => {
+      link.write([this.welcome(status, false, h.session)]);
+      if (current !== undefined) return current;
       link.end();
       return undefined;
     };
     if (h.version !== QUEUE_VERSION) return refuse(HandshakeStatus.Version);
     if (h.status !== 0) return refuse(HandshakeStatus.Malformed);
     const id = h.identity.toString("hex");
+    const token = h.session.toString("hex");
     let s = this.sessions.get(id);
+    let superseded: readonly string[] = [];
+    if (s !== undefined && s.token !== token) {
+      if (s.superseded.includes(token)) return refuse(HandshakeStatus.Superseded);
+      superseded = [...s.superseded, s.token].slice(-SUPERSEDED_KEPT);
+      this.takeOver(s, link);
+      s = undefined;
+    }
     const resumed = s !== undefined;
     if (s === undefined) {
       if (this.sessions.size >= this.scfg.maxClients) return refuse(HandshakeStatus.Full);
       s = new Session(h.identity, this, { slots: this.cfg.slots, maxPending: this.cfg.maxPending });
+      s.token = token;
+      s.superseded = superseded;
       this.sessions.set(id, s);
     } else {
       const t = this.lost.get(s);
@@ -322,12 +358,31 @@ export class QueueServer extends Endpoint {
     s.peerSlots = h.slots;
     s.peerMaxMessage = h.maxMessage;
     link.peerHeartbeat = h.heartbeat;
-    link.write([this.welcome(HandshakeStatus.Ok, resumed)]);
+    link.write([this.welcome(HandshakeStatus.Ok, resumed, h.session)]);
     s.attach(link, resumed);
     return s;
   }
 
-  private welcome(status: HandshakeStatus, resumed: boolean): Buffer {
+  /**
+   * Ends session `old` because another client (another session token) connected with its
+   * identity on `link`: its pending puts reject with `PeerDeadError`, messages it parked here
+   * are dropped (never acknowledged), and its connection, if it is another one that is still
+   * up, gets a BYE with the taken-over flag and is closed.
+   */
+  private takeOver(old: Session, link: Link): void {
+    const oldLink = old.link;
+    old.link = undefined;
+    if (oldLink !== undefined && oldLink !== link && !oldLink.closed) {
+      oldLink.write([header(0, QFrame.Bye, FLAG_TAKEN_OVER, 0)]);
+      oldLink.end();
+      // A client that is gone without a word does not close its side: do not wait for it.
+      setTimeout(() => oldLink.destroy(), this.scfg.handshakeTimeout).unref();
+    }
+    this.endSession(old, new PeerDeadError(`client ${old.id} was taken over by a new client with the same identity`));
+  }
+
+  /** A WELCOME; `session` is the token of the HELLO it answers. */
+  private welcome(status: HandshakeStatus, resumed: boolean, session: Buffer): Buffer {
     return encodeHandshake(QFrame.Welcome, {
       version: QUEUE_VERSION,
       status,
@@ -336,6 +391,7 @@ export class QueueServer extends Endpoint {
       heartbeat: this.cfg.heartbeat,
       maxMessage: this.cfg.maxMessage,
       identity: this.identity,
+      session,
     });
   }
 

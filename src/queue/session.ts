@@ -48,6 +48,13 @@ export class Session {
   lastData = performance.now();
   /** Set once the session is over. */
   dead: Error | undefined;
+  /** Server side: the client's session token (hex) that names this session under its identity. */
+  token = "";
+  /**
+   * Server side: tokens of earlier sessions under this identity that were taken over (most
+   * recent last, a few at most): a client coming back with one of them is refused.
+   */
+  superseded: readonly string[] = [];
   private nextSerial = 1;
   private readonly inflight = new Map<number, Entry>();
   private waiting: Entry[] = [];

@@ -10,14 +10,26 @@ import { Slab } from "./slab.js";
 
 /** "PLXQ" little-endian: first 4 bytes of HELLO and WELCOME payloads. */
 export const QUEUE_MAGIC = 0x51584c50;
-/** Version of the queue wire protocol. */
-export const QUEUE_VERSION = 1;
+/**
+ * Version of the queue wire protocol. 2: the handshake carries a session token (a new client
+ * with a known identity starts a new session instead of resuming another client's).
+ */
+export const QUEUE_VERSION = 2;
 /** Bytes of a frame header. */
 export const HEADER_BYTES = 12;
-/** Bytes of a HELLO or WELCOME payload. */
-export const HANDSHAKE_BYTES = 36;
+/** Bytes of a HELLO or WELCOME payload (of this version). */
+export const HANDSHAKE_BYTES = 44;
+/**
+ * Handshake payload lengths a receiver reads far enough to answer a version it does not speak
+ * (another version's handshake may be shorter or longer than this one's).
+ */
+export const MIN_HANDSHAKE_BYTES = 8;
+/** See {@link MIN_HANDSHAKE_BYTES}. */
+export const MAX_HANDSHAKE_BYTES = 256;
 /** Bytes of a peer identity. */
 export const IDENTITY_BYTES = 16;
+/** Bytes of a session token. */
+export const TOKEN_BYTES = 8;
 /** Largest NACK payload: a 4-byte reason code and at most 252 bytes of UTF-8 text. */
 export const MAX_NACK_BYTES = 256;
 /** Largest message size the protocol can express (a DATA payload): 4 GiB - 1. */
@@ -49,6 +61,12 @@ export const FLAG_RELIABLE = 1;
 /** BYE flag (server -> client): the session was collected while idle; the client may start a new one. */
 export const FLAG_IDLE = 1;
 
+/**
+ * BYE flag (server -> client): another client (another session token) connected with this
+ * client's identity and took it over; this client's session is over and it must not come back.
+ */
+export const FLAG_TAKEN_OVER = 2;
+
 /** WELCOME status codes. */
 export const enum HandshakeStatus {
   /** Joined. */
@@ -59,6 +77,8 @@ export const enum HandshakeStatus {
   Malformed = 2,
   /** The server has as many clients as it accepts. */
   Full = 3,
+  /** Another client (another session token) took this identity over since this token's session. */
+  Superseded = 4,
 }
 
 /** NACK reason codes. */
@@ -85,6 +105,12 @@ export interface Handshake {
   maxMessage: number;
   /** The writer's identity (16 bytes). */
   identity: Buffer;
+  /**
+   * The session token (8 bytes). HELLO: random per client object, the same on each of its
+   * reconnections — a HELLO with the token of the identity's session resumes it, another token
+   * starts a new session. WELCOME: the HELLO's token, echoed.
+   */
+  session: Buffer;
 }
 
 /** A frame header as parsed. */
@@ -129,7 +155,8 @@ export function checkHeader(h: Header, maxMessage: number): "ok" | "too-large" {
   switch (h.type) {
     case QFrame.Hello:
     case QFrame.Welcome:
-      if (h.length !== HANDSHAKE_BYTES || h.flags !== 0) throw new ProtocolError(`malformed handshake frame (length ${h.length})`);
+      // Any length a handshake of some version may have: the version is read before the length is held to this one's.
+      if (h.length < MIN_HANDSHAKE_BYTES || h.length > MAX_HANDSHAKE_BYTES || h.flags !== 0) throw new ProtocolError(`malformed handshake frame (length ${h.length})`);
       return "ok";
     case QFrame.Data:
       if ((h.flags & ~FLAG_RELIABLE) !== 0) throw new ProtocolError(`DATA frame with unknown flags 0x${h.flags.toString(16)}`);
@@ -142,7 +169,7 @@ export function checkHeader(h: Header, maxMessage: number): "ok" | "too-large" {
       if (h.length !== 0 || h.flags !== 0) throw new ProtocolError(`control frame ${h.type} with a payload or flags`);
       return "ok";
     case QFrame.Bye:
-      if (h.length !== 0 || (h.flags & ~FLAG_IDLE) !== 0) throw new ProtocolError("BYE with a payload or unknown flags");
+      if (h.length !== 0 || (h.flags & ~(FLAG_IDLE | FLAG_TAKEN_OVER)) !== 0) throw new ProtocolError("BYE with a payload or unknown flags");
       return "ok";
     default:
       throw new ProtocolError(`unknown queue frame type ${h.type}`);
@@ -162,27 +189,33 @@ export function encodeHandshake(type: QFrame.Hello | QFrame.Welcome, h: Handshak
   b.writeUInt32LE(h.heartbeat, p + 12);
   b.writeUInt32LE(h.maxMessage, p + 16);
   h.identity.copy(b, p + 20, 0, IDENTITY_BYTES);
+  h.session.copy(b, p + 36, 0, TOKEN_BYTES);
   return b;
 }
 
 /**
- * Decodes a HELLO or WELCOME payload. A wrong magic is a {@link ProtocolError}; the version is
- * returned as is (the caller answers a mismatch); other fields are range-checked only when the
- * version matches.
+ * Decodes a HELLO or WELCOME payload. A wrong magic is a {@link ProtocolError}; another
+ * version is returned with its version and status only (the caller answers the mismatch; the
+ * other fields are zero); this version's fields are length- and range-checked.
  */
 export function decodeHandshake(p: Buffer): Handshake {
-  if (p.length !== HANDSHAKE_BYTES) throw new ProtocolError(`handshake of ${p.length} bytes`);
+  if (p.length < MIN_HANDSHAKE_BYTES) throw new ProtocolError(`handshake of ${p.length} bytes`);
   if (p.readUInt32LE(0) !== QUEUE_MAGIC) throw new ProtocolError(`not a Plexus queue peer (magic 0x${p.readUInt32LE(0).toString(16)})`);
+  const version = p.readUInt16LE(4);
+  if (version !== QUEUE_VERSION) {
+    return { version, status: p[6], resumed: false, slots: 0, heartbeat: 0, maxMessage: 0, identity: Buffer.alloc(IDENTITY_BYTES), session: Buffer.alloc(TOKEN_BYTES) };
+  }
+  if (p.length !== HANDSHAKE_BYTES) throw new ProtocolError(`version ${version} handshake of ${p.length} bytes (${HANDSHAKE_BYTES} expected)`);
   const h: Handshake = {
-    version: p.readUInt16LE(4),
+    version,
     status: p[6],
     resumed: p[7] === 1,
     slots: p.readUInt16LE(8),
     heartbeat: p.readUInt32LE(12),
     maxMessage: p.readUInt32LE(16),
     identity: Buffer.from(p.subarray(20, 20 + IDENTITY_BYTES)),
+    session: Buffer.from(p.subarray(36, 36 + TOKEN_BYTES)),
   };
-  if (h.version !== QUEUE_VERSION) return h;
   if (p[7] > 1 || p.readUInt16LE(10) !== 0) throw new ProtocolError("handshake with non-zero reserved bytes");
   if (h.slots < 1 || h.slots > MAX_SLOTS) throw new ProtocolError(`handshake announces ${h.slots} slots (1..${MAX_SLOTS})`);
   if (h.heartbeat < 1) throw new ProtocolError("handshake announces a heartbeat of 0 ms");
