@@ -9,7 +9,6 @@ import { randomBytes } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import {
-  AbortError,
   AccessDeniedError,
   ClosedError,
   PeerDeadError,
@@ -37,6 +36,7 @@ import {
   TOKEN_BYTES,
 } from "./wire.js";
 import { connectError } from "../net/dial.js";
+import { Deferred } from "../util/wait.js";
 
 const enum State {
   Connected,
@@ -216,11 +216,11 @@ export class QueueClient extends Endpoint {
 
   /** One connection attempt with handshake; attaches the session on success. */
   private dial(signal?: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    {
       let socketError: NodeJS.ErrnoException | undefined;
       let link: Link;
       if (this.hub !== undefined) {
-        link = this.dialing = this.hub.link("server", "s", this.cfg.maxMessage, this.token);
+        link = this.dialing = this.hub.link("server", "s", this.cfg.maxMessage, this.token, this.liveness());
       } else {
         const { host, port } = this.cfg.url;
         const opts = { host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: this.cfg.peerTimeout };
@@ -231,25 +231,20 @@ export class QueueClient extends Endpoint {
         };
         // Plain TCP reads with `onread`: large payloads straight into their buffers.
         link = this.tlsOpts
-          ? new SocketLink(open(tlsConnect({ ...this.tlsOpts, ...opts })), this.cfg.maxMessage)
-          : new SocketLink((onread) => open(netConnect({ ...opts, onread })), this.cfg.maxMessage);
+          ? new SocketLink(open(tlsConnect({ ...this.tlsOpts, ...opts })), this.cfg.maxMessage, this.liveness())
+          : new SocketLink((onread) => open(netConnect({ ...opts, onread })), this.cfg.maxMessage, this.liveness());
       }
-      let done = false;
-      const finish = (err?: PlexusError): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        this.abortDial = undefined;
-        this.dialing = undefined;
-        if (err !== undefined) {
-          link.destroy();
-          reject(err);
-        } else resolve();
-      };
-      const timer = setTimeout(() => finish(new TimeoutError(`no queue handshake with ${this.where} within ${this.connectTimeout} ms`)), this.connectTimeout);
-      const onAbort = (): void => finish(new AbortError("connect aborted", { cause: signal?.reason }));
-      signal?.addEventListener("abort", onAbort, { once: true });
+      const handshake = new Deferred<void>(
+        { timeout: this.connectTimeout, signal, what: "connect", timeoutError: () => new TimeoutError(`no queue handshake with ${this.where} within ${this.connectTimeout} ms`) },
+        undefined,
+        (d) => {
+          this.abortDial = undefined;
+          this.dialing = undefined;
+          if (d.rejected) link.destroy();
+        },
+      );
+      if (handshake.settled) return handshake.promise;
+      const finish = (err?: PlexusError): void => void (err !== undefined ? handshake.reject(err) : handshake.resolve());
       this.abortDial = () => finish(new ClosedError("queue client closed while connecting"));
       // Sockets buffer writes until connected (and TLS until secure): HELLO goes out first.
       link.write([
@@ -298,7 +293,7 @@ export class QueueClient extends Endpoint {
           (this.session as { id: string }).id = id;
           this.session.peerSlots = w.slots;
           this.session.peerMaxMessage = w.maxMessage;
-          link.peerHeartbeat = w.heartbeat;
+          link.liveness.setPeerHeartbeat(w.heartbeat);
           this.link = link;
           this.state = State.Connected;
           this.session.attach(link, resumed);
@@ -315,7 +310,8 @@ export class QueueClient extends Endpoint {
           if (this.link === link) this.lost();
         },
       });
-    });
+      return handshake.promise;
+    }
   }
 
   /** The connection dropped without BYE: reconnect within `reconnectWindow`. */

@@ -16,6 +16,7 @@ import { Deadlines, PutOp } from "./put.js";
 import { Slab } from "./slab.js";
 import type { Session, SessionHost } from "./session.js";
 import { FLAG_RELIABLE, header, HEADER_BYTES, QFrame } from "./wire.js";
+import { Liveness } from "../net/liveness.js";
 
 /** Messages up to this size are copied into one buffer with their header. */
 const SMALL = 8 << 10;
@@ -47,7 +48,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   protected constructor(protected readonly cfg: Settings) {
     native(); // loaded now: it tunes the allocator for the message buffers this end will free
     this.inbox = new Inbox({ maxQueue: cfg.maxQueue, maxQueueBytes: cfg.maxQueueBytes, timeout: Infinity });
-    this.ticker = setInterval(() => this.tick(), Math.max(10, Math.min(cfg.heartbeat, cfg.peerTimeout) / 2));
+    this.ticker = setInterval(() => this.tick(), this.tickMs);
     this.ticker.unref();
   }
 
@@ -163,16 +164,20 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   }
 
   private tick(): void {
-    const now = performance.now();
     for (const l of this.links()) {
       if (l.closed) continue;
-      // The peer writes at least every `heartbeat` ms it announced: silence is judged against that too.
-      if (now - l.lastRx > Math.max(this.cfg.peerTimeout, 3 * l.peerHeartbeat)) {
-        l.fail(new PeerDeadError(`no byte from the peer for ${Math.round(now - l.lastRx)} ms`));
-        continue;
-      }
-      if (now - l.lastTx >= this.cfg.heartbeat) l.write([PING]);
+      if (!l.liveness.tick(() => l.write([PING]))) l.fail(new PeerDeadError(`no byte from the peer for ${l.liveness.deadAfterMs} ms`));
     }
     this.onTick();
+  }
+
+  /** How often liveness is checked: twice per heartbeat (or per peer timeout, if shorter). */
+  private get tickMs(): number {
+    return Math.max(10, Math.min(this.cfg.heartbeat, this.cfg.peerTimeout) / 2);
+  }
+
+  /** Liveness counters for a new connection of this end. */
+  protected liveness(): Liveness {
+    return new Liveness(this.tickMs, this.cfg.heartbeat, this.cfg.peerTimeout);
   }
 }

@@ -5,9 +5,10 @@
  * @internal
  * @module
  */
-import { AbortError, ClosedError, PeerDeadError, type PlexusError, TimeoutError } from "../errors.js";
+import { ClosedError, PeerDeadError, type PlexusError, TimeoutError } from "../errors.js";
 import { decode } from "../codec/index.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
+import { WaitList } from "../util/wait.js";
 import type { Session } from "./session.js";
 import { encodeNack, FLAG_RELIABLE, NackReason } from "./wire.js";
 
@@ -60,14 +61,6 @@ interface Arrival {
   bytes: number;
 }
 
-interface GetWaiter {
-  resolve(m: QueueMessage | null): void;
-  reject(err: unknown): void;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-}
-
 /** Limits of an inbox. */
 export interface InboxLimits {
   /** Messages held before parking. */
@@ -84,7 +77,7 @@ export class Inbox {
   private head = 0;
   private bytes = 0;
   private parked: Arrival[] = [];
-  private readonly waiters: GetWaiter[] = [];
+  private readonly waiters = new WaitList<QueueMessage | null>();
   private ended: PlexusError | undefined;
   /** Largest `bytes` held so far. */
   peakBytes = 0;
@@ -99,7 +92,7 @@ export class Inbox {
 
   /** Pending `get` calls. */
   get waiting(): number {
-    return this.waiters.length;
+    return this.waiters.size;
   }
 
   /** Messages parked for lack of room. */
@@ -137,24 +130,7 @@ export class Inbox {
     if (m !== undefined) return Promise.resolve(m);
     if (this.ended !== undefined) return Promise.resolve(null);
     const timeout = opts.timeout ?? this.limits.timeout;
-    return new Promise((resolve, reject) => {
-      const w: GetWaiter = { resolve, reject, timer: undefined, signal: opts.signal, onAbort: undefined };
-      if (timeout !== Infinity) {
-        w.timer = setTimeout(() => {
-          this.drop(w);
-          reject(new TimeoutError(`get: no message within ${timeout} ms`));
-        }, timeout);
-      }
-      if (opts.signal !== undefined) {
-        const signal = opts.signal;
-        w.onAbort = () => {
-          this.drop(w);
-          reject(new AbortError("get aborted", { cause: signal.reason }));
-        };
-        signal.addEventListener("abort", w.onAbort, { once: true });
-      }
-      this.waiters.push(w);
-    });
+    return this.waiters.wait({ timeout, signal: opts.signal, what: "get", timeoutError: () => new TimeoutError(`get: no message within ${timeout} ms`) });
   }
 
   /**
@@ -166,10 +142,7 @@ export class Inbox {
     this.ended = err;
     for (const a of this.parked) a.session.nack(a.serial, a.gen, encodeNack(a.serial, NackReason.Closed, "queue closed"));
     this.parked = [];
-    for (const w of this.waiters.splice(0)) {
-      this.unwatch(w);
-      w.resolve(null);
-    }
+    this.waiters.wakeAll(null);
   }
 
   /** Refuses the parked messages of a session that ended (their puts reject at the sender). */
@@ -190,12 +163,7 @@ export class Inbox {
   private admit(a: Arrival): void {
     const m = new Message(a.value, a.session.id, a.bytes, a.reliable ? a.session : undefined, a.serial, a.gen);
     if (!a.reliable) a.session.ack(a.serial, a.gen);
-    const w = this.waiters.shift();
-    if (w !== undefined) {
-      this.unwatch(w);
-      w.resolve(m);
-      return;
-    }
+    if (this.waiters.wakeOne(m)) return;
     this.items.push(m);
     this.bytes += a.bytes;
     if (this.bytes > this.peakBytes) this.peakBytes = this.bytes;
@@ -225,16 +193,6 @@ export class Inbox {
     }
   }
 
-  private drop(w: GetWaiter): void {
-    const i = this.waiters.indexOf(w);
-    if (i >= 0) this.waiters.splice(i, 1);
-    this.unwatch(w);
-  }
-
-  private unwatch(w: GetWaiter): void {
-    clearTimeout(w.timer);
-    if (w.onAbort !== undefined) w.signal?.removeEventListener("abort", w.onAbort);
-  }
 }
 
 /** The error a get on an ended inbox rejects with. */

@@ -6,9 +6,9 @@
  * @module
  */
 import type { OnReadOpts, Socket } from "node:net";
-import { performance } from "node:perf_hooks";
 import { FrameParser } from "./parser.js";
 import type { Header } from "./wire.js";
+import type { Liveness } from "../net/liveness.js";
 
 /** What a session needs from a connection. */
 export interface Link {
@@ -24,14 +24,10 @@ export interface Link {
   destroy(): void;
   /** Drops the connection because of `err` (reported as the reason it ended). */
   fail(err: Error): void;
-  /** `performance.now()` of the last byte received. */
-  readonly lastRx: number;
-  /** `performance.now()` of the last frame written. */
-  readonly lastTx: number;
+  /** Heartbeats and the peer's silence: bytes in and out mark it, the endpoint's timer ticks it. */
+  readonly liveness: Liveness;
   /** True once the connection is gone. */
   readonly closed: boolean;
-  /** The heartbeat the peer announced in its handshake (ms; 0 until then). */
-  peerHeartbeat: number;
 }
 
 /** Callbacks of a {@link SocketLink}. */
@@ -44,10 +40,7 @@ export interface LinkEvents {
 
 /** A queue link over a TCP or TLS socket. */
 export class SocketLink implements Link {
-  lastRx = performance.now();
-  lastTx = performance.now();
   closed = false;
-  peerHeartbeat = 0;
   private corked = false;
   private events: LinkEvents | undefined;
   private readonly parser: FrameParser;
@@ -66,8 +59,13 @@ export class SocketLink implements Link {
    *   for an accepted connection): the link then chooses where each read goes, and a large
    *   message's payload is read straight into its own buffer (no copy from 64 KiB reads)
    * @param maxMessage - largest DATA payload this end accepts
+   * @param liveness - this connection's heartbeat and silence counters
    */
-  constructor(socket: Socket | ((onread: OnReadOpts) => Socket), maxMessage: number) {
+  constructor(
+    socket: Socket | ((onread: OnReadOpts) => Socket),
+    maxMessage: number,
+    readonly liveness: Liveness,
+  ) {
     this.parser = new FrameParser(maxMessage, (h, p) => {
       if (!this.closed) this.events?.frame(h, p);
     });
@@ -85,7 +83,7 @@ export class SocketLink implements Link {
 
   /** `n` bytes were read into `target`, which the parser chose ({@link FrameParser.readTarget}). */
   private onRead(n: number, target: Uint8Array): boolean {
-    this.lastRx = performance.now();
+    this.liveness.heard();
     if (this.closed) return true;
     try {
       this.parser.read(n, target);
@@ -97,7 +95,7 @@ export class SocketLink implements Link {
 
   /** A chunk of Node's own reads arrived. */
   private onChunk(chunk: Buffer): void {
-    this.lastRx = performance.now();
+    this.liveness.heard();
     if (this.closed) return;
     try {
       this.parser.push(chunk);
@@ -123,7 +121,7 @@ export class SocketLink implements Link {
       setImmediate(this.uncork); // after the I/O callbacks of this loop turn: their writes (ACKs) go out together
     }
     for (const c of chunks) if (c.byteLength > 0) this.socket.write(c);
-    this.lastTx = performance.now();
+    this.liveness.sent();
   }
 
   end(): void {

@@ -16,6 +16,7 @@ import type { Link, LinkEvents } from "./link.js";
 import type { QueueUrl } from "./options.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { checkHeader, HEADER_BYTES, IDENTITY_BYTES, readHeader, TOKEN_BYTES } from "./wire.js";
+import type { Liveness } from "../net/liveness.js";
 
 /** Bytes before the frame in every MQTT message: the sender's identity and the session token. */
 const ENVELOPE_BYTES = IDENTITY_BYTES + TOKEN_BYTES;
@@ -42,10 +43,7 @@ export function linkKey(identity: string, token: Buffer): string {
 
 /** One peer reached through the broker. */
 export class MqttLink implements Link {
-  lastRx = performance.now();
-  lastTx = performance.now();
   closed = false;
-  peerHeartbeat = 0;
   private events: LinkEvents | undefined;
   private readonly closedWaiters: (() => void)[] = [];
 
@@ -58,6 +56,8 @@ export class MqttLink implements Link {
     private readonly maxMessage: number,
     /** The session token of the client session this link carries (in every message it publishes). */
     readonly token: Buffer,
+    /** Heartbeats and the peer's silence. */
+    readonly liveness: Liveness,
   ) {}
 
   bind(events: LinkEvents): void {
@@ -71,12 +71,12 @@ export class MqttLink implements Link {
   write(chunks: readonly Uint8Array[]): void {
     if (this.closed) return;
     this.hub.publish(this.topic, this.token, chunks);
-    this.lastTx = performance.now();
+    this.liveness.sent();
   }
 
   /** One MQTT message from the peer (identity and token already stripped). */
   receive(frame: Buffer): void {
-    this.lastRx = performance.now();
+    this.liveness.heard();
     if (this.closed) return;
     try {
       if (frame.length < HEADER_BYTES) throw new ProtocolError(`MQTT message of ${frame.length} bytes is shorter than a frame header`);
@@ -185,9 +185,9 @@ export class MqttHub {
    * A link keyed `peer` (the server's: {@link linkKey}) publishing to `topic` (a topic under
    * the prefix), carrying the client session `token`.
    */
-  link(peer: string, topic: string, maxMessage: number, token: Buffer): MqttLink {
+  link(peer: string, topic: string, maxMessage: number, token: Buffer, liveness: Liveness): MqttLink {
     this.links.get(peer)?.destroy();
-    const l = new MqttLink(this, `${this.prefix}/${topic}`, peer, maxMessage, token);
+    const l = new MqttLink(this, `${this.prefix}/${topic}`, peer, maxMessage, token, liveness);
     this.links.set(peer, l);
     return l;
   }

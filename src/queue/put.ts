@@ -6,6 +6,7 @@
  * @module
  */
 import { AbortError, TimeoutError } from "../errors.js";
+import { whenAborted } from "../util/wait.js";
 
 /** A put's message on its way to one peer. */
 export interface Entry {
@@ -35,8 +36,7 @@ export class PutOp {
   private resolveFn!: () => void;
   private rejectFn!: (err: unknown) => void;
   private timer: ReturnType<typeof setTimeout> | undefined;
-  private signal: AbortSignal | undefined;
-  private onAbort: (() => void) | undefined;
+  private unwatch: (() => void) | undefined;
   /** Told once when the put settles. */
   owner: { settled(op: PutOp): void } | undefined;
 
@@ -62,11 +62,7 @@ export class PutOp {
       if (shared !== undefined) shared.add(this, performance.now() + timeout);
       else this.timer = setTimeout(() => this.expire(), timeout);
     }
-    if (signal !== undefined) {
-      this.signal = signal;
-      this.onAbort = () => this.fail(new AbortError("put aborted", { cause: signal.reason }));
-      signal.addEventListener("abort", this.onAbort, { once: true });
-    }
+    if (signal !== undefined) this.unwatch = whenAborted(signal, () => this.fail(new AbortError("put aborted", { cause: signal.reason })));
   }
 
   /** One peer acknowledged. */
@@ -93,7 +89,7 @@ export class PutOp {
   private cleanup(): void {
     this.settled = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    if (this.onAbort !== undefined) this.signal?.removeEventListener("abort", this.onAbort);
+    this.unwatch?.();
     this.owner?.settled(this);
   }
 }

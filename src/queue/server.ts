@@ -83,7 +83,7 @@ export class QueueServer extends Endpoint {
     if (hub !== undefined) {
       hub.onUnknown = (peer, token, frame) => {
         if (this.closing) return;
-        const link = hub.link(linkKey(peer, token), `c/${peer}`, this.cfg.maxMessage, Buffer.from(token));
+        const link = hub.link(linkKey(peer, token), `c/${peer}`, this.cfg.maxMessage, Buffer.from(token), this.liveness());
         this.acceptLink(link);
         link.receive(frame);
       };
@@ -260,7 +260,7 @@ export class QueueServer extends Endpoint {
         // `onread` is a constructor option since Node 12 (its types list it under connect only).
         const options: SocketConstructorOpts & { onread: OnReadOpts } = { fd, readable: true, writable: true, onread };
         return (socket = new Socket(options));
-      }, this.cfg.maxMessage);
+      }, this.cfg.maxMessage, this.liveness());
       link.socket.setNoDelay(true);
       link.socket.setKeepAlive(true, this.cfg.peerTimeout);
       this.acceptLink(link);
@@ -278,7 +278,7 @@ export class QueueServer extends Endpoint {
       return;
     }
     socket.setNoDelay(true);
-    this.acceptLink(new SocketLink(socket, this.cfg.maxMessage));
+    this.acceptLink(new SocketLink(socket, this.cfg.maxMessage, this.liveness()));
   }
 
   private acceptLink(link: SocketLink | MqttLink): void {
@@ -357,7 +357,7 @@ export class QueueServer extends Endpoint {
     }
     s.peerSlots = h.slots;
     s.peerMaxMessage = h.maxMessage;
-    link.peerHeartbeat = h.heartbeat;
+    link.liveness.setPeerHeartbeat(h.heartbeat);
     link.write([this.welcome(HandshakeStatus.Ok, resumed, h.session)]);
     s.attach(link, resumed);
     return s;
