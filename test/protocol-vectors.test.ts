@@ -1,0 +1,563 @@
+// The test vectors of docs/protocol.md: every ```hex <label> block of the page is checked here.
+// For each, the code writes exactly the page's bytes from the field values the page states, and
+// reads the page's bytes back to those values. The page and this file must name the same
+// vectors, so neither can drift. (§7, queues: no vectors yet.)
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { Socket } from "node:net";
+import { Duplex, PassThrough } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { decode, encode, encodeChunks, encodedSize, encodeInto } from "../src/codec/index.js";
+import { ProtocolError } from "../src/errors.js";
+import { ControlParser, encodeControl, MsgType } from "../src/graph/protocol.js";
+import { native, type Received } from "../src/native.js";
+import { decodeFrame, prepare, RAW_PREFIX, writeRawHeaders } from "../src/pubsub/wire.js";
+import { AtomicsBell, RingReader, RingWriter } from "../src/ring/index.js";
+import { H_EPOCH, H_WRITE_POS, H_WRITER_PID, H_WRITER_STATE, H_WRITER_WAKE, initRing, readGeometry, ringGeometry, S_STATE, slotIndex } from "../src/ring/layout.js";
+import { TcpChannel } from "../src/rpc/channel.js";
+import { checkRingAddress, hello, HelloKind, readHello } from "../src/rpc/handshake.js";
+import {
+  decodeAt,
+  decodeOwned,
+  errorBody,
+  FLAG_RAW,
+  get32,
+  lengthBody,
+  LITTLE_ENDIAN,
+  rawBody,
+  readHeader,
+  RpcType,
+  valueBody,
+  writeHeader as writeRpcHeader,
+  writeHeaderWords,
+  type Body,
+} from "../src/rpc/wire.js";
+import { connectShm, ShmSender } from "../src/transport/shm.js";
+import {
+  controlFrame,
+  decodeHello,
+  decodeWelcome,
+  encodeHello,
+  encodeWelcome,
+  frameBytes,
+  frameType,
+  FrameType,
+  readValue,
+  writeHeader as writeTcpHeader,
+} from "../src/transport/tcp-wire.js";
+
+// ---- the page --------------------------------------------------------------------------------
+
+const DOC = fileURLToPath(new URL("../../docs/protocol.md", import.meta.url));
+
+/** The page's vectors by label; throws on a malformed block (so a typo cannot hide a vector). */
+function readVectors(text: string): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  const opened = text.split("\n").filter((line) => /^```hex\b/.test(line)).length;
+  for (const m of text.matchAll(/^```hex[ \t]+(\S+)[ \t]*\n([\s\S]*?)^```[ \t]*$/gm)) {
+    const [, label, block] = m;
+    assert.ok(!out.has(label), `vector ${label} appears twice in docs/protocol.md`);
+    const lines = block.split("\n").filter((line) => line.trim() !== "");
+    assert.ok(lines.length > 0, `vector ${label} is empty`);
+    const bytes: number[] = [];
+    lines.forEach((line, i) => {
+      const tokens = line.trim().split(/ +/);
+      for (const t of tokens) assert.match(t, /^[0-9a-f]{2}$/, `vector ${label}: "${t}" is not a lowercase hex byte`);
+      const last = i === lines.length - 1;
+      assert.ok(last ? tokens.length <= 16 : tokens.length === 16, `vector ${label}, line ${i + 1}: 16 bytes a line`);
+      bytes.push(...tokens.map((t) => parseInt(t, 16)));
+    });
+    out.set(label, Buffer.from(bytes));
+  }
+  assert.equal(out.size, opened, "every ```hex block of docs/protocol.md has a label and its closing fence");
+  return out;
+}
+
+const VECTORS = readVectors(readFileSync(DOC, "utf8"));
+
+/** The page's bytes of `label`. */
+function vec(label: string): Buffer {
+  const v = VECTORS.get(label);
+  assert.ok(v !== undefined, `docs/protocol.md has no vector ${label}`);
+  return v;
+}
+
+/** Asserts two byte sequences are equal, showing both in hex when they are not. */
+function sameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
+  const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex").replace(/(..)(?!$)/g, "$1 ");
+  assert.equal(hex(actual), hex(expected), `${what}: the code's bytes differ from the page's`);
+}
+
+const ABC = Uint8Array.of(0x61, 0x62, 0x63);
+
+// ---- §1 the ring -------------------------------------------------------------------------------
+
+/** A fresh ring of capacity 4096, 1 reader slot, writer pid 4242 (the page's values). */
+function freshRing(): { buffer: SharedArrayBuffer; base: number; data: Uint8Array; words: Int32Array } {
+  const geo = ringGeometry({ capacity: 4096, maxReaders: 1 });
+  const buffer = new SharedArrayBuffer(geo.byteLength);
+  initRing(buffer, geo, 4242);
+  return { buffer, base: geo.headerBytes, data: new Uint8Array(buffer, geo.headerBytes, geo.capacity), words: new Int32Array(buffer) };
+}
+
+function ringWriter(buffer: SharedArrayBuffer): RingWriter {
+  return new RingWriter(buffer, new AtomicsBell(new Int32Array(buffer), H_WRITER_WAKE), { nativeCopy: false });
+}
+
+function ringReader(buffer: SharedArrayBuffer): RingReader {
+  return new RingReader(buffer, (w, i) => new AtomicsBell(w, i), undefined);
+}
+
+/** Reads the next message (it must be there) and releases it; returns a copy and its sequence. */
+function readOne(reader: RingReader): { bytes: Uint8Array; sequence: number; at: number } {
+  const at = reader.tryReadAt();
+  assert.ok(at >= 0, "a message is ready");
+  const bytes = reader.ring.bytes.slice(at, at + reader.length);
+  const sequence = reader.sequence;
+  reader.release();
+  return { bytes, sequence, at };
+}
+
+/**
+ * The page's wrap scenario: "abc", 2032 bytes, 2032 bytes again into a fresh ring, read by one
+ * reader. `marker` (if given) replaces the 16 bytes at data offset 2080 before the third message
+ * is read. Returns the marker's bytes as written and the third message as read.
+ */
+function wrapScenario(marker?: Uint8Array): { written: Uint8Array; third: ReturnType<typeof readOne>; base: number } {
+  const { buffer, base, data } = freshRing();
+  const writer = ringWriter(buffer);
+  const reader = ringReader(buffer);
+  assert.ok(writer.tryWrite(ABC));
+  readOne(reader);
+  assert.ok(writer.tryWrite(new Uint8Array(2032)));
+  readOne(reader);
+  assert.ok(writer.tryWrite(new Uint8Array(2032).fill(0x5a)));
+  const written = data.slice(2080, 2096);
+  if (marker !== undefined) data.set(marker, 2080);
+  const third = readOne(reader);
+  reader.leave();
+  writer.close();
+  return { written, third, base };
+}
+
+const ring = {
+  "ring.header": (bytes: Buffer): void => {
+    const { buffer } = freshRing();
+    sameBytes(new Uint8Array(buffer, 0, 32), bytes, "initRing");
+    assert.ok(new Uint8Array(buffer, 32, 4096 - 32).every((b) => b === 0), "the rest of the header is zero");
+    // Read back: a header whose first 32 bytes are the page's is a valid ring header.
+    const copy = new SharedArrayBuffer(buffer.byteLength);
+    new Uint8Array(copy).set(bytes);
+    assert.deepEqual(readGeometry(copy), { headerBytes: 4096, capacity: 4096, maxReaders: 1 });
+    const h = new Int32Array(copy);
+    assert.deepEqual([h[H_WRITER_PID], h[H_WRITER_STATE], h[H_EPOCH]], [4242, 1, 0], "writerPid, writerState, epoch");
+  },
+  "ring.frame": (bytes: Buffer): void => {
+    const w = freshRing();
+    const writer = ringWriter(w.buffer);
+    assert.ok(writer.tryWrite(ABC));
+    sameBytes(w.data.subarray(0, 32), bytes, "RingWriter.tryWrite");
+    writer.close();
+    // Read back: the page's frame, committed by hand, is "abc" with sequence 1.
+    const r = freshRing();
+    const reader = ringReader(r.buffer);
+    r.data.set(bytes, 0);
+    Atomics.store(r.words, H_WRITE_POS, bytes.length);
+    const got = readOne(reader);
+    assert.deepEqual(got.bytes, ABC);
+    assert.equal(got.sequence, 1);
+    assert.equal(reader.tryReadAt(), -1, "one message");
+    reader.leave();
+  },
+  "ring.wrap": (bytes: Buffer): void => {
+    const { written } = wrapScenario();
+    sameBytes(written, bytes, "the wrap marker RingWriter wrote");
+    // Read back: with the page's marker, and with its ignored bytes (length, 8..15) changed,
+    // the reader skips to offset 0 of the next lap and reads message 3 there.
+    const scrambled = Buffer.from(bytes);
+    scrambled.writeInt32LE(0x12345678, 0);
+    scrambled.fill(0xee, 8, 16);
+    for (const marker of [bytes, scrambled]) {
+      const { third, base } = wrapScenario(marker);
+      assert.equal(third.sequence, 3);
+      assert.equal(third.at, base + 16, "the frame after the marker is at data offset 0");
+      assert.equal(third.bytes.length, 2032);
+      assert.ok(third.bytes.every((b) => b === 0x5a));
+    }
+  },
+};
+
+// ---- §2 the shm handshake ------------------------------------------------------------------------
+
+/** The page's JOIN: slot 0, ticket 0x1234. */
+const JOIN_STATE = (0x1234 << 2) | 2;
+
+/** The next message on a non-blocking Unix socket (waits up to 5 s). */
+async function receive(fd: number): Promise<Received> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const msg = native().recvFds(fd, 64);
+    if (msg !== null) return msg;
+    assert.ok(Date.now() < deadline, "no message within 5 s");
+    await sleep(2);
+  }
+}
+
+/** Sends `join` (with an eventfd) to a real shm writer whose slot 0 holds `state`; returns its answer. */
+async function askWriter(join: Uint8Array, state: number): Promise<Buffer> {
+  const n = native();
+  const sender = ShmSender.create({ capacity: 4096, maxReceivers: 1 });
+  const efd = n.eventfdCreate();
+  let fd = -1;
+  try {
+    // What a reader in another process sees: its own mapping of the segment.
+    const words = new Int32Array(n.segmentOpen(sender.address.name));
+    Atomics.store(words, slotIndex(0, S_STATE), state);
+    fd = n.unixConnect(sender.address.socket);
+    assert.equal(n.sendFds(fd, join, [efd]), join.length);
+    const answer = await receive(fd);
+    for (const f of answer.fds) n.close(f);
+    assert.equal(answer.fds.length, 1, "the answer carries the writer's eventfd");
+    return Buffer.from(answer.data);
+  } finally {
+    if (fd >= 0) n.close(fd);
+    n.close(efd);
+    await sender.close();
+  }
+}
+
+/**
+ * Runs `connectShm` against a stand-in writer (a real segment and socket) that answers the join
+ * with `answer`. Returns the join the reader sent, the state word of the slot it claimed, and
+ * how `connectShm` ended.
+ */
+async function askReader(answer: Uint8Array): Promise<{ join: Buffer; state: number; outcome: unknown }> {
+  const n = native();
+  const id = `plexus-${process.pid}-${randomBytes(6).toString("hex")}`;
+  const address = { kind: "shm" as const, name: `/${id}`, socket: `\0${id}` };
+  const geo = ringGeometry({ capacity: 4096, maxReaders: 1 });
+  const buffer = n.segmentCreate(address.name, geo.byteLength, 0o600);
+  initRing(buffer, geo, process.pid);
+  const listenFd = n.unixListen(address.socket);
+  const efd = n.eventfdCreate();
+  let peer = -1;
+  try {
+    const connecting = connectShm(address, { connectTimeout: 5000 });
+    connecting.catch(() => {}); // observed below
+    const deadline = Date.now() + 5000;
+    while ((peer = n.unixAccept(listenFd)) < 0) {
+      assert.ok(Date.now() < deadline, "the reader did not connect");
+      await sleep(2);
+    }
+    const join = await receive(peer);
+    for (const f of join.fds) n.close(f);
+    assert.equal(join.fds.length, 1, "the join carries the reader's eventfd");
+    const state = Atomics.load(new Int32Array(buffer), slotIndex(0, S_STATE));
+    n.sendFds(peer, answer, [efd]);
+    let outcome: unknown;
+    try {
+      const receiver = await connecting;
+      await receiver.close();
+      outcome = "joined";
+    } catch (err) {
+      outcome = err;
+    }
+    return { join: Buffer.from(join.data), state, outcome };
+  } finally {
+    if (peer >= 0) n.close(peer);
+    n.close(listenFd);
+    n.close(efd);
+    n.segmentUnlink(address.name);
+  }
+}
+
+const shm = {
+  "shm.join": async (bytes: Buffer): Promise<void> => {
+    // Written: the join connectShm sends, with its own ticket and pid in place of the page's.
+    const { join, state, outcome } = await askReader(vec("shm.accept"));
+    assert.equal(outcome, "joined");
+    assert.equal(state & 3, 2, "the slot is active when the join is sent");
+    const expected = Buffer.from(bytes);
+    expected.writeInt32LE(state, 8);
+    expected.writeUInt32LE(process.pid, 12);
+    sameBytes(join, expected, "connectShm's join (ticket and pid are this run's)");
+    // Read: a writer whose slot 0 holds state 0x48d2 accepts the page's join.
+    assert.equal(bytes.readUInt32LE(4), 0);
+    assert.equal(bytes.readInt32LE(8), JOIN_STATE);
+    assert.equal(bytes.readUInt32LE(12), 4242);
+    assert.equal((await askWriter(bytes, JOIN_STATE)).readUInt32LE(4), 0, "status 0: joined");
+  },
+  "shm.accept": async (bytes: Buffer): Promise<void> => {
+    sameBytes(await askWriter(vec("shm.join"), JOIN_STATE), bytes, "the writer's answer to a join it accepts");
+    assert.equal((await askReader(bytes)).outcome, "joined");
+  },
+  "shm.refuse": async (bytes: Buffer): Promise<void> => {
+    sameBytes(await askWriter(vec("shm.join"), (0x4321 << 2) | 2), bytes, "the writer's answer to a join for a slot of another owner");
+    sameBytes(await askWriter(vec("shm.join"), 0), bytes, "the writer's answer to a join for a free slot");
+    const { outcome } = await askReader(bytes);
+    assert.ok(outcome instanceof ProtocolError && /refused/.test(outcome.message), `connectShm rejects: ${String(outcome)}`);
+  },
+};
+
+// ---- §3 control protocol ------------------------------------------------------------------------
+
+/** `body` is what the encoder is given; `read` what the parser returns (`undefined` reads as nil). */
+function controlVector(type: MsgType, id: number, body: Record<string, unknown>, read = body) {
+  return (bytes: Buffer): void => {
+    sameBytes(encodeControl(type, id, body), bytes, "encodeControl");
+    const want = [{ type, id, body: read }];
+    assert.deepEqual(new ControlParser().push(bytes), want);
+    // One byte at a time: the same single message, at the last byte.
+    const parser = new ControlParser();
+    for (let i = 0; i < bytes.length - 1; i++) assert.deepEqual(parser.push(bytes.subarray(i, i + 1)), []);
+    assert.deepEqual(parser.push(bytes.subarray(bytes.length - 1)), want);
+    // The same map with a fixmap header (what most MessagePack encoders write) reads the same.
+    assert.deepEqual([...bytes.subarray(12, 14)], [0xde, 0x00], "the encoder writes a map 16 header");
+    assert.ok(bytes[14] < 16);
+    const fixmap = Buffer.concat([bytes.subarray(0, 12), Buffer.of(0x80 | bytes[14]), bytes.subarray(15)]);
+    fixmap.writeUInt32LE(fixmap.length - 4, 0);
+    assert.deepEqual(new ControlParser().push(fixmap), want);
+  };
+}
+
+const control = {
+  "control.hello": controlVector(
+    MsgType.Hello,
+    0,
+    { host: "h1", pid: 4242, threadId: 0, name: "cam", token: undefined },
+    { host: "h1", pid: 4242, threadId: 0, name: "cam", token: null },
+  ),
+  "control.welcome": controlVector(MsgType.Welcome, 0, { node: "n1", version: 1 }),
+  "control.request": controlVector(MsgType.Request, 1, { id: "p2", op: "port.remove" }),
+  "control.response": controlVector(MsgType.Response, 1, { ok: true, result: {} }),
+  "control.error": controlVector(MsgType.Response, 2, { ok: false, code: "ERR_PLEXUS_CYCLE", message: "cycle" }),
+  "control.notify": controlVector(MsgType.Notify, 3, { subscriber: "s3", publishers: [] }),
+  "control.notify-ack": (bytes: Buffer): void => {
+    controlVector(MsgType.NotifyAck, 3, {})(bytes);
+    // A frame with no body at all reads as an empty map too.
+    const bare = Buffer.from(bytes.subarray(0, 12));
+    bare.writeUInt32LE(8, 0);
+    assert.deepEqual(new ControlParser().push(bare), [{ type: MsgType.NotifyAck, id: 3, body: {} }]);
+  },
+};
+
+// ---- §4 pub/sub messages --------------------------------------------------------------------------
+
+/** The frame of `value` written by each of the codec's writers. */
+function codecWriters(value: unknown): Uint8Array[] {
+  const plan = encodedSize(value);
+  const into = new Uint8Array(plan.byteLength);
+  assert.equal(encodeInto(plan, into), plan.byteLength);
+  return [encode(value), into, Buffer.concat(encodeChunks(encodedSize(value)))];
+}
+
+function pubsubMessage(value: unknown, sequence: number): Uint8Array {
+  const p = prepare(value, sequence);
+  const out = new Uint8Array(p.size);
+  p.writeTo(out);
+  return out;
+}
+
+const pubsub = {
+  "codec.value": (bytes: Buffer): void => {
+    for (const frame of codecWriters({ a: 1 })) sameBytes(frame, bytes, "the codec");
+    assert.deepEqual(decode(bytes), { a: 1 });
+  },
+  "codec.buffer": (bytes: Buffer): void => {
+    for (const frame of codecWriters({ a: Uint8Array.of(1, 2, 3) })) sameBytes(frame, bytes, "the codec");
+    const got = decode(bytes) as { a: Uint8Array };
+    assert.deepEqual(got, { a: Uint8Array.of(1, 2, 3) });
+    assert.equal(got.a.constructor, Uint8Array);
+  },
+  "pubsub.value": (bytes: Buffer): void => {
+    sameBytes(pubsubMessage({ a: 1 }, 1), bytes, "prepare");
+    assert.deepEqual(decodeFrame(bytes), { sequence: 1, value: { a: 1 } });
+  },
+  "pubsub.raw": (bytes: Buffer): void => {
+    sameBytes(pubsubMessage(Uint8Array.of(1, 2, 3), 2), bytes, "prepare");
+    const loan = new Uint8Array(RAW_PREFIX + 3);
+    loan.set([1, 2, 3], RAW_PREFIX);
+    writeRawHeaders(loan, 2, 3);
+    sameBytes(loan, bytes, "a loan committed with 3 bytes");
+    const got = decodeFrame(bytes);
+    assert.equal(got.sequence, 2);
+    assert.deepEqual(got.value, Uint8Array.of(1, 2, 3));
+  },
+};
+
+// ---- §5 the tcp transport -------------------------------------------------------------------------
+
+/** A control frame of type `type` and `value`: written by `controlFrame`, read back. */
+function tcpControl(type: FrameType, value: number) {
+  return (bytes: Buffer): void => {
+    sameBytes(value === 0 ? controlFrame(type) : controlFrame(type, value), bytes, "controlFrame");
+    assert.equal(bytes.length, 16);
+    assert.equal(bytes.readUInt32LE(0), 0, "no payload");
+    assert.equal(frameType(bytes, 0), type);
+    assert.equal(readValue(bytes, 0), value);
+  };
+}
+
+const tcp = {
+  "tcp.hello": (bytes: Buffer): void => {
+    const h = { version: 1, policy: 1, pid: 4242, heartbeat: 1000 };
+    sameBytes(encodeHello(h), bytes, "encodeHello");
+    assert.deepEqual(decodeHello(bytes), { ...h, reserved: true });
+  },
+  "tcp.welcome": (bytes: Buffer): void => {
+    const w = { version: 1, status: 0, capacity: 65536, maxMessage: 1024, startSeq: 1, heartbeat: 1000 };
+    sameBytes(encodeWelcome(w), bytes, "encodeWelcome");
+    assert.deepEqual(decodeWelcome(bytes), w);
+  },
+  "tcp.welcome-full": (bytes: Buffer): void => {
+    // As the sender refuses (tcp.ts): status, its version, zeros.
+    const w = { version: 1, status: 3, capacity: 0, maxMessage: 0, startSeq: 0, heartbeat: 0 };
+    sameBytes(encodeWelcome(w), bytes, "encodeWelcome");
+    assert.deepEqual(decodeWelcome(bytes), w);
+  },
+  "tcp.data": (bytes: Buffer): void => {
+    // As the sender builds a frame: header, payload, zero padding to frameBytes(length).
+    const frame = Buffer.alloc(frameBytes(ABC.length), 0xff);
+    writeTcpHeader(frame, 0, ABC.length, FrameType.Data, 1);
+    frame.set(ABC, 16);
+    frame.fill(0, 16 + ABC.length);
+    sameBytes(frame, bytes, "writeHeader + payload + padding");
+    const length = bytes.readUInt32LE(0);
+    assert.equal(length, 3);
+    assert.equal(frameType(bytes, 0), FrameType.Data);
+    assert.equal(readValue(bytes, 0), 1);
+    assert.equal(bytes.length, frameBytes(length));
+    assert.deepEqual(new Uint8Array(bytes.subarray(16, 16 + length)), ABC);
+    assert.ok(bytes.subarray(16 + length).every((b) => b === 0), "zero padding");
+  },
+  "tcp.end": tcpControl(FrameType.End, 5),
+  "tcp.ping": tcpControl(FrameType.Ping, 0),
+  "tcp.want": tcpControl(FrameType.Want, 0),
+  "tcp.ack": tcpControl(FrameType.Ack, 2 ** 32 + 32),
+  "tcp.bye": tcpControl(FrameType.Bye, 0),
+};
+
+// ---- §6 request/response ---------------------------------------------------------------------------
+
+const RING_NAME = "/plexus-4242-0123456789ab";
+
+/** Reads a handshake message with the handshake's own reader, from a stand-in socket. */
+async function readHandshake(bytes: Uint8Array): Promise<{ kind: number; body: unknown; rest: Buffer }> {
+  const socket = new PassThrough();
+  socket.write(bytes);
+  try {
+    return await readHello(socket as unknown as Socket, 5000);
+  } finally {
+    socket.destroy();
+  }
+}
+
+function handshakeVector(kind: HelloKind, body: unknown) {
+  return async (bytes: Buffer): Promise<void> => {
+    sameBytes(hello(kind, body), bytes, "hello");
+    const got = await readHandshake(bytes);
+    assert.deepEqual(got, { kind, body, rest: Buffer.alloc(0) });
+  };
+}
+
+/** A message as the channels write it (header, then body). */
+function rpcMessage(type: RpcType, id: number, aux: number, body: Body): Uint8Array {
+  const out = new Uint8Array(16 + body.size);
+  writeRpcHeader(out, 0, type, body.flags, id, aux);
+  body.writeTo(out, 16);
+  if (LITTLE_ENDIAN) {
+    // The shm path writes the header as four words: the same bytes.
+    const words = new Int32Array(4);
+    writeHeaderWords(words, 0, type, body.flags, id, aux);
+    sameBytes(new Uint8Array(words.buffer), out.subarray(0, 16), "writeHeaderWords vs writeHeader");
+  }
+  return out;
+}
+
+function rpcValueVector(type: RpcType, id: number, value: unknown) {
+  return (bytes: Buffer): void => {
+    sameBytes(rpcMessage(type, id, 0, valueBody(value)), bytes, "header + valueBody");
+    assert.deepEqual(readHeader(bytes), { type, flags: 0, id, aux: 0 });
+    assert.deepEqual(decodeOwned(bytes, 16, bytes.length), value);
+    assert.deepEqual(decodeAt(bytes, 16, bytes.length), value);
+  };
+}
+
+const rpc = {
+  "rpc.hello-shm": async (bytes: Buffer): Promise<void> => {
+    const address = { name: RING_NAME, socket: `\0${RING_NAME.slice(1)}` };
+    await handshakeVector(HelloKind.Shm, address)(bytes);
+    assert.deepEqual(checkRingAddress((await readHandshake(bytes)).body), address);
+  },
+  "rpc.hello-tcp": handshakeVector(HelloKind.Tcp, undefined),
+  "rpc.refused": handshakeVector(HelloKind.Refused, { code: "ERR_PLEXUS_PROTOCOL", message: "bad hello" }),
+  "rpc.request": rpcValueVector(RpcType.Request, 1, { a: 1 }),
+  "rpc.response": rpcValueVector(RpcType.Response, 1, { a: 2 }),
+  "rpc.error": (bytes: Buffer): void => {
+    sameBytes(rpcMessage(RpcType.Error, 2, 0, errorBody(new Error("boom"))), bytes, "header + errorBody");
+    assert.deepEqual(readHeader(bytes), { type: RpcType.Error, flags: 0, id: 2, aux: 0 });
+    assert.deepEqual(decode(bytes.subarray(16)), { code: "ERR_PLEXUS_HANDLER", name: "Error", message: "boom" });
+  },
+  "rpc.raw-request": (bytes: Buffer): void => {
+    sameBytes(rpcMessage(RpcType.Request, 3, 0, rawBody(Uint8Array.of(1, 2, 3))), bytes, "header + rawBody");
+    assert.deepEqual(readHeader(bytes), { type: RpcType.Request, flags: FLAG_RAW, id: 3, aux: 0 });
+    assert.deepEqual([...bytes.subarray(16)], [1, 2, 3]);
+  },
+  "rpc.in-place": (bytes: Buffer): void => {
+    sameBytes(rpcMessage(RpcType.InPlace, 3, 1, lengthBody(2)), bytes, "header + lengthBody");
+    assert.deepEqual(readHeader(bytes), { type: RpcType.InPlace, flags: 0, id: 3, aux: 1 });
+    assert.equal(bytes.length, 20);
+    assert.equal(get32(bytes, 16), 2);
+  },
+  "rpc.tcp-request": async (bytes: Buffer): Promise<void> => {
+    sameBytes(bytes.subarray(4), vec("rpc.request"), "the framed message is rpc.request");
+    // A tcp channel over a stand-in socket: what it writes, and what it reads.
+    const written: Buffer[] = [];
+    const socket = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, done) {
+        written.push(chunk);
+        done();
+      },
+    });
+    const channel = new TcpChannel(socket as unknown as Socket, 1 << 20);
+    try {
+      channel.send(RpcType.Request, 1, 0, valueBody({ a: 1 }));
+      await new Promise((resolve) => setImmediate(resolve));
+      sameBytes(Buffer.concat(written), bytes, "TcpChannel.send");
+      const got: unknown[] = [];
+      channel.onMessage = (b, at, end, frame) => {
+        got.push({ header: readHeader(b, at, end), value: decodeOwned(b, at + 16, end) });
+        frame.release();
+      };
+      socket.push(bytes);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(got, [{ header: { type: RpcType.Request, flags: 0, id: 1, aux: 0 }, value: { a: 1 } }]);
+      assert.ok(!channel.closed);
+    } finally {
+      socket.destroy();
+    }
+  },
+};
+
+// ---- the checks ---------------------------------------------------------------------------------
+
+const CHECKS: Record<string, (bytes: Buffer) => void | Promise<void>> = { ...ring, ...shm, ...control, ...pubsub, ...tcp, ...rpc };
+
+test("docs/protocol.md and this test name the same vectors", () => {
+  const documented = [...VECTORS.keys()].sort();
+  const checked = Object.keys(CHECKS).sort();
+  assert.deepEqual(
+    { missingFromThePage: checked.filter((l) => !VECTORS.has(l)), notChecked: documented.filter((l) => !(l in CHECKS)) },
+    { missingFromThePage: [], notChecked: [] },
+  );
+});
+
+for (const [label, check] of Object.entries(CHECKS)) {
+  test(`vector ${label}`, async () => {
+    await check(vec(label));
+  });
+}
