@@ -5,7 +5,7 @@
  * The classes form a hierarchy in which the specific extends the general (a ZeroBuffer
  * `WriterDeadError` is a {@link PeerDeadError}, {@link NoSpaceError} a {@link SystemError}), and
  * `instanceof` holds across the package's ESM and CommonJS copies and across the wire: an error
- * a GraphServer or a server sends back is rebuilt as the class of its code ({@link errorFromWire}).
+ * a GraphServer or a server sends back is rebuilt as the class of its code (docs/errors.md).
  * @module
  */
 

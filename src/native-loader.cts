@@ -1,7 +1,7 @@
 /**
  * Locates and loads the compiled addon. A CommonJS file on purpose: it is emitted as `.cjs` in
  * both builds so `__dirname` works from ESM and CommonJS alike.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { join } from "node:path";

@@ -7,7 +7,7 @@
  * Every native function validates its arguments (throwing {@link InvalidArgumentError}) and
  * turns a failed system call into a {@link SystemError} (or {@link NoSpaceError} for
  * `ENOSPC`) carrying `errno`, its name and the system's text.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { loadAddon } from "./native-loader.cjs";

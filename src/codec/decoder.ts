@@ -3,7 +3,7 @@
  * own memory (no copy) when the frame's alignment allows it; the frame is checked completely
  * (header, table, body profile) before anything is built, and anything wrong is a
  * {@link ProtocolError}.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { Buffer } from "node:buffer";

@@ -4,7 +4,7 @@
  * frame into any memory (a ring loan: one copy of each buffer, in place), as often as there are
  * destinations; {@link encodeChunks} gives the pieces for a vectored socket write (no copy of
  * the buffers at all); {@link encode} returns one contiguous frame.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { Buffer } from "node:buffer";

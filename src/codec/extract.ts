@@ -3,7 +3,7 @@
  * buffer out (it travels out-of-band) and puts placeholders where MessagePack alone would lose
  * information (`-0`, `Map`). Containers on the path to a replaced value are copied (shallowly);
  * everything else is packed as it is, so a value without buffers costs one walk and no copy.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { Buffer } from "node:buffer";

@@ -1,7 +1,7 @@
 /**
  * The frame format's constants: header and buffer-table layout, frame kinds, buffer types and
  * the MessagePack extension types of the body. Specified byte by byte in docs/codec.md.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 

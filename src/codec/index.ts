@@ -2,7 +2,7 @@
  * The codec: value <-> frame. A frame is a fixed header, a MessagePack body and out-of-band
  * buffers, so typed arrays, `Buffer`s and `DataView`s arrive as views over the frame's memory
  * (no copy). The format is specified in docs/codec.md.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 export { encode, encodeChunks, encodedSize, encodeInto, type FramePlan } from "./encoder.js";

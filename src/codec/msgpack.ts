@@ -4,7 +4,7 @@
  *
  * The codec uses its own instance of msgpackr (see `msgpackr.cts`) and registers extensions only
  * for its private placeholder classes ({@link BufferRef}, {@link MapEntries}, {@link NegativeZero}).
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import type { Packr } from "msgpackr";

@@ -8,7 +8,7 @@
  * - it has no native string extractor: `msgpackr-extract` cannot read a SharedArrayBuffer and
  *   throws (then falls back) on every body decoded from a ring, which costs ~10 µs per message;
  * - it builds no code with `new Function` while decoding.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import type * as Msgpackr from "msgpackr";

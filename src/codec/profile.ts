@@ -4,7 +4,7 @@
  * extensions, string map keys, tags followed by what they need, buffer indexes inside the
  * table, nesting at most {@link MAX_DEPTH}. One pass, no allocation beyond a small stack, so a
  * hostile body is refused before msgpackr sees it.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { ProtocolError } from "../errors.js";

@@ -2,7 +2,7 @@
  * The dashboard page: one static HTML document with its script and styles inline (no build
  * step, nothing fetched from elsewhere). It draws the graph (nodes, topics, request/response
  * services) as SVG with its own layered layout, sparklines per topic and per service, a latency histogram and a live plot of a watched topic.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 

@@ -1,6 +1,6 @@
 /**
  * Who this process is: a host id (to tell "same host" from "other host") and the thread id.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { readFileSync } from "node:fs";

@@ -2,7 +2,7 @@
  * The GraphServer control protocol: length-prefixed binary frames with a MessagePack body,
  * versioned, language-neutral (plain maps, strings, numbers, arrays). Specified in
  * docs/protocol.md ("Control protocol").
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { Packr, Unpackr } from "msgpackr";

@@ -1,7 +1,7 @@
 /**
  * The GraphServer connection ports use: the node's current one (it changes when the node
  * reconnects to a new GraphServer).
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import type { GraphClient } from "../graph/client.js";

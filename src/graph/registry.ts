@@ -1,7 +1,7 @@
 /**
  * The GraphServer's state: nodes, publishers, subscribers, topic edges, segments; the DAG rules
  * and the upstream computation. Pure data, no I/O, so it is tested on its own.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { CycleError, InvalidArgumentError, NotFoundError } from "../errors.js";

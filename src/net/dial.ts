@@ -3,7 +3,7 @@
  * an `AbortSignal`, and a failure is a typed error — {@link connectError} maps what the socket
  * reported, the same way for every protocol (TLS failures are `AccessDeniedError`, the rest
  * `PeerDeadError` with Node's error wrapped as `cause`).
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { connect as netConnect, type Socket } from "node:net";

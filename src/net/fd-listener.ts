@@ -4,7 +4,7 @@
  * on sockets it creates, not on those a `net.Server` accepts. The queue server uses it for
  * plain TCP, where a large message is then read by the kernel into its own buffer instead of
  * being copied there from 64 KiB reads.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { lookup } from "node:dns/promises";

@@ -2,7 +2,7 @@
  * TCP (or TLS) listeners with the project's error rules: a `listen` failure is a typed error
  * (`SystemError` with Node's error as `cause`, `InvalidArgumentError` for unusable TLS options).
  * Used by the tcp transport and the request/response server.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { createServer as createNetServer, type Server } from "node:net";

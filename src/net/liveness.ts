@@ -5,7 +5,7 @@
  * {@link Liveness.tick} every `tick` ms (one timer for all its connections) and the two cheap
  * markers {@link Liveness.heard} / {@link Liveness.sent} as bytes move: no clock is read per
  * message.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 

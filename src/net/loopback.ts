@@ -1,7 +1,7 @@
 /**
  * The loopback rule, decided here for every protocol: plain TCP only on addresses that stay on
  * this machine, unless the user opts out (`allowInsecure`); anything else needs TLS.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { isIP } from "node:net";

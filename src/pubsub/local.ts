@@ -1,6 +1,6 @@
 /**
  * Delivery to subscribers in the publisher's own thread: the value itself, no encoding.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { BackpressureError } from "../errors.js";

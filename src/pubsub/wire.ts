@@ -1,7 +1,7 @@
 /**
  * What a pub/sub message looks like in a ring or on a socket: a 16-byte header (magic,
  * flags, the publisher's sequence number) and the codec's frame. Specified in docs/protocol.md.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { ProtocolError } from "../errors.js";

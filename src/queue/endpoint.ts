@@ -1,7 +1,7 @@
 /**
  * What queue servers and clients share: the inbox (`get`, iteration), puts (encoded once,
  * handed to each peer's session, tracked until settled), keep-alives and dead-peer detection.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { ClosedError, FrameTooLargeError, PeerDeadError, type PlexusError } from "../errors.js";

@@ -2,7 +2,7 @@
  * The receiving side of a queue endpoint: messages from every peer in arrival order, bounded
  * in count and bytes. A message that does not fit is parked unacknowledged (its sender keeps
  * the slot, so parking is bounded by the peers' slots) and taken in when room frees up.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { ClosedError, PeerDeadError, type PlexusError, TimeoutError } from "../errors.js";

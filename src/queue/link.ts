@@ -2,7 +2,7 @@
  * A link: one live connection to a peer, carrying queue frames. The TCP/TLS link wraps a
  * socket and a {@link FrameParser}; the MQTT backend has its own. Sessions (which survive
  * reconnection) write through whichever link is current.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import type { OnReadOpts, Socket } from "node:net";

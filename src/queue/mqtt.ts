@@ -8,7 +8,7 @@
  * serials, acknowledgements and keep-alives are the same as over TCP, end to end: a put
  * resolves on the receiving endpoint's ACK, not on the broker's PUBACK. The broker's
  * redeliveries are dropped as duplicates by serial. Requires the `mqtt` package.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { FrameTooLargeError, InvalidArgumentError, PeerDeadError, ProtocolError } from "../errors.js";

@@ -1,7 +1,7 @@
 /**
  * Options of queue servers and clients, their defaults and validation, and the URL that picks
  * the backend (`tcp://`, `tls://`, `mqtt://`, `mqtts://`).
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { randomBytes } from "node:crypto";

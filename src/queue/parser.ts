@@ -2,7 +2,7 @@
  * Splits a byte stream into queue frames. Every header is checked before its payload is
  * allocated: an unknown type, a malformed control frame or a DATA length above the limit ends
  * the stream with a typed error, and nothing larger than the limit is ever allocated.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { FrameTooLargeError } from "../errors.js";

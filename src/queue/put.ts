@@ -2,7 +2,7 @@
  * One `put()`: a message encoded once, handed to one or more sessions, settled when every one
  * acknowledged it (resolve) or the first one failed, the timeout passed or the signal aborted
  * (reject). Every put settles exactly once.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { AbortError, TimeoutError } from "../errors.js";

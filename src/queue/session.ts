@@ -4,7 +4,7 @@
  * received but not yet acknowledged. A link (connection) is attached to it; when the link
  * drops, the session waits for the same peer to come back, resends what was in flight, and the
  * receiver drops the duplicates.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { BackpressureError, FrameTooLargeError, PeerDeadError, ProtocolError } from "../errors.js";
@@ -14,9 +14,9 @@ import { header, type Header, NackReason, QFrame, serialDiff, writeHeader } from
 
 /** What a session needs from its endpoint. */
 export interface SessionHost {
-  /** A new DATA frame arrived (not a duplicate). */
+  /** A new DATA frame arrived (not a duplicate). @internal */
   deliver(s: Session, serial: number, flags: number, payload: Buffer): void;
-  /** The peer said BYE. */
+  /** The peer said BYE. @internal */
   bye(s: Session, flags: number): void;
 }
 

@@ -1,7 +1,7 @@
 /**
  * Small buffers carved from larger slabs: one ArrayBuffer per slab instead of one (or one pool
  * refill) per message, which is most of the garbage a small-message stream makes.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 

@@ -2,7 +2,7 @@
  * The queue wire protocol: a 12-byte header with a type byte on every frame, a versioned
  * handshake (HELLO / WELCOME), data frames carrying one codec frame each, and acknowledgements
  * by serial. The same frames travel over TCP, TLS and MQTT. Specified in docs/protocol.md §7.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { ProtocolError } from "../errors.js";

@@ -3,7 +3,7 @@
  * process use `Atomics.waitAsync`/`Atomics.notify` on a word of the ring; processes use an
  * eventfd watched by the event loop. Both are only rung when the sleeper raised its sleeping
  * flag, so a busy reader costs the writer nothing (see the ring's wake protocol).
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { native, PollEvent, type Watcher } from "../native.js";

@@ -2,7 +2,7 @@
  * Ring positions held in write order and given back in any order: the oldest one still held
  * is as far as the ring's writer may come round to (a reader's taken frames; a writer's own
  * pinned frames).
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 

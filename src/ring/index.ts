@@ -1,6 +1,6 @@
 /**
  * The ring protocol over any SharedArrayBuffer.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { initRing, ringGeometry, type RingOptions } from "./layout.js";

@@ -3,7 +3,7 @@
  * Positions are 32-bit counters that only grow (modulo 2^32); a position's offset in the data
  * region is `pos & (capacity - 1)`. All header fields are 32-bit integers accessed with
  * `Atomics`. The layout is specified in docs/protocol.md.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { InvalidArgumentError, ProtocolError } from "../errors.js";

@@ -1,6 +1,6 @@
 /**
  * A reader of a ring: zero-copy views, released in order.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { performance } from "node:perf_hooks";

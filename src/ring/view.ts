@@ -1,6 +1,6 @@
 /**
  * Typed views of a ring shared by the writer and the readers.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { FLAG_WRAP, H_WRITE_POS, maxPayload, readGeometry, type RingGeometry } from "./layout.js";

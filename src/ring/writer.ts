@@ -1,6 +1,6 @@
 /**
  * The single writer of a ring.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { AtomicsDoorbell, type Bell, type Doorbell } from "./bell.js";

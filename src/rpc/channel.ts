@@ -2,7 +2,7 @@
  * A channel: one client <-> server connection that carries request/response messages both ways,
  * over a pair of shared-memory rings (`shm`) or one TCP/TLS socket (`tcp`). Sends never wait:
  * when the ring has no room the message is queued and written, in order, as soon as it does.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { Buffer } from "node:buffer";

@@ -1,7 +1,7 @@
 /**
  * Opening a channel: the shm handshake over a Unix socket (each side creates the ring it
  * writes, the other attaches to it) and the TCP/TLS hello. Specified in docs/protocol.md.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import type { Socket } from "node:net";

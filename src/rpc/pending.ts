@@ -5,7 +5,7 @@
  * request that timed out never matches the next request in the same slot. Freed slots are taken
  * again in turn (first freed, first taken): every slot is used as often as the others, so ids
  * repeat only after about 2^32 requests, as a plain counter's would.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 

@@ -2,7 +2,7 @@
  * What a request/response message looks like in a ring or on a socket: a 16-byte header
  * (magic, type, flags, the request id, one auxiliary word) and a body. Specified in
  * docs/protocol.md ("Request/response").
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { Buffer } from "node:buffer";

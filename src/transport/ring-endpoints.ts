@@ -1,7 +1,7 @@
 /**
  * Sender and Receiver over a ring; the `thread` and `shm` transports differ only in how the
  * ring is shared, how parties wake each other and how death is noticed.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import type { RingReader } from "../ring/reader.js";
@@ -13,7 +13,7 @@ import type { Frame, Loan, Receiver, Sender, TransportKind } from "./transport.j
 
 /**
  * A frame in a ring: its payload is `ring.bytes[at .. at + length)`; the `bytes` view is made
- * only when asked for (the request/response layer reads frames in place, by offset). @internal
+ * only when asked for (the request/response layer reads frames in place, by offset). Not part of the public API.
  */
 export class RingFrame implements Frame {
   private released = false;

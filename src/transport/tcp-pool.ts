@@ -3,7 +3,7 @@
  * into it (the kernel maps and zeroes new pages), so frames of {@link POOL_MIN} bytes or more
  * come from blocks of a few sizes per power of two that go back to the pool once every receiver has
  * acknowledged (released) the frame — by then no socket can still be reading from it.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 

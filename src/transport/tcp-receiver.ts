@@ -3,7 +3,7 @@
  * buffer filled front to back); complete frames are handed out as views into it, 16-byte
  * aligned, with no further copy (plain TCP reads straight into the arena with `onread`; TLS
  * copies each decrypted chunk in once). Releasing a frame gives credit back to the sender.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { connect as netConnect, type Socket } from "node:net";

@@ -1,7 +1,7 @@
 /**
  * The `tcp` transport's wire format: the handshake blocks, the 16-byte frame header, and the
  * checks both ends apply before trusting a peer. Specified in docs/protocol.md §5.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { InvalidArgumentError, ProtocolError } from "../errors.js";

@@ -1,7 +1,7 @@
 /**
  * The one async queue: a bounded FIFO with waiting on both ends and the three backpressure
  * policies. Its waits are {@link WaitList}s.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { BackpressureError, TimeoutError } from "../errors.js";

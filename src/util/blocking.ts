@@ -1,6 +1,6 @@
 /**
  * Timeouts and abort signals for everything that can block.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { performance } from "node:perf_hooks";

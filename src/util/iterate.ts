@@ -1,7 +1,7 @@
 /**
  * The async iterator every receiving handle offers: each item is released when the loop moves
  * on, and leaving the loop early (`break`, `return`, a throw) closes the handle.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 

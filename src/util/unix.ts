@@ -1,7 +1,7 @@
 /**
  * Reading the small control messages Plexus exchanges over non-blocking Unix sockets (joins,
  * hints), with their passed descriptors.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { native, PollEvent, type Received } from "../native.js";

@@ -10,7 +10,7 @@
  * however many calls wait on it, so an application that passes one signal (say, its shutdown
  * signal) to a thousand concurrent requests neither piles up listeners nor sees Node's
  * `MaxListenersExceededWarning`.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { AbortError, TimeoutError } from "../errors.js";

@@ -6,7 +6,7 @@
  * more each — which is most of the latency of a paced round trip; a poll sees it within a
  * microsecond. The window is bounded in time and in share of the period, and is skipped when
  * the stream is not regular.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 

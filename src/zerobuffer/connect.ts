@@ -4,7 +4,7 @@
  * header is complete (`oieb_size != 0`, `reader_pid != 0`), the reader is alive and every
  * semaphore file exists; refuse another protocol version; claim `writer_pid` with a
  * compare-and-swap; open the semaphores.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { existsSync, statSync } from "node:fs";

@@ -3,9 +3,9 @@
  * @module
  */
 
-/** What a frame tells when it is released. @internal */
+/** What a frame tells when it is released (implemented by the readers; not part of the public API). */
 export interface ReleaseTarget {
-  /** Credits every released frame at the head of the FIFO back to the writer. */
+  /** Credits every released frame at the head of the FIFO back to the writer. @internal */
   releaseFrames(): void;
 }
 

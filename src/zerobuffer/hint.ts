@@ -14,7 +14,7 @@
  * The reader counts the hint as live only if the answering process is the buffer's current
  * writer (`SO_PEERCRED` pid == `writer_pid`), so no other local process can make it sleep on a
  * descriptor nobody signals. EOF on the socket ends the hint.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { createHash } from "node:crypto";

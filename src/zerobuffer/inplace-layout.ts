@@ -4,7 +4,7 @@
  * `oieb_size = 256`, `version = 2.0.0` and refuses), a request operation block written by the
  * client, a response operation block written by the server, the metadata block, and one payload
  * ring shared by requests and responses. Frames are 64-byte aligned with a 32-byte header.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { align64, OIEB_V2_SIZE } from "./oieb.js";

@@ -3,7 +3,7 @@
  * §1): the shared memory `/NAME`, the semaphores `/sem-w-NAME` and `/sem-r-NAME` (plus
  * `/sem-p-NAME` and `/sem-c-NAME` for the protocol 2 in-place duplex) and the reader's lock
  * file `/tmp/zerobuffer/NAME.lock`.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { InvalidArgumentError } from "../errors.js";

@@ -7,7 +7,7 @@
  * 64-bit fields are read and written through a `BigInt64Array` with `Atomics` (aligned 8-byte
  * loads and stores); `payload_free_bytes`, the only field both sides change, only with
  * `Atomics.add` / `Atomics.sub` (a hardware read-modify-write, like `__atomic_fetch_add_8`).
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { FrameTooLargeError, InvalidArgumentError, ProtocolError } from "../errors.js";

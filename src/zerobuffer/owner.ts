@@ -2,7 +2,7 @@
  * Creating and removing the buffer a reader owns (docs/zerobuffer-protocol.md §3): stale scan,
  * lock file, shared memory, header, semaphores, in that order; removal per §8 (C++ behaviour).
  * Shared by the protocol 1 {@link Reader} and the protocol 2 in-place server.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { readFileSync, unlinkSync } from "node:fs";

@@ -2,7 +2,7 @@
  * A request waiting for its response, shared by the duplex clients: responses arrive in order
  * and settle the entry at the head of a FIFO; a caller that stops waiting (timeout, abort)
  * leaves the entry "abandoned" so its response, when it comes, is released unseen.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { TimeoutError } from "../errors.js";

@@ -1,7 +1,7 @@
 /**
  * The readers' stale scan (docs/zerobuffer-protocol.md §3 step 1, C++ behaviour) and the
  * removal of a buffer's objects.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { fstatSync, mkdirSync, readdirSync, statSync, unlinkSync } from "node:fs";

@@ -2,7 +2,7 @@
  * Waiting without blocking the event loop: semaphore waits on the addon's waiter thread with
  * abort support, polling sleeps, process liveness, and a FIFO lock that serialises the
  * operations of one handle.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { AbortError, ClosedError, InvalidArgumentError, TimeoutError } from "../errors.js";

@@ -1,7 +1,7 @@
 /**
  * The demo's clock: milliseconds since the epoch with sub-millisecond resolution, comparable
  * between processes of one host.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 

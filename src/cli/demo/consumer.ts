@@ -7,7 +7,7 @@
  * summary of one message in `putEvery` to that acknowledged queue and adds `queue: { count,
  * errors, p50, p99 }` (put to acknowledgement, ms). argv[2]: JSON `{ address, transport, every?,
  * queue?, putEvery? }`.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { connect } from "../../node/node.js";

@@ -1,7 +1,7 @@
 /**
  * Demo producer process: publishes `{ seq, sentAt, samples }` on `demo/raw` at a steady rate
  * (a noisy sine in a Float64Array). argv[2]: JSON `{ address, rate, size }`.
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { connect } from "../../node/node.js";

@@ -2,7 +2,7 @@
  * Demo transform, run in a worker thread of the demo process: reads `demo/raw`, publishes
  * `demo/filtered` `{ seq, sentAt, mean, rms, envelope }` — new values, never the received
  * views (received data is read-only and goes back to the ring on release).
- * @internal
+ * (Internal: not part of the public API.)
  * @module
  */
 import { parentPort, workerData } from "node:worker_threads";
