@@ -3,6 +3,7 @@
  * into it (the kernel maps and zeroes new pages), so frames of {@link POOL_MIN} bytes or more
  * come from blocks of a few sizes per power of two that go back to the pool once every receiver has
  * acknowledged (released) the frame — by then no socket can still be reading from it.
+ * {@link FrameRefs} counts who still holds each one.
  * (Internal: not part of the public API.)
  * @module
  */
@@ -45,5 +46,47 @@ export class FramePool {
     if (list === undefined) this.free.set(cls, (list = []));
     list.push(block);
     this.pooled += cls;
+  }
+}
+
+/**
+ * Holders of pooled frames in flight: one for each receiver a frame was written to (until it
+ * acknowledges the frame) or queued for, and one while the sender hands it out. The last holder
+ * to let go returns the frame to the pool.
+ */
+export class FrameRefs {
+  private readonly counts = new Map<Buffer, number>();
+
+  /** @param pool - where frames go back */
+  constructor(private readonly pool: FramePool) {}
+
+  /** Starts counting `frame` (a pooled frame being handed out) with its first holder. */
+  hold(frame: Buffer): void {
+    this.counts.set(frame, 1);
+  }
+
+  /** Counts one more holder; false if `frame` is not counted (not pooled, or forgotten). */
+  ref(frame: Buffer): boolean {
+    const n = this.counts.get(frame);
+    if (n === undefined) return false;
+    this.counts.set(frame, n + 1);
+    return true;
+  }
+
+  /** Drops one holder; the last one returns the frame to the pool. */
+  unref(frame: Buffer): void {
+    const n = this.counts.get(frame);
+    if (n === undefined) return;
+    if (n > 1) {
+      this.counts.set(frame, n - 1);
+      return;
+    }
+    this.counts.delete(frame);
+    this.pool.give(frame);
+  }
+
+  /** Stops counting `frame`: a socket may still read it, so it is never reused (only collected). */
+  forget(frame: Buffer): void {
+    this.counts.delete(frame);
   }
 }

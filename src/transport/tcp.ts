@@ -6,45 +6,25 @@
  * the receiver acknowledges frames as it *releases* them, so `block` means exactly what it means
  * on a ring. Plain TCP is allowed only on loopback unless the user opts out explicitly. The wire
  * format is specified in docs/protocol.md §5.
+ *
+ * This file holds `TcpSender`, the fan-out: options, encoding each message once and handing it
+ * to every active connection, waits for room, loans, close. Each connection is a `Peer`
+ * (`tcp-peer.ts`); listening, accepting and the handshake answer are `tcp-listener.ts`; the
+ * buffers the connections share for writing are `tcp-outbox.ts`, the pool of large frames
+ * `tcp-pool.ts`, the wire format `tcp-wire.ts`; the receiving end is `tcp-receiver.ts`.
  * @module
  */
-import type { AddressInfo, Server, Socket } from "node:net";
-import {
-  BackpressureError,
-  ClosedError,
-  FrameTooLargeError,
-  InvalidArgumentError,
-  PeerDeadError,
-  type PlexusError,
-  ProtocolError,
-  TimeoutError,
-} from "../errors.js";
+import type { Server } from "node:net";
+import { BackpressureError, ClosedError, FrameTooLargeError, InvalidArgumentError, TimeoutError, type PlexusError } from "../errors.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
-import type { Loan, Sender } from "./transport.js";
-import { FramePool, POOL_MIN } from "./tcp-pool.js";
-import { type TcpAddress, type TcpTlsOptions } from "./tcp-receiver.js";
-import {
-  controlFrame,
-  decodeHello,
-  encodeWelcome,
-  FrameType,
-  frameBytes,
-  frameType,
-  HANDSHAKE_BYTES,
-  HEADER_BYTES,
-  intOption,
-  MAX_WINDOW,
-  MIN_WINDOW,
-  msOption,
-  readValue,
-  TCP_VERSION,
-  WelcomeStatus,
-  writeHeader,
-} from "./tcp-wire.js";
-import { refusePlainTcp } from "../net/loopback.js";
-import { listenTcp } from "../net/listen.js";
-import { Liveness } from "../net/liveness.js";
 import { WaitList } from "../util/wait.js";
+import type { Loan, Sender } from "./transport.js";
+import { listenForReceivers, TcpListener } from "./tcp-listener.js";
+import { Outbox, SMALL } from "./tcp-outbox.js";
+import { P_DROP, P_FAIL, type Peer, type SenderConfig } from "./tcp-peer.js";
+import { FramePool, FrameRefs, POOL_MIN } from "./tcp-pool.js";
+import type { TcpAddress, TcpTlsOptions } from "./tcp-receiver.js";
+import { FrameType, frameBytes, HEADER_BYTES, intOption, MAX_WINDOW, MIN_WINDOW, msOption, writeHeader } from "./tcp-wire.js";
 
 export { connectTcp, type TcpAddress, type TcpConnectOptions, type TcpTlsOptions } from "./tcp-receiver.js";
 
@@ -82,104 +62,6 @@ export interface TcpSenderOptions {
   onPeerError?: (err: PlexusError) => void;
 }
 
-/** Settings of a sender after validation. */
-interface Config {
-  capacity: number;
-  maxMessage: number;
-  maxReceivers: number;
-  timeout: number;
-  heartbeat: number;
-  peerTimeout: number;
-  handshakeTimeout: number;
-  linger: number;
-  onPeerError: ((err: PlexusError) => void) | undefined;
-}
-
-const enum PeerState {
-  /** Connected, HELLO not yet received. */
-  Handshake,
-  /** Receiving messages. */
-  Active,
-  /** END written (or refused): the connection is finishing. */
-  Ending,
-  /** Dropped. */
-  Gone,
-}
-
-/** Policy codes on the wire. */
-const P_BLOCK = 0;
-const P_DROP = 1;
-const P_FAIL = 2;
-
-const WANT = controlFrame(FrameType.Want);
-const PING = controlFrame(FrameType.Ping);
-const NOTHING = Buffer.alloc(0);
-/** A corked socket is flushed at once when this many bytes wait. */
-const FLUSH_BYTES = 128 << 10;
-/** Frames up to this size are batched (copied) per connection rather than written one by one. */
-const SMALL = 8 << 10;
-/** Size of a batch buffer. */
-const BATCH = 256 << 10;
-/** Batch buffers kept for reuse (per sender). */
-const MAX_SPARE_BATCHES = 8;
-
-/**
- * A buffer small frames are appended to; each chunk `[start, end)` is written once and never
- * touched again. Reused once full and every chunk of it was written (the socket let go).
- */
-class Batch {
-  start = 0;
-  end = 0;
-  /** Chunks handed to the socket and not yet written. */
-  writing = 0;
-  /** Full: no more appends; recycle when `writing` drops to 0. */
-  retired = false;
-  /** A write failed (connection gone): the socket may still hold it, never reuse. */
-  failed = false;
-  constructor(readonly buf: Buffer) {}
-}
-
-/** One receiver's connection, seen from the sender. */
-class Peer {
-  state = PeerState.Handshake;
-  policy = P_BLOCK;
-  /** Total frame bytes written to this receiver. */
-  sent = 0;
-  /** Total frame bytes it released (its last ACK). */
-  acked = 0;
-  /** drop-oldest: frames waiting for window, oldest first, from `head`. */
-  pending: Buffer[] = [];
-  head = 0;
-  pendingBytes = 0;
-  /** A WANT was written and no ACK came since. */
-  wantSent = false;
-  /** The sender closed: END follows once `pending` is written. */
-  draining = false;
-  /** The socket is corked (its writes go out together). */
-  corked = false;
-  /** Bytes written since the socket was corked. */
-  corkedBytes = 0;
-  /** Listed for the next flush. */
-  scheduled = false;
-  /** Small frames are copied here, in order, and written in chunks. */
-  batch: Batch | undefined;
-  staging = Buffer.alloc(HANDSHAKE_BYTES);
-  staged = 0;
-  handshakeTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Pooled frames written and not yet acknowledged, with the `sent` total at each one's end. */
-  inflight: Buffer[] = [];
-  inflightEnd: number[] = [];
-  inflightHead = 0;
-  constructor(
-    readonly socket: Socket,
-    /** Heartbeats and the peer's silence (ticked every `heartbeat` ms). */
-    readonly liveness: Liveness,
-  ) {}
-  get queued(): number {
-    return this.pending.length - this.head;
-  }
-}
-
 /**
  * The sending end of a `tcp` transport: listens, and sends every message to every receiver that
  * connected (`connectTcp(sender.address)`), each message encoded once.
@@ -189,8 +71,10 @@ export class TcpSender implements Sender {
   readonly kind = "tcp" as const;
   /** Where receivers connect. */
   readonly address: TcpAddress;
-  private readonly peers = new Set<Peer>();
-  private active: Peer[] = [];
+  /** Accepts the receivers and holds their connections. */
+  private readonly listener: TcpListener;
+  /** The receivers that get messages (the listener's list). */
+  private readonly active: Peer[];
   private seq = 1;
   /** Sends and loans waiting for room, in order; each keeps the attempt that takes its room. A wait that gave up lets the next one try. */
   private readonly waiters = new WaitList<void, () => boolean>((w) => {
@@ -200,44 +84,34 @@ export class TcpSender implements Sender {
   private loanOpen = false;
   private closedFlag = false;
   private closing: Promise<void> | undefined;
-  private touched: Peer[] = [];
-  private flushQueued = false;
-  private readonly ticker: ReturnType<typeof setInterval>;
-  private lingerTimer: ReturnType<typeof setTimeout> | undefined;
-  private readonly half: number;
   /** Large frames, reused once every receiver released them. */
   private readonly pool: FramePool;
-  /** References to pooled frames in flight: one per receiver it was written to or queued for. */
-  private readonly refs = new Map<Buffer, number>();
+  /** Holders of pooled frames in flight: one per receiver it was written to or queued for. */
+  private readonly refs: FrameRefs;
   /** Where small frames are encoded before being copied into each connection's batch. */
-  private readonly scratch = Buffer.allocUnsafeSlow(SMALL);
-  /** Spare batch buffers. */
-  private readonly batches: Batch[] = [];
-  private readonly flush = (): void => {
-    this.flushQueued = false;
-    const list = this.touched;
-    this.touched = [];
-    for (const p of list) {
-      p.scheduled = false;
-      if (p.state !== PeerState.Active || p.socket.destroyed) continue;
-      this.flushBatch(p);
-      this.uncork(p);
-    }
-  };
+  private readonly scratch: Buffer;
 
   private constructor(
-    private readonly server: Server,
+    server: Server,
     address: TcpAddress,
-    private readonly cfg: Config,
+    private readonly cfg: SenderConfig,
   ) {
     this.address = address;
-    this.half = cfg.capacity / 2;
     this.pool = new FramePool(Math.min(2 * cfg.capacity, 64 << 20));
-    this.ticker = setInterval(() => this.tick(), cfg.heartbeat);
-    this.ticker.unref();
-    server.on(address.tls ? "secureConnection" : "connection", (s: Socket) => this.accept(s));
-    server.on("tlsClientError", () => {}); // the TLS layer already dropped that connection
-    server.on("error", () => {}); // accept errors (EMFILE): the connection is lost, the sender serves on
+    this.refs = new FrameRefs(this.pool);
+    const out = new Outbox(this.refs);
+    this.scratch = out.scratch;
+    this.listener = new TcpListener(
+      server,
+      address.tls,
+      cfg,
+      out,
+      () => this.seq,
+      () => {
+        if (this.waiters.size > 0) this.wake();
+      },
+    );
+    this.active = this.listener.active;
   }
 
   /**
@@ -250,7 +124,7 @@ export class TcpSender implements Sender {
     if (typeof host !== "string" || host === "") throw new InvalidArgumentError("host must be a non-empty string");
     const port = intOption("port", opts.port, 0, 0, 65535);
     const capacity = intOption("capacity", opts.capacity, 1 << 20, MIN_WINDOW, MAX_WINDOW);
-    const cfg: Config = {
+    const cfg: SenderConfig = {
       capacity,
       maxMessage: intOption("maxMessage", opts.maxMessage, Math.floor(capacity / 2) - HEADER_BYTES, 0, (capacity & ~15) - HEADER_BYTES),
       maxReceivers: intOption("maxReceivers", opts.maxReceivers, 64, 1, 65536),
@@ -261,12 +135,8 @@ export class TcpSender implements Sender {
       linger: msOption("linger", opts.linger, 30000),
       onPeerError: opts.onPeerError,
     };
-    refusePlainTcp(host, opts.tls !== undefined, opts.allowInsecure === true, "serve");
-    if (opts.tls !== undefined && (opts.tls === null || typeof opts.tls !== "object")) throw new InvalidArgumentError("tls must be an object of certificate options");
-    const server = await listenTcp({ host, port, tls: opts.tls, keepAliveMs: cfg.peerTimeout, handshakeTimeout: cfg.handshakeTimeout, maxConnections: cfg.maxReceivers + 64 });
-    server.unref(); // an idle listener does not keep the process alive; connections do
-    const bound = server.address() as AddressInfo;
-    return new TcpSender(server, { kind: "tcp", host, port: bound.port, tls: opts.tls !== undefined }, cfg);
+    const { server, address } = await listenForReceivers(host, port, opts.tls, opts.allowInsecure === true, cfg);
+    return new TcpSender(server, address, cfg);
   }
 
   /** Receivers currently attached. */
@@ -336,9 +206,7 @@ export class TcpSender implements Sender {
   destroy(): void {
     this.closing ??= Promise.resolve();
     this.stopSending(new ClosedError("tcp sender destroyed"));
-    this.flush(); // hand what was sent to the kernel first (best effort)
-    for (const p of [...this.peers]) this.drop(p);
-    this.finish();
+    this.listener.destroy();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -368,7 +236,7 @@ export class TcpSender implements Sender {
       if (p.sent - p.acked + total <= cap || p.policy === P_DROP) continue;
       if (p.policy === P_FAIL) throw new BackpressureError(`a receiver (policy "fail") has no room for a ${total}-byte frame`);
       ok = false;
-      this.want(p);
+      p.want();
     }
     return ok;
   }
@@ -396,189 +264,12 @@ export class TcpSender implements Sender {
     const cap = this.cfg.capacity;
     const total = frame.length;
     const pooled = total >= POOL_MIN;
-    if (pooled) this.refs.set(frame, 1); // held while being handed out
+    if (pooled) this.refs.hold(frame); // held while being handed out
     for (const p of this.active) {
-      if (p.policy === P_DROP && (p.queued > 0 || p.sent - p.acked + total > cap)) this.enqueue(p, frame);
-      else this.writeData(p, frame);
+      if (p.policy === P_DROP && (p.queued > 0 || p.sent - p.acked + total > cap)) p.enqueue(frame);
+      else p.writeData(frame);
     }
-    if (pooled) this.unref(frame);
-  }
-
-  private writeData(p: Peer, frame: Buffer): void {
-    p.sent += frame.length;
-    if (frame.length >= POOL_MIN) this.ref(frame, p);
-    this.write(p, frame);
-    if (p.sent - p.acked > this.half) this.want(p);
-  }
-
-  /** Counts one more holder of a pooled frame; with `p`, until `p` acknowledges it. */
-  private ref(frame: Buffer, p?: Peer): void {
-    const n = this.refs.get(frame);
-    if (n === undefined) return;
-    this.refs.set(frame, n + 1);
-    if (p === undefined) return;
-    p.inflight.push(frame);
-    p.inflightEnd.push(p.sent);
-  }
-
-  /** Drops one holder; the last one returns the frame to the pool. */
-  private unref(frame: Buffer): void {
-    const n = this.refs.get(frame);
-    if (n === undefined) return;
-    if (n > 1) {
-      this.refs.set(frame, n - 1);
-      return;
-    }
-    this.refs.delete(frame);
-    this.pool.give(frame);
-  }
-
-  /** Pooled frames `p` acknowledged go back (when nobody else holds them). */
-  private settleInflight(p: Peer): void {
-    let h = p.inflightHead;
-    const n = p.inflight.length;
-    while (h < n && p.inflightEnd[h] <= p.acked) {
-      this.unref(p.inflight[h]);
-      p.inflight[h++] = NOTHING;
-    }
-    if (h === n) {
-      p.inflight.length = 0;
-      p.inflightEnd.length = 0;
-      h = 0;
-    } else if (h >= 256 && h * 2 >= n) {
-      p.inflight = p.inflight.slice(h);
-      p.inflightEnd = p.inflightEnd.slice(h);
-      h = 0;
-    }
-    p.inflightHead = h;
-  }
-
-  /** drop-oldest: queue a frame; beyond a window's worth, drop the oldest queued ones. */
-  private enqueue(p: Peer, frame: Buffer): void {
-    if (frame.buffer === this.scratch.buffer) frame = Buffer.from(frame); // the scratch is reused
-    p.pending.push(frame);
-    p.pendingBytes += frame.length;
-    if (frame.length >= POOL_MIN) this.ref(frame);
-    while (p.pendingBytes > this.cfg.capacity && p.queued > 1) {
-      const old = p.pending[p.head];
-      p.pending[p.head++] = NOTHING;
-      p.pendingBytes -= old.length;
-      if (old.length >= POOL_MIN) this.unref(old);
-    }
-    if (p.head >= 1024 && p.head * 2 >= p.pending.length) {
-      p.pending = p.pending.slice(p.head);
-      p.head = 0;
-    }
-    this.want(p);
-  }
-
-  /** Writes queued frames that fit the window now. */
-  private flushPending(p: Peer): void {
-    const cap = this.cfg.capacity;
-    while (p.queued > 0) {
-      const f = p.pending[p.head];
-      if (p.sent - p.acked + f.length > cap) break;
-      p.pending[p.head++] = NOTHING;
-      p.pendingBytes -= f.length;
-      this.writeData(p, f);
-      if (f.length >= POOL_MIN) this.unref(f); // the queue's reference
-    }
-    if (p.queued === 0) {
-      p.pending = [];
-      p.head = 0;
-      if (p.draining) this.end(p);
-    } else {
-      this.want(p);
-    }
-  }
-
-  private want(p: Peer): void {
-    if (p.wantSent) return;
-    p.wantSent = true;
-    this.write(p, WANT);
-  }
-
-  /**
-   * Writes a frame to a connection. What is written in one tick goes out on the next as one
-   * vectored write: frames of up to {@link SMALL} bytes are copied into the connection's batch
-   * (cheaper than a stream write each), larger ones are written as they are (no copy), all
-   * corked together; a burst is flushed early once {@link FLUSH_BYTES} wait.
-   */
-  private write(p: Peer, buf: Buffer): void {
-    if (p.state === PeerState.Gone) return;
-    p.liveness.sent();
-    if (!p.scheduled) {
-      p.scheduled = true;
-      this.touched.push(p);
-      if (!this.flushQueued) {
-        this.flushQueued = true;
-        process.nextTick(this.flush);
-      }
-    }
-    if (buf.length <= SMALL) {
-      let b = p.batch;
-      if (b === undefined || b.end + buf.length > b.buf.length) {
-        if (b !== undefined) {
-          this.flushBatch(p);
-          b.retired = true;
-          if (b.writing === 0) this.recycle(b);
-        }
-        b = p.batch = this.batches.pop() ?? new Batch(Buffer.allocUnsafeSlow(BATCH));
-      }
-      b.buf.set(buf, b.end);
-      b.end += buf.length;
-      return;
-    }
-    this.flushBatch(p);
-    this.put(p, buf);
-  }
-
-  /** Hands the batched small frames to the socket (the written part is never touched again). */
-  private flushBatch(p: Peer): void {
-    const b = p.batch;
-    if (b === undefined || b.end === b.start) return;
-    const chunk = b.buf.subarray(b.start, b.end);
-    b.start = b.end;
-    b.writing++;
-    this.put(p, chunk, (err) => {
-      b.writing--;
-      if (err) b.failed = true;
-      if (b.retired && b.writing === 0) this.recycle(b);
-    });
-  }
-
-  /** Keeps a fully written batch for reuse. */
-  private recycle(b: Batch): void {
-    if (b.failed || this.batches.length >= MAX_SPARE_BATCHES) return;
-    b.start = b.end = 0;
-    b.retired = false;
-    this.batches.push(b);
-  }
-
-  /** Writes to the corked socket; uncorks early after {@link FLUSH_BYTES}. */
-  private put(p: Peer, buf: Buffer, done?: (err?: Error | null) => void): void {
-    if (!p.corked) {
-      p.corked = true;
-      p.socket.cork();
-    }
-    p.socket.write(buf, done);
-    p.corkedBytes += buf.length;
-    if (p.corkedBytes >= FLUSH_BYTES) this.uncork(p);
-  }
-
-  private uncork(p: Peer): void {
-    if (!p.corked) return;
-    p.corked = false;
-    p.corkedBytes = 0;
-    p.socket.uncork();
-  }
-
-  /** Flushes everything and half-closes the connection. */
-  private finishWrites(p: Peer): void {
-    this.flushBatch(p);
-    p.corked = false; // end() uncorks
-    p.corkedBytes = 0;
-    p.socket.end();
+    if (pooled) this.refs.unref(frame);
   }
 
   private makeLoan(size: number): Loan {
@@ -648,192 +339,11 @@ export class TcpSender implements Sender {
   private stopSending(err: Error): void {
     this.closedFlag = true;
     this.waiters.failAll(err);
-    this.server.close();
-  }
-
-  // ---- connections ------------------------------------------------------------------------------
-
-  private accept(socket: Socket): void {
-    if (this.closedFlag) {
-      socket.destroy();
-      return;
-    }
-    const p = new Peer(socket, new Liveness(this.cfg.heartbeat, this.cfg.heartbeat, this.cfg.peerTimeout));
-    this.peers.add(p);
-    socket.on("data", (chunk: Buffer) => this.onData(p, chunk));
-    socket.on("error", () => {}); // "close" follows
-    socket.on("close", () => this.onClose(p));
-    p.handshakeTimer = setTimeout(() => this.drop(p, new ProtocolError(`no handshake within ${this.cfg.handshakeTimeout} ms`)), this.cfg.handshakeTimeout);
-    p.handshakeTimer.unref();
-  }
-
-  private onData(p: Peer, chunk: Buffer): void {
-    p.liveness.heard();
-    let off = 0;
-    while (off < chunk.length && (p.state === PeerState.Handshake || p.state === PeerState.Active)) {
-      const size = p.state === PeerState.Handshake ? HANDSHAKE_BYTES : HEADER_BYTES;
-      if (p.staged === 0 && chunk.length - off >= size) {
-        this.onFrame(p, chunk, off);
-        off += size;
-        continue;
-      }
-      const n = Math.min(size - p.staged, chunk.length - off);
-      chunk.copy(p.staging, p.staged, off, off + n);
-      p.staged += n;
-      off += n;
-      if (p.staged === size) {
-        p.staged = 0;
-        this.onFrame(p, p.staging, 0);
-      }
-    }
-  }
-
-  private onFrame(p: Peer, buf: Buffer, at: number): void {
-    if (p.state === PeerState.Handshake) {
-      this.onHello(p, buf, at);
-      return;
-    }
-    const length = buf.readUInt32LE(at);
-    const type = frameType(buf, at);
-    if (length !== 0) {
-      this.drop(p, new FrameTooLargeError(`a receiver sent a frame with a ${length}-byte payload (receivers send none)`));
-      return;
-    }
-    if (type === FrameType.Ack) {
-      let value: number;
-      try {
-        value = readValue(buf, at);
-      } catch (err) {
-        this.drop(p, err as ProtocolError);
-        return;
-      }
-      if (value < p.acked || value > p.sent) {
-        this.drop(p, new ProtocolError(`a receiver acknowledged ${value} bytes; ${p.acked}..${p.sent} was possible`));
-        return;
-      }
-      p.acked = value;
-      p.wantSent = false;
-      if (p.inflight.length > 0) this.settleInflight(p);
-      if (p.queued > 0) this.flushPending(p);
-      if (this.waiters.size > 0) this.wake();
-    } else if (type === FrameType.Bye) {
-      this.drop(p);
-    } else {
-      this.drop(p, new ProtocolError(`unknown frame type 0x${type.toString(16)} from a receiver`));
-    }
-  }
-
-  private onHello(p: Peer, buf: Buffer, at: number): void {
-    clearTimeout(p.handshakeTimer);
-    const h = decodeHello(buf, at);
-    if (h === null) {
-      this.drop(p, new ProtocolError("a connection that is not a Plexus tcp receiver (bad magic)"));
-      return;
-    }
-    if (h.version !== TCP_VERSION) {
-      this.refuse(p, WelcomeStatus.Version, new ProtocolError(`a receiver speaks tcp protocol version ${h.version}; this sender speaks ${TCP_VERSION}`));
-      return;
-    }
-    if (!h.reserved || h.policy > P_FAIL || h.heartbeat === 0) {
-      this.refuse(p, WelcomeStatus.Malformed, new ProtocolError("a malformed handshake from a receiver"));
-      return;
-    }
-    if (this.active.length >= this.cfg.maxReceivers) {
-      this.refuse(p, WelcomeStatus.Full);
-      return;
-    }
-    p.policy = h.policy;
-    p.liveness.setPeerHeartbeat(h.heartbeat);
-    p.state = PeerState.Active;
-    this.active.push(p);
-    this.write(p, encodeWelcome({ version: TCP_VERSION, status: WelcomeStatus.Ok, capacity: this.cfg.capacity, maxMessage: this.cfg.maxMessage, startSeq: this.seq, heartbeat: this.cfg.heartbeat }));
-  }
-
-  /** Answers a HELLO with a refusal, then hangs up. */
-  private refuse(p: Peer, status: WelcomeStatus, err?: PlexusError): void {
-    this.write(p, encodeWelcome({ version: TCP_VERSION, status, capacity: 0, maxMessage: 0, startSeq: 0, heartbeat: 0 }));
-    p.state = PeerState.Ending;
-    this.finishWrites(p);
-    p.handshakeTimer = setTimeout(() => this.drop(p), this.cfg.handshakeTimeout);
-    p.handshakeTimer.unref();
-    if (err) this.cfg.onPeerError?.(err);
-  }
-
-  /** Writes END (after which the receiver's stream is over) and finishes the connection. */
-  private end(p: Peer): void {
-    this.write(p, controlFrame(FrameType.End, this.seq));
-    this.deactivate(p);
-    p.state = PeerState.Ending;
-    this.finishWrites(p);
-  }
-
-  private deactivate(p: Peer): void {
-    const i = this.active.indexOf(p);
-    if (i >= 0) this.active.splice(i, 1);
-    // Frames written to a connection that will not acknowledge them may still be read by its
-    // socket: never reuse them (they are simply collected). Queued ones were never written.
-    for (let k = p.inflightHead; k < p.inflight.length; k++) this.refs.delete(p.inflight[k]);
-    for (let k = p.head; k < p.pending.length; k++) if (p.pending[k].length >= POOL_MIN) this.unref(p.pending[k]);
-    p.inflight = [];
-    p.inflightEnd = [];
-    p.inflightHead = 0;
-    p.pending = [];
-    p.head = 0;
-    p.pendingBytes = 0;
-  }
-
-  /** Cuts a connection off (receiver left, died, or misbehaved); waiting sends re-check. */
-  private drop(p: Peer, err?: PlexusError): void {
-    if (p.state === PeerState.Gone) return;
-    const wasActive = p.state === PeerState.Active;
-    p.state = PeerState.Gone;
-    clearTimeout(p.handshakeTimer);
-    this.deactivate(p);
-    p.socket.destroy();
-    if (err) this.cfg.onPeerError?.(err);
-    if (wasActive && this.waiters.size > 0) this.wake();
-  }
-
-  private onClose(p: Peer): void {
-    this.drop(p);
-    this.peers.delete(p);
-    if (this.closedFlag && this.peers.size === 0) this.finish();
-  }
-
-  private tick(): void {
-    for (const p of this.peers) {
-      if (p.state !== PeerState.Active && p.state !== PeerState.Ending) continue;
-      const alive = p.liveness.tick(() => {
-        if (p.state === PeerState.Active) this.write(p, PING);
-      });
-      if (!alive) this.drop(p, new PeerDeadError(`no data or heartbeat from a receiver for ${p.liveness.deadAfterMs} ms`));
-    }
+    this.listener.stop();
   }
 
   private async shutdown(): Promise<void> {
     this.stopSending(new ClosedError("tcp sender closed while waiting"));
-    for (const p of [...this.peers]) {
-      if (p.state === PeerState.Handshake) this.drop(p);
-      else if (p.state === PeerState.Active) {
-        p.draining = true;
-        if (p.queued === 0) this.end(p);
-        else this.want(p);
-      }
-    }
-    if (this.peers.size === 0) {
-      this.finish();
-      return;
-    }
-    this.lingerTimer = setTimeout(() => {
-      for (const p of [...this.peers]) this.drop(p);
-      this.finish();
-    }, this.cfg.linger);
-    this.lingerTimer.unref();
-  }
-
-  private finish(): void {
-    clearInterval(this.ticker);
-    clearTimeout(this.lingerTimer);
-    this.lingerTimer = undefined;
+    this.listener.drain();
   }
 }

@@ -1,0 +1,164 @@
+/**
+ * The listening side of the `tcp` sender: binding (plain TCP only on loopback unless allowed),
+ * accepting connections, the handshake deadline, the answer to a HELLO (WELCOME, or a refusal:
+ * version, malformed, `maxReceivers` reached), the connections it holds, their heartbeat tick,
+ * and how they all end (`linger` after close, or at once).
+ * (Internal: not part of the public API.)
+ * @module
+ */
+import type { AddressInfo, Server, Socket } from "node:net";
+import { InvalidArgumentError, type PlexusError, ProtocolError } from "../errors.js";
+import { listenTcp } from "../net/listen.js";
+import { refusePlainTcp } from "../net/loopback.js";
+import type { Outbox } from "./tcp-outbox.js";
+import { P_FAIL, Peer, type PeerHost, type SenderConfig } from "./tcp-peer.js";
+import type { TcpAddress, TcpTlsOptions } from "./tcp-receiver.js";
+import { decodeHello, encodeWelcome, TCP_VERSION, WelcomeStatus } from "./tcp-wire.js";
+
+/**
+ * Listens for receivers on `host`:`port`. Rejects with `AccessDeniedError` for a non-loopback
+ * `host` without `tls` or `allowInsecure`, `InvalidArgumentError` for unusable TLS material,
+ * `SystemError` if the address cannot be bound (e.g. `EADDRINUSE`).
+ */
+export async function listenForReceivers(
+  host: string,
+  port: number,
+  tls: TcpTlsOptions | undefined,
+  allowInsecure: boolean,
+  cfg: SenderConfig,
+): Promise<{ server: Server; address: TcpAddress }> {
+  refusePlainTcp(host, tls !== undefined, allowInsecure, "serve");
+  if (tls !== undefined && (tls === null || typeof tls !== "object")) throw new InvalidArgumentError("tls must be an object of certificate options");
+  const server = await listenTcp({ host, port, tls, keepAliveMs: cfg.peerTimeout, handshakeTimeout: cfg.handshakeTimeout, maxConnections: cfg.maxReceivers + 64 });
+  server.unref(); // an idle listener does not keep the process alive; connections do
+  const bound = server.address() as AddressInfo;
+  return { server, address: { kind: "tcp", host, port: bound.port, tls: tls !== undefined } };
+}
+
+/** Accepts receivers, answers their handshakes and holds their connections. */
+export class TcpListener implements PeerHost {
+  /** Connections receiving messages, in the order they joined (changed in place only). */
+  readonly active: Peer[] = [];
+  /** Every connection, from accept to close. */
+  private readonly peers = new Set<Peer>();
+  /** No more connections: the sender closed. */
+  private stopped = false;
+  private readonly ticker: ReturnType<typeof setInterval>;
+  private lingerTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * @param server - listening (from {@link listenForReceivers})
+   * @param tls - whether it serves TLS
+   * @param cfg - the sender's settings
+   * @param out - the writing side the connections share
+   * @param nextSequence - the sequence number the sender's next message will carry
+   * @param roomChanged - room may have come back: the sender's waiting sends re-check
+   */
+  constructor(
+    private readonly server: Server,
+    tls: boolean,
+    private readonly cfg: SenderConfig,
+    private readonly out: Outbox,
+    readonly nextSequence: () => number,
+    readonly roomChanged: () => void,
+  ) {
+    this.ticker = setInterval(() => this.tick(), cfg.heartbeat);
+    this.ticker.unref();
+    server.on(tls ? "secureConnection" : "connection", (s: Socket) => this.accept(s));
+    server.on("tlsClientError", () => {}); // the TLS layer already dropped that connection
+    server.on("error", () => {}); // accept errors (EMFILE): the connection is lost, the sender serves on
+  }
+
+  private accept(socket: Socket): void {
+    if (this.stopped) {
+      socket.destroy();
+      return;
+    }
+    const p = new Peer(socket, this.cfg, this, this.out);
+    this.peers.add(p);
+    socket.on("data", (chunk: Buffer) => p.onData(chunk));
+    socket.on("error", () => {}); // "close" follows
+    socket.on("close", () => this.closed(p));
+    p.handshakeTimer = setTimeout(() => p.drop(new ProtocolError(`no handshake within ${this.cfg.handshakeTimeout} ms`)), this.cfg.handshakeTimeout);
+    p.handshakeTimer.unref();
+  }
+
+  /** Answers a HELLO: WELCOME (the receiver is active from its next message on), or a refusal. */
+  hello(p: Peer, buf: Buffer, at: number): void {
+    clearTimeout(p.handshakeTimer);
+    const h = decodeHello(buf, at);
+    if (h === null) {
+      p.drop(new ProtocolError("a connection that is not a Plexus tcp receiver (bad magic)"));
+      return;
+    }
+    if (h.version !== TCP_VERSION) {
+      this.refuse(p, WelcomeStatus.Version, new ProtocolError(`a receiver speaks tcp protocol version ${h.version}; this sender speaks ${TCP_VERSION}`));
+      return;
+    }
+    if (!h.reserved || h.policy > P_FAIL || h.heartbeat === 0) {
+      this.refuse(p, WelcomeStatus.Malformed, new ProtocolError("a malformed handshake from a receiver"));
+      return;
+    }
+    if (this.active.length >= this.cfg.maxReceivers) {
+      this.refuse(p, WelcomeStatus.Full);
+      return;
+    }
+    p.activate(h.policy, h.heartbeat);
+    this.active.push(p);
+    p.write(encodeWelcome({ version: TCP_VERSION, status: WelcomeStatus.Ok, capacity: this.cfg.capacity, maxMessage: this.cfg.maxMessage, startSeq: this.nextSequence(), heartbeat: this.cfg.heartbeat }));
+  }
+
+  /** Answers a HELLO with a refusal, then hangs up. */
+  private refuse(p: Peer, status: WelcomeStatus, err?: PlexusError): void {
+    p.refuse(encodeWelcome({ version: TCP_VERSION, status, capacity: 0, maxMessage: 0, startSeq: 0, heartbeat: 0 }), this.cfg.handshakeTimeout);
+    if (err) this.cfg.onPeerError?.(err);
+  }
+
+  /** A connection's socket closed: it is gone for good. */
+  closed(p: Peer): void {
+    p.drop();
+    this.peers.delete(p);
+    if (this.stopped && this.peers.size === 0) this.finish();
+  }
+
+  private tick(): void {
+    for (const p of this.peers) p.tick();
+  }
+
+  /** Stops listening; connections accepted from now on are closed at once. */
+  stop(): void {
+    this.stopped = true;
+    this.server.close();
+  }
+
+  /**
+   * Lets every receiver take what was sent to it, then the end (see {@link Peer.drain});
+   * those that have not finished after `linger` ms are cut off.
+   */
+  drain(): void {
+    for (const p of [...this.peers]) p.drain();
+    if (this.peers.size === 0) {
+      this.finish();
+      return;
+    }
+    this.lingerTimer = setTimeout(() => this.dropAll(), this.cfg.linger);
+    this.lingerTimer.unref();
+  }
+
+  /** Hands what was written to the kernel (best effort), then drops every connection. */
+  destroy(): void {
+    this.out.flush();
+    this.dropAll();
+  }
+
+  private dropAll(): void {
+    for (const p of [...this.peers]) p.drop();
+    this.finish();
+  }
+
+  private finish(): void {
+    clearInterval(this.ticker);
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+  }
+}

@@ -1,0 +1,431 @@
+/**
+ * One receiver's connection, seen from the `tcp` sender: reading its handshake and its frames
+ * (ACK, BYE), the credit window (frame bytes written against bytes released), the `drop-oldest`
+ * queue, the pooled frames it still holds, batched and corked writes, its liveness (heartbeats
+ * and silence), and how it ends (END after everything, a refusal, or cut off).
+ * (Internal: not part of the public API.)
+ * @module
+ */
+import type { Socket } from "node:net";
+import { FrameTooLargeError, PeerDeadError, type PlexusError, ProtocolError } from "../errors.js";
+import { Liveness } from "../net/liveness.js";
+import { type Batch, type Flushable, type Outbox, SMALL } from "./tcp-outbox.js";
+import { type FrameRefs, POOL_MIN } from "./tcp-pool.js";
+import { controlFrame, FrameType, frameType, HANDSHAKE_BYTES, HEADER_BYTES, readValue, WIRE_POLICY } from "./tcp-wire.js";
+
+/** Settings of a sender after validation. */
+export interface SenderConfig {
+  /** Per-receiver window in bytes. */
+  capacity: number;
+  /** Largest message. */
+  maxMessage: number;
+  /** Most receivers at once. */
+  maxReceivers: number;
+  /** Default timeout of `send`/`loan` in ms. */
+  timeout: number;
+  /** Idle interval after which the sender writes a heartbeat (ms); also the liveness tick. */
+  heartbeat: number;
+  /** A receiver silent this long is dead (ms). */
+  peerTimeout: number;
+  /** A connection must complete its handshake within this time (ms). */
+  handshakeTimeout: number;
+  /** After `close()`, receivers are cut off after this long (ms). */
+  linger: number;
+  /** Told why a receiver was cut off. */
+  onPeerError: ((err: PlexusError) => void) | undefined;
+}
+
+/** Where a connection is in its life. */
+export const enum PeerState {
+  /** Connected, HELLO not yet received. */
+  Handshake,
+  /** Receiving messages. */
+  Active,
+  /** END written (or refused): the connection is finishing. */
+  Ending,
+  /** Dropped. */
+  Gone,
+}
+
+/** Policy code `block` on the wire. */
+export const P_BLOCK = WIRE_POLICY.block;
+/** Policy code `drop-oldest` on the wire. */
+export const P_DROP = WIRE_POLICY["drop-oldest"];
+/** Policy code `fail` on the wire. */
+export const P_FAIL = WIRE_POLICY.fail;
+
+const WANT = controlFrame(FrameType.Want);
+const PING = controlFrame(FrameType.Ping);
+const NOTHING = Buffer.alloc(0);
+/** A corked socket is flushed at once when this many bytes wait. */
+const FLUSH_BYTES = 128 << 10;
+
+/** What a connection needs from the side that accepted it. */
+export interface PeerHost {
+  /** Connections receiving messages (the sender sends to each; changed in place only). */
+  readonly active: Peer[];
+  /** Sequence number the next message will carry. */
+  nextSequence(): number;
+  /** Answers a HELLO (the 32 bytes at `buf[at]`): a WELCOME, or a refusal. */
+  hello(p: Peer, buf: Buffer, at: number): void;
+  /** Room may have come back (credit, or a receiver left): waiting sends re-check. */
+  roomChanged(): void;
+  /** The connection's socket closed. */
+  closed(p: Peer): void;
+}
+
+/** One receiver's connection, seen from the sender. */
+export class Peer implements Flushable {
+  /** Where the connection is in its life. */
+  state = PeerState.Handshake;
+  /** Its backpressure policy (wire code), from its HELLO. */
+  policy: number = P_BLOCK;
+  /** Total frame bytes written to this receiver. */
+  sent = 0;
+  /** Total frame bytes it released (its last ACK). */
+  acked = 0;
+  /** drop-oldest: frames waiting for window, oldest first, from `head`. */
+  private pending: Buffer[] = [];
+  private head = 0;
+  private pendingBytes = 0;
+  /** A WANT was written and no ACK came since. */
+  private wantSent = false;
+  /** The sender closed: END follows once `pending` is written. */
+  private draining = false;
+  /** The socket is corked (its writes go out together). */
+  private corked = false;
+  /** Bytes written since the socket was corked. */
+  private corkedBytes = 0;
+  /** Listed for the next flush. */
+  scheduled = false;
+  /** Small frames are copied here, in order, and written in chunks. */
+  private batch: Batch | undefined;
+  private readonly staging = Buffer.alloc(HANDSHAKE_BYTES);
+  private staged = 0;
+  /** Drops the connection if its handshake does not finish in time. */
+  handshakeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Pooled frames written and not yet acknowledged, with the `sent` total at each one's end. */
+  private inflight: Buffer[] = [];
+  private inflightEnd: number[] = [];
+  private inflightHead = 0;
+  /** Heartbeats and the peer's silence (ticked every `heartbeat` ms). */
+  readonly liveness: Liveness;
+  private readonly half: number;
+  private readonly refs: FrameRefs;
+  /** The memory under the sender's scratch frames (reused: queued copies are taken). */
+  private readonly scratch: ArrayBufferLike;
+
+  /**
+   * @param socket - the connection
+   * @param cfg - the sender's settings
+   * @param host - the side that accepted it
+   * @param out - the writing side the sender's connections share
+   */
+  constructor(
+    readonly socket: Socket,
+    private readonly cfg: SenderConfig,
+    private readonly host: PeerHost,
+    private readonly out: Outbox,
+  ) {
+    this.liveness = new Liveness(cfg.heartbeat, cfg.heartbeat, cfg.peerTimeout);
+    this.half = cfg.capacity / 2;
+    this.refs = out.refs;
+    this.scratch = out.scratch.buffer;
+  }
+
+  /** drop-oldest: frames queued at the sender. */
+  get queued(): number {
+    return this.pending.length - this.head;
+  }
+
+  // ---- the handshake ----------------------------------------------------------------------------
+
+  /** The handshake succeeded: receive messages under `policy` (the caller writes the WELCOME). */
+  activate(policy: number, peerHeartbeat: number): void {
+    this.policy = policy;
+    this.liveness.setPeerHeartbeat(peerHeartbeat);
+    this.state = PeerState.Active;
+  }
+
+  /** Answers the HELLO with a refusal (`answer`) and hangs up; cut off after `ms` if it lingers. */
+  refuse(answer: Buffer, ms: number): void {
+    this.write(answer);
+    this.state = PeerState.Ending;
+    this.finishWrites();
+    this.handshakeTimer = setTimeout(() => this.drop(), ms);
+    this.handshakeTimer.unref();
+  }
+
+  // ---- credit and the drop-oldest queue ---------------------------------------------------------
+
+  /** Writes a data frame (the window was checked); asks for credit past half the window. */
+  writeData(frame: Buffer): void {
+    this.sent += frame.length;
+    if (frame.length >= POOL_MIN && this.refs.ref(frame)) {
+      this.inflight.push(frame);
+      this.inflightEnd.push(this.sent);
+    }
+    this.write(frame);
+    if (this.sent - this.acked > this.half) this.want();
+  }
+
+  /** Pooled frames this receiver acknowledged go back (when nobody else holds them). */
+  private settleInflight(): void {
+    let h = this.inflightHead;
+    const n = this.inflight.length;
+    while (h < n && this.inflightEnd[h] <= this.acked) {
+      this.refs.unref(this.inflight[h]);
+      this.inflight[h++] = NOTHING;
+    }
+    if (h === n) {
+      this.inflight.length = 0;
+      this.inflightEnd.length = 0;
+      h = 0;
+    } else if (h >= 256 && h * 2 >= n) {
+      this.inflight = this.inflight.slice(h);
+      this.inflightEnd = this.inflightEnd.slice(h);
+      h = 0;
+    }
+    this.inflightHead = h;
+  }
+
+  /** drop-oldest: queues a frame; beyond a window's worth, drops the oldest queued ones. */
+  enqueue(frame: Buffer): void {
+    if (frame.buffer === this.scratch) frame = Buffer.from(frame); // the scratch is reused
+    this.pending.push(frame);
+    this.pendingBytes += frame.length;
+    if (frame.length >= POOL_MIN) this.refs.ref(frame);
+    while (this.pendingBytes > this.cfg.capacity && this.queued > 1) {
+      const old = this.pending[this.head];
+      this.pending[this.head++] = NOTHING;
+      this.pendingBytes -= old.length;
+      if (old.length >= POOL_MIN) this.refs.unref(old);
+    }
+    if (this.head >= 1024 && this.head * 2 >= this.pending.length) {
+      this.pending = this.pending.slice(this.head);
+      this.head = 0;
+    }
+    this.want();
+  }
+
+  /** Writes queued frames that fit the window now. */
+  private flushPending(): void {
+    const cap = this.cfg.capacity;
+    while (this.queued > 0) {
+      const f = this.pending[this.head];
+      if (this.sent - this.acked + f.length > cap) break;
+      this.pending[this.head++] = NOTHING;
+      this.pendingBytes -= f.length;
+      this.writeData(f);
+      if (f.length >= POOL_MIN) this.refs.unref(f); // the queue's reference
+    }
+    if (this.queued === 0) {
+      this.pending = [];
+      this.head = 0;
+      if (this.draining) this.end();
+    } else {
+      this.want();
+    }
+  }
+
+  /** Asks the receiver for credit (once until its next ACK). */
+  want(): void {
+    if (this.wantSent) return;
+    this.wantSent = true;
+    this.write(WANT);
+  }
+
+  // ---- writing ----------------------------------------------------------------------------------
+
+  /**
+   * Writes a frame. What is written in one tick goes out on the next as one vectored write:
+   * frames of up to {@link SMALL} bytes are copied into the connection's batch (cheaper than a
+   * stream write each), larger ones are written as they are (no copy), all corked together; a
+   * burst is flushed early once {@link FLUSH_BYTES} wait.
+   */
+  write(buf: Buffer): void {
+    if (this.state === PeerState.Gone) return;
+    this.liveness.sent();
+    if (!this.scheduled) this.out.schedule(this);
+    if (buf.length <= SMALL) {
+      let b = this.batch;
+      if (b === undefined || b.end + buf.length > b.buf.length) {
+        if (b !== undefined) {
+          this.flushBatch();
+          b.retired = true;
+          if (b.writing === 0) this.out.recycle(b);
+        }
+        b = this.batch = this.out.batch();
+      }
+      b.buf.set(buf, b.end);
+      b.end += buf.length;
+      return;
+    }
+    this.flushBatch();
+    this.put(buf);
+  }
+
+  /** The tick's flush: hands the batch to the socket and uncorks it. */
+  flush(): void {
+    this.scheduled = false;
+    if (this.state !== PeerState.Active || this.socket.destroyed) return;
+    this.flushBatch();
+    this.uncork();
+  }
+
+  /** Hands the batched small frames to the socket (the written part is never touched again). */
+  private flushBatch(): void {
+    const b = this.batch;
+    if (b === undefined || b.end === b.start) return;
+    const chunk = b.buf.subarray(b.start, b.end);
+    b.start = b.end;
+    b.writing++;
+    this.put(chunk, (err) => {
+      b.writing--;
+      if (err) b.failed = true;
+      if (b.retired && b.writing === 0) this.out.recycle(b);
+    });
+  }
+
+  /** Writes to the corked socket; uncorks early after {@link FLUSH_BYTES}. */
+  private put(buf: Buffer, done?: (err?: Error | null) => void): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+    }
+    this.socket.write(buf, done);
+    this.corkedBytes += buf.length;
+    if (this.corkedBytes >= FLUSH_BYTES) this.uncork();
+  }
+
+  private uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.corkedBytes = 0;
+    this.socket.uncork();
+  }
+
+  /** Flushes everything and half-closes the connection. */
+  private finishWrites(): void {
+    this.flushBatch();
+    this.corked = false; // end() uncorks
+    this.corkedBytes = 0;
+    this.socket.end();
+  }
+
+  // ---- reading ----------------------------------------------------------------------------------
+
+  /** Bytes from the receiver: its HELLO, then 16-byte frames (ACK, BYE). */
+  onData(chunk: Buffer): void {
+    this.liveness.heard();
+    let off = 0;
+    while (off < chunk.length && (this.state === PeerState.Handshake || this.state === PeerState.Active)) {
+      const size = this.state === PeerState.Handshake ? HANDSHAKE_BYTES : HEADER_BYTES;
+      if (this.staged === 0 && chunk.length - off >= size) {
+        this.onFrame(chunk, off);
+        off += size;
+        continue;
+      }
+      const n = Math.min(size - this.staged, chunk.length - off);
+      chunk.copy(this.staging, this.staged, off, off + n);
+      this.staged += n;
+      off += n;
+      if (this.staged === size) {
+        this.staged = 0;
+        this.onFrame(this.staging, 0);
+      }
+    }
+  }
+
+  private onFrame(buf: Buffer, at: number): void {
+    if (this.state === PeerState.Handshake) {
+      this.host.hello(this, buf, at);
+      return;
+    }
+    const length = buf.readUInt32LE(at);
+    const type = frameType(buf, at);
+    if (length !== 0) {
+      this.drop(new FrameTooLargeError(`a receiver sent a frame with a ${length}-byte payload (receivers send none)`));
+      return;
+    }
+    if (type === FrameType.Ack) {
+      let value: number;
+      try {
+        value = readValue(buf, at);
+      } catch (err) {
+        this.drop(err as ProtocolError);
+        return;
+      }
+      if (value < this.acked || value > this.sent) {
+        this.drop(new ProtocolError(`a receiver acknowledged ${value} bytes; ${this.acked}..${this.sent} was possible`));
+        return;
+      }
+      this.acked = value;
+      this.wantSent = false;
+      if (this.inflight.length > 0) this.settleInflight();
+      if (this.queued > 0) this.flushPending();
+      this.host.roomChanged();
+    } else if (type === FrameType.Bye) {
+      this.drop();
+    } else {
+      this.drop(new ProtocolError(`unknown frame type 0x${type.toString(16)} from a receiver`));
+    }
+  }
+
+  // ---- liveness and the end ---------------------------------------------------------------------
+
+  /** One heartbeat tick: a PING if nothing was written for a while; cut off after too much silence. */
+  tick(): void {
+    if (this.state !== PeerState.Active && this.state !== PeerState.Ending) return;
+    const alive = this.liveness.tick(() => {
+      if (this.state === PeerState.Active) this.write(PING);
+    });
+    if (!alive) this.drop(new PeerDeadError(`no data or heartbeat from a receiver for ${this.liveness.deadAfterMs} ms`));
+  }
+
+  /** The sender closed: END once the queue is written (a connection still in its handshake is dropped). */
+  drain(): void {
+    if (this.state === PeerState.Handshake) this.drop();
+    else if (this.state === PeerState.Active) {
+      this.draining = true;
+      if (this.queued === 0) this.end();
+      else this.want();
+    }
+  }
+
+  /** Writes END (after which the receiver's stream is over) and finishes the connection. */
+  private end(): void {
+    this.write(controlFrame(FrameType.End, this.host.nextSequence()));
+    this.deactivate();
+    this.state = PeerState.Ending;
+    this.finishWrites();
+  }
+
+  private deactivate(): void {
+    const active = this.host.active;
+    const i = active.indexOf(this);
+    if (i >= 0) active.splice(i, 1);
+    // Frames written to a connection that will not acknowledge them may still be read by its
+    // socket: never reuse them (they are simply collected). Queued ones were never written.
+    for (let k = this.inflightHead; k < this.inflight.length; k++) this.refs.forget(this.inflight[k]);
+    for (let k = this.head; k < this.pending.length; k++) if (this.pending[k].length >= POOL_MIN) this.refs.unref(this.pending[k]);
+    this.inflight = [];
+    this.inflightEnd = [];
+    this.inflightHead = 0;
+    this.pending = [];
+    this.head = 0;
+    this.pendingBytes = 0;
+  }
+
+  /** Cuts the connection off (receiver left, died, or misbehaved); waiting sends re-check. */
+  drop(err?: PlexusError): void {
+    if (this.state === PeerState.Gone) return;
+    const wasActive = this.state === PeerState.Active;
+    this.state = PeerState.Gone;
+    clearTimeout(this.handshakeTimer);
+    this.deactivate();
+    this.socket.destroy();
+    if (err) this.cfg.onPeerError?.(err);
+    if (wasActive) this.host.roomChanged();
+  }
+}
