@@ -366,7 +366,7 @@ export class Peer implements Flushable {
       if (this.queued > 0) this.flushPending();
       this.host.roomChanged();
     } else if (type === FrameType.Bye) {
-      this.drop();
+      this.leave();
     } else {
       this.drop(new ProtocolError(`unknown frame type 0x${type.toString(16)} from a receiver`));
     }
@@ -417,7 +417,27 @@ export class Peer implements Flushable {
     this.pendingBytes = 0;
   }
 
-  /** Cuts the connection off (receiver left, died, or misbehaved); waiting sends re-check. */
+  /**
+   * The receiver said BYE: it is let go, and what was already written to it (its WELCOME, when
+   * the BYE came in the same read as its HELLO) still goes out before the connection closes.
+   */
+  private leave(): void {
+    if (this.state === PeerState.Gone) return;
+    const wasActive = this.state === PeerState.Active;
+    this.state = PeerState.Gone;
+    clearTimeout(this.handshakeTimer);
+    this.deactivate();
+    if (!this.socket.destroyed) {
+      this.finishWrites();
+      // a receiver that said BYE but keeps its end open is cut off after the handshake timeout
+      const cut = setTimeout(() => this.socket.destroy(), this.cfg.handshakeTimeout);
+      cut.unref();
+      this.socket.once("close", () => clearTimeout(cut));
+    }
+    if (wasActive) this.host.roomChanged();
+  }
+
+  /** Cuts the connection off (receiver died or misbehaved); waiting sends re-check. */
   drop(err?: PlexusError): void {
     if (this.state === PeerState.Gone) return;
     const wasActive = this.state === PeerState.Active;

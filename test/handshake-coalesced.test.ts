@@ -1,0 +1,94 @@
+// A peer may write its hello and its first messages in one write (the protocols do not require
+// waiting for the server's answer, and clients in other languages will do it): every server
+// handles the bytes that arrive together with the handshake.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect as netConnect, type Socket } from "node:net";
+import { randomBytes } from "node:crypto";
+import { GraphServer } from "../src/graph/server.js";
+import { ControlParser, encodeControl, MsgType } from "../src/graph/protocol.js";
+import { TcpSender } from "../src/transport/tcp.js";
+import { controlFrame, encodeHello, FrameType, TCP_VERSION } from "../src/transport/tcp-wire.js";
+import { queue } from "../src/index.js";
+import { encode } from "../src/codec/index.js";
+import { encodeHandshake, FLAG_RELIABLE, HEADER_BYTES, QFrame, QUEUE_VERSION, writeHeader } from "../src/queue/wire.js";
+
+/** A raw connection that collects what it receives. */
+function raw(port: number): { sock: Socket; bytes: () => Buffer; closed: Promise<void> } {
+  const sock = netConnect({ host: "127.0.0.1", port });
+  const got: Buffer[] = [];
+  sock.on("data", (d: Buffer) => got.push(d));
+  sock.on("error", () => {});
+  const closed = new Promise<void>((r) => sock.on("close", () => r()));
+  return { sock, bytes: () => Buffer.concat(got), closed };
+}
+
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const t = Date.now();
+  while (!cond()) {
+    if (Date.now() - t > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test("graph: a hello and a request in one write get the welcome and the answer", async () => {
+  await using server = await GraphServer.start({ port: 0 });
+  const c = raw(server.address.port);
+  c.sock.write(Buffer.concat([encodeControl(MsgType.Hello, 0, { host: "h", pid: 4242, threadId: 0, name: "raw" }), encodeControl(MsgType.Request, 7, { op: "snapshot" })]));
+  const messages: { type: number; id: number; body: Record<string, unknown> }[] = [];
+  const parser = new ControlParser();
+  let seen = 0;
+  await until(() => {
+    const b = c.bytes();
+    if (b.length > seen) {
+      for (const m of parser.push(b.subarray(seen))) messages.push(m);
+      seen = b.length;
+    }
+    return messages.length >= 2;
+  }, "welcome and response");
+  assert.equal(messages[0].type, MsgType.Welcome);
+  assert.equal(messages[1].type, MsgType.Response);
+  assert.equal(messages[1].id, 7);
+  assert.equal(messages[1].body.ok, true, JSON.stringify(messages[1].body));
+  c.sock.destroy();
+});
+
+test("tcp transport: a HELLO and a BYE in one write: welcomed, then let go", async () => {
+  await using sender = await TcpSender.create({});
+  const c = raw(sender.address.port);
+  c.sock.write(Buffer.concat([encodeHello({ version: TCP_VERSION, policy: 0, pid: 4242, heartbeat: 1000 }), controlFrame(FrameType.Bye, 0)]));
+  await until(() => c.bytes().length >= 32, "WELCOME");
+  assert.equal(c.bytes()[6], 0, "WELCOME status ok");
+  await c.closed; // the sender answers BYE by closing the connection
+  await until(() => sender.receivers === 0, "the receiver is let go");
+});
+
+test("queue: a HELLO and DATA frames in one write are all delivered", async () => {
+  await using server = await queue.server({ url: "tcp://127.0.0.1:0" });
+  const identity = randomBytes(16);
+  const hello = encodeHandshake(QFrame.Hello, {
+    version: QUEUE_VERSION,
+    status: 0,
+    resumed: false,
+    slots: 4,
+    heartbeat: 1000,
+    maxMessage: 1 << 20,
+    identity,
+    session: randomBytes(8),
+  });
+  const data = (serial: number, flags: number, value: unknown): Buffer => {
+    const payload = Buffer.from(encode(value));
+    const b = Buffer.alloc(HEADER_BYTES + payload.length);
+    writeHeader(b, 0, payload.length, QFrame.Data, flags, serial);
+    payload.copy(b, HEADER_BYTES);
+    return b;
+  };
+  const c = raw(server.port);
+  c.sock.write(Buffer.concat([hello, data(1, 0, { n: 1 }), data(2, FLAG_RELIABLE, { n: 2 })]));
+  const first = await server.get({ timeout: 5000 });
+  const second = await server.get({ timeout: 5000 });
+  assert.deepEqual([first.value, second.value], [{ n: 1 }, { n: 2 }]);
+  assert.equal(first.peer, identity.toString("hex"));
+  second.release();
+  c.sock.destroy();
+});
