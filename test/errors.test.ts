@@ -124,7 +124,7 @@ test("errors: system errors are wrapped with their cause; ENOSPC is a NoSpaceErr
 
 test("errors: a cycle refused by the GraphServer reaches the user as a CycleError", async () => {
   await using server = await GraphServer.start({ port: 0 });
-  await using node = await esm.connect({ address: `127.0.0.1:${server.address.port}`, embedded: false });
+  await using node = await esm.connect({ address: `tcp://127.0.0.1:${server.address.port}`, embedded: false });
   await node.connect("errs/a", "errs/b");
   const err = await node.connect("errs/b", "errs/a").then(
     () => assert.fail("a cycle was accepted"),
@@ -138,11 +138,16 @@ test("errors: a cycle refused by the GraphServer reaches the user as a CycleErro
 });
 
 test("errors: a bad graph address is an InvalidArgumentError", async () => {
-  for (const address of ["127.0.0.1:99999", "no-port", "[::1]", ""]) {
+  for (const address of ["127.0.0.1:99999", "no-port", "[::1]", "", "udp://127.0.0.1:1", "tcp://127.0.0.1", "tls://[::1]:70000"]) {
     assert.throws(() => parseAddress(address), esm.InvalidArgumentError, address);
   }
+  assert.deepEqual(parseAddress("127.0.0.1:7000"), { host: "127.0.0.1", port: 7000 });
+  assert.deepEqual(parseAddress("tcp://127.0.0.1:7000"), { host: "127.0.0.1", port: 7000, tls: false });
+  assert.deepEqual(parseAddress("tls://[::1]:7000/"), { host: "::1", port: 7000, tls: true });
+  assert.deepEqual(parseAddress("TCP://localhost:1"), { host: "localhost", port: 1, tls: false });
   await assert.rejects(esm.connect({ address: "127.0.0.1:99999" }), esm.InvalidArgumentError);
   await assert.rejects(GraphClient.connect({ address: "nonsense" }), esm.InvalidArgumentError);
+  await assert.rejects(GraphClient.connect({ address: "tcp://127.0.0.1:1", tls: {} }), esm.InvalidArgumentError, "tcp:// with TLS options");
 });
 
 test("errors: a taken port is a SystemError EADDRINUSE whose cause is Node's error", async () => {

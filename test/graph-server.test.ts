@@ -95,5 +95,11 @@ test("graph: a TLS control connection with a token; a client without the right C
   assert.equal(server.snapshot().edges.length, 1);
   await client.close();
   await assert.rejects(GraphClient.connect({ address, embedded: false, token: "a-long-token", tls: {} }), (e: { code?: string }) => typeof e.code === "string");
+  // the URL form: tls:// with the CA given; tls:// alone uses the system's CAs (refused: the test CA is not one)
+  const byUrl = await GraphClient.connect({ address: `tls://${address}`, embedded: false, token: "a-long-token", tls: { ca: certs.ca, servername: "localhost" } });
+  await byUrl.close();
+  await assert.rejects(GraphClient.connect({ address: `tls://${address}`, embedded: false, token: "a-long-token" }), (e: { code?: string }) => typeof e.code === "string");
+  // a tls:// address on loopback with nothing listening does not start a (plain) embedded server
+  await assert.rejects(GraphClient.connect({ address: "tls://127.0.0.1:1", token: "a-long-token" }), { code: "ERR_PLEXUS_SYSTEM" });
   assert.equal(server.snapshot().nodes.length, 0);
 });

@@ -16,7 +16,7 @@ import { dial } from "../net/dial.js";
 
 /** Options of {@link GraphClient.connect} and `connect()`. */
 export interface GraphOptions {
-  /** `host:port` of the GraphServer (default: `PLEXUS_GRAPH`, else 127.0.0.1:25978). */
+  /** The GraphServer: `tcp://host:port`, `tls://host:port` or `host:port` (default: `PLEXUS_GRAPH`, else 127.0.0.1:25978). */
   address?: string;
   /** Access token (required by servers bound off loopback). */
   token?: string;
@@ -32,11 +32,23 @@ export interface GraphOptions {
   signal?: AbortSignal;
 }
 
-/** Parses `host:port` (IPv6 as `[::1]:port`). */
-export function parseAddress(address: string): { host: string; port: number } {
-  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(address);
+/**
+ * Parses a GraphServer address: a URL `tcp://host:port` or `tls://host:port` (the grammar the
+ * queue's addresses use too), or the plain `host:port` form (IPv6 as `[::1]:port`). `tls` is
+ * true for `tls://`, false for `tcp://`, undefined for the plain form (TLS then follows the
+ * `tls` option). Throws `InvalidArgumentError` for anything else.
+ */
+export function parseAddress(address: string): { host: string; port: number; tls?: boolean } {
+  const url = /^([a-z]+):\/\/(.*)$/i.exec(typeof address === "string" ? address : "");
+  if (url !== null) {
+    const scheme = url[1].toLowerCase();
+    if (scheme !== "tcp" && scheme !== "tls") throw new InvalidArgumentError(`unsupported GraphServer address scheme ${JSON.stringify(scheme)} (tcp://, tls://): ${JSON.stringify(address)}`);
+    const { host, port } = parseAddress(url[2].replace(/\/$/, ""));
+    return { host, port, tls: scheme === "tls" };
+  }
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(typeof address === "string" ? address : "");
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new InvalidArgumentError(`not a host:port address (port 0..65535): ${JSON.stringify(address)}`);
+  if (!m || port > 65535) throw new InvalidArgumentError(`not a GraphServer address (tcp://host:port, tls://host:port or host:port, port 0..65535): ${JSON.stringify(address)}`);
   return { host: m[1], port };
 }
 
@@ -94,14 +106,18 @@ export class GraphClient {
   static async connect(opts: GraphOptions = {}): Promise<GraphClient> {
     throwIfAborted(opts.signal, "connect");
     const timeout = checkTimeout(opts.timeout, 5000);
-    const { host, port } = parseAddress(opts.address ?? defaultAddress());
+    const parsed = parseAddress(opts.address ?? defaultAddress());
+    const { host, port } = parsed;
+    // tls:// asks for TLS (the system's CAs unless `tls` says more); tcp:// for plain TCP
+    if (parsed.tls === true && opts.tls === undefined) opts = { ...opts, tls: {} };
+    if (parsed.tls === false && opts.tls !== undefined) throw new InvalidArgumentError(`the address ${opts.address} says tcp:// but TLS options were given (use tls://)`);
     let embedded: GraphServer | undefined;
     let socket: Socket;
     try {
       socket = await open(host, port, opts, timeout);
     } catch (err) {
       const refused = err instanceof SystemError && err.errnoName === "ECONNREFUSED";
-      if (!refused || opts.embedded === false || !isLoopback(host)) throw err;
+      if (!refused || opts.embedded === false || opts.tls !== undefined || !isLoopback(host)) throw err; // an embedded server speaks plain TCP
       try {
         embedded = await GraphServer.start({ host, port });
         embedded.unref();
