@@ -92,3 +92,34 @@ test("queue: a HELLO and DATA frames in one write are all delivered", async () =
   second.release();
   c.sock.destroy();
 });
+
+test("queue: a message the server refused is refused again when resent after a reconnection (never acknowledged)", async () => {
+  await using server = await queue.server({ url: "tcp://127.0.0.1:0" });
+  const identity = randomBytes(16);
+  const session = randomBytes(8);
+  const hello = encodeHandshake(QFrame.Hello, { version: QUEUE_VERSION, status: 0, resumed: false, slots: 4, heartbeat: 1000, maxMessage: 1 << 20, identity, session });
+  const garbage = Buffer.from([0xc1, 0xc1, 0xc1, 0xc1]); // not a codec frame
+  const data = Buffer.alloc(HEADER_BYTES + garbage.length);
+  writeHeader(data, 0, garbage.length, QFrame.Data, FLAG_RELIABLE, 1);
+  garbage.copy(data, HEADER_BYTES);
+  /** The types and serials of the frames after the WELCOME. */
+  const framesAfterWelcome = (b: Buffer): [number, number][] => {
+    const out: [number, number][] = [];
+    if (b.length < HEADER_BYTES) return out;
+    for (let at = HEADER_BYTES + b.readUInt32LE(0); at + HEADER_BYTES <= b.length; at += HEADER_BYTES + b.readUInt32LE(at)) out.push([b[at + 4], b.readUInt32LE(at + 8)]);
+    return out;
+  };
+  const first = raw(server.port);
+  first.sock.write(Buffer.concat([hello, data]));
+  await until(() => framesAfterWelcome(first.bytes()).length >= 1, "the NACK");
+  assert.deepEqual(framesAfterWelcome(first.bytes())[0], [QFrame.Nack, 1], "the malformed message is refused");
+  // the NACK is lost with the connection: the client reconnects (same session) and resends serial 1
+  first.sock.destroy();
+  await first.closed;
+  const again = raw(server.port);
+  again.sock.write(Buffer.concat([hello, data]));
+  await until(() => framesAfterWelcome(again.bytes()).length >= 1, "the answer to the resend");
+  assert.equal(again.bytes()[HEADER_BYTES + 7], 1, "the session was resumed");
+  assert.deepEqual(framesAfterWelcome(again.bytes())[0], [QFrame.Nack, 1], "refused again, not acknowledged");
+  again.sock.destroy();
+});

@@ -12,6 +12,13 @@ import type { Link } from "./link.js";
 import type { Entry } from "./put.js";
 import { header, type Header, NackReason, QFrame, serialDiff, writeHeader } from "./wire.js";
 
+/**
+ * Refusals remembered per session. A peer resends at most its slots' worth of DATA after a
+ * reconnection, so this many recent refusals cover every resend but for a peer with more than
+ * this many messages refused while one waited unanswered for the whole time.
+ */
+const REFUSALS_KEPT = 4096;
+
 /** What a session needs from its endpoint. */
 export interface SessionHost {
   /** A new DATA frame arrived (not a duplicate). @internal */
@@ -61,6 +68,12 @@ export class Session {
   private waitHead = 0;
   private lastIn = 0;
   private readonly unacked = new Set<number>();
+  /**
+   * The NACK frames of the serials this end refused, by serial, the last {@link REFUSALS_KEPT}:
+   * a NACK lost with a connection makes the peer resend that DATA, which must be refused again
+   * (an ACK would report as delivered a message the application never got).
+   */
+  private readonly refused = new Map<number, Buffer>();
 
   /**
    * @param identity - the peer's 16-byte identity
@@ -150,8 +163,11 @@ export class Session {
           this.unacked.add(h.serial);
           this.host.deliver(this, h.serial, h.flags, payload);
         } else if (d <= 0) {
-          // A resend after reconnection: acknowledge again unless it is still being processed.
-          if (!this.unacked.has(h.serial)) this.link?.write([header(0, QFrame.Ack, 0, h.serial)]);
+          // A resend after reconnection: refused again if it was refused, else acknowledged again
+          // unless it is still being processed.
+          const nack = this.refused.get(h.serial);
+          if (nack !== undefined) this.link?.write([nack]);
+          else if (!this.unacked.has(h.serial)) this.link?.write([header(0, QFrame.Ack, 0, h.serial)]);
         } else {
           throw new ProtocolError(`DATA serial ${h.serial} skips ahead of ${this.lastIn}`);
         }
@@ -192,6 +208,8 @@ export class Session {
   /** Refuses `serial` (of generation `gen`). */
   nack(serial: number, gen: number, frame: Buffer): void {
     if (gen !== this.generation || !this.unacked.delete(serial)) return;
+    this.refused.set(serial, frame);
+    if (this.refused.size > REFUSALS_KEPT) this.refused.delete(this.refused.keys().next().value as number);
     this.link?.write([frame]);
   }
 
@@ -212,6 +230,7 @@ export class Session {
     for (const e of this.inflight.values()) e.op.fail(err);
     this.inflight.clear();
     this.unacked.clear();
+    this.refused.clear();
     this.nextSerial = 1;
     this.lastIn = 0;
     this.generation++;
@@ -227,6 +246,7 @@ export class Session {
     this.waiting = again.concat(this.waiting.slice(this.waitHead));
     this.waitHead = 0;
     this.unacked.clear();
+    this.refused.clear();
     this.nextSerial = 1;
     this.lastIn = 0;
     this.generation++;
@@ -242,6 +262,7 @@ export class Session {
     this.waiting = [];
     this.waitHead = 0;
     this.unacked.clear();
+    this.refused.clear();
     this.generation++;
   }
 
