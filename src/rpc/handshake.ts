@@ -8,7 +8,8 @@ import type { Socket } from "node:net";
 import { errorFromWire, PeerDeadError, PlexusError, ProtocolError, TimeoutError } from "../errors.js";
 import { connectShm, ShmSender } from "../transport/shm.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
-import { ShmChannel, TcpChannel } from "./channel.js";
+import { ShmChannel } from "./shm-channel.js";
+import { TcpChannel } from "./tcp-channel.js";
 import { connectError, dial } from "../net/dial.js";
 import { Deferred } from "../util/wait.js";
 

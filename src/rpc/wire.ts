@@ -69,6 +69,12 @@ export function writeHeader(target: Uint8Array, at: number, type: RpcType, flags
   put32(target, at + 12, aux);
 }
 
+/** Writes one message (header + body) at `target[at ..]`. */
+export function writeMessage(target: Uint8Array, at: number, type: RpcType, id: number, aux: number, b: Body): void {
+  writeHeader(target, at, type, b.flags, id, aux);
+  b.writeTo(target, at + RPC_HEADER);
+}
+
 /**
  * Checks the header of the message `bytes[at .. end)` and returns its type (throws
  * {@link ProtocolError}); the other fields are read with {@link get32} and `bytes[at + 5]`
