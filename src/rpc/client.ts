@@ -11,12 +11,14 @@ import type { ServerInfo } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
 import type { ClientCounters, LinkTransport } from "../graph/report.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
+import { msOption } from "../transport/tcp-wire.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import { WaitList, whenAborted } from "../util/wait.js";
 import type { Channel, Releasable } from "./channel.js";
 import type { OpenOptions } from "./handshake.js";
 import { answerOf, askLocal, Filler, forget, Mode, openLink, remember, type Link, type ServerLookup, type Settle } from "./links.js";
 import { PendingTable } from "./pending.js";
+import { DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Heartbeats } from "./tcp-channel.js";
 import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, spinOption, transportOption } from "./server.js";
 import { checkHeader, get32, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
@@ -45,6 +47,13 @@ export interface ClientOptions {
   connectTimeout?: number;
   /** Busy-poll this many µs on response rings before sleeping (default 0). */
   spinMicros?: number;
+  /** tcp links: write at least this often, a heartbeat when there is nothing else to send (ms, default 1000). */
+  heartbeat?: number;
+  /**
+   * tcp links: a server silent this long (ms, default 10000; at least 3 of the heartbeats it
+   * announced) is dead — its requests in flight reject with `PeerDeadError` and its link is dropped.
+   */
+  peerTimeout?: number;
 }
 
 /**
@@ -142,6 +151,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
       tls: opts.tls,
       spinMicros: spinOption(opts.spinMicros),
+      heartbeats: new Heartbeats(msOption("heartbeat", opts.heartbeat, DEFAULT_HEARTBEAT), msOption("peerTimeout", opts.peerTimeout, DEFAULT_PEER_TIMEOUT)),
     };
   }
 

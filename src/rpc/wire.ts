@@ -27,6 +27,13 @@ export const enum RpcType {
    * in the request's own body, still in shared memory; body = u32 length.
    */
   InPlace = 4,
+  /**
+   * tcp only, either way: a heartbeat — empty body, flags, id and aux 0 — written when nothing
+   * else was written for a heartbeat. The receiving channel takes it as a sign of life and
+   * nothing more: it is never delivered, so {@link checkHeader} does not accept it. (5 was version
+   * 1's release, and stays unused.)
+   */
+  Ping = 6,
 }
 
 /** Flag: the body is raw bytes (in-place services), not a codec frame. */
