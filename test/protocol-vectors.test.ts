@@ -40,7 +40,7 @@ import {
 } from "../src/queue/wire.js";
 import { AtomicsBell, RingReader, RingWriter } from "../src/ring/index.js";
 import { H_EPOCH, H_WRITE_POS, H_WRITER_PID, H_WRITER_STATE, H_WRITER_WAKE, initRing, readGeometry, ringGeometry, S_STATE, slotIndex } from "../src/ring/layout.js";
-import { TcpChannel } from "../src/rpc/channel.js";
+import { Heartbeats, TcpChannel } from "../src/rpc/tcp-channel.js";
 import { checkRingAddress, hello, HelloKind, readHello } from "../src/rpc/handshake.js";
 import {
   decodeAt,
@@ -515,7 +515,32 @@ const rpc = {
     await handshakeVector(HelloKind.Shm, address)(bytes);
     assert.deepEqual(checkRingAddress((await readHandshake(bytes)).body), address);
   },
-  "rpc.hello-tcp": handshakeVector(HelloKind.Tcp, undefined),
+  "rpc.hello-tcp": handshakeVector(HelloKind.Tcp, { heartbeat: 1000 }),
+  "rpc.tcp-ping": async (bytes: Buffer): Promise<void> => {
+    // the u32 length, then an empty message of type Ping
+    const header = Buffer.alloc(16);
+    writeRpcHeader(header, 0, RpcType.Ping, 0, 0, 0);
+    const framed = Buffer.alloc(4 + 16);
+    framed.writeUInt32LE(16, 0);
+    header.copy(framed, 4);
+    sameBytes(framed, bytes, "length + Ping header");
+    // a tcp channel takes it as liveness only: nothing reaches its owner, the channel stays open
+    const socket = new Duplex({ read() {}, write(_c: Buffer, _e, done) { done(); } });
+    const channel = new TcpChannel(socket as unknown as Socket, 1 << 20, undefined, new Heartbeats(1000, 10000), 1000);
+    try {
+      let delivered = 0;
+      channel.onMessage = (_b, _at, _end, frame) => {
+        delivered++;
+        frame.release();
+      };
+      socket.push(bytes);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(delivered, 0, "a PING is not a message");
+      assert.ok(!channel.closed);
+    } finally {
+      socket.destroy();
+    }
+  },
   "rpc.refused": handshakeVector(HelloKind.Refused, { code: "ERR_PLEXUS_PROTOCOL", message: "bad hello" }),
   "rpc.request": rpcValueVector(RpcType.Request, 1, { a: 1 }),
   "rpc.response": rpcValueVector(RpcType.Response, 1, { a: 2 }),
@@ -546,7 +571,8 @@ const rpc = {
         done();
       },
     });
-    const channel = new TcpChannel(socket as unknown as Socket, 1 << 20);
+    const heartbeats = new Heartbeats(1000, 10000);
+    const channel = new TcpChannel(socket as unknown as Socket, 1 << 20, undefined, heartbeats, 1000);
     try {
       channel.send(RpcType.Request, 1, 0, valueBody({ a: 1 }));
       await new Promise((resolve) => setImmediate(resolve));

@@ -40,7 +40,7 @@ test("rpc flood: a tcp client that never reads its 64 KiB answers stalls only it
   const flooder = netConnect(tcp);
   flooder.on("error", () => {});
   await once(flooder, "connect");
-  flooder.write(hello(HelloKind.Tcp));
+  flooder.write(hello(HelloKind.Tcp, { heartbeat: 1000 })); // then never a PING: it still writes (requests) or the server is not reading it
   assert.equal((await readHello(flooder, 5000)).kind, HelloKind.Tcp);
   flooder.pause(); // never reads an answer
   const count = 3000; // 3000 x 64 KiB = 192 MiB of answers if the server answered them all

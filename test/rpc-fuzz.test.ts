@@ -70,7 +70,7 @@ function message(type: number, id: number, body: Uint8Array = new Uint8Array(0),
 
 test("tcp port: random, truncated, oversized and out-of-protocol bytes; honest clients are served throughout", async () => {
   await stillServes();
-  const tcpHello = hello(HelloKind.Tcp);
+  const tcpHello = hello(HelloKind.Tcp, { heartbeat: 1000 });
   const cases: [string, Buffer][] = [
     ["truncated hello", tcpHello.subarray(0, 5)],
     ["wrong magic", Buffer.alloc(16, 0x41)],
@@ -80,20 +80,30 @@ test("tcp port: random, truncated, oversized and out-of-protocol bytes; honest c
     ["bad magic in a frame", Buffer.concat([tcpHello, frame(new Uint8Array(40).fill(9))])],
     ["a response sent to the server", Buffer.concat([tcpHello, frame(message(RpcType.Response, 1))])],
     ["unknown type", Buffer.concat([tcpHello, frame(message(77, 1))])],
+    ["a PING with a body", Buffer.concat([tcpHello, frame(message(RpcType.Ping, 0, new Uint8Array(4)))])],
+    ["a PING with flags", Buffer.concat([tcpHello, frame(message(RpcType.Ping, 0, undefined, 1))])],
     ["truncated frame", Buffer.concat([tcpHello, frame(message(RpcType.Request, 1, new Uint8Array(100))).subarray(0, 50)])],
   ];
   for (const [name, bytes] of cases) {
     await throwAt(tcp, bytes);
     await stillServes().catch((e: unknown) => assert.fail(`${name}: ${String(e)}`));
   }
-  // A version the server does not speak is refused with a typed answer.
-  for (const version of [1, RPC_VERSION + 1]) {
+  // A version the server does not speak is refused with a typed answer: 1 (before in-place
+  // answers were pinned by the client: releases went to the server), 2 (tcp without heartbeats).
+  assert.equal(RPC_VERSION, 3);
+  for (const version of [1, 2, RPC_VERSION + 1]) {
     const other = Buffer.from(tcpHello);
-    other[4] = version; // 1: before in-place answers were pinned by the client (releases went to the server)
+    other[4] = version;
     const refused = await throwAt(tcp, other, false);
     assert.equal(refused.readUInt32LE(0), tcpHello.readUInt32LE(0));
     assert.equal(refused[5], HelloKind.Refused);
     assert.match(refused.subarray(8).toString(), new RegExp(`ERR_PLEXUS_PROTOCOL.*version ${version}`));
+  }
+  // A tcp hello of this version must announce a heartbeat (a whole, positive number of ms).
+  for (const body of [undefined, {}, { heartbeat: 0 }, { heartbeat: -5 }, { heartbeat: 1.5 }, { heartbeat: "1000" }, { heartbeat: 2 ** 31 }]) {
+    const refused = await throwAt(tcp, hello(HelloKind.Tcp, body), false);
+    assert.equal(refused[5], HelloKind.Refused, JSON.stringify(body));
+    assert.match(refused.subarray(8).toString(), /ERR_PLEXUS_PROTOCOL.*heartbeat/);
   }
   // A connection that never says hello is dropped after the handshake timeout.
   await throwAt(tcp, new Uint8Array(0), false);
@@ -104,6 +114,8 @@ test("tcp port: random, truncated, oversized and out-of-protocol bytes; honest c
   s.write(tcpHello);
   const answer = await readHello(s, 5000);
   assert.equal(answer.kind, HelloKind.Tcp);
+  // PINGs (type 6, empty) count only as signs of life: no answer, the connection serves on.
+  s.write(Buffer.concat([frame(message(RpcType.Ping, 0)), frame(message(RpcType.Ping, 0))]));
   s.write(frame(message(RpcType.Request, 42, new Uint8Array(32).fill(1))));
   const got: Buffer[] = [];
   s.on("data", (d: Buffer) => got.push(d));

@@ -393,7 +393,7 @@ test("a server that answers with a malformed frame: its pending requests reject 
     sockets.add(s);
     s.on("error", () => {});
     void readHello(s, 2000).then(() => {
-      s.write(hello(HelloKind.Tcp));
+      s.write(hello(HelloKind.Tcp, { heartbeat: 1000 }));
       s.once("data", () => {
         const junk = Buffer.alloc(4 + RPC_HEADER); // a frame of 16 zero bytes: no magic
         junk.writeUInt32LE(RPC_HEADER, 0);

@@ -9,6 +9,14 @@
  * @module
  */
 
+/**
+ * How often an owner with this `heartbeat` and `peerTimeout` (ms) ticks: twice per heartbeat
+ * (or per peer timeout, if shorter), at most every 10 ms.
+ */
+export function tickInterval(heartbeatMs: number, peerTimeoutMs: number): number {
+  return Math.max(10, Math.min(heartbeatMs, peerTimeoutMs) / 2);
+}
+
 /** Liveness of one connection, counted in ticks. */
 export class Liveness {
   private quietRx = 0;

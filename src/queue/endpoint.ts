@@ -16,7 +16,7 @@ import { Deadlines, PutOp } from "./put.js";
 import { Slab } from "./slab.js";
 import type { Session, SessionHost } from "./session.js";
 import { FLAG_RELIABLE, header, HEADER_BYTES, QFrame } from "./wire.js";
-import { Liveness } from "../net/liveness.js";
+import { Liveness, tickInterval } from "../net/liveness.js";
 
 /** Messages up to this size are copied into one buffer with their header. */
 const SMALL = 8 << 10;
@@ -173,7 +173,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
 
   /** How often liveness is checked: twice per heartbeat (or per peer timeout, if shorter). */
   private get tickMs(): number {
-    return Math.max(10, Math.min(this.cfg.heartbeat, this.cfg.peerTimeout) / 2);
+    return tickInterval(this.cfg.heartbeat, this.cfg.peerTimeout);
   }
 
   /** Liveness counters for a new connection of this end. */

@@ -1,25 +1,29 @@
 /**
  * A request/response client: links to every server of its service (the value itself in the
- * same thread, shared-memory rings on the host, TCP/TLS across hosts), keeps up to
+ * same thread, shared-memory rings on the host, TCP/TLS across hosts: see links.ts), keeps up to
  * `maxInFlight` requests in flight, sends each to the server with the fewest in flight (ties in
  * turn), and correlates answers by request id, in whatever order they come.
  * @module
  */
 import { performance } from "node:perf_hooks"; // the module's, not the global: that one is a getter on every use
-import { decode } from "../codec/index.js";
-import { AbortError, ClosedError, InvalidArgumentError, NoServerError, PeerDeadError, PlexusError, ProtocolError, RemoteError, TimeoutError } from "../errors.js";
-import { self } from "../graph/identity.js";
+import { AbortError, ClosedError, InvalidArgumentError, NoServerError, PeerDeadError, PlexusError, ProtocolError, TimeoutError } from "../errors.js";
 import type { ServerInfo } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
 import type { ClientCounters, LinkTransport } from "../graph/report.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
+import { msOption } from "../transport/tcp-wire.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import { WaitList, whenAborted } from "../util/wait.js";
 import type { Channel, Releasable } from "./channel.js";
-import { openShm, openTcp, type OpenOptions } from "./handshake.js";
+import type { OpenOptions } from "./handshake.js";
+import { answerOf, askLocal, Filler, forget, Mode, openLink, remember, type Link, type ServerLookup, type Settle } from "./links.js";
 import { PendingTable } from "./pending.js";
-import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, spinOption, transportOption, type Server } from "./server.js";
-import { checkHeader, decodeOwned, FLAG_RAW, get32, rawBody, RPC_HEADER, RpcType, valueBody, type Body } from "./wire.js";
+import { DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Heartbeats } from "./tcp-channel.js";
+import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, spinOption, transportOption } from "./server.js";
+import { checkHeader, get32, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
+
+export type { ServerLookup } from "./links.js";
+
 
 /** Options of `node.client()`. */
 export interface ClientOptions {
@@ -43,6 +47,13 @@ export interface ClientOptions {
   connectTimeout?: number;
   /** Busy-poll this many µs on response rings before sleeping (default 0). */
   spinMicros?: number;
+  /** tcp links: write at least this often, a heartbeat when there is nothing else to send (ms, default 1000). */
+  heartbeat?: number;
+  /**
+   * tcp links: a server silent this long (ms, default 10000; at least 3 of the heartbeats it
+   * announced) is dead — its requests in flight reject with `PeerDeadError` and its link is dropped.
+   */
+  peerTimeout?: number;
 }
 
 /**
@@ -57,29 +68,7 @@ export interface InPlaceResponse extends Disposable {
   release(): void;
 }
 
-/** How the answer of a pending request is delivered. */
-const enum Mode {
-  /** A decoded value (copied out of the ring if it holds buffers). */
-  Value,
-  /** In-place service, `request()`: the bytes, copied out. */
-  Copy,
-  /** In-place service, `requestInPlace()`: a view of the shared memory. */
-  InPlace,
-}
-
-/** One server this client is linked to. */
-interface Link {
-  readonly server: ServerInfo;
-  /** Requests sent here and not answered. */
-  inFlight: number;
-  /** shm or tcp channel; undefined for a server of this thread. */
-  readonly channel: Channel | undefined;
-  /** The server itself, when it lives in this thread. */
-  readonly local: Server | undefined;
-  /** Removed from the graph: no new requests; closed once its requests are answered. */
-  draining: boolean;
-}
-
+/** A request in flight (or being set up). */
 interface Pending {
   /** Request id. */
   readonly id: number;
@@ -113,9 +102,6 @@ const TIMING_MS = 1;
 /** The options of a call that passed none (checked once, not per call). */
 const NO_OPTIONS: BlockingOptions = Object.freeze({});
 
-/** Finds servers of this thread by id (for inproc requests). */
-export type ServerLookup = (id: string) => Server | undefined;
-
 /** A client of a service: `await using client = await node.client("resize")`. */
 export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   /** Service name. */
@@ -141,6 +127,8 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   readonly counters: ClientCounters = { requests: 0, errors: 0, bytes: 0, latency: 0, timed: 0 };
   /** When the last timed request was sent (performance.now()). */
   private timedAt = -Infinity;
+  /** {@link settle}, for the answers of local links (made once, not per request). */
+  private readonly settleLocal: Settle = (id, error, value) => this.settle(id, error, value);
 
   /** @internal */
   constructor(
@@ -163,6 +151,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
       tls: opts.tls,
       spinMicros: spinOption(opts.spinMicros),
+      heartbeats: new Heartbeats(msOption("heartbeat", opts.heartbeat, DEFAULT_HEARTBEAT), msOption("peerTimeout", opts.peerTimeout, DEFAULT_PEER_TIMEOUT)),
     };
   }
 
@@ -216,7 +205,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   }
 
   private submit(value: unknown, opts: BlockingOptions, mode: Mode): Promise<unknown> {
-    if (this.closing) return Promise.reject(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+    if (this.closing) return Promise.reject(this.closedError());
     let timeout = this.timeout;
     if (opts !== NO_OPTIONS) {
       try {
@@ -263,64 +252,95 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   /**
    * Sends one request: `deadline` (performance.now() time) when it waited for a slot, NaN to
    * count `timeout` from now. The request is written before anything else is done for it —
-   * the clock read, its promise, the timer — so that work overlaps the server's.
+   * the clock read, its promise, the timer — so that work overlaps the server's. The steps:
+   * {@link refusal} (none for a request that can go), {@link write} (channel links), {@link track}
+   * (its promise, in the table), {@link stillborn} (failed while it was written),
+   * {@link watch} (signal, timer), then {@link collect} (channel links: the answer, in this turn
+   * if it comes at once) or {@link askLocal} (local links).
    */
   private start(value: unknown, mode: Mode, timeout: number, deadline: number, signal: AbortSignal | undefined): Promise<unknown> {
-    if (this.closing) return Promise.reject(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
-    if (signal?.aborted) {
-      // Aborted after its wait for a slot ended, before it was sent (an abort listener added now would never fire).
+    if (this.closing) return Promise.reject(this.closedError());
+    const link = signal?.aborted ? undefined : this.pick();
+    const refused = this.refusal(link, value, mode, signal);
+    if (refused !== undefined) {
       this.next();
-      return Promise.reject(new AbortError("request aborted", { cause: signal.reason }));
+      return Promise.reject(refused);
     }
-    const link = this.pick();
+    const l = link as Link;
+    if (l.server.inPlace && mode === Mode.Value) mode = Mode.Copy;
+    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link: l, mode, deadline, signal, unwatch: undefined, at: -1, size: 0, pin: -1, settled: false, sentAt: 0, timed: false, failure: undefined };
+    const ch = l.channel;
+    // Nothing can answer before this returns: the channel delivers in a later turn.
+    if (ch !== undefined) this.write(p, ch, value);
+    const promise = this.track(p, timeout);
+    const early = this.stillborn(p, signal);
+    if (early !== undefined) {
+      // Written, but failing at once: its answer will still come, for the channel's reader.
+      this.settle(p.id, early);
+      ch?.wakeReader();
+      return promise;
+    }
+    this.watch(p, signal);
+    if (ch !== undefined) this.collect(p, ch);
+    if (l.local !== undefined) askLocal(l.local, p.id, value, mode, this.settleLocal);
+    return promise;
+  }
+
+  /**
+   * Why a request cannot start on `link` (the pick; undefined when `signal` was aborted or no
+   * server is there); undefined when it can. A request for no server counts as a failed one.
+   */
+  private refusal(link: Link | undefined, value: unknown, mode: Mode, signal: AbortSignal | undefined): Error | undefined {
+    // Aborted after its wait for a slot ended, before it was sent (an abort listener added now would never fire).
+    if (signal?.aborted) return new AbortError("request aborted", { cause: signal.reason });
     if (link === undefined) {
-      this.next();
       this.counters.requests++;
       this.counters.errors++;
-      return Promise.reject(new NoServerError(`no server for ${JSON.stringify(this.service)}${this.opts.transport ? ` over ${this.opts.transport}` : ""}`));
+      return new NoServerError(`no server for ${JSON.stringify(this.service)}${this.opts.transport ? ` over ${this.opts.transport}` : ""}`);
     }
     if (link.server.inPlace) {
-      if (!(value instanceof Uint8Array) && !(value instanceof Filler)) {
-        this.next();
-        return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is an in-place service: requests are Uint8Arrays`));
-      }
-      if (mode === Mode.Value) mode = Mode.Copy;
+      if (!(value instanceof Uint8Array) && !(value instanceof Filler)) return new InvalidArgumentError(`${JSON.stringify(this.service)} is an in-place service: requests are Uint8Arrays`);
     } else if (mode === Mode.InPlace) {
-      this.next();
-      return Promise.reject(new InvalidArgumentError(`${JSON.stringify(this.service)} is not an in-place service: use request()`));
+      return new InvalidArgumentError(`${JSON.stringify(this.service)} is not an in-place service: use request()`);
     }
-    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link, mode, deadline, signal, unwatch: undefined, at: -1, size: 0, pin: -1, settled: false, sentAt: 0, timed: false, failure: undefined };
-    const id = p.id;
-    const ch = link.channel;
-    if (ch !== undefined) {
-      // Nothing can answer before this returns: the channel delivers in a later turn.
-      try {
-        if (mode === Mode.Value) {
-          const body = valueBody(value);
-          this.counters.bytes += RPC_HEADER + body.size;
-          ch.send(RpcType.Request, id, 0, body);
-        } else {
-          const body = value instanceof Filler ? value.body((err) => this.fillFailed(p, err)) : rawBody(value as Uint8Array);
-          this.counters.bytes += RPC_HEADER + body.size;
-          p.size = body.size;
-          ch.send(RpcType.Request, id, 0, body, (at, pin) => {
-            // (Written late, from the queue, after it timed out: nobody will read it.)
-            if (p.settled) return ch.unpin(pin);
-            p.at = at;
-            p.pin = pin;
-          });
-        }
-      } catch (err) {
-        p.failure = err as Error;
+    return undefined;
+  }
+
+  /** Writes request `p` on channel `ch`; a failure is kept in `p.failure` (the request fails once it is set up). */
+  private write(p: Pending, ch: Channel, value: unknown): void {
+    try {
+      if (p.mode === Mode.Value) {
+        const body = valueBody(value);
+        this.counters.bytes += RPC_HEADER + body.size;
+        ch.send(RpcType.Request, p.id, 0, body);
+      } else {
+        const body = value instanceof Filler ? value.body((err) => this.fillFailed(p, err)) : rawBody(value as Uint8Array);
+        this.counters.bytes += RPC_HEADER + body.size;
+        p.size = body.size;
+        ch.send(RpcType.Request, p.id, 0, body, (at, pin) => {
+          // (Written late, from the queue, after it timed out: nobody will read it.)
+          if (p.settled) return ch.unpin(pin);
+          p.at = at;
+          p.pin = pin;
+        });
       }
+    } catch (err) {
+      p.failure = err as Error;
     }
+  }
+
+  /**
+   * After the request was written: reads the clock (its send time, its deadline when it counts
+   * from now), makes its promise and puts it in the table.
+   */
+  private track(p: Pending, timeout: number): Promise<unknown> {
     const now = performance.now();
     p.sentAt = now;
     if (now - this.timedAt >= TIMING_MS) {
       p.timed = true;
       this.timedAt = now;
     }
-    if (deadline !== deadline) p.deadline = deadline = now + timeout; // NaN: count from now
+    if (p.deadline !== p.deadline) p.deadline = now + timeout; // NaN: count from now
     // One shared executor (no closure per request): it only stores the resolvers, read right
     // after the constructor — nothing can run in between (a promise hook that makes a request
     // runs before the executor, and leaves nothing behind that this reads).
@@ -328,53 +348,40 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     p.resolve = capturedResolve;
     p.reject = capturedReject;
     this.pending.set(p);
-    link.inFlight++;
-    // Written, but failing at once: its answer will still come, for the channel's reader.
-    if (p.failure !== undefined) {
-      this.settle(id, p.failure);
-      ch?.wakeReader();
-      return promise;
-    }
-    // Code that ran while the request was written (a `fill`, a getter the encoder read) may
-    // have closed this client or aborted the signal: the request was not in the table yet.
-    if (this.closing) {
-      this.settle(id, new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
-      ch?.wakeReader();
-      return promise;
-    }
-    if (signal?.aborted) {
-      this.settle(id, new AbortError("request aborted", { cause: signal.reason }));
-      ch?.wakeReader();
-      return promise;
-    }
+    p.link.inFlight++;
+    return promise;
+  }
+
+  /**
+   * Why request `p`, now in the table, fails at once: writing it failed, or code that ran while
+   * it was written (a `fill`, a getter the encoder read) closed this client or aborted the
+   * signal — the request was not in the table yet. Undefined: it goes on.
+   */
+  private stillborn(p: Pending, signal: AbortSignal | undefined): Error | undefined {
+    if (p.failure !== undefined) return p.failure;
+    if (this.closing) return this.closedError();
+    if (signal?.aborted) return new AbortError("request aborted", { cause: signal.reason });
+    return undefined;
+  }
+
+  /** Ends request `p` on `signal`'s abort, and at its deadline (the one timer). */
+  private watch(p: Pending, signal: AbortSignal | undefined): void {
     if (signal !== undefined) {
+      const id = p.id;
       p.unwatch = whenAborted(signal, () => this.settle(id, new AbortError("request aborted", { cause: signal.reason })));
     }
-    if (deadline < this.timerAt) this.arm(deadline);
-    if (ch !== undefined) {
-      // The only request in flight: wait for its answer right here, as long as the ring polls
-      // (the answer resolves the promise before it is returned). Else — or if the poll brought
-      // something else, say the late answer of a request that failed — the channel's reader does.
-      if (this.pending.size === 1) ch.poll();
-      if (!p.settled) ch.wakeReader();
-    }
-    if (link.local !== undefined) {
-      if (value instanceof Filler) {
-        const bytes = new Uint8Array(value.size);
-        try {
-          value.fill(bytes);
-        } catch (err) {
-          this.settle(id, err instanceof Error ? err : new Error(String(err)));
-          return promise;
-        }
-        value = bytes;
-      }
-      link.local.call(value).then(
-        (v) => this.settle(id, undefined, mode === Mode.InPlace ? new InPlaceAnswer(v as Uint8Array) : mode === Mode.Copy ? (v as Uint8Array).slice() : v),
-        (err: unknown) => this.settle(id, toRemote(err)),
-      );
-    }
-    return promise;
+    if (p.deadline < this.timerAt) this.arm(p.deadline);
+  }
+
+  /**
+   * The answer of `p`, sent on `ch`: the only request in flight waits for it right here, as long
+   * as the ring polls (the answer resolves the promise before it is returned). Else — or if the
+   * poll brought something else, say the late answer of a request that failed — the channel's
+   * reader does.
+   */
+  private collect(p: Pending, ch: Channel): void {
+    if (this.pending.size === 1) ch.poll();
+    if (!p.settled) ch.wakeReader();
   }
 
   /** A `requestInPlace(size, fill)` whose `fill` threw: the request fails (its bytes went anyway, unanswered). */
@@ -455,47 +462,16 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     }
     const id = get32(bytes, at + 8);
     const p = this.pending.get(id);
-    const ch = link.channel as Channel;
     if (p === undefined || p.link !== link) {
       frame.release(); // timed out or aborted meanwhile
       return;
     }
-    const raw = (bytes[at + 5] & FLAG_RAW) !== 0;
     // Answered: whatever the answer, the server is done with the request's memory, and `end`
     // unpins it — unless an in-place answer takes the pin along.
     try {
-      if (type === RpcType.Error) {
-        const e = decode(bytes.subarray(at + RPC_HEADER, end)) as { code?: unknown; name?: unknown; message?: unknown } | null;
-        const remote = new RemoteError(
-          typeof e?.message === "string" ? e.message : "the remote handler failed",
-          typeof e?.code === "string" ? e.code : undefined,
-          typeof e?.name === "string" ? e.name : undefined,
-        );
-        this.end(p, remote);
-      } else if (type === RpcType.Response) {
-        let value: unknown;
-        if (p.mode === Mode.Value) {
-          if (raw) throw new ProtocolError("raw answer to an encoded request");
-          value = decodeOwned(bytes, at + RPC_HEADER, end);
-        } else {
-          if (!raw) throw new ProtocolError("encoded answer to an in-place request");
-          const copy = bytes.slice(at + RPC_HEADER, end);
-          value = p.mode === Mode.Copy ? copy : new InPlaceAnswer(copy);
-        }
-        this.end(p, undefined, value);
-      } else {
-        const aux = get32(bytes, at + 12);
-        const length = end - at === RPC_HEADER + 4 ? get32(bytes, at + RPC_HEADER) : -1;
-        const out = p.at < 0 || length < 0 || aux + length > p.size ? undefined : ch.ownView(p.at + aux, length);
-        if (out === undefined) throw new ProtocolError("in-place answer outside the request");
-        if (p.mode === Mode.Copy) {
-          this.end(p, undefined, out.slice());
-        } else {
-          const pin = p.pin;
-          p.pin = -1;
-          this.end(p, undefined, new InPlaceAnswer(out, ch, pin));
-        }
-      }
+      const value = answerOf(type, p, link.channel as Channel, bytes, at, end);
+      if (type === RpcType.Error) this.end(p, value as Error);
+      else this.end(p, undefined, value);
     } catch (err) {
       this.settle(id, err instanceof PlexusError ? err : new ProtocolError("malformed answer", { cause: err }));
     } finally {
@@ -534,28 +510,14 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     );
   }
 
-  /** Opens the fastest link to `s` that both ends allow. */
+  /** Opens the fastest link to `s` that both ends allow; a channel link's answers and end come here. */
   private async link(s: ServerInfo): Promise<Link | undefined> {
-    const me = self();
-    const forced = this.opts.transport;
-    const sameThread = s.endpoints.host === me.host && s.endpoints.pid === me.pid && s.endpoints.threadId === me.threadId;
-    if (sameThread && (forced === undefined || forced === "inproc")) {
-      const server = this.local(s.id);
-      if (server) return { server: s, inFlight: 0, channel: undefined, local: server, draining: false };
-    }
-    let channel: Channel | undefined;
-    if (s.endpoints.host === me.host && s.endpoints.shm && (forced === undefined || forced === "shm")) {
-      channel = await openShm(s.endpoints.shm.socket, this.open);
-    } else if (s.endpoints.tcp && (forced === undefined || forced === "tcp")) {
-      channel = await openTcp(s.endpoints.tcp, this.open);
-    }
-    if (channel === undefined) return undefined;
-    const link: Link = { server: s, inFlight: 0, channel, local: undefined, draining: false };
+    const link = await openLink(s, this.opts.transport, this.local, this.open);
+    const channel = link?.channel;
+    if (link === undefined || channel === undefined) return link;
     channel.onMessage = (bytes, at, end, frame) => this.onMessage(link, bytes, at, end, frame);
     channel.onEnd = (error) => this.lost(link, error);
-    // The GraphServer unlinks the request ring if this process dies before closing it.
-    const segment = channel.segment;
-    if (segment !== undefined) await this.graph.client.request("segment.add", { name: segment }).catch(() => {});
+    await remember(this.graph, channel);
     return link;
   }
 
@@ -575,7 +537,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       error === undefined
         ? link.draining
           ? new PeerDeadError(`server ${link.server.id} of ${JSON.stringify(this.service)} left`)
-          : new ClosedError(`client of ${JSON.stringify(this.service)} is closed`)
+          : this.closedError()
         : error instanceof PeerDeadError
           ? error
           : new PeerDeadError(`server ${link.server.id} of ${JSON.stringify(this.service)} is gone`, { cause: error });
@@ -584,13 +546,18 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     if (ch !== undefined) void ch.close().then(() => forget(this.graph, ch));
   }
 
+  /** The error of a request to a closed client. */
+  private closedError(): ClosedError {
+    return new ClosedError(`client of ${JSON.stringify(this.service)} is closed`);
+  }
+
   /** Leaves the graph; pending requests reject with `ClosedError`. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.onClose();
       clearTimeout(this.timer);
-      this.waiters.failAll(new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
-      for (const p of this.pending.entries()) this.settle(p.id, new ClosedError(`client of ${JSON.stringify(this.service)} is closed`));
+      this.waiters.failAll(this.closedError());
+      for (const p of this.pending.entries()) this.settle(p.id, this.closedError());
       const links = [...this.links.values()];
       this.links.clear();
       this.ready = [];
@@ -615,64 +582,4 @@ let capturedReject: (e: Error) => void = noop;
 function captureResolvers(resolve: (v: unknown) => void, reject: (e: Error) => void): void {
   capturedResolve = resolve;
   capturedReject = reject;
-}
-
-/** A request written in place by the caller's `fill`. */
-class Filler {
-  constructor(
-    readonly size: number,
-    readonly fill: (bytes: Uint8Array) => void,
-  ) {}
-
-  /** The body: runs `fill` on the ring's bytes; a throw goes to `onError` (the bytes go anyway, unanswered). */
-  body(onError: (err: Error) => void): Body {
-    return {
-      size: this.size,
-      flags: FLAG_RAW,
-      writeTo: (target, at) => {
-        try {
-          this.fill(target.subarray(at, at + this.size));
-        } catch (err) {
-          onError(err instanceof Error ? err : new Error(String(err)));
-        }
-      },
-    };
-  }
-}
-
-/** Tells the GraphServer a closed channel's segment is gone (bookkeeping only). */
-export function forget(graph: GraphRef, ch: Channel): void {
-  const segment = ch.segment;
-  if (segment !== undefined) void graph.client.request("segment.remove", { name: segment }).catch(() => {});
-}
-
-/** An in-place answer; `release` (which works detached too) unpins its memory in `ch`'s request ring. */
-class InPlaceAnswer implements InPlaceResponse {
-  readonly release: () => void;
-  constructor(
-    readonly bytes: Uint8Array,
-    ch?: Channel,
-    pin = -1,
-  ) {
-    let released = false;
-    this.release = () => {
-      if (released) return;
-      released = true;
-      ch?.unpin(pin);
-    };
-  }
-  [Symbol.dispose](): void {
-    this.release();
-  }
-}
-
-/** A handler error of a server in this thread, as a client sees it. */
-function toRemote(err: unknown): Error {
-  const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
-  return new RemoteError(
-    typeof e?.message === "string" ? e.message : String(err),
-    typeof e?.code === "string" ? e.code : undefined,
-    typeof e?.name === "string" ? e.name : undefined,
-    { cause: err },
-  );
 }

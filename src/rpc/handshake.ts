@@ -8,19 +8,20 @@ import type { Socket } from "node:net";
 import { errorFromWire, PeerDeadError, PlexusError, ProtocolError, TimeoutError } from "../errors.js";
 import { connectShm, ShmSender } from "../transport/shm.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
-import { ShmChannel, TcpChannel } from "./channel.js";
+import { ShmChannel } from "./shm-channel.js";
+import { TcpChannel, type Heartbeats } from "./tcp-channel.js";
 import { connectError, dial } from "../net/dial.js";
 import { Deferred } from "../util/wait.js";
 
 /** "PXRH": first bytes of a handshake message. */
 export const HELLO_MAGIC = 0x48525850;
-/** Version of the request/response protocol. */
-export const RPC_VERSION = 2;
+/** Version of the request/response protocol (3: tcp hellos announce a heartbeat, tcp PING messages). */
+export const RPC_VERSION = 3;
 /** Handshake kinds. */
 export const enum HelloKind {
   /** shm: the body is JSON `{ name, socket }` of the sender's ring. */
   Shm = 1,
-  /** tcp: empty body. */
+  /** tcp: the body is JSON `{ heartbeat }`: how often the sender writes (ms). */
   Tcp = 2,
   /** server -> client: refused; the body is JSON `{ code, message }`. */
   Refused = 0xff,
@@ -42,6 +43,8 @@ export interface OpenOptions {
   maxMessage: number;
   /** TLS (tcp). */
   tls?: TcpTlsOptions;
+  /** This end's tcp channels: their heartbeat, their peers' timeout, their one timer. */
+  heartbeats: Heartbeats;
   /** Busy-poll on ring reads, µs. */
   spinMicros?: number;
 }
@@ -107,6 +110,20 @@ export function checkRingAddress(body: unknown): { name: string; socket: string 
   return { name, socket: b.socket };
 }
 
+/** Checks the heartbeat a tcp hello announces (ms, a positive integer). */
+export function checkHeartbeat(body: unknown): number {
+  const heartbeat = (body as { heartbeat?: unknown } | null)?.heartbeat;
+  if (typeof heartbeat !== "number" || !Number.isInteger(heartbeat) || heartbeat < 1 || heartbeat > 2 ** 31 - 1) {
+    throw new ProtocolError("the tcp handshake announces no heartbeat (a whole number of ms, 1..2^31-1)");
+  }
+  return heartbeat;
+}
+
+/** A tcp hello announcing this end's heartbeat. */
+function tcpHello(heartbeats: Heartbeats): Buffer {
+  return hello(HelloKind.Tcp, { heartbeat: Math.ceil(heartbeats.heartbeat) });
+}
+
 /** Turns a refusal body into an error. */
 function refusal(body: unknown): PlexusError {
   const b = body as { code?: unknown; message?: unknown } | null;
@@ -167,11 +184,11 @@ export async function acceptShm(control: Socket, opts: OpenOptions): Promise<Shm
 export async function openTcp(target: { host: string; port: number; tls: boolean }, opts: OpenOptions): Promise<TcpChannel> {
   const socket = await connectSocket({ host: target.host, port: target.port, tls: target.tls ? (opts.tls ?? {}) : undefined }, opts);
   try {
-    socket.write(hello(HelloKind.Tcp));
+    socket.write(tcpHello(opts.heartbeats));
     const answer = await readHello(socket, opts.timeout, opts.signal);
     if (answer.kind === HelloKind.Refused) throw refusal(answer.body);
     if (answer.kind !== HelloKind.Tcp) throw new ProtocolError(`unexpected handshake kind ${answer.kind}`);
-    const channel = new TcpChannel(socket, opts.maxMessage, answer.rest);
+    const channel = new TcpChannel(socket, opts.maxMessage, answer.rest, opts.heartbeats, checkHeartbeat(answer.body));
     socket.resume();
     return channel;
   } catch (err) {
@@ -183,10 +200,11 @@ export async function openTcp(target: { host: string; port: number; tls: boolean
 /** Server side of the tcp handshake, on an accepted socket. */
 export async function acceptTcp(socket: Socket, opts: OpenOptions): Promise<TcpChannel> {
   socket.setNoDelay(true);
-  const { kind, rest } = await readHello(socket, opts.timeout);
+  const { kind, body, rest } = await readHello(socket, opts.timeout);
   if (kind !== HelloKind.Tcp) throw new ProtocolError(`unexpected handshake kind ${kind}`);
-  socket.write(hello(HelloKind.Tcp));
-  const channel = new TcpChannel(socket, opts.maxMessage, rest);
+  const peerHeartbeat = checkHeartbeat(body);
+  socket.write(tcpHello(opts.heartbeats));
+  const channel = new TcpChannel(socket, opts.maxMessage, rest, opts.heartbeats, peerHeartbeat);
   socket.resume();
   return channel;
 }

@@ -13,11 +13,13 @@ import type { Endpoints } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
 import type { ServerCounters } from "../graph/report.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
+import { msOption } from "../transport/tcp-wire.js";
 import { checkTimeout } from "../util/blocking.js";
 import { refusePlainTcp } from "../net/loopback.js";
 import { bind, hostPort } from "../net/listen.js";
 import type { Channel, Releasable } from "./channel.js";
 import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
+import { DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Heartbeats } from "./tcp-channel.js";
 import { checkHeader, decodeAt, errorBody, FLAG_RAW, get32, lengthBody, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
 /** Answers one request: return the response (or a promise of it); throw to send the client a `RemoteError`. */
@@ -48,9 +50,13 @@ export interface ServerOptions {
   /**
    * Where clients on other hosts (or forced to TCP) connect: `host` (default 127.0.0.1),
    * `port` (default any), `tls` (server key and certificate; required off loopback unless
-   * `allowInsecure`). `false`: no TCP endpoint.
+   * `allowInsecure`), and the connections' liveness: `heartbeat` (write to each client at least
+   * this often, a heartbeat when there is nothing else to send; ms, default 1000) and
+   * `peerTimeout` (a client silent this long — at least 3 of the heartbeats it announced — is
+   * dead: its connection is dropped and what it held freed; ms, default 10000). `false`: no TCP
+   * endpoint.
    */
-  tcp?: false | { host?: string; port?: number; tls?: TcpTlsOptions; allowInsecure?: boolean };
+  tcp?: false | { host?: string; port?: number; tls?: TcpTlsOptions; allowInsecure?: boolean; heartbeat?: number; peerTimeout?: number };
   /** Busy-poll this many µs on request rings before sleeping (default 0). */
   spinMicros?: number;
   /**
@@ -147,19 +153,24 @@ export class Server implements AsyncDisposable {
     if (typeof handler !== "function") throw new InvalidArgumentError("a server needs a handler function");
     if (opts.inPlace !== undefined && typeof opts.inPlace !== "boolean") throw new InvalidArgumentError("inPlace must be a boolean");
     transportOption(opts.transport);
+    let heartbeat = DEFAULT_HEARTBEAT;
+    let peerTimeout = DEFAULT_PEER_TIMEOUT;
+    if (opts.tcp !== undefined && opts.tcp !== false) {
+      if (opts.tcp === null || typeof opts.tcp !== "object") throw new InvalidArgumentError("tcp must be false or an object { host, port, tls, allowInsecure, heartbeat, peerTimeout }");
+      if (opts.tcp.host !== undefined && typeof opts.tcp.host !== "string") throw new InvalidArgumentError("tcp.host must be a string");
+      intOption("tcp.port", opts.tcp.port, 0, 0, 65535);
+      heartbeat = msOption("tcp.heartbeat", opts.tcp.heartbeat, DEFAULT_HEARTBEAT);
+      peerTimeout = msOption("tcp.peerTimeout", opts.tcp.peerTimeout, DEFAULT_PEER_TIMEOUT);
+    }
     const open: OpenOptions = {
       timeout: checkTimeout(opts.timeout, 5000),
       capacity: intOption("capacity", opts.capacity, DEFAULT_RPC_CAPACITY, 4096, 1 << 30),
       maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
       spinMicros: spinOption(opts.spinMicros),
+      heartbeats: new Heartbeats(heartbeat, peerTimeout),
     };
     const maxConcurrent = intOption("maxConcurrent", opts.maxConcurrent, 256, 1, 1 << 20);
     const maxClients = intOption("maxClients", opts.maxClients, 1024, 1, 1 << 20);
-    if (opts.tcp !== undefined && opts.tcp !== false) {
-      if (opts.tcp === null || typeof opts.tcp !== "object") throw new InvalidArgumentError("tcp must be false or an object { host, port, tls, allowInsecure }");
-      if (opts.tcp.host !== undefined && typeof opts.tcp.host !== "string") throw new InvalidArgumentError("tcp.host must be a string");
-      intOption("tcp.port", opts.tcp.port, 0, 0, 65535);
-    }
     const endpoints: Endpoints = { ...self() };
     const listeners: NetServer[] = [];
     const ref: { server?: Server } = {};

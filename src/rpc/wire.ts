@@ -27,6 +27,13 @@ export const enum RpcType {
    * in the request's own body, still in shared memory; body = u32 length.
    */
   InPlace = 4,
+  /**
+   * tcp only, either way: a heartbeat — empty body, flags, id and aux 0 — written when nothing
+   * else was written for a heartbeat. The receiving channel takes it as a sign of life and
+   * nothing more: it is never delivered, so {@link checkHeader} does not accept it. (5 was version
+   * 1's release, and stays unused.)
+   */
+  Ping = 6,
 }
 
 /** Flag: the body is raw bytes (in-place services), not a codec frame. */
@@ -67,6 +74,12 @@ export function writeHeader(target: Uint8Array, at: number, type: RpcType, flags
   target[at + 7] = 0;
   put32(target, at + 8, id);
   put32(target, at + 12, aux);
+}
+
+/** Writes one message (header + body) at `target[at ..]`. */
+export function writeMessage(target: Uint8Array, at: number, type: RpcType, id: number, aux: number, b: Body): void {
+  writeHeader(target, at, type, b.flags, id, aux);
+  b.writeTo(target, at + RPC_HEADER);
 }
 
 /**
