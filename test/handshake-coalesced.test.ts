@@ -9,8 +9,10 @@ import { GraphServer } from "../src/graph/server.js";
 import { ControlParser, encodeControl, MsgType } from "../src/graph/protocol.js";
 import { TcpSender } from "../src/transport/tcp.js";
 import { controlFrame, encodeHello, FrameType, TCP_VERSION } from "../src/transport/tcp-wire.js";
-import { queue } from "../src/index.js";
-import { encode } from "../src/codec/index.js";
+import { connect, queue } from "../src/index.js";
+import { decode, encode } from "../src/codec/index.js";
+import { hello, HelloKind } from "../src/rpc/handshake.js";
+import { readHeader as readRpcHeader, RPC_HEADER, RpcType, writeHeader as writeRpcHeader } from "../src/rpc/wire.js";
 import { encodeHandshake, FLAG_RELIABLE, HEADER_BYTES, QFrame, QUEUE_VERSION, writeHeader } from "../src/queue/wire.js";
 
 /** A raw connection that collects what it receives. */
@@ -122,4 +124,33 @@ test("queue: a message the server refused is refused again when resent after a r
   assert.equal(again.bytes()[HEADER_BYTES + 7], 1, "the session was resumed");
   assert.deepEqual(framesAfterWelcome(again.bytes())[0], [QFrame.Nack, 1], "refused again, not acknowledged");
   again.sock.destroy();
+});
+
+test("rpc over tcp: a hello and a request in one write get the server's hello and the answer", async () => {
+  await using graphServer = await GraphServer.start({ port: 0 });
+  await using node = await connect({ address: `127.0.0.1:${graphServer.address.port}`, embedded: false });
+  await using srv = await node.server<{ a: number }, number>("coalesced", (v) => v.a + 1, { transport: "tcp" });
+  const info = (await node.snapshot()).servers.find((s) => s.service === "coalesced");
+  const tcp = info?.endpoints.tcp as { host: string; port: number };
+  const request = new Uint8Array(RPC_HEADER + 64);
+  const body = encode({ a: 41 });
+  writeRpcHeader(request, 0, RpcType.Request, 0, 1);
+  request.set(body, RPC_HEADER);
+  const framed = Buffer.alloc(4 + RPC_HEADER + body.length);
+  framed.writeUInt32LE(RPC_HEADER + body.length, 0);
+  framed.set(request.subarray(0, RPC_HEADER + body.length), 4);
+  const c = raw(tcp.port);
+  c.sock.write(Buffer.concat([hello(HelloKind.Tcp, { heartbeat: 1000 }), framed]));
+  const HELLO_BYTES = (b: Buffer): number => (b.length >= 8 ? 8 + b.readUInt16LE(6) : Infinity);
+  await until(() => c.bytes().length >= HELLO_BYTES(c.bytes()) + 4 + RPC_HEADER, "the answer");
+  const b = c.bytes();
+  const at = HELLO_BYTES(b);
+  assert.equal(b[5], HelloKind.Tcp, "the server's hello");
+  const len = b.readUInt32LE(at);
+  await until(() => c.bytes().length >= at + 4 + len, "the whole answer");
+  const answer = c.bytes().subarray(at + 4, at + 4 + len);
+  assert.deepEqual(readRpcHeader(answer, 0, answer.length), { type: RpcType.Response, flags: 0, id: 1, aux: 0 });
+  assert.equal(decode(answer.subarray(RPC_HEADER)), 42);
+  assert.equal(srv.counters.requests, 1);
+  c.sock.destroy();
 });

@@ -46,6 +46,13 @@ export abstract class Channel {
   onMessage: MessageHandler = (_b, _at, _end, frame) => frame.release();
   /** Called once when the channel ends: `error` says why (undefined after a local `close()`). */
   onEnd: (error: Error | undefined) => void = () => {};
+
+  /**
+   * The owner has set {@link onMessage} and {@link onEnd}: what arrived together with the
+   * handshake (a peer may send its first requests right after its hello) is delivered now,
+   * not before. Call it once.
+   */
+  start(): void {}
   /** Which transport. */
   abstract readonly kind: "shm" | "tcp";
   /** The shared-memory segment this side created (shm), to register with the GraphServer. */

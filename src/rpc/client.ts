@@ -517,6 +517,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     if (link === undefined || channel === undefined) return link;
     channel.onMessage = (bytes, at, end, frame) => this.onMessage(link, bytes, at, end, frame);
     channel.onEnd = (error) => this.lost(link, error);
+    channel.start();
     await remember(this.graph, channel);
     return link;
   }

@@ -334,6 +334,7 @@ export class Server implements AsyncDisposable {
       this.onMessage(conn, bytes, at, end, frame);
       if (ch.congested || conn.handling + ch.backlog >= this.maxConcurrent) ch.pause(); // resumed by relieve()
     };
+    ch.start();
   }
 
   /** Reads a paused connection again once its load is under the limit. */

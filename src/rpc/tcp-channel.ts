@@ -98,6 +98,8 @@ export class TcpChannel extends Channel {
     this.corked = false;
     this.socket.uncork();
   };
+  /** Bytes that came with the handshake, delivered by {@link start}. */
+  private early: Buffer | undefined;
   /** This end's heartbeat and the peer's silence, counted in the owner's ticks. */
   private readonly liveness: Liveness;
   /** While paused: the socket's `bytesRead` and `writableLength` at the last tick. */
@@ -128,7 +130,13 @@ export class TcpChannel extends Channel {
     socket.on("drain", () => this.onDrain());
     socket.on("error", () => socket.destroy());
     socket.on("close", () => this.end(new PeerDeadError("the request/response peer closed the connection or died")));
-    if (rest !== undefined && rest.length > 0) queueMicrotask(() => this.onData(rest));
+    this.early = rest !== undefined && rest.length > 0 ? rest : undefined;
+  }
+
+  override start(): void {
+    const early = this.early;
+    this.early = undefined;
+    if (early !== undefined) this.onData(early);
   }
 
   protected override transportFull(): boolean {
