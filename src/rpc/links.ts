@@ -7,7 +7,7 @@
  * @module
  */
 import { decode } from "../codec/index.js";
-import { ProtocolError, RemoteError } from "../errors.js";
+import { ProtocolError, RemoteError, SystemError } from "../errors.js";
 import { self } from "../graph/identity.js";
 import type { ServerInfo } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
@@ -61,11 +61,18 @@ export async function openLink(s: ServerInfo, forced: "inproc" | "shm" | "tcp" |
     if (server) return newLink(s, undefined, server);
   }
   let channel: Channel | undefined;
+  const tcp = s.endpoints.tcp !== undefined && (forced === undefined || forced === "tcp");
   if (s.endpoints.host === me.host && s.endpoints.shm && (forced === undefined || forced === "shm")) {
-    channel = await openShm(s.endpoints.shm.socket, open);
-  } else if (s.endpoints.tcp && (forced === undefined || forced === "tcp")) {
-    channel = await openTcp(s.endpoints.tcp, open);
+    try {
+      channel = await openShm(s.endpoints.shm.socket, open);
+    } catch (err) {
+      // No shared memory to be had (a full /dev/shm here or at the server, no segments left):
+      // fall back to TCP as pub/sub does, unless shm was asked for.
+      if (!(err instanceof SystemError) || !tcp || forced === "shm") throw err;
+      process.emitWarning(`plexus: no shared memory for a request/response link to ${JSON.stringify(s.service)} (${err.message}); it falls back to TCP`, { code: "PLEXUS_NO_SHM" });
+    }
   }
+  if (channel === undefined && tcp) channel = await openTcp(s.endpoints.tcp!, open);
   return channel === undefined ? undefined : newLink(s, channel, undefined);
 }
 
