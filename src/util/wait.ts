@@ -171,6 +171,7 @@ export class WaitList<T, D = undefined> {
 
   /** The first wait, or undefined. */
   first(): Deferred<T, D> | undefined {
+    if (this.waits.size === 0) return undefined; // no iterator made on the common path: nobody waits
     for (const d of this.waits) return d;
     return undefined;
   }
