@@ -3,7 +3,6 @@
 // handles the bytes that arrive together with the handshake.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect as netConnect, type Socket } from "node:net";
 import { randomBytes } from "node:crypto";
 import { GraphServer } from "../src/graph/server.js";
 import { ControlParser, encodeControl, MsgType } from "../src/graph/protocol.js";
@@ -14,16 +13,8 @@ import { decode, encode } from "../src/codec/index.js";
 import { hello, HelloKind } from "../src/rpc/handshake.js";
 import { readHeader as readRpcHeader, RPC_HEADER, RpcType, writeHeader as writeRpcHeader } from "../src/rpc/wire.js";
 import { encodeHandshake, FLAG_RELIABLE, HEADER_BYTES, QFrame, QUEUE_VERSION, writeHeader } from "../src/queue/wire.js";
+import { raw } from "./helpers/raw.js";
 
-/** A raw connection that collects what it receives. */
-function raw(port: number): { sock: Socket; bytes: () => Buffer; closed: Promise<void> } {
-  const sock = netConnect({ host: "127.0.0.1", port });
-  const got: Buffer[] = [];
-  sock.on("data", (d: Buffer) => got.push(d));
-  sock.on("error", () => {});
-  const closed = new Promise<void>((r) => sock.on("close", () => r()));
-  return { sock, bytes: () => Buffer.concat(got), closed };
-}
 
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const t = Date.now();

@@ -9,10 +9,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { connect, type Socket } from "node:net";
 import { queue, PlexusError, type QueueClient, type QueueServer } from "../src/index.js";
 import { startProxy, type Proxy } from "./helpers/proxy.js";
 import { fixture, type Child } from "./helpers/child.js";
+import { raw } from "./helpers/raw.js";
 
 const code = (c: string) => (e: unknown) => e instanceof PlexusError && e.code === c;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -175,15 +175,6 @@ test("takeover loop: 6 crashes and takeovers with puts in flight both ways; ever
   await Promise.all([taking, ...takers]);
 });
 
-/** A raw TCP connection to the server that collects what it receives. */
-function raw(port: number): { sock: Socket; bytes(): Buffer; closed: Promise<void> } {
-  const sock = connect({ host: "127.0.0.1", port });
-  const got: Buffer[] = [];
-  sock.on("data", (d: Buffer) => got.push(d));
-  sock.on("error", () => {});
-  const closed = new Promise<void>((r) => sock.on("close", () => r()));
-  return { sock, bytes: () => Buffer.concat(got), closed };
-}
 
 /** A version-2 HELLO for `identity` with session token `token`. */
 function hello(identity: Buffer, token: Buffer): Buffer {
