@@ -154,15 +154,15 @@ export class Session {
     switch (h.type) {
       case QFrame.Data: {
         this.lastData = performance.now();
-        const d = serialDiff(h.serial, this.lastIn);
-        if (d === 1 || (this.lastIn === 0 && h.serial === 1)) {
+        // Serials run 1, 2, ..., 2^32 - 1, 1, ...: 0 is never used (it means "none yet").
+        if (h.serial === ((this.lastIn + 1) >>> 0 || 1)) {
           if (this.unacked.size >= this.peerSlots) {
             throw new ProtocolError(`the peer exceeded its ${this.peerSlots} slot(s) of unacknowledged messages`);
           }
           this.lastIn = h.serial;
           this.unacked.add(h.serial);
           this.host.deliver(this, h.serial, h.flags, payload);
-        } else if (d <= 0) {
+        } else if (serialDiff(h.serial, this.lastIn) <= 0) {
           // A resend after reconnection: refused again if it was refused, else acknowledged again
           // unless it is still being processed.
           const nack = this.refused.get(h.serial);
