@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { GraphServer } from "../src/graph/server.js";
 import { ControlParser, encodeControl, MsgType } from "../src/graph/protocol.js";
-import { TcpSender } from "../src/transport/tcp.js";
+import { connectTcp, TcpSender } from "../src/transport/tcp.js";
 import { controlFrame, encodeHello, FrameType, TCP_VERSION } from "../src/transport/tcp-wire.js";
 import { connect, queue } from "../src/index.js";
 import { decode, encode } from "../src/codec/index.js";
@@ -162,4 +162,24 @@ test("rpc over tcp: connections that end in their first read (hello + an oversiz
   await until(() => srv.connections === 0, "every hostile channel to be forgotten");
   await using client = await node.client<number, number>("hostile", { transport: "tcp" });
   assert.equal(await client.request(1, { timeout: 5000 }), 2);
+});
+
+test("tcp transport: an onPeerError callback that throws does not stop the sender; it serves its other receivers", async () => {
+  const seen: string[] = [];
+  await using sender = await TcpSender.create({
+    onPeerError: (err) => {
+      seen.push(err.code);
+      throw new Error("the application's callback failed");
+    },
+  });
+  const bad = raw(sender.address.port);
+  bad.sock.write(Buffer.concat([encodeHello({ version: TCP_VERSION, policy: 0, pid: 4242, heartbeat: 1000 }), Buffer.alloc(16, 0x55)]));
+  await bad.closed; // dropped for the garbage frame, reported to the throwing callback
+  assert.equal(seen.length, 1, "the receiver's drop was reported");
+  assert.match(seen[0], /^ERR_PLEXUS_/);
+  await using rx = await connectTcp(sender.address);
+  await sender.send(new Uint8Array([1, 2, 3]));
+  const f = await rx.receive({ timeout: 5000 });
+  assert.deepEqual([...(f?.bytes ?? [])], [1, 2, 3]);
+  f?.release();
 });

@@ -66,7 +66,7 @@ export interface QueueServerOptions extends QueueOptions {
    * the idle flag); the client reconnects on its next call. Default: never.
    */
   idleTimeout?: number;
-  /** Told why a connection was dropped (protocol violation, oversized frame, silence); the server keeps serving. */
+  /** Told why a connection was dropped (protocol violation, oversized frame, silence); the server keeps serving. A throw in it is contained. */
   onPeerError?: (err: PlexusError) => void;
 }
 

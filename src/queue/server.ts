@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { Socket, type AddressInfo, type OnReadOpts, type Server, type SocketConstructorOpts } from "node:net";
 import { AccessDeniedError, ClosedError, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError } from "../errors.js";
-import type { BlockingOptions } from "../util/blocking.js";
+import { contained, type BlockingOptions } from "../util/blocking.js";
 import { refusePlainTcp } from "../net/loopback.js";
 import { listenTcp } from "../net/listen.js";
 import { FdTcpListener } from "../net/fd-listener.js";
@@ -98,7 +98,7 @@ export class QueueServer extends Endpoint {
       maxClients: intOption("maxClients", opts.maxClients, 1024, 1, 65536),
       handshakeTimeout: msOption("handshakeTimeout", opts.handshakeTimeout, 5000),
       idleTimeout: opts.idleTimeout === undefined ? Infinity : msOption("idleTimeout", opts.idleTimeout, 0),
-      onPeerError: opts.onPeerError,
+      onPeerError: contained(opts.onPeerError),
     };
     const { host, port } = cfg.url;
     refusePlainTcp(host, cfg.useTls, cfg.allowInsecure, "serve");
@@ -241,11 +241,7 @@ export class QueueServer extends Endpoint {
   }
 
   private report(err: PlexusError): void {
-    try {
-      this.scfg.onPeerError?.(err);
-    } catch {
-      // a throwing callback must not stop the server
-    }
+    this.scfg.onPeerError?.(err);
   }
 
   /** A plain TCP connection, as its fd. */

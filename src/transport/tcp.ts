@@ -16,7 +16,7 @@
  */
 import type { Server } from "node:net";
 import { BackpressureError, ClosedError, FrameTooLargeError, InvalidArgumentError, TimeoutError, type PlexusError } from "../errors.js";
-import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
+import { checkOptions, checkTimeout, contained, type BlockingOptions } from "../util/blocking.js";
 import { WaitList } from "../util/wait.js";
 import type { Loan, Sender } from "./transport.js";
 import { listenForReceivers, TcpListener } from "./tcp-listener.js";
@@ -58,7 +58,7 @@ export interface TcpSenderOptions {
   handshakeTimeout?: number;
   /** After `close()`, receivers that have not taken everything within this time are cut off (ms, default 30000). */
   linger?: number;
-  /** Told why a receiver was cut off (protocol violation, silence); the sender keeps serving the others. */
+  /** Told why a receiver was cut off (protocol violation, silence); the sender keeps serving the others. A throw in it is contained (it does not stop the sender). */
   onPeerError?: (err: PlexusError) => void;
 }
 
@@ -133,7 +133,7 @@ export class TcpSender implements Sender {
       peerTimeout: msOption("peerTimeout", opts.peerTimeout, 10000),
       handshakeTimeout: msOption("handshakeTimeout", opts.handshakeTimeout, 5000),
       linger: msOption("linger", opts.linger, 30000),
-      onPeerError: opts.onPeerError,
+      onPeerError: contained(opts.onPeerError),
     };
     const { server, address } = await listenForReceivers(host, port, opts.tls, opts.allowInsecure === true, cfg);
     return new TcpSender(server, address, cfg);

@@ -143,3 +143,19 @@ export class Sleeper {
     this.onSettle?.();
   }
 }
+
+/**
+ * Wraps a user's report callback (`onPeerError`) so that a throw in it is contained: it runs
+ * from socket and timer handlers, where a throw would be an uncaught exception that stops every
+ * other connection with it.
+ */
+export function contained<A>(callback: ((arg: A) => void) | undefined): ((arg: A) => void) | undefined {
+  if (callback === undefined) return undefined;
+  return (arg) => {
+    try {
+      callback(arg);
+    } catch {
+      // the callback's own failure is its owner's; the server serves on
+    }
+  };
+}
