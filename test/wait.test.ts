@@ -239,3 +239,16 @@ test("wait: no listener stays on the caller's signal after any waiting call sett
     await check("zb read, answered", async (signal) => (await reader.read({ timeout: 5000, signal })).release(), "ok");
   });
 });
+
+test("wait: a zerobuffer sleep on an already-aborted signal rejects with AbortError (it threw a ReferenceError)", async () => {
+  const { sleep } = await import("../src/zerobuffer/waits.js");
+  const ac = new AbortController();
+  ac.abort("gone");
+  await assert.rejects(sleep(10_000, ac.signal), (e: unknown) => (e as { code?: string }).code === "ERR_PLEXUS_ABORTED" && (e as Error).cause === "gone");
+  const live = new AbortController();
+  const pending = sleep(10_000, live.signal);
+  live.abort("later");
+  await assert.rejects(pending, { code: "ERR_PLEXUS_ABORTED" });
+  assert.equal(listeners(live.signal), 0);
+  await sleep(1);
+});

@@ -60,8 +60,9 @@ export function checkSpin(value: unknown): number {
 
 /** Sleeps `ms` (a referenced timer); rejects with AbortError when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined; // before the Deferred: an aborted signal settles it at once
   const d = new Deferred<void>({ signal, what: "wait" }, undefined, () => clearTimeout(timer));
-  const timer = d.settled ? undefined : setTimeout(() => d.resolve(), ms);
+  if (!d.settled) timer = setTimeout(() => d.resolve(), ms);
   return d.promise;
 }
 
