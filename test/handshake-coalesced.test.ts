@@ -12,7 +12,8 @@ import { connect, queue } from "../src/index.js";
 import { decode, encode } from "../src/codec/index.js";
 import { hello, HelloKind } from "../src/rpc/handshake.js";
 import { readHeader as readRpcHeader, RPC_HEADER, RpcType, writeHeader as writeRpcHeader } from "../src/rpc/wire.js";
-import { encodeHandshake, FLAG_RELIABLE, HEADER_BYTES, QFrame, QUEUE_VERSION, writeHeader } from "../src/queue/wire.js";
+import { encodeBody, FLAG_RELIABLE, HEADER_BYTES, QFrame, QUEUE_SPEC, writeHeader } from "../src/queue/wire.js";
+import { encodeHello as netHello } from "../src/net/handshake.js";
 import { raw } from "./helpers/raw.js";
 
 
@@ -59,16 +60,7 @@ test("tcp transport: a HELLO and a BYE in one write: welcomed, then let go", asy
 test("queue: a HELLO and DATA frames in one write are all delivered", async () => {
   await using server = await queue.server({ url: "tcp://127.0.0.1:0" });
   const identity = randomBytes(16);
-  const hello = encodeHandshake(QFrame.Hello, {
-    version: QUEUE_VERSION,
-    status: 0,
-    resumed: false,
-    slots: 4,
-    heartbeat: 1000,
-    maxMessage: 1 << 20,
-    identity,
-    session: randomBytes(8),
-  });
+  const hello = netHello(QUEUE_SPEC, 1000, encodeBody({ resumed: false, slots: 4, maxMessage: 1 << 20, identity, session: randomBytes(8) }));
   const data = (serial: number, flags: number, value: unknown): Buffer => {
     const payload = Buffer.from(encode(value));
     const b = Buffer.alloc(HEADER_BYTES + payload.length);
@@ -90,7 +82,7 @@ test("queue: a message the server refused is refused again when resent after a r
   await using server = await queue.server({ url: "tcp://127.0.0.1:0" });
   const identity = randomBytes(16);
   const session = randomBytes(8);
-  const hello = encodeHandshake(QFrame.Hello, { version: QUEUE_VERSION, status: 0, resumed: false, slots: 4, heartbeat: 1000, maxMessage: 1 << 20, identity, session });
+  const hello = netHello(QUEUE_SPEC, 1000, encodeBody({ resumed: false, slots: 4, maxMessage: 1 << 20, identity, session }));
   const garbage = Buffer.from([0xc1, 0xc1, 0xc1, 0xc1]); // not a codec frame
   const data = Buffer.alloc(HEADER_BYTES + garbage.length);
   writeHeader(data, 0, garbage.length, QFrame.Data, FLAG_RELIABLE, 1);

@@ -11,8 +11,8 @@ import { fstatSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PeerDeadError, queue, SystemError, type PlexusError } from "../src/index.js";
-import { FrameParser } from "../src/queue/parser.js";
-import { HEADER_BYTES, QFrame, writeHeader, type Header } from "../src/queue/wire.js";
+import { FrameParser } from "../src/net/frame-parser.js";
+import { frameTable, HEADER_BYTES, QFrame, writeHeader, type Header } from "../src/queue/wire.js";
 import { FdTcpListener } from "../src/net/fd-listener.js";
 
 /** A DATA frame of `length` bytes whose payload bytes are `(seed + i) & 255`. */
@@ -35,7 +35,7 @@ test("parser: reads placed by readTarget/read deliver every frame intact; large 
   for (const seed of [1, 2, 3]) {
     const random = rng(seed);
     const got: { h: Header; p: Buffer }[] = [];
-    const parser = new FrameParser(8 << 20, (h, p) => got.push({ h, p }));
+    const parser = new FrameParser(frameTable(8 << 20), (h, f) => got.push({ h, p: f.subarray(HEADER_BYTES) }));
     /** Bytes the reads wrote into each buffer offered as a target. */
     const readInto = new Map<ArrayBufferLike, number>();
     let at = 0;
@@ -52,7 +52,7 @@ test("parser: reads placed by readTarget/read deliver every frame intact; large 
     }
     assert.equal(got.length, sizes.length);
     got.forEach(({ h, p }, i) => {
-      assert.equal(h.serial, i + 1);
+      assert.equal(h.a, i + 1);
       assert.equal(p.length, sizes[i]);
       for (let k = 0; k < p.length; k += 997) assert.equal(p[k], (i * 7 + k) & 255, `frame ${i} byte ${k}`);
       if (p.length > 0) assert.equal(p[p.length - 1], (i * 7 + p.length - 1) & 255);
@@ -71,7 +71,7 @@ test("parser: reads placed by readTarget/read deliver every frame intact; large 
 });
 
 test("parser: an oversized header read through readTarget is refused before its payload is allocated", () => {
-  const parser = new FrameParser(1 << 20, () => assert.fail("no frame"));
+  const parser = new FrameParser(frameTable(1 << 20), () => assert.fail("no frame"));
   const target = parser.readTarget();
   const h = Buffer.alloc(HEADER_BYTES);
   writeHeader(h, 0, 0x7fffffff, QFrame.Data, 0, 1);

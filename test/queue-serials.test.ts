@@ -18,7 +18,7 @@ function receiver(last: number): { s: Session; delivered: number[]; written: Buf
   return { s, delivered, written };
 }
 
-const data = (serial: number) => ({ length: 0, type: QFrame.Data, flags: 0, serial });
+const data = (serial: number) => ({ length: 0, type: QFrame.Data, flags: 0, a: serial, b: 0 });
 
 test("queue serials: 2^32 - 1 is followed by 1, not 0; a resend from before the wrap is a duplicate", () => {
   const { s, delivered, written } = receiver(0xfffffffe);

@@ -80,3 +80,52 @@ export class Liveness {
     return true;
   }
 }
+
+/** What a {@link Ticker} ticks: a connection (its {@link Liveness}), or an owner's own round. */
+export interface Ticking {
+  /** One tick. */
+  tick(): void;
+}
+
+/**
+ * The one timer of an owner's connections (a sender, a server, a client): it runs while it has
+ * members and ticks each of them every `tickMs` ms. It never keeps the process alive (the
+ * sockets do, not their heartbeats).
+ */
+export class Ticker<T extends Ticking = Ticking> {
+  private readonly members = new Set<T>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+
+  /** @param tickMs - the tick period (see {@link tickInterval}) */
+  constructor(readonly tickMs: number) {}
+
+  /** Starts ticking `m`. */
+  add(m: T): void {
+    this.members.add(m);
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => {
+        for (const x of this.members) x.tick(); // (a member that leaves while ticked: fine while iterating a Set)
+      }, this.tickMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Stops ticking `m`; the timer stops with the last member. */
+  delete(m: T): void {
+    this.members.delete(m);
+    if (this.members.size === 0) this.stop();
+  }
+
+  /** Stops the timer (members stay; the next {@link add} starts it again). */
+  stop(): void {
+    if (this.timer !== undefined) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  /** The members. */
+  [Symbol.iterator](): IterableIterator<T> {
+    return this.members.values();
+  }
+}

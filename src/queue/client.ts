@@ -14,7 +14,6 @@ import {
   PeerDeadError,
   PlexusError,
   ProtocolError,
-  ResourceExhaustedError,
   TimeoutError,
 } from "../errors.js";
 import { checkTimeout, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
@@ -24,17 +23,8 @@ import { SocketLink, type Link } from "./link.js";
 import { MqttHub, MqttLink } from "./mqtt.js";
 import { identityOf, settings, type QueueClientOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
-import {
-  decodeHandshake,
-  encodeHandshake,
-  FLAG_IDLE,
-  FLAG_TAKEN_OVER,
-  HandshakeStatus,
-  type Header,
-  QFrame,
-  QUEUE_VERSION,
-  TOKEN_BYTES,
-} from "./wire.js";
+import { decodeBody, encodeBody, FLAG_IDLE, FLAG_TAKEN_OVER, HandshakeStatus, type Header, QFrame, QUEUE_SPEC, TOKEN_BYTES } from "./wire.js";
+import { encodeHello, readWelcome, refusal } from "../net/handshake.js";
 import { connectError } from "../net/dial.js";
 import { Deferred } from "../util/wait.js";
 
@@ -248,16 +238,7 @@ export class QueueClient extends Endpoint {
       this.abortDial = () => finish(new ClosedError("queue client closed while connecting"));
       // Sockets buffer writes until connected (and TLS until secure): HELLO goes out first.
       link.write([
-        encodeHandshake(QFrame.Hello, {
-          version: QUEUE_VERSION,
-          status: 0,
-          resumed: false,
-          slots: this.cfg.slots,
-          heartbeat: this.cfg.heartbeat,
-          maxMessage: this.cfg.maxMessage,
-          identity: this.identity,
-          session: this.token,
-        }),
+        encodeHello(QUEUE_SPEC, this.cfg.heartbeat, encodeBody({ resumed: false, slots: this.cfg.slots, maxMessage: this.cfg.maxMessage, identity: this.identity, session: this.token })),
       ]);
       let welcomed = false;
       link.bind({
@@ -273,18 +254,20 @@ export class QueueClient extends Endpoint {
             if (this.hub !== undefined) return;
             throw new ProtocolError(`expected WELCOME, got frame type ${h.type}`);
           }
-          const w = decodeHandshake(payload);
-          if (w.version !== QUEUE_VERSION) throw new ProtocolError(`queue protocol version mismatch: the server speaks ${w.version}, this client ${QUEUE_VERSION}`);
+          const where = `the queue server at ${this.where}`;
+          const pre = readWelcome(QUEUE_SPEC, h, payload, where);
+          // Every WELCOME, refusals too, carries the queue's body with the HELLO's session token.
+          const w = decodeBody(pre.body);
           if (!w.session.equals(this.token)) {
             // Over MQTT: the answer to another client's HELLO with this identity (the topic is shared).
             if (this.hub !== undefined) return;
             throw new ProtocolError("the queue server's WELCOME names another session than this client's HELLO");
           }
-          if (w.status === HandshakeStatus.Superseded) {
+          if (pre.status === HandshakeStatus.Superseded) {
             throw (this.takenOver = new PeerDeadError(`another client connected with this client's identity (${this.id}) and took its session over`));
           }
-          if (w.status === HandshakeStatus.Full) throw new ResourceExhaustedError(`the queue server at ${this.where} has as many clients as it accepts`);
-          if (w.status !== HandshakeStatus.Ok) throw new ProtocolError(`the queue server at ${this.where} refused the handshake (status ${w.status})`);
+          if (pre.status !== HandshakeStatus.Ok) throw refusal(QUEUE_SPEC, pre, where, { textReason: false });
+          if (pre.heartbeat < 1) throw new ProtocolError(`${where} announces a heartbeat of 0 ms`);
           welcomed = true;
           const id = w.identity.toString("hex");
           const first = this.session.id === "00000000000000000000000000000000";
@@ -293,7 +276,7 @@ export class QueueClient extends Endpoint {
           (this.session as { id: string }).id = id;
           this.session.peerSlots = w.slots;
           this.session.peerMaxMessage = w.maxMessage;
-          link.liveness.setPeerHeartbeat(w.heartbeat);
+          link.liveness.setPeerHeartbeat(pre.heartbeat);
           this.link = link;
           this.state = State.Connected;
           this.session.attach(link, resumed);

@@ -13,15 +13,15 @@ import { endedError, Inbox, type QueueMessage } from "./inbox.js";
 import type { Link } from "./link.js";
 import type { Settings } from "./options.js";
 import { Deadlines, PutOp } from "./put.js";
-import { Slab } from "./slab.js";
+import { Slab } from "../util/slab.js";
 import type { Session, SessionHost } from "./session.js";
-import { FLAG_RELIABLE, header, HEADER_BYTES, QFrame } from "./wire.js";
+import { FLAG_RELIABLE, HEADER_BYTES } from "./wire.js";
+import { PING_FRAME } from "../net/frame.js";
 import { Liveness, tickInterval } from "../net/liveness.js";
 
 /** Messages up to this size are copied into one buffer with their header. */
 const SMALL = 8 << 10;
 
-const PING = header(0, QFrame.Ping, 0, 0);
 
 /** Base of {@link QueueServer} and {@link QueueClient}. */
 export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessage> {
@@ -166,7 +166,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   private tick(): void {
     for (const l of this.links()) {
       if (l.closed) continue;
-      if (!l.liveness.tick(() => l.write([PING]))) l.fail(new PeerDeadError(`no byte from the peer for ${l.liveness.deadAfterMs} ms`));
+      if (!l.liveness.tick(() => l.write([PING_FRAME]))) l.fail(new PeerDeadError(`no byte from the peer for ${l.liveness.deadAfterMs} ms`));
     }
     this.onTick();
   }

@@ -6,8 +6,8 @@
  * @module
  */
 import type { OnReadOpts, Socket } from "node:net";
-import { FrameParser } from "./parser.js";
-import type { Header } from "./wire.js";
+import { FrameParser } from "../net/frame-parser.js";
+import { frameTable, HEADER_BYTES, type Header } from "./wire.js";
 import type { Liveness } from "../net/liveness.js";
 
 /** What a session needs from a connection. */
@@ -66,8 +66,8 @@ export class SocketLink implements Link {
     maxMessage: number,
     readonly liveness: Liveness,
   ) {
-    this.parser = new FrameParser(maxMessage, (h, p) => {
-      if (!this.closed) this.events?.frame(h, p);
+    this.parser = new FrameParser(frameTable(maxMessage), (h, f) => {
+      if (!this.closed) this.events?.frame(h, f.subarray(HEADER_BYTES));
     });
     if (typeof socket === "function") {
       socket = socket({ buffer: () => this.parser.readTarget(), callback: (n, target) => this.onRead(n, target) });

@@ -11,11 +11,13 @@
  * (Internal: not part of the public API.)
  * @module
  */
-import { FrameTooLargeError, InvalidArgumentError, PeerDeadError, ProtocolError } from "../errors.js";
+import { InvalidArgumentError, PeerDeadError, ProtocolError } from "../errors.js";
 import type { Link, LinkEvents } from "./link.js";
 import type { QueueUrl } from "./options.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
-import { checkHeader, HEADER_BYTES, IDENTITY_BYTES, readHeader, TOKEN_BYTES } from "./wire.js";
+import { frameTable, HEADER_BYTES, IDENTITY_BYTES, TOKEN_BYTES } from "./wire.js";
+import { NetType, readFrameHeader } from "../net/frame.js";
+import { checkFrame, type FrameTable } from "../net/frame-parser.js";
 import type { Liveness } from "../net/liveness.js";
 
 /** Bytes before the frame in every MQTT message: the sender's identity and the session token. */
@@ -46,6 +48,7 @@ export class MqttLink implements Link {
   closed = false;
   private events: LinkEvents | undefined;
   private readonly closedWaiters: (() => void)[] = [];
+  private readonly table: FrameTable;
 
   constructor(
     private readonly hub: MqttHub,
@@ -53,12 +56,14 @@ export class MqttLink implements Link {
     readonly topic: string,
     /** The hub's key of this link (the server's: the client's identity and token, hex). */
     readonly peer: string,
-    private readonly maxMessage: number,
+    maxMessage: number,
     /** The session token of the client session this link carries (in every message it publishes). */
     readonly token: Buffer,
     /** Heartbeats and the peer's silence. */
     readonly liveness: Liveness,
-  ) {}
+  ) {
+    this.table = frameTable(maxMessage);
+  }
 
   bind(events: LinkEvents): void {
     this.events = events;
@@ -80,11 +85,10 @@ export class MqttLink implements Link {
     if (this.closed) return;
     try {
       if (frame.length < HEADER_BYTES) throw new ProtocolError(`MQTT message of ${frame.length} bytes is shorter than a frame header`);
-      const h = readHeader(frame, 0);
-      if (checkHeader(h, this.maxMessage) === "too-large") {
-        throw new FrameTooLargeError(`a peer sent a ${h.length}-byte message; this end accepts at most ${this.maxMessage} bytes`);
-      }
+      const h = readFrameHeader(frame, 0);
+      checkFrame(this.table, h);
       if (h.length !== frame.length - HEADER_BYTES) throw new ProtocolError(`frame says ${h.length} bytes, MQTT message carries ${frame.length - HEADER_BYTES}`);
+      if (h.type === NetType.Ping) return;
       // Copied to its own (8-aligned) memory, so typed arrays in it decode as views.
       const payload = Buffer.allocUnsafe(h.length);
       frame.copy(payload, 0, HEADER_BYTES);

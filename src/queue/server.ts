@@ -19,17 +19,8 @@ import { SocketLink, type Link } from "./link.js";
 import { linkKey, MqttHub, MqttLink } from "./mqtt.js";
 import { settings, type QueueServerOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
-import {
-  decodeHandshake,
-  encodeHandshake,
-  FLAG_IDLE,
-  FLAG_TAKEN_OVER,
-  HandshakeStatus,
-  header,
-  type Header,
-  QFrame,
-  QUEUE_VERSION,
-} from "./wire.js";
+import { decodeBody, encodeBody, FLAG_IDLE, FLAG_TAKEN_OVER, type HandshakeBody, HandshakeStatus, header, type Header, QFrame, QUEUE_SPEC, TOKEN_BYTES } from "./wire.js";
+import { encodeRefusal, encodeWelcome, readHello } from "../net/handshake.js";
 
 /** Superseded session tokens remembered per identity (a displaced client coming back is refused). */
 const SUPERSEDED_KEPT = 8;
@@ -317,15 +308,24 @@ export class QueueServer extends Endpoint {
    * displaced client cannot take the identity back.
    */
   private hello(link: Link, payload: Buffer, current: Session | undefined): Session | undefined {
-    const h = decodeHandshake(payload);
-    const refuse = (status: HandshakeStatus): Session | undefined => {
-      link.write([this.welcome(status, false, h.session)]);
+    const verdict = readHello(QUEUE_SPEC, payload);
+    let h: HandshakeBody | undefined;
+    try {
+      if (verdict.ok) h = decodeBody(verdict.hello.body);
+    } catch {
+      // a malformed body: refused below
+    }
+    // Refusals carry the queue's body with the HELLO's token (MQTT clients share a topic and
+    // tell their answer by it); a HELLO whose body could not be read gets a zero token.
+    const echo = h?.session ?? Buffer.alloc(TOKEN_BYTES);
+    const refuse = (status: number): Session | undefined => {
+      link.write([encodeRefusal(QUEUE_SPEC, status, this.body(false, echo))]);
       if (current !== undefined) return current;
       link.end();
       return undefined;
     };
-    if (h.version !== QUEUE_VERSION) return refuse(HandshakeStatus.Version);
-    if (h.status !== 0) return refuse(HandshakeStatus.Malformed);
+    if (!verdict.ok) return refuse(verdict.status);
+    if (h === undefined || verdict.hello.heartbeat < 1) return refuse(HandshakeStatus.Malformed);
     const id = h.identity.toString("hex");
     const token = h.session.toString("hex");
     let s = this.sessions.get(id);
@@ -353,8 +353,8 @@ export class QueueServer extends Endpoint {
     }
     s.peerSlots = h.slots;
     s.peerMaxMessage = h.maxMessage;
-    link.liveness.setPeerHeartbeat(h.heartbeat);
-    link.write([this.welcome(HandshakeStatus.Ok, resumed, h.session)]);
+    link.liveness.setPeerHeartbeat(verdict.hello.heartbeat);
+    link.write([encodeWelcome(QUEUE_SPEC, verdict.hello, this.cfg.heartbeat, this.body(resumed, h.session))]);
     s.attach(link, resumed);
     return s;
   }
@@ -377,18 +377,9 @@ export class QueueServer extends Endpoint {
     this.endSession(old, new PeerDeadError(`client ${old.id} was taken over by a new client with the same identity`));
   }
 
-  /** A WELCOME; `session` is the token of the HELLO it answers. */
-  private welcome(status: HandshakeStatus, resumed: boolean, session: Buffer): Buffer {
-    return encodeHandshake(QFrame.Welcome, {
-      version: QUEUE_VERSION,
-      status,
-      resumed,
-      slots: this.cfg.slots,
-      heartbeat: this.cfg.heartbeat,
-      maxMessage: this.cfg.maxMessage,
-      identity: this.identity,
-      session,
-    });
+  /** The queue's WELCOME body; `session` is the token of the HELLO it answers. */
+  private body(resumed: boolean, session: Buffer): Buffer {
+    return encodeBody({ resumed, slots: this.cfg.slots, maxMessage: this.cfg.maxMessage, identity: this.identity, session });
   }
 
   /** The client's connection dropped: keep its session for `reconnectWindow`. */

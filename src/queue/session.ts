@@ -155,42 +155,40 @@ export class Session {
       case QFrame.Data: {
         this.lastData = performance.now();
         // Serials run 1, 2, ..., 2^32 - 1, 1, ...: 0 is never used (it means "none yet").
-        if (h.serial === ((this.lastIn + 1) >>> 0 || 1)) {
+        if (h.a === ((this.lastIn + 1) >>> 0 || 1)) {
           if (this.unacked.size >= this.peerSlots) {
             throw new ProtocolError(`the peer exceeded its ${this.peerSlots} slot(s) of unacknowledged messages`);
           }
-          this.lastIn = h.serial;
-          this.unacked.add(h.serial);
-          this.host.deliver(this, h.serial, h.flags, payload);
-        } else if (serialDiff(h.serial, this.lastIn) <= 0) {
+          this.lastIn = h.a;
+          this.unacked.add(h.a);
+          this.host.deliver(this, h.a, h.flags, payload);
+        } else if (serialDiff(h.a, this.lastIn) <= 0) {
           // A resend after reconnection: refused again if it was refused, else acknowledged again
           // unless it is still being processed.
-          const nack = this.refused.get(h.serial);
+          const nack = this.refused.get(h.a);
           if (nack !== undefined) this.link?.write([nack]);
-          else if (!this.unacked.has(h.serial)) this.link?.write([header(0, QFrame.Ack, 0, h.serial)]);
+          else if (!this.unacked.has(h.a)) this.link?.write([header(0, QFrame.Ack, 0, h.a)]);
         } else {
-          throw new ProtocolError(`DATA serial ${h.serial} skips ahead of ${this.lastIn}`);
+          throw new ProtocolError(`DATA serial ${h.a} skips ahead of ${this.lastIn}`);
         }
         return;
       }
       case QFrame.Ack: {
-        const e = this.inflight.get(h.serial);
+        const e = this.inflight.get(h.a);
         if (e === undefined) return; // a second ack after a resend
-        this.inflight.delete(h.serial);
+        this.inflight.delete(h.a);
         e.op.done();
         this.pump();
         return;
       }
       case QFrame.Nack: {
-        const e = this.inflight.get(h.serial);
+        const e = this.inflight.get(h.a);
         if (e === undefined) return;
-        this.inflight.delete(h.serial);
+        this.inflight.delete(h.a);
         e.op.fail(nackError(payload.readUInt32LE(0), payload.toString("utf8", 4)));
         this.pump();
         return;
       }
-      case QFrame.Ping:
-        return;
       case QFrame.Bye:
         this.host.bye(this, h.flags);
         return;

@@ -1,31 +1,28 @@
 /**
- * The queue wire protocol: a 12-byte header with a type byte on every frame, a versioned
- * handshake (HELLO / WELCOME), data frames carrying one codec frame each, and acknowledgements
- * by serial. The same frames travel over TCP, TLS and MQTT. Specified in docs/protocol.md §7.
+ * The queue wire protocol: the queue's message table on the frame and handshake of every
+ * Plexus connection (net/): data frames carrying one codec frame each, acknowledgements by
+ * serial, and the queue's HELLO / WELCOME body. The same frames travel over TCP, TLS and MQTT. Specified in docs/protocol.md §7.
  * (Internal: not part of the public API.)
  * @module
  */
+import { Buffer } from "node:buffer";
 import { ProtocolError } from "../errors.js";
-import { Slab } from "./slab.js";
+import { FRAME_HEADER, NetType, writeFrameHeader, type FrameHeader } from "../net/frame.js";
+import type { FrameTable } from "../net/frame-parser.js";
+import { Status, type HandshakeSpec } from "../net/handshake.js";
+import { Slab } from "../util/slab.js";
 
-/** "PLXQ" little-endian: first 4 bytes of HELLO and WELCOME payloads. */
-export const QUEUE_MAGIC = 0x51584c50;
 /**
- * Version of the queue wire protocol. 2: the handshake carries a session token (a new client
- * with a known identity starts a new session instead of resuming another client's).
+ * The queue's handshake: magic "PLXQ", version 3 (2 carried a session token in its own
+ * handshake; 3 is built on the common frame and handshake of every Plexus connection).
  */
-export const QUEUE_VERSION = 2;
+export const QUEUE_SPEC: HandshakeSpec = { name: "queue", magic: 0x51584c50, version: 3, minVersion: 3, capabilities: 0 };
+/** Version of the queue wire protocol. */
+export const QUEUE_VERSION = QUEUE_SPEC.version;
 /** Bytes of a frame header. */
-export const HEADER_BYTES = 12;
-/** Bytes of a HELLO or WELCOME payload (of this version). */
-export const HANDSHAKE_BYTES = 44;
-/**
- * Handshake payload lengths a receiver reads far enough to answer a version it does not speak
- * (another version's handshake may be shorter or longer than this one's).
- */
-export const MIN_HANDSHAKE_BYTES = 8;
-/** See {@link MIN_HANDSHAKE_BYTES}. */
-export const MAX_HANDSHAKE_BYTES = 256;
+export const HEADER_BYTES = FRAME_HEADER;
+/** Bytes of the queue's HELLO and WELCOME body (after the preamble). */
+export const BODY_BYTES = 32;
 /** Bytes of a peer identity. */
 export const IDENTITY_BYTES = 16;
 /** Bytes of a session token. */
@@ -37,20 +34,18 @@ export const MAX_PAYLOAD = 0xffffffff;
 /** Most slots (unacknowledged DATA frames in flight per direction) the protocol allows. */
 export const MAX_SLOTS = 1024;
 
-/** Frame types (the byte at offset 4 of every header). */
+/** Frame types (the header's type byte): the queue's, and the connection's it uses. */
 export const enum QFrame {
-  /** Client -> server: first frame of a connection. */
-  Hello = 1,
-  /** Server -> client: answer to HELLO. */
-  Welcome = 2,
-  /** One message; `serial` numbers it per direction and session. Flag bit 0: ack on release. */
+  /** Client -> server: first frame of a connection (the connection's HELLO). */
+  Hello = NetType.Hello,
+  /** Server -> client: answer to HELLO (the connection's WELCOME). */
+  Welcome = NetType.Welcome,
+  /** One message; `a` is its serial per direction and session. Flag bit 0: ack on release. */
   Data = 3,
-  /** The receiver took (fast) or released (reliable) DATA `serial`. */
+  /** The receiver took (fast) or released (reliable) DATA `a`. */
   Ack = 4,
-  /** The receiver refused DATA `serial`; payload: reason code (u32) + UTF-8 text. */
+  /** The receiver refused DATA `a`; payload: reason code (u32) + UTF-8 text. */
   Nack = 5,
-  /** Keep-alive while idle. */
-  Ping = 6,
   /** The sender ends the session (graceful close); no more frames follow. */
   Bye = 7,
 }
@@ -67,18 +62,18 @@ export const FLAG_IDLE = 1;
  */
 export const FLAG_TAKEN_OVER = 2;
 
-/** WELCOME status codes. */
+/** WELCOME status codes: the connection's, and the queue's own. */
 export const enum HandshakeStatus {
   /** Joined. */
-  Ok = 0,
-  /** The server does not speak the HELLO's version. */
-  Version = 1,
+  Ok = Status.Ok,
+  /** No version both ends speak. */
+  Version = Status.Version,
   /** The HELLO was malformed. */
-  Malformed = 2,
+  Malformed = Status.Malformed,
   /** The server has as many clients as it accepts. */
-  Full = 3,
+  Full = Status.Full,
   /** Another client (another session token) took this identity over since this token's session. */
-  Superseded = 4,
+  Superseded = 16,
 }
 
 /** NACK reason codes. */
@@ -89,18 +84,12 @@ export const enum NackReason {
   Closed = 2,
 }
 
-/** The fields of a HELLO or WELCOME. */
-export interface Handshake {
-  /** Protocol version spoken. */
-  version: number;
-  /** WELCOME status (0 in a HELLO). */
-  status: number;
-  /** WELCOME: the server kept this client's session (reconnection). 0 in a HELLO. */
+/** The queue's part of a HELLO or WELCOME (the body after the preamble). */
+export interface HandshakeBody {
+  /** WELCOME: the server kept this client's session (reconnection). false in a HELLO. */
   resumed: boolean;
   /** DATA frames the writer of this block may have unacknowledged at once (1..1024). */
   slots: number;
-  /** How often the writer of this block sends when idle, in ms. */
-  heartbeat: number;
   /** Largest DATA payload the writer of this block accepts. */
   maxMessage: number;
   /** The writer's identity (16 bytes). */
@@ -108,26 +97,17 @@ export interface Handshake {
   /**
    * The session token (8 bytes). HELLO: random per client object, the same on each of its
    * reconnections — a HELLO with the token of the identity's session resumes it, another token
-   * starts a new session. WELCOME: the HELLO's token, echoed.
+   * starts a new session. WELCOME: the HELLO's token, echoed (refusals too).
    */
   session: Buffer;
 }
 
-/** A frame header as parsed. */
-export interface Header {
-  length: number;
-  type: number;
-  flags: number;
-  serial: number;
-}
+/** A frame header as parsed (`a` is the serial of DATA, ACK and NACK). */
+export type Header = FrameHeader;
 
 /** Writes a header at `at` of `b`. */
 export function writeHeader(b: Buffer, at: number, length: number, type: QFrame, flags: number, serial: number): void {
-  b.writeUInt32LE(length, at);
-  b[at + 4] = type;
-  b[at + 5] = flags;
-  b.writeUInt16LE(0, at + 6);
-  b.writeUInt32LE(serial >>> 0, at + 8);
+  writeFrameHeader(b, at, length, type, flags, serial >>> 0, 0);
 }
 
 const slab = new Slab();
@@ -139,87 +119,60 @@ export function header(length: number, type: QFrame, flags: number, serial: numb
   return b;
 }
 
-/** Reads a header; a non-zero reserved field is a {@link ProtocolError}. */
-export function readHeader(b: Buffer, at: number): Header {
-  if (b.readUInt16LE(at + 6) !== 0) throw new ProtocolError("queue frame with non-zero reserved bytes");
-  return { length: b.readUInt32LE(at), type: b[at + 4], flags: b[at + 5], serial: b.readUInt32LE(at + 8) };
-}
-
 /**
- * Checks a header before anything is allocated for its payload: known type, allowed flags,
- * length within the type's fixed size or the announced `maxMessage`. Throws `ProtocolError`,
- * or returns "too-large" for a DATA frame above `maxMessage` (the caller raises
- * `FrameTooLargeError`).
+ * The queue's frame table: checks a header of its own types before anything is allocated for
+ * its payload — known type, allowed flags, the word `b` zero, length within the type's fixed
+ * size or the announced `maxMessage` ("too-large": the parser raises `FrameTooLargeError`).
  */
-export function checkHeader(h: Header, maxMessage: number): "ok" | "too-large" {
-  switch (h.type) {
-    case QFrame.Hello:
-    case QFrame.Welcome:
-      // Any length a handshake of some version may have: the version is read before the length is held to this one's.
-      if (h.length < MIN_HANDSHAKE_BYTES || h.length > MAX_HANDSHAKE_BYTES || h.flags !== 0) throw new ProtocolError(`malformed handshake frame (length ${h.length})`);
-      return "ok";
-    case QFrame.Data:
-      if ((h.flags & ~FLAG_RELIABLE) !== 0) throw new ProtocolError(`DATA frame with unknown flags 0x${h.flags.toString(16)}`);
-      return h.length > maxMessage ? "too-large" : "ok";
-    case QFrame.Nack:
-      if (h.length < 4 || h.length > MAX_NACK_BYTES || h.flags !== 0) throw new ProtocolError(`malformed NACK frame (length ${h.length})`);
-      return "ok";
-    case QFrame.Ack:
-    case QFrame.Ping:
-      if (h.length !== 0 || h.flags !== 0) throw new ProtocolError(`control frame ${h.type} with a payload or flags`);
-      return "ok";
-    case QFrame.Bye:
-      if (h.length !== 0 || (h.flags & ~(FLAG_IDLE | FLAG_TAKEN_OVER)) !== 0) throw new ProtocolError("BYE with a payload or unknown flags");
-      return "ok";
-    default:
-      throw new ProtocolError(`unknown queue frame type ${h.type}`);
-  }
-}
-
-/** Encodes a HELLO or WELCOME frame (header included). */
-export function encodeHandshake(type: QFrame.Hello | QFrame.Welcome, h: Handshake): Buffer {
-  const b = Buffer.alloc(HEADER_BYTES + HANDSHAKE_BYTES);
-  writeHeader(b, 0, HANDSHAKE_BYTES, type, 0, 0);
-  const p = HEADER_BYTES;
-  b.writeUInt32LE(QUEUE_MAGIC, p);
-  b.writeUInt16LE(h.version, p + 4);
-  b[p + 6] = h.status;
-  b[p + 7] = h.resumed ? 1 : 0;
-  b.writeUInt16LE(h.slots, p + 8);
-  b.writeUInt32LE(h.heartbeat, p + 12);
-  b.writeUInt32LE(h.maxMessage, p + 16);
-  h.identity.copy(b, p + 20, 0, IDENTITY_BYTES);
-  h.session.copy(b, p + 36, 0, TOKEN_BYTES);
-  return b;
-}
-
-/**
- * Decodes a HELLO or WELCOME payload. A wrong magic is a {@link ProtocolError}; another
- * version is returned with its version and status only (the caller answers the mismatch; the
- * other fields are zero); this version's fields are length- and range-checked.
- */
-export function decodeHandshake(p: Buffer): Handshake {
-  if (p.length < MIN_HANDSHAKE_BYTES) throw new ProtocolError(`handshake of ${p.length} bytes`);
-  if (p.readUInt32LE(0) !== QUEUE_MAGIC) throw new ProtocolError(`not a Plexus queue peer (magic 0x${p.readUInt32LE(0).toString(16)})`);
-  const version = p.readUInt16LE(4);
-  if (version !== QUEUE_VERSION) {
-    return { version, status: p[6], resumed: false, slots: 0, heartbeat: 0, maxMessage: 0, identity: Buffer.alloc(IDENTITY_BYTES), session: Buffer.alloc(TOKEN_BYTES) };
-  }
-  if (p.length !== HANDSHAKE_BYTES) throw new ProtocolError(`version ${version} handshake of ${p.length} bytes (${HANDSHAKE_BYTES} expected)`);
-  const h: Handshake = {
-    version,
-    status: p[6],
-    resumed: p[7] === 1,
-    slots: p.readUInt16LE(8),
-    heartbeat: p.readUInt32LE(12),
-    maxMessage: p.readUInt32LE(16),
-    identity: Buffer.from(p.subarray(20, 20 + IDENTITY_BYTES)),
-    session: Buffer.from(p.subarray(36, 36 + TOKEN_BYTES)),
+export function frameTable(maxMessage: number): FrameTable {
+  return {
+    maxMessage,
+    check(h: Header): "ok" | "too-large" {
+      if (h.b !== 0) throw new ProtocolError(`queue frame ${h.type} with a non-zero second word`);
+      switch (h.type) {
+        case QFrame.Data:
+          if ((h.flags & ~FLAG_RELIABLE) !== 0) throw new ProtocolError(`DATA frame with unknown flags 0x${h.flags.toString(16)}`);
+          return h.length > maxMessage ? "too-large" : "ok";
+        case QFrame.Nack:
+          if (h.length < 4 || h.length > MAX_NACK_BYTES || h.flags !== 0) throw new ProtocolError(`malformed NACK frame (length ${h.length})`);
+          return "ok";
+        case QFrame.Ack:
+          if (h.length !== 0 || h.flags !== 0) throw new ProtocolError("ACK frame with a payload or flags");
+          return "ok";
+        case QFrame.Bye:
+          if (h.length !== 0 || h.a !== 0 || (h.flags & ~(FLAG_IDLE | FLAG_TAKEN_OVER)) !== 0) throw new ProtocolError("BYE with a payload or unknown flags");
+          return "ok";
+        default:
+          throw new ProtocolError(`unknown queue frame type ${h.type}`);
+      }
+    },
   };
-  if (p[7] > 1 || p.readUInt16LE(10) !== 0) throw new ProtocolError("handshake with non-zero reserved bytes");
-  if (h.slots < 1 || h.slots > MAX_SLOTS) throw new ProtocolError(`handshake announces ${h.slots} slots (1..${MAX_SLOTS})`);
-  if (h.heartbeat < 1) throw new ProtocolError("handshake announces a heartbeat of 0 ms");
-  return h;
+}
+
+/** Encodes the queue's HELLO or WELCOME body. */
+export function encodeBody(b: HandshakeBody): Buffer {
+  const out = Buffer.alloc(BODY_BYTES);
+  out[0] = b.resumed ? 1 : 0;
+  out.writeUInt16LE(b.slots, 2);
+  out.writeUInt32LE(b.maxMessage, 4);
+  b.identity.copy(out, 8, 0, IDENTITY_BYTES);
+  b.session.copy(out, 24, 0, TOKEN_BYTES);
+  return out;
+}
+
+/** Decodes and checks the queue's HELLO or WELCOME body (a {@link ProtocolError} if malformed). */
+export function decodeBody(p: Buffer): HandshakeBody {
+  if (p.length !== BODY_BYTES) throw new ProtocolError(`a queue handshake body of ${p.length} bytes (${BODY_BYTES} expected)`);
+  if (p[0] > 1 || p[1] !== 0) throw new ProtocolError("a queue handshake with non-zero reserved bytes");
+  const b: HandshakeBody = {
+    resumed: p[0] === 1,
+    slots: p.readUInt16LE(2),
+    maxMessage: p.readUInt32LE(4),
+    identity: Buffer.from(p.subarray(8, 8 + IDENTITY_BYTES)),
+    session: Buffer.from(p.subarray(24, 24 + TOKEN_BYTES)),
+  };
+  if (b.slots < 1 || b.slots > MAX_SLOTS) throw new ProtocolError(`a queue handshake announces ${b.slots} slots (1..${MAX_SLOTS})`);
+  return b;
 }
 
 /** A NACK frame. */

@@ -1,13 +1,42 @@
 /**
- * Splits a byte stream into queue frames. Every header is checked before its payload is
- * allocated: an unknown type, a malformed control frame or a DATA length above the limit ends
- * the stream with a typed error, and nothing larger than the limit is ever allocated.
+ * Splits a byte stream into frames (frame.ts), for every protocol built on them. Every header is
+ * checked before its payload is allocated — the connection's own types here, the protocol's by
+ * its {@link FrameTable} — so an unknown type, a malformed control frame or a length above the
+ * limit ends the stream with a typed error, and nothing larger than the limit is ever allocated.
+ * Heartbeats are taken here and not delivered.
  * (Internal: not part of the public API.)
  * @module
  */
+import { Buffer } from "node:buffer";
 import { FrameTooLargeError } from "../errors.js";
-import { Slab } from "./slab.js";
-import { checkHeader, HEADER_BYTES, readHeader, type Header } from "./wire.js";
+import { Slab } from "../util/slab.js";
+import { checkNetHeader, FIRST_NET_TYPE, FRAME_HEADER as HEADER_BYTES, NetType, readFrameHeader as readHeader, type FrameHeader as Header } from "./frame.js";
+
+/** What a protocol declares about its own frame types (below 0x80). */
+export interface FrameTable {
+  /**
+   * Checks the header of one of the protocol's frames before anything is allocated for it:
+   * throws `ProtocolError` for an unknown type, flags or a malformed control frame; returns
+   * "too-large" for a message above the limit this end announced (the parser raises
+   * `FrameTooLargeError`), else "ok".
+   */
+  check(h: Header): "ok" | "too-large";
+  /** Largest message this end accepts (named in the `FrameTooLargeError`). */
+  readonly maxMessage: number;
+}
+
+/**
+ * Checks a header before anything is allocated for its payload: the connection's own types
+ * here, the protocol's by its `table`. Throws `ProtocolError`, or `FrameTooLargeError` for a
+ * message above the table's limit. (Transports that carry whole frames, like MQTT messages,
+ * check with this too.)
+ */
+export function checkFrame(table: FrameTable, h: Header): void {
+  if (h.type >= FIRST_NET_TYPE) return checkNetHeader(h);
+  if (table.check(h) === "too-large") {
+    throw new FrameTooLargeError(`a peer announced a ${h.length}-byte message; this end accepts at most ${table.maxMessage} bytes`);
+  }
+}
 
 /**
  * Frames at least this large that arrive within one read are handed out as views of the read
@@ -26,8 +55,12 @@ const READ_BYTES = 64 << 10;
  */
 const DIRECT_MIN = 32 << 10;
 
-/** Called with each complete frame; `payload` is owned by the callee (a copy, or a view of a read buffer nobody else uses). */
-export type FrameHandler = (h: Header, payload: Buffer) => void;
+/**
+ * Called with each complete frame: its parsed header and the whole frame (header and payload),
+ * owned by the callee — a copy, or a view of a read buffer nobody else uses. The payload starts
+ * at offset 16 of `frame`.
+ */
+export type FrameHandler = (h: Header, frame: Buffer) => void;
 
 /** An incremental frame parser for one connection. */
 export class FrameParser {
@@ -36,7 +69,6 @@ export class FrameParser {
   private current: Header | undefined;
   private payload: Buffer | undefined;
   private fill = 0;
-  private static readonly EMPTY = Buffer.alloc(0);
   private readonly slab = new Slab();
   /** The read buffer {@link readTarget} hands out between payloads; replaced once a frame is a view of it. */
   private staging: Buffer | undefined;
@@ -46,11 +78,11 @@ export class FrameParser {
   private large = false;
 
   /**
-   * @param maxMessage - largest DATA payload accepted
-   * @param onFrame - receives each frame
+   * @param table - the protocol's frame types
+   * @param onFrame - receives each frame (not heartbeats)
    */
   constructor(
-    private readonly maxMessage: number,
+    private readonly table: FrameTable,
     private readonly onFrame: FrameHandler,
   ) {}
 
@@ -69,15 +101,15 @@ export class FrameParser {
             this.check(h);
             at = end;
             this.viewed = true;
-            this.deliver(h, chunk.subarray(end - h.length, end));
+            this.deliver(h, chunk.subarray(end - h.length - HEADER_BYTES, end));
             continue;
           }
-          this.begin(h);
+          this.begin(h, chunk, at);
         } else {
           chunk.copy(this.head, this.headFill, at, at + take);
           this.headFill += take;
           if (this.headFill < HEADER_BYTES) return;
-          this.begin(readHeader(this.head, 0));
+          this.begin(readHeader(this.head, 0), this.head, 0);
         }
         at += take;
         continue;
@@ -102,7 +134,7 @@ export class FrameParser {
     if (this.current !== undefined) {
       // A large payload: all of the rest, however short (a read buffer would copy the next
       // payload's start with it). A small one: the read buffer, with the frames after it.
-      if (p !== undefined && p.length >= DIRECT_MIN) return p.subarray(this.fill);
+      if (p !== undefined && p.length - HEADER_BYTES >= DIRECT_MIN) return p.subarray(this.fill);
     } else if (this.large) {
       return this.head.subarray(this.headFill);
     }
@@ -122,7 +154,7 @@ export class FrameParser {
     }
     if (target.buffer === this.head.buffer) {
       this.headFill += n;
-      if (this.headFill === HEADER_BYTES) this.begin(readHeader(this.head, 0));
+      if (this.headFill === HEADER_BYTES) this.begin(readHeader(this.head, 0), this.head, 0);
       return;
     }
     this.fill += n;
@@ -135,19 +167,22 @@ export class FrameParser {
   }
 
   private check(h: Header): void {
-    if (checkHeader(h, this.maxMessage) === "too-large") {
-      throw new FrameTooLargeError(`a peer announced a ${h.length}-byte message; this end accepts at most ${this.maxMessage} bytes`);
-    }
+    checkFrame(this.table, h);
   }
 
-  /** A whole header: checked, its payload allocated; a frame without payload is delivered at once. */
-  private begin(h: Header): void {
+  /**
+   * A whole header, from `src[at ..]`: checked, its frame allocated (the header copied in); a
+   * frame without payload is delivered at once.
+   */
+  private begin(h: Header, src: Buffer, at: number): void {
     this.check(h);
     this.current = h;
     this.headFill = 0;
-    // 8-aligned memory, so typed arrays in the frame decode as views.
-    this.payload = h.length === 0 ? FrameParser.EMPTY : this.slab.take(h.length);
-    this.fill = 0;
+    // 8-aligned memory, so typed arrays in the payload (at offset 16) decode as views.
+    const f = this.slab.take(HEADER_BYTES + h.length);
+    src.copy(f, 0, at, at + HEADER_BYTES);
+    this.payload = f;
+    this.fill = HEADER_BYTES;
     if (h.length === 0) this.emit();
   }
 
@@ -160,8 +195,8 @@ export class FrameParser {
     this.deliver(h, p);
   }
 
-  private deliver(h: Header, payload: Buffer): void {
+  private deliver(h: Header, frame: Buffer): void {
     this.large = h.length >= DIRECT_MIN;
-    this.onFrame(h, payload);
+    if (h.type !== NetType.Ping) this.onFrame(h, frame);
   }
 }
