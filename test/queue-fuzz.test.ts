@@ -13,8 +13,9 @@ import { queue, type PlexusError, type QueueServer } from "../src/index.js";
 
 const MAGIC = 0x51584c50;
 
+/** A frame (16-byte header, docs/protocol.md §0.1); `serial` is the header's word `a`. */
 function frame(type: number, serial: number, payload: Uint8Array = new Uint8Array(0), flags = 0, length = payload.length): Buffer {
-  const h = Buffer.alloc(12);
+  const h = Buffer.alloc(16);
   h.writeUInt32LE(length, 0);
   h[4] = type;
   h[5] = flags;
@@ -22,17 +23,24 @@ function frame(type: number, serial: number, payload: Uint8Array = new Uint8Arra
   return Buffer.concat([h, payload]);
 }
 
-/** A HELLO of protocol version 2 (44 bytes: identity at 20, session token at 36); `version` 1 has the 36 bytes of version 1. */
-function hello(o: { version?: number; slots?: number; id?: number } = {}): Buffer {
-  const version = o.version ?? 2;
-  const p = Buffer.alloc(version === 1 ? 36 : 44);
-  p.writeUInt32LE(MAGIC, 0);
+/** A handshake payload: the preamble (§0.2) and the queue's 32-byte body (§7.2). */
+function handshake(o: { magic?: number; version?: number; heartbeat?: number; slots?: number; fill?: number; token?: Buffer }): Buffer {
+  const version = o.version ?? 3;
+  const p = Buffer.alloc(16 + 32);
+  p.writeUInt32LE(o.magic ?? MAGIC, 0);
   p.writeUInt16LE(version, 4);
-  p.writeUInt16LE(o.slots ?? 1, 8);
-  p.writeUInt32LE(1000, 12);
-  p.writeUInt32LE(1 << 20, 16);
-  p.fill(o.id ?? 0xab, 20, p.length);
-  return frame(1, 0, p);
+  p.writeUInt16LE(version, 6);
+  p.writeUInt32LE(o.heartbeat ?? 1000, 12);
+  p.writeUInt16LE(o.slots ?? 1, 16 + 2);
+  p.writeUInt32LE(1 << 20, 16 + 4);
+  p.fill(o.fill ?? 0xab, 16 + 8, 16 + 32);
+  o.token?.copy(p, 16 + 24);
+  return p;
+}
+
+/** A HELLO of protocol version 3 (identity and session token filled with `id`), or of another `version`. */
+function hello(o: { version?: number; slots?: number; id?: number } = {}): Buffer {
+  return frame(0x80, 0, handshake({ version: o.version, slots: o.slots, fill: o.id }));
 }
 
 /** Writes `bytes`, then waits until the server hangs up (or `ms`); returns what came back. */
@@ -93,9 +101,11 @@ test("fuzz: an oversized DATA length is refused from its header alone; unknown t
   const bad: [Buffer, string][] = [
     [frame(99, 0), "ERR_PLEXUS_PROTOCOL"], // unknown type
     [frame(3, 1, Buffer.alloc(4), 0x80), "ERR_PLEXUS_PROTOCOL"], // unknown DATA flag
-    [frame(6, 0, Buffer.alloc(4)), "ERR_PLEXUS_PROTOCOL"], // PING with a payload
+    [frame(0x82, 0, Buffer.alloc(4)), "ERR_PLEXUS_PROTOCOL"], // PING with a payload
     [frame(3, 5, Buffer.alloc(4)), "ERR_PLEXUS_PROTOCOL"], // serial gap
-    [frame(1, 0, Buffer.alloc(36)), "ERR_PLEXUS_PROTOCOL"], // second HELLO
+    [frame(0x80, 0, Buffer.alloc(48)), "ERR_PLEXUS_PROTOCOL"], // second HELLO
+    [frame(1, 0), "ERR_PLEXUS_PROTOCOL"], // type 1 (version 2's HELLO) is not a queue type
+    [frame(4, 1, new Uint8Array(0), 0, 0).fill(1, 12, 16), "ERR_PLEXUS_PROTOCOL"], // word b set
   ];
   for (const [f, c] of bad) {
     errors.length = 0;
@@ -122,12 +132,12 @@ test("fuzz: a payload that is not a codec frame gets a NACK (the sender learns),
   s.on("data", (d: Buffer) => got.push(d));
   s.write(Buffer.concat([hello({ id: 4 }), frame(3, 1, Buffer.from("definitely not a frame"))]));
   const t = Date.now();
-  while (Buffer.concat(got).length < 12 + 44 + 12 && Date.now() - t < 3000) await new Promise((r) => setTimeout(r, 10));
+  while (Buffer.concat(got).length < 16 + 48 + 16 + 4 && Date.now() - t < 3000) await new Promise((r) => setTimeout(r, 10));
   const all = Buffer.concat(got);
-  const nack = all.subarray(56);
+  const nack = all.subarray(16 + 48);
   assert.equal(nack[4], 5, "NACK");
   assert.equal(nack.readUInt32LE(8), 1, "for serial 1");
-  assert.equal(nack.readUInt32LE(12), 1, "reason: malformed");
+  assert.equal(nack.readUInt32LE(16), 1, "reason: malformed");
   assert.equal(server.queued, 0);
   assert.equal(s.destroyed, false);
   s.destroy();
@@ -135,15 +145,25 @@ test("fuzz: a payload that is not a codec frame gets a NACK (the sender learns),
   await server.close();
 });
 
-test("handshake: a wrong version gets a WELCOME with status 1 and the server's version; no HELLO within the timeout is dropped", async () => {
+test("handshake: a wrong version gets a WELCOME with status 1 and the server's version; other refusals; no HELLO within the timeout is dropped", async () => {
   const errors: PlexusError[] = [];
   const server = await queue.server({ url: "tcp://127.0.0.1:0", handshakeTimeout: 100, onPeerError: (e) => errors.push(e) });
-  for (const version of [1, 7]) {
-    // version 1's HELLO is shorter than this version's: it is still answered, not dropped
+  for (const version of [2, 7]) {
     const reply = await throwAt(server, hello({ version }));
-    assert.equal(reply[4], 2);
-    assert.equal(reply.readUInt16LE(12 + 4), 2, "server version");
-    assert.equal(reply[12 + 6], 1, "status: version");
+    assert.equal(reply[4], 0x81, "WELCOME");
+    assert.equal(reply.readUInt32LE(8), 1, "status: version");
+    assert.equal(reply.readUInt16LE(16 + 4), 3, "server version");
+  }
+  // another protocol's magic: status 4; a zero heartbeat or 0 slots: status 2 (malformed)
+  for (const [p, status] of [
+    [handshake({ magic: 0x52584c50 }), 4],
+    [handshake({ heartbeat: 0 }), 2],
+    [handshake({ slots: 0 }), 2],
+    [handshake({}).subarray(0, 40), 2],
+  ] as const) {
+    const reply = await throwAt(server, frame(0x80, 0, p));
+    assert.equal(reply[4], 0x81, "WELCOME");
+    assert.equal(reply.readUInt32LE(8), status);
   }
   const silent = await throwAt(server, Buffer.alloc(0), 3000);
   assert.equal(silent.length, 0);
@@ -178,16 +198,8 @@ async function fakeServer(reply: (hello: Buffer) => Buffer | null): Promise<{ po
 
 /** A WELCOME answering `hello` (its session token echoed, unless `token` is given). */
 function welcome(hello: Buffer, o: { magic?: number; version?: number; status?: number; slots?: number; token?: Buffer } = {}): Buffer {
-  const p = Buffer.alloc(44);
-  p.writeUInt32LE(o.magic ?? MAGIC, 0);
-  p.writeUInt16LE(o.version ?? 2, 4);
-  p[6] = o.status ?? 0;
-  p.writeUInt16LE(o.slots ?? 16, 8);
-  p.writeUInt32LE(1000, 12);
-  p.writeUInt32LE(1 << 20, 16);
-  p.fill(0xcd, 20, 36);
-  (o.token ?? hello.subarray(12 + 36, 12 + 44)).copy(p, 36);
-  return frame(2, 0, p);
+  const p = handshake({ magic: o.magic, version: o.version, slots: o.slots ?? 16, fill: 0xcd, token: o.token ?? hello.subarray(16 + 16 + 24, 16 + 16 + 32) });
+  return frame(0x81, o.status ?? 0, p);
 }
 
 test("client side: a hostile or foreign server is a typed error at connect; an oversized frame after the handshake ends the client with PeerDeadError", async () => {
@@ -195,7 +207,8 @@ test("client side: a hostile or foreign server is a typed error at connect; an o
     [(h) => welcome(h, { magic: 0x12345678 }), "ERR_PLEXUS_PROTOCOL"],
     [(h) => welcome(h, { version: 9 }), "ERR_PLEXUS_PROTOCOL"],
     [(h) => welcome(h, { status: 3 }), "ERR_PLEXUS_RESOURCE_EXHAUSTED"],
-    [(h) => welcome(h, { status: 4 }), "ERR_PLEXUS_PEER_DEAD"], // superseded: another client took the identity
+    [(h) => welcome(h, { status: 16 }), "ERR_PLEXUS_PEER_DEAD"], // superseded: another client took the identity
+    [(h) => welcome(h, { status: 4 }), "ERR_PLEXUS_PROTOCOL"], // another protocol's port
     [(h) => welcome(h, { slots: 0 }), "ERR_PLEXUS_PROTOCOL"],
     [(h) => welcome(h, { token: Buffer.alloc(8, 1) }), "ERR_PLEXUS_PROTOCOL"], // answers another HELLO
     [() => frame(3, 1, Buffer.alloc(8)), "ERR_PLEXUS_PROTOCOL"], // DATA before WELCOME

@@ -8,6 +8,8 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { encodeHello } from "../src/net/handshake.js";
+import { encodeBody, QUEUE_SPEC } from "../src/queue/wire.js";
 import { randomBytes } from "node:crypto";
 import { queue, PlexusError, type QueueClient, type QueueServer } from "../src/index.js";
 import { startProxy, type Proxy } from "./helpers/proxy.js";
@@ -176,21 +178,14 @@ test("takeover loop: 6 crashes and takeovers with puts in flight both ways; ever
 });
 
 
-/** A version-2 HELLO for `identity` with session token `token`. */
+/** A queue HELLO (version 3) for `identity` with session token `token`. */
 function hello(identity: Buffer, token: Buffer): Buffer {
-  const b = Buffer.alloc(12 + 44);
-  b.writeUInt32LE(44, 0);
-  b[4] = 1;
-  const p = b.subarray(12);
-  p.writeUInt32LE(0x51584c50, 0);
-  p.writeUInt16LE(2, 4);
-  p.writeUInt16LE(1, 8);
-  p.writeUInt32LE(1000, 12);
-  p.writeUInt32LE(1 << 20, 16);
-  identity.copy(p, 20);
-  token.copy(p, 36);
-  return b;
+  return encodeHello(QUEUE_SPEC, 1000, encodeBody({ resumed: false, slots: 1, maxMessage: 1 << 20, identity, session: token }));
 }
+
+/** Bytes of a WELCOME (header, preamble, the queue's body), and where its body starts. */
+const WELCOME_BYTES = 16 + 16 + 32;
+const BODY = 32;
 
 async function until(cond: () => boolean, what: string): Promise<void> {
   const t = Date.now();
@@ -206,38 +201,38 @@ test("wire: a HELLO with another session token under a known identity starts a n
   const [ta, tb] = [randomBytes(8), randomBytes(8)];
   const a = raw(server.port);
   a.sock.write(hello(id, ta));
-  await until(() => a.bytes().length >= 56, "WELCOME to a");
-  let w = a.bytes().subarray(12, 56);
-  assert.equal(a.bytes()[4], 2, "WELCOME");
-  assert.equal(w[6], 0, "status ok");
-  assert.equal(w[7], 0, "a new session");
-  assert.ok(w.subarray(36, 44).equals(ta), "the WELCOME echoes the session token");
+  await until(() => a.bytes().length >= WELCOME_BYTES, "WELCOME to a");
+  let w = a.bytes().subarray(0, WELCOME_BYTES);
+  assert.equal(w[4], 0x81, "WELCOME");
+  assert.equal(w.readUInt32LE(8), 0, "status ok");
+  assert.equal(w[BODY], 0, "a new session");
+  assert.ok(w.subarray(BODY + 24, BODY + 32).equals(ta), "the WELCOME echoes the session token");
 
   const b = raw(server.port);
   b.sock.write(hello(id, tb));
-  await until(() => b.bytes().length >= 56, "WELCOME to b");
-  w = b.bytes().subarray(12, 56);
-  assert.equal(w[6], 0, "status ok");
-  assert.equal(w[7], 0, "not resumed: a new session under the same identity");
-  assert.ok(w.subarray(36, 44).equals(tb));
+  await until(() => b.bytes().length >= WELCOME_BYTES, "WELCOME to b");
+  w = b.bytes().subarray(0, WELCOME_BYTES);
+  assert.equal(w.readUInt32LE(8), 0, "status ok");
+  assert.equal(w[BODY], 0, "not resumed: a new session under the same identity");
+  assert.ok(w.subarray(BODY + 24, BODY + 32).equals(tb));
   await a.closed; // the server hung up on the old connection, after a BYE
-  const bye = a.bytes().subarray(56, 68);
+  const bye = a.bytes().subarray(WELCOME_BYTES, WELCOME_BYTES + 16);
   assert.equal(bye[4], 7, "BYE");
   assert.equal(bye[5], 2, "flag: taken over");
 
   const again = raw(server.port);
   again.sock.write(hello(id, ta));
   await again.closed;
-  w = again.bytes().subarray(12, 56);
-  assert.equal(w[6], 4, "status: superseded");
+  w = again.bytes().subarray(0, WELCOME_BYTES);
+  assert.equal(w.readUInt32LE(8), 16, "status: superseded");
   assert.deepEqual(server.peers, [id.toString("hex")]);
 
   // the same token again resumes (a client reconnecting)
   b.sock.destroy();
   const c = raw(server.port);
   c.sock.write(hello(id, tb));
-  await until(() => c.bytes().length >= 56, "WELCOME to c");
-  assert.equal(c.bytes()[12 + 7], 1, "resumed");
+  await until(() => c.bytes().length >= WELCOME_BYTES, "WELCOME to c");
+  assert.equal(c.bytes()[BODY], 1, "resumed");
   c.sock.destroy();
   await server.close();
 });

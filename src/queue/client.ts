@@ -23,7 +23,7 @@ import { SocketLink, type Link } from "./link.js";
 import { MqttHub, MqttLink } from "./mqtt.js";
 import { identityOf, settings, type QueueClientOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
-import { decodeBody, encodeBody, FLAG_IDLE, FLAG_TAKEN_OVER, HandshakeStatus, type Header, QFrame, QUEUE_SPEC, TOKEN_BYTES } from "./wire.js";
+import { decodeBody, encodeBody, header, FLAG_IDLE, FLAG_TAKEN_OVER, HandshakeStatus, type Header, QFrame, QUEUE_SPEC, TOKEN_BYTES } from "./wire.js";
 import { encodeHello, readWelcome, refusal } from "../net/handshake.js";
 import { connectError } from "../net/dial.js";
 import { Deferred } from "../util/wait.js";
@@ -341,7 +341,5 @@ export class QueueClient extends Endpoint {
 }
 
 function encodeBye(): Buffer {
-  const b = Buffer.alloc(12);
-  b[4] = QFrame.Bye;
-  return b;
+  return header(0, QFrame.Bye, 0, 0);
 }

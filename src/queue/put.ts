@@ -13,7 +13,7 @@ export interface Entry {
   /** The put it belongs to. */
   readonly op: PutOp;
   /**
-   * The frame as pieces: the first starts with 12 bytes of room for the
+   * The frame as pieces: the first starts with 16 bytes of room for the
    * queue header (written per peer just before each write), then the encoded message; the
    * value's large buffers follow uncopied. Shared by every peer of the put.
    */
