@@ -1,8 +1,8 @@
 /**
  * One receiver's connection, seen from the `tcp` sender: reading its handshake and its frames
- * (ACK, BYE, PING), the credit window (frame bytes written against bytes released), the `drop-oldest`
- * queue, the pooled frames it still holds, batched and corked writes, its liveness (heartbeats
- * and silence), and how it ends (END after everything, a refusal, or cut off).
+ * (ACK, BYE, PING), the credit window (frame bytes written against bytes released), the
+ * `drop-oldest` queue, the pooled frames it still holds, batched and corked writes, its liveness
+ * (heartbeats and silence), and how it ends (END after everything, a refusal, or cut off).
  * (Internal: not part of the public API.)
  * @module
  */
