@@ -7,7 +7,8 @@ import { randomBytes } from "node:crypto";
 import { GraphServer } from "../src/graph/server.js";
 import { ControlParser, encodeControl, MsgType } from "../src/graph/protocol.js";
 import { connectTcp, TcpSender } from "../src/transport/tcp.js";
-import { controlFrame, encodeHello, FrameType, TCP_VERSION } from "../src/transport/tcp-wire.js";
+import { encodeHelloBody, FrameType, TCP_SPEC } from "../src/transport/tcp-wire.js";
+import { frameHeader, NetType } from "../src/net/frame.js";
 import { connect, queue } from "../src/index.js";
 import { decode, encode } from "../src/codec/index.js";
 import { hello, HelloKind } from "../src/rpc/handshake.js";
@@ -50,9 +51,10 @@ test("graph: a hello and a request in one write get the welcome and the answer",
 test("tcp transport: a HELLO and a BYE in one write: welcomed, then let go", async () => {
   await using sender = await TcpSender.create({});
   const c = raw(sender.address.port);
-  c.sock.write(Buffer.concat([encodeHello({ version: TCP_VERSION, policy: 0, pid: 4242, heartbeat: 1000 }), controlFrame(FrameType.Bye, 0)]));
-  await until(() => c.bytes().length >= 32, "WELCOME");
-  assert.equal(c.bytes()[6], 0, "WELCOME status ok");
+  c.sock.write(Buffer.concat([netHello(TCP_SPEC, 1000, encodeHelloBody({ policy: 0, pid: 4242 })), frameHeader(0, FrameType.Bye)]));
+  await until(() => c.bytes().length >= 48, "WELCOME");
+  assert.equal(c.bytes()[4], NetType.Welcome, "a WELCOME");
+  assert.equal(c.bytes().readUInt32LE(8), 0, "WELCOME status ok");
   await c.closed; // the sender answers BYE by closing the connection
   await until(() => sender.receivers === 0, "the receiver is let go");
 });
@@ -165,7 +167,7 @@ test("tcp transport: an onPeerError callback that throws does not stop the sende
     },
   });
   const bad = raw(sender.address.port);
-  bad.sock.write(Buffer.concat([encodeHello({ version: TCP_VERSION, policy: 0, pid: 4242, heartbeat: 1000 }), Buffer.alloc(16, 0x55)]));
+  bad.sock.write(Buffer.concat([netHello(TCP_SPEC, 1000, encodeHelloBody({ policy: 0, pid: 4242 })), Buffer.alloc(16, 0x55)]));
   await bad.closed; // dropped for the garbage frame, reported to the throwing callback
   assert.equal(seen.length, 1, "the receiver's drop was reported");
   assert.match(seen[0], /^ERR_PLEXUS_/);

@@ -14,13 +14,26 @@ import { checkMessage, message } from "./conformance/suite.js";
 
 const MAGIC = 0x54584c50;
 
-function hello(version = 1, policy = 0, heartbeat = 1000): Buffer {
-  const b = Buffer.alloc(32);
-  b.writeUInt32LE(MAGIC, 0);
-  b.writeUInt16LE(version, 4);
-  b[6] = policy;
-  b.writeUInt32LE(process.pid, 8);
-  b.writeUInt32LE(heartbeat, 12);
+/** A HELLO frame (a version-1 HELLO block for version 1): preamble, then policy and pid. */
+function hello(version = 2, policy = 0, heartbeat = 1000, magic = MAGIC): Buffer {
+  if (version === 1) {
+    const b = Buffer.alloc(32);
+    b.writeUInt32LE(MAGIC, 0);
+    b.writeUInt16LE(version, 4);
+    b[6] = policy;
+    b.writeUInt32LE(process.pid, 8);
+    b.writeUInt32LE(heartbeat, 12);
+    return b;
+  }
+  const b = Buffer.alloc(40);
+  b.writeUInt32LE(24, 0);
+  b[4] = 0x80;
+  b.writeUInt32LE(magic, 16);
+  b.writeUInt16LE(version, 20);
+  b.writeUInt16LE(version, 22);
+  b.writeUInt32LE(heartbeat, 28);
+  b[32] = policy;
+  b.writeUInt32LE(process.pid, 36);
   return b;
 }
 
@@ -33,15 +46,31 @@ function header(length: number, type: number, value: number): Buffer {
   return b;
 }
 
-function welcome(o: { version?: number; status?: number; capacity?: number; maxMessage?: number; startSeq?: number; heartbeat?: number } = {}): Buffer {
+/** A WELCOME frame (48 bytes): header with the status, preamble, window, maxMessage, first sequence. */
+function welcome(o: { version?: number; status?: number; capacity?: number; maxMessage?: number; startSeq?: number; heartbeat?: number; magic?: number } = {}): Buffer {
+  const b = Buffer.alloc(48);
+  b.writeUInt32LE(32, 0);
+  b[4] = 0x81;
+  b.writeUInt32LE(o.status ?? 0, 8);
+  b.writeUInt32LE(o.magic ?? MAGIC, 16);
+  b.writeUInt16LE(o.version ?? 2, 20);
+  b.writeUInt16LE(o.version ?? 2, 22);
+  b.writeUInt32LE(o.heartbeat ?? 1000, 28);
+  b.writeUInt32LE(o.capacity ?? 65536, 32);
+  b.writeUInt32LE(o.maxMessage ?? 32752, 36);
+  b.writeUInt32LE(o.startSeq ?? 1, 40);
+  return b;
+}
+
+/** Version 1's 32-byte WELCOME block (a sender of version 1 would answer this way). */
+function welcomeV1(): Buffer {
   const b = Buffer.alloc(32);
   b.writeUInt32LE(MAGIC, 0);
-  b.writeUInt16LE(o.version ?? 1, 4);
-  b[6] = o.status ?? 0;
-  b.writeUInt32LE(o.capacity ?? 65536, 8);
-  b.writeUInt32LE(o.maxMessage ?? 32752, 12);
-  b.writeUInt32LE(o.startSeq ?? 1, 16);
-  b.writeUInt32LE(o.heartbeat ?? 1000, 24);
+  b.writeUInt16LE(1, 4);
+  b.writeUInt32LE(65536, 8);
+  b.writeUInt32LE(32752, 12);
+  b.writeUInt32LE(1, 16);
+  b.writeUInt32LE(1000, 24);
   return b;
 }
 
@@ -92,6 +121,11 @@ test("tcp fuzz: random, truncated and oversized input at the sender's port; hone
     ["non-zero flags", Buffer.concat([hello(), header(0, 16 | (1 << 8), 0)])],
     ["data frame from a receiver", Buffer.concat([hello(), header(8, 1, 1), Buffer.alloc(16)])],
     ["truncated frame", Buffer.concat([hello(), header(0, 16, 0).subarray(0, 9)])],
+    ["a HELLO larger than any", header(5000, 0x80, 0)],
+    ["a PING before the HELLO", Buffer.concat([header(0, 0x82, 0), hello()])],
+    ["a second HELLO", Buffer.concat([hello(), hello()])],
+    ["a PING with a value", Buffer.concat([hello(), header(0, 0x82, 0), header(0, 0x82, 1)])],
+    ["version 1's PING type", Buffer.concat([hello(), header(0, 3, 0)])],
   ];
   for (const [name, bytes] of cases) {
     await throwAt(sender.address, bytes);
@@ -99,15 +133,27 @@ test("tcp fuzz: random, truncated and oversized input at the sender's port; hone
     assert.equal(sender.receivers, 1, name);
   }
 
-  // A version the sender does not speak gets a WELCOME saying so (status 1, the sender's version).
-  const answer = await throwAt(sender.address, hello(2), false);
-  assert.equal(answer.length, 32);
-  assert.equal(answer.readUInt32LE(0), MAGIC);
-  assert.equal(answer.readUInt16LE(4), 1);
-  assert.equal(answer[6], 1);
-  // So does a malformed hello (unknown policy).
-  const malformed = await throwAt(sender.address, hello(1, 7), false);
-  assert.equal(malformed[6], 2);
+  // A version the sender does not speak gets a WELCOME saying so (status 1 in its header, the sender's versions in its preamble).
+  const status = (answer: Buffer): number => {
+    assert.equal(answer[4], 0x81, "a WELCOME");
+    assert.equal(answer.readUInt32LE(16), MAGIC);
+    assert.equal(answer.readUInt16LE(20), 2, "the sender's version");
+    return answer.readUInt32LE(8);
+  };
+  assert.equal(status(await throwAt(sender.address, hello(3), false)), 1);
+  // A version-1 receiver gets version 1's 32-byte WELCOME with status 1 and the sender's version (it reports the mismatch).
+  const v1 = await throwAt(sender.address, hello(1), false);
+  assert.equal(v1.length, 32);
+  assert.equal(v1.readUInt32LE(0), MAGIC);
+  assert.equal(v1.readUInt16LE(4), 2);
+  assert.equal(v1[6], 1);
+  // A malformed hello (unknown policy, heartbeat 0) gets status 2; another protocol's HELLO status 4.
+  assert.equal(status(await throwAt(sender.address, hello(2, 7), false)), 2);
+  assert.equal(status(await throwAt(sender.address, hello(2, 0, 0), false)), 2);
+  assert.equal(status(await throwAt(sender.address, hello(2, 0, 1000, 0x51584c50), false)), 4);
+  const reserved = hello();
+  reserved[33] = 1;
+  assert.equal(status(await throwAt(sender.address, reserved, false)), 2);
 
   // A connection that never says hello is dropped after the handshake timeout.
   await throwAt(sender.address, new Uint8Array(0), false);
@@ -115,7 +161,7 @@ test("tcp fuzz: random, truncated and oversized input at the sender's port; hone
   // Random bytes, with or without a valid hello in front.
   await fc.assert(
     fc.asyncProperty(fc.boolean(), fc.uint8Array({ minLength: 0, maxLength: 200 }), async (withHello, junk) => {
-      await throwAt(sender.address, withHello ? Buffer.concat([hello(1, junk.length % 3), junk]) : junk);
+      await throwAt(sender.address, withHello ? Buffer.concat([hello(2, junk.length % 3), junk]) : junk);
     }),
     { numRuns: 60 },
   );
@@ -168,8 +214,16 @@ async function drain(rx: Receiver): Promise<{ seqs: number[]; end: unknown }> {
 test("tcp fuzz: a receiver refuses bad handshakes with typed errors", async () => {
   const answers: [string, Buffer, string][] = [
     ["garbage", Buffer.alloc(32, 0x5a), "ERR_PLEXUS_PROTOCOL"],
-    ["other version", welcome({ version: 2 }), "ERR_PLEXUS_PROTOCOL"],
-    ["full", welcome({ status: 3 }), "ERR_PLEXUS_RESOURCE_EXHAUSTED"],
+    ["other version", welcome({ version: 3 }), "ERR_PLEXUS_PROTOCOL"],
+    ["a version-1 WELCOME", welcomeV1(), "ERR_PLEXUS_PROTOCOL"],
+    ["another protocol", welcome({ magic: 0x51584c50 }), "ERR_PLEXUS_PROTOCOL"],
+    ["refused: version", welcome({ status: 1 }), "ERR_PLEXUS_PROTOCOL"],
+    ["refused: malformed", welcome({ status: 2 }), "ERR_PLEXUS_PROTOCOL"],
+    ["refused: full", welcome({ status: 3 }), "ERR_PLEXUS_RESOURCE_EXHAUSTED"],
+    ["refused: wrong protocol", welcome({ status: 4 }), "ERR_PLEXUS_PROTOCOL"],
+    ["not a WELCOME", Buffer.concat([header(0, 0x82, 0), welcome()]), "ERR_PLEXUS_PROTOCOL"],
+    ["heartbeat 0", welcome({ heartbeat: 0 }), "ERR_PLEXUS_PROTOCOL"],
+    ["start sequence 0", welcome({ startSeq: 0 }), "ERR_PLEXUS_PROTOCOL"],
     ["window too small", welcome({ capacity: 8 }), "ERR_PLEXUS_PROTOCOL"],
     ["message larger than the window", welcome({ capacity: 4096, maxMessage: 4096 }), "ERR_PLEXUS_PROTOCOL"],
     ["messages larger than the receiver accepts", welcome({ capacity: 1 << 30, maxMessage: (1 << 29) - 16 }), "ERR_PLEXUS_FRAME_TOO_LARGE"],
@@ -208,7 +262,10 @@ test("tcp fuzz: window overruns, sequence gaps and truncated frames from a sende
     ["window overrun", Buffer.concat([welcome({ capacity: 4096, maxMessage: 2032 }), ...[1, 2, 3].map((q) => dataFrame(q, message(q, 2000)))]), [1, 2], "ERR_PLEXUS_PROTOCOL"],
     ["sequence gap", Buffer.concat([welcome(), dataFrame(1, message(1, 5)), dataFrame(3, message(3, 5))]), [1], "ERR_PLEXUS_SEQUENCE"],
     ["truncated frame, then EOF", Buffer.concat([welcome(), dataFrame(1, message(1, 40)), dataFrame(2, message(2, 40)).subarray(0, 30)]), [1], "ERR_PLEXUS_PEER_DEAD"],
-    ["control frame with a payload", Buffer.concat([welcome(), header(16, 3, 0), Buffer.alloc(16)]), [], "ERR_PLEXUS_PROTOCOL"],
+    ["control frame with a payload", Buffer.concat([welcome(), header(16, 4, 0), Buffer.alloc(16)]), [], "ERR_PLEXUS_PROTOCOL"],
+    ["version 1's PING type", Buffer.concat([welcome(), dataFrame(1, message(1, 5)), header(0, 3, 0)]), [1], "ERR_PLEXUS_PROTOCOL"],
+    ["PING with a value", Buffer.concat([welcome(), header(0, 0x82, 0), dataFrame(1, message(1, 5)), header(0, 0x82, 7)]), [1], "ERR_PLEXUS_PROTOCOL"],
+    ["a second WELCOME", Buffer.concat([welcome(), dataFrame(1, message(1, 5)), welcome()]), [1], "ERR_PLEXUS_PROTOCOL"],
     ["END before the last message", Buffer.concat([welcome(), dataFrame(1, message(1, 5)), header(0, 2, 5)]), [1], "ERR_PLEXUS_SEQUENCE"],
   ];
   for (const [name, bytes, expected, code] of scripts) {

@@ -4,6 +4,12 @@ import { checkMessage, conformance, message } from "./conformance/suite.js";
 import type { Sender } from "../src/index.js";
 import { connectTcp, TcpSender } from "../src/transport/tcp.js";
 import { isLoopback } from "../src/net/loopback.js";
+import { once } from "node:events";
+import { createServer, type AddressInfo } from "node:net";
+import { encodeHello } from "../src/net/handshake.js";
+import { encodeHelloBody, TCP_SPEC } from "../src/transport/tcp-wire.js";
+import { queue } from "../src/index.js";
+import { raw } from "./helpers/raw.js";
 
 conformance("tcp", {
   sender: async (opts) => TcpSender.create(opts),
@@ -189,4 +195,80 @@ test("tcp: reused large frames are never overwritten while a receiver may still 
   assert.equal(a, n);
   assert.equal(c, n);
   assert.ok(b >= 1 && b <= n);
+});
+
+/** The frame types in `b` after its first `skip` bytes (16-byte frames without payload). */
+function typesAfter(b: Buffer, skip: number): number[] {
+  const out: number[] = [];
+  for (let at = skip; at + 16 <= b.length; at += 16 + b.readUInt32LE(at)) out.push(b[at + 4]);
+  return out;
+}
+
+test("tcp: an idle connection stays up for several peer timeouts on heartbeats (PINGs both ways), then delivers", async () => {
+  await using sender = await TcpSender.create({ heartbeat: 30, peerTimeout: 150 });
+  await using rx = await connectTcp(sender.address, { heartbeat: 30, peerTimeout: 150 });
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal(sender.receivers, 1, "the sender kept the idle receiver");
+  await sender.send(message(1, 40));
+  const f = await rx.receive({ timeout: 5000 });
+  assert.ok(f);
+  checkMessage(f.bytes, 1, 40);
+  f.release();
+});
+
+test("tcp: the sender's heartbeat is the net PING (0x82); a receiver silent after its HELLO is cut off after peerTimeout", async () => {
+  await using sender = await TcpSender.create({ heartbeat: 20, peerTimeout: 200 });
+  const c = raw(sender.address.port);
+  c.sock.write(encodeHello(TCP_SPEC, 20, encodeHelloBody({ policy: 0, pid: 1 })));
+  await c.closed;
+  const types = typesAfter(c.bytes(), 48);
+  assert.ok(types.length >= 2, `heartbeats before the cut: ${types.join(",")}`);
+  assert.ok(
+    types.every((t) => t === 0x82),
+    `only PINGs: ${types.join(",")}`,
+  );
+  assert.equal(sender.receivers, 0);
+});
+
+test("tcp: an idle receiver's heartbeat is the net PING (0x82)", async () => {
+  const got: Buffer[] = [];
+  const server = createServer((s) => {
+    s.on("error", () => {});
+    s.once("data", () => {
+      const w = Buffer.alloc(48);
+      w.writeUInt32LE(32, 0);
+      w[4] = 0x81;
+      w.writeUInt32LE(0x54584c50, 16);
+      w.writeUInt16LE(2, 20);
+      w.writeUInt16LE(2, 22);
+      w.writeUInt32LE(10_000, 28);
+      w.writeUInt32LE(65536, 32);
+      w.writeUInt32LE(1024, 36);
+      w.writeUInt32LE(1, 40);
+      s.write(w);
+      s.on("data", (d: Buffer) => got.push(d));
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const rx = await connectTcp({ kind: "tcp", host: "127.0.0.1", port: (server.address() as AddressInfo).port, tls: false }, { heartbeat: 20 });
+  await new Promise((r) => setTimeout(r, 200));
+  await rx.close();
+  server.close();
+  const types = typesAfter(Buffer.concat(got), 0);
+  assert.ok(types.filter((t) => t === 0x82).length >= 2, `heartbeats: ${types.join(",")}`);
+  assert.deepEqual(
+    types.filter((t) => t !== 0x82),
+    [17],
+    "then its BYE",
+  );
+});
+
+test("tcp: a receiver that knocks on another protocol's port gets a ProtocolError naming it", async () => {
+  await using server = await queue.server({ url: "tcp://127.0.0.1:0" });
+  await assert.rejects(connectTcp({ kind: "tcp", host: "127.0.0.1", port: server.port, tls: false }, { connectTimeout: 5000 }), (e: Error & { code?: string }) => {
+    assert.equal(e.code, "ERR_PLEXUS_PROTOCOL");
+    assert.match(e.message, /queue/);
+    return true;
+  });
 });

@@ -1,19 +1,22 @@
 /**
  * The listening side of the `tcp` sender: binding (plain TCP only on loopback unless allowed),
  * accepting connections, the handshake deadline, the answer to a HELLO (WELCOME, or a refusal:
- * version, malformed, `maxReceivers` reached), the connections it holds, their heartbeat tick,
- * and how they all end (`linger` after close, or at once).
+ * another protocol, version, malformed, `maxReceivers` reached; a version-1 HELLO gets a
+ * version-1 refusal), the connections it holds, their heartbeat tick (one `Ticker`), and how
+ * they all end (`linger` after close, or at once).
  * (Internal: not part of the public API.)
  * @module
  */
 import type { AddressInfo, Server, Socket } from "node:net";
-import { InvalidArgumentError, type PlexusError, ProtocolError } from "../errors.js";
+import { InvalidArgumentError, ProtocolError } from "../errors.js";
 import { listenTcp } from "../net/listen.js";
 import { refusePlainTcp } from "../net/loopback.js";
 import type { Outbox } from "./tcp-outbox.js";
-import { P_FAIL, Peer, type PeerHost, type SenderConfig } from "./tcp-peer.js";
+import { Peer, type PeerHost, type SenderConfig } from "./tcp-peer.js";
 import type { TcpAddress, TcpTlsOptions } from "./tcp-receiver.js";
-import { decodeHello, encodeWelcome, TCP_VERSION, WelcomeStatus } from "./tcp-wire.js";
+import { encodeRefusal, encodeWelcome, readHello, Status } from "../net/handshake.js";
+import { Ticker } from "../net/liveness.js";
+import { decodeHelloBody, encodeWelcomeBody, TCP_SPEC, TCP_VERSION, version1Refusal, type HelloBody } from "./tcp-wire.js";
 
 /**
  * Listens for receivers on `host`:`port`. Rejects with `AccessDeniedError` for a non-loopback
@@ -43,7 +46,8 @@ export class TcpListener implements PeerHost {
   private readonly peers = new Set<Peer>();
   /** No more connections: the sender closed. */
   private stopped = false;
-  private readonly ticker: ReturnType<typeof setInterval>;
+  /** The heartbeat tick of every connection (one timer, running while there are connections). */
+  private readonly ticker: Ticker<Peer>;
   private lingerTimer: ReturnType<typeof setTimeout> | undefined;
 
   /**
@@ -62,8 +66,7 @@ export class TcpListener implements PeerHost {
     readonly nextSequence: () => number,
     readonly roomChanged: () => void,
   ) {
-    this.ticker = setInterval(() => this.tick(), cfg.heartbeat);
-    this.ticker.unref();
+    this.ticker = new Ticker<Peer>(cfg.heartbeat);
     server.on(tls ? "secureConnection" : "connection", (s: Socket) => this.accept(s));
     server.on("tlsClientError", () => {}); // the TLS layer already dropped that connection
     server.on("error", () => {}); // accept errors (EMFILE): the connection is lost, the sender serves on
@@ -76,6 +79,7 @@ export class TcpListener implements PeerHost {
     }
     const p = new Peer(socket, this.cfg, this, this.out);
     this.peers.add(p);
+    this.ticker.add(p);
     socket.on("data", (chunk: Buffer) => p.onData(chunk));
     socket.on("error", () => {}); // "close" follows
     socket.on("close", () => this.closed(p));
@@ -83,46 +87,62 @@ export class TcpListener implements PeerHost {
     p.handshakeTimer.unref();
   }
 
-  /** Answers a HELLO: WELCOME (the receiver is active from its next message on), or a refusal. */
-  hello(p: Peer, buf: Buffer, at: number): void {
+  /**
+   * Answers a HELLO (its payload): WELCOME (the receiver is active from its next message on), or
+   * a refusal — another protocol, no common version, a malformed preamble or body, or
+   * `maxReceivers` reached.
+   */
+  hello(p: Peer, payload: Buffer): void {
     clearTimeout(p.handshakeTimer);
-    const h = decodeHello(buf, at);
-    if (h === null) {
-      p.drop(new ProtocolError("a connection that is not a Plexus tcp receiver (bad magic)"));
+    const verdict = readHello(TCP_SPEC, payload);
+    if (!verdict.ok) {
+      this.refuse(p, verdict.status, verdict.reason);
       return;
     }
-    if (h.version !== TCP_VERSION) {
-      this.refuse(p, WelcomeStatus.Version, new ProtocolError(`a receiver speaks tcp protocol version ${h.version}; this sender speaks ${TCP_VERSION}`));
+    const { hello } = verdict;
+    if (hello.heartbeat === 0) {
+      this.refuse(p, Status.Malformed, "a HELLO with a heartbeat of 0 ms");
       return;
     }
-    if (!h.reserved || h.policy > P_FAIL || h.heartbeat === 0) {
-      this.refuse(p, WelcomeStatus.Malformed, new ProtocolError("a malformed handshake from a receiver"));
+    let body: HelloBody;
+    try {
+      body = decodeHelloBody(hello.body);
+    } catch (err) {
+      this.refuse(p, Status.Malformed, (err as Error).message);
       return;
     }
     if (this.active.length >= this.cfg.maxReceivers) {
-      this.refuse(p, WelcomeStatus.Full);
+      this.refuse(p, Status.Full, `maxReceivers (${this.cfg.maxReceivers}) reached`);
       return;
     }
-    p.activate(h.policy, h.heartbeat);
+    p.activate(body.policy, hello.heartbeat);
     this.active.push(p);
-    p.write(encodeWelcome({ version: TCP_VERSION, status: WelcomeStatus.Ok, capacity: this.cfg.capacity, maxMessage: this.cfg.maxMessage, startSeq: this.nextSequence(), heartbeat: this.cfg.heartbeat }));
+    const welcome = encodeWelcomeBody({ capacity: this.cfg.capacity, maxMessage: this.cfg.maxMessage, startSeq: this.nextSequence() });
+    p.write(encodeWelcome(TCP_SPEC, hello, this.cfg.heartbeat, welcome));
   }
 
-  /** Answers a HELLO with a refusal, then hangs up. */
-  private refuse(p: Peer, status: WelcomeStatus, err?: PlexusError): void {
-    p.refuse(encodeWelcome({ version: TCP_VERSION, status, capacity: 0, maxMessage: 0, startSeq: 0, heartbeat: 0 }), this.cfg.handshakeTimeout);
-    if (err) this.cfg.onPeerError?.(err);
+  /** A version-1 HELLO: answered with the version-1 WELCOME that refuses it (a version mismatch there), then hung up on. */
+  version1Hello(p: Peer, version: number): void {
+    clearTimeout(p.handshakeTimer);
+    p.refuse(version1Refusal(), this.cfg.handshakeTimeout);
+    this.cfg.onPeerError?.(new ProtocolError(`a receiver speaks tcp protocol version ${version}; this sender speaks ${TCP_VERSION}`));
+  }
+
+  /**
+   * Answers a HELLO with a refusal (`status`, `reason`), then hangs up. Every refusal but
+   * `Full` (the receiver did nothing wrong) is reported to `onPeerError`.
+   */
+  private refuse(p: Peer, status: number, reason: string): void {
+    p.refuse(encodeRefusal(TCP_SPEC, status, reason), this.cfg.handshakeTimeout);
+    if (status !== Status.Full) this.cfg.onPeerError?.(new ProtocolError(`a receiver's HELLO was refused: ${reason}`));
   }
 
   /** A connection's socket closed: it is gone for good. */
   closed(p: Peer): void {
     p.drop();
     this.peers.delete(p);
+    this.ticker.delete(p);
     if (this.stopped && this.peers.size === 0) this.finish();
-  }
-
-  private tick(): void {
-    for (const p of this.peers) p.tick();
   }
 
   /** Stops listening; connections accepted from now on are closed at once. */
@@ -157,7 +177,7 @@ export class TcpListener implements PeerHost {
   }
 
   private finish(): void {
-    clearInterval(this.ticker);
+    this.ticker.stop();
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
   }

@@ -1,8 +1,8 @@
 /**
  * One receiver's connection, seen from the `tcp` sender: reading its handshake and its frames
- * (ACK, BYE), the credit window (frame bytes written against bytes released), the `drop-oldest`
- * queue, the pooled frames it still holds, batched and corked writes, its liveness (heartbeats
- * and silence), and how it ends (END after everything, a refusal, or cut off).
+ * (ACK, BYE, PING), the credit window (frame bytes written against bytes released), the
+ * `drop-oldest` queue, the pooled frames it still holds, batched and corked writes, its liveness
+ * (heartbeats and silence), and how it ends (END after everything, a refusal, or cut off).
  * (Internal: not part of the public API.)
  * @module
  */
@@ -11,7 +11,8 @@ import { FrameTooLargeError, PeerDeadError, type PlexusError, ProtocolError } fr
 import { Liveness } from "../net/liveness.js";
 import { type Batch, type Flushable, type Outbox, SMALL } from "./tcp-outbox.js";
 import { type FrameRefs, POOL_MIN } from "./tcp-pool.js";
-import { controlFrame, FrameType, frameType, HANDSHAKE_BYTES, HEADER_BYTES, readValue, WIRE_POLICY } from "./tcp-wire.js";
+import { checkNetHeader, FIRST_NET_TYPE, FRAME_HEADER as HEADER_BYTES, frameHeader, get32, NetType, PING_FRAME, readFrameHeader, readU64, typeWord, writeFrameHeader64 } from "../net/frame.js";
+import { FrameType, isVersion1Block, WIRE_POLICY } from "./tcp-wire.js";
 
 /** Settings of a sender after validation. */
 export interface SenderConfig {
@@ -54,8 +55,7 @@ export const P_DROP = WIRE_POLICY["drop-oldest"];
 /** Policy code `fail` on the wire. */
 export const P_FAIL = WIRE_POLICY.fail;
 
-const WANT = controlFrame(FrameType.Want);
-const PING = controlFrame(FrameType.Ping);
+const WANT = frameHeader(0, FrameType.Want);
 const NOTHING = Buffer.alloc(0);
 /** A corked socket is flushed at once when this many bytes wait. */
 const FLUSH_BYTES = 128 << 10;
@@ -66,8 +66,10 @@ export interface PeerHost {
   readonly active: Peer[];
   /** Sequence number the next message will carry. */
   nextSequence(): number;
-  /** Answers a HELLO (the 32 bytes at `buf[at]`): a WELCOME, or a refusal. */
-  hello(p: Peer, buf: Buffer, at: number): void;
+  /** Answers a HELLO (its payload): a WELCOME, or a refusal. */
+  hello(p: Peer, payload: Buffer): void;
+  /** Answers a version-1 HELLO (speaking version `version`): refused as a version mismatch. */
+  version1Hello(p: Peer, version: number): void;
   /** Room may have come back (credit, or a receiver left): waiting sends re-check. */
   roomChanged(): void;
   /** The connection's socket closed. */
@@ -100,8 +102,11 @@ export class Peer implements Flushable {
   scheduled = false;
   /** Small frames are copied here, in order, and written in chunks. */
   private batch: Batch | undefined;
-  private readonly staging = Buffer.alloc(HANDSHAKE_BYTES);
+  /** A header read in pieces; then (handshake) the HELLO's payload. */
+  private readonly staging = Buffer.alloc(HEADER_BYTES);
   private staged = 0;
+  /** The HELLO's payload, while it is read. */
+  private helloPayload: Buffer | undefined;
   /** Drops the connection if its handshake does not finish in time. */
   handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   /** Pooled frames written and not yet acknowledged, with the `sent` total at each one's end. */
@@ -315,35 +320,67 @@ export class Peer implements Flushable {
 
   // ---- reading ----------------------------------------------------------------------------------
 
-  /** Bytes from the receiver: its HELLO, then 16-byte frames (ACK, BYE). */
+  /** Bytes from the receiver: its HELLO, then 16-byte frames (ACK, BYE, PING). */
   onData(chunk: Buffer): void {
     this.liveness.heard();
     let off = 0;
     while (off < chunk.length && (this.state === PeerState.Handshake || this.state === PeerState.Active)) {
-      const size = this.state === PeerState.Handshake ? HANDSHAKE_BYTES : HEADER_BYTES;
-      if (this.staged === 0 && chunk.length - off >= size) {
-        this.onFrame(chunk, off);
-        off += size;
+      const payload = this.helloPayload;
+      if (payload !== undefined) {
+        const n = Math.min(payload.length - this.staged, chunk.length - off);
+        chunk.copy(payload, this.staged, off, off + n);
+        this.staged += n;
+        off += n;
+        if (this.staged === payload.length) {
+          this.staged = 0;
+          this.helloPayload = undefined;
+          this.host.hello(this, payload);
+        }
         continue;
       }
-      const n = Math.min(size - this.staged, chunk.length - off);
+      if (this.staged === 0 && chunk.length - off >= HEADER_BYTES) {
+        this.onFrame(chunk, off);
+        off += HEADER_BYTES;
+        continue;
+      }
+      const n = Math.min(HEADER_BYTES - this.staged, chunk.length - off);
       chunk.copy(this.staging, this.staged, off, off + n);
       this.staged += n;
       off += n;
-      if (this.staged === size) {
+      if (this.staged === HEADER_BYTES) {
         this.staged = 0;
         this.onFrame(this.staging, 0);
       }
     }
   }
 
-  private onFrame(buf: Buffer, at: number): void {
-    if (this.state === PeerState.Handshake) {
-      this.host.hello(this, buf, at);
+  /**
+   * The first header: a HELLO's (its payload is read next; a HELLO without one is answered at
+   * once), or a version-1 HELLO, answered with a refusal it understands. Anything else: dropped.
+   */
+  private onHelloHeader(buf: Buffer, at: number): void {
+    if (isVersion1Block(buf, at)) {
+      this.host.version1Hello(this, buf.readUInt16LE(at + 4));
       return;
     }
-    const length = buf.readUInt32LE(at);
-    const type = frameType(buf, at);
+    try {
+      const h = readFrameHeader(buf, at);
+      if (h.type !== NetType.Hello) throw new ProtocolError(`a connection whose first frame is not a tcp HELLO (type 0x${h.type.toString(16)})`);
+      checkNetHeader(h);
+      if (h.length === 0) this.host.hello(this, Buffer.alloc(0));
+      else this.helloPayload = Buffer.allocUnsafe(h.length);
+    } catch (err) {
+      this.drop(err as ProtocolError);
+    }
+  }
+
+  private onFrame(buf: Buffer, at: number): void {
+    if (this.state === PeerState.Handshake) {
+      this.onHelloHeader(buf, at);
+      return;
+    }
+    const length = get32(buf, at);
+    const type = typeWord(buf, at);
     if (length !== 0) {
       this.drop(new FrameTooLargeError(`a receiver sent a frame with a ${length}-byte payload (receivers send none)`));
       return;
@@ -351,7 +388,7 @@ export class Peer implements Flushable {
     if (type === FrameType.Ack) {
       let value: number;
       try {
-        value = readValue(buf, at);
+        value = readU64(buf, at);
       } catch (err) {
         this.drop(err as ProtocolError);
         return;
@@ -367,6 +404,14 @@ export class Peer implements Flushable {
       this.host.roomChanged();
     } else if (type === FrameType.Bye) {
       this.leave();
+    } else if ((type & 0xff) === NetType.Ping) {
+      try {
+        checkNetHeader(readFrameHeader(buf, at)); // a heartbeat: every field zero
+      } catch (err) {
+        this.drop(err as ProtocolError);
+      }
+    } else if ((type & 0xff) >= FIRST_NET_TYPE) {
+      this.drop(new ProtocolError(`an unexpected frame of the connection (type 0x${(type & 0xff).toString(16)}) from a receiver`));
     } else {
       this.drop(new ProtocolError(`unknown frame type 0x${type.toString(16)} from a receiver`));
     }
@@ -378,7 +423,7 @@ export class Peer implements Flushable {
   tick(): void {
     if (this.state !== PeerState.Active && this.state !== PeerState.Ending) return;
     const alive = this.liveness.tick(() => {
-      if (this.state === PeerState.Active) this.write(PING);
+      if (this.state === PeerState.Active) this.write(PING_FRAME);
     });
     if (!alive) this.drop(new PeerDeadError(`no data or heartbeat from a receiver for ${this.liveness.deadAfterMs} ms`));
   }
@@ -395,7 +440,9 @@ export class Peer implements Flushable {
 
   /** Writes END (after which the receiver's stream is over) and finishes the connection. */
   private end(): void {
-    this.write(controlFrame(FrameType.End, this.host.nextSequence()));
+    const end = Buffer.allocUnsafe(HEADER_BYTES);
+    writeFrameHeader64(end, 0, 0, FrameType.End, this.host.nextSequence());
+    this.write(end);
     this.deactivate();
     this.state = PeerState.Ending;
     this.finishWrites();

@@ -8,39 +8,40 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
-import {
-  ClosedError,
-  FrameTooLargeError,
-  InvalidArgumentError,
-  PeerDeadError,
-  ProtocolError,
-  ResourceExhaustedError,
-  SequenceError,
-  TimeoutError,
-} from "../errors.js";
+import { ClosedError, FrameTooLargeError, InvalidArgumentError, PeerDeadError, ProtocolError, SequenceError, TimeoutError } from "../errors.js";
 import { checkOptions, checkTimeout, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
 import { releasingIterator } from "../util/iterate.js";
 import type { Frame, Receiver, ReceiverOptions } from "./transport.js";
 import {
-  controlFrame,
-  decodeWelcome,
-  encodeHello,
+  decodeWelcomeBody,
+  encodeHelloBody,
   FrameType,
   frameBytes,
-  frameType,
-  HANDSHAKE_BYTES,
-  HEADER_BYTES,
   intOption,
+  isVersion1Block,
   msOption,
-  readValue,
+  TCP_SPEC,
   TCP_VERSION,
-  WelcomeStatus,
   WIRE_POLICY,
-  type Welcome,
 } from "./tcp-wire.js";
 import { refusePlainTcp } from "../net/loopback.js";
 import { connectError } from "../net/dial.js";
-import { Liveness } from "../net/liveness.js";
+import {
+  checkNetHeader,
+  FIRST_NET_TYPE,
+  FRAME_HEADER as HEADER_BYTES,
+  frameHeader,
+  get32,
+  NetType,
+  PING_FRAME,
+  readFrameHeader,
+  readU64,
+  typeWord,
+  writeFrameHeader64,
+  type FrameHeader,
+} from "../net/frame.js";
+import { encodeHello, readWelcome, refusal, Status } from "../net/handshake.js";
+import { Liveness, Ticker } from "../net/liveness.js";
 import { Deferred, WaitList } from "../util/wait.js";
 
 /** Where a receiver finds a `tcp` sender: plain values, valid on any host that can reach it. */
@@ -117,7 +118,7 @@ const MAX_SPARE_ARENAS = 3;
 /** Longest wait for the sender to confirm a BYE. */
 const BYE_WAIT_MS = 2000;
 
-const BYE = controlFrame(FrameType.Bye);
+const BYE = frameHeader(0, FrameType.Bye);
 
 /** A buffer frames are parsed in; recycled once retired and every frame in it released. */
 class Arena {
@@ -166,20 +167,6 @@ interface Config {
   peerTimeout: number;
 }
 
-/** The error a refusing WELCOME stands for. */
-function statusError(w: Welcome, where: string): Error {
-  switch (w.status) {
-    case WelcomeStatus.Full:
-      return new ResourceExhaustedError(`the tcp sender at ${where} has as many receivers as it accepts`);
-    case WelcomeStatus.Version:
-      return new ProtocolError(`the tcp sender at ${where} does not speak version ${TCP_VERSION}`);
-    case WelcomeStatus.Malformed:
-      return new ProtocolError(`the tcp sender at ${where} refused the handshake as malformed`);
-    default:
-      return new ProtocolError(`the tcp sender at ${where} answered with unknown status ${w.status}`);
-  }
-}
-
 /** The receiving end of a `tcp` transport. Create with {@link connectTcp}. */
 export class TcpReceiver implements Receiver {
   /** Transport tag. */
@@ -212,9 +199,18 @@ export class TcpReceiver implements Receiver {
   private urgent = false;
   private ackQueued: ReturnType<typeof setImmediate> | undefined;
   // liveness
-  private ticker: ReturnType<typeof setInterval> | undefined;
+  /** This receiver's heartbeat tick (one timer, from the WELCOME to the end of the stream). */
+  private readonly ticker: Ticker;
+  private readonly ticking = { tick: (): void => this.tick() };
   private readonly liveness: Liveness;
-  private readonly beat = (): void => this.sendAck();
+  /** The heartbeat: an ACK if something was released since the last one, else a PING. */
+  private readonly beat = (): void => {
+    if (this.releasedBytes > this.ackedBytes) this.sendAck();
+    else {
+      this.liveness.sent();
+      this.socket.write(PING_FRAME);
+    }
+  };
   // handshake
   private handshake: Deferred<void> | undefined;
   private readonly where: string;
@@ -223,6 +219,7 @@ export class TcpReceiver implements Receiver {
   constructor(private readonly cfg: Config) {
     this.where = cfg.host.includes(":") ? `[${cfg.host}]:${cfg.port}` : `${cfg.host}:${cfg.port}`;
     this.liveness = new Liveness(cfg.heartbeat, cfg.heartbeat, cfg.peerTimeout);
+    this.ticker = new Ticker(cfg.heartbeat);
   }
 
   /** @internal Connects and completes the handshake. */
@@ -266,7 +263,7 @@ export class TcpReceiver implements Receiver {
 
   private sayHello(): void {
     if (this.phase !== Phase.Connecting) return;
-    this.socket.write(encodeHello({ version: TCP_VERSION, policy: this.cfg.policy, pid: process.pid, heartbeat: this.cfg.heartbeat }));
+    this.socket.write(encodeHello(TCP_SPEC, this.cfg.heartbeat, encodeHelloBody({ policy: this.cfg.policy, pid: process.pid })));
   }
 
   // ---- Receiver ---------------------------------------------------------------------------
@@ -365,12 +362,14 @@ export class TcpReceiver implements Receiver {
     this.ackedBytes = this.releasedBytes;
     this.urgent = false;
     this.liveness.sent();
-    this.socket.write(controlFrame(FrameType.Ack, this.releasedBytes));
+    const ack = Buffer.allocUnsafe(HEADER_BYTES);
+    writeFrameHeader64(ack, 0, 0, FrameType.Ack, this.releasedBytes);
+    this.socket.write(ack);
   }
 
   private tick(): void {
     if (this.phase !== Phase.Open) return;
-    // an ack is this end's heartbeat; unacknowledged releases go out at the latest now
+    // unacknowledged releases go out at the latest now (an ACK counts as this end's heartbeat)
     if (!this.liveness.tick(this.beat)) {
       this.fail(new PeerDeadError(`no data or heartbeat from the tcp sender at ${this.where} for ${this.liveness.deadAfterMs} ms`));
       return;
@@ -457,14 +456,21 @@ export class TcpReceiver implements Receiver {
         const p = this.parse;
         const avail = this.fill - p;
         if (this.phase === Phase.Connecting) {
-          if (avail < HANDSHAKE_BYTES) break;
-          this.parse = p + HANDSHAKE_BYTES;
-          this.welcome(decodeWelcome(buf, p));
+          if (avail < HEADER_BYTES) break;
+          if (isVersion1Block(buf, p)) {
+            throw new ProtocolError(`tcp transport version mismatch with the tcp sender at ${this.where}: it speaks version 1, this receiver version ${TCP_VERSION}`);
+          }
+          const h = readFrameHeader(buf, p);
+          if (h.type !== NetType.Welcome) throw new ProtocolError(`the tcp sender at ${this.where} answered the HELLO with a frame of type 0x${h.type.toString(16)}, not a WELCOME`);
+          checkNetHeader(h);
+          if (avail < HEADER_BYTES + h.length) break; // (a WELCOME fits any arena: at most 16 + 4096 bytes)
+          this.parse = p + HEADER_BYTES + h.length;
+          this.welcome(h, buf.subarray(p + HEADER_BYTES, p + HEADER_BYTES + h.length));
           continue;
         }
         if (this.phase !== Phase.Open || avail < HEADER_BYTES) break;
-        const length = buf.readUInt32LE(p);
-        const type = frameType(buf, p);
+        const length = get32(buf, p);
+        const type = typeWord(buf, p);
         if (type === FrameType.Data) {
           // Checked before anything is allocated or waited for.
           if (length > this.maxMessage) {
@@ -479,7 +485,7 @@ export class TcpReceiver implements Receiver {
             continue;
           }
           if (avail < total) break;
-          const seq = readValue(buf, p);
+          const seq = readU64(buf, p);
           if (seq !== this.expected) {
             if (!this.cfg.leaky || seq < this.expected) throw new SequenceError(this.expected, seq);
             this.missed += seq - this.expected;
@@ -492,16 +498,23 @@ export class TcpReceiver implements Receiver {
           delivered = true;
           continue;
         }
+        if ((type & 0xff) >= FIRST_NET_TYPE) {
+          // The connection's own: a heartbeat (every field zero); a second HELLO or WELCOME is not expected.
+          const h = readFrameHeader(buf, p);
+          checkNetHeader(h);
+          if (h.type !== NetType.Ping) throw new ProtocolError(`an unexpected frame of the connection (type 0x${h.type.toString(16)}) from the tcp sender`);
+          this.parse = p + HEADER_BYTES;
+          continue;
+        }
         if (length !== 0) throw new ProtocolError(`a control frame (type ${type}) with a ${length}-byte payload`);
         this.parse = p + HEADER_BYTES;
-        if (type === FrameType.Ping) continue;
         if (type === FrameType.Want) {
           this.urgent = true;
           if (this.releasedBytes > this.ackedBytes) this.queueAck();
           continue;
         }
         if (type === FrameType.End) {
-          this.end(readValue(buf, p));
+          this.end(readU64(buf, p));
           break;
         }
         throw new ProtocolError(`unknown frame type 0x${type.toString(16)} from the tcp sender`);
@@ -513,8 +526,13 @@ export class TcpReceiver implements Receiver {
     if (delivered) this.wake();
   }
 
-  private welcome(w: Welcome): void {
-    if (w.status !== WelcomeStatus.Ok) throw statusError(w, this.where);
+  /** The sender's WELCOME (`h` its header, `payload` a view of the arena): joined, or its refusal as a typed error. */
+  private welcome(h: FrameHeader, payload: Buffer): void {
+    const where = `the tcp sender at ${this.where}`;
+    const pre = readWelcome(TCP_SPEC, h, payload, where);
+    if (pre.status !== Status.Ok) throw refusal(TCP_SPEC, pre, where);
+    if (pre.heartbeat < 1) throw new ProtocolError(`${where} announces a heartbeat of 0 ms`);
+    const w = decodeWelcomeBody(pre.body);
     if (w.maxMessage > this.cfg.maxMessage) {
       throw new FrameTooLargeError(
         `the tcp sender at ${this.where} sends messages of up to ${w.maxMessage} bytes; this receiver accepts ${this.cfg.maxMessage} (option maxMessage)`,
@@ -526,10 +544,9 @@ export class TcpReceiver implements Receiver {
     this.ackThreshold = Math.max(1, Math.floor(w.capacity / 4));
     this.stdArena = Math.min(4 << 20, Math.max(FIRST_ARENA, w.capacity));
     this.maxSpareBytes = Math.max(2 * this.stdArena, Math.min(w.capacity, 64 << 20));
-    this.liveness.setPeerHeartbeat(w.heartbeat);
+    this.liveness.setPeerHeartbeat(pre.heartbeat);
     this.phase = Phase.Open;
-    this.ticker = setInterval(() => this.tick(), this.cfg.heartbeat);
-    this.ticker.unref();
+    this.ticker.add(this.ticking);
     this.handshake?.resolve();
   }
 
@@ -545,8 +562,7 @@ export class TcpReceiver implements Receiver {
 
   /** Stops timers (the stream is over one way or another). */
   private stop(): void {
-    clearInterval(this.ticker);
-    this.ticker = undefined;
+    this.ticker.delete(this.ticking);
     if (this.ackQueued !== undefined) clearImmediate(this.ackQueued);
     this.ackQueued = undefined;
   }
@@ -574,7 +590,10 @@ export class TcpReceiver implements Receiver {
   }
 
   private onSocketClose(): void {
-    if (this.phase === Phase.Connecting) this.fail(new PeerDeadError(`the tcp sender at ${this.where} closed the connection during the handshake`));
+    if (this.phase === Phase.Connecting) {
+      // (a sender of tcp protocol version 1 hangs up on this HELLO without an answer)
+      this.fail(new PeerDeadError(`the tcp sender at ${this.where} closed the connection during the handshake (is it a tcp sender of protocol version ${TCP_VERSION}?)`));
+    }
     else this.fail(new PeerDeadError(`the tcp sender at ${this.where} went away without ending the stream`));
   }
 

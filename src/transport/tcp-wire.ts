@@ -1,46 +1,44 @@
 /**
- * The `tcp` transport's wire format: the handshake blocks, the 16-byte frame header, and the
- * checks both ends apply before trusting a peer. Specified in docs/protocol.md §5.
+ * The `tcp` transport's wire format on the frame and handshake of every Plexus connection
+ * (net/): its handshake spec and bodies, its message table, the 16-byte padding of DATA frames,
+ * and the checks both ends apply before trusting a peer. Specified in docs/protocol.md §5.
  * (Internal: not part of the public API.)
  * @module
  */
+import { Buffer } from "node:buffer";
 import { InvalidArgumentError, ProtocolError } from "../errors.js";
+import { FRAME_HEADER, get32, put32 } from "../net/frame.js";
+import type { HandshakeSpec } from "../net/handshake.js";
 
-/** "PLXT" little-endian: first 4 bytes of both handshake blocks. */
-export const TCP_MAGIC = 0x54584c50;
+/**
+ * The transport's handshake: magic "PLXT", version 2 (version 1 had its own 32-byte handshake
+ * blocks and its own PING; 2 is built on the common frame and handshake of every Plexus
+ * connection).
+ */
+export const TCP_SPEC: HandshakeSpec = { name: "tcp transport", magic: 0x54584c50, version: 2, minVersion: 2, capabilities: 0 };
+/** "PLXT" little-endian: the first word of the HELLO and WELCOME preamble (and of version 1's handshake blocks). */
+export const TCP_MAGIC = TCP_SPEC.magic;
 /** Version of the tcp wire protocol. */
-export const TCP_VERSION = 1;
-/** Bytes of the receiver's HELLO and of the sender's WELCOME. */
-export const HANDSHAKE_BYTES = 32;
-/** Bytes of a frame header; frames start at 16-byte stream offsets. */
-export const HEADER_BYTES = 16;
+export const TCP_VERSION = TCP_SPEC.version;
+/** Bytes of the receiver's HELLO body (after the preamble). */
+export const HELLO_BODY_BYTES = 8;
+/** Bytes of the sender's WELCOME body (after the preamble). */
+export const WELCOME_BODY_BYTES = 16;
+/** Bytes of a version-1 handshake block (only to answer a version-1 receiver). */
+export const V1_HANDSHAKE_BYTES = 32;
 
-/** Frame types. */
+/** The transport's frame types (its message table; the connection's PING is `NetType.Ping`). */
 export const enum FrameType {
-  /** Sender -> receiver: one message; `value` is its sequence number. */
+  /** Sender -> receiver: one message; `a`+`b` hold its sequence number. */
   Data = 1,
-  /** Sender -> receiver: graceful end; `value` is the sequence the next message would have had. */
+  /** Sender -> receiver: graceful end; `a`+`b` hold the sequence the next message would have had. */
   End = 2,
-  /** Sender -> receiver: heartbeat while idle. */
-  Ping = 3,
   /** Sender -> receiver: "I need credit": acknowledge releases now. */
   Want = 4,
-  /** Receiver -> sender: credit (and heartbeat); `value` is the total frame bytes released so far. */
+  /** Receiver -> sender: credit; `a`+`b` hold the total frame bytes released so far. */
   Ack = 16,
   /** Receiver -> sender: the receiver leaves; the sender answers by closing the connection. */
   Bye = 17,
-}
-
-/** WELCOME status codes. */
-export const enum WelcomeStatus {
-  /** Joined. */
-  Ok = 0,
-  /** The HELLO's version is not spoken by this sender (the WELCOME carries the sender's). */
-  Version = 1,
-  /** The HELLO was malformed (unknown policy, non-zero reserved bytes). */
-  Malformed = 2,
-  /** The sender has `maxReceivers` receivers already. */
-  Full = 3,
 }
 
 /** Backpressure policy codes on the wire (same as the ring's). */
@@ -51,130 +49,95 @@ export const MAX_WINDOW = 1 << 30;
 /** Smallest window. */
 export const MIN_WINDOW = 64;
 
-/** Bytes a message of `length` payload bytes occupies in the stream and in the window. */
+/**
+ * Bytes a message of `length` payload bytes occupies in the stream and in the window: the
+ * header, the payload, zero padding to a multiple of 16 (so every frame from the sender starts
+ * at a 16-byte stream offset and the receiver's payloads stay 16-byte aligned).
+ */
 export function frameBytes(length: number): number {
-  return HEADER_BYTES + ((length + 15) & ~15);
+  return FRAME_HEADER + ((length + 15) & ~15);
 }
 
-/** Writes a frame header at `at`. `value` is a sequence number or a byte count (< 2^53). */
-export function writeHeader(buf: Buffer, at: number, length: number, type: FrameType, value: number): void {
-  buf.writeUInt32LE(length, at);
-  buf.writeUInt32LE(type, at + 4); // type, flags 0, reserved 0
-  buf.writeUInt32LE(value % 0x100000000, at + 8);
-  buf.writeUInt32LE(Math.floor(value / 0x100000000), at + 12);
-}
-
-/** A control frame (no payload). */
-export function controlFrame(type: FrameType, value = 0): Buffer {
-  const b = Buffer.allocUnsafe(HEADER_BYTES);
-  writeHeader(b, 0, 0, type, value);
-  return b;
-}
-
-/** Reads the 64-bit `value` of a header; above 2^53 is a {@link ProtocolError}. */
-export function readValue(buf: Buffer, at: number): number {
-  const hi = buf.readUInt32LE(at + 12);
-  if (hi > 0x1fffff) throw new ProtocolError(`frame value out of range (high word 0x${hi.toString(16)})`);
-  return hi * 0x100000000 + buf.readUInt32LE(at + 8);
-}
-
-/** The receiver's HELLO. */
-export interface Hello {
-  /** Protocol version the receiver speaks. */
-  version: number;
+/** The receiver's HELLO body. */
+export interface HelloBody {
   /** Policy code (0 block, 1 drop-oldest, 2 fail). */
   policy: number;
   /** Receiver process id (informational). */
   pid: number;
-  /** How often the receiver writes when idle, in ms. */
-  heartbeat: number;
 }
 
-/** The sender's WELCOME. */
-export interface Welcome {
-  /** Protocol version the sender speaks. */
-  version: number;
-  /** {@link WelcomeStatus}. */
-  status: number;
+/** The sender's WELCOME body. */
+export interface WelcomeBody {
   /** Window: frame bytes the receiver may hold unreleased. */
   capacity: number;
   /** Largest payload the sender sends. */
   maxMessage: number;
   /** Sequence number of the first message this receiver can get. */
   startSeq: number;
-  /** How often the sender writes when idle, in ms. */
-  heartbeat: number;
 }
 
-/** Encodes a HELLO (32 bytes). */
-export function encodeHello(h: Hello): Buffer {
-  const b = Buffer.alloc(HANDSHAKE_BYTES);
-  b.writeUInt32LE(TCP_MAGIC, 0);
-  b.writeUInt16LE(h.version, 4);
-  b.writeUInt8(h.policy, 6);
-  b.writeUInt32LE(h.pid, 8);
-  b.writeUInt32LE(h.heartbeat, 12);
+/** Encodes the HELLO body (8 bytes): `u8 policy | 3 bytes reserved 0 | u32 pid`. */
+export function encodeHelloBody(h: HelloBody): Buffer {
+  const b = Buffer.alloc(HELLO_BODY_BYTES);
+  b[0] = h.policy;
+  put32(b, 4, h.pid);
+  return b;
+}
+
+/** Decodes and checks a HELLO body; a wrong size, reserved bytes or an unknown policy are a {@link ProtocolError}. */
+export function decodeHelloBody(b: Uint8Array): HelloBody {
+  if (b.length !== HELLO_BODY_BYTES) throw new ProtocolError(`a tcp HELLO body of ${b.length} bytes (${HELLO_BODY_BYTES} expected)`);
+  if (b[1] !== 0 || b[2] !== 0 || b[3] !== 0) throw new ProtocolError("a tcp HELLO with non-zero reserved bytes");
+  if (b[0] > WIRE_POLICY.fail) throw new ProtocolError(`a tcp HELLO with unknown backpressure policy ${b[0]}`);
+  return { policy: b[0], pid: get32(b, 4) };
+}
+
+/** Encodes the WELCOME body (16 bytes): `u32 capacity | u32 maxMessage | u64 startSeq`. */
+export function encodeWelcomeBody(w: WelcomeBody): Buffer {
+  const b = Buffer.alloc(WELCOME_BODY_BYTES);
+  put32(b, 0, w.capacity);
+  put32(b, 4, w.maxMessage);
+  put32(b, 8, w.startSeq % 0x100000000);
+  put32(b, 12, Math.floor(w.startSeq / 0x100000000));
   return b;
 }
 
 /**
- * Decodes a HELLO. Returns null if the magic is wrong (not a Plexus peer: hang up without an
- * answer); `reserved` tells whether the reserved bytes were all zero.
+ * Decodes and checks an accepting WELCOME's body: its size, the window's range, the largest
+ * message fitting the window, a start sequence of at least 1 (below 2^53). Anything else is a
+ * {@link ProtocolError}.
  */
-export function decodeHello(b: Buffer, at = 0): (Hello & { reserved: boolean }) | null {
-  if (b.readUInt32LE(at) !== TCP_MAGIC) return null;
-  let reserved = b[at + 7] === 0;
-  for (let i = 16; i < HANDSHAKE_BYTES; i++) if (b[at + i] !== 0) reserved = false;
-  return {
-    version: b.readUInt16LE(at + 4),
-    policy: b[at + 6],
-    pid: b.readUInt32LE(at + 8),
-    heartbeat: b.readUInt32LE(at + 12),
-    reserved,
-  };
-}
-
-/** Encodes a WELCOME (32 bytes). */
-export function encodeWelcome(w: Welcome): Buffer {
-  const b = Buffer.alloc(HANDSHAKE_BYTES);
-  b.writeUInt32LE(TCP_MAGIC, 0);
-  b.writeUInt16LE(w.version, 4);
-  b.writeUInt8(w.status, 6);
-  b.writeUInt32LE(w.capacity, 8);
-  b.writeUInt32LE(w.maxMessage, 12);
-  b.writeUInt32LE(w.startSeq % 0x100000000, 16);
-  b.writeUInt32LE(Math.floor(w.startSeq / 0x100000000), 20);
-  b.writeUInt32LE(w.heartbeat, 24);
-  return b;
-}
-
-/** Decodes and checks a WELCOME; anything inconsistent is a {@link ProtocolError}. */
-export function decodeWelcome(b: Buffer, at = 0): Welcome {
-  if (b.readUInt32LE(at) !== TCP_MAGIC) {
-    throw new ProtocolError(`not a Plexus tcp sender (magic 0x${b.readUInt32LE(at).toString(16)})`);
-  }
-  const w: Welcome = {
-    version: b.readUInt16LE(at + 4),
-    status: b[at + 6],
-    capacity: b.readUInt32LE(at + 8),
-    maxMessage: b.readUInt32LE(at + 12),
-    startSeq: 0,
-    heartbeat: b.readUInt32LE(at + 24),
-  };
-  if (w.version !== TCP_VERSION) {
-    throw new ProtocolError(`tcp protocol version mismatch: the sender speaks version ${w.version}, this receiver version ${TCP_VERSION}`);
-  }
-  if (w.status !== WelcomeStatus.Ok) return w;
-  const hi = b.readUInt32LE(at + 20);
+export function decodeWelcomeBody(b: Uint8Array): WelcomeBody {
+  if (b.length !== WELCOME_BODY_BYTES) throw new ProtocolError(`a tcp WELCOME body of ${b.length} bytes (${WELCOME_BODY_BYTES} expected)`);
+  const hi = get32(b, 12);
   if (hi > 0x1fffff) throw new ProtocolError("start sequence out of range");
-  w.startSeq = hi * 0x100000000 + b.readUInt32LE(at + 16);
+  const w: WelcomeBody = { capacity: get32(b, 0), maxMessage: get32(b, 4), startSeq: hi * 0x100000000 + get32(b, 8) };
   if (w.capacity < MIN_WINDOW || w.capacity > MAX_WINDOW) throw new ProtocolError(`window of ${w.capacity} bytes out of range`);
   if (frameBytes(w.maxMessage) > w.capacity) throw new ProtocolError(`largest message ${w.maxMessage} does not fit the window of ${w.capacity}`);
   if (w.startSeq < 1) throw new ProtocolError("start sequence 0");
-  if (w.heartbeat < 1) throw new ProtocolError("heartbeat of 0 ms");
   return w;
 }
 
+/**
+ * Whether the bytes at `at` open a version-1 handshake block (its first word is the magic; as
+ * a version-2 frame that would be a length no HELLO or WELCOME has).
+ */
+export function isVersion1Block(b: Uint8Array, at: number): boolean {
+  return get32(b, at) === TCP_MAGIC;
+}
+
+/**
+ * The answer to a version-1 HELLO: a version-1 WELCOME (32 bytes: magic, the version this
+ * sender speaks, status 1 "version not spoken", zeros), which a version-1 receiver reports as a
+ * version mismatch.
+ */
+export function version1Refusal(): Buffer {
+  const b = Buffer.alloc(V1_HANDSHAKE_BYTES);
+  put32(b, 0, TCP_MAGIC);
+  b.writeUInt16LE(TCP_VERSION, 4);
+  b[6] = 1;
+  return b;
+}
 
 /** Checks an optional integer option. */
 export function intOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
@@ -192,12 +155,4 @@ export function msOption(name: string, value: number | undefined, fallback: numb
     throw new InvalidArgumentError(`${name} must be a positive number of milliseconds, got ${String(v)}`);
   }
   return v;
-}
-
-/**
- * The frame's type together with its flags and reserved bytes, as one number: version 1 defines
- * no flags, so any non-zero flag or reserved bit makes it match no {@link FrameType}.
- */
-export function frameType(buf: Buffer, at: number): number {
-  return buf.readUInt32LE(at + 4);
 }

@@ -1,8 +1,8 @@
 /**
  * The `tcp` transport: one sender, many receivers, each receiver a TCP (optionally TLS)
- * connection. Framed (16-byte headers with a type and a sequence number, after a versioned
- * handshake), `TCP_NODELAY`, writes of a tick coalesced into one vectored write per socket, one
- * encoded frame per message written to every socket. Backpressure per receiver is credit-based:
+ * connection. Framed (the 16-byte frame of every Plexus connection, a sequence number in its
+ * header, after the common versioned handshake), `TCP_NODELAY`, writes of a tick coalesced into
+ * one vectored write per socket, one encoded frame per message written to every socket. Backpressure per receiver is credit-based:
  * the receiver acknowledges frames as it *releases* them, so `block` means exactly what it means
  * on a ring. Plain TCP is allowed only on loopback unless the user opts out explicitly. The wire
  * format is specified in docs/protocol.md §5.
@@ -24,7 +24,8 @@ import { Outbox, SMALL } from "./tcp-outbox.js";
 import { P_DROP, P_FAIL, type Peer, type SenderConfig } from "./tcp-peer.js";
 import { FramePool, FrameRefs, POOL_MIN } from "./tcp-pool.js";
 import type { TcpAddress, TcpTlsOptions } from "./tcp-receiver.js";
-import { FrameType, frameBytes, HEADER_BYTES, intOption, MAX_WINDOW, MIN_WINDOW, msOption, writeHeader } from "./tcp-wire.js";
+import { FRAME_HEADER as HEADER_BYTES, writeFrameHeader64 } from "../net/frame.js";
+import { FrameType, frameBytes, intOption, MAX_WINDOW, MIN_WINDOW, msOption } from "./tcp-wire.js";
 
 export { connectTcp, type TcpAddress, type TcpConnectOptions, type TcpTlsOptions } from "./tcp-receiver.js";
 
@@ -260,7 +261,7 @@ export class TcpSender implements Sender {
   /** Numbers the frame and hands the same bytes to every receiver. */
   private publish(frame: Buffer, len: number): void {
     const seq = this.seq++;
-    writeHeader(frame, 0, len, FrameType.Data, seq);
+    writeFrameHeader64(frame, 0, len, FrameType.Data, seq);
     const cap = this.cfg.capacity;
     const total = frame.length;
     const pooled = total >= POOL_MIN;
