@@ -4,7 +4,8 @@ import { connect as netConnect } from "node:net";
 import { once } from "node:events";
 import { GraphClient } from "../src/graph/client.js";
 import { GraphServer } from "../src/graph/server.js";
-import { encodeControl, MsgType } from "../src/graph/protocol.js";
+import { CONTROL_SPEC, encodeControl, MsgType, packBody } from "../src/graph/protocol.js";
+import { encodeHello } from "../src/net/handshake.js";
 import type { PublisherInfo } from "../src/graph/registry.js";
 
 const ep = { host: "h", pid: 1, threadId: 0 };
@@ -43,6 +44,7 @@ test("graph: requests, notifications acknowledged before the change is confirmed
 test("graph: malformed or unauthenticated control frames get a typed answer and change nothing", async () => {
   await using server = await GraphServer.start({ port: 0, token: "secret-token" });
   const port = server.address.port;
+  /** The WELCOME status the server refuses `bytes` with, and its reason (it then hangs up). */
   const answer = async (bytes: Buffer): Promise<string> => {
     const s = netConnect({ host: "127.0.0.1", port });
     await once(s, "connect");
@@ -50,16 +52,19 @@ test("graph: malformed or unauthenticated control frames get a typed answer and 
     const chunks: Buffer[] = [];
     s.on("data", (c: Buffer) => chunks.push(c));
     await once(s, "close");
-    return Buffer.concat(chunks).toString("latin1");
+    const b = Buffer.concat(chunks);
+    assert.equal(b[4], MsgType.Welcome, "a WELCOME");
+    return `${b.readUInt32LE(8)} ${b.toString("utf8", 32)}`;
   };
-  assert.match(await answer(Buffer.from([0xff, 0xff, 0xff, 0x7f])), /ERR_PLEXUS_FRAME_TOO_LARGE/);
-  assert.match(await answer(encodeControl(MsgType.Request, 1, { op: "snapshot" })), /ERR_PLEXUS_PROTOCOL/);
-  assert.match(await answer(encodeControl(MsgType.Hello, 0, { host: "h", pid: 1, threadId: 0, token: "wrong" })), /ERR_PLEXUS_ACCESS_DENIED/);
-  const bad = encodeControl(MsgType.Hello, 0, { host: "h", pid: 1, threadId: 0 });
-  bad.writeUInt8(9, 4); // version 9
-  assert.match(await answer(bad), /ERR_PLEXUS_PROTOCOL/);
-  const garbage = Buffer.concat([Buffer.from([20, 0, 0, 0, 1, 3, 0, 0, 1, 0, 0, 0]), Buffer.from([0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1])]);
-  assert.match(await answer(garbage), /ERR_PLEXUS_PROTOCOL/);
+  const hello = (body: Record<string, unknown>, version = CONTROL_SPEC.version): Buffer => encodeHello({ ...CONTROL_SPEC, version, minVersion: version }, 0, packBody(body));
+  assert.match(await answer(Buffer.from([0xff, 0xff, 0xff, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])), /^2 malformed HELLO/);
+  assert.match(await answer(encodeControl(MsgType.Request, 1, { op: "snapshot" })), /^2 the first frame must be HELLO/);
+  assert.match(await answer(hello({ host: "h", pid: 1, threadId: 0, token: "wrong" })), /^16 wrong or missing access token/);
+  assert.match(await answer(hello({ host: "h", pid: 1, threadId: 0 }, 9)), /^1 this the GraphServer control protocol server speaks versions 2\.\.2/);
+  assert.match(await answer(encodeHello(CONTROL_SPEC, 0, Buffer.alloc(12, 0xc1))), /^2 the HELLO body is not a MessagePack map/);
+  assert.match(await answer(hello({ host: "h", token: "secret-token" })), /^2 hello needs host/);
+  // version 1's first frame (its own 12-byte header) fails the frame checks: refused as malformed
+  assert.match(await answer(Buffer.from([20, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1])), /^2 /);
   assert.equal(server.snapshot().nodes.length, 0);
   await assert.rejects(GraphClient.connect({ address: `127.0.0.1:${port}`, embedded: false }), { code: "ERR_PLEXUS_ACCESS_DENIED" });
   const ok = await GraphClient.connect({ address: `127.0.0.1:${port}`, token: "secret-token", embedded: false });

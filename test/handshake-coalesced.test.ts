@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { GraphServer } from "../src/graph/server.js";
-import { ControlParser, encodeControl, MsgType } from "../src/graph/protocol.js";
+import { CONTROL_SPEC, ControlParser, encodeControl, MsgType, packBody } from "../src/graph/protocol.js";
 import { connectTcp, TcpSender } from "../src/transport/tcp.js";
 import { encodeHelloBody, FrameType, TCP_SPEC } from "../src/transport/tcp-wire.js";
 import { frameHeader, NetType } from "../src/net/frame.js";
@@ -29,7 +29,7 @@ async function until(cond: () => boolean, what: string, ms = 5000): Promise<void
 test("graph: a hello and a request in one write get the welcome and the answer", async () => {
   await using server = await GraphServer.start({ port: 0 });
   const c = raw(server.address.port);
-  c.sock.write(Buffer.concat([encodeControl(MsgType.Hello, 0, { host: "h", pid: 4242, threadId: 0, name: "raw" }), encodeControl(MsgType.Request, 7, { op: "snapshot" })]));
+  c.sock.write(Buffer.concat([netHello(CONTROL_SPEC, 0, packBody({ host: "h", pid: 4242, threadId: 0, name: "raw" })), encodeControl(MsgType.Request, 7, { op: "snapshot" })]));
   const messages: { type: number; id: number; body: Record<string, unknown> }[] = [];
   const parser = new ControlParser();
   let seen = 0;

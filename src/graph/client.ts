@@ -5,10 +5,11 @@
  */
 import type { Socket } from "node:net";
 import type { ConnectionOptions } from "node:tls";
-import { ClosedError, errorFromWire, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError, SystemError, systemError, TimeoutError } from "../errors.js";
+import { AccessDeniedError, ClosedError, errorFromWire, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError, SystemError, systemError, TimeoutError } from "../errors.js";
 import { checkTimeout, throwIfAborted } from "../util/blocking.js";
 import { self } from "./identity.js";
-import { ControlParser, encodeControl, MsgType } from "./protocol.js";
+import { CONTROL_SPEC, ControlParser, encodeControl, MsgType, packBody, STATUS_ACCESS_DENIED, unpackBody, type ControlMessage } from "./protocol.js";
+import { encodeHello, readWelcome, refusal, Status } from "../net/handshake.js";
 import type { PublisherInfo, ServerInfo } from "./registry.js";
 import { DEFAULT_GRAPH_PORT, GraphServer } from "./server.js";
 import { isLoopback } from "../net/loopback.js";
@@ -129,7 +130,10 @@ export class GraphClient {
     }
     const parser = new ControlParser();
     const id = self();
-    socket.write(encodeControl(MsgType.Hello, 0, { ...id, name: opts.name ?? `pid ${id.pid}`, token: opts.token }));
+    const where = `the GraphServer at ${host}:${port}`;
+    /** Messages that came in the same read as the WELCOME (handled once the client exists). */
+    let early: ControlMessage[] = [];
+    socket.write(encodeHello(CONTROL_SPEC, 0, packBody({ ...id, name: opts.name ?? `pid ${id.pid}`, token: opts.token })));
     const welcome = await new Promise<Record<string, unknown>>((resolve, reject) => {
       const timer = setTimeout(() => fail(new TimeoutError(`the GraphServer did not answer within ${timeout} ms`)), timeout);
       const fail = (e: Error): void => {
@@ -140,18 +144,18 @@ export class GraphClient {
       };
       const onData = (chunk: Buffer): void => {
         try {
-          for (const m of parser.push(chunk)) {
-            if (m.type === MsgType.Welcome) {
-              clearTimeout(timer);
-              socket.off("data", onData);
-              socket.off("close", onClose);
-              resolve(m.body);
-              return;
-            }
-            if (m.type === MsgType.Response && m.body.ok === false) {
-              return fail(remoteError(m.body));
-            }
+          const [m, ...rest] = parser.push(chunk);
+          if (m === undefined) return;
+          early = rest;
+          if (m.type !== MsgType.Welcome || m.payload === undefined) throw new ProtocolError(`${where} answered the HELLO with a message of type ${m.type}`);
+          const w = readWelcome(CONTROL_SPEC, m.header, m.payload, where);
+          if (w.status !== Status.Ok) {
+            throw refusal(CONTROL_SPEC, w, where, { protocolStatus: (s, reason) => (s === STATUS_ACCESS_DENIED ? new AccessDeniedError(`${where} refused this node: ${reason}`) : undefined) });
           }
+          clearTimeout(timer);
+          socket.off("data", onData);
+          socket.off("close", onClose);
+          resolve(unpackBody(w.body));
         } catch (e) {
           fail(e as Error);
         }
@@ -161,7 +165,9 @@ export class GraphClient {
       socket.once("close", onClose);
     });
     if (typeof welcome.node !== "string") throw new ProtocolError("welcome without a node id");
-    return new GraphClient(socket, parser, welcome.node, embedded, timeout);
+    const client = new GraphClient(socket, parser, welcome.node, embedded, timeout);
+    client.onMessages(early);
+    return client;
   }
 
   /** Sends a request; resolves with its result or rejects with the server's typed error. */
@@ -202,6 +208,10 @@ export class GraphClient {
       this.socket.destroy();
       return;
     }
+    this.onMessages(messages);
+  }
+
+  private onMessages(messages: readonly ControlMessage[]): void {
     for (const m of messages) {
       if (m.type === MsgType.Response) {
         const p = this.pending.get(m.id);

@@ -1,33 +1,42 @@
 /**
- * The GraphServer control protocol: length-prefixed binary frames with a MessagePack body,
- * versioned, language-neutral (plain maps, strings, numbers, arrays). Specified in
+ * The GraphServer control protocol: its message table on the frame and handshake of every
+ * Plexus connection (net/), each body a MessagePack map — language-neutral (plain maps,
+ * strings, numbers, arrays). Specified in
  * docs/protocol.md ("Control protocol").
  * (Internal: not part of the public API.)
  * @module
  */
+import { Buffer } from "node:buffer";
 import { Packr, Unpackr } from "msgpackr";
 import { FrameTooLargeError, ProtocolError } from "../errors.js";
+import { frame, FRAME_HEADER, NetType, type FrameHeader } from "../net/frame.js";
+import { FrameParser, type FrameTable } from "../net/frame-parser.js";
+import type { HandshakeSpec } from "../net/handshake.js";
 
-/** Version byte of every control frame. */
-export const CONTROL_VERSION = 1;
-/** Bytes before the body: length (4), version (1), type (1), reserved (2), id (4). */
-export const CONTROL_HEADER = 12;
-/** Largest control frame accepted (header included), checked before any allocation. */
+/**
+ * The control protocol's handshake: magic "PLXG", version 2 (1 had its own 12-byte header and
+ * hello; 2 is built on the common frame and handshake of every Plexus connection). Control
+ * connections send no heartbeats (heartbeat 0): a node's death is its connection's end.
+ */
+export const CONTROL_SPEC: HandshakeSpec = { name: "the GraphServer control protocol", magic: 0x47584c50, version: 2, minVersion: 2, capabilities: 0 };
+/** Largest control message body accepted, checked from the header before any allocation. */
 export const MAX_CONTROL_FRAME = 1 << 20;
+/** WELCOME status of the control protocol: the HELLO's access token is wrong or missing. */
+export const STATUS_ACCESS_DENIED = 16;
 
 /** Message types. */
 export const enum MsgType {
-  /** node -> server: `{ pid, host, threadId, name, token? }` (id 0). */
-  Hello = 1,
-  /** server -> node: `{ node, version }`. */
-  Welcome = 2,
+  /** node -> server, the connection's HELLO: body `{ pid, host, threadId, name, token? }`. */
+  Hello = NetType.Hello,
+  /** server -> node, the connection's WELCOME: body `{ node }` (joined) or a reason (refused). */
+  Welcome = NetType.Welcome,
   /** node -> server: `{ op, ...args }`; answered by a Response with the same id. */
   Request = 3,
   /** server -> node: `{ ok: true, result }` or `{ ok: false, code, message }`. */
   Response = 4,
   /** server -> node: `{ subscriber, publishers }` (id = notification number). */
   Notify = 5,
-  /** node -> server: the notification with this id was applied (empty body). */
+  /** node -> server: the notification with this id was applied (body `{}`). */
   NotifyAck = 6,
 }
 
@@ -35,84 +44,70 @@ export const enum MsgType {
 export interface ControlMessage {
   /** Message type. */
   type: MsgType;
-  /** Request / notification id. */
+  /** Request / notification id (the header's `a`; a WELCOME's status). */
   id: number;
-  /** The body (a MessagePack map). */
+  /** The body (a MessagePack map); empty for HELLO and WELCOME, whose payload is {@link payload}. */
   body: Record<string, unknown>;
+  /** HELLO and WELCOME: the payload (the handshake preamble, then the body), read by net/handshake.ts. */
+  payload?: Buffer;
+  /** The frame's header. */
+  header: FrameHeader;
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false, encodeUndefinedAsNil: true });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
-/** Encodes one control frame. */
-export function encodeControl(type: MsgType, id: number, body: Record<string, unknown>): Buffer {
-  const payload = packr.pack(body);
-  const total = CONTROL_HEADER + payload.length;
-  if (total > MAX_CONTROL_FRAME) throw new FrameTooLargeError(`control message of ${total} bytes exceeds ${MAX_CONTROL_FRAME}`);
-  const frame = Buffer.allocUnsafe(total);
-  frame.writeUInt32LE(total - 4, 0);
-  frame.writeUInt8(CONTROL_VERSION, 4);
-  frame.writeUInt8(type, 5);
-  frame.writeUInt16LE(0, 6);
-  frame.writeUInt32LE(id >>> 0, 8);
-  payload.copy(frame, CONTROL_HEADER);
-  return frame;
+/** Encodes a MessagePack map (a message body, or a HELLO / WELCOME body). */
+export function packBody(body: Record<string, unknown>): Buffer {
+  return packr.pack(body);
 }
+
+/** Decodes a MessagePack map (a {@link ProtocolError} if it is not one). */
+export function unpackBody(b: Uint8Array): Record<string, unknown> {
+  let body: unknown;
+  try {
+    body = b.length === 0 ? {} : unpackr.unpack(b);
+  } catch (err) {
+    throw new ProtocolError("malformed MessagePack body in a control message", { cause: err });
+  }
+  if (body === null || typeof body !== "object" || Array.isArray(body)) throw new ProtocolError("a control message body must be a map");
+  return body as Record<string, unknown>;
+}
+
+/** Encodes one control message (a Request, Response, Notify or NotifyAck frame). */
+export function encodeControl(type: MsgType.Request | MsgType.Response | MsgType.Notify | MsgType.NotifyAck, id: number, body: Record<string, unknown>): Buffer {
+  const payload = packBody(body);
+  if (payload.length > MAX_CONTROL_FRAME) throw new FrameTooLargeError(`control message of ${payload.length} bytes exceeds ${MAX_CONTROL_FRAME}`);
+  return frame(type, 0, id >>> 0, 0, payload);
+}
+
+/** The control protocol's frame table: types 3..6, no flags, `b` zero, bodies up to 1 MiB. */
+const TABLE: FrameTable = {
+  maxMessage: MAX_CONTROL_FRAME,
+  check(h: FrameHeader): "ok" | "too-large" {
+    if (h.type < MsgType.Request || h.type > MsgType.NotifyAck) throw new ProtocolError(`unknown control message type ${h.type}`);
+    if (h.flags !== 0 || h.b !== 0) throw new ProtocolError(`control message type ${h.type} with flags or a second word`);
+    return h.length > MAX_CONTROL_FRAME ? "too-large" : "ok";
+  },
+};
 
 /**
  * Splits a byte stream into control messages. `push` returns the complete messages; a
  * malformed frame throws ProtocolError (or FrameTooLargeError) and the stream must be dropped.
  */
 export class ControlParser {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private out: ControlMessage[] = [];
+  private readonly frames = new FrameParser(TABLE, (h, f) => {
+    const payload = f.subarray(FRAME_HEADER);
+    if (h.type >= NetType.Hello) this.out.push({ type: h.type as MsgType, id: h.a, body: {}, payload, header: h });
+    else this.out.push({ type: h.type as MsgType, id: h.a, body: unpackBody(payload), header: h });
+  });
 
   /** Feeds bytes; returns every message completed by them. */
   push(chunk: Buffer): ControlMessage[] {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    const out: ControlMessage[] = [];
-    for (;;) {
-      if (this.buffered < 4) return out;
-      const head = this.peek(4);
-      const length = head.readUInt32LE(0);
-      if (length + 4 > MAX_CONTROL_FRAME) throw new FrameTooLargeError(`control frame of ${length + 4} bytes exceeds ${MAX_CONTROL_FRAME}`);
-      if (length < CONTROL_HEADER - 4) throw new ProtocolError(`control frame too short (${length + 4} bytes)`);
-      if (this.buffered < length + 4) return out;
-      const frame = this.take(length + 4);
-      out.push(decodeFrame(frame));
-    }
+    this.frames.push(chunk);
+    const out = this.out;
+    this.out = [];
+    return out;
   }
-
-  private peek(n: number): Buffer {
-    if (this.chunks[0].length >= n) return this.chunks[0];
-    const all = Buffer.concat(this.chunks);
-    this.chunks = [all];
-    return all;
-  }
-
-  private take(n: number): Buffer {
-    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
-    const frame = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.chunks = rest.length ? [rest] : [];
-    this.buffered = rest.length;
-    return frame;
-  }
-}
-
-function decodeFrame(frame: Buffer): ControlMessage {
-  const version = frame.readUInt8(4);
-  if (version !== CONTROL_VERSION) throw new ProtocolError(`control protocol version ${version} is not supported (this is ${CONTROL_VERSION})`);
-  const type = frame.readUInt8(5) as MsgType;
-  if (type < MsgType.Hello || type > MsgType.NotifyAck) throw new ProtocolError(`unknown control message type ${type}`);
-  const id = frame.readUInt32LE(8);
-  let body: unknown;
-  try {
-    body = frame.length === CONTROL_HEADER ? {} : unpackr.unpack(frame.subarray(CONTROL_HEADER));
-  } catch (err) {
-    throw new ProtocolError("malformed MessagePack body in a control frame", { cause: err });
-  }
-  if (body === null || typeof body !== "object" || Array.isArray(body)) throw new ProtocolError("a control message body must be a map");
-  return { type, id, body: body as Record<string, unknown> };
 }

@@ -6,12 +6,13 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { timingSafeEqual } from "node:crypto";
-import { AccessDeniedError, errorToWire, InvalidArgumentError, PlexusError, ProtocolError } from "../errors.js";
+import { AccessDeniedError, errorToWire, InvalidArgumentError, ProtocolError } from "../errors.js";
+import { encodeRefusal, encodeWelcome, readHello, Status } from "../net/handshake.js";
 import { bind, hostPort } from "../net/listen.js";
 import { native } from "../native.js";
 import { hostId } from "./identity.js";
 import { isLoopback } from "../net/loopback.js";
-import { ControlParser, encodeControl, MsgType, type ControlMessage } from "./protocol.js";
+import { CONTROL_SPEC, ControlParser, encodeControl, MsgType, packBody, STATUS_ACCESS_DENIED, unpackBody, type ControlMessage } from "./protocol.js";
 import { Registry, type Endpoints, type PublisherInfo, type ServerInfo, type Snapshot } from "./registry.js";
 import { StatsBook, type GraphStats } from "./stats.js";
 
@@ -32,6 +33,9 @@ export interface GraphServerOptions {
   notifyTimeout?: number;
 }
 
+/** A node must send its HELLO within this time (ms). */
+const HANDSHAKE_TIMEOUT = 5000;
+
 /** One node's control connection. */
 class Session {
   node: string | undefined;
@@ -40,7 +44,7 @@ class Session {
 
   constructor(readonly socket: Socket) {}
 
-  send(type: MsgType, id: number, body: Record<string, unknown>): void {
+  send(type: MsgType.Response | MsgType.Notify, id: number, body: Record<string, unknown>): void {
     if (!this.socket.destroyed) this.socket.write(encodeControl(type, id, body));
   }
 }
@@ -118,12 +122,19 @@ export class GraphServer implements AsyncDisposable {
     socket.setNoDelay(true);
     const session = new Session(socket);
     this.sessions.add(session);
+    // No HELLO within the handshake timeout: the connection is dropped (docs/protocol.md §0.2).
+    const handshake = setTimeout(() => {
+      if (session.node === undefined) socket.destroy();
+    }, HANDSHAKE_TIMEOUT);
+    handshake.unref();
+    socket.once("close", () => clearTimeout(handshake));
     socket.on("data", (chunk: Buffer) => {
       let messages: ControlMessage[];
       try {
         messages = session.parser.push(chunk);
       } catch (err) {
-        this.refuse(session, err);
+        if (session.node === undefined) this.refuse(session, Status.Malformed, err instanceof Error ? err.message : String(err));
+        else socket.destroy();
         return;
       }
       for (const m of messages) this.dispatch(session, m);
@@ -132,25 +143,29 @@ export class GraphServer implements AsyncDisposable {
     socket.on("close", () => this.drop(session));
   }
 
-  /** Answers a broken peer with an error and hangs up. */
-  private refuse(session: Session, err: unknown): void {
-    const e = err instanceof PlexusError ? err : new ProtocolError(String(err));
-    session.send(MsgType.Response, 0, { ok: false, code: e.code, message: e.message });
-    session.socket.end();
-    session.socket.destroySoon();
+  /** Refuses a node's HELLO with a WELCOME of `status` saying why, and hangs up. */
+  private refuse(session: Session, status: number, reason: string): void {
+    if (!session.socket.destroyed) {
+      session.socket.end(encodeRefusal(CONTROL_SPEC, status, reason));
+      session.socket.destroySoon();
+    }
   }
 
   private dispatch(session: Session, m: ControlMessage): void {
     if (session.node === undefined) {
-      if (m.type !== MsgType.Hello) return this.refuse(session, new ProtocolError("the first message must be hello"));
-      return this.hello(session, m.body);
+      if (m.type !== MsgType.Hello || m.payload === undefined) return this.refuse(session, Status.Malformed, "the first frame must be HELLO");
+      return this.hello(session, m.payload);
     }
+    if (session.socket.writableEnded) return; // refused: what came after the HELLO is not read
     if (m.type === MsgType.NotifyAck) {
       session.acks.get(m.id)?.();
       session.acks.delete(m.id);
       return;
     }
-    if (m.type !== MsgType.Request) return this.refuse(session, new ProtocolError(`unexpected message type ${m.type}`));
+    if (m.type !== MsgType.Request) {
+      session.socket.destroy(); // a protocol violation: the node's registrations go with its connection
+      return;
+    }
     const node = session.node;
     this.handle(node, m.body).then(
       (result) => session.send(MsgType.Response, m.id, { ok: true, result }),
@@ -160,19 +175,27 @@ export class GraphServer implements AsyncDisposable {
     );
   }
 
-  private hello(session: Session, body: Record<string, unknown>): void {
+  private hello(session: Session, payload: Buffer): void {
+    const verdict = readHello(CONTROL_SPEC, payload);
+    if (!verdict.ok) return this.refuse(session, verdict.status, verdict.reason);
+    let body: Record<string, unknown>;
+    try {
+      body = unpackBody(verdict.hello.body);
+    } catch {
+      return this.refuse(session, Status.Malformed, "the HELLO body is not a MessagePack map");
+    }
     const token = this.opts.token;
     if (token !== undefined) {
       const given = Buffer.from(typeof body.token === "string" ? body.token : "");
       const want = Buffer.from(token);
       if (given.length !== want.length || !timingSafeEqual(given, want)) {
-        return this.refuse(session, new AccessDeniedError("wrong or missing access token"));
+        return this.refuse(session, STATUS_ACCESS_DENIED, "wrong or missing access token");
       }
     }
     const pid = body.pid;
     const threadId = body.threadId;
     if (typeof body.host !== "string" || !Number.isInteger(pid) || !Number.isInteger(threadId)) {
-      return this.refuse(session, new ProtocolError("hello needs host (string), pid and threadId (integers)"));
+      return this.refuse(session, Status.Malformed, "hello needs host (string), pid and threadId (integers)");
     }
     const node = this.registry.addNode({
       host: body.host,
@@ -182,7 +205,7 @@ export class GraphServer implements AsyncDisposable {
     });
     session.node = node.id;
     this.byNode.set(node.id, session);
-    session.send(MsgType.Welcome, 0, { node: node.id, version: 1 });
+    session.socket.write(encodeWelcome(CONTROL_SPEC, verdict.hello, 0, packBody({ node: node.id })));
   }
 
   /** Runs one request of `node`; notifications of the change complete before the answer. */
