@@ -11,8 +11,9 @@ import { encodeHelloBody, FrameType, TCP_SPEC } from "../src/transport/tcp-wire.
 import { frameHeader, NetType } from "../src/net/frame.js";
 import { connect, queue } from "../src/index.js";
 import { decode, encode } from "../src/codec/index.js";
-import { hello, HelloKind } from "../src/rpc/handshake.js";
-import { readHeader as readRpcHeader, RPC_HEADER, RpcType, writeHeader as writeRpcHeader } from "../src/rpc/wire.js";
+import { RPC_SPEC } from "../src/rpc/handshake.js";
+import { readHeader as readRpcHeader, RPC_HEADER, RpcType } from "../src/rpc/wire.js";
+import { frame as netFrame, frameHeader, NetType } from "../src/net/frame.js";
 import { encodeBody, FLAG_RELIABLE, HEADER_BYTES, QFrame, QUEUE_SPEC, writeHeader } from "../src/queue/wire.js";
 import { encodeHello as netHello } from "../src/net/handshake.js";
 import { raw } from "./helpers/raw.js";
@@ -111,29 +112,24 @@ test("queue: a message the server refused is refused again when resent after a r
   again.sock.destroy();
 });
 
-test("rpc over tcp: a hello and a request in one write get the server's hello and the answer", async () => {
+test("rpc over tcp: a hello and a request in one write get the server's WELCOME and the answer", async () => {
   await using graphServer = await GraphServer.start({ port: 0 });
   await using node = await connect({ address: `127.0.0.1:${graphServer.address.port}`, embedded: false });
   await using srv = await node.server<{ a: number }, number>("coalesced", (v) => v.a + 1, { transport: "tcp" });
   const info = (await node.snapshot()).servers.find((s) => s.service === "coalesced");
   const tcp = info?.endpoints.tcp as { host: string; port: number };
-  const request = new Uint8Array(RPC_HEADER + 64);
-  const body = encode({ a: 41 });
-  writeRpcHeader(request, 0, RpcType.Request, 0, 1);
-  request.set(body, RPC_HEADER);
-  const framed = Buffer.alloc(4 + RPC_HEADER + body.length);
-  framed.writeUInt32LE(RPC_HEADER + body.length, 0);
-  framed.set(request.subarray(0, RPC_HEADER + body.length), 4);
+  const request = netFrame(RpcType.Request, 0, 1, 0, encode({ a: 41 }));
   const c = raw(tcp.port);
-  c.sock.write(Buffer.concat([hello(HelloKind.Tcp, { heartbeat: 1000 }), framed]));
-  const HELLO_BYTES = (b: Buffer): number => (b.length >= 8 ? 8 + b.readUInt16LE(6) : Infinity);
-  await until(() => c.bytes().length >= HELLO_BYTES(c.bytes()) + 4 + RPC_HEADER, "the answer");
+  c.sock.write(Buffer.concat([netHello(RPC_SPEC, 1000), request]));
+  const WELCOME_BYTES = (b: Buffer): number => (b.length >= 16 ? 16 + b.readUInt32LE(0) : Infinity);
+  await until(() => c.bytes().length >= WELCOME_BYTES(c.bytes()) + RPC_HEADER, "the answer");
   const b = c.bytes();
-  const at = HELLO_BYTES(b);
-  assert.equal(b[5], HelloKind.Tcp, "the server's hello");
+  const at = WELCOME_BYTES(b);
+  assert.equal(b[4], NetType.Welcome, "the server's WELCOME");
+  assert.equal(b.readUInt32LE(8), 0, "status ok");
   const len = b.readUInt32LE(at);
-  await until(() => c.bytes().length >= at + 4 + len, "the whole answer");
-  const answer = c.bytes().subarray(at + 4, at + 4 + len);
+  await until(() => c.bytes().length >= at + RPC_HEADER + len, "the whole answer");
+  const answer = c.bytes().subarray(at, at + RPC_HEADER + len);
   assert.deepEqual(readRpcHeader(answer, 0, answer.length), { type: RpcType.Response, flags: 0, id: 1, aux: 0 });
   assert.equal(decode(answer.subarray(RPC_HEADER)), 42);
   assert.equal(srv.counters.requests, 1);
@@ -146,11 +142,10 @@ test("rpc over tcp: connections that end in their first read (hello + an oversiz
   await using srv = await node.server<number, number>("hostile", (v) => v + 1, { transport: "tcp" });
   const info = (await node.snapshot()).servers.find((s) => s.service === "hostile");
   const tcp = info?.endpoints.tcp as { host: string; port: number };
-  const badFrame = Buffer.alloc(4 + RPC_HEADER);
-  badFrame.writeUInt32LE(0xffffffff, 0); // a length no server accepts: the channel itself ends
+  const badFrame = frameHeader(0xffffffff, RpcType.Request); // a length no server accepts: the channel itself ends
   for (let i = 0; i < 40; i++) {
     const c = raw(tcp.port);
-    c.sock.write(Buffer.concat([hello(HelloKind.Tcp, { heartbeat: 1000 }), badFrame]));
+    c.sock.write(Buffer.concat([netHello(RPC_SPEC, 1000), badFrame]));
     await c.closed; // the server hangs up on the malformed frame
   }
   await until(() => srv.connections === 0, "every hostile channel to be forgotten");

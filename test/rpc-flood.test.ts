@@ -7,20 +7,18 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { connect as netConnect } from "node:net";
 import type { ServerInfo } from "../src/index.js";
-import { hello, HelloKind, readHello } from "../src/rpc/handshake.js";
-import { RPC_HEADER, RpcType, valueBody, writeHeader } from "../src/rpc/wire.js";
-import { graph, until } from "./helpers/rpc.js";
+import { Status } from "../src/net/handshake.js";
+import { RPC_HEADER, RpcType, valueBody } from "../src/rpc/wire.js";
+import { graph, readWelcomeFrame, rpcFrame, tcpHello, until } from "./helpers/rpc.js";
 
-/** `count` request frames (u32 length + header + an encoded number), back to back. */
+/** `count` request frames (header + an encoded number), back to back. */
 function requests(count: number): Buffer {
   const parts: Buffer[] = [];
   for (let id = 1; id <= count; id++) {
     const body = valueBody(id);
-    const frame = Buffer.alloc(4 + RPC_HEADER + body.size);
-    frame.writeUInt32LE(RPC_HEADER + body.size, 0);
-    writeHeader(frame, 4, RpcType.Request, body.flags, id);
-    body.writeTo(frame, 4 + RPC_HEADER);
-    parts.push(frame);
+    const b = new Uint8Array(body.size);
+    body.writeTo(b, 0);
+    parts.push(rpcFrame(RpcType.Request, id, b, body.flags));
   }
   return Buffer.concat(parts);
 }
@@ -40,8 +38,8 @@ test("rpc flood: a tcp client that never reads its 64 KiB answers stalls only it
   const flooder = netConnect(tcp);
   flooder.on("error", () => {});
   await once(flooder, "connect");
-  flooder.write(hello(HelloKind.Tcp, { heartbeat: 1000 })); // then never a PING: it still writes (requests) or the server is not reading it
-  assert.equal((await readHello(flooder, 5000)).kind, HelloKind.Tcp);
+  flooder.write(tcpHello(1000)); // then never a PING: it still writes (requests) or the server is not reading it
+  assert.equal((await readWelcomeFrame(flooder)).header.a, Status.Ok);
   flooder.pause(); // never reads an answer
   const count = 3000; // 3000 x 64 KiB = 192 MiB of answers if the server answered them all
   flooder.write(requests(count));
@@ -60,7 +58,7 @@ test("rpc flood: a tcp client that never reads its 64 KiB answers stalls only it
   flooder.on("data", (d: Buffer) => (received += d.length));
   flooder.resume();
   await until(() => calls === count + 5, 20000);
-  await until(() => received >= count * (4 + RPC_HEADER + 64 * 1024), 20000);
+  await until(() => received >= count * (RPC_HEADER + 64 * 1024), 20000);
   flooder.destroy();
   assert.equal((await honest.request(9, { timeout: 5000 })).length, 64 * 1024);
   assert.equal(server.inFlight, 0);

@@ -11,10 +11,13 @@ import { once } from "node:events";
 import { connect as netConnect, type Socket } from "node:net";
 import fc from "fast-check";
 import { connectShm, ShmSender, type Receiver, type ServerInfo } from "../src/index.js";
-import { hello, HelloKind, readHello, RPC_VERSION } from "../src/rpc/handshake.js";
+import { LEGACY_MAGIC, LEGACY_REFUSAL, ringAddress, RPC_SPEC, RPC_VERSION } from "../src/rpc/handshake.js";
 import { readHeader, RPC_HEADER, RpcType, writeHeader } from "../src/rpc/wire.js";
+import { frame as netFrame, frameHeader, NetType, PING_FRAME } from "../src/net/frame.js";
+import { encodeHello, Status } from "../src/net/handshake.js";
+import { QUEUE_SPEC } from "../src/queue/wire.js";
 import { fixture } from "./helpers/child.js";
-import { graph, until } from "./helpers/rpc.js";
+import { graph, readWelcomeFrame, rpcFrame, tcpHello as helloTcp, until } from "./helpers/rpc.js";
 
 const { node, address } = await graph();
 const service = "fuzzed";
@@ -53,12 +56,30 @@ async function throwAt(target: { path: string } | { host: string; port: number }
   return Buffer.concat(got);
 }
 
-/** A length-prefixed tcp frame. */
-function frame(message: Uint8Array): Buffer {
-  const b = Buffer.alloc(4 + message.length);
-  b.writeUInt32LE(message.length, 0);
-  b.set(message, 4);
+/** An shm HELLO whose body is `name`. */
+function shmHello(name: string | Uint8Array): Buffer {
+  return encodeHello(RPC_SPEC, 0, typeof name === "string" ? Buffer.from(name, "utf8") : name);
+}
+
+/** A version 1–3 hello ("PXRH", version, kind, u16 length, JSON body). */
+function legacyHello(version: number, kind: number, body: unknown): Buffer {
+  const json = Buffer.from(JSON.stringify(body));
+  const b = Buffer.alloc(8 + json.length);
+  b.writeUInt32LE(LEGACY_MAGIC, 0);
+  b[4] = version;
+  b[5] = kind;
+  b.writeUInt16LE(json.length, 6);
+  json.copy(b, 8);
   return b;
+}
+
+/** The status and reason of a refusing WELCOME the server wrote (`back`: all it wrote). */
+function refusalOf(back: Buffer): { status: number; reason: string } {
+  assert.ok(back.length >= 32, `a WELCOME (got ${back.length} bytes)`);
+  assert.equal(back[4], NetType.Welcome);
+  assert.equal(back.length, 16 + back.readUInt32LE(0), "the WELCOME, then nothing");
+  assert.equal(back.readUInt32LE(16), RPC_SPEC.magic);
+  return { status: back.readUInt32LE(8), reason: back.subarray(32).toString() };
 }
 
 function message(type: number, id: number, body: Uint8Array = new Uint8Array(0), flags = 0): Uint8Array {
@@ -70,59 +91,82 @@ function message(type: number, id: number, body: Uint8Array = new Uint8Array(0),
 
 test("tcp port: random, truncated, oversized and out-of-protocol bytes; honest clients are served throughout", async () => {
   await stillServes();
-  const tcpHello = hello(HelloKind.Tcp, { heartbeat: 1000 });
+  const tcpHello = helloTcp(1000);
   const cases: [string, Buffer][] = [
     ["truncated hello", tcpHello.subarray(0, 5)],
     ["wrong magic", Buffer.alloc(16, 0x41)],
-    ["shm hello on the tcp port", hello(HelloKind.Shm, { name: "/plexus-1-ab", socket: "\0plexus-1-ab" })],
-    ["oversized frame length", Buffer.concat([tcpHello, Buffer.from([0xff, 0xff, 0xff, 0xff])])],
-    ["frame shorter than a header", Buffer.concat([tcpHello, frame(new Uint8Array(3))])],
-    ["bad magic in a frame", Buffer.concat([tcpHello, frame(new Uint8Array(40).fill(9))])],
-    ["a response sent to the server", Buffer.concat([tcpHello, frame(message(RpcType.Response, 1))])],
-    ["unknown type", Buffer.concat([tcpHello, frame(message(77, 1))])],
-    ["a PING with a body", Buffer.concat([tcpHello, frame(message(RpcType.Ping, 0, new Uint8Array(4)))])],
-    ["a PING with flags", Buffer.concat([tcpHello, frame(message(RpcType.Ping, 0, undefined, 1))])],
-    ["truncated frame", Buffer.concat([tcpHello, frame(message(RpcType.Request, 1, new Uint8Array(100))).subarray(0, 50)])],
+    ["shm hello on the tcp port", shmHello("/plexus-1-ab")],
+    ["oversized frame length", Buffer.concat([tcpHello, frameHeader(0xffffffff, RpcType.Request)])],
+    ["a header cut short", Buffer.concat([tcpHello, frameHeader(8, RpcType.Request).subarray(0, 9)])],
+    ["junk frame", Buffer.concat([tcpHello, Buffer.alloc(40, 9)])],
+    ["a response sent to the server", Buffer.concat([tcpHello, rpcFrame(RpcType.Response, 1)])],
+    ["unknown type", Buffer.concat([tcpHello, rpcFrame(77, 1)])],
+    ["an in-place answer on tcp", Buffer.concat([tcpHello, rpcFrame(RpcType.InPlace, 1, new Uint8Array(4))])],
+    ["unknown flags", Buffer.concat([tcpHello, rpcFrame(RpcType.Request, 1, new Uint8Array(4), 2)])],
+    ["non-zero reserved bytes", Buffer.concat([tcpHello, Buffer.from(rpcFrame(RpcType.Request, 1).fill(1, 6, 7))])],
+    ["a PING with a body", Buffer.concat([tcpHello, netFrame(NetType.Ping, 0, 0, 0, new Uint8Array(4))])],
+    ["a PING with flags", Buffer.concat([tcpHello, netFrame(NetType.Ping, 1, 0, 0, new Uint8Array(0))])],
+    ["a second HELLO", Buffer.concat([tcpHello, tcpHello])],
+    ["truncated frame", Buffer.concat([tcpHello, rpcFrame(RpcType.Request, 1, new Uint8Array(100)).subarray(0, 50)])],
   ];
   for (const [name, bytes] of cases) {
     await throwAt(tcp, bytes);
     await stillServes().catch((e: unknown) => assert.fail(`${name}: ${String(e)}`));
   }
-  // A version the server does not speak is refused with a typed answer: 1 (before in-place
-  // answers were pinned by the client: releases went to the server), 2 (tcp without heartbeats).
-  assert.equal(RPC_VERSION, 3);
-  for (const version of [1, 2, RPC_VERSION + 1]) {
-    const other = Buffer.from(tcpHello);
-    other[4] = version;
-    const refused = await throwAt(tcp, other, false);
-    assert.equal(refused.readUInt32LE(0), tcpHello.readUInt32LE(0));
-    assert.equal(refused[5], HelloKind.Refused);
-    assert.match(refused.subarray(8).toString(), new RegExp(`ERR_PLEXUS_PROTOCOL.*version ${version}`));
+  assert.equal(RPC_VERSION, 4);
+  // A client of versions 1–3 (their own "PXRH" hello) gets their own refusal naming version 4:
+  // it reports a version mismatch, it does not hang.
+  for (const version of [1, 2, 3]) {
+    const refused = await throwAt(tcp, legacyHello(version, 2, { heartbeat: 1000 }), false);
+    assert.deepEqual([...refused], [...LEGACY_REFUSAL], `version ${version}`);
   }
-  // A tcp hello of this version must announce a heartbeat (a whole, positive number of ms).
-  for (const body of [undefined, {}, { heartbeat: 0 }, { heartbeat: -5 }, { heartbeat: 1.5 }, { heartbeat: "1000" }, { heartbeat: 2 ** 31 }]) {
-    const refused = await throwAt(tcp, hello(HelloKind.Tcp, body), false);
-    assert.equal(refused[5], HelloKind.Refused, JSON.stringify(body));
-    assert.match(refused.subarray(8).toString(), /ERR_PLEXUS_PROTOCOL.*heartbeat/);
+  // A HELLO of this format for versions the server does not speak: refused with status Version.
+  for (const [version, minVersion] of [
+    [3, 1],
+    [RPC_VERSION + 3, RPC_VERSION + 1],
+  ]) {
+    const other = Buffer.from(tcpHello);
+    other.writeUInt16LE(version, 20);
+    other.writeUInt16LE(minVersion, 22);
+    const { status, reason } = refusalOf(await throwAt(tcp, other, false));
+    assert.equal(status, Status.Version);
+    assert.match(reason, new RegExp(`versions ${RPC_VERSION}..${RPC_VERSION}.*${minVersion}..${version}`));
+  }
+  // Another Plexus protocol's HELLO: WrongProtocol.
+  {
+    const { status, reason } = refusalOf(await throwAt(tcp, encodeHello(QUEUE_SPEC, 1000, new Uint8Array(32)), false));
+    assert.equal(status, Status.WrongProtocol);
+    assert.match(reason, /request\/response, not the queue protocol/);
+  }
+  // A tcp HELLO must announce a heartbeat, and has no body.
+  for (const bad of [helloTcp(0), encodeHello(RPC_SPEC, 1000, Buffer.from("x"))]) {
+    const { status, reason } = refusalOf(await throwAt(tcp, bad, false));
+    assert.equal(status, Status.Malformed);
+    assert.match(reason, /heartbeat|no body/);
   }
   // A connection that never says hello is dropped after the handshake timeout.
   await throwAt(tcp, new Uint8Array(0), false);
-  // A well-formed request whose body is not a value: an error answer for that request, and the connection serves on.
+  // A HELLO for versions 4..6 is welcomed with version 4; a well-formed request whose body is
+  // not a value: an error answer for that request, and the connection serves on.
   const s = netConnect(tcp);
   s.on("error", () => {});
   await once(s, "connect");
-  s.write(tcpHello);
-  const answer = await readHello(s, 5000);
-  assert.equal(answer.kind, HelloKind.Tcp);
-  // PINGs (type 6, empty) count only as signs of life: no answer, the connection serves on.
-  s.write(Buffer.concat([frame(message(RpcType.Ping, 0)), frame(message(RpcType.Ping, 0))]));
-  s.write(frame(message(RpcType.Request, 42, new Uint8Array(32).fill(1))));
+  const wider = Buffer.from(tcpHello);
+  wider.writeUInt16LE(RPC_VERSION + 2, 20);
+  s.write(wider);
+  const welcome = await readWelcomeFrame(s);
+  assert.equal(welcome.header.a, Status.Ok);
+  assert.equal(welcome.payload.readUInt16LE(4), RPC_VERSION, "the version chosen");
+  assert.equal(welcome.payload.readUInt32LE(12), 1000, "the server's heartbeat (the fixture's default)");
+  // PINGs count only as signs of life: no answer, the connection serves on.
+  s.write(Buffer.concat([PING_FRAME, PING_FRAME]));
+  s.write(rpcFrame(RpcType.Request, 42, new Uint8Array(32).fill(1)));
   const got: Buffer[] = [];
   s.on("data", (d: Buffer) => got.push(d));
   s.resume();
-  await until(() => Buffer.concat(got).length >= 4 + RPC_HEADER);
+  await until(() => Buffer.concat(got).length >= RPC_HEADER);
   const reply = Buffer.concat(got);
-  const h = readHeader(reply.subarray(4));
+  const h = readHeader(reply);
   assert.equal(h.type, RpcType.Error);
   assert.equal(h.id, 42);
   s.destroy();
@@ -139,16 +183,19 @@ test("tcp port: random, truncated, oversized and out-of-protocol bytes; honest c
 test("shm handshake socket: junk, bad ring names and rings that do not exist; honest clients are served throughout", async () => {
   const cases: [string, Buffer][] = [
     ["junk", Buffer.alloc(64, 0x5a)],
-    ["truncated hello", hello(HelloKind.Shm, { name: "/plexus-1-ab", socket: "\0plexus-1-ab" }).subarray(0, 10)],
-    ["tcp hello on the shm socket", hello(HelloKind.Tcp)],
-    ["not a plexus ring", hello(HelloKind.Shm, { name: "/etc-passwd", socket: "\0etc-passwd" })],
-    ["socket not matching the ring", hello(HelloKind.Shm, { name: "/plexus-1-ab", socket: "\0elsewhere" })],
-    ["a ring that does not exist", hello(HelloKind.Shm, { name: "/plexus-999999-abcdef", socket: "\0plexus-999999-abcdef" })],
-    ["body that is not JSON", Buffer.concat([hello(HelloKind.Shm).subarray(0, 6), Buffer.from([3, 0]), Buffer.from("{{{")])],
+    ["truncated hello", shmHello("/plexus-1-ab").subarray(0, 10)],
+    ["tcp hello on the shm socket", helloTcp(1000)],
+    ["not a plexus ring", shmHello("/etc-passwd")],
+    ["a ring name with more after it", shmHello("/plexus-1-ab\0x")],
+    ["a ring that does not exist", shmHello("/plexus-999999-abcdef")],
+    ["body that is not UTF-8", shmHello(Uint8Array.of(0xff, 0xfe, 0x2f))],
+    ["a version 3 hello", legacyHello(3, 1, { name: "/plexus-1-ab", socket: "\0plexus-1-ab" })],
+    ["another protocol's hello", encodeHello(QUEUE_SPEC, 0, new Uint8Array(32))],
   ];
   for (const [name, bytes] of cases) {
     const back = await throwAt({ path: shmSocket }, bytes, false);
-    if (back.length > 0) assert.equal(back[5], HelloKind.Refused, name);
+    if (name === "a version 3 hello") assert.deepEqual([...back], [...LEGACY_REFUSAL], name);
+    else if (back.length > 0) assert.notEqual(refusalOf(back).status, Status.Ok, name);
     await stillServes().catch((e: unknown) => assert.fail(`${name}: ${String(e)}`));
   }
   await fc.assert(
@@ -166,10 +213,12 @@ async function rawShm(): Promise<{ tx: ShmSender; rx: Receiver; control: Socket 
   const control = netConnect({ path: shmSocket });
   control.on("error", () => {});
   await once(control, "connect");
-  control.write(hello(HelloKind.Shm, { name: tx.address.name, socket: tx.address.socket }));
-  const answer = await readHello(control, 5000);
-  assert.equal(answer.kind, HelloKind.Shm);
-  const rx = await connectShm({ kind: "shm", ...(answer.body as { name: string; socket: string }) });
+  control.write(shmHello(tx.address.name));
+  const answer = await readWelcomeFrame(control);
+  assert.equal(answer.header.a, Status.Ok);
+  const address = ringAddress(answer.payload.subarray(16));
+  assert.ok(address !== undefined);
+  const rx = await connectShm({ kind: "shm", ...address });
   await until(() => tx.receivers === 1);
   return { tx, rx, control };
 }

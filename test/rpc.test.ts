@@ -22,7 +22,10 @@ import { deferred, graph, until } from "./helpers/rpc.js";
 import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import { GraphClient } from "../src/graph/client.js";
 import { self } from "../src/graph/identity.js";
-import { hello, HelloKind, readHello } from "../src/rpc/handshake.js";
+import { RPC_SPEC } from "../src/rpc/handshake.js";
+import { readHandshakeFrame } from "../src/net/exchange.js";
+import { NetType } from "../src/net/frame.js";
+import { encodeWelcome, readHello as readNetHello } from "../src/net/handshake.js";
 import { encode } from "../src/codec/index.js";
 import { decodeAt, decodeOwned, LITTLE_ENDIAN, readHeader, RPC_HEADER, writeHeader, writeHeaderWords, type RpcType } from "../src/rpc/wire.js";
 
@@ -392,12 +395,12 @@ test("a server that answers with a malformed frame: its pending requests reject 
   const fake = createNetServer((s) => {
     sockets.add(s);
     s.on("error", () => {});
-    void readHello(s, 2000).then(() => {
-      s.write(hello(HelloKind.Tcp, { heartbeat: 1000 }));
+    void readHandshakeFrame(s, { type: NetType.Hello, what: "a client", timeout: 2000 }).then((f) => {
+      const v = readNetHello(RPC_SPEC, f.payload);
+      assert.ok(v.ok);
+      s.write(encodeWelcome(RPC_SPEC, v.hello, 1000));
       s.once("data", () => {
-        const junk = Buffer.alloc(4 + RPC_HEADER); // a frame of 16 zero bytes: no magic
-        junk.writeUInt32LE(RPC_HEADER, 0);
-        s.write(junk);
+        s.write(Buffer.alloc(RPC_HEADER)); // a frame of 16 zero bytes: type 0, not a message
       });
       s.resume();
     }, () => s.destroy());

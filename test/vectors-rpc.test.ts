@@ -4,7 +4,11 @@ import { type Socket } from "node:net";
 import { Duplex, PassThrough } from "node:stream";
 import { decode } from "../src/codec/index.js";
 import { Heartbeats, TcpChannel } from "../src/rpc/tcp-channel.js";
-import { checkRingAddress, hello, HelloKind, readHello } from "../src/rpc/handshake.js";
+import { ringAddress, RPC_SPEC } from "../src/rpc/handshake.js";
+import { readHandshakeFrame, type Exchanged } from "../src/net/exchange.js";
+import { NetType, PING_FRAME } from "../src/net/frame.js";
+import { encodeHello, encodeRefusal, readHello, readWelcome, refusal, Status } from "../src/net/handshake.js";
+import { ResourceExhaustedError } from "../src/errors.js";
 import { decodeAt, decodeOwned, errorBody, FLAG_RAW, get32, lengthBody, LITTLE_ENDIAN, rawBody, readHeader, RpcType, valueBody, writeHeader as writeRpcHeader, writeHeaderWords, type Body } from "../src/rpc/wire.js";
 import { vec, sameBytes, checkVectors } from "./helpers/vectors.js";
 
@@ -12,22 +16,28 @@ import { vec, sameBytes, checkVectors } from "./helpers/vectors.js";
 
 const RING_NAME = "/plexus-4242-0123456789ab";
 
-/** Reads a handshake message with the handshake's own reader, from a stand-in socket. */
-async function readHandshake(bytes: Uint8Array): Promise<{ kind: number; body: unknown; rest: Buffer }> {
+/** Reads a handshake frame with the handshake's own reader, from a stand-in socket. */
+async function readHandshake(bytes: Uint8Array, type: NetType.Hello | NetType.Welcome): Promise<Exchanged> {
   const socket = new PassThrough();
   socket.write(bytes);
   try {
-    return await readHello(socket as unknown as Socket, 5000);
+    return await readHandshakeFrame(socket as unknown as Socket, { type, what: "the page", timeout: 5000 });
   } finally {
     socket.destroy();
   }
 }
 
-function handshakeVector(kind: HelloKind, body: unknown) {
+/** A HELLO vector: `hello` writes the page's bytes; a server reads back `heartbeat` and `body`. */
+function helloVector(hello: Buffer, heartbeat: number, body: Uint8Array) {
   return async (bytes: Buffer): Promise<void> => {
-    sameBytes(hello(kind, body), bytes, "hello");
-    const got = await readHandshake(bytes);
-    assert.deepEqual(got, { kind, body, rest: Buffer.alloc(0) });
+    sameBytes(hello, bytes, "encodeHello");
+    const f = await readHandshake(bytes, NetType.Hello);
+    assert.equal(f.rest.length, 0);
+    const v = readHello(RPC_SPEC, f.payload);
+    assert.ok(v.ok);
+    assert.equal(v.version, 4);
+    assert.deepEqual({ version: v.hello.version, minVersion: v.hello.minVersion, capabilities: v.hello.capabilities, heartbeat: v.hello.heartbeat }, { version: 4, minVersion: 4, capabilities: 0, heartbeat });
+    sameBytes(v.hello.body, body, "the body");
   };
 }
 
@@ -56,37 +66,20 @@ function rpcValueVector(type: RpcType, id: number, value: unknown) {
 
 const rpc = {
   "rpc.hello-shm": async (bytes: Buffer): Promise<void> => {
-    const address = { name: RING_NAME, socket: `\0${RING_NAME.slice(1)}` };
-    await handshakeVector(HelloKind.Shm, address)(bytes);
-    assert.deepEqual(checkRingAddress((await readHandshake(bytes)).body), address);
+    const name = Buffer.from(RING_NAME, "utf8");
+    await helloVector(encodeHello(RPC_SPEC, 0, name), 0, name)(bytes);
+    assert.deepEqual(ringAddress(bytes.subarray(32)), { name: RING_NAME, socket: `\0${RING_NAME.slice(1)}` });
   },
-  "rpc.hello-tcp": handshakeVector(HelloKind.Tcp, { heartbeat: 1000 }),
-  "rpc.tcp-ping": async (bytes: Buffer): Promise<void> => {
-    // the u32 length, then an empty message of type Ping
-    const header = Buffer.alloc(16);
-    writeRpcHeader(header, 0, RpcType.Ping, 0, 0, 0);
-    const framed = Buffer.alloc(4 + 16);
-    framed.writeUInt32LE(16, 0);
-    header.copy(framed, 4);
-    sameBytes(framed, bytes, "length + Ping header");
-    // a tcp channel takes it as liveness only: nothing reaches its owner, the channel stays open
-    const socket = new Duplex({ read() {}, write(_c: Buffer, _e, done) { done(); } });
-    const channel = new TcpChannel(socket as unknown as Socket, 1 << 20, undefined, new Heartbeats(1000, 10000), 1000);
-    try {
-      let delivered = 0;
-      channel.onMessage = (_b, _at, _end, frame) => {
-        delivered++;
-        frame.release();
-      };
-      socket.push(bytes);
-      await new Promise((resolve) => setImmediate(resolve));
-      assert.equal(delivered, 0, "a PING is not a message");
-      assert.ok(!channel.closed);
-    } finally {
-      socket.destroy();
-    }
+  "rpc.hello-tcp": helloVector(encodeHello(RPC_SPEC, 1000), 1000, new Uint8Array(0)),
+  "rpc.refused": async (bytes: Buffer): Promise<void> => {
+    sameBytes(encodeRefusal(RPC_SPEC, Status.Full, "maxClients"), bytes, "encodeRefusal");
+    const f = await readHandshake(bytes, NetType.Welcome);
+    const w = readWelcome(RPC_SPEC, f.header, f.payload, "the server");
+    assert.equal(w.status, Status.Full);
+    const err = refusal(RPC_SPEC, w, "the server");
+    assert.ok(err instanceof ResourceExhaustedError);
+    assert.match(err.message, /maxClients/);
   },
-  "rpc.refused": handshakeVector(HelloKind.Refused, { code: "ERR_PLEXUS_PROTOCOL", message: "bad hello" }),
   "rpc.request": rpcValueVector(RpcType.Request, 1, { a: 1 }),
   "rpc.response": rpcValueVector(RpcType.Response, 1, { a: 2 }),
   "rpc.error": (bytes: Buffer): void => {
@@ -106,7 +99,10 @@ const rpc = {
     assert.equal(get32(bytes, 16), 2);
   },
   "rpc.tcp-request": async (bytes: Buffer): Promise<void> => {
-    sameBytes(bytes.subarray(4), vec("rpc.request"), "the framed message is rpc.request");
+    // rpc.request with the body's length in place of the magic
+    const ring = vec("rpc.request");
+    sameBytes(bytes.subarray(4), ring.subarray(4), "the frame is rpc.request but for its first word");
+    assert.equal(bytes.readUInt32LE(0), ring.length - 16);
     // A tcp channel over a stand-in socket: what it writes, and what it reads.
     const written: Buffer[] = [];
     const socket = new Duplex({
@@ -127,7 +123,8 @@ const rpc = {
         got.push({ header: readHeader(b, at, end), value: decodeOwned(b, at + 16, end) });
         frame.release();
       };
-      socket.push(bytes);
+      // a PING before it (§0) is taken as liveness only: nothing reaches the owner for it
+      socket.push(Buffer.concat([PING_FRAME, bytes]));
       await new Promise((resolve) => setImmediate(resolve));
       assert.deepEqual(got, [{ header: { type: RpcType.Request, flags: 0, id: 1, aux: 0 }, value: { a: 1 } }]);
       assert.ok(!channel.closed);

@@ -1,35 +1,39 @@
 /**
- * Opening a channel: the shm handshake over a Unix socket (each side creates the ring it
- * writes, the other attaches to it) and the TCP/TLS hello. Specified in docs/protocol.md.
+ * Opening a channel with the one handshake of every Plexus connection (net/handshake.ts):
+ * over tcp a HELLO / WELCOME with each end's heartbeat and no body; over the shm handshake's
+ * Unix socket the same frames, whose bodies name the ring each side created (the other attaches
+ * to it). Specified in docs/protocol.md §6.2–6.3.
  * (Internal: not part of the public API.)
  * @module
  */
+import { Buffer } from "node:buffer";
 import type { Socket } from "node:net";
-import { errorFromWire, PeerDeadError, PlexusError, ProtocolError, TimeoutError } from "../errors.js";
+import { errorFromWire, ProtocolError, ResourceExhaustedError, SystemError } from "../errors.js";
 import { connectShm, ShmSender } from "../transport/shm.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { ShmChannel } from "./shm-channel.js";
 import { TcpChannel, type Heartbeats } from "./tcp-channel.js";
 import { connectError, dial } from "../net/dial.js";
-import { Deferred } from "../util/wait.js";
+import { NetType } from "../net/frame.js";
+import { readHandshakeFrame } from "../net/exchange.js";
+import { encodeHello, encodeRefusal, encodeWelcome, readHello, readWelcome, refusal, Status, type Handshake, type HandshakeSpec } from "../net/handshake.js";
 
-/** "PXRH": first bytes of a handshake message. */
-export const HELLO_MAGIC = 0x48525850;
-/** Version of the request/response protocol (3: tcp hellos announce a heartbeat, tcp PING messages). */
-export const RPC_VERSION = 3;
-/** Handshake kinds. */
-export const enum HelloKind {
-  /** shm: the body is JSON `{ name, socket }` of the sender's ring. */
-  Shm = 1,
-  /** tcp: the body is JSON `{ heartbeat }`: how often the sender writes (ms). */
-  Tcp = 2,
-  /** server -> client: refused; the body is JSON `{ code, message }`. */
-  Refused = 0xff,
+/**
+ * Request/response's handshake: magic "PLXR", version 4 (versions 1–3 had a handshake of their
+ * own, opening with "PXRH", and a length-prefixed message on tcp; 4 is built on the frame and
+ * handshake of every Plexus connection).
+ */
+export const RPC_SPEC: HandshakeSpec = { name: "request/response", magic: 0x52584c50, version: 4, minVersion: 4, capabilities: 0 };
+/** Version of the request/response protocol. */
+export const RPC_VERSION = RPC_SPEC.version;
+/** "PXRH": the first word of every handshake of versions 1–3 (told apart so that such a peer hears of a version mismatch). */
+export const LEGACY_MAGIC = 0x48525850;
+
+/** WELCOME statuses of request/response's own (the connection's are net/handshake.ts `Status`). */
+export const enum RpcStatus {
+  /** shm: the server could not create its response ring (no shared memory there); the client may use tcp. */
+  NoSharedMemory = 16,
 }
-/** Bytes of the handshake header: magic (4), version (1), kind (1), body length (2). */
-export const HELLO_HEADER = 8;
-/** Largest handshake body. */
-export const MAX_HELLO_BODY = 1024;
 
 /** Options common to opening channels. */
 export interface OpenOptions {
@@ -49,85 +53,31 @@ export interface OpenOptions {
   spinMicros?: number;
 }
 
-/** Encodes a handshake message. */
-export function hello(kind: HelloKind, body?: unknown): Buffer {
-  const json = body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
-  if (json.length > MAX_HELLO_BODY) throw new ProtocolError("handshake body too large");
-  const out = Buffer.alloc(HELLO_HEADER + json.length);
-  out.writeUInt32LE(HELLO_MAGIC, 0);
-  out.writeUInt8(RPC_VERSION, 4);
-  out.writeUInt8(kind, 5);
-  out.writeUInt16LE(json.length, 6);
-  json.copy(out, HELLO_HEADER);
-  return out;
+/** A server's reason to refuse a HELLO: the WELCOME status and text {@link refuse} answers with. */
+export class HandshakeRefusal extends ProtocolError {
+  constructor(
+    readonly status: number,
+    reason: string,
+  ) {
+    super(reason);
+  }
 }
+
+/** A HELLO of versions 1–3 ("PXRH"): answered in their own format, so that such a client reports a version mismatch. */
+class LegacyHello extends ProtocolError {}
 
 /**
- * Reads one handshake message from `socket` (bounded by `timeout`), then stops reading.
- * Resolves with its kind, parsed body and any bytes that followed it.
+ * What a server answers a client of versions 1–3: their refusal with this version in it (magic
+ * "PXRH", version 4, kind 0xff, no body) — such a client reports "version 4 is not supported".
  */
-export function readHello(socket: Socket, timeout: number, signal?: AbortSignal): Promise<{ kind: number; body: unknown; rest: Buffer }> {
-  type Hello = { kind: number; body: unknown; rest: Buffer };
-  let got: Buffer = Buffer.alloc(0);
-  const done = (err: Error | undefined, value?: Hello): void => void (err ? hello.reject(err) : hello.resolve(value!));
-  const onData = (chunk: Buffer): void => {
-    got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
-    if (got.length < HELLO_HEADER) return;
-    if (got.readUInt32LE(0) !== HELLO_MAGIC) return done(new ProtocolError("not a Plexus request/response handshake (bad magic)"));
-    const version = got.readUInt8(4);
-    if (version !== RPC_VERSION) return done(new ProtocolError(`request/response protocol version ${version} is not supported (this is ${RPC_VERSION})`));
-    const length = got.readUInt16LE(6);
-    if (length > MAX_HELLO_BODY) return done(new ProtocolError(`handshake body of ${length} bytes exceeds ${MAX_HELLO_BODY}`));
-    if (got.length < HELLO_HEADER + length) return;
-    let body: unknown;
-    try {
-      body = length === 0 ? undefined : JSON.parse(got.subarray(HELLO_HEADER, HELLO_HEADER + length).toString());
-    } catch (err) {
-      return done(new ProtocolError("malformed handshake body", { cause: err }));
-    }
-    done(undefined, { kind: got.readUInt8(5), body, rest: got.subarray(HELLO_HEADER + length) });
-  };
-  const onClose = (): void => done(new PeerDeadError("the request/response peer closed the connection during the handshake"));
-  const hello = new Deferred<Hello>({ timeout, signal, what: "connect", timeoutError: () => new TimeoutError(`no request/response handshake within ${timeout} ms`) }, undefined, () => {
-    socket.off("data", onData);
-    socket.off("close", onClose);
-    socket.pause();
-  });
-  if (hello.settled) return hello.promise;
-  socket.on("data", onData);
-  socket.once("close", onClose);
-  socket.resume();
-  return hello.promise;
-}
+export const LEGACY_REFUSAL: Buffer = Buffer.from([0x50, 0x58, 0x52, 0x48, RPC_VERSION, 0xff, 0, 0]);
 
-/** Checks an shm ring address from a peer: a Plexus segment name and its socket. */
-export function checkRingAddress(body: unknown): { name: string; socket: string } {
-  const b = body as { name?: unknown; socket?: unknown } | null;
-  const name = b?.name;
-  if (typeof name !== "string" || !/^\/plexus-\d{1,10}-[0-9a-f]{1,32}$/.test(name) || b?.socket !== `\0${name.slice(1)}`) {
-    throw new ProtocolError("the handshake does not name a Plexus ring");
-  }
-  return { name, socket: b.socket };
-}
-
-/** Checks the heartbeat a tcp hello announces (ms, a positive integer). */
-export function checkHeartbeat(body: unknown): number {
-  const heartbeat = (body as { heartbeat?: unknown } | null)?.heartbeat;
-  if (typeof heartbeat !== "number" || !Number.isInteger(heartbeat) || heartbeat < 1 || heartbeat > 2 ** 31 - 1) {
-    throw new ProtocolError("the tcp handshake announces no heartbeat (a whole number of ms, 1..2^31-1)");
-  }
-  return heartbeat;
-}
-
-/** A tcp hello announcing this end's heartbeat. */
-function tcpHello(heartbeats: Heartbeats): Buffer {
-  return hello(HelloKind.Tcp, { heartbeat: Math.ceil(heartbeats.heartbeat) });
-}
-
-/** Turns a refusal body into an error. */
-function refusal(body: unknown): PlexusError {
-  const b = body as { code?: unknown; message?: unknown } | null;
-  return errorFromWire(b?.code, typeof b?.message === "string" ? b.message : "refused by the server", "ERR_PLEXUS_PROTOCOL");
+/** The ring a HELLO or WELCOME body names (UTF-8 `/plexus-<pid>-<hex>`), and its socket; undefined if it names none. */
+export function ringAddress(body: Uint8Array): { name: string; socket: string } | undefined {
+  if (body.length > 64) return undefined;
+  const name = Buffer.from(body.buffer, body.byteOffset, body.length).toString("utf8");
+  if (!/^\/plexus-\d{1,10}-[0-9a-f]{1,32}$/.test(name)) return undefined;
+  return { name, socket: `\0${name.slice(1)}` };
 }
 
 /** Connects a socket (`path`: Unix socket, else host/port with optional TLS); TLS failures are `AccessDeniedError`. */
@@ -142,17 +92,53 @@ function connectSocket(target: { path: string } | { host: string; port: number; 
   });
 }
 
-/** Client side of the shm handshake: creates the request ring, sends its address, attaches to the response ring. */
+/**
+ * The client's reading of the server's WELCOME: the accepted handshake and the bytes after it,
+ * or the refusal's typed error (a full server: `ResourceExhaustedError`; no shared memory at
+ * the server: `SystemError`; else `ProtocolError`).
+ */
+async function welcome(socket: Socket, where: string, opts: OpenOptions): Promise<{ w: Handshake; rest: Buffer }> {
+  const f = await readHandshakeFrame(socket, {
+    type: NetType.Welcome,
+    what: where,
+    timeout: opts.timeout,
+    signal: opts.signal,
+    recognize: (word) =>
+      word === LEGACY_MAGIC ? new ProtocolError(`request/response version mismatch with ${where}: it speaks an older version (1..3), this end ${RPC_SPEC.minVersion}..${RPC_SPEC.version}`) : undefined,
+  });
+  const w = readWelcome(RPC_SPEC, f.header, f.payload, where);
+  if (w.status !== Status.Ok) {
+    throw refusal(RPC_SPEC, w, where, {
+      protocolStatus: (status, reason) => (status === RpcStatus.NoSharedMemory ? errorFromWire(SystemError.code, `${where} has no shared memory: ${reason}`) : undefined),
+    });
+  }
+  return { w, rest: f.rest };
+}
+
+/** The server's reading of a client's HELLO (throws {@link HandshakeRefusal}, or what reading failed with). */
+async function hello(socket: Socket, opts: OpenOptions): Promise<{ h: Handshake; rest: Buffer }> {
+  const f = await readHandshakeFrame(socket, {
+    type: NetType.Hello,
+    what: "a request/response client",
+    timeout: opts.timeout,
+    recognize: (word) => (word === LEGACY_MAGIC ? new LegacyHello("a request/response client of version 1..3") : undefined),
+  });
+  const v = readHello(RPC_SPEC, f.payload);
+  if (!v.ok) throw new HandshakeRefusal(v.status, v.reason);
+  return { h: v.hello, rest: f.rest };
+}
+
+/** Client side of the shm handshake: creates the request ring, sends its name, attaches to the response ring. */
 export async function openShm(socketPath: string, opts: OpenOptions): Promise<ShmChannel> {
   const tx = ShmSender.create({ capacity: opts.capacity, maxReceivers: 1 });
   let control: Socket | undefined;
   try {
     control = await connectSocket({ path: socketPath }, opts);
-    control.write(hello(HelloKind.Shm, { name: tx.address.name, socket: tx.address.socket }));
-    const answer = await readHello(control, opts.timeout, opts.signal);
-    if (answer.kind === HelloKind.Refused) throw refusal(answer.body);
-    if (answer.kind !== HelloKind.Shm) throw new ProtocolError(`unexpected handshake kind ${answer.kind}`);
-    const address = checkRingAddress(answer.body);
+    const where = "the request/response server's shm socket";
+    control.write(encodeHello(RPC_SPEC, 0, Buffer.from(tx.address.name, "utf8")));
+    const { w } = await welcome(control, where, opts);
+    const address = ringAddress(w.body);
+    if (address === undefined) throw new ProtocolError(`${where} named no Plexus ring in its WELCOME`);
     const rx = await connectShm({ kind: "shm", ...address }, { connectTimeout: opts.timeout, signal: opts.signal, spinMicros: opts.spinMicros });
     return new ShmChannel(tx, rx, control);
   } catch (err) {
@@ -164,14 +150,24 @@ export async function openShm(socketPath: string, opts: OpenOptions): Promise<Sh
 
 /** Server side of the shm handshake, on an accepted socket. */
 export async function acceptShm(control: Socket, opts: OpenOptions): Promise<ShmChannel> {
-  const { kind, body } = await readHello(control, opts.timeout);
-  if (kind !== HelloKind.Shm) throw new ProtocolError(`unexpected handshake kind ${kind}`);
-  const address = checkRingAddress(body);
-  const rx = await connectShm({ kind: "shm", ...address }, { connectTimeout: opts.timeout, spinMicros: opts.spinMicros });
+  const { h, rest } = await hello(control, opts);
+  const address = ringAddress(h.body);
+  if (address === undefined) throw new HandshakeRefusal(Status.Malformed, "the HELLO names no Plexus ring (/plexus-<pid>-<hex>)");
+  if (rest.length > 0) throw new HandshakeRefusal(Status.Malformed, "bytes after the HELLO on the shm socket");
+  let rx;
+  try {
+    rx = await connectShm({ kind: "shm", ...address }, { connectTimeout: opts.timeout, spinMicros: opts.spinMicros });
+  } catch (err) {
+    throw new HandshakeRefusal(Status.Malformed, `the ring ${address.name} cannot be attached (${err instanceof Error ? err.message : String(err)})`);
+  }
   let tx: ShmSender | undefined;
   try {
-    tx = ShmSender.create({ capacity: opts.capacity, maxReceivers: 1 });
-    control.write(hello(HelloKind.Shm, { name: tx.address.name, socket: tx.address.socket }));
+    try {
+      tx = ShmSender.create({ capacity: opts.capacity, maxReceivers: 1 });
+    } catch (err) {
+      throw err instanceof SystemError ? new HandshakeRefusal(RpcStatus.NoSharedMemory, err.message) : err;
+    }
+    control.write(encodeWelcome(RPC_SPEC, h, 0, Buffer.from(tx.address.name, "utf8")));
     return new ShmChannel(tx, rx, control);
   } catch (err) {
     await rx.close();
@@ -180,15 +176,23 @@ export async function acceptShm(control: Socket, opts: OpenOptions): Promise<Shm
   }
 }
 
+/** The heartbeat a tcp HELLO or WELCOME announces must be one (ms > 0), and its body empty; else why not. */
+function tcpFault(w: Handshake): string | undefined {
+  if (w.heartbeat === 0) return "a tcp handshake must announce a heartbeat (ms > 0)";
+  if (w.body.length !== 0) return `a tcp handshake has no body (this one has ${w.body.length} bytes)`;
+  return undefined;
+}
+
 /** Client side of the tcp handshake. */
 export async function openTcp(target: { host: string; port: number; tls: boolean }, opts: OpenOptions): Promise<TcpChannel> {
   const socket = await connectSocket({ host: target.host, port: target.port, tls: target.tls ? (opts.tls ?? {}) : undefined }, opts);
   try {
-    socket.write(tcpHello(opts.heartbeats));
-    const answer = await readHello(socket, opts.timeout, opts.signal);
-    if (answer.kind === HelloKind.Refused) throw refusal(answer.body);
-    if (answer.kind !== HelloKind.Tcp) throw new ProtocolError(`unexpected handshake kind ${answer.kind}`);
-    const channel = new TcpChannel(socket, opts.maxMessage, answer.rest, opts.heartbeats, checkHeartbeat(answer.body));
+    const where = `the request/response server at ${target.host}:${target.port}`;
+    socket.write(encodeHello(RPC_SPEC, Math.ceil(opts.heartbeats.heartbeat)));
+    const { w, rest } = await welcome(socket, where, opts);
+    const fault = tcpFault(w);
+    if (fault !== undefined) throw new ProtocolError(`${where}: ${fault}`);
+    const channel = new TcpChannel(socket, opts.maxMessage, rest, opts.heartbeats, w.heartbeat);
     socket.resume();
     return channel;
   } catch (err) {
@@ -200,20 +204,32 @@ export async function openTcp(target: { host: string; port: number; tls: boolean
 /** Server side of the tcp handshake, on an accepted socket. */
 export async function acceptTcp(socket: Socket, opts: OpenOptions): Promise<TcpChannel> {
   socket.setNoDelay(true);
-  const { kind, body, rest } = await readHello(socket, opts.timeout);
-  if (kind !== HelloKind.Tcp) throw new ProtocolError(`unexpected handshake kind ${kind}`);
-  const peerHeartbeat = checkHeartbeat(body);
-  socket.write(tcpHello(opts.heartbeats));
-  const channel = new TcpChannel(socket, opts.maxMessage, rest, opts.heartbeats, peerHeartbeat);
+  const { h, rest } = await hello(socket, opts);
+  const fault = tcpFault(h);
+  if (fault !== undefined) throw new HandshakeRefusal(Status.Malformed, fault);
+  socket.write(encodeWelcome(RPC_SPEC, h, Math.ceil(opts.heartbeats.heartbeat)));
+  const channel = new TcpChannel(socket, opts.maxMessage, rest, opts.heartbeats, h.heartbeat);
   socket.resume();
   return channel;
 }
 
-/** Answers a broken handshake and hangs up. */
+/**
+ * Answers a failed handshake and hangs up: a WELCOME refusing with the status `err` implies
+ * ({@link HandshakeRefusal}; a full server; a malformed first frame), version 1–3's own refusal
+ * to a client of those versions, nothing to a client that went silent or away.
+ */
 export function refuse(socket: Socket, err: unknown): void {
-  const e = err instanceof PlexusError ? err : new ProtocolError(String(err));
-  if (!socket.destroyed) {
-    socket.end(hello(HelloKind.Refused, { code: e.code, message: e.message.slice(0, 500) }));
-    socket.destroySoon();
+  if (socket.destroyed) return;
+  let answer: Buffer | undefined;
+  if (err instanceof LegacyHello) answer = LEGACY_REFUSAL;
+  else if (err instanceof HandshakeRefusal) answer = encodeRefusal(RPC_SPEC, err.status, err.message);
+  else if (err instanceof ResourceExhaustedError) answer = encodeRefusal(RPC_SPEC, Status.Full, err.message);
+  else if (err instanceof ProtocolError) answer = encodeRefusal(RPC_SPEC, Status.Malformed, err.message);
+  if (answer === undefined) {
+    socket.destroy();
+    return;
   }
+  socket.end(answer);
+  socket.destroySoon();
 }
+

@@ -9,7 +9,7 @@ import { PeerDeadError, ProtocolError } from "../errors.js";
 import type { ShmSender } from "../transport/shm.js";
 import type { RingFrame, RingReceiver } from "../transport/ring-endpoints.js";
 import { Channel, type Outgoing, type Written } from "./channel.js";
-import { LITTLE_ENDIAN, RPC_HEADER, writeHeaderWords, writeMessage, type Body, type RpcType } from "./wire.js";
+import { isRingMessage, LITTLE_ENDIAN, RPC_HEADER, writeHeaderWords, writeMessage, type Body, type RpcType } from "./wire.js";
 
 /** Most microtask turns the shm pump yields after delivering messages, before it polls again. */
 const YIELD_TURNS = 8;
@@ -108,12 +108,24 @@ export class ShmChannel extends Channel {
     if (!this.ended) this.end(err instanceof PeerDeadError ? err : new PeerDeadError("the request/response ring failed", { cause: err }));
   }
 
+  /**
+   * Hands the ring frame `f` to the owner if it is a request/response message (its magic; the
+   * owner checks the rest of the header), else ends the channel: the peer is broken.
+   */
+  private take(bytes: Uint8Array, f: RingFrame): void {
+    const at = f.at;
+    const end = at + f.length;
+    if (isRingMessage(bytes, at, end)) return this.onMessage(bytes, at, end, f);
+    f.release();
+    if (!this.ended) void this.fail(new ProtocolError("not a Plexus request/response message (bad magic or shorter than a header)"));
+  }
+
   /** Delivers every message already in the ring. */
   private deliverRest(): void {
     if (this.ended) return;
     try {
       const bytes = this.rx.ringBytes;
-      for (let f = this.rx.tryReceive(); f !== null && !this.ended; f = this.rx.tryReceive()) this.onMessage(bytes, f.at, f.at + f.length, f);
+      for (let f = this.rx.tryReceive(); f !== null && !this.ended; f = this.rx.tryReceive()) this.take(bytes, f);
     } catch {
       // the ring is unusable: nothing more to deliver
     }
@@ -126,7 +138,7 @@ export class ShmChannel extends Channel {
     let n = 0;
     while (f !== null) {
       n++;
-      this.onMessage(bytes, f.at, f.at + f.length, f);
+      this.take(bytes, f);
       if (this.ended) return;
       f = this.paused ? null : rx.tryReceive();
     }

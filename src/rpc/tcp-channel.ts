@@ -1,19 +1,22 @@
 /**
- * The tcp channel: one TCP (or TLS) socket carrying length-prefixed messages (its own framing,
- * specified in docs/protocol.md §6.3), and the liveness of an end's tcp channels: each writes at
- * least every `heartbeat` ms (a PING when it has nothing else to send) and declares its peer
- * dead after `max(peerTimeout, 3 × the peer's heartbeat)` ms without a byte from it
- * ({@link Liveness}; one timer per client or server: {@link Heartbeats}).
+ * The tcp channel: one TCP (or TLS) socket carrying request/response messages as the frames of
+ * every Plexus connection (net/frame.ts: the message's header with the body's length in place
+ * of the ring's magic; specified in docs/protocol.md §6.3), and the liveness of an end's tcp
+ * channels: each writes at least every `heartbeat` ms (the connection's PING when it has nothing
+ * else to send) and declares its peer dead after `max(peerTimeout, 3 × the peer's heartbeat)` ms
+ * without a byte from it ({@link Liveness}; one timer per client or server: {@link Heartbeats}).
  * (Internal: not part of the public API.)
  * @module
  */
 import { Buffer } from "node:buffer";
 import { nextTick } from "node:process";
 import type { Socket } from "node:net";
-import { PeerDeadError } from "../errors.js";
-import { Liveness, tickInterval } from "../net/liveness.js";
+import { PeerDeadError, PlexusError, ProtocolError } from "../errors.js";
+import { FRAME_HEADER, PING_FRAME, writeFrameHeader, type FrameHeader } from "../net/frame.js";
+import { FrameParser } from "../net/frame-parser.js";
+import { Liveness, Ticker, tickInterval } from "../net/liveness.js";
 import { Channel, type Outgoing, type Releasable } from "./channel.js";
-import { get32, RPC_HEADER, RPC_MAGIC, RpcType, writeHeader, writeMessage, type Body } from "./wire.js";
+import { rpcFrameTable, type Body, type RpcType } from "./wire.js";
 
 /** Default of the `heartbeat` option: this end writes at least this often (ms). */
 export const DEFAULT_HEARTBEAT = 1000;
@@ -21,15 +24,11 @@ export const DEFAULT_HEARTBEAT = 1000;
 export const DEFAULT_PEER_TIMEOUT = 10000;
 
 /**
- * The tcp channels of one end (a client, a server) and their one timer, which runs while there
- * is a channel: each tick writes a PING on the channels that wrote nothing for a heartbeat and
- * ends those whose peer was silent too long.
+ * The tcp channels of one end (a client, a server): the net {@link Ticker} that runs while there
+ * is a channel — each tick writes a PING on the channels that wrote nothing for a heartbeat and
+ * ends those whose peer was silent too long — and the liveness rule they share.
  */
-export class Heartbeats {
-  private readonly channels = new Set<TcpChannel>();
-  private timer: ReturnType<typeof setInterval> | undefined;
-  private readonly tickMs: number;
-
+export class Heartbeats extends Ticker<TcpChannel> {
   /**
    * @param heartbeat - this end writes at least this often (ms)
    * @param peerTimeout - silence after which a peer is dead (ms; at least 3 of its heartbeats)
@@ -38,7 +37,7 @@ export class Heartbeats {
     readonly heartbeat: number,
     private readonly peerTimeout: number,
   ) {
-    this.tickMs = tickInterval(heartbeat, peerTimeout);
+    super(tickInterval(heartbeat, peerTimeout));
   }
 
   /** Liveness counters for a new channel whose peer announced `peerHeartbeat` (ms). */
@@ -47,58 +46,18 @@ export class Heartbeats {
     l.setPeerHeartbeat(peerHeartbeat);
     return l;
   }
-
-  /** Starts ticking `ch`. */
-  add(ch: TcpChannel): void {
-    this.channels.add(ch);
-    if (this.timer === undefined) {
-      this.timer = setInterval(() => this.tick(), this.tickMs);
-      this.timer.unref(); // the sockets keep the process alive, not their heartbeats
-    }
-  }
-
-  /** Stops ticking `ch` (ended); the timer stops with the last channel. */
-  delete(ch: TcpChannel): void {
-    this.channels.delete(ch);
-    if (this.channels.size === 0 && this.timer !== undefined) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-    }
-  }
-
-  private tick(): void {
-    for (const ch of this.channels) ch.tick(); // (a channel that ends leaves the set: fine while iterating)
-  }
 }
 
-/** A whole PING frame: length, then the header of an empty {@link RpcType.Ping} message. */
-const PING_FRAME = ((): Buffer => {
-  const b = Buffer.alloc(4 + RPC_HEADER);
-  b.writeUInt32LE(RPC_HEADER, 0);
-  writeHeader(b, 4, RpcType.Ping, 0, 0, 0);
-  return b;
-})();
-
-/**
- * True if the message `bytes[at .. end)` is a PING (its id and aux are not looked at). Any other
- * message of that type is delivered, and refused by the owner's header check.
- */
-function isPing(bytes: Uint8Array, at: number, end: number): boolean {
-  return end - at === RPC_HEADER && bytes[at + 4] === RpcType.Ping && bytes[at + 5] === 0 && bytes[at + 6] === 0 && bytes[at + 7] === 0 && get32(bytes, at) === RPC_MAGIC;
-}
-
-/** A channel over one TCP (or TLS) socket: frames are a u32 length and the message. */
+/** A channel over one TCP (or TLS) socket: each message is one frame. */
 export class TcpChannel extends Channel {
   readonly kind = "tcp";
-  private chunks: Buffer[] = [];
-  private buffered = 0;
   private corked = false;
   /** Writes of one turn go out together (one writev instead of one syscall per message). */
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
   };
-  /** Bytes that came with the handshake, delivered by {@link start}. */
+  /** Bytes that came with the handshake, parsed by {@link start}. */
   private early: Buffer | undefined;
   /** This end's heartbeat and the peer's silence, counted in the owner's ticks. */
   private readonly liveness: Liveness;
@@ -108,7 +67,14 @@ export class TcpChannel extends Channel {
   private readonly beat = (): void => {
     if (!this.socket.destroyed) this.socket.write(PING_FRAME);
   };
-
+  /** Splits the socket's bytes into frames (PINGs taken there), each checked before it is allocated. */
+  private readonly parser: FrameParser;
+  /** The plain view of the memory the last frame was in, and that memory: one view per slab or read buffer, not per message. */
+  private plain: Uint8Array = EMPTY_BYTES;
+  private plainOf: ArrayBufferLike | undefined;
+  /** Frames parsed while paused (from the read that paused it), delivered in order by {@link onResume}. */
+  private held: Buffer[] = [];
+  private heldAt = 0;
   /**
    * @param socket - the connected socket, after the handshake
    * @param maxMessage - largest message accepted from the peer (checked before allocating)
@@ -118,12 +84,13 @@ export class TcpChannel extends Channel {
    */
   constructor(
     private readonly socket: Socket,
-    private readonly maxMessage: number,
+    maxMessage: number,
     rest: Buffer | undefined,
     private readonly heartbeats: Heartbeats,
     peerHeartbeat: number,
   ) {
     super();
+    this.parser = new FrameParser(rpcFrameTable(maxMessage), (_h: FrameHeader, frame: Buffer) => this.onFrame(frame));
     this.liveness = heartbeats.liveness(peerHeartbeat);
     heartbeats.add(this);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
@@ -149,7 +116,7 @@ export class TcpChannel extends Channel {
 
   protected onResume(): void {
     this.socket.resume();
-    queueMicrotask(() => this.parse()); // frames that came with the chunk that paused us
+    if (this.heldAt < this.held.length) queueMicrotask(() => this.deliverHeld()); // frames that came with the read that paused us
   }
 
   /**
@@ -185,53 +152,52 @@ export class TcpChannel extends Channel {
   private onData(chunk: Buffer): void {
     this.liveness.heard();
     if (this.ended) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    this.parse();
+    try {
+      this.parser.push(chunk);
+    } catch (err) {
+      // An unknown type or flags, a length above maxMessage: the connection is broken.
+      this.end(err instanceof PlexusError ? err : new ProtocolError("malformed request/response frame", { cause: err }));
+      this.socket.destroy();
+    }
   }
 
-  /** Delivers every whole frame buffered (until paused). */
-  private parse(): void {
-    // One plain view per chunk, not per message: frames are read in place at their offsets.
-    let plain: Uint8Array = EMPTY_BYTES;
-    let plainOf: ArrayBufferLike | undefined;
-    while (this.buffered >= 4 && !this.ended && !this.paused) {
-      let head = this.chunks[0];
-      if (head.length < 4) {
-        head = Buffer.concat(this.chunks);
-        this.chunks = [head];
-      }
-      const length = head.readUInt32LE(0);
-      if (length > this.maxMessage || length < RPC_HEADER) {
-        this.end(new PeerDeadError(`the request/response peer sent a frame of ${length} bytes (allowed ${RPC_HEADER}..${this.maxMessage}); connection dropped`));
-        this.socket.destroy();
-        return;
-      }
-      if (this.buffered < 4 + length) return;
-      if (head.length < 4 + length) {
-        head = Buffer.concat(this.chunks);
-        this.chunks = [head];
-      }
-      const ab = head.buffer;
-      if (ab !== plainOf) {
-        plain = new Uint8Array(ab);
-        plainOf = ab;
-      }
-      const at = head.byteOffset + 4;
-      const rest = head.subarray(4 + length);
-      if (rest.length > 0) this.chunks[0] = rest;
-      else this.chunks.shift();
-      this.buffered -= 4 + length;
-      if (!isPing(plain, at, at + length)) this.onMessage(plain, at, at + length, NOTHING_HELD);
+  /** One whole frame from the parser: delivered now, or held while paused (or behind held ones). */
+  private onFrame(frame: Buffer): void {
+    if (this.ended) return;
+    if (this.paused || this.heldAt < this.held.length) {
+      this.held.push(frame);
+      return;
+    }
+    this.deliver(frame);
+  }
+
+  /** Hands `frame` to the owner as a range of a plain `Uint8Array` (cached per ArrayBuffer). */
+  private deliver(frame: Buffer): void {
+    const ab = frame.buffer;
+    if (ab !== this.plainOf) {
+      this.plain = new Uint8Array(ab);
+      this.plainOf = ab;
+    }
+    const at = frame.byteOffset;
+    this.onMessage(this.plain, at, at + frame.length, NOTHING_HELD);
+  }
+
+  /** Delivers the frames held while paused, in order, until paused again. */
+  private deliverHeld(): void {
+    const held = this.held;
+    while (this.heldAt < held.length && !this.ended && !this.paused) this.deliver(held[this.heldAt++]);
+    if (this.heldAt === held.length || this.ended) {
+      this.held = [];
+      this.heldAt = 0;
     }
   }
 
   protected trySend(type: RpcType, id: number, aux: number, body: Body): boolean {
     if (this.socket.destroyed) throw this.endError ?? new PeerDeadError("the request/response connection is gone");
     this.liveness.sent();
-    const frame = Buffer.allocUnsafe(4 + RPC_HEADER + body.size);
-    frame.writeUInt32LE(RPC_HEADER + body.size, 0);
-    writeMessage(frame, 4, type, id, aux, body);
+    const frame = Buffer.allocUnsafe(FRAME_HEADER + body.size);
+    writeFrameHeader(frame, 0, body.size, type, body.flags, id, aux);
+    body.writeTo(frame, FRAME_HEADER);
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();

@@ -1,15 +1,19 @@
 /**
- * What a request/response message looks like in a ring or on a socket: a 16-byte header
- * (magic, type, flags, the request id, one auxiliary word) and a body. Specified in
- * docs/protocol.md ("Request/response").
+ * What a request/response message looks like: a 16-byte header (type, flags, the request id,
+ * one auxiliary word) and a body. In a ring the header opens with the magic "PXR1"; on a socket
+ * the message is one frame of every Plexus connection (net/frame.ts), whose header has the
+ * body's length there and the same fields after it — so owners read a message's type, flags, id
+ * and aux at offsets 4, 5, 8 and 12 whatever the transport. Specified in docs/protocol.md §6.
  * (Internal: not part of the public API.)
  * @module
  */
 import { Buffer } from "node:buffer";
 import { decode, encodedSize, encodeInto, FLAG_RAW_BUFFER, FRAME_HEADER_BYTES, isFlatValueFrame, rawFrameFlags, type FramePlan } from "../codec/index.js";
 import { ProtocolError } from "../errors.js";
+import type { FrameHeader } from "../net/frame.js";
+import type { FrameTable } from "../net/frame-parser.js";
 
-/** "PXR1". */
+/** "PXR1": the first word of a message in a ring (on a socket, the frame's length is there). */
 export const RPC_MAGIC = 0x31525850;
 /** Header bytes before the body. */
 export const RPC_HEADER = 16;
@@ -27,13 +31,8 @@ export const enum RpcType {
    * in the request's own body, still in shared memory; body = u32 length.
    */
   InPlace = 4,
-  /**
-   * tcp only, either way: a heartbeat — empty body, flags, id and aux 0 — written when nothing
-   * else was written for a heartbeat. The receiving channel takes it as a sign of life and
-   * nothing more: it is never delivered, so {@link checkHeader} does not accept it. (5 was version
-   * 1's release, and stays unused.)
-   */
-  Ping = 6,
+  // 5 was version 1's release, 6 version 3's tcp ping (now the connection's PING, net/frame.ts):
+  // both stay unused.
 }
 
 /** Flag: the body is raw bytes (in-place services), not a codec frame. */
@@ -85,15 +84,38 @@ export function writeMessage(target: Uint8Array, at: number, type: RpcType, id: 
 /**
  * Checks the header of the message `bytes[at .. end)` and returns its type (throws
  * {@link ProtocolError}); the other fields are read with {@link get32} and `bytes[at + 5]`
- * where needed (no object per message).
+ * where needed (no object per message). Its first word (the magic in a ring, the length on a
+ * socket) is the channel's to check ({@link isRingMessage}, {@link rpcFrameTable}).
  */
 export function checkHeader(bytes: Uint8Array, at: number, end: number): RpcType {
   if (end - at < RPC_HEADER) throw new ProtocolError(`request/response message of ${end - at} bytes is shorter than its header`);
-  if (get32(bytes, at) !== RPC_MAGIC) throw new ProtocolError("not a Plexus request/response message (bad magic)");
   const type = bytes[at + 4] as RpcType;
   if (type < RpcType.Request || type > RpcType.InPlace) throw new ProtocolError(`unknown request/response message type ${type}`);
   if ((bytes[at + 5] & ~FLAG_RAW) !== 0 || bytes[at + 6] !== 0 || bytes[at + 7] !== 0) throw new ProtocolError(`unknown flags in a request/response message`);
   return type;
+}
+
+/** True if the ring frame `bytes[at .. end)` is long enough for a header and opens with {@link RPC_MAGIC}. */
+export function isRingMessage(bytes: Uint8Array, at: number, end: number): boolean {
+  return end - at >= RPC_HEADER && get32(bytes, at) === RPC_MAGIC;
+}
+
+/**
+ * The frame table of request/response on a socket: the types 1..3 (request, response, error)
+ * with no flag but `raw`, bodies up to `maxMessage` bytes. An in-place answer (4) is shm-only: on
+ * a socket it is a protocol error, as any other type.
+ */
+export function rpcFrameTable(maxMessage: number): FrameTable {
+  return {
+    maxMessage,
+    check(h: FrameHeader): "ok" | "too-large" {
+      if (h.type < RpcType.Request || h.type > RpcType.Error) {
+        throw new ProtocolError(h.type === RpcType.InPlace ? "an in-place answer on a socket (they are shm-only)" : `unknown request/response message type ${h.type}`);
+      }
+      if ((h.flags & ~FLAG_RAW) !== 0) throw new ProtocolError(`unknown flags 0x${h.flags.toString(16)} in a request/response message`);
+      return h.length > maxMessage ? "too-large" : "ok";
+    },
+  };
 }
 
 /** Reads and checks the header of the message `bytes[at .. end)` (throws {@link ProtocolError}). */
