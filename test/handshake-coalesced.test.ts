@@ -8,7 +8,6 @@ import { GraphServer } from "../src/graph/server.js";
 import { CONTROL_SPEC, ControlParser, encodeControl, MsgType, packBody } from "../src/graph/protocol.js";
 import { connectTcp, TcpSender } from "../src/transport/tcp.js";
 import { encodeHelloBody, FrameType, TCP_SPEC } from "../src/transport/tcp-wire.js";
-import { frameHeader, NetType } from "../src/net/frame.js";
 import { connect, queue } from "../src/index.js";
 import { decode, encode } from "../src/codec/index.js";
 import { RPC_SPEC } from "../src/rpc/handshake.js";
