@@ -8,8 +8,10 @@ import type { ConnectionOptions } from "node:tls";
 import { AccessDeniedError, ClosedError, errorFromWire, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError, SystemError, systemError, TimeoutError } from "../errors.js";
 import { checkTimeout, throwIfAborted } from "../util/blocking.js";
 import { self } from "./identity.js";
-import { CONTROL_SPEC, ControlParser, encodeControl, MsgType, packBody, STATUS_ACCESS_DENIED, unpackBody, type ControlMessage } from "./protocol.js";
+import { CONTROL_SPEC, ControlParser, encodeControl, MsgType, packBody, STATUS_ACCESS_DENIED, unpackBody } from "./protocol.js";
 import { encodeHello, readWelcome, refusal, Status } from "../net/handshake.js";
+import { readHandshakeFrame } from "../net/exchange.js";
+import { NetType } from "../net/frame.js";
 import type { PublisherInfo, ServerInfo } from "./registry.js";
 import { DEFAULT_GRAPH_PORT, GraphServer } from "./server.js";
 import { isLoopback } from "../net/loopback.js";
@@ -131,42 +133,25 @@ export class GraphClient {
     const parser = new ControlParser();
     const id = self();
     const where = `the GraphServer at ${host}:${port}`;
-    /** Messages that came in the same read as the WELCOME (handled once the client exists). */
-    let early: ControlMessage[] = [];
     socket.write(encodeHello(CONTROL_SPEC, 0, packBody({ ...id, name: opts.name ?? `pid ${id.pid}`, token: opts.token })));
-    const welcome = await new Promise<Record<string, unknown>>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new TimeoutError(`the GraphServer did not answer within ${timeout} ms`)), timeout);
-      const fail = (e: Error): void => {
-        clearTimeout(timer);
-        socket.off("data", onData);
-        socket.destroy();
-        reject(e);
-      };
-      const onData = (chunk: Buffer): void => {
-        try {
-          const [m, ...rest] = parser.push(chunk);
-          if (m === undefined) return;
-          early = rest;
-          if (m.type !== MsgType.Welcome || m.payload === undefined) throw new ProtocolError(`${where} answered the HELLO with a message of type ${m.type}`);
-          const w = readWelcome(CONTROL_SPEC, m.header, m.payload, where);
-          if (w.status !== Status.Ok) {
-            throw refusal(CONTROL_SPEC, w, where, { protocolStatus: (s, reason) => (s === STATUS_ACCESS_DENIED ? new AccessDeniedError(`${where} refused this node: ${reason}`) : undefined) });
-          }
-          clearTimeout(timer);
-          socket.off("data", onData);
-          socket.off("close", onClose);
-          resolve(unpackBody(w.body));
-        } catch (e) {
-          fail(e as Error);
-        }
-      };
-      const onClose = (): void => fail(new PeerDeadError("the GraphServer closed the connection during the handshake"));
-      socket.on("data", onData);
-      socket.once("close", onClose);
-    });
+    let welcome: Record<string, unknown>;
+    let rest: Buffer;
+    try {
+      const answer = await readHandshakeFrame(socket, { type: NetType.Welcome, what: where, timeout, signal: opts.signal });
+      rest = answer.rest;
+      const w = readWelcome(CONTROL_SPEC, answer.header, answer.payload, where);
+      if (w.status !== Status.Ok) {
+        throw refusal(CONTROL_SPEC, w, where, { protocolStatus: (s, reason) => (s === STATUS_ACCESS_DENIED ? new AccessDeniedError(`${where} refused this node: ${reason}`) : undefined) });
+      }
+      welcome = unpackBody(w.body);
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
     if (typeof welcome.node !== "string") throw new ProtocolError("welcome without a node id");
     const client = new GraphClient(socket, parser, welcome.node, embedded, timeout);
-    client.onMessages(early);
+    if (rest.length > 0) client.onData(rest); // (the server writes nothing unasked: normally empty)
+    socket.resume();
     return client;
   }
 
@@ -208,10 +193,6 @@ export class GraphClient {
       this.socket.destroy();
       return;
     }
-    this.onMessages(messages);
-  }
-
-  private onMessages(messages: readonly ControlMessage[]): void {
     for (const m of messages) {
       if (m.type === MsgType.Response) {
         const p = this.pending.get(m.id);

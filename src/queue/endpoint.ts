@@ -17,7 +17,7 @@ import { Slab } from "../util/slab.js";
 import type { Session, SessionHost } from "./session.js";
 import { FLAG_RELIABLE, HEADER_BYTES } from "./wire.js";
 import { PING_FRAME } from "../net/frame.js";
-import { Liveness, tickInterval } from "../net/liveness.js";
+import { Liveness, Ticker, tickInterval } from "../net/liveness.js";
 
 /** Messages up to this size are copied into one buffer with their header. */
 const SMALL = 8 << 10;
@@ -41,15 +41,16 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   private readonly deadlines = new Deadlines();
   /** Set when `close()` starts. */
   protected closing = false;
-  private readonly ticker: ReturnType<typeof setInterval>;
+  /** The one timer of this end's keep-alives and idle collection (it ticks this end, which ticks its links). */
+  private readonly ticker: Ticker;
   private idleWaiters: (() => void)[] = [];
 
   /** @param cfg - validated settings */
   protected constructor(protected readonly cfg: Settings) {
     native(); // loaded now: it tunes the allocator for the message buffers this end will free
     this.inbox = new Inbox({ maxQueue: cfg.maxQueue, maxQueueBytes: cfg.maxQueueBytes, timeout: Infinity });
-    this.ticker = setInterval(() => this.tick(), this.tickMs);
-    this.ticker.unref();
+    this.ticker = new Ticker(this.tickMs);
+    this.ticker.add(this);
   }
 
   /** The live links, for keep-alives. */
@@ -159,11 +160,15 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
 
   /** Stops the keep-alive ticker. */
   protected stopTicker(): void {
-    clearInterval(this.ticker);
+    this.ticker.stop();
     this.deadlines.stop();
   }
 
-  private tick(): void {
+  /**
+   * One tick: a PING on each quiet link, the end of those whose peer was silent too long.
+   * @internal
+   */
+  tick(): void {
     for (const l of this.links()) {
       if (l.closed) continue;
       if (!l.liveness.tick(() => l.write([PING_FRAME]))) l.fail(new PeerDeadError(`no byte from the peer for ${l.liveness.deadAfterMs} ms`));
