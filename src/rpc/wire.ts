@@ -10,7 +10,7 @@
 import { Buffer } from "node:buffer";
 import { decode, encodedSize, encodeInto, FLAG_RAW_BUFFER, FRAME_HEADER_BYTES, isFlatValueFrame, rawFrameFlags, type FramePlan } from "../codec/index.js";
 import { ProtocolError } from "../errors.js";
-import type { FrameHeader } from "../net/frame.js";
+import { get32, put32, writeFrameHeader, type FrameHeader } from "../net/frame.js";
 import type { FrameTable } from "../net/frame-parser.js";
 
 /** "PXR1": the first word of a message in a ring (on a socket, the frame's length is there). */
@@ -64,15 +64,12 @@ export function writeHeaderWords(words: Int32Array, i: number, type: RpcType, fl
   words[i + 3] = aux;
 }
 
-/** Writes a header at `target[at ..]` (byte by byte: no DataView to allocate per message). */
+/**
+ * Writes a ring message's header at `target[at ..]`: the layout of a connection's frame header
+ * (net/frame.ts) with the magic where a frame has its length.
+ */
 export function writeHeader(target: Uint8Array, at: number, type: RpcType, flags: number, id: number, aux = 0): void {
-  put32(target, at, RPC_MAGIC);
-  target[at + 4] = type;
-  target[at + 5] = flags;
-  target[at + 6] = 0;
-  target[at + 7] = 0;
-  put32(target, at + 8, id);
-  put32(target, at + 12, aux);
+  writeFrameHeader(target, at, RPC_MAGIC, type, flags, id, aux);
 }
 
 /** Writes one message (header + body) at `target[at ..]`. */
@@ -124,18 +121,8 @@ export function readHeader(bytes: Uint8Array, at = 0, end = bytes.length): RpcHe
   return { type, flags: bytes[at + 5], id: get32(bytes, at + 8), aux: get32(bytes, at + 12) };
 }
 
-/** Little-endian uint32 at `at`. */
-export function get32(b: Uint8Array, at: number): number {
-  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
-}
-
-/** Writes a little-endian uint32 at `at`. */
-function put32(b: Uint8Array, at: number, v: number): void {
-  b[at] = v & 0xff;
-  b[at + 1] = (v >>> 8) & 0xff;
-  b[at + 2] = (v >>> 16) & 0xff;
-  b[at + 3] = (v >>> 24) & 0xff;
-}
+/** Little-endian uint32 at `at` (the connection's reader, re-exported for the rpc files). */
+export { get32 };
 
 /** A body ready to be written into exactly `size` bytes (after the header). */
 export interface Body {
