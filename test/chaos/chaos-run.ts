@@ -121,7 +121,12 @@ async function runPattern(p: Pattern, cfg: ChaosConfig, rng: Rng, shared: { grap
       void proc;
     }
     await waitFor(() => [...tags].every(([tag, n]) => gotCount(ledger, tag) > n), 20000);
-    for (const [tag, n] of tags) if (gotCount(ledger, tag) <= n) stalls.push(tag);
+    for (const [tag, n] of tags) {
+      if (gotCount(ledger, tag) > n) continue;
+      const proc = cast.current.get(tag.slice(0, tag.lastIndexOf(".")));
+      const why = proc?.stderr().trim().split("\n").at(-1);
+      stalls.push(why ? `${tag} (${why.slice(0, 200)})` : tag);
+    }
     // Stop: every started operation settles.
     for (const [name, proc] of cast.current) if (spec(name).sends) proc.tell("stop");
     await Promise.all(

@@ -141,9 +141,12 @@ switch (args.role) {
   }
   case "q-server":
   case "q-client": {
-    const common = { mode: args.mode, heartbeat: 100, peerTimeout: 1000, reconnectWindow: 1000, timeout, slots: args.mode === "reliable" ? 2 : 8 };
-    const server = args.role === "q-server" ? await queue.server({ url: args.url!, tls: tlsServer, ...common }) : undefined;
-    const client = args.role === "q-client" ? await queue.client({ url: args.url!, identity: args.identity, tls: tlsClient, ...common }) : undefined;
+    const common = { mode: args.mode, heartbeat: 100, peerTimeout: 1000, timeout, slots: args.mode === "reliable" ? 2 : 8 };
+    // The server keeps a killed client's session 1 s; a client waits for a killed server to come
+    // back for 10 s (a restarted server process may take longer than 1 s to listen again on a
+    // loaded machine: a client that gave up would stall the pattern, as the docs say it does).
+    const server = args.role === "q-server" ? await queue.server({ url: args.url!, tls: tlsServer, reconnectWindow: 1000, ...common }) : undefined;
+    const client = args.role === "q-client" ? await queue.client({ url: args.url!, identity: args.identity, tls: tlsClient, reconnectWindow: 10000, ...common }) : undefined;
     qend = server ?? client!;
     say(client ? `ready ${client.id}` : "ready");
     void (async () => {
@@ -151,7 +154,8 @@ switch (args.role) {
         let m;
         try {
           m = await qend.get();
-        } catch {
+        } catch (e) {
+          if (!stopped) process.stderr.write(`get ended: ${codeOf(e)} ${e instanceof Error ? e.message : ""}\n`);
           return;
         }
         receive(m.value);
