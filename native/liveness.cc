@@ -42,9 +42,13 @@ Napi::Value LockFile(const Napi::CallbackInfo& info) {
   if (path.empty()) ThrowArgument(env, "lockFile: path is empty");
   auto mode = static_cast<mode_t>(ArgInteger(info, 1, "lockFile: mode", 0, 07777));
   bool shared = ArgBool(info, 2, "lockFile: shared");
+  // create = false: lock only a file that exists (ENOENT otherwise), so a process that merely
+  // inspects others' lock files never recreates one its owner has just removed.
+  bool create = info.Length() < 4 || info[3].IsUndefined() ? true : ArgBool(info, 3, "lockFile: create");
 
   int fd;
-  while ((fd = open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, mode)) < 0 && errno == EINTR) {
+  const int flags = (create ? O_CREAT : 0) | O_RDWR | O_CLOEXEC;
+  while ((fd = open(path.c_str(), flags, mode)) < 0 && errno == EINTR) {
   }
   if (fd < 0) ThrowErrno(env, "open", path);
   int r;

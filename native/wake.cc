@@ -179,6 +179,11 @@ class Watcher : public Napi::ObjectWrap<Watcher>, public EnvResource {
     if (handle_ == nullptr) return;
     StopPolling();
     Release();
+    // The callback is a strong reference that usually closes over this object (a peer's
+    // callback names the peer, which holds its watcher): keeping it would make a closed
+    // watcher, its callback and all they reach a cycle the collector cannot free. OnPoll
+    // holds its own handle to the function while it runs, so this is safe from inside it.
+    callback_.Reset();
   }
 
   int fd_ = -1;  // our duplicate of the watched fd, closed with the handle

@@ -163,8 +163,9 @@ export interface NativeAddon {
   /**
    * `open(path, O_CREAT|O_RDWR|O_CLOEXEC, mode)` + `flock(LOCK_EX|LOCK_NB)` (or `LOCK_SH` when
    * `shared`). Returns the fd holding the lock, or -1 if another holder has it (EWOULDBLOCK).
+   * With `create` false (default true) the file must exist: `SystemError` `ENOENT` otherwise.
    */
-  lockFile(path: string, mode: number, shared: boolean): number;
+  lockFile(path: string, mode: number, shared: boolean, create?: boolean): number;
 
   // ---- copy -------------------------------------------------------------------------------
   /**

@@ -496,6 +496,36 @@ test("watcher: workers exiting with active watchers and semaphore waits, and GC,
   }
 });
 
+test("watcher: a closed watcher whose callback closes over it is collected (closed inside or outside the callback)", async () => {
+  // The shape of every peer watcher: the callback names the peer, which holds the watcher. The
+  // callback must not stay a strong root once the watcher is closed, or the cycle leaks.
+  const { stdout } = await runChild(
+    `
+    let collected = 0;
+    let called = 0;
+    const registry = new FinalizationRegistry(() => collected++);
+    for (let i = 0; i < 200; i++) {
+      const fd = n.eventfdCreate();
+      const peer = { fd, watcher: undefined };
+      peer.watcher = new n.Watcher(fd, () => {
+        called++;
+        if (i % 2) { peer.watcher.close(); n.close(peer.fd); } else n.eventfdDrain(peer.fd);
+      });
+      n.eventfdSignal(fd);
+      if (i % 2 === 0) setTimeout(() => { peer.watcher.close(); n.close(peer.fd); }, 30);
+      registry.register(peer.watcher, i);
+    }
+    for (let i = 0; i < 20 && collected < 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      globalThis.gc();
+    }
+    console.log(JSON.stringify({ called, collected }));
+    `,
+    ["--expose-gc"],
+  );
+  assert.deepEqual(JSON.parse(stdout.trim()), { called: 200, collected: 200 });
+});
+
 // ---- liveness ----------------------------------------------------------------------------------
 
 test("liveness: a pidfd watcher fires when a child is SIGKILLed; processAlive", async () => {
@@ -552,6 +582,13 @@ test("liveness: lockFile conflicts between processes and is released on process 
     n.close(s1);
     n.close(s2);
     assertSystemError(() => n.lockFile(join(dir, "missing", "lock"), 0o600, false), "ENOENT");
+    // create = false locks an existing file and never makes one
+    const existing = n.lockFile(path, 0o600, false, false);
+    assert.ok(existing >= 0);
+    n.close(existing);
+    assertSystemError(() => n.lockFile(join(dir, "absent"), 0o600, false, false), "ENOENT");
+    assert.equal(existsSync(join(dir, "absent")), false);
+    assert.throws(() => n.lockFile(path, 0o600, false, "no" as unknown as boolean), InvalidArgumentError);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

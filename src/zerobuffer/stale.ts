@@ -107,7 +107,9 @@ export function staleScan(): string[] {
     const path = lockPath(name);
     let fd: number;
     try {
-      fd = native().lockFile(path, 0o666, false);
+      // Never create it: its owner may have removed it since the listing (a clean close), and
+      // a lock file recreated here would outlive everyone.
+      fd = native().lockFile(path, 0o666, false, false);
     } catch (err) {
       if (err instanceof SystemError) continue; // another user's lock file, or it vanished
       throw err;

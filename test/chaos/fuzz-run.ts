@@ -6,6 +6,7 @@
  * and descriptors came back near where they were before the first hostile byte.
  */
 import { connect, type Socket } from "node:net";
+import { join, resolve as absolute } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { writeExact, type Capture, type Endpoint } from "./capture.js";
 import type { MemSample, TargetPorts, TargetReply, TargetRequest } from "./fuzz-target.js";
@@ -25,6 +26,8 @@ export interface FuzzConfig {
   maxArrayBuffersGrowth: number;
   maxHeapGrowth: number;
   maxFdGrowth: number;
+  /** A folder for heap snapshots of the target taken with the memory samples (before.heapsnapshot, after.heapsnapshot). */
+  heapSnapshots?: string;
   log?: (s: string) => void;
 }
 
@@ -119,8 +122,9 @@ export async function runFuzz(cfg: FuzzConfig): Promise<FuzzReport> {
     chain = p.catch(() => {});
     return p;
   };
-  const mem = async (): Promise<MemSample | null> => {
-    const r = await ask({ op: "mem" }).catch(() => null);
+  const mem = async (when: "before" | "after"): Promise<MemSample | null> => {
+    const snapshot = cfg.heapSnapshots ? join(absolute(cfg.heapSnapshots), `${when}.heapsnapshot`) : undefined;
+    const r = await ask({ op: "mem", snapshot }).catch(() => null);
     return r?.op === "mem" ? r.mem : null;
   };
 
@@ -154,7 +158,7 @@ export async function runFuzz(cfg: FuzzConfig): Promise<FuzzReport> {
     };
     for (let i = 0; i < 3; i++) await honestRound();
     await sleep(500);
-    before = await mem();
+    before = await mem("before");
     fdsBefore = fdCount(target.pid) ?? null;
     let running = true;
     const honestLoop = (async () => {
@@ -191,7 +195,7 @@ export async function runFuzz(cfg: FuzzConfig): Promise<FuzzReport> {
     await honestLoop;
     await sleep(cfg.settleMs);
     await honestRound();
-    after = await mem();
+    after = await mem("after");
     fdsAfter = fdCount(target.pid) ?? null;
     await honest.close();
   } catch (e) {

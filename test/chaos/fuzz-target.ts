@@ -5,6 +5,7 @@
 // collections: memory and descriptor counts) and "send" (the payload of an id on each transport sender,
 // for the honest receivers).
 import { readdirSync } from "node:fs";
+import { writeHeapSnapshot } from "node:v8";
 import { connect, GraphServer, queue, ShmSender, TcpSender, type ServerInfo } from "../../src/index.js";
 import { payloadFor } from "./payload.js";
 
@@ -28,7 +29,7 @@ export interface MemSample {
   fds: number;
 }
 
-export type TargetRequest = { op: "mem" } | { op: "send"; id: string; size: number };
+export type TargetRequest = { op: "mem"; snapshot?: string } | { op: "send"; id: string; size: number };
 export type TargetReply = { op: "ports"; ports: TargetPorts } | { op: "mem"; mem: MemSample } | { op: "sent" } | { op: "error"; message: string };
 
 const reply = (r: TargetReply): void => void process.send!(r);
@@ -48,6 +49,7 @@ process.on("message", (req: TargetRequest) => {
   if (req.op === "mem") {
     const gc = (globalThis as { gc?: () => void }).gc;
     for (let i = 0; i < 4; i++) gc?.();
+    if (req.snapshot) writeHeapSnapshot(req.snapshot);
     const m = process.memoryUsage();
     reply({ op: "mem", mem: { heapUsed: m.heapUsed, arrayBuffers: m.arrayBuffers, external: m.external, rss: m.rss, fds: readdirSync("/proc/self/fd").length } });
   } else if (req.op === "send") {

@@ -1,7 +1,8 @@
 // `npm run fuzz`: mutation fuzzing of every listening port (GraphServer, tcp transport, rpc TCP,
 // rpc and transport shm handshake sockets, queue server) from captured valid traffic, with
 // honest clients working beside. Options: --inputs N (default 1000000), --concurrency N
-// (default 16), --seed N, --settle ms (default 7000), --out file.json.
+// (default 16), --seed N, --settle ms (default 7000), --out file.json, --heap-snapshots DIR
+// (heap snapshots of the target before the first hostile byte and at the end).
 import { parseArgs } from "node:util";
 import { runFuzz, type FuzzReport } from "./fuzz-run.js";
 import { defaultOut, secs, table, writeReport } from "./report.js";
@@ -15,6 +16,7 @@ const { values } = parseArgs({
     seed: { type: "string" },
     settle: { type: "string", default: "7000" },
     out: { type: "string" },
+    "heap-snapshots": { type: "string" },
   },
 });
 
@@ -41,8 +43,9 @@ const report = await runFuzz({
   seed: values.seed ? Number(values.seed) : freshSeed(),
   settleMs: Number(values.settle),
   maxArrayBuffersGrowth: 16 * MiB,
-  maxHeapGrowth: 32 * MiB,
+  maxHeapGrowth: 16 * MiB,
   maxFdGrowth: 8,
+  heapSnapshots: values["heap-snapshots"],
   log: (s) => console.log(s),
 });
 const out = values.out ?? defaultOut("fuzz");
