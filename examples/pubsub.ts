@@ -13,7 +13,7 @@ if (process.argv[2] !== "child") {
   await using node = await connect(); // finds the GraphServer, or starts one in this process
   await using pub = await node.publisher<Frame>("camera/frames");
   const child = fork(process.argv[1], ["child"]);
-  while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 5));
+  await pub.waitForSubscribers(1, { timeout: 10_000 }); // the child subscribed
   for (let i = 0; i < 100; i++) await pub.publish({ ts: i, pixels: new Uint8Array(1 << 20).fill(i) });
   await once(child, "exit");
 } else {

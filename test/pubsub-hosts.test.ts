@@ -45,7 +45,7 @@ test("pubsub between two hosts: GraphServer and publisher over TLS with a token,
       args: ["netns", "exec", ns, "unshare", "-u", "sh", "-c", 'hostname plexus-host-b && exec "$0" "$1" "$2"', process.execPath, script, args],
     });
     assert.equal(await child.line(30000), "ready");
-    while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 5));
+    await pub.waitForSubscribers(1, { timeout: 10_000 });
     for (let seq = 1; seq <= count; seq++) await pub.publish({ seq, data: new Float64Array(16).fill(seq) });
     const result = JSON.parse(await child.line(30000)) as { count: number; errors: string[]; host: string };
     assert.deepEqual({ count: result.count, errors: result.errors }, { count, errors: [] });

@@ -55,7 +55,7 @@ test("pubsub threads: two worker subscribers read every message as views of the 
       }),
   );
   await Promise.all(workers.map((w) => once(w, "message")));
-  while (pub.subscribers < 2) await new Promise((r) => setTimeout(r, 2));
+  await pub.waitForSubscribers(2, { timeout: 10_000 });
   for (let seq = 1; seq <= 50; seq++) await pub.publish({ seq, data: new Float64Array(4).fill(seq) });
   await Promise.all(finished);
   for (const s of seen) assert.deepEqual(s, Array.from({ length: 50 }, (_, i) => i + 1));
@@ -70,7 +70,7 @@ test("pubsub threads: terminating a worker whose subscriber holds the ring full 
   await using pub = await node.publisher<{ seq: number; data: Float64Array }>("thr/hold", { capacity: 1 << 16, timeout: 20000 });
   const w = subscriberThread(address, "thr/hold", "hold");
   await once(w, "message");
-  while (pub.subscribers < 1) await new Promise((r) => setTimeout(r, 2));
+  await pub.waitForSubscribers(1, { timeout: 10_000 });
   let seq = 1;
   const sending = (async () => {
     for (; seq <= 2000; seq++) await pub.publish({ seq, data: new Float64Array(128) });

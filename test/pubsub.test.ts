@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, GraphServer, type Snapshot } from "../src/index.js";
+import { AbortError, ClosedError, connect, GraphServer, InvalidArgumentError, TimeoutError, type Snapshot } from "../src/index.js";
 import { fixture } from "./helpers/child.js";
 
 async function server(): Promise<{ server: GraphServer; address: string }> {
@@ -115,7 +115,7 @@ test("pubsub: kill -9 of a subscriber process never blocks the publisher", async
   await using pub = await node.publisher<Msg>("slow/t", { capacity: 1 << 16, timeout: 20000 });
   const victim = fixture("pubsub-peer", { role: "sub", address, topic: "slow/t", count: 1e9 });
   assert.equal(await victim.line(), "ready");
-  while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 2));
+  await pub.waitForSubscribers(1, { timeout: 10_000 });
   victim.proc.kill("SIGSTOP"); // it stops reading: the ring fills up
   let seq = 1;
   const sending = (async () => {
@@ -135,7 +135,7 @@ test("pubsub: values that cannot be encoded fail at publish, closed handles refu
   const pub = await node.publisher<unknown>("enc/t");
   const child = fixture("pubsub-peer", { role: "sub", address, topic: "enc/t", count: 1 });
   assert.equal(await child.line(), "ready");
-  while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 2));
+  await pub.waitForSubscribers(1, { timeout: 10_000 });
   await assert.rejects(pub.publish({ f: () => 1 }), (e: { code?: string }) => typeof e.code === "string" && e.code.startsWith("ERR_PLEXUS"));
   await pub.publish({ seq: 1, from: "p", data: new Float64Array(8).fill(1) });
   assert.deepEqual(JSON.parse(await child.line()), { count: 1, errors: [], zeroCopy: true });
@@ -228,7 +228,7 @@ test("pubsub: a loan is written in place in shared memory and arrives as bytes i
   await using pub = await node.publisher<Uint8Array>("loan/t");
   const child = fixture("pubsub-loan-reader", { address, topic: "loan/t" });
   assert.equal(await child.line(), "ready");
-  while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 2));
+  await pub.waitForSubscribers(1, { timeout: 10_000 });
   const loan = await pub.loan(1 << 20);
   assert.ok(loan.bytes.buffer instanceof SharedArrayBuffer, "the loan is the ring itself");
   for (let i = 0; i < loan.bytes.length; i++) loan.bytes[i] = (i * 7) & 0xff;
@@ -252,7 +252,7 @@ test("pubsub: over TCP (forced), the subscriber process gets every message with 
   const count = 300;
   const child = fixture("pubsub-peer", { role: "sub", address, topic: "tcp/t", count, transport: "tcp" });
   assert.equal(await child.line(), "ready");
-  while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 2));
+  await pub.waitForSubscribers(1, { timeout: 10_000 });
   for (let seq = 1; seq <= count; seq++) await pub.publish({ seq, from: "p", data: new Float64Array(8).fill(seq) });
   assert.deepEqual(JSON.parse(await child.line(30000)), { count, errors: [], zeroCopy: false });
 });
@@ -365,4 +365,30 @@ test("pubsub: a loan waits for room at a full same-thread subscriber and then de
   const second = await sub.receive({ timeout: 1000 });
   assert.deepEqual([...(second?.value ?? [])], [2]);
   await assert.rejects(pub.loan(1, { timeout: 10 }).then(async (l) => (l.commit(), pub.loan(1, { timeout: 10 }))), { code: "ERR_PLEXUS_TIMEOUT" });
+});
+
+test("pubsub: waitForSubscribers resolves when a subscriber process arrives; timeout, abort, close and bad counts are typed errors", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<Msg>("wait/t");
+  assert.equal(await pub.waitForSubscribers(0), 0);
+  await assert.rejects(pub.waitForSubscribers(1, { timeout: 30 }), (e) => e instanceof TimeoutError && /0 of 1 subscribers on "wait\/t"/.test(e.message));
+  const ac = new AbortController();
+  const aborted = pub.waitForSubscribers(1, { signal: ac.signal });
+  ac.abort("enough");
+  await assert.rejects(aborted, (e) => e instanceof AbortError && e.cause === "enough");
+  await assert.rejects(pub.waitForSubscribers(-1), InvalidArgumentError);
+  await assert.rejects(pub.waitForSubscribers(1.5), InvalidArgumentError);
+
+  const waiting = pub.waitForSubscribers(1, { timeout: 15_000 });
+  const child = fixture("pubsub-peer", { role: "sub", address, topic: "wait/t", count: 1 });
+  assert.equal(await child.line(), "ready");
+  assert.equal(await waiting, 1);
+  await pub.publish({ seq: 1, from: "p", data: new Float64Array(8).fill(1) });
+
+  const closing = assert.rejects(pub.waitForSubscribers(5, { timeout: 15_000 }), ClosedError);
+  await pub.close();
+  await closing;
+  await assert.rejects(pub.waitForSubscribers(1), ClosedError);
 });

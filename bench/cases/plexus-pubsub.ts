@@ -27,10 +27,7 @@ async function graph(scope: CaseScope): Promise<{ node: Node; address: string }>
 
 /** Waits until `pub` reaches `n` subscribers. */
 async function subscribers(pub: Publisher<unknown>, n: number, signal: AbortSignal): Promise<void> {
-  while (pub.subscribers < n) {
-    if (signal.aborted) throw signal.reason;
-    await new Promise((r) => setTimeout(r, 2));
-  }
+  await pub.waitForSubscribers(n, { signal });
 }
 
 class PubSubEcho implements Resource {

@@ -3,7 +3,7 @@
  * number of subscriber processes, the value itself to subscribers in its own thread.
  * @module
  */
-import { ClosedError, InvalidArgumentError, PlexusError } from "../errors.js";
+import { ClosedError, InvalidArgumentError, PlexusError, TimeoutError } from "../errors.js";
 import type { GraphRef } from "../graph/ref.js";
 import { self } from "../graph/identity.js";
 import type { Endpoints } from "../graph/registry.js";
@@ -12,6 +12,7 @@ import { TcpSender } from "../transport/tcp.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import type { Loan } from "../transport/transport.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
+import { Deferred } from "../util/wait.js";
 import { LocalDelivery } from "./local.js";
 import { prepare, RAW_PREFIX, writeRawHeaders, type Prepared } from "./wire.js";
 import type { PublisherCounters } from "../graph/report.js";
@@ -100,6 +101,38 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   /** Subscribers reached now (in this thread, and processes attached to the ring). */
   get subscribers(): number {
     return this.local.count + (this.shm?.receivers ?? 0) + (this.tcp?.receivers ?? 0);
+  }
+
+  /**
+   * Resolves with {@link subscribers} once at least `count` (default 1) subscribers are reached:
+   * start publishing when the other side is ready, instead of polling `subscribers`. Rejects
+   * with `TimeoutError` after `timeout` ms (default: no limit), `AbortError` when `signal`
+   * aborts, `ClosedError` if the publisher closes meanwhile. (The count is looked at every 2 ms.)
+   */
+  async waitForSubscribers(count = 1, opts: BlockingOptions = {}): Promise<number> {
+    if (!Number.isInteger(count) || count < 0) throw new InvalidArgumentError(`waitForSubscribers: count must be a non-negative integer, got ${String(count)}`);
+    checkOptions(opts, "waitForSubscribers");
+    const closed = (): ClosedError => new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
+    if (this.closing) throw closed();
+    if (this.subscribers >= count) return this.subscribers;
+    const wait = new Deferred<number>(
+      {
+        timeout: opts.timeout,
+        signal: opts.signal,
+        what: "waitForSubscribers",
+        timeoutError: () => new TimeoutError(`${this.subscribers} of ${count} subscribers on ${JSON.stringify(this.topic)} after ${String(opts.timeout)} ms`),
+      },
+      undefined,
+    );
+    const look = setInterval(() => {
+      if (this.closing) wait.reject(closed());
+      else if (this.subscribers >= count) wait.resolve(this.subscribers);
+    }, 2);
+    try {
+      return await wait.promise;
+    } finally {
+      clearInterval(look);
+    }
   }
 
   /**
