@@ -13,6 +13,7 @@ import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import type { Loan } from "../transport/transport.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { Deferred } from "../util/wait.js";
+import { notePublished } from "./activity.js";
 import { LocalDelivery } from "./local.js";
 import { prepare, RAW_PREFIX, writeRawHeaders, type Prepared } from "./wire.js";
 import type { PublisherCounters } from "../graph/report.js";
@@ -149,6 +150,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
     const tcp = this.tcp !== undefined && this.tcp.receivers > 0 ? this.tcp : undefined;
     const counters = this.counters;
+    notePublished();
     if (shm || tcp) {
       const encoded = prepare(value, seq); // once, whatever the number of links
       counters.bytes += encoded.size;
@@ -194,6 +196,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
         if (!open) throw new ClosedError("loan already ended");
         if (!Number.isInteger(length) || length < 0 || length > size) throw new InvalidArgumentError(`commit length must be in 0..${size}`);
         open = this.loanOpen = false;
+        notePublished();
         const seq = this.seq++;
         const payload = bytes.subarray(0, length);
         if (ring) {

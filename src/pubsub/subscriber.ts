@@ -10,13 +10,18 @@ import { self } from "../graph/identity.js";
 import type { PublisherInfo } from "../graph/registry.js";
 import { connectShm } from "../transport/shm.js";
 import { connectTcp, type TcpTlsOptions } from "../transport/tcp-receiver.js";
-import type { BackpressurePolicy, Receiver } from "../transport/transport.js";
+import type { BackpressurePolicy, Frame, Receiver } from "../transport/transport.js";
+import { RingReceiver } from "../transport/ring-endpoints.js";
 import type { BlockingOptions } from "../util/blocking.js";
 import type { Publisher } from "./publisher.js";
 import { SampleImpl, SampleQueue, type Sample } from "./sample.js";
+import { publishedCount } from "./activity.js";
 import { decodeFrame } from "./wire.js";
 import { releasingIterator } from "../util/iterate.js";
 import type { LinkTransport, SubscriberCounters } from "../graph/report.js";
+
+/** Microtask turns the pump yields after a delivery before it polls its ring again. */
+const YIELD_TURNS = 8;
 
 /** Options of `node.subscriber()`. */
 export interface SubscriberOptions {
@@ -207,10 +212,15 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   private pump(p: PublisherInfo, rx: Receiver, transport: LinkTransport): Link {
     let stopped = false;
     const stop = new AbortController(); // ends a push waiting for room in a full queue
+    // A ring is polled without a promise when a frame is ready or arrives within its spin
+    // budget (adaptive: only while messages come faster than a wake-up); the pump sleeps only
+    // when none does. TCP links just wait.
+    const ring = rx instanceof RingReceiver ? rx : undefined;
     const done = (async () => {
       try {
         for (;;) {
-          const frame = await rx.receive();
+          let frame: Frame | null = ring ? ring.trySpinReceive() : null;
+          if (frame === null) frame = ring ? await ring.sleepReceive() : await rx.receive();
           if (frame === null || stopped) {
             frame?.release();
             break;
@@ -228,8 +238,18 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
           // The ring (or socket) already applies this subscriber's policy to the publisher: a
           // full queue here only holds the link back, so a `fail` subscriber is never cut off.
           const policy = this.opts.backpressure === "fail" ? "block" : this.opts.backpressure;
+          const mark = publishedCount();
+          const queued = this.queue.length;
           const waiting = this.queue.push(sample, { signal: stop.signal }, policy);
           if (waiting) await waiting;
+          else if (ring && this.queue.length === queued) {
+            // The sample went straight to a waiting consumer. Let the code it woke run before
+            // polling again (a poll now would spin while that code waits for the thread):
+            // yield microtask turns until it published something — the answer a peer may be
+            // waiting for — or a few turns passed, which covers the usual chains (resolve ->
+            // iterator -> loop body) without a trip round the event loop.
+            for (let i = 0; i < YIELD_TURNS && publishedCount() === mark; i++) await undefined;
+          }
           const skipped = rx.takeMissed(); // a leaky ring reader skipped some
           if (skipped > 0) {
             this.queue.missed += skipped;
