@@ -14,7 +14,7 @@ const MiB = 1 << 20;
 
 test("fuzz, short: every port gets mutated captures of its own traffic; the target survives and honest clients are served", async (t) => {
   const seed = freshSeed();
-  const r = await runFuzz({ inputs: 3000, concurrency: 8, seed, settleMs: 6000, maxArrayBuffersGrowth: 16 * MiB, maxHeapGrowth: 32 * MiB, maxFdGrowth: 8 });
+  const r = await runFuzz({ inputs: 3000, concurrency: 8, seed, settleMs: 6000, maxArrayBuffersGrowth: 16 * MiB, maxHeapGrowth: 16 * MiB, maxFdGrowth: 8 });
   t.diagnostic(`seed ${seed}: ${r.inputs} inputs, ${r.honest.operations} honest operations, ${(r.durationMs / 1000).toFixed(1)} s`);
   assert.deepEqual(r.problems, [], `seed ${seed}`);
   assert.equal(r.crashed, null);
