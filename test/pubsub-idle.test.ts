@@ -1,0 +1,44 @@
+// A subscriber with no traffic costs no CPU: polling (adaptive spin) stops when messages stop.
+// The subscriber is a real process linked over shared memory; its CPU time is read from
+// /proc/<pid>/stat. The bound is generous (a tenth of a core): a reader that kept polling
+// would use a whole one.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { connect, GraphServer } from "../src/index.js";
+import { fixture } from "./helpers/child.js";
+
+/** User + system CPU time of `pid` in ms. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // after "pid (comm) "
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+test("pubsub: after a burst that made it poll, an idle subscriber process uses (almost) no CPU", async () => {
+  const server = await GraphServer.start({ port: 0 });
+  await using _server = server;
+  const address = `127.0.0.1:${server.address.port}`;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<{ seq: number; from: string; data: Float64Array }>("idle/t", { transport: "shm" });
+  const child = fixture("pubsub-peer", { role: "sub", address, topic: "idle/t", count: 20_001, transport: "shm" });
+  assert.equal(await child.line(), "ready");
+  await pub.waitForSubscribers(1, { timeout: 10_000 });
+  const pid = child.proc.pid as number;
+  // A burst: messages faster than a wake-up, so the subscriber's ring starts polling.
+  for (let seq = 1; seq <= 20_000; seq++) {
+    await pub.publish({ seq, from: "p", data: new Float64Array(8).fill(seq) });
+    if (seq % 256 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await sleep(300);
+  const before = cpuMs(pid);
+  await sleep(2000);
+  const used = cpuMs(pid) - before;
+  assert.ok(used <= 200, `the idle subscriber used ${used} ms of CPU in 2 s`);
+  // It wakes for the next message, and got every one in order.
+  await pub.publish({ seq: 20_001, from: "p", data: new Float64Array(8).fill(20_001) });
+  assert.deepEqual(JSON.parse(await child.line(10_000)), { count: 20_001, errors: [], zeroCopy: true });
+  await child.exited;
+});
