@@ -15,6 +15,10 @@ import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { LocalDelivery } from "./local.js";
 import { prepare, RAW_PREFIX, writeRawHeaders, type Prepared } from "./wire.js";
 import type { PublisherCounters } from "../graph/report.js";
+import { readOptions } from "../util/options.js";
+import { MAX_CAPACITY } from "../ring/layout.js";
+import { MIN_WINDOW } from "../transport/tcp-wire.js";
+import { PORT_TRANSPORTS } from "../transport/transport.js";
 
 /** Options of `node.publisher()`. */
 export interface PublisherOptions {
@@ -61,34 +65,41 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   }
 
   /** @internal Creates the ring (unless `transport: "inproc"`), registers the port. */
-  static async create<T>(graph: GraphRef, id: string, topic: string, opts: PublisherOptions, onClose: (p: Publisher<T>) => void): Promise<Publisher<T>> {
+  static async create<T>(graph: GraphRef, id: string, topic: string, opts: PublisherOptions | undefined, onClose: (p: Publisher<T>) => void): Promise<Publisher<T>> {
+    const o = readOptions("node.publisher", opts);
+    // Checked before anything is made: a bad option is one InvalidArgumentError, never a fallback.
+    const capacity = o.int("capacity", 4 << 20, MIN_WINDOW, MAX_CAPACITY);
+    const timeout = o.timeout("timeout", 5000);
+    const transport = o.oneOf("transport", PORT_TRANSPORTS, undefined);
+    const t = o.section("tcp", "host, port, tls, allowInsecure");
+    const tcpOptions = t && { host: t.string("host", 1), port: t.int("port", 0, 0, 65535), tls: t.object("tls", "an object of certificate options"), allowInsecure: t.bool("allowInsecure", false) };
     const endpoints: Endpoints = { ...self() };
     let shm: ShmSender | undefined;
     let tcp: TcpSender | undefined;
-    if (opts.transport !== "inproc" && opts.transport !== "tcp") {
+    if (transport !== "inproc" && transport !== "tcp") {
       try {
-        shm = ShmSender.create({ capacity: opts.capacity ?? 4 << 20, timeout: opts.timeout });
+        shm = ShmSender.create({ capacity, timeout });
         endpoints.shm = { name: shm.address.name, socket: shm.address.socket };
         await graph.client.request("segment.add", { name: shm.address.name });
       } catch (err) {
-        if (!(err instanceof PlexusError) || opts.transport === "shm") throw err;
-        process.emitWarning(`plexus: no shared memory for the publisher on ${JSON.stringify(topic)} (${err.message}); subscribers fall back to TCP`, {
-          code: "PLEXUS_NO_SHM",
-        });
+        // No shared memory here (no /dev/shm, no room): TCP serves instead. Anything else is thrown.
         await shm?.close();
         shm = undefined;
         delete endpoints.shm;
+        if (!(err instanceof PlexusError) || err instanceof InvalidArgumentError || transport === "shm") throw err;
+        process.emitWarning(`plexus: no shared memory for the publisher on ${JSON.stringify(topic)} (${err.message}); subscribers fall back to TCP`, {
+          code: "PLEXUS_NO_SHM",
+        });
       }
     }
     try {
-      if (opts.transport !== "inproc" && opts.transport !== "shm" && opts.tcp !== false) {
-        const t = opts.tcp ?? {};
-        tcp = await TcpSender.create({ host: t.host, port: t.port, tls: t.tls, allowInsecure: t.allowInsecure, capacity: opts.capacity ?? 4 << 20, timeout: opts.timeout });
+      if (transport !== "inproc" && transport !== "shm" && tcpOptions !== false) {
+        tcp = await TcpSender.create({ ...tcpOptions, capacity, timeout });
         endpoints.tcp = { host: tcp.address.host, port: tcp.address.port, tls: tcp.address.tls };
       }
       await graph.client.request("publisher.add", { id, topic, endpoints });
       const ref: { pub?: Publisher<T> } = {};
-      ref.pub = new Publisher<T>(topic, id, graph, endpoints, shm, tcp, new LocalDelivery<T>(topic, id), opts.timeout ?? 5000, () => onClose(ref.pub as Publisher<T>));
+      ref.pub = new Publisher<T>(topic, id, graph, endpoints, shm, tcp, new LocalDelivery<T>(topic, id), timeout, () => onClose(ref.pub as Publisher<T>));
       return ref.pub;
     } catch (err) {
       await shm?.close();
