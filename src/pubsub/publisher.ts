@@ -14,6 +14,7 @@ import type { Loan } from "../transport/transport.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { LocalDelivery } from "./local.js";
 import { prepare, RAW_PREFIX, writeRawHeaders, type Prepared } from "./wire.js";
+import { checkEncodable } from "../codec/index.js";
 import type { PublisherCounters } from "../graph/report.js";
 import { readOptions } from "../util/options.js";
 import { MAX_CAPACITY } from "../ring/layout.js";
@@ -114,21 +115,28 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   }
 
   /**
-   * Publishes `value` to every subscriber. Values that cannot be encoded are rejected here
-   * (`EncodeError`), not at the receivers. Waits (bounded by `timeout`, `signal`) while a
-   * blocking subscriber is full.
+   * Publishes `value` to every subscriber. Values that cannot be encoded are rejected here with
+   * `EncodeError`, whoever is subscribed: with subscribers in other processes the value is
+   * encoded (and so checked whole); otherwise it is checked without encoding (the value itself
+   * and its first `CHECK_BUDGET` contained values, docs/pubsub.md), and subscribers of this
+   * thread receive it itself. Waits (bounded by `timeout`, `signal`) while a blocking
+   * subscriber is full.
    */
   async publish(value: T, opts: BlockingOptions = {}): Promise<void> {
     if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
     if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
     checkOptions(opts, "publish");
-    const seq = this.seq++;
-    const wait = { timeout: opts.timeout ?? this.timeout, signal: opts.signal };
     const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
     const tcp = this.tcp !== undefined && this.tcp.receivers > 0 ? this.tcp : undefined;
+    // Encoded once, whatever the number of links; without a link that encodes, what the
+    // encoding would refuse is refused all the same. A refused value takes no sequence number.
+    let encoded: Prepared | undefined;
+    if (shm || tcp) encoded = prepare(value, this.seq);
+    else checkEncodable(value);
+    const seq = this.seq++;
+    const wait = { timeout: opts.timeout ?? this.timeout, signal: opts.signal };
     const counters = this.counters;
-    if (shm || tcp) {
-      const encoded = prepare(value, seq); // once, whatever the number of links
+    if (encoded) {
       counters.bytes += encoded.size;
       if (shm) writeLoan(shm.tryLoan(encoded.size) ?? (counters.waits++, await shm.loan(encoded.size, wait)), encoded);
       if (tcp) writeLoan(await tcp.loan(encoded.size, wait), encoded);
