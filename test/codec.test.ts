@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { pack as foreignPack, unpack as foreignUnpack } from "msgpackr";
-import { BufferType, decode, encode, encodeChunks, encodedSize, encodeInto, FRAME_HEADER_BYTES, FrameKind, MAX_DEPTH } from "../src/codec/index.js";
+import { BufferType, CHECK_BUDGET, checkEncodable, decode, encode, encodeChunks, encodedSize, encodeInto, FRAME_HEADER_BYTES, FrameKind, MAX_DEPTH } from "../src/codec/index.js";
 import { EncodeError, InvalidArgumentError, ProtocolError } from "../src/errors.js";
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -29,9 +29,12 @@ function rejects(frame: Uint8Array, why = ""): void {
   );
 }
 
-/** Asserts that encoding `value` throws an EncodeError whose message matches `pattern`. */
+/**
+ * Asserts that encoding `value` throws an EncodeError whose message matches `pattern`, and that
+ * `checkEncodable` (with no budget limit) refuses it with the same message, encoding nothing.
+ */
 function refuses(value: unknown, pattern: RegExp): void {
-  for (const attempt of [() => encodedSize(value), () => encode(value)]) {
+  for (const attempt of [() => encodedSize(value), () => encode(value), () => checkEncodable(value, Infinity)]) {
     assert.throws(attempt, (err: unknown) => {
       assert.ok(err instanceof EncodeError, `expected EncodeError, got ${String(err)}`);
       assert.equal(err.code, "ERR_PLEXUS_ENCODE");
@@ -436,6 +439,33 @@ test("values that cannot travel throw EncodeError at encode time, naming where",
   refuses([deep], new RegExp(`deeper than ${MAX_DEPTH}`));
 });
 
+test("checkEncodable refuses what the encoding refuses, with its message, looking at most CHECK_BUDGET values inside", () => {
+  const message = (f: () => unknown): string => {
+    try {
+      f();
+    } catch (err) {
+      assert.ok(err instanceof EncodeError, String(err));
+      return err.message;
+    }
+    return "accepted";
+  };
+  const bad: unknown[] = [() => 1, Symbol("s"), { a: [1, { f() {} }] }, new Map([[1, { s: Symbol.iterator }]]), new Set([{ big: 2n ** 64n }]), [new (class P {})()]];
+  for (const v of bad) assert.equal(message(() => checkEncodable(v)), message(() => encodedSize(v)));
+  // The value itself, then CHECK_BUDGET values inside it, depth first (containers count): the
+  // last one looked at...
+  const list: unknown[] = new Array<unknown>(CHECK_BUDGET).fill(0);
+  list[CHECK_BUDGET - 1] = () => 1;
+  assert.equal(message(() => checkEncodable(list)), `cannot encode value[${CHECK_BUDGET - 1}]: a function`);
+  // ...and what lies beyond is not (the encoding still refuses it)
+  const nested = { inner: list }; // `inner` takes one of the values
+  assert.equal(message(() => checkEncodable(nested)), "accepted");
+  assert.equal(message(() => encodedSize(nested)), `cannot encode value.inner[${CHECK_BUDGET - 1}]: a function`);
+  // What travels passes, however large; bytes and primitives cost one test
+  for (const v of [1, "s", null, undefined, true, 2n, new Date(0), new Uint8Array(8), Buffer.alloc(2), new Float64Array(3), { a: new Array(10_000).fill({ b: 1 }) }, new Map([["k", new Set([1])]])]) {
+    assert.equal(message(() => checkEncodable(v)), "accepted");
+  }
+});
+
 test("encodeInto and encodeChunks check their arguments", () => {
   const plan = encodedSize({ a: 1 });
   assert.throws(() => encodeInto(plan, new Uint8Array(plan.byteLength - 1)), InvalidArgumentError);
@@ -698,6 +728,7 @@ test("property: arbitrary values of the supported kinds round-trip exactly (fast
   }));
   fc.assert(
     fc.property(value, (v) => {
+      checkEncodable(v, Infinity); // what travels passes the check
       assert.deepStrictEqual(roundTrip(v), v);
     }),
     { numRuns: 1500, seed: 20240501 },

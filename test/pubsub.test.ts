@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { AbortError, ClosedError, connect, GraphServer, InvalidArgumentError, TimeoutError, type Snapshot } from "../src/index.js";
+import { AbortError, ClosedError, connect, EncodeError, GraphServer, InvalidArgumentError, TimeoutError, type Snapshot } from "../src/index.js";
 import { fixture } from "./helpers/child.js";
 
 async function server(): Promise<{ server: GraphServer; address: string }> {
@@ -142,6 +142,49 @@ test("pubsub: values that cannot be encoded fail at publish, closed handles refu
   await node.close();
   await assert.rejects(pub.publish({}), { code: "ERR_PLEXUS_CLOSED" });
   await assert.rejects(node.publisher("x"), { code: "ERR_PLEXUS_CLOSED" });
+});
+
+test("pubsub: a value that cannot be encoded is refused at publish whoever subscribes: nobody, this thread, another process", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<unknown>("refuse/t");
+  const bad: [unknown, string][] = [
+    [() => 1, "cannot encode value: a function"],
+    [Symbol("s"), "cannot encode value: a symbol"],
+    [{ a: [1, { f() {} }] }, "cannot encode value.a[1].f: a function"],
+  ];
+  const refused = async (stage: string): Promise<void> => {
+    for (const [value, message] of bad) {
+      await assert.rejects(pub.publish(value), (e: unknown) => {
+        assert.ok(e instanceof EncodeError, `${stage}: ${String(e)}`);
+        assert.equal(e.message, message, stage);
+        return true;
+      });
+    }
+  };
+  // (a) nobody subscribes
+  assert.equal(pub.subscribers, 0);
+  await refused("no subscriber");
+  // (b) a subscriber in this thread: it receives none of them; a good value arrives itself
+  {
+    await using local = await node.subscriber<unknown>("refuse/t");
+    assert.equal(pub.subscribers, 1);
+    await refused("same thread");
+    assert.equal(local.tryReceive(), null, "nothing was handed over");
+    const value = { n: 1, list: Array.from({ length: 1000 }, (_, i) => ({ i })) };
+    await pub.publish(value);
+    const got = await local.receive({ timeout: 2000 });
+    assert.equal(got?.value, value, "the value itself, no copy");
+    assert.equal(got?.sequence, 1, "refused values take no sequence number");
+  }
+  // (c) a subscriber in another process
+  const child = fixture("pubsub-peer", { role: "sub", address, topic: "refuse/t", count: 1 });
+  assert.equal(await child.line(), "ready");
+  while (pub.subscribers === 0) await new Promise((r) => setTimeout(r, 2));
+  await refused("another process");
+  await pub.publish({ seq: 1, from: "p", data: new Float64Array(8).fill(1) });
+  assert.deepEqual(JSON.parse(await child.line()), { count: 1, errors: [], zeroCopy: true });
 });
 
 test("pubsub: kill -9 of the process hosting the embedded GraphServer: data keeps flowing, graph calls fail typed", async () => {

@@ -116,13 +116,13 @@ test("tcp: bad heartbeat and peerTimeout options are refused with InvalidArgumen
       await assert.rejects(node.client(fresh("bad"), { [option]: value }), (e: unknown) => {
         assert.ok(e instanceof InvalidArgumentError, what);
         assert.equal(e.code, "ERR_PLEXUS_INVALID_ARGUMENT");
-        assert.match(e.message, new RegExp(`^${option} must be`), what);
+        assert.match(e.message, new RegExp(`^node\\.client: option "${option}" must be`), what);
         return true;
       });
       await assert.rejects(node.server(fresh("bad"), () => 1, { transport: "tcp", tcp: { [option]: value } }), (e: unknown) => {
         assert.ok(e instanceof InvalidArgumentError, what);
         assert.equal(e.code, "ERR_PLEXUS_INVALID_ARGUMENT");
-        assert.match(e.message, new RegExp(`^tcp\\.${option} must be`), what);
+        assert.match(e.message, new RegExp(`^node\\.server: option "tcp\\.${option}" must be`), what);
         return true;
       });
     }

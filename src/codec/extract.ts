@@ -63,6 +63,54 @@ interface WellFormed {
   toWellFormed(): string;
 }
 
+/** What a value is to the codec, at its own level (its contents not looked at). */
+const enum Kind {
+  /** Travels as it is (number, string, boolean, undefined, null, bigint in range, Date). */
+  Leaf,
+  /** A plain object (prototype `Object.prototype` or null). */
+  Plain,
+  /** An `Array`. */
+  Array,
+  /** A typed array, `DataView`, `ArrayBuffer` or `Buffer`: travels out-of-band. */
+  Binary,
+  /** A `Map`. */
+  Map,
+  /** A `Set`. */
+  Set,
+}
+
+/** The one rule of what travels, level by level: the {@link Kind} of `v`, or {@link Unsupported}. */
+function kindOf(v: unknown): Kind {
+  switch (typeof v) {
+    case "number":
+    case "string":
+    case "boolean":
+    case "undefined":
+      return Kind.Leaf;
+    case "bigint":
+      if (v < INT64_MIN || v >= UINT64_END) throw new Unsupported("a bigint outside -2^63 .. 2^64-1");
+      return Kind.Leaf;
+    case "object":
+      return v === null ? Kind.Leaf : objectKind(v);
+    default:
+      throw new Unsupported(`a ${typeof v}`);
+  }
+}
+
+/** {@link kindOf} for an object. */
+function objectKind(o: object): Kind {
+  const proto: unknown = Object.getPrototypeOf(o);
+  if (proto === Object.prototype || proto === null) return Kind.Plain;
+  if (proto === Array.prototype) return Kind.Array;
+  if (BINARY_TYPES.has(proto as object)) return Kind.Binary;
+  if (proto === Date.prototype) return Kind.Leaf;
+  if (proto === Map.prototype) return Kind.Map;
+  if (proto === Set.prototype) return Kind.Set;
+  if (o instanceof SharedArrayBuffer) throw new Unsupported("a SharedArrayBuffer (send a typed array over it instead)");
+  const name = (proto as { constructor?: { name?: unknown } } | undefined)?.constructor?.name;
+  throw new Unsupported(`an instance of ${typeof name === "string" && name ? name : "a class"} (only plain objects, arrays, Map, Set, Date and binary buffers travel)`);
+}
+
 /** One walk over one value. */
 class Walk {
   readonly buffers: OutOfBand[] = [];
@@ -78,39 +126,34 @@ class Walk {
         return v === 0 && 1 / v < 0 ? NEGATIVE_ZERO : v;
       case "string":
         return (v as unknown as WellFormed).isWellFormed() ? v : (v as unknown as WellFormed).toWellFormed();
-      case "boolean":
-      case "undefined":
-        return v;
       case "object":
         return v === null ? v : this.object(v, depth);
-      case "bigint":
-        if (v < INT64_MIN || v >= UINT64_END) throw new Unsupported("a bigint outside -2^63 .. 2^64-1");
-        return v;
       default:
-        throw new Unsupported(`a ${typeof v}`);
+        kindOf(v); // throws for what does not travel
+        return v;
     }
   }
 
   private object(o: object, depth: number): unknown {
-    const proto: unknown = Object.getPrototypeOf(o);
-    if (proto === Object.prototype || proto === null) return this.container(o, depth, this.plain);
-    if (proto === Array.prototype) return this.container(o as unknown[], depth, this.array);
-    const type = BINARY_TYPES.get(proto as object);
-    if (type !== undefined) return this.binary(o, type);
-    if (proto === Date.prototype) return o;
-    if (proto === Map.prototype) return this.container(o as Map<unknown, unknown>, depth, this.map);
-    if (proto === Set.prototype) return this.container(o as Set<unknown>, depth, this.set);
-    if (o instanceof SharedArrayBuffer) throw new Unsupported("a SharedArrayBuffer (send a typed array over it instead)");
-    const name = (proto as { constructor?: { name?: unknown } } | undefined)?.constructor?.name;
-    throw new Unsupported(`an instance of ${typeof name === "string" && name ? name : "a class"} (only plain objects, arrays, Map, Set, Date and binary buffers travel)`);
+    switch (objectKind(o)) {
+      case Kind.Plain:
+        return this.container(o, depth, this.plain);
+      case Kind.Array:
+        return this.container(o as unknown[], depth, this.array);
+      case Kind.Binary:
+        return this.binary(o, BINARY_TYPES.get(Object.getPrototypeOf(o) as object) as BufferType);
+      case Kind.Map:
+        return this.container(o as Map<unknown, unknown>, depth, this.map);
+      case Kind.Set:
+        return this.container(o as Set<unknown>, depth, this.set);
+      default:
+        return o; // a Date
+    }
   }
 
   /** Walks a container's contents with `walk`, refusing cycles and excessive depth. */
   private container<T extends object>(o: T, depth: number, walk: (this: Walk, o: T, depth: number) => unknown): unknown {
-    if (depth >= MAX_DEPTH) throw new Unsupported(`nesting deeper than ${MAX_DEPTH} levels`);
-    const ancestors = this.ancestors;
-    for (let i = 0; i < depth; i++) if (ancestors[i] === o) throw new Unsupported("a cyclic reference");
-    ancestors[depth] = o;
+    enter(this.ancestors, o, depth);
     return walk.call(this, o, depth + 1);
   }
 
@@ -203,6 +246,101 @@ class Walk {
   }
 }
 
+/** Enters container `o` at `depth`: refuses excessive depth and a container inside itself (`ancestors` holds the path). */
+function enter(ancestors: object[], o: object, depth: number): void {
+  if (depth >= MAX_DEPTH) throw new Unsupported(`nesting deeper than ${MAX_DEPTH} levels`);
+  for (let i = 0; i < depth; i++) if (ancestors[i] === o) throw new Unsupported("a cyclic reference");
+  ancestors[depth] = o;
+}
+
+/** Ends a {@link Check} whose budget is spent. */
+const SPENT = Symbol("spent");
+
+/**
+ * The walk of {@link checkEncodable}: the rules of {@link Walk} ({@link kindOf}, {@link enter},
+ * the `__proto__` key), without packing or copying anything, for at most `budget` values.
+ */
+class Check {
+  private readonly ancestors: object[] = [];
+
+  constructor(private budget: number) {}
+
+  value(v: unknown, depth: number): void {
+    if (this.budget-- <= 0) throw SPENT;
+    const kind = kindOf(v);
+    if (kind === Kind.Leaf || kind === Kind.Binary) return;
+    const o = v as object;
+    enter(this.ancestors, o, depth);
+    const inner = depth + 1;
+    if (kind === Kind.Plain) {
+      const src = o as Record<string, unknown>;
+      for (const key of Object.keys(src)) {
+        if (key === "__proto__") throw inside(new Unsupported(`an own property named "__proto__" (it cannot be restored safely)`), key);
+        try {
+          this.value(src[key], inner); // a getter may throw: that is refused too
+        } catch (err) {
+          throw along(err, key);
+        }
+      }
+    } else if (kind === Kind.Array) {
+      const a = o as unknown[];
+      for (let i = 0; i < a.length; i++) {
+        try {
+          this.value(a[i], inner);
+        } catch (err) {
+          throw along(err, i);
+        }
+      }
+    } else {
+      // a Map (keys and values) or a Set
+      const map = kind === Kind.Map;
+      let i = 0;
+      for (const item of o as Iterable<unknown>) {
+        try {
+          if (map) {
+            this.value((item as [unknown, unknown])[0], inner);
+            this.value((item as [unknown, unknown])[1], inner);
+          } else this.value(item, inner);
+        } catch (err) {
+          throw along(err, map ? `<entry ${i}>` : `<element ${i}>`);
+        }
+        i++;
+      }
+    }
+  }
+}
+
+/** What a {@link Check} rethrows from a child at `step`: the end of the budget as it is, else {@link inside}. */
+function along(err: unknown, step: string | number): unknown {
+  return err === SPENT ? err : inside(err, step);
+}
+
+/** Values {@link checkEncodable} looks at, at most, inside the value it checks (depth first). */
+export const CHECK_BUDGET = 64;
+
+/**
+ * Refuses with {@link EncodeError} — the error, and the message, the codec would give — a value
+ * that cannot be encoded, without encoding it: the value itself and, inside its plain objects,
+ * arrays, `Map`s and `Set`s, the first `budget` values depth first (a function, a symbol, a class
+ * instance, a `SharedArrayBuffer`, a bigint out of range, a cycle, nesting deeper than
+ * `MAX_DEPTH`, a `__proto__` key, a getter that throws). What lies beyond the budget is not
+ * looked at. Nothing is packed or copied.
+ */
+export function checkEncodable(value: unknown, budget = CHECK_BUDGET): void {
+  try {
+    const kind = kindOf(value);
+    if (kind !== Kind.Leaf && kind !== Kind.Binary) new Check(budget + 1).value(value, 0); // the value, then `budget` inside it
+  } catch (err) {
+    if (err !== SPENT) throw encodeError(err);
+  }
+}
+
+/** The {@link EncodeError} of a failed walk. */
+function encodeError(err: unknown): EncodeError {
+  if (err instanceof Unsupported) return new EncodeError(`cannot encode ${formatPath(err.path)}: ${err.reason}`, { cause: err.cause });
+  return new EncodeError(`cannot encode value: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
 /** The bytes of a view, as a Uint8Array over the same memory. */
 function viewBytes(v: ArrayBufferView): Uint8Array {
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
@@ -247,7 +385,6 @@ export function extract(value: unknown): Extracted {
   try {
     return { value: walk.value(value, 0), buffers: walk.buffers };
   } catch (err) {
-    if (err instanceof Unsupported) throw new EncodeError(`cannot encode ${formatPath(err.path)}: ${err.reason}`, { cause: err.cause });
-    throw new EncodeError(`cannot encode value: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw encodeError(err);
   }
 }

@@ -7,5 +7,6 @@
  */
 export { encode, encodeChunks, encodedSize, encodeInto, type FramePlan } from "./encoder.js";
 export { decode, isFlatValueFrame, rawFrameFlags } from "./decoder.js";
+export { CHECK_BUDGET, checkEncodable } from "./extract.js";
 export { FLAG_RAW_BUFFER } from "./format.js";
 export { BufferType, FRAME_MAGIC, FRAME_VERSION, FrameKind, HEADER_BYTES as FRAME_HEADER_BYTES, MAX_DEPTH } from "./format.js";

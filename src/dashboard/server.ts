@@ -15,6 +15,9 @@ import { checkTopic } from "../graph/registry.js";
 import { connect, type Node } from "../node/node.js";
 import type { Subscriber } from "../pubsub/subscriber.js";
 import { isLoopback } from "../net/loopback.js";
+import { parseAddress } from "../graph/client.js";
+import { MIN_TOKEN } from "../graph/server.js";
+import { readOptions } from "../util/options.js";
 import { PAGE } from "./page.js";
 import { numbersOf, summarize } from "./summary.js";
 
@@ -87,9 +90,25 @@ export class Dashboard implements AsyncDisposable {
 
   /** Starts serving. Binding off loopback without a token throws AccessDeniedError. */
   static async start(opts: DashboardOptions): Promise<Dashboard> {
-    const host = opts.host ?? "127.0.0.1";
-    if (!isLoopback(host) && !opts.token) throw new AccessDeniedError(`serving the dashboard on ${host} (not loopback) requires a token`);
-    if (opts.token !== undefined && opts.token.length < 8) throw new InvalidArgumentError("a dashboard token must have at least 8 characters");
+    if (opts === undefined) throw new InvalidArgumentError("Dashboard.start: the options { source, graphAddress, ... } are required");
+    const o = readOptions("Dashboard.start", opts);
+    const source = o.object("source", "a GraphServer or an object with snapshot() and stats()");
+    if (source === undefined || typeof source.snapshot !== "function" || typeof source.stats !== "function") {
+      throw o.error("source", "a GraphServer or an object with snapshot() and stats()");
+    }
+    const graphAddress = o.string("graphAddress");
+    try {
+      parseAddress(graphAddress as string);
+    } catch {
+      throw o.error("graphAddress", "the GraphServer's address (tcp://host:port, tls://host:port or host:port)");
+    }
+    o.string("graphToken");
+    o.object("graphTls", "an object of TLS options");
+    const host = o.string("host", 1) ?? "127.0.0.1";
+    const port = o.int("port", 0, 0, 65535);
+    const token = o.string("token", MIN_TOKEN);
+    const interval = o.ms("interval", 500);
+    if (!isLoopback(host) && !token) throw new AccessDeniedError(`serving the dashboard on ${host} (not loopback) requires a token`);
     const ref: { dash?: Dashboard } = {};
     const http = createServer((req, res) => ref.dash?.serve(req, res));
     const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
@@ -102,17 +121,17 @@ export class Dashboard implements AsyncDisposable {
     });
     await new Promise<void>((resolve, reject) => {
       http.once("error", reject);
-      http.listen(opts.port ?? 0, host, () => {
+      http.listen(port, host, () => {
         http.off("error", reject);
         resolve();
       });
     });
     const addr = http.address();
-    const port = typeof addr === "object" && addr ? addr.port : 0;
+    const bound = typeof addr === "object" && addr ? addr.port : 0;
     const shown = host.includes(":") ? `[${host}]` : host === "0.0.0.0" ? "127.0.0.1" : host;
-    const url = `http://${shown}:${port}/${opts.token ? `?token=${encodeURIComponent(opts.token)}` : ""}`;
+    const url = `http://${shown}:${bound}/${token ? `?token=${encodeURIComponent(token)}` : ""}`;
     ref.dash = new Dashboard(http, wss, opts, url);
-    ref.dash.timer = setInterval(() => void ref.dash?.push(), opts.interval ?? 500);
+    ref.dash.timer = setInterval(() => void ref.dash?.push(), interval);
     return ref.dash;
   }
 

@@ -6,7 +6,7 @@
 import type { Socket } from "node:net";
 import type { ConnectionOptions } from "node:tls";
 import { AccessDeniedError, ClosedError, errorFromWire, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError, SystemError, systemError, TimeoutError } from "../errors.js";
-import { checkTimeout, throwIfAborted } from "../util/blocking.js";
+import { throwIfAborted } from "../util/blocking.js";
 import { self } from "./identity.js";
 import { CONTROL_SPEC, ControlParser, encodeControl, MsgType, packBody, STATUS_ACCESS_DENIED, unpackBody } from "./protocol.js";
 import { encodeHello, readWelcome, refusal, Status } from "../net/handshake.js";
@@ -16,6 +16,7 @@ import type { PublisherInfo, ServerInfo } from "./registry.js";
 import { DEFAULT_GRAPH_PORT, GraphServer } from "./server.js";
 import { isLoopback } from "../net/loopback.js";
 import { dial } from "../net/dial.js";
+import { readOptions } from "../util/options.js";
 
 /** Options of {@link GraphClient.connect} and `connect()`. */
 export interface GraphOptions {
@@ -53,6 +54,36 @@ export function parseAddress(address: string): { host: string; port: number; tls
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535) throw new InvalidArgumentError(`not a GraphServer address (tcp://host:port, tls://host:port or host:port, port 0..65535): ${JSON.stringify(address)}`);
   return { host: m[1], port };
+}
+
+/** {@link GraphOptions} once checked: the address parsed, the timeout filled in. */
+export interface GraphSettings {
+  /** The parsed address. */
+  readonly address: { host: string; port: number; tls?: boolean };
+  /** Connect timeout (ms). */
+  readonly timeout: number;
+}
+
+/**
+ * Checks every {@link GraphOptions} field for the factory `where` (`connect`,
+ * `GraphClient.connect`), before anything is opened.
+ */
+export function checkGraphOptions(where: string, opts: GraphOptions | undefined): GraphSettings {
+  const o = readOptions(where, opts);
+  const given = o.string("address", 1);
+  let address: { host: string; port: number; tls?: boolean };
+  try {
+    address = parseAddress(given ?? defaultAddress());
+  } catch (err) {
+    if (given === undefined) throw err; // PLEXUS_GRAPH: parseAddress's message names it
+    throw o.error("address", "tcp://host:port, tls://host:port or host:port (port 0..65535)");
+  }
+  o.string("token");
+  o.object("tls", "an object of TLS options");
+  o.bool("embedded", true);
+  o.string("name");
+  o.signal("signal");
+  return { address, timeout: o.timeout("timeout", 5000) };
 }
 
 /** The GraphServer address this process uses by default. */
@@ -107,9 +138,8 @@ export class GraphClient {
    * race: then this one connects to the winner).
    */
   static async connect(opts: GraphOptions = {}): Promise<GraphClient> {
+    const { address: parsed, timeout } = checkGraphOptions("GraphClient.connect", opts);
     throwIfAborted(opts.signal, "connect");
-    const timeout = checkTimeout(opts.timeout, 5000);
-    const parsed = parseAddress(opts.address ?? defaultAddress());
     const { host, port } = parsed;
     // tls:// asks for TLS (the system's CAs unless `tls` says more); tcp:// for plain TCP
     if (parsed.tls === true && opts.tls === undefined) opts = { ...opts, tls: {} };

@@ -6,15 +6,16 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { timingSafeEqual } from "node:crypto";
-import { AccessDeniedError, errorToWire, InvalidArgumentError, ProtocolError } from "../errors.js";
+import { AccessDeniedError, errorToWire, ProtocolError } from "../errors.js";
 import { encodeRefusal, encodeWelcome, readHello, Status } from "../net/handshake.js";
-import { bind, hostPort } from "../net/listen.js";
+import { bind, hostPort, tlsOptionsError } from "../net/listen.js";
 import { native } from "../native.js";
 import { hostId } from "./identity.js";
 import { isLoopback } from "../net/loopback.js";
 import { CONTROL_SPEC, ControlParser, encodeControl, MsgType, packBody, STATUS_ACCESS_DENIED, unpackBody, type ControlMessage } from "./protocol.js";
 import { Registry, type Endpoints, type PublisherInfo, type ServerInfo, type Snapshot } from "./registry.js";
 import { StatsBook, type GraphStats } from "./stats.js";
+import { readOptions } from "../util/options.js";
 
 /** Default control address. */
 export const DEFAULT_GRAPH_PORT = 25978;
@@ -32,6 +33,9 @@ export interface GraphServerOptions {
   /** How long to wait for a subscriber to apply a change (ms, default 5000). */
   notifyTimeout?: number;
 }
+
+/** The shortest access token (characters). */
+export const MIN_TOKEN = 8;
 
 /** A node must send its HELLO within this time (ms). */
 const HANDSHAKE_TIMEOUT = 5000;
@@ -62,7 +66,7 @@ export class GraphServer implements AsyncDisposable {
 
   private constructor(
     private readonly server: Server,
-    private readonly opts: GraphServerOptions,
+    private readonly opts: { readonly token: string | undefined; readonly notifyTimeout: number },
     address: { host: string; port: number; tls: boolean },
   ) {
     this.address = address;
@@ -70,20 +74,30 @@ export class GraphServer implements AsyncDisposable {
 
   /** Starts a server. Rejects with a `SystemError` (`errnoName` `EADDRINUSE`, `cause` Node's error) if the port is taken. */
   static async start(opts: GraphServerOptions = {}): Promise<GraphServer> {
-    const host = opts.host ?? "127.0.0.1";
-    if (!isLoopback(host) && (!opts.tls || !opts.token)) {
+    const o = readOptions("GraphServer.start", opts);
+    const checked = {
+      host: o.string("host", 1) ?? "127.0.0.1",
+      port: o.int("port", DEFAULT_GRAPH_PORT, 0, 65535),
+      tls: o.object("tls", "an object of TLS options"),
+      token: o.string("token", MIN_TOKEN),
+      notifyTimeout: o.ms("notifyTimeout", 5000),
+    };
+    const host = checked.host;
+    if (!isLoopback(host) && (!checked.tls || !checked.token)) {
       throw new AccessDeniedError(`binding ${host} (not loopback) requires tls and an access token`);
-    }
-    if (opts.token !== undefined && (typeof opts.token !== "string" || opts.token.length < 8)) {
-      throw new InvalidArgumentError("an access token must be a string of at least 8 characters");
     }
     const ref: { graph?: GraphServer } = {};
     const onSocket = (socket: Socket): void => ref.graph?.accept(socket);
-    const server = opts.tls ? createTlsServer(opts.tls, onSocket) : createServer(onSocket);
-    await bind(server, { host, port: opts.port ?? DEFAULT_GRAPH_PORT }, `GraphServer at ${hostPort(host, opts.port ?? DEFAULT_GRAPH_PORT)}`);
+    let server: Server;
+    try {
+      server = checked.tls ? createTlsServer(checked.tls, onSocket) : createServer(onSocket);
+    } catch (err) {
+      throw tlsOptionsError(err, "GraphServer.start");
+    }
+    await bind(server, { host, port: checked.port }, `GraphServer at ${hostPort(host, checked.port)}`);
     const addr = server.address();
-    const port = typeof addr === "object" && addr ? addr.port : (opts.port ?? DEFAULT_GRAPH_PORT);
-    ref.graph = new GraphServer(server, opts, { host, port, tls: !!opts.tls });
+    const port = typeof addr === "object" && addr ? addr.port : checked.port;
+    ref.graph = new GraphServer(server, checked, { host, port, tls: !!checked.tls });
     return ref.graph;
   }
 
@@ -279,7 +293,7 @@ export class GraphServer implements AsyncDisposable {
 
   /** Sends every changed upstream set to its subscriber (or server set to its client) and waits (bounded) for the acks. */
   private async notify(changed: Map<string, PublisherInfo[] | ServerInfo[]>, services = false): Promise<void> {
-    const timeout = this.opts.notifyTimeout ?? 5000;
+    const timeout = this.opts.notifyTimeout;
     const waits: Promise<void>[] = [];
     for (const [port, list] of changed) {
       const owner = services ? this.registry.client(port)?.node : this.registry.subscriber(port)?.node;

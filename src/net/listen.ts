@@ -37,7 +37,7 @@ export async function listenTcp(opts: ListenOptions): Promise<Server> {
     try {
       server = createTlsServer({ ...opts.tls, ...netOpts, handshakeTimeout: opts.handshakeTimeout });
     } catch (err) {
-      throw new InvalidArgumentError(`invalid TLS options: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw tlsOptionsError(err);
     }
   } else {
     server = createNetServer(netOpts);
@@ -45,6 +45,11 @@ export async function listenTcp(opts: ListenOptions): Promise<Server> {
   server.maxConnections = opts.maxConnections;
   await bind(server, { host: opts.host, port: opts.port }, hostPort(opts.host, opts.port));
   return server;
+}
+
+/** The error for TLS options Node refused (a key it cannot read, ...): an `InvalidArgumentError`, `cause` Node's error. */
+export function tlsOptionsError(err: unknown, where = ""): InvalidArgumentError {
+  return new InvalidArgumentError(`${where === "" ? "" : `${where}: `}invalid TLS options: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
 /** `host:port`, IPv6 hosts in brackets. */

@@ -5,7 +5,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { ClosedError, PeerDeadError } from "../errors.js";
-import { GraphClient, type GraphOptions } from "../graph/client.js";
+import { checkGraphOptions, GraphClient, type GraphOptions } from "../graph/client.js";
+import { readOptions } from "../util/options.js";
 import { checkTopic, type PublisherInfo, type Snapshot } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
 import { Publisher, type PublisherOptions } from "../pubsub/publisher.js";
@@ -42,7 +43,7 @@ export class Node implements AsyncDisposable {
 
   private constructor(
     graph: GraphClient,
-    private readonly opts: ConnectOptions,
+    private readonly opts: ConnectOptions & { readonly reconnect: number },
   ) {
     this.graph = graph;
     this.attach(graph);
@@ -71,8 +72,11 @@ export class Node implements AsyncDisposable {
   }
 
   /** @internal Use {@link connect}. */
-  static async open(opts: ConnectOptions): Promise<Node> {
-    return new Node(await GraphClient.connect(opts), opts);
+  static async open(opts: ConnectOptions | undefined): Promise<Node> {
+    checkGraphOptions("connect", opts);
+    const reconnect = readOptions("connect", opts).timeout("reconnect", 10_000);
+    const checked = { ...opts, reconnect };
+    return new Node(await GraphClient.connect(checked), checked);
   }
 
   /** The current GraphServer connection, as this node's ports see it. */
@@ -151,7 +155,7 @@ export class Node implements AsyncDisposable {
    */
   async connect(from: string, to: string, opts: { persistent?: boolean } = {}): Promise<void> {
     this.checkOpen();
-    const edge = { from: checkTopic(from), to: checkTopic(to), persistent: opts.persistent === true };
+    const edge = { from: checkTopic(from), to: checkTopic(to), persistent: readOptions("node.connect", opts).bool("persistent", false) };
     await this.graph.request("edge.add", edge);
     this.edges.set(`${from}\u0000${to}`, edge);
   }
@@ -212,7 +216,7 @@ export class Node implements AsyncDisposable {
 
   /** Finds (or starts) a GraphServer again and re-registers everything this node made. */
   private async recover(cause: Error): Promise<void> {
-    const budget = this.opts.reconnect ?? 10_000;
+    const budget = this.opts.reconnect;
     const until = performance.now() + budget;
     while (budget > 0 && !this.closing && performance.now() < until) {
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));

@@ -16,7 +16,12 @@ import { Deferred } from "../util/wait.js";
 import { notePublished } from "./activity.js";
 import { LocalDelivery } from "./local.js";
 import { prepare, RAW_PREFIX, writeRawHeaders, type Prepared } from "./wire.js";
+import { checkEncodable } from "../codec/index.js";
 import type { PublisherCounters } from "../graph/report.js";
+import { readOptions } from "../util/options.js";
+import { MAX_CAPACITY } from "../ring/layout.js";
+import { MIN_WINDOW } from "../transport/tcp-wire.js";
+import { PORT_TRANSPORTS } from "../transport/transport.js";
 
 /** Options of `node.publisher()`. */
 export interface PublisherOptions {
@@ -63,34 +68,41 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   }
 
   /** @internal Creates the ring (unless `transport: "inproc"`), registers the port. */
-  static async create<T>(graph: GraphRef, id: string, topic: string, opts: PublisherOptions, onClose: (p: Publisher<T>) => void): Promise<Publisher<T>> {
+  static async create<T>(graph: GraphRef, id: string, topic: string, opts: PublisherOptions | undefined, onClose: (p: Publisher<T>) => void): Promise<Publisher<T>> {
+    const o = readOptions("node.publisher", opts);
+    // Checked before anything is made: a bad option is one InvalidArgumentError, never a fallback.
+    const capacity = o.int("capacity", 4 << 20, MIN_WINDOW, MAX_CAPACITY);
+    const timeout = o.timeout("timeout", 5000);
+    const transport = o.oneOf("transport", PORT_TRANSPORTS, undefined);
+    const t = o.section("tcp", "host, port, tls, allowInsecure");
+    const tcpOptions = t && { host: t.string("host", 1), port: t.int("port", 0, 0, 65535), tls: t.object("tls", "an object of certificate options"), allowInsecure: t.bool("allowInsecure", false) };
     const endpoints: Endpoints = { ...self() };
     let shm: ShmSender | undefined;
     let tcp: TcpSender | undefined;
-    if (opts.transport !== "inproc" && opts.transport !== "tcp") {
+    if (transport !== "inproc" && transport !== "tcp") {
       try {
-        shm = ShmSender.create({ capacity: opts.capacity ?? 4 << 20, timeout: opts.timeout });
+        shm = ShmSender.create({ capacity, timeout });
         endpoints.shm = { name: shm.address.name, socket: shm.address.socket };
         await graph.client.request("segment.add", { name: shm.address.name });
       } catch (err) {
-        if (!(err instanceof PlexusError) || opts.transport === "shm") throw err;
-        process.emitWarning(`plexus: no shared memory for the publisher on ${JSON.stringify(topic)} (${err.message}); subscribers fall back to TCP`, {
-          code: "PLEXUS_NO_SHM",
-        });
+        // No shared memory here (no /dev/shm, no room): TCP serves instead. Anything else is thrown.
         await shm?.close();
         shm = undefined;
         delete endpoints.shm;
+        if (!(err instanceof PlexusError) || err instanceof InvalidArgumentError || transport === "shm") throw err;
+        process.emitWarning(`plexus: no shared memory for the publisher on ${JSON.stringify(topic)} (${err.message}); subscribers fall back to TCP`, {
+          code: "PLEXUS_NO_SHM",
+        });
       }
     }
     try {
-      if (opts.transport !== "inproc" && opts.transport !== "shm" && opts.tcp !== false) {
-        const t = opts.tcp ?? {};
-        tcp = await TcpSender.create({ host: t.host, port: t.port, tls: t.tls, allowInsecure: t.allowInsecure, capacity: opts.capacity ?? 4 << 20, timeout: opts.timeout });
+      if (transport !== "inproc" && transport !== "shm" && tcpOptions !== false) {
+        tcp = await TcpSender.create({ ...tcpOptions, capacity, timeout });
         endpoints.tcp = { host: tcp.address.host, port: tcp.address.port, tls: tcp.address.tls };
       }
       await graph.client.request("publisher.add", { id, topic, endpoints });
       const ref: { pub?: Publisher<T> } = {};
-      ref.pub = new Publisher<T>(topic, id, graph, endpoints, shm, tcp, new LocalDelivery<T>(topic, id), opts.timeout ?? 5000, () => onClose(ref.pub as Publisher<T>));
+      ref.pub = new Publisher<T>(topic, id, graph, endpoints, shm, tcp, new LocalDelivery<T>(topic, id), timeout, () => onClose(ref.pub as Publisher<T>));
       return ref.pub;
     } catch (err) {
       await shm?.close();
@@ -137,22 +149,29 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   }
 
   /**
-   * Publishes `value` to every subscriber. Values that cannot be encoded are rejected here
-   * (`EncodeError`), not at the receivers. Waits (bounded by `timeout`, `signal`) while a
-   * blocking subscriber is full.
+   * Publishes `value` to every subscriber. Values that cannot be encoded are rejected here with
+   * `EncodeError`, whoever is subscribed: with subscribers in other processes the value is
+   * encoded (and so checked whole); otherwise it is checked without encoding (the value itself
+   * and its first `CHECK_BUDGET` contained values, docs/pubsub.md), and subscribers of this
+   * thread receive it itself. Waits (bounded by `timeout`, `signal`) while a blocking
+   * subscriber is full.
    */
   async publish(value: T, opts: BlockingOptions = {}): Promise<void> {
     if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
     if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
     checkOptions(opts, "publish");
-    const seq = this.seq++;
-    const wait = { timeout: opts.timeout ?? this.timeout, signal: opts.signal };
     const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
     const tcp = this.tcp !== undefined && this.tcp.receivers > 0 ? this.tcp : undefined;
+    // Encoded once, whatever the number of links; without a link that encodes, what the
+    // encoding would refuse is refused all the same. A refused value takes no sequence number.
+    let encoded: Prepared | undefined;
+    if (shm || tcp) encoded = prepare(value, this.seq);
+    else checkEncodable(value);
+    const seq = this.seq++;
+    const wait = { timeout: opts.timeout ?? this.timeout, signal: opts.signal };
     const counters = this.counters;
     notePublished();
-    if (shm || tcp) {
-      const encoded = prepare(value, seq); // once, whatever the number of links
+    if (encoded) {
       counters.bytes += encoded.size;
       if (shm) writeLoan(shm.tryLoan(encoded.size) ?? (counters.waits++, await shm.loan(encoded.size, wait)), encoded);
       if (tcp) writeLoan(await tcp.loan(encoded.size, wait), encoded);

@@ -10,8 +10,10 @@ import { self } from "../graph/identity.js";
 import type { PublisherInfo } from "../graph/registry.js";
 import { connectShm } from "../transport/shm.js";
 import { connectTcp, type TcpTlsOptions } from "../transport/tcp-receiver.js";
-import type { BackpressurePolicy, Frame, Receiver } from "../transport/transport.js";
+import { PORT_TRANSPORTS, type BackpressurePolicy, type Frame, type Receiver } from "../transport/transport.js";
 import { RingReceiver } from "../transport/ring-endpoints.js";
+import { BACKPRESSURE_POLICIES } from "../util/async-queue.js";
+import { readOptions } from "../util/options.js";
 import type { BlockingOptions } from "../util/blocking.js";
 import type { Publisher } from "./publisher.js";
 import { SampleImpl, SampleQueue, type Sample } from "./sample.js";
@@ -41,6 +43,40 @@ export interface SubscriberOptions {
   adaptiveSpin?: boolean;
 }
 
+/** The checked options of a subscriber, defaults filled in. */
+interface Settings {
+  /** What a publisher does when this subscriber is full. */
+  readonly backpressure: BackpressurePolicy;
+  /** Samples queued before the policy applies. */
+  readonly queue: number;
+  /** The only transport to use, or any. */
+  readonly transport: "inproc" | "shm" | "tcp" | undefined;
+  /** TLS settings for publishers that serve TLS. */
+  readonly tls: TcpTlsOptions | undefined;
+  /** Default timeout of `receive` (undefined: none). */
+  readonly timeout: number | undefined;
+  /** µs to poll before sleeping on shared-memory links. */
+  readonly spinMicros: number;
+  /** Adaptive polling on shared-memory links. */
+  readonly adaptiveSpin: boolean;
+}
+
+/** Checks the options of `node.subscriber()` (all of them, before anything is made). */
+function settings(opts: SubscriberOptions | undefined): Settings {
+  const o = readOptions("node.subscriber", opts);
+  const timeout = opts?.timeout;
+  return {
+    backpressure: o.oneOf("backpressure", BACKPRESSURE_POLICIES, "block"),
+    queue: o.int("queue", 16, 1, 2 ** 31 - 1),
+    transport: o.oneOf("transport", PORT_TRANSPORTS, undefined),
+    tls: o.object("tls", "an object of certificate options"),
+    // undefined stays undefined: receive() then waits without limit
+    timeout: timeout === undefined ? undefined : o.timeout("timeout", Infinity),
+    spinMicros: o.spin("spinMicros", 0),
+    adaptiveSpin: o.bool("adaptiveSpin", true),
+  };
+}
+
 /** A link to one upstream publisher. */
 interface Link {
   /** How it is reached. */
@@ -58,6 +94,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   /** Port id in the graph. */
   readonly id: string;
   private readonly queue: SampleQueue<T>;
+  private readonly opts: Settings;
   private readonly links = new Map<string, Link>();
   private closing: Promise<void> | undefined;
   private iterating = false;
@@ -68,15 +105,14 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     topic: string,
     id: string,
     private readonly graph: GraphRef,
-    private readonly opts: SubscriberOptions,
+    opts: SubscriberOptions | undefined,
     private readonly local: LocalLookup,
     private readonly onClose: () => void,
   ) {
     this.topic = topic;
     this.id = id;
-    const depth = opts.queue ?? 16;
-    if (!Number.isInteger(depth) || depth < 1) throw new InvalidArgumentError(`queue must be a positive integer, got ${depth}`);
-    this.queue = new SampleQueue<T>(depth, opts.backpressure ?? "block");
+    this.opts = settings(opts);
+    this.queue = new SampleQueue<T>(this.opts.queue, this.opts.backpressure);
   }
 
   /** Ids of the publishers this subscriber is linked to. */

@@ -6,13 +6,15 @@
  */
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError, type PlexusError } from "../errors.js";
-import { checkTimeout } from "../util/blocking.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
-import { intOption, msOption } from "../transport/tcp-wire.js";
+import { optionError, readOptions } from "../util/options.js";
 import { IDENTITY_BYTES, MAX_SLOTS } from "./wire.js";
 
 /** How a put is acknowledged. */
 export type DeliveryMode = "fast" | "reliable";
+
+/** Every {@link DeliveryMode}: what the `mode` option accepts. */
+const DELIVERY_MODES: readonly DeliveryMode[] = ["fast", "reliable"];
 
 /** Options shared by {@link QueueServerOptions} and {@link QueueClientOptions}. */
 export interface QueueOptions {
@@ -95,29 +97,29 @@ export interface QueueUrl {
   name: string;
 }
 
-/** Parses and checks a queue URL. */
-export function parseUrl(url: string, server: boolean): QueueUrl {
-  if (typeof url !== "string") throw new InvalidArgumentError("url must be a string such as tcp://127.0.0.1:51966");
+/** What the `url` option accepts. */
+const URL_FORMS = "a URL such as tcp://127.0.0.1:51966 (tcp://, tls://, mqtt://host:port/name, mqtts://)";
+
+/** Parses and checks a queue URL (`where`: the factory, for the error). */
+export function parseUrl(url: string, server: boolean, where = ""): QueueUrl {
+  const bad = (accepted: string): InvalidArgumentError => optionError(where, "url", accepted, url);
+  if (typeof url !== "string") throw bad(URL_FORMS);
   let u: URL;
   try {
     u = new URL(url);
   } catch {
-    throw new InvalidArgumentError(`not a URL: ${JSON.stringify(url)}`);
+    throw bad(URL_FORMS);
   }
   const scheme = u.protocol.slice(0, -1);
-  if (scheme !== "tcp" && scheme !== "tls" && scheme !== "mqtt" && scheme !== "mqtts") {
-    throw new InvalidArgumentError(`unsupported queue URL scheme ${JSON.stringify(u.protocol)} (tcp://, tls://, mqtt://, mqtts://)`);
-  }
+  if (scheme !== "tcp" && scheme !== "tls" && scheme !== "mqtt" && scheme !== "mqtts") throw bad(URL_FORMS);
   let host = u.hostname;
   if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-  if (host === "") throw new InvalidArgumentError(`queue URL without a host: ${url}`);
+  if (host === "") throw bad("a URL with a host");
   const mqtt = scheme === "mqtt" || scheme === "mqtts";
   const port = u.port === "" ? (mqtt ? (scheme === "mqtt" ? 1883 : 8883) : server ? 0 : -1) : Number(u.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535 || (!server && !mqtt && port === 0)) {
-    throw new InvalidArgumentError(`queue URL needs a port: ${url}`);
-  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535 || (!server && !mqtt && port === 0)) throw bad(`a URL with a port (1..65535${server ? ", or 0 for any" : ""})`);
   const name = decodeURIComponent(u.pathname.replace(/^\/+/, "")) || "plexus";
-  if (mqtt && (name.includes("#") || name.includes("+") || name.includes(String.fromCharCode(0)))) throw new InvalidArgumentError(`queue name ${JSON.stringify(name)} may not contain MQTT wildcards`);
+  if (mqtt && (name.includes("#") || name.includes("+") || name.includes(String.fromCharCode(0)))) throw bad("a URL whose queue name has no MQTT wildcards (#, +)");
   return { scheme, host, port, name };
 }
 
@@ -140,31 +142,55 @@ export interface Settings {
   linger: number;
 }
 
-/** Validates the common options. */
+/**
+ * Checks every option of `queue.server()` (`server` true) or `queue.client()`, before anything
+ * is opened, and returns the settings both ends share. The options of one end only (`maxClients`,
+ * `identity`, ...) are checked here too; each end reads them itself.
+ */
 export function settings(opts: QueueOptions, server: boolean): Settings {
-  if (opts === null || typeof opts !== "object") throw new InvalidArgumentError("queue options must be an object with a url");
-  const url = parseUrl(opts.url, server);
-  const mode = opts.mode ?? "fast";
-  if (mode !== "fast" && mode !== "reliable") throw new InvalidArgumentError(`mode must be "fast" or "reliable", got ${JSON.stringify(mode)}`);
-  if (opts.tls !== undefined && (opts.tls === null || typeof opts.tls !== "object")) throw new InvalidArgumentError("tls must be an object of certificate options");
-  const reliable = mode === "reliable";
-  return {
+  const where = server ? "queue.server" : "queue.client";
+  if (opts === undefined) throw new InvalidArgumentError(`${where}: the options { url, ... } are required`);
+  const o = readOptions(where, opts);
+  const url = parseUrl(opts.url, server, where);
+  const reliable = o.oneOf("mode", DELIVERY_MODES, "fast") === "reliable";
+  const tls = o.object("tls", "an object of certificate options");
+  const checked: Settings = {
     url,
-    tls: opts.tls,
-    useTls: opts.tls !== undefined || url.scheme === "tls" || url.scheme === "mqtts",
-    allowInsecure: opts.allowInsecure === true,
+    tls,
+    useTls: tls !== undefined || url.scheme === "tls" || url.scheme === "mqtts",
+    allowInsecure: o.bool("allowInsecure", false),
     reliable,
-    slots: intOption("slots", opts.slots, reliable ? 1 : 16, 1, MAX_SLOTS),
-    maxMessage: intOption("maxMessage", opts.maxMessage, 64 << 20, 16, 0xffffffff),
-    maxQueue: intOption("maxQueue", opts.maxQueue, 1024, 1, 2 ** 31 - 1),
-    maxQueueBytes: intOption("maxQueueBytes", opts.maxQueueBytes, 256 << 20, 16, Number.MAX_SAFE_INTEGER),
-    maxPending: intOption("maxPending", opts.maxPending, 65536, 0, 2 ** 31 - 1),
-    timeout: checkTimeout(opts.timeout, 30000),
-    heartbeat: msOption("heartbeat", opts.heartbeat, 1000),
-    peerTimeout: msOption("peerTimeout", opts.peerTimeout, 5000),
-    reconnectWindow: msOption("reconnectWindow", opts.reconnectWindow, 5000),
-    linger: msOption("linger", opts.linger, 10000),
+    slots: o.int("slots", reliable ? 1 : 16, 1, MAX_SLOTS),
+    maxMessage: o.int("maxMessage", 64 << 20, 16, 0xffffffff),
+    maxQueue: o.int("maxQueue", 1024, 1, 2 ** 31 - 1),
+    maxQueueBytes: o.int("maxQueueBytes", 256 << 20, 16, Number.MAX_SAFE_INTEGER),
+    maxPending: o.int("maxPending", 65536, 0, 2 ** 31 - 1),
+    timeout: o.timeout("timeout", 30000),
+    heartbeat: o.ms("heartbeat", 1000),
+    peerTimeout: o.ms("peerTimeout", 5000),
+    reconnectWindow: o.ms("reconnectWindow", 5000),
+    linger: o.ms("linger", 10000),
   };
+  if (server) {
+    const s = readOptions(where, opts as QueueServerOptions);
+    s.int("maxClients", 1024, 1, 65536);
+    s.ms("handshakeTimeout", 5000);
+    s.ms("idleTimeout", 1);
+    s.func("onPeerError");
+  } else {
+    const c = readOptions(where, opts as QueueClientOptions);
+    const identity = (opts as QueueClientOptions).identity;
+    if (identity !== undefined) {
+      try {
+        identityOf(identity);
+      } catch {
+        throw c.error("identity", `${IDENTITY_BYTES} bytes (a Uint8Array) or ${2 * IDENTITY_BYTES} hex digits`);
+      }
+    }
+    c.timeout("connectTimeout", 5000);
+    c.signal("signal");
+  }
+  return checked;
 }
 
 /** A client identity from the option, or a random one. */

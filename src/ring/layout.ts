@@ -7,6 +7,8 @@
  * @module
  */
 import { InvalidArgumentError, ProtocolError } from "../errors.js";
+import type { QueuePolicy } from "../util/async-queue.js";
+import { intOption } from "../util/options.js";
 
 /** "PLXR" little-endian. */
 export const MAGIC = 0x52584c50;
@@ -112,7 +114,7 @@ export const enum WakeKind {
 }
 
 /** What a writer does when a reader has no room for the next message. */
-export type Policy = "block" | "drop-oldest" | "fail";
+export type Policy = QueuePolicy;
 /** Numeric codes of {@link Policy} as stored in the slot. */
 export const POLICY_CODES: Record<Policy, number> = { block: 0, "drop-oldest": 1, fail: 2 };
 /** Policy code: wait. */
@@ -144,6 +146,8 @@ export interface RingGeometry {
 export const MAX_CAPACITY = 1 << 30;
 /** Smallest capacity. */
 export const MIN_CAPACITY = 4096;
+/** Most reader slots of a ring. */
+export const MAX_READERS = 256;
 
 /** Rounds up to the next power of two. */
 function pow2(n: number): number {
@@ -154,14 +158,8 @@ function pow2(n: number): number {
 
 /** Computes the geometry (and total byte size) for the given options. */
 export function ringGeometry(opts: RingOptions = {}): RingGeometry & { byteLength: number } {
-  const requested = opts.capacity ?? 1 << 20;
-  const maxReaders = opts.maxReaders ?? 16;
-  if (!Number.isInteger(requested) || requested <= 0 || requested > MAX_CAPACITY) {
-    throw new InvalidArgumentError(`capacity must be an integer in 1..${MAX_CAPACITY}, got ${requested}`);
-  }
-  if (!Number.isInteger(maxReaders) || maxReaders < 1 || maxReaders > 256) {
-    throw new InvalidArgumentError(`maxReaders must be an integer in 1..256, got ${maxReaders}`);
-  }
+  const requested = intOption("capacity", opts.capacity, 1 << 20, 1, MAX_CAPACITY);
+  const maxReaders = intOption("maxReaders", opts.maxReaders, 16, 1, MAX_READERS);
   const capacity = pow2(requested);
   const headerBytes = Math.ceil((SLOTS_OFFSET + maxReaders * SLOT_BYTES) / 4096) * 4096;
   return { headerBytes, capacity, maxReaders, byteLength: headerBytes + capacity };

@@ -30,8 +30,10 @@ import {
 } from "./layout.js";
 import { HeldPositions } from "./held.js";
 import { RingView } from "./view.js";
-import { ClosedError, InvalidArgumentError, PeerDeadError, ResourceExhaustedError, SequenceError } from "../errors.js";
+import { ClosedError, PeerDeadError, ResourceExhaustedError, SequenceError } from "../errors.js";
 import { checkOptions, checkTimeout, Deadline, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
+import { BACKPRESSURE_POLICIES } from "../util/async-queue.js";
+import { boolOption, enumOption, MAX_SPIN_MICROS, numberOption } from "../util/options.js";
 
 /** Longest adaptive poll before sleeping (µs). */
 const ADAPTIVE_MAX_US = 50;
@@ -115,13 +117,12 @@ export class RingReader {
     writerDoorbell: Doorbell | undefined,
     opts: RingReaderOptions = {},
   ) {
-    const policy = opts.policy ?? "block";
-    if (!(policy in POLICY_CODES)) throw new InvalidArgumentError(`unknown backpressure policy ${JSON.stringify(policy)}`);
+    const policy = enumOption("backpressure", opts.policy, BACKPRESSURE_POLICIES, "block");
     this.ring = new RingView(buffer);
     this.writerDoorbell = writerDoorbell;
     this.leaky = POLICY_CODES[policy] === P_DROP;
-    this.spin = opts.spinMicros ?? 0;
-    this.adaptive = opts.adaptiveSpin ?? true;
+    this.spin = numberOption("spinMicros", opts.spinMicros, 0, 0, MAX_SPIN_MICROS);
+    this.adaptive = boolOption("adaptiveSpin", opts.adaptiveSpin, true);
     this.timeout = checkTimeout(opts.timeout, Infinity);
     const w = this.ring.words;
     const ticket = 1 + Math.floor(Math.random() * 0x1ffffffe);

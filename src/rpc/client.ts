@@ -11,7 +11,9 @@ import type { ServerInfo } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
 import type { ClientCounters, LinkTransport } from "../graph/report.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
-import { msOption } from "../transport/tcp-wire.js";
+import { PORT_TRANSPORTS } from "../transport/transport.js";
+import { MAX_CAPACITY } from "../ring/layout.js";
+import { readOptions } from "../util/options.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import { WaitList, whenAborted } from "../util/wait.js";
 import type { Channel, Releasable } from "./channel.js";
@@ -19,7 +21,7 @@ import type { OpenOptions } from "./handshake.js";
 import { answerOf, askLocal, Filler, forget, Mode, openLink, remember, type Link, type ServerLookup, type Settle } from "./links.js";
 import { PendingTable } from "./pending.js";
 import { DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Heartbeats } from "./tcp-channel.js";
-import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, intOption, spinOption, transportOption } from "./server.js";
+import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, MAX_MESSAGE_SIZE, MIN_RPC_CAPACITY } from "./server.js";
 import { checkHeader, get32, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
 export type { ServerLookup } from "./links.js";
@@ -116,6 +118,8 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   private readonly waiters = new WaitList<void>();
   private readonly max: number;
   private readonly timeout: number;
+  /** The only transport to use (`transport` option), or any. */
+  private readonly transport: "inproc" | "shm" | "tcp" | undefined;
   private readonly open: OpenOptions;
   private turn = 0;
   /** Slots given to waiters whose request has not started yet. */
@@ -135,23 +139,24 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     service: string,
     id: string,
     private readonly graph: GraphRef,
-    private readonly opts: ClientOptions,
+    opts: ClientOptions | undefined,
     private readonly local: ServerLookup,
     private readonly onClose: () => void,
   ) {
     this.service = service;
     this.id = id;
-    this.max = intOption("maxInFlight", opts.maxInFlight, 16, 1, 65536);
+    const o = readOptions("node.client", opts);
+    this.max = o.int("maxInFlight", 16, 1, 65536);
     this.pending = new PendingTable<Pending>(this.max);
-    transportOption(opts.transport);
-    this.timeout = checkTimeout(opts.timeout, 5000);
+    this.transport = o.oneOf("transport", PORT_TRANSPORTS, undefined);
+    this.timeout = o.timeout("timeout", 5000);
     this.open = {
-      timeout: checkTimeout(opts.connectTimeout, 5000),
-      capacity: intOption("capacity", opts.capacity, DEFAULT_RPC_CAPACITY, 4096, 1 << 30),
-      maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
-      tls: opts.tls,
-      spinMicros: spinOption(opts.spinMicros),
-      heartbeats: new Heartbeats(msOption("heartbeat", opts.heartbeat, DEFAULT_HEARTBEAT), msOption("peerTimeout", opts.peerTimeout, DEFAULT_PEER_TIMEOUT)),
+      timeout: o.timeout("connectTimeout", 5000),
+      capacity: o.int("capacity", DEFAULT_RPC_CAPACITY, MIN_RPC_CAPACITY, MAX_CAPACITY),
+      maxMessage: o.int("maxMessageSize", DEFAULT_MAX_MESSAGE, 64, MAX_MESSAGE_SIZE),
+      tls: o.object("tls", "an object of certificate options"),
+      spinMicros: o.spin("spinMicros", undefined),
+      heartbeats: new Heartbeats(o.ms("heartbeat", DEFAULT_HEARTBEAT), o.ms("peerTimeout", DEFAULT_PEER_TIMEOUT)),
     };
   }
 
@@ -296,7 +301,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     if (link === undefined) {
       this.counters.requests++;
       this.counters.errors++;
-      return new NoServerError(`no server for ${JSON.stringify(this.service)}${this.opts.transport ? ` over ${this.opts.transport}` : ""}`);
+      return new NoServerError(`no server for ${JSON.stringify(this.service)}${this.transport ? ` over ${this.transport}` : ""}`);
     }
     if (link.server.inPlace) {
       if (!(value instanceof Uint8Array) && !(value instanceof Filler)) return new InvalidArgumentError(`${JSON.stringify(this.service)} is an in-place service: requests are Uint8Arrays`);
@@ -512,7 +517,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
 
   /** Opens the fastest link to `s` that both ends allow; a channel link's answers and end come here. */
   private async link(s: ServerInfo): Promise<Link | undefined> {
-    const link = await openLink(s, this.opts.transport, this.local, this.open);
+    const link = await openLink(s, this.transport, this.local, this.open);
     const channel = link?.channel;
     if (link === undefined || channel === undefined) return link;
     channel.onMessage = (bytes, at, end, frame) => this.onMessage(link, bytes, at, end, frame);

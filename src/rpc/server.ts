@@ -13,10 +13,11 @@ import type { Endpoints } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
 import type { ServerCounters } from "../graph/report.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
-import { msOption } from "../transport/tcp-wire.js";
-import { checkTimeout } from "../util/blocking.js";
+import { PORT_TRANSPORTS } from "../transport/transport.js";
+import { MAX_CAPACITY } from "../ring/layout.js";
+import { describe, readOptions } from "../util/options.js";
 import { refusePlainTcp } from "../net/loopback.js";
-import { bind, hostPort } from "../net/listen.js";
+import { bind, hostPort, tlsOptionsError } from "../net/listen.js";
 import type { Channel, Releasable } from "./channel.js";
 import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
 import { DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Heartbeats } from "./tcp-channel.js";
@@ -81,23 +82,10 @@ export const DEFAULT_RPC_CAPACITY = 1 << 20;
 /** Default largest message over TCP. */
 export const DEFAULT_MAX_MESSAGE = 64 << 20;
 
-/** Checks a `transport` option. */
-export function transportOption(value: unknown): "inproc" | "shm" | "tcp" | undefined {
-  if (value === undefined || value === "inproc" || value === "shm" || value === "tcp") return value;
-  throw new InvalidArgumentError(`transport must be "inproc", "shm" or "tcp", got ${JSON.stringify(value)}`);
-}
-
-/** Checks a `spinMicros` option (undefined stays undefined: the ring's default). */
-export function spinOption(value: number | undefined): number | undefined {
-  return value === undefined ? undefined : intOption("spinMicros", value, 0, 0, 1_000_000);
-}
-
-/** Checks a positive integer option. */
-export function intOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
-  const v = value ?? fallback;
-  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}, got ${String(v)}`);
-  return v;
-}
+/** Smallest ring of a request/response channel. */
+export const MIN_RPC_CAPACITY = 4096;
+/** Largest message over TCP a client or server can be given. */
+export const MAX_MESSAGE_SIZE = 2 ** 31;
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   // Bytes first: the usual answer, and no `then` lookup up a typed array's prototype chain.
@@ -150,32 +138,33 @@ export class Server implements AsyncDisposable {
     onOpen: (server: Server) => void,
     onClose: () => void,
   ): Promise<Server> {
-    if (typeof handler !== "function") throw new InvalidArgumentError("a server needs a handler function");
-    if (opts.inPlace !== undefined && typeof opts.inPlace !== "boolean") throw new InvalidArgumentError("inPlace must be a boolean");
-    transportOption(opts.transport);
-    let heartbeat = DEFAULT_HEARTBEAT;
-    let peerTimeout = DEFAULT_PEER_TIMEOUT;
-    if (opts.tcp !== undefined && opts.tcp !== false) {
-      if (opts.tcp === null || typeof opts.tcp !== "object") throw new InvalidArgumentError("tcp must be false or an object { host, port, tls, allowInsecure, heartbeat, peerTimeout }");
-      if (opts.tcp.host !== undefined && typeof opts.tcp.host !== "string") throw new InvalidArgumentError("tcp.host must be a string");
-      intOption("tcp.port", opts.tcp.port, 0, 0, 65535);
-      heartbeat = msOption("tcp.heartbeat", opts.tcp.heartbeat, DEFAULT_HEARTBEAT);
-      peerTimeout = msOption("tcp.peerTimeout", opts.tcp.peerTimeout, DEFAULT_PEER_TIMEOUT);
-    }
-    const open: OpenOptions = {
-      timeout: checkTimeout(opts.timeout, 5000),
-      capacity: intOption("capacity", opts.capacity, DEFAULT_RPC_CAPACITY, 4096, 1 << 30),
-      maxMessage: intOption("maxMessageSize", opts.maxMessageSize, DEFAULT_MAX_MESSAGE, 64, 2 ** 31),
-      spinMicros: spinOption(opts.spinMicros),
-      heartbeats: new Heartbeats(heartbeat, peerTimeout),
+    if (typeof handler !== "function") throw new InvalidArgumentError(`node.server: the handler must be a function, got ${describe(handler)}`);
+    const o = readOptions("node.server", opts);
+    const inPlace = o.bool("inPlace", false);
+    const transport = o.oneOf("transport", PORT_TRANSPORTS, undefined);
+    const section = o.section("tcp", "host, port, tls, allowInsecure, heartbeat, peerTimeout");
+    const tcp = section && {
+      host: section.string("host", 1) ?? "127.0.0.1",
+      port: section.int("port", 0, 0, 65535),
+      tls: section.object("tls", "an object of certificate options"),
+      allowInsecure: section.bool("allowInsecure", false),
+      heartbeat: section.ms("heartbeat", DEFAULT_HEARTBEAT),
+      peerTimeout: section.ms("peerTimeout", DEFAULT_PEER_TIMEOUT),
     };
-    const maxConcurrent = intOption("maxConcurrent", opts.maxConcurrent, 256, 1, 1 << 20);
-    const maxClients = intOption("maxClients", opts.maxClients, 1024, 1, 1 << 20);
+    const open: OpenOptions = {
+      timeout: o.timeout("timeout", 5000),
+      capacity: o.int("capacity", DEFAULT_RPC_CAPACITY, MIN_RPC_CAPACITY, MAX_CAPACITY),
+      maxMessage: o.int("maxMessageSize", DEFAULT_MAX_MESSAGE, 64, MAX_MESSAGE_SIZE),
+      spinMicros: o.spin("spinMicros", undefined),
+      heartbeats: new Heartbeats(tcp ? tcp.heartbeat : DEFAULT_HEARTBEAT, tcp ? tcp.peerTimeout : DEFAULT_PEER_TIMEOUT),
+    };
+    const maxConcurrent = o.int("maxConcurrent", 256, 1, 1 << 20);
+    const maxClients = o.int("maxClients", 1024, 1, 1 << 20);
     const endpoints: Endpoints = { ...self() };
     const listeners: NetServer[] = [];
     const ref: { server?: Server } = {};
     try {
-      if (opts.transport === undefined || opts.transport === "shm") {
+      if (transport === undefined || transport === "shm") {
         const name = `plexus-rpc-${process.pid}-${randomBytes(6).toString("hex")}`;
         const socket = `\0${name}`;
         const l = createNetServer((s) => ref.server?.acceptShm(s));
@@ -183,18 +172,18 @@ export class Server implements AsyncDisposable {
         listeners.push(l);
         endpoints.shm = { name: `/${name}`, socket };
       }
-      if ((opts.transport === undefined || opts.transport === "tcp") && opts.tcp !== false) {
-        const t = opts.tcp ?? {};
-        const host = t.host ?? "127.0.0.1";
-        refusePlainTcp(host, t.tls !== undefined, t.allowInsecure === true, "serve", "tcp.tls");
+      if ((transport === undefined || transport === "tcp") && tcp !== false) {
+        const t = tcp;
+        const host = t.host;
+        refusePlainTcp(host, t.tls !== undefined, t.allowInsecure, "serve", "tcp.tls");
         let l: NetServer;
         try {
           l = t.tls ? createTlsServer(t.tls, (s) => ref.server?.acceptTcp(s)) : createNetServer((s) => ref.server?.acceptTcp(s));
         } catch (err) {
-          throw new InvalidArgumentError(`invalid TLS options: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+          throw tlsOptionsError(err, "node.server");
         }
         l.on("tlsClientError", () => {});
-        await bind(l, { host, port: t.port ?? 0 }, hostPort(host, t.port ?? 0));
+        await bind(l, { host, port: t.port }, hostPort(host, t.port));
         listeners.push(l);
         const addr = l.address();
         endpoints.tcp = { host, port: typeof addr === "object" && addr ? addr.port : 0, tls: t.tls !== undefined };
@@ -204,7 +193,7 @@ export class Server implements AsyncDisposable {
       for (const l of listeners) l.close();
       throw err;
     }
-    const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, opts.inPlace === true, maxConcurrent, maxClients);
+    const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, inPlace, maxConcurrent, maxClients);
     ref.server = server;
     // Reachable before it is announced: clients (this node's too) link to it during server.add.
     onOpen(server);

@@ -9,7 +9,7 @@ import { BackpressureError, ClosedError, FrameTooLargeError, InvalidArgumentErro
 import { releasingIterator } from "../util/iterate.js";
 import { frameBytes, maxPayload, ringGeometry } from "../ring/layout.js";
 import { checkOptions, checkTimeout, Deadline, Sleeper, type BlockingOptions } from "../util/blocking.js";
-import type { BackpressurePolicy, Frame, Loan, Receiver, ReceiverOptions, RingSenderOptions, Sender } from "./transport.js";
+import { receiverSettings, ringSenderSettings, type BackpressurePolicy, type Frame, type Loan, type Receiver, type ReceiverOptions, type RingSenderOptions, type Sender } from "./transport.js";
 
 /** A message held by one receiver. */
 interface Held {
@@ -49,9 +49,10 @@ export class InprocSender implements Sender {
   private waiting = false;
   private loanOpen = false;
 
-  private constructor(opts: RingSenderOptions) {
-    this.capacity = ringGeometry({ capacity: opts.capacity, maxReaders: opts.maxReceivers }).capacity;
-    this.timeout = checkTimeout(opts.timeout, 5000);
+  private constructor(opts: RingSenderOptions | undefined) {
+    const set = ringSenderSettings("InprocSender.create", opts);
+    this.capacity = ringGeometry({ capacity: set.capacity, maxReaders: set.maxReceivers }).capacity;
+    this.timeout = set.timeout;
   }
 
   /** Creates a sender. */
@@ -193,10 +194,9 @@ export class InprocReceiver implements Receiver {
     private readonly sender: InprocSender,
     opts: ReceiverOptions,
   ) {
-    const policy = opts.backpressure ?? "block";
-    if (policy !== "block" && policy !== "drop-oldest" && policy !== "fail") throw new InvalidArgumentError(`unknown backpressure policy ${JSON.stringify(policy)}`);
-    this.policy = policy;
-    this.timeout = checkTimeout(opts.timeout, Infinity);
+    const set = receiverSettings("connectInproc", opts);
+    this.policy = set.backpressure;
+    this.timeout = set.timeout;
     this.ended = sender.closed;
   }
 

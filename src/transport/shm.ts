@@ -13,11 +13,12 @@ import { RingReader } from "../ring/reader.js";
 import { RingWriter } from "../ring/writer.js";
 import { native, PollEvent, type Watcher } from "../native.js";
 import { InvalidArgumentError, PeerDeadError, ProtocolError, SystemError, TimeoutError } from "../errors.js";
-import { checkTimeout, throwIfAborted } from "../util/blocking.js";
+import { throwIfAborted } from "../util/blocking.js";
 import { RingReceiver, RingSender } from "./ring-endpoints.js";
 import { receiveMessage } from "../util/unix.js";
 import { Deferred } from "../util/wait.js";
-import type { ReceiverOptions, RingSenderOptions } from "./transport.js";
+import { receiverSettings, ringSenderSettings, type ReceiverOptions, type RingSenderOptions } from "./transport.js";
+import { readOptions } from "../util/options.js";
 
 /** Where a receiver finds an `shm` sender: plain strings, valid anywhere on the host. */
 export interface ShmAddress {
@@ -108,7 +109,8 @@ export class ShmSender extends RingSender {
       swept = true;
       sweepStaleSegments();
     }
-    const geo = ringGeometry({ capacity: opts.capacity, maxReaders: opts.maxReceivers });
+    const set = ringSenderSettings("ShmSender.create", opts);
+    const geo = ringGeometry({ capacity: set.capacity, maxReaders: set.maxReceivers });
     const id = `${PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
     const address: ShmAddress = { kind: "shm", name: `/${id}`, socket: `\0${id}` };
     const buffer = n.segmentCreate(address.name, geo.byteLength, 0o600);
@@ -118,7 +120,7 @@ export class ShmSender extends RingSender {
       initRing(buffer, geo, process.pid);
       bell = new EventfdBell();
       listenFd = n.unixListen(address.socket);
-      const writer = new RingWriter(buffer, bell, { timeout: opts.timeout });
+      const writer = new RingWriter(buffer, bell, { timeout: set.timeout });
       const listener = new n.Watcher(listenFd, () => sender.acceptAll());
       listener.unref();
       const sender = new ShmSender(address, writer, bell, listenFd, listener);
@@ -225,8 +227,10 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
   if (address?.kind !== "shm" || typeof address.name !== "string" || typeof address.socket !== "string") {
     throw new InvalidArgumentError("not an shm address (use ShmSender.address)");
   }
-  throwIfAborted(opts.signal, "connect");
-  const timeout = checkTimeout(opts.connectTimeout, 5000);
+  const set = receiverSettings("connectShm", opts);
+  const o = readOptions("connectShm", opts);
+  const timeout = o.timeout("connectTimeout", 5000);
+  throwIfAborted(o.signal("signal"), "connect");
   const n = native();
   let buffer: SharedArrayBuffer;
   try {
@@ -239,10 +243,10 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
   let reader: RingReader;
   try {
     reader = new RingReader(buffer, bell, undefined, {
-      policy: opts.backpressure,
-      spinMicros: opts.spinMicros,
-      adaptiveSpin: opts.adaptiveSpin,
-      timeout: opts.timeout,
+      policy: set.backpressure,
+      spinMicros: set.spinMicros,
+      adaptiveSpin: set.adaptiveSpin,
+      timeout: set.timeout,
       wakeKind: WakeKind.Eventfd,
       pid: process.pid,
     });

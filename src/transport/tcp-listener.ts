@@ -8,7 +8,7 @@
  * @module
  */
 import type { AddressInfo, Server, Socket } from "node:net";
-import { InvalidArgumentError, ProtocolError } from "../errors.js";
+import { ProtocolError } from "../errors.js";
 import { listenTcp } from "../net/listen.js";
 import { refusePlainTcp } from "../net/loopback.js";
 import type { Outbox } from "./tcp-outbox.js";
@@ -31,7 +31,6 @@ export async function listenForReceivers(
   cfg: SenderConfig,
 ): Promise<{ server: Server; address: TcpAddress }> {
   refusePlainTcp(host, tls !== undefined, allowInsecure, "serve");
-  if (tls !== undefined && (tls === null || typeof tls !== "object")) throw new InvalidArgumentError("tls must be an object of certificate options");
   const server = await listenTcp({ host, port, tls, keepAliveMs: cfg.peerTimeout, handshakeTimeout: cfg.handshakeTimeout, maxConnections: cfg.maxReceivers + 64 });
   server.unref(); // an idle listener does not keep the process alive; connections do
   const bound = server.address() as AddressInfo;

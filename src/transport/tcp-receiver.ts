@@ -11,15 +11,14 @@ import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { ClosedError, FrameTooLargeError, InvalidArgumentError, PeerDeadError, ProtocolError, SequenceError, TimeoutError } from "../errors.js";
 import { checkOptions, checkTimeout, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
 import { releasingIterator } from "../util/iterate.js";
-import type { Frame, Receiver, ReceiverOptions } from "./transport.js";
+import { receiverSettings, type Frame, type Receiver, type ReceiverOptions } from "./transport.js";
+import { readOptions } from "../util/options.js";
 import {
   decodeWelcomeBody,
   encodeHelloBody,
   FrameType,
   frameBytes,
-  intOption,
   isVersion1Block,
-  msOption,
   TCP_SPEC,
   TCP_VERSION,
   WIRE_POLICY,
@@ -640,31 +639,34 @@ export async function connectTcp(address: TcpAddress, opts: TcpConnectOptions = 
   ) {
     throw new InvalidArgumentError("not a tcp address (use TcpSender.address)");
   }
-  const policyName = opts.backpressure ?? "block";
-  if (!Object.hasOwn(WIRE_POLICY, policyName)) throw new InvalidArgumentError(`unknown backpressure policy ${JSON.stringify(policyName)}`);
-  throwIfAborted(opts.signal, "connect");
-  const connectTimeout = checkTimeout(opts.connectTimeout, 5000);
-  const useTls = address.tls === true || (opts.tls !== undefined && opts.tls !== false);
-  refusePlainTcp(address.host, useTls, opts.allowInsecure === true, "connect");
+  const set = receiverSettings("connectTcp", opts);
+  const o = readOptions("connectTcp", opts);
+  const tlsOption = typeof opts.tls === "boolean" ? opts.tls : o.object("tls", "true, false or an object of certificate options");
+  const allowInsecure = o.bool("allowInsecure", false);
+  const connectTimeout = o.timeout("connectTimeout", 5000);
+  const signal = o.signal("signal");
   const cfg: Config = {
     host: address.host,
     port: address.port,
-    policy: WIRE_POLICY[policyName],
-    leaky: policyName === "drop-oldest",
-    timeout: checkTimeout(opts.timeout, Infinity),
-    maxMessage: intOption("maxMessage", opts.maxMessage, DEFAULT_MAX_MESSAGE, 0, 2 ** 32 - 1),
-    heartbeat: msOption("heartbeat", opts.heartbeat, 1000),
-    peerTimeout: msOption("peerTimeout", opts.peerTimeout, 10000),
+    policy: WIRE_POLICY[set.backpressure],
+    leaky: set.backpressure === "drop-oldest",
+    timeout: set.timeout,
+    maxMessage: o.int("maxMessage", DEFAULT_MAX_MESSAGE, 0, 2 ** 32 - 1),
+    heartbeat: o.ms("heartbeat", 1000),
+    peerTimeout: o.ms("peerTimeout", 10000),
   };
+  throwIfAborted(signal, "connect");
+  const useTls = address.tls === true || (tlsOption !== undefined && tlsOption !== false);
+  refusePlainTcp(address.host, useTls, allowInsecure, "connect");
   let tls: ConnectionOptions | undefined;
   if (useTls) {
-    const t = typeof opts.tls === "object" && opts.tls !== null ? opts.tls : {};
+    const t = typeof tlsOption === "object" ? tlsOption : {};
     tls = { ...t };
     // SNI must be a name, never an IP address; identity is still checked against `host`.
     if (t.servername !== undefined) tls.servername = t.servername;
     else if (!/^[\d.]+$|:/.test(address.host)) tls.servername = address.host;
   }
   const rx = new TcpReceiver(cfg);
-  await rx.start(tls, connectTimeout, opts.signal);
+  await rx.start(tls, connectTimeout, signal);
   return rx;
 }

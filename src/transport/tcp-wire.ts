@@ -6,7 +6,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { InvalidArgumentError, ProtocolError } from "../errors.js";
+import { ProtocolError } from "../errors.js";
 import { FRAME_HEADER, get32, put32 } from "../net/frame.js";
 import type { HandshakeSpec } from "../net/handshake.js";
 
@@ -139,20 +139,5 @@ export function version1Refusal(): Buffer {
   return b;
 }
 
-/** Checks an optional integer option. */
-export function intOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
-  const v = value ?? fallback;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}, got ${String(v)}`);
-  }
-  return v;
-}
-
-/** Checks an optional duration option in ms (positive, finite). */
-export function msOption(name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback;
-  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || v > 2 ** 31 - 1) {
-    throw new InvalidArgumentError(`${name} must be a positive number of milliseconds, got ${String(v)}`);
-  }
-  return v;
-}
+/** The option checks of `util/options.ts`, under the names this module used to export (src/queue/server.ts imports them from here). */
+export { intOption, msOption } from "../util/options.js";

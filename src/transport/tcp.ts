@@ -25,7 +25,8 @@ import { P_DROP, P_FAIL, type Peer, type SenderConfig } from "./tcp-peer.js";
 import { FramePool, FrameRefs, POOL_MIN } from "./tcp-pool.js";
 import type { TcpAddress, TcpTlsOptions } from "./tcp-receiver.js";
 import { FRAME_HEADER as HEADER_BYTES, writeFrameHeader64 } from "../net/frame.js";
-import { FrameType, frameBytes, intOption, MAX_WINDOW, MIN_WINDOW, msOption } from "./tcp-wire.js";
+import { FrameType, frameBytes, MAX_WINDOW, MIN_WINDOW } from "./tcp-wire.js";
+import { readOptions } from "../util/options.js";
 
 export { connectTcp, type TcpAddress, type TcpConnectOptions, type TcpTlsOptions } from "./tcp-receiver.js";
 
@@ -121,22 +122,24 @@ export class TcpSender implements Sender {
    * `SystemError` if the address cannot be bound (e.g. `EADDRINUSE`).
    */
   static async create(opts: TcpSenderOptions = {}): Promise<TcpSender> {
-    const host = opts.host ?? "127.0.0.1";
-    if (typeof host !== "string" || host === "") throw new InvalidArgumentError("host must be a non-empty string");
-    const port = intOption("port", opts.port, 0, 0, 65535);
-    const capacity = intOption("capacity", opts.capacity, 1 << 20, MIN_WINDOW, MAX_WINDOW);
+    const o = readOptions("TcpSender.create", opts);
+    const host = o.string("host", 1) ?? "127.0.0.1";
+    const port = o.int("port", 0, 0, 65535);
+    const tls = o.object("tls", "an object of certificate options");
+    const allowInsecure = o.bool("allowInsecure", false);
+    const capacity = o.int("capacity", 1 << 20, MIN_WINDOW, MAX_WINDOW);
     const cfg: SenderConfig = {
       capacity,
-      maxMessage: intOption("maxMessage", opts.maxMessage, Math.floor(capacity / 2) - HEADER_BYTES, 0, (capacity & ~15) - HEADER_BYTES),
-      maxReceivers: intOption("maxReceivers", opts.maxReceivers, 64, 1, 65536),
-      timeout: checkTimeout(opts.timeout, 5000),
-      heartbeat: msOption("heartbeat", opts.heartbeat, 1000),
-      peerTimeout: msOption("peerTimeout", opts.peerTimeout, 10000),
-      handshakeTimeout: msOption("handshakeTimeout", opts.handshakeTimeout, 5000),
-      linger: msOption("linger", opts.linger, 30000),
-      onPeerError: contained(opts.onPeerError),
+      maxMessage: o.int("maxMessage", Math.floor(capacity / 2) - HEADER_BYTES, 0, (capacity & ~15) - HEADER_BYTES),
+      maxReceivers: o.int("maxReceivers", 64, 1, 65536),
+      timeout: o.timeout("timeout", 5000),
+      heartbeat: o.ms("heartbeat", 1000),
+      peerTimeout: o.ms("peerTimeout", 10000),
+      handshakeTimeout: o.ms("handshakeTimeout", 5000),
+      linger: o.ms("linger", 30000),
+      onPeerError: contained(o.func("onPeerError")),
     };
-    const { server, address } = await listenForReceivers(host, port, opts.tls, opts.allowInsecure === true, cfg);
+    const { server, address } = await listenForReceivers(host, port, tls, allowInsecure, cfg);
     return new TcpSender(server, address, cfg);
   }
 

@@ -13,7 +13,7 @@ import { RingWriter } from "../ring/writer.js";
 import { native } from "../native.js";
 import { InvalidArgumentError, PeerDeadError } from "../errors.js";
 import { RingReceiver, RingSender } from "./ring-endpoints.js";
-import type { Receiver, ReceiverOptions, RingSenderOptions } from "./transport.js";
+import { receiverSettings, ringSenderSettings, type Receiver, type ReceiverOptions, type RingSenderOptions } from "./transport.js";
 
 /** What a receiver in another thread needs; post it with the `transfer` list. */
 export interface ThreadEndpoint {
@@ -58,11 +58,12 @@ export class ThreadSender extends RingSender {
 
   /** Creates a sender with its ring. */
   static create(opts: RingSenderOptions = {}): ThreadSender {
-    const geo = ringGeometry({ capacity: opts.capacity, maxReaders: opts.maxReceivers });
+    const set = ringSenderSettings("ThreadSender.create", opts);
+    const geo = ringGeometry({ capacity: set.capacity, maxReaders: set.maxReceivers });
     const buffer = new SharedArrayBuffer(geo.byteLength);
     initRing(buffer, geo, 0);
     const bell = new EventfdBell();
-    const writer = new RingWriter(buffer, bell, { timeout: opts.timeout });
+    const writer = new RingWriter(buffer, bell, { timeout: set.timeout });
     return new ThreadSender(buffer, writer, bell);
   }
 
@@ -98,6 +99,7 @@ export function connectThread(endpoint: ThreadEndpoint, opts: ReceiverOptions = 
   if (endpoint?.kind !== "thread" || !(endpoint.buffer instanceof SharedArrayBuffer)) {
     throw new InvalidArgumentError("not a thread endpoint (use ThreadSender.endpoint())");
   }
+  const set = receiverSettings("connectThread", opts);
   const { buffer, port } = endpoint;
   const n = native();
   // Duplicates, so each side closes only its own descriptors. The sender marks the ring closed
@@ -107,10 +109,10 @@ export function connectThread(endpoint: ThreadEndpoint, opts: ReceiverOptions = 
   let reader: RingReader;
   try {
     reader = new RingReader(buffer, bell, writerDoorbell, {
-      policy: opts.backpressure,
-      spinMicros: opts.spinMicros,
-      adaptiveSpin: opts.adaptiveSpin,
-      timeout: opts.timeout,
+      policy: set.backpressure,
+      spinMicros: set.spinMicros,
+      adaptiveSpin: set.adaptiveSpin,
+      timeout: set.timeout,
       wakeKind: WakeKind.LocalEventfd,
       wakeId: endpoint.wakeId,
     });

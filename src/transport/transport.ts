@@ -4,10 +4,15 @@
  * @module
  */
 import type { BlockingOptions } from "../util/blocking.js";
-import type { Policy } from "../ring/layout.js";
+import { BACKPRESSURE_POLICIES } from "../util/async-queue.js";
+import { readOptions } from "../util/options.js";
+import { MAX_CAPACITY, MAX_READERS, type Policy } from "../ring/layout.js";
 
 /** The transports Plexus knows. */
 export type TransportKind = "inproc" | "thread" | "shm" | "tcp";
+
+/** The transports a port (publisher, subscriber, rpc server or client) can be limited to: its `transport` option. */
+export const PORT_TRANSPORTS = ["inproc", "shm", "tcp"] as const;
 
 /** What a sender does when a receiver has no room: wait, drop that receiver's oldest, or fail. */
 export type BackpressurePolicy = Policy;
@@ -92,4 +97,25 @@ export interface ReceiverOptions {
   adaptiveSpin?: boolean;
   /** Default timeout of `receive` in ms (default none). */
   timeout?: number;
+}
+
+/** Checks the options of a ring-backed sender's `create` (`where`: `ShmSender.create`, ...) and fills in the defaults. */
+export function ringSenderSettings(where: string, opts: RingSenderOptions | undefined): Required<RingSenderOptions> {
+  const o = readOptions(where, opts);
+  return {
+    capacity: o.int("capacity", 1 << 20, 1, MAX_CAPACITY),
+    maxReceivers: o.int("maxReceivers", 16, 1, MAX_READERS),
+    timeout: o.timeout("timeout", 5000),
+  };
+}
+
+/** Checks the {@link ReceiverOptions} of a `connect...` call (`where`: `connectShm`, ...) and fills in the defaults. */
+export function receiverSettings(where: string, opts: ReceiverOptions | undefined): Required<ReceiverOptions> {
+  const o = readOptions(where, opts);
+  return {
+    backpressure: o.oneOf("backpressure", BACKPRESSURE_POLICIES, "block"),
+    spinMicros: o.spin("spinMicros", 0),
+    adaptiveSpin: o.bool("adaptiveSpin", true),
+    timeout: o.timeout("timeout", Infinity),
+  };
 }

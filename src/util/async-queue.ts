@@ -11,6 +11,9 @@ import { WaitList } from "./wait.js";
 /** What a full queue does with one more item: wait for room, drop its oldest, or refuse. */
 export type QueuePolicy = "block" | "drop-oldest" | "fail";
 
+/** Every {@link QueuePolicy}: the values a `backpressure` option accepts. */
+export const BACKPRESSURE_POLICIES: readonly QueuePolicy[] = ["block", "drop-oldest", "fail"];
+
 /** What the queue holds: items whose resources it gives back when it drops them. */
 export interface Releasable {
   /** Gives the item's resources back (idempotent). */

@@ -4,7 +4,8 @@
  * @module
  */
 import { performance } from "node:perf_hooks";
-import { AbortError, InvalidArgumentError, TimeoutError } from "../errors.js";
+import { AbortError, TimeoutError } from "../errors.js";
+import { optionError, timeoutOption } from "./options.js";
 import { whenAborted } from "./wait.js";
 
 /** Options every blocking call takes. */
@@ -20,18 +21,18 @@ export function throwIfAborted(signal: AbortSignal | undefined, what: string): v
   if (signal?.aborted) throw new AbortError(`${what} aborted`, { cause: signal.reason });
 }
 
-/** Checks a user-supplied timeout. */
-export function checkTimeout(timeout: number | undefined, fallback: number): number {
-  const t = timeout ?? fallback;
-  if (typeof t !== "number" || Number.isNaN(t) || t < 0) {
-    throw new InvalidArgumentError(`timeout must be a non-negative number of milliseconds, got ${String(t)}`);
-  }
-  return t;
+/**
+ * Checks a user-supplied timeout (a non-negative number of ms or `Infinity`; undefined:
+ * `fallback`); `name` and `where` name it in the error (see `util/options.ts`).
+ */
+export function checkTimeout(timeout: number | undefined, fallback: number, name = "timeout", where = ""): number {
+  return timeoutOption(name, timeout, fallback, where);
 }
 
 /** Validates blocking options up front: a bad timeout throws, an aborted signal rejects at once. */
 export function checkOptions(opts: BlockingOptions, what: string): void {
   if (opts.timeout !== undefined) checkTimeout(opts.timeout, 0);
+  if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw optionError("", "signal", "an AbortSignal", opts.signal);
   throwIfAborted(opts.signal, what);
 }
 

@@ -6,12 +6,14 @@
  * @module
  */
 import { ClosedError, InvalidArgumentError, SequenceError } from "../errors.js";
-import { checkOptions, checkTimeout, Deadline, type BlockingOptions } from "../util/blocking.js";
+import { checkOptions, Deadline, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
+import { describe, readOptions } from "../util/options.js";
 import { ReaderAlreadyConnectedError, ReaderDeadError, WriterAlreadyConnectedError, WriterDeadError } from "./errors.js";
 import type { Frame } from "./frame.js";
 import { checkName, requestName, responseName } from "./names.js";
 import { Pending } from "./pending.js";
-import { Reader, type ReaderOptions } from "./reader.js";
+import { FRAME_HEADER_V1 } from "./oieb.js";
+import { MAX_SIZE, Reader, readerSettings, type ReaderOptions } from "./reader.js";
 import { raceAbort, sleep } from "./waits.js";
 import { Writer, type FrameBuffer } from "./writer.js";
 
@@ -90,9 +92,13 @@ export class DuplexServer implements AsyncDisposable {
    */
   static async create(channel: string, handler: DuplexHandler, options: DuplexServerOptions = {}): Promise<DuplexServer> {
     checkName(responseName(channel), "channel name + \"_response\"");
-    if (typeof handler !== "function") throw new InvalidArgumentError("DuplexServer: handler must be a function");
-    const connectTimeout = checkTimeout(options.connectTimeout, 5000);
-    const writeTimeout = checkTimeout(options.writeTimeout, 5000);
+    if (typeof handler !== "function") throw new InvalidArgumentError(`DuplexServer.create: the handler must be a function, got ${describe(handler)}`);
+    readerSettings("DuplexServer.create", options);
+    const o = readOptions("DuplexServer.create", options);
+    const connectTimeout = o.timeout("connectTimeout", 5000);
+    const writeTimeout = o.timeout("writeTimeout", 5000);
+    o.func("onInit");
+    o.func("onError");
     const reader = await Reader.create(requestName(channel), options);
     return new DuplexServer(channel, reader, handler, options, connectTimeout, writeTimeout);
   }
@@ -303,17 +309,21 @@ export class DuplexClient implements AsyncDisposable {
    */
   static async connect(channel: string, options: DuplexClientOptions = {}): Promise<DuplexClient> {
     checkName(responseName(channel), "channel name + \"_response\"");
-    checkOptions(options, `DuplexClient "${channel}" connect`);
-    const timeout = checkTimeout(options.timeout, 5000);
-    const writer = await Writer.connect(requestName(channel), { timeout, ...(options.signal ? { signal: options.signal } : {}) });
+    const o = readOptions("DuplexClient.connect", options);
+    const timeout = o.timeout("timeout", 5000);
+    const signal = o.signal("signal");
+    const metadata = o.bytes("metadata");
+    const response: ReaderOptions = {
+      payloadSize: o.int("responsePayloadSize", 256 << 20, FRAME_HEADER_V1 + 1, MAX_SIZE),
+      metadataSize: o.int("responseMetadataSize", 4096, 0, MAX_SIZE),
+      spinMicros: o.spin("spinMicros", 0),
+      anticipate: o.bool("anticipate", false),
+    };
+    throwIfAborted(signal, `DuplexClient "${channel}" connect`);
+    const writer = await Writer.connect(requestName(channel), { timeout, ...(signal ? { signal } : {}) });
     try {
-      if (options.metadata !== undefined) writer.setMetadata(options.metadata);
-      const reader = await Reader.create(responseName(channel), {
-        payloadSize: options.responsePayloadSize ?? 256 << 20,
-        metadataSize: options.responseMetadataSize ?? 4096,
-        ...(options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros }),
-        ...(options.anticipate === undefined ? {} : { anticipate: options.anticipate }),
-      });
+      if (metadata !== undefined) writer.setMetadata(metadata);
+      const reader = await Reader.create(responseName(channel), response);
       return new DuplexClient(channel, writer, reader, timeout);
     } catch (err) {
       await writer.close();

@@ -5,7 +5,8 @@
  */
 import { ClosedError, FrameTooLargeError, InvalidArgumentError, ProtocolError, SequenceError, TimeoutError } from "../errors.js";
 import { native, type Semaphore } from "../native.js";
-import { checkOptions, checkTimeout, Deadline, type BlockingOptions } from "../util/blocking.js";
+import { checkOptions, Deadline, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
+import { readOptions } from "../util/options.js";
 import { connectWriter, type Connected } from "./connect.js";
 import { BufferFullError, HandlerError, InvalidFrameSizeError, ReaderDeadError } from "./errors.js";
 import { Frame, ReleaseFifo, type ReleaseTarget } from "./frame.js";
@@ -13,7 +14,7 @@ import { F2, FRAME_HEADER_V2, frameTotalV2, METADATA_OFFSET_V2, SEMS_V2, STATUS_
 import { checkName, requestName } from "./names.js";
 import { Header, OIEB_V2_SIZE, Q, readU64, writeMetadata, writeU64 } from "./oieb.js";
 import { Pending } from "./pending.js";
-import { alive, checkSpin, linkSignals, Lock, semWait, sleep, SLICE_MS, spinTry, waitEndError } from "./waits.js";
+import { alive, linkSignals, Lock, semWait, sleep, SLICE_MS, spinTry, waitEndError } from "./waits.js";
 
 /** Options of {@link InPlaceClient.connect}. */
 export interface InPlaceClientOptions extends BlockingOptions {
@@ -129,9 +130,11 @@ export class InPlaceClient implements AsyncDisposable, ReleaseTarget {
   static async connect(channel: string, options: InPlaceClientOptions = {}): Promise<InPlaceClient> {
     const name = requestName(channel);
     checkName(name, "channel name + \"_request\"");
-    checkOptions(options, `InPlaceClient "${channel}" connect`);
-    const timeout = checkTimeout(options.timeout, 5000);
-    const spinMicros = checkSpin(options.spinMicros);
+    const o = readOptions("InPlaceClient.connect", options);
+    const timeout = o.timeout("timeout", 5000);
+    const spinMicros = o.spin("spinMicros", 0);
+    const metadata = o.bytes("metadata");
+    throwIfAborted(o.signal("signal"), `InPlaceClient "${channel}" connect`);
     const deadline = new Deadline(timeout);
     const c = await connectWriter({ name, major: 2, sems: SEMS_V2, role: "InPlaceClient" }, timeout, options.signal);
     try {
@@ -148,7 +151,7 @@ export class InPlaceClient implements AsyncDisposable, ReleaseTarget {
         await sleep(Math.min(backoff, left), options.signal);
         backoff = Math.min(backoff * 2, 20);
       }
-      if (options.metadata !== undefined) writeMetadata(h, c.buffer, METADATA_OFFSET_V2, options.metadata);
+      if (metadata !== undefined) writeMetadata(h, c.buffer, METADATA_OFFSET_V2, metadata);
       return new InPlaceClient(channel, c, timeout, spinMicros);
     } catch (err) {
       for (const sem of c.sems.values()) sem.close();

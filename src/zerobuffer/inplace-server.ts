@@ -5,14 +5,14 @@
  */
 import { ClosedError, InvalidArgumentError, SequenceError } from "../errors.js";
 import type { Semaphore } from "../native.js";
-import { checkTimeout } from "../util/blocking.js";
 import { InvalidFrameSizeError } from "./errors.js";
 import { F2, FRAME_HEADER_V2, frameTotalV2, METADATA_OFFSET_V2, SEMS_V2, STATUS_FAILED, STATUS_OK } from "./inplace-layout.js";
 import { checkName, requestName } from "./names.js";
 import { align64, Header, OIEB_V2_SIZE, Q, readMetadata, readU64, writeU64 } from "./oieb.js";
 import { createOwned, destroyOwned, type Owned } from "./owner.js";
-import { checkSize } from "./reader.js";
-import { alive, checkSpin, raceAbort, semWait, SLICE_MS, spinTry } from "./waits.js";
+import { MAX_SIZE } from "./reader.js";
+import { describe, readOptions } from "../util/options.js";
+import { alive, raceAbort, semWait, SLICE_MS, spinTry } from "./waits.js";
 
 /**
  * A request as the in-place handler sees it. `data` is a **mutable** view of the shared payload:
@@ -121,11 +121,14 @@ export class InPlaceServer implements AsyncDisposable {
   static async create(channel: string, handler: InPlaceHandler, options: InPlaceServerOptions = {}): Promise<InPlaceServer> {
     const name = requestName(channel);
     checkName(name, "channel name + \"_request\"");
-    if (typeof handler !== "function") throw new InvalidArgumentError("InPlaceServer: handler must be a function");
-    const payloadSize = align64(checkSize(options.payloadSize ?? 1 << 20, "payloadSize", FRAME_HEADER_V2 + 1));
-    const metadataSize = align64(checkSize(options.metadataSize ?? 1024, "metadataSize", 0));
-    const drainTimeout = checkTimeout(options.drainTimeout, 1000);
-    const spinMicros = checkSpin(options.spinMicros);
+    if (typeof handler !== "function") throw new InvalidArgumentError(`InPlaceServer.create: the handler must be a function, got ${describe(handler)}`);
+    const o = readOptions("InPlaceServer.create", options);
+    const payloadSize = align64(o.int("payloadSize", 1 << 20, FRAME_HEADER_V2 + 1, MAX_SIZE));
+    const metadataSize = align64(o.int("metadataSize", 1024, 0, MAX_SIZE));
+    const drainTimeout = o.timeout("drainTimeout", 1000);
+    const spinMicros = o.spin("spinMicros", 0);
+    o.func("onInit");
+    o.func("onError");
     const owned = await createOwned({ name, oiebSize: OIEB_V2_SIZE, major: 2, metadataSize, payloadSize, sems: SEMS_V2 });
     return new InPlaceServer(channel, owned, handler, options, drainTimeout, spinMicros);
   }

@@ -2,9 +2,10 @@
  * The ZeroBuffer v1 reader: creates and owns a buffer, hands out frames as zero-copy views.
  * @module
  */
-import { ClosedError, InvalidArgumentError, SequenceError } from "../errors.js";
+import { ClosedError, SequenceError } from "../errors.js";
 import type { Semaphore } from "../native.js";
-import { checkOptions, checkTimeout, Deadline, type BlockingOptions } from "../util/blocking.js";
+import { checkOptions, Deadline, type BlockingOptions } from "../util/blocking.js";
+import { readOptions } from "../util/options.js";
 import { InvalidFrameSizeError, WriterDeadError } from "./errors.js";
 import { Frame, ReleaseFifo, type ReleaseTarget } from "./frame.js";
 import { checkName } from "./names.js";
@@ -12,7 +13,7 @@ import { align64, FRAME_HEADER_V1, Header, OIEB_V1_SIZE, Q, readMetadata, readU6
 import { createOwned, destroyOwned, type Owned } from "./owner.js";
 import { Anticipator } from "./anticipate.js";
 import { HintListener } from "./hint.js";
-import { alive, checkSpin, linkSignals, Lock, semWait, SLICE_MS, spinTry, waitEndError } from "./waits.js";
+import { alive, linkSignals, Lock, semWait, SLICE_MS, spinTry, waitEndError } from "./waits.js";
 
 /** Options of {@link Reader.create}. */
 export interface ReaderOptions {
@@ -43,14 +44,32 @@ export interface ReaderOptions {
 const POLL_SLICE_US = 50;
 
 /** Largest ring Plexus creates (1 TiB): beyond any /dev/shm, and well inside safe integers. */
-const MAX_SIZE = 2 ** 40;
+export const MAX_SIZE = 2 ** 40;
 
-/** Checks a size option. */
-export function checkSize(value: unknown, what: string, min: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > MAX_SIZE) {
-    throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${MAX_SIZE}, got ${String(value)}`);
-  }
-  return value;
+/** {@link ReaderOptions} once checked, defaults filled in and sizes aligned. */
+export interface ReaderSettings {
+  /** Payload ring size, aligned to 64. */
+  readonly payloadSize: number;
+  /** Metadata block size, aligned to 64. */
+  readonly metadataSize: number;
+  /** Default read timeout (ms). */
+  readonly timeout: number;
+  /** µs to poll before sleeping. */
+  readonly spinMicros: number;
+  /** Learn a paced stream's period. */
+  readonly anticipate: boolean;
+}
+
+/** Checks the {@link ReaderOptions} given to `where` (`Reader.create`, `DuplexServer.create`). */
+export function readerSettings(where: string, opts: ReaderOptions | undefined): ReaderSettings {
+  const o = readOptions(where, opts);
+  return {
+    payloadSize: align64(o.int("payloadSize", 1 << 20, FRAME_HEADER_V1 + 1, MAX_SIZE)),
+    metadataSize: align64(o.int("metadataSize", 1024, 0, MAX_SIZE)),
+    timeout: o.timeout("timeout", 5000),
+    spinMicros: o.spin("spinMicros", 0),
+    anticipate: o.bool("anticipate", false),
+  };
 }
 
 /**
@@ -124,15 +143,9 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
    */
   static async create(name: string, options: ReaderOptions = {}): Promise<Reader> {
     checkName(name);
-    const payloadSize = align64(checkSize(options.payloadSize ?? 1 << 20, "payloadSize", FRAME_HEADER_V1 + 1));
-    const metadataSize = align64(checkSize(options.metadataSize ?? 1024, "metadataSize", 0));
-    const timeout = checkTimeout(options.timeout, 5000);
-    const spinMicros = checkSpin(options.spinMicros);
-    if (options.anticipate !== undefined && typeof options.anticipate !== "boolean") {
-      throw new InvalidArgumentError(`anticipate must be a boolean, got ${String(options.anticipate)}`);
-    }
+    const { payloadSize, metadataSize, timeout, spinMicros, anticipate } = readerSettings("Reader.create", options);
     const owned = await createOwned({ name, oiebSize: OIEB_V1_SIZE, major: 1, metadataSize, payloadSize, sems: ["w", "r"] });
-    return new Reader(name, owned, timeout, spinMicros, options.anticipate === true);
+    return new Reader(name, owned, timeout, spinMicros, anticipate);
   }
 
   /** True once {@link close} was called. */

@@ -5,7 +5,7 @@
  * (Internal: not part of the public API.)
  * @module
  */
-import { AbortError, ClosedError, InvalidArgumentError, TimeoutError } from "../errors.js";
+import { AbortError, ClosedError, TimeoutError } from "../errors.js";
 import { native, type Semaphore } from "../native.js";
 import { Deferred, WaitList, whenAborted } from "../util/wait.js";
 
@@ -47,15 +47,6 @@ export function spinTry(sem: Semaphore, micros: number): boolean {
     if (sem.tryWait()) return true;
   } while (performance.now() < end);
   return false;
-}
-
-/** Checks a `spinMicros` option (0..1e6). */
-export function checkSpin(value: unknown): number {
-  if (value === undefined) return 0;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > 1e6) {
-    throw new InvalidArgumentError(`spinMicros must be a number of µs from 0 to 1000000, got ${String(value)}`);
-  }
-  return value;
 }
 
 /** Sleeps `ms` (a referenced timer); rejects with AbortError when `signal` aborts. */

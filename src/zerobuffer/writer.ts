@@ -4,7 +4,8 @@
  */
 import { ClosedError, FrameTooLargeError, InvalidArgumentError } from "../errors.js";
 import { native, type Semaphore } from "../native.js";
-import { checkOptions, checkTimeout, Deadline, type BlockingOptions } from "../util/blocking.js";
+import { checkOptions, Deadline, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
+import { readOptions } from "../util/options.js";
 import { connectWriter, type Connected } from "./connect.js";
 import { BufferFullError, InvalidFrameSizeError, ReaderDeadError } from "./errors.js";
 import { checkName } from "./names.js";
@@ -139,10 +140,12 @@ export class Writer implements AsyncDisposable {
    */
   static async connect(name: string, options: WriterOptions = {}): Promise<Writer> {
     checkName(name);
-    checkOptions(options, `Writer "${name}" connect`);
-    const timeout = checkTimeout(options.timeout, 5000);
-    const writeTimeout = checkTimeout(options.writeTimeout, 5000);
-    const connected = await connectWriter({ name, major: 1, sems: ["w", "r"], role: "Writer" }, timeout, options.signal);
+    const o = readOptions("Writer.connect", options);
+    const timeout = o.timeout("timeout", 5000);
+    const writeTimeout = o.timeout("writeTimeout", 5000);
+    const signal = o.signal("signal");
+    throwIfAborted(signal, `Writer "${name}" connect`);
+    const connected = await connectWriter({ name, major: 1, sems: ["w", "r"], role: "Writer" }, timeout, signal);
     return new Writer(name, connected, writeTimeout, HintSender.connect(name));
   }
 
