@@ -37,8 +37,11 @@ const enum State {
   Closed,
 }
 
-/** A queue client. Create with `queue.client({ url })`. */
-export class QueueClient extends Endpoint {
+/**
+ * A queue client. Create with `queue.client<ToServer, ToClient>({ url })`: it puts `ToServer`
+ * values and gets `ToClient` ones (the same type arguments as the server's).
+ */
+export class QueueClient<ToServer = unknown, ToClient = unknown> extends Endpoint<ToClient, ToServer> {
   /** This client's identity (32 hex digits): the server's `msg.peer` for its messages. */
   readonly id: string;
   private readonly session: Session;
@@ -82,11 +85,11 @@ export class QueueClient extends Endpoint {
   }
 
   /** @internal use `queue.client` */
-  static async connect(opts: QueueClientOptions): Promise<QueueClient> {
+  static async connect<ToServer = unknown, ToClient = unknown>(opts: QueueClientOptions): Promise<QueueClient<ToServer, ToClient>> {
     const cfg = settings(opts, false);
     throwIfAborted(opts.signal, "connect");
     refusePlainTcp(cfg.url.host, cfg.useTls, cfg.allowInsecure, "connect");
-    const c = new QueueClient(cfg, identityOf(opts.identity), checkTimeout(opts.connectTimeout, 5000));
+    const c = new QueueClient<ToServer, ToClient>(cfg, identityOf(opts.identity), checkTimeout(opts.connectTimeout, 5000));
     try {
       if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
         const hub = await MqttHub.connect(cfg.url, cfg.tls, c.identity, `c/${c.id}`, c.connectTimeout, c.token);
@@ -127,7 +130,7 @@ export class QueueClient extends Endpoint {
    * within `reconnectWindow`), `FrameTooLargeError`, `BackpressureError`, `EncodeError`,
    * `ProtocolError` (the server could not decode it), `ClosedError`.
    */
-  put(value: unknown, opts: BlockingOptions = {}): Promise<void> {
+  put(value: ToServer, opts: BlockingOptions = {}): Promise<void> {
     if (this.state === State.Closed || this.closing) return Promise.reject(new ClosedError("queue client is closed"));
     if (this.state === State.Failed) return Promise.reject(this.session.dead ?? new PeerDeadError("queue server is gone"));
     if (this.state === State.Idle) this.reconnect();

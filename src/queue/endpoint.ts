@@ -23,8 +23,11 @@ import { Liveness, Ticker, tickInterval } from "../net/liveness.js";
 const SMALL = 8 << 10;
 
 
-/** Base of {@link QueueServer} and {@link QueueClient}. */
-export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessage> {
+/**
+ * Base of {@link QueueServer} and {@link QueueClient}: gets `In` values, puts `Out` values
+ * (the codec does not check them: the types are the application's promise).
+ */
+export abstract class Endpoint<In = unknown, Out = unknown> implements SessionHost, AsyncIterable<QueueMessage<In>> {
   /** @internal */
   protected readonly inbox: Inbox;
   /** Puts not yet settled. */
@@ -71,8 +74,10 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
    * Takes the next message (from any peer), waiting up to `timeout` ms (default: no limit).
    * Rejects with `TimeoutError`, `AbortError`, `ClosedError` once this end is closed and its
    * queue is empty, or `PeerDeadError` once a client's server is gone and its queue is empty.
+   * The type argument `T` only casts the value: prefer the endpoint's own type arguments
+   * (`queue.client<ToServer, ToClient>`).
    */
-  async get<T = unknown>(opts: BlockingOptions = {}): Promise<QueueMessage<T>> {
+  async get<T = In>(opts: BlockingOptions = {}): Promise<QueueMessage<T>> {
     this.beforeGet();
     const m = await this.inbox.take(opts);
     if (m === null) throw endedError(this.inbox);
@@ -83,9 +88,9 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
    * Iterates over messages until the queue ends; each message is released when the loop moves
    * on, and leaving the loop early closes this end.
    */
-  [Symbol.asyncIterator](): AsyncIterator<QueueMessage> {
+  [Symbol.asyncIterator](): AsyncIterator<QueueMessage<In>> {
     return releasingIterator(
-      () => this.inbox.take({}),
+      () => this.inbox.take({}) as Promise<QueueMessage<In> | null>,
       () => this.close(),
     );
   }
@@ -109,7 +114,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   }
 
   /** Encodes `value` once and sends it to every session in `targets`. */
-  protected startPut(value: unknown, targets: readonly Session[], opts: BlockingOptions): Promise<void> {
+  protected startPut(value: Out, targets: readonly Session[], opts: BlockingOptions): Promise<void> {
     try {
       if (this.closing) throw new ClosedError("queue is closed");
       checkOptions(opts, "put");
