@@ -4,12 +4,12 @@
  * (Internal: not part of the public API.)
  * @module
  */
-import { ClosedError, FrameTooLargeError, PeerDeadError, type PlexusError } from "../errors.js";
+import { ClosedError, FrameTooLargeError, PeerDeadError, PlexusError } from "../errors.js";
 import { encodeChunks, encodedSize, encodeInto } from "../codec/index.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import { native } from "../native.js";
 import { releasingIterator } from "../util/iterate.js";
-import { endedError, Inbox, type QueueMessage } from "./inbox.js";
+import { Inbox, type QueueMessage } from "./inbox.js";
 import type { Link } from "./link.js";
 import type { Settings } from "./options.js";
 import { Deadlines, PutOp } from "./put.js";
@@ -58,7 +58,7 @@ export abstract class Endpoint<In = unknown, Out = unknown> implements SessionHo
 
   /** The live links, for keep-alives. */
   protected abstract links(): Iterable<Link>;
-  /** Called before each `get` (a client reconnects after idle collection). */
+  /** Called before a `get` or a step of iteration that would wait (a client without a connection connects again). */
   protected beforeGet(): void {}
   /** Called on each tick after keep-alives (idle collection). */
   protected onTick(): void {}
@@ -73,24 +73,30 @@ export abstract class Endpoint<In = unknown, Out = unknown> implements SessionHo
   /**
    * Takes the next message (from any peer), waiting up to `timeout` ms (default: no limit).
    * Rejects with `TimeoutError`, `AbortError`, `ClosedError` once this end is closed and its
-   * queue is empty, or `PeerDeadError` once a client's server is gone and its queue is empty.
-   * The type argument `T` only casts the value: prefer the endpoint's own type arguments
-   * (`queue.client<ToServer, ToClient>`).
+   * queue is empty, or `PeerDeadError` once a client's session with its server is lost (the
+   * server closed, or did not come back within `reconnectWindow`) and its queue is empty (the
+   * next `get` connects again). The type argument `T` only casts the value: prefer the
+   * endpoint's own type arguments (`queue.client<ToServer, ToClient>`).
    */
   async get<T = In>(opts: BlockingOptions = {}): Promise<QueueMessage<T>> {
-    this.beforeGet();
+    if (!this.inbox.ready) this.beforeGet();
     const m = await this.inbox.take(opts);
-    if (m === null) throw endedError(this.inbox);
+    if (m instanceof PlexusError) throw m;
     return m as QueueMessage<T>;
   }
 
   /**
-   * Iterates over messages until the queue ends; each message is released when the loop moves
-   * on, and leaving the loop early closes this end.
+   * Iterates over messages until the queue ends — on a client also where a session was lost
+   * (iterating again connects again); each message is released when the loop moves on, and
+   * leaving the loop early closes this end.
    */
   [Symbol.asyncIterator](): AsyncIterator<QueueMessage<In>> {
     return releasingIterator(
-      () => this.inbox.take({}) as Promise<QueueMessage<In> | null>,
+      async () => {
+        if (!this.inbox.ready) this.beforeGet();
+        const m = await this.inbox.take({});
+        return m instanceof PlexusError ? null : (m as QueueMessage<In>);
+      },
       () => this.close(),
     );
   }

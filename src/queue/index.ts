@@ -8,7 +8,7 @@ import { QueueClient } from "./client.js";
 import type { QueueClientOptions, QueueServerOptions } from "./options.js";
 import { QueueServer } from "./server.js";
 
-export { QueueClient } from "./client.js";
+export { QueueClient, type QueueClientEvents, type QueueClientState } from "./client.js";
 export { QueueServer, type ServerPutOptions } from "./server.js";
 export type { PeerId, QueueMessage } from "./inbox.js";
 export type { DeliveryMode, QueueClientOptions, QueueOptions, QueueServerOptions } from "./options.js";

@@ -140,8 +140,11 @@ export class MqttHub {
     private readonly client: MqttClientLike,
     readonly identity: Buffer,
     readonly prefix: string,
-    /** A client's session token: messages that carry another one are not for this client. */
-    private readonly token: Buffer | undefined,
+    /**
+     * A client's session token: messages that carry another one are not for this client (the
+     * client sets a new one when it starts a new session).
+     */
+    public token: Buffer | undefined,
   ) {}
 
   /**
