@@ -213,6 +213,28 @@ export class InvalidArgumentError extends PlexusError {
   }
 }
 
+/**
+ * A feature needs a package that Plexus declares as an optional peer dependency and that is not
+ * installed, or is installed but cannot be loaded (`cause` is Node's error): `mqtt` for
+ * `mqtt://` and `mqtts://` queue URLs. `packageName` names the package to install next to
+ * Plexus. An {@link InvalidArgumentError}: the argument asks for something this installation
+ * cannot do.
+ */
+export class MissingDependencyError extends InvalidArgumentError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_MISSING_DEPENDENCY";
+  /** The package to install (`mqtt`). */
+  readonly packageName: string;
+  /** @param packageName - the package; @param message - what needs it and how to install it; @param options - `cause` */
+  constructor(packageName: string, message: string, options?: PlexusErrorOptions) {
+    super(message, options);
+    this.packageName = packageName;
+  }
+  override get name(): string {
+    return "MissingDependencyError";
+  }
+}
+
 /** A resource (ring slots, shared memory) is exhausted. */
 export class ResourceExhaustedError extends PlexusError {
   /** The code of this class's instances. */
@@ -412,6 +434,7 @@ registerWireError(CycleError.code, (m) => withMessage(new CycleError("", ""), m)
 registerWireError(RemoteError.code, (m) => new RemoteError(m));
 registerWireError(SystemError.code, (m) => withMessage(new SystemError("", 0, "EIO", m), m));
 registerWireError(NoSpaceError.code, (m) => withMessage(new NoSpaceError("", m), m));
+registerWireError(MissingDependencyError.code, (m) => new MissingDependencyError("", m));
 
 /**
  * Rebuilds an error that came over the wire as the class of its code, so `instanceof` works

@@ -52,6 +52,7 @@ test("errors: the specific extends the general", () => {
     [new zb.ProtocolVersionError(1, 2, "v"), [esm.ProtocolError]],
     [new zb.InvalidFrameSizeError("s"), [esm.ProtocolError]],
     [new esm.NoSpaceError("shm_open", "no space"), [esm.SystemError]],
+    [new esm.MissingDependencyError("mqtt", "m"), [esm.InvalidArgumentError]],
   ];
   for (const [err, parents] of cases) {
     for (const P of parents) assert.ok(err instanceof P, `${err.name} is a ${P.name}`);

@@ -1,17 +1,22 @@
 /**
  * A model of a queue session, checked against the real thing (fast-check model-based testing):
- * random sequences of puts, gets, cut connections (the client reconnects and resumes), client
- * crashes with a takeover of the identity by a new client object, and server-side idle turns,
- * in both modes, over real TCP through a relay the test can cut. After each sequence the test
- * settles every put and drains the server, then checks what the queue promises:
+ * random sequences of puts, gets, cut connections (the client reconnects and resumes), outages
+ * longer than the client's `reconnectWindow` (the client loses its session and is
+ * `disconnected`; its next put starts a new session while the server, whose window is longer,
+ * still holds the old one), client crashes with a takeover of the identity by a new client
+ * object, and server-side idle turns, in both modes, over real TCP through a relay the test can
+ * cut. After each sequence the test settles every put and drains the server, then checks what
+ * the queue promises:
  *
  * - every put that resolved was received by the server's application (reliable mode: taken by
  *   `get`; fast mode: queued at the server, so drained by the final gets) — nothing
  *   acknowledged is lost;
  * - no message is received twice (resends after a reconnection are recognised);
  * - nothing is received that was never put;
- * - a put that rejected did so with a typed error (`PeerDeadError` after a takeover or a
- *   crash, `ClosedError` after close), never a hang.
+ * - a put that rejected did so with a typed error (`PeerDeadError` after a takeover, a crash
+ *   or a lost session, `ClosedError` after close), never a hang;
+ * - the client is usable at the end, whatever happened to its sessions: one more put resolves
+ *   and reaches the server's application.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -20,12 +25,22 @@ import fc from "fast-check";
 import { PlexusError, queue, type QueueClient, type QueueServer } from "../src/index.js";
 import { startProxy, type Proxy } from "./helpers/proxy.js";
 
+/** The client's `reconnectWindow` (ms). */
+const WINDOW = 200;
+
 /** What the model knows: the values put, and the state of each. */
 interface Model {
   /** Values put so far (a put is numbered in order). */
   put: number;
   /** Gets done so far (bounded by the puts, so a get never waits on an empty queue forever). */
   got: number;
+  /** Outages so far (each lasts the client's window: few per sequence keep the test short). */
+  outages: number;
+  /**
+   * The client's state as the model predicts it: `disconnected` after an outage until the next
+   * put (which connects it again); otherwise `connected` (or on its way: `reconnecting`).
+   */
+  state: "connected" | "disconnected";
 }
 
 /** The real system and what it observed. */
@@ -47,7 +62,8 @@ interface Real {
 
 async function newClient(r: Pick<Real, "server" | "identity" | "mode">): Promise<{ client: QueueClient; proxy: Proxy }> {
   const proxy = await startProxy(r.server.port);
-  const client = await queue.client({ url: `tcp://127.0.0.1:${proxy.port}`, identity: r.identity, mode: r.mode, reconnectWindow: 500, timeout: 5000, linger: 500 });
+  // A window far shorter than the server's (5 s): after an outage the server still holds the old session.
+  const client = await queue.client({ url: `tcp://127.0.0.1:${proxy.port}`, identity: r.identity, mode: r.mode, reconnectWindow: WINDOW, timeout: 5000, linger: 500 });
   return { client, proxy };
 }
 
@@ -69,7 +85,11 @@ class PutCommand implements fc.AsyncCommand<Model, Real> {
     return true;
   }
   async run(m: Model, r: Real): Promise<void> {
+    // After an outage nothing connects the client before this put; otherwise it is up or on its way.
+    if (m.state === "disconnected") assert.equal(r.client.state, "disconnected", "the client's state after an outage");
+    else assert.ok(r.client.state !== "failed" && r.client.state !== "closed", `the client's state: ${r.client.state}`);
     m.put++;
+    m.state = "connected"; // a put connects a disconnected client again (a new session)
     const n = r.next++;
     r.puts.push(
       r.client.put({ n }).then(
@@ -111,17 +131,43 @@ class CutCommand implements fc.AsyncCommand<Model, Real> {
   }
 }
 
+/**
+ * The server is unreachable for longer than the client's window: the client loses its session
+ * (what it had pending rejects) and waits, disconnected, for its next put.
+ */
+class OutageCommand implements fc.AsyncCommand<Model, Real> {
+  check(m: Model): boolean {
+    return m.outages < 2;
+  }
+  async run(m: Model, r: Real): Promise<void> {
+    m.outages++;
+    m.state = "disconnected";
+    r.proxy.refusing = true;
+    r.proxy.cut();
+    const end = Date.now() + 20 * WINDOW;
+    while (r.client.state !== "disconnected") {
+      assert.ok(Date.now() < end, `the client is still ${r.client.state} ${20 * WINDOW} ms into an outage`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    r.proxy.refusing = false;
+  }
+  toString(): string {
+    return "outage";
+  }
+}
+
 /** The client's process dies (its relay closes for good) and a new client object takes its identity over. */
 class TakeoverCommand implements fc.AsyncCommand<Model, Real> {
   check(): boolean {
     return true;
   }
-  async run(_m: Model, r: Real): Promise<void> {
+  async run(m: Model, r: Real): Promise<void> {
     r.dead.push({ client: r.client, proxy: r.proxy });
     await r.proxy.close();
     const next = await newClient(r);
     r.client = next.client;
     r.proxy = next.proxy;
+    m.state = "connected";
   }
   toString(): string {
     return "takeover";
@@ -134,6 +180,7 @@ const commands = [
   fc.constant(new GetCommand()),
   fc.constant(new GetCommand()),
   fc.constant(new CutCommand()),
+  fc.constant(new OutageCommand()),
   fc.constant(new TakeoverCommand()),
 ];
 
@@ -145,7 +192,10 @@ async function check(mode: "fast" | "reliable", runs: number): Promise<void> {
       const first = await newClient({ server, identity, mode });
       const r: Real = { server, identity, mode, ...first, dead: [], puts: [], resolved: new Set(), rejected: new Map(), received: [], next: 1 };
       try {
-        await fc.asyncModelRun(() => ({ model: { put: 0, got: 0 }, real: r }), cmds);
+        await fc.asyncModelRun(() => ({ model: { put: 0, got: 0, outages: 0, state: "connected" as const }, real: r }), cmds);
+        // Whatever happened to its sessions, the client works: one more put reaches the server.
+        const last = r.next++;
+        r.puts.push(r.client.put({ n: last }, { timeout: 10000 }).then(() => void r.resolved.add(last)));
         // Settle: the server takes everything that arrives while the puts settle, then what is left.
         const draining = (async () => {
           while (await takeOne(r, 300));
@@ -160,6 +210,7 @@ async function check(mode: "fast" | "reliable", runs: number): Promise<void> {
         assert.deepEqual(lost, [], `puts that resolved but never reached the server's application (${cmds.toString()})`);
         for (const [n, code] of r.rejected) assert.match(code, /^ERR_PLEXUS_(PEER_DEAD|CLOSED|TIMEOUT)$/, `put ${n} rejected with ${code}`);
         assert.equal(r.resolved.size + r.rejected.size, r.next - 1, "every put settled");
+        assert.ok(r.resolved.has(last) && received.has(last), `the client did not recover (${cmds.toString()})`);
       } finally {
         await r.client.close().catch(() => {});
         await r.proxy.close();
@@ -173,10 +224,10 @@ async function check(mode: "fast" | "reliable", runs: number): Promise<void> {
   );
 }
 
-test("queue model (reliable): across cuts, takeovers and gets, every resolved put is received once", async () => {
+test("queue model (reliable): across cuts, outages, takeovers and gets, every resolved put is received once and the client recovers", async () => {
   await check("reliable", 25);
 });
 
-test("queue model (fast): across cuts, takeovers and gets, every resolved put is received once", async () => {
+test("queue model (fast): across cuts, outages, takeovers and gets, every resolved put is received once and the client recovers", async () => {
   await check("fast", 25);
 });

@@ -4,12 +4,12 @@
  * (Internal: not part of the public API.)
  * @module
  */
-import { ClosedError, FrameTooLargeError, PeerDeadError, type PlexusError } from "../errors.js";
+import { ClosedError, FrameTooLargeError, PeerDeadError, PlexusError } from "../errors.js";
 import { encodeChunks, encodedSize, encodeInto } from "../codec/index.js";
 import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocking.js";
 import { native } from "../native.js";
 import { releasingIterator } from "../util/iterate.js";
-import { endedError, Inbox, type QueueMessage } from "./inbox.js";
+import { Inbox, type QueueMessage } from "./inbox.js";
 import type { Link } from "./link.js";
 import type { Settings } from "./options.js";
 import { Deadlines, PutOp } from "./put.js";
@@ -23,8 +23,11 @@ import { Liveness, Ticker, tickInterval } from "../net/liveness.js";
 const SMALL = 8 << 10;
 
 
-/** Base of {@link QueueServer} and {@link QueueClient}. */
-export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessage> {
+/**
+ * Base of {@link QueueServer} and {@link QueueClient}: gets `In` values, puts `Out` values
+ * (the codec does not check them: the types are the application's promise).
+ */
+export abstract class Endpoint<In = unknown, Out = unknown> implements SessionHost, AsyncIterable<QueueMessage<In>> {
   /** @internal */
   protected readonly inbox: Inbox;
   /** Puts not yet settled. */
@@ -55,7 +58,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
 
   /** The live links, for keep-alives. */
   protected abstract links(): Iterable<Link>;
-  /** Called before each `get` (a client reconnects after idle collection). */
+  /** Called before a `get` or a step of iteration that would wait (a client without a connection connects again). */
   protected beforeGet(): void {}
   /** Called on each tick after keep-alives (idle collection). */
   protected onTick(): void {}
@@ -70,22 +73,30 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   /**
    * Takes the next message (from any peer), waiting up to `timeout` ms (default: no limit).
    * Rejects with `TimeoutError`, `AbortError`, `ClosedError` once this end is closed and its
-   * queue is empty, or `PeerDeadError` once a client's server is gone and its queue is empty.
+   * queue is empty, or `PeerDeadError` once a client's session with its server is lost (the
+   * server closed, or did not come back within `reconnectWindow`) and its queue is empty (the
+   * next `get` connects again). The type argument `T` only casts the value: prefer the
+   * endpoint's own type arguments (`queue.client<ToServer, ToClient>`).
    */
-  async get<T = unknown>(opts: BlockingOptions = {}): Promise<QueueMessage<T>> {
-    this.beforeGet();
+  async get<T = In>(opts: BlockingOptions = {}): Promise<QueueMessage<T>> {
+    if (!this.inbox.ready) this.beforeGet();
     const m = await this.inbox.take(opts);
-    if (m === null) throw endedError(this.inbox);
+    if (m instanceof PlexusError) throw m;
     return m as QueueMessage<T>;
   }
 
   /**
-   * Iterates over messages until the queue ends; each message is released when the loop moves
-   * on, and leaving the loop early closes this end.
+   * Iterates over messages until the queue ends — on a client also where a session was lost
+   * (iterating again connects again); each message is released when the loop moves on, and
+   * leaving the loop early closes this end.
    */
-  [Symbol.asyncIterator](): AsyncIterator<QueueMessage> {
+  [Symbol.asyncIterator](): AsyncIterator<QueueMessage<In>> {
     return releasingIterator(
-      () => this.inbox.take({}),
+      async () => {
+        if (!this.inbox.ready) this.beforeGet();
+        const m = await this.inbox.take({});
+        return m instanceof PlexusError ? null : (m as QueueMessage<In>);
+      },
       () => this.close(),
     );
   }
@@ -109,7 +120,7 @@ export abstract class Endpoint implements SessionHost, AsyncIterable<QueueMessag
   }
 
   /** Encodes `value` once and sends it to every session in `targets`. */
-  protected startPut(value: unknown, targets: readonly Session[], opts: BlockingOptions): Promise<void> {
+  protected startPut(value: Out, targets: readonly Session[], opts: BlockingOptions): Promise<void> {
     try {
       if (this.closing) throw new ClosedError("queue is closed");
       checkOptions(opts, "put");

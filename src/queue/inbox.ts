@@ -1,11 +1,13 @@
 /**
  * The receiving side of a queue endpoint: messages from every peer in arrival order, bounded
  * in count and bytes. A message that does not fit is parked unacknowledged (its sender keeps
- * the slot, so parking is bounded by the peers' slots) and taken in when room frees up.
+ * the slot, so parking is bounded by the peers' slots) and taken in when room frees up. A
+ * client's lost session leaves a break in the stream: the get that reaches it is told, and
+ * the messages of the next session follow.
  * (Internal: not part of the public API.)
  * @module
  */
-import { ClosedError, PeerDeadError, type PlexusError, TimeoutError } from "../errors.js";
+import { ClosedError, PlexusError, TimeoutError } from "../errors.js";
 import { decode } from "../codec/index.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { WaitList } from "../util/wait.js";
@@ -71,13 +73,22 @@ export interface InboxLimits {
   timeout: number;
 }
 
+/**
+ * What a get takes: a message, or the error that ends the stream there (this end closed, or a
+ * client's session was lost).
+ */
+export type Taken = QueueMessage | PlexusError;
+
 /** An endpoint's queue of received messages. */
 export class Inbox {
-  private items: Message[] = [];
+  /** Messages, and the breaks of lost sessions between them. */
+  private items: (Message | PlexusError)[] = [];
   private head = 0;
   private bytes = 0;
+  /** Breaks held in `items`. */
+  private breaks = 0;
   private parked: Arrival[] = [];
-  private readonly waiters = new WaitList<QueueMessage | null>();
+  private readonly waiters = new WaitList<Taken>();
   private ended: PlexusError | undefined;
   /** Largest `bytes` held so far. */
   peakBytes = 0;
@@ -87,7 +98,12 @@ export class Inbox {
 
   /** Messages held (not parked). */
   get size(): number {
-    return this.items.length - this.head;
+    return this.items.length - this.head - this.breaks;
+  }
+
+  /** True if a take would not wait: a message or a break is held, or the inbox ended. */
+  get ready(): boolean {
+    return this.items.length > this.head || this.ended !== undefined;
   }
 
   /** Pending `get` calls. */
@@ -119,8 +135,11 @@ export class Inbox {
     else this.admit(a);
   }
 
-  /** Takes the next message, waiting as `opts` allow; null once the inbox ended and is empty. */
-  take(opts: BlockingOptions): Promise<QueueMessage | null> {
+  /**
+   * Takes the next message, waiting as `opts` allow; the error of a break (a client's lost
+   * session) when it comes to one, and the inbox's own once it ended and is empty.
+   */
+  take(opts: BlockingOptions): Promise<Taken> {
     try {
       checkOptions(opts, "get");
     } catch (err) {
@@ -128,32 +147,44 @@ export class Inbox {
     }
     const m = this.shift();
     if (m !== undefined) return Promise.resolve(m);
-    if (this.ended !== undefined) return Promise.resolve(null);
+    if (this.ended !== undefined) return Promise.resolve(this.ended);
     const timeout = opts.timeout ?? this.limits.timeout;
     return this.waiters.wait({ timeout, signal: opts.signal, what: "get", timeoutError: () => new TimeoutError(`get: no message within ${timeout} ms`) });
   }
 
   /**
-   * No more messages will come: waiting gets resolve with null (and later ones, once the
-   * inbox is empty); parked messages are refused so their senders learn it.
+   * No more messages will come: waiting gets take `err` (and later ones, once the inbox is
+   * empty); parked messages are refused so their senders learn it.
    */
   end(err: PlexusError = new ClosedError("queue is closed")): void {
     if (this.ended !== undefined) return;
     this.ended = err;
     for (const a of this.parked) a.session.nack(a.serial, a.gen, encodeNack(a.serial, NackReason.Closed, "queue closed"));
     this.parked = [];
-    this.waiters.wakeAll(null);
+    this.waiters.wakeAll(err);
+  }
+
+  /**
+   * A client's session was lost (`err`): the stream breaks here. Gets waiting now take `err`;
+   * if none waits, the first get that reaches this point (after the messages held) does. Later
+   * messages (of the next session) follow the break; breaks with no message between them are
+   * one.
+   */
+  interrupt(err: PlexusError): void {
+    if (this.ended !== undefined) return;
+    if (this.waiters.size > 0) {
+      this.waiters.wakeAll(err);
+      return;
+    }
+    if (this.items.length > this.head && this.items[this.items.length - 1] instanceof PlexusError) return;
+    this.items.push(err);
+    this.breaks++;
   }
 
   /** Refuses the parked messages of a session that ended (their puts reject at the sender). */
   forget(session: Session): void {
     this.parked = this.parked.filter((a) => a.session !== session);
     this.unpark();
-  }
-
-  /** Why the inbox ended, if it did. */
-  get endedWith(): PlexusError | undefined {
-    return this.ended;
   }
 
   private fits(bytes: number): boolean {
@@ -169,11 +200,12 @@ export class Inbox {
     if (this.bytes > this.peakBytes) this.peakBytes = this.bytes;
   }
 
-  private shift(): Message | undefined {
+  private shift(): Taken | undefined {
     if (this.head === this.items.length) return undefined;
     const m = this.items[this.head];
     this.items[this.head++] = undefined as unknown as Message;
-    this.bytes -= m.byteLength;
+    if (m instanceof PlexusError) this.breaks--;
+    else this.bytes -= m.byteLength;
     if (this.head === this.items.length) {
       this.items = [];
       this.head = 0;
@@ -195,7 +227,3 @@ export class Inbox {
 
 }
 
-/** The error a get on an ended inbox rejects with. */
-export function endedError(inbox: Inbox): PlexusError {
-  return inbox.endedWith ?? new PeerDeadError("queue ended");
-}

@@ -7,11 +7,13 @@
  * frames (a client drops what carries another token than its own). Handshake,
  * serials, acknowledgements and keep-alives are the same as over TCP, end to end: a put
  * resolves on the receiving endpoint's ACK, not on the broker's PUBACK. The broker's
- * redeliveries are dropped as duplicates by serial. Requires the `mqtt` package.
+ * redeliveries are dropped as duplicates by serial. Requires the `mqtt` package (an optional peer
+ * dependency, loaded on first use).
  * (Internal: not part of the public API.)
  * @module
  */
-import { InvalidArgumentError, PeerDeadError, ProtocolError } from "../errors.js";
+import { PeerDeadError, ProtocolError } from "../errors.js";
+import { loadOptionalPeer } from "../util/optional-peer.js";
 import type { Link, LinkEvents } from "./link.js";
 import type { QueueUrl } from "./options.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
@@ -138,15 +140,18 @@ export class MqttHub {
     private readonly client: MqttClientLike,
     readonly identity: Buffer,
     readonly prefix: string,
-    /** A client's session token: messages that carry another one are not for this client. */
-    private readonly token: Buffer | undefined,
+    /**
+     * A client's session token: messages that carry another one are not for this client (the
+     * client sets a new one when it starts a new session).
+     */
+    public token: Buffer | undefined,
   ) {}
 
   /**
    * Connects to the broker of `url` and subscribes to `inbox` (a topic under the prefix).
    * `token` (a client's session token) is part of the MQTT client id, so two client objects
    * with the same identity are two broker clients. Rejects with `PeerDeadError` if the broker
-   * cannot be reached, `InvalidArgumentError` if the `mqtt` package is missing.
+   * cannot be reached, `MissingDependencyError` if the `mqtt` package is missing.
    */
   static async connect(
     url: QueueUrl,
@@ -156,12 +161,7 @@ export class MqttHub {
     connectTimeout: number,
     token?: Buffer,
   ): Promise<MqttHub> {
-    let mqtt: typeof import("mqtt");
-    try {
-      mqtt = await import("mqtt");
-    } catch (err) {
-      throw new InvalidArgumentError("the mqtt:// backend needs the `mqtt` package (npm install mqtt)", { cause: err });
-    }
+    const mqtt = await loadOptionalPeer<typeof import("mqtt")>("mqtt", "mqtt:// and mqtts:// queue URLs");
     const host = url.host.includes(":") ? `[${url.host}]` : url.host;
     const brokerUrl = `${url.scheme}://${host}:${url.port}`;
     let client: MqttClientLike;

@@ -39,10 +39,11 @@ interface ServerConfig extends Settings {
 }
 
 /**
- * A queue server. Create with `queue.server({ url })`. `get()` takes messages from any client
- * (`msg.peer` says which); `put(value, ...peers)` sends to those clients, or to all of them.
+ * A queue server. Create with `queue.server<ToServer, ToClient>({ url })`. `get()` takes the
+ * `ToServer` messages of any client (`msg.peer` says which); `put(value, ...peers)` sends a
+ * `ToClient` value to those clients, or to all of them.
  */
-export class QueueServer extends Endpoint {
+export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoint<ToServer, ToClient> {
   /** The URL clients connect to (with the bound port). */
   readonly url: string;
   /** The port listened on. */
@@ -82,7 +83,7 @@ export class QueueServer extends Endpoint {
   }
 
   /** @internal use `queue.server` */
-  static async create(opts: QueueServerOptions): Promise<QueueServer> {
+  static async create<ToServer = unknown, ToClient = unknown>(opts: QueueServerOptions): Promise<QueueServer<ToServer, ToClient>> {
     const base = settings(opts, true);
     const cfg: ServerConfig = {
       ...base,
@@ -96,7 +97,7 @@ export class QueueServer extends Endpoint {
     const identity = randomBytes(16);
     if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
       const hub = await MqttHub.connect(cfg.url, cfg.tls, identity, "s", cfg.handshakeTimeout);
-      return new QueueServer(undefined, hub, identity, cfg, port);
+      return new QueueServer<ToServer, ToClient>(undefined, hub, identity, cfg, port);
     }
     if (cfg.useTls && (cfg.tls === undefined || (cfg.tls.pfx === undefined && (cfg.tls.key === undefined || cfg.tls.cert === undefined)))) {
       throw new InvalidArgumentError("a TLS queue server needs tls.key and tls.cert (or tls.pfx)");
@@ -105,7 +106,7 @@ export class QueueServer extends Endpoint {
       // Plain TCP: accepted by the addon, so that each connection reads with `onread` (large
       // payloads straight into their buffers).
       const fds = await FdTcpListener.listen(host, port);
-      const server = new QueueServer(undefined, undefined, identity, cfg, fds.port);
+      const server = new QueueServer<ToServer, ToClient>(undefined, undefined, identity, cfg, fds.port);
       server.fds = fds;
       fds.onConnection = (fd) => server.acceptFd(fd);
       return server;
@@ -119,7 +120,7 @@ export class QueueServer extends Endpoint {
       maxConnections: cfg.maxClients + 64,
     });
     // the listener keeps the process alive while the server is open, like an HTTP server
-    return new QueueServer(server, undefined, identity, cfg, (server.address() as AddressInfo).port);
+    return new QueueServer<ToServer, ToClient>(server, undefined, identity, cfg, (server.address() as AddressInfo).port);
   }
 
   /** The clients with a session (connected, or reconnecting within `reconnectWindow`). */
@@ -133,10 +134,10 @@ export class QueueServer extends Endpoint {
    * client is unknown or left, or no client is connected), `TimeoutError`, `AbortError`,
    * `FrameTooLargeError`, `BackpressureError`, `EncodeError`, `ClosedError`.
    */
-  put(value: unknown, ...peers: PeerId[]): Promise<void>;
+  put(value: ToClient, ...peers: PeerId[]): Promise<void>;
   /** Puts with options: `{ peers, timeout, signal }`. */
-  put(value: unknown, options: ServerPutOptions): Promise<void>;
-  put(value: unknown, ...rest: (PeerId | ServerPutOptions)[]): Promise<void> {
+  put(value: ToClient, options: ServerPutOptions): Promise<void>;
+  put(value: ToClient, ...rest: (PeerId | ServerPutOptions)[]): Promise<void> {
     let peers: readonly PeerId[];
     let opts: BlockingOptions = {};
     if (rest.length === 1 && typeof rest[0] === "object" && rest[0] !== null) {

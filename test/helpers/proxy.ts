@@ -1,6 +1,7 @@
 /**
- * A TCP relay between a client and a server that a test can cut (both sides dropped) or freeze
- * (bytes swallowed, connections kept: a silent peer), to exercise reconnection and keep-alives.
+ * A TCP relay between a client and a server that a test can cut (both sides dropped), freeze
+ * (bytes swallowed, connections kept: a silent peer) or make refuse connections for a while (a
+ * server that is down), to exercise reconnection and keep-alives.
  */
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 
@@ -11,6 +12,8 @@ export interface Proxy {
   cut(): void;
   /** While frozen, bytes in either direction are dropped and connections stay open. */
   frozen: boolean;
+  /** While refusing, every new connection is reset at once (the server seems down). */
+  refusing: boolean;
   /** Connections accepted so far. */
   readonly accepted: number;
   close(): Promise<void>;
@@ -20,8 +23,12 @@ export interface Proxy {
 export async function startProxy(targetPort: number): Promise<Proxy> {
   const pairs = new Set<[Socket, Socket]>();
   let accepted = 0;
-  const state = { frozen: false };
+  const state = { frozen: false, refusing: false };
   const server: Server = createServer((a) => {
+    if (state.refusing) {
+      a.resetAndDestroy();
+      return;
+    }
     accepted++;
     const b = connect({ host: "127.0.0.1", port: targetPort });
     const pair: [Socket, Socket] = [a, b];
@@ -44,6 +51,12 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     },
     set frozen(v: boolean) {
       state.frozen = v;
+    },
+    get refusing() {
+      return state.refusing;
+    },
+    set refusing(v: boolean) {
+      state.refusing = v;
     },
     get accepted() {
       return accepted;
