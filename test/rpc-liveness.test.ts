@@ -64,7 +64,8 @@ test("tcp: a server behind a black hole (no FIN) — its requests in flight reje
       assert.equal(e.code, "ERR_PLEXUS_PEER_DEAD");
       // The client's silence check, or the server's (same peerTimeout), whichever ticks first:
       // the server then closes its side, which the relay passes on as the end of the connection.
-      assert.match(e.message, /no byte from the request\/response peer|closed the connection or died/);
+      assert.match(e.message, /^the server of ".*" \(pid \d+ on .+\) died or lost its connection$/);
+      assert.match(String((e.cause as Error | undefined)?.message), /no byte from the request\/response peer|closed the connection or died/);
     }
     // The link is gone from the client; the server dropped its end of it too (it heard nothing).
     assert.deepEqual(client.servers, [direct]);

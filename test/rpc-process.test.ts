@@ -6,6 +6,7 @@
  * error — none hangs.
  */
 import { readdirSync } from "node:fs";
+import { hostname } from "node:os";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { NoServerError, PeerDeadError, PlexusError, RemoteError, TimeoutError } from "../src/index.js";
@@ -81,7 +82,12 @@ for (const transport of ["shm", "tcp"] as const) {
     const t0 = performance.now();
     child.proc.kill("SIGKILL");
     const outcomes = await Promise.all(pending);
-    for (const o of outcomes) assert.ok(o instanceof PeerDeadError, `rejected with PeerDeadError, got ${String(o)}`);
+    for (const o of outcomes) {
+      assert.ok(o instanceof PeerDeadError, `rejected with PeerDeadError, got ${String(o)}`);
+      // In the user's terms: the service and the server's process and host, not a segment or a socket.
+      assert.equal(o.message, `the server of ${JSON.stringify(service)} (pid ${child.proc.pid} on ${hostname()}) died or lost its connection`);
+      assert.ok(o.cause instanceof PeerDeadError, "the transport's error is the cause");
+    }
     // Far below the 60 s request timeout: the death was noticed, not waited out.
     assert.ok(performance.now() - t0 < 10_000);
     await until(() => client.servers.length === 0);
@@ -231,7 +237,11 @@ test("a request to a server that stopped answering times out with TimeoutError",
   await until(() => client.servers.length === 1);
   child.proc.kill("SIGSTOP");
   try {
-    await assert.rejects(client.request({ op: "echo", ms: 0 }, { timeout: 200 }), TimeoutError);
+    await assert.rejects(client.request({ op: "echo", ms: 0 }, { timeout: 200 }), (e: unknown) => {
+      assert.ok(e instanceof TimeoutError);
+      assert.equal(e.message, `service ${JSON.stringify(service)} did not answer within 200 ms`);
+      return true;
+    });
   } finally {
     child.proc.kill("SIGKILL");
   }

@@ -9,8 +9,8 @@ import { encodeHello, encodeRefusal, encodeWelcome, readHello, readWelcome, refu
 import { checkVectors, sameBytes, vec } from "./helpers/vectors.js";
 
 /** The page's example protocol: magic "PLXE", knows capability bit 0. */
-const CLIENT: HandshakeSpec = { name: "example", magic: 0x45584c50, version: 4, minVersion: 2, capabilities: 5 };
-const SERVER: HandshakeSpec = { name: "example", magic: 0x45584c50, version: 3, minVersion: 1, capabilities: 1 };
+const CLIENT: HandshakeSpec = { name: "example", server: "example server", magic: 0x45584c50, version: 4, minVersion: 2, capabilities: 5 };
+const SERVER: HandshakeSpec = { name: "example", server: "example server", magic: 0x45584c50, version: 3, minVersion: 1, capabilities: 1 };
 
 /** The frames a parser reads from `bytes` (a table that knows no protocol type: only the connection's pass). */
 function frames(bytes: Buffer): { h: FrameHeader; payload: Buffer }[] {
@@ -75,8 +75,8 @@ test("handshake: no common version is refused with both ranges; the client raise
 });
 
 test("handshake: a HELLO of another Plexus protocol is refused as the wrong protocol, naming both", () => {
-  const queueHello = encodeHello({ name: "queue", magic: 0x51584c50, version: 3, minVersion: 3, capabilities: 0 }, 100);
-  const v = readHello({ name: "request/response", magic: 0x52584c50, version: 4, minVersion: 4, capabilities: 0 }, queueHello.subarray(FRAME_HEADER));
+  const queueHello = encodeHello({ name: "queue", server: "queue server", magic: 0x51584c50, version: 3, minVersion: 3, capabilities: 0 }, 100);
+  const v = readHello({ name: "request/response", server: "request/response server", magic: 0x52584c50, version: 4, minVersion: 4, capabilities: 0 }, queueHello.subarray(FRAME_HEADER));
   assert.deepEqual(v, { ok: false, status: Status.WrongProtocol, reason: "this port serves request/response, not the queue protocol" });
 });
 

@@ -16,6 +16,7 @@ import type { PublisherInfo, ServerInfo } from "./registry.js";
 import { DEFAULT_GRAPH_PORT, GraphServer } from "./server.js";
 import { isLoopback } from "../net/loopback.js";
 import { dial } from "../net/dial.js";
+import { hostPort } from "../net/listen.js";
 import { readOptions } from "../util/options.js";
 
 /** Options of {@link GraphClient.connect} and `connect()`. */
@@ -167,7 +168,7 @@ export class GraphClient {
     let welcome: Record<string, unknown>;
     let rest: Buffer;
     try {
-      const answer = await readHandshakeFrame(socket, { type: NetType.Welcome, what: where, timeout, signal: opts.signal });
+      const answer = await readHandshakeFrame(socket, { type: NetType.Welcome, what: where, timeout, signal: opts.signal, server: { spec: CONTROL_SPEC, peer: hostPort(host, port) } });
       rest = answer.rest;
       const w = readWelcome(CONTROL_SPEC, answer.header, answer.payload, where);
       if (w.status !== Status.Ok) {

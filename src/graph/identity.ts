@@ -23,6 +23,12 @@ export function hostId(): string {
   return cached;
 }
 
+/** The host name in a host id of {@link hostId} (what people call the machine). */
+export function hostName(id: string): string {
+  const slash = id.lastIndexOf("/");
+  return slash > 0 ? id.slice(0, slash) : id;
+}
+
 /** This thread's identity within the host. */
 export function self(): { host: string; pid: number; threadId: number } {
   return { host: hostId(), pid: process.pid, threadId };

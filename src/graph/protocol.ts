@@ -18,7 +18,7 @@ import type { HandshakeSpec } from "../net/handshake.js";
  * hello; 2 is built on the common frame and handshake of every Plexus connection). Control
  * connections send no heartbeats (heartbeat 0): a node's death is its connection's end.
  */
-export const CONTROL_SPEC: HandshakeSpec = { name: "the GraphServer control protocol", magic: 0x47584c50, version: 2, minVersion: 2, capabilities: 0 };
+export const CONTROL_SPEC: HandshakeSpec = { name: "the GraphServer control protocol", server: "GraphServer", magic: 0x47584c50, version: 2, minVersion: 2, capabilities: 0 };
 /** Largest control message body accepted, checked from the header before any allocation. */
 export const MAX_CONTROL_FRAME = 1 << 20;
 /** WELCOME status of the control protocol: the HELLO's access token is wrong or missing. */

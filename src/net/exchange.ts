@@ -12,6 +12,7 @@ import type { Socket } from "node:net";
 import { PeerDeadError, ProtocolError, TimeoutError } from "../errors.js";
 import { Deferred } from "../util/wait.js";
 import { checkNetHeader, FRAME_HEADER, get32, NetType, readFrameHeader, type FrameHeader } from "./frame.js";
+import { ANSWER_BYTES, foreignAnswer, type HandshakeSpec } from "./handshake.js";
 
 /** One handshake frame and what followed it. */
 export interface Exchanged {
@@ -39,25 +40,40 @@ export interface ExchangeOptions {
    * undefined to read on.
    */
   recognize?: (firstWord: number) => Error | undefined;
+  /**
+   * A client reading its server's WELCOME: the protocol and the server's `host:port`. An answer
+   * that cannot begin a WELCOME (an HTTP server's, any other program's) is then the
+   * `ProtocolError` of {@link foreignAnswer} ("… is not a Plexus GraphServer (it answered
+   * HTTP)") rather than a complaint about a frame.
+   */
+  server?: { spec: HandshakeSpec; peer: string };
 }
 
 /**
  * Reads exactly one handshake frame of `opts.type` from `socket`, then pauses it. Rejects with a
  * `ProtocolError` for any other first frame (another type, a malformed header, a payload above
- * `MAX_HANDSHAKE_PAYLOAD`), `PeerDeadError` if the socket closes first, `TimeoutError` /
+ * `MAX_HANDSHAKE_PAYLOAD`; with `opts.server`, an answer no Plexus server gives, named as such),
+ * `PeerDeadError` if the socket closes first, `TimeoutError` /
  * `AbortError` per `opts`. The payload is checked by the caller (handshake.ts).
  */
 export function readHandshakeFrame(socket: Socket, opts: ExchangeOptions): Promise<Exchanged> {
   let got: Buffer = Buffer.alloc(0);
   let header: FrameHeader | undefined;
+  /** The answer was seen to begin as a WELCOME does (or nobody asked). */
+  let judged = opts.server === undefined;
   const onData = (chunk: Buffer): void => {
     got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
     try {
+      if (header === undefined && got.length >= 4 && opts.recognize !== undefined) {
+        const err = opts.recognize(get32(got, 0));
+        if (err !== undefined) return void wait.reject(err);
+      }
+      if (!judged && opts.server !== undefined) {
+        const err = foreignAnswer(opts.server.spec, opts.server.peer, got);
+        if (err !== undefined) return void wait.reject(err);
+        judged = got.length >= ANSWER_BYTES;
+      }
       if (header === undefined) {
-        if (got.length >= 4 && opts.recognize !== undefined) {
-          const err = opts.recognize(get32(got, 0));
-          if (err !== undefined) return void wait.reject(err);
-        }
         if (got.length < FRAME_HEADER) return;
         const h = readFrameHeader(got, 0);
         if (h.type !== opts.type) {

@@ -11,6 +11,7 @@ import { Buffer } from "node:buffer";
 import { FrameTooLargeError } from "../errors.js";
 import { Slab } from "../util/slab.js";
 import { checkNetHeader, FIRST_NET_TYPE, FRAME_HEADER as HEADER_BYTES, NetType, readFrameHeader as readHeader, type FrameHeader as Header } from "./frame.js";
+import { ANSWER_BYTES, foreignAnswer, type HandshakeSpec } from "./handshake.js";
 
 /** What a protocol declares about its own frame types (below 0x80). */
 export interface FrameTable {
@@ -76,6 +77,8 @@ export class FrameParser {
   private viewed = false;
   /** The last frame was large: read the next header alone, then its payload in place. */
   private large = false;
+  /** A client's stream whose first bytes are not judged yet ({@link expectWelcome}): the protocol, the server, what came so far. */
+  private answer: { spec: HandshakeSpec; peer: string; seen: Buffer } | undefined;
 
   /**
    * @param table - the protocol's frame types
@@ -86,8 +89,20 @@ export class FrameParser {
     private readonly onFrame: FrameHandler,
   ) {}
 
+  /**
+   * Declares the stream a client's, of `spec`'s protocol: the server at `peer` (`host:port`)
+   * answers its HELLO with a WELCOME. First bytes that cannot begin one (an HTTP server's
+   * answer, any other program's) end the stream with the `ProtocolError` of
+   * {@link foreignAnswer} ("… is not a Plexus queue server (it answered HTTP)"), before they are
+   * read as a frame.
+   */
+  expectWelcome(spec: HandshakeSpec, peer: string): void {
+    this.answer = { spec, peer, seen: Buffer.alloc(0) };
+  }
+
   /** Feeds bytes; throws `ProtocolError` / `FrameTooLargeError` on the first bad header. */
   push(chunk: Buffer): void {
+    if (this.answer !== undefined) this.judge(chunk);
     let at = 0;
     const n = chunk.length;
     while (at < n) {
@@ -164,6 +179,16 @@ export class FrameParser {
   /** True when the stream stopped between frames. */
   get idle(): boolean {
     return this.current === undefined && this.headFill === 0;
+  }
+
+  /** Looks at the first bytes of a client's stream ({@link expectWelcome}); throws if they are no Plexus server's. */
+  private judge(chunk: Buffer): void {
+    const a = this.answer as { spec: HandshakeSpec; peer: string; seen: Buffer };
+    const seen = a.seen.length === 0 ? chunk : Buffer.concat([a.seen, chunk]);
+    const err = foreignAnswer(a.spec, a.peer, seen);
+    if (err !== undefined || seen.length >= ANSWER_BYTES) this.answer = undefined;
+    else a.seen = Buffer.from(seen); // (a copy: the chunk may be a read buffer used again)
+    if (err !== undefined) throw err;
   }
 
   private check(h: Header): void {

@@ -21,7 +21,7 @@
  */
 import { Buffer } from "node:buffer";
 import { PlexusError, ProtocolError, ResourceExhaustedError } from "../errors.js";
-import { frame, get32, NetType, put32, type FrameHeader } from "./frame.js";
+import { frame, FRAME_HEADER, get32, MAX_HANDSHAKE_PAYLOAD, NetType, put32, type FrameHeader } from "./frame.js";
 
 /** Bytes of the preamble that opens every HELLO and WELCOME payload. */
 export const PREAMBLE_BYTES = 16;
@@ -46,6 +46,8 @@ export const enum Status {
 export interface HandshakeSpec {
   /** Name in error messages ("tcp transport", "queue", …). */
   readonly name: string;
+  /** What a client calls the serving end in messages ("GraphServer", "queue server", "tcp sender", …). */
+  readonly server: string;
   /** The protocol's magic: the preamble's first word. */
   readonly magic: number;
   /** Highest version this end speaks. */
@@ -139,6 +141,49 @@ export function readHello(spec: HandshakeSpec, p: Buffer): HelloVerdict {
     return { ok: false, status: Status.Version, reason: `this ${spec.name} server speaks versions ${spec.minVersion}..${spec.version}, the client ${hello.minVersion}..${hello.version}` };
   }
   return { ok: true, hello, version };
+}
+
+/** How an HTTP server's answer begins. */
+const HTTP = Buffer.from("HTTP/", "latin1");
+
+/** The first three bytes of every Plexus protocol's magic ("PLX"; the fourth names the protocol). */
+const PLX = [0x50, 0x4c, 0x58];
+
+/**
+ * Bytes of a server's first answer that {@link foreignAnswer} looks at: a WELCOME's header and
+ * the start of its magic. Fewer than 4 are never judged (a protocol's older handshake, told
+ * apart by its first word, gets its own message first).
+ */
+export const ANSWER_BYTES = FRAME_HEADER + PLX.length;
+
+/**
+ * What a client makes of the first bytes a server answered its HELLO with (`bytes`: all that
+ * came so far), before they are read as a frame: undefined while they can be the start of a
+ * WELCOME (or are fewer than 4); else the {@link ProtocolError} saying that `peer` (its
+ * `host:port`) is not a Plexus server of `spec`'s protocol — "127.0.0.1:80 is not a Plexus
+ * GraphServer (it answered HTTP)", or "(it answered 16 bytes that are not a Plexus handshake)".
+ * A WELCOME is recognised by its header (payload length 16..4096, type 0x81, no flags, reserved
+ * bytes and word `b` zero) and the "PLX" that opens every Plexus magic, as far as `bytes` go.
+ */
+export function foreignAnswer(spec: HandshakeSpec, peer: string, bytes: Uint8Array): ProtocolError | undefined {
+  if (bytes.length < 4) return undefined;
+  const http = Math.min(bytes.length, HTTP.length);
+  if (HTTP.compare(bytes, 0, http, 0, http) === 0) {
+    return http === HTTP.length ? new ProtocolError(`${peer} is not a Plexus ${spec.server} (it answered HTTP)`) : undefined;
+  }
+  if (canBeginWelcome(bytes)) return undefined;
+  return new ProtocolError(`${peer} is not a Plexus ${spec.server} (it answered ${bytes.length} bytes that are not a Plexus handshake)`);
+}
+
+/** True if `b` (at least 4 bytes) can be the start of a WELCOME frame (see {@link foreignAnswer}). */
+function canBeginWelcome(b: Uint8Array): boolean {
+  const length = get32(b, 0);
+  if (length < PREAMBLE_BYTES || length > MAX_HANDSHAKE_PAYLOAD) return false;
+  const n = Math.min(b.length, ANSWER_BYTES);
+  for (let i = 4; i < n; i++) {
+    if (i === 4 ? b[i] !== NetType.Welcome : i >= FRAME_HEADER ? b[i] !== PLX[i - FRAME_HEADER] : (i < 8 || i >= 12) && b[i] !== 0) return false;
+  }
+  return true;
 }
 
 /**

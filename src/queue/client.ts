@@ -387,9 +387,11 @@ export class QueueClient<ToServer = unknown, ToClient = unknown> extends Endpoin
           return socket;
         };
         // Plain TCP reads with `onread`: large payloads straight into their buffers.
-        link = this.tlsOpts
+        const socketLink = this.tlsOpts
           ? new SocketLink(open(tlsConnect({ ...this.tlsOpts, ...opts })), this.cfg.maxMessage, this.liveness())
           : new SocketLink((onread) => open(netConnect({ ...opts, onread })), this.cfg.maxMessage, this.liveness());
+        socketLink.expectWelcome(QUEUE_SPEC, this.where); // an answer that is no queue server's: "… is not a Plexus queue server"
+        link = socketLink;
       }
       const handshake = new Deferred<void>(
         { timeout: this.connectTimeout, signal, what: "connect", timeoutError: () => new TimeoutError(`no queue handshake with ${this.where} within ${this.connectTimeout} ms`) },

@@ -7,6 +7,7 @@
  */
 import type { OnReadOpts, Socket } from "node:net";
 import { FrameParser } from "../net/frame-parser.js";
+import type { HandshakeSpec } from "../net/handshake.js";
 import { frameTable, HEADER_BYTES, type Header } from "./wire.js";
 import type { Liveness } from "../net/liveness.js";
 
@@ -106,6 +107,11 @@ export class SocketLink implements Link {
 
   bind(events: LinkEvents): void {
     this.events = events;
+  }
+
+  /** A client's link: the server at `peer` must answer as a Plexus server of `spec` does (see {@link FrameParser.expectWelcome}). */
+  expectWelcome(spec: HandshakeSpec, peer: string): void {
+    this.parser.expectWelcome(spec, peer);
   }
 
   whenClosed(): Promise<void> {

@@ -16,7 +16,7 @@ import { Slab } from "../util/slab.js";
  * The queue's handshake: magic "PLXQ", version 3 (2 carried a session token in its own
  * handshake; 3 is built on the common frame and handshake of every Plexus connection).
  */
-export const QUEUE_SPEC: HandshakeSpec = { name: "queue", magic: 0x51584c50, version: 3, minVersion: 3, capabilities: 0 };
+export const QUEUE_SPEC: HandshakeSpec = { name: "queue", server: "queue server", magic: 0x51584c50, version: 3, minVersion: 3, capabilities: 0 };
 /** Version of the queue wire protocol. */
 export const QUEUE_VERSION = QUEUE_SPEC.version;
 /** Bytes of a frame header. */

@@ -18,7 +18,7 @@ import { checkOptions, checkTimeout, type BlockingOptions } from "../util/blocki
 import { WaitList, whenAborted } from "../util/wait.js";
 import type { Channel, Releasable } from "./channel.js";
 import type { OpenOptions } from "./handshake.js";
-import { answerOf, askLocal, Filler, forget, Mode, openLink, remember, type Link, type ServerLookup, type Settle } from "./links.js";
+import { answerOf, askLocal, Filler, forget, Mode, openLink, remember, serverName, type Link, type ServerLookup, type Settle } from "./links.js";
 import { PendingTable } from "./pending.js";
 import { DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Heartbeats } from "./tcp-channel.js";
 import { DEFAULT_MAX_MESSAGE, DEFAULT_RPC_CAPACITY, MAX_MESSAGE_SIZE, MIN_RPC_CAPACITY } from "./server.js";
@@ -79,6 +79,8 @@ interface Pending {
   link: Link;
   mode: Mode;
   deadline: number;
+  /** Its timeout (ms), for the message when it passes. */
+  timeout: number;
   signal: AbortSignal | undefined;
   /** Stops watching `signal` (see `whenAborted`). */
   unwatch: (() => void) | undefined;
@@ -235,7 +237,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
       timeout: Number.isFinite(timeout) ? Math.max(0, deadline - performance.now()) : undefined,
       signal,
       what: "request",
-      timeoutError: () => new TimeoutError(`request to ${JSON.stringify(this.service)}: no in-flight slot within ${timeout} ms`),
+      timeoutError: () => new TimeoutError(`service ${JSON.stringify(this.service)}: no in-flight slot within ${timeout} ms (${this.max} requests in flight, option maxInFlight)`),
     });
   }
 
@@ -273,7 +275,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     }
     const l = link as Link;
     if (l.server.inPlace && mode === Mode.Value) mode = Mode.Copy;
-    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link: l, mode, deadline, signal, unwatch: undefined, at: -1, size: 0, pin: -1, settled: false, sentAt: 0, timed: false, failure: undefined };
+    const p: Pending = { id: this.pending.open(), resolve: noop, reject: noop, link: l, mode, deadline, timeout, signal, unwatch: undefined, at: -1, size: 0, pin: -1, settled: false, sentAt: 0, timed: false, failure: undefined };
     const ch = l.channel;
     // Nothing can answer before this returns: the channel delivers in a later turn.
     if (ch !== undefined) this.write(p, ch, value);
@@ -447,7 +449,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     const now = performance.now();
     let earliest = Infinity;
     for (const p of this.pending.entries()) {
-      if (p.deadline <= now) this.settle(p.id, new TimeoutError(`request to ${JSON.stringify(this.service)}: no answer within the timeout`));
+      if (p.deadline <= now) this.settle(p.id, new TimeoutError(`service ${JSON.stringify(this.service)} did not answer within ${p.timeout} ms`));
       else if (p.deadline < earliest) earliest = p.deadline;
     }
     if (earliest < Infinity) this.arm(earliest);
@@ -505,7 +507,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
           try {
             link = await this.link(s);
           } catch (err) {
-            process.emitWarning(`plexus: cannot reach server ${s.id} of ${JSON.stringify(s.service)}: ${String(err)}`, { code: "PLEXUS_LINK" });
+            process.emitWarning(`plexus: cannot reach ${serverName(s)}: ${String(err)}`, { code: "PLEXUS_LINK" });
           }
           if (link === undefined) return;
           if (this.closing || this.links.has(s.id)) return void link.channel?.close();
@@ -539,14 +541,16 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   private lost(link: Link, error: Error | undefined): void {
     if (this.links.get(link.server.id) === link) this.links.delete(link.server.id);
     this.ready = this.ready.filter((l) => l !== link);
+    // Named as the user knows it (the service, the server's process and host), the transport's error as the cause.
+    const who = serverName(link.server);
     const why =
       error === undefined
         ? link.draining
-          ? new PeerDeadError(`server ${link.server.id} of ${JSON.stringify(this.service)} left`)
+          ? new PeerDeadError(`${who} left`)
           : this.closedError()
         : error instanceof PeerDeadError
-          ? error
-          : new PeerDeadError(`server ${link.server.id} of ${JSON.stringify(this.service)} is gone`, { cause: error });
+          ? new PeerDeadError(`${who} died or lost its connection`, { cause: error })
+          : new PeerDeadError(`${who} broke its connection: ${error.message}`, { cause: error });
     for (const p of this.pending.entries()) if (p.link === link) this.settle(p.id, why);
     const ch = link.channel;
     if (ch !== undefined) void ch.close().then(() => forget(this.graph, ch));

@@ -14,6 +14,7 @@ import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { ShmChannel } from "./shm-channel.js";
 import { TcpChannel, type Heartbeats } from "./tcp-channel.js";
 import { connectError, dial } from "../net/dial.js";
+import { hostPort } from "../net/listen.js";
 import { NetType } from "../net/frame.js";
 import { readHandshakeFrame } from "../net/exchange.js";
 import { encodeHello, encodeRefusal, encodeWelcome, readHello, readWelcome, refusal, Status, type Handshake, type HandshakeSpec } from "../net/handshake.js";
@@ -23,7 +24,7 @@ import { encodeHello, encodeRefusal, encodeWelcome, readHello, readWelcome, refu
  * own, opening with "PXRH", and a length-prefixed message on tcp; 4 is built on the frame and
  * handshake of every Plexus connection).
  */
-export const RPC_SPEC: HandshakeSpec = { name: "request/response", magic: 0x52584c50, version: 4, minVersion: 4, capabilities: 0 };
+export const RPC_SPEC: HandshakeSpec = { name: "request/response", server: "request/response server", magic: 0x52584c50, version: 4, minVersion: 4, capabilities: 0 };
 /** Version of the request/response protocol. */
 export const RPC_VERSION = RPC_SPEC.version;
 /** "PXRH": the first word of every handshake of versions 1–3 (told apart so that such a peer hears of a version mismatch). */
@@ -97,12 +98,13 @@ function connectSocket(target: { path: string } | { host: string; port: number; 
  * or the refusal's typed error (a full server: `ResourceExhaustedError`; no shared memory at
  * the server: `SystemError`; else `ProtocolError`).
  */
-async function welcome(socket: Socket, where: string, opts: OpenOptions): Promise<{ w: Handshake; rest: Buffer }> {
+async function welcome(socket: Socket, where: string, opts: OpenOptions, peer?: string): Promise<{ w: Handshake; rest: Buffer }> {
   const f = await readHandshakeFrame(socket, {
     type: NetType.Welcome,
     what: where,
     timeout: opts.timeout,
     signal: opts.signal,
+    server: peer !== undefined ? { spec: RPC_SPEC, peer } : undefined,
     recognize: (word) =>
       word === LEGACY_MAGIC ? new ProtocolError(`request/response version mismatch with ${where}: it speaks an older version (1..3), this end ${RPC_SPEC.minVersion}..${RPC_SPEC.version}`) : undefined,
   });
@@ -187,9 +189,10 @@ function tcpFault(w: Handshake): string | undefined {
 export async function openTcp(target: { host: string; port: number; tls: boolean }, opts: OpenOptions): Promise<TcpChannel> {
   const socket = await connectSocket({ host: target.host, port: target.port, tls: target.tls ? (opts.tls ?? {}) : undefined }, opts);
   try {
-    const where = `the request/response server at ${target.host}:${target.port}`;
+    const peer = hostPort(target.host, target.port);
+    const where = `the request/response server at ${peer}`;
     socket.write(encodeHello(RPC_SPEC, Math.ceil(opts.heartbeats.heartbeat)));
-    const { w, rest } = await welcome(socket, where, opts);
+    const { w, rest } = await welcome(socket, where, opts, peer);
     const fault = tcpFault(w);
     if (fault !== undefined) throw new ProtocolError(`${where}: ${fault}`);
     const channel = new TcpChannel(socket, opts.maxMessage, rest, opts.heartbeats, w.heartbeat);

@@ -8,7 +8,7 @@
  */
 import { decode } from "../codec/index.js";
 import { ProtocolError, RemoteError, SystemError } from "../errors.js";
-import { self } from "../graph/identity.js";
+import { hostName, self } from "../graph/identity.js";
 import type { ServerInfo } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
 import type { Channel } from "./channel.js";
@@ -38,6 +38,11 @@ export interface Link {
   readonly local: Server | undefined;
   /** Removed from the graph: no new requests; closed once its requests are answered. */
   draining: boolean;
+}
+
+/** Server `s` as messages name it: its service, its process and host ("the server of "echo" (pid 4121 on box)"). */
+export function serverName(s: ServerInfo): string {
+  return `the server of ${JSON.stringify(s.service)} (pid ${s.endpoints.pid} on ${hostName(s.endpoints.host)})`;
 }
 
 /** Finds servers of this thread by id (for inproc requests). */

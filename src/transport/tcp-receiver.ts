@@ -39,7 +39,7 @@ import {
   writeFrameHeader64,
   type FrameHeader,
 } from "../net/frame.js";
-import { encodeHello, readWelcome, refusal, Status } from "../net/handshake.js";
+import { encodeHello, foreignAnswer, readWelcome, refusal, Status } from "../net/handshake.js";
 import { Liveness, Ticker } from "../net/liveness.js";
 import { Deferred, WaitList } from "../util/wait.js";
 
@@ -455,10 +455,12 @@ export class TcpReceiver implements Receiver {
         const p = this.parse;
         const avail = this.fill - p;
         if (this.phase === Phase.Connecting) {
-          if (avail < HEADER_BYTES) break;
-          if (isVersion1Block(buf, p)) {
+          if (avail >= 4 && isVersion1Block(buf, p)) {
             throw new ProtocolError(`tcp transport version mismatch with the tcp sender at ${this.where}: it speaks version 1, this receiver version ${TCP_VERSION}`);
           }
+          const foreign = foreignAnswer(TCP_SPEC, this.where, buf.subarray(p, this.fill));
+          if (foreign !== undefined) throw foreign;
+          if (avail < HEADER_BYTES) break;
           const h = readFrameHeader(buf, p);
           if (h.type !== NetType.Welcome) throw new ProtocolError(`the tcp sender at ${this.where} answered the HELLO with a frame of type 0x${h.type.toString(16)}, not a WELCOME`);
           checkNetHeader(h);

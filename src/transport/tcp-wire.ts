@@ -15,7 +15,7 @@ import type { HandshakeSpec } from "../net/handshake.js";
  * blocks and its own PING; 2 is built on the common frame and handshake of every Plexus
  * connection).
  */
-export const TCP_SPEC: HandshakeSpec = { name: "tcp transport", magic: 0x54584c50, version: 2, minVersion: 2, capabilities: 0 };
+export const TCP_SPEC: HandshakeSpec = { name: "tcp transport", server: "tcp sender", magic: 0x54584c50, version: 2, minVersion: 2, capabilities: 0 };
 /** "PLXT" little-endian: the first word of the HELLO and WELCOME preamble (and of version 1's handshake blocks). */
 export const TCP_MAGIC = TCP_SPEC.magic;
 /** Version of the tcp wire protocol. */
