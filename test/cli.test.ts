@@ -269,7 +269,7 @@ test("cli: bench lists its rows and refuses unknown ones (exit 2)", async () => 
   assert.match(bad.stderr, /unknown row\(s\): no-such-row/);
 });
 
-test("cli: installed without the benchmark suite (as published), bench says so and exits 1", () => {
+test("cli: installed without the benchmark suite (as published), bench says so and exits 1 (2 for a bad option, checked first)", () => {
   const root = fileURLToPath(new URL("../../", import.meta.url));
   const dir = mkdtempSync(join(tmpdir(), "plexus-installed-"));
   try {
@@ -281,6 +281,10 @@ test("cli: installed without the benchmark suite (as published), bench says so a
     assert.throws(
       () => execFileSync(process.execPath, [cli, "bench", "--quick"], { stdio: "pipe", env: { ...process.env, NO_COLOR: "1" } }),
       (e: { status?: number; stderr?: Buffer }) => e.status === 1 && /the benchmark suite is not installed with this package/.test(String(e.stderr)),
+    );
+    assert.throws(
+      () => execFileSync(process.execPath, [cli, "bench", "--pin", "diagonal"], { stdio: "pipe", env: { ...process.env, NO_COLOR: "1" } }),
+      (e: { status?: number; stderr?: Buffer }) => e.status === 2 && /--pin .*diagonal.* is invalid/.test(String(e.stderr)),
     );
     assert.match(execFileSync(process.execPath, [cli, "--help"], { encoding: "utf8" }), /Usage: plexus/, "the rest of the CLI works");
   } finally {

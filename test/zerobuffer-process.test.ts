@@ -64,12 +64,12 @@ test("CLI: zero-copy writer with text metadata; the reader's checks can fail (wr
   assert.deepEqual(leftovers(name, bad), []);
 });
 
-test("CLI: a usage error is still one JSON line with errors, and exit code 1", async () => {
+test("CLI: a usage error is still one JSON line with errors, and exit code 2 (as every plexus command's)", async () => {
   const r = await role(["reader", uniqueName("usage"), "--payload-size", "4096"]).done;
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2);
   assert.ok(r.json.errors.some((e) => /--frames is required/.test(e)), r.stdout);
   const w = await role(["writer", uniqueName("usage"), "--frames", "1", "--api", "teleport", "--frame-size", "1"]).done;
-  assert.equal(w.code, 1);
+  assert.equal(w.code, 2);
   assert.ok(w.json.errors.some((e) => /--api must be one of/.test(e)), w.stdout);
 });
 

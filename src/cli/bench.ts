@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { action, CliError } from "./common.js";
 
 /** Where the built suite is, relative to this file (dist/src/cli -> dist/bench). */
@@ -23,7 +23,7 @@ export function benchCommand(): Command {
     .option("--quick", "fewer and shorter cases (a smoke run)")
     .option("--json", "print the JSON report instead of the Markdown table")
     .option("--out <dir>", "where to write the report files")
-    .option("--pin <mode>", "CPU pinning: none, same or cross", "none")
+    .addOption(new Option("--pin <mode>", "CPU pinning").choices(["none", "same", "cross"]).default("none"))
     .option("--help-rows", "list the rows and exit")
     .action(
       action("bench", async (rows: string[], opts: { quick?: boolean; json?: boolean; out?: string; pin: string; helpRows?: boolean }) => {

@@ -1,12 +1,14 @@
 /**
- * What every `plexus` command shares: exit codes, error printing, colors (only on a terminal),
+ * What every `plexus` command shares: exit codes, error printing, the checks of arguments (a
+ * bad one is a usage error, exit 2, before anything happens), colors (only on a terminal),
  * connecting to the GraphServer with a clear message when none runs.
  * @module
  */
 import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
-import { PlexusError, SystemError, TimeoutError } from "../errors.js";
-import { GraphClient, defaultAddress } from "../graph/client.js";
+import { InvalidArgumentError, PlexusError, SystemError, TimeoutError } from "../errors.js";
+import { GraphClient, defaultAddress, parseAddress } from "../graph/client.js";
+import { checkTopic } from "../graph/registry.js";
 
 /** Exit codes of the `plexus` command (docs/cli.md). */
 export const Exit = {
@@ -31,6 +33,43 @@ export class CliError extends Error {
   }
 }
 
+/** A bad argument or option value: exit 2, before the command does anything. */
+export function usageError(message: string): CliError {
+  return new CliError(message, Exit.Usage);
+}
+
+/** `value` (of `flag`) as an integer in `min`..`max`; else a usage error. */
+export function intArg(value: string, flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const n = value.trim() === "" ? NaN : Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw usageError(`${flag} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in ${min}..${max}`}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** `value` (of `flag`) as a number (not necessarily whole) in `min`..`max`; else a usage error. */
+export function numberArg(value: string, flag: string, min: number, max = Number.MAX_VALUE): number {
+  const n = value.trim() === "" ? NaN : Number(value);
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw usageError(`${flag} must be a number ${max === Number.MAX_VALUE ? `>= ${min}` : `in ${min}..${max}`}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** `value` (of `flag`) as a port number (0: any free port); `true` (the flag without a value) is 0. */
+export function portArg(value: string | true, flag: string): number {
+  return value === true ? 0 : intArg(value, flag, 0, 65535);
+}
+
+/** A topic (or service) argument, checked before anything connects; else a usage error. */
+export function topicArg(topic: string): string {
+  try {
+    return checkTopic(topic);
+  } catch (err) {
+    throw usageError((err as Error).message);
+  }
+}
+
 /** Colors, only when `stream` is a terminal and NO_COLOR is not set. */
 export function palette(stream: NodeJS.WriteStream = process.stdout): { bold(s: string): string; dim(s: string): string; red(s: string): string; green(s: string): string; yellow(s: string): string; cyan(s: string): string } {
   const on = stream.isTTY === true && !process.env.NO_COLOR;
@@ -48,6 +87,10 @@ export function action<A extends unknown[]>(name: string, fn: (...args: A) => Pr
       if (err instanceof CliError) {
         process.stderr.write(`${c.red(`plexus ${name}:`)} ${err.message}\n`);
         process.exitCode = err.exitCode;
+      } else if (err instanceof InvalidArgumentError) {
+        // Always about what the command was given (an argument, an option, PLEXUS_GRAPH).
+        process.stderr.write(`${c.red(`plexus ${name}:`)} ${err.message}\n`);
+        process.exitCode = Exit.Usage;
       } else if (err instanceof PlexusError) {
         process.stderr.write(`${c.red(`plexus ${name}:`)} ${err.message} [${err.code}]\n`);
         process.exitCode = Exit.Failed;
@@ -65,9 +108,18 @@ export interface AddressOptions {
   address?: string;
 }
 
-/** The GraphServer address of a command: `--address`, else `PLEXUS_GRAPH`, else the default. */
+/**
+ * The GraphServer address of a command: `--address`, else `PLEXUS_GRAPH`, else the default;
+ * a malformed one is a usage error.
+ */
 export function addressOf(opts: AddressOptions): string {
-  return opts.address ?? defaultAddress();
+  const address = opts.address ?? defaultAddress();
+  try {
+    parseAddress(address);
+  } catch (err) {
+    throw usageError(`${opts.address !== undefined ? "--address" : "PLEXUS_GRAPH"}: ${(err as Error).message}`);
+  }
+  return address;
 }
 
 /** The message when no GraphServer answers at `address`. */

@@ -17,7 +17,7 @@ import { GraphServer } from "../graph/server.js";
 import { isLoopback } from "../net/loopback.js";
 import type { Snapshot } from "../graph/registry.js";
 import { SystemError } from "../errors.js";
-import { action, addressOf, CliError, clientTls, connectGraph, Exit, palette, type AddressOptions } from "./common.js";
+import { action, addressOf, CliError, clientTls, connectGraph, Exit, intArg, palette, portArg, usageError, type AddressOptions } from "./common.js";
 
 /** What a background server records about itself. */
 export interface DaemonState {
@@ -63,11 +63,28 @@ interface ServeOptions extends AddressOptions {
   stateFile?: boolean;
 }
 
+/** The options of `serve` and `start`, checked (a usage error if one is bad) before anything starts. */
+function checkServe(opts: ServeOptions): { host: string; port: number; dashPort: number | undefined; tls: { key: Buffer; cert: Buffer } | undefined } {
+  const { host, port } = parseAddress(addressOf(opts));
+  const dashPort = opts.dashboard === undefined || opts.dashboard === false ? undefined : portArg(opts.dashboard, "--dashboard");
+  if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw usageError("--tls-key and --tls-cert go together");
+  const tls = opts.tlsKey !== undefined && opts.tlsCert !== undefined ? { key: readArgFile(opts.tlsKey, "--tls-key"), cert: readArgFile(opts.tlsCert, "--tls-cert") } : undefined;
+  return { host, port, dashPort, tls };
+}
+
+/** The file an option names; one that cannot be read is a usage error. */
+function readArgFile(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw usageError(`${flag}: cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
 /** Starts the GraphServer (and the dashboard); resolves once listening, with a stop function. */
 async function serve(opts: ServeOptions): Promise<{ state: DaemonState; stop: () => Promise<void> }> {
-  const { host, port } = parseAddress(addressOf(opts));
+  const { host, port, dashPort, tls } = checkServe(opts);
   const token = opts.token ?? (process.env.PLEXUS_TOKEN || undefined);
-  const tls = opts.tlsKey && opts.tlsCert ? { key: readFileSync(opts.tlsKey), cert: readFileSync(opts.tlsCert) } : undefined;
   let server: GraphServer;
   try {
     server = await GraphServer.start({ host, port, token, tls });
@@ -78,9 +95,7 @@ async function serve(opts: ServeOptions): Promise<{ state: DaemonState; stop: ()
   const address = `${host.includes(":") ? `[${host}]` : host}:${server.address.port}`;
   const state: DaemonState = { pid: process.pid, address, startedAt: new Date().toISOString() };
   let closeDashboard: (() => Promise<void>) | undefined;
-  if (opts.dashboard !== undefined && opts.dashboard !== false) {
-    const dashPort = opts.dashboard === true ? 0 : Number(opts.dashboard);
-    if (!Number.isInteger(dashPort) || dashPort < 0 || dashPort > 65535) throw new CliError(`--dashboard takes a port number, got ${String(opts.dashboard)}`, Exit.Usage);
+  if (dashPort !== undefined) {
     const { Dashboard } = await import("../dashboard/server.js");
     // The dashboard's own subscriber (for watched topics) joins over loopback.
     const local = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : address.slice(0, address.lastIndexOf(":"));
@@ -145,10 +160,11 @@ export function addDaemonCommands(cli: Command): void {
     .option("--wait <ms>", "how long to wait for it to exit before killing it", "5000")
     .action(
       action("stop", async (opts: { wait: string }) => {
+        const wait = intArg(opts.wait, "--wait", 0);
         const state = readState();
         if (state === undefined) throw new CliError("no background GraphServer is running (nothing to stop)", Exit.NoServer);
         process.kill(state.pid, "SIGTERM");
-        const until = Date.now() + Number(opts.wait);
+        const until = Date.now() + wait;
         while (native().processAlive(state.pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
         if (native().processAlive(state.pid)) process.kill(state.pid, "SIGKILL");
         rmSync(stateFile(), { force: true });
@@ -193,6 +209,8 @@ function readStateRaw(): DaemonState | undefined {
 
 /** `plexus start`: runs `plexus serve --state-file` detached and waits for its state file. */
 async function start(opts: ServeOptions & { wait: string }): Promise<void> {
+  checkServe(opts);
+  const wait = intArg(opts.wait, "--wait", 0);
   const running = readState();
   if (running) throw new CliError(`a background GraphServer already runs at ${running.address} (pid ${running.pid}); \`plexus stop\` first`);
   mkdirSync(stateDir(), { recursive: true, mode: 0o700 });
@@ -209,7 +227,7 @@ async function start(opts: ServeOptions & { wait: string }): Promise<void> {
   let exited: number | null | undefined;
   child.once("exit", (code) => (exited = code));
   child.unref();
-  const until = Date.now() + Number(opts.wait);
+  const until = Date.now() + wait;
   while (Date.now() < until) {
     const state = existsSync(stateFile()) ? readStateRaw() : undefined;
     if (state !== undefined && state.pid === child.pid) {

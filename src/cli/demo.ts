@@ -19,7 +19,7 @@ import type { GraphStats } from "../graph/stats.js";
 import { connect, type Node } from "../node/node.js";
 import { queue, type QueueServer } from "../queue/index.js";
 import { SystemError } from "../errors.js";
-import { action, addressOf, CliError, connectGraph, Exit, human, palette, type AddressOptions } from "./common.js";
+import { action, addressOf, CliError, connectGraph, human, intArg, numberArg, palette, portArg, type AddressOptions } from "./common.js";
 
 interface DemoOptions extends AddressOptions {
   dashboard?: boolean | string;
@@ -77,16 +77,12 @@ export function demoCommand(): Command {
 
 async function demo(opts: DemoOptions): Promise<void> {
   const c = palette();
-  const rate = Number(opts.rate);
-  const size = Number(opts.size);
-  const duration = opts.duration === undefined ? Infinity : Number(opts.duration);
-  if (!(rate > 0 && rate <= 1e6)) throw new CliError("--rate must be in 1..1000000", Exit.Usage);
-  if (!(Number.isInteger(size) && size > 0 && size <= 1 << 20)) throw new CliError("--size must be an integer in 1..1048576", Exit.Usage);
-  if (!(duration > 0)) throw new CliError("--duration must be a positive number of seconds", Exit.Usage);
-  const every = Number(opts.requestEvery);
-  if (!(Number.isInteger(every) && every >= 0 && every <= 1e6)) throw new CliError("--request-every must be an integer in 0..1000000", Exit.Usage);
-  const putEvery = Number(opts.putEvery);
-  if (!(Number.isInteger(putEvery) && putEvery >= 0 && putEvery <= 1e6)) throw new CliError("--put-every must be an integer in 0..1000000", Exit.Usage);
+  const rate = numberArg(opts.rate, "--rate", 1, 1e6);
+  const size = intArg(opts.size, "--size", 1, 1 << 20);
+  const duration = opts.duration === undefined ? Infinity : numberArg(opts.duration, "--duration", 0.001);
+  const every = intArg(opts.requestEvery, "--request-every", 0, 1e6);
+  const putEvery = intArg(opts.putEvery, "--put-every", 0, 1e6);
+  const dashPort = opts.dashboard === undefined || opts.dashboard === false ? undefined : portArg(opts.dashboard, "--dashboard");
   const address = addressOf(opts);
   const { host, port } = parseAddress(address);
   let server: GraphServer | undefined;
@@ -111,10 +107,8 @@ async function demo(opts: DemoOptions): Promise<void> {
   const latency = new Map<string, Latency>();
   let ticker: ReturnType<typeof setInterval> | undefined;
   try {
-    if (opts.dashboard !== undefined && opts.dashboard !== false) {
+    if (dashPort !== undefined) {
       const { Dashboard } = await import("../dashboard/server.js");
-      const dashPort = opts.dashboard === true ? 0 : Number(opts.dashboard);
-      if (!Number.isInteger(dashPort) || dashPort < 0 || dashPort > 65535) throw new CliError(`--dashboard takes a port number, got ${String(opts.dashboard)}`, Exit.Usage);
       dashboard = await Dashboard.start({ source, graphAddress: address, host: "127.0.0.1", port: dashPort });
       console.log(`dashboard: ${c.cyan(dashboard.url)}`);
     }

@@ -5,7 +5,7 @@
 import { Command } from "commander";
 import { connect, type Node } from "../node/node.js";
 import { summarize } from "../dashboard/summary.js";
-import { action, addressOf, CliError, clientTls, clientToken, Exit, isUnreachable, noServer, type AddressOptions } from "./common.js";
+import { action, addressOf, clientTls, clientToken, intArg, isUnreachable, noServer, topicArg, usageError, type AddressOptions } from "./common.js";
 
 async function join(opts: AddressOptions, name: string): Promise<Node> {
   const address = addressOf(opts);
@@ -15,12 +15,6 @@ async function join(opts: AddressOptions, name: string): Promise<Node> {
     if (isUnreachable(err)) throw noServer(address);
     throw err;
   }
-}
-
-function positive(v: string, what: string, zero = false): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < (zero ? 0 : 1)) throw new CliError(`${what} must be a ${zero ? "non-negative" : "positive"} integer, got ${JSON.stringify(v)}`, Exit.Usage);
-  return n;
 }
 
 /** The `pub` command. */
@@ -34,14 +28,15 @@ export function pubCommand(): Command {
     .option("-a, --address <host:port>", "GraphServer (default: PLEXUS_GRAPH or 127.0.0.1:25978)")
     .action(
       action("pub", async (topic: string, json: string, opts: AddressOptions & { count: string; interval: string }) => {
+        topicArg(topic);
         let value: unknown;
         try {
           value = JSON.parse(json);
         } catch {
-          throw new CliError(`not JSON: ${json}`, Exit.Usage);
+          throw usageError(`not JSON: ${json}`);
         }
-        const count = positive(opts.count, "--count");
-        const interval = positive(opts.interval, "--interval", true);
+        const count = intArg(opts.count, "--count", 1);
+        const interval = intArg(opts.interval, "--interval", 0);
         await using node = await join(opts, "plexus pub");
         const pub = await node.publisher(topic);
         for (let i = 0; i < count; i++) {
@@ -64,7 +59,8 @@ export function echoCommand(): Command {
     .option("-a, --address <host:port>", "GraphServer (default: PLEXUS_GRAPH or 127.0.0.1:25978)")
     .action(
       action("echo", async (topic: string, opts: AddressOptions & { count?: string; verbose?: boolean }) => {
-        const count = opts.count === undefined ? Infinity : positive(opts.count, "--count");
+        topicArg(topic);
+        const count = opts.count === undefined ? Infinity : intArg(opts.count, "--count", 1);
         await using node = await join(opts, "plexus echo");
         const sub = await node.subscriber(topic, { backpressure: "drop-oldest", queue: 256 });
         process.stderr.write(`listening on ${topic}\n`);

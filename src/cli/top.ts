@@ -6,7 +6,7 @@
  */
 import { Command } from "commander";
 import type { GraphStats, ServiceStats, TopicStats } from "../graph/stats.js";
-import { action, CliError, connectGraph, Exit, human, isUnreachable, palette, type AddressOptions } from "./common.js";
+import { action, CliError, connectGraph, Exit, human, intArg, isUnreachable, numberArg, palette, type AddressOptions } from "./common.js";
 
 /** The table `plexus top` prints. */
 export function topTable(stats: GraphStats, color = palette({ isTTY: false } as NodeJS.WriteStream)): string {
@@ -75,10 +75,8 @@ export function topCommand(): Command {
     .option("--json", "one JSON line per refresh (no screen control)")
     .action(
       action("top", async (opts: AddressOptions & { interval: string; iterations?: string; json?: boolean }) => {
-        const interval = Number(opts.interval);
-        const iterations = opts.iterations === undefined ? Infinity : Number(opts.iterations);
-        if (!(interval >= 50)) throw new CliError("--interval must be at least 50 ms", Exit.Usage);
-        if (!(iterations >= 1)) throw new CliError("--iterations must be a positive number", Exit.Usage);
+        const interval = numberArg(opts.interval, "--interval", 50, 2 ** 31 - 1);
+        const iterations = opts.iterations === undefined ? Infinity : intArg(opts.iterations, "--iterations", 1);
         const graph = await connectGraph(opts, "plexus top");
         const tty = process.stdout.isTTY === true && !opts.json;
         let stop = false;

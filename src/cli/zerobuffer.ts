@@ -1,8 +1,8 @@
 /**
  * `plexus zerobuffer <role> NAME [options]`: ZeroBuffer peers for interoperability tests from a
  * shell. Every role prints exactly one JSON line on stdout with an `"errors": [...]` array,
- * writes diagnostics on stderr, exits 0 only if everything it checked was right, and ignores
- * options it does not know. Roles: `reader`, `writer`, `duplex-server`, `duplex-client`
+ * writes diagnostics on stderr, exits 0 only if everything it checked was right (2 for a bad
+ * option value), and ignores options it does not know. Roles: `reader`, `writer`, `duplex-server`, `duplex-client`
  * (docs/zerobuffer.md, "Testing against Plexus from a shell").
  *
  * Frame `seq` (from 1) has size `sizes[(seq - 1) % sizes.length]` and byte `i` =
@@ -23,6 +23,7 @@ import {
   type Frame,
   type HeaderSnapshot,
 } from "../zerobuffer/index.js";
+import { Exit } from "./common.js";
 
 /** Most error messages one role reports (the count of the rest is added). */
 const MAX_ERRORS = 50;
@@ -66,6 +67,13 @@ function firstMismatch(data: Uint8Array, seq: number, t: Transform): number {
 class Errors {
   readonly list: string[] = [];
   private dropped = 0;
+  /** A usage error was among them (exit 2). */
+  misused = false;
+  /** A bad option: recorded as `usage: …`, and the role exits 2. */
+  usage(message: string): void {
+    this.misused = true;
+    this.add(`usage: ${message}`);
+  }
   add(message: string): void {
     if (this.list.length < MAX_ERRORS) this.list.push(message);
     else this.dropped++;
@@ -86,10 +94,10 @@ function log(text: string): void {
   process.stderr.write(`zerobuffer: ${text}\n`);
 }
 
-/** Prints the role's one JSON line and sets the exit code. */
+/** Prints the role's one JSON line and sets the exit code (0 verified, 1 failed, 2 bad usage). */
 function finish(result: Record<string, unknown>, errors: Errors): void {
   process.stdout.write(`${JSON.stringify({ ...result, ok: errors.empty, errors: errors.toJSON() })}\n`);
-  process.exitCode = errors.empty ? 0 : 1;
+  process.exitCode = errors.empty ? Exit.Ok : errors.misused ? Exit.Usage : Exit.Failed;
 }
 
 type Raw = Record<string, string | boolean | undefined>;
@@ -106,12 +114,12 @@ class Args {
   int(key: string, flag: string, fallback?: number, min = 0): number {
     const v = this.raw[key];
     if (v === undefined || v === true || v === false) {
-      if (fallback === undefined) this.errors.add(`usage: ${flag} is required`);
+      if (fallback === undefined) this.errors.usage(`${flag} is required`);
       return fallback ?? 0;
     }
     const n = Number(v);
     if (!Number.isSafeInteger(n) || n < min) {
-      this.errors.add(`usage: ${flag} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+      this.errors.usage(`${flag} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
       return fallback ?? 0;
     }
     return n;
@@ -121,7 +129,7 @@ class Args {
     if (v === undefined || typeof v === "boolean") return fallback * 1000;
     const n = Number(v);
     if (!Number.isFinite(n) || n < 0) {
-      this.errors.add(`usage: ${flag} must be a number of seconds, got ${JSON.stringify(v)}`);
+      this.errors.usage(`${flag} must be a number of seconds, got ${JSON.stringify(v)}`);
       return fallback * 1000;
     }
     return n * 1000;
@@ -134,7 +142,7 @@ class Args {
     const v = this.raw[key];
     if (v === undefined || typeof v === "boolean") return fallback;
     if ((values as readonly string[]).includes(v)) return v as T;
-    this.errors.add(`usage: ${flag} must be one of ${values.join("|")}, got ${JSON.stringify(v)}`);
+    this.errors.usage(`${flag} must be one of ${values.join("|")}, got ${JSON.stringify(v)}`);
     return fallback;
   }
   /** `--sizes a,b,c` or `--frame-size B`. */
@@ -143,13 +151,13 @@ class Args {
     if (list !== undefined) {
       const sizes = list.split(",").map((s) => Number(s.trim()));
       if (sizes.length === 0 || sizes.some((n) => !Number.isSafeInteger(n) || n < 1)) {
-        this.errors.add(`usage: --sizes must be a comma-separated list of integers >= 1, got ${JSON.stringify(list)}`);
+        this.errors.usage(`--sizes must be a comma-separated list of integers >= 1, got ${JSON.stringify(list)}`);
         return [1];
       }
       return sizes;
     }
     if (this.has("frameSize")) return [this.int("frameSize", "--frame-size", 1, 1)];
-    if (required) this.errors.add("usage: --sizes a,b,c or --frame-size B is required");
+    if (required) this.errors.usage("--sizes a,b,c or --frame-size B is required");
     return undefined;
   }
 }
