@@ -15,4 +15,5 @@ export * from "./pubsub/index.js";
 export * from "./graph/index.js";
 export * from "./rpc/index.js";
 export type { BlockingOptions } from "./util/blocking.js";
+export type { CloseOptions } from "./util/linger.js";
 export * from "./queue/index.js";

@@ -14,6 +14,7 @@ import { Subscriber, type SubscriberOptions } from "../pubsub/subscriber.js";
 import { STATS_INTERVAL, type StatsReport } from "../graph/report.js";
 import { Client, type ClientOptions } from "../rpc/client.js";
 import { Server, type Handler, type InPlaceHandler, type ServerOptions } from "../rpc/server.js";
+import { requestedLinger, type CloseOptions } from "../util/linger.js";
 
 /** Options of {@link connect}. */
 export interface ConnectOptions extends GraphOptions {
@@ -35,6 +36,8 @@ export class Node implements AsyncDisposable {
   private readonly prefix = randomBytes(6).toString("hex");
   private nextPort = 1;
   private closing: Promise<void> | undefined;
+  /** The ports whose close may wait (servers, publishers), as they were when the node closed. */
+  private lingering: { close(opts?: CloseOptions): Promise<void> }[] = [];
   private recovering: Promise<void> | undefined;
   private inRecovery = false;
   private graph: GraphClient;
@@ -181,14 +184,29 @@ export class Node implements AsyncDisposable {
     await this.recovering;
   }
 
-  /** Closes every port and leaves the graph. Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= (async () => {
+  /**
+   * Closes every port and leaves the graph. Servers wait for the requests they are handling and
+   * publishers for their TCP subscribers, each at most its `linger` (`opts.linger` overrides it
+   * for all: 0 waits for nothing); see docs/operations.md, *Closing*. Idempotent; a later call
+   * with a shorter `linger` shortens the waits.
+   */
+  close(opts?: CloseOptions): Promise<void> {
+    try {
+      requestedLinger(opts);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.closing !== undefined) {
+      if (opts?.linger !== undefined) for (const port of this.lingering) void port.close(opts);
+      return this.closing;
+    }
+    this.lingering = [...this.servers.values(), ...this.publishers.values()];
+    this.closing = (async () => {
       await Promise.all([...this.clients.values()].map((c) => c.close()));
-      await Promise.all([...this.servers.values()].map((s) => s.close()));
+      await Promise.all([...this.servers.values()].map((s) => s.close(opts)));
       clearInterval(this.statsTimer);
       await Promise.all([...this.subscribers.values()].map((s) => s.close()));
-      await Promise.all([...this.publishers.values()].map((p) => p.close()));
+      await Promise.all([...this.publishers.values()].map((p) => p.close(opts)));
       await this.recovering?.catch(() => {}); // stops at its next attempt: `closing` is set
       await this.graph.close();
     })();

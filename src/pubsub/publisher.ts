@@ -14,11 +14,12 @@ import type { Loan } from "../transport/transport.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { Deferred } from "../util/wait.js";
 import { notePublished } from "./activity.js";
+import { DEFAULT_LINGER, Linger, requestedLinger, type CloseOptions } from "../util/linger.js";
 import { LocalDelivery } from "./local.js";
 import { prepare, RAW_PREFIX, writeRawHeaders, type Prepared } from "./wire.js";
 import { checkEncodable } from "../codec/index.js";
 import type { PublisherCounters } from "../graph/report.js";
-import { readOptions } from "../util/options.js";
+import { MAX_TIMER_MS, readOptions } from "../util/options.js";
 import { MAX_CAPACITY } from "../ring/layout.js";
 import { MIN_WINDOW } from "../transport/tcp-wire.js";
 import { PORT_TRANSPORTS } from "../transport/transport.js";
@@ -37,6 +38,13 @@ export interface PublisherOptions {
    * `allowInsecure`). `false`: no TCP endpoint.
    */
   tcp?: false | { host?: string; port?: number; tls?: TcpTlsOptions; allowInsecure?: boolean };
+  /**
+   * `close()` waits this long (ms, default 2000) for TCP subscribers to take what was published
+   * to them; those that have not (a stopped or stuck process) are then cut off, with a process
+   * warning (`PLEXUS_LINGER`). Shared-memory and same-thread subscribers need no wait: what was
+   * published stays readable in the ring.
+   */
+  linger?: number;
 }
 
 /** A publisher on a topic. `await using pub = await node.publisher("topic")`. */
@@ -62,6 +70,8 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     /** @internal */ readonly local: LocalDelivery<T>,
     private readonly timeout: number,
     private readonly onClose: () => void,
+    /** How long `close()` waits (ms). */
+    private readonly linger: number,
   ) {
     this.topic = topic;
     this.id = id;
@@ -76,6 +86,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     const transport = o.oneOf("transport", PORT_TRANSPORTS, undefined);
     const t = o.section("tcp", "host, port, tls, allowInsecure");
     const tcpOptions = t && { host: t.string("host", 1), port: t.int("port", 0, 0, 65535), tls: t.object("tls", "an object of certificate options"), allowInsecure: t.bool("allowInsecure", false) };
+    const linger = o.number("linger", DEFAULT_LINGER, 0, MAX_TIMER_MS);
     const endpoints: Endpoints = { ...self() };
     let shm: ShmSender | undefined;
     let tcp: TcpSender | undefined;
@@ -97,12 +108,13 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     }
     try {
       if (transport !== "inproc" && transport !== "shm" && tcpOptions !== false) {
-        tcp = await TcpSender.create({ ...tcpOptions, capacity, timeout });
+        tcp = await TcpSender.create({ ...tcpOptions, capacity, timeout, linger });
+        tcp.label = `the publisher on ${JSON.stringify(topic)}`;
         endpoints.tcp = { host: tcp.address.host, port: tcp.address.port, tls: tcp.address.tls };
       }
       await graph.client.request("publisher.add", { id, topic, endpoints });
       const ref: { pub?: Publisher<T> } = {};
-      ref.pub = new Publisher<T>(topic, id, graph, endpoints, shm, tcp, new LocalDelivery<T>(topic, id), timeout, () => onClose(ref.pub as Publisher<T>));
+      ref.pub = new Publisher<T>(topic, id, graph, endpoints, shm, tcp, new LocalDelivery<T>(topic, id), timeout, () => onClose(ref.pub as Publisher<T>), linger);
       return ref.pub;
     } catch (err) {
       await shm?.close();
@@ -241,17 +253,36 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     await client.request("publisher.add", { id: this.id, topic: this.topic, endpoints: this.endpoints });
   }
 
-  /** Leaves the graph; subscribers receive what was published, then lose this publisher. Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= (async () => {
+  /**
+   * Leaves the graph; subscribers receive what was published, then lose this publisher. Waits
+   * (at most `linger` ms: the option, or `opts.linger`; 0: not at all) for TCP subscribers to
+   * take what was published to them; those still connected then are cut off, with a process
+   * warning (`PLEXUS_LINGER`). Idempotent; a later call with a shorter `linger` shortens the wait.
+   */
+  close(opts?: CloseOptions): Promise<void> {
+    let linger: number | undefined;
+    try {
+      linger = requestedLinger(opts);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.closing !== undefined) {
+      if (linger !== undefined) void this.tcp?.close({ linger }); // a shorter wait for the TCP subscribers
+      return this.closing;
+    }
+    const ms = linger ?? this.linger;
+    this.closing = (async () => {
       this.onClose();
       this.local.close();
-      try {
-        await this.graph.client.request("port.remove", { id: this.id });
-      } catch {
-        // the graph is gone: nothing to unregister
-      }
-      await this.tcp?.close();
+      // Leaving the graph is confirmed once every subscriber applied it, which a stopped
+      // subscriber process delays (up to the GraphServer's notifyTimeout): waited for at most
+      // the linger, like the TCP subscribers, at the same time.
+      const left = new Linger(ms);
+      void this.graph.client
+        .request("port.remove", { id: this.id })
+        .catch(() => {}) // the graph is gone: nothing to unregister
+        .then(() => left.end());
+      await Promise.all([left.ended, this.tcp?.close({ linger: ms })]);
       if (this.shm) {
         await this.shm.close();
         await this.graph.client.request("segment.remove", { name: this.shm.address.name }).catch(() => {});

@@ -26,6 +26,7 @@ import { MqttHub, MqttLink } from "./mqtt.js";
 import { identityOf, settings, type QueueClientOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
 import { decodeBody, encodeBody, header, FLAG_IDLE, FLAG_TAKEN_OVER, HandshakeStatus, type Header, QFrame, QUEUE_SPEC, TOKEN_BYTES } from "./wire.js";
+import type { CloseOptions } from "../util/linger.js";
 import { encodeHello, readWelcome, refusal } from "../net/handshake.js";
 import { connectError } from "../net/dial.js";
 import { Deferred } from "../util/wait.js";
@@ -102,7 +103,6 @@ export class QueueClient<ToServer = unknown, ToClient = unknown> extends Endpoin
   private readonly where: string;
   private readonly tlsOpts: ConnectionOptions | undefined;
   private reconnecting: Promise<void> | undefined;
-  private shutdownDone: Promise<void> | undefined;
   private resolveClosed!: () => void;
   private readonly closedPromise = new Promise<void>((resolve) => (this.resolveClosed = resolve));
   private readonly listeners = new Map<keyof QueueClientEvents, Set<(arg: never) => void>>();
@@ -275,18 +275,20 @@ export class QueueClient<ToServer = unknown, ToClient = unknown> extends Endpoin
   }
 
   /**
-   * Waits (at most `linger` ms) until every pending put settled, tells the server BYE (it
-   * drops this client's session), waits for it to hang up, and ends the queue. Idempotent.
+   * Waits until every pending put settled, tells the server BYE (it drops this client's
+   * session), waits for it to hang up, and ends the queue — all in at most `linger` ms (the
+   * option, or `opts.linger`; at least 100 ms for the BYE when connected). Puts still pending
+   * then reject with `ClosedError`, with a process warning (`PLEXUS_LINGER`). Idempotent; a later
+   * call with a shorter `linger` shortens the wait.
    */
-  close(): Promise<void> {
-    this.shutdownDone ??= this.shutdown().finally(() => this.resolveClosed());
-    return this.shutdownDone;
+  close(opts?: CloseOptions): Promise<void> {
+    return this.closeOnce(opts, (linger) => this.shutdown(linger).finally(() => this.resolveClosed()));
   }
 
-  private async shutdown(): Promise<void> {
+  private async shutdown(linger: number): Promise<void> {
     this.closing = true;
     const started = performance.now();
-    await this.flushPuts(this.cfg.linger, new ClosedError("queue client closed before the put was acknowledged"));
+    await this.flushPuts(linger, new ClosedError("queue client closed before the put was acknowledged"), `the queue client of ${this.where}`);
     this.abortDial?.();
     this.inbox.end(new ClosedError("queue client is closed"));
     const l = this.link;
@@ -295,10 +297,7 @@ export class QueueClient<ToServer = unknown, ToClient = unknown> extends Endpoin
       const gone = l.whenClosed();
       l.write([encodeBye()]);
       l.end();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const rest = Math.max(100, this.cfg.linger - (performance.now() - started));
-      await Promise.race([gone, new Promise<void>((r) => (timer = setTimeout(r, rest)))]);
-      clearTimeout(timer);
+      await this.awaitHangUp(gone, Math.max(100, linger - (performance.now() - started)));
       l.destroy();
     }
     this.session.kill(new ClosedError("queue client is closed"));

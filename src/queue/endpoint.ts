@@ -14,6 +14,7 @@ import type { Link } from "./link.js";
 import type { Settings } from "./options.js";
 import { Deadlines, PutOp } from "./put.js";
 import { Slab } from "../util/slab.js";
+import { closeLinger, Linger, warnDropped, type CloseOptions } from "../util/linger.js";
 import type { Session, SessionHost } from "./session.js";
 import { FLAG_RELIABLE, HEADER_BYTES } from "./wire.js";
 import { PING_FRAME } from "../net/frame.js";
@@ -47,6 +48,10 @@ export abstract class Endpoint<In = unknown, Out = unknown> implements SessionHo
   /** The one timer of this end's keep-alives and idle collection (it ticks this end, which ticks its links). */
   private readonly ticker: Ticker;
   private idleWaiters: (() => void)[] = [];
+  /** The close in progress or done (see {@link closeOnce}). */
+  private closeRun: Promise<void> | undefined;
+  /** While closing: the current wait (for the puts, then for the peers to hang up); a later `close()` may shorten it. */
+  protected lingering: Linger | undefined;
 
   /** @param cfg - validated settings */
   protected constructor(protected readonly cfg: Settings) {
@@ -155,16 +160,44 @@ export abstract class Endpoint<In = unknown, Out = unknown> implements SessionHo
     }
   }
 
-  /** Waits until every put settled or `ms` passed; then rejects the rest with `err`. */
-  protected async flushPuts(ms: number, err: PlexusError): Promise<void> {
+  /**
+   * `close(opts)` of either end: runs `shutdown` once, with the linger asked for (`opts.linger`,
+   * else the `linger` option); a later call can only shorten the wait in progress.
+   */
+  protected closeOnce(opts: CloseOptions | undefined, shutdown: (linger: number) => Promise<void>): Promise<void> {
+    let ms: number;
+    try {
+      ms = closeLinger(opts, this.cfg.linger);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.closeRun !== undefined) {
+      this.lingering?.shorten(ms);
+      return this.closeRun;
+    }
+    this.closeRun = shutdown(ms);
+    return this.closeRun;
+  }
+
+  /** Closing: waits until `gone` (the peers hung up after BYE), at most `ms` (a later `close()` may shorten it). */
+  protected async awaitHangUp(gone: Promise<unknown>, ms: number): Promise<void> {
+    const linger = (this.lingering = new Linger(ms));
+    void gone.then(() => linger.end());
+    await linger.ended;
+  }
+
+  /**
+   * Closing: waits until every put settled, at most `ms` (a later `close()` may shorten it:
+   * {@link lingering}); then rejects the rest with `err`, and warns (`PLEXUS_LINGER`) that
+   * `who` dropped them.
+   */
+  protected async flushPuts(ms: number, err: PlexusError, who: string): Promise<void> {
     if (this.ops.size > 0) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, ms);
-        this.idleWaiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      const linger = (this.lingering = new Linger(ms));
+      this.idleWaiters.push(() => linger.end());
+      await linger.ended;
+      const left = this.ops.size;
+      if (left > 0) warnDropped(`${who} closed with ${left === 1 ? "1 put" : `${left} puts`} not acknowledged within the linger of ${linger.ms} ms; ${left === 1 ? "it rejects" : "they reject"} with ClosedError`);
     }
     for (const op of [...this.ops]) op.fail(err);
   }

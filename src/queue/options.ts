@@ -6,8 +6,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError, type PlexusError } from "../errors.js";
+import { DEFAULT_LINGER } from "../util/linger.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
-import { optionError, readOptions } from "../util/options.js";
+import { MAX_TIMER_MS, optionError, readOptions } from "../util/options.js";
 import { IDENTITY_BYTES, MAX_SLOTS } from "./wire.js";
 
 /** How a put is acknowledged. */
@@ -53,7 +54,11 @@ export interface QueueOptions {
   peerTimeout?: number;
   /** How long a session outlives its connection, waiting for the peer to reconnect (ms, default 5000). */
   reconnectWindow?: number;
-  /** `close()` waits at most this long for pending puts and peers (ms, default 10000). */
+  /**
+   * `close()` waits at most this long (ms, default 2000; 0: not at all) for the pending puts to
+   * be acknowledged and the peers to hang up after BYE; puts still pending then reject with
+   * `ClosedError`, with a process warning (`PLEXUS_LINGER`).
+   */
   linger?: number;
 }
 
@@ -169,7 +174,7 @@ export function settings(opts: QueueOptions, server: boolean): Settings {
     heartbeat: o.ms("heartbeat", 1000),
     peerTimeout: o.ms("peerTimeout", 5000),
     reconnectWindow: o.ms("reconnectWindow", 5000),
-    linger: o.ms("linger", 10000),
+    linger: o.number("linger", DEFAULT_LINGER, 0, MAX_TIMER_MS),
   };
   if (server) {
     const s = readOptions(where, opts as QueueServerOptions);

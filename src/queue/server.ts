@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { Socket, type AddressInfo, type OnReadOpts, type Server, type SocketConstructorOpts } from "node:net";
 import { AccessDeniedError, ClosedError, InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError } from "../errors.js";
 import { contained, type BlockingOptions } from "../util/blocking.js";
+import type { CloseOptions } from "../util/linger.js";
 import { refusePlainTcp } from "../net/loopback.js";
 import { listenTcp } from "../net/listen.js";
 import { FdTcpListener } from "../net/fd-listener.js";
@@ -51,7 +52,6 @@ export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoin
   private readonly sessions = new Map<PeerId, Session>();
   private readonly live = new Set<Link>();
   private readonly lost = new Map<Session, ReturnType<typeof setTimeout>>();
-  private closed: Promise<void> | undefined;
 
   /** Plain TCP: the listener (connections arrive as fds, read with `onread`). */
   private fds: FdTcpListener | undefined;
@@ -161,21 +161,23 @@ export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoin
   }
 
   /**
-   * Stops accepting clients and puts, waits (at most `linger` ms) until every pending put
-   * settled, tells every client BYE, waits for them to hang up, and ends the queue: `get`
-   * returns what is left, then rejects with `ClosedError`. Idempotent.
+   * Stops accepting clients and puts, waits until every pending put settled, tells every client
+   * BYE, waits for them to hang up, and ends the queue — all in at most `linger` ms (the option,
+   * or `opts.linger`; at least 100 ms for the BYE when clients are connected): `get` returns what
+   * is left, then rejects with `ClosedError`. Puts still pending then reject with `ClosedError`,
+   * with a process warning (`PLEXUS_LINGER`). Idempotent; a later call with a shorter `linger`
+   * shortens the wait.
    */
-  close(): Promise<void> {
-    this.closed ??= this.shutdown();
-    return this.closed;
+  close(opts?: CloseOptions): Promise<void> {
+    return this.closeOnce(opts, (linger) => this.shutdown(linger));
   }
 
-  private async shutdown(): Promise<void> {
+  private async shutdown(linger: number): Promise<void> {
     this.closing = true;
     this.server?.close();
     this.fds?.close();
     const started = performance.now();
-    await this.flushPuts(this.cfg.linger, new ClosedError("queue server closed before the put was acknowledged"));
+    await this.flushPuts(linger, new ClosedError("queue server closed before the put was acknowledged"), `the queue server at ${this.url}`);
     this.inbox.end(new ClosedError("queue server is closed"));
     const waits: Promise<void>[] = [];
     for (const s of this.sessions.values()) {
@@ -186,10 +188,7 @@ export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoin
         l.end(); // TCP: FIN after the BYE, then wait for the client to hang up; MQTT: BYE is published, done
       }
     }
-    const rest = Math.max(100, this.cfg.linger - (performance.now() - started));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([Promise.all(waits), new Promise<void>((r) => (timer = setTimeout(r, rest)))]);
-    clearTimeout(timer);
+    await this.awaitHangUp(Promise.all(waits), Math.max(100, linger - (performance.now() - started)));
     for (const l of this.live) l.destroy();
     for (const t of this.lost.values()) clearTimeout(t);
     this.lost.clear();

@@ -15,7 +15,8 @@ import type { ServerCounters } from "../graph/report.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import { PORT_TRANSPORTS } from "../transport/transport.js";
 import { MAX_CAPACITY } from "../ring/layout.js";
-import { describe, readOptions } from "../util/options.js";
+import { describe, MAX_TIMER_MS, readOptions } from "../util/options.js";
+import { closeLinger, DEFAULT_LINGER, Linger, warnDropped, type CloseOptions } from "../util/linger.js";
 import { refusePlainTcp } from "../net/loopback.js";
 import { bind, hostPort, tlsOptionsError } from "../net/listen.js";
 import type { Channel, Releasable } from "./channel.js";
@@ -68,6 +69,12 @@ export interface ServerOptions {
   maxConcurrent?: number;
   /** Client connections at once (shm and tcp together); more are refused with `ResourceExhaustedError` (default 1024). */
   maxClients?: number;
+  /**
+   * `close()` waits this long (ms, default 2000) for the requests being handled to be answered;
+   * those still running then are abandoned (their answers dropped), with a process warning
+   * (`PLEXUS_LINGER`). `0`: do not wait.
+   */
+  linger?: number;
 }
 
 /** One client's connection, as the server serves it. */
@@ -109,6 +116,8 @@ export class Server implements AsyncDisposable {
   readonly counters: ServerCounters = { requests: 0, errors: 0, bytes: 0 };
   private idle: (() => void) | undefined;
   private closing: Promise<void> | undefined;
+  /** While closing: the wait for the requests being handled. */
+  private lingering: Linger | undefined;
 
   private constructor(
     service: string,
@@ -122,6 +131,7 @@ export class Server implements AsyncDisposable {
     inPlace: boolean,
     private readonly maxConcurrent: number,
     private readonly maxClients: number,
+    private readonly linger: number,
   ) {
     this.service = service;
     this.id = id;
@@ -160,6 +170,7 @@ export class Server implements AsyncDisposable {
     };
     const maxConcurrent = o.int("maxConcurrent", 256, 1, 1 << 20);
     const maxClients = o.int("maxClients", 1024, 1, 1 << 20);
+    const linger = o.number("linger", DEFAULT_LINGER, 0, MAX_TIMER_MS);
     const endpoints: Endpoints = { ...self() };
     const listeners: NetServer[] = [];
     const ref: { server?: Server } = {};
@@ -193,14 +204,14 @@ export class Server implements AsyncDisposable {
       for (const l of listeners) l.close();
       throw err;
     }
-    const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, inPlace, maxConcurrent, maxClients);
+    const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, inPlace, maxConcurrent, maxClients, linger);
     ref.server = server;
     // Reachable before it is announced: clients (this node's too) link to it during server.add.
     onOpen(server);
     try {
       await server.register();
     } catch (err) {
-      await server.close(0);
+      await server.close({ linger: 0 });
       throw err;
     }
     return server;
@@ -428,23 +439,38 @@ export class Server implements AsyncDisposable {
   }
 
   /**
-   * Leaves the graph (clients stop sending here), waits (up to `timeout` ms, default 5000) for
-   * the requests being handled, then closes every connection. Idempotent.
+   * Leaves the graph (clients stop sending here), waits for the requests being handled — at most
+   * `linger` ms (the option, or `opts.linger`; 0: not at all), after which their answers are
+   * dropped, with a process warning (`PLEXUS_LINGER`) — then closes every connection. Idempotent;
+   * a later call with a shorter `linger` shortens the wait.
    */
-  close(timeout = 5000): Promise<void> {
-    this.closing ??= (async () => {
+  close(opts?: CloseOptions): Promise<void> {
+    let ms: number;
+    try {
+      ms = closeLinger(opts, this.linger);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.closing !== undefined) {
+      this.lingering?.shorten(ms);
+      return this.closing;
+    }
+    this.closing = (async () => {
       this.onClose();
-      await this.graph.client.request("server.remove", { id: this.id }).catch(() => {}); // not registered (yet): nothing to undo
+      // One linger for the whole close: leaving the graph (confirmed once every client applied
+      // it, which a stopped client process delays), then the requests being handled.
+      const linger = (this.lingering = new Linger(ms));
+      const left = this.graph.client.request("server.remove", { id: this.id }).catch(() => {}); // not registered (yet): nothing to undo
+      await Promise.race([left, linger.ended]);
       for (const l of this.listeners) l.close();
       for (const s of this.sockets) s.destroy();
-      if (this.active > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, timeout);
-          this.idle = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
+      if (this.active === 0) linger.end();
+      else {
+        this.idle = () => linger.end();
+        await linger.ended;
+        if (this.active > 0) {
+          warnDropped(`the server of ${JSON.stringify(this.service)} closed with ${this.active === 1 ? "1 request" : `${this.active} requests`} still being handled after the linger of ${linger.ms} ms; ${this.active === 1 ? "its answer is" : "their answers are"} dropped`);
+        }
       }
       await Promise.all([...this.channels].map((c) => c.close()));
       this.channels.clear();

@@ -3,7 +3,7 @@
  * accepting connections, the handshake deadline, the answer to a HELLO (WELCOME, or a refusal:
  * another protocol, version, malformed, `maxReceivers` reached; a version-1 HELLO gets a
  * version-1 refusal), the connections it holds, their heartbeat tick (one `Ticker`), and how
- * they all end (`linger` after close, or at once).
+ * they all end (taken everything after close, cut off after `linger`, or at once).
  * (Internal: not part of the public API.)
  * @module
  */
@@ -12,10 +12,11 @@ import { ProtocolError } from "../errors.js";
 import { listenTcp } from "../net/listen.js";
 import { refusePlainTcp } from "../net/loopback.js";
 import type { Outbox } from "./tcp-outbox.js";
-import { Peer, type PeerHost, type SenderConfig } from "./tcp-peer.js";
+import { Peer, PeerState, type PeerHost, type SenderConfig } from "./tcp-peer.js";
 import type { TcpAddress, TcpTlsOptions } from "./tcp-receiver.js";
 import { encodeRefusal, encodeWelcome, readHello, Status } from "../net/handshake.js";
 import { Ticker } from "../net/liveness.js";
+import { Linger } from "../util/linger.js";
 import { decodeHelloBody, encodeWelcomeBody, TCP_SPEC, TCP_VERSION, version1Refusal, type HelloBody } from "./tcp-wire.js";
 
 /**
@@ -47,7 +48,10 @@ export class TcpListener implements PeerHost {
   private stopped = false;
   /** The heartbeat tick of every connection (one timer, running while there are connections). */
   private readonly ticker: Ticker<Peer>;
-  private lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  /** After close: the wait for every connection to finish, at most the linger. */
+  private linger: Linger | undefined;
+  /** Told what was dropped when connections are cut off after close. */
+  onCutOff: (receivers: number, bytes: number, lingerMs: number) => void = () => {};
 
   /**
    * @param server - listening (from {@link listenForReceivers})
@@ -151,17 +155,31 @@ export class TcpListener implements PeerHost {
   }
 
   /**
-   * Lets every receiver take what was sent to it, then the end (see {@link Peer.drain});
-   * those that have not finished after `linger` ms are cut off.
+   * Lets every receiver take what was sent to it, then the end (see {@link Peer.drain}); those
+   * that have not finished after `linger` ms are cut off ({@link onCutOff} says what they had not
+   * acknowledged). Resolves once every connection is gone.
    */
-  drain(): void {
+  drain(ms: number): Promise<void> {
     for (const p of [...this.peers]) p.drain();
-    if (this.peers.size === 0) {
-      this.finish();
-      return;
-    }
-    this.lingerTimer = setTimeout(() => this.dropAll(), this.cfg.linger);
-    this.lingerTimer.unref();
+    const linger = (this.linger = new Linger(ms));
+    if (this.peers.size === 0) this.finish();
+    return linger.ended.then(() => {
+      if (linger.expired) this.cutOff(linger.ms);
+    });
+  }
+
+  /** Cuts off the connections still open after close `ms` from now, if that is sooner than the linger said. */
+  cutAfter(ms: number): void {
+    this.linger?.shorten(ms);
+  }
+
+  /** The linger passed: the receivers still connected are cut off, and what they had not acknowledged is reported. */
+  private cutOff(ms: number): void {
+    const peers = [...this.peers].filter((p) => p.state !== PeerState.Gone);
+    let bytes = 0;
+    for (const p of peers) bytes += p.unacknowledged;
+    this.dropAll();
+    if (peers.length > 0) this.onCutOff(peers.length, bytes, ms);
   }
 
   /** Hands what was written to the kernel (best effort), then drops every connection. */
@@ -177,7 +195,6 @@ export class TcpListener implements PeerHost {
 
   private finish(): void {
     this.ticker.stop();
-    clearTimeout(this.lingerTimer);
-    this.lingerTimer = undefined;
+    this.linger?.end();
   }
 }

@@ -30,7 +30,7 @@ export interface SenderConfig {
   peerTimeout: number;
   /** A connection must complete its handshake within this time (ms). */
   handshakeTimeout: number;
-  /** After `close()`, receivers are cut off after this long (ms). */
+  /** `close()` waits this long (ms) for the receivers to take the rest; then they are cut off. */
   linger: number;
   /** Told why a receiver was cut off. */
   onPeerError: ((err: PlexusError) => void) | undefined;
@@ -141,6 +141,11 @@ export class Peer implements Flushable {
   /** drop-oldest: frames queued at the sender. */
   get queued(): number {
     return this.pending.length - this.head;
+  }
+
+  /** Frame bytes the receiver has not acknowledged: written and not released, or still queued here. */
+  get unacknowledged(): number {
+    return this.sent - this.acked + this.pendingBytes;
   }
 
   // ---- the handshake ----------------------------------------------------------------------------

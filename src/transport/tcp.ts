@@ -27,6 +27,9 @@ import type { TcpAddress, TcpTlsOptions } from "./tcp-receiver.js";
 import { FRAME_HEADER as HEADER_BYTES, writeFrameHeader64 } from "../net/frame.js";
 import { FrameType, frameBytes, MAX_WINDOW, MIN_WINDOW } from "./tcp-wire.js";
 import { readOptions } from "../util/options.js";
+import { hostPort } from "../net/listen.js";
+import { closeLinger, DEFAULT_LINGER, warnDropped, type CloseOptions } from "../util/linger.js";
+import { MAX_TIMER_MS } from "../util/options.js";
 
 export { connectTcp, type TcpAddress, type TcpConnectOptions, type TcpTlsOptions } from "./tcp-receiver.js";
 
@@ -58,7 +61,11 @@ export interface TcpSenderOptions {
   peerTimeout?: number;
   /** A connection must complete its handshake within this time (ms, default 5000). */
   handshakeTimeout?: number;
-  /** After `close()`, receivers that have not taken everything within this time are cut off (ms, default 30000). */
+  /**
+   * `close()` waits this long (ms, default 2000) for every receiver to take what was sent to it
+   * and the end of the stream; receivers that have not are then cut off, with a process warning
+   * (`PLEXUS_LINGER`) saying how many bytes they had not acknowledged. `0`: cut off at once.
+   */
   linger?: number;
   /** Told why a receiver was cut off (protocol violation, silence); the sender keeps serving the others. A throw in it is contained (it does not stop the sender). */
   onPeerError?: (err: PlexusError) => void;
@@ -114,7 +121,15 @@ export class TcpSender implements Sender {
       },
     );
     this.active = this.listener.active;
+    this.label = `the tcp sender at ${hostPort(address.host, address.port)}`;
+    this.listener.onCutOff = (receivers, bytes, lingerMs) =>
+      warnDropped(
+        `${this.label} closed: ${receivers === 1 ? "1 receiver" : `${receivers} receivers`} had not taken the end of the stream within the linger of ${lingerMs} ms and ${receivers === 1 ? "was" : "were"} cut off${bytes > 0 ? `; ${bytes} bytes sent to ${receivers === 1 ? "it" : "them"} were not acknowledged and may be lost` : ""}`,
+      );
   }
+
+  /** @internal What warnings call this sender ("the publisher on "t""); by default "the tcp sender at host:port". */
+  label: string;
 
   /**
    * Listens and returns the sender. Rejects with `AccessDeniedError` for a non-loopback `host`
@@ -136,7 +151,7 @@ export class TcpSender implements Sender {
       heartbeat: o.ms("heartbeat", 1000),
       peerTimeout: o.ms("peerTimeout", 10000),
       handshakeTimeout: o.ms("handshakeTimeout", 5000),
-      linger: o.ms("linger", 30000),
+      linger: o.number("linger", DEFAULT_LINGER, 0, MAX_TIMER_MS),
       onPeerError: contained(o.func("onPeerError")),
     };
     const { server, address } = await listenForReceivers(host, port, tls, allowInsecure, cfg);
@@ -197,12 +212,22 @@ export class TcpSender implements Sender {
   }
 
   /**
-   * Ends the stream: no more sends; every receiver gets what was sent to it (a `drop-oldest`
-   * receiver's queue included, as it releases), then the end. Resolves at once; the connections
-   * finish in the background (at most `linger` ms). Idempotent.
+   * Ends the stream: no more sends (waiting ones reject with `ClosedError`); every receiver gets
+   * what was sent to it (a `drop-oldest` receiver's queue included, as it releases), then the
+   * end. Resolves once every receiver has taken it all, or after `linger` ms (the option, or
+   * `opts.linger`; 0: at once), when the receivers still connected — a stopped or stuck process —
+   * are cut off, with a process warning (`PLEXUS_LINGER`) saying how many bytes they had not
+   * acknowledged. Idempotent; a later call with a shorter `linger` shortens the wait.
    */
-  close(): Promise<void> {
-    this.closing ??= this.shutdown();
+  close(opts?: CloseOptions): Promise<void> {
+    let linger: number;
+    try {
+      linger = closeLinger(opts, this.cfg.linger);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.closing === undefined) this.closing = this.shutdown(linger);
+    else this.listener.cutAfter(linger);
     return this.closing;
   }
 
@@ -346,8 +371,8 @@ export class TcpSender implements Sender {
     this.listener.stop();
   }
 
-  private async shutdown(): Promise<void> {
+  private async shutdown(linger: number): Promise<void> {
     this.stopSending(new ClosedError("tcp sender closed while waiting"));
-    this.listener.drain();
+    await this.listener.drain(linger);
   }
 }

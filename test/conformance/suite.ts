@@ -149,7 +149,8 @@ export function conformance(name: string, t: TransportUnderTest): void {
     await using leaky = await t.receiver(sender, { backpressure: "drop-oldest" });
     const n = 500;
     for (let seq = 1; seq <= n; seq++) assert.ok(sender.trySend(message(seq, 200)), `send ${seq} blocked`);
-    await sender.close();
+    // close() resolves once the receiver took the rest (tcp: its queue at the sender, as it releases).
+    const closed = sender.close();
     let got = 0;
     let last = 0;
     for await (const f of leaky) {
@@ -158,6 +159,7 @@ export function conformance(name: string, t: TransportUnderTest): void {
       last = f.sequence;
       got++;
     }
+    await closed;
     assert.equal(last, n);
     assert.equal(got + leaky.takeMissed(), n);
   });
