@@ -29,6 +29,8 @@ import { uniqueName } from "./helpers/zb.js";
 
 const int = (min: number, max: number): string => `an integer in ${min}..${max}`;
 const MS = "a positive number of milliseconds (at most 2147483647)";
+/** `linger` may be 0 (drop at once on close). */
+const LINGER = "a number in 0..2147483647";
 const TIMEOUT = "a non-negative number of milliseconds (or Infinity)";
 const SPIN = "a number in 0..1000000";
 const BOOL = "true or false";
@@ -312,7 +314,7 @@ test("options: queue.server and queue.client", async () => {
     ["heartbeat", 0, MS],
     ["peerTimeout", Infinity, MS],
     ["reconnectWindow", -5, MS],
-    ["linger", "10", MS],
+    ["linger", "10", LINGER],
   ];
   const serverRows: Row[] = [
     ...common,
@@ -400,7 +402,7 @@ test("options: the transports' senders and receivers", async () => {
       ["heartbeat", 0, MS],
       ["peerTimeout", 0, MS],
       ["handshakeTimeout", 0, MS],
-      ["linger", 0, MS],
+      ["linger", -1, LINGER],
       ["onPeerError", "log", FUNCTION],
     ],
     (o) => TcpSender.create(o),
