@@ -13,7 +13,6 @@ import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
 import type { Loan } from "../transport/transport.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { Deferred } from "../util/wait.js";
-import { notePublished } from "./activity.js";
 import { DEFAULT_LINGER, Linger, requestedLinger, type CloseOptions } from "../util/linger.js";
 import { LocalDelivery } from "./local.js";
 import { prepare, RAW_PREFIX, writeRawHeaders, type Prepared } from "./wire.js";
@@ -182,7 +181,6 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     const seq = this.seq++;
     const wait = { timeout: opts.timeout ?? this.timeout, signal: opts.signal };
     const counters = this.counters;
-    notePublished();
     if (encoded) {
       counters.bytes += encoded.size;
       if (shm) writeLoan(shm.tryLoan(encoded.size) ?? (counters.waits++, await shm.loan(encoded.size, wait)), encoded);
@@ -227,8 +225,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
         if (!open) throw new ClosedError("loan already ended");
         if (!Number.isInteger(length) || length < 0 || length > size) throw new InvalidArgumentError(`commit length must be in 0..${size}`);
         open = this.loanOpen = false;
-        notePublished();
-        const seq = this.seq++;
+            const seq = this.seq++;
         const payload = bytes.subarray(0, length);
         if (ring) {
           writeRawHeaders(ring.bytes, seq, length);

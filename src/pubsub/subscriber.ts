@@ -17,13 +17,12 @@ import { readOptions } from "../util/options.js";
 import type { BlockingOptions } from "../util/blocking.js";
 import type { Publisher } from "./publisher.js";
 import { SampleImpl, SampleQueue, type Sample } from "./sample.js";
-import { publishedCount } from "./activity.js";
 import { decodeFrame } from "./wire.js";
 import { releasingIterator } from "../util/iterate.js";
 import type { LinkTransport, SubscriberCounters } from "../graph/report.js";
 
-/** Microtask turns the pump yields after a delivery before it polls its ring again. */
-const YIELD_TURNS = 8;
+/** Microtask turns the pump waits, after a delivery, for the consumer to ask for the next sample. */
+const YIELD_TURNS = 16;
 
 /** Options of `node.subscriber()`. */
 export interface SubscriberOptions {
@@ -248,15 +247,21 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   private pump(p: PublisherInfo, rx: Receiver, transport: LinkTransport): Link {
     let stopped = false;
     const stop = new AbortController(); // ends a push waiting for room in a full queue
-    // A ring is polled without a promise when a frame is ready or arrives within its spin
-    // budget (adaptive: only while messages come faster than a wake-up); the pump sleeps only
-    // when none does. TCP links just wait.
+    // A ring is read without a promise when a frame is ready. It is polled (its spin budget:
+    // adaptive, only while messages come faster than a wake-up, or `spinMicros`) only while
+    // the consumer waits for a sample: polling blocks the thread, and while the consumer still
+    // has work (the answer the peer waits for) it would only delay what it polls for. Otherwise
+    // the pump sleeps until the publisher rings. TCP links just wait.
     const ring = rx instanceof RingReceiver ? rx : undefined;
+    const queue = this.queue;
     const done = (async () => {
       try {
         for (;;) {
-          let frame: Frame | null = ring ? ring.trySpinReceive() : null;
-          if (frame === null) frame = ring ? await ring.sleepReceive() : await rx.receive();
+          let frame: Frame | null = null;
+          if (ring) {
+            frame = queue.starved ? ring.trySpinReceive() : ring.tryReceive();
+            frame ??= await ring.sleepReceive();
+          } else frame = await rx.receive();
           if (frame === null || stopped) {
             frame?.release();
             break;
@@ -274,17 +279,13 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
           // The ring (or socket) already applies this subscriber's policy to the publisher: a
           // full queue here only holds the link back, so a `fail` subscriber is never cut off.
           const policy = this.opts.backpressure === "fail" ? "block" : this.opts.backpressure;
-          const mark = publishedCount();
-          const queued = this.queue.length;
-          const waiting = this.queue.push(sample, { signal: stop.signal }, policy);
+          const waiting = queue.push(sample, { signal: stop.signal }, policy);
           if (waiting) await waiting;
-          else if (ring && this.queue.length === queued) {
-            // The sample went straight to a waiting consumer. Let the code it woke run before
-            // polling again (a poll now would spin while that code waits for the thread):
-            // yield microtask turns until it published something — the answer a peer may be
-            // waiting for — or a few turns passed, which covers the usual chains (resolve ->
-            // iterator -> loop body) without a trip round the event loop.
-            for (let i = 0; i < YIELD_TURNS && publishedCount() === mark; i++) await undefined;
+          else if (ring && !queue.starved) {
+            // Let the consumer handle what it has (and send what it sends) until it asks for
+            // more: a few microtask turns cover the usual chains (resolve -> iterator -> loop
+            // body -> next) without a trip round the event loop. Then the poll above is worth it.
+            for (let i = 0; i < YIELD_TURNS && !queue.starved; i++) await undefined;
           }
           const skipped = rx.takeMissed(); // a leaky ring reader skipped some
           if (skipped > 0) {

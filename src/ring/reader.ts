@@ -35,8 +35,14 @@ import { checkOptions, checkTimeout, Deadline, throwIfAborted, type BlockingOpti
 import { BACKPRESSURE_POLICIES } from "../util/async-queue.js";
 import { boolOption, enumOption, MAX_SPIN_MICROS, numberOption } from "../util/options.js";
 
-/** Longest adaptive poll before sleeping (µs). */
-const ADAPTIVE_MAX_US = 50;
+/** Longest adaptive poll before sleeping (µs): the most an adaptive reader blocks its thread. */
+const ADAPTIVE_MAX_US = 75;
+/**
+ * A sleep that ended within this many µs teaches a poll budget (1.5 times the sleep, at most
+ * {@link ADAPTIVE_MAX_US}). A sleep includes this end's own wake-up (tens of µs on a VM), so the
+ * bound is above the longest poll: the peer may answer at once and still have been slept on.
+ */
+const LEARN_SLEEP_US = 100;
 /** About how long 256 polls of the write position take (ms): counted as spent before the first clock read. */
 const POLL_256_MS = 0.002;
 /** Spin budgets (µs) from which the first clock read waits for the first 256 polls. */
@@ -246,12 +252,18 @@ export class RingReader {
     if (v >= 0) return v;
     let budget = this.spin;
     let adaptive = false;
-    if (budget === 0 && this.adaptiveBudget > 0) {
+    let probe = false;
+    if (budget === 0 && this.adaptive) {
       if (this.backoff > 0) {
         this.backoff--;
         return -1;
       }
-      budget = this.adaptiveBudget;
+      // Without a budget learnt from short sleeps, probe at the bound: a peer that is polling
+      // too answers within it, and from then on neither end sleeps (a sleep measures the
+      // peer's wake-up as well, so two sleeping ends would never learn it by themselves).
+      // A probe that does not pay backs off like a failed poll.
+      probe = this.adaptiveBudget === 0;
+      budget = probe ? ADAPTIVE_MAX_US : this.adaptiveBudget;
       adaptive = true;
     }
     if (budget === 0) return -1;
@@ -259,6 +271,7 @@ export class RingReader {
     // DEFER_CLOCK_US and more the first clock read comes after the first 256 polls (a clock read
     // costs as much as a few dozen polls, and a peer answering at once is there before that);
     // shorter budgets, and leaky readers (whose polls cost more), read it up front.
+    const started = probe ? performance.now() : 0;
     let until = budget >= DEFER_CLOCK_US && !this.leaky ? Infinity : performance.now() + budget / 1000;
     const words = this.ring.words;
     for (let i = 1; ; i++) {
@@ -266,6 +279,8 @@ export class RingReader {
         const w = this.tryReadAt();
         if (w >= 0) {
           if (adaptive) this.failures = 0;
+          // A probe that paid: poll about as long as it took next time (at least 10 µs).
+          if (probe) this.adaptiveBudget = Math.min(ADAPTIVE_MAX_US, Math.max(10, Math.ceil((performance.now() - started) * 1500)));
           return w;
         }
       }
@@ -330,7 +345,7 @@ export class RingReader {
         // Woken soon after going to sleep: messages come faster than a wake-up costs the
         // writer (a kernel wake-up, tens of µs on a VM). Next time, poll about that long first.
         const us = (performance.now() - slept) * 1000;
-        if (us < ADAPTIVE_MAX_US && this.readable) this.adaptiveBudget = Math.max(this.adaptiveBudget, Math.ceil(us * 1.5));
+        if (us < LEARN_SLEEP_US && this.readable) this.adaptiveBudget = Math.min(ADAPTIVE_MAX_US, Math.max(this.adaptiveBudget, Math.ceil(us * 1.5)));
       }
       if (this.left) throw new ClosedError("ring reader has left");
       deadline.check("read");

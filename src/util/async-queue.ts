@@ -49,6 +49,11 @@ export class AsyncQueue<T extends Releasable> {
     return this.items.length;
   }
 
+  /** True while a reader waits on an empty queue (it asked for an item and none is there). */
+  get starved(): boolean {
+    return this.readers.size > 0;
+  }
+
   /** True if a `fail` queue would refuse an item now (nobody waits and it is full). */
   get refuses(): boolean {
     return this.policy === "fail" && this.readers.size === 0 && this.items.length >= this.depth;
