@@ -21,6 +21,8 @@ export interface LatencyStats {
   min: number;
   /** Slowest RTT. */
   max: number;
+  /** CPU use during the repetition, % of one core by process (cases that report it; {@link LatencySample.cpuPercent}). */
+  cpuPercent?: Record<string, number>;
 }
 
 /** Summary of one throughput repetition. */
@@ -62,6 +64,7 @@ export function latencyStats(sample: LatencySample): LatencyStats {
     mean: sum / sorted.length,
     min: sorted[0] as number,
     max: sorted[sorted.length - 1] as number,
+    ...(sample.cpuPercent === undefined ? {} : { cpuPercent: { ...sample.cpuPercent } }),
   };
 }
 
