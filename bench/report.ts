@@ -67,10 +67,10 @@ function baselineNames(results: readonly CaseResult[]): Set<string> {
 
 function latencyTable(results: readonly CaseResult[], baselines: Set<string>): string[] {
   const lines = ["| case | size | p50 µs | p90 µs | p99 µs | p50 min..max | p99 min..max | ratio (p50) | round trips/rep |", "| --- | --- | ---: | ---: | ---: | --- | --- | --- | ---: |"];
-  // CPU shares (cases that report them), of the median repetition.
+  // CPU shares (cases that report them): the median of each over the repetitions.
   const withCpu = results.some((r) => r.kind === "latency" && r.repetitions.some((x) => x.cpuPercent !== undefined));
   if (withCpu) {
-    lines[0] += " CPU % of one core |";
+    lines[0] += " CPU % of one core (median) |";
     lines[1] += " --- |";
   }
   for (const r of results) {

@@ -11,6 +11,7 @@ import { Arrivals } from "../bench/procs/paced-arrivals.js";
 import { toMarkdown, type Report } from "../bench/report.js";
 import { runAll, type Settings } from "../bench/runner.js";
 import { shared } from "../bench/shared.js";
+import { medianCpuPercent } from "../bench/stats.js";
 
 const SETTINGS: Settings = { quick: false, pinning: "none", repetitions: 3, repetitionMs: 5, warmupMs: 1, hardLimitMs: 5000 };
 
@@ -48,7 +49,7 @@ test("shared: the cases of a variant open one resource, run each repetition once
     [20_000, 30_000, 40_000],
     "b takes its part of the runs a started",
   );
-  assert.deepEqual(b.median?.cpuPercent, { publisher: 3 }, "the median repetition keeps its CPU shares");
+  assert.deepEqual(b.median?.cpuPercent, { publisher: 3 }, "the median carries the CPU shares");
 });
 
 test("shared: a resource that fails to open fails every case and is not kept", async () => {
@@ -75,6 +76,17 @@ test("shared: a resource that fails to open fails every case and is not kept", a
     ],
   );
   assert.equal(opens, 2, "the second case tries again: nothing failed was kept");
+});
+
+test("stats: the CPU shares printed are each one's median over the repetitions, not those of the repetition of median p50", () => {
+  const reps = [
+    { cpuPercent: { publisher: 1, subscriber: 0.3 } },
+    { cpuPercent: { publisher: 2, subscriber: 7.3 } }, // a pause of the subscriber process
+    { cpuPercent: { publisher: 3, subscriber: 0.2 } },
+    {},
+  ];
+  assert.deepEqual(medianCpuPercent(reps), { publisher: 2, subscriber: 0.3 });
+  assert.equal(medianCpuPercent([{}, {}]), undefined);
 });
 
 test("format: CPU shares with 2-3 significant digits, in their order", () => {
@@ -112,7 +124,7 @@ test("report: a latency table gets a CPU column only when a case reports CPU sha
   const without = await markdown([plain]);
   assert.doesNotMatch(without, /CPU/);
   const both = await markdown([plain, withCpu]);
-  assert.match(both, /\| round trips\/rep \| CPU % of one core \|/);
+  assert.match(both, /\| round trips\/rep \| CPU % of one core \(median\) \|/);
   assert.match(both, /\| plain \| v \|.*\| 3 \| - \|/);
   assert.match(both, /\| with cpu \| v \|.*\| 3 \| publisher 2.5 %, subscriber 12 % \|/);
   const results = await runAll([withCpu], { ...SETTINGS, repetitions: 1 });

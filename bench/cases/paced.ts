@@ -74,7 +74,7 @@ registerRow({
     `${IDLE_MS / 1000} s, then one small object (its latency: the first message after ${IDLE_MS / 1000} s of silence). CPU % = user + system ` +
     "CPU time of a whole process (all its threads, process.cpuUsage()) / wall time, 100 = one core: publisher = the suite's process over the " +
     "sending window (idle: the silence); subscriber = the subscriber process, its main-thread subscriber AND the worker thread, from the start " +
-    "of the repetition to the last delivery (idle: the silence); both cases print the same pair. The goal of the row: p50 <= the floor, i.e. a " +
+    "of the repetition to the last delivery (idle: the silence); printed: the median of each over the repetitions, the same pair for both cases. The goal of the row: p50 <= the floor, i.e. a " +
     `ratio <= 1. "${PACED_FLOOR}" = the time of a native copy of the message's bytes into shared memory (${SMALL_BYTES} B for the small ` +
     "object) + half of an eventfd round trip to a process that waits in its event loop (uv_poll, the lat row's floor), paced the same way, " +
     "its repetitions alternating with the Plexus cases'.",
