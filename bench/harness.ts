@@ -14,8 +14,14 @@ export type CaseKind = "latency" | "throughput";
 export interface LatencySample {
   /** Discriminant. */
   kind: "latency";
-  /** Round-trip times in µs, one per round trip, in the order measured. */
+  /** Round-trip times in µs, one per round trip, in the order measured (one-way times for cases that say so). */
   rttUs: ArrayLike<number>;
+  /**
+   * CPU use during the repetition, in % of one core (user + system time of every thread of a
+   * process over the wall time), by what was measured, e.g. `{ publisher: 3.1, subscriber: 5.2 }`
+   * (cases that report it).
+   */
+  cpuPercent?: Record<string, number>;
 }
 
 /** One repetition of a throughput case: how much went through in how long. */

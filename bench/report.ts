@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { gbps, rate, ratio, us } from "./format.js";
+import { cpuPercents, gbps, rate, ratio, us } from "./format.js";
 import { machineLine, type Machine } from "./machine.js";
 import { rowById, type Row } from "./rows.js";
 import type { CaseResult, Settings } from "./runner.js";
@@ -67,16 +67,23 @@ function baselineNames(results: readonly CaseResult[]): Set<string> {
 
 function latencyTable(results: readonly CaseResult[], baselines: Set<string>): string[] {
   const lines = ["| case | size | p50 µs | p90 µs | p99 µs | p50 min..max | p99 min..max | ratio (p50) | round trips/rep |", "| --- | --- | ---: | ---: | ---: | --- | --- | --- | ---: |"];
+  // CPU shares (cases that report them): the median of each over the repetitions.
+  const withCpu = results.some((r) => r.kind === "latency" && r.repetitions.some((x) => x.cpuPercent !== undefined));
+  if (withCpu) {
+    lines[0] += " CPU % of one core (median) |";
+    lines[1] += " --- |";
+  }
   for (const r of results) {
     if (r.kind !== "latency") continue;
     if (!r.ok || r.median === undefined || r.spread === undefined) {
-      lines.push(`| ${r.name} | ${r.variant} | FAILED | | | | | ${escape(r.error ?? "")} | |`);
+      lines.push(`| ${r.name} | ${r.variant} | FAILED | | | | | ${escape(r.error ?? "")} | |${withCpu ? " |" : ""}`);
       continue;
     }
     const isBase = baselines.has(`${r.row}\u0000${r.variant}\u0000${r.name}`);
     lines.push(
       `| ${r.name} | ${r.variant} | ${us(r.median.p50)} | ${us(r.median.p90)} | ${us(r.median.p99)} | ${us(r.spread.p50.min)}..${us(r.spread.p50.max)} | ` +
-        `${us(r.spread.p99.min)}..${us(r.spread.p99.max)} | ${isBase && r.ratios.length === 0 ? "baseline" : ratios(r)} | ${r.median.count} |`,
+        `${us(r.spread.p99.min)}..${us(r.spread.p99.max)} | ${isBase && r.ratios.length === 0 ? "baseline" : ratios(r)} | ${r.median.count} |` +
+        (withCpu ? ` ${cpuPercents(r.median.cpuPercent)} |` : ""),
     );
   }
   return lines;

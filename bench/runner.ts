@@ -7,7 +7,7 @@ import type { Pinning } from "./affinity.js";
 import { baselinesOf, type BenchCase, type CaseContext, type CaseScope, type Resource, type Sample } from "./harness.js";
 import { asError, now } from "./measure.js";
 import { Scope } from "./scope.js";
-import { latencyStats, medianIndex, spreadOf, throughputStats, type LatencyStats, type ThroughputStats } from "./stats.js";
+import { latencyStats, medianCpuPercent, medianIndex, spreadOf, throughputStats, type LatencyStats, type ThroughputStats } from "./stats.js";
 
 /** How long runs take. */
 export interface Settings {
@@ -263,6 +263,16 @@ async function finish(r: Running): Promise<CaseResult> {
   }
 }
 
+/**
+ * The median repetition, its CPU shares replaced by their medians over all the repetitions (per
+ * process: a repetition's CPU share is one number, a one-off pause of the process would
+ * otherwise be the figure printed whenever it fell in the repetition of median p50).
+ */
+function withMedianCpu(median: LatencyStats, reps: readonly LatencyStats[]): LatencyStats {
+  const cpu = medianCpuPercent(reps);
+  return cpu === undefined ? median : { ...median, cpuPercent: cpu };
+}
+
 function summarise(c: BenchCase, base: Omit<ResultBase, "kind">, samples: Sample[]): CaseResult {
   if (c.kind === "latency") {
     const reps = samples.map((s) => latencyStats(s as Extract<Sample, { kind: "latency" }>));
@@ -271,7 +281,7 @@ function summarise(c: BenchCase, base: Omit<ResultBase, "kind">, samples: Sample
       ...base,
       kind: "latency",
       repetitions: reps,
-      median: reps[medianIndex(reps, (r) => r.p50)] as LatencyStats,
+      median: withMedianCpu(reps[medianIndex(reps, (r) => r.p50)] as LatencyStats, reps),
       spread: { p50: spreadOf(reps, (r) => r.p50), p99: spreadOf(reps, (r) => r.p99) },
     };
   }

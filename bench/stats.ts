@@ -21,6 +21,11 @@ export interface LatencyStats {
   min: number;
   /** Slowest RTT. */
   max: number;
+  /**
+   * CPU use during the repetition, % of one core by process (cases that report it;
+   * {@link LatencySample.cpuPercent}). In a result's `median`: the median of each over the repetitions.
+   */
+  cpuPercent?: Record<string, number>;
 }
 
 /** Summary of one throughput repetition. */
@@ -62,6 +67,7 @@ export function latencyStats(sample: LatencySample): LatencyStats {
     mean: sum / sorted.length,
     min: sorted[0] as number,
     max: sorted[sorted.length - 1] as number,
+    ...(sample.cpuPercent === undefined ? {} : { cpuPercent: { ...sample.cpuPercent } }),
   };
 }
 
@@ -86,6 +92,25 @@ export function medianIndex<T>(items: readonly T[], key: (item: T) => number): n
   if (items.length === 0) throw new Error("median of nothing");
   const order = items.map((item, i) => ({ i, v: key(item) })).sort((a, b) => a.v - b.v);
   return (order[Math.floor((order.length - 1) / 2)] as { i: number }).i;
+}
+
+/**
+ * The median (the lower one for an even count) of each CPU share over the repetitions that
+ * report it, by process; undefined when none does.
+ */
+export function medianCpuPercent(reps: readonly Pick<LatencyStats, "cpuPercent">[]): Record<string, number> | undefined {
+  const values = new Map<string, number[]>();
+  for (const r of reps) {
+    for (const [what, v] of Object.entries(r.cpuPercent ?? {})) {
+      const list = values.get(what);
+      if (list === undefined) values.set(what, [v]);
+      else list.push(v);
+    }
+  }
+  if (values.size === 0) return undefined;
+  const out: Record<string, number> = {};
+  for (const [what, vs] of values) out[what] = vs[medianIndex(vs, (v) => v)] as number;
+  return out;
 }
 
 /** Smallest and largest value of `key` over `items`. */

@@ -16,13 +16,14 @@ export const EVENTFD_FLOOR = "eventfd floor";
 /** Bit of a Watcher callback for hang-up or error (`PollEvent.Disconnect`). */
 const DISCONNECT = 2;
 
-/** Two eventfds shared with an echo process. */
-class EventfdLink implements Resource {
+/** Two eventfds shared with an echo process (also the wake-up part of the paced row's floor). */
+export class EventfdLink implements Resource {
   private constructor(
     private readonly ping: number,
     private readonly slot: ReplySlot,
   ) {}
 
+  /** Creates the eventfds and starts the echo process (closed with `scope`). */
   static async open(scope: CaseScope): Promise<EventfdLink> {
     const addon = native();
     const ping = addon.eventfdCreate();
@@ -44,6 +45,7 @@ class EventfdLink implements Resource {
     return new EventfdLink(ping, slot);
   }
 
+  /** Wakes the echo process; resolves when it woke this one back. */
   roundTrip(): Promise<void> {
     const reply = this.slot.wait();
     native().eventfdSignal(this.ping);

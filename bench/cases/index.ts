@@ -19,3 +19,4 @@ import "./zerobuffer.js";
 import "./plexus-tcp.js";
 import "./plexus-rpc.js";
 import "./iops.js";
+import "./paced.js";

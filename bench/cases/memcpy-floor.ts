@@ -15,12 +15,15 @@ export const MEMCPY_FLOOR = "memcpy floor";
 const MiB = 1024 * 1024;
 
 /** A mapped (already unlinked) segment and the message copied into it. */
-interface Target extends Resource {
+export interface Target extends Resource {
+  /** The shared-memory segment copied into. */
   segment: SharedArrayBuffer;
+  /** The message (`messageBytes` of 0xa5). */
   source: Uint8Array;
 }
 
-function openTarget(messageBytes: number): Target {
+/** A segment of max(8 MiB, 2 x `messageBytes`) to copy a message into (also used by the paced row's floor). */
+export function openTarget(messageBytes: number): Target {
   const addon = native();
   const size = Math.max(8 * MiB, 2 * messageBytes);
   const name = `/plexus-bench-${process.pid}-${randomBytes(6).toString("hex")}`;

@@ -15,8 +15,8 @@ import { MEMCPY_FLOOR } from "./memcpy-floor.js";
 
 const MiB = 1 << 20;
 
-/** A GraphServer for the case and a node of the suite on it. */
-async function graph(scope: CaseScope): Promise<{ node: Node; address: string }> {
+/** A GraphServer for the case and a node of the suite on it (closed with `scope`). */
+export async function graph(scope: CaseScope): Promise<{ node: Node; address: string }> {
   const server = await GraphServer.start({ port: 0 });
   scope.defer(() => server.close());
   const address = `127.0.0.1:${server.address.port}`;

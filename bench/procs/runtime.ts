@@ -20,6 +20,29 @@ export function cpuSeconds(): number {
   return (u.user + u.system) / 1e6;
 }
 
+/** A starting point for {@link cpuPercentSince}: the process's CPU time and the monotonic clock. */
+export interface CpuMark {
+  /** `process.cpuUsage()` at the mark (every thread of the process), µs. */
+  readonly cpu: NodeJS.CpuUsage;
+  /** `process.hrtime.bigint()` at the mark, ns. */
+  readonly wallNs: bigint;
+}
+
+/** Marks the present for {@link cpuPercentSince}. */
+export function cpuMark(): CpuMark {
+  return { cpu: process.cpuUsage(), wallNs: process.hrtime.bigint() };
+}
+
+/**
+ * CPU use of this process since `mark`, in % of one core: user + system time of all its threads
+ * (a worker thread included) over the wall time elapsed; 200 = two cores kept busy.
+ */
+export function cpuPercentSince(mark: CpuMark): number {
+  const used = process.cpuUsage(mark.cpu);
+  const wallUs = Number(process.hrtime.bigint() - mark.wallNs) / 1000;
+  return wallUs > 0 ? (100 * (used.user + used.system)) / wallUs : 0;
+}
+
 /**
  * Starts answering requests with `handler` (and `cpu`: {@link cpuSeconds}, for every peer)
  * and reports ready with `info`.
