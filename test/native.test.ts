@@ -504,17 +504,22 @@ test("watcher: a closed watcher whose callback closes over it is collected (clos
     let collected = 0;
     let called = 0;
     const registry = new FinalizationRegistry(() => collected++);
+    const closeLater = [];
     for (let i = 0; i < 200; i++) {
       const fd = n.eventfdCreate();
       const peer = { fd, watcher: undefined };
       peer.watcher = new n.Watcher(fd, () => {
         called++;
-        if (i % 2) { peer.watcher.close(); n.close(peer.fd); } else n.eventfdDrain(peer.fd);
+        if (i % 2) { peer.watcher.close(); n.close(peer.fd); } else { n.eventfdDrain(peer.fd); closeLater.push(peer); }
       });
       n.eventfdSignal(fd);
-      if (i % 2 === 0) setTimeout(() => { peer.watcher.close(); n.close(peer.fd); }, 30);
       registry.register(peer.watcher, i);
     }
+    // The even half is closed outside its callback, once every callback ran (however slow the machine).
+    for (let i = 0; i < 400 && called < 200; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    // (in a plain function: a variable of this async function could stay in its suspended frame)
+    const closeAll = () => { for (const peer of closeLater.splice(0)) { peer.watcher.close(); n.close(peer.fd); } };
+    closeAll();
     for (let i = 0; i < 20 && collected < 200; i++) {
       await new Promise((resolve) => setTimeout(resolve, 25));
       globalThis.gc();
