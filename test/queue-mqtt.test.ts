@@ -6,35 +6,15 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type AddressInfo, type Server } from "node:net";
-import { Aedes } from "aedes";
+import { mqttBroker } from "./helpers/mqtt-broker.js";
 import { queue, type PlexusError } from "../src/index.js";
 
 const code = (c: string) => (e: unknown) => (e as PlexusError).code === c;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function broker(): Promise<{ url: string; close(): Promise<void> }> {
-  const b = await Aedes.createBroker();
-  const sockets = new Set<import("node:net").Socket>();
-  const tcp: Server = createServer((s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-    b.handle(s);
-  });
-  await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
-  const port = (tcp.address() as AddressInfo).port;
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        tcp.close(() => b.close(() => r()));
-      }),
-  };
-}
 
 test("mqtt: put/get both ways through a broker, msg.peer, reply, broadcast, fast acks", async () => {
-  const b = await broker();
+  const b = await mqttBroker();
   const server = await queue.server({ url: `${b.url}/jobs` });
   assert.match(server.url, /^mqtt:\/\/127\.0\.0\.1:\d+\/jobs$/);
   const c1 = await queue.client({ url: `${b.url}/jobs` });
@@ -61,7 +41,7 @@ test("mqtt: put/get both ways through a broker, msg.peer, reply, broadcast, fast
 });
 
 test("mqtt: reliable puts resolve only on release by the receiving application, not on the broker's PUBACK", async () => {
-  const b = await broker();
+  const b = await mqttBroker();
   const server = await queue.server({ url: `${b.url}/rel` });
   const client = await queue.client({ url: `${b.url}/rel`, mode: "reliable" });
   let resolved = false;
@@ -77,7 +57,7 @@ test("mqtt: reliable puts resolve only on release by the receiving application, 
 });
 
 test("mqtt: a client that goes silent is dead after peerTimeout; the server's puts to it reject PeerDeadError", async () => {
-  const b = await broker();
+  const b = await mqttBroker();
   const server = await queue.server({ url: `${b.url}/dead`, heartbeat: 30, peerTimeout: 200, reconnectWindow: 100, mode: "reliable" });
   const client = await queue.client({ url: `${b.url}/dead`, heartbeat: 30, peerTimeout: 200 });
   const p = assert.rejects(server.put("never released", client.id), code("ERR_PLEXUS_PEER_DEAD"));
@@ -92,7 +72,7 @@ test("mqtt: a client that goes silent is dead after peerTimeout; the server's pu
 });
 
 test("mqtt: no broker is PeerDeadError; wildcards in the queue name are refused", async () => {
-  const b = await broker();
+  const b = await mqttBroker();
   const port = Number(new URL(b.url).port);
   await b.close();
   await assert.rejects(queue.client({ url: `mqtt://127.0.0.1:${port}/q`, connectTimeout: 500 }), code("ERR_PLEXUS_PEER_DEAD"));
@@ -101,7 +81,7 @@ test("mqtt: no broker is PeerDeadError; wildcards in the queue name are refused"
 
 test("mqtt: the broker connection of a client is cut; frames lost meanwhile are recovered (gap or silence -> new HELLO -> resend) and every put resolves", async () => {
   const { startProxy } = await import("./helpers/proxy.js");
-  const b = await broker();
+  const b = await mqttBroker();
   const proxy = await startProxy(Number(new URL(b.url).port));
   const opts = { heartbeat: 30, peerTimeout: 300, reconnectWindow: 5000, timeout: 10000 };
   const server = await queue.server({ url: `${b.url}/cut`, ...opts });
@@ -126,7 +106,7 @@ test("mqtt: the broker connection of a client is cut; frames lost meanwhile are 
 });
 
 test("mqtt: a new client takes over a dead client's identity: its puts reach the server, the put in flight to the dead one rejects PeerDeadError", async () => {
-  const b = await broker();
+  const b = await mqttBroker();
   const opts = { heartbeat: 30, peerTimeout: 300, mode: "reliable" as const };
   const server = await queue.server({ url: `${b.url}/take`, ...opts, reconnectWindow: 30000 });
   const x = await queue.client({ url: `${b.url}/take`, ...opts, reconnectWindow: 300, connectTimeout: 200 });
@@ -167,7 +147,7 @@ test("mqtt: a new client takes over a dead client's identity: its puts reach the
 });
 
 test("mqtt: a live client displaced by a new one with its identity ends with PeerDeadError; the two never see each other's frames", async () => {
-  const b = await broker();
+  const b = await mqttBroker();
   const opts = { heartbeat: 30, peerTimeout: 300, mode: "reliable" as const };
   const server = await queue.server({ url: `${b.url}/live`, ...opts });
   const x = await queue.client({ url: `${b.url}/live`, ...opts });

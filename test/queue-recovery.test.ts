@@ -10,8 +10,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
-import { Aedes } from "aedes";
+import { mqttBroker } from "./helpers/mqtt-broker.js";
 import { InvalidArgumentError, PeerDeadError, PlexusError, queue, type QueueClient, type QueueClientEvents } from "../src/index.js";
 import { fixture, type Child } from "./helpers/child.js";
 import { startProxy } from "./helpers/proxy.js";
@@ -113,27 +112,9 @@ test("a server process restarted within the window: what was in flight rejects, 
   await second.exited;
 });
 
-async function broker(): Promise<{ url: string; close(): Promise<void> }> {
-  const b = await Aedes.createBroker();
-  const sockets = new Set<Socket>();
-  const tcp: Server = createServer((s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-    b.handle(s);
-  });
-  await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
-  return {
-    url: `mqtt://127.0.0.1:${(tcp.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        tcp.close(() => b.close(() => r()));
-      }),
-  };
-}
 
 test("recovery over MQTT: the server process is killed and a new one joins the queue after the window; the client's next put reaches it", async () => {
-  const b = await broker();
+  const b = await mqttBroker();
   try {
     // the server is silent once killed: dead after 300 ms (three of its 100 ms heartbeats)
     await killAndRestart(`${b.url}/recover`, { heartbeat: 50, peerTimeout: 300, connectTimeout: 200 });

@@ -1,28 +1,9 @@
 /** What the chaos driver hosts itself: a GraphServer, an MQTT broker, test TLS material, free ports. */
-import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
-import { Aedes } from "aedes";
+import { createServer, type AddressInfo } from "node:net";
 import { GraphServer } from "../../src/index.js";
 import { testCerts } from "../helpers/tcp-certs.js";
 
-/** An MQTT broker (aedes) on a free loopback port. */
-export async function mqttBroker(): Promise<{ url: string; close(): Promise<void> }> {
-  const b = await Aedes.createBroker();
-  const sockets = new Set<Socket>();
-  const tcp: Server = createServer((s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-    b.handle(s);
-  });
-  await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
-  return {
-    url: `mqtt://127.0.0.1:${(tcp.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        tcp.close(() => b.close(() => r()));
-      }),
-  };
-}
+export { mqttBroker } from "../helpers/mqtt-broker.js";
 
 /** A GraphServer on a free port; its address. */
 export async function graphServer(): Promise<{ address: string; close(): Promise<void> }> {
