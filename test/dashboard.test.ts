@@ -80,7 +80,7 @@ test("dashboard: state pushes, watching a topic streams its messages; bad reques
 });
 
 test("dashboard in Chromium: the demo's graph, moving rates, latency histogram and live values", { timeout: 90_000 }, async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: \`node scripts/ensure-chromium.mjs\` installs it (npm test runs it)`);
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: \`node scripts/ensure-system.mjs\` installs it (npm test runs it)`);
   const port = await freePort();
   const demo = spawnPlexus(["demo", "--dashboard", "--rate", "300", "--size", "128"], { PLEXUS_GRAPH: `127.0.0.1:${port}` });
   const profile = mkdtempSync(join(tmpdir(), "plexus-chromium-"));

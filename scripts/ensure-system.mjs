@@ -1,0 +1,35 @@
+// Makes sure the system programs the tests start for real are installed: the distribution's
+// packages listed below, installed with one apt-get call for whichever are missing (root, as in
+// CI). Each entry names the file that shows the package is there; an environment variable may
+// point at another binary (then nothing is installed for it). PLEXUS_SKIP_SYSTEM=1 skips every
+// install: the tests that need a missing program then fail with a message naming it, rather than
+// passing silently.
+import { existsSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+
+/** What the tests need: Debian package, the file it installs, the variable that overrides it. */
+const NEEDED = [
+  { pkg: "chromium", file: "/usr/bin/chromium", env: "PLEXUS_CHROMIUM" }, // the dashboard's browser test
+];
+
+const missing = NEEDED.filter((n) => !(n.env && process.env[n.env]) && !existsSync(n.file));
+if (missing.length === 0 || process.env.PLEXUS_SKIP_SYSTEM === "1") process.exit(0);
+const names = missing.map((n) => n.pkg);
+if (process.getuid?.() !== 0) {
+  console.error(`ensure-system: missing ${missing.map((n) => n.file).join(", ")} and this is not root; install the package(s) ${names.join(" ")}`);
+  process.exit(1);
+}
+console.error(`ensure-system: installing ${names.join(" ")} (apt-get)…`);
+const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+for (const args of [["update"], ["install", "-y", "--no-install-recommends", ...names]]) {
+  const r = spawnSync("apt-get", args, { stdio: ["ignore", "ignore", "inherit"], env });
+  if (r.status !== 0) {
+    console.error(`ensure-system: apt-get ${args.join(" ")} failed (${r.status ?? r.signal})`);
+    process.exit(1);
+  }
+}
+const still = missing.filter((n) => !existsSync(n.file));
+if (still.length > 0) {
+  console.error(`ensure-system: still missing after the install: ${still.map((n) => n.file).join(", ")}`);
+  process.exit(1);
+}
