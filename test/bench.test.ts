@@ -103,3 +103,24 @@ test("bench: an unknown row is a usage error", async () => {
   assert.equal(run.code, 2);
   assert.match(run.stderr, /unknown row/);
 });
+
+test("bench: quick path row times every stage of the pub/sub path, each with a ratio to the ring", { timeout: TIMEOUT_MS + 5000 }, async () => {
+  const out = mkdtempSync(join(tmpdir(), "plexus-bench-test-"));
+  try {
+    const run = await runBench(["path", "--quick", "--json", "--out", out]);
+    assert.equal(run.code, 0, `exit code ${run.code}; stderr:\n${run.stderr}`);
+    const report = JSON.parse(run.stdout) as { results: LatencyCase[] };
+    const names = report.results.filter((r) => r.row === "path").map((r) => r.name);
+    assert.deepEqual(names, ["ring write + read (64 B)", "encode", "decode", "publish + receive()", "publish + for await"]);
+    for (const r of report.results) {
+      assert.equal(r.ok, true, `${r.name} failed: ${r.error}`);
+      assert.ok(r.median !== undefined && r.median.p50 > 0, `${r.name}: no time per operation`);
+      if (r.name !== "ring write + read (64 B)") {
+        const ratio = r.ratios.find((x) => x.to === "ring write + read (64 B)");
+        assert.ok(ratio !== undefined && ratio.value !== null && ratio.value > 0, `${r.name}: no ratio to the ring`);
+      }
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});

@@ -20,3 +20,4 @@ import "./plexus-tcp.js";
 import "./plexus-rpc.js";
 import "./iops.js";
 import "./paced.js";
+import "./path.js";

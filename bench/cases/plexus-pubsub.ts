@@ -37,11 +37,11 @@ class PubSubEcho implements Resource {
     private readonly sub: Subscriber<{ seq: number }>,
   ) {}
 
-  static async open(scope: CaseScope): Promise<PubSubEcho> {
+  static async open(scope: CaseScope, peerMode: "echo" | "echo-callback"): Promise<PubSubEcho> {
     const { node, address } = await graph(scope);
     const pub = await node.publisher<{ seq: number; t: number; tag: string }>("bench/ping");
     const sub = await node.subscriber<{ seq: number }>("bench/pong", { queue: 4 });
-    await Peer.start(scope, "plexus-pubsub-peer.js", { args: ["echo", address, "bench"] });
+    await Peer.start(scope, "plexus-pubsub-peer.js", { args: [peerMode, address, "bench"] });
     await subscribers(pub as Publisher<unknown>, 1, scope.signal);
     // the peer's publisher must be linked to our subscriber too
     while (sub.publishers.length === 0) await new Promise((r) => setTimeout(r, 2));
@@ -87,20 +87,28 @@ class PubSubStream implements Resource {
   close(): void {}
 }
 
+/** The two ways the echo peer consumes: a for-await loop, or a `forEach` callback. */
+const ECHO_PEERS = [
+  { name: "plexus pubsub", mode: "echo", how: "the peer's for-await loop publishes it back" },
+  { name: "plexus pubsub, callback peer", mode: "echo-callback", how: "the peer's forEach callback publishes it back" },
+] as const;
+
 for (const size of LAT_SIZES.slice(0, 1)) {
-  registerCase({
-    row: "lat",
-    name: "plexus pubsub",
-    variant: size.label,
-    kind: "latency",
-    ratioTo: ["plexus shm", "plexus shm wake-only", EVENTFD_FLOOR, "zeromq ipc PAIR"],
-    quick: size.quick,
-    method: "publish {seq, t, tag} on a ping topic, the peer publishes it back on a pong topic (MessagePack, shm rings, GraphServer in the suite)",
-    async run(ctx) {
-      const link = await ctx.keep("link", (scope) => PubSubEcho.open(scope));
-      return roundTrips(ctx, () => link.roundTrip());
-    },
-  });
+  for (const peer of ECHO_PEERS) {
+    registerCase({
+      row: "lat",
+      name: peer.name,
+      variant: size.label,
+      kind: "latency",
+      ratioTo: ["plexus shm", "plexus shm wake-only", EVENTFD_FLOOR, "zeromq ipc PAIR"],
+      quick: size.quick && peer.mode === "echo",
+      method: `publish {seq, t, tag} on a ping topic; ${peer.how} on a pong topic (MessagePack, shm rings, GraphServer in the suite)`,
+      async run(ctx) {
+        const link = await ctx.keep("link", (scope) => PubSubEcho.open(scope, peer.mode));
+        return roundTrips(ctx, () => link.roundTrip());
+      },
+    });
+  }
 }
 
 for (const size of THR_SIZES.filter((s) => s.bytes === MiB)) {

@@ -21,18 +21,33 @@ export interface Prepared {
   writeTo(target: Uint8Array): void;
 }
 
+/** Scratch for the sequence number's 8 bytes (little-endian float64, as every platform Node runs on). */
+const seqScratch = new Float64Array(1);
+const seqBytes = new Uint8Array(seqScratch.buffer);
+
+/**
+ * Writes the 16-byte header at `target[at]`. Byte stores, not a DataView: a DataView costs
+ * ~200 ns to make, several times the rest of the header.
+ */
+function writeHeader(target: Uint8Array, at: number, sequence: number): void {
+  target[at] = MAGIC & 0xff;
+  target[at + 1] = (MAGIC >>> 8) & 0xff;
+  target[at + 2] = (MAGIC >>> 16) & 0xff;
+  target[at + 3] = MAGIC >>> 24;
+  target[at + 4] = target[at + 5] = target[at + 6] = target[at + 7] = 0;
+  seqScratch[0] = sequence;
+  for (let i = 0; i < 8; i++) target[at + 8 + i] = seqBytes[i];
+}
+
 /** Encodes `value` once (throws `EncodeError` for values that cannot travel). */
 export function prepare(value: unknown, sequence: number): Prepared {
   const plan = encodedSize(value);
   return {
     size: WIRE_HEADER + plan.byteLength,
     writeTo(target: Uint8Array): void {
-      const v = new DataView(target.buffer, target.byteOffset, WIRE_HEADER);
-      v.setUint32(0, MAGIC, true);
-      v.setUint32(4, 0, true);
-      v.setFloat64(8, sequence, true);
+      writeHeader(target, 0, sequence);
       // The codec writes the body and copies each buffer straight into `target`: one copy in.
-      encodeInto(plan, target.subarray(WIRE_HEADER));
+      encodeInto(plan, target, WIRE_HEADER);
     },
   };
 }
@@ -42,23 +57,21 @@ export const RAW_PREFIX = WIRE_HEADER + HEADER_BYTES;
 
 /** Writes the headers in front of a raw payload of `length` bytes that is already in place at `target[RAW_PREFIX]`. */
 export function writeRawHeaders(target: Uint8Array, sequence: number, length: number): void {
-  const v = new DataView(target.buffer, target.byteOffset, RAW_PREFIX);
-  v.setUint32(0, MAGIC, true);
-  v.setUint32(4, 0, true);
-  v.setFloat64(8, sequence, true);
-  v.setUint32(WIRE_HEADER, FRAME_MAGIC, true);
-  v.setUint8(WIRE_HEADER + 4, FRAME_VERSION);
-  v.setUint8(WIRE_HEADER + 5, FrameKind.Raw);
-  v.setUint16(WIRE_HEADER + 6, 0, true);
-  v.setUint32(WIRE_HEADER + 8, length, true);
-  v.setUint32(WIRE_HEADER + 12, 0, true);
+  writeHeader(target, 0, sequence);
+  const v = new DataView(target.buffer, target.byteOffset + WIRE_HEADER, HEADER_BYTES);
+  v.setUint32(0, FRAME_MAGIC, true);
+  v.setUint8(4, FRAME_VERSION);
+  v.setUint8(5, FrameKind.Raw);
+  v.setUint16(6, 0, true);
+  v.setUint32(8, length, true);
+  v.setUint32(12, 0, true);
 }
 
 /** Decodes a message (views into `bytes`, no copy of its buffers). */
 export function decodeFrame(bytes: Uint8Array): { sequence: number; value: unknown } {
   if (bytes.length < WIRE_HEADER) throw new ProtocolError(`pub/sub frame of ${bytes.length} bytes is shorter than its header`);
-  const v = new DataView(bytes.buffer, bytes.byteOffset, WIRE_HEADER);
-  if (v.getUint32(0, true) !== MAGIC) throw new ProtocolError("not a Plexus pub/sub frame (bad magic)");
-  const sequence = v.getFloat64(8, true);
+  if ((bytes[0] | (bytes[1] << 8) | (bytes[2] << 16) | (bytes[3] << 24)) >>> 0 !== MAGIC) throw new ProtocolError("not a Plexus pub/sub frame (bad magic)");
+  for (let i = 0; i < 8; i++) seqBytes[i] = bytes[8 + i];
+  const sequence = seqScratch[0];
   return { sequence, value: decode(bytes.subarray(WIRE_HEADER)) };
 }
