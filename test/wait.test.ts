@@ -10,6 +10,8 @@ import { connect, TcpSender, connectTcp, queue, type Node } from "../src/index.j
 import { GraphServer } from "../src/graph/server.js";
 import { Reader, Writer } from "../src/zerobuffer/index.js";
 import { randomBytes } from "node:crypto";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 
 /** Abort listeners on `signal` now. */
 function listeners(signal: AbortSignal): number {
@@ -66,6 +68,64 @@ test("wait: a deferred settles once, by its owner, its timeout or its signal, an
 
   const custom = new Deferred<void>({ timeout: 1, what: "x", timeoutError: () => new RangeError("mine") }, undefined);
   await assert.rejects(custom.promise, RangeError);
+});
+
+test("wait: deadlines share one timer: each wait times out in its own time, never early, however many are pending", async () => {
+  // Mixed timeouts in a shuffled order, some settled before their time: every other one must
+  // reject with its own message, no earlier than its timeout, and in the order of its deadline.
+  const timeouts = [1, 3, 7, 15, 40, 64, 65, 90, 150, 260];
+  const started = performance.now();
+  const order: number[] = [];
+  const waits = [...timeouts].reverse().map((ms) => {
+    const d = new Deferred<number>({ timeout: ms, what: `w${ms}` }, undefined);
+    const seen = d.promise.then(
+      () => ({ ms, at: -1 }),
+      (e: unknown) => {
+        order.push(ms);
+        assert.equal((e as Error).message, `w${ms} timed out after ${ms} ms`);
+        return { ms, at: performance.now() - started };
+      },
+    );
+    return { d, ms, seen };
+  });
+  for (const w of waits) if (w.ms === 65 || w.ms === 7) assert.equal(w.d.resolve(1), true); // settled in time: never expire
+  const results = await Promise.all(waits.map((w) => w.seen));
+  for (const r of results) {
+    if (r.ms === 65 || r.ms === 7) assert.equal(r.at, -1);
+    else assert.ok(r.at >= r.ms, `the ${r.ms} ms wait timed out early, after ${r.at.toFixed(2)} ms`);
+  }
+  assert.deepEqual(order, timeouts.filter((ms) => ms !== 65 && ms !== 7));
+  // 10,000 waits settled in time leave nothing pending: the next short one still times out alone
+  for (let i = 0; i < 10_000; i++) new Deferred<number>({ timeout: 10_000, what: "x" }, undefined).resolve(i);
+  await assert.rejects(new Deferred<number>({ timeout: 2, what: "late" }, undefined).promise, { message: "late timed out after 2 ms" });
+});
+
+/** Runs a module body in a child process; resolves with its exit code and output, or rejects after `limitMs`. */
+function child(body: string, limitMs: number): Promise<{ code: number | null; out: string }> {
+  const wait = fileURLToPath(new URL("../src/util/wait.js", import.meta.url));
+  const src = `import { Deferred } from ${JSON.stringify(wait)};\n${body}`;
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ["--input-type=module", "-e", src], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    p.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    const timer = setTimeout(() => {
+      p.kill("SIGKILL");
+      reject(new Error(`the child was still running after ${limitMs} ms (output: ${JSON.stringify(out)})`));
+    }, limitMs);
+    p.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+test("wait: a pending timeout keeps the process alive until it fires; a settled one does not keep it alive", async () => {
+  // pending: nothing else keeps the child alive, yet it must see its wait time out
+  const pending = await child(`new Deferred({ timeout: 300, what: "w" }, undefined).promise.catch((e) => console.log(e.message));`, 20_000);
+  assert.deepEqual(pending, { code: 0, out: "w timed out after 300 ms\n" });
+  // settled: the 60 s deadline must not hold the child (it would outlive the 20 s limit)
+  const settled = await child(`const d = new Deferred({ timeout: 60000, what: "w" }, undefined); d.resolve(1); console.log(await d.promise);`, 20_000);
+  assert.deepEqual(settled, { code: 0, out: "1\n" });
 });
 
 test("wait: a wait list wakes in FIFO order; waits that give up leave it", async () => {
