@@ -21,7 +21,8 @@ const DELIVERY_MODES: readonly DeliveryMode[] = ["fast", "reliable"];
 export interface QueueOptions {
   /**
    * Where to listen or connect: `tcp://host:port`, `tls://host:port`, or an MQTT broker
-   * `mqtt://host:port/queue-name` (`mqtts://` for MQTT over TLS).
+   * `mqtt://host:port/queue-name` (`mqtts://` for MQTT over TLS; `?qos=1` publishes this end's
+   * frames at QoS 1 instead of 0, docs/queue.md).
    */
   url: string;
   /**
@@ -100,6 +101,8 @@ export interface QueueUrl {
   port: number;
   /** MQTT: the queue's name (the URL path), used in topic names. */
   name: string;
+  /** MQTT: the QoS of the messages this end publishes (`?qos=1`; default 0). */
+  qos: 0 | 1;
 }
 
 /** What the `url` option accepts. */
@@ -125,7 +128,9 @@ export function parseUrl(url: string, server: boolean, where = ""): QueueUrl {
   if (!Number.isInteger(port) || port < 0 || port > 65535 || (!server && !mqtt && port === 0)) throw bad(`a URL with a port (1..65535${server ? ", or 0 for any" : ""})`);
   const name = decodeURIComponent(u.pathname.replace(/^\/+/, "")) || "plexus";
   if (mqtt && (name.includes("#") || name.includes("+") || name.includes(String.fromCharCode(0)))) throw bad("a URL whose queue name has no MQTT wildcards (#, +)");
-  return { scheme, host, port, name };
+  const qos = u.searchParams.get("qos");
+  if (qos !== null && (!mqtt || (qos !== "0" && qos !== "1"))) throw bad("a URL whose qos parameter is 0 or 1, on mqtt:// and mqtts:// only (mqtt://host:port/name?qos=1)");
+  return { scheme, host, port, name, qos: qos === "1" ? 1 : 0 };
 }
 
 /** Validated settings common to both ends. */

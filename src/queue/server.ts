@@ -66,7 +66,7 @@ export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoin
     super(scfg);
     this.port = port;
     const h = scfg.url.host.includes(":") ? `[${scfg.url.host}]` : scfg.url.host;
-    this.url = `${scfg.url.scheme}://${h}:${port}${hub ? `/${encodeURIComponent(scfg.url.name)}` : ""}`;
+    this.url = `${scfg.url.scheme}://${h}:${port}${hub ? `/${encodeURIComponent(scfg.url.name)}${scfg.url.qos === 1 ? "?qos=1" : ""}` : ""}`;
     if (server !== undefined) {
       server.on(scfg.useTls ? "secureConnection" : "connection", (s: Socket) => this.accept(s));
       server.on("tlsClientError", (err: Error) => this.report(new AccessDeniedError(`TLS handshake with a client failed: ${err.message}`, { cause: err })));
