@@ -19,14 +19,13 @@
  * (Internal: not part of the public API.)
  * @module
  */
-import { PeerDeadError, ProtocolError } from "../errors.js";
+import { PeerDeadError } from "../errors.js";
 import { loadOptionalPeer } from "../util/optional-peer.js";
-import type { Link, LinkEvents } from "./link.js";
+import { receiveMessage, type Link, type LinkEvents } from "./link.js";
 import type { QueueUrl } from "./options.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
-import { frameTable, HEADER_BYTES, IDENTITY_BYTES, TOKEN_BYTES } from "./wire.js";
-import { NetType, readFrameHeader } from "../net/frame.js";
-import { checkFrame, type FrameTable } from "../net/frame-parser.js";
+import { frameTable, IDENTITY_BYTES, TOKEN_BYTES } from "./wire.js";
+import type { FrameTable } from "../net/frame-parser.js";
 import type { Liveness } from "../net/liveness.js";
 
 /** Bytes before the frame in every MQTT message: the sender's identity and the session token. */
@@ -97,21 +96,7 @@ export class MqttLink implements Link {
 
   /** One MQTT message from the peer (identity and token already stripped). */
   receive(frame: Buffer): void {
-    this.liveness.heard();
-    if (this.closed) return;
-    try {
-      if (frame.length < HEADER_BYTES) throw new ProtocolError(`MQTT message of ${frame.length} bytes is shorter than a frame header`);
-      const h = readFrameHeader(frame, 0);
-      checkFrame(this.table, h);
-      if (h.length !== frame.length - HEADER_BYTES) throw new ProtocolError(`frame says ${h.length} bytes, MQTT message carries ${frame.length - HEADER_BYTES}`);
-      if (h.type === NetType.Ping) return;
-      // Copied to its own (8-aligned) memory, so typed arrays in it decode as views.
-      const payload = Buffer.allocUnsafe(h.length);
-      frame.copy(payload, 0, HEADER_BYTES);
-      this.events?.frame(h, payload);
-    } catch (err) {
-      this.fail(err instanceof Error ? err : new Error(String(err)));
-    }
+    receiveMessage(this, this.table, this.events, frame, "MQTT message");
   }
 
   end(): void {
