@@ -3,7 +3,7 @@
  * mix) over loopback TCP between two processes — Plexus queues side by side with a raw Node
  * socket (the floor), MQTT through an aedes broker and through a mosquitto process (raw QoS 1
  * publishes, and the Plexus queue over `mqtt://`), and gRPC (@grpc/grpc-js, one bidirectional
- * stream, an ack per message). The receiving process touches every message; its peak RSS is
+ * stream, an ack per message; and the Plexus queue over `grpc://`). The receiving process touches every message; its peak RSS is
  * reported. The mosquitto cases are left out, with the reason in the row's method text, where
  * mosquitto is not installed.
  * @module
@@ -42,7 +42,7 @@ registerRow({
     "before touching it, as every framed receiver must (fixed sizes only). mqtt (aedes): QoS 1 publish to an aedes broker (PUBACK), one subscriber in the broker's process. " +
     "mqtt (mosquitto): the same through a mosquitto process on loopback (default settings). plexus queue over mqtt: the same queue client and server as plexus queue, " +
     "through that broker (frames at QoS 0, each put resolved by the server's ack through the broker). grpc: a bidirectional " +
-    "stream, one 1-byte ack per message. peak RSS = the receiving process's own peak RSS (VmHWM). CPU µs/msg = user + system CPU time of both processes (sender and receiver, " +
+    "stream, one 1-byte ack per message. plexus queue over grpc: the same queue client and server over grpc://, one bidirectional stream, each queue frame one gRPC message. peak RSS = the receiving process's own peak RSS (VmHWM). CPU µs/msg = user + system CPU time of both processes (sender and receiver, " +
     "the kernel's TCP work included; with mosquitto, the broker's process too) during the median repetition, per message: what a message costs, whatever the machine's speed at the time." +
     (NO_MOSQUITTO === undefined ? "" : ` The mosquitto cases were skipped: ${NO_MOSQUITTO}.`),
 });
@@ -80,9 +80,13 @@ async function brokerFor(scope: CaseScope, broker: Broker): Promise<{ args: stri
   return { args: [b.url], cpu: () => processCpuSeconds(b.pid) };
 }
 
-async function plexus(scope: CaseScope, broker?: Broker): Promise<Sender> {
-  const via = broker === undefined ? { args: [], cpu: () => 0 } : await brokerFor(scope, broker);
-  const kind = broker === undefined ? "plexus" : "plexus-mqtt";
+/** What a Plexus queue case runs over: TCP, gRPC, or a broker. */
+type Backend = "tcp" | "grpc" | Broker;
+
+async function plexus(scope: CaseScope, backend: Backend = "tcp"): Promise<Sender> {
+  const broker = backend === "aedes" || backend === "mosquitto";
+  const via = broker ? await brokerFor(scope, backend) : { args: [], cpu: () => 0 };
+  const kind = broker ? "plexus-mqtt" : backend === "grpc" ? "plexus-grpc" : "plexus";
   const peer = await Peer.start(scope, "iops-peer.js", { args: [kind, String(MAX_QUEUE), String(MAX_QUEUE_BYTES), ...via.args] });
   // As many slots as the async window: every put of the window can be on the wire at once.
   const client: QueueClient = await queue.client({ url: String(peer.info["url"]), timeout: 60_000, slots: WINDOW });
@@ -247,6 +251,7 @@ const PEERS: { name: string; open: (scope: CaseScope, size: number) => Promise<S
   { name: "mqtt (mosquitto)", open: (scope) => mqttSender(scope, "mosquitto"), ratioTo: ["raw tcp socket", "mqtt (aedes)"], mosquitto: true },
   { name: "plexus queue over mqtt (mosquitto)", open: (scope) => plexus(scope, "mosquitto"), ratioTo: ["mqtt (mosquitto)", "plexus queue over mqtt (aedes)"], mosquitto: true },
   { name: "grpc", open: grpcSender, ratioTo: ["raw tcp socket"] },
+  { name: "plexus queue over grpc", open: (scope) => plexus(scope, "grpc"), ratioTo: ["grpc", "plexus queue"] },
 ];
 
 for (const v of VARIANTS) {

@@ -1,9 +1,10 @@
 /**
  * Receiving end of the `iops` row: takes every message, touches one byte per 64, counts the
  * bytes and answers `waitFor(totalBytes)`, `rss` (this process's peak RSS). Usage:
- * `iops-peer.js <plexus|plexus-mqtt|mqtt|grpc> <maxQueue> <maxQueueBytes> [broker url]`.
+ * `iops-peer.js <plexus|plexus-grpc|plexus-mqtt|mqtt|grpc> <maxQueue> <maxQueueBytes> [broker url]`.
  * - plexus: a queue server (tcp://127.0.0.1:0) with those queue limits; messages are released
  *   after being touched.
+ * - plexus-grpc: the same queue server on grpc://127.0.0.1:0.
  * - plexus-mqtt: the same queue server through the MQTT broker at the url (queue `iops`), or an
  *   aedes broker in this process without one.
  * - mqtt: a QoS 1 subscriber to the broker at the url, or to an aedes broker in this process
@@ -51,8 +52,8 @@ const onExit = (): void => {
   for (const c of cleanups) c();
 };
 
-if (kind === "plexus" || kind === "plexus-mqtt") {
-  const url = kind === "plexus" ? "tcp://127.0.0.1:0" : `${await brokerUrl()}/iops`;
+if (kind === "plexus" || kind === "plexus-grpc" || kind === "plexus-mqtt") {
+  const url = kind === "plexus" ? "tcp://127.0.0.1:0" : kind === "plexus-grpc" ? "grpc://127.0.0.1:0" : `${await brokerUrl()}/iops`;
   const server = await queue.server({ url, maxQueue: Number(maxQueueArg), maxQueueBytes: Number(maxQueueBytesArg) });
   cleanups.push(() => void server.close());
   void (async () => {
@@ -100,5 +101,5 @@ if (kind === "plexus" || kind === "plexus-mqtt") {
   cleanups.push(() => server.forceShutdown());
   serve(handler, { port }, onExit);
 } else {
-  throw new Error("usage: iops-peer.js <plexus|plexus-mqtt|mqtt|grpc> <maxQueue> <maxQueueBytes> [broker url]");
+  throw new Error("usage: iops-peer.js <plexus|plexus-grpc|plexus-mqtt|mqtt|grpc> <maxQueue> <maxQueueBytes> [broker url]");
 }
