@@ -206,19 +206,23 @@ export class DuplexServer implements AsyncDisposable {
     const signal = this.closer.signal;
     while (!signal.aborted) {
       const started = performance.now();
-      if (this.session === "idle") await this.tryConnect();
+      if (this.session === "idle") await this.tryConnect(0);
       const left = RETRY_MS - (performance.now() - started);
       if (left > 0) await sleep(left, signal).catch(() => undefined);
     }
   }
 
-  /** One attempt to have a live response writer (shared by whoever asks while it runs). */
-  private tryConnect(): Promise<void> {
-    this.attempt ??= this.connectOnce().finally(() => (this.attempt = undefined));
+  /**
+   * One attempt to have a live response writer, waiting up to `waitMs` for the buffer (the
+   * watcher looks once per period; a first request polls for it). Shared by whoever asks while
+   * it runs.
+   */
+  private tryConnect(waitMs: number): Promise<void> {
+    this.attempt ??= this.connectOnce(waitMs).finally(() => (this.attempt = undefined));
     return this.attempt;
   }
 
-  private async connectOnce(): Promise<void> {
+  private async connectOnce(waitMs: number): Promise<void> {
     const signal = this.closer.signal;
     const current = this.responder;
     if (current !== undefined) {
@@ -227,7 +231,7 @@ export class DuplexServer implements AsyncDisposable {
       await current.close();
     }
     try {
-      this.responder = await Writer.connect(responseName(this.channel), { timeout: RETRY_MS, signal, writeTimeout: this.writeTimeout });
+      this.responder = await Writer.connect(responseName(this.channel), { timeout: waitMs, signal, writeTimeout: this.writeTimeout });
       this.lastFailure = undefined;
     } catch (err) {
       if (signal.aborted) return;
@@ -243,7 +247,7 @@ export class DuplexServer implements AsyncDisposable {
     const deadline = new Deadline(this.connectTimeout);
     for (;;) {
       const started = performance.now();
-      await this.tryConnect();
+      await this.tryConnect(Math.min(RETRY_MS, deadline.remaining()));
       const w = this.responder;
       if (w !== undefined && readerLive(w)) return w;
       if (signal.aborted) throw new ClosedError(`DuplexServer "${this.channel}" is closed`);
