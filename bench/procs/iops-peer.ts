@@ -15,7 +15,6 @@
  */
 import { readFileSync } from "node:fs";
 import { queue } from "../../src/index.js";
-import { mqttBroker } from "../../test/helpers/mqtt-broker.js";
 import { Counter, serve, touch } from "./runtime.js";
 
 const [kind, maxQueueArg, maxQueueBytesArg, brokerArg] = process.argv.slice(2);
@@ -23,6 +22,7 @@ const [kind, maxQueueArg, maxQueueBytesArg, brokerArg] = process.argv.slice(2);
 /** The broker of the mqtt kinds: the one named on the command line, or aedes in this process. */
 async function brokerUrl(): Promise<string> {
   if (brokerArg !== undefined) return brokerArg;
+  const { mqttBroker } = await import("../../test/helpers/mqtt-broker.js"); // only here: aedes would weigh on the other kinds' RSS
   const b = await mqttBroker();
   cleanups.push(() => void b.close());
   return b.url;
