@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 /** What the tests need: Debian package, the file it installs, the variable that overrides it. */
 const NEEDED = [
   { pkg: "chromium", file: "/usr/bin/chromium", env: "PLEXUS_CHROMIUM" }, // the dashboard's browser test
+  { pkg: "mosquitto", file: "/usr/sbin/mosquitto", env: "PLEXUS_MOSQUITTO" }, // the MQTT queue tests' real broker (test/helpers/mosquitto.ts)
 ];
 
 const missing = NEEDED.filter((n) => !(n.env && process.env[n.env]) && !existsSync(n.file));

@@ -216,7 +216,8 @@ export class InvalidArgumentError extends PlexusError {
 /**
  * A feature needs a package that Plexus declares as an optional peer dependency and that is not
  * installed, or is installed but cannot be loaded (`cause` is Node's error): `mqtt` for
- * `mqtt://` and `mqtts://` queue URLs. `packageName` names the package to install next to
+ * `mqtt://` and `mqtts://` queue URLs, `@grpc/grpc-js` for `grpc://` and `grpcs://`.
+ * `packageName` names the package to install next to
  * Plexus. An {@link InvalidArgumentError}: the argument asks for something this installation
  * cannot do.
  */

@@ -1,9 +1,9 @@
 /**
- * Optional peer dependencies (`mqtt`): declared optional in package.json, loaded on first use,
- * and a missing one is a `MissingDependencyError` that names the package to install — asked for
- * by name in this process (ESM and CommonJS copies), and for real in child processes whose
- * module resolution cannot find `mqtt` (an `--import` hook resolves it from a directory without
- * it) or finds an `mqtt` that cannot load (one of its own imports is missing).
+ * Optional peer dependencies (`mqtt`, `@grpc/grpc-js`): declared optional in package.json,
+ * loaded on first use, and a missing one is a `MissingDependencyError` that names the package to
+ * install — asked for by name in this process (ESM and CommonJS copies), and for real in child
+ * processes whose module resolution cannot find the package (an `--import` hook resolves it from
+ * a directory without it) or finds one that cannot load (one of its own imports is missing).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -59,7 +59,7 @@ test("optional peers: every package the code loads with loadOptionalPeer is an o
     }
   };
   scan(join(root, "src"));
-  assert.ok(loaded.has("mqtt"), `found ${[...loaded].join(", ")}`);
+  assert.ok(loaded.has("mqtt") && loaded.has("@grpc/grpc-js"), `found ${[...loaded].join(", ")}`);
   for (const name of loaded) {
     assert.ok(pkg.peerDependencies?.[name] !== undefined, `${name} is a peer dependency`);
     assert.equal(pkg.peerDependenciesMeta?.[name]?.optional, true, `${name} is optional`);
@@ -68,20 +68,30 @@ test("optional peers: every package the code loads with loadOptionalPeer is an o
   }
 });
 
+/** The optional peers of the queue backends: the package, and the URL scheme that needs it. */
+const PEERS = [
+  { pkg: "mqtt", url: "mqtt://127.0.0.1:1/q", feature: "mqtt:// and mqtts:// queue URLs" },
+  { pkg: "@grpc/grpc-js", url: "grpc://127.0.0.1:1", feature: "grpc:// and grpcs:// queue URLs" },
+] as const;
+
 /**
- * Runs a child that makes an MQTT queue server and client with `mqtt` resolved by a hook:
- * `absent` resolves it from a directory without node_modules, `broken` to a module that
- * imports a package that does not exist. Prints what each factory rejected with.
+ * Runs a child that makes a queue server and client of `peer`'s scheme with its package
+ * resolved by a hook: `absent` resolves it from a directory without node_modules, `broken` to a
+ * module that imports a package that does not exist. Prints what each factory rejected with.
  */
-async function withoutMqtt(mode: "absent" | "broken"): Promise<{ name: string; code: string; packageName: string; message: string; invalidArgument: boolean }[]> {
+async function withoutPeer(
+  peer: (typeof PEERS)[number],
+  mode: "absent" | "broken",
+): Promise<{ name: string; code: string; packageName: string; message: string; invalidArgument: boolean }[]> {
   const dir = mkdtempSync(join(tmpdir(), "plexus-peer-"));
   try {
     mkdirSync(join(dir, "broken"));
     writeFileSync(join(dir, "broken", "index.mjs"), `import "${ABSENT}";\nexport const connectAsync = null;\n`);
     writeFileSync(
       join(dir, "hooks.mjs"),
-      `export async function resolve(specifier, context, next) {
-  if (specifier !== "mqtt" && !specifier.startsWith("mqtt/")) return next(specifier, context);
+      `const name = ${JSON.stringify(peer.pkg)};
+export async function resolve(specifier, context, next) {
+  if (specifier !== name && !specifier.startsWith(name + "/")) return next(specifier, context);
   ${mode === "absent" ? "return next(specifier, { ...context, parentURL: import.meta.url });" : 'return { url: new URL("./broken/index.mjs", import.meta.url).href, shortCircuit: true };'}
 }
 `,
@@ -91,7 +101,8 @@ async function withoutMqtt(mode: "absent" | "broken"): Promise<{ name: string; c
     const script = `
       const { queue, InvalidArgumentError } = await import(${JSON.stringify(index)});
       const out = [];
-      for (const make of [() => queue.server({ url: "mqtt://127.0.0.1:1/q" }), () => queue.client({ url: "mqtt://127.0.0.1:1/q", connectTimeout: 200 })]) {
+      const url = ${JSON.stringify(peer.url)};
+      for (const make of [() => queue.server({ url: url.replace(":1", ":0") }), () => queue.client({ url, connectTimeout: 200 })]) {
         try {
           await make();
           out.push({ name: "resolved" });
@@ -102,26 +113,31 @@ async function withoutMqtt(mode: "absent" | "broken"): Promise<{ name: string; c
       console.log(JSON.stringify(out));
     `;
     const r = await run(process.execPath, ["--import", pathToFileURL(join(dir, "register.mjs")).href, "--input-type=module", "-e", script], { cwd: dir });
-    return JSON.parse(r.stdout) as Awaited<ReturnType<typeof withoutMqtt>>;
+    return JSON.parse(r.stdout) as Awaited<ReturnType<typeof withoutPeer>>;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-test("optional peers: without the mqtt package, mqtt:// queue servers and clients reject with MissingDependencyError naming it", async () => {
-  for (const e of await withoutMqtt("absent")) {
-    assert.equal(e.name, "MissingDependencyError", JSON.stringify(e));
-    assert.equal(e.code, "ERR_PLEXUS_MISSING_DEPENDENCY");
-    assert.equal(e.packageName, "mqtt");
-    assert.equal(e.invalidArgument, true);
-    assert.equal(e.message, "the `mqtt` package, needed for mqtt:// and mqtts:// queue URLs, is not installed: npm install mqtt");
-  }
-});
+for (const peer of PEERS) {
+  test(`optional peers: without the ${peer.pkg} package, ${peer.url.split(":")[0]}:// queue servers and clients reject with MissingDependencyError naming it`, async () => {
+    const out = await withoutPeer(peer, "absent");
+    assert.equal(out.length, 2);
+    for (const e of out) {
+      assert.equal(e.name, "MissingDependencyError", JSON.stringify(e));
+      assert.equal(e.code, "ERR_PLEXUS_MISSING_DEPENDENCY");
+      assert.equal(e.packageName, peer.pkg);
+      assert.equal(e.invalidArgument, true);
+      assert.equal(e.message, `the \`${peer.pkg}\` package, needed for ${peer.feature}, is not installed: npm install ${peer.pkg}`);
+    }
+  });
 
-test("optional peers: an mqtt package that cannot load (a dependency of its own is missing) is a MissingDependencyError that says so", async () => {
-  for (const e of await withoutMqtt("broken")) {
-    assert.equal(e.name, "MissingDependencyError", JSON.stringify(e));
-    assert.equal(e.packageName, "mqtt");
-    assert.match(e.message, new RegExp(`^the \`mqtt\` package, needed for mqtt:// and mqtts:// queue URLs, is installed but could not be loaded: .*${ABSENT}`));
-  }
-});
+  test(`optional peers: an installed ${peer.pkg} that cannot load (a dependency of its own is missing) is a MissingDependencyError that says so`, async () => {
+    for (const e of await withoutPeer(peer, "broken")) {
+      assert.equal(e.name, "MissingDependencyError", JSON.stringify(e));
+      assert.equal(e.packageName, peer.pkg);
+      assert.ok(e.message.startsWith(`the \`${peer.pkg}\` package, needed for ${peer.feature}, is installed but could not be loaded: `), e.message);
+      assert.match(e.message, new RegExp(ABSENT));
+    }
+  });
+}

@@ -297,7 +297,7 @@ test("options: connect() and GraphServer.start", async () => {
 // ---- queues -------------------------------------------------------------------------------------
 
 test("options: queue.server and queue.client", async () => {
-  const url = "a URL such as tcp://127.0.0.1:51966 (tcp://, tls://, mqtt://host:port/name, mqtts://)";
+  const url = "a URL such as tcp://127.0.0.1:51966 (tcp://, tls://, mqtt://host:port/name, mqtts://, grpc://, grpcs://)";
   const common: Row[] = [
     ["url", "nowhere", url],
     ["url", 5, url],

@@ -1,7 +1,7 @@
 /**
  * Acknowledged queues over TCP and TLS in one process: acks on the wire in both delivery
- * modes, slots, limits, typed errors, close, reconnection with the same identity, keep-alives,
- * idle collection, TLS and the loopback rule.
+ * modes, slots, limits, typed errors, close, reconnection with the same identity, keep-alives
+ * (these two over gRPC as well), idle collection, TLS and the loopback rule.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -186,51 +186,57 @@ test("a client that leaves makes the server's pending put to it reject PeerDeadE
   await server.close();
 });
 
-test("reconnection with the same identity keeps the server-side session: in-flight puts are resent, nothing doubles", async () => {
-  const server = await queue.server({ url: "tcp://127.0.0.1:0", mode: "reliable" });
-  const proxy = await startProxy(server.port);
-  const client = await queue.client({ url: `tcp://127.0.0.1:${proxy.port}`, mode: "reliable", slots: 4 });
-  const toClient = server.put("queued for the client", client.id);
-  const m0 = await client.get();
-  const fromClient = [1, 2, 3].map((v) => client.put(v));
-  const m1 = await server.get();
-  proxy.cut(); // the connection dies with acks and data in flight
-  m0.release(); // the ack is lost with the connection: the server resends, the client acks the duplicate
-  m1.release();
-  await toClient;
-  const rest: unknown[] = [];
-  for (let i = 0; i < 2; i++) {
-    const m = await server.get();
-    rest.push(m.value);
-    m.release();
-  }
-  await Promise.all(fromClient);
-  assert.deepEqual(rest, [2, 3]);
-  assert.equal(server.queued, 0, "no duplicate reached the queue");
-  assert.ok(proxy.accepted >= 2, "the client reconnected");
-  assert.deepEqual(server.peers, [client.id]);
-  // another client object with the same identity takes it over: a new session, the old client ends
-  const again = await queue.client({ url: `tcp://127.0.0.1:${proxy.port}`, identity: client.id });
-  assert.deepEqual(server.peers, [client.id]);
-  await assert.rejects(client.get(), code("ERR_PLEXUS_PEER_DEAD"));
-  await closeAll(again, client, server);
-  await proxy.close();
-});
+for (const scheme of ["tcp", "grpc"]) {
+  test(`reconnection (${scheme}) with the same identity keeps the server-side session: in-flight puts are resent, nothing doubles`, async () => {
+    const server = await queue.server({ url: `${scheme}://127.0.0.1:0`, mode: "reliable" });
+    const proxy = await startProxy(server.port);
+    const client = await queue.client({ url: `${scheme}://127.0.0.1:${proxy.port}`, mode: "reliable", slots: 4 });
+    const events: string[] = [];
+    client.on("disconnect", () => events.push("disconnect"));
+    client.on("reconnect", ({ resumed }) => events.push(`reconnect ${resumed}`));
+    const toClient = server.put("queued for the client", client.id);
+    const m0 = await client.get();
+    const fromClient = [1, 2, 3].map((v) => client.put(v));
+    const m1 = await server.get();
+    proxy.cut(); // the connection dies with acks and data in flight
+    m0.release(); // the ack is lost with the connection: the server resends, the client acks the duplicate
+    m1.release();
+    await toClient;
+    const rest: unknown[] = [];
+    for (let i = 0; i < 2; i++) {
+      const m = await server.get();
+      rest.push(m.value);
+      m.release();
+    }
+    await Promise.all(fromClient);
+    assert.deepEqual(rest, [2, 3]);
+    assert.equal(server.queued, 0, "no duplicate reached the queue");
+    assert.ok(proxy.accepted >= 2, "the client reconnected");
+    assert.deepEqual(events, ["disconnect", "reconnect true"]);
+    assert.deepEqual(server.peers, [client.id]);
+    // another client object with the same identity takes it over: a new session, the old client ends
+    const again = await queue.client({ url: `${scheme}://127.0.0.1:${proxy.port}`, identity: client.id });
+    assert.deepEqual(server.peers, [client.id]);
+    await assert.rejects(client.get(), code("ERR_PLEXUS_PEER_DEAD"));
+    await closeAll(again, client, server);
+    await proxy.close();
+  });
 
-test("keep-alives detect a silent peer; a session that does not come back is collected and its puts reject", async () => {
-  const server = await queue.server({ url: "tcp://127.0.0.1:0", heartbeat: 20, peerTimeout: 150, reconnectWindow: 150, mode: "reliable" });
-  const proxy = await startProxy(server.port);
-  const client = await queue.client({ url: `tcp://127.0.0.1:${proxy.port}`, heartbeat: 20, peerTimeout: 150, reconnectWindow: 150 });
-  const p = assert.rejects(server.put("x", client.id), code("ERR_PLEXUS_PEER_DEAD"));
-  await client.get(); // not released: the put stays pending
-  proxy.frozen = true;
-  await p;
-  await proxy.close();
-  assert.deepEqual(server.peers, []);
-  await assert.rejects(client.put(1), code("ERR_PLEXUS_PEER_DEAD"));
-  await assert.rejects(client.get(), code("ERR_PLEXUS_PEER_DEAD"));
-  await closeAll(client, server);
-});
+  test(`keep-alives (${scheme}) detect a silent peer; a session that does not come back is collected and its puts reject`, async () => {
+    const server = await queue.server({ url: `${scheme}://127.0.0.1:0`, heartbeat: 20, peerTimeout: 150, reconnectWindow: 150, mode: "reliable" });
+    const proxy = await startProxy(server.port);
+    const client = await queue.client({ url: `${scheme}://127.0.0.1:${proxy.port}`, heartbeat: 20, peerTimeout: 150, reconnectWindow: 150 });
+    const p = assert.rejects(server.put("x", client.id), code("ERR_PLEXUS_PEER_DEAD"));
+    await client.get(); // not released: the put stays pending
+    proxy.frozen = true;
+    await p;
+    await proxy.close();
+    assert.deepEqual(server.peers, []);
+    await assert.rejects(client.put(1), code("ERR_PLEXUS_PEER_DEAD"));
+    await assert.rejects(client.get(), code("ERR_PLEXUS_PEER_DEAD"));
+    await closeAll(client, server);
+  });
+}
 
 test("idle sessions are collected; the client reconnects on its next put", async () => {
   const { server, client } = await pair({ idleTimeout: 60, heartbeat: 20 }, { heartbeat: 20 });

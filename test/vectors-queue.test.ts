@@ -321,7 +321,7 @@ function queueData(flags: number, serial: number, real: (bytes: Buffer) => Promi
 }
 
 /** A fake mqtt.js client: what an MqttHub publishes, and a way to deliver messages to it. */
-function mqttHub(identity: Buffer, token: Buffer | undefined): { hub: MqttHub; published: { topic: string; payload: Buffer; qos: number }[] } {
+function mqttHub(identity: Buffer, token: Buffer | undefined, qos: 0 | 1 = 0): { hub: MqttHub; published: { topic: string; payload: Buffer; qos: number }[] } {
   const published: { topic: string; payload: Buffer; qos: number }[] = [];
   const client = {
     on: () => undefined,
@@ -330,8 +330,8 @@ function mqttHub(identity: Buffer, token: Buffer | undefined): { hub: MqttHub; p
     endAsync: () => Promise.resolve(),
   };
   // MqttHub.connect dials a broker; the hub itself only needs something to publish through.
-  const Hub = MqttHub as unknown as new (client: unknown, identity: Buffer, prefix: string, token: Buffer | undefined) => MqttHub;
-  return { hub: new Hub(client, identity, topicPrefix("jobs"), token), published };
+  const Hub = MqttHub as unknown as new (client: unknown, identity: Buffer, prefix: string, qos: 0 | 1, token: Buffer | undefined) => MqttHub;
+  return { hub: new Hub(client, identity, topicPrefix("jobs"), qos, token), published };
 }
 
 const queues = {
@@ -391,7 +391,11 @@ const queues = {
     const server = mqttHub(SERVER_ID, undefined);
     const toClient = server.hub.link(linkKey(clientHex, TOKEN), `c/${clientHex}`, 64 << 20, TOKEN, new Liveness(500, 1000, 5000));
     toClient.write([data]);
-    assert.deepEqual(server.published, [{ topic: "plexus/q/jobs/c/000102030405060708090a0b0c0d0e0f", payload: bytes, qos: 1 }]);
+    assert.deepEqual(server.published, [{ topic: "plexus/q/jobs/c/000102030405060708090a0b0c0d0e0f", payload: bytes, qos: 0 }]);
+    // The same bytes at QoS 1 from an endpoint whose URL says ?qos=1.
+    const qos1 = mqttHub(SERVER_ID, undefined, 1);
+    qos1.hub.link(linkKey(clientHex, TOKEN), `c/${clientHex}`, 64 << 20, TOKEN, new Liveness(500, 1000, 5000)).write([data]);
+    assert.deepEqual(qos1.published, [{ topic: "plexus/q/jobs/c/000102030405060708090a0b0c0d0e0f", payload: bytes, qos: 1 }]);
     assert.equal(bytes.length, 16 + 8 + HEADER_BYTES + bytes.readUInt32LE(24), "identity, token, header, payload");
     // Read: the client (identity and token the page's) gets the frame, from the server's identity.
     const client = mqttHub(CLIENT_ID, TOKEN);

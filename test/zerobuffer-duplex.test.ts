@@ -30,6 +30,7 @@ import {
 } from "../src/zerobuffer/index.js";
 import { Header, OIEB_V2_SIZE, Q } from "../src/zerobuffer/oieb.js";
 import { InvalidArgumentError } from "../src/errors.js";
+import { eventually } from "./helpers/eventually.js";
 import { leftovers, mismatch, pattern, uniqueName } from "./helpers/zb.js";
 
 const SMALL = { responsePayloadSize: 1 << 16, responseMetadataSize: 64 };
@@ -210,6 +211,25 @@ test("v1 duplex: the client waits for the server's request buffer; the server re
   res.release();
   await w.close();
   await late.close();
+  await server.close();
+  noLeftovers(channel);
+});
+
+test("v1 duplex: the server connects to each client's response buffer before its first request, also after a client that left without sending", async () => {
+  const channel = uniqueName("d7");
+  await using server = await DuplexServer.create(channel, (req, respond) => respond(req.data), { payloadSize: 4096 });
+  for (let i = 0; i < 3; i++) {
+    const client = await DuplexClient.connect(channel, SMALL);
+    await eventually(`client ${i + 1} sees the server connected`, () => client.serverConnected, 5000);
+    if (i === 2) {
+      const res = await client.request(new Uint8Array([7]));
+      assert.deepEqual([res.sequence, res.data[0]], [1, 7]);
+      res.release();
+    }
+    await client.close();
+    assert.equal(client.serverConnected, false);
+  }
+  assert.equal(server.handled, 1);
   await server.close();
   noLeftovers(channel);
 });

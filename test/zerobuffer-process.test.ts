@@ -8,8 +8,9 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { InPlaceClient, InPlaceServer, Reader, ReaderDeadError, SequenceError, Writer, WriterDeadError } from "../src/zerobuffer/index.js";
+import { DuplexClient, InPlaceClient, InPlaceServer, Reader, ReaderDeadError, SequenceError, Writer, WriterDeadError } from "../src/zerobuffer/index.js";
 import { fixture } from "./helpers/child.js";
+import { eventually } from "./helpers/eventually.js";
 import { leftovers, mismatch, pattern, role, uniqueName, waitFile } from "./helpers/zb.js";
 
 const dir = mkdtempSync(join(tmpdir(), "plexus-zbt-"));
@@ -103,6 +104,54 @@ for (const protocol of ["1", "2"]) {
     }
   });
 }
+
+test("CLI: the reader role takes the reference's metadata size (1024) when --metadata-size is left out", async () => {
+  const name = uniqueName("rdef");
+  const ready = readyFile();
+  const reader = role(["reader", name, "--frames", "1", "--payload-size", "4096", "--frame-size", "10", "--expect-pattern", "--ready-file", ready]);
+  await waitFile(ready);
+  const w = await Writer.connect(name, { timeout: 5000 });
+  assert.equal(w.metadataSize, 1024);
+  await w.write(pattern(1, 10));
+  await w.close();
+  const r = await reader.done;
+  assert.deepEqual([r.code, r.json.errors, r.json.frames], [0, [], 1], r.stderr);
+  assert.deepEqual(leftovers(name), []);
+});
+
+test("v1 duplex, the reference's connection order: the server (CLI role, default sizes) connects to each client's response buffer before any request; clients that wait for it are served", async () => {
+  const name = uniqueName("order");
+  const ready = readyFile();
+  const server = role(["duplex-server", name, "--transform", "add1", "--requests", "2", "--ready-file", ready]);
+  await waitFile(ready);
+  const answer = (data: Uint8Array): number[] => Array.from(pattern(1, data.length), (b) => (b + 1) & 0xff);
+
+  // Client 1 as the reference Python client: request writer, response buffer, then it waits for a
+  // writer on the response buffer (is_server_connected) before it sends anything.
+  const w = await Writer.connect(`${name}_request`, { timeout: 5000 });
+  assert.deepEqual([w.payloadSize, w.metadataSize], [1 << 20, 4096], "the duplex-server role's default sizes");
+  const r = await Reader.create(`${name}_response`, { payloadSize: 4096, metadataSize: 0 });
+  assert.equal(await eventually("the server's writer on the response buffer", () => r.writerPid || undefined, 5000), server.pid);
+  await w.write(pattern(1, 10));
+  const first = await r.read({ timeout: 5000 });
+  assert.deepEqual([first.sequence, Array.from(first.data)], [1, answer(first.data)]);
+  first.release();
+  await w.close();
+  await r.close();
+
+  // Client 2, a new session: the server drops its writer on client 1's buffer and connects to this one.
+  const client = await DuplexClient.connect(name, { responsePayloadSize: 4096, responseMetadataSize: 0 });
+  await eventually("serverConnected", () => client.serverConnected, 5000);
+  const second = await client.request(pattern(1, 20));
+  assert.deepEqual([second.sequence, Array.from(second.data)], [1, answer(second.data)]);
+  second.release();
+  await client.close();
+  assert.equal(client.serverConnected, false);
+
+  const s = await server.done;
+  assert.deepEqual([s.code, s.json.errors, s.json.requests], [0, [], 2], s.stderr);
+  assert.deepEqual(leftovers(`${name}_request`, `${name}_response`), []);
+});
 
 test("CLI: a v1 client refuses a protocol 2 server, and a v2 client a v1 server", async () => {
   for (const [serverProtocol, clientProtocol] of [

@@ -1,12 +1,15 @@
 /**
  * Row `iops` (bench/README.md, "The suite"): acknowledged puts driven three ways (sync, async,
  * mix) over loopback TCP between two processes — Plexus queues side by side with a raw Node
- * socket (the floor), MQTT through an aedes broker and gRPC (@grpc/grpc-js, one bidirectional
- * stream, an ack per message). The receiving process touches every message; its peak RSS is
- * reported.
+ * socket (the floor), MQTT through an aedes broker and through a mosquitto process (raw QoS 1
+ * publishes, and the Plexus queue over `mqtt://`), and gRPC (@grpc/grpc-js, one bidirectional
+ * stream, an ack per message; and the Plexus queue over `grpc://`). The receiving process touches every message; its peak RSS is
+ * reported. The mosquitto cases are left out, with the reason in the row's method text, where
+ * mosquitto is not installed.
  * @module
  */
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { queue, type QueueClient } from "../../src/index.js";
 import { registerCase, type CaseContext, type CaseScope, type Resource, type ThroughputSample } from "../harness.js";
@@ -14,12 +17,16 @@ import { now } from "../measure.js";
 import { Peer } from "../peer.js";
 import { cpuSeconds } from "../procs/runtime.js";
 import { registerRow } from "../rows.js";
+import { mosquitto, mosquittoMissing } from "../../test/helpers/mosquitto.js";
 
 /** Queue limits of the receiving Plexus queue server (what bounds its memory). */
 const MAX_QUEUE = 1024;
 const MAX_QUEUE_BYTES = 64 << 20;
 /** Puts in flight at once in the async method (a sliding window). */
 const WINDOW = 256;
+
+/** Why the mosquitto cases cannot run here (undefined: they can). */
+const NO_MOSQUITTO = mosquittoMissing();
 
 registerRow({
   id: "iops",
@@ -32,9 +39,12 @@ registerRow({
     `Plexus: queue client -> queue server, fast mode, slots: ${WINDOW} (the window; the default is 16), each put resolved by the server's ack. ` +
     "raw tcp socket: plain writes, no framing, " +
     "no acks (the floor). raw tcp socket, whole messages: the same, but the receiver copies each message into a buffer of its own " +
-    "before touching it, as every framed receiver must (fixed sizes only). mqtt: QoS 1 publish to an aedes broker (PUBACK), one subscriber in the broker's process. grpc: a bidirectional " +
-    "stream, one 1-byte ack per message. peak RSS = the receiving process's own peak RSS (VmHWM). CPU µs/msg = user + system CPU time of both processes (sender and receiver, " +
-    "the kernel's TCP work included) during the median repetition, per message: what a message costs, whatever the machine's speed at the time.",
+    "before touching it, as every framed receiver must (fixed sizes only). mqtt (aedes): QoS 1 publish to an aedes broker (PUBACK), one subscriber in the broker's process. " +
+    "mqtt (mosquitto): the same through a mosquitto process on loopback (default settings). plexus queue over mqtt: the same queue client and server as plexus queue, " +
+    "through that broker (frames at QoS 0, each put resolved by the server's ack through the broker). grpc: a bidirectional " +
+    "stream, one 1-byte ack per message. plexus queue over grpc: the same queue client and server over grpc://, one bidirectional stream, each queue frame one gRPC message. peak RSS = the receiving process's own peak RSS (VmHWM). CPU µs/msg = user + system CPU time of both processes (sender and receiver, " +
+    "the kernel's TCP work included; with mosquitto, the broker's process too) during the median repetition, per message: what a message costs, whatever the machine's speed at the time." +
+    (NO_MOSQUITTO === undefined ? "" : ` The mosquitto cases were skipped: ${NO_MOSQUITTO}.`),
 });
 
 interface Sender extends Resource {
@@ -49,8 +59,35 @@ interface Sender extends Resource {
   sent: number;
 }
 
-async function plexus(scope: CaseScope): Promise<Sender> {
-  const peer = await Peer.start(scope, "iops-peer.js", { args: ["plexus", String(MAX_QUEUE), String(MAX_QUEUE_BYTES)] });
+/** The brokers of the MQTT cases. */
+type Broker = "aedes" | "mosquitto";
+
+/** CPU seconds process `pid` used so far (Linux: utime + stime of /proc/PID/stat, at 100 ticks/s). */
+function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * The broker a case sends through: aedes runs in the receiving peer (no url); mosquitto is a
+ * process of its own, started here so it never outlives the suite, its CPU counted with the peer's.
+ */
+async function brokerFor(scope: CaseScope, broker: Broker): Promise<{ args: string[]; cpu: () => number }> {
+  if (broker === "aedes") return { args: [], cpu: () => 0 };
+  const b = await mosquitto();
+  scope.defer(() => b.close());
+  return { args: [b.url], cpu: () => processCpuSeconds(b.pid) };
+}
+
+/** What a Plexus queue case runs over: TCP, gRPC, or a broker. */
+type Backend = "tcp" | "grpc" | Broker;
+
+async function plexus(scope: CaseScope, backend: Backend = "tcp"): Promise<Sender> {
+  const broker = backend === "aedes" || backend === "mosquitto";
+  const via = broker ? await brokerFor(scope, backend) : { args: [], cpu: () => 0 };
+  const kind = broker ? "plexus-mqtt" : backend === "grpc" ? "plexus-grpc" : "plexus";
+  const peer = await Peer.start(scope, "iops-peer.js", { args: [kind, String(MAX_QUEUE), String(MAX_QUEUE_BYTES), ...via.args] });
   // As many slots as the async window: every put of the window can be on the wire at once.
   const client: QueueClient = await queue.client({ url: String(peer.info["url"]), timeout: 60_000, slots: WINDOW });
   scope.defer(() => client.close());
@@ -59,7 +96,7 @@ async function plexus(scope: CaseScope): Promise<Sender> {
     put: (b) => client.put(b),
     consumed: (total) => peer.call("waitFor", total, 60_000),
     rss: () => peer.call<number>("rss"),
-    cpu: () => peer.call<number>("cpu"),
+    cpu: async () => (await peer.call<number>("cpu")) + via.cpu(),
     close: () => undefined,
   };
 }
@@ -90,17 +127,18 @@ async function raw(scope: CaseScope, messageBytes = 0): Promise<Sender> {
   };
 }
 
-async function mqttSender(scope: CaseScope): Promise<Sender> {
-  const peer = await Peer.start(scope, "iops-peer.js", { args: ["mqtt", "0", "0"] });
+async function mqttSender(scope: CaseScope, broker: Broker): Promise<Sender> {
+  const via = await brokerFor(scope, broker);
+  const peer = await Peer.start(scope, "iops-peer.js", { args: ["mqtt", "0", "0", ...via.args] });
   const mqtt = await import("mqtt");
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${Number(peer.info["port"])}`, { clientId: `iops-${process.pid}`, clean: true });
+  const client = await mqtt.connectAsync(String(peer.info["url"]), { clientId: `iops-${process.pid}`, clean: true });
   scope.defer(() => client.endAsync(true));
   return {
     sent: 0,
     put: (b) => client.publishAsync("iops", b, { qos: 1 }).then(() => undefined),
     consumed: (total) => peer.call("waitFor", total, 60_000),
     rss: () => peer.call<number>("rss"),
-    cpu: () => peer.call<number>("cpu"),
+    cpu: async () => (await peer.call<number>("cpu")) + via.cpu(),
     close: () => undefined,
   };
 }
@@ -204,17 +242,22 @@ const VARIANTS: { method: Method; size: number; label: string; quick: boolean }[
 /** The floor that cuts the stream into whole messages (fixed sizes only). */
 const WHOLE = "raw tcp socket, whole messages";
 
-const PEERS: { name: string; open: (scope: CaseScope, size: number) => Promise<Sender>; ratioTo?: string[]; fixedSizeOnly?: boolean }[] = [
+const PEERS: { name: string; open: (scope: CaseScope, size: number) => Promise<Sender>; ratioTo?: string[]; fixedSizeOnly?: boolean; mosquitto?: boolean }[] = [
   { name: "raw tcp socket", open: (scope) => raw(scope) },
   { name: WHOLE, open: (scope, size) => raw(scope, size), fixedSizeOnly: true },
-  { name: "plexus queue", open: plexus, ratioTo: ["raw tcp socket", WHOLE, "mqtt (aedes)", "grpc"] },
-  { name: "mqtt (aedes)", open: mqttSender, ratioTo: ["raw tcp socket"] },
+  { name: "plexus queue", open: (scope) => plexus(scope), ratioTo: ["raw tcp socket", WHOLE, "mqtt (aedes)", "grpc"] },
+  { name: "mqtt (aedes)", open: (scope) => mqttSender(scope, "aedes"), ratioTo: ["raw tcp socket"] },
+  { name: "plexus queue over mqtt (aedes)", open: (scope) => plexus(scope, "aedes"), ratioTo: ["mqtt (aedes)"] },
+  { name: "mqtt (mosquitto)", open: (scope) => mqttSender(scope, "mosquitto"), ratioTo: ["raw tcp socket", "mqtt (aedes)"], mosquitto: true },
+  { name: "plexus queue over mqtt (mosquitto)", open: (scope) => plexus(scope, "mosquitto"), ratioTo: ["mqtt (mosquitto)", "plexus queue over mqtt (aedes)"], mosquitto: true },
   { name: "grpc", open: grpcSender, ratioTo: ["raw tcp socket"] },
+  { name: "plexus queue over grpc", open: (scope) => plexus(scope, "grpc"), ratioTo: ["grpc", "plexus queue"] },
 ];
 
 for (const v of VARIANTS) {
   for (const p of PEERS) {
     if (p.fixedSizeOnly === true && v.method === "mix") continue; // mixed sizes have no fixed message boundary to cut at
+    if (p.mosquitto === true && NO_MOSQUITTO !== undefined) continue; // the row's method text says why
     registerCase({
       row: "iops",
       name: p.name,

@@ -1,20 +1,32 @@
 /**
  * Receiving end of the `iops` row: takes every message, touches one byte per 64, counts the
  * bytes and answers `waitFor(totalBytes)`, `rss` (this process's peak RSS). Usage:
- * `iops-peer.js <plexus|mqtt|grpc> <maxQueue> <maxQueueBytes>`.
+ * `iops-peer.js <plexus|plexus-grpc|plexus-mqtt|mqtt|grpc> <maxQueue> <maxQueueBytes> [broker url]`.
  * - plexus: a queue server (tcp://127.0.0.1:0) with those queue limits; messages are released
  *   after being touched.
- * - mqtt: an aedes broker on a free port plus a QoS 1 subscriber in this process.
+ * - plexus-grpc: the same queue server on grpc://127.0.0.1:0.
+ * - plexus-mqtt: the same queue server through the MQTT broker at the url (queue `iops`), or an
+ *   aedes broker in this process without one.
+ * - mqtt: a QoS 1 subscriber to the broker at the url, or to an aedes broker in this process
+ *   without one.
  * - grpc: a @grpc/grpc-js server with one bidirectional stream method that answers every
  *   message with a 1-byte acknowledgement.
  * @module
  */
 import { readFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { queue } from "../../src/index.js";
 import { Counter, serve, touch } from "./runtime.js";
 
-const [kind, maxQueueArg, maxQueueBytesArg] = process.argv.slice(2);
+const [kind, maxQueueArg, maxQueueBytesArg, brokerArg] = process.argv.slice(2);
+
+/** The broker of the mqtt kinds: the one named on the command line, or aedes in this process. */
+async function brokerUrl(): Promise<string> {
+  if (brokerArg !== undefined) return brokerArg;
+  const { mqttBroker } = await import("../../test/helpers/mqtt-broker.js"); // only here: aedes would weigh on the other kinds' RSS
+  const b = await mqttBroker();
+  cleanups.push(() => void b.close());
+  return b.url;
+}
 
 /**
  * This process's peak RSS in bytes: Linux's VmHWM (the high-water mark of this program's own
@@ -40,8 +52,9 @@ const onExit = (): void => {
   for (const c of cleanups) c();
 };
 
-if (kind === "plexus") {
-  const server = await queue.server({ url: "tcp://127.0.0.1:0", maxQueue: Number(maxQueueArg), maxQueueBytes: Number(maxQueueBytesArg) });
+if (kind === "plexus" || kind === "plexus-grpc" || kind === "plexus-mqtt") {
+  const url = kind === "plexus" ? "tcp://127.0.0.1:0" : kind === "plexus-grpc" ? "grpc://127.0.0.1:0" : `${await brokerUrl()}/iops`;
+  const server = await queue.server({ url, maxQueue: Number(maxQueueArg), maxQueueBytes: Number(maxQueueBytesArg) });
   cleanups.push(() => void server.close());
   void (async () => {
     for await (const m of server) {
@@ -52,24 +65,16 @@ if (kind === "plexus") {
   })();
   serve(handler, { url: server.url }, onExit);
 } else if (kind === "mqtt") {
-  const { Aedes } = await import("aedes");
   const mqtt = await import("mqtt");
-  const broker = await Aedes.createBroker();
-  const tcp = createServer(broker.handle);
-  await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
-  const port = (tcp.address() as AddressInfo).port;
-  const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: "iops-sink", clean: true });
+  const url = await brokerUrl();
+  const sub = await mqtt.connectAsync(url, { clientId: "iops-sink", clean: true });
   sub.on("message", (_topic: string, payload: Buffer) => {
     counter.checksum += touch(payload);
     counter.add(payload.length);
   });
   await sub.subscribeAsync("iops", { qos: 1 });
-  cleanups.push(() => {
-    sub.end(true);
-    tcp.close();
-    broker.close();
-  });
-  serve(handler, { port }, onExit);
+  cleanups.unshift(() => void sub.end(true));
+  serve(handler, { url }, onExit);
 } else if (kind === "grpc") {
   const grpc = await import("@grpc/grpc-js");
   const server = new grpc.Server({ "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1 });
@@ -96,5 +101,5 @@ if (kind === "plexus") {
   cleanups.push(() => server.forceShutdown());
   serve(handler, { port }, onExit);
 } else {
-  throw new Error("usage: iops-peer.js <plexus|mqtt|grpc> <maxQueue> <maxQueueBytes>");
+  throw new Error("usage: iops-peer.js <plexus|plexus-grpc|plexus-mqtt|mqtt|grpc> <maxQueue> <maxQueueBytes> [broker url]");
 }

@@ -28,6 +28,11 @@ import { Exit } from "./common.js";
 /** Most error messages one role reports (the count of the rest is added). */
 const MAX_ERRORS = 50;
 
+/** The reference peers' defaults for the sizes a caller may omit. */
+const READER_METADATA_SIZE = 1024;
+const DUPLEX_PAYLOAD_SIZE = 1 << 20;
+const DUPLEX_METADATA_SIZE = 4096;
+
 /** The transforms of the duplex roles. */
 export type Transform = "echo" | "add1" | "xor";
 
@@ -213,7 +218,7 @@ async function runReader(name: string, raw: Raw): Promise<void> {
   const args = new Args(raw, errors);
   const frames = args.int("frames", "--frames", undefined, 0);
   const payloadSize = args.int("payloadSize", "--payload-size", undefined, 17);
-  const metadataSize = args.int("metadataSize", "--metadata-size", undefined, 0);
+  const metadataSize = args.int("metadataSize", "--metadata-size", READER_METADATA_SIZE, 0);
   const sizes = args.sizes(false);
   const timeout = args.seconds("timeout", "--timeout", 10);
   const expectPattern = args.has("expectPattern");
@@ -324,8 +329,8 @@ async function runDuplexServer(name: string, raw: Raw): Promise<void> {
   const errors = new Errors();
   const args = new Args(raw, errors);
   const transform = args.choice("transform", "--transform", ["echo", "add1", "xor"] as const, "echo");
-  const payloadSize = args.int("payloadSize", "--payload-size", undefined, 33);
-  const metadataSize = args.int("metadataSize", "--metadata-size", undefined, 0);
+  const payloadSize = args.int("payloadSize", "--payload-size", DUPLEX_PAYLOAD_SIZE, 33);
+  const metadataSize = args.int("metadataSize", "--metadata-size", DUPLEX_METADATA_SIZE, 0);
   const requests = args.int("requests", "--requests", undefined, 0);
   const timeout = args.seconds("timeout", "--timeout", 10);
   const protocol = args.choice("protocol", "--protocol", ["1", "2"] as const, "1");
@@ -515,7 +520,7 @@ export function zerobufferCommand(): Command {
   role(zb, "reader", "create buffer NAME, read and verify frames, check the header accounting")
     .option("--frames <n>", "frames to read")
     .option("--payload-size <bytes>", "payload ring size")
-    .option("--metadata-size <bytes>", "metadata block size")
+    .option("--metadata-size <bytes>", "metadata block size (default 1024)")
     .option("--sizes <list>", "expected frame sizes a,b,c (cycled by sequence)")
     .option("--frame-size <bytes>", "expected size of every frame")
     .option("--expect-pattern", "check frame content (byte i of frame seq = (seq*31+i)&0xff)")
@@ -534,8 +539,8 @@ export function zerobufferCommand(): Command {
     .action((name: string, opts: Raw) => runWriter(name, opts));
   role(zb, "duplex-server", "serve channel NAME: answer requests with a transform")
     .option("--transform <t>", "echo | add1 | xor")
-    .option("--payload-size <bytes>", "request buffer payload size")
-    .option("--metadata-size <bytes>", "request buffer metadata size")
+    .option("--payload-size <bytes>", "request buffer payload size (default 1 MiB)")
+    .option("--metadata-size <bytes>", "request buffer metadata size (default 4096)")
     .option("--requests <n>", "requests to answer before exiting")
     .option("--expect-pattern", "check request content")
     .option("--expect-metadata-bytes <n>", "expect n bytes of client metadata")

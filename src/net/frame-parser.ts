@@ -8,7 +8,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { FrameTooLargeError } from "../errors.js";
+import { FrameTooLargeError, ProtocolError } from "../errors.js";
 import { Slab } from "../util/slab.js";
 import { checkNetHeader, FIRST_NET_TYPE, FRAME_HEADER as HEADER_BYTES, NetType, readFrameHeader as readHeader, type FrameHeader as Header } from "./frame.js";
 import { ANSWER_BYTES, foreignAnswer, type HandshakeSpec } from "./handshake.js";
@@ -37,6 +37,24 @@ export function checkFrame(table: FrameTable, h: Header): void {
   if (table.check(h) === "too-large") {
     throw new FrameTooLargeError(`a peer announced a ${h.length}-byte message; this end accepts at most ${table.maxMessage} bytes`);
   }
+}
+
+/**
+ * One frame carried whole by a message-based transport (an MQTT message, a gRPC message): its
+ * header checked with `table` ({@link checkFrame}), its length equal to what the message
+ * carries, and its payload copied to memory of its own (8-aligned, so typed arrays in it decode
+ * as views). Undefined for a PING (the liveness it proves is the caller's). Throws
+ * `ProtocolError` or `FrameTooLargeError`. `what` names the message in errors ("MQTT message").
+ */
+export function readMessageFrame(table: FrameTable, message: Buffer, what: string): { header: Header; payload: Buffer } | undefined {
+  if (message.length < HEADER_BYTES) throw new ProtocolError(`${what} of ${message.length} bytes is shorter than a frame header`);
+  const h = readHeader(message, 0);
+  checkFrame(table, h);
+  if (h.length !== message.length - HEADER_BYTES) throw new ProtocolError(`frame says ${h.length} bytes, ${what} carries ${message.length - HEADER_BYTES}`);
+  if (h.type === NetType.Ping) return undefined;
+  const payload = Buffer.allocUnsafe(h.length);
+  message.copy(payload, 0, HEADER_BYTES);
+  return { header: h, payload };
 }
 
 /**

@@ -23,6 +23,7 @@ import { refusePlainTcp } from "../net/loopback.js";
 import { Endpoint } from "./endpoint.js";
 import { SocketLink, type Link } from "./link.js";
 import { MqttHub, MqttLink } from "./mqtt.js";
+import { GrpcDialer } from "./grpc.js";
 import { identityOf, settings, type QueueClientOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
 import { decodeBody, encodeBody, header, FLAG_IDLE, FLAG_TAKEN_OVER, HandshakeStatus, type Header, QFrame, QUEUE_SPEC, TOKEN_BYTES } from "./wire.js";
@@ -99,6 +100,8 @@ export class QueueClient<ToServer = unknown, ToClient = unknown> extends Endpoin
   private everConnected = false;
   private link: Link | undefined;
   private hub: MqttHub | undefined;
+  /** gRPC: opens each connection (a channel and its stream). */
+  private grpc: GrpcDialer | undefined;
   private state$ = State.Reconnecting;
   private readonly where: string;
   private readonly tlsOpts: ConnectionOptions | undefined;
@@ -155,6 +158,7 @@ export class QueueClient<ToServer = unknown, ToClient = unknown> extends Endpoin
         };
         c.hub = hub;
       }
+      if (cfg.url.scheme === "grpc" || cfg.url.scheme === "grpcs") c.grpc = await GrpcDialer.create(cfg.url, cfg.useTls, cfg.tls, cfg.maxMessage);
       await c.dial(opts.signal);
     } catch (err) {
       c.state$ = State.Closed;
@@ -377,6 +381,8 @@ export class QueueClient<ToServer = unknown, ToClient = unknown> extends Endpoin
       let link: Link;
       if (this.hub !== undefined) {
         link = this.dialing = this.hub.link("server", "s", this.cfg.maxMessage, this.token, this.liveness());
+      } else if (this.grpc !== undefined) {
+        link = this.grpc.open(this.liveness());
       } else {
         const { host, port } = this.cfg.url;
         const opts = { host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: this.cfg.peerTimeout };

@@ -6,7 +6,7 @@
  * @module
  */
 import type { OnReadOpts, Socket } from "node:net";
-import { FrameParser } from "../net/frame-parser.js";
+import { FrameParser, readMessageFrame, type FrameTable } from "../net/frame-parser.js";
 import type { HandshakeSpec } from "../net/handshake.js";
 import { frameTable, HEADER_BYTES, type Header } from "./wire.js";
 import type { Liveness } from "../net/liveness.js";
@@ -37,6 +37,22 @@ export interface LinkEvents {
   frame(h: Header, payload: Buffer): void;
   /** The connection ended; `err` says why (undefined: the peer closed it cleanly). */
   gone(err: Error | undefined): void;
+}
+
+/**
+ * An incoming message of a link that carries one frame per message (MQTT, gRPC): the peer is
+ * heard, the frame checked and handed to `events`; a violation fails the link with its typed
+ * error. `what` names the message in errors ("gRPC message").
+ */
+export function receiveMessage(link: Link, table: FrameTable, events: LinkEvents | undefined, message: Buffer, what: string): void {
+  link.liveness.heard();
+  if (link.closed) return;
+  try {
+    const f = readMessageFrame(table, message, what);
+    if (f !== undefined) events?.frame(f.header, f.payload);
+  } catch (err) {
+    link.fail(err instanceof Error ? err : new Error(String(err)));
+  }
 }
 
 /** A queue link over a TCP or TLS socket. */

@@ -1,25 +1,31 @@
 /**
  * The MQTT backend: queue frames carried through an MQTT broker. The server subscribes to
  * `plexus/q/<name>/s`, each client to `plexus/q/<name>/c/<client id>`; every MQTT message
- * (QoS 1) is the sender's 16-byte identity, the 8-byte session token of the client session it
- * belongs to, and exactly one queue frame. The server keeps one link per identity and token, so
+ * (QoS 0, or 1 with `?qos=1`) is the sender's 16-byte identity, the 8-byte session token of the
+ * client session it belongs to, and exactly one queue frame. The server keeps one link per identity and token, so
  * a client that took an identity over and the client it displaced never see each other's
  * frames (a client drops what carries another token than its own). Handshake,
  * serials, acknowledgements and keep-alives are the same as over TCP, end to end: a put
  * resolves on the receiving endpoint's ACK, not on the broker's PUBACK. The broker's
- * redeliveries are dropped as duplicates by serial. Requires the `mqtt` package (an optional peer
+ * redeliveries are dropped as duplicates by serial.
+ *
+ * Latency: the connection to the broker has `TCP_NODELAY`, and frames go at QoS 0 by default.
+ * With QoS 1 the broker answers every message with a PUBACK and, later, sends the peer's answer
+ * on the same connection; a broker that leaves Nagle's algorithm on (mosquitto's default,
+ * aedes) holds that second small write until the PUBACK is acknowledged, which the receiving
+ * kernel delays by up to 40 ms: about 40 ms per acknowledged put. The queue's own ACKs make the
+ * broker's redundant. Requires the `mqtt` package (an optional peer
  * dependency, loaded on first use).
  * (Internal: not part of the public API.)
  * @module
  */
-import { PeerDeadError, ProtocolError } from "../errors.js";
+import { PeerDeadError } from "../errors.js";
 import { loadOptionalPeer } from "../util/optional-peer.js";
-import type { Link, LinkEvents } from "./link.js";
+import { receiveMessage, type Link, type LinkEvents } from "./link.js";
 import type { QueueUrl } from "./options.js";
 import type { TcpTlsOptions } from "../transport/tcp-receiver.js";
-import { frameTable, HEADER_BYTES, IDENTITY_BYTES, TOKEN_BYTES } from "./wire.js";
-import { NetType, readFrameHeader } from "../net/frame.js";
-import { checkFrame, type FrameTable } from "../net/frame-parser.js";
+import { frameTable, IDENTITY_BYTES, TOKEN_BYTES } from "./wire.js";
+import type { FrameTable } from "../net/frame-parser.js";
 import type { Liveness } from "../net/liveness.js";
 
 /** Bytes before the frame in every MQTT message: the sender's identity and the session token. */
@@ -33,6 +39,13 @@ interface MqttClientLike {
   subscribeAsync(topic: string, opts: { qos: 0 | 1 | 2 }): Promise<unknown>;
   publish(topic: string, payload: Buffer, opts: { qos: 0 | 1 | 2 }, cb?: (err?: Error) => void): unknown;
   endAsync(force?: boolean): Promise<void>;
+  /** The current connection to the broker (a new one after each reconnection). */
+  readonly stream?: { setNoDelay?(noDelay?: boolean): unknown };
+}
+
+/** Turns Nagle's algorithm off on the client's current connection (see the module text). */
+function noDelay(client: MqttClientLike): void {
+  client.stream?.setNoDelay?.(true);
 }
 
 /** Topic prefix of queue `name`. */
@@ -83,21 +96,7 @@ export class MqttLink implements Link {
 
   /** One MQTT message from the peer (identity and token already stripped). */
   receive(frame: Buffer): void {
-    this.liveness.heard();
-    if (this.closed) return;
-    try {
-      if (frame.length < HEADER_BYTES) throw new ProtocolError(`MQTT message of ${frame.length} bytes is shorter than a frame header`);
-      const h = readFrameHeader(frame, 0);
-      checkFrame(this.table, h);
-      if (h.length !== frame.length - HEADER_BYTES) throw new ProtocolError(`frame says ${h.length} bytes, MQTT message carries ${frame.length - HEADER_BYTES}`);
-      if (h.type === NetType.Ping) return;
-      // Copied to its own (8-aligned) memory, so typed arrays in it decode as views.
-      const payload = Buffer.allocUnsafe(h.length);
-      frame.copy(payload, 0, HEADER_BYTES);
-      this.events?.frame(h, payload);
-    } catch (err) {
-      this.fail(err instanceof Error ? err : new Error(String(err)));
-    }
+    receiveMessage(this, this.table, this.events, frame, "MQTT message");
   }
 
   end(): void {
@@ -140,6 +139,8 @@ export class MqttHub {
     private readonly client: MqttClientLike,
     readonly identity: Buffer,
     readonly prefix: string,
+    /** QoS of the messages this end publishes. */
+    private readonly qos: 0 | 1,
     /**
      * A client's session token: messages that carry another one are not for this client (the
      * client sets a new one when it starts a new session).
@@ -177,10 +178,14 @@ export class MqttHub {
       throw new PeerDeadError(`cannot reach the MQTT broker at ${brokerUrl}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     const prefix = topicPrefix(url.name);
-    const hub = new MqttHub(client, identity, prefix, token);
+    const hub = new MqttHub(client, identity, prefix, url.qos, token);
     client.on("error", () => {}); // mqtt.js reconnects; silence is caught by the queue's keep-alives
     client.on("message", (topic, payload) => hub.route(topic, payload));
-    client.on("connect", () => hub.onReconnect?.()); // the first connect happened before this listener
+    noDelay(client);
+    client.on("connect", () => {
+      noDelay(client);
+      hub.onReconnect?.(); // the first connect happened before this listener
+    });
     await client.subscribeAsync(`${prefix}/${inbox}`, { qos: 1 });
     return hub;
   }
@@ -204,7 +209,7 @@ export class MqttHub {
   /** @internal */
   publish(topic: string, token: Buffer, chunks: readonly Uint8Array[]): void {
     const parts: Uint8Array[] = [this.identity, token, ...chunks];
-    this.client.publish(topic, Buffer.concat(parts), { qos: 1 }, () => {});
+    this.client.publish(topic, Buffer.concat(parts), { qos: this.qos }, () => {});
   }
 
   private route(_topic: string, payload: Buffer): void {

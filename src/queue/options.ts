@@ -1,6 +1,6 @@
 /**
  * Options of queue servers and clients, their defaults and validation, and the URL that picks
- * the backend (`tcp://`, `tls://`, `mqtt://`, `mqtts://`).
+ * the backend (`tcp://`, `tls://`, `mqtt://`, `mqtts://`, `grpc://`, `grpcs://`).
  * (Internal: not part of the public API.)
  * @module
  */
@@ -20,13 +20,15 @@ const DELIVERY_MODES: readonly DeliveryMode[] = ["fast", "reliable"];
 /** Options shared by {@link QueueServerOptions} and {@link QueueClientOptions}. */
 export interface QueueOptions {
   /**
-   * Where to listen or connect: `tcp://host:port`, `tls://host:port`, or an MQTT broker
-   * `mqtt://host:port/queue-name` (`mqtts://` for MQTT over TLS).
+   * Where to listen or connect: `tcp://host:port`, `tls://host:port`, an MQTT broker
+   * `mqtt://host:port/queue-name` (`mqtts://` for MQTT over TLS; `?qos=1` publishes this end's
+   * frames at QoS 1 instead of 0, docs/queue.md), or gRPC `grpc://host:port` (`grpcs://` with
+   * TLS).
    */
   url: string;
   /**
    * TLS certificate options (`key`/`cert` on a server, `ca` on a client, both for mutual TLS).
-   * Given with `tcp://`, the connection is TLS all the same.
+   * Given with `tcp://` (or `grpc://`), the connection is TLS all the same.
    */
   tls?: TcpTlsOptions;
   /** Allow plain TCP to or on an address that is not loopback. Without it: `AccessDeniedError`. */
@@ -95,15 +97,20 @@ export interface QueueClientOptions extends QueueOptions {
 
 /** A parsed queue URL. */
 export interface QueueUrl {
-  scheme: "tcp" | "tls" | "mqtt" | "mqtts";
+  scheme: "tcp" | "tls" | "mqtt" | "mqtts" | "grpc" | "grpcs";
   host: string;
   port: number;
   /** MQTT: the queue's name (the URL path), used in topic names. */
   name: string;
+  /** MQTT: the QoS of the messages this end publishes (`?qos=1`; default 0). */
+  qos: 0 | 1;
 }
 
+/** The schemes of queue URLs. */
+const SCHEMES: readonly QueueUrl["scheme"][] = ["tcp", "tls", "mqtt", "mqtts", "grpc", "grpcs"];
+
 /** What the `url` option accepts. */
-const URL_FORMS = "a URL such as tcp://127.0.0.1:51966 (tcp://, tls://, mqtt://host:port/name, mqtts://)";
+const URL_FORMS = "a URL such as tcp://127.0.0.1:51966 (tcp://, tls://, mqtt://host:port/name, mqtts://, grpc://, grpcs://)";
 
 /** Parses and checks a queue URL (`where`: the factory, for the error). */
 export function parseUrl(url: string, server: boolean, where = ""): QueueUrl {
@@ -116,7 +123,7 @@ export function parseUrl(url: string, server: boolean, where = ""): QueueUrl {
     throw bad(URL_FORMS);
   }
   const scheme = u.protocol.slice(0, -1);
-  if (scheme !== "tcp" && scheme !== "tls" && scheme !== "mqtt" && scheme !== "mqtts") throw bad(URL_FORMS);
+  if (!SCHEMES.includes(scheme as QueueUrl["scheme"])) throw bad(URL_FORMS);
   let host = u.hostname;
   if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
   if (host === "") throw bad("a URL with a host");
@@ -125,7 +132,9 @@ export function parseUrl(url: string, server: boolean, where = ""): QueueUrl {
   if (!Number.isInteger(port) || port < 0 || port > 65535 || (!server && !mqtt && port === 0)) throw bad(`a URL with a port (1..65535${server ? ", or 0 for any" : ""})`);
   const name = decodeURIComponent(u.pathname.replace(/^\/+/, "")) || "plexus";
   if (mqtt && (name.includes("#") || name.includes("+") || name.includes(String.fromCharCode(0)))) throw bad("a URL whose queue name has no MQTT wildcards (#, +)");
-  return { scheme, host, port, name };
+  const qos = u.searchParams.get("qos");
+  if (qos !== null && (!mqtt || (qos !== "0" && qos !== "1"))) throw bad("a URL whose qos parameter is 0 or 1, on mqtt:// and mqtts:// only (mqtt://host:port/name?qos=1)");
+  return { scheme: scheme as QueueUrl["scheme"], host, port, name, qos: qos === "1" ? 1 : 0 };
 }
 
 /** Validated settings common to both ends. */
@@ -162,7 +171,7 @@ export function settings(opts: QueueOptions, server: boolean): Settings {
   const checked: Settings = {
     url,
     tls,
-    useTls: tls !== undefined || url.scheme === "tls" || url.scheme === "mqtts",
+    useTls: tls !== undefined || url.scheme === "tls" || url.scheme === "mqtts" || url.scheme === "grpcs",
     allowInsecure: o.bool("allowInsecure", false),
     reliable,
     slots: o.int("slots", reliable ? 1 : 16, 1, MAX_SLOTS),

@@ -1,5 +1,5 @@
 /**
- * The queue server: listens on TCP (or TLS), keeps one session per client identity (surviving
+ * The queue server: listens on TCP (or TLS, or gRPC), keeps one session per client identity (surviving
  * reconnection for `reconnectWindow`), takes messages from every client into one queue, and
  * puts to one, several or all clients.
  * @module
@@ -18,6 +18,7 @@ import { Endpoint } from "./endpoint.js";
 import type { PeerId } from "./inbox.js";
 import { SocketLink, type Link } from "./link.js";
 import { linkKey, MqttHub, MqttLink } from "./mqtt.js";
+import { GrpcListener, type GrpcLink } from "./grpc.js";
 import { settings, type QueueServerOptions, type Settings } from "./options.js";
 import { Session } from "./session.js";
 import { decodeBody, encodeBody, FLAG_IDLE, FLAG_TAKEN_OVER, type HandshakeBody, HandshakeStatus, header, type Header, QFrame, QUEUE_SPEC, TOKEN_BYTES } from "./wire.js";
@@ -55,6 +56,8 @@ export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoin
 
   /** Plain TCP: the listener (connections arrive as fds, read with `onread`). */
   private fds: FdTcpListener | undefined;
+  /** gRPC: the listener (each client connection is one stream). */
+  private grpc: GrpcListener | undefined;
 
   private constructor(
     private readonly server: Server | undefined,
@@ -66,7 +69,7 @@ export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoin
     super(scfg);
     this.port = port;
     const h = scfg.url.host.includes(":") ? `[${scfg.url.host}]` : scfg.url.host;
-    this.url = `${scfg.url.scheme}://${h}:${port}${hub ? `/${encodeURIComponent(scfg.url.name)}` : ""}`;
+    this.url = `${scfg.url.scheme}://${h}:${port}${hub ? `/${encodeURIComponent(scfg.url.name)}${scfg.url.qos === 1 ? "?qos=1" : ""}` : ""}`;
     if (server !== undefined) {
       server.on(scfg.useTls ? "secureConnection" : "connection", (s: Socket) => this.accept(s));
       server.on("tlsClientError", (err: Error) => this.report(new AccessDeniedError(`TLS handshake with a client failed: ${err.message}`, { cause: err })));
@@ -98,6 +101,20 @@ export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoin
     if (cfg.url.scheme === "mqtt" || cfg.url.scheme === "mqtts") {
       const hub = await MqttHub.connect(cfg.url, cfg.tls, identity, "s", cfg.handshakeTimeout);
       return new QueueServer<ToServer, ToClient>(undefined, hub, identity, cfg, port);
+    }
+    if (cfg.url.scheme === "grpc" || cfg.url.scheme === "grpcs") {
+      // Streams arrive once `server` below exists (nothing runs between the bind and it).
+      const grpc = await GrpcListener.listen(
+        cfg.url,
+        cfg.useTls,
+        cfg.tls,
+        cfg.maxMessage,
+        () => server.liveness(),
+        (link) => server.acceptGrpc(link),
+      );
+      const server = new QueueServer<ToServer, ToClient>(undefined, undefined, identity, cfg, grpc.port);
+      server.grpc = grpc;
+      return server;
     }
     if (cfg.useTls && (cfg.tls === undefined || (cfg.tls.pfx === undefined && (cfg.tls.key === undefined || cfg.tls.cert === undefined)))) {
       throw new InvalidArgumentError("a TLS queue server needs tls.key and tls.cert (or tls.pfx)");
@@ -196,6 +213,7 @@ export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoin
     this.sessions.clear();
     this.stopTicker();
     await this.hub?.close();
+    this.grpc?.close();
   }
 
   protected *links(): Iterable<Link> {
@@ -259,6 +277,15 @@ export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoin
     }
   }
 
+  /** A gRPC stream: one client connection. */
+  private acceptGrpc(link: GrpcLink): void {
+    if (this.closing || this.live.size >= this.scfg.maxClients + 64) {
+      link.destroy(); // closing, or more connections than clients allowed (a flood): refused
+      return;
+    }
+    this.acceptLink(link);
+  }
+
   private accept(socket: Socket): void {
     if (this.closing) {
       socket.destroy();
@@ -268,7 +295,7 @@ export class QueueServer<ToServer = unknown, ToClient = unknown> extends Endpoin
     this.acceptLink(new SocketLink(socket, this.cfg.maxMessage, this.liveness()));
   }
 
-  private acceptLink(link: SocketLink | MqttLink): void {
+  private acceptLink(link: SocketLink | MqttLink | GrpcLink): void {
     this.live.add(link);
     let session: Session | undefined;
     const timer = setTimeout(() => link.fail(new ProtocolError(`no queue handshake within ${this.scfg.handshakeTimeout} ms`)), this.scfg.handshakeTimeout);

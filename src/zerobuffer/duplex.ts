@@ -5,7 +5,7 @@
  * positional: exactly one response per request, in order, so the k-th response has sequence k.
  * @module
  */
-import { ClosedError, InvalidArgumentError, SequenceError } from "../errors.js";
+import { ClosedError, InvalidArgumentError, SequenceError, TimeoutError } from "../errors.js";
 import { checkOptions, Deadline, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
 import { describe, readOptions } from "../util/options.js";
 import { ReaderAlreadyConnectedError, ReaderDeadError, WriterAlreadyConnectedError, WriterDeadError } from "./errors.js";
@@ -14,7 +14,7 @@ import { checkName, requestName, responseName } from "./names.js";
 import { Pending } from "./pending.js";
 import { FRAME_HEADER_V1 } from "./oieb.js";
 import { MAX_SIZE, Reader, readerSettings, type ReaderOptions } from "./reader.js";
-import { raceAbort, sleep } from "./waits.js";
+import { alive, raceAbort, sleep } from "./waits.js";
 import { Writer, type FrameBuffer } from "./writer.js";
 
 /** A response as the client sees it: a read-only view, released like any {@link Frame}. */
@@ -40,7 +40,11 @@ export type DuplexHandler = (request: Frame, respond: Respond) => void | Promise
 
 /** Options of {@link DuplexServer.create}. */
 export interface DuplexServerOptions extends ReaderOptions {
-  /** How long to keep retrying (every 100 ms) to connect the response writer, ms (default 5000). */
+  /**
+   * How long a client's first request waits for the response writer to connect, ms (default
+   * 5000). The server keeps trying (every 100 ms) while no client is served, so it is connected
+   * before the first request of any client that created its response buffer.
+   */
   connectTimeout?: number;
   /** Timeout of each response write, ms (default 5000). */
   writeTimeout?: number;
@@ -53,10 +57,18 @@ export interface DuplexServerOptions extends ReaderOptions {
 /** Retry period of the response writer's connection (the reference's 100 ms). */
 const RETRY_MS = 100;
 
+/** True while the reader of `w`'s buffer is there (it did not close, its process lives). */
+function readerLive(w: Writer): boolean {
+  const pid = w.readerPid;
+  return pid !== 0 && alive(pid);
+}
+
 /**
  * The server side of a v1 duplex channel. It owns `{channel}_request`; for each client it
- * connects a writer to the client's `{channel}_response` (retrying every 100 ms), calls
- * `onInit` after the client's first request, then the handler for each request in order. When
+ * connects a writer to the client's `{channel}_response` as soon as the client created it
+ * (trying every 100 ms while no client is served, as the reference servers do, so a client may
+ * wait for the server before its first request), calls `onInit` after the client's first
+ * request, then the handler for each request in order. When
  * a handler fails or does not respond, the server cannot keep positional correlation: it
  * reports the error, closes the response writer (the client's pending requests reject) and
  * ignores that client's further requests until it disconnects. A client that leaves (or dies)
@@ -67,7 +79,12 @@ export class DuplexServer implements AsyncDisposable {
   /** Settles when the serving loop ends (after `close()`, or a broken request buffer). */
   readonly done: Promise<void>;
   private readonly closer = new AbortController();
+  private readonly watching: Promise<void>;
   private responder: Writer | undefined;
+  /** The connection attempt in progress (one at a time, shared by the watcher and a first request). */
+  private attempt: Promise<void> | undefined;
+  /** Why the last attempt failed (a failure that is not "no client yet" is reported once). */
+  private lastFailure: Error | undefined;
   private session: "idle" | "active" | "failed" = "idle";
   private served = 0;
   private closing: Promise<void> | undefined;
@@ -82,6 +99,7 @@ export class DuplexServer implements AsyncDisposable {
     private readonly writeTimeout: number,
   ) {
     this.done = this.run();
+    this.watching = this.watch();
   }
 
   /**
@@ -118,6 +136,8 @@ export class DuplexServer implements AsyncDisposable {
     this.closing ??= (async () => {
       this.closer.abort(new ClosedError(`DuplexServer "${this.channel}" is closed`));
       await this.done;
+      await this.watching;
+      await this.attempt;
       await this.responder?.close();
       this.responder = undefined;
       await this.reader.close();
@@ -169,25 +189,78 @@ export class DuplexServer implements AsyncDisposable {
     }
   }
 
+  /** Ends the client's session: its response writer is closed, the watcher connects the next client's. */
   private async endSession(): Promise<void> {
+    if (this.session === "idle") return; // the watcher's writer is for the client that comes next
     const w = this.responder;
     this.responder = undefined;
     this.session = "idle";
     await w?.close();
   }
 
-  /** Connects to the client's response buffer, retrying every 100 ms. */
-  private async connectResponder(signal: AbortSignal): Promise<Writer> {
-    const name = responseName(this.channel);
+  /**
+   * While no client is served, keeps a writer on `{channel}_response`: connects as soon as a
+   * client created it, and replaces it when that client leaves or dies before its first request.
+   */
+  private async watch(): Promise<void> {
+    const signal = this.closer.signal;
+    while (!signal.aborted) {
+      const started = performance.now();
+      if (this.session === "idle") await this.tryConnect(0);
+      const left = RETRY_MS - (performance.now() - started);
+      if (left > 0) await sleep(left, signal).catch(() => undefined);
+    }
+  }
+
+  /**
+   * One attempt to have a live response writer, waiting up to `waitMs` for the buffer (the
+   * watcher looks once per period; a first request polls for it). Shared by whoever asks while
+   * it runs.
+   */
+  private tryConnect(waitMs: number): Promise<void> {
+    this.attempt ??= this.connectOnce(waitMs).finally(() => (this.attempt = undefined));
+    return this.attempt;
+  }
+
+  private async connectOnce(waitMs: number): Promise<void> {
+    const signal = this.closer.signal;
+    const current = this.responder;
+    if (current !== undefined) {
+      if (readerLive(current)) return;
+      this.responder = undefined; // its client closed or died: wait for the next one's buffer
+      await current.close();
+    }
+    try {
+      this.responder = await Writer.connect(responseName(this.channel), { timeout: waitMs, signal, writeTimeout: this.writeTimeout });
+      this.lastFailure = undefined;
+    } catch (err) {
+      if (signal.aborted) return;
+      const e = err instanceof Error ? err : new Error(String(err));
+      const expected = e instanceof TimeoutError || e instanceof WriterAlreadyConnectedError || e instanceof ReaderDeadError || e instanceof ReaderAlreadyConnectedError;
+      if (!expected && e.message !== this.lastFailure?.message) this.report(e);
+      this.lastFailure = e;
+    }
+  }
+
+  /** The response writer for a client's first request, waiting up to `connectTimeout` for it. */
+  private async awaitResponder(request: Frame, signal: AbortSignal): Promise<Writer> {
     const deadline = new Deadline(this.connectTimeout);
     for (;;) {
-      try {
-        return await Writer.connect(name, { timeout: deadline.remaining(), signal, writeTimeout: this.writeTimeout });
-      } catch (err) {
-        const retry = err instanceof WriterAlreadyConnectedError || err instanceof ReaderDeadError || err instanceof ReaderAlreadyConnectedError;
-        if (!retry || deadline.remaining() <= 0) throw err;
+      const started = performance.now();
+      await this.tryConnect(Math.min(RETRY_MS, deadline.remaining()));
+      const w = this.responder;
+      if (w !== undefined && readerLive(w)) return w;
+      if (signal.aborted) throw new ClosedError(`DuplexServer "${this.channel}" is closed`);
+      if (deadline.remaining() <= 0) {
+        const last = this.lastFailure;
+        if (last !== undefined && !(last instanceof TimeoutError)) throw last;
+        throw new TimeoutError(
+          `DuplexServer "${this.channel}": no response buffer "${responseName(this.channel)}" to answer request ${request.sequence} within ${this.connectTimeout} ms`,
+          last === undefined ? undefined : { cause: last },
+        );
       }
-      await sleep(Math.min(RETRY_MS, deadline.remaining()), signal);
+      const left = Math.min(RETRY_MS - (performance.now() - started), deadline.remaining());
+      if (left > 0) await sleep(left, signal);
     }
   }
 
@@ -195,7 +268,7 @@ export class DuplexServer implements AsyncDisposable {
     if (this.session === "failed") return;
     try {
       if (this.session === "idle") {
-        this.responder = await this.connectResponder(signal);
+        await this.awaitResponder(request, signal);
         this.session = "active";
         this.options.onInit?.(this.reader.metadata());
       }
@@ -329,6 +402,18 @@ export class DuplexClient implements AsyncDisposable {
       await writer.close();
       throw err;
     }
+  }
+
+  /**
+   * True while the server reads the request buffer and has its writer on the response buffer
+   * (the reference's `is_server_connected`). The server connects as soon as the client created
+   * its response buffer, so a client may wait for this before its first request.
+   */
+  get serverConnected(): boolean {
+    if (this.closing !== undefined) return false;
+    const server = this.writer.readerPid;
+    const responder = this.reader.writerPid;
+    return server !== 0 && responder !== 0 && alive(server) && alive(responder);
   }
 
   /** Requests sent (or being sent) whose response has not arrived. */
