@@ -110,17 +110,20 @@ export class Host {
 
   private constructor(
     private readonly node: Node,
+    /** The node is this host's own (closed with it), not the runner's. */
+    private readonly ownsNode: boolean,
     private readonly emit: (e: HostEvent) => void,
   ) {}
 
   /**
-   * Joins the graph at `address` as `label`, makes the ports of `units` and initializes them.
-   * Rejects with a `UnitError` naming the unit whose ports or `initialize()` failed (after
-   * closing everything it made).
+   * Makes the ports of `units` and initializes them, on `graph`: the node to use (the runner's,
+   * in its thread), or where to join the graph and as what. Rejects with a `UnitError` naming the
+   * unit whose ports or `initialize()` failed (after closing everything it made).
    */
-  static async open(units: Unit<object>[], address: string, label: string, emit: (e: HostEvent) => void): Promise<Host> {
-    const node = await connect({ address, embedded: false, name: label });
-    const host = new Host(node, emit);
+  static async open(units: Unit<object>[], graph: Node | { address: string; label: string }, emit: (e: HostEvent) => void): Promise<Host> {
+    const own = !("publisher" in graph);
+    const node = own ? await connect({ address: graph.address, embedded: false, name: graph.label }) : graph;
+    const host = new Host(node, own, emit);
     try {
       for (const unit of units) await host.add(unit);
     } catch (err) {
@@ -252,10 +255,16 @@ export class Host {
     }
   }
 
-  /** Closes the node (every port left). */
+  /** Closes every port left (and the node, if it is the host's own). */
   async close(): Promise<void> {
-    for (const run of this.runs.values()) run.abort.abort(new AbortError(`${run.unit.path} is shutting down`));
-    await this.node.close({ linger: 0 });
+    for (const run of this.runs.values()) {
+      run.abort.abort(new AbortError(`${run.unit.path} is shutting down`));
+      for (const s of [...run.inputs, ...run.outputs]) {
+        await s.port?.close({ linger: 0 });
+        s.port = undefined;
+      }
+    }
+    if (this.ownsNode) await this.node.close({ linger: 0 });
   }
 
 }

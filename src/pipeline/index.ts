@@ -11,5 +11,6 @@ export { Collection, Component, Unit, PLACEMENTS, type CollectionClass, type NoS
 export { Input, Output, Topic, connect, input, output, topic, type Backpressure, type Connection, type InputOptions, type OutputOptions, type Sink, type Source } from "./stream.js";
 export { setting, type NumberBounds, type Setting, type SettingsOf, type SettingsSchema } from "./settings.js";
 export { Runner, run, start, type RunOptions, type RunState, type UnitPlace } from "./runner.js";
+export { UnitHarness, testUnit, type TestUnitOptions } from "./testing.js";
 export { AbortError, ClosedError, CycleError, InvalidArgumentError, NotFoundError, PlexusError, UnitError } from "../errors.js";
 export type { BlockingOptions } from "../util/blocking.js";

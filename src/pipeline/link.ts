@@ -8,6 +8,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { Worker } from "node:worker_threads";
 import { UnitError } from "../errors.js";
+import type { Node } from "../node/node.js";
 import type { Unit } from "./component.js";
 import { childScript } from "./child-path.cjs";
 import { Host, unitError, type ErrorInfo, type HostEvent, type StopBounds, type StopReport } from "./host.js";
@@ -72,13 +73,12 @@ export class LocalHandle implements HostHandle {
 
   constructor(
     private readonly units: Unit<object>[],
-    private readonly address: string,
-    private readonly name: string,
+    private readonly node: Node,
     private readonly onEvent: (e: HostEvent) => void,
   ) {}
 
   async open(): Promise<string[]> {
-    this.host = await Host.open(this.units, this.address, `pipeline ${this.name} (main thread)`, this.onEvent);
+    this.host = await Host.open(this.units, this.node, this.onEvent);
     return this.host.producers;
   }
 

@@ -41,6 +41,8 @@ export interface RunOptions {
   drain?: number;
   /** How long workers and processes may take to start (ms, default 30000). */
   startTimeout?: number;
+  /** @internal The node of the runner and its thread's units, instead of its own (the testing harness); left open. */
+  node?: Node;
 }
 
 /** Where one unit runs. */
@@ -78,6 +80,7 @@ export class Runner implements AsyncDisposable {
   private constructor(
     private readonly plan: Plan,
     private readonly node: Node,
+    private readonly ownsNode: boolean,
     private readonly hosts: HostHandle[],
     private readonly hostOf: Map<string, HostHandle>,
     private readonly bounds: StopBounds,
@@ -118,7 +121,8 @@ export class Runner implements AsyncDisposable {
       if (m === undefined) throw new InvalidArgumentError(`run: option "module" is needed to place ${remote[0]?.key} in a ${remote[0]?.placement} (no program entry to re-enter)`);
       module = m instanceof URL ? m.href : m.startsWith("file:") ? m : pathToFileURL(m).href;
     }
-    const node = await connect({ address, name: `pipeline ${name} (runner)` });
+    const given = o.object("node");
+    const node = given ?? (await connect({ address, name: `pipeline ${name} (runner)` }));
     const hosts: HostHandle[] = [];
     const hostOf = new Map<string, HostHandle>();
     const events: HostEvent[] = [];
@@ -131,12 +135,12 @@ export class Runner implements AsyncDisposable {
       for (const g of p.groups) {
         if (g.units.length === 0) continue;
         const units = g.units.map((u) => p.units.get(u) as NonNullable<ReturnType<typeof p.units.get>>);
-        const h = g.placement === "main" ? new LocalHandle(units, address, name, onEvent) : new RemoteHandle(g.placement, { module, name, group: g.key, units: g.units, settings: current, address }, onEvent);
+        const h = g.placement === "main" ? new LocalHandle(units, node, onEvent) : new RemoteHandle(g.placement, { module, name, group: g.key, units: g.units, settings: current, address }, onEvent);
         hosts.push(h);
         for (const u of g.units) hostOf.set(u, h);
       }
       const producers = await opening(hosts, startTimeout);
-      runner = new Runner(p, node, hosts, hostOf, bounds, signals);
+      runner = new Runner(p, node, given === undefined, hosts, hostOf, bounds, signals);
       runner.awaiting = new Set(producers);
       for (const e of events) runner.onEvent(e);
       runner.watch();
@@ -145,7 +149,8 @@ export class Runner implements AsyncDisposable {
       return runner;
     } catch (err) {
       await Promise.all(hosts.map((h) => (h.dead ? undefined : within(h.close(), bounds.bound).then(() => h.kill()))));
-      await node.close({ linger: 0 });
+      await p.edges.reduce((prev, e) => prev.then(() => node.disconnect(e.from, e.to).catch(() => {})), Promise.resolve());
+      if (given === undefined) await node.close({ linger: 0 });
       throw err;
     }
   }
@@ -219,7 +224,8 @@ export class Runner implements AsyncDisposable {
     await Promise.all(this.hosts.map((h) => (h.dead ? undefined : within(Promise.race([h.close(), h.ended]), this.bounds.bound))));
     for (const h of this.hosts) if (!(h instanceof LocalHandle) && !h.dead) h.kill();
     await Promise.all(this.hosts.map((h) => (h instanceof LocalHandle ? undefined : within(h.ended, 2000))));
-    await this.node.close({ linger: 0 }).catch(() => {});
+    if (this.ownsNode) await this.node.close({ linger: 0 }).catch(() => {});
+    else for (const e of this.plan.edges) await this.node.disconnect(e.from, e.to).catch(() => {});
     if (this.signals) {
       process.off("SIGINT", this.signalHandler);
       process.off("SIGTERM", this.signalHandler);
