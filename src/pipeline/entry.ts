@@ -30,8 +30,8 @@ export function reentered(system: unknown): boolean {
   return true;
 }
 
-/** Makes a component of what a module exported. */
-function componentOf(value: unknown): unknown {
+/** Makes a component of what a module exported: a component, a component class, or a function making one. */
+export function componentOf(value: unknown): unknown {
   if (typeof value !== "function") return value;
   const f = value as { prototype?: { componentKind?: unknown } } & (() => unknown);
   if (typeof f.prototype === "object" && f.prototype !== null && "componentKind" in (f.prototype as object)) return new (value as new () => unknown)();

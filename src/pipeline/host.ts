@@ -8,7 +8,9 @@
  */
 import { AbortError, ClosedError, UnitError } from "../errors.js";
 import { connect, type Node } from "../node/node.js";
+import type { Server } from "../rpc/server.js";
 import type { Unit } from "./component.js";
+import { readSettings } from "./settings.js";
 import type { Input, Output } from "./stream.js";
 
 /** An error as it crosses a thread or process: enough to rebuild it with its stack. */
@@ -89,6 +91,17 @@ export function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   });
 }
 
+/** The request/response service through which a unit's settings are read and changed while it runs. */
+export function settingsService(path: string): string {
+  return `${path}#settings`;
+}
+
+/** A request to a unit's settings service: `set` changes some settings (checked), nothing reads them. */
+export interface SettingsRequest {
+  /** The settings to change. */
+  set?: Record<string, unknown>;
+}
+
 /** A running unit. */
 interface Run {
   readonly unit: Unit<object>;
@@ -101,6 +114,8 @@ interface Run {
   producing: number;
   completed: boolean;
   stopped: boolean;
+  /** Its settings service. */
+  settings?: Server;
 }
 
 /** The units of one thread. */
@@ -142,6 +157,7 @@ export class Host {
     try {
       for (const o of run.outputs) o.port = await this.node.publisher(o.path, { capacity: o.options.capacity, timeout: o.options.timeout });
       for (const i of run.inputs) i.port = await this.node.subscriber(i.path, { backpressure: i.options.backpressure, queue: i.options.queue });
+      run.settings = await this.node.server<SettingsRequest, object>(settingsService(unit.path), (req) => this.changeSettings(run, req));
       unit.control = {
         signal: abort.signal,
         complete: () => this.complete(run),
@@ -152,6 +168,21 @@ export class Host {
     } catch (err) {
       throw unitError(unit.path, what, errorInfo(err));
     }
+  }
+
+  /**
+   * Answers a settings request: checks the new settings against the unit's schema (a bad one is
+   * an `InvalidArgumentError`, which the caller receives as a `RemoteError` of that code),
+   * replaces them, calls `onSettings`, and answers with the settings now in force.
+   */
+  private async changeSettings(run: Run, req: SettingsRequest): Promise<object> {
+    const { unit } = run;
+    const previous = unit.settings;
+    if (req?.set === undefined) return previous;
+    const next = readSettings<object>(unit.path, unit.schema, { ...previous, ...req.set });
+    unit.current = next;
+    await unit.onSettings(next, previous);
+    return next;
   }
 
   /** The units that have producers (the pipeline ends when all of them completed). */
@@ -230,6 +261,7 @@ export class Host {
     let error: unknown;
     const shut = Promise.resolve().then(() => run.unit.shutdown());
     if (!(await within(shut.catch((e: unknown) => void (error = e)), until - performance.now()))) return { path, hung: true };
+    await run.settings?.close({ linger: 0 });
     for (const o of run.outputs) await o.port?.close({ linger: Math.max(0, Math.min(500, until - performance.now())) });
     for (const s of [...run.inputs, ...run.outputs]) s.port = undefined;
     return error === undefined ? { path } : { path, error: errorInfo(error) };
@@ -259,6 +291,7 @@ export class Host {
   async close(): Promise<void> {
     for (const run of this.runs.values()) {
       run.abort.abort(new AbortError(`${run.unit.path} is shutting down`));
+      await run.settings?.close({ linger: 0 });
       for (const s of [...run.inputs, ...run.outputs]) {
         await s.port?.close({ linger: 0 });
         s.port = undefined;

@@ -6,13 +6,14 @@
  * @module
  */
 import { pathToFileURL } from "node:url";
-import { InvalidArgumentError, PlexusError, UnitError } from "../errors.js";
+import { ClosedError, InvalidArgumentError, NotFoundError, PlexusError, RemoteError, UnitError } from "../errors.js";
+import type { BlockingOptions } from "../util/blocking.js";
 import { defaultAddress } from "../graph/client.js";
 import { connect, type Node } from "../node/node.js";
 import { readOptions } from "../util/options.js";
 import type { Component, Placement } from "./component.js";
 import { reentered } from "./entry.js";
-import { unitError, within, type HostEvent, type StopBounds, type StopReport } from "./host.js";
+import { settingsService, unitError, within, type HostEvent, type SettingsRequest, type StopBounds, type StopReport } from "./host.js";
 import { LocalHandle, RemoteHandle, type HostHandle } from "./link.js";
 import { plan, type Plan } from "./plan.js";
 
@@ -232,6 +233,27 @@ export class Runner implements AsyncDisposable {
     }
     this.state_ = "stopped";
     this.finish();
+  }
+
+  /**
+   * Changes some settings of the unit `path` while it runs, wherever it runs: they are checked
+   * against its schema (`InvalidArgumentError` if wrong), replace its settings and its
+   * `onSettings()` is called. Resolves with the settings now in force. The same service answers
+   * `plexus settings` and any node of the graph (docs/pipeline.md).
+   */
+  async configure(path: string, settings: Record<string, unknown>, opts?: BlockingOptions): Promise<object> {
+    if (!this.plan.units.has(path)) throw new NotFoundError(`no unit ${JSON.stringify(path)} in the pipeline (units: ${[...this.plan.units.keys()].join(", ")})`);
+    if (this.state_ !== "running") throw new ClosedError(`the pipeline ${this.plan.name} is ${this.state_}`);
+    const client = await this.node.client<SettingsRequest, object>(settingsService(path));
+    try {
+      return await client.request({ set: settings }, { timeout: 5000, ...opts });
+    } catch (err) {
+      // A refused setting is the unit's InvalidArgumentError, not a remote failure.
+      if (err instanceof RemoteError && err.remoteCode === InvalidArgumentError.code) throw new InvalidArgumentError(err.message);
+      throw err;
+    } finally {
+      await client.close();
+    }
   }
 
   /** Stops the pipeline and waits for it (errors of the run stay in `done`). */
