@@ -140,7 +140,11 @@ export class Host {
     const node = own ? await connect({ address: graph.address, embedded: false, name: graph.label }) : graph;
     const host = new Host(node, own, emit);
     try {
-      for (const unit of units) await host.add(unit);
+      // Every publisher of the thread before any subscriber: a subscriber then finds the
+      // publishers of its own thread already there and takes the value itself from them.
+      for (const unit of units) await host.add(unit, "outputs");
+      for (const unit of units) await host.add(unit, "inputs");
+      for (const unit of units) await host.add(unit, "initialize");
     } catch (err) {
       await host.close();
       throw err;
@@ -148,25 +152,34 @@ export class Host {
     return host;
   }
 
-  private async add(unit: Unit<object>): Promise<void> {
-    const abort = new AbortController();
-    const streams = Object.values(unit).filter((v): v is Input<unknown> | Output<unknown> => typeof v === "object" && v !== null && (v as { owner?: unknown }).owner === unit);
-    const run: Run = { unit, abort, inputs: streams.filter((s): s is Input<unknown> => s.kind === "input"), outputs: streams.filter((s): s is Output<unknown> => s.kind === "output"), work: [], producing: 0, completed: false, stopped: false };
-    this.runs.set(unit.path, run);
-    let what = "its ports could not be made";
+  /** One step of opening `unit`: its outputs' publishers, its inputs' subscribers, or its settings service and `initialize()`. */
+  private async add(unit: Unit<object>, step: "outputs" | "inputs" | "initialize"): Promise<void> {
+    let run = this.runs.get(unit.path);
+    if (run === undefined) {
+      const streams = Object.values(unit).filter((v): v is Input<unknown> | Output<unknown> => typeof v === "object" && v !== null && (v as { owner?: unknown }).owner === unit);
+      run = { unit, abort: new AbortController(), inputs: streams.filter((s): s is Input<unknown> => s.kind === "input"), outputs: streams.filter((s): s is Output<unknown> => s.kind === "output"), work: [], producing: 0, completed: false, stopped: false };
+      this.runs.set(unit.path, run);
+    }
+    const r = run;
     try {
-      for (const o of run.outputs) o.port = await this.node.publisher(o.path, { capacity: o.options.capacity, timeout: o.options.timeout });
-      for (const i of run.inputs) i.port = await this.node.subscriber(i.path, { backpressure: i.options.backpressure, queue: i.options.queue });
-      run.settings = await this.node.server<SettingsRequest, object>(settingsService(unit.path), (req) => this.changeSettings(run, req));
-      unit.control = {
-        signal: abort.signal,
-        complete: () => this.complete(run),
-        terminate: () => this.emit({ t: "terminate", path: unit.path }),
-      };
-      what = "initialize() threw";
+      if (step === "outputs") for (const o of r.outputs) o.port = await this.node.publisher(o.path, { capacity: o.options.capacity, timeout: o.options.timeout });
+      else if (step === "inputs") for (const i of r.inputs) i.port = await this.node.subscriber(i.path, { backpressure: i.options.backpressure, queue: i.options.queue });
+      else {
+        r.settings = await this.node.server<SettingsRequest, object>(settingsService(unit.path), (req) => this.changeSettings(r, req));
+        unit.control = {
+          signal: r.abort.signal,
+          complete: () => this.complete(r),
+          terminate: () => this.emit({ t: "terminate", path: unit.path }),
+        };
+      }
+    } catch (err) {
+      throw unitError(unit.path, "its ports could not be made", errorInfo(err));
+    }
+    if (step !== "initialize") return;
+    try {
       await unit.initialize();
     } catch (err) {
-      throw unitError(unit.path, what, errorInfo(err));
+      throw unitError(unit.path, "initialize() threw", errorInfo(err));
     }
   }
 
@@ -204,15 +217,24 @@ export class Host {
         const sub = input.port;
         if (sub === undefined) continue;
         input.consumed = true;
+        const handled = (): void => void input.handled++;
         run.work.push(
           sub
-            .forEach(async (s) => {
+            .forEach((s) => {
+              // No async wrapper: a synchronous handler costs one call per message.
               input.taken++;
+              let r: void | Promise<void>;
               try {
-                await handler(s.value);
-              } finally {
-                input.handled++;
+                r = handler(s.value);
+              } catch (err) {
+                handled();
+                throw err;
               }
+              if (r === undefined || typeof (r as Promise<void>).then !== "function") return handled();
+              return (r as Promise<void>).then(handled, (err: unknown) => {
+                handled();
+                throw err;
+              });
             })
             .catch(fail(`its handler of ${input.name} threw`)),
         );
@@ -223,7 +245,7 @@ export class Host {
           (async () => {
             for await (const value of producer(signal)) {
               if (signal.aborted) break;
-              await output.publish(value, { signal });
+              await output.publish(value); // (bounded by the output's timeout; downstream units still run while this one stops)
             }
           })()
             .catch(fail(`its producer of ${output.name} threw`))
