@@ -31,17 +31,37 @@ export interface NumberBounds {
   max?: number;
 }
 
+/** What a numeric setting accepts, as an error says it: "a number in 0..1", "an integer >= 1", "a number". */
+function accepted(what: "a number" | "an integer", bounds: NumberBounds): string {
+  const { min, max } = bounds;
+  if (min !== undefined && max !== undefined) return `${what} in ${min}..${max}`;
+  if (min !== undefined) return `${what} >= ${min}`;
+  if (max !== undefined) return `${what} <= ${max}`;
+  return what;
+}
+
+/** A numeric setting: finite (and whole for `int`) within its bounds. */
+function numeric(fallback: number, bounds: NumberBounds, whole: boolean): Setting<number> {
+  const { min = -Infinity, max = Infinity } = bounds;
+  return {
+    default: fallback,
+    read: (o, name, v) => {
+      if (v === undefined) return fallback;
+      if (typeof v !== "number" || !Number.isFinite(v) || (whole && !Number.isInteger(v)) || v < min || v > max) throw o.error(name, accepted(whole ? "an integer" : "a number", bounds), v);
+      return v;
+    },
+  };
+}
+
 /** Makers of settings for {@link SettingsSchema}s. */
 export const setting = {
-  /** A finite number in `min..max`. */
+  /** A finite number in `min..max` (each bound optional). */
   number(fallback: number, bounds: NumberBounds = {}): Setting<number> {
-    const { min = -Number.MAX_VALUE, max = Number.MAX_VALUE } = bounds;
-    return { default: fallback, read: (o, name) => o.number(name, fallback, min, max) };
+    return numeric(fallback, bounds, false);
   },
-  /** An integer in `min..max`. */
+  /** An integer in `min..max` (each bound optional). */
   int(fallback: number, bounds: NumberBounds = {}): Setting<number> {
-    const { min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER } = bounds;
-    return { default: fallback, read: (o, name) => o.int(name, fallback, min, max) };
+    return numeric(fallback, bounds, true);
   },
   /** `true` or `false`. */
   bool(fallback: boolean): Setting<boolean> {
