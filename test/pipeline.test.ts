@@ -5,6 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { GraphServer, connect as join } from "../src/index.js";
 import {
+  BackpressureError,
   Collection,
   CycleError,
   InvalidArgumentError,
@@ -246,4 +247,101 @@ test("pipeline: a leaky input (drop-oldest) keeps a fast producer from waiting f
   assert.equal(unit.seen.length + dropped, 50, "every message was either handled or counted as dropped");
   assert.equal(unit.seen.at(-1), 49, "the newest message is kept");
   assert.throws(() => input({ backpressure: "leaky" as "block" }), (e: unknown) => e instanceof InvalidArgumentError && /input: option "backpressure" must be one of "block", "drop-oldest", "fail"/.test(e.message));
+});
+
+test("pipeline: an input with policy fail refuses what does not fit: the upstream publish fails with BackpressureError", async () => {
+  class Stuck extends Unit {
+    readonly INPUT = input<number>({ backpressure: "fail", queue: 1 });
+    override initialize(): void {
+      this.subscribe(this.INPUT, () => new Promise<void>((r) => setTimeout(r, 200)));
+    }
+  }
+  const unit = new Stuck();
+  const h = await testUnit(unit);
+  await h.feed(unit.INPUT, 1); // taken by the handler
+  await h.feed(unit.INPUT, 2); // queued
+  await assert.rejects(h.feed(unit.INPUT, 3), (e: unknown) => e instanceof BackpressureError);
+  await h.close();
+});
+
+test("pipeline: complete() ends a unit's producing, terminate() the whole pipeline; single mode ignores placements", async () => {
+  const g = await graph();
+  class Forever extends Unit {
+    readonly OUTPUT = output<number>();
+    override initialize(): void {
+      this.produce(this.OUTPUT, async function* (signal) {
+        for (let i = 0; !signal.aborted; i++) {
+          yield i;
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      });
+    }
+  }
+  class StopAt extends Unit.with({ at: setting.int(5), how: setting.oneOf(["complete", "terminate"], "terminate") }) {
+    readonly INPUT = input<number>();
+    readonly OUTPUT = output<number>();
+    n = 0;
+    override initialize(): void {
+      this.subscribe(this.INPUT, (v) => {
+        if (++this.n === this.settings.at) this.terminate();
+        return this.OUTPUT.publish(v);
+      });
+    }
+  }
+  class Sys extends Collection {
+    readonly SRC = new Forever().place("process");
+    readonly STOP = new StopAt().place("worker");
+    override connections() {
+      return [connect(this.SRC.OUTPUT, this.STOP.INPUT)];
+    }
+  }
+  const sys = new Sys();
+  const runner = await start(sys, { address: g.address, signals: false, single: true });
+  assert.deepEqual(new Set(runner.places.map((p) => `${p.placement} ${p.pid}`)), new Set([`main ${process.pid}`]));
+  await runner.done; // terminate() at the 5th message
+  assert.ok(sys.STOP.n >= 5);
+
+  class Finite extends Unit {
+    readonly OUTPUT = output<number>();
+    produced = 0;
+    override initialize(): void {
+      this.produce(this.OUTPUT, (signal) => this.count(signal));
+    }
+    async *count(signal: AbortSignal): AsyncGenerator<number> {
+      for (let i = 0; !signal.aborted; i++) {
+        this.produced++;
+        if (i === 3) this.complete();
+        yield i;
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    }
+  }
+  const finite = new Finite();
+  const r2 = await start(finite, { address: g.address, signals: false });
+  await r2.done; // complete() of the only producer ends the pipeline
+  assert.ok(finite.produced >= 4 && finite.produced <= 5, `produced ${finite.produced}`);
+  await g.close();
+});
+
+test("pipeline: runner.configure changes a unit's settings live, checked, and the unit is told", async () => {
+  const g = await graph();
+  const told: [number, number][] = [];
+  class Live extends Unit.with({ gain: setting.number(1, { min: 0, max: 10 }) }) {
+    readonly OUTPUT = output<number>();
+    override onSettings(next: { gain: number }, previous: { gain: number }): void {
+      told.push([previous.gain, next.gain]);
+    }
+  }
+  const unit = new Live();
+  const runner = await start(unit, { address: g.address, signals: false });
+  assert.deepEqual(await runner.configure("Live", { gain: 4 }), { gain: 4 });
+  assert.deepEqual(unit.settings, { gain: 4 });
+  assert.ok(Object.isFrozen(unit.settings));
+  assert.deepEqual(told, [[1, 4]]);
+  await assert.rejects(runner.configure("Live", { gain: 11 }), (e: unknown) => e instanceof InvalidArgumentError && e.message === 'Live: option "gain" must be a number in 0..10, got 11');
+  await assert.rejects(runner.configure("Nope", { gain: 1 }), NotFoundError);
+  assert.deepEqual(unit.settings, { gain: 4 }, "a refused change changes nothing");
+  await runner.stop();
+  await runner.done;
+  await g.close();
 });

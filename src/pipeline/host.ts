@@ -113,6 +113,8 @@ interface Run {
   /** Producers not done yet. */
   producing: number;
   completed: boolean;
+  /** Its `initialize()` returned: its `shutdown()` is owed. */
+  initialized: boolean;
   stopped: boolean;
   /** Its settings service. */
   settings?: Server;
@@ -157,7 +159,7 @@ export class Host {
     let run = this.runs.get(unit.path);
     if (run === undefined) {
       const streams = Object.values(unit).filter((v): v is Input<unknown> | Output<unknown> => typeof v === "object" && v !== null && (v as { owner?: unknown }).owner === unit);
-      run = { unit, abort: new AbortController(), inputs: streams.filter((s): s is Input<unknown> => s.kind === "input"), outputs: streams.filter((s): s is Output<unknown> => s.kind === "output"), work: [], producing: 0, completed: false, stopped: false };
+      run = { unit, abort: new AbortController(), inputs: streams.filter((s): s is Input<unknown> => s.kind === "input"), outputs: streams.filter((s): s is Output<unknown> => s.kind === "output"), work: [], producing: 0, completed: false, initialized: false, stopped: false };
       this.runs.set(unit.path, run);
     }
     const r = run;
@@ -178,6 +180,7 @@ export class Host {
     if (step !== "initialize") return;
     try {
       await unit.initialize();
+      r.initialized = true;
     } catch (err) {
       throw unitError(unit.path, "initialize() threw", errorInfo(err));
     }
@@ -309,8 +312,14 @@ export class Host {
     }
   }
 
-  /** Closes every port left (and the node, if it is the host's own). */
+  /**
+   * Closes every port left (and the node, if it is the host's own). Units initialized and not
+   * shut down yet (a start that failed elsewhere, the runner gone) are shut down first, together,
+   * within 2 s.
+   */
   async close(): Promise<void> {
+    const owed = [...this.runs.values()].filter((r) => r.initialized && !r.stopped).map((r) => r.unit.path);
+    if (owed.length > 0) await this.stop(owed, { drain: 0, bound: 2000 });
     for (const run of this.runs.values()) {
       run.abort.abort(new AbortError(`${run.unit.path} is shutting down`));
       await run.settings?.close({ linger: 0 });

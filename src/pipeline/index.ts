@@ -12,5 +12,5 @@ export { Input, Output, Topic, connect, input, output, topic, type Backpressure,
 export { setting, type NumberBounds, type Setting, type SettingsOf, type SettingsSchema } from "./settings.js";
 export { Runner, run, start, type RunOptions, type RunState, type UnitPlace } from "./runner.js";
 export { UnitHarness, testUnit, type TestUnitOptions } from "./testing.js";
-export { AbortError, ClosedError, CycleError, InvalidArgumentError, NotFoundError, PlexusError, UnitError } from "../errors.js";
+export { AbortError, BackpressureError, ClosedError, CycleError, InvalidArgumentError, NotFoundError, PlexusError, TimeoutError, UnitError } from "../errors.js";
 export type { BlockingOptions } from "../util/blocking.js";
