@@ -24,6 +24,13 @@ test("plexus run places and configures a module's pipeline; plexus settings chan
     assert.equal(changed.code, 0, changed.stderr);
     assert.deepEqual(JSON.parse(changed.stdout), { interval: 20, label: "fast" });
     assert.equal(await run.line(), `settings Sys/TICK ${tickPid} {"interval":20,"label":"fast"}`, "the unit was told, in its process");
+    const graph = await plexus(["graph", "--pipelines", "-a", address]);
+    assert.equal(graph.code, 0, graph.stderr);
+    const text = graph.stdout;
+    assert.match(text, /^flowchart LR\n  subgraph c\d+\["Sys"\]\n/, text);
+    assert.match(text, new RegExp(`\\["LOG \\(main thread, pid ${run.proc.pid}\\)"\\]`), text);
+    assert.match(text, new RegExp(`\\["TICK \\(process, pid ${tickPid}\\)"\\]`), text);
+    assert.match(text, /u\d+ -->\|"OUTPUT → INPUT"\| u\d+/, text);
     const bad = await plexus(["settings", "Sys/TICK", "interval=-1", "-a", address]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /Sys\/TICK: option "interval" must be a number in 1\.\.1000, got -1/);
