@@ -27,7 +27,7 @@ test("plexus run places and configures a module's pipeline; plexus settings chan
     const graph = await plexus(["graph", "--pipelines", "-a", address]);
     assert.equal(graph.code, 0, graph.stderr);
     const text = graph.stdout;
-    assert.match(text, /^flowchart LR\n  subgraph c\d+\["Sys"\]\n/, text);
+    assert.match(text, /^flowchart LR\n {2}subgraph c\d+\["Sys"\]\n/, text);
     assert.match(text, new RegExp(`\\["LOG \\(main thread, pid ${run.proc.pid}\\)"\\]`), text);
     assert.match(text, new RegExp(`\\["TICK \\(process, pid ${tickPid}\\)"\\]`), text);
     assert.match(text, /u\d+ -->\|"OUTPUT → INPUT"\| u\d+/, text);
