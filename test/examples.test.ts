@@ -61,10 +61,8 @@ test("examples/queue: a child process puts 10 jobs to a queue server and gets ea
 });
 
 test("examples/pipeline: LFO -> modulated sine (worker) -> logger (process), settings changed live, ended by the logger", async () => {
-  const { GraphServer } = await import("../src/index.js");
-  const probe = await GraphServer.start({ port: 0 });
-  const port = probe.address.port;
-  await probe.close();
+  const { freePort } = await import("./helpers/cli.js");
+  const port = await freePort(); // so parallel runs do not meet
   const { stdout } = await run(process.execPath, [example("pipeline")], { timeout: 60000, env: { ...process.env, PLEXUS_GRAPH: `127.0.0.1:${port}` } });
   const lines = stdout.trim().split("\n");
   assert.ok(lines.includes("SYS/SINE: carrier 10 -> 20 Hz"), stdout);

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { GraphServer } from "../src/index.js";
-import { fixture, type Child } from "./helpers/child.js";
+import { fixture, remainingLines, type Child } from "./helpers/child.js";
 
 interface Place {
   path: string;
@@ -35,16 +35,7 @@ async function until(child: Child, prefix: string, seen: string[] = []): Promise
 }
 
 /** All the lines left, until the process ends. */
-async function rest(child: Child): Promise<string[]> {
-  const out: string[] = [];
-  for (;;) {
-    try {
-      out.push(await child.line(20000));
-    } catch {
-      return out;
-    }
-  }
-}
+const rest = (child: Child): Promise<string[]> => remainingLines(child, 20000);
 
 function alive(pid: number): boolean {
   try {
