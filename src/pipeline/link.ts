@@ -71,29 +71,35 @@ export class LocalHandle implements HostHandle {
   readonly dead = false;
   private host: Host | undefined;
 
+  /** @param units - the units of this thread; @param node - the runner's node, which they use; @param onEvent - where their events go */
   constructor(
     private readonly units: Unit<object>[],
     private readonly node: Node,
     private readonly onEvent: (e: HostEvent) => void,
   ) {}
 
+  /** Opens the host in this thread. */
   async open(): Promise<string[]> {
     this.host = await Host.open(this.units, this.node, this.onEvent);
     return this.host.producers;
   }
 
+  /** Starts the units' work. */
   begin(): void {
     this.host?.begin();
   }
 
+  /** Stops some units. */
   stop(paths: string[], bounds: StopBounds): Promise<StopReport[]> {
     return this.host?.stop(paths, bounds) ?? Promise.resolve([]);
   }
 
+  /** Closes the host's ports (the node is the runner's). */
   async close(): Promise<void> {
     await this.host?.close();
   }
 
+  /** Nothing: the runner's own thread cannot be killed. */
   kill(): void {}
 }
 
@@ -108,6 +114,7 @@ export class RemoteHandle implements HostHandle {
   private readonly send: (m: ToHost) => void;
   private readonly end: () => void;
 
+  /** Starts the worker or process; @param kind - which; @param job - what it hosts; @param onEvent - where its events go */
   constructor(
     kind: "worker" | "process",
     private readonly job: Job,
@@ -162,22 +169,27 @@ export class RemoteHandle implements HostHandle {
     });
   }
 
+  /** Sends the job; resolves when its units are initialized. */
   open(): Promise<string[]> {
     return this.request<string[]>({ t: "open", job: this.job });
   }
 
+  /** Starts the units' work. */
   begin(): void {
     this.send({ t: "begin" });
   }
 
+  /** Stops some units. */
   stop(paths: string[], bounds: StopBounds): Promise<StopReport[]> {
     return this.request<StopReport[]>({ t: "stop", paths, bounds });
   }
 
+  /** Closes the host; the worker or process then exits. */
   async close(): Promise<void> {
     await this.request<void>({ t: "close" }).catch(() => {});
   }
 
+  /** Kills the worker (terminate) or the process (SIGKILL). */
   kill(): void {
     if (!this.dead) this.end();
   }
