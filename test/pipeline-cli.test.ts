@@ -29,7 +29,7 @@ test("plexus run places and configures a module's pipeline; plexus settings chan
     const text = graph.stdout;
     assert.match(text, /^flowchart LR\n {2}subgraph c\d+\["Sys"\]\n/, text);
     assert.match(text, new RegExp(`\\["LOG \\(main thread, pid ${run.proc.pid}\\)"\\]`), text);
-    assert.match(text, new RegExp(`\\["TICK \\(process, pid ${tickPid}\\)"\\]`), text);
+    assert.match(text, new RegExp(`\\["TICK \\(process, pid ${tickPid}\\) interval=20 label=fast"\\]`), `with its placement and its settings now: ${text}`);
     assert.match(text, /u\d+ -->\|"OUTPUT → INPUT"\| u\d+/, text);
     const bad = await plexus(["settings", "Sys/TICK", "interval=-1", "-a", address]);
     assert.equal(bad.code, 2);

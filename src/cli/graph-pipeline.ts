@@ -6,11 +6,15 @@
  * @module
  */
 import type { Snapshot } from "../graph/registry.js";
+import type { Node } from "../node/node.js";
+import { settingsService, type SettingsRequest } from "../pipeline/host.js";
 
 /** One unit as the graph shows it. */
 interface UnitView {
   path: string;
   label: string;
+  /** Its settings now, when they could be read. */
+  settings?: object;
 }
 
 /** The pipelines of a snapshot: units, the topics that are no unit's stream, arrows, collections. */
@@ -25,7 +29,8 @@ export interface PipelinePicture {
   collections: string[];
 }
 
-const SUFFIX = "#settings";
+/** The suffix of a unit's settings service (`settingsService` in pipeline/host.ts). */
+const SUFFIX = settingsService("");
 
 /** Where a node runs, from the name the pipeline gave it and its pid and thread. */
 function placementOf(node: Snapshot["nodes"][number] | undefined): string {
@@ -34,12 +39,27 @@ function placementOf(node: Snapshot["nodes"][number] | undefined): string {
   return `${kind}, pid ${node.pid}${node.threadId ? ` thread ${node.threadId}` : ""}`;
 }
 
-/** Builds the picture of the pipelines in `snap`. */
-export function pipelinePicture(snap: Snapshot): PipelinePicture {
+/** The settings of a unit as a label shows them: `freq=0.5 rate=100`. */
+function settingsText(settings: object): string {
+  return Object.entries(settings)
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(" ");
+}
+
+/**
+ * Builds the picture of the pipelines in `snap`; `settings` gives the settings of each unit by
+ * path (read from its settings service), shown in its label.
+ */
+export function pipelinePicture(snap: Snapshot, settings: Map<string, object> = new Map()): PipelinePicture {
   const nodes = new Map(snap.nodes.map((n) => [n.id, n]));
   const units = snap.servers
     .filter((s) => s.service.endsWith(SUFFIX))
-    .map((s) => ({ path: s.service.slice(0, -SUFFIX.length), label: `${s.service.slice(0, -SUFFIX.length).split("/").at(-1)} (${placementOf(nodes.get(s.node))})` }))
+    .map((s) => {
+      const path = s.service.slice(0, -SUFFIX.length);
+      const now = settings.get(path);
+      const shown = now === undefined || Object.keys(now).length === 0 ? "" : ` ${settingsText(now)}`;
+      return { path, label: `${path.split("/").at(-1)} (${placementOf(nodes.get(s.node))})${shown}`, settings: now };
+    })
     .sort((a, b) => a.path.localeCompare(b.path));
   const paths = new Set(units.map((u) => u.path));
   /** The unit a topic is a stream of, with the stream's name. */
@@ -115,4 +135,23 @@ export function pipelineDot(p: PipelinePicture): string {
   for (const a of p.arrows) lines.push(`  ${q(a.from)} -> ${q(a.to)}${a.label ? ` [label=${q(a.label)}]` : ""};`);
   lines.push("}");
   return `${lines.join("\n")}\n`;
+}
+
+/** Reads the settings of every unit of `snap` through `node` (each within 1 s; a unit that does not answer is left out). */
+export async function unitSettings(node: Node, snap: Snapshot): Promise<Map<string, object>> {
+  const out = new Map<string, object>();
+  const services = [...new Set(snap.servers.filter((s) => s.service.endsWith(SUFFIX)).map((s) => s.service))];
+  await Promise.all(
+    services.map(async (service) => {
+      const client = await node.client<SettingsRequest, object>(service);
+      try {
+        out.set(service.slice(0, -SUFFIX.length), await client.request({}, { timeout: 1000 }));
+      } catch {
+        // gone meanwhile, or busy: shown without its settings
+      } finally {
+        await client.close();
+      }
+    }),
+  );
+  return out;
 }

@@ -5,8 +5,8 @@
 import { Command, Option } from "commander";
 import type { Snapshot } from "../graph/registry.js";
 import type { GraphStats } from "../graph/stats.js";
-import { action, connectGraph, type AddressOptions } from "./common.js";
-import { pipelineDot, pipelineMermaid, pipelinePicture } from "./graph-pipeline.js";
+import { action, connectGraph, joinGraph, type AddressOptions } from "./common.js";
+import { pipelineDot, pipelineMermaid, pipelinePicture, unitSettings } from "./graph-pipeline.js";
 
 /** Output formats of `plexus graph`. */
 export const GRAPH_FORMATS = ["mermaid", "dot", "json"] as const;
@@ -154,7 +154,8 @@ export function graphCommand(): Command {
         }
         snap.nodes = snap.nodes.filter((n) => n.id !== graph.node);
         if (opts.pipelines === true) {
-          const pic = pipelinePicture(snap);
+          await using node = await joinGraph(opts, "plexus graph");
+          const pic = pipelinePicture(snap, await unitSettings(node, snap));
           process.stdout.write(opts.format === "json" ? `${JSON.stringify(pic, null, 2)}\n` : opts.format === "dot" ? pipelineDot(pic) : pipelineMermaid(pic));
           return;
         }
