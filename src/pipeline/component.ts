@@ -20,7 +20,7 @@ export const PLACEMENTS: readonly Placement[] = ["main", "worker", "process"];
 export type NoSettings = Record<never, never>;
 
 /** What a component class may declare on its static side. */
-interface ComponentStatics {
+export interface ComponentStatics {
   /** The schema of its settings (set by `Unit.with` / `Collection.with`). */
   readonly schema?: SettingsSchema;
   /** Where its instances run unless placed otherwise. */

@@ -7,7 +7,7 @@
  * ring between threads and processes. See docs/pipeline.md.
  * @packageDocumentation
  */
-export { Collection, Component, Unit, PLACEMENTS, type CollectionClass, type NoSettings, type Placement, type UnitClass } from "./component.js";
+export { Collection, Component, Unit, PLACEMENTS, type CollectionClass, type ComponentStatics, type NoSettings, type Placement, type UnitClass } from "./component.js";
 export { Input, Output, Topic, connect, input, output, topic, type Backpressure, type Connection, type InputOptions, type OutputOptions, type Sink, type Source } from "./stream.js";
 export { setting, type NumberBounds, type Setting, type SettingsOf, type SettingsSchema } from "./settings.js";
 export { Runner, run, start, type RunOptions, type RunState, type UnitPlace } from "./runner.js";

@@ -9,7 +9,7 @@
 import { ClosedError } from "../errors.js";
 import type { Publisher } from "../pubsub/publisher.js";
 import type { Subscriber } from "../pubsub/subscriber.js";
-import { BACKPRESSURE_POLICIES, type QueuePolicy } from "../util/async-queue.js";
+import { BACKPRESSURE_POLICIES } from "../util/async-queue.js";
 import type { BlockingOptions } from "../util/blocking.js";
 import { readOptions } from "../util/options.js";
 
@@ -31,7 +31,7 @@ export interface Sink<T> {
 }
 
 /** What an input does when its queue is full: the publisher waits, the oldest message is dropped, or the publish fails. */
-export type Backpressure = QueuePolicy;
+export type Backpressure = "block" | "drop-oldest" | "fail";
 
 /** Options of {@link input}. */
 export interface InputOptions {
