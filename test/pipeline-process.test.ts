@@ -157,3 +157,17 @@ test("pipeline across processes: a module that fails to import in a worker is a 
     assert.ok(!lines.some((l) => l.startsWith("running")));
   });
 });
+
+test("pipeline across processes: a leaky input (drop-oldest) of a slow sink in a process drops and counts, the stream upstream never waits for it", async () => {
+  await withGraph(async (address) => {
+    const child = fixture("pipeline-sys", { address, count: 300, interval: 0, leaky: true, placement: { "Sys/SINK": "process" } });
+    const lines = await rest(child);
+    assert.equal(await child.exited, 0, child.stderr());
+    const doubled = Number(lines.find((l) => l.startsWith("shutdown Sys/DOUBLE"))?.split(" ")[3]);
+    assert.equal(doubled, 300, "DOUBLE handled every message: nothing upstream of the leaky input was held back or lost");
+    const [, , , n, , missed] = (lines.find((l) => l.startsWith("shutdown Sys/SINK")) ?? "").split(" ");
+    assert.ok(Number(missed) > 0, `the sink's input dropped messages: ${lines.join(" | ")}`);
+    assert.ok(Number(n) < 300, "the slow sink did not handle them all");
+    assert.equal(Number(n) + Number(missed), 300, "each message was handled or counted as dropped");
+  });
+});
