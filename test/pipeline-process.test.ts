@@ -171,3 +171,20 @@ test("pipeline across processes: a leaky input (drop-oldest) of a slow sink in a
     assert.equal(Number(n) + Number(missed), 300, "each message was handled or counted as dropped");
   });
 });
+
+test("pipeline across processes: a unit's process that dies while the pipeline runs stops it with a UnitError naming the component; exit 1", async () => {
+  await withGraph(async (address) => {
+    const child = fixture("pipeline-sys", { address, count: 0, placement: { "Sys/DOUBLE": "process" } });
+    const places = JSON.parse((await until(child, "running ")).slice(8)) as Place[];
+    const pid = places.find((p) => p.path === "Sys/DOUBLE")?.pid as number;
+    process.kill(pid, "SIGKILL");
+    const lines = await rest(child);
+    assert.equal(await child.exited, 1);
+    assert.equal(lines.at(-1), `failed ERR_PLEXUS_UNIT Sys/DOUBLE Sys/DOUBLE: its process (pid ${pid}) exited with SIGKILL while the pipeline ran`);
+    assert.deepEqual(
+      lines.filter((l) => l.startsWith("shutdown ")).map((l) => l.split(" ")[1]),
+      ["Sys/SOURCE", "Sys/SINK"],
+      "the others were shut down",
+    );
+  });
+});
