@@ -345,3 +345,14 @@ test("pipeline: runner.configure changes a unit's settings live, checked, and th
   await runner.done;
   await g.close();
 });
+
+test("pipeline: work registered after initialize() is refused (it would never run)", async () => {
+  class Late extends Unit {
+    readonly INPUT = input<number>();
+    override initialize(): void {
+      this.task(async () => this.subscribe(this.INPUT, () => {}));
+    }
+  }
+  const h = await testUnit(new Late());
+  await assert.rejects(h.close(), (e: unknown) => e instanceof UnitError && /^Late: a task threw: InvalidArgumentError: Late: subscribe\(\) must be called in initialize\(\)/.test(e.message));
+});

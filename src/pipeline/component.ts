@@ -92,6 +92,8 @@ export interface UnitWork {
 export interface UnitControl {
   /** Aborted when the unit is shut down. */
   readonly signal: AbortSignal;
+  /** Its work has started: registering more is too late. */
+  readonly started: boolean;
   /** The unit is done producing. */
   complete(): void;
   /** The whole pipeline should stop now, normally. */
@@ -184,7 +186,7 @@ export class Unit<S extends object = NoSettings> extends Component<S> {
   }
 
   private registering(what: string): void {
-    if (this.control !== undefined && this.control.signal.aborted) throw new InvalidArgumentError(`${this.path}: ${what}() after the unit shut down`);
+    if (this.control?.started === true) throw new InvalidArgumentError(`${this.path}: ${what}() must be called in initialize(), before the unit's work starts`);
   }
 
   private running(what: string): UnitControl {

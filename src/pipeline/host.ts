@@ -168,8 +168,12 @@ export class Host {
       else if (step === "inputs") for (const i of r.inputs) i.port = await this.node.subscriber(i.path, { backpressure: i.options.backpressure, queue: i.options.queue });
       else {
         r.settings = await this.node.server<SettingsRequest, object>(settingsService(unit.path), (req) => this.changeSettings(r, req));
+        const begun = (): boolean => this.begun;
         unit.control = {
           signal: r.abort.signal,
+          get started() {
+            return begun();
+          },
           complete: () => this.complete(r),
           terminate: () => this.emit({ t: "terminate", path: unit.path }),
         };
