@@ -393,6 +393,28 @@ export class NotFoundError extends PlexusError {
 }
 
 /**
+ * A unit of a pipeline (`plexus/pipeline`) failed: it threw from `initialize()`, a handler, a
+ * producer, a task or `shutdown()`; did not shut down within its bound; its module did not load in
+ * a worker or process; or its worker or process ended unexpectedly. `path` is the component
+ * (`SYS/FILTER`); `cause` is what the unit threw, with its stack (rebuilt when it was thrown in
+ * another thread or process).
+ */
+export class UnitError extends PlexusError {
+  /** The code of this class's instances. */
+  static override readonly code: string = "ERR_PLEXUS_UNIT";
+  /** The path of the component (`SYS/FILTER`); "" when unknown (an error that came over the wire). */
+  readonly path: string;
+  /** @param path - the component; @param message - what happened; @param options - `cause` */
+  constructor(path: string, message: string, options?: PlexusErrorOptions) {
+    super(message, undefined, options);
+    this.path = path;
+  }
+  override get name(): string {
+    return "UnitError";
+  }
+}
+
+/**
  * An error as a protocol carries it: its code and message (docs/protocol.md, "Errors on the wire").
  * @internal
  */
@@ -436,6 +458,7 @@ registerWireError(RemoteError.code, (m) => new RemoteError(m));
 registerWireError(SystemError.code, (m) => withMessage(new SystemError("", 0, "EIO", m), m));
 registerWireError(NoSpaceError.code, (m) => withMessage(new NoSpaceError("", m), m));
 registerWireError(MissingDependencyError.code, (m) => new MissingDependencyError("", m));
+registerWireError(UnitError.code, (m) => new UnitError("", m));
 
 /**
  * Rebuilds an error that came over the wire as the class of its code, so `instanceof` works

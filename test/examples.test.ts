@@ -59,3 +59,16 @@ test("examples/queue: a child process puts 10 jobs to a queue server and gets ea
     Array.from({ length: 10 }, (_, n) => `job ${n}: sum ${n * 1000}`),
   );
 });
+
+test("examples/pipeline: LFO -> modulated sine (worker) -> logger (process), settings changed live, ended by the logger", async () => {
+  const { freePort } = await import("./helpers/cli.js");
+  const port = await freePort(); // so parallel runs do not meet
+  const { stdout } = await run(process.execPath, [example("pipeline")], { timeout: 60000, env: { ...process.env, PLEXUS_GRAPH: `127.0.0.1:${port}` } });
+  const lines = stdout.trim().split("\n");
+  assert.ok(lines.includes("SYS/SINE: carrier 10 -> 20 Hz"), stdout);
+  const blocks = lines.filter((l) => l.startsWith("block "));
+  assert.equal(blocks.length, 20, stdout);
+  for (const b of blocks) assert.match(b, /^block \d+: 64 samples, carrier (10|20) Hz, peak \d\.\d\d$/);
+  assert.match(blocks.at(-1) ?? "", /carrier 20 Hz/, "the new setting reached the worker");
+  assert.equal(lines.at(-1), "pipeline stopped");
+});

@@ -28,6 +28,7 @@ const RANK: Record<string, number> = {
   zerobuffer: 7,
   node: 8,
   dashboard: 9,
+  pipeline: 9,
   cli: 10,
   index: 11,
 };

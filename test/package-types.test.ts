@@ -18,6 +18,31 @@ const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
 const USER_CODE = `
 import { connect, queue, PlexusError, CycleError, TimeoutError, type Sample, type StatsReport } from "plexus";
 import { Reader, WriterDeadError, PeerDeadError } from "plexus/zerobuffer";
+import { Collection, Unit, UnitError, connect as wire, input, output, setting, start, testUnit } from "plexus/pipeline";
+
+class Scale extends Unit.with({ factor: setting.number(2, { min: 0 }) }) {
+  readonly INPUT = input<number>({ backpressure: "drop-oldest", queue: 4 });
+  readonly OUTPUT = output<number>();
+  override initialize(): void {
+    this.subscribe(this.INPUT, (v) => this.OUTPUT.publish(v * this.settings.factor));
+  }
+}
+class Sys extends Collection {
+  readonly A = new Scale({ factor: 3 }).place("worker");
+  readonly B = new Scale();
+  override connections() {
+    return [wire(this.A.OUTPUT, this.B.INPUT)];
+  }
+}
+export async function pipeline(): Promise<void> {
+  await using runner = await start(new Sys(), { placement: { "Sys/B": "process" }, signals: false });
+  const factor: number = new Scale().settings.factor;
+  await using h = await testUnit(new Scale());
+  await h.feed(h.unit.INPUT, factor);
+  const out: number[] = await h.take(h.unit.OUTPUT, 1);
+  await runner.done.catch((e: unknown) => (e instanceof UnitError ? e.path : ""));
+  void out;
+}
 
 export async function main(): Promise<void> {
   await using node = await connect({ timeout: 1000 });

@@ -8,20 +8,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { queue, PlexusError } from "../src/index.js";
-import { fixture, type Child } from "./helpers/child.js";
+import { fixture, remainingLines, type Child } from "./helpers/child.js";
 import { testCerts } from "./helpers/tcp-certs.js";
 
 /** Every remaining stdout line of a child, until it ends. */
-async function drain(c: Child): Promise<string[]> {
-  const lines: string[] = [];
-  for (;;) {
-    try {
-      lines.push(await c.line(5000));
-    } catch {
-      return lines;
-    }
-  }
-}
+const drain = (c: Child): Promise<string[]> => remainingLines(c);
 
 test("across processes: two clients put to a server process that echoes each value back to its sender", async () => {
   const child = fixture("queue-peer", { role: "server", echo: true, mode: "reliable" });

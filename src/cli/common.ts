@@ -9,6 +9,7 @@ import type { ConnectionOptions } from "node:tls";
 import { InvalidArgumentError, PlexusError, SystemError, TimeoutError } from "../errors.js";
 import { GraphClient, defaultAddress, parseAddress } from "../graph/client.js";
 import { checkTopic } from "../graph/registry.js";
+import { connect, type Node } from "../node/node.js";
 
 /** Exit codes of the `plexus` command (docs/cli.md). */
 export const Exit = {
@@ -156,6 +157,17 @@ export async function connectGraph(opts: AddressOptions, name: string): Promise<
   const address = addressOf(opts);
   try {
     return await GraphClient.connect({ address, embedded: false, timeout: 3000, name, token: clientToken(), tls: clientTls() });
+  } catch (err) {
+    if (isUnreachable(err)) throw noServer(address);
+    throw err;
+  }
+}
+
+/** Joins a running GraphServer as a node (never starts one), named `name`. */
+export async function joinGraph(opts: AddressOptions, name: string): Promise<Node> {
+  const address = addressOf(opts);
+  try {
+    return await connect({ address, embedded: false, reconnect: 0, timeout: 3000, name, token: clientToken(), tls: clientTls() });
   } catch (err) {
     if (isUnreachable(err)) throw noServer(address);
     throw err;

@@ -5,7 +5,8 @@
 import { Command, Option } from "commander";
 import type { Snapshot } from "../graph/registry.js";
 import type { GraphStats } from "../graph/stats.js";
-import { action, connectGraph, type AddressOptions } from "./common.js";
+import { action, connectGraph, joinGraph, type AddressOptions } from "./common.js";
+import { pipelineDot, pipelineMermaid, pipelinePicture, unitSettings } from "./graph-pipeline.js";
 
 /** Output formats of `plexus graph`. */
 export const GRAPH_FORMATS = ["mermaid", "dot", "json"] as const;
@@ -139,9 +140,10 @@ export function graphCommand(): Command {
     .description("print the live graph: nodes, topics, publishers, subscribers, edges, request/response services and link transports")
     .addOption(new Option("-f, --format <format>", "output format").choices(GRAPH_FORMATS).default("mermaid"))
     .option("--compact", "topics and edges only (publisher/subscriber counts in the labels)")
+    .option("--pipelines", "pipelines only: units grouped by collection, with their placement and pid (docs/pipeline.md)")
     .option("-a, --address <host:port>", "GraphServer (default: PLEXUS_GRAPH or 127.0.0.1:25978)")
     .action(
-      action("graph", async (opts: AddressOptions & { format: (typeof GRAPH_FORMATS)[number]; compact?: boolean }) => {
+      action("graph", async (opts: AddressOptions & { format: (typeof GRAPH_FORMATS)[number]; compact?: boolean; pipelines?: boolean }) => {
         const graph = await connectGraph(opts, "plexus graph");
         let snap: Snapshot;
         let stats: GraphStats;
@@ -151,6 +153,12 @@ export function graphCommand(): Command {
           await graph.close();
         }
         snap.nodes = snap.nodes.filter((n) => n.id !== graph.node);
+        if (opts.pipelines === true) {
+          await using node = await joinGraph(opts, "plexus graph");
+          const pic = pipelinePicture(snap, await unitSettings(node, snap));
+          process.stdout.write(opts.format === "json" ? `${JSON.stringify(pic, null, 2)}\n` : opts.format === "dot" ? pipelineDot(pic) : pipelineMermaid(pic));
+          return;
+        }
         if (opts.format === "json") {
           process.stdout.write(`${JSON.stringify(opts.compact ? { topics: snap.topics, edges: snap.edges, services: serviceNames(snap) } : { ...snap, stats: stats.topics, serviceStats: stats.services }, null, 2)}\n`);
           return;

@@ -15,6 +15,8 @@ import { topCommand } from "./top.js";
 import { echoCommand, pubCommand } from "./pubecho.js";
 import { benchCommand } from "./bench.js";
 import { demoCommand } from "./demo.js";
+import { runCommand } from "./run.js";
+import { settingsCommand } from "./settings.js";
 import { Exit } from "./common.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -32,6 +34,8 @@ export function program(): Command {
   cli.addCommand(echoCommand());
   cli.addCommand(benchCommand());
   cli.addCommand(demoCommand());
+  cli.addCommand(runCommand());
+  cli.addCommand(settingsCommand());
   const shm = cli.command("shm").description("shared-memory segments made by Plexus on this host");
   shm
     .command("list")

@@ -3,19 +3,8 @@
  * @module
  */
 import { Command } from "commander";
-import { connect, type Node } from "../node/node.js";
 import { summarize } from "../dashboard/summary.js";
-import { action, addressOf, clientTls, clientToken, intArg, isUnreachable, noServer, topicArg, usageError, type AddressOptions } from "./common.js";
-
-async function join(opts: AddressOptions, name: string): Promise<Node> {
-  const address = addressOf(opts);
-  try {
-    return await connect({ address, embedded: false, reconnect: 0, timeout: 3000, name, token: clientToken(), tls: clientTls() });
-  } catch (err) {
-    if (isUnreachable(err)) throw noServer(address);
-    throw err;
-  }
-}
+import { action, intArg, joinGraph as join, topicArg, usageError, type AddressOptions } from "./common.js";
 
 /** The `pub` command. */
 export function pubCommand(): Command {

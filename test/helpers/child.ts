@@ -62,3 +62,15 @@ export function fixture(name: string, args: unknown, launch?: { command: string;
     },
   };
 }
+
+/** Every remaining stdout line of a child, until it ends (each line waited for at most `ms`). */
+export async function remainingLines(c: Child, ms = 5000): Promise<string[]> {
+  const lines: string[] = [];
+  for (;;) {
+    try {
+      lines.push(await c.line(ms));
+    } catch {
+      return lines;
+    }
+  }
+}
