@@ -1,0 +1,295 @@
+"""Publish/subscribe (docs/pubsub.md, docs/protocol.md §4): the message header, publishers and
+subscribers linked through the GraphServer.
+"""
+from __future__ import annotations
+
+import queue
+import struct
+import threading
+from typing import TYPE_CHECKING, Any, Final, Generic, Iterator, Literal, Protocol, TypeVar
+
+from . import codec
+from .errors import ClosedError, PlexusError, ProtocolError, TimeoutError
+from .tcp import Policy, TcpReceiver, TcpSender
+
+if TYPE_CHECKING:
+    from .node import Node
+
+MAGIC: Final = 0x31535850
+WIRE_HEADER: Final = 16
+_WIRE: Final = struct.Struct("<IId")
+T = TypeVar("T")
+Transport = Literal["shm", "tcp"]
+
+
+def message_header(sequence: int) -> bytes:
+    """The 16-byte pub/sub header of a message with ``sequence``."""
+    return _WIRE.pack(MAGIC, 0, float(sequence))
+
+
+def decode_message(payload: bytes | memoryview, arrays: codec.ArrayMode | None = None) -> tuple[int, Any]:
+    """A pub/sub message -> (sequence, value); ProtocolError if it is not one."""
+    mv = memoryview(payload)
+    if mv.nbytes < WIRE_HEADER:
+        raise ProtocolError(f"a pub/sub message of {mv.nbytes} bytes, shorter than its header")
+    magic, flags, seq = _WIRE.unpack_from(mv, 0)
+    if magic != MAGIC or flags != 0:
+        raise ProtocolError("not a pub/sub message (magic or flags)")
+    return int(seq), codec.decode(mv[WIRE_HEADER:], arrays)
+
+
+class Sample(Generic[T]):
+    """A received message: ``value`` (views into the message's memory), its ``sequence``, the
+    ``publisher``'s port id. Release it (or use ``with``) when done: on shared memory its bytes
+    stay the publisher's to overwrite only after that."""
+
+    __slots__ = ("value", "topic", "sequence", "publisher", "_release")
+
+    def __init__(self, value: T, topic: str, sequence: int, publisher: str, release: Any) -> None:
+        self.value = value
+        self.topic = topic
+        self.sequence = sequence
+        self.publisher = publisher
+        self._release = release
+
+    def release(self) -> None:
+        """Gives the message's memory back (idempotent). Views in ``value`` are invalid after."""
+        r = self._release
+        self._release = None
+        if r is not None:
+            r()
+
+    def __enter__(self) -> Sample[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class _Link(Protocol):
+    transport: str
+
+    def close(self) -> None: ...
+
+
+class Publisher(Generic[T]):
+    """Publishes on a topic: made by :meth:`plexus.Node.publisher`."""
+
+    def __init__(self, node: Node, topic: str, *, capacity: int = 4 << 20, timeout: float = 5.0) -> None:
+        self.topic = topic
+        self._node = node
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._tcp = TcpSender(window=capacity, label=f"the publisher on {topic!r}")
+        endpoints = {**node.identity, "tcp": {"host": self._tcp.host, "port": self._tcp.port, "tls": False}}
+        try:
+            self.id: str = node.graph.request("publisher.add", {"topic": topic, "endpoints": endpoints})["publisher"]
+        except BaseException:
+            self._tcp.close()
+            raise
+        self._closed = False
+
+    @property
+    def subscribers(self) -> int:
+        """Subscribers linked now."""
+        return self._tcp.receivers
+
+    def wait_for_subscribers(self, n: int = 1, timeout: float = 10.0) -> None:
+        """Waits until ``n`` subscribers are linked (TimeoutError)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self._tcp.receivers < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{n} subscriber(s) of {self.topic!r} did not link within {timeout * 1000:.0f} ms")
+            time.sleep(0.005)
+
+    def publish(self, value: T, timeout: float | None = None) -> int:
+        """Encodes ``value`` once and sends it to every subscriber; returns its sequence number."""
+        if self._closed:
+            raise ClosedError(f"the publisher on {self.topic!r} is closed")
+        plan = codec.plan(value)
+        with self._lock:
+            seq = self._tcp.next_sequence
+            parts = [message_header(seq), *plan.chunks()]
+            return self._tcp.send(parts, WIRE_HEADER + plan.byte_length, self._timeout if timeout is None else timeout)
+
+    def close(self) -> None:
+        """Leaves the graph; subscribers get what was sent, then the end. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._node.graph.request("port.remove", {"id": self.id})
+        except PlexusError:
+            pass
+        self._tcp.close()
+        self._node._forget(self)
+
+    def __enter__(self) -> Publisher[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _TcpLink:
+    transport = "tcp"
+
+    def __init__(self, sub: Subscriber[Any], info: dict[str, Any]) -> None:
+        tcp = info["endpoints"]["tcp"]
+        self._rx = TcpReceiver(tcp["host"], tcp["port"], policy=sub.backpressure, label=f"the publisher on {sub.topic!r}")
+        self._thread = threading.Thread(target=self._pump, args=(sub, info), daemon=True)
+        self._thread.start()
+
+    def _pump(self, sub: Subscriber[Any], info: dict[str, Any]) -> None:
+        while True:
+            try:
+                f = self._rx.receive()
+            except PlexusError:
+                return  # the publisher died or left: the graph will unlink it
+            if f is None:
+                return
+            try:
+                seq, value = decode_message(f.payload, sub.arrays)
+            except PlexusError:
+                f.release()  # a malformed message: skipped, the link serves on
+                sub.malformed += 1
+                continue
+            sub._push(Sample(value, sub.topic, seq, info["id"], f.release))
+
+    def close(self) -> None:
+        self._rx.close()
+        self._thread.join(2)
+
+
+class Subscriber(Generic[T]):
+    """Receives a topic's messages from every publisher upstream: made by
+    :meth:`plexus.Node.subscriber`. Iterate it (each sample is released when the next is asked
+    for) or call :meth:`receive`."""
+
+    def __init__(self, node: Node, topic: str, *, backpressure: Policy = "block", transport: Transport | None = None,
+                 arrays: codec.ArrayMode | None = None) -> None:
+        self.topic = topic
+        self.backpressure = backpressure
+        self.transport = transport
+        self.arrays = arrays
+        self.malformed = 0
+        self._node = node
+        self._queue: queue.SimpleQueue[Sample[T] | None] = queue.SimpleQueue()
+        self._links: dict[str, _Link] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._last: Sample[T] | None = None
+        answer = node.graph.request("subscriber.add", {"topic": topic})
+        self.id: str = answer["subscriber"]
+        node._subscribers[self.id] = self
+        self.update(answer["publishers"])
+
+    @property
+    def publishers(self) -> list[str]:
+        """Ids of the publishers linked now."""
+        with self._lock:
+            return list(self._links)
+
+    @property
+    def links(self) -> list[dict[str, str]]:
+        """The transport of each link."""
+        with self._lock:
+            return [{"publisher": k, "transport": v.transport} for k, v in self._links.items()]
+
+    def update(self, publishers: list[dict[str, Any]]) -> None:
+        """Applies a new upstream set (called with the GraphServer's notifications)."""
+        wanted = {p["id"]: p for p in publishers if isinstance(p, dict) and isinstance(p.get("id"), str)}
+        with self._lock:
+            gone = [(k, v) for k, v in self._links.items() if k not in wanted]
+            for k, _ in gone:
+                del self._links[k]
+            new = [p for k, p in wanted.items() if k not in self._links]
+        for _, link in gone:
+            link.close()
+        for p in new:
+            try:
+                made = self._link(p)
+            except PlexusError:
+                continue
+            if made is None:
+                continue
+            link = made
+            with self._lock:
+                if self._closed:
+                    link.close()
+                else:
+                    self._links[p["id"]] = link
+
+    def _link(self, p: dict[str, Any]) -> _Link | None:
+        ep = p.get("endpoints") or {}
+        same_host = ep.get("host") == self._node.identity["host"]
+        if same_host and ep.get("shm") and self.transport in (None, "shm"):
+            from .shm import ShmLink
+
+            return ShmLink(self, p)
+        if ep.get("tcp") and self.transport in (None, "tcp"):
+            return _TcpLink(self, p)
+        return None
+
+    def _push(self, s: Sample[T]) -> None:
+        if self._closed:
+            s.release()
+        else:
+            self._queue.put(s)
+
+    def receive(self, timeout: float | None = None) -> Sample[T]:
+        """The next sample (TimeoutError after ``timeout`` s, ClosedError once closed)."""
+        if self._closed:
+            raise ClosedError(f"the subscriber of {self.topic!r} is closed")
+        try:
+            s = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no message on {self.topic!r} within {(timeout or 0) * 1000:.0f} ms") from None
+        if s is None:
+            self._queue.put(None)
+            raise ClosedError(f"the subscriber of {self.topic!r} is closed")
+        return s
+
+    def __iter__(self) -> Iterator[Sample[T]]:
+        while True:
+            if self._last is not None:
+                self._last.release()
+                self._last = None
+            try:
+                s = self.receive()
+            except ClosedError:
+                return
+            self._last = s
+            yield s
+
+    def close(self) -> None:
+        """Leaves the graph and every link; queued samples are released. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            links = list(self._links.values())
+            self._links.clear()
+        self._node._subscribers.pop(self.id, None)
+        try:
+            self._node.graph.request("port.remove", {"id": self.id})
+        except PlexusError:
+            pass
+        for link in links:
+            link.close()
+        while True:
+            try:
+                s = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if s is not None:
+                s.release()
+        self._queue.put(None)
+
+    def __enter__(self) -> Subscriber[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
