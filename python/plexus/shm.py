@@ -1,0 +1,263 @@
+"""Shared-memory receivers (docs/protocol.md §2): attach to a publisher's ring in another
+process of this host, with eventfd wake-ups handed over its Unix socket (``SCM_RIGHTS``).
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Final
+
+from .errors import ClosedError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError
+from .ring import RingReader
+
+if TYPE_CHECKING:
+    from .pubsub import Subscriber
+
+JOIN_MAGIC: Final = 0x314A5850
+ACCEPT_MAGIC: Final = 0x31415850
+RECHECK: Final = 0.25
+# os.eventfd and friends (Linux, Python 3.10+), looked up so that older type stubs accept them
+_eventfd: Callable[[int, int], int] = getattr(os, "eventfd")
+_eventfd_read: Callable[[int], int] = getattr(os, "eventfd_read")
+_eventfd_write: Callable[[int, int], None] = getattr(os, "eventfd_write")
+EFD_FLAGS: Final[int] = getattr(os, "EFD_NONBLOCK") | getattr(os, "EFD_CLOEXEC")
+SPIN: Final = 50e-6  # seconds a reader polls before it sleeps, while messages come fast
+
+
+def join_message(slot: int, state_word: int, pid: int) -> bytes:
+    """The reader's join message (§2)."""
+    return struct.pack("<IIiI", JOIN_MAGIC, slot, state_word, pid)
+
+
+def answer_message(status: int) -> bytes:
+    """The writer's answer (§2): 0 joined, 1 refused."""
+    return struct.pack("<II", ACCEPT_MAGIC, status)
+
+
+def open_segment(name: str) -> tuple[mmap.mmap, int]:
+    """Maps the POSIX shared-memory segment ``name`` (``/plexus-…``) read-write."""
+    if not name.startswith("/") or "/" in name[1:]:
+        raise ProtocolError(f"not a shared-memory segment name: {name!r}")
+    try:
+        fd = os.open(f"/dev/shm{name}", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError as err:
+        raise PeerDeadError(f"no shm sender at {name}") from err
+    except OSError as err:
+        raise SystemError(f"cannot open the shared memory {name}: {err.strerror}", errno=err.errno) from err
+    try:
+        size = os.fstat(fd).st_size
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE), size
+    finally:
+        os.close(fd)
+
+
+class ShmReceiver:
+    """A reader of a ring in another process: ``receive()`` gives (sequence, payload view, token)."""
+
+    def __init__(self, name: str, sock_name: str, *, policy: str = "block", timeout: float = 5.0) -> None:
+        self.name = name
+        self.mm, size = open_segment(name)
+        self.reader = RingReader(self.mm, size, policy, os.getpid())
+        self.efd = _eventfd(0, EFD_FLAGS)
+        self.lock = threading.Lock()
+        self.dead: PlexusError | None = None
+        self.closed = False
+        self.receiving = False
+        self.writer_fd = -1
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(sock_name)
+            except OSError as err:
+                raise PeerDeadError(f"the shm sender of {name} does not answer") from err
+            socket.send_fds(self.sock, [join_message(self.reader.slot, self.reader.state_word, os.getpid())], [self.efd])
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, 64, 4)
+            except socket.timeout as err:
+                raise TimeoutError(f"the shm sender of {name} did not answer within {timeout * 1000:.0f} ms") from err
+            if not data:
+                raise PeerDeadError(f"the shm sender of {name} closed during the handshake")
+            if len(data) != 8 or len(fds) != 1 or struct.unpack_from("<I", data)[0] != ACCEPT_MAGIC:
+                for f in fds:
+                    os.close(f)
+                raise ProtocolError("malformed answer from the shm sender")
+            if struct.unpack_from("<I", data, 4)[0] != 0:
+                os.close(fds[0])
+                raise ProtocolError(f"the shm sender refused slot {self.reader.slot}")
+            self.writer_fd = fds[0]
+            self.sock.settimeout(None)
+            self.sock.setblocking(False)
+        except BaseException:
+            self._teardown()
+            raise
+        self._wake_writer(self.reader.writer_wants_wake())  # §1.5: wake the writer if it sleeps
+        self.poller = select.poll()
+        self.poller.register(self.efd, select.POLLIN)
+        self.poller.register(self.sock.fileno(), select.POLLIN | select.POLLHUP)
+
+    def _wake_writer(self, due: bool) -> None:
+        if due and self.writer_fd >= 0:
+            try:
+                _eventfd_write(self.writer_fd, 1)
+            except OSError:
+                pass
+
+    def receive(self, timeout: float | None = None) -> tuple[int, memoryview, int] | None:
+        """The next frame: (sequence, a read-only view of its payload, token); None at the end."""
+        with self.lock:
+            if self.closed:
+                raise ClosedError(f"the receiver of {self.name} is closed")
+            self.receiving = True
+        try:
+            return self._receive(timeout)
+        finally:
+            with self.lock:
+                self.receiving = False
+                teardown = self.closed
+            if teardown:
+                self._teardown()
+
+    def _receive(self, timeout: float | None) -> tuple[int, memoryview, int] | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        r = self.reader
+        while True:
+            with self.lock:
+                if self.closed:
+                    raise ClosedError(f"the receiver of {self.name} is closed")
+                got = r.try_read()
+            if got is not None:
+                token, seq, at, length = got
+                return seq, memoryview(self.mm)[at:at + length].toreadonly(), token
+            if self.dead is not None:
+                raise self.dead
+            if r.writer_closed:
+                return None
+            spin_until = time.monotonic() + SPIN
+            while time.monotonic() < spin_until:
+                if r.readable():
+                    break
+            if r.readable():
+                continue
+            if not r.prepare_sleep():
+                continue
+            left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
+            if left <= 0:
+                r.woke()
+                raise TimeoutError(f"nothing arrived from {self.name} within {(timeout or 0) * 1000:.0f} ms")
+            events = self.poller.poll(left * 1000)
+            if self.closed:
+                raise ClosedError(f"the receiver of {self.name} is closed")
+            r.woke()
+            for fd, ev in events:
+                if fd == self.efd:
+                    try:
+                        _eventfd_read(self.efd)
+                    except BlockingIOError:
+                        pass
+                else:
+                    self._check_socket()
+
+    def _check_socket(self) -> None:
+        try:
+            data = self.sock.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.dead = ProtocolError(f"the shm sender of {self.name} wrote after the handshake")
+        elif not self.reader.writer_closed:
+            self.dead = PeerDeadError(f"the shm sender of {self.name} died")
+            try:
+                os.unlink(f"/dev/shm{self.name}")
+            except OSError:
+                pass
+        self.poller.unregister(self.sock.fileno())
+
+    def release(self, token: int) -> None:
+        """Releases a frame (any thread, any order)."""
+        with self.lock:
+            if self.closed:
+                return
+            due = self.reader.release(token)
+        self._wake_writer(due)
+
+    def take_missed(self) -> int:
+        """Messages the writer dropped for this reader since the last call."""
+        return self.reader.take_missed()
+
+    def close(self) -> None:
+        """Leaves the ring. Views still held keep the mapping alive (never a crash), but their
+        bytes may be overwritten by later messages."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            due = self.reader.leave()
+            busy = self.receiving
+        self._wake_writer(due)
+        if busy:  # the receiving thread tears down when it returns: interrupt its sleep
+            _eventfd_write(self.efd, 1)
+        else:
+            self._teardown()
+
+    def _teardown(self) -> None:
+        if self.efd < 0 and self.sock.fileno() < 0:
+            return
+        for fd in (self.efd, self.writer_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.efd = self.writer_fd = -1
+        self.sock.close()
+        try:
+            self.reader.a.release()
+        except (AttributeError, BufferError):
+            pass
+        try:
+            self.mm.close()
+        except BufferError:
+            pass  # views are still held: the mapping goes when the last one does
+
+
+class ShmLink:
+    """A subscriber's link to a publisher's ring."""
+
+    transport = "shm"
+
+    def __init__(self, sub: Subscriber[Any], info: dict[str, Any]) -> None:
+        shm = info["endpoints"]["shm"]
+        self._rx = ShmReceiver(shm["name"], shm["socket"], policy=sub.backpressure)
+        self._stop = False
+        self._thread = threading.Thread(target=self._pump, args=(sub, info), daemon=True, name="plexus-shm-rx")
+        self._thread.start()
+
+    def _pump(self, sub: Subscriber[Any], info: dict[str, Any]) -> None:
+        from .pubsub import Sample, decode_message
+
+        rx = self._rx
+        while not self._stop:
+            try:
+                got = rx.receive()
+            except PlexusError:
+                return  # the publisher died or left: the graph will unlink it
+            if got is None:
+                return
+            seq_frame, payload, token = got
+            try:
+                _seq, value = decode_message(payload, sub.arrays)
+            except PlexusError:
+                rx.release(token)
+                sub.malformed += 1
+                continue
+            sub._push(Sample(value, sub.topic, _seq, info["id"], lambda t=token: rx.release(t)))
+
+    def close(self) -> None:
+        self._stop = True
+        self._rx.close()
+        self._thread.join(2)
