@@ -1,0 +1,134 @@
+"""A Python peer for the cross-process tests of test/python-interop.test.ts (not a pytest file).
+
+``python peer.py '<json>'`` joins the GraphServer of ``PLEXUS_GRAPH`` and plays the role the
+JSON names, writing one JSON line per event on stdout ("ready" once it can be talked to).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+import plexus
+from plexus import codec, pubsub
+
+
+def say(obj: object) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def describe(v: object) -> object:
+    """A JSON description of a received value: arrays by dtype and content."""
+    if isinstance(v, np.ndarray):
+        return {"dtype": str(v.dtype), "values": v.tolist(), "writeable": bool(v.flags.writeable)}
+    if isinstance(v, memoryview):
+        return {"memoryview": v.format, "values": v.tolist()}
+    if isinstance(v, dict):
+        return {str(k): describe(x) for k, x in v.items()}
+    if isinstance(v, datetime.datetime):
+        return v.isoformat()
+    if isinstance(v, (list, tuple)):
+        return [describe(x) for x in v]
+    return v
+
+
+def in_mapping(sub: plexus.Subscriber[Any], arr: np.ndarray) -> bool:
+    """True if ``arr``'s memory lies inside the shared-memory ring of one of ``sub``'s links."""
+    addr = arr.__array_interface__["data"][0]
+    for link in sub._links.values():
+        rx = getattr(link, "_rx", None)
+        reader = getattr(rx, "reader", None)
+        if reader is not None and reader.a.base <= addr < reader.a.base + len(rx.mm):  # type: ignore[union-attr]
+            return True
+    return False
+
+
+def subscribe(node: plexus.Node, a: dict[str, Any]) -> None:
+    with node.subscriber(a["topic"], transport=a.get("transport")) as sub:
+        say("ready")
+        for i, s in enumerate(sub):
+            arr = s.value.get("v") if isinstance(s.value, dict) else None
+            say({"sequence": s.sequence, "value": describe(s.value), "links": sub.links,
+                 "inShm": in_mapping(sub, arr) if isinstance(arr, np.ndarray) else None})
+            if i + 1 == a["count"]:
+                break
+
+
+def publish(node: plexus.Node, a: dict[str, Any]) -> None:
+    with node.publisher(a["topic"]) as pub:
+        say("ready")
+        pub.wait_for_subscribers(1)
+        if a.get("malformed"):  # a message whose codec frame is garbage, then a good one
+            bad = pubsub.message_header(pub._tcp.next_sequence) + b"PLXF\x01\x02\x00\x00garbage!"
+            pub._tcp.send([bad], len(bad))
+        for i in range(a["count"]):
+            pub.publish({"i": i, "v": np.arange(4, dtype=np.float64) * i + 0.5, "n": np.arange(3, dtype=np.int32) - i,
+                         "b": bytes([i, 255]), "big": 2**40 + i, "text": "héllo"})
+        say("published")
+        sys.stdin.readline()  # stays until the test closes stdin
+
+
+class AppError(Exception):
+    code = "E_PY_APP"
+
+
+def handler(v: Any) -> Any:
+    if isinstance(v, dict) and v.get("fail"):
+        raise AppError("the Python handler refused")
+    if isinstance(v, dict) and v.get("sleep"):
+        time.sleep(v["sleep"])
+    if isinstance(v, dict) and isinstance(v.get("v"), np.ndarray):
+        return {"sum": float(v["v"].sum()), "twice": v["v"] * 2, "dtype": str(v["v"].dtype)}
+    return {"echo": v}
+
+
+def serve(node: plexus.Node, a: dict[str, Any]) -> None:
+    with node.server(a["service"], handler):
+        say("ready")
+        sys.stdin.readline()
+
+
+def call(node: plexus.Node, a: dict[str, Any]) -> None:
+    with node.client(a["service"]) as cli:
+        deadline = time.monotonic() + (10 if a.get("wait", True) else 0)
+        while cli.servers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for req in a["requests"]:
+            value = {k: (np.array(x, dtype=np.float64) if k == "v" else x) for k, x in req.items()}
+            try:
+                say({"ok": describe(cli.request(value, timeout=5.0))})
+            except plexus.RemoteError as err:
+                say({"error": type(err).__name__, "code": err.code, "remoteCode": err.remote_code, "remoteName": err.remote_name, "message": err.message})
+            except plexus.PlexusError as err:
+                say({"error": type(err).__name__, "code": err.code, "message": err.message})
+
+
+def malformed_call(node: plexus.Node, a: dict[str, Any]) -> None:
+    """A request whose codec frame is garbage, on the wire of a Node server; then a good one."""
+    from plexus import net, rpc
+
+    servers = node.graph.request("client.add", {"service": a["service"]})["servers"]
+    tcp = servers[0]["endpoints"]["tcp"]
+    fs = net.FrameSocket(net.dial(tcp["host"], tcp["port"], 5, "server"), 1 << 20, "the server")
+    net.handshake(fs, rpc.RPC, net.hello(rpc.RPC, 1000), "the server", 5)
+    garbage = b"PLXF\x01\x02\x00\x00\xff\xff\xff\xff\x00\x00\x00\x00"
+    fs.send(net.HEADER.pack(len(garbage), rpc.T_REQUEST, 0, 0, 7, 0) + garbage)
+    fs.sendv(rpc.message(rpc.T_REQUEST, 8, codec.plan({"after": True})))
+    for _ in range(2):
+        h, body = fs.read_frame()
+        answer = rpc.remote_error(body) if h.type == rpc.T_ERROR else None
+        say({"id": h.a, "type": h.type, "remoteCode": answer.remote_code if answer else None,
+             "value": None if answer else describe(codec.decode(body))})
+    fs.close()
+
+
+ROLES = {"subscribe": subscribe, "publish": publish, "serve": serve, "call": call, "malformed-call": malformed_call}
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1])
+    with plexus.connect(name=f"python {args['role']}") as n:
+        ROLES[args["role"]](n, args)

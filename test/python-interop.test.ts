@@ -1,0 +1,235 @@
+/**
+ * The Python package (python/, importable as `plexus`) against this one, across real processes:
+ * its own tests (pytest, and mypy over its type hints) in the virtual environment that
+ * scripts/ensure-python.mjs makes, then Node publisher -> Python subscriber (shm and tcp, numpy
+ * arrays that are views into the ring, checked by content and by address) and the reverse,
+ * request/response both ways with the typed errors, a Python server killed with SIGKILL
+ * mid-request (PeerDeadError on the Node side, its ports gone from the graph), and malformed
+ * frames refused both ways.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { connect as netConnect, type Socket } from "node:net";
+import { fileURLToPath } from "node:url";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { PeerDeadError, RemoteError } from "../src/index.js";
+import { child, type Child } from "./helpers/child.js";
+import { graph, readWelcomeFrame, rpcFrame, tcpHello, until } from "./helpers/rpc.js";
+import { FrameParser } from "../src/net/frame-parser.js";
+import { decode, encode } from "../src/codec/index.js";
+import { NetType } from "../src/net/frame.js";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const python = `${root}.venv/bin/python`;
+const peerScript = `${root}python/tests/peer.py`;
+
+if (!existsSync(python)) {
+  // npm test makes it first (scripts/ensure-python.mjs); a single file run may come before
+  const made = spawnSync(process.execPath, [`${root}scripts/ensure-python.mjs`], { stdio: "inherit" });
+  assert.equal(made.status, 0, "scripts/ensure-python.mjs could not make the Python environment");
+}
+
+const { node, address } = await graph();
+let n = 0;
+const fresh = (base: string): string => `${base}-${++n}`;
+
+/** Starts the Python peer in `role`; resolves once it said "ready" (roles that serve or publish). */
+async function peer(role: string, args: Record<string, unknown>, ready = true): Promise<Child> {
+  const c = child(`python ${role}`, python, [peerScript, JSON.stringify({ role, ...args })], { env: { PLEXUS_GRAPH: address }, stdin: "pipe" });
+  if (ready) assert.equal(JSON.parse(await c.line()), "ready");
+  return c;
+}
+
+async function json(c: Child): Promise<Record<string, unknown>> {
+  return JSON.parse(await c.line()) as Record<string, unknown>;
+}
+
+test("the Python package's own tests pass (pytest)", () => {
+  const pytest = spawnSync(python, ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], { cwd: `${root}python`, encoding: "utf8" });
+  assert.equal(pytest.status, 0, `pytest failed:\n${pytest.stdout}\n${pytest.stderr}`);
+  assert.match(pytest.stdout, /\d+ passed/);
+  assert.doesNotMatch(pytest.stdout, /skipped|xfail/);
+});
+
+test("the Python package's type hints check (mypy --strict)", () => {
+  const mypy = spawnSync(python, ["-m", "mypy", "--no-incremental", "--cache-dir=/dev/null"], { cwd: `${root}python`, encoding: "utf8" });
+  assert.equal(mypy.status, 0, `mypy failed:\n${mypy.stdout}\n${mypy.stderr}`);
+});
+
+for (const transport of ["shm", "tcp"] as const) {
+  test(`Node publisher -> Python subscriber over ${transport}: typed arrays arrive as numpy arrays, read-only${transport === "shm" ? " views into the ring" : ""}`, async () => {
+    const topic = fresh("py-sub");
+    await using pub = await node.publisher<{ i: number; v: Float64Array; u: Uint16Array; b: Uint8Array; d: Date; m: Map<number, string>; big: bigint }>(topic);
+    const sub = await peer("subscribe", { topic, count: 3, transport });
+    await pub.waitForSubscribers(1, { timeout: 10_000 });
+    for (let i = 0; i < 3; i++) {
+      await pub.publish({ i, v: Float64Array.of(i, 1.5, -2), u: Uint16Array.of(65535, i), b: Uint8Array.of(9), d: new Date(86_400_000), m: new Map([[1, "one"]]), big: 2n ** 60n });
+    }
+    for (let i = 0; i < 3; i++) {
+      const got = await json(sub);
+      assert.equal(got.sequence, i + 1);
+      assert.deepEqual(got.links, [{ publisher: pub.id, transport }]);
+      const value = got.value as Record<string, unknown>;
+      assert.deepEqual(value.v, { dtype: "float64", values: [i, 1.5, -2], writeable: false });
+      assert.deepEqual(value.u, { dtype: "uint16", values: [65535, i], writeable: false });
+      assert.deepEqual(value.b, { dtype: "uint8", values: [9], writeable: false });
+      assert.equal(value.i, i);
+      assert.equal(value.big, 2 ** 60);
+      assert.equal(value.d, "1970-01-02T00:00:00+00:00", "a Date arrives as an aware datetime (UTC)");
+      assert.deepEqual(value.m, { "1": "one" }, "a Map arrives as a dict (keys shown as JSON strings)");
+      // the array's memory is inside the publisher's ring on shm: zero-copy, checked by address
+      assert.equal(got.inShm, transport === "shm");
+    }
+    assert.equal(await sub.exited, 0, sub.stderr());
+  });
+}
+
+test("Python publisher -> Node subscriber: numpy arrays arrive as the matching typed arrays", async () => {
+  const topic = fresh("py-pub");
+  await using sub = await node.subscriber<{ i: number; v: Float64Array; n: Int32Array; b: Uint8Array; big: bigint; text: string }>(topic);
+  const pub = await peer("publish", { topic, count: 3 });
+  const seen = [];
+  for await (const s of sub) {
+    assert.deepEqual(sub.transports, [{ publisher: s.publisher, transport: "tcp" }]);
+    seen.push({ sequence: s.sequence, i: s.value.i, v: s.value.v, n: s.value.n, b: s.value.b, big: s.value.big, text: s.value.text });
+    if (seen.length === 3) break;
+  }
+  for (const [i, s] of seen.entries()) {
+    assert.equal(s.sequence, i + 1);
+    assert.equal(s.i, i);
+    assert.ok(s.v instanceof Float64Array);
+    assert.deepEqual([...s.v], [0.5, i + 0.5, 2 * i + 0.5, 3 * i + 0.5]);
+    assert.ok(s.n instanceof Int32Array);
+    assert.deepEqual([...s.n], [0, 1, 2].map((k) => k - i));
+    assert.deepEqual([...s.b], [i, 255]);
+    assert.equal(s.big, 2n ** 40n + BigInt(i));
+    assert.equal(s.text, "héllo");
+  }
+  pub.proc.stdin?.end();
+  assert.equal(await pub.exited, 0, pub.stderr());
+});
+
+test("a malformed message from a Python publisher is skipped by the Node subscriber, which serves on", async () => {
+  const topic = fresh("py-bad");
+  await using sub = await node.subscriber<{ i: number }>(topic);
+  const pub = await peer("publish", { topic, count: 1, malformed: true });
+  for await (const s of sub) {
+    assert.equal(s.value.i, 0);
+    assert.equal(s.sequence, 2, "message 1 was the malformed one");
+    break;
+  }
+  pub.proc.stdin?.end();
+  assert.equal(await pub.exited, 0, pub.stderr());
+});
+
+test("Node client -> Python server: answers with arrays, the handler's exception as RemoteError with its code and class", async () => {
+  const service = fresh("py-svc");
+  const server = await peer("serve", { service });
+  await using client = await node.client<Record<string, unknown>, Record<string, unknown>>(service);
+  await until(() => client.servers.length === 1);
+  const answers = await Promise.all(Array.from({ length: 16 }, (_, k) => client.request({ v: Float64Array.of(k, 2, 3) })));
+  for (const [k, a] of answers.entries()) {
+    assert.equal(a.sum, k + 5);
+    assert.equal(a.dtype, "float64");
+    assert.ok(a.twice instanceof Float64Array);
+    assert.deepEqual([...a.twice], [2 * k, 4, 6]);
+  }
+  await assert.rejects(client.request({ fail: true }), (err: unknown) => {
+    assert.ok(err instanceof RemoteError);
+    assert.equal(err.remoteCode, "E_PY_APP");
+    assert.equal(err.remoteName, "AppError");
+    assert.equal(err.message, "the Python handler refused");
+    return true;
+  });
+  server.proc.stdin?.end();
+  assert.equal(await server.exited, 0, server.stderr());
+});
+
+test("Python client -> Node server: answers, RemoteError, and NoServerError for a service without servers", async () => {
+  const service = fresh("node-svc");
+  await using server = await node.server(service, (v: { v?: Float64Array; fail?: boolean }) => {
+    if (v.fail) throw Object.assign(new Error("the Node handler refused"), { code: "E_NODE_APP" });
+    return { sum: v.v?.reduce((a, b) => a + b, 0), back: v.v };
+  });
+  const c = await peer("call", { service, requests: [{ v: [1, 2, 3.5] }, { fail: true }] }, false);
+  assert.deepEqual(await json(c), { ok: { sum: 6.5, back: { dtype: "float64", values: [1, 2, 3.5], writeable: false } } });
+  assert.deepEqual(await json(c), { error: "RemoteError", code: "ERR_PLEXUS_REMOTE", remoteCode: "E_NODE_APP", remoteName: "Error", message: "the Node handler refused" });
+  assert.equal(await c.exited, 0, c.stderr());
+  const none = await peer("call", { service: fresh("nobody"), requests: [{ a: 1 }], wait: false }, false);
+  assert.deepEqual(await json(none), { error: "NoServerError", code: "ERR_PLEXUS_NO_SERVER", message: `no server for 'nobody-${n}'` });
+  assert.equal(await none.exited, 0, none.stderr());
+  void server;
+});
+
+test("a Python server killed with SIGKILL mid-request: the Node client gets PeerDeadError, the graph drops its server", async () => {
+  const service = fresh("py-kill");
+  const server = await peer("serve", { service });
+  await using client = await node.client<Record<string, unknown>, unknown>(service);
+  await until(() => client.servers.length === 1);
+  const pending = client.request({ sleep: 30 }, { timeout: 20_000 });
+  await new Promise((r) => setTimeout(r, 200));
+  const t0 = Date.now();
+  server.proc.kill("SIGKILL");
+  await assert.rejects(pending, PeerDeadError);
+  assert.ok(Date.now() - t0 < 5000, "the death is seen when the connection ends, not at the timeout");
+  const gone = async (): Promise<boolean> => {
+    const snap = await node.snapshot();
+    return !snap.servers.some((s) => s.service === service);
+  };
+  for (let i = 0; i < 200 && !(await gone()); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(await gone(), "the GraphServer removed the dead node's server");
+  assert.equal(await server.exited, "SIGKILL");
+});
+
+/** A raw tcp request/response connection to `port` that collects the answers (frames). */
+async function rawRpc(port: number): Promise<{ socket: Socket; answers: { type: number; id: number; body: Buffer }[]; closed: Promise<void> }> {
+  const socket = netConnect({ host: "127.0.0.1", port });
+  await new Promise<void>((r) => socket.once("connect", () => r()));
+  socket.write(tcpHello());
+  const welcome = await readWelcomeFrame(socket);
+  assert.equal(welcome.header.a, 0, "joined");
+  const answers: { type: number; id: number; body: Buffer }[] = [];
+  const parser = new FrameParser({ maxMessage: 1 << 20, check: () => "ok" }, (h, f) => {
+    if (h.type !== NetType.Ping) answers.push({ type: h.type, id: h.a, body: Buffer.from(f.subarray(16)) });
+  });
+  if (welcome.rest.length > 0) parser.push(welcome.rest);
+  socket.on("data", (d: Buffer) => parser.push(d));
+  socket.resume();
+  const closed = new Promise<void>((r) => socket.once("close", () => r()));
+  return { socket, answers, closed };
+}
+
+test("malformed frames to a Python server: an undecodable request gets ERR_PLEXUS_PROTOCOL and the server serves on; a bad header ends the connection", async () => {
+  const service = fresh("py-malformed");
+  const server = await peer("serve", { service });
+  const snap = await node.snapshot();
+  const port = snap.servers.find((s) => s.service === service)?.endpoints.tcp?.port;
+  assert.ok(port !== undefined, "the Python server registered a tcp endpoint");
+  const conn = await rawRpc(port);
+  conn.socket.write(rpcFrame(1, 7, Buffer.from("PLXF\x01\x02\x00\x00\xff\xff\xff\xff\x00\x00\x00\x00", "latin1")));
+  conn.socket.write(rpcFrame(1, 8, encode({ a: 1 })));
+  await until(() => conn.answers.length === 2);
+  const byId = new Map(conn.answers.map((a) => [a.id, a]));
+  assert.equal(byId.get(7)?.type, 3, "an error answer");
+  assert.equal((decode(byId.get(7)!.body) as { code: string }).code, "ERR_PLEXUS_PROTOCOL");
+  assert.equal(byId.get(8)?.type, 2);
+  assert.deepEqual(decode(byId.get(8)!.body), { echo: { a: 1 } });
+  conn.socket.write(rpcFrame(9, 9)); // a type no request/response peer sends
+  await conn.closed;
+  server.proc.stdin?.end();
+  assert.equal(await server.exited, 0, server.stderr());
+});
+
+test("malformed frames from Python to a Node server: the undecodable request gets ERR_PLEXUS_PROTOCOL, the next is answered", async () => {
+  const service = fresh("node-malformed");
+  await using server = await node.server(service, (v: unknown) => ({ got: v }));
+  const c = await peer("malformed-call", { service }, false);
+  const answers = [await json(c), await json(c)].sort((x, y) => (x.id as number) - (y.id as number));
+  assert.deepEqual(answers, [
+    { id: 7, type: 3, remoteCode: "ERR_PLEXUS_PROTOCOL", value: null },
+    { id: 8, type: 2, remoteCode: null, value: { got: { after: true } } },
+  ]);
+  assert.equal(await c.exited, 0, c.stderr());
+  void server;
+});
