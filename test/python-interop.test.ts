@@ -85,13 +85,14 @@ for (const transport of ["shm", "tcp"] as const) {
   });
 }
 
-test("Python publisher -> Node subscriber: numpy arrays arrive as the matching typed arrays", async () => {
+for (const transport of ["shm", "tcp"] as const) {
+test(`Python publisher -> Node subscriber over ${transport}: numpy arrays arrive as the matching typed arrays`, async () => {
   const topic = fresh("py-pub");
   await using sub = await node.subscriber<{ i: number; v: Float64Array; n: Int32Array; b: Uint8Array; big: bigint; text: string }>(topic);
-  const pub = await peer("publish", { topic, count: 3 });
+  const pub = await peer("publish", { topic, count: 3, transport });
   const seen = [];
   for await (const s of sub) {
-    assert.deepEqual(sub.transports, [{ publisher: s.publisher, transport: "tcp" }]);
+    assert.deepEqual(sub.transports, [{ publisher: s.publisher, transport }]);
     seen.push({ sequence: s.sequence, i: s.value.i, v: s.value.v, n: s.value.n, b: s.value.b, big: s.value.big, text: s.value.text });
     if (seen.length === 3) break;
   }
@@ -110,10 +111,10 @@ test("Python publisher -> Node subscriber: numpy arrays arrive as the matching t
   assert.equal(await pub.exited, 0, pub.stderr());
 });
 
-test("a malformed message from a Python publisher is skipped by the Node subscriber, which serves on", async () => {
+test(`a malformed message from a Python publisher over ${transport} is skipped by the Node subscriber, which serves on`, async () => {
   const topic = fresh("py-bad");
   await using sub = await node.subscriber<{ i: number }>(topic);
-  const pub = await peer("publish", { topic, count: 1, malformed: true });
+  const pub = await peer("publish", { topic, count: 1, malformed: true, transport });
   for await (const s of sub) {
     assert.equal(s.value.i, 0);
     assert.equal(s.sequence, 2, "message 1 was the malformed one");
@@ -122,6 +123,7 @@ test("a malformed message from a Python publisher is skipped by the Node subscri
   pub.proc.stdin?.end();
   assert.equal(await pub.exited, 0, pub.stderr());
 });
+}
 
 test("Node client -> Python server: answers with arrays, the handler's exception as RemoteError with its code and class", async () => {
   const service = fresh("py-svc");

@@ -40,9 +40,10 @@ class Node:
         """This node's id in the graph."""
         return self.graph.node
 
-    def publisher(self, topic: str, *, capacity: int = 4 << 20, timeout: float = 5.0) -> Publisher[Any]:
-        """A publisher on ``topic`` (linked to subscribers over TCP)."""
-        p: Publisher[Any] = Publisher(self, topic, capacity=capacity, timeout=timeout)
+    def publisher(self, topic: str, *, capacity: int = 4 << 20, timeout: float = 5.0, transport: Transport | None = None) -> Publisher[Any]:
+        """A publisher on ``topic``: a shared-memory ring for subscribers of this host, TCP for the others
+        (``transport`` offers only one)."""
+        p: Publisher[Any] = Publisher(self, topic, capacity=capacity, timeout=timeout, transport=transport)
         self._ports.append(p)
         return p
 

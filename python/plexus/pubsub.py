@@ -9,7 +9,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, Generic, Iterator, Literal, Protocol, TypeVar
 
 from . import codec
-from .errors import ClosedError, PlexusError, ProtocolError, TimeoutError
+from .errors import ClosedError, PlexusError, ProtocolError, SystemError, TimeoutError
 from .tcp import Policy, TcpReceiver, TcpSender
 
 if TYPE_CHECKING:
@@ -75,31 +75,60 @@ class _Link(Protocol):
 class Publisher(Generic[T]):
     """Publishes on a topic: made by :meth:`plexus.Node.publisher`."""
 
-    def __init__(self, node: Node, topic: str, *, capacity: int = 4 << 20, timeout: float = 5.0) -> None:
+    def __init__(self, node: Node, topic: str, *, capacity: int = 4 << 20, timeout: float = 5.0,
+                 transport: Transport | None = None) -> None:
+        from .shm import ShmSender
+
         self.topic = topic
         self._node = node
         self._timeout = timeout
         self._lock = threading.Lock()
-        self._tcp = TcpSender(window=capacity, label=f"the publisher on {topic!r}")
-        endpoints = {**node.identity, "tcp": {"host": self._tcp.host, "port": self._tcp.port, "tls": False}}
+        self._seq = 1
+        self._closed = False
+        self._shm: ShmSender | None = None
+        self._tcp: TcpSender | None = None
+        endpoints: dict[str, Any] = dict(node.identity)
         try:
+            if transport in (None, "shm"):
+                try:
+                    self._shm = ShmSender(capacity=capacity, timeout=timeout)
+                    node.graph.request("segment.add", {"name": self._shm.name})
+                    endpoints["shm"] = {"name": self._shm.name, "socket": self._shm.socket_name}
+                except SystemError:
+                    if transport == "shm":
+                        raise
+                    if self._shm is not None:
+                        self._shm.close()
+                    self._shm = None  # no shared memory here: subscribers use TCP
+            if transport in (None, "tcp"):
+                self._tcp = TcpSender(window=capacity, label=f"the publisher on {topic!r}")
+                endpoints["tcp"] = {"host": self._tcp.host, "port": self._tcp.port, "tls": False}
             self.id: str = node.graph.request("publisher.add", {"topic": topic, "endpoints": endpoints})["publisher"]
         except BaseException:
-            self._tcp.close()
+            self._release_transports()
             raise
-        self._closed = False
+
+    def _release_transports(self) -> None:
+        if self._shm is not None:
+            self._shm.close()
+            try:
+                self._node.graph.request("segment.remove", {"name": self._shm.name})
+            except PlexusError:
+                pass
+        if self._tcp is not None:
+            self._tcp.close()
 
     @property
     def subscribers(self) -> int:
-        """Subscribers linked now."""
-        return self._tcp.receivers
+        """Subscribers linked now (shared memory and TCP)."""
+        return (self._shm.writer.readers() if self._shm is not None else 0) + (self._tcp.receivers if self._tcp is not None else 0)
 
     def wait_for_subscribers(self, n: int = 1, timeout: float = 10.0) -> None:
         """Waits until ``n`` subscribers are linked (TimeoutError)."""
         import time
 
         deadline = time.monotonic() + timeout
-        while self._tcp.receivers < n:
+        while self.subscribers < n:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{n} subscriber(s) of {self.topic!r} did not link within {timeout * 1000:.0f} ms")
             time.sleep(0.005)
@@ -109,10 +138,22 @@ class Publisher(Generic[T]):
         if self._closed:
             raise ClosedError(f"the publisher on {self.topic!r} is closed")
         plan = codec.plan(value)
+        size = WIRE_HEADER + plan.byte_length
+        wait = self._timeout if timeout is None else timeout
         with self._lock:
-            seq = self._tcp.next_sequence
-            parts = [message_header(seq), *plan.chunks()]
-            return self._tcp.send(parts, WIRE_HEADER + plan.byte_length, self._timeout if timeout is None else timeout)
+            seq = self._seq
+            head = message_header(seq)
+            shm = self._shm
+            if shm is not None and shm.writer.readers() > 0:
+                at = shm.reserve(size, wait)  # one copy, into the ring, whatever the number of readers
+                view = shm.writer.view
+                view[at:at + WIRE_HEADER] = head
+                plan.write_into(view, at + WIRE_HEADER)
+                shm.writer.commit(size)
+            if self._tcp is not None and self._tcp.receivers > 0:
+                self._tcp.send([head, *plan.chunks()], size, wait)
+            self._seq = seq + 1
+            return seq
 
     def close(self) -> None:
         """Leaves the graph; subscribers get what was sent, then the end. Idempotent."""
@@ -123,7 +164,7 @@ class Publisher(Generic[T]):
             self._node.graph.request("port.remove", {"id": self.id})
         except PlexusError:
             pass
-        self._tcp.close()
+        self._release_transports()
         self._node._forget(self)
 
     def __enter__(self) -> Publisher[T]:

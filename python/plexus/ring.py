@@ -1,4 +1,4 @@
-"""The ring (docs/protocol.md §1): its layout and a reader, over a memory mapping.
+"""The ring (docs/protocol.md §1): its layout, a reader and a writer, over a memory mapping.
 
 Memory ordering. The control words are 32-bit integers that the TypeScript side accesses with
 sequentially consistent atomics. Here:
@@ -23,9 +23,18 @@ import platform
 import random
 import struct
 from collections import deque
-from typing import Any, Final
+from typing import Any, Callable, Final
 
-from .errors import ClosedError, ProtocolError, ResourceExhaustedError, SequenceError, SystemError
+from .errors import (
+    BackpressureError,
+    ClosedError,
+    FrameTooLargeError,
+    InvalidArgumentError,
+    ProtocolError,
+    ResourceExhaustedError,
+    SequenceError,
+    SystemError,
+)
 
 MAGIC: Final = 0x52584C50
 VERSION: Final = 1
@@ -46,6 +55,7 @@ MIN_CAPACITY: Final = 4096
 MAX_CAPACITY: Final = 1 << 30
 MAX_READERS: Final = 256
 _FRAME = struct.Struct("<iiII")
+_FRAME_HEAD = struct.Struct("<ii")
 _I32 = struct.Struct("<i")
 
 _X86: Final = platform.machine().lower() in ("x86_64", "amd64")
@@ -291,3 +301,183 @@ class RingReader:
         if a.cas(self.slot_off(self.slot, S_STATE), self.state_word, STATE_FREE):
             a.add(H_EPOCH, 1)
         return a.load(H_WRITER_SLEEPING) != 0 and a.exchange(H_WRITER_SLEEPING, 0) == 1
+
+
+def init_ring(mm: mmap.mmap, capacity: int, max_readers: int, pid: int) -> None:
+    """Writes a fresh ring header (§1.1): every field, then the magic last."""
+    a = Atomics(mm)
+    try:
+        for off, v in ((H_VERSION, VERSION), (H_HEADER_BYTES, header_bytes(max_readers)), (H_CAPACITY, capacity),
+                       (H_MAX_READERS, max_readers), (H_WRITER_PID, pid), (H_WRITER_STATE, WRITER_OPEN)):
+            a.store(off, v)
+        a.store(H_MAGIC, MAGIC)
+    finally:
+        a.release()
+
+
+def ring_size(capacity: int, max_readers: int) -> int:
+    """Bytes of a ring: its header and its data region."""
+    if capacity < MIN_CAPACITY or capacity > MAX_CAPACITY or capacity & (capacity - 1):
+        raise InvalidArgumentError(f"a ring capacity must be a power of two in {MIN_CAPACITY}..{MAX_CAPACITY}, got {capacity}")
+    if not 1 <= max_readers <= MAX_READERS:
+        raise InvalidArgumentError(f"a ring's readers must be an integer in 1..{MAX_READERS}, got {max_readers}")
+    return header_bytes(max_readers) + capacity
+
+
+class RingWriter:
+    """The writer of a ring (§1.4): reserves frames under every active reader's policy, commits
+    them with one sequentially consistent store of ``writePos`` and tells which readers sleep.
+
+    ``doorbell(slot)`` is called for each reader that must be woken. Not thread-safe: one
+    writing thread (the publisher serialises its writes).
+    """
+
+    def __init__(self, mm: mmap.mmap, doorbell: Callable[[int], None]) -> None:
+        self.hb, self.capacity, self.max_readers = check_header(mm, len(mm))
+        self.mask = self.capacity - 1
+        self.max_payload = self.capacity // 2 - 16
+        self.mm = mm
+        self.view = memoryview(mm)
+        self.a = Atomics(mm)
+        self.doorbell = doorbell
+        self.pos = self.a.load(H_WRITE_POS)
+        self.seq = 1
+        self.limit = self.pos
+        self.epoch = -1
+        self.active: list[int] = []
+        self.closed = False
+        self.dropped = 0
+
+    def slot_off(self, slot: int, field: int) -> int:
+        """Byte offset of a slot's field."""
+        return SLOTS + SLOT_BYTES * slot + field
+
+    def readers(self) -> int:
+        """Active readers now."""
+        self._refresh()
+        return len(self.active)
+
+    def _refresh(self) -> None:
+        a = self.a
+        epoch = a.load(H_EPOCH)
+        if epoch == self.epoch:
+            return
+        self.epoch = epoch
+        self.active = [s for s in range(self.max_readers) if a.load(self.slot_off(s, S_STATE)) & 3 == STATE_ACTIVE]
+
+    def try_reserve(self, n: int) -> int | None:
+        """Reserves a frame for ``n`` payload bytes: the payload's offset in the mapping, or None
+        if a ``block`` reader has no room (BackpressureError for a ``fail`` one)."""
+        if self.closed:
+            raise ClosedError("the ring writer is closed")
+        if not 0 <= n <= self.max_payload:
+            raise FrameTooLargeError(f"a message of {n} bytes exceeds the ring's limit of {self.max_payload} bytes (capacity {self.capacity} / 2 - 16)")
+        total = 16 + ((n + 15) & ~15)
+        pos = self.pos
+        off = pos & self.mask
+        room = self.capacity - off
+        needed = total if total <= room else room + total
+        if _i32(self.limit - pos - needed) < 0 or self.a.load(H_EPOCH) != self.epoch:
+            if not self._scan(pos, needed):
+                return None
+        if total <= room:
+            return self.hb + off + 16
+        # wrap: a marker covers the rest of this lap (its length is room - 16), the frame starts the next
+        _FRAME_HEAD.pack_into(self.mm, self.hb + off, room - 16, FLAG_WRAP)
+        self.pos = _i32(pos + room)
+        return self.hb + 16
+
+    def commit(self, n: int) -> int:
+        """Publishes the reserved frame with ``n`` payload bytes; returns its sequence number."""
+        pos = self.pos
+        seq = self.seq
+        _FRAME.pack_into(self.mm, self.hb + (pos & self.mask), n, 0, seq & 0xFFFFFFFF, seq >> 32)
+        self.seq = seq + 1
+        self.pos = _i32(pos + 16 + ((n + 15) & ~15))
+        a = self.a
+        a.store(H_WRITE_POS, self.pos)
+        for slot in self.active:
+            o = self.slot_off(slot, S_SLEEPING)
+            if a.load(o) != 0 and a.exchange(o, 0) != 0:
+                self.doorbell(slot)
+        return seq
+
+    def _scan(self, pos: int, needed: int) -> bool:
+        self._refresh()
+        a = self.a
+        want = _i32(pos + needed)
+        limit = _i32(pos + self.capacity)
+        blocked = False
+        leaky: list[int] = []
+        for slot in self.active:
+            if a.load(self.slot_off(slot, S_STATE)) & 3 != STATE_ACTIVE:
+                continue
+            tail = a.load(self.slot_off(slot, S_TAIL))
+            if _i32(want - tail) > self.capacity:
+                policy = a.load(self.slot_off(slot, S_POLICY))
+                if policy == POLICY_CODES["fail"]:
+                    raise BackpressureError(f"reader {slot} has no room for a {needed}-byte frame (policy \"fail\")")
+                if policy == POLICY_CODES["drop-oldest"]:
+                    leaky.append(slot)
+                else:
+                    blocked = True
+            end = _i32(tail + self.capacity)
+            if _i32(end - limit) < 0:
+                limit = end
+        if not blocked and leaky:
+            for slot in leaky:
+                if not self._drop(slot, _i32(want - self.capacity)):
+                    blocked = True
+            if not blocked:
+                return self._scan(pos, needed)
+        self.limit = limit
+        return not blocked and _i32(limit - want) >= 0
+
+    def _drop(self, slot: int, need: int) -> bool:
+        """§1.6: skips a drop-oldest reader's oldest frames up to ``need``; False if it holds frames."""
+        a = self.a
+        oh, ot = self.slot_off(slot, S_HEAD), self.slot_off(slot, S_TAIL)
+        for _ in range(4):
+            head = a.load(oh)
+            if a.load(ot) != head:
+                return False
+            p, frames = head, 0
+            while _i32(p - need) < 0 and p != self.pos:
+                off = p & self.mask
+                length, flags = _FRAME_HEAD.unpack_from(self.mm, self.hb + off)
+                if flags & FLAG_WRAP:
+                    p = _i32(p + self.capacity - off)
+                    continue
+                p = _i32(p + 16 + ((length + 15) & ~15))
+                frames += 1
+            if a.cas(oh, head, p):
+                a.cas(ot, head, p)
+                a.add(self.slot_off(slot, S_DROPPED), frames)
+                self.dropped += frames
+                return True
+        return False
+
+    def want_wake(self) -> None:
+        """Before sleeping for room: raises ``writerSleeping`` (readers that release swap it and ring)."""
+        self.a.store(H_WRITER_SLEEPING, 1)
+
+    def evict(self, slot: int, state_word: int) -> None:
+        """Frees a dead reader's slot (compare-exchange: a new owner is never evicted)."""
+        if self.a.cas(self.slot_off(slot, S_STATE), state_word, STATE_FREE):
+            self.a.add(H_EPOCH, 1)
+
+    def slot_state(self, slot: int) -> int:
+        """A slot's state word now."""
+        return self.a.load(self.slot_off(slot, S_STATE))
+
+    def close(self) -> None:
+        """Stores ``writerState = 2`` and wakes every active reader."""
+        if self.closed:
+            return
+        self.closed = True
+        self.a.store(H_WRITER_STATE, WRITER_CLOSED)
+        self.epoch = -1
+        self._refresh()
+        for slot in self.active:
+            self.a.exchange(self.slot_off(slot, S_SLEEPING), 0)
+            self.doorbell(slot)

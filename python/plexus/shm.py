@@ -1,10 +1,13 @@
-"""Shared-memory receivers (docs/protocol.md §2): attach to a publisher's ring in another
-process of this host, with eventfd wake-ups handed over its Unix socket (``SCM_RIGHTS``).
+"""Shared memory between processes (docs/protocol.md §2): a sender that creates a ring and lets
+readers join it, and a receiver that attaches to a ring in another process of this host, with
+eventfd wake-ups handed over the sender's Unix socket (``SCM_RIGHTS``).
 """
 from __future__ import annotations
 
+import errno
 import mmap
 import os
+import secrets
 import select
 import socket
 import struct
@@ -12,8 +15,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Final
 
-from .errors import ClosedError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError
-from .ring import RingReader
+from .errors import ClosedError, NoSpaceError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError
+from .ring import RingReader, RingWriter, init_ring, ring_size
 
 if TYPE_CHECKING:
     from .pubsub import Subscriber
@@ -261,3 +264,194 @@ class ShmLink:
         self._stop = True
         self._rx.close()
         self._thread.join(2)
+
+
+def sweep() -> int:
+    """Unlinks the segments of processes that died (``/dev/shm/plexus-<pid>-*`` whose pid is gone)."""
+    n = 0
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return 0
+    for name in names:
+        parts = name.split("-")
+        if len(parts) < 3 or parts[0] != "plexus" or not parts[-2].isdigit():
+            continue
+        pid = int(parts[-2])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(f"/dev/shm/{name}")
+                n += 1
+            except OSError:
+                pass
+        except PermissionError:
+            pass
+    return n
+
+
+_swept = False
+
+
+class ShmSender:
+    """A ring this process writes, in a shared-memory segment other processes of the host join
+    (§2): it listens on an abstract Unix socket for their join messages and eventfds."""
+
+    def __init__(self, *, capacity: int = 4 << 20, max_readers: int = 16, timeout: float = 5.0) -> None:
+        global _swept
+        if not _swept:
+            _swept = True
+            sweep()
+        size = ring_size(capacity, max_readers)
+        ident = f"plexus-{os.getpid()}-{secrets.token_hex(6)}"
+        self.name = f"/{ident}"
+        self.socket_name = f"\0{ident}"
+        self.timeout = timeout
+        try:
+            fd = os.open(f"/dev/shm/{ident}", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise SystemError(f"cannot create shared memory: {err.strerror}", errno=err.errno) from err
+        try:
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as err:
+                os.unlink(f"/dev/shm/{ident}")
+                cls = NoSpaceError if err.errno == errno.ENOSPC else SystemError
+                raise cls(f"no room for a {size}-byte ring in shared memory: {err.strerror}", errno=err.errno) from err
+            self.mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        init_ring(self.mm, capacity, max_readers, os.getpid())
+        self.efd = _eventfd(0, EFD_FLAGS)
+        self.doorbells: dict[int, int] = {}
+        self.lock = threading.Lock()
+        self.writer = RingWriter(self.mm, self._ring)
+        self.closed = False
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.socket_name)
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, daemon=True, name="plexus-shm-accept").start()
+
+    @property
+    def receivers(self) -> int:
+        """Readers joined now."""
+        with self.lock:
+            return len(self.doorbells)
+
+    def _ring(self, slot: int) -> None:
+        fd = self.doorbells.get(slot, -1)
+        if fd >= 0:
+            try:
+                _eventfd_write(fd, 1)
+            except OSError:
+                pass
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._join, args=(conn,), daemon=True, name="plexus-shm-join").start()
+
+    def _join(self, conn: socket.socket) -> None:
+        conn.settimeout(5.0)
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(conn, 64, 4)
+        except OSError:
+            conn.close()
+            return
+        ok = len(data) == 16 and len(fds) == 1 and struct.unpack_from("<I", data)[0] == JOIN_MAGIC
+        if not ok:
+            for f in fds:
+                os.close(f)
+            conn.close()
+            return
+        _magic, slot, state_word, _pid = struct.unpack("<IIiI", data)
+        with self.lock:
+            accepted = not self.closed and slot < self.writer.max_readers and self.writer.slot_state(slot) == state_word
+            if accepted:
+                old = self.doorbells.pop(slot, -1)
+                if old >= 0:
+                    os.close(old)
+                self.doorbells[slot] = fds[0]
+        if not accepted:
+            os.close(fds[0])
+        try:
+            socket.send_fds(conn, [answer_message(0 if accepted else 1)], [self.efd])
+        except OSError:
+            accepted = False
+        if not accepted:
+            conn.close()
+            return
+        conn.settimeout(None)
+        try:
+            while conn.recv(64):
+                pass  # nothing is sent after the join: bytes here end the reader too
+        except OSError:
+            pass
+        conn.close()
+        with self.lock:  # EOF is death (or a reader that left): free the slot, forget its doorbell
+            if self.doorbells.get(slot) == fds[0]:
+                del self.doorbells[slot]
+                os.close(fds[0])
+            if not self.closed:
+                self.writer.evict(slot, state_word)
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        try:
+            _eventfd_write(self.efd, 1)
+        except OSError:
+            pass
+
+    def reserve(self, n: int, timeout: float | None = None) -> int:
+        """Reserves room for ``n`` payload bytes (waits for ``block`` readers; TimeoutError)."""
+        w = self.writer
+        at = w.try_reserve(n)
+        if at is not None:
+            return at
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        poller = select.poll()
+        poller.register(self.efd, select.POLLIN)
+        while True:
+            w.want_wake()
+            at = w.try_reserve(n)
+            if at is not None:
+                return at
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"a subscriber released nothing within {wait * 1000:.0f} ms (policy block)")
+            if poller.poll(min(left, RECHECK) * 1000):
+                try:
+                    _eventfd_read(self.efd)
+                except BlockingIOError:
+                    pass
+            w.epoch = -1  # re-scan: a reader may have left
+            if self.closed:
+                raise ClosedError("the shm sender is closed")
+
+    def close(self) -> None:
+        """Closes the ring (readers read what was committed, then the end) and unlinks it."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            self.writer.close()
+            for fd in self.doorbells.values():
+                os.close(fd)
+            self.doorbells.clear()
+        self.listener.close()
+        try:
+            os.unlink(f"/dev/shm{self.name}")
+        except OSError:
+            pass
+        os.close(self.efd)
+        self.writer.a.release()
+        self.writer.view.release()
+        try:
+            self.mm.close()
+        except BufferError:
+            pass

@@ -59,12 +59,18 @@ def subscribe(node: plexus.Node, a: dict[str, Any]) -> None:
 
 
 def publish(node: plexus.Node, a: dict[str, Any]) -> None:
-    with node.publisher(a["topic"]) as pub:
+    with node.publisher(a["topic"], transport=a.get("transport")) as pub:
         say("ready")
         pub.wait_for_subscribers(1)
         if a.get("malformed"):  # a message whose codec frame is garbage, then a good one
-            bad = pubsub.message_header(pub._tcp.next_sequence) + b"PLXF\x01\x02\x00\x00garbage!"
-            pub._tcp.send([bad], len(bad))
+            bad = pubsub.message_header(1) + b"PLXF\x01\x02\x00\x00garbage!"
+            if pub._shm is not None:
+                at = pub._shm.reserve(len(bad))
+                pub._shm.writer.view[at:at + len(bad)] = bad
+                pub._shm.writer.commit(len(bad))
+            if pub._tcp is not None:
+                pub._tcp.send([bad], len(bad))
+            pub._seq += 1
         for i in range(a["count"]):
             pub.publish({"i": i, "v": np.arange(4, dtype=np.float64) * i + 0.5, "n": np.arange(3, dtype=np.int32) - i,
                          "b": bytes([i, 255]), "big": 2**40 + i, "text": "héllo"})
