@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 import datetime as _dt
 import struct
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -61,6 +62,10 @@ _DTYPES: Final[dict[tuple[str, int], int]] = {
 }
 
 ArrayMode = Literal["numpy", "memoryview"]
+
+# A body nested MAX_DEPTH levels deep takes two Python frames a level to read: room for that.
+if sys.getrecursionlimit() < 4 * MAX_DEPTH + 200:
+    sys.setrecursionlimit(4 * MAX_DEPTH + 200)
 
 
 def align16(n: int) -> int:
@@ -241,7 +246,7 @@ class _Encoder:
             out += b"\xd2" + v.to_bytes(4, "big", signed=True)
         elif -(1 << 63) <= v < (1 << 63):
             out += b"\xd3" + v.to_bytes(8, "big", signed=True)
-        elif v < (1 << 64):
+        elif 0 <= v < (1 << 64):
             out += b"\xcf" + v.to_bytes(8, "big")
         else:
             raise EncodeError(f"cannot encode {where}: the integer {v} is outside -2**63 .. 2**64-1")
