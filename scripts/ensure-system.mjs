@@ -18,6 +18,7 @@ const NEEDED = [
   { pkg: "python3-pytest", file: "/usr/lib/python3/dist-packages/pytest/__init__.py" },
   { pkg: "python3-mypy", file: "/usr/lib/python3/dist-packages/mypy/__init__.py" },
   { pkg: "python3-zmq", file: "/usr/lib/python3/dist-packages/zmq/__init__.py" }, // the "python" bench row's baseline
+  { pkg: "libatomic1", file: `/usr/lib/${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu/libatomic.so.1` }, // the ring's atomics, through ctypes
 ];
 
 const missing = NEEDED.filter((n) => !(n.env && process.env[n.env]) && !existsSync(n.file));

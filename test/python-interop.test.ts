@@ -184,6 +184,24 @@ test("a Python server killed with SIGKILL mid-request: the Node client gets Peer
   assert.equal(await server.exited, "SIGKILL");
 });
 
+test("a Python publisher killed with SIGKILL: its ring segment is unlinked when the GraphServer sees its node die", async () => {
+  const topic = fresh("py-killed-pub");
+  await using sub = await node.subscriber<{ i: number }>(topic);
+  const pub = await peer("publish", { topic, count: 1, transport: "shm" });
+  for await (const s of sub) {
+    assert.equal(s.value.i, 0);
+    break;
+  }
+  const snap = await node.snapshot();
+  const segment = snap.segments.find((s) => s.name.startsWith(`/plexus-${pub.proc.pid}-`));
+  assert.ok(segment !== undefined, "the Python publisher registered its segment");
+  assert.ok(existsSync(`/dev/shm${segment.name}`));
+  pub.proc.kill("SIGKILL");
+  assert.equal(await pub.exited, "SIGKILL");
+  await until(() => !existsSync(`/dev/shm${segment.name}`));
+  await until(() => sub.publishers.length === 0);
+});
+
 /** A raw tcp request/response connection to `port` that collects the answers (frames). */
 async function rawRpc(port: number): Promise<{ socket: Socket; answers: { type: number; id: number; body: Buffer }[]; closed: Promise<void> }> {
   const socket = netConnect({ host: "127.0.0.1", port });
