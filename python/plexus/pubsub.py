@@ -3,19 +3,31 @@ subscribers linked through the GraphServer.
 """
 from __future__ import annotations
 
-import queue
+import collections
+import os
+import select
 import struct
 import threading
-from typing import TYPE_CHECKING, Any, Final, Generic, Iterator, Literal, Protocol, TypeVar
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Final, Generic, Iterator, Literal, Protocol, TypeVar
 
 from . import codec
 from .errors import ClosedError, PlexusError, ProtocolError, SystemError, TimeoutError
 from .tcp import Policy, TcpReceiver, TcpSender
 
+from .shm import ShmLink
+
 if TYPE_CHECKING:
     from .node import Node
 
 MAGIC: Final = 0x31535850
+SPIN: Final = 50e-6  # seconds a subscriber polls its rings before it sleeps
+RECHECK: Final = 0.25
+_eventfd: Callable[[int, int], int] = getattr(os, "eventfd")
+_eventfd_read: Callable[[int], int] = getattr(os, "eventfd_read")
+_eventfd_write: Callable[[int, int], None] = getattr(os, "eventfd_write")
+_EFD_FLAGS: Final[int] = getattr(os, "EFD_NONBLOCK") | getattr(os, "EFD_CLOEXEC")
 WIRE_HEADER: Final = 16
 _WIRE: Final = struct.Struct("<IId")
 T = TypeVar("T")
@@ -217,9 +229,13 @@ class Subscriber(Generic[T]):
         self.arrays = arrays
         self.malformed = 0
         self._node = node
-        self._queue: queue.SimpleQueue[Sample[T] | None] = queue.SimpleQueue()
+        self._queue: collections.deque[Sample[T]] = collections.deque()  # from TCP links' threads
+        self._efd = _eventfd(0, _EFD_FLAGS)  # rung by TCP links and by link changes
+        weakref.finalize(self, os.close, self._efd)
         self._links: dict[str, _Link] = {}
+        self._rings: list[ShmLink] = []  # read by the consumer itself, no thread
         self._lock = threading.Lock()
+        self._consumer = threading.Lock()
         self._closed = False
         self._last: Sample[T] | None = None
         answer = node.graph.request("subscriber.add", {"topic": topic})
@@ -247,6 +263,7 @@ class Subscriber(Generic[T]):
             for k, _ in gone:
                 del self._links[k]
             new = [p for k, p in wanted.items() if k not in self._links]
+            self._rings = [v for v in self._links.values() if isinstance(v, ShmLink)]
         for _, link in gone:
             link.close()
         for p in new:
@@ -262,13 +279,13 @@ class Subscriber(Generic[T]):
                     link.close()
                 else:
                     self._links[p["id"]] = link
+                    self._rings = [v for v in self._links.values() if isinstance(v, ShmLink)]
+        self._wake()
 
     def _link(self, p: dict[str, Any]) -> _Link | None:
         ep = p.get("endpoints") or {}
         same_host = ep.get("host") == self._node.identity["host"]
         if same_host and ep.get("shm") and self.transport in (None, "shm"):
-            from .shm import ShmLink
-
             return ShmLink(self, p)
         if ep.get("tcp") and self.transport in (None, "tcp"):
             return _TcpLink(self, p)
@@ -278,20 +295,78 @@ class Subscriber(Generic[T]):
         if self._closed:
             s.release()
         else:
-            self._queue.put(s)
+            self._queue.append(s)
+            self._wake()
+
+    def _wake(self) -> None:
+        try:
+            _eventfd_write(self._efd, 1)
+        except OSError:
+            pass
 
     def receive(self, timeout: float | None = None) -> Sample[T]:
-        """The next sample (TimeoutError after ``timeout`` s, ClosedError once closed)."""
-        if self._closed:
-            raise ClosedError(f"the subscriber of {self.topic!r} is closed")
-        try:
-            s = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no message on {self.topic!r} within {(timeout or 0) * 1000:.0f} ms") from None
-        if s is None:
-            self._queue.put(None)
-            raise ClosedError(f"the subscriber of {self.topic!r} is closed")
-        return s
+        """The next sample (TimeoutError after ``timeout`` s, ClosedError once closed).
+
+        The calling thread reads the shared-memory rings itself: it polls them for a few tens
+        of microseconds, then sleeps until a publisher rings it. One thread at a time.
+        """
+        with self._consumer:
+            return self._receive(None if timeout is None else time.monotonic() + timeout, timeout)
+
+    def _receive(self, deadline: float | None, timeout: float | None) -> Sample[T]:
+        queue = self._queue
+        while True:
+            if self._closed:
+                raise ClosedError(f"the subscriber of {self.topic!r} is closed")
+            if queue:
+                return queue.popleft()
+            rings = self._rings
+            for link in rings:
+                s = link.try_sample(self)
+                if s is not None:
+                    return s
+            if rings:
+                until = time.monotonic() + SPIN
+                while time.monotonic() < until and not queue and not any(r.rx.readable() for r in rings):
+                    pass
+                if queue or any(r.rx.readable() for r in rings):
+                    continue
+            sleeping = []
+            for link in rings:
+                if link.done:
+                    continue
+                if not link.rx.prepare_sleep():
+                    break
+                sleeping.append(link)
+            else:
+                left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
+                if left > 0 and not queue:
+                    poller = select.poll()
+                    poller.register(self._efd, select.POLLIN)
+                    owner: dict[int, ShmLink] = {}
+                    for link in sleeping:
+                        for fd in link.rx.fds():
+                            owner[fd] = link
+                            poller.register(fd, select.POLLIN)
+                    events = poller.poll(left * 1000)
+                    for link in sleeping:
+                        link.rx.woke()
+                    for fd, _ in events:
+                        if fd == self._efd:
+                            try:
+                                _eventfd_read(self._efd)
+                            except OSError:
+                                pass
+                        elif fd in owner:
+                            owner[fd].rx.on_event(fd)
+                    continue
+                for link in sleeping:
+                    link.rx.woke()
+                if left <= 0 and not queue:
+                    raise TimeoutError(f"no message on {self.topic!r} within {(timeout or 0) * 1000:.0f} ms")
+                continue
+            for link in sleeping:  # one had something after all
+                link.rx.woke()
 
     def __iter__(self) -> Iterator[Sample[T]]:
         while True:
@@ -318,16 +393,12 @@ class Subscriber(Generic[T]):
             self._node.graph.request("port.remove", {"id": self.id})
         except PlexusError:
             pass
+        self._rings = []
+        self._wake()
         for link in links:
             link.close()
-        while True:
-            try:
-                s = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if s is not None:
-                s.release()
-        self._queue.put(None)
+        while self._queue:
+            self._queue.popleft().release()
 
     def __enter__(self) -> Subscriber[T]:
         return self

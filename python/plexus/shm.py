@@ -19,7 +19,7 @@ from .errors import ClosedError, NoSpaceError, PeerDeadError, PlexusError, Proto
 from .ring import RingReader, RingWriter, init_ring, ring_size
 
 if TYPE_CHECKING:
-    from .pubsub import Subscriber
+    from .pubsub import Sample, Subscriber
 
 JOIN_MAGIC: Final = 0x314A5850
 ACCEPT_MAGIC: Final = 0x31415850
@@ -29,7 +29,6 @@ _eventfd: Callable[[int, int], int] = getattr(os, "eventfd")
 _eventfd_read: Callable[[int], int] = getattr(os, "eventfd_read")
 _eventfd_write: Callable[[int, int], None] = getattr(os, "eventfd_write")
 EFD_FLAGS: Final[int] = getattr(os, "EFD_NONBLOCK") | getattr(os, "EFD_CLOEXEC")
-SPIN: Final = 50e-6  # seconds a reader polls before it sleeps, while messages come fast
 
 
 def join_message(slot: int, state_word: int, pid: int) -> bytes:
@@ -70,7 +69,7 @@ class ShmReceiver:
         self.lock = threading.Lock()
         self.dead: PlexusError | None = None
         self.closed = False
-        self.receiving = False
+        self.sock_done = False
         self.writer_fd = -1
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -100,9 +99,6 @@ class ShmReceiver:
             self._teardown()
             raise
         self._wake_writer(self.reader.writer_wants_wake())  # §1.5: wake the writer if it sleeps
-        self.poller = select.poll()
-        self.poller.register(self.efd, select.POLLIN)
-        self.poller.register(self.sock.fileno(), select.POLLIN | select.POLLHUP)
 
     def _wake_writer(self, due: bool) -> None:
         if due and self.writer_fd >= 0:
@@ -111,60 +107,82 @@ class ShmReceiver:
             except OSError:
                 pass
 
-    def receive(self, timeout: float | None = None) -> tuple[int, memoryview, int] | None:
-        """The next frame: (sequence, a read-only view of its payload, token); None at the end."""
+    def try_receive(self) -> tuple[int, memoryview, int] | None:
+        """The next frame if one is committed: (sequence, a read-only view of its payload, token).
+
+        None when there is none now (see :attr:`ended`); the writer's death, once everything it
+        committed was read, raises PeerDeadError.
+        """
         with self.lock:
             if self.closed:
                 raise ClosedError(f"the receiver of {self.name} is closed")
-            self.receiving = True
-        try:
-            return self._receive(timeout)
-        finally:
-            with self.lock:
-                self.receiving = False
-                teardown = self.closed
-            if teardown:
-                self._teardown()
+            got = self.reader.try_read()
+        if got is not None:
+            token, seq, at, length = got
+            return seq, memoryview(self.mm)[at:at + length].toreadonly(), token
+        if self.dead is not None:
+            raise self.dead
+        return None
 
-    def _receive(self, timeout: float | None) -> tuple[int, memoryview, int] | None:
+    @property
+    def ended(self) -> bool:
+        """The writer closed gracefully and everything it committed was read."""
+        return self.reader.writer_closed and not self.reader.readable()
+
+    def readable(self) -> bool:
+        """A frame is committed and not taken (a cheap poll; False once closed)."""
+        return not self.closed and self.reader.readable()
+
+    def prepare_sleep(self) -> bool:
+        """Raises the slot's sleeping flag; False (lowered again) if there is something to read."""
+        with self.lock:
+            return not self.closed and self.reader.prepare_sleep()
+
+    def woke(self) -> None:
+        """Lowers the sleeping flag after a sleep."""
+        with self.lock:
+            if not self.closed:
+                self.reader.woke()
+
+    def fds(self) -> tuple[int, ...]:
+        """What a sleeper polls for readability: this reader's eventfd and the writer's socket."""
+        return (self.efd,) if self.sock_done else (self.efd, self.sock.fileno())
+
+    def on_event(self, fd: int) -> None:
+        """Handles a poll event on one of :meth:`fds` (drains the eventfd, or sees the writer's end)."""
+        with self.lock:
+            if self.closed:
+                return
+            if fd == self.efd:
+                try:
+                    _eventfd_read(self.efd)
+                except BlockingIOError:
+                    pass
+            elif fd == self.sock.fileno():
+                self._check_socket()
+
+    def receive(self, timeout: float | None = None) -> tuple[int, memoryview, int] | None:
+        """The next frame, waiting for it: (sequence, view, token); None at the writer's graceful end."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        r = self.reader
         while True:
-            with self.lock:
-                if self.closed:
-                    raise ClosedError(f"the receiver of {self.name} is closed")
-                got = r.try_read()
+            got = self.try_receive()
             if got is not None:
-                token, seq, at, length = got
-                return seq, memoryview(self.mm)[at:at + length].toreadonly(), token
-            if self.dead is not None:
-                raise self.dead
-            if r.writer_closed:
+                return got
+            if self.ended:
                 return None
-            spin_until = time.monotonic() + SPIN
-            while time.monotonic() < spin_until:
-                if r.readable():
-                    break
-            if r.readable():
-                continue
-            if not r.prepare_sleep():
+            if not self.prepare_sleep():
                 continue
             left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
             if left <= 0:
-                r.woke()
+                self.woke()
                 raise TimeoutError(f"nothing arrived from {self.name} within {(timeout or 0) * 1000:.0f} ms")
-            events = self.poller.poll(left * 1000)
-            if self.closed:
-                raise ClosedError(f"the receiver of {self.name} is closed")
-            r.woke()
-            for fd, ev in events:
-                if fd == self.efd:
-                    try:
-                        _eventfd_read(self.efd)
-                    except BlockingIOError:
-                        pass
-                else:
-                    self._check_socket()
+            poller = select.poll()
+            for fd in self.fds():
+                poller.register(fd, select.POLLIN)
+            events = poller.poll(left * 1000)
+            self.woke()
+            for fd, _ in events:
+                self.on_event(fd)
 
     def _check_socket(self) -> None:
         try:
@@ -181,7 +199,7 @@ class ShmReceiver:
                 os.unlink(f"/dev/shm{self.name}")
             except OSError:
                 pass
-        self.poller.unregister(self.sock.fileno())
+        self.sock_done = True  # EOF stays readable: poll it no more
 
     def release(self, token: int) -> None:
         """Releases a frame (any thread, any order)."""
@@ -203,11 +221,7 @@ class ShmReceiver:
                 return
             self.closed = True
             due = self.reader.leave()
-            busy = self.receiving
-        self._wake_writer(due)
-        if busy:  # the receiving thread tears down when it returns: interrupt its sleep
-            _eventfd_write(self.efd, 1)
-        else:
+            self._wake_writer(due)
             self._teardown()
 
     def _teardown(self) -> None:
@@ -229,41 +243,45 @@ class ShmReceiver:
 
 
 class ShmLink:
-    """A subscriber's link to a publisher's ring."""
+    """A subscriber's link to a publisher's ring. It has no thread: the subscriber's consumer
+    reads the ring itself (no thread hop, no lock handed between threads per message)."""
 
     transport = "shm"
 
     def __init__(self, sub: Subscriber[Any], info: dict[str, Any]) -> None:
         shm = info["endpoints"]["shm"]
-        self._rx = ShmReceiver(shm["name"], shm["socket"], policy=sub.backpressure)
-        self._stop = False
-        self._thread = threading.Thread(target=self._pump, args=(sub, info), daemon=True, name="plexus-shm-rx")
-        self._thread.start()
+        self.rx = ShmReceiver(shm["name"], shm["socket"], policy=sub.backpressure)
+        self.publisher: str = info["id"]
+        self.done = False
 
-    def _pump(self, sub: Subscriber[Any], info: dict[str, Any]) -> None:
+    def try_sample(self, sub: Subscriber[Any]) -> Sample[Any] | None:
+        """The next sample if a message is there (malformed ones are skipped and counted)."""
         from .pubsub import Sample, decode_message
 
-        rx = self._rx
-        while not self._stop:
+        rx = self.rx
+        while not self.done:
             try:
-                got = rx.receive()
+                got = rx.try_receive()
             except PlexusError:
-                return  # the publisher died or left: the graph will unlink it
+                self.done = True  # the publisher died or left: the graph will unlink it
+                return None
             if got is None:
-                return
-            seq_frame, payload, token = got
+                if rx.ended:
+                    self.done = True
+                return None
+            _frame_seq, payload, token = got
             try:
-                _seq, value = decode_message(payload, sub.arrays)
+                seq, value = decode_message(payload, sub.arrays)
             except PlexusError:
                 rx.release(token)
                 sub.malformed += 1
                 continue
-            sub._push(Sample(value, sub.topic, _seq, info["id"], lambda t=token: rx.release(t)))
+            return Sample(value, sub.topic, seq, self.publisher, lambda t=token: rx.release(t))
+        return None
 
     def close(self) -> None:
-        self._stop = True
-        self._rx.close()
-        self._thread.join(2)
+        self.done = True
+        self.rx.close()
 
 
 def sweep() -> int:

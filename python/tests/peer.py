@@ -40,7 +40,7 @@ def in_mapping(sub: plexus.Subscriber[Any], arr: np.ndarray) -> bool:
     """True if ``arr``'s memory lies inside the shared-memory ring of one of ``sub``'s links."""
     addr = arr.__array_interface__["data"][0]
     for link in sub._links.values():
-        rx = getattr(link, "_rx", None)
+        rx = getattr(link, "rx", None)
         reader = getattr(rx, "reader", None)
         if reader is not None and reader.a.base <= addr < reader.a.base + len(rx.mm):  # type: ignore[union-attr]
             return True
