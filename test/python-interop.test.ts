@@ -13,7 +13,7 @@ import { connect as netConnect, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { PeerDeadError, RemoteError } from "../src/index.js";
+import { PeerDeadError, queue, RemoteError } from "../src/index.js";
 import { child, type Child } from "./helpers/child.js";
 import { graph, readWelcomeFrame, rpcFrame, tcpHello, until } from "./helpers/rpc.js";
 import { FrameParser } from "../src/net/frame-parser.js";
@@ -253,3 +253,49 @@ test("malformed frames from Python to a Node server: the undecodable request get
   assert.equal(await c.exited, 0, c.stderr());
   void server;
 });
+
+for (const mode of ["fast", "reliable"] as const) {
+  test(`queue, ${mode}: a Python client puts to a Node server, which answers that client`, async () => {
+    await using server = await queue.server<{ job: number; v: Float64Array }, { n: number }>({ url: "tcp://127.0.0.1:0", mode });
+    const c = await peer("queue-client", { url: server.url, mode, puts: 2, gets: 2 }, false);
+    const { id } = await json(c);
+    for (let i = 0; i < 2; i++) {
+      const msg = await server.get({ timeout: 10_000 });
+      assert.equal(msg.value.job, i);
+      assert.ok(msg.value.v instanceof Float64Array);
+      assert.deepEqual([...msg.value.v], [i, i + 1, i + 2]);
+      assert.equal(msg.peer, id, "the Python client's identity is the peer");
+      if (mode === "reliable") {
+        // the Python put returns only once the message was released here
+        await new Promise((r) => setTimeout(r, 200));
+        assert.equal(c.buffered(), 0, "the put has not returned before the release");
+      }
+      msg.release();
+      assert.deepEqual(await json(c), { put: i });
+    }
+    for (let i = 0; i < 2; i++) await server.put({ n: i }, id as string);
+    assert.deepEqual(await json(c), { got: { n: 0 }, peer: "server" });
+    assert.deepEqual(await json(c), { got: { n: 1 }, peer: "server" });
+    assert.equal(await c.exited, 0, c.stderr());
+  });
+
+  test(`queue, ${mode}: a Node client puts to a Python server, which answers it with a numpy array`, async () => {
+    const s = await peer("queue-server", { mode, gets: 2 }, false);
+    const { url } = await json(s);
+    await using client = await queue.client<{ n: number; pad: Uint8Array }, { reply: number; a: Int16Array }>({ url: url as string, mode });
+    // (reliable: the second put goes once the server released the first, one slot)
+    const puts = [client.put({ n: 1, pad: new Uint8Array(3).fill(9) }), client.put({ n: 2, pad: new Uint8Array(0) })];
+    for (const n of [1, 2]) {
+      const got = await json(s);
+      assert.equal((got.got as { n: number }).n, n);
+      assert.equal(got.peer, client.id);
+      using reply = await client.get({ timeout: 10_000 });
+      assert.equal(reply.value.reply, 2 * n);
+      assert.ok(reply.value.a instanceof Int16Array);
+      assert.deepEqual([...reply.value.a], [n]);
+    }
+    await Promise.all(puts);
+    s.proc.stdin?.end();
+    assert.equal(await s.exited, 0, s.stderr());
+  });
+}

@@ -5,6 +5,7 @@ TypeScript library (docs/protocol.md, docs/codec.md); see docs/python.md.
 """
 from __future__ import annotations
 
+from . import queue
 from .codec import decode, encode
 from .errors import (
     AccessDeniedError,
@@ -32,5 +33,5 @@ __all__ = [
     "AccessDeniedError", "BackpressureError", "ClosedError", "CycleError", "EncodeError", "FrameTooLargeError",
     "InvalidArgumentError", "NoServerError", "Node", "NotFoundError", "PeerDeadError", "PlexusError",
     "ProtocolError", "Publisher", "RemoteError", "ResourceExhaustedError", "Sample", "SequenceError",
-    "Subscriber", "SystemError", "TimeoutError", "connect", "decode", "encode",
+    "Subscriber", "SystemError", "TimeoutError", "connect", "decode", "encode", "queue",
 ]

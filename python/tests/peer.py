@@ -9,7 +9,7 @@ import datetime
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -132,9 +132,43 @@ def malformed_call(node: plexus.Node, a: dict[str, Any]) -> None:
     fs.close()
 
 
-ROLES = {"subscribe": subscribe, "publish": publish, "serve": serve, "call": call, "malformed-call": malformed_call}
+ROLES: dict[str, Callable[[Any, dict[str, Any]], None]] = {"subscribe": subscribe, "publish": publish, "serve": serve, "call": call, "malformed-call": malformed_call}
+
+
+
+def queue_client(node: plexus.Node | None, a: dict[str, Any]) -> None:
+    from plexus import queue
+
+    with queue.client(a["url"], mode=a["mode"]) as cli:
+        say({"id": cli.id})
+        for i in range(a["puts"]):
+            cli.put({"job": i, "v": np.arange(3, dtype=np.float64) + i}, timeout=10)
+            say({"put": i})
+        for _ in range(a["gets"]):
+            with cli.get(10) as m:
+                say({"got": describe(m.value), "peer": m.peer})
+
+
+def queue_server(node: plexus.Node | None, a: dict[str, Any]) -> None:
+    from plexus import queue
+
+    with queue.server("tcp://127.0.0.1:0", mode=a["mode"]) as srv:
+        say({"url": srv.url})
+        for _ in range(a["gets"]):
+            m = srv.get(10)
+            say({"got": describe(m.value), "peer": m.peer})
+            m.release()  # (reliable: the client's put returns now)
+            srv.put({"reply": m.value["n"] * 2, "a": np.array([m.value["n"]], dtype=np.int16)}, m.peer, timeout=10)
+        sys.stdin.readline()
+
+
+ROLES.update({"queue-client": queue_client, "queue-server": queue_server})
+
 
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
-    with plexus.connect(name=f"python {args['role']}") as n:
-        ROLES[args["role"]](n, args)
+    if args["role"].startswith("queue-"):  # queues need no GraphServer
+        ROLES[args["role"]](None, args)
+    else:
+        with plexus.connect(name=f"python {args['role']}") as n:
+            ROLES[args["role"]](n, args)

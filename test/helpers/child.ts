@@ -14,6 +14,8 @@ export interface Child {
   readonly exited: Promise<number | string>;
   /** Everything the process wrote on stderr so far. */
   stderr(): string;
+  /** Lines written and not yet taken by {@link line}. */
+  buffered(): number;
 }
 
 const live = new Set<ChildProcess>();
@@ -57,6 +59,7 @@ export function child(name: string, command: string, argv: string[], opts: { env
     proc,
     exited,
     stderr: () => err,
+    buffered: () => queue.length,
     line(timeoutMs = 20000) {
       if (queue.length) return Promise.resolve(queue.shift()!);
       if (ended) return Promise.reject(new Error(`${name} ended without output; stderr: ${err}`));
