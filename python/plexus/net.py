@@ -161,6 +161,14 @@ class FrameSocket:
             self.sock.sendall(data)
             self.last_write = time.monotonic()
 
+    def try_send(self, data: bytes | memoryview) -> bool:
+        """Writes ``data`` whole if the connection is up; False if it is not (never raises)."""
+        try:
+            self.send(data)
+            return True
+        except OSError:
+            return False
+
     def sendv(self, parts: Sequence[bytes | memoryview]) -> None:
         """Writes ``parts`` in order, whole (a vectored write where it can)."""
         with self.wlock:
@@ -241,6 +249,40 @@ def dial(host: str, port: int, timeout: float, what: str, tls: ssl.SSLContext | 
     if tls is not None:
         sock = tls.wrap_socket(sock, server_hostname=host)
     return sock
+
+
+def serve_connections(listener: socket.socket, handle: Callable[[socket.socket], None], name: str) -> None:
+    """Accepts connections on ``listener`` in a thread of its own and handles each in a thread;
+    stops when the listener is closed."""
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True, name=name).start()
+
+    threading.Thread(target=accept, daemon=True, name=f"{name}-accept").start()
+
+
+def accept_hello(fs: FrameSocket, spec: Spec, refusal: Callable[[int, str], bytes], timeout: float = 5.0) -> tuple[Preamble, bytes]:
+    """A server's side of §0.2: reads the client's HELLO (within ``timeout`` s) and answers the
+    refusals every protocol shares — another protocol's magic (status 4), no common version
+    (status 1) — with ``refusal(status, reason)`` as the body. Returns the preamble and the body;
+    raises ProtocolError (or a connection error) when there is no HELLO to serve."""
+    fs.sock.settimeout(timeout)
+    h, payload = fs.read_frame()
+    if h.type != T_HELLO:
+        raise ProtocolError("the first frame is not a HELLO")
+    pre = read_preamble(payload)
+    if pre.magic != spec.magic:
+        fs.try_send(welcome(spec, ST_WRONG_PROTOCOL, 0, refusal(ST_WRONG_PROTOCOL, f"this port serves {spec.name}")))
+        raise ProtocolError(f"a HELLO of another protocol (magic 0x{pre.magic:08x})")
+    if negotiate(spec, pre) is None:
+        fs.try_send(welcome(spec, ST_VERSION, 0, refusal(ST_VERSION, f"no version both speak ({spec.min_version}..{spec.version} here)")))
+        raise ProtocolError(f"a HELLO of versions {pre.min_version}..{pre.version}")
+    fs.sock.settimeout(None)
+    return pre, bytes(payload[16:])
 
 
 def handshake(fs: FrameSocket, spec: Spec, hello_frame: bytes, where: str, timeout: float, protocol_status: Callable[[int, str], PlexusError | None] | None = None) -> tuple[Preamble, bytes]:

@@ -210,10 +210,7 @@ class _Endpoint:
     def _ack(self, s: _Session, serial: int) -> None:
         s.unacked_in.discard(serial)
         if s.fs is not None:
-            try:
-                s.fs.send(net.frame(T_ACK, 0, serial, 0))
-            except OSError:
-                pass
+            s.fs.try_send(net.frame(T_ACK, 0, serial, 0))
 
     def on_data(self, s: _Session, h: net.Header, payload: bytes) -> None:
         """A DATA frame of session ``s`` (§7.3, §7.4)."""
@@ -247,10 +244,7 @@ class _Endpoint:
             if len(s.refused) > 4096:
                 s.refused.pop(next(iter(s.refused)))
             if s.fs is not None:
-                try:
-                    s.fs.send(nack)
-                except OSError:
-                    pass
+                s.fs.try_send(nack)
             return
         if not reliable:
             self._ack(s, serial)
@@ -331,10 +325,7 @@ class _Endpoint:
                 if now - fs.last_read > silence(s):
                     fs.close()
                 elif now - fs.last_write >= HEARTBEAT_MS / 1000:
-                    try:
-                        fs.send(ping)
-                    except OSError:
-                        pass
+                    fs.try_send(ping)
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -432,10 +423,7 @@ class QueueClient(_Endpoint):
             fs = self.session.fs
             self.arrived.notify_all()
         if fs is not None:
-            try:
-                fs.send(net.frame(T_BYE, 0, 0, 0))
-            except OSError:
-                pass
+            fs.try_send(net.frame(T_BYE, 0, 0, 0))
             fs.close()
 
     def __enter__(self) -> QueueClient:
@@ -459,7 +447,7 @@ class QueueServer(_Endpoint):
         self.sessions: dict[bytes, _Session] = {}
         self.superseded: dict[bytes, set[bytes]] = {}
         self._silence: dict[int, float] = {}
-        threading.Thread(target=self._accept, daemon=True, name="plexus-queue-accept").start()
+        net.serve_connections(self._listener, self._serve, "plexus-queue-conn")
         threading.Thread(target=self.beat, args=(lambda: list(self.sessions.values()), lambda s: self._silence.get(id(s), PEER_TIMEOUT_MS / 1000)),
                          daemon=True).start()
 
@@ -490,40 +478,21 @@ class QueueServer(_Endpoint):
         """The next message from any client (``msg.peer`` is its identity in hex)."""
         return super().get(timeout, lambda: None)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True, name="plexus-queue-conn").start()
-
     def _refuse(self, fs: net.FrameSocket, status: int, body: bytes) -> None:
-        try:
-            fs.send(net.welcome(QUEUE, status, 0, body))
-        except OSError:
-            pass
+        fs.try_send(net.welcome(QUEUE, status, 0, body))
         fs.close()
 
     def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.settimeout(5.0)
         fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a queue client")
         zero = handshake_body(False, self.slots, self.max_message, self.identity, bytes(8))
-        try:
-            h, payload = fs.read_frame()
-            if h.type != net.T_HELLO:
-                raise ProtocolError("first frame is not a HELLO")
-            pre = net.read_preamble(payload)
+        try:  # a queue refusal carries the queue's body (§7.2), with a zero token here
+            pre, body = net.accept_hello(fs, QUEUE, lambda status, reason: zero)
         except (PlexusError, OSError):
             fs.close()
             return
-        if pre.magic != QUEUE.magic:
-            return self._refuse(fs, net.ST_WRONG_PROTOCOL, zero)
-        if net.negotiate(QUEUE, pre) is None:
-            return self._refuse(fs, net.ST_VERSION, zero)
         try:
-            _r, slots, peer_max, ident, token = read_body(payload[16:])
+            _r, slots, peer_max, ident, token = read_body(body)
             if _r or pre.heartbeat == 0:
                 raise ProtocolError("malformed")
         except ProtocolError:
@@ -546,10 +515,7 @@ class QueueServer(_Endpoint):
                     self.superseded.setdefault(ident, set()).add(old.token)
                     old.end(PeerDeadError(f"client {ident.hex()} was taken over by another client"))
                     if old.fs is not None:
-                        try:
-                            old.fs.send(net.frame(T_BYE, FLAG_TAKEN_OVER, 0, 0))
-                        except OSError:
-                            pass
+                        old.fs.try_send(net.frame(T_BYE, FLAG_TAKEN_OVER, 0, 0))
                         old.fs.close()
                 s = _Session(self, ident.hex(), ident, token, slots, peer_max)
                 self.sessions[ident] = s
@@ -559,7 +525,6 @@ class QueueServer(_Endpoint):
             fs.send(net.welcome(QUEUE, 0, HEARTBEAT_MS, handshake_body(resumed, self.slots, self.max_message, self.identity, token)))
             if resumed:
                 s.resend()
-        conn.settimeout(None)
         fs.max_message = self.max_message
         try:
             while True:
@@ -596,10 +561,7 @@ class QueueServer(_Endpoint):
         for s in sessions:
             fs = s.fs
             if fs is not None:
-                try:
-                    fs.send(net.frame(T_BYE, 0, 0, 0))
-                except OSError:
-                    pass
+                fs.try_send(net.frame(T_BYE, 0, 0, 0))
                 fs.close()
 
     def __enter__(self) -> QueueServer:

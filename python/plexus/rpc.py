@@ -88,10 +88,7 @@ class _Beats:
                     self.remove(fs)
                     self.on_silent(fs)
                 elif now - fs.last_write >= HEARTBEAT_MS / 1000:
-                    try:
-                        fs.send(ping)
-                    except OSError:
-                        pass
+                    fs.try_send(ping)
 
 
 class Server:
@@ -114,7 +111,7 @@ class Server:
         self._beats = _Beats(lambda fs: fs.close())
         self._listener = socket.create_server(("127.0.0.1", 0))
         host, port = self._listener.getsockname()[:2]
-        threading.Thread(target=self._accept, daemon=True, name="plexus-rpc-accept").start()
+        net.serve_connections(self._listener, self._serve, "plexus-rpc-conn")
         endpoints = {**node.identity, "tcp": {"host": host, "port": port, "tls": False}}
         try:
             self.id: str = node.graph.request("server.add", {"service": service, "endpoints": endpoints, "inPlace": False})["server"]
@@ -122,37 +119,18 @@ class Server:
             self._listener.close()
             raise
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True, name="plexus-rpc-conn").start()
-
     def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a client")
-        conn.settimeout(5.0)
         try:
-            h, payload = fs.read_frame()
-            if h.type != net.T_HELLO:
-                raise ProtocolError("first frame is not a HELLO")
-            pre = net.read_preamble(payload)
-            if pre.magic != RPC.magic:
-                fs.send(net.welcome(RPC, net.ST_WRONG_PROTOCOL, 0, f"this port serves request/response for {self.service!r}".encode()))
-                raise ProtocolError("another protocol")
-            if net.negotiate(RPC, pre) is None:
-                fs.send(net.welcome(RPC, net.ST_VERSION, 0, b"no common version"))
-                raise ProtocolError("version")
-            if pre.heartbeat == 0 or len(payload) != 16:
-                fs.send(net.welcome(RPC, net.ST_MALFORMED, 0, b"a tcp HELLO needs a heartbeat and no body"))
+            pre, body = net.accept_hello(fs, RPC, lambda status, reason: f"{reason} (request/response for {self.service!r})".encode())
+            if pre.heartbeat == 0 or body:
+                fs.try_send(net.welcome(RPC, net.ST_MALFORMED, 0, b"a tcp HELLO needs a heartbeat and no body"))
                 raise ProtocolError("malformed")
             fs.send(net.welcome(RPC, net.ST_OK, HEARTBEAT_MS))
         except (PlexusError, OSError):
             fs.close()
             return
-        conn.settimeout(None)
         fs.max_message = MAX_MESSAGE
         with self._lock:
             if self._closed:

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Final
 
+from . import net
 from .errors import ClosedError, NoSpaceError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError
 from .ring import RingReader, RingWriter, init_ring, ring_size
 
@@ -349,7 +350,7 @@ class ShmSender:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.socket_name)
         self.listener.listen(64)
-        threading.Thread(target=self._accept, daemon=True, name="plexus-shm-accept").start()
+        net.serve_connections(self.listener, self._join, "plexus-shm-join")
 
     @property
     def receivers(self) -> int:
@@ -364,14 +365,6 @@ class ShmSender:
                 _eventfd_write(fd, 1)
             except OSError:
                 pass
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._join, args=(conn,), daemon=True, name="plexus-shm-join").start()
 
     def _join(self, conn: socket.socket) -> None:
         conn.settimeout(5.0)

@@ -142,10 +142,7 @@ class TcpReceiver:
             if self._closed:
                 return
             self._closed = True
-        try:
-            self._fs.send(net.frame(T_BYE, 0, 0, 0))
-        except OSError:
-            pass
+        self._fs.try_send(net.frame(T_BYE, 0, 0, 0))
         self._fs.close()
         self._queue.put(ClosedError(f"the receiver of {self.where} is closed"))
 
@@ -162,10 +159,7 @@ class TcpReceiver:
                 return
             self._acked = v = self._released
             self._wanted = False
-        try:
-            self._fs.send(net.frame(T_ACK, 0, v & 0xFFFFFFFF, v >> 32))
-        except OSError:
-            pass
+        self._fs.try_send(net.frame(T_ACK, 0, v & 0xFFFFFFFF, v >> 32))
 
     def _check(self, h: net.Header) -> None:
         if h.type not in (T_DATA, T_END, T_WANT) or h.flags:
@@ -251,8 +245,7 @@ class TcpSender:
         self._closed = False
         self._listener = socket.create_server((host, port))
         self.host, self.port = self._listener.getsockname()[:2]
-        self._accepting = threading.Thread(target=self._accept, name="plexus-tcp-accept", daemon=True)
-        self._accepting.start()
+        net.serve_connections(self._listener, self._serve, "plexus-tcp-conn")
         self._ticker = threading.Thread(target=self._tick, name="plexus-tcp-hb", daemon=True)
         self._ticker.start()
 
@@ -291,10 +284,7 @@ class TcpSender:
                 if p.sent - p.acked + cost > self.window:
                     if p.policy == 1:
                         continue
-                    try:
-                        p.fs.send(net.frame(T_WANT, 0, 0, 0))
-                    except OSError:
-                        pass
+                    p.fs.try_send(net.frame(T_WANT, 0, 0, 0))
                     while not p.dead and not self._closed and p.sent - p.acked + cost > self.window:
                         left = None if deadline is None else deadline - time.monotonic()
                         if left is not None and left <= 0:
@@ -329,11 +319,7 @@ class TcpSender:
             end = net.frame(T_END, 0, self._seq & 0xFFFFFFFF, self._seq >> 32)
         self._listener.close()
         for p in peers:
-            try:
-                p.fs.send(end)
-                p.fs.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            p.fs.try_send(end)
             p.fs.close()
             with self._lock:
                 p.dead = True
@@ -347,30 +333,11 @@ class TcpSender:
             p.cond.notify_all()
         p.fs.close()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, addr = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn, f"{addr[0]}:{addr[1]}"), daemon=True).start()
-
-    def _serve(self, conn: socket.socket, who: str) -> None:
+    def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, f"the receiver at {who}")
-        conn.settimeout(5.0)
+        fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a receiver")
         try:
-            h, payload = fs.read_frame()
-            if h.type != net.T_HELLO:
-                raise ProtocolError("first frame is not a HELLO")
-            pre = net.read_preamble(payload)
-            body = payload[16:]
-            if pre.magic != TCP.magic:
-                fs.send(net.welcome(TCP, net.ST_WRONG_PROTOCOL, 0, b"this port serves the tcp transport"))
-                raise ProtocolError("wrong protocol")
-            if net.negotiate(TCP, pre) is None:
-                fs.send(net.welcome(TCP, net.ST_VERSION, 0, b"no common version"))
-                raise ProtocolError("version")
+            pre, body = net.accept_hello(fs, TCP, lambda status, reason: reason.encode())
             if len(body) != 8 or body[0] > 2 or any(body[1:4]) or pre.heartbeat == 0:
                 fs.send(net.welcome(TCP, net.ST_MALFORMED, 0, b"malformed HELLO"))
                 raise ProtocolError("malformed")
@@ -387,7 +354,6 @@ class TcpSender:
         except (PlexusError, OSError):
             fs.close()
             return
-        conn.settimeout(None)
         fs.max_message = 0
         silence = max(self._peer_timeout, 3 * pre.heartbeat) / 1000
         conn.settimeout(silence)
@@ -422,8 +388,5 @@ class TcpSender:
                 peers = list(self._peers)
             now = time.monotonic()
             for p in peers:
-                if now - p.fs.last_write >= period:
-                    try:
-                        p.fs.send(ping)
-                    except OSError:
-                        self._drop(p)
+                if now - p.fs.last_write >= period and not p.fs.try_send(ping):
+                    self._drop(p)
