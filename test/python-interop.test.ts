@@ -85,44 +85,66 @@ for (const transport of ["shm", "tcp"] as const) {
   });
 }
 
-for (const transport of ["shm", "tcp"] as const) {
-test(`Python publisher -> Node subscriber over ${transport}: numpy arrays arrive as the matching typed arrays`, async () => {
-  const topic = fresh("py-pub");
-  await using sub = await node.subscriber<{ i: number; v: Float64Array; n: Int32Array; b: Uint8Array; big: bigint; text: string }>(topic);
-  const pub = await peer("publish", { topic, count: 3, transport });
-  const seen = [];
-  for await (const s of sub) {
-    assert.deepEqual(sub.transports, [{ publisher: s.publisher, transport }]);
-    seen.push({ sequence: s.sequence, i: s.value.i, v: s.value.v, n: s.value.n, b: s.value.b, big: s.value.big, text: s.value.text });
-    if (seen.length === 3) break;
+test("mixed fan-out: a Node subscriber and a Python subscriber read the same ring of a Node publisher", async () => {
+  const topic = fresh("py-fan");
+  await using pub = await node.publisher<{ i: number; v: Float64Array }>(topic);
+  await using local = await node.subscriber<{ i: number; v: Float64Array }>(topic, { transport: "shm" });
+  const python = await peer("subscribe", { topic, count: 2 });
+  await pub.waitForSubscribers(2, { timeout: 10_000 });
+  for (let i = 0; i < 2; i++) await pub.publish({ i, v: Float64Array.of(i, -i) });
+  for (let i = 0; i < 2; i++) {
+    const got = await json(python);
+    assert.deepEqual((got.value as { v: unknown }).v, { dtype: "float64", values: [i, -i], writeable: false });
+    assert.equal(got.inShm, true);
+    const s = await local.receive({ timeout: 5000 });
+    assert.ok(s !== null);
+    assert.deepEqual([...s.value.v], [i, -i]);
+    s.release();
   }
-  for (const [i, s] of seen.entries()) {
-    assert.equal(s.sequence, i + 1);
-    assert.equal(s.i, i);
-    assert.ok(s.v instanceof Float64Array);
-    assert.deepEqual([...s.v], [0.5, i + 0.5, 2 * i + 0.5, 3 * i + 0.5]);
-    assert.ok(s.n instanceof Int32Array);
-    assert.deepEqual([...s.n], [0, 1, 2].map((k) => k - i));
-    assert.deepEqual([...s.b], [i, 255]);
-    assert.equal(s.big, 2n ** 40n + BigInt(i));
-    assert.equal(s.text, "héllo");
-  }
-  pub.proc.stdin?.end();
-  assert.equal(await pub.exited, 0, pub.stderr());
+  assert.deepEqual(local.transports, [{ publisher: pub.id, transport: "shm" }]);
+  assert.equal(await python.exited, 0, python.stderr());
 });
 
-test(`a malformed message from a Python publisher over ${transport} is skipped by the Node subscriber, which serves on`, async () => {
-  const topic = fresh("py-bad");
-  await using sub = await node.subscriber<{ i: number }>(topic);
-  const pub = await peer("publish", { topic, count: 1, malformed: true, transport });
-  for await (const s of sub) {
-    assert.equal(s.value.i, 0);
-    assert.equal(s.sequence, 2, "message 1 was the malformed one");
-    break;
-  }
-  pub.proc.stdin?.end();
-  assert.equal(await pub.exited, 0, pub.stderr());
-});
+for (const transport of ["shm", "tcp"] as const) {
+  test(`Python publisher -> Node subscriber over ${transport}: numpy arrays arrive as the matching typed arrays`, async () => {
+    const topic = fresh("py-pub");
+    await using sub = await node.subscriber<{ i: number; v: Float64Array; n: Int32Array; b: Uint8Array; big: bigint; text: string }>(topic);
+    const pub = await peer("publish", { topic, count: 3, transport });
+    const seen = [];
+    for await (const s of sub) {
+      assert.deepEqual(sub.transports, [{ publisher: s.publisher, transport }]);
+      // over shm the array is a view into the Python publisher's ring (a SharedArrayBuffer), no copy
+      assert.equal(s.value.v.buffer instanceof SharedArrayBuffer, transport === "shm");
+      seen.push({ sequence: s.sequence, i: s.value.i, v: s.value.v, n: s.value.n, b: s.value.b, big: s.value.big, text: s.value.text });
+      if (seen.length === 3) break;
+    }
+    for (const [i, s] of seen.entries()) {
+      assert.equal(s.sequence, i + 1);
+      assert.equal(s.i, i);
+      assert.ok(s.v instanceof Float64Array);
+      assert.deepEqual([...s.v], [0.5, i + 0.5, 2 * i + 0.5, 3 * i + 0.5]);
+      assert.ok(s.n instanceof Int32Array);
+      assert.deepEqual([...s.n], [0, 1, 2].map((k) => k - i));
+      assert.deepEqual([...s.b], [i, 255]);
+      assert.equal(s.big, 2n ** 40n + BigInt(i));
+      assert.equal(s.text, "héllo");
+    }
+    pub.proc.stdin?.end();
+    assert.equal(await pub.exited, 0, pub.stderr());
+  });
+
+  test(`a malformed message from a Python publisher over ${transport} is skipped by the Node subscriber, which serves on`, async () => {
+    const topic = fresh("py-bad");
+    await using sub = await node.subscriber<{ i: number }>(topic);
+    const pub = await peer("publish", { topic, count: 1, malformed: true, transport });
+    for await (const s of sub) {
+      assert.equal(s.value.i, 0);
+      assert.equal(s.sequence, 2, "message 1 was the malformed one");
+      break;
+    }
+    pub.proc.stdin?.end();
+    assert.equal(await pub.exited, 0, pub.stderr());
+  });
 }
 
 test("Node client -> Python server: answers with arrays, the handler's exception as RemoteError with its code and class", async () => {
