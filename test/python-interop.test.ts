@@ -224,6 +224,29 @@ test("a Python publisher killed with SIGKILL: its ring segment is unlinked when 
   await until(() => sub.publishers.length === 0);
 });
 
+test("the asyncio forms across processes: async for, await publish, a coroutine handler", async () => {
+  const topic = fresh("py-aio");
+  const service = fresh("py-aio-svc");
+  await using ping = await node.publisher<{ i: number; v: Float64Array }>(`${topic}/ping`);
+  await using pong = await node.subscriber<{ echo: number; v: Float64Array }>(`${topic}/pong`);
+  const p = await peer("async-echo", { topic, service, count: 3 });
+  await ping.waitForSubscribers(1, { timeout: 10_000 });
+  await until(() => pong.publishers.length === 1);
+  for (let i = 0; i < 3; i++) {
+    await ping.publish({ i, v: Float64Array.of(i, 0.5) });
+    const s = await pong.receive({ timeout: 5000 });
+    assert.ok(s !== null);
+    assert.equal(s.value.echo, i);
+    assert.deepEqual([...s.value.v], [2 * i, 1]);
+    s.release();
+  }
+  await using client = await node.client<{ n: number }, { async: boolean; n: number }>(service);
+  await until(() => client.servers.length === 1);
+  assert.deepEqual(await Promise.all([1, 2, 3].map((n) => client.request({ n }))), [1, 2, 3].map((n) => ({ async: true, n: n + 1 })));
+  p.proc.stdin?.end();
+  assert.equal(await p.exited, 0, p.stderr());
+});
+
 /** A raw tcp request/response connection to `port` that collects the answers (frames). */
 async function rawRpc(port: number): Promise<{ socket: Socket; answers: { type: number; id: number; body: Buffer }[]; closed: Promise<void> }> {
   const socket = netConnect({ host: "127.0.0.1", port });

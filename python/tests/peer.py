@@ -162,12 +162,38 @@ def queue_server(node: plexus.Node | None, a: dict[str, Any]) -> None:
         sys.stdin.readline()
 
 
-ROLES.update({"queue-client": queue_client, "queue-server": queue_server})
+def async_echo(node: plexus.Node | None, a: dict[str, Any]) -> None:
+    """The asyncio forms: an async handler, and an ``async for`` that publishes every value back."""
+    import asyncio
+
+    from plexus import aio
+
+    async def main() -> None:
+        async with await aio.connect(name="python asyncio") as n:
+            async def handler(v: Any) -> Any:
+                await asyncio.sleep(0.01)
+                return {"async": True, "n": v["n"] + 1}
+
+            async with await n.server(a["service"], handler), await n.publisher(f"{a['topic']}/pong") as pong:
+                async with await n.subscriber(f"{a['topic']}/ping") as ping:
+                    say("ready")
+                    count = 0
+                    async for s in ping:
+                        await pong.publish({"echo": s.value["i"], "v": s.value["v"] * 2})
+                        count += 1
+                        if count == a["count"]:
+                            break
+                    await asyncio.to_thread(sys.stdin.readline)
+
+    asyncio.run(main())
+
+
+ROLES.update({"queue-client": queue_client, "queue-server": queue_server, "async-echo": async_echo})
 
 
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
-    if args["role"].startswith("queue-"):  # queues need no GraphServer
+    if args["role"].startswith("queue-") or args["role"] == "async-echo":  # (queues need no GraphServer; asyncio joins itself)
         ROLES[args["role"]](None, args)
     else:
         with plexus.connect(name=f"python {args['role']}") as n:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -29,7 +30,8 @@ def test_every_block_compiles_and_uses_names_that_exist() -> None:
             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "plexus":
                 assert hasattr(plexus, n.attr), f"block {i + 1}: plexus.{n.attr} does not exist"
             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and getattr(n.value.value, "id", None) == "plexus":
-                assert hasattr(getattr(plexus, n.value.attr), n.attr), f"block {i + 1}: plexus.{n.value.attr}.{n.attr} does not exist"
+                module = importlib.import_module(f"plexus.{n.value.attr}")
+                assert hasattr(module, n.attr), f"block {i + 1}: plexus.{n.value.attr}.{n.attr} does not exist"
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name):
                 if n.func.value.id in ("node", "pub", "sub", "client", "sample", "qs", "qc", "msg"):
                     assert n.func.attr in METHODS, f"block {i + 1}: {n.func.value.id}.{n.func.attr}() does not exist"
