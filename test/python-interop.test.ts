@@ -30,7 +30,7 @@ if (!existsSync(python)) {
   assert.equal(made.status, 0, "scripts/ensure-python.mjs could not make the Python environment");
 }
 
-const { node, address } = await graph();
+const { node, address, server: graphServer } = await graph();
 let n = 0;
 const fresh = (base: string): string => `${base}-${++n}`;
 
@@ -118,7 +118,9 @@ for (const transport of ["shm", "tcp"] as const) {
       seen.push({ sequence: s.sequence, i: s.value.i, v: s.value.v, n: s.value.n, b: s.value.b, big: s.value.big, text: s.value.text });
       if (seen.length === 3) break;
     }
-    for (const [i, s] of seen.entries()) {
+    // the Python node reports its ports' counters (stats.report) like a Node one
+  await until(() => graphServer.stats().topics.some((t) => t.topic === topic && t.messages === 3 && t.bytes > 0), 5000);
+  for (const [i, s] of seen.entries()) {
       assert.equal(s.sequence, i + 1);
       assert.equal(s.i, i);
       assert.ok(s.v instanceof Float64Array);

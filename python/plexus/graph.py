@@ -195,6 +195,15 @@ class GraphClient:
             raise p.error
         return p.result
 
+    def send(self, op: str, args: dict[str, Any] | None = None) -> None:
+        """Sends a request whose answer nobody waits for (it is dropped when it comes)."""
+        with self._lock:
+            if self._closed:
+                return
+            id_ = self._next
+            self._next += 1
+        self._fs.try_send(control(T_REQUEST, id_, {**(args or {}), "op": op}))
+
     def close(self) -> None:
         """Leaves the graph (the server removes this node's ports). Idempotent."""
         with self._lock:

@@ -3,8 +3,10 @@ of its ports.
 """
 from __future__ import annotations
 
+import json
 import ssl
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from . import codec
@@ -34,6 +36,8 @@ class Node:
         self._closed = False
         graph.on_notify = self._on_notify
         graph.on_servers = self._on_servers
+        self._last_report = ""
+        threading.Thread(target=self._report, daemon=True, name="plexus-stats").start()
 
     @property
     def id(self) -> str:
@@ -82,6 +86,30 @@ class Node:
         """The GraphServer's snapshot: nodes, topics, ports, edges, services."""
         result: dict[str, Any] = self.graph.request("snapshot")
         return result
+
+    def stats(self) -> dict[str, list[dict[str, Any]]]:
+        """The counters of every port of this node (what it reports to the GraphServer)."""
+        from .rpc import Client, Server
+
+        ports = list(self._ports)
+        return {
+            "publishers": [{"id": p.id, **p.counters} for p in ports if isinstance(p, Publisher)],
+            "subscribers": [{"id": s.id, **s.counters, "links": s.links} for s in ports if isinstance(s, Subscriber)],
+            "servers": [{"id": s.id, **s.counters, "inFlight": s.in_flight} for s in ports if isinstance(s, Server)],
+            "clients": [{"id": c.id, **c.counters, "inFlight": c.in_flight, "links": c.links} for c in ports if isinstance(c, Client)],
+        }
+
+    def _report(self) -> None:
+        """Every 500 ms, the ports' counters to the GraphServer when they changed (§3 stats.report)."""
+        while not self._closed:
+            time.sleep(0.5)
+            if self._closed or not self._ports:
+                continue
+            report = self.stats()
+            text = json.dumps(report, sort_keys=True)
+            if text != self._last_report:
+                self._last_report = text
+                self.graph.send("stats.report", report)
 
     def _forget(self, port: object) -> None:
         if port in self._ports:

@@ -55,10 +55,11 @@ class Sample(Generic[T]):
     ``publisher``'s port id. Release it (or use ``with``) when done: on shared memory its bytes
     stay the publisher's to overwrite only after that."""
 
-    __slots__ = ("value", "topic", "sequence", "publisher", "_release")
+    __slots__ = ("value", "topic", "sequence", "publisher", "size", "_release")
 
-    def __init__(self, value: T, topic: str, sequence: int, publisher: str, release: Any) -> None:
+    def __init__(self, value: T, topic: str, sequence: int, publisher: str, release: Any, size: int = 0) -> None:
         self.value = value
+        self.size = size  # bytes of the message on its transport
         self.topic = topic
         self.sequence = sequence
         self.publisher = publisher
@@ -97,6 +98,7 @@ class Publisher(Generic[T]):
         self._lock = threading.Lock()
         self._seq = 1
         self._closed = False
+        self.counters = {"messages": 0, "bytes": 0, "waits": 0}
         self._shm: ShmSender | None = None
         self._tcp: TcpSender | None = None
         endpoints: dict[str, Any] = dict(node.identity)
@@ -156,14 +158,21 @@ class Publisher(Generic[T]):
             seq = self._seq
             head = message_header(seq)
             shm = self._shm
+            c = self.counters
             if shm is not None and shm.writer.readers() > 0:
+                waits = shm.waits
                 at = shm.reserve(size, wait)  # one copy, into the ring, whatever the number of readers
+                c["waits"] += shm.waits - waits
                 view = shm.writer.view
                 view[at:at + WIRE_HEADER] = head
                 plan.write_into(view, at + WIRE_HEADER)
                 shm.writer.commit(size)
-            if self._tcp is not None and self._tcp.receivers > 0:
+                c["bytes"] += size
+            receivers = self._tcp.receivers if self._tcp is not None else 0
+            if self._tcp is not None and receivers > 0:
                 self._tcp.send([head, *plan.chunks()], size, wait)
+                c["bytes"] += size * receivers
+            c["messages"] += 1
             self._seq = seq + 1
             return seq
 
@@ -209,7 +218,7 @@ class _TcpLink:
                 f.release()  # a malformed message: skipped, the link serves on
                 sub.malformed += 1
                 continue
-            sub._push(Sample(value, sub.topic, seq, info["id"], f.release))
+            sub._push(Sample(value, sub.topic, seq, info["id"], f.release, len(f.payload)))
 
     def close(self) -> None:
         self._rx.close()
@@ -228,6 +237,7 @@ class Subscriber(Generic[T]):
         self.transport = transport
         self.arrays = arrays
         self.malformed = 0
+        self.counters = {"messages": 0, "bytes": 0, "drops": 0}
         self._node = node
         self._queue: collections.deque[Sample[T]] = collections.deque()  # from TCP links' threads
         self._efd = _eventfd(0, _EFD_FLAGS)  # rung by TCP links and by link changes
@@ -311,7 +321,11 @@ class Subscriber(Generic[T]):
         of microseconds, then sleeps until a publisher rings it. One thread at a time.
         """
         with self._consumer:
-            return self._receive(None if timeout is None else time.monotonic() + timeout, timeout)
+            s = self._receive(None if timeout is None else time.monotonic() + timeout, timeout)
+        c = self.counters
+        c["messages"] += 1
+        c["bytes"] += s.size
+        return s
 
     def _receive(self, deadline: float | None, timeout: float | None) -> Sample[T]:
         queue = self._queue
@@ -321,6 +335,8 @@ class Subscriber(Generic[T]):
             if queue:
                 return queue.popleft()
             rings = self._rings
+            for link in rings:
+                self.counters["drops"] += link.rx.take_missed() if not link.done else 0
             for link in rings:
                 s = link.try_sample(self)
                 if s is not None:

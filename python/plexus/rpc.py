@@ -106,8 +106,8 @@ class Server:
         self._conns: set[net.FrameSocket] = set()
         self._lock = threading.Lock()
         self._closed = False
-        self.requests = 0
-        self.errors = 0
+        self.counters = {"requests": 0, "errors": 0, "bytes": 0}
+        self.in_flight = 0
         self._beats = _Beats(lambda fs: fs.close())
         self._listener = socket.create_server(("127.0.0.1", 0))
         host, port = self._listener.getsockname()[:2]
@@ -155,20 +155,24 @@ class Server:
         fs.close()
 
     def _answer(self, fs: net.FrameSocket, h: net.Header, body: bytes) -> None:
-        self.requests += 1
+        c = self.counters
+        c["requests"] += 1
+        c["bytes"] += 16 + len(body)
+        self.in_flight += 1
         try:
             if h.flags & FLAG_RAW:
                 raise ProtocolError(f"a raw request to {self.service!r}, which is not an in-place service")
             request = codec.decode(body)
         except PlexusError as err:
-            self.errors += 1
+            c["errors"] += 1
             parts = message(T_ERROR, h.a, error_body(err))
         else:
             try:
                 parts = message(T_RESPONSE, h.a, codec.plan(self._handler(request)))
             except Exception as err:  # the handler's failure is the caller's RemoteError
-                self.errors += 1
+                c["errors"] += 1
                 parts = message(T_ERROR, h.a, error_body(err))
+        self.in_flight -= 1
         try:
             fs.sendv(parts)
         except OSError:
@@ -291,6 +295,8 @@ class Client(Generic[Req, Res]):
         self._ids = itertools.count(1)
         self._next = 0
         self._closing = False
+        self.counters: dict[str, float] = {"requests": 0, "errors": 0, "bytes": 0, "latency": 0.0, "timed": 0}
+        self.in_flight = 0
         self._beats = _Beats(lambda fs: self._silent(fs))
         answer = node.graph.request("client.add", {"service": service})
         self.id: str = answer["client"]
@@ -302,6 +308,12 @@ class Client(Generic[Req, Res]):
         """Servers linked now."""
         with self._lock:
             return len(self._links)
+
+    @property
+    def links(self) -> list[dict[str, str]]:
+        """The transport of each link, by server id."""
+        with self._lock:
+            return [{"server": k, "transport": "tcp"} for k in self._links]
 
     def update(self, servers: list[dict[str, Any]]) -> None:
         """Applies a new server set (called with the GraphServer's notifications)."""
@@ -339,30 +351,46 @@ class Client(Generic[Req, Res]):
         raised, ``PeerDeadError`` if the server died first, ``TimeoutError`` after ``timeout`` s.
         """
         body = codec.plan(value)
+        c = self.counters
         with self._lock:
             if self._closing:
                 raise ClosedError(f"the client of {self.service!r} is closed")
             links = list(self._links.values())
             if not links:
+                c["requests"] += 1
+                c["errors"] += 1
                 raise NoServerError(f"no server for {self.service!r}")
             link = links[self._next % len(links)]
             self._next += 1
             id_ = next(self._ids) & 0xFFFFFFFF or next(self._ids)
             call = _Call(link)
             link.calls[id_] = call
+            self.in_flight += 1
+        started = time.monotonic()
         try:
-            link.fs.sendv(message(T_REQUEST, id_, body))
-        except OSError:
-            pass  # the reader fails the link and this call with it
-        if not call.event.wait(timeout):
+            try:
+                link.fs.sendv(message(T_REQUEST, id_, body))
+            except OSError:
+                pass  # the reader fails the link and this call with it
+            c["bytes"] += 16 + body.byte_length
+            if not call.event.wait(timeout):
+                with self._lock:
+                    link.calls.pop(id_, None)
+                if not call.event.is_set():
+                    raise TimeoutError(f"service {self.service!r} did not answer within {timeout * 1000:.0f} ms")
+            if call.error is not None:
+                raise call.error
+            c["latency"] += (time.monotonic() - started) * 1000
+            c["timed"] += 1
+            result: Res = call.value
+            return result
+        except PlexusError:
+            c["errors"] += 1
+            raise
+        finally:
+            c["requests"] += 1
             with self._lock:
-                link.calls.pop(id_, None)
-            if not call.event.is_set():
-                raise TimeoutError(f"service {self.service!r} did not answer within {timeout * 1000:.0f} ms")
-        if call.error is not None:
-            raise call.error
-        result: Res = call.value
-        return result
+                self.in_flight -= 1
 
     def close(self) -> None:
         """Leaves the graph; requests in flight reject. Idempotent."""

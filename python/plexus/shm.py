@@ -212,7 +212,8 @@ class ShmReceiver:
 
     def take_missed(self) -> int:
         """Messages the writer dropped for this reader since the last call."""
-        return self.reader.take_missed()
+        with self.lock:
+            return 0 if self.closed else self.reader.take_missed()
 
     def close(self) -> None:
         """Leaves the ring. Views still held keep the mapping alive (never a crash), but their
@@ -277,7 +278,7 @@ class ShmLink:
                 rx.release(token)
                 sub.malformed += 1
                 continue
-            return Sample(value, sub.topic, seq, self.publisher, lambda t=token: rx.release(t))
+            return Sample(value, sub.topic, seq, self.publisher, lambda t=token: rx.release(t), payload.nbytes)
         return None
 
     def close(self) -> None:
@@ -347,6 +348,7 @@ class ShmSender:
         self.lock = threading.Lock()
         self.writer = RingWriter(self.mm, self._ring)
         self.closed = False
+        self.waits = 0  # reserves that had to wait for room
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.socket_name)
         self.listener.listen(64)
@@ -425,6 +427,7 @@ class ShmSender:
             return at
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
+        self.waits += 1
         poller = select.poll()
         poller.register(self.efd, select.POLLIN)
         while True:
