@@ -149,28 +149,31 @@ for (const transport of ["shm", "tcp"] as const) {
   });
 }
 
-test("Node client -> Python server: answers with arrays, the handler's exception as RemoteError with its code and class", async () => {
-  const service = fresh("py-svc");
-  const server = await peer("serve", { service });
-  await using client = await node.client<Record<string, unknown>, Record<string, unknown>>(service);
-  await until(() => client.servers.length === 1);
-  const answers = await Promise.all(Array.from({ length: 16 }, (_, k) => client.request({ v: Float64Array.of(k, 2, 3) })));
-  for (const [k, a] of answers.entries()) {
-    assert.equal(a.sum, k + 5);
-    assert.equal(a.dtype, "float64");
-    assert.ok(a.twice instanceof Float64Array);
-    assert.deepEqual([...a.twice], [2 * k, 4, 6]);
-  }
-  await assert.rejects(client.request({ fail: true }), (err: unknown) => {
-    assert.ok(err instanceof RemoteError);
-    assert.equal(err.remoteCode, "E_PY_APP");
-    assert.equal(err.remoteName, "AppError");
-    assert.equal(err.message, "the Python handler refused");
-    return true;
+for (const transport of ["shm", "tcp"] as const) {
+  test(`Node client -> Python server over ${transport}: answers with arrays, the handler's exception as RemoteError with its code and class`, async () => {
+    const service = fresh("py-svc");
+    const server = await peer("serve", { service });
+    await using client = await node.client<Record<string, unknown>, Record<string, unknown>>(service, { transport });
+    await until(() => client.servers.length === 1);
+    assert.deepEqual(client.transports.map((t) => t.transport), [transport]);
+    const answers = await Promise.all(Array.from({ length: 16 }, (_, k) => client.request({ v: Float64Array.of(k, 2, 3) })));
+    for (const [k, a] of answers.entries()) {
+      assert.equal(a.sum, k + 5);
+      assert.equal(a.dtype, "float64");
+      assert.ok(a.twice instanceof Float64Array);
+      assert.deepEqual([...a.twice], [2 * k, 4, 6]);
+    }
+    await assert.rejects(client.request({ fail: true }), (err: unknown) => {
+      assert.ok(err instanceof RemoteError);
+      assert.equal(err.remoteCode, "E_PY_APP");
+      assert.equal(err.remoteName, "AppError");
+      assert.equal(err.message, "the Python handler refused");
+      return true;
+    });
+    server.proc.stdin?.end();
+    assert.equal(await server.exited, 0, server.stderr());
   });
-  server.proc.stdin?.end();
-  assert.equal(await server.exited, 0, server.stderr());
-});
+}
 
 test("Python client -> Node server: answers, RemoteError, and NoServerError for a service without servers", async () => {
   const service = fresh("node-svc");
@@ -179,6 +182,7 @@ test("Python client -> Node server: answers, RemoteError, and NoServerError for 
     return { sum: v.v?.reduce((a, b) => a + b, 0), back: v.v };
   });
   const c = await peer("call", { service, requests: [{ v: [1, 2, 3.5] }, { fail: true }] }, false);
+  assert.deepEqual(await json(c), { links: ["shm"] }, "the Python client reaches a server of its host over shared memory");
   assert.deepEqual(await json(c), { ok: { sum: 6.5, back: { dtype: "float64", values: [1, 2, 3.5], writeable: false } } });
   assert.deepEqual(await json(c), { error: "RemoteError", code: "ERR_PLEXUS_REMOTE", remoteCode: "E_NODE_APP", remoteName: "Error", message: "the Node handler refused" });
   assert.equal(await c.exited, 0, c.stderr());

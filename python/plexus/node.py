@@ -66,11 +66,12 @@ class Node:
         self._ports.append(s)
         return s
 
-    def client(self, service: str, *, arrays: codec.ArrayMode | None = None) -> Client[Any, Any]:
-        """A client of ``service``."""
+    def client(self, service: str, *, arrays: codec.ArrayMode | None = None, transport: Transport | None = None) -> Client[Any, Any]:
+        """A client of ``service``: shared memory to servers of this host that offer it, else TCP
+        (``transport`` uses only one)."""
         from .rpc import Client
 
-        c: Client[Any, Any] = Client(self, service, arrays=arrays)
+        c: Client[Any, Any] = Client(self, service, arrays=arrays, transport=transport)
         self._ports.append(c)
         return c
 

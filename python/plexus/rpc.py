@@ -4,13 +4,18 @@ function, and a client with many requests in flight, matched by id.
 from __future__ import annotations
 
 import itertools
+import os
+import re
+import secrets
 import socket
+import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Final, Generic, TypeVar
 
 from . import codec, net
+from .shm import ShmReceiver, ShmSender
 from .errors import (
     ClosedError,
     NoServerError,
@@ -18,6 +23,7 @@ from .errors import (
     PlexusError,
     ProtocolError,
     RemoteError,
+    SystemError,
     TimeoutError,
     error_to_wire,
 )
@@ -33,6 +39,20 @@ FLAG_RAW: Final = 1
 HEARTBEAT_MS: Final = 1000
 PEER_TIMEOUT_MS: Final = 10_000
 MAX_MESSAGE: Final = 64 << 20
+RING_MAGIC: Final = 0x31525850
+RING_HEADER: Final = struct.Struct("<IBBHII")
+RING_NAME: Final = re.compile(r"/plexus-\d{1,10}-[0-9a-f]{1,32}")
+RING_CAPACITY: Final = 1 << 20
+STATUS_NO_SHM: Final = 16
+SUN_PATH: Final = 108  # bytes of a Unix socket address's path on Linux
+
+
+def unix_address(name: str) -> str:
+    """The address of a request/response server's shm socket (§6.3): its abstract name padded
+    with NUL bytes to the whole 108-byte path, as Node.js binds and connects to abstract names."""
+    if not name.startswith("\0") or len(name.encode()) > SUN_PATH:
+        raise ProtocolError(f"not an abstract Unix socket name: {name!r}")
+    return name + "\0" * (SUN_PATH - len(name.encode()))
 Req = TypeVar("Req")
 Res = TypeVar("Res")
 
@@ -109,14 +129,22 @@ class Server:
         self.counters = {"requests": 0, "errors": 0, "bytes": 0}
         self.in_flight = 0
         self._beats = _Beats(lambda fs: fs.close())
+        self._channels: set[ShmChannel] = set()
         self._listener = socket.create_server(("127.0.0.1", 0))
         host, port = self._listener.getsockname()[:2]
         net.serve_connections(self._listener, self._serve, "plexus-rpc-conn")
-        endpoints = {**node.identity, "tcp": {"host": host, "port": port, "tls": False}}
+        endpoints: dict[str, Any] = {**node.identity, "tcp": {"host": host, "port": port, "tls": False}}
+        ident = f"plexus-rpc-{os.getpid()}-{secrets.token_hex(6)}"
+        self._unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._unix.bind(unix_address(f"\0{ident}"))
+        self._unix.listen(64)
+        net.serve_connections(self._unix, self._serve_shm, "plexus-rpc-shm")
+        endpoints["shm"] = {"name": f"/{ident}", "socket": f"\0{ident}"}
         try:
             self.id: str = node.graph.request("server.add", {"service": service, "endpoints": endpoints, "inPlace": False})["server"]
         except BaseException:
             self._listener.close()
+            self._unix.close()
             raise
 
     def _serve(self, conn: socket.socket) -> None:
@@ -154,29 +182,91 @@ class Server:
             self._conns.discard(fs)
         fs.close()
 
-    def _answer(self, fs: net.FrameSocket, h: net.Header, body: bytes) -> None:
+    def _handle(self, flags: int, body: bytes | memoryview) -> tuple[int, codec.FramePlan]:
+        """Runs the handler on a request body: the answer's type and frame."""
         c = self.counters
         c["requests"] += 1
         c["bytes"] += 16 + len(body)
         self.in_flight += 1
         try:
-            if h.flags & FLAG_RAW:
+            if flags & FLAG_RAW:
                 raise ProtocolError(f"a raw request to {self.service!r}, which is not an in-place service")
             request = codec.decode(body)
-        except PlexusError as err:
+        except PlexusError as err:  # an undecodable request: an error answer, the channel serves on
             c["errors"] += 1
-            parts = message(T_ERROR, h.a, error_body(err))
+            return T_ERROR, error_body(err)
         else:
             try:
-                parts = message(T_RESPONSE, h.a, codec.plan(self._handler(request)))
+                return T_RESPONSE, codec.plan(self._handler(request))
             except Exception as err:  # the handler's failure is the caller's RemoteError
                 c["errors"] += 1
-                parts = message(T_ERROR, h.a, error_body(err))
-        self.in_flight -= 1
+                return T_ERROR, error_body(err)
+        finally:
+            self.in_flight -= 1
+
+    def _answer(self, fs: net.FrameSocket, h: net.Header, body: bytes) -> None:
+        type_, plan = self._handle(h.flags, body)
         try:
-            fs.sendv(parts)
+            fs.sendv(message(type_, h.a, plan))
         except OSError:
             pass
+
+    def _serve_shm(self, conn: socket.socket) -> None:
+        """The server side of the shm handshake (§6.2, §6.3) on an accepted Unix socket."""
+        fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a client")
+        try:
+            _pre, body = net.accept_hello(fs, RPC, lambda status, reason: f"{reason} (request/response for {self.service!r})".encode())
+            name = _ring_name(body)
+            if name is None or fs.buf:
+                fs.try_send(net.welcome(RPC, net.ST_MALFORMED, 0, b"the HELLO names no Plexus ring (/plexus-<pid>-<hex>), or bytes follow it"))
+                raise ProtocolError("malformed")
+            try:
+                rx = ShmReceiver(name, "\0" + name[1:])
+            except PlexusError as err:
+                fs.try_send(net.welcome(RPC, net.ST_MALFORMED, 0, f"the ring {name} cannot be attached ({err.message})".encode()[:256]))
+                raise
+            try:
+                tx = ShmSender(capacity=RING_CAPACITY, max_readers=1)
+            except PlexusError as err:
+                rx.close()
+                fs.try_send(net.welcome(RPC, STATUS_NO_SHM, 0, err.message.encode()[:256]))
+                raise
+            if not fs.try_send(net.welcome(RPC, net.ST_OK, 0, tx.name.encode())):
+                rx.close()
+                tx.close()
+                raise PeerDeadError("the client left during the handshake")
+        except (PlexusError, OSError):
+            fs.close()
+            return
+        holder: list[ShmChannel] = []
+
+        def on_message(type_: int, flags: int, id_: int, body: memoryview, token: int) -> None:
+            if type_ != T_REQUEST or flags & ~FLAG_RAW:
+                rx.release(token)
+                raise ProtocolError(f"a client sent a message of type {type_}, flags {flags}")
+            self._pool.submit(answer, flags, id_, body, token)
+
+        def answer(flags: int, id_: int, body: memoryview, token: int) -> None:
+            try:
+                type_, plan = self._handle(flags, body)  # the request is a view into the client's ring until here
+                holder[0].send(type_, id_, plan, timeout=None)
+            except PlexusError:
+                pass  # the channel ended
+            finally:
+                rx.release(token)
+
+        def on_end(error: PlexusError) -> None:
+            with self._lock:
+                self._channels.discard(holder[0])
+
+        channel = ShmChannel(tx, rx, conn, "a client", on_message, on_end)
+        holder.append(channel)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._channels.add(channel)
+        if closed:
+            channel.end(ClosedError("the server is closed"))
 
     def close(self) -> None:
         """Leaves the graph, stops accepting, finishes what it holds, closes. Idempotent."""
@@ -185,14 +275,18 @@ class Server:
                 return
             self._closed = True
             conns = list(self._conns)
+            channels = list(self._channels)
         try:
             self._node.graph.request("server.remove", {"id": self.id})
         except PlexusError:
             pass
         self._listener.close()
+        self._unix.close()
         self._pool.shutdown(wait=True)
         for fs in conns:
             fs.close()
+        for ch in channels:
+            ch.end(ClosedError(f"the server of {self.service!r} is closed"))
         self._beats.stopped = True
         self._node._forget(self)
 
@@ -213,53 +307,195 @@ class _Call:
         self.link = link
 
 
+class ShmChannel:
+    """The shm form of a request/response channel (§6.3): this end's ring (it writes), the
+    peer's ring (it reads) and the handshake socket, whose end is the peer's end."""
+
+    def __init__(self, tx: ShmSender, rx: ShmReceiver, control: socket.socket, what: str,
+                 on_message: Callable[[int, int, int, memoryview, int], None], on_end: Callable[[PlexusError], None]) -> None:
+        self.tx = tx
+        self.rx = rx
+        self.control = control
+        self.what = what
+        self.on_message = on_message
+        self.on_end = on_end
+        self.lock = threading.Lock()
+        self.ended = False
+        threading.Thread(target=self._read, daemon=True, name="plexus-rpc-shm").start()
+        threading.Thread(target=self._watch, daemon=True, name="plexus-rpc-shm-control").start()
+
+    def send(self, type_: int, id_: int, body: codec.FramePlan, flags: int = 0, timeout: float | None = None) -> None:
+        """Writes one message into this end's ring (waits for room as the peer releases)."""
+        size = RING_HEADER.size + body.byte_length
+        with self.lock:
+            if self.ended:
+                raise PeerDeadError(f"{self.what} is gone")
+            at = self.tx.reserve(size, timeout)
+            view = self.tx.writer.view
+            RING_HEADER.pack_into(view, at, RING_MAGIC, type_, flags, 0, id_, 0)
+            body.write_into(view, at + RING_HEADER.size)
+            self.tx.writer.commit(size)
+
+    def _read(self) -> None:
+        error: PlexusError = PeerDeadError(f"{self.what} closed its ring")
+        try:
+            while True:
+                got = self.rx.receive()
+                if got is None:
+                    break
+                _seq, view, token = got
+                if view.nbytes < RING_HEADER.size:
+                    raise ProtocolError("not a Plexus request/response message (shorter than a header)")
+                magic, type_, flags, reserved, id_, _aux = RING_HEADER.unpack_from(view, 0)
+                if magic != RING_MAGIC or reserved:
+                    raise ProtocolError("not a Plexus request/response message (bad magic or reserved bytes)")
+                self.on_message(type_, flags, id_, view[RING_HEADER.size:], token)
+        except PlexusError as err:
+            error = err
+        self.end(error)
+
+    def _watch(self) -> None:
+        try:
+            data = self.control.recv(1)
+        except OSError:
+            data = b""
+        self.end(ProtocolError(f"{self.what} wrote on the handshake socket after the handshake") if data
+                 else PeerDeadError(f"{self.what} closed the connection or died"))
+
+    def end(self, error: PlexusError) -> None:
+        """Ends the channel once: both rings and the socket are closed, ``on_end(error)`` is called."""
+        with self.lock:
+            if self.ended:
+                return
+            self.ended = True
+        try:
+            self.control.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.control.close()
+        self.rx.close()
+        self.tx.close()
+        self.on_end(error)
+
+
+def _ring_name(body: bytes) -> str | None:
+    """The ring a handshake body names (``/plexus-<pid>-<hex>``), or None."""
+    try:
+        name = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return name if len(body) <= 64 and RING_NAME.fullmatch(name) else None
+
+
 class _Link:
-    """A client's connection to one server."""
+    """A client's connection to one server: over shm (two rings) on the server's host, else tcp."""
 
     def __init__(self, client: Client[Any, Any], info: dict[str, Any]) -> None:
         ep = info["endpoints"]
-        tcp = ep["tcp"]
         host = str(ep.get("host", "")).split("/")[0]
         self.who = f"the server of {client.service!r} (pid {ep.get('pid')} on {host})"
         self.client = client
         self.id: str = info["id"]
+        self.calls: dict[int, _Call] = {}
+        self.dead: PlexusError | None = None
+        self.fs: net.FrameSocket | None = None
+        self.channel: ShmChannel | None = None
+        same_host = ep.get("host") == client._node.identity["host"]
+        if same_host and ep.get("shm") and client.transport in (None, "shm"):
+            self.transport = "shm"
+            self._open_shm(ep["shm"]["socket"])
+            return
+        self.transport = "tcp"
+        tcp = ep["tcp"]
         sock = net.dial(tcp["host"], tcp["port"], 5.0, "request/response server")
-        self.fs = net.FrameSocket(sock, MAX_MESSAGE, self.who)
+        fs = net.FrameSocket(sock, MAX_MESSAGE, self.who)
         try:
-            p, body = net.handshake(self.fs, RPC, net.hello(RPC, HEARTBEAT_MS), self.who, 5.0)
+            p, body = net.handshake(fs, RPC, net.hello(RPC, HEARTBEAT_MS), self.who, 5.0)
             if p.heartbeat == 0 or body:
                 raise ProtocolError(f"{self.who} answered a WELCOME with a heartbeat of 0 or a body")
         except BaseException:
-            self.fs.close()
+            fs.close()
             raise
-        self.calls: dict[int, _Call] = {}
-        self.dead: PlexusError | None = None
-        client._beats.add(self.fs, max(PEER_TIMEOUT_MS, 3 * p.heartbeat))
+        self.fs = fs
+        client._beats.add(fs, max(PEER_TIMEOUT_MS, 3 * p.heartbeat))
         threading.Thread(target=self._read, daemon=True, name="plexus-rpc-link").start()
+
+    def _open_shm(self, path: str) -> None:
+        tx = ShmSender(capacity=RING_CAPACITY, max_readers=1)
+        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            control.settimeout(5.0)
+            try:
+                control.connect(unix_address(path))
+            except OSError as err:
+                raise PeerDeadError(f"{self.who} does not answer on its shm socket") from err
+            fs = net.FrameSocket(control, net.MAX_HANDSHAKE, self.who)
+
+            def own(status: int, reason: str) -> PlexusError | None:
+                return SystemError(f"{self.who} has no shared memory: {reason}") if status == STATUS_NO_SHM else None
+
+            _, body = net.handshake(fs, RPC, net.hello(RPC, 0, tx.name.encode()), self.who, 5.0, own)
+            name = _ring_name(body)
+            if name is None:
+                raise ProtocolError(f"{self.who} named no Plexus ring in its WELCOME")
+            rx = ShmReceiver(name, "\0" + name[1:])
+        except BaseException:
+            control.close()
+            tx.close()
+            raise
+        control.settimeout(None)
+        self.channel = ShmChannel(tx, rx, control, self.who, self._on_ring_message, self.fail)
+
+    def send(self, id_: int, body: codec.FramePlan, timeout: float) -> None:
+        """Writes a request (a lost connection fails it through the reader)."""
+        if self.channel is not None:
+            try:
+                self.channel.send(T_REQUEST, id_, body, timeout=timeout)
+            except PeerDeadError:
+                pass  # the channel's end fails the call
+            return
+        assert self.fs is not None
+        try:
+            self.fs.sendv(message(T_REQUEST, id_, body))
+        except OSError:
+            pass  # the reader fails the link and this call with it
 
     def _check(self, h: net.Header) -> None:
         if h.type not in (T_RESPONSE, T_ERROR) or h.flags & ~FLAG_RAW:
             raise ProtocolError(f"{self.who} sent a message of type {h.type}, flags {h.flags}")
 
+    def _on_ring_message(self, type_: int, flags: int, id_: int, body: memoryview, token: int) -> None:
+        try:
+            if type_ not in (T_RESPONSE, T_ERROR) or flags & ~FLAG_RAW:
+                raise ProtocolError(f"{self.who} sent a message of type {type_}, flags {flags}")
+            self._answer(type_, flags, id_, bytes(body))  # a copy: the ring frame goes back at once
+        finally:
+            assert self.channel is not None
+            self.channel.rx.release(token)
+
+    def _answer(self, type_: int, flags: int, id_: int, body: bytes) -> None:
+        with self.client._lock:
+            call = self.calls.pop(id_, None)
+        if call is None:
+            return  # an answer to a request that ended (timed out)
+        try:
+            if flags & FLAG_RAW:
+                raise ProtocolError(f"{self.who} answered raw bytes to an encoded request")
+            if type_ == T_ERROR:
+                call.error = remote_error(body)
+            else:
+                call.value = codec.decode(body, self.client.arrays)
+        except PlexusError as err:
+            call.error = err
+        call.event.set()
+
     def _read(self) -> None:
+        assert self.fs is not None
         error: PlexusError
         try:
             while True:
                 h, body = self.fs.read_frame(self._check)
-                with self.client._lock:
-                    call = self.calls.pop(h.a, None)
-                if call is None:
-                    continue  # an answer to a request that ended (timed out)
-                try:
-                    if h.flags & FLAG_RAW:
-                        raise ProtocolError(f"{self.who} answered raw bytes to an encoded request")
-                    if h.type == T_ERROR:
-                        call.error = remote_error(body)
-                    else:
-                        call.value = codec.decode(body, self.client.arrays)
-                except PlexusError as err:
-                    call.error = err
-                call.event.set()
+                self._answer(h.type, h.flags, h.a, body)
         except PlexusError as err:
             error = err
         except OSError as err:
@@ -271,6 +507,8 @@ class _Link:
         dead = PeerDeadError(f"{self.who} left" if self.client._closing else f"{self.who} died or lost its connection")
         dead.__cause__ = error
         with self.client._lock:
+            if self.dead is not None:
+                return
             self.dead = dead
             calls = list(self.calls.values())
             self.calls.clear()
@@ -278,17 +516,21 @@ class _Link:
         for c in calls:
             c.error = dead
             c.event.set()
-        self.client._beats.remove(self.fs)
-        self.fs.close()
+        if self.fs is not None:
+            self.client._beats.remove(self.fs)
+            self.fs.close()
+        if self.channel is not None:
+            self.channel.end(error)
 
 
 class Client(Generic[Req, Res]):
     """Calls a service: made by :meth:`plexus.Node.client`. Requests go round-robin to the
     service's servers; many may be in flight from any number of threads."""
 
-    def __init__(self, node: Node, service: str, *, arrays: codec.ArrayMode | None = None) -> None:
+    def __init__(self, node: Node, service: str, *, arrays: codec.ArrayMode | None = None, transport: str | None = None) -> None:
         self.service = service
         self.arrays = arrays
+        self.transport = transport
         self._node = node
         self._lock = threading.Lock()
         self._links: dict[str, _Link] = {}
@@ -313,11 +555,11 @@ class Client(Generic[Req, Res]):
     def links(self) -> list[dict[str, str]]:
         """The transport of each link, by server id."""
         with self._lock:
-            return [{"server": k, "transport": "tcp"} for k in self._links]
+            return [{"server": k, "transport": v.transport} for k, v in self._links.items()]
 
     def update(self, servers: list[dict[str, Any]]) -> None:
         """Applies a new server set (called with the GraphServer's notifications)."""
-        wanted = {s["id"]: s for s in servers if isinstance(s, dict) and s.get("endpoints", {}).get("tcp") and not s.get("inPlace")}
+        wanted = {s["id"]: s for s in servers if isinstance(s, dict) and not s.get("inPlace") and self._reachable(s.get("endpoints") or {})}
         with self._lock:
             gone = [link for k, link in self._links.items() if k not in wanted]
             new = [s for k, s in wanted.items() if k not in self._links]
@@ -329,10 +571,15 @@ class Client(Generic[Req, Res]):
             except PlexusError:
                 continue
             with self._lock:
-                if self._closing:
-                    link.fs.close()
-                else:
+                closing = self._closing
+                if not closing:
                     self._links[link.id] = link
+            if closing:
+                link.fail(ClosedError("the client is closed"))
+
+    def _reachable(self, ep: dict[str, Any]) -> bool:
+        shm = self.transport in (None, "shm") and ep.get("shm") and ep.get("host") == self._node.identity["host"]
+        return bool(shm or (self.transport in (None, "tcp") and ep.get("tcp")))
 
     def _drop(self, link: _Link) -> None:
         if self._links.get(link.id) is link:
@@ -368,10 +615,7 @@ class Client(Generic[Req, Res]):
             self.in_flight += 1
         started = time.monotonic()
         try:
-            try:
-                link.fs.sendv(message(T_REQUEST, id_, body))
-            except OSError:
-                pass  # the reader fails the link and this call with it
+            link.send(id_, body, timeout)
             c["bytes"] += 16 + body.byte_length
             if not call.event.wait(timeout):
                 with self._lock:

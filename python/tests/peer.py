@@ -103,6 +103,8 @@ def call(node: plexus.Node, a: dict[str, Any]) -> None:
         deadline = time.monotonic() + (10 if a.get("wait", True) else 0)
         while cli.servers == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
+        if cli.servers:
+            say({"links": [link["transport"] for link in cli.links]})
         for req in a["requests"]:
             value = {k: (np.array(x, dtype=np.float64) if k == "v" else x) for k, x in req.items()}
             try:

@@ -199,9 +199,24 @@ class Error(Exception):
     """A handler's exception named like JavaScript's plain Error."""
 
 
-CHECKS["rpc.request"] = lambda v: _same(rpc.message(rpc.T_REQUEST, 1, codec.plan({"a": 1})), _tcp_form(v))
-CHECKS["rpc.response"] = lambda v: _same(rpc.message(rpc.T_RESPONSE, 1, codec.plan({"a": 2})), _tcp_form(v))
-CHECKS["rpc.error"] = lambda v: _same(rpc.message(rpc.T_ERROR, 2, rpc.error_body(Error("boom"))), _tcp_form(v))
+def _ring_form(type_: int, id_: int, body: codec.FramePlan, expected: bytes) -> None:
+    """The message as the shm channel writes it into its ring, and its tcp form."""
+    ring = bytearray(rpc.RING_HEADER.size + body.byte_length)
+    rpc.RING_HEADER.pack_into(ring, 0, rpc.RING_MAGIC, type_, 0, 0, id_, 0)
+    body.write_into(memoryview(ring), rpc.RING_HEADER.size)
+    assert bytes(ring) == expected
+    _same(rpc.message(type_, id_, body), _tcp_form(expected))
+
+
+CHECKS["rpc.request"] = lambda v: _ring_form(rpc.T_REQUEST, 1, codec.plan({"a": 1}), v)
+CHECKS["rpc.response"] = lambda v: _ring_form(rpc.T_RESPONSE, 1, codec.plan({"a": 2}), v)
+CHECKS["rpc.error"] = lambda v: _ring_form(rpc.T_ERROR, 2, rpc.error_body(Error("boom")), v)
+
+
+@check("rpc.hello-shm")
+def _rpc_hello_shm(v: bytes) -> None:
+    assert net.hello(rpc.RPC, 0, b"/plexus-4242-0123456789ab") == v
+    assert rpc._ring_name(v[32:]) == "/plexus-4242-0123456789ab"
 
 
 def _same(parts: list[bytes | memoryview], expected: bytes) -> None:
@@ -216,8 +231,8 @@ def test_an_error_answer_becomes_remote_error() -> None:
 # ---- the page and this file name the same vectors ---------------------------------------------
 
 IMPLEMENTED = ("net.", "control.", "codec.", "pubsub.", "tcp.", "rpc.")
-# Request/response over shared memory and in-place services are not implemented in Python (yet).
-NOT_IMPLEMENTED = {"rpc.hello-shm", "rpc.raw-request", "rpc.in-place"}
+# In-place services are not implemented in Python (yet).
+NOT_IMPLEMENTED = {"rpc.raw-request", "rpc.in-place"}
 
 
 def test_every_vector_of_the_implemented_sections_is_checked() -> None:
