@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { Pair, Pull } from "zeromq";
-import type { Publisher, Subscriber } from "../../src/index.js";
+import type { Client, Publisher, Subscriber } from "../../src/index.js";
 import { registerCase, type CaseScope, type Resource, type ThroughputSample } from "../harness.js";
 import { now, roundTrips, streamed } from "../measure.js";
 import { Counter, touch } from "../procs/runtime.js";
@@ -100,6 +100,26 @@ class PlexusEcho implements Resource {
   close(): void {}
 }
 
+/** A Node client calling the Python peer's echo service (shm rings both ways). */
+class RpcEcho implements Resource {
+  private readonly payload = new Uint8Array(64).fill(0xa5);
+  private constructor(private readonly client: Client<Uint8Array, Uint8Array>) {}
+
+  static async open(scope: CaseScope): Promise<RpcEcho> {
+    const { node, address } = await graph(scope);
+    await PythonPeer.start(scope, "plexus-rpc", { address, service: "bench/py/echo" });
+    const client = await node.client<Uint8Array, Uint8Array>("bench/py/echo", { transport: "shm" });
+    while (client.servers.length === 0) await new Promise((r) => setTimeout(r, 2));
+    return new RpcEcho(client);
+  }
+
+  async roundTrip(): Promise<void> {
+    await this.client.request(this.payload, { timeout: 10_000 });
+  }
+
+  close(): void {}
+}
+
 /** zeromq.js PAIR connected to the Python peer's pyzmq PAIR echo. */
 class ZmqEcho implements Resource {
   private readonly payload = Buffer.alloc(64, 0xa5);
@@ -182,8 +202,9 @@ registerRow({
   title: "python: a Python process <-> this Node process",
   method:
     "The Python peer runs the package in python/ (pure Python, numpy) in the repository's virtual environment. " +
-    "64 B rtt: this process sends 64 B, the peer sends it back as soon as it has it; plexus: a Uint8Array published on a ping topic, " +
-    "republished by the Python subscriber on a pong topic (shm rings both ways, eventfd wake-ups); pyzmq: PAIR over ipc:// to zeromq.js PAIR. " +
+    "64 B rtt: this process sends 64 B, the peer sends it back as soon as it has it; plexus pubsub: a Uint8Array published on a ping topic, " +
+    "republished by the Python subscriber on a pong topic (shm rings both ways, eventfd wake-ups); plexus rpc: a request to the Python server, " +
+    "answered with itself (two shm rings); pyzmq: PAIR over ipc:// to zeromq.js PAIR. " +
     "Streams: the peer publishes (pushes) numpy uint8 arrays back to back; this process receives them, touches one byte per 64 and counts; " +
     "time = the command to the peer to the last message counted. plexus: {seq, data: array} (the array out of band, one copy into the ring, " +
     "a view on arrival); pyzmq: PUSH with copy=False from 64 KiB on, zeromq.js PULL.",
@@ -198,6 +219,19 @@ registerCase({
   quick: true,
   async run(ctx) {
     const link = await ctx.keep("link", (scope) => PlexusEcho.open(scope));
+    return roundTrips(ctx, () => link.roundTrip());
+  },
+});
+
+registerCase({
+  row: "python",
+  name: "plexus rpc shm",
+  variant: "64 B rtt",
+  kind: "latency",
+  ratioTo: ZMQ_LAT,
+  quick: true,
+  async run(ctx) {
+    const link = await ctx.keep("link", (scope) => RpcEcho.open(scope));
     return roundTrips(ctx, () => link.roundTrip());
   },
 });

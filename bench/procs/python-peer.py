@@ -4,6 +4,8 @@ can be talked to, then answers each command line on stdin with one line.
 
 - ``plexus-echo {address, topic}``: subscribes to ``<topic>/ping`` and publishes every value
   back on ``<topic>/pong`` (shared-memory rings, through the GraphServer at ``address``);
+- ``plexus-rpc {address, service}``: a request/response server that answers every request
+  with the request itself;
 - ``zmq-echo {endpoint}``: binds a pyzmq PAIR socket and echoes every message;
 - ``plexus-stream {address, topic, bytes}`` and ``zmq-stream {endpoint, bytes}``: on the
   command ``<count>``, publishes (pushes) ``count`` numpy arrays of ``bytes`` bytes back to back,
@@ -32,6 +34,10 @@ def main() -> None:
                 pong.publish(s.value)
 
         threading.Thread(target=echo, daemon=True).start()
+        ready(lambda line: None)
+    elif mode == "plexus-rpc":
+        node = plexus.connect(args["address"])
+        node.server(args["service"], lambda v: v)  # echoes the request
         ready(lambda line: None)
     elif mode == "zmq-echo":
         import zmq

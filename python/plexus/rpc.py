@@ -252,6 +252,8 @@ class Server:
                 holder[0].send(type_, id_, plan, timeout=None)
             except PlexusError:
                 pass  # the channel ended
+            except Exception as err:  # never a request left unanswered in silence: the client sees the channel end
+                holder[0].end(ProtocolError(f"the server of {self.service!r} failed to answer: {err!r}"))
             finally:
                 rx.release(token)
 
@@ -260,13 +262,15 @@ class Server:
                 self._channels.discard(holder[0])
 
         channel = ShmChannel(tx, rx, conn, "a client", on_message, on_end)
-        holder.append(channel)
+        holder.append(channel)  # before the first request can arrive
         with self._lock:
             closed = self._closed
             if not closed:
                 self._channels.add(channel)
         if closed:
             channel.end(ClosedError("the server is closed"))
+        else:
+            channel.start()
 
     def close(self) -> None:
         """Leaves the graph, stops accepting, finishes what it holds, closes. Idempotent."""
@@ -321,8 +325,12 @@ class ShmChannel:
         self.on_end = on_end
         self.lock = threading.Lock()
         self.ended = False
+
+    def start(self) -> ShmChannel:
+        """Starts reading the peer's ring and watching the socket (once the owner holds this channel)."""
         threading.Thread(target=self._read, daemon=True, name="plexus-rpc-shm").start()
         threading.Thread(target=self._watch, daemon=True, name="plexus-rpc-shm-control").start()
+        return self
 
     def send(self, type_: int, id_: int, body: codec.FramePlan, flags: int = 0, timeout: float | None = None) -> None:
         """Writes one message into this end's ring (waits for room as the peer releases)."""
@@ -445,6 +453,7 @@ class _Link:
             raise
         control.settimeout(None)
         self.channel = ShmChannel(tx, rx, control, self.who, self._on_ring_message, self.fail)
+        self.channel.start()
 
     def send(self, id_: int, body: codec.FramePlan, timeout: float) -> None:
         """Writes a request (a lost connection fails it through the reader)."""
