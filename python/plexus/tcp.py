@@ -3,6 +3,7 @@ every receiver under a credit window, and a receiver that acknowledges what it r
 """
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import socket
@@ -213,7 +214,7 @@ class TcpReceiver:
 
 
 class _Peer:
-    __slots__ = ("fs", "policy", "sent", "acked", "pid", "dead", "cond")
+    __slots__ = ("fs", "policy", "sent", "acked", "pid", "dead", "cond", "queue", "queued", "wlock")
 
     def __init__(self, fs: net.FrameSocket, policy: int, pid: int, lock: threading.Lock) -> None:
         self.fs = fs
@@ -223,6 +224,10 @@ class _Peer:
         self.acked = 0
         self.dead = False
         self.cond = threading.Condition(lock)
+        # drop-oldest: frames waiting for credit (cost, bytes), at most a window of them (§5.3)
+        self.queue: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.queued = 0
+        self.wlock = threading.Lock()  # keeps a drop-oldest receiver's frames in sequence order
 
 
 class TcpSender:
@@ -264,8 +269,10 @@ class TcpSender:
         """Writes one message (``parts``, ``length`` bytes in all) to every receiver; returns its sequence.
 
         A ``block`` receiver without window room is waited for (TimeoutError after ``timeout``);
-        a ``fail`` one makes the message fail for everyone (BackpressureError); a
-        ``drop-oldest`` one misses the message (it counts the gap in the sequence numbers).
+        a ``fail`` one makes the message fail for everyone (BackpressureError); for a
+        ``drop-oldest`` one the message is queued (a copy), at most a window of bytes, the oldest
+        queued dropped first, never the newest; the queue is written as credit comes (§5.3).
+        One thread at a time (a publisher serialises its sends).
         """
         if length > self.max_message:
             raise FrameTooLargeError(f"a message of {length} bytes exceeds {self.label}'s maxMessage ({self.max_message})")
@@ -278,12 +285,14 @@ class TcpSender:
                 if not p.dead and p.policy == 2 and p.sent - p.acked + cost > self.window:
                     raise BackpressureError(f"a subscriber of {self.label} has no room (policy fail)")
             targets: list[_Peer] = []
+            later: list[_Peer] = []
             for p in list(self._peers):
                 if p.dead:
                     continue
+                if p.policy == 1 and (p.queue or p.sent - p.acked + cost > self.window):
+                    later.append(p)
+                    continue
                 if p.sent - p.acked + cost > self.window:
-                    if p.policy == 1:
-                        continue
                     p.fs.try_send(net.frame(T_WANT, 0, 0, 0))
                     while not p.dead and not self._closed and p.sent - p.acked + cost > self.window:
                         left = None if deadline is None else deadline - time.monotonic()
@@ -303,10 +312,39 @@ class TcpSender:
             chunks.append(bytes(pad))
         for p in targets:
             try:
-                p.fs.sendv(chunks)
+                if p.policy == 1:
+                    with p.wlock:
+                        p.fs.sendv(chunks)
+                else:
+                    p.fs.sendv(chunks)
             except OSError:
                 self._drop(p)
+        if later:
+            frame = b"".join(bytes(c) for c in chunks)  # the caller's buffers may change once this returns
+            for p in later:
+                with self._lock:
+                    p.queue.append((cost, frame))
+                    p.queued += cost
+                    while p.queued > self.window and len(p.queue) > 1:
+                        p.queued -= p.queue.popleft()[0]  # the oldest queued; the receiver counts the gap
+                self._flush(p)
         return seq
+
+    def _flush(self, p: _Peer) -> None:
+        """Writes a drop-oldest receiver's queued frames while its window has room."""
+        with p.wlock:
+            while True:
+                with self._lock:
+                    if p.dead or not p.queue or p.sent - p.acked + p.queue[0][0] > self.window:
+                        return
+                    cost, frame = p.queue.popleft()
+                    p.queued -= cost
+                    p.sent += cost
+                try:
+                    p.fs.send(frame)
+                except OSError:
+                    self._drop(p)
+                    return
 
     def close(self) -> None:
         """Writes END to every receiver and closes. Idempotent."""
@@ -319,6 +357,7 @@ class TcpSender:
             end = net.frame(T_END, 0, self._seq & 0xFFFFFFFF, self._seq >> 32)
         self._listener.close()
         for p in peers:
+            self._flush(p)  # what credit allows of a drop-oldest receiver's queue, then END
             p.fs.try_send(end)
             p.fs.close()
             with self._lock:
@@ -373,6 +412,8 @@ class TcpSender:
                         raise ProtocolError(f"a receiver acknowledged {value} bytes of {peer.sent} sent")
                     peer.acked = value
                     peer.cond.notify_all()
+                if peer.queue:
+                    self._flush(peer)
         except (PlexusError, OSError):
             pass
         self._drop(peer)
