@@ -42,6 +42,7 @@ TAG_MAP: Final = 0x4D
 TAG_SET: Final = 0x73
 
 _HEADER = struct.Struct("<IBBHII")
+_F64 = struct.Struct(">d")
 _ENTRY = struct.Struct("<IIB7x")
 
 # buffer type -> (memoryview format, element bytes, numpy dtype)
@@ -157,6 +158,20 @@ class _Encoder:
 
     def value(self, v: object, where: str, depth: int) -> None:
         out = self.out
+        t = type(v)  # the common exact types first: no isinstance chain for them
+        if t is str:
+            self.string(v)  # type: ignore[arg-type]
+            return
+        if t is int:
+            if 0 <= v < 0x80:  # type: ignore[operator]
+                out.append(v)  # type: ignore[arg-type]
+            else:
+                self.integer(v, where)  # type: ignore[arg-type]
+            return
+        if t is float:
+            out.append(0xCB)
+            out += _F64.pack(v)
+            return
         if v is None:
             out.append(0xC0)
         elif v is True:
@@ -167,7 +182,7 @@ class _Encoder:
             self.integer(v, where)
         elif isinstance(v, float):
             out.append(0xCB)
-            out += struct.pack(">d", v)
+            out += _F64.pack(v)
         elif isinstance(v, str):
             self.string(v)
         elif isinstance(v, (list, tuple, dict, set, frozenset)):
@@ -252,6 +267,10 @@ class _Encoder:
             raise EncodeError(f"cannot encode {where}: the integer {v} is outside -2**63 .. 2**64-1")
 
     def string(self, s: str) -> None:
+        if len(s) < 32 and s.isascii():  # a short ASCII string: fixstr, its bytes as they are
+            self.out.append(0xA0 | len(s))
+            self.out += s.encode("ascii")
+            return
         try:
             b = s.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates become U+FFFD, as in TypeScript
