@@ -253,6 +253,35 @@ test("the asyncio forms across processes: async for, await publish, a coroutine 
   assert.equal(await p.exited, 0, p.stderr());
 });
 
+test("a Python subscriber follows upstream changes: a topic edge added links it to the publisher, removed unlinks it", async () => {
+  const from = fresh("py-edge-a");
+  const to = fresh("py-edge-b");
+  await using pub = await node.publisher<{ n: number }>(from);
+  const sub = await peer("subscribe", { topic: to, count: 1 });
+  await node.connect(from, to); // the GraphServer notifies the Python node before it answers
+  await pub.waitForSubscribers(1, { timeout: 10_000 });
+  await pub.publish({ n: 7 });
+  const got = await json(sub);
+  assert.deepEqual(got.value, { n: 7 });
+  assert.deepEqual(got.links, [{ publisher: pub.id, transport: "shm" }]);
+  assert.equal(await sub.exited, 0, sub.stderr());
+  await node.disconnect(from, to);
+});
+
+test("a Python subscriber killed with SIGKILL while it holds messages: its reader slot is freed and a block publisher goes on", async () => {
+  const topic = fresh("py-killed-sub");
+  await using pub = await node.publisher<{ n: number; pad: Uint8Array }>(topic, { capacity: 64 * 1024 });
+  const sub = await peer("subscribe", { topic, count: 1_000_000, hold: true });
+  await pub.waitForSubscribers(1, { timeout: 10_000 });
+  await pub.publish({ n: 0, pad: new Uint8Array(1000) });
+  await json(sub); // it holds that message (and never releases)
+  sub.proc.kill("SIGKILL");
+  assert.equal(await sub.exited, "SIGKILL");
+  // a full ring would block this publisher for good if the dead reader's slot stayed
+  for (let n = 1; n <= 200; n++) await pub.publish({ n, pad: new Uint8Array(1000) }, { timeout: 5000 });
+  await until(() => pub.subscribers === 0);
+});
+
 /** A raw tcp request/response connection to `port` that collects the answers (frames). */
 async function rawRpc(port: number): Promise<{ socket: Socket; answers: { type: number; id: number; body: Buffer }[]; closed: Promise<void> }> {
   const socket = netConnect({ host: "127.0.0.1", port });

@@ -50,6 +50,12 @@ def in_mapping(sub: plexus.Subscriber[Any], arr: np.ndarray) -> bool:
 def subscribe(node: plexus.Node, a: dict[str, Any]) -> None:
     with node.subscriber(a["topic"], transport=a.get("transport")) as sub:
         say("ready")
+        if a.get("hold"):  # takes messages and never releases them (until killed)
+            held = []
+            while True:
+                s = sub.receive()
+                held.append(s)
+                say({"sequence": s.sequence, "value": {"n": s.value["n"]}})
         for i, s in enumerate(sub):
             arr = s.value.get("v") if isinstance(s.value, dict) else None
             say({"sequence": s.sequence, "value": describe(s.value), "links": sub.links,
