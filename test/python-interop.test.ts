@@ -253,6 +253,24 @@ test("the asyncio forms across processes: async for, await publish, a coroutine 
   assert.equal(await p.exited, 0, p.stderr());
 });
 
+for (const transport of ["shm", "tcp"] as const) {
+  test(`a Python publisher's loans over ${transport}: bytes written in place arrive as Uint8Arrays of the committed length`, async () => {
+    const topic = fresh("py-loan");
+    await using sub = await node.subscriber<Uint8Array>(topic);
+    const pub = await peer("publish", { topic, count: 3, loan: true, transport });
+    for (let i = 0; i < 3; i++) {
+      const s = await sub.receive({ timeout: 10_000 });
+      assert.ok(s !== null && s.value instanceof Uint8Array);
+      assert.equal(s.sequence, i + 1);
+      assert.deepEqual([...s.value], new Array<number>(16 + i).fill(i));
+      assert.equal(s.value.buffer instanceof SharedArrayBuffer, transport === "shm", "over shm, a view of the ring the Python process wrote");
+      s.release();
+    }
+    pub.proc.stdin?.end();
+    assert.equal(await pub.exited, 0, pub.stderr());
+  });
+}
+
 test("a Python subscriber follows upstream changes: a topic edge added links it to the publisher, removed unlinks it", async () => {
   const from = fresh("py-edge-a");
   const to = fresh("py-edge-b");

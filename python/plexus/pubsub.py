@@ -13,7 +13,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Final, Generic, Iterator, Literal, Protocol, TypeVar
 
 from . import codec
-from .errors import ClosedError, PlexusError, ProtocolError, SystemError, TimeoutError
+from .errors import ClosedError, InvalidArgumentError, PlexusError, ProtocolError, SystemError, TimeoutError
 from .tcp import Policy, TcpReceiver, TcpSender
 
 from .shm import ShmLink
@@ -79,6 +79,52 @@ class Sample(Generic[T]):
         self.release()
 
 
+RAW_PREFIX: Final = WIRE_HEADER + codec.HEADER_BYTES
+
+
+def raw_headers(sequence: int, length: int) -> bytes:
+    """The pub/sub header and the codec's raw-frame header of a message of ``length`` bytes."""
+    return message_header(sequence) + struct.pack("<IBBHII", codec.FRAME_MAGIC, codec.FRAME_VERSION, codec.KIND_RAW, 0, length, 0)
+
+
+class Loan:
+    """The bytes of the next message, lent by :meth:`Publisher.loan`: fill :attr:`bytes`, then
+    :meth:`commit` publishes them (subscribers receive bytes: a memoryview in Python, a
+    ``Uint8Array`` in Node) or :meth:`abort` drops them. Over shared memory the bytes are the
+    ring itself: nothing is copied for subscribers of this host."""
+
+    def __init__(self, pub: Publisher[Any], size: int, at: int | None) -> None:
+        self._pub = pub
+        self._size = size
+        self._at = at
+        self._open = True
+        shm = pub._shm
+        self.bytes: memoryview = shm.writer.view[at + RAW_PREFIX:at + RAW_PREFIX + size] if at is not None and shm is not None else memoryview(bytearray(size))
+
+    def commit(self, length: int | None = None) -> int:
+        """Publishes the first ``length`` bytes (all by default); returns the message's sequence number."""
+        n = self._size if length is None else length
+        if not self._open:
+            raise ClosedError("the loan already ended")
+        if not 0 <= n <= self._size:
+            raise InvalidArgumentError(f"commit length must be in 0..{self._size}, got {n}")
+        self._open = False
+        return self._pub._commit_loan(self, n)
+
+    def abort(self) -> None:
+        """Drops the loan: nothing is published (idempotent)."""
+        if self._open:
+            self._open = False
+            self._pub._loan = None
+            self.bytes.release()
+
+    def __enter__(self) -> Loan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()  # a loan left open (an exception, no commit) publishes nothing
+
+
 class _Link(Protocol):
     transport: str
 
@@ -98,6 +144,7 @@ class Publisher(Generic[T]):
         self._lock = threading.Lock()
         self._seq = 1
         self._closed = False
+        self._loan: Loan | None = None
         self.counters = {"messages": 0, "bytes": 0, "waits": 0}
         self._shm: ShmSender | None = None
         self._tcp: TcpSender | None = None
@@ -151,6 +198,8 @@ class Publisher(Generic[T]):
         """Encodes ``value`` once and sends it to every subscriber; returns its sequence number."""
         if self._closed:
             raise ClosedError(f"the publisher on {self.topic!r} is closed")
+        if self._loan is not None:
+            raise InvalidArgumentError("a loan is open: commit or abort it first")
         plan = codec.plan(value)
         size = WIRE_HEADER + plan.byte_length
         wait = self._timeout if timeout is None else timeout
@@ -172,6 +221,46 @@ class Publisher(Generic[T]):
             if self._tcp is not None and receivers > 0:
                 self._tcp.send([head, *plan.chunks()], size, wait)
                 c["bytes"] += size * receivers
+            c["messages"] += 1
+            self._seq = seq + 1
+            return seq
+
+    def loan(self, size: int, timeout: float | None = None) -> Loan:
+        """Lends ``size`` bytes for the next message, in the ring when subscribers of this host
+        are linked (room is taken now: it waits, at most ``timeout`` s, while a ``block``
+        subscriber is full); commit or abort it before the next publish or loan."""
+        if self._closed:
+            raise ClosedError(f"the publisher on {self.topic!r} is closed")
+        if not isinstance(size, int) or size < 0:
+            raise InvalidArgumentError(f"loan size must be a non-negative integer, got {size!r}")
+        with self._lock:
+            if self._loan is not None:
+                raise InvalidArgumentError("a loan is open: commit or abort it first")
+            shm = self._shm
+            at = None
+            if shm is not None and shm.writer.readers() > 0:
+                waits = shm.waits
+                at = shm.reserve(RAW_PREFIX + size, self._timeout if timeout is None else timeout)
+                self.counters["waits"] += shm.waits - waits
+            loan = Loan(self, size, at)
+            self._loan = loan
+            return loan
+
+    def _commit_loan(self, loan: Loan, n: int) -> int:
+        with self._lock:
+            self._loan = None
+            seq = self._seq
+            head = raw_headers(seq, n)
+            c = self.counters
+            if loan._at is not None and self._shm is not None:
+                self._shm.writer.view[loan._at:loan._at + RAW_PREFIX] = head
+                self._shm.writer.commit(RAW_PREFIX + n)
+                c["bytes"] += RAW_PREFIX + n
+            receivers = self._tcp.receivers if self._tcp is not None else 0
+            if self._tcp is not None and receivers > 0:  # the loaned bytes, to each TCP subscriber
+                self._tcp.send([head, loan.bytes[:n]], RAW_PREFIX + n, self._timeout)
+                c["bytes"] += (RAW_PREFIX + n) * receivers
+            loan.bytes.release()
             c["messages"] += 1
             self._seq = seq + 1
             return seq
