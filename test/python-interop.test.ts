@@ -8,13 +8,16 @@
  * frames refused both ways.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { connect as netConnect, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { PeerDeadError, queue, RemoteError } from "../src/index.js";
 import { child, type Child } from "./helpers/child.js";
+import { testCerts } from "./helpers/tcp-certs.js";
 import { graph, readWelcomeFrame, rpcFrame, tcpHello, until } from "./helpers/rpc.js";
 import { FrameParser } from "../src/net/frame-parser.js";
 import { decode, encode } from "../src/codec/index.js";
@@ -397,3 +400,54 @@ for (const mode of ["fast", "reliable"] as const) {
     assert.equal(await s.exited, 0, s.stderr());
   });
 }
+
+/** The test certificates as PEM files the Python peer can read (removed after the file). */
+function pemFiles(): { cafile: string; certfile: string; keyfile: string } {
+  const dir = mkdtempSync(join(tmpdir(), "plexus-py-tls-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const certs = testCerts();
+  const files = { cafile: join(dir, "ca.pem"), certfile: join(dir, "server.pem"), keyfile: join(dir, "server.key") };
+  writeFileSync(files.cafile, certs.ca);
+  writeFileSync(files.certfile, certs.serverCert);
+  writeFileSync(files.keyfile, certs.serverKey);
+  return files;
+}
+
+test("TLS: a Python client of a Node queue server at tls://, a Node client of a Python one, a Python subscriber of a TLS publisher", async () => {
+  const files = pemFiles();
+  const certs = testCerts();
+  // Python client -> Node server
+  await using qs = await queue.server<{ job: number }, unknown>({ url: "tls://127.0.0.1:0", tls: { key: certs.serverKey, cert: certs.serverCert } });
+  const c = await peer("queue-client", { url: qs.url, mode: "fast", puts: 1, gets: 0, cafile: files.cafile }, false);
+  await json(c); // its id
+  const m = await qs.get({ timeout: 10_000 });
+  assert.equal(m.value.job, 0);
+  m.release();
+  assert.deepEqual(await json(c), { put: 0 });
+  assert.equal(await c.exited, 0, c.stderr());
+  // a Python client that does not trust the server's authority is refused
+  const untrusted = await peer("queue-client", { url: qs.url, mode: "fast", puts: 1, gets: 0 }, false);
+  assert.notEqual(await untrusted.exited, 0);
+  assert.match(untrusted.stderr(), /AccessDeniedError: the TLS handshake with the queue server/);
+  // Node client -> Python server
+  const s = await peer("queue-server", { mode: "fast", gets: 1, ...files }, false);
+  const { url } = await json(s);
+  assert.match(url as string, /^tls:\/\//);
+  await using client = await queue.client<{ n: number }, { reply: number }>({ url: url as string, tls: { ca: certs.ca } });
+  await client.put({ n: 4 });
+  assert.equal(((await json(s)).got as { n: number }).n, 4);
+  using reply = await client.get({ timeout: 10_000 });
+  assert.equal(reply.value.reply, 8);
+  s.proc.stdin?.end();
+  assert.equal(await s.exited, 0, s.stderr());
+  // Python subscriber -> a Node publisher that serves TLS
+  const topic = fresh("py-tls");
+  await using pub = await node.publisher<{ n: number }>(topic, { transport: "tcp", tcp: { host: "127.0.0.1", tls: { key: certs.serverKey, cert: certs.serverCert } } });
+  const sub = await peer("subscribe", { topic, count: 1, cafile: files.cafile });
+  await pub.waitForSubscribers(1, { timeout: 10_000 });
+  await pub.publish({ n: 1 });
+  const got = await json(sub);
+  assert.deepEqual(got.value, { n: 1 });
+  assert.deepEqual(got.links, [{ publisher: pub.id, transport: "tcp" }]);
+  assert.equal(await sub.exited, 0, sub.stderr());
+});

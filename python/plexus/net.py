@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Final, Sequence
 
 from .errors import (
+    AccessDeniedError,
     FrameTooLargeError,
     PeerDeadError,
     PlexusError,
@@ -247,7 +248,11 @@ def dial(host: str, port: int, timeout: float, what: str, tls: ssl.SSLContext | 
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if tls is not None:
-        sock = tls.wrap_socket(sock, server_hostname=host)
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=host)
+        except (ssl.SSLError, ssl.CertificateError) as err:
+            sock.close()
+            raise AccessDeniedError(f"the TLS handshake with the {what} at {host}:{port} failed: {err}") from err
     return sock
 
 

@@ -52,9 +52,10 @@ class Node:
         return p
 
     def subscriber(self, topic: str, *, backpressure: Policy = "block", transport: Transport | None = None,
-                   arrays: codec.ArrayMode | None = None) -> Subscriber[Any]:
-        """A subscriber of ``topic``: shared memory from publishers of this host, else TCP."""
-        s: Subscriber[Any] = Subscriber(self, topic, backpressure=backpressure, transport=transport, arrays=arrays)
+                   arrays: codec.ArrayMode | None = None, tls: ssl.SSLContext | None = None) -> Subscriber[Any]:
+        """A subscriber of ``topic``: shared memory from publishers of this host, else TCP (``tls``:
+        the context for publishers that serve TLS)."""
+        s: Subscriber[Any] = Subscriber(self, topic, backpressure=backpressure, transport=transport, arrays=arrays, tls=tls)
         self._ports.append(s)
         return s
 
@@ -66,12 +67,13 @@ class Node:
         self._ports.append(s)
         return s
 
-    def client(self, service: str, *, arrays: codec.ArrayMode | None = None, transport: Transport | None = None) -> Client[Any, Any]:
+    def client(self, service: str, *, arrays: codec.ArrayMode | None = None, transport: Transport | None = None,
+               tls: ssl.SSLContext | None = None) -> Client[Any, Any]:
         """A client of ``service``: shared memory to servers of this host that offer it, else TCP
         (``transport`` uses only one)."""
         from .rpc import Client
 
-        c: Client[Any, Any] = Client(self, service, arrays=arrays, transport=transport)
+        c: Client[Any, Any] = Client(self, service, arrays=arrays, transport=transport, tls=tls)
         self._ports.append(c)
         return c
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import os
 import select
+import ssl
 import struct
 import threading
 import time
@@ -289,7 +290,8 @@ class _TcpLink:
 
     def __init__(self, sub: Subscriber[Any], info: dict[str, Any]) -> None:
         tcp = info["endpoints"]["tcp"]
-        self._rx = TcpReceiver(tcp["host"], tcp["port"], policy=sub.backpressure, label=f"the publisher on {sub.topic!r}")
+        tls = (sub.tls or ssl.create_default_context()) if tcp.get("tls") else None
+        self._rx = TcpReceiver(tcp["host"], tcp["port"], policy=sub.backpressure, label=f"the publisher on {sub.topic!r}", tls=tls)
         self._thread = threading.Thread(target=self._pump, args=(sub, info), daemon=True)
         self._thread.start()
 
@@ -320,8 +322,9 @@ class Subscriber(Generic[T]):
     for) or call :meth:`receive`."""
 
     def __init__(self, node: Node, topic: str, *, backpressure: Policy = "block", transport: Transport | None = None,
-                 arrays: codec.ArrayMode | None = None) -> None:
+                 arrays: codec.ArrayMode | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.topic = topic
+        self.tls = tls  # for publishers whose TCP endpoint is TLS (default: the system's authorities)
         self.backpressure = backpressure
         self.transport = transport
         self.arrays = arrays

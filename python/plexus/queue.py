@@ -14,6 +14,7 @@ import collections
 import re
 import secrets
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any, Callable, Final, Generic, Iterator, Literal, TypeVar
 
 from . import codec, net
 from .errors import (
+    AccessDeniedError,
     ClosedError,
     FrameTooLargeError,
     InvalidArgumentError,
@@ -328,24 +330,34 @@ class _Endpoint:
                     fs.try_send(ping)
 
 
-def parse_url(url: str) -> tuple[str, int]:
-    """``tcp://host:port`` -> (host, port)."""
-    m = re.fullmatch(r"tcp://\[?([^\]]+?)\]?:(\d{1,5})/?", url)
-    if m is None or int(m.group(2)) > 65535:
-        raise InvalidArgumentError(f"queue: option \"url\" must be tcp://host:port, got {url!r}")
-    return m.group(1), int(m.group(2))
+def parse_url(url: str) -> tuple[str, int, bool]:
+    """``tcp://host:port`` or ``tls://host:port`` -> (host, port, tls)."""
+    m = re.fullmatch(r"(tcp|tls)://\[?([^\]]+?)\]?:(\d{1,5})/?", url)
+    if m is None or int(m.group(3)) > 65535:
+        raise InvalidArgumentError(f"queue: option \"url\" must be tcp://host:port or tls://host:port, got {url!r}")
+    return m.group(2), int(m.group(3)), m.group(1) == "tls"
+
+
+def _plain_allowed(host: str, tls: ssl.SSLContext | None, allow_insecure: bool) -> None:
+    """Plain TCP only on loopback addresses unless the user opts out (§0.4)."""
+    if tls is None and not allow_insecure and host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+        raise AccessDeniedError(f"plain TCP to {host} is refused off loopback: use tls:// (or allow_insecure=True)")
 
 
 class QueueClient(_Endpoint):
     """A queue client over TCP: ``put`` to the server, ``get`` what the server puts."""
 
     def __init__(self, url: str, *, mode: Mode = "fast", slots: int | None = None, max_message: int = MAX_MESSAGE,
-                 max_queue: int = 1024, identity: bytes | None = None, timeout: float = 5.0) -> None:
+                 max_queue: int = 1024, identity: bytes | None = None, timeout: float = 5.0,
+                 tls: ssl.SSLContext | None = None, allow_insecure: bool = False) -> None:
         super().__init__(mode, slots, max_message, max_queue, identity)
-        host, port = parse_url(url)
+        host, port, use_tls = parse_url(url)
+        if use_tls and tls is None:
+            tls = ssl.create_default_context()  # the system's authorities
+        _plain_allowed(host, tls, allow_insecure)
         where = f"the queue server at {host}:{port}"
         self.token = secrets.token_bytes(8)
-        fs = net.FrameSocket(net.dial(host, port, timeout, "queue server"), net.MAX_HANDSHAKE, where)
+        fs = net.FrameSocket(net.dial(host, port, timeout, "queue server", tls), net.MAX_HANDSHAKE, where)
 
         def own(status: int, reason: str) -> PlexusError | None:
             return PeerDeadError(f"{where}: another client took this identity over") if status == STATUS_SUPERSEDED else None
@@ -437,12 +449,17 @@ class QueueServer(_Endpoint):
     """A queue server over TCP: ``get`` what clients put, ``put`` to some or every client."""
 
     def __init__(self, url: str = "tcp://127.0.0.1:0", *, mode: Mode = "fast", slots: int | None = None,
-                 max_message: int = MAX_MESSAGE, max_queue: int = 1024, max_clients: int = 1024, identity: bytes | None = None) -> None:
+                 max_message: int = MAX_MESSAGE, max_queue: int = 1024, max_clients: int = 1024, identity: bytes | None = None,
+                 tls: ssl.SSLContext | None = None, allow_insecure: bool = False) -> None:
         super().__init__(mode, slots, max_message, max_queue, identity)
-        host, port = parse_url(url)
+        host, port, use_tls = parse_url(url)
+        if use_tls and tls is None:
+            raise InvalidArgumentError("queue.server: a tls:// URL needs the server's certificate: tls=ssl.SSLContext with load_cert_chain()")
+        _plain_allowed(host, tls, allow_insecure)
+        self._tls = tls
         self._listener = socket.create_server((host, port))
         self.port: int = self._listener.getsockname()[1]
-        self.url = f"tcp://{host}:{self.port}"
+        self.url = f"{'tls' if tls is not None else 'tcp'}://{host}:{self.port}"
         self.max_clients = max_clients
         self.sessions: dict[bytes, _Session] = {}
         self.superseded: dict[bytes, set[bytes]] = {}
@@ -484,6 +501,13 @@ class QueueServer(_Endpoint):
 
     def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._tls is not None:
+            conn.settimeout(5.0)
+            try:
+                conn = self._tls.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError):
+                conn.close()
+                return
         fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a queue client")
         zero = handshake_body(False, self.slots, self.max_message, self.identity, bytes(8))
         try:  # a queue refusal carries the queue's body (§7.2), with a zero token here

@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -415,7 +416,8 @@ class _Link:
             return
         self.transport = "tcp"
         tcp = ep["tcp"]
-        sock = net.dial(tcp["host"], tcp["port"], 5.0, "request/response server")
+        tls = (client.tls or ssl.create_default_context()) if tcp.get("tls") else None
+        sock = net.dial(tcp["host"], tcp["port"], 5.0, "request/response server", tls)
         fs = net.FrameSocket(sock, MAX_MESSAGE, self.who)
         try:
             p, body = net.handshake(fs, RPC, net.hello(RPC, HEARTBEAT_MS), self.who, 5.0)
@@ -536,8 +538,10 @@ class Client(Generic[Req, Res]):
     """Calls a service: made by :meth:`plexus.Node.client`. Requests go round-robin to the
     service's servers; many may be in flight from any number of threads."""
 
-    def __init__(self, node: Node, service: str, *, arrays: codec.ArrayMode | None = None, transport: str | None = None) -> None:
+    def __init__(self, node: Node, service: str, *, arrays: codec.ArrayMode | None = None, transport: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.service = service
+        self.tls = tls  # for servers whose TCP endpoint is TLS (default: the system's authorities)
         self.arrays = arrays
         self.transport = transport
         self._node = node

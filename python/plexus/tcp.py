@@ -7,6 +7,7 @@ import collections
 import os
 import queue
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -81,13 +82,13 @@ class TcpReceiver:
 
     def __init__(self, host: str, port: int, *, policy: Policy = "block", timeout: float = 5.0,
                  heartbeat_ms: int = HEARTBEAT_MS, peer_timeout_ms: int = PEER_TIMEOUT_MS, max_message: int = 1 << 30,
-                 label: str | None = None) -> None:
+                 label: str | None = None, tls: ssl.SSLContext | None = None) -> None:
         if policy not in POLICIES:
             raise InvalidArgumentError(f"connect_tcp: option \"policy\" must be one of {', '.join(POLICIES)}, got {policy!r}")
         self.policy = policy
         where = label or f"the tcp sender at {host}:{port}"
         self.where = where
-        sock = net.dial(host, port, timeout, "tcp sender")
+        sock = net.dial(host, port, timeout, "tcp sender", tls)
         self._fs = net.FrameSocket(sock, max_message, where)
         try:
             p, body = net.handshake(self._fs, TCP, net.hello(TCP, heartbeat_ms, hello_body(policy, os.getpid())), where, timeout)

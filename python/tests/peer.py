@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import ssl
 import sys
 import time
 from typing import Any, Callable
@@ -47,8 +48,13 @@ def in_mapping(sub: plexus.Subscriber[Any], arr: np.ndarray) -> bool:
     return False
 
 
+def tls_context(a: dict[str, Any]) -> ssl.SSLContext | None:
+    """A client context trusting the test's authority (``cafile``), if the test gives one."""
+    return ssl.create_default_context(cafile=a["cafile"]) if a.get("cafile") else None
+
+
 def subscribe(node: plexus.Node, a: dict[str, Any]) -> None:
-    with node.subscriber(a["topic"], transport=a.get("transport")) as sub:
+    with node.subscriber(a["topic"], transport=a.get("transport"), tls=tls_context(a)) as sub:
         say("ready")
         if a.get("hold"):  # takes messages and never releases them (until killed)
             held = []
@@ -155,7 +161,7 @@ ROLES: dict[str, Callable[[Any, dict[str, Any]], None]] = {"subscribe": subscrib
 def queue_client(node: plexus.Node | None, a: dict[str, Any]) -> None:
     from plexus import queue
 
-    with queue.client(a["url"], mode=a["mode"]) as cli:
+    with queue.client(a["url"], mode=a["mode"], tls=tls_context(a)) as cli:
         say({"id": cli.id})
         for i in range(a["puts"]):
             cli.put({"job": i, "v": np.arange(3, dtype=np.float64) + i}, timeout=10)
@@ -168,7 +174,11 @@ def queue_client(node: plexus.Node | None, a: dict[str, Any]) -> None:
 def queue_server(node: plexus.Node | None, a: dict[str, Any]) -> None:
     from plexus import queue
 
-    with queue.server("tcp://127.0.0.1:0", mode=a["mode"]) as srv:
+    server_tls = None
+    if a.get("certfile"):
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_tls.load_cert_chain(a["certfile"], a["keyfile"])
+    with queue.server("tls://127.0.0.1:0" if server_tls else "tcp://127.0.0.1:0", mode=a["mode"], tls=server_tls) as srv:
         say({"url": srv.url})
         for _ in range(a["gets"]):
             m = srv.get(10)
