@@ -29,6 +29,8 @@ T_HELLO: Final = 0x80
 T_WELCOME: Final = 0x81
 T_PING: Final = 0x82
 MAX_HANDSHAKE: Final = 4096
+HEARTBEAT_MS: Final = 1000  # how often an end writes when idle (§0.3; this package's default)
+PEER_TIMEOUT_MS: Final = 10_000  # silence after which a peer is dead, at least 3 of its heartbeats
 
 ST_OK: Final = 0
 ST_VERSION: Final = 1

@@ -37,8 +37,8 @@ POLICIES: Final = {"block": 0, "drop-oldest": 1, "fail": 2}
 Policy = Literal["block", "drop-oldest", "fail"]
 MIN_WINDOW: Final = 64
 MAX_WINDOW: Final = 1 << 30
-HEARTBEAT_MS: Final = 1000
-PEER_TIMEOUT_MS: Final = 10_000
+HEARTBEAT_MS: Final = net.HEARTBEAT_MS
+PEER_TIMEOUT_MS: Final = net.PEER_TIMEOUT_MS
 _HELLO_BODY: Final = struct.Struct("<B3xI")
 _WELCOME_BODY: Final = struct.Struct("<IIII")
 
