@@ -207,7 +207,9 @@ registerRow({
     "answered with itself (two shm rings); pyzmq: PAIR over ipc:// to zeromq.js PAIR. " +
     "Streams: the peer publishes (pushes) numpy uint8 arrays back to back; this process receives them, touches one byte per 64 and counts; " +
     "time = the command to the peer to the last message counted. plexus: {seq, data: array} (the array out of band, one copy into the ring, " +
-    "a view on arrival); pyzmq: PUSH with copy=False from 64 KiB on, zeromq.js PULL.",
+    "a view on arrival); pyzmq: PUSH with copy=False from 64 KiB on, zeromq.js PULL. " +
+    "Python <-> Python (not in --quick): the peer measures against a child process it starts (multiprocessing, spawn), through Plexus rings " +
+    "(the same two forms) and through a multiprocessing Pipe (send_bytes / recv_bytes; the stream's receiver reads into one preallocated buffer).",
 });
 
 registerCase({
@@ -272,6 +274,64 @@ for (const [label, bytes] of [["64 B", 64], ["64 KiB", 64 << 10], ["1 MiB", 1 <<
     async run(ctx) {
       const link = await ctx.keep("link", (scope) => Stream.zmq(scope, bytes));
       return link.stream(ctx.count);
+    },
+  });
+}
+
+/** A Python <-> Python case: the peer measures between itself and a child process it starts. */
+class PythonPair implements Resource {
+  private constructor(
+    private readonly peer: PythonPeer,
+    private readonly scope: CaseScope,
+  ) {}
+
+  static async open(scope: CaseScope, mode: string, args: Record<string, unknown> = {}): Promise<PythonPair> {
+    const needsGraph = mode.startsWith("pypy-plexus");
+    const address = needsGraph ? (await graph(scope)).address : undefined;
+    return new PythonPair(await PythonPeer.start(scope, mode, { address, ...args }), scope);
+  }
+
+  /** Asks for `count` round trips or messages; the peer answers its measurement, then "sent". */
+  async measure(count: number): Promise<unknown> {
+    this.peer.command(String(count));
+    const result = JSON.parse(await this.peer.line(this.scope)) as unknown;
+    const done = await this.peer.line(this.scope);
+    if (done !== "sent") throw new Error(`python peer: ${done}`);
+    return result;
+  }
+
+  close(): void {}
+}
+
+const PIPE_LAT = "multiprocessing Pipe";
+const PIPE_THR = "multiprocessing Pipe send_bytes";
+for (const [name, mode, baseline] of [["plexus pubsub shm (Python <-> Python)", "pypy-plexus-echo", PIPE_LAT], [PIPE_LAT, "pypy-pipe-echo", undefined]] as const) {
+  registerCase({
+    row: "python",
+    name,
+    variant: "64 B rtt",
+    kind: "latency",
+    ratioTo: baseline,
+    quick: false,
+    async run(ctx) {
+      const pair = await ctx.keep("pair", (scope) => PythonPair.open(scope, mode));
+      return { kind: "latency", rttUs: (await pair.measure(ctx.count)) as number[] };
+    },
+  });
+}
+for (const [name, mode, baseline] of [["plexus pubsub shm (Python -> Python)", "pypy-plexus-stream", PIPE_THR], [PIPE_THR, "pypy-pipe-stream", undefined]] as const) {
+  registerCase({
+    row: "python",
+    name,
+    variant: "1 MiB",
+    kind: "throughput",
+    ratioTo: baseline,
+    messageBytes: 1 << 20,
+    quick: false,
+    async run(ctx) {
+      const pair = await ctx.keep("pair", (scope) => PythonPair.open(scope, mode, { bytes: 1 << 20 }));
+      const seconds = (await pair.measure(ctx.count)) as number;
+      return { kind: "throughput", messages: ctx.count, bytes: ctx.count * (1 << 20), seconds };
     },
   });
 }
