@@ -1,11 +1,12 @@
 /**
  * The Python package (python/, importable as `plexus`) against this one, across real processes:
  * its own tests (pytest, and mypy over its type hints) in the virtual environment that
- * scripts/ensure-python.mjs makes, then Node publisher -> Python subscriber (shm and tcp, numpy
- * arrays that are views into the ring, checked by content and by address) and the reverse,
- * request/response both ways with the typed errors, a Python server killed with SIGKILL
- * mid-request (PeerDeadError on the Node side, its ports gone from the graph), and malformed
- * frames refused both ways.
+ * scripts/ensure-python.mjs makes; Node publisher -> Python subscriber (shm and tcp, numpy
+ * arrays that are views into the ring, checked by content and by address) and the reverse
+ * (values and loans), mixed fan-out, topic edges followed; request/response both ways over shm
+ * and tcp with the typed errors; acknowledged queues both ways in both modes; TLS; the asyncio
+ * forms; Python peers killed with SIGKILL (PeerDeadError on the Node side, reader slots freed,
+ * segments unlinked); malformed frames refused both ways.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
