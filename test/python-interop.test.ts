@@ -196,6 +196,20 @@ test("Python client -> Node server: answers, RemoteError, and NoServerError for 
   void server;
 });
 
+for (const transport of ["shm", "tcp"] as const) {
+  test(`Python client -> Node server over ${transport}: eight threads with requests in flight at once, each gets its own answers`, async () => {
+    const service = fresh("node-threads");
+    await using server = await node.server(service, async (v: { k: number; i: number }) => {
+      await new Promise((r) => setTimeout(r, v.i % 3)); // answers out of order
+      return { got: v };
+    });
+    const c = await peer("call-threads", { service, transport, threads: 8, each: 50 }, false);
+    assert.deepEqual(await json(c), { links: [transport], wrong: 0, requests: 400 });
+    assert.equal(await c.exited, 0, c.stderr());
+    void server;
+  });
+}
+
 test("a Python server killed with SIGKILL mid-request: the Node client gets PeerDeadError, the graph drops its server", async () => {
   const service = fresh("py-kill");
   const server = await peer("serve", { service });

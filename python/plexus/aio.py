@@ -183,7 +183,8 @@ class AsyncNode:
                 return asyncio.run_coroutine_threadsafe(wait(), loop).result()
             return result
 
-        return AsyncServer(await asyncio.to_thread(lambda: self.sync.server(service, call, max_concurrent=max_concurrent)))
+        # (inline=False: coroutine handlers of one connection run concurrently, each on a pool thread's wait)
+        return AsyncServer(await asyncio.to_thread(lambda: self.sync.server(service, call, max_concurrent=max_concurrent, inline=False)))
 
     async def client(self, service: str, *, arrays: codec.ArrayMode | None = None) -> AsyncClient[Any]:
         """A client of ``service``."""

@@ -59,11 +59,12 @@ class Node:
         self._ports.append(s)
         return s
 
-    def server(self, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16) -> Server:
-        """A request/response server of ``service``: ``handler(request)`` returns the answer."""
+    def server(self, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True) -> Server:
+        """A request/response server of ``service``: ``handler(request)`` returns the answer
+        (``inline``: see :class:`plexus.rpc.Server`)."""
         from .rpc import Server
 
-        s = Server(self, service, handler, max_concurrent=max_concurrent)
+        s = Server(self, service, handler, max_concurrent=max_concurrent, inline=inline)
         self._ports.append(s)
         return s
 

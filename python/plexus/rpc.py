@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import secrets
+import select
 import socket
 import ssl
 import struct
@@ -44,6 +45,8 @@ RING_MAGIC: Final = 0x31525850
 RING_HEADER: Final = struct.Struct("<IBBHII")
 RING_NAME: Final = re.compile(r"/plexus-\d{1,10}-[0-9a-f]{1,32}")
 RING_CAPACITY: Final = 1 << 20
+SPIN: Final = 50e-6  # seconds a waiting caller polls the response ring before it sleeps
+RECHECK: Final = 0.25
 STATUS_NO_SHM: Final = 16
 SUN_PATH: Final = 108  # bytes of a Unix socket address's path on Linux
 
@@ -119,8 +122,13 @@ class Server:
     ``code`` (``ERR_PLEXUS_HANDLER`` unless it has one) and class name.
     """
 
-    def __init__(self, node: Node, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16) -> None:
+    def __init__(self, node: Node, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True) -> None:
         self.service = service
+        # inline: a request that arrives alone on its connection is handled by the thread that
+        # read it (no hand-over to a pool thread, several times faster); several at once go to
+        # the pool. A handler that blocks for long then delays the requests that arrive meanwhile
+        # on the same connection: inline=False sends every request to the pool.
+        self._inline = inline
         self._handler = handler
         self._node = node
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="plexus-rpc")
@@ -175,7 +183,10 @@ class Server:
         try:
             while True:
                 h, body = fs.read_frame(check)
-                self._pool.submit(self._answer, fs, h, body)
+                if self._inline and not fs.buf:  # nothing else has arrived on this connection
+                    self._answer(fs, h, body)
+                else:
+                    self._pool.submit(self._answer, fs, h, body)
         except (PlexusError, OSError, RuntimeError):
             pass
         self._beats.remove(fs)
@@ -245,7 +256,10 @@ class Server:
             if type_ != T_REQUEST or flags & ~FLAG_RAW:
                 rx.release(token)
                 raise ProtocolError(f"a client sent a message of type {type_}, flags {flags}")
-            self._pool.submit(answer, flags, id_, body, token)
+            if self._inline and not rx.readable():  # alone in the ring: answered by this thread
+                answer(flags, id_, body, token)
+            else:
+                self._pool.submit(answer, flags, id_, body, token)
 
         def answer(flags: int, id_: int, body: memoryview, token: int) -> None:
             try:
@@ -327,11 +341,25 @@ class ShmChannel:
         self.lock = threading.Lock()
         self.ended = False
 
-    def start(self) -> ShmChannel:
-        """Starts reading the peer's ring and watching the socket (once the owner holds this channel)."""
-        threading.Thread(target=self._read, daemon=True, name="plexus-rpc-shm").start()
+    def start(self, reader: bool = True) -> ShmChannel:
+        """Starts watching the socket and (``reader``) a thread reading the peer's ring, once the
+        owner holds this channel. Without the thread the owner reads with :meth:`take`."""
+        if reader:
+            threading.Thread(target=self._read, daemon=True, name="plexus-rpc-shm").start()
         threading.Thread(target=self._watch, daemon=True, name="plexus-rpc-shm-control").start()
         return self
+
+    def take(self, got: tuple[int, memoryview, int]) -> None:
+        """Checks one message read from the peer's ring and hands it to ``on_message``."""
+        _seq, view, token = got
+        if view.nbytes < RING_HEADER.size:
+            self.rx.release(token)
+            raise ProtocolError("not a Plexus request/response message (shorter than a header)")
+        magic, type_, flags, reserved, id_, _aux = RING_HEADER.unpack_from(view, 0)
+        if magic != RING_MAGIC or reserved:
+            self.rx.release(token)
+            raise ProtocolError("not a Plexus request/response message (bad magic or reserved bytes)")
+        self.on_message(type_, flags, id_, view[RING_HEADER.size:], token)
 
     def send(self, type_: int, id_: int, body: codec.FramePlan, flags: int = 0, timeout: float | None = None) -> None:
         """Writes one message into this end's ring (waits for room as the peer releases)."""
@@ -352,13 +380,7 @@ class ShmChannel:
                 got = self.rx.receive()
                 if got is None:
                     break
-                _seq, view, token = got
-                if view.nbytes < RING_HEADER.size:
-                    raise ProtocolError("not a Plexus request/response message (shorter than a header)")
-                magic, type_, flags, reserved, id_, _aux = RING_HEADER.unpack_from(view, 0)
-                if magic != RING_MAGIC or reserved:
-                    raise ProtocolError("not a Plexus request/response message (bad magic or reserved bytes)")
-                self.on_message(type_, flags, id_, view[RING_HEADER.size:], token)
+                self.take(got)
         except PlexusError as err:
             error = err
         self.end(error)
@@ -455,7 +477,60 @@ class _Link:
             raise
         control.settimeout(None)
         self.channel = ShmChannel(tx, rx, control, self.who, self._on_ring_message, self.fail)
-        self.channel.start()
+        self.channel.start(reader=False)  # the threads that wait for answers read the ring (wait())
+        self.leader = threading.Lock()
+
+    def wait(self, call: _Call, timeout: float) -> bool:
+        """Waits for ``call``'s answer: True once it is set, False after ``timeout`` s.
+
+        Over shm there is no reading thread: one waiting caller at a time (the leader) reads the
+        response ring and hands every answer to its caller; the others wait for theirs or for the
+        lead. No hand-over between threads for a caller alone, which is most of a round trip."""
+        if self.channel is None:
+            return call.event.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not call.event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.leader.acquire(blocking=False):
+                try:
+                    self._lead(call, deadline)
+                finally:
+                    self.leader.release()
+            else:
+                call.event.wait(min(left, 0.001))
+        return True
+
+    def _lead(self, call: _Call, deadline: float) -> None:
+        ch = self.channel
+        assert ch is not None
+        rx = ch.rx
+        try:
+            while not call.event.is_set() and self.dead is None:
+                got = rx.try_receive()
+                if got is not None:
+                    ch.take(got)
+                    continue
+                if rx.ended:
+                    raise PeerDeadError(f"{self.who} closed its ring")
+                until = time.monotonic() + SPIN
+                while time.monotonic() < until and not rx.readable():
+                    pass
+                if rx.readable() or not rx.prepare_sleep():
+                    continue
+                left = deadline - time.monotonic()
+                poller = select.poll()
+                for fd in rx.fds():
+                    poller.register(fd, select.POLLIN)
+                events = poller.poll(max(0.0, min(left, RECHECK)) * 1000) if left > 0 else []
+                rx.woke()
+                for fd, _ in events:
+                    rx.on_event(fd)
+                if left <= 0:
+                    return
+        except PlexusError as err:
+            ch.end(err)  # its end fails every call of this link
 
     def send(self, id_: int, body: codec.FramePlan, timeout: float) -> None:
         """Writes a request (a lost connection fails it through the reader)."""
@@ -630,7 +705,7 @@ class Client(Generic[Req, Res]):
         try:
             link.send(id_, body, timeout)
             c["bytes"] += 16 + body.byte_length
-            if not call.event.wait(timeout):
+            if not link.wait(call, timeout):
                 with self._lock:
                     link.calls.pop(id_, None)
                 if not call.event.is_set():

@@ -135,6 +135,30 @@ def call(node: plexus.Node, a: dict[str, Any]) -> None:
                 say({"error": type(err).__name__, "code": err.code, "message": err.message})
 
 
+def call_threads(node: plexus.Node, a: dict[str, Any]) -> None:
+    """Many threads calling at once, each checking that it gets its own answers."""
+    import threading
+
+    with node.client(a["service"], transport=a.get("transport")) as cli:
+        deadline = time.monotonic() + 10
+        while cli.servers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        wrong: list[object] = []
+
+        def worker(k: int) -> None:
+            for i in range(a["each"]):
+                answer = cli.request({"k": k, "i": i}, timeout=10)
+                if answer != {"got": {"k": k, "i": i}}:
+                    wrong.append(answer)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(a["threads"])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        say({"links": [link["transport"] for link in cli.links], "wrong": len(wrong), "requests": cli.counters["requests"]})
+
+
 def malformed_call(node: plexus.Node, a: dict[str, Any]) -> None:
     """A request whose codec frame is garbage, on the wire of a Node server; then a good one."""
     from plexus import net, rpc
@@ -154,7 +178,8 @@ def malformed_call(node: plexus.Node, a: dict[str, Any]) -> None:
     fs.close()
 
 
-ROLES: dict[str, Callable[[Any, dict[str, Any]], None]] = {"subscribe": subscribe, "publish": publish, "serve": serve, "call": call, "malformed-call": malformed_call}
+ROLES: dict[str, Callable[[Any, dict[str, Any]], None]] = {"subscribe": subscribe, "publish": publish, "serve": serve, "call": call,
+                                                          "call-threads": call_threads, "malformed-call": malformed_call}
 
 
 
