@@ -11,6 +11,15 @@ import { spawnSync } from "node:child_process";
 const NEEDED = [
   { pkg: "chromium", file: "/usr/bin/chromium", env: "PLEXUS_CHROMIUM" }, // the dashboard's browser test
   { pkg: "mosquitto", file: "/usr/sbin/mosquitto", env: "PLEXUS_MOSQUITTO" }, // the MQTT queue tests' real broker (test/helpers/mosquitto.ts)
+  // the Python package (python/): its virtual environment (scripts/ensure-python.mjs) and tests
+  { pkg: "python3-venv", file: "/usr/share/doc/python3-venv" },
+  { pkg: "python3-setuptools", file: "/usr/lib/python3/dist-packages/setuptools/__init__.py" },
+  { pkg: "python3-msgpack", file: "/usr/lib/python3/dist-packages/msgpack/__init__.py" },
+  { pkg: "python3-numpy", file: "/usr/lib/python3/dist-packages/numpy/__init__.py" },
+  { pkg: "python3-pytest", file: "/usr/lib/python3/dist-packages/pytest/__init__.py" },
+  { pkg: "python3-mypy", file: "/usr/lib/python3/dist-packages/mypy/__init__.py" },
+  { pkg: "python3-zmq", file: "/usr/lib/python3/dist-packages/zmq/__init__.py" }, // the "python" bench row's baseline
+  { pkg: "libatomic1", file: `/usr/lib/${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu/libatomic.so.1` }, // the ring's atomics, through ctypes
 ];
 
 const missing = NEEDED.filter((n) => !(n.env && process.env[n.env]) && !existsSync(n.file));

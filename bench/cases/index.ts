@@ -21,3 +21,4 @@ import "./plexus-rpc.js";
 import "./iops.js";
 import "./paced.js";
 import "./path.js";
+import "./python.js";

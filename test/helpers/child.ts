@@ -14,6 +14,8 @@ export interface Child {
   readonly exited: Promise<number | string>;
   /** Everything the process wrote on stderr so far. */
   stderr(): string;
+  /** Lines written and not yet taken by {@link line}. */
+  buffered(): number;
 }
 
 const live = new Set<ChildProcess>();
@@ -28,7 +30,16 @@ after(() => {
 export function fixture(name: string, args: unknown, launch?: { command: string; args: string[] }): Child {
   const script = fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
   const [command, argv] = launch ? [launch.command, launch.args] : [process.execPath, [script, JSON.stringify(args)]];
-  const proc = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] });
+  return child(name, command, argv);
+}
+
+/**
+ * Runs `command` with `argv` (a program of another language, e.g. the Python peer) as a
+ * {@link Child}; `env` is added to this process's environment; `stdin: "pipe"` keeps the child's
+ * stdin open (closing it is how a test tells some peers to finish).
+ */
+export function child(name: string, command: string, argv: string[], opts: { env?: Record<string, string>; stdin?: "pipe" | "ignore" } = {}): Child {
+  const proc = spawn(command, argv, { stdio: [opts.stdin ?? "ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
   let err = "";
   proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
   const queue: string[] = [];
@@ -48,6 +59,7 @@ export function fixture(name: string, args: unknown, launch?: { command: string;
     proc,
     exited,
     stderr: () => err,
+    buffered: () => queue.length,
     line(timeoutMs = 20000) {
       if (queue.length) return Promise.resolve(queue.shift()!);
       if (ended) return Promise.reject(new Error(`${name} ended without output; stderr: ${err}`));

@@ -1,0 +1,748 @@
+"""Request/response over TCP (docs/protocol.md §6): a server that answers with a Python
+function, and a client with many requests in flight, matched by id.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import secrets
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Callable, Final, Generic, TypeVar
+
+from . import codec, net
+from .shm import ShmReceiver, ShmSender
+from .errors import (
+    ClosedError,
+    NoServerError,
+    PeerDeadError,
+    PlexusError,
+    ProtocolError,
+    RemoteError,
+    SystemError,
+    TimeoutError,
+    error_to_wire,
+)
+
+if TYPE_CHECKING:
+    from .node import Node
+
+RPC: Final = net.Spec("request/response", "request/response server", 0x52584C50, 4, 4)
+T_REQUEST: Final = 1
+T_RESPONSE: Final = 2
+T_ERROR: Final = 3
+FLAG_RAW: Final = 1
+HEARTBEAT_MS: Final = net.HEARTBEAT_MS
+PEER_TIMEOUT_MS: Final = net.PEER_TIMEOUT_MS
+MAX_MESSAGE: Final = 64 << 20
+RING_MAGIC: Final = 0x31525850
+RING_HEADER: Final = struct.Struct("<IBBHII")
+RING_NAME: Final = re.compile(r"/plexus-\d{1,10}-[0-9a-f]{1,32}")
+RING_CAPACITY: Final = 1 << 20
+SPIN: Final = 50e-6  # seconds a waiting caller polls the response ring before it sleeps
+RECHECK: Final = 0.25
+STATUS_NO_SHM: Final = 16
+SUN_PATH: Final = 108  # bytes of a Unix socket address's path on Linux
+
+
+def unix_address(name: str) -> str:
+    """The address of a request/response server's shm socket (§6.3): its abstract name padded
+    with NUL bytes to the whole 108-byte path, as Node.js binds and connects to abstract names."""
+    if not name.startswith("\0") or len(name.encode()) > SUN_PATH:
+        raise ProtocolError(f"not an abstract Unix socket name: {name!r}")
+    return name + "\0" * (SUN_PATH - len(name.encode()))
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+def message(type_: int, id_: int, body: codec.FramePlan, flags: int = 0) -> list[bytes | memoryview]:
+    """One tcp request/response frame as pieces for a vectored write."""
+    return [net.HEADER.pack(body.byte_length, type_, flags, 0, id_, 0), *body.chunks()]
+
+
+def error_body(err: BaseException) -> codec.FramePlan:
+    """The codec frame of an error answer: ``{code, name, message}``."""
+    code, name, text = error_to_wire(err)
+    return codec.plan({"code": code[:200], "name": name[:200], "message": text[:4000]})
+
+
+def remote_error(payload: bytes) -> RemoteError:
+    """A client's error for an error answer."""
+    e = codec.decode(payload)
+    if not isinstance(e, dict):
+        e = {}
+    msg, code, name = e.get("message"), e.get("code"), e.get("name")
+    return RemoteError(msg if isinstance(msg, str) else "the remote handler failed",
+                       code if isinstance(code, str) else "ERR_PLEXUS_HANDLER", name if isinstance(name, str) else "Error")
+
+
+class _Beats:
+    """One thread that writes PINGs on idle connections and ends silent ones."""
+
+    def __init__(self, on_silent: Callable[[net.FrameSocket], None]) -> None:
+        self.conns: dict[net.FrameSocket, float] = {}
+        self.lock = threading.Lock()
+        self.on_silent = on_silent
+        self.stopped = False
+        threading.Thread(target=self._run, daemon=True, name="plexus-rpc-hb").start()
+
+    def add(self, fs: net.FrameSocket, silence_ms: int) -> None:
+        with self.lock:
+            self.conns[fs] = silence_ms / 1000
+
+    def remove(self, fs: net.FrameSocket) -> None:
+        with self.lock:
+            self.conns.pop(fs, None)
+
+    def _run(self) -> None:
+        ping = net.frame(net.T_PING, 0, 0, 0)
+        while not self.stopped:
+            time.sleep(0.25)
+            now = time.monotonic()
+            with self.lock:
+                conns = list(self.conns.items())
+            for fs, silence in conns:
+                if now - fs.last_read > silence:
+                    self.remove(fs)
+                    self.on_silent(fs)
+                elif now - fs.last_write >= HEARTBEAT_MS / 1000:
+                    fs.try_send(ping)
+
+
+class Server:
+    """Answers requests of ``service`` with ``handler(request)``: made by :meth:`plexus.Node.server`.
+
+    What the handler raises reaches the caller as a ``RemoteError`` with the exception's
+    ``code`` (``ERR_PLEXUS_HANDLER`` unless it has one) and class name.
+    """
+
+    def __init__(self, node: Node, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True) -> None:
+        self.service = service
+        # inline: a request that arrives alone on its connection is handled by the thread that
+        # read it (no hand-over to a pool thread, several times faster); several at once go to
+        # the pool. A handler that blocks for long then delays the requests that arrive meanwhile
+        # on the same connection: inline=False sends every request to the pool.
+        self._inline = inline
+        self._handler = handler
+        self._node = node
+        self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="plexus-rpc")
+        self._conns: set[net.FrameSocket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.counters = {"requests": 0, "errors": 0, "bytes": 0}
+        self.in_flight = 0
+        self._beats = _Beats(lambda fs: fs.close())
+        self._channels: set[ShmChannel] = set()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        host, port = self._listener.getsockname()[:2]
+        net.serve_connections(self._listener, self._serve, "plexus-rpc-conn")
+        endpoints: dict[str, Any] = {**node.identity, "tcp": {"host": host, "port": port, "tls": False}}
+        ident = f"plexus-rpc-{os.getpid()}-{secrets.token_hex(6)}"
+        self._unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._unix.bind(unix_address(f"\0{ident}"))
+        self._unix.listen(64)
+        net.serve_connections(self._unix, self._serve_shm, "plexus-rpc-shm")
+        endpoints["shm"] = {"name": f"/{ident}", "socket": f"\0{ident}"}
+        try:
+            self.id: str = node.graph.request("server.add", {"service": service, "endpoints": endpoints, "inPlace": False})["server"]
+        except BaseException:
+            self._listener.close()
+            self._unix.close()
+            raise
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a client")
+        try:
+            pre, body = net.accept_hello(fs, RPC, lambda status, reason: f"{reason} (request/response for {self.service!r})".encode())
+            if pre.heartbeat == 0 or body:
+                fs.try_send(net.welcome(RPC, net.ST_MALFORMED, 0, b"a tcp HELLO needs a heartbeat and no body"))
+                raise ProtocolError("malformed")
+            fs.send(net.welcome(RPC, net.ST_OK, HEARTBEAT_MS))
+        except (PlexusError, OSError):
+            fs.close()
+            return
+        fs.max_message = MAX_MESSAGE
+        with self._lock:
+            if self._closed:
+                fs.close()
+                return
+            self._conns.add(fs)
+        self._beats.add(fs, max(PEER_TIMEOUT_MS, 3 * pre.heartbeat))
+
+        def check(h: net.Header) -> None:
+            if h.type != T_REQUEST or h.flags & ~FLAG_RAW:
+                raise ProtocolError(f"a client sent a message of type {h.type}, flags {h.flags}")
+
+        try:
+            while True:
+                h, body = fs.read_frame(check)
+                if self._inline and not fs.buf:  # nothing else has arrived on this connection
+                    self._answer(fs, h, body)
+                else:
+                    self._pool.submit(self._answer, fs, h, body)
+        except (PlexusError, OSError, RuntimeError):
+            pass
+        self._beats.remove(fs)
+        with self._lock:
+            self._conns.discard(fs)
+        fs.close()
+
+    def _handle(self, flags: int, body: bytes | memoryview) -> tuple[int, codec.FramePlan]:
+        """Runs the handler on a request body: the answer's type and frame."""
+        c = self.counters
+        c["requests"] += 1
+        c["bytes"] += 16 + len(body)
+        self.in_flight += 1
+        try:
+            if flags & FLAG_RAW:
+                raise ProtocolError(f"a raw request to {self.service!r}, which is not an in-place service")
+            request = codec.decode(body)
+        except PlexusError as err:  # an undecodable request: an error answer, the channel serves on
+            c["errors"] += 1
+            return T_ERROR, error_body(err)
+        else:
+            try:
+                return T_RESPONSE, codec.plan(self._handler(request))
+            except Exception as err:  # the handler's failure is the caller's RemoteError
+                c["errors"] += 1
+                return T_ERROR, error_body(err)
+        finally:
+            self.in_flight -= 1
+
+    def _answer(self, fs: net.FrameSocket, h: net.Header, body: bytes) -> None:
+        type_, plan = self._handle(h.flags, body)
+        try:
+            fs.sendv(message(type_, h.a, plan))
+        except OSError:
+            pass
+
+    def _serve_shm(self, conn: socket.socket) -> None:
+        """The server side of the shm handshake (§6.2, §6.3) on an accepted Unix socket."""
+        fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a client")
+        try:
+            _pre, body = net.accept_hello(fs, RPC, lambda status, reason: f"{reason} (request/response for {self.service!r})".encode())
+            name = _ring_name(body)
+            if name is None or fs.buf:
+                fs.try_send(net.welcome(RPC, net.ST_MALFORMED, 0, b"the HELLO names no Plexus ring (/plexus-<pid>-<hex>), or bytes follow it"))
+                raise ProtocolError("malformed")
+            try:
+                rx = ShmReceiver(name, "\0" + name[1:])
+            except PlexusError as err:
+                fs.try_send(net.welcome(RPC, net.ST_MALFORMED, 0, f"the ring {name} cannot be attached ({err.message})".encode()[:256]))
+                raise
+            try:
+                tx = ShmSender(capacity=RING_CAPACITY, max_readers=1)
+            except PlexusError as err:
+                rx.close()
+                fs.try_send(net.welcome(RPC, STATUS_NO_SHM, 0, err.message.encode()[:256]))
+                raise
+            if not fs.try_send(net.welcome(RPC, net.ST_OK, 0, tx.name.encode())):
+                rx.close()
+                tx.close()
+                raise PeerDeadError("the client left during the handshake")
+        except (PlexusError, OSError):
+            fs.close()
+            return
+        holder: list[ShmChannel] = []
+
+        def on_message(type_: int, flags: int, id_: int, body: memoryview, token: int) -> None:
+            if type_ != T_REQUEST or flags & ~FLAG_RAW:
+                rx.release(token)
+                raise ProtocolError(f"a client sent a message of type {type_}, flags {flags}")
+            if self._inline and not rx.readable():  # alone in the ring: answered by this thread
+                answer(flags, id_, body, token)
+            else:
+                self._pool.submit(answer, flags, id_, body, token)
+
+        def answer(flags: int, id_: int, body: memoryview, token: int) -> None:
+            try:
+                type_, plan = self._handle(flags, body)  # the request is a view into the client's ring until here
+                holder[0].send(type_, id_, plan, timeout=None)
+            except PlexusError:
+                pass  # the channel ended
+            except Exception as err:  # never a request left unanswered in silence: the client sees the channel end
+                holder[0].end(ProtocolError(f"the server of {self.service!r} failed to answer: {err!r}"))
+            finally:
+                rx.release(token)
+
+        def on_end(error: PlexusError) -> None:
+            with self._lock:
+                self._channels.discard(holder[0])
+
+        channel = ShmChannel(tx, rx, conn, "a client", on_message, on_end)
+        holder.append(channel)  # before the first request can arrive
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._channels.add(channel)
+        if closed:
+            channel.end(ClosedError("the server is closed"))
+        else:
+            channel.start()
+
+    def close(self) -> None:
+        """Leaves the graph, stops accepting, finishes what it holds, closes. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            conns = list(self._conns)
+            channels = list(self._channels)
+        try:
+            self._node.graph.request("server.remove", {"id": self.id})
+        except PlexusError:
+            pass
+        self._listener.close()
+        self._unix.close()
+        self._pool.shutdown(wait=True)
+        for fs in conns:
+            fs.close()
+        for ch in channels:
+            ch.end(ClosedError(f"the server of {self.service!r} is closed"))
+        self._beats.stopped = True
+        self._node._forget(self)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Call:
+    __slots__ = ("event", "value", "error", "link")
+
+    def __init__(self, link: _Link) -> None:
+        self.event = threading.Event()
+        self.value: Any = None
+        self.error: PlexusError | None = None
+        self.link = link
+
+
+class ShmChannel:
+    """The shm form of a request/response channel (§6.3): this end's ring (it writes), the
+    peer's ring (it reads) and the handshake socket, whose end is the peer's end."""
+
+    def __init__(self, tx: ShmSender, rx: ShmReceiver, control: socket.socket, what: str,
+                 on_message: Callable[[int, int, int, memoryview, int], None], on_end: Callable[[PlexusError], None]) -> None:
+        self.tx = tx
+        self.rx = rx
+        self.control = control
+        self.what = what
+        self.on_message = on_message
+        self.on_end = on_end
+        self.lock = threading.Lock()
+        self.ended = False
+
+    def start(self, reader: bool = True) -> ShmChannel:
+        """Starts watching the socket and (``reader``) a thread reading the peer's ring, once the
+        owner holds this channel. Without the thread the owner reads with :meth:`take`."""
+        if reader:
+            threading.Thread(target=self._read, daemon=True, name="plexus-rpc-shm").start()
+        threading.Thread(target=self._watch, daemon=True, name="plexus-rpc-shm-control").start()
+        return self
+
+    def take(self, got: tuple[int, memoryview, int]) -> None:
+        """Checks one message read from the peer's ring and hands it to ``on_message``."""
+        _seq, view, token = got
+        if view.nbytes < RING_HEADER.size:
+            self.rx.release(token)
+            raise ProtocolError("not a Plexus request/response message (shorter than a header)")
+        magic, type_, flags, reserved, id_, _aux = RING_HEADER.unpack_from(view, 0)
+        if magic != RING_MAGIC or reserved:
+            self.rx.release(token)
+            raise ProtocolError("not a Plexus request/response message (bad magic or reserved bytes)")
+        self.on_message(type_, flags, id_, view[RING_HEADER.size:], token)
+
+    def send(self, type_: int, id_: int, body: codec.FramePlan, flags: int = 0, timeout: float | None = None) -> None:
+        """Writes one message into this end's ring (waits for room as the peer releases)."""
+        size = RING_HEADER.size + body.byte_length
+        with self.lock:
+            if self.ended:
+                raise PeerDeadError(f"{self.what} is gone")
+            at = self.tx.reserve(size, timeout)
+            view = self.tx.writer.view
+            RING_HEADER.pack_into(view, at, RING_MAGIC, type_, flags, 0, id_, 0)
+            body.write_into(view, at + RING_HEADER.size)
+            self.tx.writer.commit(size)
+
+    def _read(self) -> None:
+        error: PlexusError = PeerDeadError(f"{self.what} closed its ring")
+        try:
+            while True:
+                got = self.rx.receive()
+                if got is None:
+                    break
+                self.take(got)
+        except PlexusError as err:
+            error = err
+        self.end(error)
+
+    def _watch(self) -> None:
+        try:
+            data = self.control.recv(1)
+        except OSError:
+            data = b""
+        self.end(ProtocolError(f"{self.what} wrote on the handshake socket after the handshake") if data
+                 else PeerDeadError(f"{self.what} closed the connection or died"))
+
+    def end(self, error: PlexusError) -> None:
+        """Ends the channel once: both rings and the socket are closed, ``on_end(error)`` is called."""
+        with self.lock:
+            if self.ended:
+                return
+            self.ended = True
+        try:
+            self.control.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.control.close()
+        self.rx.close()
+        self.tx.close()
+        self.on_end(error)
+
+
+def _ring_name(body: bytes) -> str | None:
+    """The ring a handshake body names (``/plexus-<pid>-<hex>``), or None."""
+    try:
+        name = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return name if len(body) <= 64 and RING_NAME.fullmatch(name) else None
+
+
+class _Link:
+    """A client's connection to one server: over shm (two rings) on the server's host, else tcp."""
+
+    def __init__(self, client: Client[Any, Any], info: dict[str, Any]) -> None:
+        ep = info["endpoints"]
+        host = str(ep.get("host", "")).split("/")[0]
+        self.who = f"the server of {client.service!r} (pid {ep.get('pid')} on {host})"
+        self.client = client
+        self.id: str = info["id"]
+        self.calls: dict[int, _Call] = {}
+        self.dead: PlexusError | None = None
+        self.fs: net.FrameSocket | None = None
+        self.channel: ShmChannel | None = None
+        same_host = ep.get("host") == client._node.identity["host"]
+        if same_host and ep.get("shm") and client.transport in (None, "shm"):
+            self.transport = "shm"
+            self._open_shm(ep["shm"]["socket"])
+            return
+        self.transport = "tcp"
+        tcp = ep["tcp"]
+        tls = (client.tls or ssl.create_default_context()) if tcp.get("tls") else None
+        sock = net.dial(tcp["host"], tcp["port"], 5.0, "request/response server", tls)
+        fs = net.FrameSocket(sock, MAX_MESSAGE, self.who)
+        try:
+            p, body = net.handshake(fs, RPC, net.hello(RPC, HEARTBEAT_MS), self.who, 5.0)
+            if p.heartbeat == 0 or body:
+                raise ProtocolError(f"{self.who} answered a WELCOME with a heartbeat of 0 or a body")
+        except BaseException:
+            fs.close()
+            raise
+        self.fs = fs
+        client._beats.add(fs, max(PEER_TIMEOUT_MS, 3 * p.heartbeat))
+        threading.Thread(target=self._read, daemon=True, name="plexus-rpc-link").start()
+
+    def _open_shm(self, path: str) -> None:
+        tx = ShmSender(capacity=RING_CAPACITY, max_readers=1)
+        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            control.settimeout(5.0)
+            try:
+                control.connect(unix_address(path))
+            except OSError as err:
+                raise PeerDeadError(f"{self.who} does not answer on its shm socket") from err
+            fs = net.FrameSocket(control, net.MAX_HANDSHAKE, self.who)
+
+            def own(status: int, reason: str) -> PlexusError | None:
+                return SystemError(f"{self.who} has no shared memory: {reason}") if status == STATUS_NO_SHM else None
+
+            _, body = net.handshake(fs, RPC, net.hello(RPC, 0, tx.name.encode()), self.who, 5.0, own)
+            name = _ring_name(body)
+            if name is None:
+                raise ProtocolError(f"{self.who} named no Plexus ring in its WELCOME")
+            rx = ShmReceiver(name, "\0" + name[1:])
+        except BaseException:
+            control.close()
+            tx.close()
+            raise
+        control.settimeout(None)
+        self.channel = ShmChannel(tx, rx, control, self.who, self._on_ring_message, self.fail)
+        self.channel.start(reader=False)  # the threads that wait for answers read the ring (wait())
+        self.leader = threading.Lock()
+
+    def wait(self, call: _Call, timeout: float) -> bool:
+        """Waits for ``call``'s answer: True once it is set, False after ``timeout`` s.
+
+        Over shm there is no reading thread: one waiting caller at a time (the leader) reads the
+        response ring and hands every answer to its caller; the others wait for theirs or for the
+        lead. No hand-over between threads for a caller alone, which is most of a round trip."""
+        if self.channel is None:
+            return call.event.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not call.event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.leader.acquire(blocking=False):
+                try:
+                    self._lead(call, deadline)
+                finally:
+                    self.leader.release()
+            else:
+                call.event.wait(min(left, 0.001))
+        return True
+
+    def _lead(self, call: _Call, deadline: float) -> None:
+        ch = self.channel
+        assert ch is not None
+        rx = ch.rx
+        try:
+            while not call.event.is_set() and self.dead is None:
+                got = rx.try_receive()
+                if got is not None:
+                    ch.take(got)
+                    continue
+                if rx.ended:
+                    raise PeerDeadError(f"{self.who} closed its ring")
+                until = time.monotonic() + SPIN
+                while time.monotonic() < until and not rx.readable():
+                    pass
+                if rx.readable() or not rx.prepare_sleep():
+                    continue
+                left = deadline - time.monotonic()
+                poller = select.poll()
+                for fd in rx.fds():
+                    poller.register(fd, select.POLLIN)
+                events = poller.poll(max(0.0, min(left, RECHECK)) * 1000) if left > 0 else []
+                rx.woke()
+                for fd, _ in events:
+                    rx.on_event(fd)
+                if left <= 0:
+                    return
+        except PlexusError as err:
+            ch.end(err)  # its end fails every call of this link
+
+    def send(self, id_: int, body: codec.FramePlan, timeout: float) -> None:
+        """Writes a request (a lost connection fails it through the reader)."""
+        if self.channel is not None:
+            try:
+                self.channel.send(T_REQUEST, id_, body, timeout=timeout)
+            except PeerDeadError:
+                pass  # the channel's end fails the call
+            return
+        assert self.fs is not None
+        try:
+            self.fs.sendv(message(T_REQUEST, id_, body))
+        except OSError:
+            pass  # the reader fails the link and this call with it
+
+    def _check(self, h: net.Header) -> None:
+        if h.type not in (T_RESPONSE, T_ERROR) or h.flags & ~FLAG_RAW:
+            raise ProtocolError(f"{self.who} sent a message of type {h.type}, flags {h.flags}")
+
+    def _on_ring_message(self, type_: int, flags: int, id_: int, body: memoryview, token: int) -> None:
+        try:
+            if type_ not in (T_RESPONSE, T_ERROR) or flags & ~FLAG_RAW:
+                raise ProtocolError(f"{self.who} sent a message of type {type_}, flags {flags}")
+            self._answer(type_, flags, id_, bytes(body))  # a copy: the ring frame goes back at once
+        finally:
+            assert self.channel is not None
+            self.channel.rx.release(token)
+
+    def _answer(self, type_: int, flags: int, id_: int, body: bytes) -> None:
+        with self.client._lock:
+            call = self.calls.pop(id_, None)
+        if call is None:
+            return  # an answer to a request that ended (timed out)
+        try:
+            if flags & FLAG_RAW:
+                raise ProtocolError(f"{self.who} answered raw bytes to an encoded request")
+            if type_ == T_ERROR:
+                call.error = remote_error(body)
+            else:
+                call.value = codec.decode(body, self.client.arrays)
+        except PlexusError as err:
+            call.error = err
+        call.event.set()
+
+    def _read(self) -> None:
+        assert self.fs is not None
+        error: PlexusError
+        try:
+            while True:
+                h, body = self.fs.read_frame(self._check)
+                self._answer(h.type, h.flags, h.a, body)
+        except PlexusError as err:
+            error = err
+        except OSError as err:
+            error = PeerDeadError(str(err))
+        self.fail(error)
+
+    def fail(self, error: PlexusError) -> None:
+        """Ends the link: its requests in flight reject with PeerDeadError."""
+        dead = PeerDeadError(f"{self.who} left" if self.client._closing else f"{self.who} died or lost its connection")
+        dead.__cause__ = error
+        with self.client._lock:
+            if self.dead is not None:
+                return
+            self.dead = dead
+            calls = list(self.calls.values())
+            self.calls.clear()
+            self.client._drop(self)
+        for c in calls:
+            c.error = dead
+            c.event.set()
+        if self.fs is not None:
+            self.client._beats.remove(self.fs)
+            self.fs.close()
+        if self.channel is not None:
+            self.channel.end(error)
+
+
+class Client(Generic[Req, Res]):
+    """Calls a service: made by :meth:`plexus.Node.client`. Requests go round-robin to the
+    service's servers; many may be in flight from any number of threads."""
+
+    def __init__(self, node: Node, service: str, *, arrays: codec.ArrayMode | None = None, transport: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.service = service
+        self.tls = tls  # for servers whose TCP endpoint is TLS (default: the system's authorities)
+        self.arrays = arrays
+        self.transport = transport
+        self._node = node
+        self._lock = threading.Lock()
+        self._links: dict[str, _Link] = {}
+        self._ids = itertools.count(1)
+        self._next = 0
+        self._closing = False
+        self.counters: dict[str, float] = {"requests": 0, "errors": 0, "bytes": 0, "latency": 0.0, "timed": 0}
+        self.in_flight = 0
+        self._beats = _Beats(lambda fs: self._silent(fs))
+        answer = node.graph.request("client.add", {"service": service})
+        self.id: str = answer["client"]
+        node._clients[self.id] = self
+        self.update(answer["servers"])
+
+    @property
+    def servers(self) -> int:
+        """Servers linked now."""
+        with self._lock:
+            return len(self._links)
+
+    @property
+    def links(self) -> list[dict[str, str]]:
+        """The transport of each link, by server id."""
+        with self._lock:
+            return [{"server": k, "transport": v.transport} for k, v in self._links.items()]
+
+    def update(self, servers: list[dict[str, Any]]) -> None:
+        """Applies a new server set (called with the GraphServer's notifications)."""
+        wanted = {s["id"]: s for s in servers if isinstance(s, dict) and not s.get("inPlace") and self._reachable(s.get("endpoints") or {})}
+        with self._lock:
+            gone = [link for k, link in self._links.items() if k not in wanted]
+            new = [s for k, s in wanted.items() if k not in self._links]
+        for link in gone:
+            link.fail(PeerDeadError(f"{link.who} left the graph"))
+        for s in new:
+            try:
+                link = _Link(self, s)
+            except PlexusError:
+                continue
+            with self._lock:
+                closing = self._closing
+                if not closing:
+                    self._links[link.id] = link
+            if closing:
+                link.fail(ClosedError("the client is closed"))
+
+    def _reachable(self, ep: dict[str, Any]) -> bool:
+        shm = self.transport in (None, "shm") and ep.get("shm") and ep.get("host") == self._node.identity["host"]
+        return bool(shm or (self.transport in (None, "tcp") and ep.get("tcp")))
+
+    def _drop(self, link: _Link) -> None:
+        if self._links.get(link.id) is link:
+            del self._links[link.id]
+
+    def _silent(self, fs: net.FrameSocket) -> None:
+        with self._lock:
+            link = next((x for x in self._links.values() if x.fs is fs), None)
+        if link is not None:
+            fs.close()  # its reader fails the link with PeerDeadError
+
+    def request(self, value: Req, timeout: float = 5.0) -> Res:
+        """Sends ``value`` and waits for the answer.
+
+        Raises ``NoServerError`` at once without a server, ``RemoteError`` if the handler
+        raised, ``PeerDeadError`` if the server died first, ``TimeoutError`` after ``timeout`` s.
+        """
+        body = codec.plan(value)
+        c = self.counters
+        with self._lock:
+            if self._closing:
+                raise ClosedError(f"the client of {self.service!r} is closed")
+            links = list(self._links.values())
+            if not links:
+                c["requests"] += 1
+                c["errors"] += 1
+                raise NoServerError(f"no server for {self.service!r}")
+            link = links[self._next % len(links)]
+            self._next += 1
+            id_ = next(self._ids) & 0xFFFFFFFF or next(self._ids)
+            call = _Call(link)
+            link.calls[id_] = call
+            self.in_flight += 1
+        started = time.monotonic()
+        try:
+            link.send(id_, body, timeout)
+            c["bytes"] += 16 + body.byte_length
+            if not link.wait(call, timeout):
+                with self._lock:
+                    link.calls.pop(id_, None)
+                if not call.event.is_set():
+                    raise TimeoutError(f"service {self.service!r} did not answer within {timeout * 1000:.0f} ms")
+            if call.error is not None:
+                raise call.error
+            c["latency"] += (time.monotonic() - started) * 1000
+            c["timed"] += 1
+            result: Res = call.value
+            return result
+        except PlexusError:
+            c["errors"] += 1
+            raise
+        finally:
+            c["requests"] += 1
+            with self._lock:
+                self.in_flight -= 1
+
+    def close(self) -> None:
+        """Leaves the graph; requests in flight reject. Idempotent."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            links = list(self._links.values())
+        self._node._clients.pop(self.id, None)
+        try:
+            self._node.graph.request("client.remove", {"id": self.id})
+        except PlexusError:
+            pass
+        for link in links:
+            link.fail(ClosedError(f"the client of {self.service!r} is closed"))
+        self._beats.stopped = True
+        self._node._forget(self)
+
+    def __enter__(self) -> Client[Req, Res]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,251 @@
+"""A Python peer for the cross-process tests of test/python-interop.test.ts (not a pytest file).
+
+``python peer.py '<json>'`` joins the GraphServer of ``PLEXUS_GRAPH`` and plays the role the
+JSON names, writing one JSON line per event on stdout ("ready" once it can be talked to).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import ssl
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+import plexus
+from plexus import codec, pubsub
+
+
+def say(obj: object) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def describe(v: object) -> object:
+    """A JSON description of a received value: arrays by dtype and content."""
+    if isinstance(v, np.ndarray):
+        return {"dtype": str(v.dtype), "values": v.tolist(), "writeable": bool(v.flags.writeable)}
+    if isinstance(v, memoryview):
+        return {"memoryview": v.format, "values": v.tolist()}
+    if isinstance(v, dict):
+        return {str(k): describe(x) for k, x in v.items()}
+    if isinstance(v, datetime.datetime):
+        return v.isoformat()
+    if isinstance(v, (list, tuple)):
+        return [describe(x) for x in v]
+    return v
+
+
+def in_mapping(sub: plexus.Subscriber[Any], arr: np.ndarray) -> bool:
+    """True if ``arr``'s memory lies inside the shared-memory ring of one of ``sub``'s links."""
+    addr = arr.__array_interface__["data"][0]
+    for link in sub._links.values():
+        rx = getattr(link, "rx", None)
+        reader = getattr(rx, "reader", None)
+        if reader is not None and reader.a.base <= addr < reader.a.base + len(rx.mm):  # type: ignore[union-attr]
+            return True
+    return False
+
+
+def tls_context(a: dict[str, Any]) -> ssl.SSLContext | None:
+    """A client context trusting the test's authority (``cafile``), if the test gives one."""
+    return ssl.create_default_context(cafile=a["cafile"]) if a.get("cafile") else None
+
+
+def subscribe(node: plexus.Node, a: dict[str, Any]) -> None:
+    with node.subscriber(a["topic"], transport=a.get("transport"), tls=tls_context(a)) as sub:
+        say("ready")
+        if a.get("hold"):  # takes messages and never releases them (until killed)
+            held = []
+            while True:
+                s = sub.receive()
+                held.append(s)
+                say({"sequence": s.sequence, "value": {"n": s.value["n"]}})
+        for i, s in enumerate(sub):
+            arr = s.value.get("v") if isinstance(s.value, dict) else None
+            say({"sequence": s.sequence, "value": describe(s.value), "links": sub.links,
+                 "inShm": in_mapping(sub, arr) if isinstance(arr, np.ndarray) else None})
+            if i + 1 == a["count"]:
+                break
+
+
+def publish(node: plexus.Node, a: dict[str, Any]) -> None:
+    with node.publisher(a["topic"], transport=a.get("transport")) as pub:
+        say("ready")
+        pub.wait_for_subscribers(1)
+        if a.get("malformed"):  # a message whose codec frame is garbage, then a good one
+            bad = pubsub.message_header(1) + b"PLXF\x01\x02\x00\x00garbage!"
+            if pub._shm is not None:
+                at = pub._shm.reserve(len(bad))
+                pub._shm.writer.view[at:at + len(bad)] = bad
+                pub._shm.writer.commit(len(bad))
+            if pub._tcp is not None:
+                pub._tcp.send([bad], len(bad))
+            pub._seq += 1
+        if a.get("loan"):  # bytes written in place, in the ring over shm
+            for i in range(a["count"]):
+                loan = pub.loan(64)
+                loan.bytes[:] = bytes([i]) * 64
+                loan.commit(16 + i)
+            say("published")
+            sys.stdin.readline()
+            return
+        for i in range(a["count"]):
+            pub.publish({"i": i, "v": np.arange(4, dtype=np.float64) * i + 0.5, "n": np.arange(3, dtype=np.int32) - i,
+                         "b": bytes([i, 255]), "big": 2**40 + i, "text": "héllo"})
+        say("published")
+        sys.stdin.readline()  # stays until the test closes stdin
+
+
+class AppError(Exception):
+    code = "E_PY_APP"
+
+
+def handler(v: Any) -> Any:
+    if isinstance(v, dict) and v.get("fail"):
+        raise AppError("the Python handler refused")
+    if isinstance(v, dict) and v.get("sleep"):
+        time.sleep(v["sleep"])
+    if isinstance(v, dict) and isinstance(v.get("v"), np.ndarray):
+        return {"sum": float(v["v"].sum()), "twice": v["v"] * 2, "dtype": str(v["v"].dtype)}
+    return {"echo": v}
+
+
+def serve(node: plexus.Node, a: dict[str, Any]) -> None:
+    with node.server(a["service"], handler):
+        say("ready")
+        sys.stdin.readline()
+
+
+def call(node: plexus.Node, a: dict[str, Any]) -> None:
+    with node.client(a["service"]) as cli:
+        deadline = time.monotonic() + (10 if a.get("wait", True) else 0)
+        while cli.servers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if cli.servers:
+            say({"links": [link["transport"] for link in cli.links]})
+        for req in a["requests"]:
+            value = {k: (np.array(x, dtype=np.float64) if k == "v" else x) for k, x in req.items()}
+            try:
+                say({"ok": describe(cli.request(value, timeout=5.0))})
+            except plexus.RemoteError as err:
+                say({"error": type(err).__name__, "code": err.code, "remoteCode": err.remote_code, "remoteName": err.remote_name, "message": err.message})
+            except plexus.PlexusError as err:
+                say({"error": type(err).__name__, "code": err.code, "message": err.message})
+
+
+def call_threads(node: plexus.Node, a: dict[str, Any]) -> None:
+    """Many threads calling at once, each checking that it gets its own answers."""
+    import threading
+
+    with node.client(a["service"], transport=a.get("transport")) as cli:
+        deadline = time.monotonic() + 10
+        while cli.servers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        wrong: list[object] = []
+
+        def worker(k: int) -> None:
+            for i in range(a["each"]):
+                answer = cli.request({"k": k, "i": i}, timeout=10)
+                if answer != {"got": {"k": k, "i": i}}:
+                    wrong.append(answer)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(a["threads"])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        say({"links": [link["transport"] for link in cli.links], "wrong": len(wrong), "requests": cli.counters["requests"]})
+
+
+def malformed_call(node: plexus.Node, a: dict[str, Any]) -> None:
+    """A request whose codec frame is garbage, on the wire of a Node server; then a good one."""
+    from plexus import net, rpc
+
+    servers = node.graph.request("client.add", {"service": a["service"]})["servers"]
+    tcp = servers[0]["endpoints"]["tcp"]
+    fs = net.FrameSocket(net.dial(tcp["host"], tcp["port"], 5, "server"), 1 << 20, "the server")
+    net.handshake(fs, rpc.RPC, net.hello(rpc.RPC, 1000), "the server", 5)
+    garbage = b"PLXF\x01\x02\x00\x00\xff\xff\xff\xff\x00\x00\x00\x00"
+    fs.send(net.HEADER.pack(len(garbage), rpc.T_REQUEST, 0, 0, 7, 0) + garbage)
+    fs.sendv(rpc.message(rpc.T_REQUEST, 8, codec.plan({"after": True})))
+    for _ in range(2):
+        h, body = fs.read_frame()
+        answer = rpc.remote_error(body) if h.type == rpc.T_ERROR else None
+        say({"id": h.a, "type": h.type, "remoteCode": answer.remote_code if answer else None,
+             "value": None if answer else describe(codec.decode(body))})
+    fs.close()
+
+
+ROLES: dict[str, Callable[[Any, dict[str, Any]], None]] = {"subscribe": subscribe, "publish": publish, "serve": serve, "call": call,
+                                                          "call-threads": call_threads, "malformed-call": malformed_call}
+
+
+
+def queue_client(node: plexus.Node | None, a: dict[str, Any]) -> None:
+    from plexus import queue
+
+    with queue.client(a["url"], mode=a["mode"], tls=tls_context(a)) as cli:
+        say({"id": cli.id})
+        for i in range(a["puts"]):
+            cli.put({"job": i, "v": np.arange(3, dtype=np.float64) + i}, timeout=10)
+            say({"put": i})
+        for _ in range(a["gets"]):
+            with cli.get(10) as m:
+                say({"got": describe(m.value), "peer": m.peer})
+
+
+def queue_server(node: plexus.Node | None, a: dict[str, Any]) -> None:
+    from plexus import queue
+
+    server_tls = None
+    if a.get("certfile"):
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_tls.load_cert_chain(a["certfile"], a["keyfile"])
+    with queue.server("tls://127.0.0.1:0" if server_tls else "tcp://127.0.0.1:0", mode=a["mode"], tls=server_tls) as srv:
+        say({"url": srv.url})
+        for _ in range(a["gets"]):
+            m = srv.get(10)
+            say({"got": describe(m.value), "peer": m.peer})
+            m.release()  # (reliable: the client's put returns now)
+            srv.put({"reply": m.value["n"] * 2, "a": np.array([m.value["n"]], dtype=np.int16)}, m.peer, timeout=10)
+        sys.stdin.readline()
+
+
+def async_echo(node: plexus.Node | None, a: dict[str, Any]) -> None:
+    """The asyncio forms: an async handler, and an ``async for`` that publishes every value back."""
+    import asyncio
+
+    from plexus import aio
+
+    async def main() -> None:
+        async with await aio.connect(name="python asyncio") as n:
+            async def handler(v: Any) -> Any:
+                await asyncio.sleep(0.01)
+                return {"async": True, "n": v["n"] + 1}
+
+            async with await n.server(a["service"], handler), await n.publisher(f"{a['topic']}/pong") as pong:
+                async with await n.subscriber(f"{a['topic']}/ping") as ping:
+                    say("ready")
+                    count = 0
+                    async for s in ping:
+                        await pong.publish({"echo": s.value["i"], "v": s.value["v"] * 2})
+                        count += 1
+                        if count == a["count"]:
+                            break
+                    await asyncio.to_thread(sys.stdin.readline)
+
+    asyncio.run(main())
+
+
+ROLES.update({"queue-client": queue_client, "queue-server": queue_server, "async-echo": async_echo})
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1])
+    if args["role"].startswith("queue-") or args["role"] == "async-echo":  # (queues need no GraphServer; asyncio joins itself)
+        ROLES[args["role"]](None, args)
+    else:
+        with plexus.connect(name=f"python {args['role']}") as n:
+            ROLES[args["role"]](n, args)
