@@ -59,13 +59,13 @@ export interface MosquittoBroker extends TestBroker {
 }
 
 /** One mosquitto process on `port`; resolves once it accepts connections. */
-async function startProcess(dir: string, port: number): Promise<{ pid: number; stop(): Promise<void> }> {
+async function startProcess(dir: string, port: number, extra: readonly string[]): Promise<{ pid: number; stop(): Promise<void> }> {
   const missing = mosquittoMissing();
   if (missing !== undefined) throw new Error(missing);
   const conf = join(dir, "mosquitto.conf");
   // `user`: run as this process's user (mosquitto started by root otherwise switches to its own
   // user, which would also clear the parent-death signal of SETPRIV).
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nuser ${userInfo().username}\n`);
+  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nuser ${userInfo().username}\n${extra.map((l) => `${l}\n`).join("")}`);
   const [cmd, args] = existsSync(SETPRIV) ? [SETPRIV, ["--pdeathsig", "KILL", "--", MOSQUITTO, "-c", conf]] : [MOSQUITTO, ["-c", conf]];
   const proc = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
   running.add(proc);
@@ -88,15 +88,18 @@ async function startProcess(dir: string, port: number): Promise<{ pid: number; s
   };
 }
 
-/** Starts mosquitto on a free loopback port. */
-export async function mosquitto(): Promise<MosquittoBroker> {
+/**
+ * Starts mosquitto on a free loopback port.
+ * @param config - more lines for its configuration file (e.g. `max_queued_messages 0`)
+ */
+export async function mosquitto(config: readonly string[] = []): Promise<MosquittoBroker> {
   const dir = mkdtempSync(join(tmpdir(), "plexus-mosquitto-"));
   let port = 0;
   let current: { pid: number; stop(): Promise<void> } | undefined;
   for (let attempt = 1; current === undefined; attempt++) {
     port = await freePort();
     try {
-      current = await startProcess(dir, port);
+      current = await startProcess(dir, port, config);
     } catch (err) {
       if (attempt >= 3 || mosquittoMissing() !== undefined) {
         rmSync(dir, { recursive: true, force: true });
@@ -114,7 +117,7 @@ export async function mosquitto(): Promise<MosquittoBroker> {
     async restart(downMs = 0) {
       await current?.stop();
       await new Promise((r) => setTimeout(r, downMs));
-      current = await startProcess(dir, port);
+      current = await startProcess(dir, port, config);
     },
     async close() {
       if (closed) return;
