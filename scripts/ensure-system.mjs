@@ -11,6 +11,7 @@ import { spawnSync } from "node:child_process";
 const NEEDED = [
   { pkg: "chromium", file: "/usr/bin/chromium", env: "PLEXUS_CHROMIUM" }, // the dashboard's browser test
   { pkg: "mosquitto", file: "/usr/sbin/mosquitto", env: "PLEXUS_MOSQUITTO" }, // the MQTT queue tests' real broker (test/helpers/mosquitto.ts)
+  { pkg: "nats-server", file: "/usr/sbin/nats-server", env: "PLEXUS_NATS_SERVER" }, // the NATS bridge tests' real servers and clusters (test/helpers/nats.ts)
   // the Python package (python/): its virtual environment (scripts/ensure-python.mjs) and tests
   { pkg: "python3-venv", file: "/usr/share/doc/python3-venv" },
   { pkg: "python3-setuptools", file: "/usr/lib/python3/dist-packages/setuptools/__init__.py" },

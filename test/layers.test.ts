@@ -29,6 +29,7 @@ const RANK: Record<string, number> = {
   node: 8,
   dashboard: 9,
   pipeline: 9,
+  bridge: 9,
   cli: 10,
   index: 11,
 };
