@@ -18,6 +18,12 @@ export interface Endpoints {
   shm?: { name: string; socket: string };
   /** TCP (or TLS) endpoint. */
   tcp?: { host: string; port: number; tls: boolean };
+  /**
+   * Set on the ports a bridge holds for another graph (docs/scale-out.md): the name of the graph
+   * (host) whose publishers or servers this port stands for. The bridge itself never forwards
+   * what such a port carries back out, so no message goes round.
+   */
+  remote?: string;
 }
 
 /** A publisher as subscribers see it. */

@@ -356,5 +356,9 @@ function checkEndpoints(value: unknown): Endpoints {
     if (typeof e.tcp?.host !== "string" || !Number.isInteger(e.tcp.port)) throw new ProtocolError("bad tcp endpoint");
     out.tcp = { host: e.tcp.host, port: e.tcp.port, tls: e.tcp.tls === true };
   }
+  if (e.remote !== undefined) {
+    if (typeof e.remote !== "string" || e.remote.length === 0 || e.remote.length > 255) throw new ProtocolError("bad remote marker: a graph name of 1..255 characters");
+    out.remote = e.remote;
+  }
   return out;
 }

@@ -90,16 +90,34 @@ export class Node implements AsyncDisposable {
     return this.graph.node;
   }
 
+  /** The address of the GraphServer this node uses now (`host:port`, IPv6 in brackets). */
+  get graphAddress(): string {
+    const { host, port } = this.graph.server;
+    return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  }
+
   /** True if this process runs the GraphServer it uses (the embedded default). */
   get hostsGraph(): boolean {
     return this.graph.embedded !== undefined;
   }
 
   /** Creates a publisher on `topic`. */
-  async publisher<T = unknown>(topic: string, opts: PublisherOptions = {}): Promise<Publisher<T>> {
+  publisher<T = unknown>(topic: string, opts: PublisherOptions = {}): Promise<Publisher<T>> {
+    return this.makePublisher<T>(topic, opts, undefined);
+  }
+
+  /**
+   * @internal A publisher a bridge holds for the graph `remote` (docs/scale-out.md): its
+   * registration says so, so that no bridge forwards its messages back out.
+   */
+  remotePublisher<T = unknown>(topic: string, remote: string, opts: PublisherOptions = {}): Promise<Publisher<T>> {
+    return this.makePublisher<T>(topic, opts, remote);
+  }
+
+  private async makePublisher<T>(topic: string, opts: PublisherOptions, remote: string | undefined): Promise<Publisher<T>> {
     this.checkOpen();
     checkTopic(topic);
-    const p = await Publisher.create<T>(this.ref, this.portId("p"), topic, opts, (pub) => this.publishers.delete(pub.id));
+    const p = await Publisher.create<T>(this.ref, this.portId("p"), topic, opts, (pub) => this.publishers.delete(pub.id), remote);
     this.publishers.set(p.id, p as Publisher<unknown>);
     return p;
   }
@@ -128,11 +146,23 @@ export class Node implements AsyncDisposable {
    */
   server<Req = unknown, Res = unknown>(service: string, handler: Handler<Req, Res>, opts?: ServerOptions & { inPlace?: false }): Promise<Server>;
   server(service: string, handler: InPlaceHandler, opts: ServerOptions & { inPlace: true }): Promise<Server>;
-  async server(service: string, handler: Handler<never, unknown> | InPlaceHandler, opts: ServerOptions = {}): Promise<Server> {
+  server(service: string, handler: Handler<never, unknown> | InPlaceHandler, opts: ServerOptions = {}): Promise<Server> {
+    return this.makeServer(service, handler as Handler<unknown, unknown>, opts, undefined);
+  }
+
+  /**
+   * @internal A server a bridge holds for a service of the graph `remote` (docs/scale-out.md):
+   * its registration says so, so that no bridge forwards requests to it back out.
+   */
+  remoteServer<Req = unknown, Res = unknown>(service: string, remote: string, handler: Handler<Req, Res>, opts: ServerOptions = {}): Promise<Server> {
+    return this.makeServer(service, handler as Handler<unknown, unknown>, opts, remote);
+  }
+
+  private async makeServer(service: string, handler: Handler<unknown, unknown>, opts: ServerOptions, remote: string | undefined): Promise<Server> {
     this.checkOpen();
     checkTopic(service);
     const id = this.portId("r");
-    return Server.create(this.ref, id, service, handler as Handler<unknown, unknown>, opts, (s) => this.servers.set(id, s), () => this.servers.delete(id));
+    return Server.create(this.ref, id, service, handler, opts, (s) => this.servers.set(id, s), () => this.servers.delete(id), remote);
   }
 
   /** A client of `service`: `await client.request(value, { timeout, signal })` (see docs/rpc.md). */

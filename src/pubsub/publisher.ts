@@ -77,7 +77,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   }
 
   /** @internal Creates the ring (unless `transport: "inproc"`), registers the port. */
-  static async create<T>(graph: GraphRef, id: string, topic: string, opts: PublisherOptions | undefined, onClose: (p: Publisher<T>) => void): Promise<Publisher<T>> {
+  static async create<T>(graph: GraphRef, id: string, topic: string, opts: PublisherOptions | undefined, onClose: (p: Publisher<T>) => void, remote?: string): Promise<Publisher<T>> {
     const o = readOptions("node.publisher", opts);
     // Checked before anything is made: a bad option is one InvalidArgumentError, never a fallback.
     const capacity = o.int("capacity", 4 << 20, MIN_WINDOW, MAX_CAPACITY);
@@ -86,7 +86,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     const t = o.section("tcp", "host, port, tls, allowInsecure");
     const tcpOptions = t && { host: t.string("host", 1), port: t.int("port", 0, 0, 65535), tls: t.object("tls", "an object of certificate options"), allowInsecure: t.bool("allowInsecure", false) };
     const linger = o.number("linger", DEFAULT_LINGER, 0, MAX_TIMER_MS);
-    const endpoints: Endpoints = { ...self() };
+    const endpoints: Endpoints = { ...self(), ...(remote !== undefined ? { remote } : {}) };
     let shm: ShmSender | undefined;
     let tcp: TcpSender | undefined;
     if (transport !== "inproc" && transport !== "tcp") {

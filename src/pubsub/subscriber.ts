@@ -40,6 +40,11 @@ export interface SubscriberOptions {
   spinMicros?: number;
   /** Poll briefly before sleeping while messages arrive fast (shared-memory links, default true). */
   adaptiveSpin?: boolean;
+  /**
+   * Receive only from publishers of this graph: not from those a bridge holds for other hosts
+   * (docs/scale-out.md). Default false.
+   */
+  localOnly?: boolean;
 }
 
 /** The checked options of a subscriber, defaults filled in. */
@@ -58,6 +63,8 @@ interface Settings {
   readonly spinMicros: number;
   /** Adaptive polling on shared-memory links. */
   readonly adaptiveSpin: boolean;
+  /** Skip the publishers a bridge holds for other hosts. */
+  readonly localOnly: boolean;
 }
 
 /** Checks the options of `node.subscriber()` (all of them, before anything is made). */
@@ -73,6 +80,7 @@ function settings(opts: SubscriberOptions | undefined): Settings {
     timeout: timeout === undefined ? undefined : o.timeout("timeout", Infinity),
     spinMicros: o.spin("spinMicros", 0),
     adaptiveSpin: o.bool("adaptiveSpin", true),
+    localOnly: o.bool("localOnly", false),
   };
 }
 
@@ -192,7 +200,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   /** @internal Applies a new upstream set: links new publishers, unlinks gone ones. */
   async update(publishers: PublisherInfo[]): Promise<void> {
     if (this.closing) return;
-    const wanted = new Map(publishers.map((p) => [p.id, p]));
+    const wanted = new Map((this.opts.localOnly ? publishers.filter((p) => p.endpoints.remote === undefined) : publishers).map((p) => [p.id, p]));
     for (const [id, link] of this.links) {
       if (!wanted.has(id)) {
         this.links.delete(id);

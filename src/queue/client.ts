@@ -7,18 +7,18 @@
  * @module
  */
 import { randomBytes } from "node:crypto";
+import { Listeners } from "../util/listeners.js";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import {
   AccessDeniedError,
   ClosedError,
-  InvalidArgumentError,
   PeerDeadError,
   PlexusError,
   ProtocolError,
   TimeoutError,
 } from "../errors.js";
-import { checkTimeout, contained, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
+import { checkTimeout, throwIfAborted, type BlockingOptions } from "../util/blocking.js";
 import { refusePlainTcp } from "../net/loopback.js";
 import { Endpoint } from "./endpoint.js";
 import { SocketLink, type Link } from "./link.js";
@@ -83,8 +83,6 @@ export interface QueueClientEvents {
   "session-lost": PlexusError;
 }
 
-/** The names of {@link QueueClientEvents}, for checking `on`'s argument. */
-const EVENTS: ReadonlySet<string> = new Set<keyof QueueClientEvents>(["disconnect", "reconnect", "session-lost"]);
 
 /**
  * A queue client. Create with `queue.client<ToServer, ToClient>({ url })`: it puts `ToServer`
@@ -108,7 +106,7 @@ export class QueueClient<ToServer = unknown, ToClient = unknown> extends Endpoin
   private reconnecting: Promise<void> | undefined;
   private resolveClosed!: () => void;
   private readonly closedPromise = new Promise<void>((resolve) => (this.resolveClosed = resolve));
-  private readonly listeners = new Map<keyof QueueClientEvents, Set<(arg: never) => void>>();
+  private readonly listeners = new Listeners<QueueClientEvents>("a queue client", ["disconnect", "reconnect", "session-lost"]);
   private abortDial: (() => void) | undefined;
   /** MQTT: the link of the handshake in progress. */
   private dialing: MqttLink | undefined;
@@ -213,24 +211,18 @@ export class QueueClient<ToServer = unknown, ToClient = unknown> extends Endpoin
    * `InvalidArgumentError`.
    */
   on<E extends keyof QueueClientEvents>(event: E, listener: (arg: QueueClientEvents[E]) => void): this {
-    if (!EVENTS.has(event)) throw new InvalidArgumentError(`a queue client has no event ${JSON.stringify(event)} (disconnect, reconnect, session-lost)`);
-    if (typeof listener !== "function") throw new InvalidArgumentError(`the listener of "${event}" must be a function`);
-    let set = this.listeners.get(event);
-    if (set === undefined) this.listeners.set(event, (set = new Set()));
-    set.add(listener);
+    this.listeners.on(event, listener);
     return this;
   }
 
   /** Removes a listener added with {@link on}. */
   off<E extends keyof QueueClientEvents>(event: E, listener: (arg: QueueClientEvents[E]) => void): this {
-    this.listeners.get(event)?.delete(listener);
+    this.listeners.off(event, listener);
     return this;
   }
 
   private emit<E extends keyof QueueClientEvents>(event: E, arg: QueueClientEvents[E]): void {
-    const set = this.listeners.get(event);
-    if (set === undefined) return;
-    for (const l of [...set]) contained(l as (a: QueueClientEvents[E]) => void)?.(arg);
+    this.listeners.emit(event, arg);
   }
 
   /**

@@ -56,6 +56,11 @@ export interface ClientOptions {
    * announced) is dead — its requests in flight reject with `PeerDeadError` and its link is dropped.
    */
   peerTimeout?: number;
+  /**
+   * Send only to servers of this graph: not to those a bridge holds for services of other hosts
+   * (docs/scale-out.md). Default false.
+   */
+  localOnly?: boolean;
 }
 
 /**
@@ -123,6 +128,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   /** The only transport to use (`transport` option), or any. */
   private readonly transport: "inproc" | "shm" | "tcp" | undefined;
   private readonly open: OpenOptions;
+  private readonly localOnly: boolean;
   private turn = 0;
   /** Slots given to waiters whose request has not started yet. */
   private reserved = 0;
@@ -152,6 +158,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
     this.pending = new PendingTable<Pending>(this.max);
     this.transport = o.oneOf("transport", PORT_TRANSPORTS, undefined);
     this.timeout = o.timeout("timeout", 5000);
+    this.localOnly = o.bool("localOnly", false);
     this.open = {
       timeout: o.timeout("connectTimeout", 5000),
       capacity: o.int("capacity", DEFAULT_RPC_CAPACITY, MIN_RPC_CAPACITY, MAX_CAPACITY),
@@ -495,7 +502,7 @@ export class Client<Req = unknown, Res = unknown> implements AsyncDisposable {
   /** @internal Applies a new server set: links new servers, drains gone ones. */
   async update(servers: ServerInfo[]): Promise<void> {
     if (this.closing) return;
-    const wanted = new Map(servers.map((s) => [s.id, s]));
+    const wanted = new Map((this.localOnly ? servers.filter((s) => s.endpoints.remote === undefined) : servers).map((s) => [s.id, s]));
     for (const [id, link] of this.links) {
       if (!wanted.has(id)) this.unlink(link);
     }

@@ -7,7 +7,7 @@
  * @module
  */
 import { decode } from "../codec/index.js";
-import { ProtocolError, RemoteError, SystemError } from "../errors.js";
+import { errorFromWire, ProtocolError, RemoteError, SystemError } from "../errors.js";
 import { hostName, self } from "../graph/identity.js";
 import type { ServerInfo } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
@@ -15,7 +15,7 @@ import type { Channel } from "./channel.js";
 import type { InPlaceResponse } from "./client.js";
 import { openShm, openTcp, type OpenOptions } from "./handshake.js";
 import type { Server } from "./server.js";
-import { decodeOwned, FLAG_RAW, get32, RPC_HEADER, RpcType, type Body } from "./wire.js";
+import { decodeOwned, FLAG_RAW, get32, isPassThrough, RPC_HEADER, RpcType, type Body } from "./wire.js";
 
 /** How the answer of a pending request is delivered. */
 export const enum Mode {
@@ -160,7 +160,14 @@ export interface Asked {
  */
 export function answerOf(type: RpcType, p: Asked, ch: Channel, bytes: Uint8Array, at: number, end: number): unknown {
   if (type === RpcType.Error) {
-    const e = decode(bytes.subarray(at + RPC_HEADER, end)) as { code?: unknown; name?: unknown; message?: unknown } | null;
+    const e = decode(bytes.subarray(at + RPC_HEADER, end)) as { code?: unknown; name?: unknown; message?: unknown; passThrough?: unknown; remoteCode?: unknown; remoteName?: unknown } | null;
+    if (e?.passThrough === true) {
+      // A failure of the request itself (or a remote handler's, relayed): as the client's own.
+      if (e.code === RemoteError.code && typeof e.message === "string") {
+        return new RemoteError(e.message, typeof e.remoteCode === "string" ? e.remoteCode : undefined, typeof e.remoteName === "string" ? e.remoteName : undefined);
+      }
+      return errorFromWire(e.code, e.message);
+    }
     return new RemoteError(
       typeof e?.message === "string" ? e.message : "the remote handler failed",
       typeof e?.code === "string" ? e.code : undefined,
@@ -209,6 +216,7 @@ class InPlaceAnswer implements InPlaceResponse {
 
 /** A handler error of a server in this thread, as a client sees it. */
 function toRemote(err: unknown): Error {
+  if (isPassThrough(err)) return err as Error;
   const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
   return new RemoteError(
     typeof e?.message === "string" ? e.message : String(err),

@@ -147,6 +147,7 @@ export class Server implements AsyncDisposable {
     opts: ServerOptions,
     onOpen: (server: Server) => void,
     onClose: () => void,
+    remote?: string,
   ): Promise<Server> {
     if (typeof handler !== "function") throw new InvalidArgumentError(`node.server: the handler must be a function, got ${describe(handler)}`);
     const o = readOptions("node.server", opts);
@@ -171,7 +172,7 @@ export class Server implements AsyncDisposable {
     const maxConcurrent = o.int("maxConcurrent", 256, 1, 1 << 20);
     const maxClients = o.int("maxClients", 1024, 1, 1 << 20);
     const linger = o.number("linger", DEFAULT_LINGER, 0, MAX_TIMER_MS);
-    const endpoints: Endpoints = { ...self() };
+    const endpoints: Endpoints = { ...self(), ...(remote !== undefined ? { remote } : {}) };
     const listeners: NetServer[] = [];
     const ref: { server?: Server } = {};
     try {

@@ -189,7 +189,33 @@ export function errorBody(err: unknown): Body {
   const code = typeof e?.code === "string" ? e.code : "ERR_PLEXUS_HANDLER";
   const name = typeof e?.name === "string" ? e.name : "Error";
   const message = typeof e?.message === "string" ? e.message : String(err);
-  return valueBody({ code: code.slice(0, 200), name: name.slice(0, 200), message: message.slice(0, 4000) });
+  const body: Record<string, unknown> = { code: code.slice(0, 200), name: name.slice(0, 200), message: message.slice(0, 4000) };
+  if (isPassThrough(err)) {
+    body["passThrough"] = true;
+    const r = err as { remoteCode?: unknown; remoteName?: unknown };
+    if (typeof r.remoteCode === "string") body["remoteCode"] = r.remoteCode.slice(0, 200);
+    if (typeof r.remoteName === "string") body["remoteName"] = r.remoteName.slice(0, 200);
+  }
+  return valueBody(body);
+}
+
+/** The mark of an error that a client rebuilds as its own class ({@link passThrough}). */
+const PASS_THROUGH = Symbol("plexus.rpc.passThrough");
+
+/**
+ * Marks `err` (a Plexus error) as the failure of the request itself rather than of the handler:
+ * the client rejects with the error's own class (`NoServerError`, `TimeoutError`, …) instead of
+ * a `RemoteError`. What a bridge's server for another host's service throws when that host
+ * cannot be reached (docs/scale-out.md). Returns `err`.
+ */
+export function passThrough<E extends Error>(err: E): E {
+  Object.defineProperty(err, PASS_THROUGH, { value: true });
+  return err;
+}
+
+/** True if `err` was marked by {@link passThrough}. */
+export function isPassThrough(err: unknown): boolean {
+  return typeof err === "object" && err !== null && (err as { [PASS_THROUGH]?: unknown })[PASS_THROUGH] === true;
 }
 
 /**

@@ -127,6 +127,14 @@ export class Options<T extends object> {
     return (this.values as Record<string, unknown>)[name];
   }
 
+  /** A list of strings (empty when unset). */
+  strings(name: Key<T>): string[] {
+    const v = this.get(name);
+    if (v === undefined) return [];
+    if (!Array.isArray(v) || v.some((s) => typeof s !== "string")) throw this.error(name, "a list of strings", v);
+    return [...(v as string[])];
+  }
+
   /** The error for option `name`, for checks of its own (see {@link optionError}). */
   error(name: Key<T>, accepted: string, value: unknown = this.get(name)): InvalidArgumentError {
     return optionError(this.where, this.prefix + name, accepted, value);

@@ -1,0 +1,434 @@
+/**
+ * The bridge between a Plexus graph and a NATS cluster (docs/scale-out.md): it joins the local
+ * graph as a node, exports the local topics and services its export list allows, imports the
+ * other graphs' ones its import list allows, and announces its graph so that the others see it.
+ * @module
+ */
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import { InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError, BackpressureError } from "../errors.js";
+import { connect, type ConnectOptions, type Node } from "../node/index.js";
+import type { Snapshot } from "../graph/registry.js";
+import { checkOptions, type BlockingOptions } from "../util/blocking.js";
+import { readOptions } from "../util/options.js";
+import { Listeners } from "../util/listeners.js";
+import { BACKPRESSURE_POLICIES } from "../util/async-queue.js";
+import type { BackpressurePolicy } from "../transport/transport.js";
+import type { BridgeContext } from "./context.js";
+import { readAnnouncement, RemoteHosts, type Announcement, type RemoteHost } from "./discovery.js";
+import { envelopes, Kind, label } from "./envelope.js";
+import { connectNats, loadNats, natsError, natsServers, type NatsConnection, type NatsOptions } from "./nats.js";
+import { ServiceBridge, type ServiceCounters } from "./services.js";
+import { checkPrefix, NameFilter, subjectOf } from "./subjects.js";
+import { TopicBridge, type TopicCounters } from "./topics.js";
+
+/** The name every bridge's node has in its graph (followed by `:` and the graph's name). */
+export const BRIDGE_NODE = "plexus-bridge";
+
+/** Options of {@link Bridge.start}. */
+export interface BridgeOptions extends BlockingOptions {
+  /** The NATS cluster: server URL(s) (`nats://host:4222`, `tls://…`, comma-separated), or the full options with TLS and credentials. */
+  nats: string | readonly string[] | NatsOptions;
+  /** Patterns of the local topics and services sent to NATS (`camera/*`, `sensors/>`, `>`). Default: none. */
+  export?: readonly string[];
+  /** Patterns of the remote topics and services received from NATS. Default: none. */
+  import?: readonly string[];
+  /** Patterns never bridged, either way (they win over `export` and `import`). */
+  deny?: readonly string[];
+  /**
+   * This graph's name on NATS: every graph that shares the cluster needs its own. Default: this
+   * machine's host name and the GraphServer's port (`host:25978`).
+   */
+  name?: string;
+  /** The first tokens of every subject (default `plexus`): graphs see each other only under the same prefix. */
+  prefix?: string;
+  /** How the bridge joins the local graph (the GraphServer's `address`, `token`, …), as `connect()` takes it. */
+  graph?: ConnectOptions;
+  /**
+   * The shared-memory ring of each publisher the bridge holds for another graph's topic, in bytes
+   * (default 4 MiB; the largest message is half), as `node.publisher()`'s `capacity`.
+   */
+  capacity?: number;
+  /**
+   * The largest message bridged, in bytes (default: half the `capacity`); above NATS's
+   * `max_payload` messages travel in chunks. Larger ones are dropped and reported
+   * (`FrameTooLargeError`) by the bridge that would send them.
+   */
+  maxMessage?: number;
+  /** Bytes held at most for incomplete chunked messages (default 4 × `maxMessage`, at least `maxMessage`). */
+  maxPending?: number;
+  /**
+   * What the bridge's subscribers to exported topics do when NATS cannot keep up (default
+   * `drop-oldest`: local publishers never wait for the network; what is dropped shows as a gap
+   * on the receiving hosts and in `stats().topics.dropped`). `block` holds local publishers back.
+   */
+  backpressure?: BackpressurePolicy;
+  /** Messages queued per exported topic before that policy applies (default 1024). */
+  queue?: number;
+  /** How long a request forwarded to another host waits for its answer (ms, default 5000). */
+  requestTimeout?: number;
+  /** Milliseconds between the bridge's announcements (default 1000); a bridge silent for three is gone. */
+  announceInterval?: number;
+  /** Milliseconds between looks at the local graph for new or gone topics and services (default 250). */
+  scanInterval?: number;
+  /** Messages waiting in an import subscription at which it is reported as a slow consumer (default 65536). */
+  slowConsumer?: number;
+}
+
+/** The events of a bridge (`bridge.on(event, listener)`). */
+export interface BridgeEvents {
+  /** A failure the bridge lives through: garbage on a subject, a gap, a slow consumer, a lost NATS connection. */
+  error: PlexusError;
+  /** A remote graph was first heard from. */
+  "host-join": RemoteHost;
+  /** A remote graph left (its last bridge said so, or went silent). */
+  "host-leave": string;
+  /** The NATS connection dropped; the client reconnects by itself. */
+  disconnect: PeerDeadError;
+  /** The NATS connection is up again (to `server`). */
+  reconnect: { server: string };
+}
+
+/** What a bridge has done, for `plexus bridge`, tests and dashboards. */
+export interface BridgeStats {
+  /** Pub/sub counters. */
+  topics: TopicCounters;
+  /** Request/response counters. */
+  services: ServiceCounters;
+  /** Failures reported (the `error` event). */
+  errors: number;
+  /** The last few failures, newest last. */
+  recentErrors: { code: string; message: string; at: number }[];
+  /** Times the NATS connection dropped. */
+  disconnects: number;
+  /** Times it came back. */
+  reconnects: number;
+  /** What this bridge exports now. */
+  exports: { topics: string[]; services: string[] };
+  /** What it holds for other graphs now. */
+  imports: { topics: { origin: string; topic: string }[]; services: { origin: string; service: string }[] };
+}
+
+/** Checked options. */
+interface Settings {
+  readonly nats: NatsOptions;
+  readonly exports: NameFilter;
+  readonly imports: NameFilter;
+  readonly name: string | undefined;
+  readonly prefix: string;
+  readonly capacity: number;
+  readonly maxMessage: number;
+  readonly maxPending: number;
+  readonly backpressure: BackpressurePolicy;
+  readonly queue: number;
+  readonly requestTimeout: number;
+  readonly announceInterval: number;
+  readonly scanInterval: number;
+  readonly slow: number;
+}
+
+function settings(opts: BridgeOptions): Settings {
+  const o = readOptions("Bridge.start", opts);
+  const raw = opts.nats;
+  const nats: NatsOptions = typeof raw === "string" || Array.isArray(raw) ? { servers: raw as string | string[] } : (raw as NatsOptions);
+  if (nats === undefined || nats === null || typeof nats !== "object") throw new InvalidArgumentError(`Bridge.start: option "nats" must be server URLs or NATS options, got ${String(raw)}`);
+  natsServers(nats);
+  const deny = o.strings("deny");
+  const capacity = o.int("capacity", 4 << 20, 64 << 10, 2 ** 32 - 1);
+  const maxMessage = o.int("maxMessage", Math.floor(capacity / 2) - 64, 1024, 2 ** 32 - 1);
+  const name = o.string("name", 1);
+  if (name !== undefined) label(name, "Bridge.start: option \"name\"");
+  return {
+    nats,
+    exports: new NameFilter(o.strings("export"), deny),
+    imports: new NameFilter(o.strings("import"), deny),
+    name,
+    prefix: checkPrefix(o.string("prefix", 1) ?? "plexus"),
+    maxMessage,
+    capacity,
+    maxPending: o.int("maxPending", 4 * maxMessage, maxMessage, Number.MAX_SAFE_INTEGER),
+    backpressure: o.oneOf("backpressure", BACKPRESSURE_POLICIES, "drop-oldest"),
+    queue: o.int("queue", 1024, 1, 2 ** 31 - 1),
+    requestTimeout: o.timeout("requestTimeout", 5000),
+    announceInterval: o.int("announceInterval", 1000, 100, 600_000),
+    scanInterval: o.int("scanInterval", 250, 10, 600_000),
+    slow: o.int("slowConsumer", 65536, 1, 2 ** 31 - 1),
+  };
+}
+
+/** The numeric part of a node id (`n1a` -> 46), to order nodes by when they joined. */
+function joined(nodeId: string): number {
+  const n = parseInt(nodeId.slice(1), 36);
+  return Number.isNaN(n) ? Infinity : n;
+}
+
+/**
+ * A running bridge: `await using bridge = await Bridge.start({ nats: "nats://host:4222",
+ * export: ["camera/>"], import: [">"] })`.
+ */
+export class Bridge implements AsyncDisposable {
+  /** This graph's name on NATS. */
+  readonly name: string;
+  /** This bridge's id (random, per run), as its announcements carry it. */
+  readonly id: string = randomBytes(8).toString("hex");
+  private readonly listeners = new Listeners<BridgeEvents>("a bridge", ["error", "host-join", "host-leave", "disconnect", "reconnect"]);
+  private readonly remote = new RemoteHosts();
+  private readonly topics: TopicBridge;
+  private readonly services: ServiceBridge;
+  private readonly ctx: BridgeContext;
+  private readonly timers: ReturnType<typeof setInterval>[] = [];
+  private readonly loops: Promise<void>[] = [];
+  private readonly errors: BridgeStats["recentErrors"] = [];
+  private errorCount = 0;
+  private disconnects = 0;
+  private reconnects = 0;
+  /** Topics this bridge sends for its graph (several bridges of one graph: the earliest that exports a topic sends it). */
+  private leading = new Set<string>();
+  private soleBridge = true;
+  private nodes = 0;
+  private scanning: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly node: Node,
+    private readonly nc: NatsConnection,
+    ctx: Omit<BridgeContext, "report">,
+    private readonly opts: Settings,
+  ) {
+    this.name = ctx.origin;
+    this.ctx = { ...ctx, report: (err) => this.report(err) };
+    this.topics = new TopicBridge(this.ctx, node, { exports: opts.exports, imports: opts.imports, capacity: opts.capacity, maxMessage: opts.maxMessage, maxPending: opts.maxPending, backpressure: opts.backpressure, queue: opts.queue, slow: opts.slow }, (t) => this.soleBridge || this.leading.has(t));
+    this.services = new ServiceBridge(this.ctx, node, { exports: opts.exports, imports: opts.imports, maxMessage: opts.maxMessage, requestTimeout: opts.requestTimeout });
+  }
+
+  /**
+   * Joins the local graph (starting an embedded GraphServer if none runs, as `connect()` does)
+   * and the NATS cluster, and starts bridging. Rejects with `MissingDependencyError` when
+   * `@nats-io/transport-node` is not installed, `InvalidArgumentError` for bad options,
+   * `PeerDeadError` / `AccessDeniedError` / `TimeoutError` / `AbortError` when NATS cannot be
+   * reached, refuses the credentials or TLS, or the wait ends.
+   */
+  static async start(opts: BridgeOptions): Promise<Bridge> {
+    if (opts === null || typeof opts !== "object") throw new InvalidArgumentError("Bridge.start: options with at least `nats` are required");
+    const s = settings(opts);
+    checkOptions(opts, "Bridge.start");
+    const nats = await loadNats();
+    const node = await connect({ ...opts.graph, name: opts.graph?.name ?? BRIDGE_NODE });
+    let nc: NatsConnection | undefined;
+    try {
+      const origin = s.name ?? `${hostname()}:${node.graphAddress.slice(node.graphAddress.lastIndexOf(":") + 1)}`;
+      label(origin, "the graph's name");
+      nc = await connectNats(nats, { name: `${BRIDGE_NODE}:${origin}`, ...s.nats }, { timeout: opts.timeout, signal: opts.signal });
+      const bridge = new Bridge(node, nc, { nats, nc, prefix: s.prefix, origin }, s);
+      await bridge.begin();
+      return bridge;
+    } catch (err) {
+      await nc?.close().catch(() => {});
+      await node.close({ linger: 0 });
+      throw err;
+    }
+  }
+
+  private async begin(): Promise<void> {
+    this.loops.push(this.watchStatus());
+    const hosts = this.nc.subscribe(`${this.ctx.prefix}.h.>`);
+    this.loops.push(this.hear(hosts));
+    this.topics.start();
+    await this.scan();
+    this.announce();
+    this.timers.push(
+      setInterval(() => void this.scan(), this.opts.scanInterval),
+      setInterval(() => {
+        this.announce();
+        for (const origin of this.remote.expire()) void this.reconcile(origin);
+      }, this.opts.announceInterval),
+    );
+  }
+
+  /** Calls `listener` on each `event` ({@link BridgeEvents}). */
+  on<E extends keyof BridgeEvents & string>(event: E, listener: (arg: BridgeEvents[E]) => void): this {
+    this.listeners.on(event, listener);
+    return this;
+  }
+
+  /** Removes a listener added with {@link on}. */
+  off<E extends keyof BridgeEvents & string>(event: E, listener: (arg: BridgeEvents[E]) => void): this {
+    this.listeners.off(event, listener);
+    return this;
+  }
+
+  /** The other graphs on the cluster, as their bridges announce them. */
+  hosts(): RemoteHost[] {
+    return this.remote.list();
+  }
+
+  /** Counters and what is bridged now. */
+  stats(): BridgeStats {
+    return {
+      topics: { ...this.topics.counters },
+      services: { ...this.services.counters },
+      errors: this.errorCount,
+      recentErrors: [...this.errors],
+      disconnects: this.disconnects,
+      reconnects: this.reconnects,
+      exports: { topics: this.topics.exports.sort(), services: this.services.exports.sort() },
+      imports: { topics: this.topics.imports, services: this.services.imports },
+    };
+  }
+
+  private report(err: PlexusError): void {
+    this.errorCount++;
+    this.errors.push({ code: err.code, message: err.message, at: Date.now() });
+    if (this.errors.length > 20) this.errors.shift();
+    this.listeners.emit("error", err);
+  }
+
+  /** Looks at the local graph: what to export, and which topics this bridge sends for its graph. */
+  private scan(): Promise<void> {
+    this.scanning ??= (async () => {
+      try {
+        let snap = await this.node.snapshot();
+        const before = this.topics.exports.length;
+        const topics = new Set(snap.publishers.filter((p) => p.endpoints.remote === undefined && this.opts.exports.passes(p.topic)).map((p) => p.topic));
+        const services = new Set(snap.servers.filter((s) => s.endpoints.remote === undefined && this.opts.exports.passes(s.service)).map((s) => s.service));
+        await this.topics.setExports(topics);
+        await this.services.setExports(services);
+        if (this.topics.exports.length !== before) snap = await this.node.snapshot(); // see the new subscribers at once
+        this.elect(snap);
+      } catch (err) {
+        if (!this.closing) this.report(err instanceof PlexusError ? err : new ProtocolError("looking at the local graph failed", { cause: err }));
+      } finally {
+        this.scanning = undefined;
+      }
+    })();
+    return this.scanning;
+  }
+
+  /** Of the bridges of this graph that export a topic, the one that joined first sends it. */
+  private elect(snap: Snapshot): void {
+    this.nodes = snap.nodes.length;
+    const bridges = new Map(snap.nodes.filter((n) => n.name.startsWith(BRIDGE_NODE)).map((n) => [n.id, joined(n.id)]));
+    this.soleBridge = bridges.size <= 1;
+    const first = new Map<string, { node: string; at: number }>();
+    for (const s of snap.subscribers) {
+      const at = bridges.get(s.node);
+      if (at === undefined) continue;
+      const best = first.get(s.topic);
+      if (best === undefined || at < best.at) first.set(s.topic, { node: s.node, at });
+    }
+    this.leading = new Set([...first].filter(([, b]) => b.node === this.node.id).map(([t]) => t));
+  }
+
+  /** Publishes this bridge's announcement (and its last one, `leaving`, when it closes). */
+  private announce(leaving = false): void {
+    const a: Omit<Announcement, "origin"> = {
+      bridge: this.id,
+      hostname: hostname(),
+      pid: process.pid,
+      interval: this.opts.announceInterval,
+      topics: leaving ? [] : this.topics.exports.filter((t) => this.soleBridge || this.leading.has(t)),
+      services: leaving ? [] : this.services.exports,
+      queues: [],
+      nodes: this.nodes,
+      leaving,
+    };
+    try {
+      const [payload] = envelopes(Kind.Announce, { origin: label(this.ctx.origin, "the graph's name"), port: new Uint8Array(0) }, 0, a, 1 << 20, 1 << 20);
+      this.nc.publish(subjectOf(this.ctx.prefix, "h", this.ctx.origin), payload);
+    } catch (err) {
+      this.report(natsError(err, "announcing this graph"));
+    }
+  }
+
+  /** Takes the other bridges' announcements. */
+  private async hear(sub: AsyncIterable<{ data: Uint8Array }>): Promise<void> {
+    for await (const m of sub) {
+      let a: Announcement;
+      try {
+        a = readAnnouncement(m.data);
+      } catch (err) {
+        this.report(err instanceof PlexusError ? err : new ProtocolError("a malformed announcement", { cause: err }));
+        continue;
+      }
+      if (a.origin === this.ctx.origin) continue;
+      const known = this.remote.get(a.origin) !== undefined;
+      this.remote.apply(a);
+      const now = this.remote.get(a.origin);
+      if (!known && now !== undefined) this.listeners.emit("host-join", now);
+      await this.reconcile(a.origin, known);
+    }
+  }
+
+  /** Brings the ports held for `origin` in line with what its bridges announce. */
+  private async reconcile(origin: string, known = true): Promise<void> {
+    if (this.closing) return;
+    const host = this.remote.get(origin);
+    try {
+      if (host === undefined) {
+        await this.topics.dropImports(origin);
+        await this.services.dropImports(origin);
+        if (known) this.listeners.emit("host-leave", origin);
+        return;
+      }
+      const topics = new Set(host.topics.filter((t) => this.opts.imports.passes(t)));
+      const services = new Set(host.services.filter((s) => this.opts.imports.passes(s)));
+      await this.topics.dropImports(origin, topics);
+      await this.services.dropImports(origin, services);
+      await Promise.all([...topics].map((t) => this.topics.importPublisher(origin, t).catch(() => {})));
+      await Promise.all([...services].map((s) => this.services.importService(origin, s)));
+    } catch (err) {
+      this.report(err instanceof PlexusError ? err : new ProtocolError(`updating what is held for ${origin} failed`, { cause: err }));
+    }
+  }
+
+  /** Turns the NATS client's status events into the bridge's events. */
+  private async watchStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      switch (s.type) {
+        case "disconnect": {
+          this.disconnects++;
+          const err = new PeerDeadError(`the connection to NATS server ${s.server} dropped; reconnecting`);
+          this.listeners.emit("disconnect", err);
+          this.report(err);
+          break;
+        }
+        case "reconnect":
+          this.reconnects++;
+          this.listeners.emit("reconnect", { server: s.server });
+          this.announce();
+          break;
+        case "slowConsumer":
+          this.report(new BackpressureError(`a NATS subscription (${s.sub.getSubject()}) has ${s.pending} messages waiting: this bridge cannot keep up`));
+          break;
+        case "error":
+          this.report(natsError(s.error, "the NATS connection"));
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  /**
+   * Stops bridging: announces that it leaves, stops taking from NATS, closes its ports in the
+   * local graph (subscribers there lose the remote publishers) and its NATS connection.
+   * Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const t of this.timers) clearInterval(t);
+      await this.scanning;
+      this.announce(true);
+      await this.topics.close();
+      await this.services.close();
+      await this.nc.drain().catch(() => this.nc.close());
+      await Promise.allSettled(this.loops);
+      await this.node.close({ linger: 0 });
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,268 @@
+/**
+ * What the bridge puts in a NATS message (docs/protocol.md, *The NATS bridge*): a 32-byte header,
+ * the sending graph's name and the sending port's id, then the Plexus codec frame of the value —
+ * or one chunk of it, when the frame is larger than the server's `max_payload`. `Reassembler`
+ * puts chunks back together, holding at most a bounded amount of memory for incomplete messages.
+ * (Internal: not part of the public API.)
+ * @module
+ */
+import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../errors.js";
+import { encodedSize, encodeInto, type FramePlan } from "../codec/index.js";
+
+/** "PXN1", little-endian. */
+const MAGIC = 0x314e5850;
+/** The envelope's version. */
+export const ENVELOPE_VERSION = 1;
+/** Bytes of the fixed header. */
+export const ENVELOPE_HEADER = 32;
+
+/** What a message is. */
+export const enum Kind {
+  /** A pub/sub message (or a chunk of one). */
+  Message = 1,
+  /** A request to a service; answered on the NATS reply subject. */
+  Request = 2,
+  /** A request's answer: the value. */
+  Answer = 3,
+  /** A request's answer: the failure, `{ code, name, message, handler }`. */
+  Failure = 4,
+  /** A bridge's announcement of its graph (discovery). */
+  Announce = 5,
+}
+
+/** The header of a received envelope. */
+export interface Envelope {
+  /** What it is. */
+  kind: Kind;
+  /** The graph it left. */
+  origin: string;
+  /** The port that sent it (a publisher id, for messages). */
+  port: string;
+  /** The publisher's sequence number (messages), 0 otherwise. */
+  sequence: number;
+  /** This chunk's index. */
+  index: number;
+  /** How many chunks the frame was cut into (1: not chunked). */
+  count: number;
+  /** The whole frame's length. */
+  total: number;
+  /** This chunk's bytes (a view of the received message). */
+  chunk: Uint8Array;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const f64 = new Float64Array(1);
+const f64Bytes = new Uint8Array(f64.buffer);
+
+function put32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v & 0xff;
+  b[at + 1] = (v >>> 8) & 0xff;
+  b[at + 2] = (v >>> 16) & 0xff;
+  b[at + 3] = v >>> 24;
+}
+
+function get32(b: Uint8Array, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+}
+
+/** The bytes of a graph name or a port id (1..255 UTF-8 bytes; a port id may be empty). */
+export function label(text: string, what: string, empty = false): Uint8Array {
+  const b = encoder.encode(text);
+  if (b.length > 255 || (b.length === 0 && !empty)) throw new ProtocolError(`${what} must be ${empty ? 0 : 1}..255 bytes of UTF-8, got ${b.length}`);
+  return b;
+}
+
+/** Writes a header at the start of `out`; returns where the payload starts. */
+function writeHeader(out: Uint8Array, kind: Kind, origin: Uint8Array, port: Uint8Array, sequence: number, index: number, count: number, total: number): number {
+  put32(out, 0, MAGIC);
+  out[4] = ENVELOPE_VERSION;
+  out[5] = kind;
+  out[6] = origin.length;
+  out[7] = port.length;
+  f64[0] = sequence;
+  out.set(f64Bytes, 8);
+  put32(out, 16, index);
+  put32(out, 20, count);
+  put32(out, 24, total);
+  put32(out, 28, 0);
+  out.set(origin, ENVELOPE_HEADER);
+  out.set(port, ENVELOPE_HEADER + origin.length);
+  return ENVELOPE_HEADER + origin.length + port.length;
+}
+
+/** Who sends: the graph's name and the port's id, as bytes, made once per port. */
+export interface Sender {
+  /** The graph's name. */
+  readonly origin: Uint8Array;
+  /** The port's id. */
+  readonly port: Uint8Array;
+}
+
+/**
+ * The NATS payloads of one value: one when its frame fits `maxPayload`, else chunks of it. The
+ * value is encoded once, straight into the (first) payload; chunks copy their part of it.
+ * Throws `EncodeError` for a value the codec refuses, `FrameTooLargeError` above `maxMessage`.
+ */
+export function envelopes(kind: Kind, from: Sender, sequence: number, value: unknown, maxPayload: number, maxMessage: number): Uint8Array[] {
+  return framedEnvelopes(kind, from, sequence, encodedSize(value), maxPayload, maxMessage);
+}
+
+/** {@link envelopes} of a planned frame. */
+export function framedEnvelopes(kind: Kind, from: Sender, sequence: number, plan: FramePlan, maxPayload: number, maxMessage: number): Uint8Array[] {
+  const head = ENVELOPE_HEADER + from.origin.length + from.port.length;
+  const total = plan.byteLength;
+  if (total > maxMessage) throw new FrameTooLargeError(`a message of ${total} bytes is larger than the bridge's maxMessage (${maxMessage})`);
+  const room = maxPayload - head;
+  if (room < 1) throw new FrameTooLargeError(`the NATS server's max_payload (${maxPayload}) leaves no room after the bridge's ${head}-byte header`);
+  if (total <= room) {
+    const out = new Uint8Array(head + total);
+    writeHeader(out, kind, from.origin, from.port, sequence, 0, 1, total);
+    encodeInto(plan, out, head);
+    return [out];
+  }
+  if (kind !== Kind.Message) throw new FrameTooLargeError(`a request or answer of ${total} bytes does not fit the NATS server's max_payload (${maxPayload}); only pub/sub messages are cut into chunks`);
+  const frame = new Uint8Array(total);
+  encodeInto(plan, frame, 0);
+  const count = Math.ceil(total / room);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const part = frame.subarray(i * room, Math.min(total, (i + 1) * room));
+    const msg = new Uint8Array(head + part.length);
+    writeHeader(msg, kind, from.origin, from.port, sequence, i, count, total);
+    msg.set(part, head);
+    out.push(msg);
+  }
+  return out;
+}
+
+/** Reads an envelope's header (a `ProtocolError` for anything that is not one; nothing is allocated for the payload). */
+export function readEnvelope(data: Uint8Array): Envelope {
+  if (data.length < ENVELOPE_HEADER) throw new ProtocolError(`a bridge message of ${data.length} bytes is shorter than its ${ENVELOPE_HEADER}-byte header`);
+  if (get32(data, 0) !== MAGIC) throw new ProtocolError("not a Plexus bridge message (bad magic)");
+  if (data[4] !== ENVELOPE_VERSION) throw new ProtocolError(`bridge message version ${data[4]}, this bridge speaks ${ENVELOPE_VERSION}`);
+  const kind = data[5] as Kind;
+  if (kind < Kind.Message || kind > Kind.Announce) throw new ProtocolError(`unknown bridge message kind ${kind}`);
+  const o = data[6];
+  const p = data[7];
+  if (o === 0 || data.length < ENVELOPE_HEADER + o + p) throw new ProtocolError("a bridge message's names run past its end");
+  f64Bytes.set(data.subarray(8, 16));
+  const sequence = f64[0];
+  const index = get32(data, 16);
+  const count = get32(data, 20);
+  const total = get32(data, 24);
+  if (!Number.isInteger(sequence) || sequence < 0) throw new ProtocolError("a bridge message's sequence number is not a non-negative integer");
+  if (count === 0 || index >= count) throw new ProtocolError(`a bridge message's chunk ${index} of ${count}`);
+  if (count > total) throw new ProtocolError(`a bridge message of ${total} bytes cannot have ${count} chunks`);
+  let origin: string;
+  let port: string;
+  try {
+    origin = decoder.decode(data.subarray(ENVELOPE_HEADER, ENVELOPE_HEADER + o));
+    port = decoder.decode(data.subarray(ENVELOPE_HEADER + o, ENVELOPE_HEADER + o + p));
+  } catch (err) {
+    throw new ProtocolError("a bridge message's names are not UTF-8", { cause: err });
+  }
+  const chunk = data.subarray(ENVELOPE_HEADER + o + p);
+  if (count === 1 && chunk.length !== total) throw new ProtocolError(`a bridge message says ${total} bytes and carries ${chunk.length}`);
+  return { kind, origin, port, sequence, index, count, total, chunk };
+}
+
+/** An incomplete message. */
+interface Partial {
+  readonly key: string;
+  readonly sequence: number;
+  readonly count: number;
+  readonly frame: Uint8Array;
+  next: number;
+  filled: number;
+}
+
+/** What {@link Reassembler.add} gives back. */
+export type Assembled = { frame: Uint8Array; sequence: number } | undefined;
+
+/**
+ * Puts chunked messages back together, per sender (graph and port): chunks of one message come
+ * in order (one NATS connection, one subject). At most `maxPending` bytes are held for
+ * incomplete messages: the oldest is dropped to make room (`ResourceExhaustedError`). A chunk
+ * that does not continue the message it belongs to drops that message (`ProtocolError`).
+ */
+export class Reassembler {
+  private readonly partial = new Map<string, Partial>();
+  private held = 0;
+  /** Incomplete messages dropped (a lost or bad chunk, no room). */
+  dropped = 0;
+
+  /**
+   * @param maxMessage - the largest frame accepted (`FrameTooLargeError` above)
+   * @param maxPending - bytes held at most for incomplete messages
+   */
+  constructor(
+    private readonly maxMessage: number,
+    private readonly maxPending: number,
+  ) {}
+
+  /** Bytes held for incomplete messages. */
+  get pending(): number {
+    return this.held;
+  }
+
+  /**
+   * Adds a received envelope: the whole frame once its last chunk came (a view of the
+   * envelope itself when it was not chunked), else undefined. Throws what was wrong with it —
+   * the message it belonged to is then dropped, and the next one starts afresh.
+   */
+  add(e: Envelope): Assembled {
+    if (e.total > this.maxMessage) throw new FrameTooLargeError(`a bridged message of ${e.total} bytes from ${e.origin} is larger than maxMessage (${this.maxMessage})`);
+    if (e.count === 1) return { frame: e.chunk, sequence: e.sequence };
+    const key = `${e.origin}\u0000${e.port}`;
+    let p = this.partial.get(key);
+    if (p !== undefined && (p.sequence !== e.sequence || e.index !== p.next)) {
+      this.drop(p);
+      if (e.index !== 0 || p.sequence === e.sequence) throw new ProtocolError(`chunk ${e.index} of message ${e.sequence} from ${e.origin} came out of order (expected ${p.next} of message ${p.sequence}); the message is dropped`);
+      p = undefined;
+    }
+    if (p === undefined) {
+      if (e.index !== 0) {
+        this.dropped++;
+        throw new ProtocolError(`chunk ${e.index} of message ${e.sequence} from ${e.origin} without its start; dropped`);
+      }
+      if (e.total > this.maxPending) throw new FrameTooLargeError(`a chunked message of ${e.total} bytes is larger than the bridge holds for incomplete messages (${this.maxPending})`);
+      let evicted = 0;
+      while (this.held + e.total > this.maxPending) {
+        const oldest = this.partial.values().next().value as Partial;
+        this.drop(oldest);
+        evicted++;
+      }
+      p = { key, sequence: e.sequence, count: e.count, frame: new Uint8Array(e.total), next: 0, filled: 0 };
+      this.partial.set(key, p);
+      this.held += e.total;
+      if (evicted > 0) {
+        this.add(e); // never throws again: there is room now, and p is new
+        throw new ResourceExhaustedError(`${evicted} incomplete bridged message(s) dropped to hold a new one (maxPending ${this.maxPending} bytes)`);
+      }
+    }
+    if (e.count !== p.count || p.filled + e.chunk.length > p.frame.length || (e.index === e.count - 1 && p.filled + e.chunk.length !== p.frame.length)) {
+      this.drop(p);
+      throw new ProtocolError(`chunk ${e.index} of message ${e.sequence} from ${e.origin} does not fit the message (${e.total} bytes in ${e.count} chunks); dropped`);
+    }
+    p.frame.set(e.chunk, p.filled);
+    p.filled += e.chunk.length;
+    p.next++;
+    if (p.next < p.count) return undefined;
+    this.partial.delete(key);
+    this.held -= p.frame.length;
+    return { frame: p.frame, sequence: p.sequence };
+  }
+
+  /** Drops whatever is incomplete. */
+  clear(): void {
+    for (const p of [...this.partial.values()]) this.drop(p);
+  }
+
+  private drop(p: Partial): void {
+    if (this.partial.get(p.key) !== p) return;
+    this.partial.delete(p.key);
+    this.held -= p.frame.length;
+    this.dropped++;
+  }
+}

@@ -1,0 +1,10 @@
+/**
+ * `plexus/bridge`: one graph across hosts through a NATS cluster (docs/scale-out.md).
+ * @module
+ */
+export { Bridge, BRIDGE_NODE, type BridgeEvents, type BridgeOptions, type BridgeStats } from "./bridge.js";
+export type { NatsOptions } from "./nats.js";
+export type { RemoteHost } from "./discovery.js";
+export type { TopicCounters } from "./topics.js";
+export type { ServiceCounters } from "./services.js";
+export { NamePattern, NameFilter, subjectOf, nameOfSubject, type SubjectKind } from "./subjects.js";
