@@ -6,9 +6,10 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
-import { GraphServer, connect, NoServerError, RemoteError, ProtocolError, type Node } from "../src/index.js";
+import { GraphServer, connect, NoServerError, RemoteError, ProtocolError, SequenceError, TimeoutError, type Node, type Subscriber } from "../src/index.js";
 import { Bridge, type BridgeOptions } from "../src/bridge/index.js";
 import { natsServer, type NatsServer } from "./helpers/nats.js";
+import { envelopes, Kind, type Sender } from "../src/bridge/envelope.js";
 import { eventually } from "./helpers/eventually.js";
 
 /** One "host": a GraphServer, an application node and a bridge. */
@@ -16,24 +17,43 @@ interface Host {
   graph: GraphServer;
   app: Node;
   bridge: Bridge;
+  bridges: Bridge[];
   close(): Promise<void>;
 }
 
-async function host(name: string, nats: string, opts: Partial<BridgeOptions> = {}): Promise<Host> {
+async function host(name: string, nats: string, opts: Partial<BridgeOptions> = {}, count = 1): Promise<Host> {
   const graph = await GraphServer.start({ host: "127.0.0.1", port: 0 });
   const address = `127.0.0.1:${graph.address.port}`;
   const app = await connect({ address, embedded: false, name: `app-${name}` });
-  const bridge = await Bridge.start({ nats, name, graph: { address, embedded: false }, export: [">"], import: [">"], announceInterval: 200, scanInterval: 50, ...opts });
+  const bridges: Bridge[] = [];
+  for (let i = 0; i < count; i++) bridges.push(await Bridge.start({ nats, name, graph: { address, embedded: false }, export: [">"], import: [">"], announceInterval: 200, scanInterval: 50, ...opts }));
   return {
     graph,
     app,
-    bridge,
+    bridge: bridges[0],
+    bridges,
     async close() {
-      await bridge.close();
+      for (const b of bridges) await b.close();
       await app.close({ linger: 0 });
       await graph.close();
     },
   };
+}
+
+/** Receives until `timeout` passes with nothing: every value that came. */
+async function drain<T>(sub: Subscriber<T>, timeout = 500): Promise<T[]> {
+  const out: T[] = [];
+  for (;;) {
+    try {
+      const s = await sub.receive({ timeout });
+      if (s === null) return out;
+      out.push(s.value);
+      s.release();
+    } catch (err) {
+      if (err instanceof TimeoutError) return out;
+      throw err;
+    }
+  }
 }
 
 describe("bridge: two graphs through one nats-server", () => {
@@ -138,10 +158,86 @@ describe("bridge: two graphs through one nats-server", () => {
   it("each graph sees the other in hosts(), with what it exports", async () => {
     const pub = await a.app.publisher("announced/topic");
     await eventually("host-b to hear of host-a's topic", () => b.bridge.hosts().find((h) => h.origin === "host-a")?.topics.includes("announced/topic"));
-    const snap = await b.app.snapshot();
-    const stand = snap.publishers.find((p) => p.topic === "announced/topic");
-    assert.equal(stand?.endpoints.remote, "host-a", "the stand-in publisher is marked with its graph");
+    const stand = await eventually("the stand-in publisher in host-b's graph", async () => (await b.app.snapshot()).publishers.find((p) => p.topic === "announced/topic"));
+    assert.equal(stand.endpoints.remote, "host-a", "the stand-in publisher is marked with its graph");
     await pub.close();
     await eventually("the topic to leave host-b's graph", async () => !(await b.app.snapshot()).publishers.some((p) => p.topic === "announced/topic"));
+  });
+});
+
+describe("bridge: two graphs with two bridges each, both publishing the same topic", () => {
+  let server: NatsServer;
+  let a: Host;
+  let b: Host;
+  let raw: NatsConnection;
+
+  before(async () => {
+    server = await natsServer();
+    a = await host("twin-a", server.url, { deny: ["secret/>"], backpressure: "block" }, 2);
+    b = await host("twin-b", server.url, { backpressure: "block" }, 2);
+    raw = await natsConnect({ servers: server.url });
+  });
+  after(async () => {
+    await raw?.close();
+    await a?.close();
+    await b?.close();
+    await server?.close();
+  });
+
+  it("every subscriber gets each message once: nothing echoed back, nothing sent twice by the second bridge", async () => {
+    const pubA = await a.app.publisher<string>("dup/x");
+    const pubB = await b.app.publisher<string>("dup/x");
+    const subA = await a.app.subscriber<string>("dup/x", { queue: 1000 });
+    const subB = await b.app.subscriber<string>("dup/x", { queue: 1000 });
+    // Each side sees its own publisher and the other graph's, held by each of its two bridges.
+    await eventually("both subscribers to link to the other graph", () => subA.publishers.length >= 2 && subB.publishers.length >= 2);
+    await new Promise((r) => setTimeout(r, 300)); // both bridges of each graph settled on who sends
+    for (let i = 0; i < 50; i++) {
+      await pubA.publish(`a${i}`);
+      await pubB.publish(`b${i}`);
+    }
+    const gotA = await drain(subA);
+    const gotB = await drain(subB);
+    const expected = [...Array.from({ length: 50 }, (_, i) => `a${i}`), ...Array.from({ length: 50 }, (_, i) => `b${i}`)].sort();
+    assert.deepEqual([...gotA].sort(), expected);
+    assert.deepEqual([...gotB].sort(), expected);
+    // Order per publisher is kept.
+    assert.deepEqual(gotB.filter((v) => v.startsWith("a")), Array.from({ length: 50 }, (_, i) => `a${i}`));
+    const looped = a.bridges.concat(b.bridges).reduce((n, x) => n + x.stats().topics.looped, 0);
+    assert.ok(looped > 0, "each graph heard its own messages back from NATS and dropped them");
+    for (const p of [pubA, pubB, subA, subB]) await p.close();
+  });
+
+  it("a gap in a remote publisher's sequence is counted and reported, not hidden", async () => {
+    const errors: Error[] = [];
+    for (const x of b.bridges) x.on("error", (e) => void errors.push(e));
+    const sub = await b.app.subscriber<number>("ghost/t", { queue: 100 });
+    const from: Sender = { origin: new TextEncoder().encode("ghost-host"), port: new TextEncoder().encode("p9") };
+    const gapsBefore = b.bridges.reduce((n, x) => n + x.stats().topics.gaps, 0);
+    raw.publish("plexus.t.ghost.t", envelopes(Kind.Message, from, 1, 1, 1 << 20, 1 << 20)[0]);
+    await raw.flush();
+    await eventually("the stand-in publisher to reach the subscriber", () => sub.publishers.length > 0);
+    raw.publish("plexus.t.ghost.t", envelopes(Kind.Message, from, 2, 2, 1 << 20, 1 << 20)[0]);
+    raw.publish("plexus.t.ghost.t", envelopes(Kind.Message, from, 6, 6, 1 << 20, 1 << 20)[0]);
+    raw.publish("plexus.t.ghost.t", envelopes(Kind.Message, from, 6, 6, 1 << 20, 1 << 20)[0]); // a duplicate
+    await raw.flush();
+    const got = await drain(sub);
+    assert.ok(got.includes(2) && got.includes(6));
+    assert.equal(got.filter((v) => v === 6).length, 1, "the duplicate is dropped");
+    await eventually("the gap to be counted", () => b.bridges.reduce((n, x) => n + x.stats().topics.gaps, 0) - gapsBefore === 3);
+    assert.ok(errors.some((e) => e instanceof SequenceError && e.expected === 3 && e.got === 6));
+    await sub.close();
+  });
+
+  it("a denied topic is never exported, whatever the export list", async () => {
+    const pub = await a.app.publisher<number>("secret/key");
+    const open = await a.app.publisher<number>("open/key");
+    const sub = await b.app.subscriber<number>("secret/key");
+    await eventually("host-b to hear of open/key", () => b.bridge.hosts().find((h) => h.origin === "twin-a")?.topics.includes("open/key"));
+    assert.ok(!b.bridge.hosts().find((h) => h.origin === "twin-a")?.topics.includes("secret/key"));
+    await pub.publish(1);
+    assert.deepEqual(await drain(sub, 300), []);
+    assert.ok(a.bridges.every((x) => !x.stats().exports.topics.includes("secret/key")));
+    for (const p of [pub, open, sub]) await p.close();
   });
 });

@@ -185,6 +185,8 @@ export class Bridge implements AsyncDisposable {
   /** Topics this bridge sends for its graph (several bridges of one graph: the earliest that exports a topic sends it). */
   private leading = new Set<string>();
   private soleBridge = true;
+  /** True if this bridge publishes what comes from NATS for its graph (the earliest bridge of the graph does). */
+  private receiving = true;
   private nodes = 0;
   private scanning: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -197,7 +199,7 @@ export class Bridge implements AsyncDisposable {
   ) {
     this.name = ctx.origin;
     this.ctx = { ...ctx, report: (err) => this.report(err) };
-    this.topics = new TopicBridge(this.ctx, node, { exports: opts.exports, imports: opts.imports, capacity: opts.capacity, maxMessage: opts.maxMessage, maxPending: opts.maxPending, backpressure: opts.backpressure, queue: opts.queue, slow: opts.slow }, (t) => this.soleBridge || this.leading.has(t));
+    this.topics = new TopicBridge(this.ctx, node, { exports: opts.exports, imports: opts.imports, capacity: opts.capacity, maxMessage: opts.maxMessage, maxPending: opts.maxPending, backpressure: opts.backpressure, queue: opts.queue, slow: opts.slow }, (t) => this.soleBridge || this.leading.has(t), () => this.receiving);
     this.services = new ServiceBridge(this.ctx, node, { exports: opts.exports, imports: opts.imports, maxMessage: opts.maxMessage, requestTimeout: opts.requestTimeout });
   }
 
@@ -304,11 +306,16 @@ export class Bridge implements AsyncDisposable {
     return this.scanning;
   }
 
-  /** Of the bridges of this graph that export a topic, the one that joined first sends it. */
+  /**
+   * Of the bridges of this graph that export a topic, the one that joined first sends it; the
+   * bridge that joined first publishes what comes from NATS.
+   */
   private elect(snap: Snapshot): void {
     this.nodes = snap.nodes.length;
     const bridges = new Map(snap.nodes.filter((n) => n.name.startsWith(BRIDGE_NODE)).map((n) => [n.id, joined(n.id)]));
     this.soleBridge = bridges.size <= 1;
+    const mine = bridges.get(this.node.id);
+    this.receiving = mine === undefined || [...bridges.values()].every((at) => at >= mine);
     const first = new Map<string, { node: string; at: number }>();
     for (const s of snap.subscribers) {
       const at = bridges.get(s.node);

@@ -75,6 +75,7 @@ export async function connectNats(nats: NatsModule, opts: NatsOptions, wait: Blo
     reconnectTimeWait: 250,
     pingInterval: 10_000,
     waitOnFirstConnect: false,
+    noEcho: true, // a bridge never hears what it sent itself (another bridge of its graph still may: the origin tells)
   });
   const what = `connecting to NATS at ${servers.join(", ")}`;
   const done = new Deferred<NatsConnection>({ signal: wait.signal, what }, undefined);

@@ -58,6 +58,8 @@ export interface TopicCounters {
   malformed: number;
   /** Messages dropped here: by the bridge's subscribers (`drop-oldest`), or not published in time. */
   dropped: number;
+  /** Messages another bridge of this graph published (this one followed their sequence, on standby). */
+  standby: number;
 }
 
 /** An exported topic: the bridge's subscriber on it. */
@@ -69,7 +71,7 @@ interface Exported {
 /** The pub/sub half of a bridge. */
 export class TopicBridge {
   /** Counters since the bridge started. */
-  readonly counters: TopicCounters = { sent: 0, sentBytes: 0, sentChunks: 0, received: 0, receivedBytes: 0, gaps: 0, duplicates: 0, looped: 0, malformed: 0, dropped: 0 };
+  readonly counters: TopicCounters = { sent: 0, sentBytes: 0, sentChunks: 0, received: 0, receivedBytes: 0, gaps: 0, duplicates: 0, looped: 0, malformed: 0, dropped: 0, standby: 0 };
   private readonly exported = new Map<string, Exported>();
   private readonly imported = new Map<string, Promise<Publisher<unknown>>>();
   private readonly lastSeq = new Map<string, number>();
@@ -85,25 +87,27 @@ export class TopicBridge {
    * @param node - the bridge's node in the local graph
    * @param settings - what is bridged and how
    * @param leads - true if this bridge is the one of its graph that sends `topic` (several bridges of one graph do not send a message twice)
+   * @param receives - true if this bridge is the one of its graph that publishes what comes from NATS; the others follow the sequence numbers, ready to take over
    */
   constructor(
     private readonly ctx: BridgeContext,
     private readonly node: Node,
     private readonly settings: TopicSettings,
     private readonly leads: (topic: string) => boolean,
+    private readonly receives: () => boolean,
   ) {
     this.reassembler = new Reassembler(settings.maxMessage, settings.maxPending);
     this.origin = label(ctx.origin, "a graph name");
   }
 
   /**
-   * Subscribes to the imported subjects: one NATS subscription per import pattern, in a queue
-   * group of this graph, so that each message reaches one bridge of the graph.
+   * Subscribes to the imported subjects: one NATS subscription per import pattern. Every bridge
+   * of a graph receives every message and follows each sender's sequence; one of them publishes
+   * (so that order, gaps and duplicates are seen whole), the others are ready to take over.
    */
   start(): void {
-    const group = `plexus-import-${this.ctx.origin.replace(/[^A-Za-z0-9_-]/g, "_")}`;
     for (const pattern of this.settings.imports.allow) {
-      const sub = this.ctx.nc.subscribe(pattern.subject(this.ctx.prefix, "t"), { queue: group, slow: this.settings.slow });
+      const sub = this.ctx.nc.subscribe(pattern.subject(this.ctx.prefix, "t"), { slow: this.settings.slow });
       this.subscriptions.push(sub);
       this.loops.push(this.consume(sub));
     }
@@ -270,6 +274,10 @@ export class TopicBridge {
       return;
     }
     this.lastSeq.set(key, sequence);
+    if (!this.receives()) {
+      c.standby++;
+      return;
+    }
     let value: unknown;
     try {
       value = decode(frame);

@@ -103,6 +103,15 @@ export function action<A extends unknown[]>(name: string, fn: (...args: A) => Pr
   };
 }
 
+/** The file an option names; one that cannot be read is a usage error. */
+export function readArgFile(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw usageError(`${flag}: cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
 /** Options of commands that talk to a running GraphServer. */
 export interface AddressOptions {
   /** `host:port`. */

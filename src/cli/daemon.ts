@@ -17,7 +17,8 @@ import { GraphServer } from "../graph/server.js";
 import { isLoopback } from "../net/loopback.js";
 import type { Snapshot } from "../graph/registry.js";
 import { SystemError } from "../errors.js";
-import { action, addressOf, CliError, clientTls, connectGraph, Exit, intArg, palette, portArg, usageError, type AddressOptions } from "./common.js";
+import { bridgeOptions, bridgeSettings, startBridge, type BridgeCliOptions } from "./bridge.js";
+import { action, addressOf, CliError, clientTls, connectGraph, Exit, intArg, palette, portArg, readArgFile, usageError, type AddressOptions } from "./common.js";
 
 /** What a background server records about itself. */
 export interface DaemonState {
@@ -55,7 +56,7 @@ export function readState(): DaemonState | undefined {
   return state;
 }
 
-interface ServeOptions extends AddressOptions {
+interface ServeOptions extends AddressOptions, BridgeCliOptions {
   dashboard?: boolean | string;
   token?: string;
   tlsKey?: string;
@@ -69,16 +70,8 @@ function checkServe(opts: ServeOptions): { host: string; port: number; dashPort:
   const dashPort = opts.dashboard === undefined || opts.dashboard === false ? undefined : portArg(opts.dashboard, "--dashboard");
   if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw usageError("--tls-key and --tls-cert go together");
   const tls = opts.tlsKey !== undefined && opts.tlsCert !== undefined ? { key: readArgFile(opts.tlsKey, "--tls-key"), cert: readArgFile(opts.tlsCert, "--tls-cert") } : undefined;
+  if (opts.nats !== undefined) bridgeSettings(opts, `${host}:${port}`); // checked before anything starts
   return { host, port, dashPort, tls };
-}
-
-/** The file an option names; one that cannot be read is a usage error. */
-function readArgFile(file: string, flag: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (err) {
-    throw usageError(`${flag}: cannot read ${file}: ${(err as Error).message}`);
-  }
 }
 
 /** Starts the GraphServer (and the dashboard); resolves once listening, with a stop function. */
@@ -105,9 +98,25 @@ async function serve(opts: ServeOptions): Promise<{ state: DaemonState; stop: ()
     state.dashboard = dash.url;
     closeDashboard = () => dash.close();
   }
+  let closeBridge: (() => Promise<void>) | undefined;
+  if (opts.nats !== undefined) {
+    const local = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : address.slice(0, address.lastIndexOf(":"));
+    try {
+      const settings = bridgeSettings(opts, `${local}:${server.address.port}`);
+      // The bridge joins this GraphServer with its own token and certificate.
+      const graphTls = tls ? (clientTls() ?? { ca: tls.cert }) : undefined;
+      const bridge = await startBridge({ ...settings, graph: { ...settings.graph, token, tls: graphTls } });
+      closeBridge = () => bridge.close();
+    } catch (err) {
+      await closeDashboard?.();
+      await server.close();
+      throw err;
+    }
+  }
   return {
     state,
     stop: async () => {
+      await closeBridge?.();
       await closeDashboard?.();
       await server.close();
     },
@@ -123,7 +132,8 @@ export function addDaemonCommands(cli: Command): void {
       .option("--token <token>", "access token nodes and the dashboard must present (required off loopback; default: PLEXUS_TOKEN)")
       .option("--tls-key <file>", "TLS private key (PEM) for the control connection (required off loopback)")
       .option("--tls-cert <file>", "TLS certificate (PEM)");
-  serveOptions(cli.command("serve"))
+  bridgeOptions(serveOptions(cli.command("serve")))
+    .option("--nats <urls>", "also run a bridge to this NATS cluster (see `plexus bridge`)")
     .description("run a GraphServer in the foreground (Ctrl-C stops it)")
     .addOption(new Option("--state-file", "write the state file for stop/status (used by start)").hideHelp())
     .action(

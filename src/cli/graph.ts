@@ -47,12 +47,16 @@ export function picture(snap: Snapshot, stats?: GraphStats, compact = false): Gr
   }
   const busy = new Set([...snap.publishers, ...snap.subscribers, ...snap.servers, ...snap.clients].map((p) => p.node));
   const nodes = snap.nodes.filter((n) => busy.has(n.id)).map((n) => ({ id: `node:${n.id}`, label: `${n.name} (pid ${n.pid}${n.threadId ? `, thread ${n.threadId}` : ""})` }));
+  // Ports a bridge holds for another graph are drawn as that graph: one node per remote host.
+  const remotes = [...new Set([...snap.publishers, ...snap.servers].map((p) => p.endpoints.remote).filter((r): r is string => r !== undefined))].sort();
+  nodes.push(...remotes.map((r) => ({ id: `remote:${r}`, label: `host ${r} (through a bridge)` })));
+  const owner = (p: { node: string; endpoints: { remote?: string } }): string => (p.endpoints.remote !== undefined ? `remote:${p.endpoints.remote}` : `node:${p.node}`);
   const seen = new Set<string>();
   for (const p of snap.publishers) {
-    const key = `${p.node}>${p.topic}`;
+    const key = `${owner(p)}>${p.topic}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    arrows.push({ from: `node:${p.node}`, to: topicId(p.topic), kind: "publishes" });
+    arrows.push({ from: owner(p), to: topicId(p.topic), kind: "publishes" });
   }
   const links = new Map<string, Set<string>>();
   for (const t of stats?.topics ?? []) for (const l of t.links) links.set(l.subscriber, (links.get(l.subscriber) ?? new Set()).add(l.transport));
@@ -81,10 +85,10 @@ export function picture(snap: Snapshot, stats?: GraphStats, compact = false): Gr
     a.label = label || undefined;
   }
   for (const s of snap.servers) {
-    const key = `serves:${s.service}>${s.node}`;
+    const key = `serves:${s.service}>${owner(s)}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    arrows.push({ from: `service:${s.service}`, to: `node:${s.node}`, kind: "serves" });
+    arrows.push({ from: `service:${s.service}`, to: owner(s), kind: "serves" });
   }
   return { nodes, topics: snap.topics, services: serviceNames(snap), arrows };
 }
@@ -104,7 +108,7 @@ export function toMermaid(p: GraphPicture): string {
   const ids = new Map<string, string>();
   const id = (key: string): string => {
     let v = ids.get(key);
-    if (v === undefined) ids.set(key, (v = `${key.startsWith("node:") ? "n" : key.startsWith("service:") ? "s" : "t"}${ids.size}`));
+    if (v === undefined) ids.set(key, (v = `${key.startsWith("node:") ? "n" : key.startsWith("remote:") ? "h" : key.startsWith("service:") ? "s" : "t"}${ids.size}`));
     return v;
   };
   const q = (s: string): string => `"${s.replace(/"/g, "#quot;")}"`;

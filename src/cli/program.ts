@@ -17,6 +17,7 @@ import { benchCommand } from "./bench.js";
 import { demoCommand } from "./demo.js";
 import { runCommand } from "./run.js";
 import { settingsCommand } from "./settings.js";
+import { bridgeCommand } from "./bridge.js";
 import { Exit } from "./common.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -36,6 +37,7 @@ export function program(): Command {
   cli.addCommand(demoCommand());
   cli.addCommand(runCommand());
   cli.addCommand(settingsCommand());
+  bridgeCommand(cli);
   const shm = cli.command("shm").description("shared-memory segments made by Plexus on this host");
   shm
     .command("list")

@@ -1,0 +1,133 @@
+/**
+ * The bridge's pure parts: the subject mapping (reversible, never a wildcard or separator of its
+ * own), name patterns and filters, the envelope, and reassembly under its memory bound.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../src/index.js";
+import { nameFromTokens, nameOfSubject, nameTokens, NameFilter, NamePattern, subjectOf } from "../src/bridge/subjects.js";
+import { envelopes, Kind, readEnvelope, Reassembler, type Sender } from "../src/bridge/envelope.js";
+import { decode } from "../src/codec/index.js";
+
+const from: Sender = { origin: new TextEncoder().encode("host-a"), port: new TextEncoder().encode("p1") };
+
+describe("bridge subjects", () => {
+  it("escapes NATS's separators and wildcards, a leading $ and empty segments", () => {
+    assert.equal(subjectOf("plexus", "t", "camera/front"), "plexus.t.camera.front");
+    assert.equal(subjectOf("plexus", "t", "a.b/*/>/$sys/~x"), "plexus.t.a~2Eb.~2A.~3E.~24sys.~7Ex");
+    assert.equal(subjectOf("plexus", "t", "/lead//trail/"), "plexus.t.~.lead.~.trail.~");
+    assert.equal(nameOfSubject("plexus", "t", "plexus.t.a~2Eb.~2A.~3E.~24sys.~7Ex"), "a.b/*/>/$sys/~x");
+    assert.equal(nameOfSubject("plexus", "s", "plexus.t.x"), undefined, "another kind");
+    assert.equal(nameOfSubject("plexus", "t", "plexus.t.$bad"), undefined, "a token the mapping never makes");
+    assert.equal(nameOfSubject("plexus", "t", "plexus.t.~2e"), undefined, "lower-case escapes are not the mapping's");
+  });
+
+  it("is reversible for every topic name, and its tokens hold no separator, wildcard or leading $", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom("a", "b", ".", "*", ">", "/", "~", "$", "é", "-", "2", "E"), minLength: 1, maxLength: 40 }), (name) => {
+        const tokens = nameTokens(name);
+        for (const t of tokens) {
+          assert.ok(t.length > 0);
+          assert.ok(!/[.*>\s]/.test(t), t);
+          assert.ok(!t.startsWith("$"), t);
+        }
+        assert.equal(nameFromTokens(tokens), name);
+        assert.equal(nameOfSubject("p", "t", subjectOf("p", "t", name)), name);
+      }),
+    );
+  });
+
+  it("patterns: * is one segment, > one or more at the end; their subjects use NATS wildcards", () => {
+    const p = new NamePattern("camera/*/raw");
+    assert.ok(p.matches("camera/front/raw"));
+    assert.ok(!p.matches("camera/front/left/raw"));
+    assert.ok(!p.matches("camera/raw"));
+    const all = new NamePattern("sensors/>");
+    assert.ok(all.matches("sensors/imu"));
+    assert.ok(all.matches("sensors/imu/accel"));
+    assert.ok(!all.matches("sensors"));
+    assert.equal(all.subject("plexus", "t"), "plexus.t.sensors.>");
+    assert.equal(new NamePattern("a.b/*").subject("plexus", "t"), "plexus.t.a~2Eb.*");
+    assert.throws(() => new NamePattern("a/>/b"), /last segment/);
+    assert.throws(() => new NamePattern(""), /non-empty/);
+  });
+
+  it("filters: nothing passes without an allow pattern; deny wins", () => {
+    assert.ok(!new NameFilter([], []).passes("x"));
+    const f = new NameFilter([">"], ["secret/>"]);
+    assert.ok(f.passes("camera/front"));
+    assert.ok(!f.passes("secret/key"));
+  });
+});
+
+describe("bridge envelope", () => {
+  it("a value that fits is one message: the header, the names, the codec frame", () => {
+    const [m, ...rest] = envelopes(Kind.Message, from, 42, { x: new Float64Array([1.5]) }, 1 << 20, 1 << 20);
+    assert.equal(rest.length, 0);
+    const e = readEnvelope(m);
+    assert.equal(e.kind, Kind.Message);
+    assert.equal(e.origin, "host-a");
+    assert.equal(e.port, "p1");
+    assert.equal(e.sequence, 42);
+    assert.equal(e.count, 1);
+    const v = decode(e.chunk) as { x: Float64Array };
+    assert.ok(v.x instanceof Float64Array);
+    assert.equal(v.x[0], 1.5);
+  });
+
+  it("a larger value is cut into chunks no larger than max_payload, and put back together", () => {
+    const big = new Uint8Array(10_000).map((_, i) => i & 0xff);
+    const parts = envelopes(Kind.Message, from, 7, big, 1000, 1 << 20);
+    assert.ok(parts.length > 10);
+    for (const p of parts) assert.ok(p.length <= 1000);
+    const r = new Reassembler(1 << 20, 1 << 20);
+    let whole;
+    for (const p of parts) whole = r.add(readEnvelope(p));
+    assert.ok(whole);
+    assert.equal(whole.sequence, 7);
+    assert.deepEqual(decode(whole.frame), big);
+    assert.equal(r.pending, 0);
+  });
+
+  it("refuses what is not an envelope, and names that run past the end, before allocating", () => {
+    assert.throws(() => readEnvelope(new Uint8Array(10)), ProtocolError);
+    assert.throws(() => readEnvelope(new TextEncoder().encode("x".repeat(64))), /bad magic/);
+    const [m] = envelopes(Kind.Message, from, 1, 1, 1 << 20, 1 << 20);
+    const wrongVersion = m.slice();
+    wrongVersion[4] = 9;
+    assert.throws(() => readEnvelope(wrongVersion), /version 9/);
+    const chunks = m.slice();
+    new DataView(chunks.buffer).setUint32(20, 0xffffffff, true); // more chunks than bytes
+    assert.throws(() => readEnvelope(chunks), ProtocolError);
+    assert.throws(() => readEnvelope(m.subarray(0, 33)), /names run past/);
+    const truncated = m.subarray(0, m.length - 1);
+    assert.throws(() => readEnvelope(truncated), /says \d+ bytes and carries/);
+  });
+
+  it("reassembly: a lost chunk drops its message; a message above maxMessage is refused; memory for incomplete ones is bounded", () => {
+    const big = new Uint8Array(5000);
+    const r = new Reassembler(1 << 20, 12_000);
+    const a = envelopes(Kind.Message, from, 1, big, 1000, 1 << 20);
+    r.add(readEnvelope(a[0]));
+    assert.throws(() => r.add(readEnvelope(a[2])), /out of order/);
+    assert.equal(r.pending, 0);
+    assert.equal(r.dropped, 1);
+    assert.throws(() => new Reassembler(1000, 1 << 20).add(readEnvelope(a[0])), FrameTooLargeError);
+    // Three senders' incomplete messages: the third needs the room of the first.
+    const senders = ["p1", "p2", "p3"].map((p) => ({ origin: from.origin, port: new TextEncoder().encode(p) }));
+    r.add(readEnvelope(envelopes(Kind.Message, senders[0], 1, big, 1000, 1 << 20)[0]));
+    r.add(readEnvelope(envelopes(Kind.Message, senders[1], 1, big, 1000, 1 << 20)[0]));
+    assert.throws(() => r.add(readEnvelope(envelopes(Kind.Message, senders[2], 1, big, 1000, 1 << 20)[0])), ResourceExhaustedError);
+    assert.ok(r.pending <= 12_000);
+    // The second sender's message still completes.
+    const rest = envelopes(Kind.Message, senders[1], 1, big, 1000, 1 << 20).slice(1);
+    let whole;
+    for (const p of rest) whole = r.add(readEnvelope(p));
+    assert.ok(whole);
+  });
+
+  it("requests and answers are never chunked: one that does not fit is FrameTooLargeError", () => {
+    assert.throws(() => envelopes(Kind.Request, from, 0, new Uint8Array(5000), 1000, 1 << 20), FrameTooLargeError);
+  });
+});
