@@ -1,5 +1,5 @@
 /**
- * Optional peer dependencies (`mqtt`, `@grpc/grpc-js`): declared optional in package.json,
+ * Optional peer dependencies (`mqtt`, `@grpc/grpc-js`, `@nats-io/transport-node`): declared optional in package.json,
  * loaded on first use, and a missing one is a `MissingDependencyError` that names the package to
  * install — asked for by name in this process (ESM and CommonJS copies), and for real in child
  * processes whose module resolution cannot find the package (an `--import` hook resolves it from
@@ -59,7 +59,7 @@ test("optional peers: every package the code loads with loadOptionalPeer is an o
     }
   };
   scan(join(root, "src"));
-  assert.ok(loaded.has("mqtt") && loaded.has("@grpc/grpc-js"), `found ${[...loaded].join(", ")}`);
+  assert.ok(loaded.has("mqtt") && loaded.has("@grpc/grpc-js") && loaded.has("@nats-io/transport-node"), `found ${[...loaded].join(", ")}`);
   for (const name of loaded) {
     assert.ok(pkg.peerDependencies?.[name] !== undefined, `${name} is a peer dependency`);
     assert.equal(pkg.peerDependenciesMeta?.[name]?.optional, true, `${name} is optional`);
@@ -68,15 +68,18 @@ test("optional peers: every package the code loads with loadOptionalPeer is an o
   }
 });
 
-/** The optional peers of the queue backends: the package, and the URL scheme that needs it. */
+/**
+ * The optional peers: the package, what needs it (`what`), the error message's words for it, and
+ * the calls that need it (JavaScript, run in the child with `queue` and `Bridge` in scope).
+ */
 const PEERS = [
-  { pkg: "mqtt", url: "mqtt://127.0.0.1:1/q", feature: "mqtt:// and mqtts:// queue URLs" },
-  { pkg: "@grpc/grpc-js", url: "grpc://127.0.0.1:1", feature: "grpc:// and grpcs:// queue URLs" },
+  { pkg: "mqtt", what: "mqtt:// queue servers and clients", feature: "mqtt:// and mqtts:// queue URLs", calls: "[() => queue.server({ url: 'mqtt://127.0.0.1:0/q' }), () => queue.client({ url: 'mqtt://127.0.0.1:1/q', connectTimeout: 200 })]", count: 2 },
+  { pkg: "@grpc/grpc-js", what: "grpc:// queue servers and clients", feature: "grpc:// and grpcs:// queue URLs", calls: "[() => queue.server({ url: 'grpc://127.0.0.1:0' }), () => queue.client({ url: 'grpc://127.0.0.1:1', connectTimeout: 200 })]", count: 2 },
+  { pkg: "@nats-io/transport-node", what: "the NATS bridge", feature: "the NATS bridge", calls: "[() => Bridge.start({ nats: 'nats://127.0.0.1:1', export: ['>'] })]", count: 1 },
 ] as const;
 
 /**
- * Runs a child that makes a queue server and client of `peer`'s scheme with its package
- * resolved by a hook: `absent` resolves it from a directory without node_modules, `broken` to a
+ * Runs a child that makes `peer`'s calls with its package resolved by a hook: `absent` resolves it from a directory without node_modules, `broken` to a
  * module that imports a package that does not exist. Prints what each factory rejected with.
  */
 async function withoutPeer(
@@ -98,11 +101,12 @@ export async function resolve(specifier, context, next) {
     );
     writeFileSync(join(dir, "register.mjs"), `import { register } from "node:module";\nregister("./hooks.mjs", import.meta.url);\n`);
     const index = pathToFileURL(join(root, "dist", "src", "index.js")).href;
+    const bridge = pathToFileURL(join(root, "dist", "src", "bridge", "index.js")).href;
     const script = `
       const { queue, InvalidArgumentError } = await import(${JSON.stringify(index)});
+      const { Bridge } = await import(${JSON.stringify(bridge)});
       const out = [];
-      const url = ${JSON.stringify(peer.url)};
-      for (const make of [() => queue.server({ url: url.replace(":1", ":0") }), () => queue.client({ url, connectTimeout: 200 })]) {
+      for (const make of ${peer.calls}) {
         try {
           await make();
           out.push({ name: "resolved" });
@@ -120,9 +124,9 @@ export async function resolve(specifier, context, next) {
 }
 
 for (const peer of PEERS) {
-  test(`optional peers: without the ${peer.pkg} package, ${peer.url.split(":")[0]}:// queue servers and clients reject with MissingDependencyError naming it`, async () => {
+  test(`optional peers: without the ${peer.pkg} package, ${peer.what} reject with MissingDependencyError naming it`, async () => {
     const out = await withoutPeer(peer, "absent");
-    assert.equal(out.length, 2);
+    assert.equal(out.length, peer.count);
     for (const e of out) {
       assert.equal(e.name, "MissingDependencyError", JSON.stringify(e));
       assert.equal(e.code, "ERR_PLEXUS_MISSING_DEPENDENCY");

@@ -99,6 +99,8 @@ export interface BridgeStats {
   errors: number;
   /** The last few failures, newest last. */
   recentErrors: { code: string; message: string; at: number }[];
+  /** The NATS server the bridge is connected to now (empty while it reconnects). */
+  server: string;
   /** Times the NATS connection dropped. */
   disconnects: number;
   /** Times it came back. */
@@ -271,6 +273,7 @@ export class Bridge implements AsyncDisposable {
       services: { ...this.services.counters },
       errors: this.errorCount,
       recentErrors: [...this.errors],
+      server: this.nc.isClosed() ? "" : this.nc.getServer(),
       disconnects: this.disconnects,
       reconnects: this.reconnects,
       exports: { topics: this.topics.exports.sort(), services: this.services.exports.sort() },

@@ -24,6 +24,7 @@ export interface BridgeCliOptions {
   capacity?: string;
   maxMessage?: string;
   backpressure?: string;
+  announceInterval?: string;
 }
 
 const collect = (v: string, all: string[] | undefined): string[] => [...(all ?? []), v];
@@ -43,7 +44,8 @@ export function bridgeOptions(cmd: Command): Command {
     .option("--nats-nkey <file>", "file holding an nkey seed to sign in with")
     .option("--capacity <bytes>", "ring of each publisher held for a remote topic (default 4 MiB; the largest message is half)")
     .option("--max-message <bytes>", "largest message bridged (default: half the capacity)")
-    .option("--backpressure <policy>", "when NATS cannot keep up with an exported topic: drop-oldest (default), block, fail");
+    .option("--backpressure <policy>", "when NATS cannot keep up with an exported topic: drop-oldest (default), block, fail")
+    .option("--announce-interval <ms>", "ms between announcements of this graph; a graph silent for three is gone (default 1000)");
 }
 
 /** The bridge's options from the command line (a usage error for a bad one); the token comes from PLEXUS_NATS_TOKEN. */
@@ -72,6 +74,7 @@ export function bridgeSettings(opts: BridgeCliOptions, graphAddress: string): Br
     ...(opts.capacity !== undefined ? { capacity: intArg(opts.capacity, "--capacity", 64 << 10) } : {}),
     ...(opts.maxMessage !== undefined ? { maxMessage: intArg(opts.maxMessage, "--max-message", 1024) } : {}),
     ...(backpressure !== undefined ? { backpressure: backpressure as "block" | "drop-oldest" | "fail" } : {}),
+    ...(opts.announceInterval !== undefined ? { announceInterval: intArg(opts.announceInterval, "--announce-interval", 100, 600_000) } : {}),
     graph: { address: graphAddress, embedded: false, token: clientToken(), tls: clientTls() },
   };
 }
