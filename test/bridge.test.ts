@@ -11,6 +11,8 @@ import { Bridge, type BridgeOptions } from "../src/bridge/index.js";
 import { natsServer, type NatsServer } from "./helpers/nats.js";
 import { envelopes, Kind, type Sender } from "../src/bridge/envelope.js";
 import { eventually } from "./helpers/eventually.js";
+import { picture, toMermaid } from "../src/cli/graph.js";
+import { topTable } from "../src/cli/top.js";
 
 /** One "host": a GraphServer, an application node and a bridge. */
 interface Host {
@@ -160,6 +162,11 @@ describe("bridge: two graphs through one nats-server", () => {
     await eventually("host-b to hear of host-a's topic", () => b.bridge.hosts().find((h) => h.origin === "host-a")?.topics.includes("announced/topic"));
     const stand = await eventually("the stand-in publisher in host-b's graph", async () => (await b.app.snapshot()).publishers.find((p) => p.topic === "announced/topic"));
     assert.equal(stand.endpoints.remote, "host-a", "the stand-in publisher is marked with its graph");
+    // plexus graph draws it as host-a's; plexus top marks the topic with the host it comes from.
+    const snap = await b.app.snapshot();
+    assert.match(toMermaid(picture(snap)), /host host-a \(through a bridge\)/);
+    assert.deepEqual(b.graph.stats().topics.find((t) => t.topic === "announced/topic")?.remote, ["host-a"]);
+    assert.match(topTable(b.graph.stats()), /^announced\/topic <- host-a /m);
     await pub.close();
     await eventually("the topic to leave host-b's graph", async () => !(await b.app.snapshot()).publishers.some((p) => p.topic === "announced/topic"));
   });

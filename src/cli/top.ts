@@ -15,7 +15,8 @@ export function topTable(stats: GraphStats, color = palette({ isTTY: false } as 
     const kinds = new Map<string, number>();
     for (const l of t.links) kinds.set(l.transport, (kinds.get(l.transport) ?? 0) + 1);
     return [
-      t.topic,
+      // Published by other graphs through a bridge: marked with those hosts.
+      (t.remote ?? []).length > 0 ? `${t.topic} <- ${(t.remote ?? []).join(",")}` : t.topic,
       String(t.publishers),
       String(t.subscribers),
       human(t.rate),
@@ -46,7 +47,7 @@ function serviceTable(services: ServiceStats[], color: ReturnType<typeof palette
     const kinds = new Map<string, number>();
     for (const l of v.links) kinds.set(l.transport, (kinds.get(l.transport) ?? 0) + 1);
     return [
-      v.service,
+      (v.remote ?? []).length > 0 ? `${v.service} -> ${(v.remote ?? []).join(",")}` : v.service,
       String(v.servers),
       String(v.clients),
       human(Math.max(v.rate, v.callRate)),

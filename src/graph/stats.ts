@@ -48,6 +48,8 @@ export interface TopicStats {
   dropRate: number;
   /** Links of its subscribers, with their transport. */
   links: LinkStats[];
+  /** The other graphs (hosts) whose publishers of it a bridge holds here, sorted; empty when none (docs/scale-out.md). */
+  remote: string[];
 }
 
 /** How a request/response client reaches one server. */
@@ -86,6 +88,8 @@ export interface ServiceStats {
   latency: number | null;
   /** Links of its clients, with their transport. */
   links: ServiceLinkStats[];
+  /** The other graphs (hosts) whose servers of it a bridge holds here, sorted; empty when none (docs/scale-out.md). */
+  remote: string[];
 }
 
 /** The answer of the `stats` request. */
@@ -249,10 +253,11 @@ export class StatsBook {
     const fresh = (e: PortEntry | undefined): e is PortEntry => e !== undefined;
     const live = (e: PortEntry): boolean => now - e.at <= STATS_STALE_MS;
     const topics = snapshot.topics.map((topic): TopicStats => {
-      const t: TopicStats = { topic, publishers: 0, subscribers: 0, rate: 0, bandwidth: 0, receiveRate: 0, messages: 0, bytes: 0, waits: 0, drops: 0, waitRate: 0, dropRate: 0, links: [] };
+      const t: TopicStats = { topic, publishers: 0, subscribers: 0, rate: 0, bandwidth: 0, receiveRate: 0, messages: 0, bytes: 0, waits: 0, drops: 0, waitRate: 0, dropRate: 0, links: [], remote: [] };
       for (const p of snapshot.publishers) {
         if (p.topic !== topic) continue;
         t.publishers++;
+        if (p.endpoints.remote !== undefined && !t.remote.includes(p.endpoints.remote)) t.remote.push(p.endpoints.remote);
         const e = this.ports.get(p.id);
         if (!fresh(e)) continue;
         t.messages += e.messages;
@@ -276,6 +281,7 @@ export class StatsBook {
         }
         for (const l of e.links) t.links.push({ publisher: l.publisher, subscriber: s.id, transport: l.transport });
       }
+      t.remote.sort();
       return t;
     });
     return { at: now, topics, services: this.services(snapshot, now) };
@@ -285,10 +291,11 @@ export class StatsBook {
   private services(snapshot: Snapshot, now: number): ServiceStats[] {
     const live = (e: RpcEntry): boolean => now - e.at <= STATS_STALE_MS;
     return snapshot.services.map((service): ServiceStats => {
-      const v: ServiceStats = { service, servers: 0, clients: 0, rate: 0, callRate: 0, bandwidth: 0, requests: 0, errors: 0, errorRate: 0, inFlight: 0, latency: null, links: [] };
+      const v: ServiceStats = { service, servers: 0, clients: 0, rate: 0, callRate: 0, bandwidth: 0, requests: 0, errors: 0, errorRate: 0, inFlight: 0, latency: null, links: [], remote: [] };
       for (const s of snapshot.servers) {
         if (s.service !== service) continue;
         v.servers++;
+        if (s.endpoints.remote !== undefined && !v.remote.includes(s.endpoints.remote)) v.remote.push(s.endpoints.remote);
         const e = this.rpc.get(s.id);
         if (e === undefined) continue;
         v.requests += e.requests;
@@ -314,6 +321,7 @@ export class StatsBook {
         }
       }
       if (answered > 0) v.latency = weighted / answered;
+      v.remote.sort();
       return v;
     });
   }
