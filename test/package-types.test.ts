@@ -19,6 +19,14 @@ const USER_CODE = `
 import { connect, queue, PlexusError, CycleError, TimeoutError, type Sample, type StatsReport } from "plexus";
 import { Reader, WriterDeadError, PeerDeadError } from "plexus/zerobuffer";
 import { Collection, Unit, UnitError, connect as wire, input, output, setting, start, testUnit } from "plexus/pipeline";
+import { Bridge, type BridgeStats, type RemoteHost } from "plexus/bridge";
+
+export async function bridge(): Promise<void> {
+  await using b = await Bridge.start({ nats: { servers: "nats://127.0.0.1:4222", user: "u", pass: "p" }, export: ["camera/>"], import: [">"], deny: ["secret/>"] });
+  b.on("error", (e) => void e.code).on("host-join", (h: RemoteHost) => void h.topics);
+  const s: BridgeStats = b.stats();
+  void s.topics.gaps;
+}
 
 class Scale extends Unit.with({ factor: setting.number(2, { min: 0 }) }) {
   readonly INPUT = input<number>({ backpressure: "drop-oldest", queue: 4 });

@@ -17,10 +17,11 @@ import type { BackpressurePolicy } from "../transport/transport.js";
 import type { BridgeContext } from "./context.js";
 import { readAnnouncement, RemoteHosts, type Announcement, type RemoteHost } from "./discovery.js";
 import { envelopes, Kind, label } from "./envelope.js";
-import { connectNats, loadNats, natsError, natsServers, type NatsConnection, type NatsOptions } from "./nats.js";
-import { ServiceBridge, type ServiceCounters } from "./services.js";
+import { connectNats, loadNats, natsError, natsServers, type NatsConnection } from "./nats.js";
+import { ServiceBridge } from "./services.js";
 import { checkPrefix, NameFilter, subjectOf } from "./subjects.js";
-import { TopicBridge, type TopicCounters } from "./topics.js";
+import { TopicBridge } from "./topics.js";
+import type { NatsOptions, ServiceCounters, TopicCounters } from "./types.js";
 
 /** The name every bridge's node has in its graph (followed by `:` and the graph's name). */
 export const BRIDGE_NODE = "plexus-bridge";

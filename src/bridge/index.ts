@@ -3,8 +3,6 @@
  * @module
  */
 export { Bridge, BRIDGE_NODE, type BridgeEvents, type BridgeOptions, type BridgeStats } from "./bridge.js";
-export type { NatsOptions } from "./nats.js";
+export type { NatsOptions, ServiceCounters, TopicCounters } from "./types.js";
 export type { RemoteHost } from "./discovery.js";
-export type { TopicCounters } from "./topics.js";
-export type { ServiceCounters } from "./services.js";
 export { NamePattern, NameFilter, subjectOf, nameOfSubject, type SubjectKind } from "./subjects.js";

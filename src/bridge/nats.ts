@@ -9,6 +9,9 @@ import { AccessDeniedError, ClosedError, InvalidArgumentError, NoServerError, Pe
 import { loadOptionalPeer } from "../util/optional-peer.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { Deferred } from "../util/wait.js";
+import type { NatsOptions } from "./types.js";
+
+export type { NatsOptions } from "./types.js";
 
 /** The NATS client package's module. */
 export type NatsModule = typeof NatsNode;
@@ -19,23 +22,6 @@ export type NatsMsg = NatsNode.Msg;
 /** A NATS subscription. */
 export type NatsSubscription = NatsNode.Subscription;
 
-/** Where and how to connect to NATS (docs/scale-out.md, *Security*). */
-export interface NatsOptions {
-  /** One or more server URLs of the same cluster: `nats://host:4222`, `tls://host:4222`. */
-  servers: string | readonly string[];
-  /** TLS: the CA that signed the servers' certificates, and a client certificate and key for servers that ask for one (PEM text). A `tls://` server URL turns TLS on with the system's CAs. */
-  tls?: { ca?: string; cert?: string; key?: string };
-  /** User and password. */
-  user?: string;
-  /** Password of `user`. */
-  pass?: string;
-  /** An authentication token. */
-  token?: string;
-  /** An nkey seed (`SU…`): the bridge signs the server's challenge with it. */
-  nkeySeed?: string;
-  /** The connection's name, as the server's monitoring shows it. */
-  name?: string;
-}
 
 /** Loads the NATS client package, or rejects with `MissingDependencyError` naming it. */
 export function loadNats(): Promise<NatsModule> {

@@ -15,6 +15,7 @@ import type { BridgeContext } from "./context.js";
 import { envelopes, Kind, label, readEnvelope, type Sender } from "./envelope.js";
 import { natsError, type NatsMsg, type NatsSubscription } from "./nats.js";
 import { subjectOf, type NameFilter } from "./subjects.js";
+import type { ServiceCounters } from "./types.js";
 
 /** The NATS queue group every bridge's service subscriptions join. */
 export const SERVICE_GROUP = "plexus-service";
@@ -31,19 +32,6 @@ export interface ServiceSettings {
   readonly requestTimeout: number;
 }
 
-/** The counters of requests through the bridge. */
-export interface ServiceCounters {
-  /** Requests from other hosts answered here. */
-  answered: number;
-  /** Of those, answered with an error. */
-  failed: number;
-  /** Requests of this graph's clients forwarded to other hosts. */
-  forwarded: number;
-  /** Of those, that failed (no responder, timeout, the remote handler's error). */
-  forwardFailed: number;
-  /** Requests received that were malformed: answered with a `ProtocolError` when they had a reply subject. */
-  malformed: number;
-}
 
 /** An error as a failure answer carries it. */
 interface WireFailure {

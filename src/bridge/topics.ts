@@ -15,6 +15,7 @@ import { envelopes, Kind, label, readEnvelope, Reassembler, type Sender } from "
 import type { NatsMsg, NatsSubscription } from "./nats.js";
 import { nameOfSubject, subjectOf, type NameFilter } from "./subjects.js";
 import { natsError } from "./nats.js";
+import type { TopicCounters } from "./types.js";
 
 /** How topics are bridged (checked by the `Bridge`). */
 export interface TopicSettings {
@@ -36,31 +37,6 @@ export interface TopicSettings {
   readonly slow: number;
 }
 
-/** The counters of pub/sub through the bridge. */
-export interface TopicCounters {
-  /** Messages sent to NATS. */
-  sent: number;
-  /** Bytes sent to NATS (envelopes included). */
-  sentBytes: number;
-  /** NATS messages those took (more than `sent` when messages were cut into chunks). */
-  sentChunks: number;
-  /** Messages received from NATS and published here. */
-  received: number;
-  /** Bytes received from NATS. */
-  receivedBytes: number;
-  /** Messages that other graphs' publishers sent and that never arrived here (sequence gaps). */
-  gaps: number;
-  /** Messages received twice (the second copy is dropped). */
-  duplicates: number;
-  /** Messages this graph sent itself, received back and dropped. */
-  looped: number;
-  /** Received messages that were not Plexus messages, were malformed, or could not be reassembled: dropped. */
-  malformed: number;
-  /** Messages dropped here: by the bridge's subscribers (`drop-oldest`), or not published in time. */
-  dropped: number;
-  /** Messages another bridge of this graph published (this one followed their sequence, on standby). */
-  standby: number;
-}
 
 /** An exported topic: the bridge's subscriber on it. */
 interface Exported {

@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { Bridge, type BridgeOptions } from "../bridge/index.js";
-import type { NatsOptions } from "../bridge/nats.js";
+import type { NatsOptions } from "../bridge/types.js";
 import { action, addressOf, clientTls, clientToken, intArg, palette, readArgFile, usageError, type AddressOptions } from "./common.js";
 
 /** The options `bridge` and `serve --nats` share. */
