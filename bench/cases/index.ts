@@ -22,3 +22,4 @@ import "./iops.js";
 import "./paced.js";
 import "./path.js";
 import "./python.js";
+import "./nats-pubsub.js";

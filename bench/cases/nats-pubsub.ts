@@ -1,0 +1,212 @@
+/**
+ * Row `nats`, pub/sub (bench/README.md, "The `nats` row"): a Plexus publisher on one graph to a
+ * subscriber on another, through a bridge on each and one nats-server, against a plain NATS client
+ * publishing the same bytes to a plain NATS subscriber through the same kind of server; throughput
+ * at 64 B, 64 KiB, 1 MiB and 16 MiB (chunked), and the round trip of 64 B. The bridges' CPU and
+ * peak RSS are reported.
+ * @module
+ */
+import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
+import type { Publisher, Subscriber } from "../../src/index.js";
+import { registerCase, type CaseContext, type CaseScope, type Resource, type ThroughputSample } from "../harness.js";
+import { now, ReplySlot, roundTrips } from "../measure.js";
+import { Peer } from "../peer.js";
+import { registerRow } from "../rows.js";
+import { natsServer } from "../../test/helpers/nats.js";
+import { graph } from "./plexus-pubsub.js";
+
+const KiB = 1024;
+const MiB = 1 << 20;
+/** The plain client's case: the baseline of the row. */
+export const PLAIN_NATS = "plain nats client";
+const BRIDGED = "plexus pubsub through bridges";
+/** Bytes in flight at most (both kinds): the sender waits for the receiver every window. */
+const WINDOW_BYTES = 8 * MiB;
+
+const SIZES = [
+  { label: "64 B", bytes: 64, quick: true },
+  { label: "64 KiB", bytes: 64 * KiB, quick: false },
+  { label: "1 MiB", bytes: MiB, quick: true },
+  { label: "16 MiB", bytes: 16 * MiB, quick: false },
+] as const;
+
+registerRow({
+  id: "nats",
+  title: "nats: between two graphs through NATS (bridges) against a plain NATS client",
+  method:
+    "One nats-server (started by the suite, default settings: max_payload 1 MiB) on loopback. plexus pubsub through bridges: the suite publishes a " +
+    "Uint8Array on graph A (a GraphServer in the suite), a bridge process exports it (policy block) to NATS, a second bridge process imports it into " +
+    "graph B (a GraphServer in the sink process), whose subscriber touches one byte per 64 and counts. Messages above max_payload travel in chunks. " +
+    "plain nats client: the suite publishes the same bytes with @nats-io/transport-node to a subscriber process (16 MiB as 16 messages of 1 MiB, " +
+    `the server's limit). Both wait for the receiver every ${WINDOW_BYTES / MiB} MiB (or 1024 messages), as NATS core has no flow control of its own. ` +
+    "Throughput: first publish to the receiver confirming the last byte (IPC). Round trip: 64 B to an echo (graph B's subscriber publishing back on " +
+    "another topic; the plain echo republishes on another subject). CPU = user + system time of the two bridge processes during the repetition; " +
+    "peak RSS = the larger of the two bridges' (VmHWM).",
+});
+
+/** What a stream case runs: sends one message, and the receiver's running byte count. */
+interface Stream extends Resource {
+  send(bytes: Uint8Array): Promise<void> | void;
+  sink: Peer;
+  /** Bytes sent so far, over every repetition (the sink counts cumulatively). */
+  sent: number;
+  /** The processes whose CPU and RSS are reported (the bridges). */
+  measured: Peer[];
+}
+
+async function stream(ctx: CaseContext, s: Stream, size: number): Promise<ThroughputSample> {
+  const payload = new Uint8Array(size).fill(7);
+  const window = Math.max(1, Math.min(1024, Math.floor(WINDOW_BYTES / size)));
+  const cpu0 = await Promise.all(s.measured.map((p) => p.call<number>("cpu")));
+  const t0 = now();
+  for (let i = 0; i < ctx.count; i++) {
+    await s.send(payload);
+    s.sent += size;
+    if ((i + 1) % window === 0) await s.sink.call("waitFor", s.sent - window * size, 120_000);
+  }
+  await s.sink.call("waitFor", s.sent, 120_000);
+  const seconds = (now() - t0) / 1000;
+  const cpu1 = await Promise.all(s.measured.map((p) => p.call<number>("cpu")));
+  const sample: ThroughputSample = { kind: "throughput", messages: ctx.count, bytes: ctx.count * size, seconds };
+  if (s.measured.length > 0) {
+    sample.cpuSeconds = cpu1.reduce((a, c, i) => a + c - (cpu0[i] as number), 0);
+    sample.peakRssBytes = Math.max(...(await Promise.all(s.measured.map((p) => p.call<number>("rss")))));
+  }
+  return sample;
+}
+
+async function plainStream(scope: CaseScope): Promise<Stream> {
+  const server = await natsServer();
+  scope.defer(() => server.close());
+  const sink = await Peer.start(scope, "nats-peer.js", { args: ["plain-sink", server.url] });
+  const nc = await natsConnect({ servers: server.url });
+  scope.defer(() => nc.close());
+  const max = nc.info?.max_payload ?? MiB;
+  return {
+    sink,
+    sent: 0,
+    measured: [],
+    send(bytes) {
+      for (let at = 0; at < bytes.length; at += max) nc.publish("bench.stream", bytes.subarray(at, Math.min(bytes.length, at + max)));
+    },
+    close: () => undefined,
+  };
+}
+
+/** Starts the two bridges of graphs A (`address`) and B (`other`). */
+async function bridges(scope: CaseScope, url: string, address: string, other: string, capacity: number): Promise<Peer[]> {
+  return [
+    await Peer.start(scope, "nats-peer.js", { args: ["bridge", url, address, "bench-a", String(capacity)] }),
+    await Peer.start(scope, "nats-peer.js", { args: ["bridge", url, other, "bench-b", String(capacity)] }),
+  ];
+}
+
+async function bridgedStream(scope: CaseScope, size: number): Promise<Stream> {
+  const server = await natsServer();
+  scope.defer(() => server.close());
+  const capacity = Math.max(4 * MiB, 4 * size);
+  const { node, address } = await graph(scope);
+  const sink = await Peer.start(scope, "nats-peer.js", { args: ["plexus-sink", server.url] });
+  const measured = await bridges(scope, server.url, address, String(sink.info["address"]), capacity);
+  const pub: Publisher<Uint8Array> = await node.publisher<Uint8Array>("bench/stream", { capacity, timeout: 60_000 });
+  await sink.call("linked", null, 30_000);
+  return { sink, sent: 0, measured, send: (b) => pub.publish(b), close: () => undefined };
+}
+
+/** A 64 B ping-pong. */
+interface Echo extends Resource {
+  roundTrip(): Promise<void>;
+}
+
+async function plainEcho(scope: CaseScope): Promise<Echo> {
+  const server = await natsServer();
+  scope.defer(() => server.close());
+  await Peer.start(scope, "nats-peer.js", { args: ["plain-echo", server.url] });
+  const nc: NatsConnection = await natsConnect({ servers: server.url });
+  scope.defer(() => nc.close());
+  const slot = new ReplySlot(scope.signal);
+  nc.subscribe("bench.pong", { callback: () => slot.settle() });
+  await nc.flush();
+  const ping = new Uint8Array(64);
+  return {
+    roundTrip() {
+      const p = slot.wait();
+      nc.publish("bench.ping", ping);
+      return p;
+    },
+    close: () => undefined,
+  };
+}
+
+async function bridgedEcho(scope: CaseScope): Promise<Echo> {
+  const server = await natsServer();
+  scope.defer(() => server.close());
+  const { node, address } = await graph(scope);
+  const echo = await Peer.start(scope, "nats-peer.js", { args: ["plexus-echo", server.url] });
+  const pong: Subscriber<Uint8Array> = await node.subscriber<Uint8Array>("bench/pong");
+  const ping = await node.publisher<Uint8Array>("bench/ping");
+  await bridges(scope, server.url, address, String(echo.info["address"]), 4 * MiB);
+  await echo.call("linked", null, 30_000);
+  while (pong.publishers.length === 0) await new Promise((r) => setTimeout(r, 20));
+  const bytes = new Uint8Array(64);
+  return {
+    async roundTrip() {
+      await ping.publish(bytes);
+      const s = await pong.receive({ timeout: 10_000, signal: scope.signal });
+      s?.release();
+    },
+    close: () => undefined,
+  };
+}
+
+for (const size of SIZES) {
+  registerCase({
+    row: "nats",
+    name: PLAIN_NATS,
+    variant: size.label,
+    kind: "throughput",
+    messageBytes: size.bytes,
+    quick: size.quick,
+    method: "nc.publish of the bytes (in 1 MiB messages above that) to a NATS subscriber process",
+    async run(ctx) {
+      return stream(ctx, await ctx.keep("plain", plainStream), size.bytes);
+    },
+  });
+  registerCase({
+    row: "nats",
+    name: BRIDGED,
+    variant: size.label,
+    kind: "throughput",
+    ratioTo: PLAIN_NATS,
+    messageBytes: size.bytes,
+    quick: size.quick,
+    method: "publisher (graph A) -> bridge process -> NATS -> bridge process -> subscriber (graph B)",
+    async run(ctx) {
+      return stream(ctx, await ctx.keep("bridged", (scope) => bridgedStream(scope, size.bytes)), size.bytes);
+    },
+  });
+}
+
+registerCase({
+  row: "nats",
+  name: PLAIN_NATS,
+  variant: "round trip 64 B",
+  kind: "latency",
+  method: "publish on bench.ping; an echo process publishes it on bench.pong",
+  async run(ctx) {
+    const e = await ctx.keep("plain-echo", plainEcho);
+    return roundTrips(ctx, () => e.roundTrip());
+  },
+});
+registerCase({
+  row: "nats",
+  name: BRIDGED,
+  variant: "round trip 64 B",
+  kind: "latency",
+  ratioTo: PLAIN_NATS,
+  method: "publish on bench/ping (graph A); graph B's echo publishes it on bench/pong; both through the two bridges",
+  async run(ctx) {
+    const e = await ctx.keep("bridged-echo", bridgedEcho);
+    return roundTrips(ctx, () => e.roundTrip());
+  },
+});
