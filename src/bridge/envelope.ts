@@ -136,6 +136,15 @@ export function framedEnvelopes(kind: Kind, from: Sender, sequence: number, plan
   return out;
 }
 
+/** The names of the last envelope read: a stream from one sender decodes them once. */
+const last = { o: -1, names: new Uint8Array(0), origin: "", port: "" };
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Reads an envelope's header (a `ProtocolError` for anything that is not one; nothing is allocated for the payload). */
 export function readEnvelope(data: Uint8Array): Envelope {
   if (data.length < ENVELOPE_HEADER) throw new ProtocolError(`a bridge message of ${data.length} bytes is shorter than its ${ENVELOPE_HEADER}-byte header`);
@@ -154,14 +163,19 @@ export function readEnvelope(data: Uint8Array): Envelope {
   if (!Number.isInteger(sequence) || sequence < 0) throw new ProtocolError("a bridge message's sequence number is not a non-negative integer");
   if (count === 0 || index >= count) throw new ProtocolError(`a bridge message's chunk ${index} of ${count}`);
   if (count > total) throw new ProtocolError(`a bridge message of ${total} bytes cannot have ${count} chunks`);
-  let origin: string;
-  let port: string;
-  try {
-    origin = decoder.decode(data.subarray(ENVELOPE_HEADER, ENVELOPE_HEADER + o));
-    port = decoder.decode(data.subarray(ENVELOPE_HEADER + o, ENVELOPE_HEADER + o + p));
-  } catch (err) {
-    throw new ProtocolError("a bridge message's names are not UTF-8", { cause: err });
+  const names = data.subarray(ENVELOPE_HEADER, ENVELOPE_HEADER + o + p);
+  if (o !== last.o || !equalBytes(names, last.names)) {
+    try {
+      last.origin = decoder.decode(names.subarray(0, o));
+      last.port = decoder.decode(names.subarray(o));
+    } catch (err) {
+      last.o = -1;
+      throw new ProtocolError("a bridge message's names are not UTF-8", { cause: err });
+    }
+    last.o = o;
+    last.names = names.slice();
   }
+  const { origin, port } = last;
   const chunk = data.subarray(ENVELOPE_HEADER + o + p);
   if (count === 1 && chunk.length !== total) throw new ProtocolError(`a bridge message says ${total} bytes and carries ${chunk.length}`);
   return { kind, origin, port, sequence, index, count, total, chunk };
