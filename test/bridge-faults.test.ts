@@ -7,7 +7,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createUser } from "@nats-io/nkeys";
-import { AccessDeniedError, GraphServer, InvalidArgumentError, TimeoutError, connect, type Node, type Subscriber } from "../src/index.js";
+import { AccessDeniedError, BackpressureError, GraphServer, InvalidArgumentError, TimeoutError, connect, type Node, type Subscriber } from "../src/index.js";
 import { Bridge, type BridgeOptions } from "../src/bridge/index.js";
 import { natsCluster, natsServer, type NatsOptions } from "./helpers/nats.js";
 import { testCerts } from "./helpers/tcp-certs.js";
@@ -88,6 +88,39 @@ describe("bridge faults", () => {
       await a.close();
       await b.close();
       await cluster.close();
+    }
+  });
+});
+
+describe("bridge backpressure", () => {
+  it("each receiving subscriber keeps its own policy; a bridge that cannot publish fast enough is reported as a slow consumer", async () => {
+    const server = await natsServer();
+    const a = await graph("bp-a");
+    const b = await graph("bp-b");
+    try {
+      await a.bridge({ nats: server.url, export: [">"], backpressure: "block" });
+      const bb = await b.bridge({ nats: server.url, import: [">"], slowConsumer: 20 });
+      const errors: Error[] = [];
+      bb.on("error", (e) => void errors.push(e));
+      const pub = await a.app.publisher<number>("bp/n");
+      const leaky = await b.app.subscriber<number>("bp/n", { backpressure: "drop-oldest", queue: 4 });
+      const reader = await b.app.subscriber<number>("bp/n", { queue: 1000 });
+      await eventually("both subscribers to link", () => leaky.publishers.length > 0 && reader.publishers.length > 0);
+      for (let i = 1; i <= 200; i++) await pub.publish(i);
+      const got: number[] = [];
+      await received(reader, got);
+      assert.deepEqual(got, Array.from({ length: 200 }, (_, i) => i + 1), "the reading subscriber gets everything, in order");
+      assert.ok(leaky.counters.drops >= 190, `the leaky subscriber that never reads dropped its oldest (${leaky.counters.drops})`);
+      // A blocking subscriber that never reads holds the bridge's publisher back; NATS's messages pile up in its subscription.
+      const stuck = await b.app.subscriber<number>("bp/n", { queue: 1 });
+      await eventually("the stuck subscriber to link", () => stuck.publishers.length > 0);
+      for (let i = 201; i <= 400; i++) await pub.publish(i);
+      await eventually("the slow consumer to be reported", () => errors.some((e) => e instanceof BackpressureError), 15_000);
+      await stuck.close();
+    } finally {
+      await a.close();
+      await b.close();
+      await server.close();
     }
   });
 });
