@@ -127,9 +127,13 @@ function drawGraph(snap, stats) {
   const vertices = snap.nodes.filter(n => busy.has(n.id)).map(n => ({ id: "n:" + n.id, kind: "node", label: n.name, sub: "pid " + n.pid + (n.threadId ? " / thread " + n.threadId : "") }))
     .concat(snap.topics.map(t => ({ id: "t:" + t, kind: "topic", label: t, topic: t })))
     .concat(serviceNames.map(v => ({ id: "v:" + v, kind: "service", label: v, service: v })));
+  // Ports a bridge holds for another graph are drawn as that graph's host.
+  const owner = p => p.endpoints && p.endpoints.remote ? "h:" + p.endpoints.remote : "n:" + p.node;
+  const remotes = Array.from(new Set(snap.publishers.concat(servers).filter(p => p.endpoints && p.endpoints.remote).map(p => p.endpoints.remote))).sort();
+  for (const r of remotes) vertices.push({ id: "h:" + r, kind: "node", label: "host " + r, sub: "through a bridge" });
   const arrows = [];
   const seen = new Set();
-  for (const p of snap.publishers) { const k = p.node + ">" + p.topic; if (!seen.has(k)) { seen.add(k); arrows.push({ from: "n:" + p.node, to: "t:" + p.topic, kind: "pub" }); } }
+  for (const p of snap.publishers) { const k = owner(p) + ">" + p.topic; if (!seen.has(k)) { seen.add(k); arrows.push({ from: owner(p), to: "t:" + p.topic, kind: "pub" }); } }
   const transports = new Map();
   for (const t of stats.topics) for (const l of t.links) { const s = transports.get(l.subscriber) || new Set(); s.add(l.transport); transports.set(l.subscriber, s); }
   for (const s of snap.subscribers) {
@@ -150,8 +154,8 @@ function drawGraph(snap, stats) {
     arrows.push({ key: k, from: "n:" + c.node, to: "v:" + c.service, kind: "call", transports: new Set(tr) });
   }
   for (const s of servers) {
-    const k = "serve:" + s.service + ">" + s.node;
-    if (!arrows.some(a => a.key === k)) arrows.push({ key: k, from: "v:" + s.service, to: "n:" + s.node, kind: "serve" });
+    const k = "serve:" + s.service + ">" + owner(s);
+    if (!arrows.some(a => a.key === k)) arrows.push({ key: k, from: "v:" + s.service, to: owner(s), kind: "serve" });
   }
   const { layers, pos } = layout(vertices, arrows);
   const W = 170, H = 46, GX = 80, GY = 26;
