@@ -30,6 +30,26 @@ test("pubsub: in the same thread the subscriber gets the value itself", async ()
   assert.equal(sample.publisher, pub.id);
 });
 
+test("pubsub: a subscriber made before a publisher of its own thread still gets the value itself (same node, another node)", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using other = await connect({ address, embedded: false });
+  await using first = await node.subscriber<{ n: number }>("order/t");
+  await using second = await other.subscriber<{ n: number }>("order/t");
+  await using pub = await node.publisher<{ n: number }>("order/t");
+  // the publisher is reached once its creation returned (the GraphServer waits for the subscribers to link)
+  assert.deepEqual(first.transports, [{ publisher: pub.id, transport: "inproc" }], "same node");
+  assert.deepEqual(second.transports, [{ publisher: pub.id, transport: "inproc" }], "another node of the same thread");
+  const value = { n: 1 };
+  await pub.publish(value);
+  assert.equal((await first.receive({ timeout: 2000 }))?.value, value, "no encoding, no copy");
+  assert.equal((await second.receive({ timeout: 2000 }))?.value, value, "no encoding, no copy");
+  // and a publisher made first is found from another node of the thread too
+  await using later = await other.subscriber<{ n: number }>("order/t");
+  assert.deepEqual(later.transports, [{ publisher: pub.id, transport: "inproc" }]);
+});
+
 test("pubsub: a topic edge makes a subscriber of b receive what is published on a", async () => {
   const { server: s, address } = await server();
   await using _s = s;

@@ -127,7 +127,7 @@ export class Node implements AsyncDisposable {
     this.checkOpen();
     checkTopic(topic);
     const id = this.portId("s");
-    const sub = new Subscriber<T>(topic, id, this.ref, opts, (pid) => this.publishers.get(pid), () => this.subscribers.delete(id));
+    const sub = new Subscriber<T>(topic, id, this.ref, opts, () => this.subscribers.delete(id));
     this.subscribers.set(id, sub as Subscriber<unknown>);
     try {
       await sub.register();

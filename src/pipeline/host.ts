@@ -142,8 +142,9 @@ export class Host {
     const node = own ? await connect({ address: graph.address, embedded: false, name: graph.label }) : graph;
     const host = new Host(node, own, emit);
     try {
-      // Every publisher of the thread before any subscriber: a subscriber then finds the
-      // publishers of its own thread already there and takes the value itself from them.
+      // Every publisher of the thread before any subscriber (a subscriber links to a publisher
+      // of its thread by the value itself in either order; this order just saves the
+      // GraphServer telling the subscribers already there about each new publisher).
       for (const unit of units) await host.add(unit, "outputs");
       for (const unit of units) await host.add(unit, "inputs");
       for (const unit of units) await host.add(unit, "initialize");

@@ -7,15 +7,34 @@ import { BackpressureError } from "../errors.js";
 import type { BlockingOptions } from "../util/blocking.js";
 import { SampleImpl, type SampleQueue } from "./sample.js";
 
+/**
+ * The same-thread side of every publisher of this thread, by publisher id, whatever node made
+ * it. (Module state is per thread: a worker loads its own copy.)
+ */
+const inThread = new Map<string, LocalDelivery<unknown>>();
+
 /** The subscribers of one publisher that live in its thread. */
 export class LocalDelivery<T> {
   private readonly queues = new Set<SampleQueue<T>>();
 
-  /** @param topic - the publisher's topic; @param publisher - its id */
+  /**
+   * Makes the same-thread side of the publisher `publisher` and lists it for the subscribers of
+   * this thread. Made before the publisher is registered with the GraphServer: a subscriber told
+   * of it (which happens before the registration is answered) must find it, or it would link
+   * over shared memory instead.
+   * @param topic - the publisher's topic; @param publisher - its id
+   */
   constructor(
     private readonly topic: string,
     private readonly publisher: string,
-  ) {}
+  ) {
+    inThread.set(publisher, this as LocalDelivery<unknown>);
+  }
+
+  /** The publisher `id` of this thread, if it is one and still open. */
+  static find(id: string): LocalDelivery<unknown> | undefined {
+    return inThread.get(id);
+  }
 
   /** Number of attached subscribers. */
   get count(): number {
@@ -62,8 +81,9 @@ export class LocalDelivery<T> {
     for (const q of this.queues) void q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), {}, "drop-oldest");
   }
 
-  /** Detaches everyone. */
+  /** Detaches everyone; subscribers of this thread no longer find it. */
   close(): void {
     this.queues.clear();
+    if (inThread.get(this.publisher) === this) inThread.delete(this.publisher);
   }
 }

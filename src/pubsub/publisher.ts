@@ -105,6 +105,7 @@ export class Publisher<T = unknown> implements AsyncDisposable {
         });
       }
     }
+    const local = new LocalDelivery<T>(topic, id); // found by this thread's subscribers from now on
     try {
       if (transport !== "inproc" && transport !== "shm" && tcpOptions !== false) {
         tcp = await TcpSender.create({ ...tcpOptions, capacity, timeout, linger });
@@ -113,9 +114,10 @@ export class Publisher<T = unknown> implements AsyncDisposable {
       }
       await graph.client.request("publisher.add", { id, topic, endpoints });
       const ref: { pub?: Publisher<T> } = {};
-      ref.pub = new Publisher<T>(topic, id, graph, endpoints, shm, tcp, new LocalDelivery<T>(topic, id), timeout, () => onClose(ref.pub as Publisher<T>), linger);
+      ref.pub = new Publisher<T>(topic, id, graph, endpoints, shm, tcp, local, timeout, () => onClose(ref.pub as Publisher<T>), linger);
       return ref.pub;
     } catch (err) {
+      local.close();
       await shm?.close();
       await tcp?.close();
       throw err;

@@ -15,7 +15,7 @@ import { RingReceiver } from "../transport/ring-endpoints.js";
 import { BACKPRESSURE_POLICIES } from "../util/async-queue.js";
 import { readOptions } from "../util/options.js";
 import type { BlockingOptions } from "../util/blocking.js";
-import type { Publisher } from "./publisher.js";
+import { LocalDelivery } from "./local.js";
 import { SampleImpl, SampleQueue, type Sample } from "./sample.js";
 import { decodeFrame } from "./wire.js";
 import { releasingIterator } from "../util/iterate.js";
@@ -91,9 +91,6 @@ interface Link {
   close(): Promise<void>;
 }
 
-/** Finds publishers of this thread by id (for same-thread delivery). */
-export type LocalLookup = (id: string) => Publisher<unknown> | undefined;
-
 /** A subscriber on a topic: `for await (const sample of sub)`. */
 export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncDisposable {
   /** Topic. */
@@ -113,7 +110,6 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     id: string,
     private readonly graph: GraphRef,
     opts: SubscriberOptions | undefined,
-    private readonly local: LocalLookup,
     private readonly onClose: () => void,
   ) {
     this.topic = topic;
@@ -228,8 +224,10 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     const forced = this.opts.transport;
     const sameThread = p.endpoints.host === me.host && p.endpoints.pid === me.pid && p.endpoints.threadId === me.threadId;
     if (sameThread && (forced === undefined || forced === "inproc")) {
-      const publisher = this.local(p.id);
-      if (publisher) return this.attachLocal(publisher);
+      // Any node's publisher of this thread, even one whose creation is still waiting for the
+      // GraphServer's answer (which comes after this subscriber linked to it).
+      const local = LocalDelivery.find(p.id);
+      if (local) return this.attachLocal(local);
     }
     if (p.endpoints.host === me.host && p.endpoints.shm && (forced === undefined || forced === "shm")) {
       const rx = await connectShm({ kind: "shm", ...p.endpoints.shm }, {
@@ -246,8 +244,8 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     return undefined;
   }
 
-  private attachLocal(publisher: Publisher<unknown>): Link {
-    const detach = publisher.local.attach(this.queue as SampleQueue<unknown>);
+  private attachLocal(local: LocalDelivery<unknown>): Link {
+    const detach = local.attach(this.queue as SampleQueue<unknown>);
     return { transport: "inproc", close: async () => void detach() };
   }
 
