@@ -356,3 +356,69 @@ test("pipeline: work registered after initialize() is refused (it would never ru
   const h = await testUnit(new Late());
   await assert.rejects(h.close(), (e: unknown) => e instanceof UnitError && /^Late: a task threw: InvalidArgumentError: Late: subscribe\(\) must be called in initialize\(\)/.test(e.message));
 });
+
+test("pipeline: streams given a topic publish and subscribe on it by name (no edge, the value itself in one thread), still stop in dependency order; a unit's node serves what the pipeline does not declare; its settings service describes it", async () => {
+  const g = await graph();
+  const stopped: string[] = [];
+  let all: () => void = () => {};
+  const five = new Promise<void>((resolve) => (all = resolve));
+  class Src extends Unit {
+    readonly OUTPUT = output<number>({ topic: "named/raw" });
+    override initialize(): void {
+      this.produce(this.OUTPUT, async function* (signal: AbortSignal) {
+        for (let i = 0; i < 5; i++) yield i;
+        await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+      });
+    }
+    override shutdown(): void {
+      stopped.push("SRC");
+    }
+  }
+  class Sink extends Unit {
+    readonly INPUT = input<number>({ topic: "named/raw" });
+    readonly values: number[] = [];
+    links: string[] = [];
+    private server: { close(): Promise<void> } | undefined;
+    override async initialize(): Promise<void> {
+      this.server = await this.node.server<number, number>("named/double", (n) => 2 * n);
+      this.subscribe(this.INPUT, (v) => {
+        this.links = (this.INPUT.port?.transports ?? []).map((t) => t.transport);
+        if (this.values.push(v) === 5) all();
+      });
+    }
+    override async shutdown(): Promise<void> {
+      stopped.push("SINK");
+      await this.server?.close();
+    }
+  }
+  class Sys extends Collection {
+    readonly SINK = new Sink();
+    readonly SRC = new Src();
+    override connections() {
+      return [connect(this.SRC.OUTPUT, this.SINK.INPUT)];
+    }
+  }
+  await assert.rejects(start(new Sys(), { address: g.address, signals: false, names: { "Sys/SRC": "source" } }), (e: unknown) => e instanceof NotFoundError && /names: no worker or process is placed at "Sys\/SRC"/.test(e.message));
+  assert.throws(() => input({ topic: "has space" }), (e: unknown) => e instanceof InvalidArgumentError && /option "topic" must be a topic name/.test(e.message));
+  const sys = new Sys();
+  const runner = await start(sys, { address: g.address, signals: false });
+  const node = await join({ address: g.address, embedded: false });
+  await five;
+  assert.deepEqual(sys.SINK.values, [0, 1, 2, 3, 4]);
+  assert.deepEqual(sys.SINK.links, ["inproc"]);
+  const snap = await node.snapshot();
+  assert.deepEqual(snap.edges, [], "one topic: no edge");
+  assert.ok(snap.topics.includes("named/raw") && !snap.topics.some((t) => t.startsWith("Sys/SRC/")), snap.topics.join(", "));
+  const double = await node.client<number, number>("named/double");
+  assert.equal(await double.request(21, { timeout: 5000 }), 42);
+  await double.close();
+  const about = await node.client<{ describe: boolean }, { placement: string; pid: number; streams: unknown[] }>("Sys/SINK#settings");
+  const d = await about.request({ describe: true }, { timeout: 5000 });
+  assert.deepEqual([d.placement, d.pid, d.streams], ["main", process.pid, [{ name: "INPUT", kind: "input", topic: "named/raw" }]]);
+  await about.close();
+  await runner.stop();
+  await runner.done;
+  assert.deepEqual(stopped, ["SRC", "SINK"], "upstream first");
+  await node.close();
+  await g.close();
+});

@@ -40,7 +40,7 @@ async function handle(m: ToHost): Promise<void> {
           if (u === undefined) throw unitError(job.group, "no such unit", errorInfo(new InvalidArgumentError(`${job.module} builds a different pipeline here (no unit ${path}): the code before run() must build the same system in every process`)));
           return u;
         });
-        host = await Host.open(units as Unit<object>[], { address: job.address, label: `pipeline ${job.name} (${isMainThread ? "process" : "worker"} ${job.group})` }, (event: HostEvent) => send({ t: "event", event }));
+        host = await Host.open(units as Unit<object>[], { address: job.address, label: job.label ?? `pipeline ${job.name} (${isMainThread ? "process" : "worker"} ${job.group})` }, (event: HostEvent) => send({ t: "event", event }), isMainThread ? "process" : "worker");
         send({ t: "reply", id: m.id, value: host.producers });
       } catch (err) {
         send({ t: "reply", id: m.id, error: failureOf(err, job.group) });

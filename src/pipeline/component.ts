@@ -6,6 +6,7 @@
  * @module
  */
 import { InvalidArgumentError } from "../errors.js";
+import type { Node } from "../node/node.js";
 import { enumOption } from "../util/options.js";
 import { readSettings, type SettingsOf, type SettingsSchema } from "./settings.js";
 import type { Connection, Input, Output } from "./stream.js";
@@ -92,6 +93,8 @@ export interface UnitWork {
 export interface UnitControl {
   /** Aborted when the unit is shut down. */
   readonly signal: AbortSignal;
+  /** The graph node of the unit's thread. */
+  readonly node: Node;
   /** Its work has started: registering more is too late. */
   readonly started: boolean;
   /** The unit is done producing. */
@@ -152,6 +155,15 @@ export class Unit<S extends object = NoSettings> extends Component<S> {
   /** Aborted when the unit shuts down (producers and tasks should end then). */
   get signal(): AbortSignal {
     return this.running("signal").signal;
+  }
+
+  /**
+   * The graph node of the thread this unit runs in, for ports the pipeline does not declare:
+   * request/response servers and clients, publishers and subscribers of other topics. The unit
+   * closes what it made in {@link shutdown}. Only while the unit runs (from `initialize()`).
+   */
+  protected get node(): Node {
+    return this.running("node").node;
   }
 
   /** Calls `handler` with each message of `input`, one at a time (the next waits for its promise). */

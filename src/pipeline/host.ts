@@ -7,6 +7,7 @@
  * @module
  */
 import { AbortError, ClosedError, UnitError } from "../errors.js";
+import { threadId } from "node:worker_threads";
 import { connect, type Node } from "../node/node.js";
 import type { Server } from "../rpc/server.js";
 import type { Unit } from "./component.js";
@@ -96,10 +97,28 @@ export function settingsService(path: string): string {
   return `${path}#settings`;
 }
 
-/** A request to a unit's settings service: `set` changes some settings (checked), nothing reads them. */
+/** A request to a unit's settings service: `set` changes some settings (checked), nothing reads them; `describe` asks for a {@link UnitDescription}. */
 export interface SettingsRequest {
   /** The settings to change. */
   set?: Record<string, unknown>;
+  /** Answer with the unit's description instead of its settings. */
+  describe?: boolean;
+}
+
+/** What a unit's settings service answers to `{ describe: true }`: where it runs, its streams, its settings. */
+export interface UnitDescription {
+  /** The unit's path. */
+  path: string;
+  /** Its placement. */
+  placement: "main" | "worker" | "process";
+  /** Its process. */
+  pid: number;
+  /** Its thread (0: the main thread of its process). */
+  threadId: number;
+  /** Its streams: property name, kind and topic. */
+  streams: { name: string; kind: "input" | "output"; topic: string }[];
+  /** Its settings now. */
+  settings: object;
 }
 
 /** A running unit. */
@@ -129,6 +148,8 @@ export class Host {
     private readonly node: Node,
     /** The node is this host's own (closed with it), not the runner's. */
     private readonly ownsNode: boolean,
+    /** Where this host runs. */
+    private readonly placement: "main" | "worker" | "process",
     private readonly emit: (e: HostEvent) => void,
   ) {}
 
@@ -137,10 +158,10 @@ export class Host {
    * in its thread), or where to join the graph and as what. Rejects with a `UnitError` naming the
    * unit whose ports or `initialize()` failed (after closing everything it made).
    */
-  static async open(units: Unit<object>[], graph: Node | { address: string; label: string }, emit: (e: HostEvent) => void): Promise<Host> {
+  static async open(units: Unit<object>[], graph: Node | { address: string; label: string }, emit: (e: HostEvent) => void, placement: "main" | "worker" | "process" = "main"): Promise<Host> {
     const own = !("publisher" in graph);
     const node = own ? await connect({ address: graph.address, embedded: false, name: graph.label }) : graph;
-    const host = new Host(node, own, emit);
+    const host = new Host(node, own, placement, emit);
     try {
       // Every publisher of the thread before any subscriber (a subscriber links to a publisher
       // of its thread by the value itself in either order; this order just saves the
@@ -165,13 +186,14 @@ export class Host {
     }
     const r = run;
     try {
-      if (step === "outputs") for (const o of r.outputs) o.port = await this.node.publisher(o.path, { capacity: o.options.capacity, timeout: o.options.timeout });
-      else if (step === "inputs") for (const i of r.inputs) i.port = await this.node.subscriber(i.path, { backpressure: i.options.backpressure, queue: i.options.queue });
+      if (step === "outputs") for (const o of r.outputs) o.port = await this.node.publisher(o.topic, { capacity: o.options.capacity, timeout: o.options.timeout });
+      else if (step === "inputs") for (const i of r.inputs) i.port = await this.node.subscriber(i.topic, { backpressure: i.options.backpressure, queue: i.options.queue, transport: i.options.transport });
       else {
         r.settings = await this.node.server<SettingsRequest, object>(settingsService(unit.path), (req) => this.changeSettings(r, req));
         const begun = (): boolean => this.begun;
         unit.control = {
           signal: r.abort.signal,
+          node: this.node,
           get started() {
             return begun();
           },
@@ -199,6 +221,11 @@ export class Host {
   private async changeSettings(run: Run, req: SettingsRequest): Promise<object> {
     const { unit } = run;
     const previous = unit.settings;
+    if (req?.describe === true) {
+      const streams = [...run.inputs, ...run.outputs].map((s) => ({ name: s.name, kind: s.kind as "input" | "output", topic: s.topic }));
+      const description: UnitDescription = { path: unit.path, placement: this.placement, pid: process.pid, threadId, streams, settings: previous };
+      return description;
+    }
     if (req?.set === undefined) return previous;
     const next = readSettings<object>(unit.path, unit.schema, { ...previous, ...req.set });
     unit.current = next;

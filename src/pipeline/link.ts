@@ -27,6 +27,8 @@ export interface Job {
   settings: Record<string, object>;
   /** The GraphServer. */
   address: string;
+  /** The name of the host's graph node, if the run gave one. */
+  label?: string;
 }
 
 /** Runner -> host. */

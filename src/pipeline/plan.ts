@@ -33,7 +33,7 @@ export interface Plan {
   readonly components: Map<string, Component<object>>;
   /** Every unit by path. */
   readonly units: Map<string, Unit<object>>;
-  /** Topic edges, one per connection. */
+  /** Topic edges, one per connection between two different topics (a connection within one topic needs none). */
   readonly edges: { from: string; to: string }[];
   /** Unit paths by dependency level: sources first. */
   readonly levels: string[][];
@@ -111,7 +111,7 @@ function endOf(col: Collection<object>, index: number, side: "from" | "to", end:
   const unitEnd = owner.componentKind === "unit";
   if (side === "from" && unitEnd && end.kind === "input") throw new InvalidArgumentError(`${where}: ${end.path} is an input of a unit: it receives, it cannot send`);
   if (side === "to" && unitEnd && end.kind === "output") throw new InvalidArgumentError(`${where}: ${end.path} is an output of a unit: it sends, it cannot receive`);
-  return end.path;
+  return end.topic;
 }
 
 /** Finds a cycle in the graph `next` (adjacency by node), as the list of its nodes, or undefined. */
@@ -153,14 +153,17 @@ export function plan(root: Component<object>, opts: PlanOptions): Plan {
     if (isUnit(c)) units.set(path, c);
   }
   for (const path of Object.keys(opts.settings ?? {})) if (!components.has(path)) throw new NotFoundError(`pipeline: settings for ${JSON.stringify(path)}, which is no component (components: ${[...components.keys()].join(", ")})`);
-  // Connections, as topic edges.
+  // Connections, as topic edges (a connection from a topic to itself, two streams given the same topic, is no edge).
   const edges: { from: string; to: string }[] = [];
   for (const c of components.values()) {
     if (c.componentKind !== "collection") continue;
     const col = c as Collection<object>;
     const list: Connection[] = col.connections();
     if (!Array.isArray(list)) throw new InvalidArgumentError(`${col.path}: connections() must return an array, got ${describe(list)}`);
-    list.forEach((conn, i) => edges.push({ from: endOf(col, i, "from", conn?.from, components), to: endOf(col, i, "to", conn?.to, components) }));
+    list.forEach((conn, i) => {
+      const e = { from: endOf(col, i, "from", conn?.from, components), to: endOf(col, i, "to", conn?.to, components) };
+      if (e.from !== e.to && !edges.some((x) => x.from === e.from && x.to === e.to)) edges.push(e);
+    });
   }
   // The graph of topics, with each unit's inputs leading to its outputs: it must have no cycle.
   const next = new Map<string, string[]>();
@@ -169,7 +172,7 @@ export function plan(root: Component<object>, opts: PlanOptions): Plan {
   const streamsOf = (u: Unit<object>): AnyStream[] => Object.values(u).filter((v): v is AnyStream => isStream(v) && v.owner === u);
   for (const u of units.values()) {
     const s = streamsOf(u);
-    for (const i of s.filter((x) => x.kind === "input")) for (const o of s.filter((x) => x.kind === "output")) add(i.path, o.path);
+    for (const i of s.filter((x) => x.kind === "input")) for (const o of s.filter((x) => x.kind === "output")) add(i.topic, o.topic);
   }
   const cycle = findCycle(next);
   if (cycle) {
@@ -178,22 +181,21 @@ export function plan(root: Component<object>, opts: PlanOptions): Plan {
     throw err;
   }
   // Dependency order: a unit comes after every unit upstream of it.
-  const ownerOfInput = new Map<string, string>();
-  for (const u of units.values()) for (const s of streamsOf(u)) if (s.kind === "input") ownerOfInput.set(s.path, u.path);
+  // (Units whose inputs are on a topic: several when streams are given one topic.)
+  const ownersOfInput = new Map<string, string[]>();
+  for (const u of units.values()) for (const s of streamsOf(u)) if (s.kind === "input") (ownersOfInput.get(s.topic) ?? ownersOfInput.set(s.topic, []).get(s.topic))?.push(u.path);
   const downstream = new Map<string, Set<string>>();
   for (const u of units.values()) {
     const reached = new Set<string>();
     const seen = new Set<string>();
     const walk = (t: string): void => {
-      for (const m of edges.filter((e) => e.from === t).map((e) => e.to)) {
-        if (seen.has(m)) continue;
-        seen.add(m);
-        const owner = ownerOfInput.get(m);
-        if (owner !== undefined) reached.add(owner);
-        else walk(m);
-      }
+      if (seen.has(t)) return;
+      seen.add(t);
+      const owners = ownersOfInput.get(t);
+      for (const o of owners ?? []) reached.add(o);
+      for (const e of edges) if (e.from === t) walk(e.to);
     };
-    for (const s of streamsOf(u)) if (s.kind === "output") walk(s.path);
+    for (const s of streamsOf(u)) if (s.kind === "output") walk(s.topic);
     downstream.set(u.path, reached);
   }
   const level = new Map<string, number>();

@@ -27,6 +27,12 @@ export interface RunOptions {
   placement?: Record<string, Placement>;
   /** Settings by path, over what the components were given: `{ "SYS/LFO": { freq: 0.5 } }`. */
   settings?: Record<string, object>;
+  /**
+   * Names of the graph nodes of the workers and processes, by the path of the component placed
+   * there: what `plexus graph`, `plexus top` and the dashboard call them (default
+   * `pipeline <name> (process <path>)`, `pipeline <name> (worker <path>)`).
+   */
+  names?: Record<string, string>;
   /** Run every unit in this thread, whatever the placements (tests, notebooks). */
   single?: boolean;
   /**
@@ -112,10 +118,15 @@ export class Runner implements AsyncDisposable {
     const startTimeout = o.ms("startTimeout", 30_000);
     const placement = o.object("placement", "an object of placements by path");
     const settings = o.object("settings", "an object of settings by path");
+    const names = o.object("names", "an object of node names by path");
     const moduleOpt = opts?.module;
     if (moduleOpt !== undefined && typeof moduleOpt !== "string" && !(moduleOpt instanceof URL)) throw o.error("module", "a path or a file URL");
     const p = plan(system, { name, placement, settings, single });
     const remote = p.groups.filter((g) => g.placement !== "main" && g.units.length > 0);
+    for (const [path, label] of Object.entries(names ?? {})) {
+      if (!remote.some((g) => g.key === path)) throw new NotFoundError(`names: no worker or process is placed at ${JSON.stringify(path)} (placed: ${remote.map((g) => g.key).join(", ") || "none"})`);
+      if (typeof label !== "string" || label.length === 0) throw o.error("names", "an object of non-empty node names by path", names);
+    }
     let module = "";
     if (remote.length > 0) {
       const m = moduleOpt ?? process.argv[1];
@@ -136,7 +147,7 @@ export class Runner implements AsyncDisposable {
       for (const g of p.groups) {
         if (g.units.length === 0) continue;
         const units = g.units.map((u) => p.units.get(u) as NonNullable<ReturnType<typeof p.units.get>>);
-        const h = g.placement === "main" ? new LocalHandle(units, node, onEvent) : new RemoteHandle(g.placement, { module, name, group: g.key, units: g.units, settings: current, address }, onEvent);
+        const h = g.placement === "main" ? new LocalHandle(units, node, onEvent) : new RemoteHandle(g.placement, { module, name, group: g.key, units: g.units, settings: current, address, label: names?.[g.key] }, onEvent);
         hosts.push(h);
         for (const u of g.units) hostOf.set(u, h);
       }

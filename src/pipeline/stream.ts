@@ -9,6 +9,8 @@
 import { ClosedError } from "../errors.js";
 import type { Publisher } from "../pubsub/publisher.js";
 import type { Subscriber } from "../pubsub/subscriber.js";
+import { checkTopic } from "../graph/registry.js";
+import { PORT_TRANSPORTS } from "../transport/transport.js";
 import { BACKPRESSURE_POLICIES } from "../util/async-queue.js";
 import type { BlockingOptions } from "../util/blocking.js";
 import { readOptions } from "../util/options.js";
@@ -43,6 +45,14 @@ export interface InputOptions {
   backpressure?: Backpressure;
   /** Messages queued before the policy applies (default 16). */
   queue?: number;
+  /**
+   * The topic this input subscribes to (default: its path, `SYS/VIEW/INPUT`). A plain name
+   * (`camera/frames`) makes it a subscriber of that topic of the graph: a connection from an
+   * output of the same topic needs no edge, and anything published there reaches it.
+   */
+  topic?: string;
+  /** Take messages only over this transport (tests, benchmarks, demonstrations): see `node.subscriber()`. */
+  transport?: "inproc" | "shm" | "tcp";
 }
 
 /** Options of {@link output}. */
@@ -51,6 +61,12 @@ export interface OutputOptions {
   capacity?: number;
   /** How long a publish may wait for a blocking input (ms, default 5000). */
   timeout?: number;
+  /**
+   * The topic this output publishes on (default: its path, `SYS/LFO/OUTPUT`). A plain name
+   * (`camera/frames`) publishes straight on that topic of the graph, where low-level
+   * subscribers, other pipelines and `plexus echo` find it by name.
+   */
+  topic?: string;
 }
 
 /** What every stream has: its kind and, once the pipeline is named, its path. */
@@ -59,10 +75,17 @@ abstract class Stream {
   name = "";
   /** @internal The component that declares it. */
   owner: object | undefined;
-  /** The stream's path, which is also its topic (`SYS/LFO/OUTPUT`); "" until the pipeline is built. */
+  /** The stream's path (`SYS/LFO/OUTPUT`); "" until the pipeline is built. */
   path = "";
+  /** @internal The topic given in the options, if any. */
+  named: string | undefined;
   /** What kind of stream this is. */
   abstract readonly kind: "input" | "output";
+
+  /** The topic of the graph this stream is: the one given in its options, else its path. */
+  get topic(): string {
+    return this.named ?? this.path;
+  }
 }
 
 /**
@@ -76,7 +99,7 @@ export class Input<T> extends Stream implements Source<T>, Sink<T>, AsyncIterabl
   /** Always "input". */
   readonly kind = "input";
   /** @internal The checked options. */
-  readonly options: { backpressure: Backpressure; queue: number };
+  readonly options: { backpressure: Backpressure; queue: number; transport: "inproc" | "shm" | "tcp" | undefined };
   /** @internal The subscriber, while the unit runs. */
   port: Subscriber<T> | undefined;
   /** @internal Messages taken by the consumer (a handler called, a loop given a value). */
@@ -90,7 +113,8 @@ export class Input<T> extends Stream implements Source<T>, Sink<T>, AsyncIterabl
   constructor(opts: InputOptions | undefined) {
     super();
     const o = readOptions("input", opts);
-    this.options = { backpressure: o.oneOf("backpressure", BACKPRESSURE_POLICIES, "block"), queue: o.int("queue", 16, 1, 2 ** 31 - 1) };
+    this.options = { backpressure: o.oneOf("backpressure", BACKPRESSURE_POLICIES, "block"), queue: o.int("queue", 16, 1, 2 ** 31 - 1), transport: o.oneOf("transport", PORT_TRANSPORTS, undefined) };
+    this.named = topicOption(o.string("topic", 1), o.error.bind(o));
   }
 
   /** Messages dropped at this input (policy `drop-oldest`) since the last call. */
@@ -135,6 +159,7 @@ export class Output<T> extends Stream implements Source<T>, Sink<T> {
     super();
     const o = readOptions("output", opts);
     this.options = { capacity: o.int("capacity", undefined, 1, 2 ** 31 - 1), timeout: opts?.timeout === undefined ? undefined : o.timeout("timeout", 5000) };
+    this.named = topicOption(o.string("topic", 1), o.error.bind(o));
   }
 
   /**
@@ -144,6 +169,16 @@ export class Output<T> extends Stream implements Source<T>, Sink<T> {
    */
   publish(value: T, opts?: BlockingOptions): Promise<void> {
     return running(this.port, this.path).publish(value, opts);
+  }
+}
+
+/** A stream's `topic` option, checked as a topic name. */
+function topicOption(topic: string | undefined, error: (name: "topic", accepted: string) => Error): string | undefined {
+  if (topic === undefined) return undefined;
+  try {
+    return checkTopic(topic);
+  } catch {
+    throw error("topic", "a topic name (1..256 characters, no spaces or control characters)");
   }
 }
 

@@ -63,11 +63,11 @@ export class UnitHarness<U extends Unit<object>> implements AsyncDisposable {
     const got = new Map<string, unknown[]>();
     try {
       for (const s of streams) {
-        if (s.kind === "input") inputs.set(s.path, await node.publisher(s.path, { transport: "inproc" }));
+        if (s.kind === "input") inputs.set(s.path, await node.publisher(s.topic, { transport: "inproc" }));
         else {
           const list: unknown[] = [];
           got.set(s.path, list);
-          const sub = await node.subscriber(s.path, { queue: 1024 });
+          const sub = await node.subscriber(s.topic, { queue: 1024 });
           void sub.forEach((sample) => {
             list.push(sample.value);
             harness.h?.wake();
