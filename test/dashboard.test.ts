@@ -106,6 +106,16 @@ test("dashboard in Chromium: the demo's graph, moving rates, latency histogram a
     assert.deepEqual(topics, ["demo/filtered", "demo/raw"]);
     const nodes = await page.$$eval("#graph g.node text", (ts) => ts.map((t) => t.textContent ?? ""));
     for (const name of ["demo producer", "demo transform (worker)", "demo consumer (shm)", "demo consumer (tcp)", "demo service (peak)"]) assert.ok(nodes.includes(name), `${name} in ${nodes.join(", ")}`);
+    // the demo is a pipeline: its units grouped by collection, each with its placement and settings
+    await page.waitForSelector('#pipelines fieldset[data-collection="demo"] .unit[data-unit="demo/PRODUCER"]');
+    const units = await page.$$eval("#pipelines .unit", (rows) => rows.map((r) => [r.getAttribute("data-unit"), r.querySelector(".placement")?.textContent, r.querySelector(".settings")?.textContent]));
+    const unit = (path: string): (string | null | undefined)[] | undefined => units.find((u) => u[0] === path);
+    assert.match(unit("demo/PRODUCER")?.[1] ?? "", /^process, pid \d+$/, JSON.stringify(units));
+    assert.match(unit("demo/PRODUCER")?.[2] ?? "", /\brate=300 size=128\b/);
+    assert.match(unit("demo/TRANSFORM")?.[1] ?? "", new RegExp(`^worker, pid ${demo.proc.pid} thread \\d+$`));
+    for (const path of ["demo/SHM", "demo/TCP"]) assert.match(unit(path)?.[1] ?? "", /^process, pid \d+$/);
+    assert.match(await page.$eval('#pipelines fieldset[data-collection="demo"] .flows', (d) => d.textContent ?? ""), /PRODUCER → demo\/raw \(OUTPUT\).*demo\/raw → TRANSFORM \(INPUT\)/);
+    assert.equal(await page.$$eval('#services tr[data-service$="#settings"]', (rs) => rs.length), 0, "the units' settings services are shown with the units");
     await page.waitForSelector('#graph g[data-service="demo/peak"]');
     await until("a request rate on the service", async () => Number(await page.$eval('#graph g[data-service="demo/peak"]', (g) => g.getAttribute("data-rate"))) > 0);
     await until("the service's rate and round trip drawn", async () => /^[1-9][\d.]*k? req\/s · [\d.]+ ms$/.test(await page.$eval('#graph g[data-service="demo/peak"] text.rate', (t) => t.textContent ?? "")));

@@ -6,7 +6,7 @@ import { Command, Option } from "commander";
 import type { Snapshot } from "../graph/registry.js";
 import type { GraphStats } from "../graph/stats.js";
 import { action, connectGraph, joinGraph, type AddressOptions } from "./common.js";
-import { pipelineDot, pipelineMermaid, pipelinePicture, unitSettings } from "./graph-pipeline.js";
+import { describeUnits, pipelineDot, pipelineMermaid, pipelinePicture } from "./graph-pipeline.js";
 
 /** Output formats of `plexus graph`. */
 export const GRAPH_FORMATS = ["mermaid", "dot", "json"] as const;
@@ -159,7 +159,7 @@ export function graphCommand(): Command {
         snap.nodes = snap.nodes.filter((n) => n.id !== graph.node);
         if (opts.pipelines === true) {
           await using node = await joinGraph(opts, "plexus graph");
-          const pic = pipelinePicture(snap, await unitSettings(node, snap));
+          const pic = pipelinePicture(snap, await describeUnits(node, snap));
           process.stdout.write(opts.format === "json" ? `${JSON.stringify(pic, null, 2)}\n` : opts.format === "dot" ? pipelineDot(pic) : pipelineMermaid(pic));
           return;
         }

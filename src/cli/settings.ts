@@ -5,7 +5,7 @@
  */
 import { Command } from "commander";
 import { InvalidArgumentError, NoServerError, RemoteError } from "../errors.js";
-import { settingsService, type SettingsRequest } from "../pipeline/host.js";
+import { settingsService, type SettingsRequest } from "../graph/units.js";
 import { action, CliError, joinGraph, topicArg, type AddressOptions } from "./common.js";
 import { assignment, valueArg } from "./run.js";
 

@@ -1,7 +1,9 @@
 /**
  * The dashboard page: one static HTML document with its script and styles inline (no build
  * step, nothing fetched from elsewhere). It draws the graph (nodes, topics, request/response
- * services) as SVG with its own layered layout, sparklines per topic and per service, a latency histogram and a live plot of a watched topic.
+ * services) as SVG with its own layered layout, sparklines per topic and per service, a latency histogram and a live plot of a watched topic,
+ * and the pipelines: units grouped by collection with their placement and settings (the units'
+ * settings services are shown there, not among the services).
  * (Internal: not part of the public API.)
  * @module
  */
@@ -45,6 +47,13 @@ export const PAGE = String.raw`<!doctype html>
   #graph text { font-size:14px; }
   #graph text.small { font-size:11px; }
   section { overflow-x:auto; }
+  fieldset.collection { border:1px solid #304050; border-radius:6px; margin:6px 0; padding:4px 10px 8px; }
+  fieldset.collection > legend { color:var(--dim); font-weight:600; padding:0 4px; }
+  .unit { display:flex; gap:10px; align-items:baseline; padding:2px 0; }
+  .unit .name { font-weight:600; min-width:8em; }
+  .unit .placement { color:var(--node); }
+  .unit .settings { color:var(--dim); font:12px ui-monospace, monospace; }
+  .flows { color:var(--dim); margin:4px 0 0; font:12px ui-monospace, monospace; }
 </style>
 </head>
 <body>
@@ -52,6 +61,7 @@ export const PAGE = String.raw`<!doctype html>
 <main>
   <section id="graph-panel" class="wide"><h2>Graph</h2><div id="graph"></div>
     <div class="legend hint"><span><b style="color:var(--node)">&#9632;</b> node (process / thread)</span><span><b style="color:var(--topic)">&#9679;</b> topic</span><span><b style="color:var(--service)">&#11042;</b> service (request/response; dashed: served by)</span><span>arrow labels: link transport</span><span style="color:var(--warn)">backpressure</span><span style="color:var(--bad)">drops</span></div></section>
+  <section id="pipelines-panel" class="wide"><h2>Pipelines</h2><div id="pipelines"><p class="hint">No pipeline runs.</p></div></section>
   <section><h2>Topics</h2>
     <table id="topics"><thead><tr><th>topic</th><th>pub</th><th>sub</th><th>msg/s</th><th>rate</th><th>bytes/s</th><th>bandwidth</th><th>waits</th><th>drops</th></tr></thead><tbody></tbody></table>
     <p class="hint">Click a topic to watch its messages.</p></section>
@@ -358,8 +368,61 @@ function watch(topic) {
   drawPlot();
 }
 
-function onState(s) {
+// A pipeline unit's settings service (<path>#settings) is shown with its unit, not among the services.
+const isUnitService = name => /.#settings$/.test(name);
+function withoutUnitServices(s) {
+  const snap = Object.assign({}, s.snapshot, {
+    servers: (s.snapshot.servers || []).filter(v => !isUnitService(v.service)),
+    clients: (s.snapshot.clients || []).filter(v => !isUnitService(v.service)),
+    services: (s.snapshot.services || []).filter(v => !isUnitService(v)),
+  });
+  const stats = Object.assign({}, s.stats, { services: (s.stats.services || []).filter(v => !isUnitService(v.service)) });
+  return Object.assign({}, s, { snapshot: snap, stats: stats });
+}
+
+function drawPipelines(p) {
+  const root = document.getElementById("pipelines");
+  root.textContent = "";
+  if (!p || p.units.length === 0) { const h = document.createElement("p"); h.className = "hint"; h.textContent = "No pipeline runs."; root.appendChild(h); return; }
+  const parentOf = path => p.collections.filter(c => path.startsWith(c + "/")).sort((a, b) => b.length - a.length)[0];
+  const name = path => path.split("/").pop();
+  const label = id => id.startsWith("unit:") ? name(id.slice(5)) : id.slice(6);
+  const fill = (box, parent) => {
+    for (const u of p.units.filter(x => parentOf(x.path) === parent)) {
+      const row = document.createElement("div");
+      row.className = "unit";
+      row.setAttribute("data-unit", u.path);
+      const n = document.createElement("span"); n.className = "name"; n.textContent = name(u.path); row.appendChild(n);
+      const pl = document.createElement("span"); pl.className = "placement"; pl.textContent = u.placement; row.appendChild(pl);
+      const st = document.createElement("span"); st.className = "settings";
+      st.textContent = u.settings ? Object.entries(u.settings).map(([k, v]) => k + "=" + (typeof v === "string" ? v : JSON.stringify(v))).join(" ") : "";
+      row.appendChild(st);
+      box.appendChild(row);
+    }
+    for (const c of p.collections.filter(x => parentOf(x) === parent)) {
+      const f = document.createElement("fieldset");
+      f.className = "collection";
+      f.setAttribute("data-collection", c);
+      const lg = document.createElement("legend"); lg.textContent = parent === undefined ? c : name(c); f.appendChild(lg);
+      fill(f, c);
+      if (parent === undefined) {
+        const mine = p.arrows.filter(a => a.from.slice(a.from.indexOf(":") + 1).startsWith(c + "/") || a.to.slice(a.to.indexOf(":") + 1).startsWith(c + "/"));
+        if (mine.length) {
+          const flows = document.createElement("div"); flows.className = "flows";
+          flows.textContent = mine.map(a => label(a.from) + " → " + label(a.to) + (a.label ? " (" + a.label + ")" : "")).join(" · ");
+          f.appendChild(flows);
+        }
+      }
+      box.appendChild(f);
+    }
+  };
+  fill(root, undefined);
+}
+
+function onState(full) {
+  const s = withoutUnitServices(full);
   lastState = s;
+  drawPipelines(full.pipelines);
   record(s.stats);
   const busy = s.snapshot.nodes.length;
   const services = (s.stats.services || []).length;

@@ -19,6 +19,8 @@ import { parseAddress } from "../graph/client.js";
 import { MIN_TOKEN } from "../graph/server.js";
 import { readOptions } from "../util/options.js";
 import { PAGE } from "./page.js";
+import { unitOfService, type UnitDescription } from "../graph/units.js";
+import { describeUnits, pipelinePicture, type PipelinePicture } from "./pipelines.js";
 import { numbersOf, summarize } from "./summary.js";
 
 /** Where the dashboard reads the graph: a GraphServer, or anything answering the same two questions. */
@@ -78,6 +80,9 @@ export class Dashboard implements AsyncDisposable {
   private node: Promise<Node> | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private closing: Promise<void> | undefined;
+  /** The units' descriptions last read (`key`: their settings services then), and when. */
+  private about: { key: string; at: number; units: Map<string, UnitDescription> } | undefined;
+  private describing: Promise<void> | undefined;
 
   private constructor(
     private readonly http: Server,
@@ -144,6 +149,7 @@ export class Dashboard implements AsyncDisposable {
       this.http.closeAllConnections();
       await new Promise<void>((resolve) => this.http.close(() => resolve()));
       for (const tap of this.taps.values()) await tap.sub.close();
+      await this.describing;
       this.taps.clear();
       const node = await this.node?.catch(() => undefined);
       await node?.close();
@@ -184,9 +190,35 @@ export class Dashboard implements AsyncDisposable {
     } else res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
   }
 
-  private async state(): Promise<{ type: "state"; at: number; snapshot: Snapshot; stats: GraphStats }> {
+  private async state(): Promise<{ type: "state"; at: number; snapshot: Snapshot; stats: GraphStats; pipelines: PipelinePicture }> {
     const [snapshot, stats] = await Promise.all([this.opts.source.snapshot(), this.opts.source.stats()]);
-    return { type: "state", at: Date.now(), snapshot, stats };
+    return { type: "state", at: Date.now(), snapshot, stats, pipelines: await this.pipelines(snapshot) };
+  }
+
+  /** The node the dashboard joins the graph with (made when first needed). */
+  private graphNode(): Promise<Node> {
+    this.node ??= connect({ address: this.opts.graphAddress, embedded: false, name: "dashboard", token: this.opts.graphToken, tls: this.opts.graphTls });
+    return this.node;
+  }
+
+  /**
+   * The pipelines of `snapshot`, units grouped by collection with their placement and settings.
+   * The units are asked to describe themselves when they change, else every 3 s at most (a push
+   * does not wait for that, except the first time a set of units is seen).
+   */
+  private async pipelines(snapshot: Snapshot): Promise<PipelinePicture> {
+    const key = [...new Set(snapshot.servers.map((s) => s.service).filter((s) => unitOfService(s) !== undefined))].sort().join("\n");
+    if (key === "") return pipelinePicture(snapshot);
+    if ((this.about?.key !== key || Date.now() - this.about.at > 3000) && this.describing === undefined && !this.closing) {
+      this.describing = (async () => {
+        const units = await describeUnits(await this.graphNode(), snapshot);
+        this.about = { key, at: Date.now(), units };
+      })()
+        .catch(() => {}) // the graph is unreachable now: the next push tries again
+        .finally(() => (this.describing = undefined));
+    }
+    if (this.about?.key !== key) await this.describing;
+    return pipelinePicture(snapshot, this.about?.units);
   }
 
   private accept(ws: WebSocket): void {
@@ -227,8 +259,7 @@ export class Dashboard implements AsyncDisposable {
     this.watching.set(ws, name);
     let tap = this.taps.get(name);
     if (tap === undefined) {
-      this.node ??= connect({ address: this.opts.graphAddress, embedded: false, name: "dashboard", token: this.opts.graphToken, tls: this.opts.graphTls });
-      const node = await this.node;
+      const node = await this.graphNode();
       if (this.watching.get(ws) !== name || this.closing) return;
       tap = this.taps.get(name);
       if (tap === undefined) {

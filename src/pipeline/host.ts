@@ -9,6 +9,7 @@
 import { AbortError, ClosedError, UnitError } from "../errors.js";
 import { threadId } from "node:worker_threads";
 import { connect, type Node } from "../node/node.js";
+import { settingsService, type SettingsRequest, type UnitDescription } from "../graph/units.js";
 import type { Server } from "../rpc/server.js";
 import type { Unit } from "./component.js";
 import { readSettings } from "./settings.js";
@@ -90,35 +91,6 @@ export function within(p: Promise<unknown>, ms: number): Promise<boolean> {
       () => (clearTimeout(t), resolve(true)),
     );
   });
-}
-
-/** The request/response service through which a unit's settings are read and changed while it runs. */
-export function settingsService(path: string): string {
-  return `${path}#settings`;
-}
-
-/** A request to a unit's settings service: `set` changes some settings (checked), nothing reads them; `describe` asks for a {@link UnitDescription}. */
-export interface SettingsRequest {
-  /** The settings to change. */
-  set?: Record<string, unknown>;
-  /** Answer with the unit's description instead of its settings. */
-  describe?: boolean;
-}
-
-/** What a unit's settings service answers to `{ describe: true }`: where it runs, its streams, its settings. */
-export interface UnitDescription {
-  /** The unit's path. */
-  path: string;
-  /** Its placement. */
-  placement: "main" | "worker" | "process";
-  /** Its process. */
-  pid: number;
-  /** Its thread (0: the main thread of its process). */
-  threadId: number;
-  /** Its streams: property name, kind and topic. */
-  streams: { name: string; kind: "input" | "output"; topic: string }[];
-  /** Its settings now. */
-  settings: object;
 }
 
 /** A running unit. */

@@ -13,7 +13,8 @@ import { connect, type Node } from "../node/node.js";
 import { readOptions } from "../util/options.js";
 import type { Component, Placement } from "./component.js";
 import { reentered } from "./entry.js";
-import { settingsService, unitError, within, type HostEvent, type SettingsRequest, type StopBounds, type StopReport } from "./host.js";
+import { settingsService, type SettingsRequest } from "../graph/units.js";
+import { unitError, within, type HostEvent, type StopBounds, type StopReport } from "./host.js";
 import { LocalHandle, RemoteHandle, type HostHandle } from "./link.js";
 import { plan, type Plan } from "./plan.js";
 
