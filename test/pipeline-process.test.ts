@@ -6,7 +6,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
-import { GraphServer } from "../src/index.js";
+import { GraphServer, type GraphStats } from "../src/index.js";
+import { plexus, until as waitFor } from "./helpers/cli.js";
 import { fixture, remainingLines, type Child } from "./helpers/child.js";
 
 interface Place {
@@ -169,6 +170,31 @@ test("pipeline across processes: a leaky input (drop-oldest) of a slow sink in a
     assert.ok(Number(missed) > 0, `the sink's input dropped messages: ${lines.join(" | ")}`);
     assert.ok(Number(n) < 300, "the slow sink did not handle them all");
     assert.equal(Number(n) + Number(missed), 300, "each message was handled or counted as dropped");
+  });
+});
+
+test("pipeline across processes: the drops of a leaky input under a slow sink show in plexus top (the table and --json), on the input's topic", async () => {
+  await withGraph(async (address) => {
+    const child = fixture("pipeline-sys", { address, count: 0, interval: 0, leaky: true, placement: { "Sys/SINK": "process" } });
+    await until(child, "running");
+    const topic = "Sys/SINK/INPUT";
+    // the sink's process reports its input's counters to the GraphServer; top reads them from there
+    const json = await waitFor("drops in plexus top --json", async () => {
+      const r = await plexus(["top", "--json", "-n", "1", "-a", address]);
+      assert.equal(r.code, 0, r.stderr);
+      const t = (JSON.parse(r.stdout) as GraphStats).topics.find((x) => x.topic === topic);
+      return t !== undefined && t.drops > 0 ? t : undefined;
+    });
+    assert.equal(json.subscribers, 1);
+    const table = await plexus(["top", "-n", "1", "-a", address]);
+    assert.equal(table.code, 0, table.stderr);
+    const lines = table.stdout.split("\n");
+    const head = (lines[0] ?? "").split(/\s+/);
+    const row = lines.find((l) => l.startsWith(`${topic} `))?.split(/\s+/) ?? [];
+    assert.ok(Number(row[head.indexOf("DROPS")]) >= json.drops, `${topic}'s DROPS column counts the input's drops: ${table.stdout}`);
+    assert.equal(Number(lines.find((l) => l.startsWith("Sys/DOUBLE/INPUT "))?.split(/\s+/)[head.indexOf("DROPS")]), 0, "a blocking input drops nothing");
+    child.proc.kill("SIGTERM");
+    assert.equal(await child.exited, 0, child.stderr());
   });
 });
 
