@@ -23,3 +23,4 @@ import "./paced.js";
 import "./path.js";
 import "./python.js";
 import "./nats-pubsub.js";
+import "./pipeline.js";

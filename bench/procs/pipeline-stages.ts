@@ -1,71 +1,36 @@
 /**
- * The three stages of the `pipeline` comparison (bench/pipeline.ts), twice: as a pipeline (the
+ * The three stages of the `pipeline` row (bench/cases/pipeline.ts), twice: as a pipeline (the
  * default export, which the runner's worker and process import again), and written by hand with
  * publishers and subscribers (`hand` roles: the transform in a worker thread, the sink in a
- * process). The source runs in the driver's main thread, the transform in a worker, the sink
- * in a process; the sink publishes what it measured on `bench/<kind>/result`.
+ * process). The source is the driver's main thread; the transform republishes each message; the
+ * sink answers the messages that ask for it (`echo`) on an echo topic, which the driver reads.
  * @module
  */
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { connect as join } from "../../src/index.js";
-import { Collection, Unit, connect, input, output, setting, topic } from "../../src/pipeline/index.js";
+import { Collection, Unit, connect, input, output } from "../../src/pipeline/index.js";
 
-/** A message: its sequence number, when it was published (ms, CLOCK_MONOTONIC) and its payload. */
+/** A message: its sequence number, its payload, and whether the sink answers it. */
 export interface Msg {
   seq: number;
-  t: number;
   data: Uint8Array;
+  echo: boolean;
 }
 
-/** What a sink measured. */
-export interface Result {
-  count: number;
-  /** When the first message was published and the last received (ms). */
-  first: number;
-  last: number;
-  /** One-way latencies (ms), at most 10000. */
-  latencies: number[];
+/** The sink's answer. */
+export interface Echo {
+  seq: number;
 }
 
-/** Now, ms, comparable between processes (CLOCK_MONOTONIC). */
-export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+/** The topics of each version: what the driver publishes, what the transform publishes, the sink's answers. */
+export const TOPICS = {
+  pipeline: { echo: "bench/pipeline/echo" },
+  hand: { a: "bench/hand/a", b: "bench/hand/b", echo: "bench/hand/echo" },
+} as const;
 
-/** Both versions wait this long before the first message, so that no stage is still starting. */
-export const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 300));
-
-/** The settings every stage reads. */
-const SETTINGS = { size: setting.int(64, { min: 1 }), count: setting.int(1000, { min: 1 }), pace: setting.number(0, { min: 0 }) };
-
-/** Counts what it receives and reports once it has `count`. */
-export class SinkState {
-  private n = 0;
-  private first = 0;
-  private readonly latencies: number[] = [];
-  constructor(private readonly count: number) {}
-  /** One message; the result once the last arrived. */
-  take(m: Msg): Result | undefined {
-    const t = now();
-    if (this.n === 0) this.first = m.t;
-    if (this.latencies.length < 10_000) this.latencies.push(t - m.t);
-    if (++this.n < this.count) return undefined;
-    return { count: this.n, first: this.first, last: t, latencies: this.latencies };
-  }
-}
-
-class Source extends Unit.with(SETTINGS) {
+/** The source: the driver publishes on its output (`SOURCE.OUTPUT.publish`). */
+class Source extends Unit {
   readonly OUTPUT = output<Msg>();
-  override initialize(): void {
-    this.produce(this.OUTPUT, (signal) => this.messages(signal));
-  }
-  private async *messages(signal: AbortSignal): AsyncGenerator<Msg> {
-    const { size, count, pace } = this.settings;
-    const data = new Uint8Array(size).fill(7);
-    await settle();
-    for (let seq = 0; seq < count && !signal.aborted; seq++) {
-      yield { seq, t: now(), data };
-      if (pace > 0) await new Promise((r) => setTimeout(r, pace));
-    }
-  }
 }
 
 class Transform extends Unit {
@@ -76,15 +41,11 @@ class Transform extends Unit {
   }
 }
 
-class Sink extends Unit.with(SETTINGS) {
+class Sink extends Unit {
   readonly INPUT = input<Msg>({ queue: 64 });
-  readonly RESULT = output<Result>();
+  readonly ECHO = output<Echo>({ topic: TOPICS.pipeline.echo });
   override initialize(): void {
-    const state = new SinkState(this.settings.count);
-    this.subscribe(this.INPUT, (m) => {
-      const r = state.take(m);
-      if (r !== undefined) return this.RESULT.publish(r);
-    });
+    this.subscribe(this.INPUT, (m) => (m.echo ? this.ECHO.publish({ seq: m.seq }) : undefined));
   }
 }
 
@@ -94,31 +55,38 @@ export default class Stages extends Collection {
   readonly TRANSFORM = new Transform().place("worker");
   readonly SINK = new Sink().place("process");
   override connections() {
-    return [connect(this.SOURCE.OUTPUT, this.TRANSFORM.INPUT), connect(this.TRANSFORM.OUTPUT, this.SINK.INPUT), connect(this.SINK.RESULT, topic<Result>("bench/pipeline/result"))];
+    return [connect(this.SOURCE.OUTPUT, this.TRANSFORM.INPUT), connect(this.TRANSFORM.OUTPUT, this.SINK.INPUT)];
   }
 }
 
-// The hand-written transform (a worker) and sink (a process): argv[2] is JSON { role, address, count }.
-const arg = process.argv[2]?.startsWith("{") === true ? (JSON.parse(process.argv[2]) as { role?: string; address: string; count: number }) : undefined;
-const role = (!isMainThread ? (workerData as { role?: string } | undefined) : arg)?.role;
-if (role === "hand-transform" || role === "hand-sink") {
-  const { address, count } = (isMainThread ? arg : workerData) as { address: string; count: number };
-  const node = await join({ address, embedded: false });
-  if (role === "hand-transform") {
-    const out = await node.publisher<Msg>("bench/hand/b");
-    const sub = await node.subscriber<Msg>("bench/hand/a", { queue: 64 });
+/** The hand-written transform: republishes what it receives, as the pipeline's does. */
+export async function handTransform(node: Awaited<ReturnType<typeof join>>): Promise<{ close(): Promise<void> }> {
+  const out = await node.publisher<Msg>(TOPICS.hand.b);
+  const sub = await node.subscriber<Msg>(TOPICS.hand.a, { queue: 64 });
+  void sub.forEach((s) => out.publish(s.value));
+  return { close: async () => (await sub.close(), await out.close()) };
+}
+
+/** The hand-written sink: answers the messages that ask for it. */
+export async function handSink(node: Awaited<ReturnType<typeof join>>): Promise<{ close(): Promise<void> }> {
+  const echo = await node.publisher<Echo>(TOPICS.hand.echo);
+  const sub = await node.subscriber<Msg>(TOPICS.hand.b, { queue: 64 });
+  void sub.forEach((s) => (s.value.echo ? echo.publish({ seq: s.value.seq }) : undefined));
+  return { close: async () => (await sub.close(), await echo.close()) };
+}
+
+// The hand-written transform (a worker: workerData) and sink (a process: argv[2]), each { role, address }.
+const arg = process.argv[2]?.startsWith("{") === true ? (JSON.parse(process.argv[2]) as { role?: string; address: string }) : undefined;
+const job = (!isMainThread ? (workerData as { role?: string; address: string } | undefined) : arg) ?? undefined;
+if (job?.role === "hand-transform" || job?.role === "hand-sink") {
+  const node = await join({ address: job.address, embedded: false });
+  const stage = job.role === "hand-transform" ? await handTransform(node) : await handSink(node);
+  const stop = (): void => void stage.close().then(() => node.close()).then(() => process.exit(0));
+  if (job.role === "hand-transform") {
     parentPort?.postMessage("ready");
-    parentPort?.on("message", () => void node.close().then(() => process.exit(0)));
-    await sub.forEach((s) => out.publish(s.value));
+    parentPort?.on("message", stop);
   } else {
-    const res = await node.publisher<Result>("bench/hand/result");
-    const sub = await node.subscriber<Msg>("bench/hand/b", { queue: 64 });
-    const state = new SinkState(count);
     process.stdout.write("ready\n");
-    process.on("disconnect", () => process.exit(0));
-    await sub.forEach((s) => {
-      const r = state.take(s.value);
-      if (r !== undefined) return res.publish(r).then(() => node.close().then(() => process.exit(0)));
-    });
+    process.on("disconnect", stop); // the driver is gone or done
   }
 }
