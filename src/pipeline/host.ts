@@ -224,27 +224,9 @@ export class Host {
         const sub = input.port;
         if (sub === undefined) continue;
         input.consumed = true;
-        const handled = (): void => void input.handled++;
-        run.work.push(
-          sub
-            .forEach((s) => {
-              // No async wrapper: a synchronous handler costs one call per message.
-              input.taken++;
-              let r: void | Promise<void>;
-              try {
-                r = handler(s.value);
-              } catch (err) {
-                handled();
-                throw err;
-              }
-              if (r === undefined || typeof (r as Promise<void>).then !== "function") return handled();
-              return (r as Promise<void>).then(handled, (err: unknown) => {
-                handled();
-                throw err;
-              });
-            })
-            .catch(fail(`its handler of ${input.name} threw`)),
-        );
+        // Nothing around the handler: one call per message, as a hand-written forEach (whether
+        // the input is drained is read from the subscriber: its consumer waits for a sample).
+        run.work.push(sub.forEach((s) => handler(s.value)).catch(fail(`its handler of ${input.name} threw`)));
       }
       for (const { output, producer } of unit.work.producers) {
         run.producing++;
@@ -297,18 +279,18 @@ export class Host {
   }
 
   /**
-   * Resolves when every consumed input is drained: nothing being handled and nothing new
-   * received for two looks 10 ms apart (what is queued is taken at once by an idle consumer),
-   * or after `ms`.
+   * Resolves when every consumed input is drained: its consumer waiting for a sample (nothing
+   * queued, nothing being handled) and nothing new received, for two looks 10 ms apart, or
+   * after `ms`.
    */
   private async drained(inputs: Input<unknown>[], ms: number): Promise<void> {
-    const consumed = inputs.filter((i) => i.taken > 0 || i.consumed);
+    const consumed = inputs.filter((i) => i.consumed);
     const until = performance.now() + ms;
     let last = -1;
     let quiet = 0;
     while (consumed.length > 0 && performance.now() < until) {
       const received = consumed.reduce((n, i) => n + (i.port?.counters.messages ?? 0), 0);
-      const busy = consumed.some((i) => i.taken > i.handled);
+      const busy = consumed.some((i) => i.port !== undefined && !i.port.idle);
       quiet = !busy && received === last ? quiet + 1 : 0;
       if (quiet >= 2) return;
       last = received;

@@ -102,10 +102,6 @@ export class Input<T> extends Stream implements Source<T>, Sink<T>, AsyncIterabl
   readonly options: { backpressure: Backpressure; queue: number; transport: "inproc" | "shm" | "tcp" | undefined };
   /** @internal The subscriber, while the unit runs. */
   port: Subscriber<T> | undefined;
-  /** @internal Messages taken by the consumer (a handler called, a loop given a value). */
-  taken = 0;
-  /** @internal Messages handled (the handler returned, or the loop moved on): with {@link taken} and the subscriber's count, tells when it is drained. */
-  handled = 0;
   /** @internal A consumer (a handler or a loop) reads it. */
   consumed = false;
 
@@ -130,12 +126,7 @@ export class Input<T> extends Stream implements Source<T>, Sink<T>, AsyncIterabl
       for (;;) {
         const r = await it.next();
         if (r.done === true) return;
-        this.taken++;
-        try {
-          yield r.value.value;
-        } finally {
-          this.handled++;
-        }
+        yield r.value.value;
       }
     } finally {
       await it.return?.();

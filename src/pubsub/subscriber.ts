@@ -128,6 +128,11 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     return { messages: this.queue.accepted, bytes: this.bytes, drops: this.queue.dropped };
   }
 
+  /** @internal True while a consumer waits for the next sample: everything received so far was taken. */
+  get idle(): boolean {
+    return this.queue.starved;
+  }
+
   /** The transport of each link, by publisher id. */
   get transports(): { publisher: string; transport: LinkTransport }[] {
     return [...this.links].map(([publisher, l]) => ({ publisher, transport: l.transport }));
