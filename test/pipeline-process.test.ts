@@ -214,3 +214,25 @@ test("pipeline across processes: a unit's process that dies while the pipeline r
     );
   });
 });
+
+test("pipeline across processes: a child watches its runner by a pidfd: the watch fires when the process exits (killed -9), and at once for one already gone", async () => {
+  const { spawn } = await import("node:child_process");
+  const { whenProcessExits } = await import("../src/util/process-exit.js");
+  const hold = setInterval(() => {}, 1000); // the watch does not keep the event loop alive: this test does
+  const sleeper = spawn("sleep", ["60"], { stdio: "ignore" });
+  const pid = sleeper.pid as number;
+  let fired = false;
+  const exited = new Promise<void>((resolve) => {
+    const w = whenProcessExits(pid, () => {
+      fired = true;
+      resolve();
+    });
+    assert.ok(w !== undefined, "this kernel has pidfds");
+  });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(fired, false, "not while it runs");
+  sleeper.kill("SIGKILL");
+  await exited;
+  await new Promise<void>((resolve) => whenProcessExits(pid, resolve)); // gone (reaped) now: at once
+  clearInterval(hold);
+});

@@ -2,7 +2,8 @@
  * The script a worker thread or a child process of a pipeline runs: it waits for its job,
  * re-enters the user's module to find the system (see entry.ts), hosts the units it was given,
  * and answers the runner. A child process ignores Ctrl-C (the runner shuts everything down in
- * order) and ends by itself when the runner is gone, even killed -9 (its IPC channel closes).
+ * order) and ends by itself when the runner is gone, even killed -9: it watches the runner's
+ * process by a pidfd (readable as the process exits), and its IPC channel closing too.
  * (Internal: not part of the public API.)
  * @module
  */
@@ -12,6 +13,7 @@ import { loadSystem } from "./entry.js";
 import { Host, errorInfo, failureOf, unitError, type HostEvent } from "./host.js";
 import type { FromHost, ToHost } from "./link.js";
 import { plan } from "./plan.js";
+import { whenProcessExits } from "../util/process-exit.js";
 import type { Unit } from "./component.js";
 
 const send: (m: FromHost) => void = isMainThread ? (m) => process.connected && process.send?.(m) : (m) => parentPort?.postMessage(m);
@@ -68,6 +70,10 @@ if (isMainThread) {
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole process group: the runner decides
   process.on("SIGTERM", () => exit(0));
   process.on("disconnect", () => exit(0)); // the runner is gone (even killed -9)
+  // The runner's process itself, as it exits (the IPC channel may outlive it, e.g. held by
+  // another process): no pidfd here (an old kernel) leaves the channel to tell. A runner gone
+  // already (this process was handed to init) leaves it too.
+  if (process.ppid > 1) whenProcessExits(process.ppid, () => exit(0));
 } else {
   parentPort?.on("message", receive);
 }
