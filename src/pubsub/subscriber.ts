@@ -128,9 +128,9 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     return { messages: this.queue.accepted, bytes: this.bytes, drops: this.queue.dropped };
   }
 
-  /** @internal True while a consumer waits for the next sample: everything received so far was taken. */
+  /** @internal True while a consumer waits for the next sample (everything received so far was taken), or once closed. */
   get idle(): boolean {
-    return this.queue.starved;
+    return this.closing !== undefined || this.queue.starved;
   }
 
   /** The transport of each link, by publisher id. */
