@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import {
   AbortError,
   ClosedError,
+  connect,
   EncodeError,
   FrameTooLargeError,
   InvalidArgumentError,
@@ -694,4 +695,18 @@ test("wire: bodies are read in place at an offset (views) or copied out (owned),
   assert.throws(() => decodeAt(message, RPC_HEADER, message.length - 5), { code: "ERR_PLEXUS_PROTOCOL" }, "cut short");
   assert.throws(() => decodeAt(new Uint8Array(RPC_HEADER + 20), RPC_HEADER, RPC_HEADER + 20), { code: "ERR_PLEXUS_PROTOCOL" });
   assert.throws(() => decodeOwned(new Uint8Array(RPC_HEADER + 3), RPC_HEADER, RPC_HEADER + 3), { code: "ERR_PLEXUS_PROTOCOL" });
+});
+
+test("a client and a server made by two nodes of one thread link directly (inproc), whichever is made first", async () => {
+  const { node, address } = await graph();
+  await using other = await connect({ address, embedded: false });
+  // The client first, then the server on another node; then a second client after it.
+  await using early = await node.client<number, number>("same-thread/svc");
+  await using server = await other.server<number, number>("same-thread/svc", (n) => n + 1);
+  await until(() => early.servers.length > 0);
+  await using late = await node.client<number, number>("same-thread/svc");
+  assert.equal(await early.request(1), 2);
+  assert.equal(await late.request(2), 3);
+  assert.deepEqual(early.transports, [{ server: server.id, transport: "inproc" }]);
+  assert.deepEqual(late.transports, [{ server: server.id, transport: "inproc" }]);
 });

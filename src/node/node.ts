@@ -170,7 +170,7 @@ export class Node implements AsyncDisposable {
     this.checkOpen();
     checkTopic(service);
     const id = this.portId("c");
-    const client = new Client<Req, Res>(service, id, this.ref, opts, (sid) => this.servers.get(sid), () => this.clients.delete(id));
+    const client = new Client<Req, Res>(service, id, this.ref, opts, (sid) => Server.find(sid), () => this.clients.delete(id));
     this.clients.set(id, client as Client<unknown, unknown>);
     try {
       await client.register();

@@ -24,6 +24,9 @@ import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
 import { DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Heartbeats } from "./tcp-channel.js";
 import { checkHeader, decodeAt, errorBody, FLAG_RAW, get32, lengthBody, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
+/** The open servers of this thread, by id: a client of any node of the thread calls them directly. */
+const inThread = new Map<string, Server>();
+
 /** Answers one request: return the response (or a promise of it); throw to send the client a `RemoteError`. */
 export type Handler<Req = unknown, Res = unknown> = (request: Req) => Res | Promise<Res>;
 
@@ -207,7 +210,8 @@ export class Server implements AsyncDisposable {
     }
     const server = new Server(service, id, graph, handler as Handler<unknown, unknown>, endpoints, listeners, open, onClose, inPlace, maxConcurrent, maxClients, linger);
     ref.server = server;
-    // Reachable before it is announced: clients (this node's too) link to it during server.add.
+    // Reachable before it is announced: clients of this thread (of any node) link to it during server.add.
+    inThread.set(id, server);
     onOpen(server);
     try {
       await server.register();
@@ -236,6 +240,11 @@ export class Server implements AsyncDisposable {
   /** @internal Registers this server again, with the same id (after the GraphServer was replaced). */
   async register(): Promise<void> {
     await this.graph.client.request("server.add", { id: this.id, service: this.service, endpoints: this.endpoints, inPlace: this.inPlace });
+  }
+
+  /** @internal The open server `id` of this thread, if it is one (for same-thread links, whatever node made it). */
+  static find(id: string): Server | undefined {
+    return inThread.get(id);
   }
 
   /** @internal A request from a client of this thread: the value itself, no encoding. */
@@ -458,6 +467,7 @@ export class Server implements AsyncDisposable {
     }
     this.closing = (async () => {
       this.onClose();
+      if (inThread.get(this.id) === this) inThread.delete(this.id);
       // One linger for the whole close: leaving the graph (confirmed once every client applied
       // it, which a stopped client process delays), then the requests being handled.
       const linger = (this.lingering = new Linger(ms));
