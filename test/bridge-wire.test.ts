@@ -53,6 +53,17 @@ describe("bridge subjects", () => {
     assert.throws(() => new NamePattern(""), /non-empty/);
   });
 
+  it("the subjects of an allow list never deliver a message twice: covered patterns go, partial overlaps become one subject", () => {
+    assert.deepEqual(new NameFilter(["big/>", ">", "big/*"]).subjects("p", "t"), ["p.t.>"]);
+    assert.deepEqual(new NameFilter(["a/>", "a/*", "b/c"]).subjects("p", "t"), ["p.t.a.>", "p.t.b.c"]);
+    assert.deepEqual(new NameFilter(["a/*", "*/b"]).subjects("p", "t"), ["p.t.>"], "a/b matches both");
+    assert.deepEqual(new NameFilter(["a/*", "b/*", "a/*"]).subjects("p", "t"), ["p.t.a.*", "p.t.b.*"]);
+    assert.ok(new NamePattern("a/>").covers(new NamePattern("a/b/*")));
+    assert.ok(!new NamePattern("a/*").covers(new NamePattern("a/>")));
+    assert.ok(!new NamePattern("a/*").overlaps(new NamePattern("a/b/c")));
+    assert.ok(new NamePattern("*/b/>").overlaps(new NamePattern("a/*/c")));
+  });
+
   it("filters: nothing passes without an allow pattern; deny wins", () => {
     assert.ok(!new NameFilter([], []).passes("x"));
     const f = new NameFilter([">"], ["secret/>"]);

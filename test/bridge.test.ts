@@ -248,3 +248,157 @@ describe("bridge: two graphs with two bridges each, both publishing the same top
     for (const p of [pub, open, sub]) await p.close();
   });
 });
+
+describe("bridge: overlapping patterns, sibling bridges, failover, leaving, outages", () => {
+  let server: NatsServer;
+  before(async () => {
+    server = await natsServer({ maxPayload: 32 * 1024 });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  it("overlapping import patterns: each message, chunked or not, arrives once", async () => {
+    const a = await host("ov-a", server.url, { capacity: 8 << 20 });
+    const b = await host("ov-b", server.url, { import: ["big/>", ">", "big/*"], capacity: 8 << 20 });
+    try {
+      const pub = await a.app.publisher<Uint8Array>("big/frames", { capacity: 8 << 20 });
+      const sub = await b.app.subscriber<Uint8Array>("big/frames", { queue: 100 });
+      await eventually("the subscriber to link", () => sub.publishers.length > 0);
+      for (let i = 0; i < 5; i++) await pub.publish(new Uint8Array(300_000).fill(i));
+      await pub.publish(new Uint8Array([9]));
+      const got = await drain(sub);
+      assert.deepEqual(got.map((v) => [v.length, v[0]]), [[300_000, 0], [300_000, 1], [300_000, 2], [300_000, 3], [300_000, 4], [1, 9]]);
+      assert.equal(b.bridge.stats().topics.malformed, 0);
+      assert.equal(b.bridge.stats().topics.duplicates, 0);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("sibling bridges with different import lists: each topic is published by one that imports it", async () => {
+    const a = await host("sib-a", server.url);
+    const b = await host("sib-b", server.url, { import: ["x/>"] });
+    const address = `127.0.0.1:${b.graph.address.port}`;
+    const b2 = await Bridge.start({ nats: server.url, name: "sib-b", graph: { address, embedded: false }, import: [">"], announceInterval: 200, scanInterval: 50 });
+    try {
+      const px = await a.app.publisher<number>("x/t");
+      const py = await a.app.publisher<number>("y/t");
+      const sx = await b.app.subscriber<number>("x/t", { queue: 100 });
+      const sy = await b.app.subscriber<number>("y/t", { queue: 100 });
+      await eventually("both subscribers to link", () => sx.publishers.length > 0 && sy.publishers.length > 0);
+      await new Promise((r) => setTimeout(r, 300)); // an election with the publishers held
+      for (let i = 1; i <= 20; i++) {
+        await px.publish(i);
+        await py.publish(i);
+      }
+      const expected = Array.from({ length: 20 }, (_, i) => i + 1);
+      assert.deepEqual(await drain(sx), expected);
+      assert.deepEqual(await drain(sy), expected);
+    } finally {
+      await b2.close();
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("a bridge that joins mid-stream duplicates nothing; when the publishing one leaves, what may be lost is counted", async () => {
+    const a = await host("fo-a", server.url, { backpressure: "block" });
+    const b = await host("fo-b", server.url);
+    const address = `127.0.0.1:${b.graph.address.port}`;
+    let b2: Bridge | undefined;
+    try {
+      const pub = await a.app.publisher<number>("fo/n");
+      const sub = await b.app.subscriber<number>("fo/n", { queue: 10_000 });
+      await eventually("the subscriber to link", () => sub.publishers.length > 0);
+      const got: number[] = [];
+      const reading = (async () => {
+        for (;;) {
+          let s;
+          try {
+            s = await sub.receive({ timeout: 1500 });
+          } catch {
+            return;
+          }
+          if (s === null) return;
+          got.push(s.value);
+          s.release();
+        }
+      })();
+      const total = 1500;
+      for (let i = 1; i <= total; i++) {
+        await pub.publish(i);
+        if (i === 300) b2 = await Bridge.start({ nats: server.url, name: "fo-b", graph: { address, embedded: false }, import: [">"], announceInterval: 200, scanInterval: 50 });
+        if (i === 900) void b.bridge.close(); // the bridge that publishes here leaves mid-stream
+        if (i % 10 === 0) await new Promise((r) => setTimeout(r, 1));
+      }
+      await reading;
+      assert.equal(new Set(got).size, got.length, "no message twice");
+      assert.deepEqual(got, [...got].sort((x, y) => x - y), "in order");
+      assert.equal(got[got.length - 1], total, "the second bridge took over");
+      const counted = (b2?.stats().topics.gaps ?? 0) + b.bridge.stats().topics.gaps;
+      assert.ok(got.length + counted >= total, `every message arrived or is counted: ${got.length} arrived, ${counted} counted, of ${total}`);
+    } finally {
+      await b2?.close();
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("a graph that leaves takes its publishers along, even with messages still arriving", async () => {
+    const a = await host("lv-a", server.url, { backpressure: "block" });
+    const b = await host("lv-b", server.url);
+    try {
+      const pub = await a.app.publisher<number>("lv/t");
+      const sub = await b.app.subscriber<number>("lv/t", { backpressure: "drop-oldest" });
+      await eventually("the subscriber to link", () => sub.publishers.length > 0);
+      let go = true;
+      const publishing = (async () => {
+        for (let i = 0; go; i++) {
+          await pub.publish(i);
+          if (i % 20 === 0) await new Promise((r) => setImmediate(r));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 200));
+      await a.bridge.close();
+      go = false;
+      await publishing;
+      await eventually("host-b to forget lv-a", () => b.bridge.hosts().length === 0);
+      await eventually("no publisher of lv-a left in host-b's graph", async () => !(await b.app.snapshot()).publishers.some((p) => p.endpoints.remote === "lv-a"));
+      await new Promise((r) => setTimeout(r, 500));
+      assert.ok(!(await b.app.snapshot()).publishers.some((p) => p.endpoints.remote === "lv-a"), "and none comes back");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("NATS down: a drop-oldest export drops (counted) instead of piling up, and messages flow again when it is back", async () => {
+    const own = await natsServer();
+    const a = await host("out-a", own.url, { backpressure: "drop-oldest", queue: 8 });
+    const b = await host("out-b", own.url);
+    try {
+      const pub = await a.app.publisher<Uint8Array>("out/t");
+      const sub = await b.app.subscriber<Uint8Array>("out/t", { backpressure: "drop-oldest", queue: 1000 });
+      await eventually("the subscriber to link", () => sub.publishers.length > 0);
+      await own.stop();
+      await eventually("bridge A to see NATS gone", () => a.bridge.stats().disconnects > 0);
+      const sentBefore = a.bridge.stats().topics.sent;
+      for (let i = 0; i < 500; i++) await pub.publish(new Uint8Array(32 * 1024));
+      await eventually("the export to drop", () => a.bridge.stats().topics.dropped > 0);
+      assert.ok(a.bridge.stats().topics.sent - sentBefore <= 8 + 2, `sent while NATS was down: ${a.bridge.stats().topics.sent - sentBefore}`);
+      await own.start();
+      await eventually("bridge A to reconnect", () => a.bridge.stats().reconnects > 0, 15_000);
+      await eventually("bridge B to reconnect", () => b.bridge.stats().reconnects > 0, 15_000);
+      await drain(sub, 300);
+      await pub.publish(new Uint8Array([1, 2, 3]));
+      const after = await drain(sub, 1000);
+      assert.ok(after.some((v) => v.length === 3), "a message published after NATS came back arrives");
+    } finally {
+      await a.close();
+      await b.close();
+      await own.close();
+    }
+  });
+});

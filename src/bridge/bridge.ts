@@ -6,8 +6,9 @@
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError, BackpressureError } from "../errors.js";
+import { InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError } from "../errors.js";
 import { connect, type ConnectOptions, type Node } from "../node/index.js";
+import { defaultAddress, parseAddress } from "../graph/client.js";
 import type { Snapshot } from "../graph/registry.js";
 import { checkOptions, type BlockingOptions } from "../util/blocking.js";
 import { readOptions } from "../util/options.js";
@@ -23,7 +24,11 @@ import { checkPrefix, NameFilter, subjectOf } from "./subjects.js";
 import { TopicBridge } from "./topics.js";
 import type { NatsOptions, ServiceCounters, TopicCounters } from "./types.js";
 
-/** The name every bridge's node has in its graph (followed by `:` and the graph's name). */
+/**
+ * How every bridge's node is named in its graph: `plexus-bridge:<prefix>:<graph>:<bridge id>`.
+ * Bridges of one graph with the same prefix and graph name share all but the id: they are
+ * siblings, and elect which of them sends and which publishes each topic.
+ */
 export const BRIDGE_NODE = "plexus-bridge";
 
 /** Options of {@link Bridge.start}. */
@@ -64,7 +69,12 @@ export interface BridgeOptions extends BlockingOptions {
    * on the receiving hosts and in `stats().topics.dropped`). `block` holds local publishers back.
    */
   backpressure?: BackpressurePolicy;
-  /** Messages queued per exported topic before that policy applies (default 1024). */
+  /**
+   * Messages queued per exported topic before that policy applies, and messages from NATS
+   * waiting at most per received topic while its local subscribers hold its publisher back
+   * (beyond, they are dropped, counted and reported as `BackpressureError`: NATS cannot be held
+   * back). Default 1024.
+   */
   queue?: number;
   /** How long a request forwarded to another host waits for its answer (ms, default 5000). */
   requestTimeout?: number;
@@ -72,8 +82,6 @@ export interface BridgeOptions extends BlockingOptions {
   announceInterval?: number;
   /** Milliseconds between looks at the local graph for new or gone topics and services (default 250). */
   scanInterval?: number;
-  /** Messages waiting in an import subscription at which it is reported as a slow consumer (default 65536). */
-  slowConsumer?: number;
 }
 
 /** The events of a bridge (`bridge.on(event, listener)`). */
@@ -127,7 +135,6 @@ interface Settings {
   readonly requestTimeout: number;
   readonly announceInterval: number;
   readonly scanInterval: number;
-  readonly slow: number;
 }
 
 function settings(opts: BridgeOptions): Settings {
@@ -155,7 +162,6 @@ function settings(opts: BridgeOptions): Settings {
     requestTimeout: o.timeout("requestTimeout", 5000),
     announceInterval: o.int("announceInterval", 1000, 100, 600_000),
     scanInterval: o.int("scanInterval", 250, 10, 600_000),
-    slow: o.int("slowConsumer", 65536, 1, 2 ** 31 - 1),
   };
 }
 
@@ -172,8 +178,8 @@ function joined(nodeId: string): number {
 export class Bridge implements AsyncDisposable {
   /** This graph's name on NATS. */
   readonly name: string;
-  /** This bridge's id (random, per run), as its announcements carry it. */
-  readonly id: string = randomBytes(8).toString("hex");
+  /** This bridge's id (random, per run), as its announcements and its node's name carry it. */
+  readonly id: string;
   private readonly listeners = new Listeners<BridgeEvents>("a bridge", ["error", "host-join", "host-leave", "disconnect", "reconnect"]);
   private readonly remote = new RemoteHosts();
   private readonly topics: TopicBridge;
@@ -185,11 +191,23 @@ export class Bridge implements AsyncDisposable {
   private errorCount = 0;
   private disconnects = 0;
   private reconnects = 0;
-  /** Topics this bridge sends for its graph (several bridges of one graph: the earliest that exports a topic sends it). */
-  private leading = new Set<string>();
-  private soleBridge = true;
-  /** True if this bridge publishes what comes from NATS for its graph (the earliest bridge of the graph does). */
-  private receiving = true;
+  /** Of the sibling bridges that export a topic, the one that joined the graph first sends it: topic -> its node. */
+  private senders = new Map<string, string>();
+  /** Of the sibling bridges that hold a publisher for a remote topic, the one that joined first publishes it: graph, topic -> its node. */
+  private receivers = new Map<string, string>();
+  /** True if this bridge joined its graph first of its siblings: it publishes the remote topics nobody holds yet. */
+  private primary = false;
+  /** The ids of the sibling bridges (their announcements carry this graph's name too). */
+  private siblings = new Set<string>();
+  /** Bridge ids heard announcing this graph's name that were not siblings (another graph uses the name). */
+  private readonly impostors = new Map<string, boolean>();
+  /** Graphs that said they left, and when: their late messages are dropped. */
+  private readonly left = new Map<string, number>();
+  /** Graphs announced and not left, as the events told. */
+  private readonly joined = new Set<string>();
+  private readonly reconciling = new Map<string, Promise<void>>();
+  private online = true;
+  private whenOnline: { promise: Promise<void>; resolve: () => void } | undefined;
   private nodes = 0;
   private scanning: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -197,12 +215,29 @@ export class Bridge implements AsyncDisposable {
   private constructor(
     private readonly node: Node,
     private readonly nc: NatsConnection,
-    ctx: Omit<BridgeContext, "report">,
+    ctx: Omit<BridgeContext, "report" | "connected">,
     private readonly opts: Settings,
+    id: string,
   ) {
+    this.id = id;
     this.name = ctx.origin;
-    this.ctx = { ...ctx, report: (err) => this.report(err) };
-    this.topics = new TopicBridge(this.ctx, node, { exports: opts.exports, imports: opts.imports, capacity: opts.capacity, maxMessage: opts.maxMessage, maxPending: opts.maxPending, backpressure: opts.backpressure, queue: opts.queue, slow: opts.slow }, (t) => this.soleBridge || this.leading.has(t), () => this.receiving);
+    this.ctx = { ...ctx, report: (err) => this.report(err), connected: () => (this.online || this.closing ? Promise.resolve() : this.offline().promise) };
+    this.topics = new TopicBridge(
+      this.ctx,
+      node,
+      { exports: opts.exports, imports: opts.imports, capacity: opts.capacity, maxMessage: opts.maxMessage, maxPending: opts.maxPending, backpressure: opts.backpressure, queue: opts.queue },
+      {
+        sends: (t) => this.senders.get(t) === this.node.id,
+        receives: (o, t) => {
+          const r = this.receivers.get(`${o}\u0000${t}`);
+          return r !== undefined ? r === this.node.id : this.primary;
+        },
+        accepts: (o) => {
+          const at = this.left.get(o);
+          return at === undefined || Date.now() - at > 3 * this.opts.announceInterval + 1000;
+        },
+      },
+    );
     this.services = new ServiceBridge(this.ctx, node, { exports: opts.exports, imports: opts.imports, maxMessage: opts.maxMessage, requestTimeout: opts.requestTimeout });
   }
 
@@ -218,13 +253,14 @@ export class Bridge implements AsyncDisposable {
     const s = settings(opts);
     checkOptions(opts, "Bridge.start");
     const nats = await loadNats();
-    const node = await connect({ ...opts.graph, name: opts.graph?.name ?? BRIDGE_NODE });
+    const origin = s.name ?? `${hostname()}:${parseAddress(opts.graph?.address ?? defaultAddress()).port}`;
+    label(origin, "the graph's name");
+    const id = randomBytes(8).toString("hex");
+    const node = await connect({ ...opts.graph, name: `${BRIDGE_NODE}:${s.prefix}:${origin}:${id}` });
     let nc: NatsConnection | undefined;
     try {
-      const origin = s.name ?? `${hostname()}:${node.graphAddress.slice(node.graphAddress.lastIndexOf(":") + 1)}`;
-      label(origin, "the graph's name");
       nc = await connectNats(nats, { name: `${BRIDGE_NODE}:${origin}`, ...s.nats }, { timeout: opts.timeout, signal: opts.signal });
-      const bridge = new Bridge(node, nc, { nats, nc, prefix: s.prefix, origin }, s);
+      const bridge = new Bridge(node, nc, { nats, nc, prefix: s.prefix, origin }, s, id);
       await bridge.begin();
       return bridge;
     } catch (err) {
@@ -238,16 +274,38 @@ export class Bridge implements AsyncDisposable {
     this.loops.push(this.watchStatus());
     const hosts = this.nc.subscribe(`${this.ctx.prefix}.h.>`);
     this.loops.push(this.hear(hosts));
+    await this.scan(); // elects first: a bridge that joins a running graph neither sends nor publishes twice
     this.topics.start();
-    await this.scan();
     this.announce();
     this.timers.push(
       setInterval(() => void this.scan(), this.opts.scanInterval),
       setInterval(() => {
         this.announce();
-        for (const origin of this.remote.expire()) void this.reconcile(origin);
+        const now = Date.now();
+        for (const origin of this.remote.expire(now)) void this.reconcile(origin);
+        // Graphs heard from but never announced (or no longer), silent for three intervals: what is held for them goes.
+        for (const origin of this.topics.silentOrigins(now - 3 * this.opts.announceInterval - 1000)) if (this.remote.get(origin) === undefined) void this.reconcile(origin);
+        for (const [origin, at] of this.left) if (now - at > 3 * this.opts.announceInterval + 1000) this.left.delete(origin);
       }, this.opts.announceInterval),
     );
+  }
+
+  /** The promise exports wait on while NATS is disconnected. */
+  private offline(): { promise: Promise<void>; resolve: () => void } {
+    if (this.whenOnline === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.whenOnline = { promise, resolve };
+    }
+    return this.whenOnline;
+  }
+
+  private setOnline(online: boolean): void {
+    this.online = online;
+    if (online && this.whenOnline !== undefined) {
+      this.whenOnline.resolve();
+      this.whenOnline = undefined;
+    }
   }
 
   /** Calls `listener` on each `event` ({@link BridgeEvents}). */
@@ -294,12 +352,12 @@ export class Bridge implements AsyncDisposable {
     this.scanning ??= (async () => {
       try {
         let snap = await this.node.snapshot();
-        const before = this.topics.exports.length;
+        const before = this.topics.exports.sort().join("\u0000");
         const topics = new Set(snap.publishers.filter((p) => p.endpoints.remote === undefined && this.opts.exports.passes(p.topic)).map((p) => p.topic));
         const services = new Set(snap.servers.filter((s) => s.endpoints.remote === undefined && this.opts.exports.passes(s.service)).map((s) => s.service));
         await this.topics.setExports(topics);
         await this.services.setExports(services);
-        if (this.topics.exports.length !== before) snap = await this.node.snapshot(); // see the new subscribers at once
+        if (this.topics.exports.sort().join("\u0000") !== before) snap = await this.node.snapshot(); // see the new subscribers at once
         this.elect(snap);
       } catch (err) {
         if (!this.closing) this.report(err instanceof PlexusError ? err : new ProtocolError("looking at the local graph failed", { cause: err }));
@@ -311,23 +369,48 @@ export class Bridge implements AsyncDisposable {
   }
 
   /**
-   * Of the bridges of this graph that export a topic, the one that joined first sends it; the
-   * bridge that joined first publishes what comes from NATS.
+   * Elects, among the sibling bridges (same prefix and graph name), the one that sends each
+   * exported topic (the first to join of those exporting it) and the one that publishes each
+   * remote topic here (the first to join of those holding a publisher for it; the first sibling
+   * of all for a topic nobody holds yet).
    */
   private elect(snap: Snapshot): void {
     this.nodes = snap.nodes.length;
-    const bridges = new Map(snap.nodes.filter((n) => n.name.startsWith(BRIDGE_NODE)).map((n) => [n.id, joined(n.id)]));
-    this.soleBridge = bridges.size <= 1;
-    const mine = bridges.get(this.node.id);
-    this.receiving = mine === undefined || [...bridges.values()].every((at) => at >= mine);
-    const first = new Map<string, { node: string; at: number }>();
-    for (const s of snap.subscribers) {
-      const at = bridges.get(s.node);
-      if (at === undefined) continue;
-      const best = first.get(s.topic);
-      if (best === undefined || at < best.at) first.set(s.topic, { node: s.node, at });
+    const mine = `${BRIDGE_NODE}:${this.ctx.prefix}:${this.ctx.origin}:`;
+    const siblings = new Map(snap.nodes.filter((n) => n.name.startsWith(mine)).map((n) => [n.id, joined(n.id)]));
+    this.siblings = new Set(snap.nodes.filter((n) => n.name.startsWith(mine)).map((n) => n.name.slice(mine.length)));
+    const me = siblings.get(this.node.id);
+    const first = <K>(entries: Iterable<[K, string]>): Map<K, string> => {
+      const out = new Map<K, string>();
+      for (const [k, node] of entries) {
+        const at = siblings.get(node);
+        if (at === undefined) continue;
+        const best = out.get(k);
+        if (best === undefined || at < (siblings.get(best) as number)) out.set(k, node);
+      }
+      return out;
+    };
+    const wasPrimary = this.primary;
+    const before = this.receivers;
+    this.primary = me === undefined || [...siblings.values()].every((at) => at >= me);
+    this.senders = first(snap.subscribers.map((s): [string, string] => [s.topic, s.node]));
+    this.receivers = first(snap.publishers.filter((p) => p.endpoints.remote !== undefined).map((p): [string, string] => [`${p.endpoints.remote}\u0000${p.topic}`, p.node]));
+    const takenOver: { origin: string; topic: string }[] = [];
+    for (const [key, node] of this.receivers) {
+      const was = before.get(key);
+      if (node === this.node.id && (was !== undefined ? was !== this.node.id : !wasPrimary)) {
+        const [origin, topic] = key.split("\u0000");
+        takenOver.push({ origin, topic });
+      }
     }
-    this.leading = new Set([...first].filter(([, b]) => b.node === this.node.id).map(([t]) => t));
+    this.topics.elected(takenOver);
+    for (const [id, reported] of this.impostors) {
+      if (this.siblings.has(id)) this.impostors.delete(id);
+      else if (!reported) {
+        this.impostors.set(id, true);
+        this.report(new InvalidArgumentError(`another graph on NATS calls itself ${JSON.stringify(this.ctx.origin)} (bridge ${id}): each graph needs its own name (the bridge's \`name\` option); their messages are taken for this graph's own and dropped`));
+      }
+    }
   }
 
   /** Publishes this bridge's announcement (and its last one, `leaving`, when it closes). */
@@ -337,7 +420,9 @@ export class Bridge implements AsyncDisposable {
       hostname: hostname(),
       pid: process.pid,
       interval: this.opts.announceInterval,
-      topics: leaving ? [] : this.topics.exports.filter((t) => this.soleBridge || this.leading.has(t)),
+      // Every topic this bridge exports, whether it sends it now or a sibling does: a failover
+      // between siblings changes nothing for the other graphs.
+      topics: leaving ? [] : this.topics.exports,
       services: leaving ? [] : this.services.exports,
       queues: [],
       nodes: this.nodes,
@@ -361,24 +446,40 @@ export class Bridge implements AsyncDisposable {
         this.report(err instanceof PlexusError ? err : new ProtocolError("a malformed announcement", { cause: err }));
         continue;
       }
-      if (a.origin === this.ctx.origin) continue;
-      const known = this.remote.get(a.origin) !== undefined;
+      if (a.origin === this.ctx.origin) {
+        // A sibling, or another graph that uses this graph's name (told at the next election).
+        if (a.bridge !== this.id && !this.siblings.has(a.bridge) && !this.impostors.has(a.bridge)) this.impostors.set(a.bridge, false);
+        continue;
+      }
       this.remote.apply(a);
-      const now = this.remote.get(a.origin);
-      if (!known && now !== undefined) this.listeners.emit("host-join", now);
-      await this.reconcile(a.origin, known);
+      if (a.leaving && this.remote.get(a.origin) === undefined) this.left.set(a.origin, Date.now());
+      else if (!a.leaving) this.left.delete(a.origin);
+      await this.reconcile(a.origin);
     }
   }
 
-  /** Brings the ports held for `origin` in line with what its bridges announce. */
-  private async reconcile(origin: string, known = true): Promise<void> {
+  /** Brings the ports held for `origin` in line with what its bridges announce: one update at a time per graph. */
+  private reconcile(origin: string): Promise<void> {
+    const next = (this.reconciling.get(origin) ?? Promise.resolve()).then(() => this.update(origin));
+    this.reconciling.set(origin, next);
+    void next.finally(() => {
+      if (this.reconciling.get(origin) === next) this.reconciling.delete(origin);
+    });
+    return next;
+  }
+
+  private async update(origin: string): Promise<void> {
     if (this.closing) return;
     const host = this.remote.get(origin);
+    if (host !== undefined && !this.joined.has(origin)) {
+      this.joined.add(origin);
+      this.listeners.emit("host-join", host);
+    }
     try {
       if (host === undefined) {
         await this.topics.dropImports(origin);
         await this.services.dropImports(origin);
-        if (known) this.listeners.emit("host-leave", origin);
+        if (this.joined.delete(origin)) this.listeners.emit("host-leave", origin);
         return;
       }
       const topics = new Set(host.topics.filter((t) => this.opts.imports.passes(t)));
@@ -398,6 +499,7 @@ export class Bridge implements AsyncDisposable {
       switch (s.type) {
         case "disconnect": {
           this.disconnects++;
+          this.setOnline(false);
           const err = new PeerDeadError(`the connection to NATS server ${s.server} dropped; reconnecting`);
           this.listeners.emit("disconnect", err);
           this.report(err);
@@ -405,11 +507,9 @@ export class Bridge implements AsyncDisposable {
         }
         case "reconnect":
           this.reconnects++;
+          this.setOnline(true);
           this.listeners.emit("reconnect", { server: s.server });
           this.announce();
-          break;
-        case "slowConsumer":
-          this.report(new BackpressureError(`a NATS subscription (${s.sub.getSubject()}) has ${s.pending} messages waiting: this bridge cannot keep up`));
           break;
         case "error":
           this.report(natsError(s.error, "the NATS connection"));
@@ -428,10 +528,13 @@ export class Bridge implements AsyncDisposable {
   close(): Promise<void> {
     this.closing ??= (async () => {
       for (const t of this.timers) clearInterval(t);
+      this.setOnline(true); // exports waiting for NATS end
       await this.scanning;
+      // Nothing is sent after the announcement that this bridge leaves.
+      await this.topics.stopExports();
+      await this.services.close();
       this.announce(true);
       await this.topics.close();
-      await this.services.close();
       await this.nc.drain().catch(() => this.nc.close());
       await Promise.allSettled(this.loops);
       await this.node.close({ linger: 0 });

@@ -27,4 +27,6 @@ export interface BridgeContext {
    * goes on.
    */
   report(err: PlexusError): void;
+  /** Resolves at once while NATS is connected, else when it is again (or the bridge closes). */
+  connected(): Promise<void>;
 }

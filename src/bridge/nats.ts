@@ -30,7 +30,11 @@ export function loadNats(): Promise<NatsModule> {
 
 /** The servers of `opts` as a list, each checked to be a `nats://` or `tls://` URL (or `host:port`). */
 export function natsServers(opts: NatsOptions): string[] {
-  const list = typeof opts.servers === "string" ? opts.servers.split(",") : [...opts.servers];
+  const raw: unknown = opts.servers;
+  if (typeof raw !== "string" && !(Array.isArray(raw) && raw.every((s) => typeof s === "string"))) {
+    throw new InvalidArgumentError(`the NATS servers must be a URL, a comma-separated list of them or an array of them, got ${raw === undefined ? "nothing" : typeof raw}`);
+  }
+  const list = typeof raw === "string" ? raw.split(",") : [...(raw as string[])];
   if (list.length === 0) throw new InvalidArgumentError("the NATS bridge needs at least one server URL");
   return list.map((s) => {
     const t = s.trim();

@@ -17,6 +17,9 @@ import { natsError, type NatsMsg, type NatsSubscription } from "./nats.js";
 import { subjectOf, type NameFilter } from "./subjects.js";
 import type { ServiceCounters } from "./types.js";
 
+/** Requests of one exported service answered at once, at most. */
+const MAX_ANSWERING = 1024;
+
 /** The NATS queue group every bridge's service subscriptions join. */
 export const SERVICE_GROUP = "plexus-service";
 
@@ -98,6 +101,8 @@ export class ServiceBridge {
   private async answerAll(service: string, client: Client<unknown, unknown>, sub: NatsSubscription): Promise<void> {
     const running = new Set<Promise<void>>();
     for await (const m of sub) {
+      // At most MAX_ANSWERING at once: beyond, requests wait in the subscription (NATS's client buffers them).
+      if (running.size >= MAX_ANSWERING) await Promise.race(running);
       const p = this.answer(service, client, m).finally(() => running.delete(p));
       running.add(p);
     }

@@ -97,6 +97,30 @@ export class NamePattern {
     return parts.length === pat.length;
   }
 
+  /** True if every name `other` matches, this pattern matches too. */
+  covers(other: NamePattern): boolean {
+    const p = this.segments;
+    const q = other.segments;
+    for (let i = 0; i < q.length; i++) {
+      if (i >= p.length) return false;
+      if (p[i] === ">") return true;
+      if (q[i] === ">") return false;
+      if (p[i] !== "*" && p[i] !== q[i]) return false;
+    }
+    return p.length === q.length;
+  }
+
+  /** True if some name matches both patterns. */
+  overlaps(other: NamePattern): boolean {
+    const p = this.segments;
+    const q = other.segments;
+    for (let i = 0; ; i++) {
+      if (i >= p.length || i >= q.length) return p.length === q.length;
+      if (p[i] === ">" || q[i] === ">") return true;
+      if (p[i] !== "*" && q[i] !== "*" && p[i] !== q[i]) return false;
+    }
+  }
+
   /** The NATS subject (with wildcards) of every name this pattern matches, under `prefix` and `kind`. */
   subject(prefix: string, kind: SubjectKind): string {
     return `${prefix}.${kind}.${this.segments.map((s) => (s === "*" || s === ">" ? s : escapeToken(s))).join(".")}`;
@@ -122,6 +146,18 @@ export class NameFilter {
   /** True if `name` is allowed and not denied. */
   passes(name: string): boolean {
     return this.allow.some((p) => p.matches(name)) && !this.deny.some((p) => p.matches(name));
+  }
+
+  /**
+   * The NATS subjects to subscribe to for the allow list, such that no message is delivered
+   * twice: patterns another one covers are left out, and when two overlap without one covering
+   * the other, the single subject of every name (`<prefix>.<kind>.>`) is used (what is received
+   * is then filtered by {@link passes}).
+   */
+  subjects(prefix: string, kind: SubjectKind): string[] {
+    const kept = this.allow.filter((p, i) => !this.allow.some((q, j) => j !== i && q.covers(p) && (!p.covers(q) || j < i)));
+    const clash = kept.some((p, i) => kept.some((q, j) => j > i && p.overlaps(q)));
+    return clash ? [`${prefix}.${kind}.>`] : kept.map((p) => p.subject(prefix, kind));
   }
 
   /** True if nothing can pass. */

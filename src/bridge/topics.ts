@@ -4,8 +4,9 @@
  * (Internal: not part of the public API.)
  * @module
  */
-import { ClosedError, PlexusError, ProtocolError, SequenceError } from "../errors.js";
+import { BackpressureError, ClosedError, PeerDeadError, PlexusError, ProtocolError, ResourceExhaustedError, SequenceError } from "../errors.js";
 import { decode } from "../codec/index.js";
+import { checkTopic } from "../graph/registry.js";
 import type { Node } from "../node/index.js";
 import type { Publisher } from "../pubsub/publisher.js";
 import type { Subscriber } from "../pubsub/subscriber.js";
@@ -17,6 +18,13 @@ import type { NatsMsg, NatsSubscription } from "./nats.js";
 import { nameOfSubject, subjectOf, type NameFilter } from "./subjects.js";
 import { natsError } from "./nats.js";
 import type { TopicCounters } from "./types.js";
+
+/** Bytes an export sends to NATS before it waits for the server to have them all (a flush): what bounds the bridge's buffers. */
+const FLUSH_BYTES = 8 << 20;
+/** Publishers held at most for one remote graph. */
+const MAX_IMPORTS_PER_ORIGIN = 4096;
+/** A remote publisher's sequence is forgotten after this long without a message (ms). */
+const SEQUENCE_IDLE_MS = 10 * 60_000;
 
 /** How topics are bridged (checked by the `Bridge`). */
 export interface TopicSettings {
@@ -32,12 +40,19 @@ export interface TopicSettings {
   readonly maxPending: number;
   /** The policy of the bridge's own subscribers to exported topics. */
   readonly backpressure: BackpressurePolicy;
-  /** Their queue depth. */
+  /** Their queue depth, and the messages waiting at most per received topic. */
   readonly queue: number;
-  /** Messages waiting in an import subscription at which NATS's client calls it slow. */
-  readonly slow: number;
 }
 
+/** What the bridge decides for its topics (several bridges of one graph do not send or publish a message twice). */
+export interface TopicRoles {
+  /** True if this bridge is the one of its graph that sends `topic` to NATS. */
+  sends(topic: string): boolean;
+  /** True if this bridge is the one of its graph that publishes `topic` of `origin` here; the others follow its sequence, ready to take over. */
+  receives(origin: string, topic: string): boolean;
+  /** False for a graph that said it left (its late messages are dropped, not given a publisher again). */
+  accepts(origin: string): boolean;
+}
 
 /** An exported topic: the bridge's subscriber on it. */
 interface Exported {
@@ -45,18 +60,31 @@ interface Exported {
   readonly done: Promise<void>;
 }
 
+/** The messages of one received topic waiting to be published here, in order. */
+interface Backlog {
+  chain: Promise<void>;
+  waiting: number;
+  /** Messages dropped since the last report. */
+  dropped: number;
+}
+
 /** The pub/sub half of a bridge. */
 export class TopicBridge {
-  /** Counters since the bridge started. */
-  readonly counters: TopicCounters = { sent: 0, sentBytes: 0, sentChunks: 0, received: 0, receivedBytes: 0, gaps: 0, duplicates: 0, looped: 0, malformed: 0, dropped: 0, standby: 0 };
+  private readonly c: TopicCounters = { sent: 0, sentBytes: 0, sentChunks: 0, received: 0, receivedBytes: 0, gaps: 0, duplicates: 0, looped: 0, malformed: 0, dropped: 0, standby: 0 };
+  /** Drops of the exports' subscribers that closed. */
+  private closedDrops = 0;
   private readonly exported = new Map<string, Exported>();
   private readonly imported = new Map<string, Promise<Publisher<unknown>>>();
-  private readonly lastSeq = new Map<string, number>();
+  private readonly importsOf = new Map<string, number>();
+  private readonly lastSeq = new Map<string, { seq: number; at: number }>();
+  /** Messages followed on standby per (graph, topic) since the last election: counted as possibly lost if this bridge takes over. */
+  private readonly followed = new Map<string, number>();
+  private readonly lastHeard = new Map<string, number>();
+  private readonly backlogs = new Map<string, Backlog>();
   private readonly senders = new Map<string, Sender>();
   /** The topic of each subject received (null: not one to import), so a subject is parsed once. */
   private readonly subjects = new Map<string, string | null>();
   private readonly subscriptions: NatsSubscription[] = [];
-  private readonly loops: Promise<void>[] = [];
   private readonly reassembler: Reassembler;
   private readonly origin: Uint8Array;
   private closed = false;
@@ -65,31 +93,40 @@ export class TopicBridge {
    * @param ctx - the bridge's NATS connection and names
    * @param node - the bridge's node in the local graph
    * @param settings - what is bridged and how
-   * @param leads - true if this bridge is the one of its graph that sends `topic` (several bridges of one graph do not send a message twice)
-   * @param receives - true if this bridge is the one of its graph that publishes what comes from NATS; the others follow the sequence numbers, ready to take over
+   * @param roles - who sends and who receives what
    */
   constructor(
     private readonly ctx: BridgeContext,
     private readonly node: Node,
     private readonly settings: TopicSettings,
-    private readonly leads: (topic: string) => boolean,
-    private readonly receives: () => boolean,
+    private readonly roles: TopicRoles,
   ) {
     this.reassembler = new Reassembler(settings.maxMessage, settings.maxPending);
     this.origin = label(ctx.origin, "a graph name");
   }
 
   /**
-   * Subscribes to the imported subjects: one NATS subscription per import pattern. Every bridge
-   * of a graph receives every message and follows each sender's sequence; one of them publishes
-   * (so that order, gaps and duplicates are seen whole), the others are ready to take over.
+   * Subscribes to the imported subjects (no message is delivered twice however the import
+   * patterns overlap). Every bridge of a graph receives every message and follows each sender's
+   * sequence; one of them publishes it, the others are ready to take over.
    */
   start(): void {
-    for (const pattern of this.settings.imports.allow) {
-      const sub = this.ctx.nc.subscribe(pattern.subject(this.ctx.prefix, "t"), { slow: this.settings.slow });
-      this.subscriptions.push(sub);
-      this.loops.push(this.consume(sub));
+    for (const subject of this.settings.imports.subjects(this.ctx.prefix, "t")) {
+      this.subscriptions.push(
+        this.ctx.nc.subscribe(subject, {
+          callback: (err, m) => {
+            if (err === null) this.receive(m);
+          },
+        }),
+      );
     }
+  }
+
+  /** Counters since the bridge started (`dropped` includes what the exports' subscribers dropped by their policy). */
+  get counters(): TopicCounters {
+    let drops = this.closedDrops;
+    for (const e of this.exported.values()) drops += e.sub.counters.drops;
+    return { ...this.c, dropped: this.c.dropped + drops };
   }
 
   /** The topics exported now. */
@@ -113,6 +150,7 @@ export class TopicBridge {
     for (const [topic, e] of this.exported) {
       if (!topics.has(topic)) {
         this.exported.delete(topic);
+        this.closedDrops += e.sub.counters.drops;
         await e.sub.close();
         await e.done;
       }
@@ -128,16 +166,20 @@ export class TopicBridge {
     }
   }
 
-  /** Sends what the bridge's subscriber on `topic` receives to NATS, until it closes. */
+  /**
+   * Sends what the bridge's subscriber on `topic` receives to NATS, until it closes. It takes
+   * from the subscriber only while NATS takes it: not while the connection is down, and not more
+   * than {@link FLUSH_BYTES} ahead of what the server has, so that the subscriber's own policy
+   * (`drop-oldest`, `block`, `fail`) applies when NATS is slow, and nothing piles up here.
+   */
   private async send(topic: string, sub: Subscriber<unknown>): Promise<void> {
     const subject = subjectOf(this.ctx.prefix, "t", topic);
-    const c = this.counters;
+    const c = this.c;
     const nc = this.ctx.nc;
+    let unflushed = 0;
     const one = (s: Sample<unknown>): void => {
-      const missed = sub.takeMissed();
-      if (missed > 0) c.dropped += missed;
       // Only the topic's own publishers: those upstream through edges are exported on their own topic.
-      if (s.topic !== topic || !this.leads(topic)) return;
+      if (s.topic !== topic || !this.roles.sends(topic)) return;
       let payloads: Uint8Array[];
       try {
         payloads = envelopes(Kind.Message, this.sender(s.publisher), s.sequence, s.value, nc.info?.max_payload ?? 1 << 20, this.settings.maxMessage);
@@ -150,6 +192,7 @@ export class TopicBridge {
         for (const p of payloads) {
           nc.publish(subject, p);
           c.sentBytes += p.length;
+          unflushed += p.length;
         }
       } catch (err) {
         c.dropped++;
@@ -166,21 +209,26 @@ export class TopicBridge {
       // that the link fills the queue meanwhile (a few µs added to the first message of a burst).
       let busy = false;
       for (;;) {
+        await this.ctx.connected();
+        if (unflushed >= FLUSH_BYTES) {
+          unflushed = 0;
+          await nc.flush().catch(() => {}); // a lost connection: the next turn waits for it
+          continue;
+        }
         let s: Sample<unknown> | null = busy ? sub.tryReceive() : null;
         if (s === null) {
           s = await sub.receive();
           if (s === null) return;
         }
-        let n = 0;
-        for (; s !== null; s = sub.tryReceive(), n++) {
+        for (; s !== null; s = unflushed < FLUSH_BYTES ? sub.tryReceive() : null) {
           try {
             one(s);
           } finally {
             s.release();
           }
         }
-        busy = n > 0;
-        if (busy) await new Promise<void>((resolve) => setImmediate(resolve));
+        busy = true;
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } catch (err) {
       if (err instanceof ClosedError) return;
@@ -191,6 +239,7 @@ export class TopicBridge {
   private sender(publisher: string): Sender {
     let s = this.senders.get(publisher);
     if (s === undefined) {
+      if (this.senders.size >= 4096) this.senders.clear(); // publishers come and go: nothing piles up
       s = { origin: this.origin, port: label(publisher, "a port id", true) };
       this.senders.set(publisher, s);
     }
@@ -200,91 +249,145 @@ export class TopicBridge {
   /**
    * The local publisher that stands for `topic` of the graph `origin` (made on first use):
    * local subscribers link to it as to any publisher, each with its own backpressure policy.
+   * Rejects with `ResourceExhaustedError` beyond {@link MAX_IMPORTS_PER_ORIGIN} for one graph.
    */
   importPublisher(origin: string, topic: string): Promise<Publisher<unknown>> {
     const key = `${origin}\u0000${topic}`;
     let p = this.imported.get(key);
     if (p === undefined) {
+      const held = this.importsOf.get(origin) ?? 0;
+      if (held >= MAX_IMPORTS_PER_ORIGIN) return Promise.reject(new ResourceExhaustedError(`${origin} offers more than ${MAX_IMPORTS_PER_ORIGIN} topics; ${JSON.stringify(topic)} is not received`));
+      this.importsOf.set(origin, held + 1);
       p = this.node.remotePublisher(topic, origin, { capacity: this.settings.capacity });
       this.imported.set(key, p);
       p.catch((err: unknown) => {
-        if (this.imported.get(key) === p) this.imported.delete(key);
+        if (this.imported.get(key) === p) this.forget(key, origin);
         this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`cannot publish ${JSON.stringify(topic)} of ${origin} here`, { cause: err }));
       });
     }
     return p;
   }
 
-  /** Closes the publishers of `origin` whose topic is not in `keep` (all of them without `keep`). */
+  private forget(key: string, origin: string): void {
+    this.imported.delete(key);
+    const n = (this.importsOf.get(origin) ?? 1) - 1;
+    if (n > 0) this.importsOf.set(origin, n);
+    else this.importsOf.delete(origin);
+  }
+
+  /** Closes the publishers of `origin` whose topic is not in `keep` (all of them, and its sequences, without `keep`). */
   async dropImports(origin: string, keep?: ReadonlySet<string>): Promise<void> {
     for (const [key, p] of [...this.imported]) {
       const [o, topic] = key.split("\u0000");
       if (o !== origin || keep?.has(topic)) continue;
-      this.imported.delete(key);
+      this.forget(key, origin);
       await p.then((pub) => pub.close({ linger: 0 })).catch(() => {});
     }
     if (keep === undefined) {
-      for (const k of [...this.lastSeq.keys()]) if (k.startsWith(`${origin}\u0000`)) this.lastSeq.delete(k);
+      const head = `${origin}\u0000`;
+      for (const k of [...this.lastSeq.keys()]) if (k.startsWith(head)) this.lastSeq.delete(k);
+      for (const k of [...this.followed.keys()]) if (k.startsWith(head)) this.followed.delete(k);
+      this.lastHeard.delete(origin);
     }
   }
 
-  /** Receives one import subscription's messages, one at a time, in order. */
-  private async consume(sub: NatsSubscription): Promise<void> {
-    for await (const m of sub) {
-      if (this.closed) break;
-      try {
-        await this.receive(m);
-      } catch (err) {
-        this.ctx.report(err instanceof PlexusError ? err : new ProtocolError("a bridged message could not be delivered", { cause: err }));
-      }
-    }
+  /**
+   * The graphs this bridge holds publishers for or heard from, that were last heard from before
+   * `before` (ms since the epoch): a graph that never announced itself and fell silent.
+   */
+  silentOrigins(before: number): string[] {
+    const origins = new Set([...this.importsOf.keys(), ...this.lastHeard.keys()]);
+    return [...origins].filter((o) => (this.lastHeard.get(o) ?? 0) < before);
   }
 
-  /** One message from NATS: checked, reassembled, de-duplicated, then published here. */
-  private async receive(m: NatsMsg): Promise<void> {
-    const c = this.counters;
+  /**
+   * A new election: where this bridge now publishes what another bridge of its graph published,
+   * the messages it followed since the last election may have been lost with that bridge: they
+   * are counted as gaps and reported. `takenOver` names those (graph, topic) pairs.
+   */
+  elected(takenOver: readonly { origin: string; topic: string }[]): void {
+    for (const { origin, topic } of takenOver) {
+      const n = this.followed.get(`${origin}\u0000${topic}`) ?? 0;
+      if (n === 0) continue;
+      this.c.gaps += n;
+      this.ctx.report(new PeerDeadError(`the bridge that published ${JSON.stringify(topic)} of ${origin} here left; up to ${n} message(s) it received meanwhile may be lost (counted as gaps)`));
+    }
+    this.followed.clear();
+    const now = Date.now();
+    for (const [k, v] of this.lastSeq) if (now - v.at > SEQUENCE_IDLE_MS) this.lastSeq.delete(k);
+  }
+
+  /** One message from NATS: checked, reassembled, de-duplicated, then queued for publishing here. */
+  private receive(m: NatsMsg): void {
+    if (this.closed) return;
+    const c = this.c;
     c.receivedBytes += m.data.length;
-    let topic = this.subjects.get(m.subject);
-    if (topic === undefined) {
-      const name = nameOfSubject(this.ctx.prefix, "t", m.subject);
-      topic = name !== undefined && this.settings.imports.passes(name) ? name : null;
-      if (this.subjects.size >= 4096) this.subjects.clear(); // names seen once (garbage) do not pile up
-      this.subjects.set(m.subject, topic);
-    }
-    if (topic === null) {
-      c.malformed++;
-      throw new ProtocolError(`a message on ${JSON.stringify(m.subject)}, which names no importable topic; dropped`);
-    }
-    let frame: Uint8Array;
-    let sequence: number;
-    let origin: string;
-    let key: string;
     try {
-      const e = readEnvelope(m.data);
-      if (e.kind !== Kind.Message) throw new ProtocolError(`a bridge message of kind ${e.kind} on the topic subject ${JSON.stringify(m.subject)}`);
+      let topic = this.subjects.get(m.subject);
+      if (topic === undefined) {
+        const name = nameOfSubject(this.ctx.prefix, "t", m.subject);
+        topic = name !== undefined && this.settings.imports.passes(name) && validTopic(name) ? name : null;
+        if (this.subjects.size >= 4096) this.subjects.clear(); // names seen once (garbage) do not pile up
+        this.subjects.set(m.subject, topic);
+      }
+      if (topic === null) {
+        c.malformed++;
+        throw new ProtocolError(`a message on ${JSON.stringify(m.subject)}, which names no topic this bridge imports; dropped`);
+      }
+      let e;
+      try {
+        e = readEnvelope(m.data);
+        if (e.kind !== Kind.Message) throw new ProtocolError(`a bridge message of kind ${e.kind} on the topic subject ${JSON.stringify(m.subject)}`);
+      } catch (err) {
+        c.malformed++;
+        throw err;
+      }
       if (e.origin === this.ctx.origin) {
         c.looped++;
         return;
       }
-      origin = e.origin;
-      key = `${e.origin}\u0000${e.port}`;
-      const whole = this.reassembler.add(e);
+      if (!this.roles.accepts(e.origin)) {
+        c.dropped++;
+        return;
+      }
+      this.lastHeard.set(e.origin, Date.now());
+      let whole;
+      try {
+        whole = this.reassembler.add(e);
+      } catch (err) {
+        if (err instanceof ResourceExhaustedError) c.dropped++;
+        else c.malformed++;
+        throw err;
+      }
       if (whole === undefined) return;
-      frame = whole.frame;
-      sequence = whole.sequence;
+      this.deliver(e.origin, e.port, topic, whole.frame, whole.sequence);
     } catch (err) {
-      c.malformed++;
-      throw err;
+      this.ctx.report(err instanceof PlexusError ? err : new ProtocolError("a bridged message could not be delivered", { cause: err }));
     }
+  }
+
+  /** A whole message: sequence checked, then published here by the bridge of the graph that receives it. */
+  private deliver(origin: string, port: string, topic: string, frame: Uint8Array, sequence: number): void {
+    const c = this.c;
+    const key = `${origin}\u0000${port}`;
     const last = this.lastSeq.get(key);
-    if (last !== undefined && sequence <= last) {
+    if (last !== undefined && sequence <= last.seq) {
       c.duplicates++;
       return;
     }
-    this.lastSeq.set(key, sequence);
-    if (!this.receives()) {
+    this.lastSeq.set(key, { seq: sequence, at: Date.now() });
+    const pub = this.importPublisher(origin, topic); // standby bridges hold one too: ready to take over
+    const where = `${origin}\u0000${topic}`;
+    if (!this.roles.receives(origin, topic)) {
       c.standby++;
+      this.followed.set(where, (this.followed.get(where) ?? 0) + 1);
       return;
+    }
+    if (last !== undefined && sequence > last.seq + 1) {
+      const lost = sequence - last.seq - 1;
+      c.gaps += lost;
+      // The expected sequence number and the one that came: what was lost in between is counted.
+      this.ctx.report(new SequenceError(last.seq + 1, sequence, { cause: `${lost} message(s) of ${JSON.stringify(topic)} from ${origin} never arrived` }));
     }
     let value: unknown;
     try {
@@ -293,31 +396,61 @@ export class TopicBridge {
       c.malformed++;
       throw new ProtocolError(`a message of ${JSON.stringify(topic)} from ${origin} is not a Plexus frame; dropped`, { cause: err });
     }
-    const pub = await this.importPublisher(origin, topic);
-    try {
-      await pub.publish(value);
-    } catch (err) {
+    // Each topic publishes in order, on its own: a subscriber that holds one topic back does not
+    // hold the others. At most `queue` messages wait per topic; beyond, they are dropped and counted.
+    let b = this.backlogs.get(where);
+    if (b === undefined) {
+      b = { chain: Promise.resolve(), waiting: 0, dropped: 0 };
+      this.backlogs.set(where, b);
+    }
+    if (b.waiting >= this.settings.queue) {
       c.dropped++;
-      throw err;
+      if (b.dropped++ === 0) this.ctx.report(new BackpressureError(`the subscribers of ${JSON.stringify(topic)} here do not keep up with ${origin}: messages are dropped (${this.settings.queue} wait already)`));
+      return;
     }
-    c.received++;
-    if (last !== undefined && sequence > last + 1) {
-      const lost = sequence - last - 1;
-      c.gaps += lost;
-      // The expected sequence number and the one that came: what was lost in between is counted.
-      throw new SequenceError(last + 1, sequence, { cause: `${lost} message(s) of ${JSON.stringify(topic)} from ${origin} never arrived` });
-    }
+    b.waiting++;
+    const backlog = b;
+    backlog.chain = backlog.chain.then(async () => {
+      try {
+        await (await pub).publish(value);
+        c.received++;
+      } catch (err) {
+        c.dropped++;
+        if (!this.closed) this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`publishing ${JSON.stringify(topic)} of ${origin} here failed`, { cause: err }));
+      } finally {
+        if (--backlog.waiting === 0) {
+          backlog.dropped = 0;
+          if (this.backlogs.get(where) === backlog) this.backlogs.delete(where);
+        }
+      }
+    });
   }
 
-  /** Stops receiving and sending; closes the bridge's ports (the node closes with the bridge). */
+  /** Stops sending: the exports' subscribers close (what they hold is not sent). */
+  async stopExports(): Promise<void> {
+    for (const e of this.exported.values()) this.closedDrops += e.sub.counters.drops;
+    await Promise.all([...this.exported.values()].map((e) => e.sub.close()));
+    await Promise.all([...this.exported.values()].map((e) => e.done));
+    this.exported.clear();
+  }
+
+  /** Stops receiving and sending; the bridge's ports close with its node. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const s of this.subscriptions) s.unsubscribe();
-    await Promise.all([...this.exported.values()].map((e) => e.sub.close()));
-    await Promise.all([...this.exported.values()].map((e) => e.done));
-    this.exported.clear();
-    await Promise.allSettled(this.loops);
+    await this.stopExports();
+    await Promise.allSettled([...this.backlogs.values()].map((b) => b.chain));
     this.reassembler.clear();
+  }
+}
+
+/** True if `name` is a topic name the graph takes. */
+function validTopic(name: string): boolean {
+  try {
+    checkTopic(name);
+    return true;
+  } catch {
+    return false;
   }
 }
