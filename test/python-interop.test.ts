@@ -11,7 +11,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { connect as netConnect, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { after, test } from "node:test";
@@ -464,4 +464,71 @@ test("TLS: a Python client of a Node queue server at tls://, a Node client of a 
   assert.deepEqual(got.value, { n: 1 });
   assert.deepEqual(got.links, [{ publisher: pub.id, transport: "tcp" }]);
   assert.equal(await sub.exited, 0, sub.stderr());
+});
+
+/** The next PLEXUS_LINK process warning (a port that could not reach a publisher or server). */
+function linkWarning(): Promise<Error> {
+  return new Promise((resolve) => {
+    const on = (w: Error & { code?: string }): void => {
+      if (w.code !== "PLEXUS_LINK") return;
+      process.off("warning", on);
+      resolve(w);
+    };
+    process.on("warning", on);
+  });
+}
+
+test("TLS on Python-hosted endpoints: a Node subscriber of a Python publisher and a Node client of a Python server; another authority is AccessDeniedError on both sides", async () => {
+  const files = pemFiles();
+  const certs = testCerts();
+  // Python publisher serving TLS -> Node subscribers: one trusting the authority, one not
+  const topic = fresh("py-tls-pub");
+  const pub = await peer("publish", { topic, count: 2, transport: "tcp", certfile: files.certfile, keyfile: files.keyfile });
+  const refused = linkWarning();
+  await using wrong = await node.subscriber(topic, { transport: "tcp", tls: { ca: certs.otherCa } });
+  assert.match((await refused).message, /cannot reach publisher .*AccessDeniedError/);
+  assert.equal(wrong.publishers.length, 0);
+  await using sub = await node.subscriber<{ i: number; v: Float64Array }>(topic, { transport: "tcp", tls: { ca: certs.ca } });
+  const got: number[] = [];
+  for await (const s of sub) {
+    assert.ok(s.value.v instanceof Float64Array);
+    got.push(s.value.i);
+    if (got.length === 2) break;
+  }
+  assert.deepEqual(got, [0, 1]);
+  assert.equal(JSON.parse(await pub.line()), "published");
+  pub.proc.stdin?.end();
+  assert.equal(await pub.exited, 0, pub.stderr());
+  // Python request/response server serving TLS -> Node clients
+  const service = fresh("py-tls-svc");
+  const server = await peer("serve", { service, certfile: files.certfile, keyfile: files.keyfile });
+  const refusedClient = linkWarning();
+  await using wrongClient = await node.client(service, { transport: "tcp", tls: { ca: certs.otherCa } });
+  assert.match((await refusedClient).message, /AccessDeniedError/);
+  await assert.rejects(wrongClient.request({ a: 1 }), { code: "ERR_PLEXUS_NO_SERVER" });
+  await using client = await node.client<Record<string, unknown>, Record<string, unknown>>(service, { transport: "tcp", tls: { ca: certs.ca } });
+  await until(() => client.servers.length === 1);
+  const answer = await client.request({ v: Float64Array.of(1, 2) });
+  assert.equal(answer.sum, 3);
+  assert.deepEqual([...(answer.twice as Float64Array)], [2, 4]);
+  server.proc.stdin?.end();
+  assert.equal(await server.exited, 0, server.stderr());
+  // a Python client of a Node TLS server: with the authority it is answered, with another it
+  // gets AccessDeniedError (the server is not linked, so the request finds no server)
+  const nodeService = fresh("node-tls-svc");
+  await using nodeServer = await node.server(nodeService, (v: { n: number }) => ({ n: v.n + 1 }), { transport: "tcp", tcp: { host: "127.0.0.1", tls: { key: certs.serverKey, cert: certs.serverCert } } });
+  const ok = await peer("call", { service: nodeService, transport: "tcp", cafile: files.cafile, requests: [{ n: 1 }] }, false);
+  assert.deepEqual(await json(ok), { links: ["tcp"] });
+  assert.deepEqual(await json(ok), { ok: { n: 2 } });
+  assert.equal(await ok.exited, 0, ok.stderr());
+  const other = join(dirname(files.cafile), "other-ca.pem");
+  writeFileSync(other, certs.otherCa);
+  const no = await peer("call", { service: nodeService, transport: "tcp", cafile: other, requests: [{ n: 1 }] }, false);
+  const linkError = await json(no);
+  assert.equal(linkError.linkError, "AccessDeniedError");
+  assert.equal(linkError.code, "ERR_PLEXUS_ACCESS_DENIED");
+  assert.match(linkError.message as string, /TLS handshake with the request\/response server/);
+  assert.equal((await json(no)).error, "NoServerError");
+  assert.equal(await no.exited, 0, no.stderr());
+  void nodeServer;
 });

@@ -10,11 +10,12 @@ import ssl
 import struct
 import threading
 import time
+import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Final, Generic, Iterator, Literal, Protocol, TypeVar
 
 from . import codec
-from .errors import ClosedError, InvalidArgumentError, PlexusError, ProtocolError, SystemError, TimeoutError
+from .errors import ClosedError, InvalidArgumentError, LinkWarning, PlexusError, ProtocolError, SystemError, TimeoutError
 from .tcp import Policy, TcpReceiver, TcpSender
 
 from .shm import ShmLink
@@ -136,7 +137,8 @@ class Publisher(Generic[T]):
     """Publishes on a topic: made by :meth:`plexus.Node.publisher`."""
 
     def __init__(self, node: Node, topic: str, *, capacity: int = 4 << 20, timeout: float = 5.0,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None, allow_insecure: bool = False) -> None:
         from .shm import ShmSender
 
         self.topic = topic
@@ -163,8 +165,8 @@ class Publisher(Generic[T]):
                         self._shm.close()
                     self._shm = None  # no shared memory here: subscribers use TCP
             if transport in (None, "tcp"):
-                self._tcp = TcpSender(window=capacity, label=f"the publisher on {topic!r}")
-                endpoints["tcp"] = {"host": self._tcp.host, "port": self._tcp.port, "tls": False}
+                self._tcp = TcpSender(host, port, window=capacity, label=f"the publisher on {topic!r}", tls=tls, allow_insecure=allow_insecure)
+                endpoints["tcp"] = {"host": self._tcp.host, "port": self._tcp.port, "tls": self._tcp.tls}
             self.id: str = node.graph.request("publisher.add", {"topic": topic, "endpoints": endpoints})["publisher"]
         except BaseException:
             self._release_transports()
@@ -329,6 +331,7 @@ class Subscriber(Generic[T]):
         self.transport = transport
         self.arrays = arrays
         self.malformed = 0
+        self.link_errors: dict[str, PlexusError] = {}  # by publisher id: why it could not be linked
         self.counters = {"messages": 0, "bytes": 0, "drops": 0}
         self._node = node
         self._queue: collections.deque[Sample[T]] = collections.deque()  # from TCP links' threads
@@ -371,7 +374,9 @@ class Subscriber(Generic[T]):
         for p in new:
             try:
                 made = self._link(p)
-            except PlexusError:
+            except PlexusError as err:
+                self.link_errors[p["id"]] = err
+                warnings.warn(LinkWarning(f"plexus: cannot reach publisher {p['id']} on {self.topic!r}: {type(err).__name__}: {err}", err), stacklevel=2)
                 continue
             if made is None:
                 continue

@@ -338,12 +338,6 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     return m.group(2), int(m.group(3)), m.group(1) == "tls"
 
 
-def _plain_allowed(host: str, tls: ssl.SSLContext | None, allow_insecure: bool) -> None:
-    """Plain TCP only on loopback addresses unless the user opts out (§0.4)."""
-    if tls is None and not allow_insecure and host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
-        raise AccessDeniedError(f"plain TCP to {host} is refused off loopback: use tls:// (or allow_insecure=True)")
-
-
 class QueueClient(_Endpoint):
     """A queue client over TCP: ``put`` to the server, ``get`` what the server puts."""
 
@@ -354,7 +348,7 @@ class QueueClient(_Endpoint):
         host, port, use_tls = parse_url(url)
         if use_tls and tls is None:
             tls = ssl.create_default_context()  # the system's authorities
-        _plain_allowed(host, tls, allow_insecure)
+        net.plain_allowed(host, tls, allow_insecure)
         where = f"the queue server at {host}:{port}"
         self.token = secrets.token_bytes(8)
         fs = net.FrameSocket(net.dial(host, port, timeout, "queue server", tls), net.MAX_HANDSHAKE, where)
@@ -455,16 +449,14 @@ class QueueServer(_Endpoint):
         host, port, use_tls = parse_url(url)
         if use_tls and tls is None:
             raise InvalidArgumentError("queue.server: a tls:// URL needs the server's certificate: tls=ssl.SSLContext with load_cert_chain()")
-        _plain_allowed(host, tls, allow_insecure)
-        self._tls = tls
-        self._listener = socket.create_server((host, port))
+        self._listener = net.listen(host, port, tls, allow_insecure, "queue.server")
         self.port: int = self._listener.getsockname()[1]
         self.url = f"{'tls' if tls is not None else 'tcp'}://{host}:{self.port}"
         self.max_clients = max_clients
         self.sessions: dict[bytes, _Session] = {}
         self.superseded: dict[bytes, set[bytes]] = {}
         self._silence: dict[int, float] = {}
-        net.serve_connections(self._listener, self._serve, "plexus-queue-conn")
+        net.serve_connections(self._listener, self._serve, "plexus-queue-conn", tls)
         threading.Thread(target=self.beat, args=(lambda: list(self.sessions.values()), lambda s: self._silence.get(id(s), PEER_TIMEOUT_MS / 1000)),
                          daemon=True).start()
 
@@ -500,14 +492,6 @@ class QueueServer(_Endpoint):
         fs.close()
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls is not None:
-            conn.settimeout(5.0)
-            try:
-                conn = self._tls.wrap_socket(conn, server_side=True)
-            except (OSError, ssl.SSLError):
-                conn.close()
-                return
         fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a queue client")
         zero = handshake_body(False, self.slots, self.max_message, self.identity, bytes(8))
         try:  # a queue refusal carries the queue's body (§7.2), with a zero token here

@@ -13,6 +13,7 @@ import ssl
 import struct
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Final, Generic, TypeVar
 
@@ -20,6 +21,7 @@ from . import codec, net
 from .shm import ShmReceiver, ShmSender
 from .errors import (
     ClosedError,
+    LinkWarning,
     NoServerError,
     PeerDeadError,
     PlexusError,
@@ -122,7 +124,8 @@ class Server:
     ``code`` (``ERR_PLEXUS_HANDLER`` unless it has one) and class name.
     """
 
-    def __init__(self, node: Node, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True) -> None:
+    def __init__(self, node: Node, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True,
+                 host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None, allow_insecure: bool = False) -> None:
         self.service = service
         # inline: a request that arrives alone on its connection is handled by the thread that
         # read it (no hand-over to a pool thread, several times faster); several at once go to
@@ -139,10 +142,10 @@ class Server:
         self.in_flight = 0
         self._beats = _Beats(lambda fs: fs.close())
         self._channels: set[ShmChannel] = set()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        host, port = self._listener.getsockname()[:2]
-        net.serve_connections(self._listener, self._serve, "plexus-rpc-conn")
-        endpoints: dict[str, Any] = {**node.identity, "tcp": {"host": host, "port": port, "tls": False}}
+        self._listener = net.listen(host, port, tls, allow_insecure, f"the server of {service!r}")
+        port = self._listener.getsockname()[1]
+        net.serve_connections(self._listener, self._serve, "plexus-rpc-conn", tls)
+        endpoints: dict[str, Any] = {**node.identity, "tcp": {"host": host, "port": port, "tls": tls is not None}}
         ident = f"plexus-rpc-{os.getpid()}-{secrets.token_hex(6)}"
         self._unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._unix.bind(unix_address(f"\0{ident}"))
@@ -157,7 +160,6 @@ class Server:
             raise
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a client")
         try:
             pre, body = net.accept_hello(fs, RPC, lambda status, reason: f"{reason} (request/response for {self.service!r})".encode())
@@ -619,6 +621,7 @@ class Client(Generic[Req, Res]):
         self.tls = tls  # for servers whose TCP endpoint is TLS (default: the system's authorities)
         self.arrays = arrays
         self.transport = transport
+        self.link_errors: dict[str, PlexusError] = {}  # by server id: why it could not be linked
         self._node = node
         self._lock = threading.Lock()
         self._links: dict[str, _Link] = {}
@@ -656,7 +659,9 @@ class Client(Generic[Req, Res]):
         for s in new:
             try:
                 link = _Link(self, s)
-            except PlexusError:
+            except PlexusError as err:
+                self.link_errors[s["id"]] = err
+                warnings.warn(LinkWarning(f"plexus: cannot reach server {s['id']} of {self.service!r}: {type(err).__name__}: {err}", err), stacklevel=2)
                 continue
             with self._lock:
                 closing = self._closing

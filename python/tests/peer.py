@@ -53,6 +53,15 @@ def tls_context(a: dict[str, Any]) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=a["cafile"]) if a.get("cafile") else None
 
 
+def server_tls(a: dict[str, Any]) -> ssl.SSLContext | None:
+    """A server context with the test's certificate (``certfile``, ``keyfile``), if the test gives one."""
+    if not a.get("certfile"):
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(a["certfile"], a["keyfile"])
+    return ctx
+
+
 def subscribe(node: plexus.Node, a: dict[str, Any]) -> None:
     with node.subscriber(a["topic"], transport=a.get("transport"), tls=tls_context(a)) as sub:
         say("ready")
@@ -71,7 +80,7 @@ def subscribe(node: plexus.Node, a: dict[str, Any]) -> None:
 
 
 def publish(node: plexus.Node, a: dict[str, Any]) -> None:
-    with node.publisher(a["topic"], transport=a.get("transport")) as pub:
+    with node.publisher(a["topic"], transport=a.get("transport"), tls=server_tls(a)) as pub:
         say("ready")
         pub.wait_for_subscribers(1)
         if a.get("malformed"):  # a message whose codec frame is garbage, then a good one
@@ -113,18 +122,20 @@ def handler(v: Any) -> Any:
 
 
 def serve(node: plexus.Node, a: dict[str, Any]) -> None:
-    with node.server(a["service"], handler):
+    with node.server(a["service"], handler, tls=server_tls(a)):
         say("ready")
         sys.stdin.readline()
 
 
 def call(node: plexus.Node, a: dict[str, Any]) -> None:
-    with node.client(a["service"]) as cli:
+    with node.client(a["service"], transport=a.get("transport"), tls=tls_context(a)) as cli:
         deadline = time.monotonic() + (10 if a.get("wait", True) else 0)
-        while cli.servers == 0 and time.monotonic() < deadline:
+        while cli.servers == 0 and not cli.link_errors and time.monotonic() < deadline:
             time.sleep(0.01)
         if cli.servers:
             say({"links": [link["transport"] for link in cli.links]})
+        for err in cli.link_errors.values():
+            say({"linkError": type(err).__name__, "code": err.code, "message": err.message})
         for req in a["requests"]:
             value = {k: (np.array(x, dtype=np.float64) if k == "v" else x) for k, x in req.items()}
             try:
@@ -199,11 +210,8 @@ def queue_client(node: plexus.Node | None, a: dict[str, Any]) -> None:
 def queue_server(node: plexus.Node | None, a: dict[str, Any]) -> None:
     from plexus import queue
 
-    server_tls = None
-    if a.get("certfile"):
-        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server_tls.load_cert_chain(a["certfile"], a["keyfile"])
-    with queue.server("tls://127.0.0.1:0" if server_tls else "tcp://127.0.0.1:0", mode=a["mode"], tls=server_tls) as srv:
+    tls = server_tls(a)
+    with queue.server("tls://127.0.0.1:0" if tls else "tcp://127.0.0.1:0", mode=a["mode"], tls=tls) as srv:
         say({"url": srv.url})
         for _ in range(a["gets"]):
             m = srv.get(10)
