@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { PeerDeadError, queue, RemoteError } from "../src/index.js";
-import { child, type Child } from "./helpers/child.js";
+import { child, fixture, remainingLines, type Child } from "./helpers/child.js";
 import { testCerts } from "./helpers/tcp-certs.js";
 import { graph, readWelcomeFrame, rpcFrame, tcpHello, until } from "./helpers/rpc.js";
 import { FrameParser } from "../src/net/frame-parser.js";
@@ -532,3 +532,56 @@ test("TLS on Python-hosted endpoints: a Node subscriber of a Python publisher an
   assert.equal(await no.exited, 0, no.stderr());
   void nodeServer;
 });
+
+for (const mode of ["fast", "reliable"] as const) {
+  test(`queue, ${mode}: a Python client across a Node queue server killed with SIGKILL and restarted: every put settles, none is delivered twice`, async () => {
+    // The first server takes 30 messages and holds the 30th (never released: in reliable mode
+    // its put is in flight), with room for 4 more in its queue (fast: later arrivals stay
+    // unacknowledged, in flight). It is killed there; a new server takes the same port.
+    const first = fixture("queue-peer", { role: "server", mode, holdAfter: 30, maxQueue: 4 });
+    const url = await first.line();
+    const c = await peer("queue-putter", { url, mode, puts: 100, threads: 4 });
+    const got: number[] = [];
+    while (got.length < 30) {
+      const l = await first.line(10_000);
+      if (l.startsWith("got ")) got.push(Number(l.slice(4)));
+    }
+    first.proc.kill("SIGKILL");
+    await first.exited;
+    for (const l of await remainingLines(first, 200)) if (l.startsWith("got ")) got.push(Number(l.slice(4)));
+    const second = fixture("queue-peer", { role: "server", mode, url });
+    assert.equal(await second.line(), url, "the new server listens on the same port");
+    const outcomes = new Map<number, Record<string, unknown>>();
+    let last: Record<string, unknown> | undefined;
+    while (last === undefined) {
+      const o = await json(c);
+      if ("events" in o) last = o;
+      else outcomes.set((o.put ?? o.failed) as number, o);
+    }
+    for (;;) {
+      const l = await second.line(10_000);
+      if (!l.startsWith("got ")) continue;
+      const id = Number(l.slice(4));
+      if (id === -1) break; // the last put of the client's new session: everything before it was taken
+      got.push(id);
+    }
+    // every put settled: acknowledged, or a typed error
+    assert.deepEqual([...outcomes.keys()].sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
+    const failed = [...outcomes.values()].filter((o) => "failed" in o);
+    for (const f of failed) assert.deepEqual([f.error, f.code], ["PeerDeadError", "ERR_PLEXUS_PEER_DEAD"]);
+    // none delivered twice, across the two servers
+    assert.equal(new Set(got).size, got.length, `a message was delivered twice: ${got.join(",")}`);
+    if (mode === "reliable") {
+      // an acknowledged reliable put was released by the server's application: it is in a log
+      for (const [id, o] of outcomes) if ("put" in o) assert.ok(got.includes(id), `put ${id} resolved but no server took it`);
+      assert.ok(failed.some((f) => f.failed === got[29]), "the held message's put was in flight when the server died: it failed");
+    }
+    const kinds = (last.events as [string, unknown][]).map(([e]) => e);
+    assert.equal(kinds[0], "disconnect");
+    assert.ok(kinds.includes("session-lost"), `events: ${JSON.stringify(last.events)}`);
+    assert.deepEqual((last.events as [string, unknown][]).find(([e]) => e === "reconnect"), ["reconnect", { resumed: false }]);
+    assert.equal(last.state, "connected");
+    assert.equal(await c.exited, 0, c.stderr());
+    second.proc.kill("SIGKILL");
+  });
+}

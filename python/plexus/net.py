@@ -299,6 +299,16 @@ def accept_tls(conn: socket.socket, tls: ssl.SSLContext, timeout: float = 5.0) -
     return wrapped
 
 
+def close_listener(listener: socket.socket) -> None:
+    """Closes a listening socket and wakes the thread blocked in its ``accept`` (a plain close
+    leaves the port bound while that call lasts)."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    listener.close()
+
+
 def serve_connections(listener: socket.socket, handle: Callable[[socket.socket], None], name: str,
                       tls: ssl.SSLContext | None = None) -> None:
     """Accepts connections on ``listener`` in a thread of its own and handles each in a thread

@@ -155,8 +155,8 @@ class Server:
         try:
             self.id: str = node.graph.request("server.add", {"service": service, "endpoints": endpoints, "inPlace": False})["server"]
         except BaseException:
-            self._listener.close()
-            self._unix.close()
+            net.close_listener(self._listener)
+            net.close_listener(self._unix)
             raise
 
     def _serve(self, conn: socket.socket) -> None:
@@ -301,8 +301,8 @@ class Server:
             self._node.graph.request("server.remove", {"id": self.id})
         except PlexusError:
             pass
-        self._listener.close()
-        self._unix.close()
+        net.close_listener(self._listener)
+        net.close_listener(self._unix)
         self._pool.shutdown(wait=True)
         for fs in conns:
             fs.close()

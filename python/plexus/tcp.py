@@ -358,7 +358,7 @@ class TcpSender:
             peers = list(self._peers)
             self._peers.clear()
             end = net.frame(T_END, 0, self._seq & 0xFFFFFFFF, self._seq >> 32)
-        self._listener.close()
+        net.close_listener(self._listener)
         for p in peers:
             self._flush(p)  # what credit allows of a drop-oldest receiver's queue, then END
             p.fs.try_send(end)

@@ -9,6 +9,7 @@ import datetime
 import json
 import ssl
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -18,8 +19,14 @@ import plexus
 from plexus import codec, pubsub
 
 
+_SAY = threading.Lock()
+
+
 def say(obj: object) -> None:
-    print(json.dumps(obj), flush=True)
+    """One JSON line on stdout, whole (threads say things at once)."""
+    with _SAY:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
 
 
 def describe(v: object) -> object:
@@ -207,6 +214,43 @@ def queue_client(node: plexus.Node | None, a: dict[str, Any]) -> None:
                 say({"got": describe(m.value), "peer": m.peer})
 
 
+def queue_putter(node: plexus.Node | None, a: dict[str, Any]) -> None:
+    """Puts ids 0..puts-1 from ``threads`` threads at once, each outcome on a line ("put" or the
+    error's class and code), then the id -1 (after every outcome: the last of the session), the
+    client's events and its final state."""
+    import threading
+
+    from plexus import queue
+
+    events: list[object] = []
+    with queue.client(a["url"], mode=a["mode"], reconnect_window=10.0) as cli:
+        for e in ("disconnect", "reconnect", "session-lost"):
+            cli.on(e, lambda arg, e=e: events.append([e, arg if isinstance(arg, dict) else type(arg).__name__]))  # type: ignore[misc]
+        say("ready")
+        ids = iter(range(a["puts"]))
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    i = next(ids, None)
+                if i is None:
+                    return
+                try:
+                    cli.put({"id": i}, timeout=20)
+                    say({"put": i})
+                except plexus.PlexusError as err:
+                    say({"failed": i, "error": type(err).__name__, "code": err.code})
+
+        threads = [threading.Thread(target=work) for _ in range(a["threads"])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        cli.put({"id": -1}, timeout=20)
+        say({"events": events, "state": cli.state})
+
+
 def queue_server(node: plexus.Node | None, a: dict[str, Any]) -> None:
     from plexus import queue
 
@@ -247,7 +291,7 @@ def async_echo(node: plexus.Node | None, a: dict[str, Any]) -> None:
     asyncio.run(main())
 
 
-ROLES.update({"queue-client": queue_client, "queue-server": queue_server, "async-echo": async_echo})
+ROLES.update({"queue-client": queue_client, "queue-server": queue_server, "queue-putter": queue_putter, "async-echo": async_echo})
 
 
 if __name__ == "__main__":
