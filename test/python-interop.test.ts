@@ -585,3 +585,35 @@ for (const mode of ["fast", "reliable"] as const) {
     second.proc.kill("SIGKILL");
   });
 }
+
+for (const transport of ["shm", "tcp"] as const) {
+  test(`Python client -> Node in-place server over ${transport}: request_in_place answers ${transport === "shm" ? "in the request ring, a held answer pins its memory" : "with copies"}, threads at once`, async () => {
+    const service = fresh("node-inplace");
+    await using server = await node.server(
+      service,
+      (bytes: Uint8Array) => {
+        for (let i = 0; i < bytes.length; i++) bytes[i] = ~bytes[i] & 0xff;
+        return bytes.length >= 2 ? bytes.subarray(1, bytes.length - 1) : bytes;
+      },
+      { inPlace: true },
+    );
+    const c = await peer("call-in-place", { service, transport }, false);
+    const first = await json(c);
+    assert.deepEqual(first.links, [transport]);
+    assert.equal(first.ok, true, `answer ${JSON.stringify(first.answer)}`);
+    assert.equal(first.inRing, transport === "shm", "over shm the answer is a view of the request's own bytes in the client's ring");
+    assert.equal(first.writeable, true);
+    assert.deepEqual(await json(c), { fill: Array(6).fill(0xfe) });
+    const held = await json(c);
+    assert.equal(held.copies, true, "request() to an in-place service answers a copy");
+    if (transport === "shm") {
+      assert.equal(held.blocked, "TimeoutError", "a request that would write over a held answer waits for room");
+      assert.equal(held.heldIntact, true, "the held answer's bytes were not written over");
+    }
+    assert.equal(held.after, (300 << 10) - 2, "released, the ring has room again");
+    assert.deepEqual(await json(c), { refused: "ERR_PLEXUS_INVALID_ARGUMENT" });
+    assert.deepEqual(await json(c), { wrong: 0, pins: 0 });
+    assert.equal(await c.exited, 0, c.stderr());
+    void server;
+  });
+}

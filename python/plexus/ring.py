@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
 import mmap
 import platform
 import random
@@ -347,10 +348,25 @@ class RingWriter:
         self.active: list[int] = []
         self.closed = False
         self.dropped = 0
+        # frames this writer keeps (in-place answers, §6.1): by pin id, the frame's position; the
+        # writer's limit is also the oldest pinned frame + capacity, as if it were a reader's tail
+        self.pins: dict[int, int] = {}
+        self._pin_ids = itertools.count(1)
 
     def slot_off(self, slot: int, field: int) -> int:
         """Byte offset of a slot's field."""
         return SLOTS + SLOT_BYTES * slot + field
+
+    def pin(self, pos: int) -> int:
+        """Keeps the frame at ``pos`` (a position this writer reserved) from being written over
+        until :meth:`unpin`; returns the pin's id. From the writing thread."""
+        k = next(self._pin_ids)
+        self.pins[k] = pos
+        return k
+
+    def unpin(self, k: int) -> None:
+        """Gives a pinned frame back (idempotent; from any thread)."""
+        self.pins.pop(k, None)
 
     def readers(self) -> int:
         """Active readers now."""
@@ -422,6 +438,10 @@ class RingWriter:
                 else:
                     blocked = True
             end = _i32(tail + self.capacity)
+            if _i32(end - limit) < 0:
+                limit = end
+        for p in list(self.pins.values()):
+            end = _i32(p + self.capacity)
             if _i32(end - limit) < 0:
                 limit = end
         if not blocked and leaky:

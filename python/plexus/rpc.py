@@ -21,6 +21,7 @@ from . import codec, net
 from .shm import ShmReceiver, ShmSender
 from .errors import (
     ClosedError,
+    InvalidArgumentError,
     LinkWarning,
     NoServerError,
     PeerDeadError,
@@ -39,6 +40,7 @@ RPC: Final = net.Spec("request/response", "request/response server", 0x52584C50,
 T_REQUEST: Final = 1
 T_RESPONSE: Final = 2
 T_ERROR: Final = 3
+T_IN_PLACE: Final = 4
 FLAG_RAW: Final = 1
 HEARTBEAT_MS: Final = net.HEARTBEAT_MS
 PEER_TIMEOUT_MS: Final = net.PEER_TIMEOUT_MS
@@ -254,7 +256,7 @@ class Server:
             return
         holder: list[ShmChannel] = []
 
-        def on_message(type_: int, flags: int, id_: int, body: memoryview, token: int) -> None:
+        def on_message(type_: int, flags: int, id_: int, body: memoryview, token: int, aux: int) -> None:
             if type_ != T_REQUEST or flags & ~FLAG_RAW:
                 rx.release(token)
                 raise ProtocolError(f"a client sent a message of type {type_}, flags {flags}")
@@ -319,13 +321,46 @@ class Server:
 
 
 class _Call:
-    __slots__ = ("event", "value", "error", "link")
+    __slots__ = ("event", "value", "error", "link", "mode", "at", "size", "pin")
 
-    def __init__(self, link: _Link) -> None:
+    def __init__(self, link: _Link, mode: str = "value") -> None:
         self.event = threading.Event()
         self.value: Any = None
         self.error: PlexusError | None = None
         self.link = link
+        self.mode = mode  # "value" (codec), "copy" (raw bytes, a copy of the answer), "in-place"
+        self.at = -1  # shm: the request body's offset in the request ring's mapping
+        self.size = 0  # raw: the request body's size (an in-place answer lies within it)
+        self.pin = 0  # shm: the pin on the request's frame (0: none), the client's until answered
+
+
+class InPlaceResponse:
+    """The answer of :meth:`Client.request_in_place`: ``bytes`` is the response where the server
+    left it — over shared memory, a writable view of the request's own bytes in this client's
+    request ring (over TCP, a copy). The ring does not reuse that memory until :meth:`release`
+    (``with`` releases it too): release promptly, and do not use ``bytes`` after."""
+
+    __slots__ = ("bytes", "_release")
+
+    def __init__(self, view: memoryview, release: Callable[[], None] | None = None) -> None:
+        self.bytes = view
+        self._release = release
+
+    def release(self) -> None:
+        """Gives the memory back to the request ring (idempotent)."""
+        r, self._release = self._release, None
+        if r is not None:
+            try:
+                self.bytes.release()
+            except BufferError:
+                pass  # a view made from it (numpy) still refers to the ring: the rule is the caller's
+            r()
+
+    def __enter__(self) -> InPlaceResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class ShmChannel:
@@ -333,7 +368,7 @@ class ShmChannel:
     peer's ring (it reads) and the handshake socket, whose end is the peer's end."""
 
     def __init__(self, tx: ShmSender, rx: ShmReceiver, control: socket.socket, what: str,
-                 on_message: Callable[[int, int, int, memoryview, int], None], on_end: Callable[[PlexusError], None]) -> None:
+                 on_message: Callable[[int, int, int, memoryview, int, int], None], on_end: Callable[[PlexusError], None]) -> None:
         self.tx = tx
         self.rx = rx
         self.control = control
@@ -357,11 +392,11 @@ class ShmChannel:
         if view.nbytes < RING_HEADER.size:
             self.rx.release(token)
             raise ProtocolError("not a Plexus request/response message (shorter than a header)")
-        magic, type_, flags, reserved, id_, _aux = RING_HEADER.unpack_from(view, 0)
+        magic, type_, flags, reserved, id_, aux = RING_HEADER.unpack_from(view, 0)
         if magic != RING_MAGIC or reserved:
             self.rx.release(token)
             raise ProtocolError("not a Plexus request/response message (bad magic or reserved bytes)")
-        self.on_message(type_, flags, id_, view[RING_HEADER.size:], token)
+        self.on_message(type_, flags, id_, view[RING_HEADER.size:], token, aux)
 
     def send(self, type_: int, id_: int, body: codec.FramePlan, flags: int = 0, timeout: float | None = None) -> None:
         """Writes one message into this end's ring (waits for room as the peer releases)."""
@@ -374,6 +409,31 @@ class ShmChannel:
             RING_HEADER.pack_into(view, at, RING_MAGIC, type_, flags, 0, id_, 0)
             body.write_into(view, at + RING_HEADER.size)
             self.tx.writer.commit(size)
+
+    def send_raw(self, id_: int, size: int, fill: Callable[[memoryview], None], placed: Callable[[int, int], None],
+                 timeout: float | None) -> None:
+        """Writes a raw request of ``size`` bytes that ``fill`` writes in place, and pins its frame
+        (§6.1: an in-place answer lies in it); ``placed(offset, pin)`` gets the body's offset in
+        this end's mapping and the pin before the request is committed (its answer may come at once)."""
+        with self.lock:
+            if self.ended:
+                raise PeerDeadError(f"{self.what} is gone")
+            w = self.tx.writer
+            at = self.tx.reserve(RING_HEADER.size + size, timeout)
+            frame_pos = w.pos
+            RING_HEADER.pack_into(w.view, at, RING_MAGIC, T_REQUEST, FLAG_RAW, 0, id_, 0)
+            body = w.view[at + RING_HEADER.size:at + RING_HEADER.size + size]
+            try:
+                fill(body)  # raises: nothing is committed, the reservation is written over
+            finally:
+                body.release()
+            placed(at + RING_HEADER.size, w.pin(frame_pos))
+            w.commit(RING_HEADER.size + size)
+
+    def unpin(self, pin: int) -> None:
+        """Gives a pinned request frame back to this end's ring; wakes a send waiting for room."""
+        self.tx.writer.unpin(pin)
+        self.tx._interrupt()
 
     def _read(self) -> None:
         error: PlexusError = PeerDeadError(f"{self.what} closed its ring")
@@ -429,6 +489,7 @@ class _Link:
         self.who = f"the server of {client.service!r} (pid {ep.get('pid')} on {host})"
         self.client = client
         self.id: str = info["id"]
+        self.in_place = bool(info.get("inPlace"))  # requests and answers are raw bytes (§6.1)
         self.calls: dict[int, _Call] = {}
         self.dead: PlexusError | None = None
         self.fs: net.FrameSocket | None = None
@@ -548,31 +609,82 @@ class _Link:
         except OSError:
             pass  # the reader fails the link and this call with it
 
+    def send_raw(self, id_: int, call: _Call, data: bytes | bytearray | memoryview | None, size: int,
+                 fill: Callable[[memoryview], None] | None, timeout: float) -> None:
+        """Writes a raw request (an in-place service's): ``data``, or ``size`` bytes that ``fill``
+        writes — in place in the request ring over shm, where its frame stays pinned for the
+        answer. What ``fill`` raises is raised here (nothing was sent)."""
+        def write(view: memoryview) -> None:
+            if fill is not None:
+                fill(view)
+            else:
+                assert data is not None
+                view[:] = memoryview(data).cast("B")
+
+        call.size = size
+        if self.channel is not None:
+            def placed(at: int, pin: int) -> None:
+                call.at, call.pin = at, pin
+
+            try:
+                self.channel.send_raw(id_, size, write, placed, timeout)
+            except PeerDeadError:
+                pass  # the channel's end fails the call
+            return
+        assert self.fs is not None
+        if fill is not None:
+            buf = bytearray(size)
+            with memoryview(buf) as v:
+                fill(v)
+            data = buf
+        assert data is not None
+        try:
+            self.fs.sendv([net.HEADER.pack(size, T_REQUEST, FLAG_RAW, 0, id_, 0), memoryview(data).cast("B")])
+        except OSError:
+            pass  # the reader fails the link and this call with it
+
     def _check(self, h: net.Header) -> None:
         if h.type not in (T_RESPONSE, T_ERROR) or h.flags & ~FLAG_RAW:
             raise ProtocolError(f"{self.who} sent a message of type {h.type}, flags {h.flags}")
 
-    def _on_ring_message(self, type_: int, flags: int, id_: int, body: memoryview, token: int) -> None:
+    def _on_ring_message(self, type_: int, flags: int, id_: int, body: memoryview, token: int, aux: int) -> None:
         try:
-            if type_ not in (T_RESPONSE, T_ERROR) or flags & ~FLAG_RAW:
+            if type_ not in (T_RESPONSE, T_ERROR, T_IN_PLACE) or flags & ~FLAG_RAW:
                 raise ProtocolError(f"{self.who} sent a message of type {type_}, flags {flags}")
-            self._answer(type_, flags, id_, bytes(body))  # a copy: the ring frame goes back at once
+            self._answer(type_, flags, id_, bytes(body), aux)  # a copy: the ring frame goes back at once
         finally:
             assert self.channel is not None
             self.channel.rx.release(token)
 
-    def _answer(self, type_: int, flags: int, id_: int, body: bytes) -> None:
+    def _answer(self, type_: int, flags: int, id_: int, body: bytes, aux: int = 0) -> None:
         with self.client._lock:
             call = self.calls.pop(id_, None)
         if call is None:
             return  # an answer to a request that ended (timed out)
         try:
-            if flags & FLAG_RAW:
-                raise ProtocolError(f"{self.who} answered raw bytes to an encoded request")
             if type_ == T_ERROR:
                 call.error = remote_error(body)
-            else:
+            elif call.mode == "value":
+                if flags & FLAG_RAW or type_ != T_RESPONSE:
+                    raise ProtocolError(f"{self.who} answered raw bytes to an encoded request")
                 call.value = codec.decode(body, self.client.arrays)
+            elif type_ == T_RESPONSE:  # over tcp: the answer's bytes
+                if not flags & FLAG_RAW:
+                    raise ProtocolError(f"{self.who} answered an encoded value to an in-place request")
+                call.value = body if call.mode == "copy" else InPlaceResponse(memoryview(bytearray(body)))
+            else:  # in place: where the answer lies in the request's own bytes
+                length = struct.unpack("<I", body)[0] if len(body) == 4 and not flags else -1
+                if call.at < 0 or length < 0 or aux + length > call.size:
+                    raise ProtocolError(f"{self.who} answered in place outside the request")
+                assert self.channel is not None
+                view = self.channel.tx.writer.view[call.at + aux:call.at + aux + length]
+                if call.mode == "copy":
+                    call.value = view.tobytes()
+                    view.release()
+                else:
+                    pin, call.pin = call.pin, 0  # the answer keeps the request's frame now
+                    channel = self.channel
+                    call.value = InPlaceResponse(view, lambda: channel.unpin(pin))
         except PlexusError as err:
             call.error = err
         call.event.set()
@@ -650,7 +762,7 @@ class Client(Generic[Req, Res]):
 
     def update(self, servers: list[dict[str, Any]]) -> None:
         """Applies a new server set (called with the GraphServer's notifications)."""
-        wanted = {s["id"]: s for s in servers if isinstance(s, dict) and not s.get("inPlace") and self._reachable(s.get("endpoints") or {})}
+        wanted = {s["id"]: s for s in servers if isinstance(s, dict) and self._reachable(s.get("endpoints") or {})}
         with self._lock:
             gone = [link for k, link in self._links.items() if k not in wanted]
             new = [s for k, s in wanted.items() if k not in self._links]
@@ -689,8 +801,56 @@ class Client(Generic[Req, Res]):
 
         Raises ``NoServerError`` at once without a server, ``RemoteError`` if the handler
         raised, ``PeerDeadError`` if the server died first, ``TimeoutError`` after ``timeout`` s.
+        To an in-place service the request is bytes (``bytes``, ``bytearray``, a byte
+        ``memoryview``: ``InvalidArgumentError`` otherwise) and the answer a copy, ``bytes``.
         """
-        body = codec.plan(value)
+        body = None if isinstance(value, (bytes, bytearray, memoryview)) else codec.plan(value)
+
+        def send(link: _Link, id_: int, call: _Call) -> int:
+            if not link.in_place:
+                plan = body if body is not None else codec.plan(value)
+                link.send(id_, plan, timeout)
+                return plan.byte_length
+            if body is not None:
+                raise InvalidArgumentError(f"{self.service!r} is an in-place service: requests are bytes")
+            raw = memoryview(value).cast("B")  # type: ignore[arg-type]
+            call.mode = "copy"
+            link.send_raw(id_, call, raw, raw.nbytes, None, timeout)
+            return raw.nbytes
+
+        result: Res = self._submit(send, timeout)
+        return result
+
+    def request_in_place(self, data: bytes | bytearray | memoryview | int, fill: Callable[[memoryview], None] | None = None,
+                         timeout: float = 5.0) -> InPlaceResponse:
+        """A request to an in-place service (a Node server with ``inPlace: true``; docs/rpc.md):
+        ``data`` is copied once into the request ring — or ``data`` is a size and ``fill(view)``
+        writes the request straight into the ring (no copy; do not keep ``view``: it is the
+        server's once ``fill`` returns; what ``fill`` raises is raised here, nothing is sent).
+        The handler changes those bytes in place and the answer is a view of them
+        (:class:`InPlaceResponse`): release it promptly — this client's later requests wait for
+        room while it is held. Over TCP the answer is a copy. ``InvalidArgumentError`` for a
+        service that is not in-place, and the errors of :meth:`request`."""
+        if isinstance(data, int):
+            if fill is None or not 0 <= data:
+                raise InvalidArgumentError("request_in_place(size, fill): a size >= 0 and a fill function")
+            raw, size = None, data
+        else:
+            raw = memoryview(data).cast("B")
+            size = raw.nbytes
+
+        def send(link: _Link, id_: int, call: _Call) -> int:
+            if not link.in_place:
+                raise InvalidArgumentError(f"{self.service!r} is not an in-place service: use request()")
+            call.mode = "in-place"
+            link.send_raw(id_, call, raw, size, fill, timeout)
+            return size
+
+        answer: InPlaceResponse = self._submit(send, timeout)
+        return answer
+
+    def _submit(self, send: Callable[[_Link, int, _Call], int], timeout: float) -> Any:
+        """Picks a server, sends with ``send(link, id, call)`` (the body's size) and waits for the answer."""
         c = self.counters
         with self._lock:
             if self._closing:
@@ -708,24 +868,31 @@ class Client(Generic[Req, Res]):
             self.in_flight += 1
         started = time.monotonic()
         try:
-            link.send(id_, body, timeout)
-            c["bytes"] += 16 + body.byte_length
-            if not link.wait(call, timeout):
+            try:
+                size = send(link, id_, call)
+            except BaseException:
                 with self._lock:
                     link.calls.pop(id_, None)
-                if not call.event.is_set():
+                raise
+            c["bytes"] += 16 + size
+            if not link.wait(call, timeout):
+                with self._lock:
+                    mine = link.calls.pop(id_, None) is not None
+                if mine:
                     raise TimeoutError(f"service {self.service!r} did not answer within {timeout * 1000:.0f} ms")
+                call.event.wait()  # its answer is being read right now
             if call.error is not None:
                 raise call.error
             c["latency"] += (time.monotonic() - started) * 1000
             c["timed"] += 1
-            result: Res = call.value
-            return result
+            return call.value
         except PlexusError:
             c["errors"] += 1
             raise
         finally:
             c["requests"] += 1
+            if call.pin and link.channel is not None:  # not handed to an in-place answer
+                link.channel.unpin(call.pin)
             with self._lock:
                 self.in_flight -= 1
 

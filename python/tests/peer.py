@@ -196,8 +196,79 @@ def malformed_call(node: plexus.Node, a: dict[str, Any]) -> None:
     fs.close()
 
 
+def call_in_place(node: plexus.Node, a: dict[str, Any]) -> None:
+    """Requests to a Node in-place service (it inverts the bytes and answers all but the first
+    and last): answers in the request ring, the fill form, a held answer pinning its memory, the
+    copy of ``request``, and threads with requests in flight at once."""
+    import ctypes
+    import threading
+
+    from plexus import rpc
+
+    def expect(req: bytes) -> list[int]:
+        inv = [~b & 0xFF for b in req]
+        return inv[1:-1] if len(inv) >= 2 else inv
+
+    with node.client(a["service"], transport=a.get("transport")) as cli:
+        deadline = time.monotonic() + 10
+        while cli.servers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        link = next(iter(cli._links.values()))
+        ring = link.channel.tx.writer if link.channel is not None else None
+
+        def in_ring(view: memoryview) -> bool:
+            if ring is None:
+                return False
+            addr = ctypes.addressof(ctypes.c_char.from_buffer(view))
+            return bool(ring.a.base <= addr < ring.a.base + len(ring.mm))
+
+        r = cli.request_in_place(bytes(range(16)))
+        say({"links": [x["transport"] for x in cli.links], "answer": list(r.bytes), "ok": list(r.bytes) == expect(bytes(range(16))),
+             "inRing": in_ring(r.bytes), "writeable": not r.bytes.readonly})
+
+        def fill(v: memoryview) -> None:
+            v[:] = b"\x01" * len(v)
+
+        with cli.request_in_place(8, fill) as f:
+            say({"fill": list(f.bytes)})
+        # r is held: its frame stays pinned while later requests go round the ring
+        big = bytes([7]) * (300 << 10)
+        copies = [cli.request(big) for _ in range(3)]
+        blocked = None
+        try:
+            cli.request(big, timeout=0.5)
+        except plexus.PlexusError as err:
+            blocked = type(err).__name__
+        held_intact = list(r.bytes) == expect(bytes(range(16)))
+        r.release()
+        after = cli.request(big, timeout=5)
+        say({"copies": all(isinstance(c, bytes) and len(c) == len(big) - 2 and c[0] == 0xF8 for c in copies),
+             "blocked": blocked if ring is not None else "not over shm", "heldIntact": held_intact, "after": len(after)})
+        try:
+            cli.request({"not": "bytes"})
+        except plexus.InvalidArgumentError as err:
+            say({"refused": err.code})
+        wrong: list[object] = []
+
+        def worker(k: int) -> None:
+            for i in range(a.get("each", 50)):
+                req = bytes([(k * 31 + i + j) & 0xFF for j in range(1 + (i * 97 + k) % 3000)])
+                with cli.request_in_place(req, timeout=10) as ans:
+                    if list(ans.bytes) != expect(req):
+                        wrong.append((k, i))
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        say({"wrong": len(wrong), "pins": len(ring.pins) if ring is not None else 0})
+        del rpc
+
+
 ROLES: dict[str, Callable[[Any, dict[str, Any]], None]] = {"subscribe": subscribe, "publish": publish, "serve": serve, "call": call,
-                                                          "call-threads": call_threads, "malformed-call": malformed_call}
+                                                          "call-threads": call_threads, "malformed-call": malformed_call,
+                                                          "call-in-place": call_in_place}
 
 
 
