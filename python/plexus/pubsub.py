@@ -208,7 +208,6 @@ class Publisher(Generic[T]):
         wait = self._timeout if timeout is None else timeout
         with self._lock:
             seq = self._seq
-            head = message_header(seq)
             shm = self._shm
             c = self.counters
             if shm is not None and shm.writer.readers() > 0:
@@ -216,13 +215,14 @@ class Publisher(Generic[T]):
                 at = shm.reserve(size, wait)  # one copy, into the ring, whatever the number of readers
                 c["waits"] += shm.waits - waits
                 view = shm.writer.view
-                view[at:at + WIRE_HEADER] = head
+                _WIRE.pack_into(view, at, MAGIC, 0, float(seq))
                 plan.write_into(view, at + WIRE_HEADER)
                 shm.writer.commit(size)
                 c["bytes"] += size
-            receivers = self._tcp.receivers if self._tcp is not None else 0
-            if self._tcp is not None and receivers > 0:
-                self._tcp.send([head, *plan.chunks()], size, wait)
+            tcp = self._tcp
+            receivers = tcp.receivers if tcp is not None else 0
+            if tcp is not None and receivers > 0:
+                tcp.send([message_header(seq), *plan.chunks()], size, wait)
                 c["bytes"] += size * receivers
             c["messages"] += 1
             self._seq = seq + 1
