@@ -45,6 +45,7 @@ _HEADER = struct.Struct("<IBBHII")
 _ZEROS = bytes(16)
 _F64 = struct.Struct(">d")
 _ENTRY = struct.Struct("<IIB7x")
+_ENTRY_READ = struct.Struct("<IIBBHI")  # the same 16 bytes, with the reserved ones to check
 
 # buffer type -> (memoryview format, element bytes, numpy dtype)
 _TYPES: Final[dict[int, tuple[str, int, str]]] = {
@@ -52,6 +53,8 @@ _TYPES: Final[dict[int, tuple[str, int, str]]] = {
     6: ("i", 4, "<i4"), 7: ("I", 4, "<u4"), 8: ("f", 4, "<f4"), 9: ("d", 8, "<f8"),
     10: ("q", 8, "<i8"), 11: ("Q", 8, "<u8"), 12: ("B", 1, "<u1"), 13: ("B", 1, "<u1"), 14: ("B", 1, "<u1"),
 }
+# buffer type -> numpy dtype object (parsed once)
+_NP_DTYPES: Final[dict[int, Any]] = {} if _np is None else {t: _np.dtype(d) for t, (_f, _s, d) in _TYPES.items()}
 # memoryview / array.array format -> buffer type (native sizes: Linux x86-64 and arm64)
 _FORMATS: Final[dict[str, int]] = {
     "b": 1, "B": 2, "c": 2, "h": 4, "H": 5, "i": 6, "I": 7, "l": 10, "L": 11,
@@ -442,7 +445,8 @@ class _Decoder:
 
     def value(self, pos: int, depth: int) -> tuple[Any, int]:
         b = self.b
-        self.need(pos, 1)
+        if pos >= self.end:
+            raise ProtocolError("malformed frame: a MessagePack length runs past the body")
         c = b[pos]
         pos += 1
         if c <= 0x7F:
@@ -450,7 +454,13 @@ class _Decoder:
         if c >= 0xE0:
             return c - 0x100, pos
         if 0xA0 <= c <= 0xBF:
-            return self.text(pos, c & 0x1F)
+            n = c & 0x1F
+            if pos + n > self.end:
+                raise ProtocolError("malformed frame: a MessagePack length runs past the body")
+            try:
+                return str(b[pos:pos + n], "utf-8"), pos + n
+            except UnicodeDecodeError as err:
+                raise ProtocolError("malformed frame: a string that is not UTF-8") from err
         if 0x90 <= c <= 0x9F:
             return self.array(pos, c & 0x0F, depth)
         if 0x80 <= c <= 0x8F:
@@ -535,15 +545,28 @@ class _Decoder:
             raise ProtocolError("malformed frame: a map longer than the bytes left")
         out: dict[str, Any] = {}
         b = self.b
+        end = self.end
+        value = self.value
         for _ in range(n):
-            self.need(pos, 1)
+            if pos >= end:
+                raise ProtocolError("malformed frame: a MessagePack length runs past the body")
             c = b[pos]
-            if not (0xA0 <= c <= 0xBF or c in (0xD9, 0xDA, 0xDB)):
+            if 0xA0 <= c <= 0xBF:  # a short key, read here
+                kn = c & 0x1F
+                if pos + 1 + kn > end:
+                    raise ProtocolError("malformed frame: a MessagePack length runs past the body")
+                try:
+                    k = str(b[pos + 1:pos + 1 + kn], "utf-8")
+                except UnicodeDecodeError as err:
+                    raise ProtocolError("malformed frame: a string that is not UTF-8") from err
+                pos += 1 + kn
+            elif c in (0xD9, 0xDA, 0xDB):
+                k, pos = value(pos, depth + 1)
+            else:
                 raise ProtocolError("malformed frame: a map key that is not a string")
-            k, pos = self.value(pos, depth + 1)
             if k == "__proto__":
                 raise ProtocolError('malformed frame: a map key "__proto__"')
-            out[k], pos = self.value(pos, depth + 1)
+            out[k], pos = value(pos, depth + 1)
         return out, pos
 
     def tagged(self, tag: int, pos: int, depth: int) -> tuple[Any, int]:
@@ -616,7 +639,7 @@ def _view(mv: memoryview, t: int, arrays: ArrayMode) -> object:
     if t == 12:
         return mv
     if arrays == "numpy" and _np is not None:
-        return _np.frombuffer(mv, dtype=dtype)
+        return _np.frombuffer(mv, dtype=_NP_DTYPES[t])
     return mv.cast(fmt) if fmt != "B" else mv
 
 
@@ -658,8 +681,8 @@ def decode(frame: bytes | bytearray | memoryview, arrays: ArrayMode | None = Non
     at = body_end
     for i in range(count):
         e = HEADER_BYTES + ENTRY_BYTES * i
-        off, length, t = _ENTRY.unpack_from(mv, e)
-        if not 1 <= t <= 14 or any(mv[e + 9:e + 16]):
+        off, length, t, r1, r2, r4 = _ENTRY_READ.unpack_from(mv, e)
+        if not 1 <= t <= 14 or r1 or r2 or r4:
             raise ProtocolError(f"malformed frame: buffer {i} has type {t} or non-zero reserved bytes")
         if off % 16 or off < at or off >= at + 16 or length % _TYPES[t][1] or off + length > n:
             raise ProtocolError(f"malformed frame: buffer {i} (offset {off}, {length} bytes) breaks the layout")

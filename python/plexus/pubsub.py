@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .node import Node
 
 MAGIC: Final = 0x31535850
-SPIN: Final = 50e-6  # seconds a subscriber polls its rings before it sleeps
+SPIN: Final = 50e-6  # seconds a subscriber polls its rings (yielding the core) before it sleeps
 RECHECK: Final = 0.25
 _eventfd: Callable[[int, int], int] = getattr(os, "eventfd")
 _eventfd_read: Callable[[int], int] = getattr(os, "eventfd_read")
@@ -441,7 +441,7 @@ class Subscriber(Generic[T]):
             if rings:
                 until = time.monotonic() + SPIN
                 while time.monotonic() < until and not queue and not any(r.rx.readable() for r in rings):
-                    pass
+                    os.sched_yield()  # a peer waiting for this core runs now (its answer is what we poll for)
                 if queue or any(r.rx.readable() for r in rings):
                     continue
             sleeping = []

@@ -579,7 +579,7 @@ class _Link:
                     raise PeerDeadError(f"{self.who} closed its ring")
                 until = time.monotonic() + SPIN
                 while time.monotonic() < until and not rx.readable():
-                    pass
+                    os.sched_yield()  # a server waiting for this core runs now
                 if rx.readable() or not rx.prepare_sleep():
                     continue
                 left = deadline - time.monotonic()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 JOIN_MAGIC: Final = 0x314A5850
 ACCEPT_MAGIC: Final = 0x31415850
 RECHECK: Final = 0.25
+SPIN: Final = 50e-6  # seconds a writer without room polls (yielding the core) before it sleeps
 # os.eventfd and friends (Linux, Python 3.10+), looked up so that older type stubs accept them
 _eventfd: Callable[[int, int], int] = getattr(os, "eventfd")
 _eventfd_read: Callable[[int], int] = getattr(os, "eventfd_read")
@@ -430,6 +431,12 @@ class ShmSender:
         self.waits += 1
         poller = select.poll()
         poller.register(self.efd, select.POLLIN)
+        spin_until = time.monotonic() + SPIN  # a reader about to release: poll briefly, yielding the core
+        while time.monotonic() < spin_until:
+            os.sched_yield()
+            at = w.try_reserve(n)
+            if at is not None:
+                return at
         while True:
             w.want_wake()
             at = w.try_reserve(n)
