@@ -196,25 +196,17 @@ def test_a_restarted_server_loses_the_session_puts_in_flight_fail_the_rest_go_ou
         seen = _events(cli)
         outcome: dict[str, object] = {}
 
-        def one() -> None:
+        def put(value: str) -> None:
             try:
-                cli.put("one", timeout=10)
-                outcome["one"] = "ok"
+                cli.put(value, timeout=10)
+                outcome[value] = "ok"
             except plexus_errors() as err:
-                outcome["one"] = err
+                outcome[value] = err
 
-        first = threading.Thread(target=one)
+        first = threading.Thread(target=put, args=("one",))
         first.start()
         held = srv.get(5)  # taken, never released: its put is in flight when the server dies
-
-        def second() -> None:
-            try:
-                cli.put("two", timeout=10)
-                outcome["two"] = "ok"
-            except plexus_errors() as err:
-                outcome["two"] = err
-
-        t = threading.Thread(target=second)
+        t = threading.Thread(target=put, args=("two",))
         t.start()  # waits for the one slot
         _crash(srv)
         srv2 = queue.server(f"tcp://127.0.0.1:{port}", mode="reliable")
