@@ -612,7 +612,7 @@ for (const transport of ["shm", "tcp"] as const) {
     }
     assert.equal(held.after, (300 << 10) - 2, "released, the ring has room again");
     assert.deepEqual(await json(c), { refused: "ERR_PLEXUS_INVALID_ARGUMENT" });
-    assert.deepEqual(await json(c), { wrong: 0, pins: 0 });
+    assert.deepEqual(await json(c), { wrong: 0, pins: 0, async: [0xef] }, "and the asyncio form");
     assert.equal(await c.exited, 0, c.stderr());
     void server;
   });

@@ -262,7 +262,15 @@ def call_in_place(node: plexus.Node, a: dict[str, Any]) -> None:
             t.start()
         for t in threads:
             t.join()
-        say({"wrong": len(wrong), "pins": len(ring.pins) if ring is not None else 0})
+        import asyncio
+
+        from plexus import aio
+
+        async def in_place_async() -> list[int]:
+            with await aio.AsyncClient(cli).request_in_place(b"\x00\x10\x20") as ans:
+                return list(ans.bytes)
+
+        say({"wrong": len(wrong), "pins": len(ring.pins) if ring is not None else 0, "async": asyncio.run(in_place_async())})
         del rpc
 
 
