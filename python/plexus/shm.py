@@ -415,10 +415,13 @@ class ShmSender:
         self._interrupt()
 
     def _interrupt(self) -> None:
-        try:
-            _eventfd_write(self.efd, 1)
-        except OSError:
-            pass
+        """Wakes a ``reserve`` waiting for room (from any thread; nothing once closed)."""
+        with self.lock:  # close() swaps the fd out under the lock: never a write to a reused number
+            if self.efd >= 0:
+                try:
+                    _eventfd_write(self.efd, 1)
+                except OSError:
+                    pass
 
     def reserve(self, n: int, timeout: float | None = None) -> int:
         """Reserves room for ``n`` payload bytes (waits for ``block`` readers; TimeoutError)."""
@@ -448,7 +451,7 @@ class ShmSender:
             if poller.poll(min(left, RECHECK) * 1000):
                 try:
                     _eventfd_read(self.efd)
-                except BlockingIOError:
+                except OSError:  # (closed meanwhile: the loop sees it)
                     pass
             w.epoch = -1  # re-scan: a reader may have left
             if self.closed:
@@ -464,12 +467,13 @@ class ShmSender:
             for fd in self.doorbells.values():
                 os.close(fd)
             self.doorbells.clear()
+            efd, self.efd = self.efd, -1
         self.listener.close()
         try:
             os.unlink(f"/dev/shm{self.name}")
         except OSError:
             pass
-        os.close(self.efd)
+        os.close(efd)
         self.writer.a.release()
         self.writer.view.release()
         try:
