@@ -533,6 +533,39 @@ test("TLS on Python-hosted endpoints: a Node subscriber of a Python publisher an
   void nodeServer;
 });
 
+test("TLS with client certificates: a Python server that requires one answers a Node client that has it; a Node server that requires one refuses a Python client without it (AccessDeniedError) and answers one with it", async () => {
+  const files = pemFiles();
+  const certs = testCerts();
+  const dir = dirname(files.cafile);
+  const client = { clientcert: join(dir, "client.pem"), clientkey: join(dir, "client.key") };
+  writeFileSync(client.clientcert, certs.clientCert);
+  writeFileSync(client.clientkey, certs.clientKey);
+  // a Python server requiring a certificate from the test's authority
+  const service = fresh("py-mtls-svc");
+  const server = await peer("serve", { service, certfile: files.certfile, keyfile: files.keyfile, clientca: files.cafile });
+  await using withCert = await node.client<Record<string, unknown>, Record<string, unknown>>(service, { transport: "tcp", tls: { ca: certs.ca, key: certs.clientKey, cert: certs.clientCert } });
+  await until(() => withCert.servers.length === 1);
+  assert.deepEqual(await withCert.request({ a: 1 }), { echo: { a: 1 } });
+  server.proc.stdin?.end();
+  assert.equal(await server.exited, 0, server.stderr());
+  // a Node server requiring one (requestCert + ca)
+  const nodeService = fresh("node-mtls-svc");
+  await using nodeServer = await node.server(nodeService, (v: { n: number }) => ({ n: v.n + 1 }), {
+    transport: "tcp",
+    tcp: { host: "127.0.0.1", tls: { key: certs.serverKey, cert: certs.serverCert, ca: certs.ca, requestCert: true } },
+  });
+  const without = await peer("call", { service: nodeService, transport: "tcp", cafile: files.cafile, requests: [{ n: 1 }] }, false);
+  const refused = await json(without);
+  assert.equal(refused.linkError, "AccessDeniedError", JSON.stringify(refused));
+  assert.equal((await json(without)).error, "NoServerError");
+  assert.equal(await without.exited, 0, without.stderr());
+  const ok = await peer("call", { service: nodeService, transport: "tcp", cafile: files.cafile, ...client, requests: [{ n: 1 }] }, false);
+  assert.deepEqual(await json(ok), { links: ["tcp"] });
+  assert.deepEqual(await json(ok), { ok: { n: 2 } });
+  assert.equal(await ok.exited, 0, ok.stderr());
+  void nodeServer;
+});
+
 for (const mode of ["fast", "reliable"] as const) {
   test(`queue, ${mode}: a Python client across a Node queue server killed with SIGKILL and restarted: every put settles, none is delivered twice`, async () => {
     // The first server takes 30 messages and holds the 30th (never released: in reliable mode

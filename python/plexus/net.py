@@ -202,6 +202,8 @@ class FrameSocket:
                 chunk = self.sock.recv(max(65536, n - len(self.buf)))
             except socket.timeout as err:
                 raise TimeoutError(f"{self.peer} sent nothing in time") from err
+            except ssl.SSLError as err:  # (TLS 1.3: a refused client certificate comes as an alert on the first read)
+                raise AccessDeniedError(f"TLS with {self.peer} failed: {err.reason or err}") from err
             except OSError as err:
                 raise PeerDeadError(f"the connection to {self.peer} was lost ({err.strerror or err})") from err
             if not chunk:

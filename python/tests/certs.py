@@ -1,5 +1,6 @@
 """Test-time TLS material made with ``openssl`` (as test/helpers/tcp-certs.ts does): a CA, a
-server certificate for 127.0.0.1 / ::1 / localhost signed by it, and an unrelated CA."""
+server certificate for 127.0.0.1 / ::1 / localhost and a client certificate signed by it, and an
+unrelated CA."""
 from __future__ import annotations
 
 import os
@@ -16,6 +17,8 @@ class Certs:
     other_ca: str
     cert: str
     key: str
+    client_cert: str
+    client_key: str
 
 
 def make(directory: str | None = None) -> Certs:
@@ -31,8 +34,11 @@ def make(directory: str | None = None) -> Certs:
             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     with open(os.path.join(d, "server.ext"), "w") as f:
         f.write("subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    ssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=plexus-server")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
-        "-days", "1", "-extfile", "server.ext")
+    with open(os.path.join(d, "client.ext"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    for name in ("server", "client"):
+        ssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=plexus-{name}")
+        ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", f"{name}.crt",
+            "-days", "1", "-extfile", f"{name}.ext")
     j = lambda f: os.path.join(d, f)  # noqa: E731
-    return Certs(j("ca.crt"), j("other-ca.crt"), j("server.crt"), j("server.key"))
+    return Certs(j("ca.crt"), j("other-ca.crt"), j("server.crt"), j("server.key"), j("client.crt"), j("client.key"))

@@ -56,8 +56,14 @@ def in_mapping(sub: plexus.Subscriber[Any], arr: np.ndarray) -> bool:
 
 
 def tls_context(a: dict[str, Any]) -> ssl.SSLContext | None:
-    """A client context trusting the test's authority (``cafile``), if the test gives one."""
-    return ssl.create_default_context(cafile=a["cafile"]) if a.get("cafile") else None
+    """A client context trusting the test's authority (``cafile``), if the test gives one (with a
+    client certificate: ``clientcert``, ``clientkey``)."""
+    if not a.get("cafile"):
+        return None
+    ctx = ssl.create_default_context(cafile=a["cafile"])
+    if a.get("clientcert"):  # this end's certificate, for servers that require one
+        ctx.load_cert_chain(a["clientcert"], a["clientkey"])
+    return ctx
 
 
 def server_tls(a: dict[str, Any]) -> ssl.SSLContext | None:
@@ -66,6 +72,9 @@ def server_tls(a: dict[str, Any]) -> ssl.SSLContext | None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(a["certfile"], a["keyfile"])
+    if a.get("clientca"):  # only clients with a certificate from this authority (Node's requestCert + ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(a["clientca"])
     return ctx
 
 

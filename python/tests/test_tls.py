@@ -94,3 +94,18 @@ def test_a_queue_over_tls_and_a_client_of_another_authority(certs: certs_mod.Cer
             qc.put({"job": 1}, timeout=5)
             with qs.get(5) as m:
                 assert m.value == {"job": 1}
+
+
+def test_a_server_that_requires_a_client_certificate_refuses_a_client_without_one(certs: certs_mod.Certs) -> None:
+    ctx = server_ctx(certs)
+    ctx.verify_mode = ssl.CERT_REQUIRED  # as Node's requestCert + ca
+    ctx.load_verify_locations(certs.ca)
+    with queue.server("tls://127.0.0.1:0", tls=ctx) as qs:
+        with pytest.raises(AccessDeniedError, match="TLS"):  # (TLS 1.3: the refusal comes with the first read)
+            queue.client(qs.url, tls=ssl.create_default_context(cafile=certs.ca))
+        mine = ssl.create_default_context(cafile=certs.ca)
+        mine.load_cert_chain(certs.client_cert, certs.client_key)
+        with queue.client(qs.url, tls=mine) as qc:
+            qc.put("with a certificate", timeout=5)
+            with qs.get(5) as m:
+                assert m.value == "with a certificate"
