@@ -412,6 +412,7 @@ class QueueClient(_Endpoint):
         self._started = False  # the current session was attached to a connection (a WELCOME came)
         self._taken_over: PeerDeadError | None = None
         self._interrupt: PlexusError | None = None  # raised once by the get that finds the inbox empty
+        self._closing = False  # close() waits for the pending puts
         self._listeners: dict[str, list[Callable[[Any], None]]] = {}
         self._silence = max(peer_timeout_ms, 3 * heartbeat_ms) / 1000
         self._wake_up = threading.Condition(self.lock)
@@ -482,7 +483,7 @@ class QueueClient(_Endpoint):
         return None
 
     def _check_usable(self) -> None:  # under the lock
-        if self.closed or self._state == "closed":
+        if self.closed or self._closing or self._state == "closed":
             raise ClosedError("the queue client is closed")
         if self._state == "failed":
             raise self.session.ended or PeerDeadError("the queue client failed")
@@ -678,11 +679,22 @@ class QueueClient(_Endpoint):
             fs.close()
         events.append(("session-lost", err))
 
-    def close(self) -> None:
-        """Says BYE and closes; pending puts raise ClosedError. Idempotent."""
+    def close(self, linger: float = 2.0) -> None:
+        """Waits (at most ``linger`` seconds) until every pending put was acknowledged — new puts
+        raise ClosedError meanwhile — then says BYE and closes; puts still pending then raise
+        ClosedError. Idempotent."""
         with self.lock:
-            if self.closed:
+            if self.closed or self._closing:
                 return
+            self._closing = True
+            session = self.session
+        deadline = time.monotonic() + linger
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not (session.in_flight or session.waiting) or self._state in ("disconnected", "failed"):
+                    break
+            time.sleep(0.002)
+        with self.lock:
             self.closed = True
             self._state = "closed"
             fs = self.session.fs

@@ -298,3 +298,36 @@ def test_a_session_collected_while_idle_starts_again_on_the_next_put() -> None:
         cli.put(2, timeout=5)
         assert srv.get(5).value == 2
         assert ("reconnect", {"resumed": False}) in seen and "session-lost" not in [e for e, _ in seen]
+
+
+def test_close_waits_for_the_puts_in_flight_then_refuses_new_ones() -> None:
+    with queue.server(mode="reliable") as srv:
+        cli = queue.client(srv.url, mode="reliable")
+        outcome: list[object] = []
+        t = threading.Thread(target=lambda: outcome.append(_put_error(cli)))
+        t.start()
+        m = srv.get(5)  # held: the put is in flight
+        closing = threading.Thread(target=cli.close, kwargs={"linger": 5.0})
+        closing.start()
+        _wait(lambda: cli._closing)
+        with pytest.raises(plexus_errors(), match="closed"):
+            cli.put("too late")
+        m.release()  # acknowledged now: the put returns, then close says BYE
+        t.join(5)
+        closing.join(5)
+        assert outcome == ["ok"] and cli.state == "closed"
+        cli2 = queue.client(srv.url, mode="reliable")
+        t2 = threading.Thread(target=lambda: outcome.append(_put_error(cli2)))
+        t2.start()
+        srv.get(5)  # never released: close gives up after its linger
+        cli2.close(linger=0.1)
+        t2.join(5)
+        assert isinstance(outcome[-1], plexus_errors()) and "closed" in str(outcome[-1])
+
+
+def _put_error(cli: queue.QueueClient) -> object:
+    try:
+        cli.put("never released", timeout=10)
+        return "ok"
+    except plexus_errors() as err:
+        return err
