@@ -341,6 +341,8 @@ class Subscriber(Generic[T]):
         self._rings: list[ShmLink] = []  # read by the consumer itself, no thread
         self._lock = threading.Lock()
         self._consumer = threading.Lock()
+        self._poller = select.poll()  # the consumer's, kept while the rings' descriptors stay the same
+        self._poll_key: tuple[int, ...] | None = None
         self._closed = False
         self._last: Sample[T] | None = None
         answer = node.graph.request("subscriber.add", {"topic": topic})
@@ -454,14 +456,15 @@ class Subscriber(Generic[T]):
             else:
                 left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
                 if left > 0 and not queue:
-                    poller = select.poll()
-                    poller.register(self._efd, select.POLLIN)
-                    owner: dict[int, ShmLink] = {}
-                    for link in sleeping:
-                        for fd in link.rx.fds():
-                            owner[fd] = link
-                            poller.register(fd, select.POLLIN)
-                    events = poller.poll(left * 1000)
+                    owner: dict[int, ShmLink] = {fd: link for link in sleeping for fd in link.rx.fds()}
+                    key = tuple(owner)
+                    if key != self._poll_key:  # the links' descriptors changed: another poller
+                        self._poller = select.poll()
+                        self._poller.register(self._efd, select.POLLIN)
+                        for fd in key:
+                            self._poller.register(fd, select.POLLIN)
+                        self._poll_key = key
+                    events = self._poller.poll(left * 1000)
                     for link in sleeping:
                         link.rx.woke()
                     for fd, _ in events:
