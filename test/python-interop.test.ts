@@ -650,3 +650,30 @@ for (const transport of ["shm", "tcp"] as const) {
     void server;
   });
 }
+
+for (const transport of ["shm", "tcp"] as const) {
+  test(`Node client -> Python in-place server over ${transport}: requestInPlace answers with the request's own bytes changed in place; an answer from elsewhere is refused`, async () => {
+    const service = fresh("py-inplace");
+    const server = await peer("serve-in-place", { service });
+    await using client = await node.client(service, { transport });
+    await until(() => client.servers.length === 1);
+    const req = Uint8Array.from({ length: 300 }, (_, i) => i & 0xff);
+    for (let round = 0; round < 3; round++) {
+      using answer = await client.requestInPlace(req);
+      assert.deepEqual([...answer.bytes], [...req.subarray(1, -1)].map((b) => ~b & 0xff));
+    }
+    using filled = await client.requestInPlace(4, (ring) => ring.set([1, 2, 3, 4]));
+    assert.deepEqual([...filled.bytes], [0xfd, 0xfc]);
+    const copy = (await client.request(Uint8Array.of(0, 0x0f, 0xf0, 0))) as Uint8Array;
+    assert.deepEqual([...copy], [0xf0, 0x0f], "request() answers a copy");
+    await assert.rejects(client.requestInPlace(Uint8Array.of(0xff, 1)), (err: unknown) => {
+      assert.ok(err instanceof RemoteError);
+      assert.equal(err.remoteCode, "ERR_PLEXUS_INVALID_ARGUMENT");
+      return true;
+    });
+    using after = await client.requestInPlace(Uint8Array.of(9, 9, 9));
+    assert.deepEqual([...after.bytes], [0xf6], "the server serves on");
+    server.proc.stdin?.end();
+    assert.equal(await server.exited, 0, server.stderr());
+  });
+}

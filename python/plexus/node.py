@@ -63,13 +63,17 @@ class Node:
         return s
 
     def server(self, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True,
-               host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None, allow_insecure: bool = False) -> Server:
+               host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None, allow_insecure: bool = False,
+               in_place: bool = False) -> Server:
         """A request/response server of ``service``: ``handler(request)`` returns the answer
         (``inline``: see :class:`plexus.rpc.Server`). Its TCP endpoint listens on ``host:port``,
-        with TLS given a server context ``tls``; plain TCP off loopback needs ``allow_insecure``."""
+        with TLS given a server context ``tls``; plain TCP off loopback needs ``allow_insecure``.
+        ``in_place``: an in-place service (docs/rpc.md): ``handler(view)`` gets the request's bytes
+        as a writable memoryview and answers with it or a slice of it (or None: all of it)."""
         from .rpc import Server
 
-        s = Server(self, service, handler, max_concurrent=max_concurrent, inline=inline, host=host, port=port, tls=tls, allow_insecure=allow_insecure)
+        s = Server(self, service, handler, max_concurrent=max_concurrent, inline=inline, host=host, port=port, tls=tls,
+                   allow_insecure=allow_insecure, in_place=in_place)
         self._ports.append(s)
         return s
 

@@ -3,6 +3,7 @@ function, and a client with many requests in flight, matched by id.
 """
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import re
@@ -86,6 +87,29 @@ def remote_error(payload: bytes) -> RemoteError:
                        code if isinstance(code, str) else "ERR_PLEXUS_HANDLER", name if isinstance(name, str) else "Error")
 
 
+def answer_within(request: memoryview, answer: object) -> tuple[int, int] | None:
+    """Where an in-place handler's ``answer`` lies in ``request`` (writable, contiguous bytes):
+    (offset, length); None (the whole request) means all of it; None if it lies elsewhere."""
+    if answer is None:
+        return 0, request.nbytes
+    try:
+        a = memoryview(answer)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    if a.readonly or not a.c_contiguous:
+        return None
+    n = a.nbytes
+    if n == 0:
+        return 0, 0
+    base = ctypes.c_char.from_buffer(request)
+    here = ctypes.c_char.from_buffer(a)
+    try:
+        off = ctypes.addressof(here) - ctypes.addressof(base)
+    finally:
+        del base, here
+    return (off, n) if 0 <= off and off + n <= request.nbytes else None
+
+
 class _Beats:
     """One thread that writes PINGs on idle connections and ends silent ones."""
 
@@ -127,8 +151,12 @@ class Server:
     """
 
     def __init__(self, node: Node, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True,
-                 host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None, allow_insecure: bool = False) -> None:
+                 host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None, allow_insecure: bool = False,
+                 in_place: bool = False) -> None:
         self.service = service
+        # in place (§6.1): requests are bytes the handler gets as a writable memoryview — over shm
+        # the request's own bytes in the client's ring — and answers with them or a slice of them
+        self.in_place = in_place
         # inline: a request that arrives alone on its connection is handled by the thread that
         # read it (no hand-over to a pool thread, several times faster); several at once go to
         # the pool. A handler that blocks for long then delays the requests that arrive meanwhile
@@ -155,7 +183,7 @@ class Server:
         net.serve_connections(self._unix, self._serve_shm, "plexus-rpc-shm")
         endpoints["shm"] = {"name": f"/{ident}", "socket": f"\0{ident}"}
         try:
-            self.id: str = node.graph.request("server.add", {"service": service, "endpoints": endpoints, "inPlace": False})["server"]
+            self.id: str = node.graph.request("server.add", {"service": service, "endpoints": endpoints, "inPlace": in_place})["server"]
         except BaseException:
             net.close_listener(self._listener)
             net.close_listener(self._unix)
@@ -220,10 +248,38 @@ class Server:
         finally:
             self.in_flight -= 1
 
-    def _answer(self, fs: net.FrameSocket, h: net.Header, body: bytes) -> None:
-        type_, plan = self._handle(h.flags, body)
+    def _handle_in_place(self, flags: int, body: memoryview) -> tuple[int, codec.FramePlan | None, int, int]:
+        """Runs an in-place handler on a request's writable bytes: (T_ERROR, its frame, 0, 0), or
+        (T_IN_PLACE, None, the answer's offset in the request, its length)."""
+        c = self.counters
+        c["requests"] += 1
+        c["bytes"] += 16 + body.nbytes
+        self.in_flight += 1
         try:
-            fs.sendv(message(type_, h.a, plan))
+            if not flags & FLAG_RAW:
+                raise ProtocolError(f"an encoded request to {self.service!r}, an in-place service (requests are bytes)")
+            at = answer_within(body, self._handler(body))
+            if at is None:
+                raise InvalidArgumentError(f"the in-place handler of {self.service!r} answered something that is not the request's bytes or a slice of them")
+            return T_IN_PLACE, None, at[0], at[1]
+        except Exception as err:  # the handler's failure is the caller's RemoteError
+            c["errors"] += 1
+            return T_ERROR, error_body(err), 0, 0
+        finally:
+            self.in_flight -= 1
+
+    def _answer(self, fs: net.FrameSocket, h: net.Header, body: bytes) -> None:
+        if self.in_place:  # over tcp: the answer's bytes travel (raw)
+            request = memoryview(bytearray(body))
+            type_, plan, at, length = self._handle_in_place(h.flags, request)
+            if plan is None:
+                type_, plan = T_RESPONSE, codec.FramePlan(request[at:at + length].tobytes(), [], length)
+            parts = message(type_, h.a, plan, FLAG_RAW if type_ == T_RESPONSE else 0)
+        else:
+            type_, plan = self._handle(h.flags, body)
+            parts = message(type_, h.a, plan)
+        try:
+            fs.sendv(parts)
         except OSError:
             pass
 
@@ -238,6 +294,7 @@ class Server:
                 raise ProtocolError("malformed")
             try:
                 rx = ShmReceiver(name, "\0" + name[1:])
+                rx.writable = self.in_place
             except PlexusError as err:
                 fs.try_send(net.welcome(RPC, net.ST_MALFORMED, 0, f"the ring {name} cannot be attached ({err.message})".encode()[:256]))
                 raise
@@ -267,6 +324,13 @@ class Server:
 
         def answer(flags: int, id_: int, body: memoryview, token: int) -> None:
             try:
+                if self.in_place:  # the answer stays where it is: its place in the request goes back
+                    type_, plan, at, length = self._handle_in_place(flags, body)
+                    if plan is None:
+                        holder[0].send(T_IN_PLACE, id_, codec.FramePlan(struct.pack("<I", length), [], 4), timeout=None, aux=at)
+                    else:
+                        holder[0].send(type_, id_, plan, timeout=None)
+                    return
                 type_, plan = self._handle(flags, body)  # the request is a view into the client's ring until here
                 holder[0].send(type_, id_, plan, timeout=None)
             except PlexusError:
@@ -398,7 +462,7 @@ class ShmChannel:
             raise ProtocolError("not a Plexus request/response message (bad magic or reserved bytes)")
         self.on_message(type_, flags, id_, view[RING_HEADER.size:], token, aux)
 
-    def send(self, type_: int, id_: int, body: codec.FramePlan, flags: int = 0, timeout: float | None = None) -> None:
+    def send(self, type_: int, id_: int, body: codec.FramePlan, flags: int = 0, timeout: float | None = None, aux: int = 0) -> None:
         """Writes one message into this end's ring (waits for room as the peer releases)."""
         size = RING_HEADER.size + body.byte_length
         with self.lock:
@@ -406,7 +470,7 @@ class ShmChannel:
                 raise PeerDeadError(f"{self.what} is gone")
             at = self.tx.reserve(size, timeout)
             view = self.tx.writer.view
-            RING_HEADER.pack_into(view, at, RING_MAGIC, type_, flags, 0, id_, 0)
+            RING_HEADER.pack_into(view, at, RING_MAGIC, type_, flags, 0, id_, aux)
             body.write_into(view, at + RING_HEADER.size)
             self.tx.writer.commit(size)
 

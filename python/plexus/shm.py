@@ -65,6 +65,7 @@ class ShmReceiver:
 
     def __init__(self, name: str, sock_name: str, *, policy: str = "block", timeout: float = 5.0) -> None:
         self.name = name
+        self.writable = False  # views of frames are read-only, but for an in-place server's requests (§6.1)
         self.mm, size = open_segment(name)
         self.reader = RingReader(self.mm, size, policy, os.getpid())
         self.efd = _eventfd(0, EFD_FLAGS)
@@ -121,7 +122,8 @@ class ShmReceiver:
             got = self.reader.try_read()
         if got is not None:
             token, seq, at, length = got
-            return seq, memoryview(self.mm)[at:at + length].toreadonly(), token
+            view = memoryview(self.mm)[at:at + length]
+            return seq, (view if self.writable else view.toreadonly()), token
         if self.dead is not None:
             raise self.dead
         return None

@@ -143,6 +143,21 @@ def serve(node: plexus.Node, a: dict[str, Any]) -> None:
         sys.stdin.readline()
 
 
+def serve_in_place(node: plexus.Node, a: dict[str, Any]) -> None:
+    """An in-place service: inverts the request's bytes where they are and answers all but the
+    first and last; a request starting with 0xFF is answered with bytes of its own (refused)."""
+    def invert(view: memoryview) -> object:
+        if view.nbytes and view[0] == 0xFF:
+            return bytearray(b"elsewhere")
+        arr = np.frombuffer(view, dtype=np.uint8)
+        np.invert(arr, out=arr)
+        return view[1:-1] if view.nbytes >= 2 else None
+
+    with node.server(a["service"], invert, in_place=True):
+        say("ready")
+        sys.stdin.readline()
+
+
 def call(node: plexus.Node, a: dict[str, Any]) -> None:
     with node.client(a["service"], transport=a.get("transport"), tls=tls_context(a)) as cli:
         deadline = time.monotonic() + (10 if a.get("wait", True) else 0)
@@ -285,7 +300,7 @@ def call_in_place(node: plexus.Node, a: dict[str, Any]) -> None:
 
 ROLES: dict[str, Callable[[Any, dict[str, Any]], None]] = {"subscribe": subscribe, "publish": publish, "serve": serve, "call": call,
                                                           "call-threads": call_threads, "malformed-call": malformed_call,
-                                                          "call-in-place": call_in_place}
+                                                          "call-in-place": call_in_place, "serve-in-place": serve_in_place}
 
 
 

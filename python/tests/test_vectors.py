@@ -246,7 +246,6 @@ def _in_place(v: bytes) -> None:
 
 
 IMPLEMENTED = ("net.", "control.", "codec.", "pubsub.", "tcp.", "rpc.")
-# In-place servers are not implemented in Python (its clients call Node's); no vector is left out.
 NOT_IMPLEMENTED: set[str] = set()
 
 
@@ -259,3 +258,14 @@ def test_every_vector_of_the_implemented_sections_is_checked() -> None:
 @pytest.mark.parametrize("label", sorted(CHECKS))
 def test_vector(label: str) -> None:
     CHECKS[label](VECTORS[label])
+
+
+def test_an_in_place_answer_is_located_in_the_request() -> None:
+    req = memoryview(bytearray(range(16)))
+    assert rpc.answer_within(req, None) == (0, 16)
+    assert rpc.answer_within(req, req[3:7]) == (3, 4)
+    assert rpc.answer_within(req, np.frombuffer(req, dtype=np.uint8)[8:]) == (8, 8)
+    assert rpc.answer_within(req, req[5:5]) == (0, 0)
+    assert rpc.answer_within(req, bytearray(4)) is None, "bytes of its own"
+    assert rpc.answer_within(req, req.toreadonly()[2:4]) is None, "read-only: not the request's writable bytes"
+    assert rpc.answer_within(req, "text") is None
