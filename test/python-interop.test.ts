@@ -11,13 +11,13 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { connect as netConnect, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { PeerDeadError, queue, RemoteError } from "../src/index.js";
-import { child, type Child } from "./helpers/child.js";
+import { child, fixture, remainingLines, type Child } from "./helpers/child.js";
 import { testCerts } from "./helpers/tcp-certs.js";
 import { graph, readWelcomeFrame, rpcFrame, tcpHello, until } from "./helpers/rpc.js";
 import { FrameParser } from "../src/net/frame-parser.js";
@@ -465,3 +465,215 @@ test("TLS: a Python client of a Node queue server at tls://, a Node client of a 
   assert.deepEqual(got.links, [{ publisher: pub.id, transport: "tcp" }]);
   assert.equal(await sub.exited, 0, sub.stderr());
 });
+
+/** The next PLEXUS_LINK process warning (a port that could not reach a publisher or server). */
+function linkWarning(): Promise<Error> {
+  return new Promise((resolve) => {
+    const on = (w: Error & { code?: string }): void => {
+      if (w.code !== "PLEXUS_LINK") return;
+      process.off("warning", on);
+      resolve(w);
+    };
+    process.on("warning", on);
+  });
+}
+
+test("TLS on Python-hosted endpoints: a Node subscriber of a Python publisher and a Node client of a Python server; another authority is AccessDeniedError on both sides", async () => {
+  const files = pemFiles();
+  const certs = testCerts();
+  // Python publisher serving TLS -> Node subscribers: one trusting the authority, one not
+  const topic = fresh("py-tls-pub");
+  const pub = await peer("publish", { topic, count: 2, transport: "tcp", certfile: files.certfile, keyfile: files.keyfile });
+  const refused = linkWarning();
+  await using wrong = await node.subscriber(topic, { transport: "tcp", tls: { ca: certs.otherCa } });
+  assert.match((await refused).message, /cannot reach publisher .*AccessDeniedError/);
+  assert.equal(wrong.publishers.length, 0);
+  await using sub = await node.subscriber<{ i: number; v: Float64Array }>(topic, { transport: "tcp", tls: { ca: certs.ca } });
+  const got: number[] = [];
+  for await (const s of sub) {
+    assert.ok(s.value.v instanceof Float64Array);
+    got.push(s.value.i);
+    if (got.length === 2) break;
+  }
+  assert.deepEqual(got, [0, 1]);
+  assert.equal(JSON.parse(await pub.line()), "published");
+  pub.proc.stdin?.end();
+  assert.equal(await pub.exited, 0, pub.stderr());
+  // Python request/response server serving TLS -> Node clients
+  const service = fresh("py-tls-svc");
+  const server = await peer("serve", { service, certfile: files.certfile, keyfile: files.keyfile });
+  const refusedClient = linkWarning();
+  await using wrongClient = await node.client(service, { transport: "tcp", tls: { ca: certs.otherCa } });
+  assert.match((await refusedClient).message, /AccessDeniedError/);
+  await assert.rejects(wrongClient.request({ a: 1 }), { code: "ERR_PLEXUS_NO_SERVER" });
+  await using client = await node.client<Record<string, unknown>, Record<string, unknown>>(service, { transport: "tcp", tls: { ca: certs.ca } });
+  await until(() => client.servers.length === 1);
+  const answer = await client.request({ v: Float64Array.of(1, 2) });
+  assert.equal(answer.sum, 3);
+  assert.deepEqual([...(answer.twice as Float64Array)], [2, 4]);
+  server.proc.stdin?.end();
+  assert.equal(await server.exited, 0, server.stderr());
+  // a Python client of a Node TLS server: with the authority it is answered, with another it
+  // gets AccessDeniedError (the server is not linked, so the request finds no server)
+  const nodeService = fresh("node-tls-svc");
+  await using nodeServer = await node.server(nodeService, (v: { n: number }) => ({ n: v.n + 1 }), { transport: "tcp", tcp: { host: "127.0.0.1", tls: { key: certs.serverKey, cert: certs.serverCert } } });
+  const ok = await peer("call", { service: nodeService, transport: "tcp", cafile: files.cafile, requests: [{ n: 1 }] }, false);
+  assert.deepEqual(await json(ok), { links: ["tcp"] });
+  assert.deepEqual(await json(ok), { ok: { n: 2 } });
+  assert.equal(await ok.exited, 0, ok.stderr());
+  const other = join(dirname(files.cafile), "other-ca.pem");
+  writeFileSync(other, certs.otherCa);
+  const no = await peer("call", { service: nodeService, transport: "tcp", cafile: other, requests: [{ n: 1 }] }, false);
+  const linkError = await json(no);
+  assert.equal(linkError.linkError, "AccessDeniedError");
+  assert.equal(linkError.code, "ERR_PLEXUS_ACCESS_DENIED");
+  assert.match(linkError.message as string, /TLS handshake with the request\/response server/);
+  assert.equal((await json(no)).error, "NoServerError");
+  assert.equal(await no.exited, 0, no.stderr());
+  void nodeServer;
+});
+
+test("TLS with client certificates: a Python server that requires one answers a Node client that has it; a Node server that requires one refuses a Python client without it (AccessDeniedError) and answers one with it", async () => {
+  const files = pemFiles();
+  const certs = testCerts();
+  const dir = dirname(files.cafile);
+  const client = { clientcert: join(dir, "client.pem"), clientkey: join(dir, "client.key") };
+  writeFileSync(client.clientcert, certs.clientCert);
+  writeFileSync(client.clientkey, certs.clientKey);
+  // a Python server requiring a certificate from the test's authority
+  const service = fresh("py-mtls-svc");
+  const server = await peer("serve", { service, certfile: files.certfile, keyfile: files.keyfile, clientca: files.cafile });
+  await using withCert = await node.client<Record<string, unknown>, Record<string, unknown>>(service, { transport: "tcp", tls: { ca: certs.ca, key: certs.clientKey, cert: certs.clientCert } });
+  await until(() => withCert.servers.length === 1);
+  assert.deepEqual(await withCert.request({ a: 1 }), { echo: { a: 1 } });
+  server.proc.stdin?.end();
+  assert.equal(await server.exited, 0, server.stderr());
+  // a Node server requiring one (requestCert + ca)
+  const nodeService = fresh("node-mtls-svc");
+  await using nodeServer = await node.server(nodeService, (v: { n: number }) => ({ n: v.n + 1 }), {
+    transport: "tcp",
+    tcp: { host: "127.0.0.1", tls: { key: certs.serverKey, cert: certs.serverCert, ca: certs.ca, requestCert: true } },
+  });
+  const without = await peer("call", { service: nodeService, transport: "tcp", cafile: files.cafile, requests: [{ n: 1 }] }, false);
+  const refused = await json(without);
+  assert.equal(refused.linkError, "AccessDeniedError", JSON.stringify(refused));
+  assert.equal((await json(without)).error, "NoServerError");
+  assert.equal(await without.exited, 0, without.stderr());
+  const ok = await peer("call", { service: nodeService, transport: "tcp", cafile: files.cafile, ...client, requests: [{ n: 1 }] }, false);
+  assert.deepEqual(await json(ok), { links: ["tcp"] });
+  assert.deepEqual(await json(ok), { ok: { n: 2 } });
+  assert.equal(await ok.exited, 0, ok.stderr());
+  void nodeServer;
+});
+
+for (const mode of ["fast", "reliable"] as const) {
+  test(`queue, ${mode}: a Python client across a Node queue server killed with SIGKILL and restarted: every put settles, none is delivered twice`, async () => {
+    // The first server takes 30 messages and holds the 30th (never released: in reliable mode
+    // its put is in flight), with room for 4 more in its queue (fast: later arrivals stay
+    // unacknowledged, in flight). It is killed there; a new server takes the same port.
+    const first = fixture("queue-peer", { role: "server", mode, holdAfter: 30, maxQueue: 4 });
+    const url = await first.line();
+    const c = await peer("queue-putter", { url, mode, puts: 100, threads: 4 });
+    const got: number[] = [];
+    while (got.length < 30) {
+      const l = await first.line(10_000);
+      if (l.startsWith("got ")) got.push(Number(l.slice(4)));
+    }
+    first.proc.kill("SIGKILL");
+    await first.exited;
+    for (const l of await remainingLines(first, 200)) if (l.startsWith("got ")) got.push(Number(l.slice(4)));
+    const second = fixture("queue-peer", { role: "server", mode, url });
+    assert.equal(await second.line(), url, "the new server listens on the same port");
+    const outcomes = new Map<number, Record<string, unknown>>();
+    let last: Record<string, unknown> | undefined;
+    while (last === undefined) {
+      const o = await json(c);
+      if ("events" in o) last = o;
+      else outcomes.set((o.put ?? o.failed) as number, o);
+    }
+    for (;;) {
+      const l = await second.line(10_000);
+      if (!l.startsWith("got ")) continue;
+      const id = Number(l.slice(4));
+      if (id === -1) break; // the last put of the client's new session: everything before it was taken
+      got.push(id);
+    }
+    // every put settled: acknowledged, or a typed error
+    assert.deepEqual([...outcomes.keys()].sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
+    const failed = [...outcomes.values()].filter((o) => "failed" in o);
+    for (const f of failed) assert.deepEqual([f.error, f.code], ["PeerDeadError", "ERR_PLEXUS_PEER_DEAD"]);
+    // none delivered twice, across the two servers
+    assert.equal(new Set(got).size, got.length, `a message was delivered twice: ${got.join(",")}`);
+    if (mode === "reliable") {
+      // an acknowledged reliable put was released by the server's application: it is in a log
+      for (const [id, o] of outcomes) if ("put" in o) assert.ok(got.includes(id), `put ${id} resolved but no server took it`);
+      assert.ok(failed.some((f) => f.failed === got[29]), "the held message's put was in flight when the server died: it failed");
+    }
+    const kinds = (last.events as [string, unknown][]).map(([e]) => e);
+    assert.equal(kinds[0], "disconnect");
+    assert.ok(kinds.includes("session-lost"), `events: ${JSON.stringify(last.events)}`);
+    assert.deepEqual((last.events as [string, unknown][]).find(([e]) => e === "reconnect"), ["reconnect", { resumed: false }]);
+    assert.equal(last.state, "connected");
+    assert.equal(await c.exited, 0, c.stderr());
+    second.proc.kill("SIGKILL");
+  });
+}
+
+for (const transport of ["shm", "tcp"] as const) {
+  test(`Python client -> Node in-place server over ${transport}: request_in_place answers ${transport === "shm" ? "in the request ring, a held answer pins its memory" : "with copies"}, threads at once`, async () => {
+    const service = fresh("node-inplace");
+    await using server = await node.server(
+      service,
+      (bytes: Uint8Array) => {
+        for (let i = 0; i < bytes.length; i++) bytes[i] = ~bytes[i] & 0xff;
+        return bytes.length >= 2 ? bytes.subarray(1, bytes.length - 1) : bytes;
+      },
+      { inPlace: true },
+    );
+    const c = await peer("call-in-place", { service, transport }, false);
+    const first = await json(c);
+    assert.deepEqual(first.links, [transport]);
+    assert.equal(first.ok, true, `answer ${JSON.stringify(first.answer)}`);
+    assert.equal(first.inRing, transport === "shm", "over shm the answer is a view of the request's own bytes in the client's ring");
+    assert.equal(first.writeable, true);
+    assert.deepEqual(await json(c), { fill: Array(6).fill(0xfe) });
+    const held = await json(c);
+    assert.equal(held.copies, true, "request() to an in-place service answers a copy");
+    if (transport === "shm") {
+      assert.equal(held.blocked, "TimeoutError", "a request that would write over a held answer waits for room");
+      assert.equal(held.heldIntact, true, "the held answer's bytes were not written over");
+    }
+    assert.equal(held.after, (300 << 10) - 2, "released, the ring has room again");
+    assert.deepEqual(await json(c), { refused: "ERR_PLEXUS_INVALID_ARGUMENT" });
+    assert.deepEqual(await json(c), { wrong: 0, pins: 0, async: [0xef] }, "and the asyncio form");
+    assert.equal(await c.exited, 0, c.stderr());
+    void server;
+  });
+}
+
+for (const transport of ["shm", "tcp"] as const) {
+  test(`Node client -> Python in-place server over ${transport}: requestInPlace answers with the request's own bytes changed in place; an answer from elsewhere is refused`, async () => {
+    const service = fresh("py-inplace");
+    const server = await peer("serve-in-place", { service });
+    await using client = await node.client(service, { transport });
+    await until(() => client.servers.length === 1);
+    const req = Uint8Array.from({ length: 300 }, (_, i) => i & 0xff);
+    for (let round = 0; round < 3; round++) {
+      using answer = await client.requestInPlace(req);
+      assert.deepEqual([...answer.bytes], [...req.subarray(1, -1)].map((b) => ~b & 0xff));
+    }
+    using filled = await client.requestInPlace(4, (ring) => ring.set([1, 2, 3, 4]));
+    assert.deepEqual([...filled.bytes], [0xfd, 0xfc]);
+    const copy = (await client.request(Uint8Array.of(0, 0x0f, 0xf0, 0))) as Uint8Array;
+    assert.deepEqual([...copy], [0xf0, 0x0f], "request() answers a copy");
+    await assert.rejects(client.requestInPlace(Uint8Array.of(0xff, 1)), (err: unknown) => {
+      assert.ok(err instanceof RemoteError);
+      assert.equal(err.remoteCode, "ERR_PLEXUS_INVALID_ARGUMENT");
+      return true;
+    });
+    using after = await client.requestInPlace(Uint8Array.of(9, 9, 9));
+    assert.deepEqual([...after.bytes], [0xf6], "the server serves on");
+    server.proc.stdin?.end();
+    assert.equal(await server.exited, 0, server.stderr());
+  });
+}

@@ -15,6 +15,7 @@ from .errors import (
     EncodeError,
     FrameTooLargeError,
     InvalidArgumentError,
+    LinkWarning,
     NoServerError,
     NotFoundError,
     PeerDeadError,
@@ -31,7 +32,7 @@ from .pubsub import Publisher, Sample, Subscriber
 
 __all__ = [
     "AccessDeniedError", "BackpressureError", "ClosedError", "CycleError", "EncodeError", "FrameTooLargeError",
-    "InvalidArgumentError", "NoServerError", "Node", "NotFoundError", "PeerDeadError", "PlexusError",
+    "InvalidArgumentError", "LinkWarning", "NoServerError", "Node", "NotFoundError", "PeerDeadError", "PlexusError",
     "ProtocolError", "Publisher", "RemoteError", "ResourceExhaustedError", "Sample", "SequenceError",
     "Subscriber", "SystemError", "TimeoutError", "connect", "decode", "encode", "queue",
 ]

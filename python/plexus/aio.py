@@ -19,7 +19,7 @@ from .node import Node
 from .node import connect as _connect
 from .pubsub import Publisher, Sample, Subscriber, Transport
 from .queue import Mode, QueueMessage
-from .rpc import Client, Server
+from .rpc import Client, InPlaceResponse, Server
 from .tcp import Policy
 
 T = TypeVar("T")
@@ -126,6 +126,21 @@ class AsyncClient(Generic[T]):
         """Sends ``value`` and waits for the answer (the blocking call's errors)."""
         result: T = await asyncio.to_thread(self.sync.request, value, timeout)
         return result
+
+    async def request_in_place(self, data: bytes | bytearray | memoryview | int, fill: Callable[[memoryview], None] | None = None,
+                               timeout: float = 5.0) -> InPlaceResponse:
+        """:meth:`plexus.rpc.Client.request_in_place` (``fill`` runs in a worker thread). An answer
+        that arrives for a cancelled call is released at once: it would pin the request ring."""
+        fut = asyncio.get_running_loop().run_in_executor(None, lambda: self.sync.request_in_place(data, fill, timeout))
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            def drop(f: asyncio.Future[InPlaceResponse]) -> None:
+                if not f.cancelled() and f.exception() is None:
+                    f.result().release()
+
+            fut.add_done_callback(drop)
+            raise
 
     async def close(self) -> None:
         """Leaves the graph."""

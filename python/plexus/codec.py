@@ -42,8 +42,10 @@ TAG_MAP: Final = 0x4D
 TAG_SET: Final = 0x73
 
 _HEADER = struct.Struct("<IBBHII")
+_ZEROS = bytes(16)
 _F64 = struct.Struct(">d")
 _ENTRY = struct.Struct("<IIB7x")
+_ENTRY_READ = struct.Struct("<IIBBHI")  # the same 16 bytes, with the reserved ones to check
 
 # buffer type -> (memoryview format, element bytes, numpy dtype)
 _TYPES: Final[dict[int, tuple[str, int, str]]] = {
@@ -51,6 +53,8 @@ _TYPES: Final[dict[int, tuple[str, int, str]]] = {
     6: ("i", 4, "<i4"), 7: ("I", 4, "<u4"), 8: ("f", 4, "<f4"), 9: ("d", 8, "<f8"),
     10: ("q", 8, "<i8"), 11: ("Q", 8, "<u8"), 12: ("B", 1, "<u1"), 13: ("B", 1, "<u1"), 14: ("B", 1, "<u1"),
 }
+# buffer type -> numpy dtype object (parsed once)
+_NP_DTYPES: Final[dict[int, Any]] = {} if _np is None else {t: _np.dtype(d) for t, (_f, _s, d) in _TYPES.items()}
 # memoryview / array.array format -> buffer type (native sizes: Linux x86-64 and arm64)
 _FORMATS: Final[dict[str, int]] = {
     "b": 1, "B": 2, "c": 2, "h": 4, "H": 5, "i": 6, "I": 7, "l": 10, "L": 11,
@@ -63,6 +67,10 @@ _DTYPES: Final[dict[tuple[str, int], int]] = {
 }
 
 ArrayMode = Literal["numpy", "memoryview"]
+# numpy dtypes (little-endian or native) -> buffer type, for the encoder's common case
+_NP_TYPES: dict[Any, int] = {} if _np is None else {
+    _np.dtype(f"<{k}{n}"): t for (k, n), t in _DTYPES.items()
+}
 
 # A body nested MAX_DEPTH levels deep takes two Python frames a level to read: room for that.
 if sys.getrecursionlimit() < 4 * MAX_DEPTH + 200:
@@ -85,7 +93,7 @@ class FramePlan:
     The buffers are the caller's own memory until written: do not change them before that.
     """
 
-    head: bytes
+    head: bytes | bytearray
     buffers: list[memoryview] = field(default_factory=list)
     byte_length: int = 0
 
@@ -108,9 +116,9 @@ class FramePlan:
         target[offset:offset + n] = self.head
         at = n
         for b in self.buffers:
-            start = align16(at)
+            start = (at + 15) & ~15
             if start > at:
-                target[offset + at:offset + start] = bytes(start - at)
+                target[offset + at:offset + start] = _ZEROS[:start - at]
             target[offset + start:offset + start + b.nbytes] = b
             at = start + b.nbytes
         return at
@@ -126,6 +134,9 @@ def _binary(value: object) -> tuple[memoryview, int] | None:
         return memoryview(value).cast("B"), 2
     if _np is not None and isinstance(value, _np.ndarray):
         dt = value.dtype
+        t = _NP_TYPES.get(dt)
+        if t is not None and value.ndim == 1 and value.flags.c_contiguous:  # the common case: as it is
+            return memoryview(value).cast("B"), t  # type: ignore[arg-type]
         kind = "i" if dt.kind == "i" else "u" if dt.kind == "u" else "f" if dt.kind == "f" else dt.kind
         t = _DTYPES.get((kind, dt.itemsize))
         if t is None:
@@ -145,6 +156,23 @@ def _binary(value: object) -> tuple[memoryview, int] | None:
     return None
 
 
+# Where a value is, for error messages: "value", or (parent, kind, key) built as the encoder
+# descends — a tuple per level, formatted only when an error names it.
+_Where = Any
+_CYCLE_DEPTH: Final = 16  # containers are checked for cycles from this depth on (a cycle always gets there)
+_KEYS: dict[str, bytes] = {}  # encoded short ASCII map keys (fixstr)
+_KEYS_MAX: Final = 4096
+
+
+def _path(where: _Where) -> str:
+    """The readable form of a ``where`` (``value.a[0]``)."""
+    parts: list[str] = []
+    while isinstance(where, tuple):
+        where, kind, key = where
+        parts.append(f".{key}" if kind == 0 else f"[{key}]" if kind == 1 else f"[{key!r}]" if kind == 2 else f" ({key})")
+    return str(where) + "".join(reversed(parts))
+
+
 class _Encoder:
     __slots__ = ("out", "buffers", "types", "seen", "stack", "wide_maps")
 
@@ -156,7 +184,7 @@ class _Encoder:
         self.seen: dict[int, int] = {}
         self.stack: set[int] = set()
 
-    def value(self, v: object, where: str, depth: int) -> None:
+    def value(self, v: object, where: _Where, depth: int) -> None:
         out = self.out
         t = type(v)  # the common exact types first: no isinstance chain for them
         if t is str:
@@ -171,6 +199,12 @@ class _Encoder:
         if t is float:
             out.append(0xCB)
             out += _F64.pack(v)
+            return
+        if t is dict and not self.wide_maps:
+            self.mapping(v, where, depth)  # type: ignore[arg-type]
+            return
+        if _np is not None and t is _np.ndarray:
+            self.buffer(v, where)
             return
         if v is None:
             out.append(0xC0)
@@ -187,36 +221,26 @@ class _Encoder:
             self.string(v)
         elif isinstance(v, (list, tuple, dict, set, frozenset)):
             if depth >= MAX_DEPTH:
-                raise EncodeError(f"cannot encode {where}: nested deeper than {MAX_DEPTH} levels")
+                raise EncodeError(f"cannot encode {_path(where)}: nested deeper than {MAX_DEPTH} levels")
             key = id(v)
-            if key in self.stack:
-                raise EncodeError(f"cannot encode {where}: a cycle")
-            self.stack.add(key)
+            check = depth >= _CYCLE_DEPTH
+            if check:
+                if key in self.stack:
+                    raise EncodeError(f"cannot encode {_path(where)}: a cycle")
+                self.stack.add(key)
             if isinstance(v, (list, tuple)):
                 self.header(len(v), 0x90, 0xDC)
                 for i, item in enumerate(v):
-                    self.value(item, f"{where}[{i}]", depth + 1)
+                    self.value(item, (where, 1, i), depth + 1)
             elif isinstance(v, dict):
-                if all(isinstance(k, str) and k != "__proto__" for k in v):
-                    if self.wide_maps:
-                        out += b"\xde" + len(v).to_bytes(2, "big")
-                    else:
-                        self.header(len(v), 0x80, 0xDE)
-                    for k, item in v.items():
-                        self.string(k)
-                        self.value(item, f"{where}.{k}", depth + 1)
-                else:  # non-string keys: a Map tag, then [k0, v0, k1, v1, ...]
-                    out += bytes((0xD4, TAG_MAP, 0))
-                    self.header(2 * len(v), 0x90, 0xDC)
-                    for k, item in v.items():
-                        self.value(k, f"{where} (a key)", depth + 1)
-                        self.value(item, f"{where}[{k!r}]", depth + 1)
+                self.mapping(v, where, depth, check=False)
             else:
                 out += bytes((0xD4, TAG_SET, 0))
                 self.header(len(v), 0x90, 0xDC)
                 for item in v:
-                    self.value(item, f"{where} (an element)", depth + 1)
-            self.stack.discard(key)
+                    self.value(item, (where, 3, "an element"), depth + 1)
+            if check:
+                self.stack.discard(key)
         elif isinstance(v, _dt.datetime):
             self.timestamp(v)
         elif _np is not None and isinstance(v, _np.generic) and not isinstance(v, _np.ndarray):
@@ -227,21 +251,79 @@ class _Encoder:
             elif isinstance(v, _np.floating):
                 self.value(float(v), where, depth)
             else:
-                raise EncodeError(f"cannot encode {where}: a numpy {type(v).__name__}")
+                raise EncodeError(f"cannot encode {_path(where)}: a numpy {type(v).__name__}")
         else:
+            self.buffer(v, where)
+
+    def buffer(self, v: object, where: _Where) -> None:
+        """An out-of-band buffer (its index; the same object twice is one buffer)."""
+        index = self.seen.get(id(v))
+        if index is None:
             b = _binary(v)
             if b is None:
-                raise EncodeError(f"cannot encode {where}: {type(v).__name__} is not a type the codec carries")
-            index = self.seen.get(id(v))
-            if index is None:
-                index = len(self.buffers)
-                self.seen[id(v)] = index
-                self.buffers.append(b[0])
-                self.types.append(b[1])
-            out += bytes((0xD4, TAG_BUFFER, 0))
+                raise EncodeError(f"cannot encode {_path(where)}: {type(v).__name__} is not a type the codec carries")
+            index = len(self.buffers)
+            self.seen[id(v)] = index
+            self.buffers.append(b[0])
+            self.types.append(b[1])
+        self.out += bytes((0xD4, TAG_BUFFER, 0))
+        if index < 0x80:
+            self.out.append(index)
+        else:
             self.integer(index, where)
 
-    def integer(self, v: int, where: str) -> None:
+    def mapping(self, v: dict[Any, Any], where: _Where, depth: int, check: bool = True) -> None:
+        """A dict: a map when every key is a string (but ``__proto__``), else a Map tag."""
+        out = self.out
+        key = id(v)
+        if check:
+            if depth >= MAX_DEPTH:
+                raise EncodeError(f"cannot encode {_path(where)}: nested deeper than {MAX_DEPTH} levels")
+            check = depth >= _CYCLE_DEPTH
+            if check:
+                if key in self.stack:
+                    raise EncodeError(f"cannot encode {_path(where)}: a cycle")
+                self.stack.add(key)
+        mark, marked = len(out), len(self.buffers)
+        if self.wide_maps:
+            out += b"\xde" + len(v).to_bytes(2, "big")
+        else:
+            self.header(len(v), 0x80, 0xDE)
+        keys = _KEYS
+        for k, item in v.items():
+            kb = keys.get(k) if type(k) is str else None
+            if kb is None:
+                if not isinstance(k, str) or k == "__proto__":
+                    # not a plain map after all: back to the mark, then a Map tag and [k0, v0, ...]
+                    del out[mark:]
+                    self._forget(marked)
+                    out += bytes((0xD4, TAG_MAP, 0))
+                    self.header(2 * len(v), 0x90, 0xDC)
+                    for k2, item2 in v.items():
+                        self.value(k2, (where, 3, "a key"), depth + 1)
+                        self.value(item2, (where, 2, k2), depth + 1)
+                    break
+                if len(k) < 32 and k.isascii():
+                    kb = bytes((0xA0 | len(k),)) + k.encode("ascii")
+                    if len(keys) < _KEYS_MAX:
+                        keys[k] = kb
+                    out += kb
+                else:
+                    self.string(k)
+            else:
+                out += kb
+            self.value(item, (where, 0, k), depth + 1)
+        if check:
+            self.stack.discard(key)
+
+    def _forget(self, marked: int) -> None:
+        """Drops the buffers found after ``marked`` (their values are encoded again)."""
+        if len(self.buffers) > marked:
+            del self.buffers[marked:]
+            del self.types[marked:]
+            self.seen = {k: i for k, i in self.seen.items() if i < marked}
+
+    def integer(self, v: int, where: _Where) -> None:
         out = self.out
         if 0 <= v < 0x80:
             out.append(v)
@@ -264,7 +346,7 @@ class _Encoder:
         elif 0 <= v < (1 << 64):
             out += b"\xcf" + v.to_bytes(8, "big")
         else:
-            raise EncodeError(f"cannot encode {where}: the integer {v} is outside -2**63 .. 2**64-1")
+            raise EncodeError(f"cannot encode {_path(where)}: the integer {v} is outside -2**63 .. 2**64-1")
 
     def string(self, s: str) -> None:
         if len(s) < 32 and s.isascii():  # a short ASCII string: fixstr, its bytes as they are
@@ -312,24 +394,29 @@ def plan(value: object) -> FramePlan:
     ``bytes``, ``bytearray`` and byte-format memoryviews at the top level make a raw frame
     (no MessagePack); everything else a value frame.
     """
-    if isinstance(value, (bytes, bytearray)) or (isinstance(value, memoryview) and value.format == "B" and value.ndim == 1):
+    t = type(value)
+    if t is dict:  # the common case first
+        pass
+    elif isinstance(value, (bytes, bytearray)) or (isinstance(value, memoryview) and value.format == "B" and value.ndim == 1):
         mv = memoryview(value)
         if mv.nbytes > MAX_FRAME - HEADER_BYTES:
             raise FrameTooLargeError(f"a raw frame of {mv.nbytes} bytes exceeds the 4 GiB frame limit")
         return FramePlan(_HEADER.pack(FRAME_MAGIC, FRAME_VERSION, KIND_RAW, 0, mv.nbytes, 0), [mv] if mv.nbytes else [], HEADER_BYTES + mv.nbytes)
     enc = _Encoder()
     enc.value(value, "value", 0)
-    body = bytes(enc.out)
+    body = enc.out
     count = len(enc.buffers)
     at = HEADER_BYTES + ENTRY_BYTES * count + len(body)
     table = bytearray()
-    for buf, t in zip(enc.buffers, enc.types):
-        start = align16(at)
-        table += _ENTRY.pack(start, buf.nbytes, t)
+    for buf, bt in zip(enc.buffers, enc.types):
+        start = (at + 15) & ~15
+        table += _ENTRY.pack(start, buf.nbytes, bt)
         at = start + buf.nbytes
     if at > MAX_FRAME:
         raise FrameTooLargeError(f"a frame of {at} bytes exceeds the 4 GiB frame limit")
-    head = _HEADER.pack(FRAME_MAGIC, FRAME_VERSION, KIND_VALUE, 0, len(body), count) + bytes(table) + body
+    head = bytearray(_HEADER.pack(FRAME_MAGIC, FRAME_VERSION, KIND_VALUE, 0, len(body), count))
+    head += table
+    head += body
     return FramePlan(head, enc.buffers, at)
 
 
@@ -358,7 +445,8 @@ class _Decoder:
 
     def value(self, pos: int, depth: int) -> tuple[Any, int]:
         b = self.b
-        self.need(pos, 1)
+        if pos >= self.end:
+            raise ProtocolError("malformed frame: a MessagePack length runs past the body")
         c = b[pos]
         pos += 1
         if c <= 0x7F:
@@ -366,7 +454,13 @@ class _Decoder:
         if c >= 0xE0:
             return c - 0x100, pos
         if 0xA0 <= c <= 0xBF:
-            return self.text(pos, c & 0x1F)
+            n = c & 0x1F
+            if pos + n > self.end:
+                raise ProtocolError("malformed frame: a MessagePack length runs past the body")
+            try:
+                return str(b[pos:pos + n], "utf-8"), pos + n
+            except UnicodeDecodeError as err:
+                raise ProtocolError("malformed frame: a string that is not UTF-8") from err
         if 0x90 <= c <= 0x9F:
             return self.array(pos, c & 0x0F, depth)
         if 0x80 <= c <= 0x8F:
@@ -451,15 +545,28 @@ class _Decoder:
             raise ProtocolError("malformed frame: a map longer than the bytes left")
         out: dict[str, Any] = {}
         b = self.b
+        end = self.end
+        value = self.value
         for _ in range(n):
-            self.need(pos, 1)
+            if pos >= end:
+                raise ProtocolError("malformed frame: a MessagePack length runs past the body")
             c = b[pos]
-            if not (0xA0 <= c <= 0xBF or c in (0xD9, 0xDA, 0xDB)):
+            if 0xA0 <= c <= 0xBF:  # a short key, read here
+                kn = c & 0x1F
+                if pos + 1 + kn > end:
+                    raise ProtocolError("malformed frame: a MessagePack length runs past the body")
+                try:
+                    k = str(b[pos + 1:pos + 1 + kn], "utf-8")
+                except UnicodeDecodeError as err:
+                    raise ProtocolError("malformed frame: a string that is not UTF-8") from err
+                pos += 1 + kn
+            elif c in (0xD9, 0xDA, 0xDB):
+                k, pos = value(pos, depth + 1)
+            else:
                 raise ProtocolError("malformed frame: a map key that is not a string")
-            k, pos = self.value(pos, depth + 1)
             if k == "__proto__":
                 raise ProtocolError('malformed frame: a map key "__proto__"')
-            out[k], pos = self.value(pos, depth + 1)
+            out[k], pos = value(pos, depth + 1)
         return out, pos
 
     def tagged(self, tag: int, pos: int, depth: int) -> tuple[Any, int]:
@@ -532,7 +639,7 @@ def _view(mv: memoryview, t: int, arrays: ArrayMode) -> object:
     if t == 12:
         return mv
     if arrays == "numpy" and _np is not None:
-        return _np.frombuffer(mv, dtype=dtype)
+        return _np.frombuffer(mv, dtype=_NP_DTYPES[t])
     return mv.cast(fmt) if fmt != "B" else mv
 
 
@@ -574,8 +681,8 @@ def decode(frame: bytes | bytearray | memoryview, arrays: ArrayMode | None = Non
     at = body_end
     for i in range(count):
         e = HEADER_BYTES + ENTRY_BYTES * i
-        off, length, t = _ENTRY.unpack_from(mv, e)
-        if not 1 <= t <= 14 or any(mv[e + 9:e + 16]):
+        off, length, t, r1, r2, r4 = _ENTRY_READ.unpack_from(mv, e)
+        if not 1 <= t <= 14 or r1 or r2 or r4:
             raise ProtocolError(f"malformed frame: buffer {i} has type {t} or non-zero reserved bytes")
         if off % 16 or off < at or off >= at + 16 or length % _TYPES[t][1] or off + length > n:
             raise ProtocolError(f"malformed frame: buffer {i} (offset {off}, {length} bytes) breaks the layout")

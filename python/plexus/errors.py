@@ -160,3 +160,13 @@ def error_to_wire(err: BaseException) -> tuple[str, str, str]:
         return err.code, type(err).__name__, err.message
     code = getattr(err, "code", None)
     return (code if isinstance(code, str) else "ERR_PLEXUS_HANDLER"), type(err).__name__, str(err)
+
+
+class LinkWarning(UserWarning):
+    """A subscriber or client could not reach a publisher or server of the graph (Node's
+    ``PLEXUS_LINK`` process warning); ``error`` is the typed error, also kept in the port's
+    ``link_errors``."""
+
+    def __init__(self, message: str, error: PlexusError) -> None:
+        super().__init__(message)
+        self.error = error

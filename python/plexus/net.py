@@ -14,6 +14,7 @@ from typing import Callable, Final, Sequence
 from .errors import (
     AccessDeniedError,
     FrameTooLargeError,
+    InvalidArgumentError,
     PeerDeadError,
     PlexusError,
     ProtocolError,
@@ -175,9 +176,12 @@ class FrameSocket:
     def sendv(self, parts: Sequence[bytes | memoryview]) -> None:
         """Writes ``parts`` in order, whole (a vectored write where it can)."""
         with self.wlock:
-            if isinstance(self.sock, ssl.SSLSocket):
-                for p in parts:
-                    self.sock.sendall(p)
+            if isinstance(self.sock, ssl.SSLSocket):  # no vectored write: small parts as one record
+                if sum(len(p) for p in parts) <= 65536:
+                    self.sock.sendall(b"".join(parts))
+                else:
+                    for p in parts:
+                        self.sock.sendall(p)
             else:
                 pending = [memoryview(p).cast("B") for p in parts if len(p)]
                 while pending:
@@ -198,6 +202,8 @@ class FrameSocket:
                 chunk = self.sock.recv(max(65536, n - len(self.buf)))
             except socket.timeout as err:
                 raise TimeoutError(f"{self.peer} sent nothing in time") from err
+            except ssl.SSLError as err:  # (TLS 1.3: a refused client certificate comes as an alert on the first read)
+                raise AccessDeniedError(f"TLS with {self.peer} failed: {err.reason or err}") from err
             except OSError as err:
                 raise PeerDeadError(f"the connection to {self.peer} was lost ({err.strerror or err})") from err
             if not chunk:
@@ -258,16 +264,71 @@ def dial(host: str, port: int, timeout: float, what: str, tls: ssl.SSLContext | 
     return sock
 
 
-def serve_connections(listener: socket.socket, handle: Callable[[socket.socket], None], name: str) -> None:
-    """Accepts connections on ``listener`` in a thread of its own and handles each in a thread;
-    stops when the listener is closed."""
+def is_loopback(host: str) -> bool:
+    """True for the loopback addresses that may serve and reach plain TCP (§0.4)."""
+    return host in ("::1", "localhost") or host.startswith("127.")
+
+
+def plain_allowed(host: str, tls: ssl.SSLContext | None, allow_insecure: bool, verb: str = "to") -> None:
+    """Plain TCP only on loopback addresses unless the user opts out (§0.4): AccessDeniedError."""
+    if tls is None and not allow_insecure and not is_loopback(host):
+        raise AccessDeniedError(f"plain TCP {verb} {host} is refused off loopback: use TLS (or allow_insecure=True)")
+
+
+def listen(host: str, port: int, tls: ssl.SSLContext | None, allow_insecure: bool, what: str) -> socket.socket:
+    """A listening socket at ``host:port`` for ``what``: plain TCP only on loopback unless
+    ``allow_insecure`` (AccessDeniedError), a server context for TLS (InvalidArgumentError if
+    ``tls`` is a client context), SystemError if the address cannot be bound."""
+    if tls is not None and (not isinstance(tls, ssl.SSLContext) or tls.protocol == ssl.PROTOCOL_TLS_CLIENT):
+        raise InvalidArgumentError(f"{what}: option \"tls\" must be a server ssl.SSLContext (ssl.PROTOCOL_TLS_SERVER with load_cert_chain())")
+    plain_allowed(host, tls, allow_insecure, "on")
+    try:
+        return socket.create_server((host, port))
+    except OSError as err:
+        raise SystemError(f"{what}: cannot listen on {host}:{port}: {err.strerror or err}", errno=err.errno) from err
+
+
+def accept_tls(conn: socket.socket, tls: ssl.SSLContext, timeout: float = 5.0) -> socket.socket | None:
+    """A server's side of the TLS handshake on an accepted connection (within ``timeout`` s);
+    None (the connection closed) if it failed — the client sees its own typed error."""
+    conn.settimeout(timeout)
+    try:
+        wrapped = tls.wrap_socket(conn, server_side=True)
+    except (OSError, ssl.SSLError):
+        conn.close()
+        return None
+    wrapped.settimeout(None)
+    return wrapped
+
+
+def close_listener(listener: socket.socket) -> None:
+    """Closes a listening socket and wakes the thread blocked in its ``accept`` (a plain close
+    leaves the port bound while that call lasts)."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    listener.close()
+
+
+def serve_connections(listener: socket.socket, handle: Callable[[socket.socket], None], name: str,
+                      tls: ssl.SSLContext | None = None) -> None:
+    """Accepts connections on ``listener`` in a thread of its own and handles each in a thread
+    (after the TLS handshake with ``tls``); stops when the listener is closed."""
+    def serve(conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        wrapped = accept_tls(conn, tls) if tls is not None else conn
+        if wrapped is not None:
+            handle(wrapped)
+
     def accept() -> None:
         while True:
             try:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(target=handle, args=(conn,), daemon=True, name=name).start()
+            target = serve if listener.family != socket.AF_UNIX else handle
+            threading.Thread(target=target, args=(conn,), daemon=True, name=name).start()
 
     threading.Thread(target=accept, daemon=True, name=f"{name}-accept").start()
 

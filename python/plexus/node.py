@@ -44,10 +44,13 @@ class Node:
         """This node's id in the graph."""
         return self.graph.node
 
-    def publisher(self, topic: str, *, capacity: int = 4 << 20, timeout: float = 5.0, transport: Transport | None = None) -> Publisher[Any]:
+    def publisher(self, topic: str, *, capacity: int = 4 << 20, timeout: float = 5.0, transport: Transport | None = None,
+                  host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None, allow_insecure: bool = False) -> Publisher[Any]:
         """A publisher on ``topic``: a shared-memory ring for subscribers of this host, TCP for the others
-        (``transport`` offers only one)."""
-        p: Publisher[Any] = Publisher(self, topic, capacity=capacity, timeout=timeout, transport=transport)
+        (``transport`` offers only one). The TCP endpoint listens on ``host:port``, with TLS given a
+        server context ``tls``; plain TCP off loopback needs ``allow_insecure``."""
+        p: Publisher[Any] = Publisher(self, topic, capacity=capacity, timeout=timeout, transport=transport,
+                                      host=host, port=port, tls=tls, allow_insecure=allow_insecure)
         self._ports.append(p)
         return p
 
@@ -59,12 +62,18 @@ class Node:
         self._ports.append(s)
         return s
 
-    def server(self, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True) -> Server:
+    def server(self, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True,
+               host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None, allow_insecure: bool = False,
+               in_place: bool = False) -> Server:
         """A request/response server of ``service``: ``handler(request)`` returns the answer
-        (``inline``: see :class:`plexus.rpc.Server`)."""
+        (``inline``: see :class:`plexus.rpc.Server`). Its TCP endpoint listens on ``host:port``,
+        with TLS given a server context ``tls``; plain TCP off loopback needs ``allow_insecure``.
+        ``in_place``: an in-place service (docs/rpc.md): ``handler(view)`` gets the request's bytes
+        as a writable memoryview and answers with it or a slice of it (or None: all of it)."""
         from .rpc import Server
 
-        s = Server(self, service, handler, max_concurrent=max_concurrent, inline=inline)
+        s = Server(self, service, handler, max_concurrent=max_concurrent, inline=inline, host=host, port=port, tls=tls,
+                   allow_insecure=allow_insecure, in_place=in_place)
         self._ports.append(s)
         return s
 

@@ -10,11 +10,12 @@ import ssl
 import struct
 import threading
 import time
+import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Final, Generic, Iterator, Literal, Protocol, TypeVar
 
 from . import codec
-from .errors import ClosedError, InvalidArgumentError, PlexusError, ProtocolError, SystemError, TimeoutError
+from .errors import ClosedError, InvalidArgumentError, LinkWarning, PlexusError, ProtocolError, SystemError, TimeoutError
 from .tcp import Policy, TcpReceiver, TcpSender
 
 from .shm import ShmLink
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from .node import Node
 
 MAGIC: Final = 0x31535850
-SPIN: Final = 50e-6  # seconds a subscriber polls its rings before it sleeps
+SPIN: Final = 50e-6  # seconds a subscriber polls its rings (yielding the core) before it sleeps
 RECHECK: Final = 0.25
 _eventfd: Callable[[int, int], int] = getattr(os, "eventfd")
 _eventfd_read: Callable[[int], int] = getattr(os, "eventfd_read")
@@ -136,7 +137,8 @@ class Publisher(Generic[T]):
     """Publishes on a topic: made by :meth:`plexus.Node.publisher`."""
 
     def __init__(self, node: Node, topic: str, *, capacity: int = 4 << 20, timeout: float = 5.0,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None, allow_insecure: bool = False) -> None:
         from .shm import ShmSender
 
         self.topic = topic
@@ -163,8 +165,8 @@ class Publisher(Generic[T]):
                         self._shm.close()
                     self._shm = None  # no shared memory here: subscribers use TCP
             if transport in (None, "tcp"):
-                self._tcp = TcpSender(window=capacity, label=f"the publisher on {topic!r}")
-                endpoints["tcp"] = {"host": self._tcp.host, "port": self._tcp.port, "tls": False}
+                self._tcp = TcpSender(host, port, window=capacity, label=f"the publisher on {topic!r}", tls=tls, allow_insecure=allow_insecure)
+                endpoints["tcp"] = {"host": self._tcp.host, "port": self._tcp.port, "tls": self._tcp.tls}
             self.id: str = node.graph.request("publisher.add", {"topic": topic, "endpoints": endpoints})["publisher"]
         except BaseException:
             self._release_transports()
@@ -206,7 +208,6 @@ class Publisher(Generic[T]):
         wait = self._timeout if timeout is None else timeout
         with self._lock:
             seq = self._seq
-            head = message_header(seq)
             shm = self._shm
             c = self.counters
             if shm is not None and shm.writer.readers() > 0:
@@ -214,13 +215,14 @@ class Publisher(Generic[T]):
                 at = shm.reserve(size, wait)  # one copy, into the ring, whatever the number of readers
                 c["waits"] += shm.waits - waits
                 view = shm.writer.view
-                view[at:at + WIRE_HEADER] = head
+                _WIRE.pack_into(view, at, MAGIC, 0, float(seq))
                 plan.write_into(view, at + WIRE_HEADER)
                 shm.writer.commit(size)
                 c["bytes"] += size
-            receivers = self._tcp.receivers if self._tcp is not None else 0
-            if self._tcp is not None and receivers > 0:
-                self._tcp.send([head, *plan.chunks()], size, wait)
+            tcp = self._tcp
+            receivers = tcp.receivers if tcp is not None else 0
+            if tcp is not None and receivers > 0:
+                tcp.send([message_header(seq), *plan.chunks()], size, wait)
                 c["bytes"] += size * receivers
             c["messages"] += 1
             self._seq = seq + 1
@@ -329,6 +331,7 @@ class Subscriber(Generic[T]):
         self.transport = transport
         self.arrays = arrays
         self.malformed = 0
+        self.link_errors: dict[str, PlexusError] = {}  # by publisher id: why it could not be linked
         self.counters = {"messages": 0, "bytes": 0, "drops": 0}
         self._node = node
         self._queue: collections.deque[Sample[T]] = collections.deque()  # from TCP links' threads
@@ -338,6 +341,8 @@ class Subscriber(Generic[T]):
         self._rings: list[ShmLink] = []  # read by the consumer itself, no thread
         self._lock = threading.Lock()
         self._consumer = threading.Lock()
+        self._poller = select.poll()  # the consumer's, kept while the rings' descriptors stay the same
+        self._poll_key: tuple[int, ...] | None = None
         self._closed = False
         self._last: Sample[T] | None = None
         answer = node.graph.request("subscriber.add", {"topic": topic})
@@ -371,7 +376,9 @@ class Subscriber(Generic[T]):
         for p in new:
             try:
                 made = self._link(p)
-            except PlexusError:
+            except PlexusError as err:
+                self.link_errors[p["id"]] = err
+                warnings.warn(LinkWarning(f"plexus: cannot reach publisher {p['id']} on {self.topic!r}: {type(err).__name__}: {err}", err), stacklevel=2)
                 continue
             if made is None:
                 continue
@@ -436,7 +443,7 @@ class Subscriber(Generic[T]):
             if rings:
                 until = time.monotonic() + SPIN
                 while time.monotonic() < until and not queue and not any(r.rx.readable() for r in rings):
-                    pass
+                    os.sched_yield()  # a peer waiting for this core runs now (its answer is what we poll for)
                 if queue or any(r.rx.readable() for r in rings):
                     continue
             sleeping = []
@@ -449,14 +456,15 @@ class Subscriber(Generic[T]):
             else:
                 left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
                 if left > 0 and not queue:
-                    poller = select.poll()
-                    poller.register(self._efd, select.POLLIN)
-                    owner: dict[int, ShmLink] = {}
-                    for link in sleeping:
-                        for fd in link.rx.fds():
-                            owner[fd] = link
-                            poller.register(fd, select.POLLIN)
-                    events = poller.poll(left * 1000)
+                    owner: dict[int, ShmLink] = {fd: link for link in sleeping for fd in link.rx.fds()}
+                    key = tuple(owner)
+                    if key != self._poll_key:  # the links' descriptors changed: another poller
+                        self._poller = select.poll()
+                        self._poller.register(self._efd, select.POLLIN)
+                        for fd in key:
+                            self._poller.register(fd, select.POLLIN)
+                        self._poll_key = key
+                    events = self._poller.poll(left * 1000)
                     for link in sleeping:
                         link.rx.woke()
                     for fd, _ in events:

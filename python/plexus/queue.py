@@ -3,10 +3,10 @@ whose every put returns on an acknowledgement that came back over the wire (``fa
 message is in the peer's queue; ``reliable``: the peer's application released it), or raises a
 typed error.
 
-One session per connection: a client whose connection ends does not reconnect (its pending
-puts raise PeerDeadError, ``get`` raises it after the messages that arrived); a server keeps a
-session for a client that comes back with the same identity and token and resends what that
-client had not acknowledged.
+A client reconnects when its connection drops, within ``reconnect_window``, and the server
+resumes its session (same identity and token): both sides resend what was not acknowledged, and
+receivers drop the duplicates (§7.3). A session that cannot be resumed is lost: its pending puts
+raise PeerDeadError, and the client's next call starts a new one.
 """
 from __future__ import annotations
 
@@ -141,6 +141,7 @@ class _Session:
         self.unacked_in: set[int] = set()  # received, not yet acknowledged (reliable, or parked)
         self.refused: dict[int, bytes] = {}
         self.ended: PlexusError | None = None
+        self.generation = 0  # incremented when the serials start over: older messages' releases are void
 
     def send_or_queue(self, put: _Put) -> None:
         """Sends ``put`` if a slot is free, else queues it (called under the endpoint's lock)."""
@@ -180,9 +181,36 @@ class _Session:
         while self.waiting and len(self.in_flight) < self.peer_slots:
             self._send(self.waiting.popleft())
 
+    def _start_over(self) -> None:
+        self.out_serial = 0
+        self.last_in = 0
+        self.unacked_in.clear()
+        self.refused.clear()
+        self.generation += 1
+
+    def restart(self, error: PlexusError) -> None:
+        """The peer did not keep the session: the puts in flight (which may or may not have
+        arrived) fail with ``error``, those waiting go out next, with fresh serials."""
+        for put in self.in_flight.values():
+            put.error = error
+            put.event.set()
+        self.in_flight.clear()
+        self._start_over()
+
+    def requeue(self) -> None:
+        """The peer ended the session knowing nothing of what is in flight (idle collection):
+        those puts go out again first, with fresh serials."""
+        again = list(self.in_flight.values())
+        for put in again:
+            put.serial = 0
+        self.in_flight.clear()
+        self.waiting.extendleft(reversed(again))
+        self._start_over()
+
     def end(self, error: PlexusError) -> None:
         """The session is over: every put in flight or waiting fails with ``error``."""
         self.ended = error
+        self.generation += 1
         for put in [*self.in_flight.values(), *self.waiting]:
             put.error = error
             put.event.set()
@@ -204,10 +232,11 @@ class _Endpoint:
         self.max_queue = max_queue
         self.identity = identity if identity is not None else secrets.token_bytes(16)
         self.lock = threading.Lock()
-        self.inbox: collections.deque[tuple[_Session, int, Any, bool]] = collections.deque()
-        self.parked: collections.deque[tuple[_Session, int, bytes, bool]] = collections.deque()
+        self.inbox: collections.deque[tuple[_Session, int, Any, bool, int]] = collections.deque()
+        self.parked: collections.deque[tuple[_Session, int, bytes, bool, int]] = collections.deque()
         self.arrived = threading.Condition(self.lock)
         self.closed = False
+        self._getters = 0  # gets waiting for a message
 
     def _ack(self, s: _Session, serial: int) -> None:
         s.unacked_in.discard(serial)
@@ -225,9 +254,9 @@ class _Endpoint:
                 s.last_in = serial
                 s.unacked_in.add(serial)
                 if len(self.inbox) >= self.max_queue:
-                    self.parked.append((s, serial, payload, reliable))
+                    self.parked.append((s, serial, payload, reliable, s.generation))
                     return
-                self._take(s, serial, payload, reliable)
+                self._take(s, serial, payload, reliable, s.generation)
             elif s.last_in != 0 and _diff(serial, s.last_in) <= 0:
                 if serial in s.refused and s.fs is not None:
                     s.fs.send(s.refused[serial])
@@ -236,7 +265,9 @@ class _Endpoint:
             else:
                 raise ProtocolError(f"{s.peer} sent serial {serial} after {s.last_in}")
 
-    def _take(self, s: _Session, serial: int, payload: bytes, reliable: bool) -> None:
+    def _take(self, s: _Session, serial: int, payload: bytes, reliable: bool, gen: int) -> None:
+        if gen != s.generation:
+            return  # a message of a session that started over: its sender counts it as failed
         try:
             value = codec.decode(payload)
         except ProtocolError as err:
@@ -250,7 +281,7 @@ class _Endpoint:
             return
         if not reliable:
             self._ack(s, serial)
-        self.inbox.append((s, serial, value, reliable))
+        self.inbox.append((s, serial, value, reliable, gen))
         self.arrived.notify_all()
 
     def get(self, timeout: float | None, ended: Callable[[], PlexusError | None]) -> QueueMessage[Any]:
@@ -266,17 +297,20 @@ class _Endpoint:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"no message within {(timeout or 0) * 1000:.0f} ms")
-                self.arrived.wait(left if left is not None else 0.25)
-            s, serial, value, reliable = self.inbox.popleft()
+                self._getters += 1
+                try:
+                    self.arrived.wait(left if left is not None else 0.25)
+                finally:
+                    self._getters -= 1
+            s, serial, value, reliable, gen = self.inbox.popleft()
             if self.parked:  # room again: take a parked message in
-                ps, pserial, payload, preliable = self.parked.popleft()
-                self._take(ps, pserial, payload, preliable)
-        release = (lambda: self._released(s, serial)) if reliable else None
+                self._take(*self.parked.popleft())
+        release = (lambda: self._released(s, serial, gen)) if reliable else None
         return QueueMessage(value, s.peer, release)
 
-    def _released(self, s: _Session, serial: int) -> None:
+    def _released(self, s: _Session, serial: int, gen: int) -> None:
         with self.lock:
-            if serial in s.unacked_in:
+            if gen == s.generation and serial in s.unacked_in:
                 self._ack(s, serial)
 
     def on_ack(self, s: _Session, h: net.Header, payload: bytes) -> None:
@@ -338,56 +372,133 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     return m.group(2), int(m.group(3)), m.group(1) == "tls"
 
 
-def _plain_allowed(host: str, tls: ssl.SSLContext | None, allow_insecure: bool) -> None:
-    """Plain TCP only on loopback addresses unless the user opts out (§0.4)."""
-    if tls is None and not allow_insecure and host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
-        raise AccessDeniedError(f"plain TCP to {host} is refused off loopback: use tls:// (or allow_insecure=True)")
+ClientState = Literal["connected", "reconnecting", "disconnected", "failed", "closed"]
+ClientEvent = Literal["disconnect", "reconnect", "session-lost"]
 
 
 class QueueClient(_Endpoint):
-    """A queue client over TCP: ``put`` to the server, ``get`` what the server puts."""
+    """A queue client over TCP: ``put`` to the server, ``get`` what the server puts.
+
+    One session with the server, over a connection the client makes again (same identity and
+    session token, so the server keeps the session) when it drops, for up to
+    ``reconnect_window`` seconds; what was not acknowledged is resent then. If the window
+    passes or the server says BYE, the session is lost: pending puts raise PeerDeadError and the
+    client is ``disconnected`` until its next call starts a new session (a new token). A server
+    that restarted and lost the session makes the puts in flight raise PeerDeadError; those not
+    sent yet go out in the new session. See :attr:`state` and :meth:`on`.
+    """
 
     def __init__(self, url: str, *, mode: Mode = "fast", slots: int | None = None, max_message: int = MAX_MESSAGE,
                  max_queue: int = 1024, identity: bytes | None = None, timeout: float = 5.0,
-                 tls: ssl.SSLContext | None = None, allow_insecure: bool = False) -> None:
+                 tls: ssl.SSLContext | None = None, allow_insecure: bool = False, reconnect_window: float = 5.0,
+                 heartbeat_ms: int = HEARTBEAT_MS, peer_timeout_ms: int = PEER_TIMEOUT_MS) -> None:
         super().__init__(mode, slots, max_message, max_queue, identity)
+        if not reconnect_window >= 0:
+            raise InvalidArgumentError(f"queue.client: option \"reconnect_window\" must be a number of seconds >= 0, got {reconnect_window!r}")
         host, port, use_tls = parse_url(url)
         if use_tls and tls is None:
             tls = ssl.create_default_context()  # the system's authorities
-        _plain_allowed(host, tls, allow_insecure)
-        where = f"the queue server at {host}:{port}"
+        net.plain_allowed(host, tls, allow_insecure)
+        self._host, self._port, self._tls, self._timeout = host, port, tls, timeout
+        self._heartbeat_ms = heartbeat_ms
+        self._peer_timeout_ms = peer_timeout_ms
+        self.reconnect_window = reconnect_window
+        self.where = f"the queue server at {host}:{port}"
         self.token = secrets.token_bytes(8)
-        fs = net.FrameSocket(net.dial(host, port, timeout, "queue server", tls), net.MAX_HANDSHAKE, where)
-
-        def own(status: int, reason: str) -> PlexusError | None:
-            return PeerDeadError(f"{where}: another client took this identity over") if status == STATUS_SUPERSEDED else None
-
-        try:
-            pre, body = net.handshake(fs, QUEUE, net.hello(QUEUE, HEARTBEAT_MS, handshake_body(False, self.slots, max_message, self.identity, self.token)), where, timeout, own)
-            _resumed, peer_slots, peer_max, server_id, token = read_body(body)
-            if token != self.token or pre.heartbeat == 0:
-                raise ProtocolError(f"{where} answered a WELCOME for another session")
-        except BaseException:
-            fs.close()
-            raise
-        fs.max_message = max_message
-        self.server = server_id.hex()
-        self.session = _Session(self, "server", server_id, self.token, peer_slots, peer_max)
-        self.session.fs = fs
-        self._silence = max(PEER_TIMEOUT_MS, 3 * pre.heartbeat) / 1000
         self.id = self.identity.hex()
-        threading.Thread(target=self._read, daemon=True, name="plexus-queue-client").start()
+        self.server = ""
+        self.session = _Session(self, "server", bytes(16), self.token, 1, max_message)
+        self._state: Literal["connected", "reconnecting", "idle", "disconnected", "failed", "closed"] = "reconnecting"
+        self._started = False  # the current session was attached to a connection (a WELCOME came)
+        self._taken_over: PeerDeadError | None = None
+        self._interrupt: PlexusError | None = None  # raised once by the get that finds the inbox empty
+        self._closing = False  # close() waits for the pending puts
+        self._listeners: dict[str, list[Callable[[Any], None]]] = {}
+        self._silence = max(peer_timeout_ms, 3 * heartbeat_ms) / 1000
+        self._wake_up = threading.Condition(self.lock)
+        fs, resumed = self._dial(timeout)  # the first connection: its failure is the constructor's
+        with self.lock:
+            self._attach(fs, resumed)
+        threading.Thread(target=self._run, args=(fs,), daemon=True, name="plexus-queue-client").start()
         threading.Thread(target=self.beat, args=(lambda: [self.session], lambda s: self._silence), daemon=True).start()
+
+    @property
+    def state(self) -> ClientState:
+        """``connected``; ``reconnecting`` (the connection dropped, or a call of a disconnected
+        client is connecting: puts and gets wait); ``disconnected`` (the session was lost or the
+        server collected it while idle: the next put or get connects again); ``failed`` (another
+        client took this identity over: every call raises PeerDeadError); ``closed``."""
+        st = self._state
+        return "disconnected" if st == "idle" else st
+
+    def on(self, event: ClientEvent, listener: Callable[[Any], None]) -> None:
+        """Calls ``listener`` on ``event`` (from the client's own thread; what it raises is ignored):
+
+        - ``"disconnect"`` (a PlexusError: why): the connection dropped, or the server collected
+          the idle session; the client reconnects now, or when idle on its next call;
+        - ``"reconnect"`` (``{"resumed": bool}``): a connection is up again; ``resumed``: the
+          server kept the session (nothing lost), else a new session started;
+        - ``"session-lost"`` (a PlexusError): the session ended without a ``close()`` and its
+          pending puts raised it (those in flight may or may not have arrived).
+        """
+        if event not in ("disconnect", "reconnect", "session-lost"):
+            raise InvalidArgumentError(f"a queue client has no event {event!r} (disconnect, reconnect, session-lost)")
+        self._listeners.setdefault(event, []).append(listener)
+
+    def _emit(self, event: str, arg: object) -> None:
+        for listener in list(self._listeners.get(event, [])):
+            try:
+                listener(arg)
+            except Exception:  # noqa: BLE001 - a listener's failure is not the client's
+                pass
 
     def put(self, value: object, timeout: float = 30.0) -> None:
         """Puts ``value`` to the server; returns once it acknowledged it (``fast``: in its queue;
-        ``reliable``: released by its application). ProtocolError if it refused it as malformed,
-        PeerDeadError if the session ended first, TimeoutError."""
-        self.put_to([self.session], value, timeout)
+        ``reliable``: released by its application). A disconnected client connects again first
+        (a new session). ProtocolError if the server refused it as malformed, PeerDeadError if
+        the session was lost first (or another client took this identity over), TimeoutError,
+        ClosedError."""
+        with self.lock:
+            self._check_usable()
+            self._wake()
+            session = self.session
+        self.put_to([session], value, timeout)
 
     def get(self, timeout: float | None = None) -> QueueMessage[Any]:  # type: ignore[override]
-        """The next message from the server (PeerDeadError once the session ended and the queue is empty)."""
-        return super().get(timeout, lambda: self.session.ended)
+        """The next message from the server. After a lost session, the get that finds no message
+        left of it raises the session's error once; the next one connects again."""
+        with self.lock:
+            if self._state in ("closed", "failed") or self.closed:
+                pass  # the base raises ClosedError or the failure
+            elif self._interrupt is None:
+                self._wake()
+        return super().get(timeout, self._get_error)
+
+    def _get_error(self) -> PlexusError | None:  # under the lock
+        if self._state == "failed":
+            return self.session.ended or PeerDeadError("the queue client failed")
+        if self._interrupt is not None:
+            err, self._interrupt = self._interrupt, None
+            return err
+        return None
+
+    def _check_usable(self) -> None:  # under the lock
+        if self.closed or self._closing or self._state == "closed":
+            raise ClosedError("the queue client is closed")
+        if self._state == "failed":
+            raise self.session.ended or PeerDeadError("the queue client failed")
+
+    def _wake(self) -> None:
+        """A call on a client without a connection: connect again (a new session if the last was lost)."""
+        if self._state == "disconnected":
+            # a new session: fresh serials and a fresh token, so that a server that still holds
+            # the old session does not resume it (§7.3)
+            self.token = secrets.token_bytes(8)
+            self.session = _Session(self, "server", bytes(16), self.token, 1, self.max_message)
+            self._started = False
+        if self._state in ("idle", "disconnected"):
+            self._state = "reconnecting"
+            self._wake_up.notify_all()
 
     def __iter__(self) -> Iterator[QueueMessage[Any]]:
         last: QueueMessage[Any] | None = None
@@ -400,11 +511,67 @@ class QueueClient(_Endpoint):
                 return
             yield last
 
-    def _read(self) -> None:
+    def _dial(self, timeout: float) -> tuple[net.FrameSocket, bool]:
+        """One connection and handshake with this session's token: the socket and whether the
+        server resumed the session. Typed errors for a refusal."""
+        where = self.where
+        fs = net.FrameSocket(net.dial(self._host, self._port, timeout, "queue server", self._tls), net.MAX_HANDSHAKE, where)
+
+        def own(status: int, reason: str) -> PlexusError | None:
+            if status != STATUS_SUPERSEDED:
+                return None
+            self._taken_over = PeerDeadError(f"{where}: another client connected with this client's identity ({self.id}): its session was taken over")
+            return self._taken_over
+
+        token = self.token
+        try:
+            pre, body = net.handshake(fs, QUEUE, net.hello(QUEUE, self._heartbeat_ms, handshake_body(False, self.slots, self.max_message, self.identity, token)), where, timeout, own)
+            resumed, peer_slots, peer_max, server_id, answered = read_body(body)
+            if answered != token or pre.heartbeat == 0:
+                raise ProtocolError(f"{where} answered a WELCOME for another session")
+        except BaseException:
+            fs.close()
+            raise
+        fs.max_message = self.max_message
+        self._silence = max(self._peer_timeout_ms, 3 * pre.heartbeat) / 1000
+        with self.lock:
+            resumed = resumed and self._started and server_id.hex() == self.server
+            self.server = server_id.hex()
+            self.session.peer_slots = peer_slots
+            self.session.peer_max = peer_max
+        return fs, resumed
+
+    def _attach(self, fs: net.FrameSocket, resumed: bool) -> PlexusError | None:
+        """Under the lock: the session goes on over ``fs``; returns the error of a session the
+        server lost (the puts in flight failed with it)."""
+        lost = None
+        if self._started and not resumed:
+            lost = PeerDeadError(f"{self.where} lost this client's session (it restarted?)")
+            self.session.restart(lost)
+        self.session.fs = fs
+        self._state = "connected"
+        self._started = True
+        self.session.resend()
+        return lost
+
+    def _run(self, fs: net.FrameSocket | None) -> None:
+        """The client's thread: reads the connection; when it ends, reconnects or gives the session up."""
+        while True:
+            if fs is not None:
+                self._read(fs)
+                fs = None
+            with self.lock:
+                while self._state in ("idle", "disconnected", "connected") and not self.closed:
+                    self._wake_up.wait()
+                if self.closed or self._state in ("closed", "failed"):
+                    return
+            fs = self._reconnect()
+
+    def _read(self, fs: net.FrameSocket) -> None:
+        """Reads ``fs`` until it ends, then settles the session's state."""
         s = self.session
-        fs = s.fs
-        assert fs is not None
-        error: PlexusError = PeerDeadError("the queue server closed the connection")
+        error: PlexusError = PeerDeadError(f"lost the connection to {self.where}")
+        bye: int | None = None
         try:
             while True:
                 h, payload = fs.read_frame(_check)
@@ -413,7 +580,7 @@ class QueueClient(_Endpoint):
                 elif h.type in (T_ACK, T_NACK):
                     self.on_ack(s, h, payload)
                 else:
-                    error = PeerDeadError("the queue server ended the session" + (" (idle)" if h.flags & FLAG_IDLE else " (taken over)" if h.flags & FLAG_TAKEN_OVER else ""))
+                    bye = h.flags
                     break
         except PlexusError as err:
             if not isinstance(err, PeerDeadError):
@@ -421,19 +588,119 @@ class QueueClient(_Endpoint):
         except OSError:
             pass
         fs.close()
+        events: list[tuple[str, object]] = []
         with self.lock:
-            s.fs = None
-            s.end(ClosedError("the queue client is closed") if self.closed else PeerDeadError(f"the session with the queue server ended: {error.message}"))
-            self.arrived.notify_all()
-
-    def close(self) -> None:
-        """Says BYE and closes; pending puts raise ClosedError. Idempotent."""
-        with self.lock:
-            if self.closed:
+            if s.fs is fs:
+                s.fs = None
+            if self.closed or self._state != "connected" or s is not self.session:
                 return
+            if bye is not None and bye & FLAG_TAKEN_OVER:
+                self._fail(PeerDeadError(f"another client connected with this client's identity ({self.id}): its session was taken over"), events)
+            elif bye is not None and bye & FLAG_IDLE:
+                # collected while idle: what was in flight was ignored by the server, so it goes
+                # out again, first, in a new session (on the next call, or now if something waits)
+                s.requeue()
+                self._started = False
+                self._state = "reconnecting" if s.in_flight or s.waiting or self._getters else "idle"
+                events.append(("disconnect", PeerDeadError(f"{self.where} ended this client's session after it was idle")))
+            elif bye is not None:
+                self._lose(PeerDeadError(f"{self.where} closed"), events)
+            else:
+                self._state = "reconnecting"
+                events.append(("disconnect", error))
+        for e, arg in events:
+            self._emit(e, arg)
+
+    def _reconnect(self) -> net.FrameSocket | None:
+        """Dials until a connection is up, for up to ``reconnect_window``; then the session is lost.
+        A refusal that another attempt would not change (TLS, not a queue server) ends it at once."""
+        end = time.monotonic() + self.reconnect_window
+        pause = 0.02
+        last: PlexusError = PeerDeadError(f"lost {self.where}")
+        refused = False
+        while True:
+            with self.lock:
+                if self.closed or self._state != "reconnecting":
+                    return None
+            try:
+                fs, resumed = self._dial(max(0.05, min(self._timeout, end - time.monotonic())))
+            except PlexusError as err:
+                if self._taken_over is not None:
+                    events: list[tuple[str, object]] = []
+                    with self.lock:
+                        self._fail(self._taken_over, events)
+                    for e, arg in events:
+                        self._emit(e, arg)
+                    return None
+                last = err
+                if isinstance(err, (AccessDeniedError, ProtocolError, ClosedError)):
+                    refused = True
+                    break
+            else:
+                with self.lock:
+                    if self.closed:
+                        fs.close()
+                        return None
+                    lost = self._attach(fs, resumed)
+                if lost is not None:
+                    self._emit("session-lost", lost)
+                self._emit("reconnect", {"resumed": resumed})
+                return fs
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.5)
+        why = "refused the reconnection" if refused else f"did not come back within {self.reconnect_window * 1000:.0f} ms"
+        events = []
+        with self.lock:
+            if not self.closed and self._state == "reconnecting":
+                self._lose(PeerDeadError(f"{self.where} {why}: {last.message}"), events)
+        for e, arg in events:
+            self._emit(e, arg)
+        return None
+
+    def _lose(self, err: PlexusError, events: list[tuple[str, object]]) -> None:
+        """Under the lock: the session is over without a close; pending puts raise ``err``, the get
+        that finds no message of it left raises it once; the next call starts a new session."""
+        self._state = "disconnected"
+        self.session.end(err)
+        self._interrupt = err
+        self.arrived.notify_all()
+        events.append(("session-lost", err))
+
+    def _fail(self, err: PlexusError, events: list[tuple[str, object]]) -> None:
+        """Under the lock: another client took this identity over: every call raises ``err``."""
+        self._state = "failed"
+        self.session.end(err)
+        self.arrived.notify_all()
+        fs = self.session.fs
+        if fs is not None:
+            fs.close()
+        events.append(("session-lost", err))
+
+    def close(self, linger: float = 2.0) -> None:
+        """Waits (at most ``linger`` seconds) until every pending put was acknowledged — new puts
+        raise ClosedError meanwhile — then says BYE and closes; puts still pending then raise
+        ClosedError. Idempotent."""
+        with self.lock:
+            if self.closed or self._closing:
+                return
+            self._closing = True
+            session = self.session
+        deadline = time.monotonic() + linger
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not (session.in_flight or session.waiting) or self._state in ("disconnected", "failed"):
+                    break
+            time.sleep(0.002)
+        with self.lock:
             self.closed = True
+            self._state = "closed"
             fs = self.session.fs
+            self.session.end(ClosedError("the queue client is closed"))
             self.arrived.notify_all()
+            self._wake_up.notify_all()
         if fs is not None:
             fs.try_send(net.frame(T_BYE, 0, 0, 0))
             fs.close()
@@ -455,16 +722,14 @@ class QueueServer(_Endpoint):
         host, port, use_tls = parse_url(url)
         if use_tls and tls is None:
             raise InvalidArgumentError("queue.server: a tls:// URL needs the server's certificate: tls=ssl.SSLContext with load_cert_chain()")
-        _plain_allowed(host, tls, allow_insecure)
-        self._tls = tls
-        self._listener = socket.create_server((host, port))
+        self._listener = net.listen(host, port, tls, allow_insecure, "queue.server")
         self.port: int = self._listener.getsockname()[1]
         self.url = f"{'tls' if tls is not None else 'tcp'}://{host}:{self.port}"
         self.max_clients = max_clients
         self.sessions: dict[bytes, _Session] = {}
         self.superseded: dict[bytes, set[bytes]] = {}
         self._silence: dict[int, float] = {}
-        net.serve_connections(self._listener, self._serve, "plexus-queue-conn")
+        net.serve_connections(self._listener, self._serve, "plexus-queue-conn", tls)
         threading.Thread(target=self.beat, args=(lambda: list(self.sessions.values()), lambda s: self._silence.get(id(s), PEER_TIMEOUT_MS / 1000)),
                          daemon=True).start()
 
@@ -500,14 +765,6 @@ class QueueServer(_Endpoint):
         fs.close()
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls is not None:
-            conn.settimeout(5.0)
-            try:
-                conn = self._tls.wrap_socket(conn, server_side=True)
-            except (OSError, ssl.SSLError):
-                conn.close()
-                return
         fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a queue client")
         zero = handshake_body(False, self.slots, self.max_message, self.identity, bytes(8))
         try:  # a queue refusal carries the queue's body (§7.2), with a zero token here
@@ -581,7 +838,7 @@ class QueueServer(_Endpoint):
             for s in sessions:
                 s.end(ClosedError("the queue server is closed"))
             self.arrived.notify_all()
-        self._listener.close()
+        net.close_listener(self._listener)
         for s in sessions:
             fs = s.fs
             if fs is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
 import mmap
 import platform
 import random
@@ -273,7 +274,7 @@ class RingReader:
             self.held.popleft()
         a = self.a
         tail = self.held[0][0] if self.held else (a.load(self.o_head) if self.leaky else self.head)
-        a.store(self.o_tail, tail)
+        a.lib.store(a.base + self.o_tail, tail, SEQ_CST)  # (Atomics.store, inlined: once per release)
         return a.load(H_WRITER_SLEEPING) != 0 and a.exchange(H_WRITER_SLEEPING, 0) == 1
 
     def writer_wants_wake(self) -> bool:
@@ -347,10 +348,25 @@ class RingWriter:
         self.active: list[int] = []
         self.closed = False
         self.dropped = 0
+        # frames this writer keeps (in-place answers, §6.1): by pin id, the frame's position; the
+        # writer's limit is also the oldest pinned frame + capacity, as if it were a reader's tail
+        self.pins: dict[int, int] = {}
+        self._pin_ids = itertools.count(1)
 
     def slot_off(self, slot: int, field: int) -> int:
         """Byte offset of a slot's field."""
         return SLOTS + SLOT_BYTES * slot + field
+
+    def pin(self, pos: int) -> int:
+        """Keeps the frame at ``pos`` (a position this writer reserved) from being written over
+        until :meth:`unpin`; returns the pin's id. From the writing thread."""
+        k = next(self._pin_ids)
+        self.pins[k] = pos
+        return k
+
+    def unpin(self, k: int) -> None:
+        """Gives a pinned frame back (idempotent; from any thread)."""
+        self.pins.pop(k, None)
 
     def readers(self) -> int:
         """Active readers now."""
@@ -359,7 +375,7 @@ class RingWriter:
 
     def _refresh(self) -> None:
         a = self.a
-        epoch = a.load(H_EPOCH)
+        epoch = a.words[H_EPOCH >> 2] if _X86 else a.load(H_EPOCH)
         if epoch == self.epoch:
             return
         self.epoch = epoch
@@ -393,11 +409,14 @@ class RingWriter:
         seq = self.seq
         _FRAME.pack_into(self.mm, self.hb + (pos & self.mask), n, 0, seq & 0xFFFFFFFF, seq >> 32)
         self.seq = seq + 1
-        self.pos = _i32(pos + 16 + ((n + 15) & ~15))
+        p = (pos + 16 + ((n + 15) & ~15)) & 0xFFFFFFFF
+        if p & 0x80000000:
+            p -= 1 << 32
+        self.pos = p
         a = self.a
-        a.store(H_WRITE_POS, self.pos)
+        a.lib.store(a.base + H_WRITE_POS, p, SEQ_CST)  # (Atomics.store, inlined: once per message)
         for slot in self.active:
-            o = self.slot_off(slot, S_SLEEPING)
+            o = SLOTS + SLOT_BYTES * slot + S_SLEEPING
             if a.load(o) != 0 and a.exchange(o, 0) != 0:
                 self.doorbell(slot)
         return seq
@@ -422,6 +441,10 @@ class RingWriter:
                 else:
                     blocked = True
             end = _i32(tail + self.capacity)
+            if _i32(end - limit) < 0:
+                limit = end
+        for p in list(self.pins.values()):
+            end = _i32(p + self.capacity)
             if _i32(end - limit) < 0:
                 limit = end
         if not blocked and leaky:

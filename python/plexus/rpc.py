@@ -3,6 +3,7 @@ function, and a client with many requests in flight, matched by id.
 """
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import re
@@ -13,6 +14,7 @@ import ssl
 import struct
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Final, Generic, TypeVar
 
@@ -20,6 +22,8 @@ from . import codec, net
 from .shm import ShmReceiver, ShmSender
 from .errors import (
     ClosedError,
+    InvalidArgumentError,
+    LinkWarning,
     NoServerError,
     PeerDeadError,
     PlexusError,
@@ -37,6 +41,7 @@ RPC: Final = net.Spec("request/response", "request/response server", 0x52584C50,
 T_REQUEST: Final = 1
 T_RESPONSE: Final = 2
 T_ERROR: Final = 3
+T_IN_PLACE: Final = 4
 FLAG_RAW: Final = 1
 HEARTBEAT_MS: Final = net.HEARTBEAT_MS
 PEER_TIMEOUT_MS: Final = net.PEER_TIMEOUT_MS
@@ -82,6 +87,29 @@ def remote_error(payload: bytes) -> RemoteError:
                        code if isinstance(code, str) else "ERR_PLEXUS_HANDLER", name if isinstance(name, str) else "Error")
 
 
+def answer_within(request: memoryview, answer: object) -> tuple[int, int] | None:
+    """Where an in-place handler's ``answer`` lies in ``request`` (writable, contiguous bytes):
+    (offset, length); None (the whole request) means all of it; None if it lies elsewhere."""
+    if answer is None:
+        return 0, request.nbytes
+    try:
+        a = memoryview(answer)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    if a.readonly or not a.c_contiguous:
+        return None
+    n = a.nbytes
+    if n == 0:
+        return 0, 0
+    base = ctypes.c_char.from_buffer(request)
+    here = ctypes.c_char.from_buffer(a)
+    try:
+        off = ctypes.addressof(here) - ctypes.addressof(base)
+    finally:
+        del base, here
+    return (off, n) if 0 <= off and off + n <= request.nbytes else None
+
+
 class _Beats:
     """One thread that writes PINGs on idle connections and ends silent ones."""
 
@@ -122,8 +150,13 @@ class Server:
     ``code`` (``ERR_PLEXUS_HANDLER`` unless it has one) and class name.
     """
 
-    def __init__(self, node: Node, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True) -> None:
+    def __init__(self, node: Node, service: str, handler: Callable[[Any], Any], *, max_concurrent: int = 16, inline: bool = True,
+                 host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None, allow_insecure: bool = False,
+                 in_place: bool = False) -> None:
         self.service = service
+        # in place (§6.1): requests are bytes the handler gets as a writable memoryview — over shm
+        # the request's own bytes in the client's ring — and answers with them or a slice of them
+        self.in_place = in_place
         # inline: a request that arrives alone on its connection is handled by the thread that
         # read it (no hand-over to a pool thread, several times faster); several at once go to
         # the pool. A handler that blocks for long then delays the requests that arrive meanwhile
@@ -139,10 +172,10 @@ class Server:
         self.in_flight = 0
         self._beats = _Beats(lambda fs: fs.close())
         self._channels: set[ShmChannel] = set()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        host, port = self._listener.getsockname()[:2]
-        net.serve_connections(self._listener, self._serve, "plexus-rpc-conn")
-        endpoints: dict[str, Any] = {**node.identity, "tcp": {"host": host, "port": port, "tls": False}}
+        self._listener = net.listen(host, port, tls, allow_insecure, f"the server of {service!r}")
+        port = self._listener.getsockname()[1]
+        net.serve_connections(self._listener, self._serve, "plexus-rpc-conn", tls)
+        endpoints: dict[str, Any] = {**node.identity, "tcp": {"host": host, "port": port, "tls": tls is not None}}
         ident = f"plexus-rpc-{os.getpid()}-{secrets.token_hex(6)}"
         self._unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._unix.bind(unix_address(f"\0{ident}"))
@@ -150,14 +183,13 @@ class Server:
         net.serve_connections(self._unix, self._serve_shm, "plexus-rpc-shm")
         endpoints["shm"] = {"name": f"/{ident}", "socket": f"\0{ident}"}
         try:
-            self.id: str = node.graph.request("server.add", {"service": service, "endpoints": endpoints, "inPlace": False})["server"]
+            self.id: str = node.graph.request("server.add", {"service": service, "endpoints": endpoints, "inPlace": in_place})["server"]
         except BaseException:
-            self._listener.close()
-            self._unix.close()
+            net.close_listener(self._listener)
+            net.close_listener(self._unix)
             raise
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a client")
         try:
             pre, body = net.accept_hello(fs, RPC, lambda status, reason: f"{reason} (request/response for {self.service!r})".encode())
@@ -216,10 +248,38 @@ class Server:
         finally:
             self.in_flight -= 1
 
-    def _answer(self, fs: net.FrameSocket, h: net.Header, body: bytes) -> None:
-        type_, plan = self._handle(h.flags, body)
+    def _handle_in_place(self, flags: int, body: memoryview) -> tuple[int, codec.FramePlan | None, int, int]:
+        """Runs an in-place handler on a request's writable bytes: (T_ERROR, its frame, 0, 0), or
+        (T_IN_PLACE, None, the answer's offset in the request, its length)."""
+        c = self.counters
+        c["requests"] += 1
+        c["bytes"] += 16 + body.nbytes
+        self.in_flight += 1
         try:
-            fs.sendv(message(type_, h.a, plan))
+            if not flags & FLAG_RAW:
+                raise ProtocolError(f"an encoded request to {self.service!r}, an in-place service (requests are bytes)")
+            at = answer_within(body, self._handler(body))
+            if at is None:
+                raise InvalidArgumentError(f"the in-place handler of {self.service!r} answered something that is not the request's bytes or a slice of them")
+            return T_IN_PLACE, None, at[0], at[1]
+        except Exception as err:  # the handler's failure is the caller's RemoteError
+            c["errors"] += 1
+            return T_ERROR, error_body(err), 0, 0
+        finally:
+            self.in_flight -= 1
+
+    def _answer(self, fs: net.FrameSocket, h: net.Header, body: bytes) -> None:
+        if self.in_place:  # over tcp: the answer's bytes travel (raw)
+            request = memoryview(bytearray(body))
+            type_, plan, at, length = self._handle_in_place(h.flags, request)
+            if plan is None:
+                type_, plan = T_RESPONSE, codec.FramePlan(request[at:at + length].tobytes(), [], length)
+            parts = message(type_, h.a, plan, FLAG_RAW if type_ == T_RESPONSE else 0)
+        else:
+            type_, plan = self._handle(h.flags, body)
+            parts = message(type_, h.a, plan)
+        try:
+            fs.sendv(parts)
         except OSError:
             pass
 
@@ -234,6 +294,7 @@ class Server:
                 raise ProtocolError("malformed")
             try:
                 rx = ShmReceiver(name, "\0" + name[1:])
+                rx.writable = self.in_place
             except PlexusError as err:
                 fs.try_send(net.welcome(RPC, net.ST_MALFORMED, 0, f"the ring {name} cannot be attached ({err.message})".encode()[:256]))
                 raise
@@ -252,7 +313,7 @@ class Server:
             return
         holder: list[ShmChannel] = []
 
-        def on_message(type_: int, flags: int, id_: int, body: memoryview, token: int) -> None:
+        def on_message(type_: int, flags: int, id_: int, body: memoryview, token: int, aux: int) -> None:
             if type_ != T_REQUEST or flags & ~FLAG_RAW:
                 rx.release(token)
                 raise ProtocolError(f"a client sent a message of type {type_}, flags {flags}")
@@ -263,6 +324,13 @@ class Server:
 
         def answer(flags: int, id_: int, body: memoryview, token: int) -> None:
             try:
+                if self.in_place:  # the answer stays where it is: its place in the request goes back
+                    type_, plan, at, length = self._handle_in_place(flags, body)
+                    if plan is None:
+                        holder[0].send(T_IN_PLACE, id_, codec.FramePlan(struct.pack("<I", length), [], 4), timeout=None, aux=at)
+                    else:
+                        holder[0].send(type_, id_, plan, timeout=None)
+                    return
                 type_, plan = self._handle(flags, body)  # the request is a view into the client's ring until here
                 holder[0].send(type_, id_, plan, timeout=None)
             except PlexusError:
@@ -299,8 +367,8 @@ class Server:
             self._node.graph.request("server.remove", {"id": self.id})
         except PlexusError:
             pass
-        self._listener.close()
-        self._unix.close()
+        net.close_listener(self._listener)
+        net.close_listener(self._unix)
         self._pool.shutdown(wait=True)
         for fs in conns:
             fs.close()
@@ -317,13 +385,46 @@ class Server:
 
 
 class _Call:
-    __slots__ = ("event", "value", "error", "link")
+    __slots__ = ("event", "value", "error", "link", "mode", "at", "size", "pin")
 
-    def __init__(self, link: _Link) -> None:
+    def __init__(self, link: _Link, mode: str = "value") -> None:
         self.event = threading.Event()
         self.value: Any = None
         self.error: PlexusError | None = None
         self.link = link
+        self.mode = mode  # "value" (codec), "copy" (raw bytes, a copy of the answer), "in-place"
+        self.at = -1  # shm: the request body's offset in the request ring's mapping
+        self.size = 0  # raw: the request body's size (an in-place answer lies within it)
+        self.pin = 0  # shm: the pin on the request's frame (0: none), the client's until answered
+
+
+class InPlaceResponse:
+    """The answer of :meth:`Client.request_in_place`: ``bytes`` is the response where the server
+    left it — over shared memory, a writable view of the request's own bytes in this client's
+    request ring (over TCP, a copy). The ring does not reuse that memory until :meth:`release`
+    (``with`` releases it too): release promptly, and do not use ``bytes`` after."""
+
+    __slots__ = ("bytes", "_release")
+
+    def __init__(self, view: memoryview, release: Callable[[], None] | None = None) -> None:
+        self.bytes = view
+        self._release = release
+
+    def release(self) -> None:
+        """Gives the memory back to the request ring (idempotent)."""
+        r, self._release = self._release, None
+        if r is not None:
+            try:
+                self.bytes.release()
+            except BufferError:
+                pass  # a view made from it (numpy) still refers to the ring: the rule is the caller's
+            r()
+
+    def __enter__(self) -> InPlaceResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class ShmChannel:
@@ -331,7 +432,7 @@ class ShmChannel:
     peer's ring (it reads) and the handshake socket, whose end is the peer's end."""
 
     def __init__(self, tx: ShmSender, rx: ShmReceiver, control: socket.socket, what: str,
-                 on_message: Callable[[int, int, int, memoryview, int], None], on_end: Callable[[PlexusError], None]) -> None:
+                 on_message: Callable[[int, int, int, memoryview, int, int], None], on_end: Callable[[PlexusError], None]) -> None:
         self.tx = tx
         self.rx = rx
         self.control = control
@@ -355,13 +456,13 @@ class ShmChannel:
         if view.nbytes < RING_HEADER.size:
             self.rx.release(token)
             raise ProtocolError("not a Plexus request/response message (shorter than a header)")
-        magic, type_, flags, reserved, id_, _aux = RING_HEADER.unpack_from(view, 0)
+        magic, type_, flags, reserved, id_, aux = RING_HEADER.unpack_from(view, 0)
         if magic != RING_MAGIC or reserved:
             self.rx.release(token)
             raise ProtocolError("not a Plexus request/response message (bad magic or reserved bytes)")
-        self.on_message(type_, flags, id_, view[RING_HEADER.size:], token)
+        self.on_message(type_, flags, id_, view[RING_HEADER.size:], token, aux)
 
-    def send(self, type_: int, id_: int, body: codec.FramePlan, flags: int = 0, timeout: float | None = None) -> None:
+    def send(self, type_: int, id_: int, body: codec.FramePlan, flags: int = 0, timeout: float | None = None, aux: int = 0) -> None:
         """Writes one message into this end's ring (waits for room as the peer releases)."""
         size = RING_HEADER.size + body.byte_length
         with self.lock:
@@ -369,9 +470,34 @@ class ShmChannel:
                 raise PeerDeadError(f"{self.what} is gone")
             at = self.tx.reserve(size, timeout)
             view = self.tx.writer.view
-            RING_HEADER.pack_into(view, at, RING_MAGIC, type_, flags, 0, id_, 0)
+            RING_HEADER.pack_into(view, at, RING_MAGIC, type_, flags, 0, id_, aux)
             body.write_into(view, at + RING_HEADER.size)
             self.tx.writer.commit(size)
+
+    def send_raw(self, id_: int, size: int, fill: Callable[[memoryview], None], placed: Callable[[int, int], None],
+                 timeout: float | None) -> None:
+        """Writes a raw request of ``size`` bytes that ``fill`` writes in place, and pins its frame
+        (§6.1: an in-place answer lies in it); ``placed(offset, pin)`` gets the body's offset in
+        this end's mapping and the pin before the request is committed (its answer may come at once)."""
+        with self.lock:
+            if self.ended:
+                raise PeerDeadError(f"{self.what} is gone")
+            w = self.tx.writer
+            at = self.tx.reserve(RING_HEADER.size + size, timeout)
+            frame_pos = w.pos
+            RING_HEADER.pack_into(w.view, at, RING_MAGIC, T_REQUEST, FLAG_RAW, 0, id_, 0)
+            body = w.view[at + RING_HEADER.size:at + RING_HEADER.size + size]
+            try:
+                fill(body)  # raises: nothing is committed, the reservation is written over
+            finally:
+                body.release()
+            placed(at + RING_HEADER.size, w.pin(frame_pos))
+            w.commit(RING_HEADER.size + size)
+
+    def unpin(self, pin: int) -> None:
+        """Gives a pinned request frame back to this end's ring; wakes a send waiting for room."""
+        self.tx.writer.unpin(pin)
+        self.tx._interrupt()
 
     def _read(self) -> None:
         error: PlexusError = PeerDeadError(f"{self.what} closed its ring")
@@ -427,6 +553,7 @@ class _Link:
         self.who = f"the server of {client.service!r} (pid {ep.get('pid')} on {host})"
         self.client = client
         self.id: str = info["id"]
+        self.in_place = bool(info.get("inPlace"))  # requests and answers are raw bytes (§6.1)
         self.calls: dict[int, _Call] = {}
         self.dead: PlexusError | None = None
         self.fs: net.FrameSocket | None = None
@@ -516,7 +643,7 @@ class _Link:
                     raise PeerDeadError(f"{self.who} closed its ring")
                 until = time.monotonic() + SPIN
                 while time.monotonic() < until and not rx.readable():
-                    pass
+                    os.sched_yield()  # a server waiting for this core runs now
                 if rx.readable() or not rx.prepare_sleep():
                     continue
                 left = deadline - time.monotonic()
@@ -546,31 +673,82 @@ class _Link:
         except OSError:
             pass  # the reader fails the link and this call with it
 
+    def send_raw(self, id_: int, call: _Call, data: bytes | bytearray | memoryview | None, size: int,
+                 fill: Callable[[memoryview], None] | None, timeout: float) -> None:
+        """Writes a raw request (an in-place service's): ``data``, or ``size`` bytes that ``fill``
+        writes — in place in the request ring over shm, where its frame stays pinned for the
+        answer. What ``fill`` raises is raised here (nothing was sent)."""
+        def write(view: memoryview) -> None:
+            if fill is not None:
+                fill(view)
+            else:
+                assert data is not None
+                view[:] = memoryview(data).cast("B")
+
+        call.size = size
+        if self.channel is not None:
+            def placed(at: int, pin: int) -> None:
+                call.at, call.pin = at, pin
+
+            try:
+                self.channel.send_raw(id_, size, write, placed, timeout)
+            except PeerDeadError:
+                pass  # the channel's end fails the call
+            return
+        assert self.fs is not None
+        if fill is not None:
+            buf = bytearray(size)
+            with memoryview(buf) as v:
+                fill(v)
+            data = buf
+        assert data is not None
+        try:
+            self.fs.sendv([net.HEADER.pack(size, T_REQUEST, FLAG_RAW, 0, id_, 0), memoryview(data).cast("B")])
+        except OSError:
+            pass  # the reader fails the link and this call with it
+
     def _check(self, h: net.Header) -> None:
         if h.type not in (T_RESPONSE, T_ERROR) or h.flags & ~FLAG_RAW:
             raise ProtocolError(f"{self.who} sent a message of type {h.type}, flags {h.flags}")
 
-    def _on_ring_message(self, type_: int, flags: int, id_: int, body: memoryview, token: int) -> None:
+    def _on_ring_message(self, type_: int, flags: int, id_: int, body: memoryview, token: int, aux: int) -> None:
         try:
-            if type_ not in (T_RESPONSE, T_ERROR) or flags & ~FLAG_RAW:
+            if type_ not in (T_RESPONSE, T_ERROR, T_IN_PLACE) or flags & ~FLAG_RAW:
                 raise ProtocolError(f"{self.who} sent a message of type {type_}, flags {flags}")
-            self._answer(type_, flags, id_, bytes(body))  # a copy: the ring frame goes back at once
+            self._answer(type_, flags, id_, bytes(body), aux)  # a copy: the ring frame goes back at once
         finally:
             assert self.channel is not None
             self.channel.rx.release(token)
 
-    def _answer(self, type_: int, flags: int, id_: int, body: bytes) -> None:
+    def _answer(self, type_: int, flags: int, id_: int, body: bytes, aux: int = 0) -> None:
         with self.client._lock:
             call = self.calls.pop(id_, None)
         if call is None:
             return  # an answer to a request that ended (timed out)
         try:
-            if flags & FLAG_RAW:
-                raise ProtocolError(f"{self.who} answered raw bytes to an encoded request")
             if type_ == T_ERROR:
                 call.error = remote_error(body)
-            else:
+            elif call.mode == "value":
+                if flags & FLAG_RAW or type_ != T_RESPONSE:
+                    raise ProtocolError(f"{self.who} answered raw bytes to an encoded request")
                 call.value = codec.decode(body, self.client.arrays)
+            elif type_ == T_RESPONSE:  # over tcp: the answer's bytes
+                if not flags & FLAG_RAW:
+                    raise ProtocolError(f"{self.who} answered an encoded value to an in-place request")
+                call.value = body if call.mode == "copy" else InPlaceResponse(memoryview(bytearray(body)))
+            else:  # in place: where the answer lies in the request's own bytes
+                length = struct.unpack("<I", body)[0] if len(body) == 4 and not flags else -1
+                if call.at < 0 or length < 0 or aux + length > call.size:
+                    raise ProtocolError(f"{self.who} answered in place outside the request")
+                assert self.channel is not None
+                view = self.channel.tx.writer.view[call.at + aux:call.at + aux + length]
+                if call.mode == "copy":
+                    call.value = view.tobytes()
+                    view.release()
+                else:
+                    pin, call.pin = call.pin, 0  # the answer keeps the request's frame now
+                    channel = self.channel
+                    call.value = InPlaceResponse(view, lambda: channel.unpin(pin))
         except PlexusError as err:
             call.error = err
         call.event.set()
@@ -619,6 +797,7 @@ class Client(Generic[Req, Res]):
         self.tls = tls  # for servers whose TCP endpoint is TLS (default: the system's authorities)
         self.arrays = arrays
         self.transport = transport
+        self.link_errors: dict[str, PlexusError] = {}  # by server id: why it could not be linked
         self._node = node
         self._lock = threading.Lock()
         self._links: dict[str, _Link] = {}
@@ -647,7 +826,7 @@ class Client(Generic[Req, Res]):
 
     def update(self, servers: list[dict[str, Any]]) -> None:
         """Applies a new server set (called with the GraphServer's notifications)."""
-        wanted = {s["id"]: s for s in servers if isinstance(s, dict) and not s.get("inPlace") and self._reachable(s.get("endpoints") or {})}
+        wanted = {s["id"]: s for s in servers if isinstance(s, dict) and self._reachable(s.get("endpoints") or {})}
         with self._lock:
             gone = [link for k, link in self._links.items() if k not in wanted]
             new = [s for k, s in wanted.items() if k not in self._links]
@@ -656,7 +835,9 @@ class Client(Generic[Req, Res]):
         for s in new:
             try:
                 link = _Link(self, s)
-            except PlexusError:
+            except PlexusError as err:
+                self.link_errors[s["id"]] = err
+                warnings.warn(LinkWarning(f"plexus: cannot reach server {s['id']} of {self.service!r}: {type(err).__name__}: {err}", err), stacklevel=2)
                 continue
             with self._lock:
                 closing = self._closing
@@ -684,8 +865,56 @@ class Client(Generic[Req, Res]):
 
         Raises ``NoServerError`` at once without a server, ``RemoteError`` if the handler
         raised, ``PeerDeadError`` if the server died first, ``TimeoutError`` after ``timeout`` s.
+        To an in-place service the request is bytes (``bytes``, ``bytearray``, a byte
+        ``memoryview``: ``InvalidArgumentError`` otherwise) and the answer a copy, ``bytes``.
         """
-        body = codec.plan(value)
+        body = None if isinstance(value, (bytes, bytearray, memoryview)) else codec.plan(value)
+
+        def send(link: _Link, id_: int, call: _Call) -> int:
+            if not link.in_place:
+                plan = body if body is not None else codec.plan(value)
+                link.send(id_, plan, timeout)
+                return plan.byte_length
+            if body is not None:
+                raise InvalidArgumentError(f"{self.service!r} is an in-place service: requests are bytes")
+            raw = memoryview(value).cast("B")  # type: ignore[arg-type]
+            call.mode = "copy"
+            link.send_raw(id_, call, raw, raw.nbytes, None, timeout)
+            return raw.nbytes
+
+        result: Res = self._submit(send, timeout)
+        return result
+
+    def request_in_place(self, data: bytes | bytearray | memoryview | int, fill: Callable[[memoryview], None] | None = None,
+                         timeout: float = 5.0) -> InPlaceResponse:
+        """A request to an in-place service (a Node server with ``inPlace: true``; docs/rpc.md):
+        ``data`` is copied once into the request ring — or ``data`` is a size and ``fill(view)``
+        writes the request straight into the ring (no copy; do not keep ``view``: it is the
+        server's once ``fill`` returns; what ``fill`` raises is raised here, nothing is sent).
+        The handler changes those bytes in place and the answer is a view of them
+        (:class:`InPlaceResponse`): release it promptly — this client's later requests wait for
+        room while it is held. Over TCP the answer is a copy. ``InvalidArgumentError`` for a
+        service that is not in-place, and the errors of :meth:`request`."""
+        if isinstance(data, int):
+            if fill is None or not 0 <= data:
+                raise InvalidArgumentError("request_in_place(size, fill): a size >= 0 and a fill function")
+            raw, size = None, data
+        else:
+            raw = memoryview(data).cast("B")
+            size = raw.nbytes
+
+        def send(link: _Link, id_: int, call: _Call) -> int:
+            if not link.in_place:
+                raise InvalidArgumentError(f"{self.service!r} is not an in-place service: use request()")
+            call.mode = "in-place"
+            link.send_raw(id_, call, raw, size, fill, timeout)
+            return size
+
+        answer: InPlaceResponse = self._submit(send, timeout)
+        return answer
+
+    def _submit(self, send: Callable[[_Link, int, _Call], int], timeout: float) -> Any:
+        """Picks a server, sends with ``send(link, id, call)`` (the body's size) and waits for the answer."""
         c = self.counters
         with self._lock:
             if self._closing:
@@ -703,24 +932,31 @@ class Client(Generic[Req, Res]):
             self.in_flight += 1
         started = time.monotonic()
         try:
-            link.send(id_, body, timeout)
-            c["bytes"] += 16 + body.byte_length
-            if not link.wait(call, timeout):
+            try:
+                size = send(link, id_, call)
+            except BaseException:
                 with self._lock:
                     link.calls.pop(id_, None)
-                if not call.event.is_set():
+                raise
+            c["bytes"] += 16 + size
+            if not link.wait(call, timeout):
+                with self._lock:
+                    mine = link.calls.pop(id_, None) is not None
+                if mine:
                     raise TimeoutError(f"service {self.service!r} did not answer within {timeout * 1000:.0f} ms")
+                call.event.wait()  # its answer is being read right now
             if call.error is not None:
                 raise call.error
             c["latency"] += (time.monotonic() - started) * 1000
             c["timed"] += 1
-            result: Res = call.value
-            return result
+            return call.value
         except PlexusError:
             c["errors"] += 1
             raise
         finally:
             c["requests"] += 1
+            if call.pin and link.channel is not None:  # not handed to an in-place answer
+                link.channel.unpin(call.pin)
             with self._lock:
                 self.in_flight -= 1
 

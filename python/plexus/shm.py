@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 JOIN_MAGIC: Final = 0x314A5850
 ACCEPT_MAGIC: Final = 0x31415850
 RECHECK: Final = 0.25
+SPIN: Final = 50e-6  # seconds a writer without room polls (yielding the core) before it sleeps
 # os.eventfd and friends (Linux, Python 3.10+), looked up so that older type stubs accept them
 _eventfd: Callable[[int, int], int] = getattr(os, "eventfd")
 _eventfd_read: Callable[[int], int] = getattr(os, "eventfd_read")
@@ -64,6 +65,7 @@ class ShmReceiver:
 
     def __init__(self, name: str, sock_name: str, *, policy: str = "block", timeout: float = 5.0) -> None:
         self.name = name
+        self.writable = False  # views of frames are read-only, but for an in-place server's requests (§6.1)
         self.mm, size = open_segment(name)
         self.reader = RingReader(self.mm, size, policy, os.getpid())
         self.efd = _eventfd(0, EFD_FLAGS)
@@ -120,7 +122,8 @@ class ShmReceiver:
             got = self.reader.try_read()
         if got is not None:
             token, seq, at, length = got
-            return seq, memoryview(self.mm)[at:at + length].toreadonly(), token
+            view = memoryview(self.mm)[at:at + length]
+            return seq, (view if self.writable else view.toreadonly()), token
         if self.dead is not None:
             raise self.dead
         return None
@@ -414,10 +417,13 @@ class ShmSender:
         self._interrupt()
 
     def _interrupt(self) -> None:
-        try:
-            _eventfd_write(self.efd, 1)
-        except OSError:
-            pass
+        """Wakes a ``reserve`` waiting for room (from any thread; nothing once closed)."""
+        with self.lock:  # close() swaps the fd out under the lock: never a write to a reused number
+            if self.efd >= 0:
+                try:
+                    _eventfd_write(self.efd, 1)
+                except OSError:
+                    pass
 
     def reserve(self, n: int, timeout: float | None = None) -> int:
         """Reserves room for ``n`` payload bytes (waits for ``block`` readers; TimeoutError)."""
@@ -430,6 +436,12 @@ class ShmSender:
         self.waits += 1
         poller = select.poll()
         poller.register(self.efd, select.POLLIN)
+        spin_until = time.monotonic() + SPIN  # a reader about to release: poll briefly, yielding the core
+        while time.monotonic() < spin_until:
+            os.sched_yield()
+            at = w.try_reserve(n)
+            if at is not None:
+                return at
         while True:
             w.want_wake()
             at = w.try_reserve(n)
@@ -441,7 +453,7 @@ class ShmSender:
             if poller.poll(min(left, RECHECK) * 1000):
                 try:
                     _eventfd_read(self.efd)
-                except BlockingIOError:
+                except OSError:  # (closed meanwhile: the loop sees it)
                     pass
             w.epoch = -1  # re-scan: a reader may have left
             if self.closed:
@@ -457,12 +469,13 @@ class ShmSender:
             for fd in self.doorbells.values():
                 os.close(fd)
             self.doorbells.clear()
+            efd, self.efd = self.efd, -1
         self.listener.close()
         try:
             os.unlink(f"/dev/shm{self.name}")
         except OSError:
             pass
-        os.close(self.efd)
+        os.close(efd)
         self.writer.a.release()
         self.writer.view.release()
         try:

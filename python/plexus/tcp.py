@@ -236,7 +236,7 @@ class TcpSender:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, window: int = 4 << 20, max_message: int | None = None,
                  heartbeat_ms: int = HEARTBEAT_MS, peer_timeout_ms: int = PEER_TIMEOUT_MS, max_receivers: int = 64,
-                 label: str = "a tcp sender") -> None:
+                 label: str = "a tcp sender", tls: ssl.SSLContext | None = None, allow_insecure: bool = False) -> None:
         if not MIN_WINDOW <= window <= MAX_WINDOW:
             raise InvalidArgumentError(f"TcpSender: option \"window\" must be an integer in {MIN_WINDOW}..{MAX_WINDOW}, got {window}")
         self.window = window
@@ -249,9 +249,11 @@ class TcpSender:
         self._peers: list[_Peer] = []
         self._seq = 1
         self._closed = False
-        self._listener = socket.create_server((host, port))
-        self.host, self.port = self._listener.getsockname()[:2]
-        net.serve_connections(self._listener, self._serve, "plexus-tcp-conn")
+        self._listener = net.listen(host, port, tls, allow_insecure, label)
+        self.port = self._listener.getsockname()[1]
+        self.host = host
+        self.tls = tls is not None
+        net.serve_connections(self._listener, self._serve, "plexus-tcp-conn", tls)
         self._ticker = threading.Thread(target=self._tick, name="plexus-tcp-hb", daemon=True)
         self._ticker.start()
 
@@ -356,7 +358,7 @@ class TcpSender:
             peers = list(self._peers)
             self._peers.clear()
             end = net.frame(T_END, 0, self._seq & 0xFFFFFFFF, self._seq >> 32)
-        self._listener.close()
+        net.close_listener(self._listener)
         for p in peers:
             self._flush(p)  # what credit allows of a drop-oldest receiver's queue, then END
             p.fs.try_send(end)
@@ -374,7 +376,6 @@ class TcpSender:
         p.fs.close()
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         fs = net.FrameSocket(conn, net.MAX_HANDSHAKE, "a receiver")
         try:
             pre, body = net.accept_hello(fs, TCP, lambda status, reason: reason.encode())

@@ -9,6 +9,7 @@ import datetime
 import json
 import ssl
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -18,8 +19,14 @@ import plexus
 from plexus import codec, pubsub
 
 
+_SAY = threading.Lock()
+
+
 def say(obj: object) -> None:
-    print(json.dumps(obj), flush=True)
+    """One JSON line on stdout, whole (threads say things at once)."""
+    with _SAY:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
 
 
 def describe(v: object) -> object:
@@ -49,8 +56,26 @@ def in_mapping(sub: plexus.Subscriber[Any], arr: np.ndarray) -> bool:
 
 
 def tls_context(a: dict[str, Any]) -> ssl.SSLContext | None:
-    """A client context trusting the test's authority (``cafile``), if the test gives one."""
-    return ssl.create_default_context(cafile=a["cafile"]) if a.get("cafile") else None
+    """A client context trusting the test's authority (``cafile``), if the test gives one (with a
+    client certificate: ``clientcert``, ``clientkey``)."""
+    if not a.get("cafile"):
+        return None
+    ctx = ssl.create_default_context(cafile=a["cafile"])
+    if a.get("clientcert"):  # this end's certificate, for servers that require one
+        ctx.load_cert_chain(a["clientcert"], a["clientkey"])
+    return ctx
+
+
+def server_tls(a: dict[str, Any]) -> ssl.SSLContext | None:
+    """A server context with the test's certificate (``certfile``, ``keyfile``), if the test gives one."""
+    if not a.get("certfile"):
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(a["certfile"], a["keyfile"])
+    if a.get("clientca"):  # only clients with a certificate from this authority (Node's requestCert + ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(a["clientca"])
+    return ctx
 
 
 def subscribe(node: plexus.Node, a: dict[str, Any]) -> None:
@@ -71,7 +96,7 @@ def subscribe(node: plexus.Node, a: dict[str, Any]) -> None:
 
 
 def publish(node: plexus.Node, a: dict[str, Any]) -> None:
-    with node.publisher(a["topic"], transport=a.get("transport")) as pub:
+    with node.publisher(a["topic"], transport=a.get("transport"), tls=server_tls(a)) as pub:
         say("ready")
         pub.wait_for_subscribers(1)
         if a.get("malformed"):  # a message whose codec frame is garbage, then a good one
@@ -113,18 +138,35 @@ def handler(v: Any) -> Any:
 
 
 def serve(node: plexus.Node, a: dict[str, Any]) -> None:
-    with node.server(a["service"], handler):
+    with node.server(a["service"], handler, tls=server_tls(a)):
+        say("ready")
+        sys.stdin.readline()
+
+
+def serve_in_place(node: plexus.Node, a: dict[str, Any]) -> None:
+    """An in-place service: inverts the request's bytes where they are and answers all but the
+    first and last; a request starting with 0xFF is answered with bytes of its own (refused)."""
+    def invert(view: memoryview) -> object:
+        if view.nbytes and view[0] == 0xFF:
+            return bytearray(b"elsewhere")
+        arr = np.frombuffer(view, dtype=np.uint8)
+        np.invert(arr, out=arr)
+        return view[1:-1] if view.nbytes >= 2 else None
+
+    with node.server(a["service"], invert, in_place=True):
         say("ready")
         sys.stdin.readline()
 
 
 def call(node: plexus.Node, a: dict[str, Any]) -> None:
-    with node.client(a["service"]) as cli:
+    with node.client(a["service"], transport=a.get("transport"), tls=tls_context(a)) as cli:
         deadline = time.monotonic() + (10 if a.get("wait", True) else 0)
-        while cli.servers == 0 and time.monotonic() < deadline:
+        while cli.servers == 0 and not cli.link_errors and time.monotonic() < deadline:
             time.sleep(0.01)
         if cli.servers:
             say({"links": [link["transport"] for link in cli.links]})
+        for err in cli.link_errors.values():
+            say({"linkError": type(err).__name__, "code": err.code, "message": err.message})
         for req in a["requests"]:
             value = {k: (np.array(x, dtype=np.float64) if k == "v" else x) for k, x in req.items()}
             try:
@@ -178,8 +220,87 @@ def malformed_call(node: plexus.Node, a: dict[str, Any]) -> None:
     fs.close()
 
 
+def call_in_place(node: plexus.Node, a: dict[str, Any]) -> None:
+    """Requests to a Node in-place service (it inverts the bytes and answers all but the first
+    and last): answers in the request ring, the fill form, a held answer pinning its memory, the
+    copy of ``request``, and threads with requests in flight at once."""
+    import ctypes
+    import threading
+
+    from plexus import rpc
+
+    def expect(req: bytes) -> list[int]:
+        inv = [~b & 0xFF for b in req]
+        return inv[1:-1] if len(inv) >= 2 else inv
+
+    with node.client(a["service"], transport=a.get("transport")) as cli:
+        deadline = time.monotonic() + 10
+        while cli.servers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        link = next(iter(cli._links.values()))
+        ring = link.channel.tx.writer if link.channel is not None else None
+
+        def in_ring(view: memoryview) -> bool:
+            if ring is None:
+                return False
+            addr = ctypes.addressof(ctypes.c_char.from_buffer(view))
+            return bool(ring.a.base <= addr < ring.a.base + len(ring.mm))
+
+        r = cli.request_in_place(bytes(range(16)))
+        say({"links": [x["transport"] for x in cli.links], "answer": list(r.bytes), "ok": list(r.bytes) == expect(bytes(range(16))),
+             "inRing": in_ring(r.bytes), "writeable": not r.bytes.readonly})
+
+        def fill(v: memoryview) -> None:
+            v[:] = b"\x01" * len(v)
+
+        with cli.request_in_place(8, fill) as f:
+            say({"fill": list(f.bytes)})
+        # r is held: its frame stays pinned while later requests go round the ring
+        big = bytes([7]) * (300 << 10)
+        copies = [cli.request(big) for _ in range(3)]
+        blocked = None
+        try:
+            cli.request(big, timeout=0.5)
+        except plexus.PlexusError as err:
+            blocked = type(err).__name__
+        held_intact = list(r.bytes) == expect(bytes(range(16)))
+        r.release()
+        after = cli.request(big, timeout=5)
+        say({"copies": all(isinstance(c, bytes) and len(c) == len(big) - 2 and c[0] == 0xF8 for c in copies),
+             "blocked": blocked if ring is not None else "not over shm", "heldIntact": held_intact, "after": len(after)})
+        try:
+            cli.request({"not": "bytes"})
+        except plexus.InvalidArgumentError as err:
+            say({"refused": err.code})
+        wrong: list[object] = []
+
+        def worker(k: int) -> None:
+            for i in range(a.get("each", 50)):
+                req = bytes([(k * 31 + i + j) & 0xFF for j in range(1 + (i * 97 + k) % 3000)])
+                with cli.request_in_place(req, timeout=10) as ans:
+                    if list(ans.bytes) != expect(req):
+                        wrong.append((k, i))
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        import asyncio
+
+        from plexus import aio
+
+        async def in_place_async() -> list[int]:
+            with await aio.AsyncClient(cli).request_in_place(b"\x00\x10\x20") as ans:
+                return list(ans.bytes)
+
+        say({"wrong": len(wrong), "pins": len(ring.pins) if ring is not None else 0, "async": asyncio.run(in_place_async())})
+        del rpc
+
+
 ROLES: dict[str, Callable[[Any, dict[str, Any]], None]] = {"subscribe": subscribe, "publish": publish, "serve": serve, "call": call,
-                                                          "call-threads": call_threads, "malformed-call": malformed_call}
+                                                          "call-threads": call_threads, "malformed-call": malformed_call,
+                                                          "call-in-place": call_in_place, "serve-in-place": serve_in_place}
 
 
 
@@ -196,14 +317,48 @@ def queue_client(node: plexus.Node | None, a: dict[str, Any]) -> None:
                 say({"got": describe(m.value), "peer": m.peer})
 
 
+def queue_putter(node: plexus.Node | None, a: dict[str, Any]) -> None:
+    """Puts ids 0..puts-1 from ``threads`` threads at once, each outcome on a line ("put" or the
+    error's class and code), then the id -1 (after every outcome: the last of the session), the
+    client's events and its final state."""
+    import threading
+
+    from plexus import queue
+
+    events: list[object] = []
+    with queue.client(a["url"], mode=a["mode"], reconnect_window=10.0) as cli:
+        for e in ("disconnect", "reconnect", "session-lost"):
+            cli.on(e, lambda arg, e=e: events.append([e, arg if isinstance(arg, dict) else type(arg).__name__]))  # type: ignore[misc]
+        say("ready")
+        ids = iter(range(a["puts"]))
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    i = next(ids, None)
+                if i is None:
+                    return
+                try:
+                    cli.put({"id": i}, timeout=20)
+                    say({"put": i})
+                except plexus.PlexusError as err:
+                    say({"failed": i, "error": type(err).__name__, "code": err.code})
+
+        threads = [threading.Thread(target=work) for _ in range(a["threads"])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        cli.put({"id": -1}, timeout=20)
+        say({"events": events, "state": cli.state})
+
+
 def queue_server(node: plexus.Node | None, a: dict[str, Any]) -> None:
     from plexus import queue
 
-    server_tls = None
-    if a.get("certfile"):
-        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server_tls.load_cert_chain(a["certfile"], a["keyfile"])
-    with queue.server("tls://127.0.0.1:0" if server_tls else "tcp://127.0.0.1:0", mode=a["mode"], tls=server_tls) as srv:
+    tls = server_tls(a)
+    with queue.server("tls://127.0.0.1:0" if tls else "tcp://127.0.0.1:0", mode=a["mode"], tls=tls) as srv:
         say({"url": srv.url})
         for _ in range(a["gets"]):
             m = srv.get(10)
@@ -239,7 +394,7 @@ def async_echo(node: plexus.Node | None, a: dict[str, Any]) -> None:
     asyncio.run(main())
 
 
-ROLES.update({"queue-client": queue_client, "queue-server": queue_server, "async-echo": async_echo})
+ROLES.update({"queue-client": queue_client, "queue-server": queue_server, "queue-putter": queue_putter, "async-echo": async_echo})
 
 
 if __name__ == "__main__":

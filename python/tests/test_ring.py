@@ -185,3 +185,33 @@ def test_the_end_after_what_was_committed() -> None:
     rx.release(m[2])
     assert rx.receive(1) is None
     rx.close()
+
+
+def test_a_pinned_frame_is_not_written_over_once_readers_released_it_until_unpinned() -> None:
+    mm = fresh()  # 4096 bytes of data
+    reader = ring.RingReader(mm, len(mm), "block", 1)
+    writer = ring.RingWriter(mm, lambda slot: None)
+
+    def write(n: int, fill: int) -> int | None:
+        at = writer.try_reserve(n)
+        if at is None:
+            return None
+        mm[at:at + n] = bytes([fill]) * n
+        writer.commit(n)
+        return at
+
+    def drain() -> None:
+        while (got := reader.try_read()) is not None:
+            reader.release(got[0])
+
+    held_at = writer.pos
+    at = write(1008, 1)  # a 1024-byte frame, pinned (an in-place request's)
+    assert at is not None
+    pin = writer.pin(held_at)
+    drain()  # the reader let go of it: only the pin keeps it
+    assert write(1008, 2) is not None and write(1008, 3) is not None and write(1008, 4) is not None
+    drain()
+    assert write(1008, 5) is None, "the next frame would be written over the pinned one"
+    assert bytes(mm[at:at + 1008]) == b"\x01" * 1008
+    writer.unpin(pin)
+    assert write(1008, 5) == at, "unpinned: the ring goes round over it"

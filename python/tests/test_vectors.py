@@ -230,9 +230,23 @@ def test_an_error_answer_becomes_remote_error() -> None:
 
 # ---- the page and this file name the same vectors ---------------------------------------------
 
+@check("rpc.raw-request")
+def _raw_request(v: bytes) -> None:
+    # what a client writes in its request ring for an in-place service (ShmChannel.send_raw)
+    assert rpc.RING_HEADER.pack(rpc.RING_MAGIC, rpc.T_REQUEST, rpc.FLAG_RAW, 0, 3, 0) + b"\x01\x02\x03" == v
+
+
+@check("rpc.in-place")
+def _in_place(v: bytes) -> None:
+    # what a client reads of an in-place answer: type 4, the id, aux = the answer's offset in the
+    # request's body, a body of the uint32 length
+    magic, type_, flags, reserved, id_, aux = rpc.RING_HEADER.unpack_from(v, 0)
+    assert (magic, type_, flags, reserved, id_, aux) == (rpc.RING_MAGIC, rpc.T_IN_PLACE, 0, 0, 3, 1)
+    assert len(v) == 20 and int.from_bytes(v[16:], "little") == 2
+
+
 IMPLEMENTED = ("net.", "control.", "codec.", "pubsub.", "tcp.", "rpc.")
-# In-place services are not implemented in Python (yet).
-NOT_IMPLEMENTED = {"rpc.raw-request", "rpc.in-place"}
+NOT_IMPLEMENTED: set[str] = set()
 
 
 def test_every_vector_of_the_implemented_sections_is_checked() -> None:
@@ -244,3 +258,14 @@ def test_every_vector_of_the_implemented_sections_is_checked() -> None:
 @pytest.mark.parametrize("label", sorted(CHECKS))
 def test_vector(label: str) -> None:
     CHECKS[label](VECTORS[label])
+
+
+def test_an_in_place_answer_is_located_in_the_request() -> None:
+    req = memoryview(bytearray(range(16)))
+    assert rpc.answer_within(req, None) == (0, 16)
+    assert rpc.answer_within(req, req[3:7]) == (3, 4)
+    assert rpc.answer_within(req, np.frombuffer(req, dtype=np.uint8)[8:]) == (8, 8)
+    assert rpc.answer_within(req, req[5:5]) == (0, 0)
+    assert rpc.answer_within(req, bytearray(4)) is None, "bytes of its own"
+    assert rpc.answer_within(req, req.toreadonly()[2:4]) is None, "read-only: not the request's writable bytes"
+    assert rpc.answer_within(req, "text") is None
