@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import { FrameTooLargeError, NoServerError, ProtocolError, queue, TimeoutError, type PlexusError, type QueueMessage, type QueueServer } from "../src/index.js";
+import { FrameTooLargeError, NoServerError, ProtocolError, queue, ResourceExhaustedError, TimeoutError, type PlexusError, type QueueMessage, type QueueServer } from "../src/index.js";
 import type { BridgeContext } from "../src/bridge/context.js";
 import { connectNats, loadNats } from "../src/bridge/nats.js";
 import { QueueBridge, streamNameOf, type QueueBridgeSpec } from "../src/bridge/queues.js";
@@ -219,10 +219,25 @@ describe("queues over JetStream", { skip }, () => {
       await jsm.streams.delete(out.stream);
       await assert.rejects(producer.put("lost?"), (e: unknown) => {
         assert.ok(e instanceof NoServerError, String(e));
-        assert.match(e.message, /not stored within 800 ms|no JetStream stream/);
+        assert.match(e.message, /no JetStream stream answered/);
         return true;
       });
       assert.equal(out.stats().errors, 1);
+    } finally {
+      await producer.close();
+      await out.close();
+    }
+  });
+
+  test("a full stream (maxMessages) refuses the put with ResourceExhaustedError at once; the stream keeps what it had", async () => {
+    const out = await QueueBridge.start(a, { name: fresh("full"), direction: "export", url: "tcp://127.0.0.1:0", maxMessages: 2 });
+    const producer = await queue.client({ url: out.url });
+    try {
+      await producer.put(1);
+      await producer.put(2);
+      await assert.rejects(producer.put(3), ResourceExhaustedError);
+      const mod = await import("@nats-io/jetstream");
+      assert.equal((await (await mod.jetstreamManager(a.nc)).streams.info(out.stream)).state.messages, 2);
     } finally {
       await producer.close();
       await out.close();

@@ -155,6 +155,8 @@ const WHERE = "QueueBridge.start";
 const START_TIMEOUT = 10_000;
 /** Message ids an importer remembers, to acknowledge without putting again what JetStream delivers again. */
 const RECENT_IDS = 65_536;
+/** How long an importer's pull requests last, ms: a pull lost in a failover is replaced that soon. */
+const PULL_EXPIRES = 5000;
 /** How long an importer leaves a message it could not put before JetStream offers it again, ms. */
 const NAK_DELAY = 1000;
 
@@ -241,9 +243,9 @@ export function jetStreamError(err: unknown, what: string): PlexusError {
   if (name === "JetStreamNotEnabled") return new NoServerError(`${what}: JetStream is not enabled for this account: ${message}`, { cause: err });
   const api = err as { code?: unknown; status?: unknown };
   if (/^(JetStreamApiError|StreamNotFoundError|ConsumerNotFoundError)$/.test(name) && typeof api.code === "number") {
-    if (api.status === 503) return new NoServerError(`${what}: JetStream unavailable: ${message}`, { cause: err });
     if (/maximum (messages|bytes)|insufficient resources|resource limits/i.test(message)) return new ResourceExhaustedError(`${what}: ${message}`, { cause: err });
     if (/message size exceeds/i.test(message)) return new FrameTooLargeError(`${what}: ${message}`, { cause: err });
+    if (api.status === 503) return new NoServerError(`${what}: JetStream unavailable: ${message}`, { cause: err });
     if (name === "StreamNotFoundError") return new NoServerError(`${what}: ${message}`, { cause: err });
     return new ProtocolError(`${what}: JetStream refused: ${message} (code ${api.code})`, { cause: err });
   }
@@ -585,7 +587,7 @@ export class QueueBridge implements AsyncDisposable {
       } catch (err) {
         const e = jetStreamError(err, what);
         if (this.stopped || !retriable(e) || deadline.remaining() <= 0) {
-          this.settle(o, e instanceof TimeoutError || !retriable(e) ? e : new NoServerError(`${what}: not stored within ${this.cfg.storeTimeout} ms: ${e.message}`, { cause: e }));
+          this.settle(o, e instanceof TimeoutError || !retriable(e) ? e : new NoServerError(`${e.message} (not stored within ${this.cfg.storeTimeout} ms)`, { cause: e }));
           return;
         }
         await new Promise((r) => setTimeout(r, Math.min(pause, deadline.remaining())));
@@ -657,7 +659,9 @@ export class QueueBridge implements AsyncDisposable {
     });
     const consumer = await within(this.js.consumers.get(this.cfg.stream, this.cfg.consumer), deadline, signal, `${what}: consumer ${this.cfg.consumer}`);
     const messages = await within(
-      consumer.consume({ max_messages: this.cfg.window, callback: (m) => this.receive(m) }),
+      // Short pulls: a pull request lost with a failing NATS node is replaced within PULL_EXPIRES
+      // (with the client's default of 30 s the importer sat idle that long after a failover).
+      consumer.consume({ max_messages: this.cfg.window, expires: PULL_EXPIRES, idle_heartbeat: PULL_EXPIRES / 2, callback: (m) => this.receive(m) }),
       deadline,
       signal,
       `${what}: consuming`,
