@@ -72,8 +72,8 @@ describe("queues over JetStream", { skip }, () => {
   });
 
   /** An export bridge on host a and an import bridge into a new application server on host b. */
-  async function pair(spec: Omit<QueueBridgeSpec, "direction" | "url">, importSpec: Partial<QueueBridgeSpec> = {}) {
-    const app = await queue.server({ url: "tcp://127.0.0.1:0" });
+  async function pair(spec: Omit<QueueBridgeSpec, "direction" | "url">, importSpec: Partial<QueueBridgeSpec> = {}, appOpts: { maxMessage?: number } = {}) {
+    const app = await queue.server({ url: "tcp://127.0.0.1:0", ...appOpts });
     const out = await QueueBridge.start(a, { ...spec, direction: "export", url: "tcp://127.0.0.1:0" });
     const inn = await QueueBridge.start(b, { ...spec, ...importSpec, direction: "import", url: app.url });
     const producer = await queue.client({ url: out.url, slots: 64 });
@@ -143,20 +143,13 @@ describe("queues over JetStream", { skip }, () => {
   });
 
   test("reliable: a message the importer can never put (above the application's maxMessage) rejects the producer's put with FrameTooLargeError", async () => {
-    const name = fresh("jobs");
-    const app = await queue.server({ url: "tcp://127.0.0.1:0", maxMessage: 1024 });
-    const out = await QueueBridge.start(a, { name, direction: "export", url: "tcp://127.0.0.1:0", delivery: "reliable" });
-    const inn = await QueueBridge.start(b, { name, direction: "import", url: app.url });
-    const producer = await queue.client({ url: out.url });
+    const p = await pair({ name: fresh("jobs"), delivery: "reliable" }, {}, { maxMessage: 1024 });
     try {
-      await assert.rejects(producer.put(new Uint8Array(4096)), FrameTooLargeError);
-      await producer.put(new Uint8Array(16));
-      assert.equal((await take(app, 1))[0] instanceof Uint8Array, true);
+      await assert.rejects(p.producer.put(new Uint8Array(4096)), FrameTooLargeError);
+      await p.producer.put(new Uint8Array(16));
+      assert.equal((await take(p.app, 1))[0] instanceof Uint8Array, true);
     } finally {
-      await producer.close();
-      await out.close();
-      await inn.close();
-      await app.close();
+      await p.close();
     }
   });
 
