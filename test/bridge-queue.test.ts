@@ -16,6 +16,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { FrameTooLargeError, NoServerError, ProtocolError, queue, ResourceExhaustedError, TimeoutError, type PlexusError, type QueueMessage, type QueueServer } from "../src/index.js";
 import type { BridgeContext } from "../src/bridge/context.js";
+import { encode } from "../src/codec/index.js";
 import { connectNats, loadNats } from "../src/bridge/nats.js";
 import { QueueBridge, streamNameOf, type QueueBridgeSpec } from "../src/bridge/queues.js";
 import { fixture } from "./helpers/child.js";
@@ -146,8 +147,8 @@ describe("queues over JetStream", { skip }, () => {
     const p = await pair({ name: fresh("jobs"), delivery: "reliable" }, {}, { maxMessage: 1024 });
     try {
       await assert.rejects(p.producer.put(new Uint8Array(4096)), FrameTooLargeError);
-      await p.producer.put(new Uint8Array(16));
-      assert.equal((await take(p.app, 1))[0] instanceof Uint8Array, true);
+      const [, got] = await Promise.all([p.producer.put(new Uint8Array(16)), take(p.app, 1)]); // reliable: resolves once taken
+      assert.equal(got[0] instanceof Uint8Array, true);
     } finally {
       await p.close();
     }
@@ -242,11 +243,12 @@ describe("queues over JetStream", { skip }, () => {
     try {
       a.nc.publish(p.out.subject, new TextEncoder().encode("not a plexus frame"));
       a.nc.publish(p.out.subject, new Uint8Array(0));
+      a.nc.publish(p.out.subject, encode({ a: 1, data: new Float64Array(64) }).subarray(0, 40)); // a frame cut short
       await p.producer.put({ after: "garbage" });
       assert.deepEqual(await take(p.app, 1), [{ after: "garbage" }]);
-      await eventually("both reported", () => b.reports.filter((e) => e instanceof ProtocolError).length >= 2);
+      await eventually("all three reported", () => b.reports.filter((e) => e instanceof ProtocolError).length >= 3);
       assert.match(b.reports.find((e) => e instanceof ProtocolError)!.message, /is not a Plexus frame/);
-      assert.ok(p.inn.stats().errors >= 2);
+      assert.ok(p.inn.stats().errors >= 3);
     } finally {
       await p.close();
       b.reports.length = 0;

@@ -572,6 +572,8 @@ export class QueueBridge implements AsyncDisposable {
     const what = `queue ${this.cfg.name}: storing a message in stream ${this.cfg.stream}`;
     const deadline = new Deadline(this.cfg.storeTimeout);
     let pause = 50;
+    /** A "no stream answered" seen on the way says more than the timeout of a later attempt. */
+    let noServer: PlexusError | undefined;
     for (;;) {
       if (o.done || !o.d.current) {
         this.forget(o); // settled already (a notice came first), or the producer's session is gone: nobody waits
@@ -586,8 +588,10 @@ export class QueueBridge implements AsyncDisposable {
         return;
       } catch (err) {
         const e = jetStreamError(err, what);
+        if (e instanceof NoServerError) noServer = e;
         if (this.stopped || !retriable(e) || deadline.remaining() <= 0) {
-          this.settle(o, e instanceof TimeoutError || !retriable(e) ? e : new NoServerError(`${e.message} (not stored within ${this.cfg.storeTimeout} ms)`, { cause: e }));
+          const last = retriable(e) ? (noServer ?? e) : e;
+          this.settle(o, last instanceof TimeoutError || !retriable(last) ? last : new NoServerError(`${last.message} (not stored within ${this.cfg.storeTimeout} ms)`, { cause: last }));
           return;
         }
         await new Promise((r) => setTimeout(r, Math.min(pause, deadline.remaining())));
