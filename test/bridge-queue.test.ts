@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import { FrameTooLargeError, NoServerError, ProtocolError, queue, ResourceExhaustedError, TimeoutError, type PlexusError, type QueueMessage, type QueueServer } from "../src/index.js";
+import { ClosedError, FrameTooLargeError, NoServerError, ProtocolError, queue, ResourceExhaustedError, TimeoutError, type PlexusError, type QueueMessage, type QueueServer } from "../src/index.js";
 import type { BridgeContext } from "../src/bridge/context.js";
 import { encode } from "../src/codec/index.js";
 import { connectNats, loadNats } from "../src/bridge/nats.js";
@@ -196,6 +196,34 @@ describe("queues over JetStream", { skip }, () => {
       await inn.close();
       await app.close();
     } finally {
+      await producer.close();
+      await out.close();
+      await c.close();
+      await proxy.close();
+    }
+  });
+
+  test("closing an exporting bridge while JetStream does not answer: the pending put rejects with ClosedError after the linger, with a PLEXUS_LINGER warning", async () => {
+    const proxy = await startProxy(server.port);
+    const c = await context(`nats://127.0.0.1:${proxy.port}`);
+    const out = await QueueBridge.start(c, { name: fresh("closing"), direction: "export", url: "tcp://127.0.0.1:0" });
+    const producer = await queue.client({ url: out.url });
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }): void => void (w.code === "PLEXUS_LINGER" && warnings.push(w.message));
+    process.on("warning", onWarning);
+    try {
+      proxy.deaf = true;
+      const put = producer.put("never acknowledged").then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      await eventually("the message taken", () => out.stats().forwarded === 1);
+      await out.close({ linger: 100 });
+      assert.ok((await put) instanceof ClosedError, String(await put));
+      await eventually("the warning", () => warnings.length === 1);
+      assert.match(warnings[0] as string, /closed with 1 message\(s\) not stored within the linger of 100 ms/);
+    } finally {
+      process.off("warning", onWarning);
       await producer.close();
       await out.close();
       await c.close();

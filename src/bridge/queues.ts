@@ -38,6 +38,7 @@ import { QueueServer } from "../queue/server.js";
 import type { Session } from "../queue/session.js";
 import type { Delivery } from "../queue/tap.js";
 import { checkOptions, Deadline, type BlockingOptions } from "../util/blocking.js";
+import { closeLinger, DEFAULT_LINGER, warnDropped, type CloseOptions } from "../util/linger.js";
 import { readOptions } from "../util/options.js";
 import { loadOptionalPeer } from "../util/optional-peer.js";
 import { Deferred } from "../util/wait.js";
@@ -463,8 +464,16 @@ export class QueueBridge implements AsyncDisposable {
    * what is not acknowledged then is given back to JetStream for another importer; the client
    * closes. Idempotent.
    */
-  close(opts: { linger?: number } = {}): Promise<void> {
-    this.closing ??= this.shutdown(opts.linger ?? 2000);
+  close(opts?: CloseOptions): Promise<void> {
+    if (this.closing === undefined) {
+      let linger: number;
+      try {
+        linger = closeLinger(opts, DEFAULT_LINGER);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      this.closing = this.shutdown(linger);
+    }
     return this.closing;
   }
 
@@ -488,7 +497,8 @@ export class QueueBridge implements AsyncDisposable {
     if (this.cfg.direction === "export") {
       if (this.server !== undefined) this.server.tap = (d) => d.fail(new ClosedError(`the bridge of queue ${this.cfg.name} is closing`));
       await this.idle(() => this.inStore, (f) => (this.storeIdle = f), linger);
-      for (const o of this.outgoing.values()) this.settle(o, new ClosedError(`the bridge of queue ${this.cfg.name} closed before the message was ${this.cfg.delivery === "reliable" ? "consumed" : "stored"}`));
+      if (this.outgoing.size > 0) warnDropped(`the bridge of queue ${this.cfg.name} closed with ${this.outgoing.size} message(s) not ${this.cfg.delivery === "reliable" ? "consumed" : "stored"} within the linger of ${linger} ms; their puts reject with ClosedError (they may still be delivered)`);
+      for (const o of [...this.outgoing.values()]) this.settle(o, new ClosedError(`the bridge of queue ${this.cfg.name} closed before the message was ${this.cfg.delivery === "reliable" ? "consumed" : "stored"}`));
       this.noticeSub?.unsubscribe();
       await this.server?.close({ linger: Math.min(linger, 500) });
     } else {
@@ -581,7 +591,8 @@ export class QueueBridge implements AsyncDisposable {
       }
       const left = deadline.remaining();
       try {
-        const ack = await this.js.publish(this.subject, o.d.payload, { msgID: o.id, headers: h, timeout: Math.max(1, Math.min(this.cfg.publishTimeout, left)) });
+        // `h` carries the id (Nats-Msg-Id): the same on every attempt.
+        const ack = await this.js.publish(this.subject, o.d.payload, { headers: h, timeout: Math.max(1, Math.min(this.cfg.publishTimeout, left)) });
         if (ack.duplicate) this.counts.duplicates++;
         else this.counts.stored++;
         if (this.cfg.delivery === "fast") this.settle(o);
