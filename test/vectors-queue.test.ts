@@ -7,6 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { decode, encode } from "../src/codec/index.js";
 import { Liveness } from "../src/net/liveness.js";
 import { queue, type QueueClient } from "../src/queue/index.js";
+import { TimeoutError } from "../src/errors.js";
 import { linkKey, MqttHub, topicPrefix } from "../src/queue/mqtt.js";
 import { FrameParser } from "../src/net/frame-parser.js";
 import { PING_FRAME, readFrameHeader } from "../src/net/frame.js";
@@ -372,6 +373,23 @@ const queues = {
     assert.equal(payload.readUInt32LE(0), NackReason.Closed);
     assert.equal(payload.toString("utf8", 4), "queue closed");
     await fromServer((w) => w.nack, bytes, "NACK of the DATA 2 it held when it closed");
+  },
+  "queue.nack-failed": async (bytes: Buffer): Promise<void> => {
+    sameBytes(encodeNack(3, NackReason.Failed, "ERR_PLEXUS_TIMEOUT late"), bytes, "encodeNack");
+    const { header: h, payload } = queueFrame(bytes);
+    assert.deepEqual(h, { length: 27, type: QFrame.Nack, flags: 0, a: 3, b: 0 });
+    assert.equal(payload.readUInt32LE(0), NackReason.Failed);
+    // A server whose tap refuses a message with a TimeoutError writes this NACK; the client's
+    // put rejects with that class.
+    const server = await queue.server({ url: "tcp://127.0.0.1:0" });
+    server.tap = (d) => d.fail(new TimeoutError("late"));
+    const client = await queue.client({ url: server.url });
+    try {
+      await assert.rejects(client.put({ a: 1 }), (e: unknown) => e instanceof TimeoutError && e.message === "the peer could not handle the message: late");
+    } finally {
+      await client.close();
+      await server.close();
+    }
   },
   "queue.bye": queueControl(QFrame.Bye, 0, 0, async (bytes) => {
     sameBytes((await fastClient()).bye, bytes, "a client's BYE on close");

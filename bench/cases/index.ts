@@ -19,6 +19,7 @@ import "./zerobuffer.js";
 import "./plexus-tcp.js";
 import "./plexus-rpc.js";
 import "./iops.js";
+import "./nats.js";
 import "./paced.js";
 import "./path.js";
 import "./python.js";

@@ -30,6 +30,7 @@ from .errors import (
     PlexusError,
     ProtocolError,
     TimeoutError,
+    error_from_wire,
 )
 
 QUEUE: Final = net.Spec("queue", "queue server", 0x51584C50, 3, 3)
@@ -40,6 +41,7 @@ FLAG_TAKEN_OVER: Final = 2
 STATUS_SUPERSEDED: Final = 16
 NACK_MALFORMED: Final = 1
 NACK_CLOSED: Final = 2
+NACK_FAILED: Final = 3  # the receiver could not handle it: text = error code, space, message
 MAX_SLOTS: Final = 1024
 MAX_MESSAGE: Final = 64 << 20
 HEARTBEAT_MS: Final = net.HEARTBEAT_MS
@@ -62,6 +64,17 @@ def read_body(b: bytes) -> tuple[bool, int, int, bytes, bytes]:
     if reserved or resumed > 1 or not 1 <= slots <= MAX_SLOTS:
         raise ProtocolError("a malformed queue handshake body")
     return bool(resumed), slots, maxm, ident, token
+
+
+def _nack_error(reason: int, text: str) -> PlexusError:
+    """The error a NACK's reason and text stand for."""
+    if reason == NACK_MALFORMED:
+        return ProtocolError(f"the peer refused the message as malformed: {text}")
+    if reason == NACK_FAILED:
+        code, _, message = text.partition(" ")
+        if re.fullmatch(r"ERR_PLEXUS[A-Z_]*", code):
+            return error_from_wire(code, f"the peer could not handle the message: {message or code}")
+    return PeerDeadError(f"the peer closed before taking the message: {text}")
 
 
 def nack_payload(reason: int, text: str) -> bytes:
@@ -321,8 +334,7 @@ class _Endpoint:
             else:
                 reason = struct.unpack_from("<I", payload)[0]
                 text = payload[4:].decode("utf-8", "replace")
-                s.settle(h.a, ProtocolError(f"the peer refused the message as malformed: {text}") if reason == NACK_MALFORMED
-                         else PeerDeadError(f"the peer closed before taking the message: {text}"))
+                s.settle(h.a, _nack_error(reason, text))
 
     def put_to(self, sessions: list[_Session], value: object, timeout: float) -> None:
         """Encodes once, puts to every session and waits for each acknowledgement."""

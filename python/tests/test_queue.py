@@ -25,6 +25,7 @@ CHECKS = {
     "queue.data-reliable": lambda: net.frame(queue.T_DATA, queue.FLAG_RELIABLE, 1, 0, codec.encode({"a": 1})),
     "queue.ack": lambda: net.frame(queue.T_ACK, 0, 1, 0),
     "queue.nack": lambda: net.frame(queue.T_NACK, 0, 2, 0, queue.nack_payload(queue.NACK_CLOSED, "queue closed")),
+    "queue.nack-failed": lambda: net.frame(queue.T_NACK, 0, 3, 0, queue.nack_payload(queue.NACK_FAILED, "ERR_PLEXUS_TIMEOUT late")),
     "queue.bye": lambda: net.frame(queue.T_BYE, 0, 0, 0),
     "queue.bye-idle": lambda: net.frame(queue.T_BYE, queue.FLAG_IDLE, 0, 0),
     "queue.bye-taken-over": lambda: net.frame(queue.T_BYE, queue.FLAG_TAKEN_OVER, 0, 0),
@@ -40,6 +41,12 @@ def test_the_page_and_this_file_name_the_same_queue_vectors() -> None:
 @pytest.mark.parametrize("label", sorted(CHECKS))
 def test_vector(label: str) -> None:
     assert CHECKS[label]() == VECTORS[label]
+
+
+def test_a_failed_nack_rejects_with_the_class_of_its_code() -> None:
+    err = queue._nack_error(queue.NACK_FAILED, "ERR_PLEXUS_TIMEOUT late")
+    assert isinstance(err, TimeoutError) and "late" in str(err)
+    assert isinstance(queue._nack_error(queue.NACK_FAILED, "nonsense"), PeerDeadError)
 
 
 def test_the_handshake_body_reads_back() -> None:

@@ -17,6 +17,7 @@ import { Slab } from "../util/slab.js";
 import { closeLinger, Linger, warnDropped, type CloseOptions } from "../util/linger.js";
 import type { Session, SessionHost } from "./session.js";
 import { FLAG_RELIABLE, HEADER_BYTES } from "./wire.js";
+import { Delivery, type Tap } from "./tap.js";
 import { PING_FRAME } from "../net/frame.js";
 import { Liveness, Ticker, tickInterval } from "../net/liveness.js";
 
@@ -70,9 +71,17 @@ export abstract class Endpoint<In = unknown, Out = unknown> implements SessionHo
   /** @internal */
   abstract bye(s: Session, flags: number): void;
 
+  /**
+   * When set, received messages go to this handler, still encoded, instead of the queue (the
+   * NATS bridge's export side); `get` then waits for ever.
+   * @internal
+   */
+  tap: Tap | undefined;
+
   /** @internal */
   deliver(s: Session, serial: number, flags: number, payload: Buffer): void {
-    this.inbox.offer(s, serial, flags, payload);
+    if (this.tap !== undefined) this.tap(new Delivery(s, serial, flags, payload));
+    else this.inbox.offer(s, serial, flags, payload);
   }
 
   /**

@@ -7,7 +7,7 @@
  * (Internal: not part of the public API.)
  * @module
  */
-import { BackpressureError, FrameTooLargeError, PeerDeadError, ProtocolError } from "../errors.js";
+import { BackpressureError, errorFromWire, FrameTooLargeError, PeerDeadError, ProtocolError } from "../errors.js";
 import type { Link } from "./link.js";
 import type { Entry } from "./put.js";
 import { header, type Header, NackReason, QFrame, serialDiff, writeHeader } from "./wire.js";
@@ -38,6 +38,11 @@ export interface SessionLimits {
 /** The peer's error for a NACK. */
 function nackError(reason: number, text: string): Error {
   if (reason === NackReason.Malformed) return new ProtocolError(`the peer refused the message as malformed: ${text}`);
+  if (reason === NackReason.Failed) {
+    const space = text.indexOf(" ");
+    const code = space < 0 ? text : text.slice(0, space);
+    if (/^ERR_PLEXUS[A-Z_]*$/.test(code)) return errorFromWire(code, `the peer could not handle the message: ${space < 0 ? code : text.slice(space + 1)}`);
+  }
   return new PeerDeadError(`the peer closed before taking the message${text ? `: ${text}` : ""}`);
 }
 

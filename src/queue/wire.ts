@@ -82,6 +82,12 @@ export const enum NackReason {
   Malformed = 1,
   /** The receiver closed before it could take the message. */
   Closed = 2,
+  /**
+   * The receiver failed to handle the message (a bridge could not forward it): the text is the
+   * error's code (`ERR_PLEXUS_…`), a space, and its message; the sender's put rejects with that
+   * error's class.
+   */
+  Failed = 3,
 }
 
 /** The queue's part of a HELLO or WELCOME (the body after the preamble). */

@@ -1,7 +1,8 @@
 /**
  * A TCP relay between a client and a server that a test can cut (both sides dropped), freeze
  * (bytes swallowed, connections kept: a silent peer) or make refuse connections for a while (a
- * server that is down), to exercise reconnection and keep-alives.
+ * server that is down), or make deaf (the server's answers lost), to exercise reconnection,
+ * keep-alives and retries.
  */
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 
@@ -12,6 +13,8 @@ export interface Proxy {
   cut(): void;
   /** While frozen, bytes in either direction are dropped and connections stay open. */
   frozen: boolean;
+  /** While deaf, bytes from the server are dropped (the client's requests arrive, their answers are lost). */
+  deaf: boolean;
   /** While refusing, every new connection is reset at once (the server seems down). */
   refusing: boolean;
   /** Connections accepted so far. */
@@ -23,7 +26,7 @@ export interface Proxy {
 export async function startProxy(targetPort: number): Promise<Proxy> {
   const pairs = new Set<[Socket, Socket]>();
   let accepted = 0;
-  const state = { frozen: false, refusing: false };
+  const state = { frozen: false, refusing: false, deaf: false };
   const server: Server = createServer((a) => {
     if (state.refusing) {
       a.resetAndDestroy();
@@ -39,7 +42,7 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
       pairs.delete(pair);
     };
     a.on("data", (d: Buffer) => state.frozen || b.write(d));
-    b.on("data", (d: Buffer) => state.frozen || a.write(d));
+    b.on("data", (d: Buffer) => state.frozen || state.deaf || a.write(d));
     a.on("error", drop).on("close", drop);
     b.on("error", drop).on("close", drop);
   });
@@ -51,6 +54,12 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     },
     set frozen(v: boolean) {
       state.frozen = v;
+    },
+    get deaf() {
+      return state.deaf;
+    },
+    set deaf(v: boolean) {
+      state.deaf = v;
     },
     get refusing() {
       return state.refusing;
