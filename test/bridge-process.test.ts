@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { natsServer, type NatsServer } from "./helpers/nats.js";
 import { freePort, plexus, spawnPlexus, type Running } from "./helpers/cli.js";
+import { queue } from "../src/index.js";
 
 let nats: NatsServer;
 const running: Running[] = [];
@@ -33,7 +34,7 @@ async function nextSeq(r: Running, ms = 20_000): Promise<number> {
 }
 
 before(async () => {
-  nats = await natsServer();
+  nats = await natsServer({ jetstream: true });
 });
 after(async () => {
   for (const r of running) r.proc.kill("SIGKILL");
@@ -80,6 +81,29 @@ test("bridge processes: topics across two graphs; a bridge killed -9 leaves both
   while (again <= seqBefore) again = await nextSeq(echoB);
   assert.ok(again > seqBefore);
   await until(serveA, /^joined: graph-b/);
+});
+
+test("plexus bridge processes: a queue exported by one bridge and imported by the other (--export-queue, --import-queue)", async () => {
+  await using app = await queue.server<{ n: number }>({ url: "tcp://127.0.0.1:0" });
+  const [pa, pb, pq] = [await freePort(), await freePort(), await freePort()];
+  const args = (name: string): string[] => ["--nats", nats.url, "--name", name, "--announce-interval", "200"];
+  const serveA = run(["serve", "-a", `127.0.0.1:${pa}`, ...args("q-a"), "--export-queue", `work=tcp://127.0.0.1:${pq}`, "--queue-delivery", "reliable"]);
+  await until(serveA, /^GraphServer listening/);
+  const serveB = run(["serve", "-a", `127.0.0.1:${pb}`, ...args("q-b"), "--import-queue", `work=${app.url}`]);
+  await until(serveB, /^GraphServer listening/);
+  await using producer = await queue.client<{ n: number }>({ url: `tcp://127.0.0.1:${pq}` });
+  const puts = [1, 2, 3].map((n) => producer.put({ n }, { timeout: 15_000 }));
+  const got: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const m = await app.get({ timeout: 15_000 });
+    got.push(m.value.n);
+    m.release();
+  }
+  await Promise.all(puts);
+  assert.deepEqual(got.sort(), [1, 2, 3]);
+  const bad = await plexus(["bridge", "--nats", nats.url, "--export-queue", "nourl"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--export-queue takes name=url/);
 });
 
 test("plexus bridge: usage errors exit 2 before anything starts", async () => {

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
-import { GraphServer, connect, NoServerError, RemoteError, ProtocolError, SequenceError, TimeoutError, type Node, type Subscriber } from "../src/index.js";
+import { GraphServer, connect, queue, NoServerError, RemoteError, ProtocolError, SequenceError, TimeoutError, type Node, type Subscriber } from "../src/index.js";
 import { Bridge, type BridgeOptions } from "../src/bridge/index.js";
 import { natsServer, type NatsServer } from "./helpers/nats.js";
 import { envelopes, Kind, type Sender } from "../src/bridge/envelope.js";
@@ -65,7 +65,7 @@ describe("bridge: two graphs through one nats-server", () => {
   let raw: NatsConnection;
 
   before(async () => {
-    server = await natsServer({ maxPayload: 64 * 1024 });
+    server = await natsServer({ maxPayload: 64 * 1024, jetstream: true });
     a = await host("host-a", server.url, { capacity: 40 << 20 });
     b = await host("host-b", server.url, { capacity: 40 << 20 });
     raw = await natsConnect({ servers: server.url });
@@ -155,6 +155,27 @@ describe("bridge: two graphs through one nats-server", () => {
     b.bridge.off("error", onError);
     await pub.close();
     await sub.close();
+  });
+
+  it("queues through a bridge's options: a put on one graph reaches the queue server of the other, and hosts() lists the queue", async () => {
+    await using app = await queue.server<{ job: number; data: Float32Array }>({ url: "tcp://127.0.0.1:0" });
+    const qa = await Bridge.start({ nats: server.url, name: "q-a", graph: { address: `127.0.0.1:${a.graph.address.port}`, embedded: false }, announceInterval: 200, queues: [{ name: "jobs", direction: "export", url: "tcp://127.0.0.1:0", delivery: "reliable" }] });
+    const qb = await Bridge.start({ nats: server.url, name: "q-b", graph: { address: `127.0.0.1:${b.graph.address.port}`, embedded: false }, announceInterval: 200, queues: [{ name: "jobs", direction: "import", url: app.url }] });
+    try {
+      const exported = qa.stats().queues[0];
+      assert.equal(exported.direction, "export");
+      await using producer = await queue.client<{ job: number; data: Float32Array }>({ url: exported.url });
+      const put = producer.put({ job: 7, data: new Float32Array([1.5]) }, { timeout: 10_000 });
+      const msg = await app.get({ timeout: 10_000 });
+      assert.equal(msg.value.job, 7);
+      assert.ok(msg.value.data instanceof Float32Array);
+      msg.release();
+      await put; // reliable: resolved once the consuming application released it
+      await eventually("q-b to hear of q-a's queue", () => qb.hosts().find((h) => h.origin === "q-a")?.queues.includes("jobs"));
+    } finally {
+      await qa.close();
+      await qb.close();
+    }
   });
 
   it("each graph sees the other in hosts(), with what it exports", async () => {

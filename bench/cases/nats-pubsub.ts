@@ -14,6 +14,7 @@ import { Peer } from "../peer.js";
 import { registerRow } from "../rows.js";
 import { natsServer } from "../../test/helpers/nats.js";
 import { graph } from "./plexus-pubsub.js";
+import { NO_NATS, QUEUE_METHOD } from "./nats.js";
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -32,16 +33,18 @@ const SIZES = [
 
 registerRow({
   id: "nats",
-  title: "nats: between two graphs through NATS (bridges) against a plain NATS client",
+  title: "nats: between two graphs through NATS (bridges) against a plain NATS client; queues through JetStream",
   method:
-    "One nats-server (started by the suite, default settings: max_payload 1 MiB) on loopback. plexus pubsub through bridges: the suite publishes a " +
+    "Pub/sub: one nats-server (started by the suite, default settings: max_payload 1 MiB) on loopback. plexus pubsub through bridges: the suite publishes a " +
     "Uint8Array on graph A (a GraphServer in the suite), a bridge process exports it (policy block) to NATS, a second bridge process imports it into " +
     "graph B (a GraphServer in the sink process), whose subscriber touches one byte per 64 and counts. Messages above max_payload travel in chunks. " +
     "plain nats client: the suite publishes the same bytes with @nats-io/transport-node to a subscriber process (16 MiB as 16 messages of 1 MiB, " +
     `the server's limit). Both wait for the receiver every ${WINDOW_BYTES / MiB} MiB (or 1024 messages), as NATS core has no flow control of its own. ` +
     "Throughput: first publish to the receiver confirming the last byte (IPC). Round trip: 64 B to an echo (graph B's subscriber publishing back on " +
     "another topic; the plain echo republishes on another subject). CPU = user + system time of the two bridge processes during the repetition; " +
-    "peak RSS = the larger of the two bridges' (VmHWM).",
+    "peak RSS = the larger of the two bridges' (VmHWM). Queues: " +
+    QUEUE_METHOD +
+    (NO_NATS === undefined ? "" : ` Skipped: ${NO_NATS}.`),
 });
 
 /** What a stream case runs: sends one message, and the receiver's running byte count. */
@@ -159,54 +162,59 @@ async function bridgedEcho(scope: CaseScope): Promise<Echo> {
   };
 }
 
-for (const size of SIZES) {
+if (NO_NATS === undefined) pubsubCases();
+
+/** Registers the pub/sub cases. */
+function pubsubCases(): void {
+  for (const size of SIZES) {
+    registerCase({
+      row: "nats",
+      name: PLAIN_NATS,
+      variant: size.label,
+      kind: "throughput",
+      messageBytes: size.bytes,
+      quick: size.quick,
+      method: "nc.publish of the bytes (in 1 MiB messages above that) to a NATS subscriber process",
+      async run(ctx) {
+        return stream(ctx, await ctx.keep("plain", plainStream), size.bytes);
+      },
+    });
+    registerCase({
+      row: "nats",
+      name: BRIDGED,
+      variant: size.label,
+      kind: "throughput",
+      ratioTo: PLAIN_NATS,
+      messageBytes: size.bytes,
+      quick: size.quick,
+      method: "publisher (graph A) -> bridge process -> NATS -> bridge process -> subscriber (graph B)",
+      async run(ctx) {
+        return stream(ctx, await ctx.keep("bridged", (scope) => bridgedStream(scope, size.bytes)), size.bytes);
+      },
+    });
+  }
+
   registerCase({
     row: "nats",
     name: PLAIN_NATS,
-    variant: size.label,
-    kind: "throughput",
-    messageBytes: size.bytes,
-    quick: size.quick,
-    method: "nc.publish of the bytes (in 1 MiB messages above that) to a NATS subscriber process",
+    variant: "round trip 64 B",
+    kind: "latency",
+    method: "publish on bench.ping; an echo process publishes it on bench.pong",
     async run(ctx) {
-      return stream(ctx, await ctx.keep("plain", plainStream), size.bytes);
+      const e = await ctx.keep("plain-echo", plainEcho);
+      return roundTrips(ctx, () => e.roundTrip());
     },
   });
   registerCase({
     row: "nats",
     name: BRIDGED,
-    variant: size.label,
-    kind: "throughput",
+    variant: "round trip 64 B",
+    kind: "latency",
     ratioTo: PLAIN_NATS,
-    messageBytes: size.bytes,
-    quick: size.quick,
-    method: "publisher (graph A) -> bridge process -> NATS -> bridge process -> subscriber (graph B)",
+    method: "publish on bench/ping (graph A); graph B's echo publishes it on bench/pong; both through the two bridges",
     async run(ctx) {
-      return stream(ctx, await ctx.keep("bridged", (scope) => bridgedStream(scope, size.bytes)), size.bytes);
+      const e = await ctx.keep("bridged-echo", bridgedEcho);
+      return roundTrips(ctx, () => e.roundTrip());
     },
   });
 }
-
-registerCase({
-  row: "nats",
-  name: PLAIN_NATS,
-  variant: "round trip 64 B",
-  kind: "latency",
-  method: "publish on bench.ping; an echo process publishes it on bench.pong",
-  async run(ctx) {
-    const e = await ctx.keep("plain-echo", plainEcho);
-    return roundTrips(ctx, () => e.roundTrip());
-  },
-});
-registerCase({
-  row: "nats",
-  name: BRIDGED,
-  variant: "round trip 64 B",
-  kind: "latency",
-  ratioTo: PLAIN_NATS,
-  method: "publish on bench/ping (graph A); graph B's echo publishes it on bench/pong; both through the two bridges",
-  async run(ctx) {
-    const e = await ctx.keep("bridged-echo", bridgedEcho);
-    return roundTrips(ctx, () => e.roundTrip());
-  },
-});

@@ -16,20 +16,17 @@ import { QueueBridge, loadJetStream } from "../../src/bridge/queues.js";
 import { registerCase, type CaseContext, type CaseScope, type Resource, type ThroughputSample } from "../harness.js";
 import { now } from "../measure.js";
 import { cpuSeconds } from "../procs/runtime.js";
-import { registerRow } from "../rows.js";
 import { natsMissing, natsServer } from "../../test/helpers/nats.js";
 
 /** Why the row cannot run here (undefined: it can). */
-const NO_NATS = natsMissing();
+export const NO_NATS = natsMissing();
 
 /** Puts (or publications) in flight at once in the windowed cases. */
 const WINDOW = 256;
 
-registerRow({
-  id: "nats",
-  title: "nats: Plexus through a NATS server (one nats-server process with JetStream on loopback)",
-  method:
-    "One nats-server 2.9 process started by the suite (JetStream, file storage), every client and bridge in the benchmark process. " +
+/** How the row's queue cases are measured (part of the row's method text, bench/cases/nats-pubsub.ts). */
+export const QUEUE_METHOD =
+  "One nats-server 2.9 process started by the suite (JetStream, file storage), every client and bridge in the benchmark process. " +
     "Queue puts/s: `jetstream publish`: the plain JetStream client publishes each message to a work-queue stream and awaits its acknowledgement " +
     `(awaited: one at a time; ${WINDOW} in flight: a sliding window); \`jetstream publish -> consume\`: the same plus a plain pull consumer on a second connection ` +
     "that acknowledges each message, time = first publication to the last message consumed. `plexus put -> jetstream`: a Plexus queue client puts to the bridge's " +
@@ -37,9 +34,7 @@ registerRow({
     "stored it (fast). `plexus put -> jetstream -> plexus`: the same, plus an importing bridge that pulls from the stream's durable consumer, " +
     "puts each message into an application queue server and acknowledges it on JetStream; time = first put to the application having taken " +
     "the last message; fast: puts resolve when stored; reliable: when the importer's put of it resolved (a notice back over NATS). " +
-    "Streams are purged after each repetition. CPU µs/msg = user + system CPU of the benchmark process and the nats-server process during the median repetition, per message." +
-    (NO_NATS === undefined ? "" : ` Skipped: ${NO_NATS}.`),
-});
+    "Streams are purged after each repetition. CPU µs/msg = user + system CPU of the benchmark process and the nats-server process during the median repetition, per message.";
 
 /** CPU seconds process `pid` used so far (Linux: utime + stime of /proc/PID/stat, at 100 ticks/s). */
 function processCpuSeconds(pid: number): number {
@@ -71,6 +66,7 @@ async function startNats(scope: CaseScope): Promise<Nats> {
     prefix: "bench",
     origin: "bench",
     report: (e) => scope.fail(e),
+    connected: () => Promise.resolve(),
   };
   return { ctx, mod, jsm, cpu: () => processCpuSeconds(server.pid), close: () => undefined };
 }

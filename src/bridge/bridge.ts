@@ -22,6 +22,7 @@ import { connectNats, loadNats, natsError, natsServers, type NatsConnection } fr
 import { ServiceBridge } from "./services.js";
 import { checkPrefix, NameFilter, subjectOf } from "./subjects.js";
 import { TopicBridge } from "./topics.js";
+import { QueueBridge, type QueueBridgeDirection, type QueueBridgeSpec, type QueueBridgeStats } from "./queues.js";
 import type { NatsOptions, ServiceCounters, TopicCounters } from "./types.js";
 
 /**
@@ -82,6 +83,12 @@ export interface BridgeOptions extends BlockingOptions {
   announceInterval?: number;
   /** Milliseconds between looks at the local graph for new or gone topics and services (default 250). */
   scanInterval?: number;
+  /**
+   * Queues through JetStream (docs/scale-out.md, *Queues*): `export` runs a queue server at
+   * `url` whose puts go to the queue's stream; `import` puts what the stream holds into the
+   * application's queue server at `url`.
+   */
+  queues?: readonly QueueBridgeSpec[];
 }
 
 /** The events of a bridge (`bridge.on(event, listener)`). */
@@ -118,6 +125,8 @@ export interface BridgeStats {
   exports: { topics: string[]; services: string[] };
   /** What it holds for other graphs now. */
   imports: { topics: { origin: string; topic: string }[]; services: { origin: string; service: string }[] };
+  /** Each bridged queue's counters, by name and direction. */
+  queues: { name: string; direction: QueueBridgeDirection; url: string; stats: QueueBridgeStats }[];
 }
 
 /** Checked options. */
@@ -184,6 +193,7 @@ export class Bridge implements AsyncDisposable {
   private readonly remote = new RemoteHosts();
   private readonly topics: TopicBridge;
   private readonly services: ServiceBridge;
+  private readonly queues: QueueBridge[] = [];
   private readonly ctx: BridgeContext;
   private readonly timers: ReturnType<typeof setInterval>[] = [];
   private readonly loops: Promise<void>[] = [];
@@ -261,7 +271,13 @@ export class Bridge implements AsyncDisposable {
     try {
       nc = await connectNats(nats, { name: `${BRIDGE_NODE}:${origin}`, ...s.nats }, { timeout: opts.timeout, signal: opts.signal });
       const bridge = new Bridge(node, nc, { nats, nc, prefix: s.prefix, origin }, s, id);
-      await bridge.begin();
+      try {
+        for (const spec of opts.queues ?? []) bridge.queues.push(await QueueBridge.start(bridge.ctx, spec, { timeout: opts.timeout, signal: opts.signal }));
+        await bridge.begin();
+      } catch (err) {
+        await bridge.close();
+        throw err;
+      }
       return bridge;
     } catch (err) {
       await nc?.close().catch(() => {});
@@ -337,6 +353,7 @@ export class Bridge implements AsyncDisposable {
       reconnects: this.reconnects,
       exports: { topics: this.topics.exports.sort(), services: this.services.exports.sort() },
       imports: { topics: this.topics.imports, services: this.services.imports },
+      queues: this.queues.map((q) => ({ name: q.name, direction: q.direction, url: q.url, stats: q.stats() })),
     };
   }
 
@@ -424,7 +441,7 @@ export class Bridge implements AsyncDisposable {
       // between siblings changes nothing for the other graphs.
       topics: leaving ? [] : this.topics.exports,
       services: leaving ? [] : this.services.exports,
-      queues: [],
+      queues: leaving ? [] : [...new Set(this.queues.map((q) => q.name))],
       nodes: this.nodes,
       leaving,
     };
@@ -533,6 +550,7 @@ export class Bridge implements AsyncDisposable {
       // Nothing is sent after the announcement that this bridge leaves.
       await this.topics.stopExports();
       await this.services.close();
+      await Promise.all(this.queues.map((q) => q.close()));
       this.announce(true);
       await this.topics.close();
       await this.nc.drain().catch(() => this.nc.close());

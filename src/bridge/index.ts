@@ -5,4 +5,5 @@
 export { Bridge, BRIDGE_NODE, type BridgeEvents, type BridgeOptions, type BridgeStats } from "./bridge.js";
 export type { NatsOptions, ServiceCounters, TopicCounters } from "./types.js";
 export type { RemoteHost } from "./discovery.js";
+export type { QueueBridgeDirection, QueueBridgeSpec, QueueBridgeStats } from "./queues.js";
 export { NamePattern, NameFilter, subjectOf, nameOfSubject, type SubjectKind } from "./subjects.js";

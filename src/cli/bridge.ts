@@ -25,6 +25,10 @@ export interface BridgeCliOptions {
   maxMessage?: string;
   backpressure?: string;
   announceInterval?: string;
+  exportQueue?: string[];
+  importQueue?: string[];
+  queueDelivery?: string;
+  queueReplicas?: string;
 }
 
 const collect = (v: string, all: string[] | undefined): string[] => [...(all ?? []), v];
@@ -45,7 +49,11 @@ export function bridgeOptions(cmd: Command): Command {
     .option("--capacity <bytes>", "ring of each publisher held for a remote topic (default 4 MiB; the largest message is half)")
     .option("--max-message <bytes>", "largest message bridged (default: half the capacity)")
     .option("--backpressure <policy>", "when NATS cannot keep up with an exported topic: drop-oldest (default), block, fail")
-    .option("--announce-interval <ms>", "ms between announcements of this graph; a graph silent for three is gone (default 1000)");
+    .option("--announce-interval <ms>", "ms between announcements of this graph; a graph silent for three is gone (default 1000)")
+    .option("--export-queue <name=url>", "a queue server at url whose puts go to the queue's JetStream stream (repeatable)", collect)
+    .option("--import-queue <name=url>", "put what the queue's stream holds into the queue server at url (repeatable)", collect)
+    .option("--queue-delivery <mode>", "exported queues: a put resolves when stored (fast, default) or when the consumer released it (reliable)")
+    .option("--queue-replicas <n>", "replicas of a queue's stream when the bridge creates it (default 1)");
 }
 
 /** The bridge's options from the command line (a usage error for a bad one); the token comes from PLEXUS_NATS_TOKEN. */
@@ -63,7 +71,17 @@ export function bridgeSettings(opts: BridgeCliOptions, graphAddress: string): Br
   };
   const backpressure = opts.backpressure;
   if (backpressure !== undefined && !["block", "drop-oldest", "fail"].includes(backpressure)) throw usageError(`--backpressure must be block, drop-oldest or fail, got ${JSON.stringify(backpressure)}`);
-  if ((opts.export ?? []).length === 0 && (opts.import ?? []).length === 0) throw usageError("nothing to bridge: give --export and/or --import patterns (`>` for everything)");
+  const delivery = opts.queueDelivery as "fast" | "reliable" | undefined;
+  if (delivery !== undefined && delivery !== "fast" && delivery !== "reliable") throw usageError(`--queue-delivery must be fast or reliable, got ${JSON.stringify(delivery)}`);
+  const replicas = opts.queueReplicas === undefined ? undefined : intArg(opts.queueReplicas, "--queue-replicas", 1, 5);
+  const queues = (["export", "import"] as const).flatMap((direction) =>
+    ((direction === "export" ? opts.exportQueue : opts.importQueue) ?? []).map((arg) => {
+      const eq = arg.indexOf("=");
+      if (eq <= 0 || eq === arg.length - 1) throw usageError(`--${direction}-queue takes name=url, got ${JSON.stringify(arg)}`);
+      return { name: arg.slice(0, eq), direction, url: arg.slice(eq + 1), ...(delivery !== undefined ? { delivery } : {}), ...(replicas !== undefined ? { replicas } : {}) };
+    }),
+  );
+  if ((opts.export ?? []).length === 0 && (opts.import ?? []).length === 0 && queues.length === 0) throw usageError("nothing to bridge: give --export and/or --import patterns (`>` for everything), or queues");
   return {
     nats,
     export: opts.export ?? [],
@@ -74,6 +92,7 @@ export function bridgeSettings(opts: BridgeCliOptions, graphAddress: string): Br
     ...(opts.capacity !== undefined ? { capacity: intArg(opts.capacity, "--capacity", 64 << 10) } : {}),
     ...(opts.maxMessage !== undefined ? { maxMessage: intArg(opts.maxMessage, "--max-message", 1024) } : {}),
     ...(backpressure !== undefined ? { backpressure: backpressure as "block" | "drop-oldest" | "fail" } : {}),
+    queues,
     ...(opts.announceInterval !== undefined ? { announceInterval: intArg(opts.announceInterval, "--announce-interval", 100, 600_000) } : {}),
     graph: { address: graphAddress, embedded: false, token: clientToken(), tls: clientTls() },
   };
