@@ -6,14 +6,15 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
 import { Duplex, PassThrough } from "node:stream";
-import { PeerDeadError, ProtocolError, ResourceExhaustedError, SystemError, TimeoutError } from "../src/errors.js";
+import { AccessDeniedError, PeerDeadError, ProtocolError, ResourceExhaustedError, SystemError, TimeoutError } from "../src/errors.js";
+import { testCerts } from "./helpers/tcp-certs.js";
 import { readHandshakeFrame } from "../src/net/exchange.js";
 import { frameHeader, NetType, PING_FRAME } from "../src/net/frame.js";
 import { encodeHello, encodeRefusal, Status } from "../src/net/handshake.js";
 import { LEGACY_REFUSAL, openTcp, RpcStatus, RPC_SPEC, type OpenOptions } from "../src/rpc/handshake.js";
 import { Heartbeats, TcpChannel } from "../src/rpc/tcp-channel.js";
 import { get32, RpcType } from "../src/rpc/wire.js";
-import { rpcFrame } from "./helpers/rpc.js";
+import { graph, rpcFrame } from "./helpers/rpc.js";
 
 function openOptions(): OpenOptions {
   return { timeout: 2000, capacity: 1 << 16, maxMessage: 1 << 20, heartbeats: new Heartbeats(1000, 10000) };
@@ -140,4 +141,19 @@ test("a paused tcp channel delivers nothing; the frames it parsed wait, in order
   } finally {
     socket.destroy();
   }
+});
+
+test("tcp: a client without the certificate a TLS server requires gets AccessDeniedError (the alert on its first read), not an unhandled 'error'", async () => {
+  const certs = testCerts();
+  const { node } = await graph();
+  await using server = await node.server<number, number>("tls/needs-cert", (n) => n, {
+    transport: "tcp",
+    tcp: { host: "127.0.0.1", tls: { key: certs.serverKey, cert: certs.serverCert, ca: certs.ca, requestCert: true, rejectUnauthorized: true } },
+  });
+  const port = (await node.snapshot()).servers.find((s) => s.id === server.id)?.endpoints.tcp?.port;
+  assert.ok(port);
+  await assert.rejects(openTcp({ host: "127.0.0.1", port, tls: true }, { ...openOptions(), tls: { ca: certs.ca } }), AccessDeniedError);
+  // With its certificate, the same server accepts it.
+  const ch = await openTcp({ host: "127.0.0.1", port, tls: true }, { ...openOptions(), tls: { ca: certs.ca, key: certs.clientKey, cert: certs.clientCert } });
+  await ch.close();
 });

@@ -13,6 +13,7 @@ import { PeerDeadError, ProtocolError, TimeoutError } from "../errors.js";
 import { Deferred } from "../util/wait.js";
 import { checkNetHeader, FRAME_HEADER, get32, NetType, readFrameHeader, type FrameHeader } from "./frame.js";
 import { ANSWER_BYTES, foreignAnswer, type HandshakeSpec } from "./handshake.js";
+import { connectError } from "./dial.js";
 
 /** One handshake frame and what followed it. */
 export interface Exchanged {
@@ -90,18 +91,23 @@ export function readHandshakeFrame(socket: Socket, opts: ExchangeOptions): Promi
     }
   };
   const onClose = (): void => void wait.reject(new PeerDeadError(`${opts.what} closed the connection during the handshake`));
+  // A failure on the socket during the handshake (a TLS alert, such as a client certificate the
+  // server requires, arrives on the first read): the handshake's typed error, never an unhandled 'error'.
+  const onError = (err: NodeJS.ErrnoException): void => void wait.reject(connectError(err, opts.what));
   const wait = new Deferred<Exchanged>(
     { timeout: opts.timeout, signal: opts.signal, what: "connect", timeoutError: () => new TimeoutError(`${opts.what}: no handshake within ${opts.timeout} ms`) },
     undefined,
     () => {
       socket.off("data", onData);
       socket.off("close", onClose);
+      socket.off("error", onError);
       socket.pause();
     },
   );
   if (wait.settled) return wait.promise;
   socket.on("data", onData);
   socket.once("close", onClose);
+  socket.on("error", onError);
   socket.resume();
   return wait.promise;
 }
