@@ -1,6 +1,7 @@
 /**
  * The dashboard of a graph joined to another through the NATS bridge, in headless Chromium: the
- * other graph's publisher and service are drawn as that graph's host, and the topic's rate moves.
+ * other graph's publisher and service are drawn as that graph's host, with the queue it bridges,
+ * and the topic's rate moves.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -18,11 +19,11 @@ const CHROMIUM = process.env.PLEXUS_CHROMIUM || "/usr/bin/chromium";
 
 test("dashboard in Chromium: another graph's publisher and service, through a bridge, drawn as its host", { timeout: 90_000 }, async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: \`node scripts/ensure-system.mjs\` installs it (npm test runs it)`);
-  const nats = await natsServer();
+  const nats = await natsServer({ jetstream: true });
   const graphs = await Promise.all([GraphServer.start({ port: 0 }), GraphServer.start({ port: 0 })]);
   const [addrA, addrB] = graphs.map((g) => `127.0.0.1:${g.address.port}`);
   const bridges = [
-    await Bridge.start({ nats: nats.url, name: "dash-a", graph: { address: addrA, embedded: false }, export: [">"], announceInterval: 200, scanInterval: 50 }),
+    await Bridge.start({ nats: nats.url, name: "dash-a", graph: { address: addrA, embedded: false }, export: [">"], announceInterval: 200, scanInterval: 50, queues: [{ name: "renders", direction: "export", url: "tcp://127.0.0.1:0" }] }),
     await Bridge.start({ nats: nats.url, name: "dash-b", graph: { address: addrB, embedded: false }, import: [">"], announceInterval: 200, scanInterval: 50 }),
   ];
   const appA = await connect({ address: addrA, embedded: false, name: "camera" });
@@ -53,6 +54,7 @@ test("dashboard in Chromium: another graph's publisher and service, through a br
     await page.waitForSelector('#graph g[data-topic="camera/front"]', { timeout: 15_000 });
     await until("the remote host drawn", async () => (await page.$$eval("#graph g.node text", (ts) => ts.map((t) => t.textContent ?? ""))).includes("host dash-a"));
     await page.waitForSelector('#graph g[data-service="camera/exposure"]');
+    await until("the other graph's queue drawn", async () => (await page.$$eval("#graph g.node text", (ts) => ts.map((t) => t.textContent ?? ""))).includes("queue renders"));
     await until("the bridged topic's rate to move", async () => Number(await page.$eval('#graph g[data-topic="camera/front"]', (g) => g.getAttribute("data-rate"))) > 0);
     assert.deepEqual(errors, []);
   } finally {

@@ -172,6 +172,13 @@ describe("bridge: two graphs through one nats-server", () => {
       msg.release();
       await put; // reliable: resolved once the consuming application released it
       await eventually("q-b to hear of q-a's queue", () => qb.hosts().find((h) => h.origin === "q-a")?.queues.includes("jobs"));
+      // ... and to tell its GraphServer: plexus graph draws the queue, plexus top lists the host with it.
+      const snap = await eventually("the graph to know q-a's queue", async () => {
+        const s = await b.app.snapshot();
+        return s.remote.some((r) => r.origin === "q-a" && r.queues.includes("jobs")) ? s : undefined;
+      });
+      assert.match(toMermaid(picture(snap)), /queue jobs/);
+      assert.match(topTable(b.graph.stats(), undefined, snap.remote), /^HOST +MACHINES +TOPICS +SERVICES +QUEUES\n(.*\n)*q-a +\S+ +0 +0 +jobs$/m);
     } finally {
       await qa.close();
       await qb.close();

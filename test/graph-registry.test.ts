@@ -55,3 +55,18 @@ test("registry: a node that leaves takes its ports, its own edges and its segmen
   assert.throws(() => r.removePort(b, publisher.id), { code: "ERR_PLEXUS_NOT_FOUND" });
   assert.throws(() => r.addSegment(b, "/etc/passwd"), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
 });
+
+test("registry: what a bridge reports of other graphs is checked, replaced on each report, and leaves with its node", () => {
+  const r = new Registry();
+  const bridge = r.addNode({ name: "plexus-bridge:plexus:a:1", host: "h", pid: 1, threadId: 0 }).id;
+  r.setRemote(bridge, [{ origin: "b", hostnames: ["hb"], topics: ["t"], services: [], queues: ["jobs"] }]);
+  assert.deepEqual(r.snapshot().remote, [{ node: bridge, origin: "b", hostnames: ["hb"], topics: ["t"], services: [], queues: ["jobs"] }]);
+  r.setRemote(bridge, [{ origin: "c" }]);
+  assert.deepEqual(r.snapshot().remote.map((g) => [g.origin, g.queues]), [["c", []]]);
+  assert.throws(() => r.setRemote(bridge, [{ origin: "" }]), /origin/);
+  assert.throws(() => r.setRemote(bridge, [{ origin: "d", topics: "t" }]), /topics must be a list/);
+  assert.throws(() => r.setRemote(bridge, "x"), /graphs must be a list/);
+  assert.throws(() => r.setRemote("n-unknown", []), /unknown node/);
+  r.removeNode(bridge);
+  assert.deepEqual(r.snapshot().remote, []);
+});

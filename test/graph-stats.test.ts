@@ -81,7 +81,7 @@ test("stats: a malformed report is refused with a typed error and the node keeps
 
 test("stats book: rates from successive reports, stale ports count 0", () => {
   const book = new StatsBook();
-  const snap = { nodes: [], topics: ["t"], publishers: [{ id: "p", topic: "t", node: "n", endpoints: { host: "h", pid: 1, threadId: 0 } }], subscribers: [], edges: [], segments: [], servers: [], clients: [], services: [] };
+  const snap = { nodes: [], topics: ["t"], publishers: [{ id: "p", topic: "t", node: "n", endpoints: { host: "h", pid: 1, threadId: 0 } }], subscribers: [], edges: [], segments: [], servers: [], clients: [], services: [], remote: [] };
   book.report({ publishers: [{ id: "p", messages: 100, bytes: 1000, waits: 0 }] }, () => true, 10_000);
   book.report({ publishers: [{ id: "p", messages: 600, bytes: 6000, waits: 2 }] }, () => true, 10_500);
   const now = book.topics(snap, 10_600).topics[0];

@@ -111,6 +111,7 @@ test("rpc stats book: rates, error rate and mean latency from successive reports
     servers: [{ id: "r", service: "svc", node: "n", endpoints, inPlace: false }],
     clients: [{ id: "c", service: "svc", node: "m" }],
     services: ["svc"],
+    remote: [],
   };
   book.report({ servers: [{ id: "r", requests: 100, errors: 0, bytes: 0, inFlight: 0 }], clients: [{ id: "c", requests: 100, errors: 10, bytes: 1000, latency: 90, inFlight: 1, links: [{ server: "r", transport: "tcp" }] }] }, () => true, 10_000);
   book.report({ servers: [{ id: "r", requests: 300, errors: 0, bytes: 0, inFlight: 2 }], clients: [{ id: "c", requests: 300, errors: 20, bytes: 3000, latency: 470, inFlight: 3, links: [{ server: "r", transport: "tcp" }] }] }, () => true, 10_500);

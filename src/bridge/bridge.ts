@@ -219,6 +219,8 @@ export class Bridge implements AsyncDisposable {
   private online = true;
   private whenOnline: { promise: Promise<void>; resolve: () => void } | undefined;
   private nodes = 0;
+  /** What was last reported to the GraphServer of the other graphs (and to which node id). */
+  private reported = "";
   private scanning: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
@@ -302,8 +304,18 @@ export class Bridge implements AsyncDisposable {
         // Graphs heard from but never announced (or no longer), silent for three intervals: what is held for them goes.
         for (const origin of this.topics.silentOrigins(now - 3 * this.opts.announceInterval - 1000)) if (this.remote.get(origin) === undefined) void this.reconcile(origin);
         for (const [origin, at] of this.left) if (now - at > 3 * this.opts.announceInterval + 1000) this.left.delete(origin);
+        this.reportRemote();
       }, this.opts.announceInterval),
     );
+  }
+
+  /** Tells the GraphServer what the other graphs offer (for `plexus graph`, `plexus top`, the dashboard), when it changed. */
+  private reportRemote(): void {
+    const graphs = this.remote.list().map((h) => ({ origin: h.origin, hostnames: h.hostnames, topics: h.topics, services: h.services, queues: h.queues }));
+    const text = `${this.node.id}\u0000${JSON.stringify(graphs)}`;
+    if (text === this.reported || this.closing) return;
+    this.reported = text;
+    this.node.reportRemote(graphs).catch(() => (this.reported = "")); // the GraphServer is away: told again next time
   }
 
   /** The promise exports wait on while NATS is disconnected. */
@@ -497,6 +509,7 @@ export class Bridge implements AsyncDisposable {
         await this.topics.dropImports(origin);
         await this.services.dropImports(origin);
         if (this.joined.delete(origin)) this.listeners.emit("host-leave", origin);
+        this.reportRemote();
         return;
       }
       const topics = new Set(host.topics.filter((t) => this.opts.imports.passes(t)));
@@ -505,6 +518,7 @@ export class Bridge implements AsyncDisposable {
       await this.services.dropImports(origin, services);
       await Promise.all([...topics].map((t) => this.topics.importPublisher(origin, t).catch(() => {})));
       await Promise.all([...services].map((s) => this.services.importService(origin, s)));
+      this.reportRemote();
     } catch (err) {
       this.report(err instanceof PlexusError ? err : new ProtocolError(`updating what is held for ${origin} failed`, { cause: err }));
     }

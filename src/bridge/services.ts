@@ -80,7 +80,8 @@ export class ServiceBridge {
     for (const [service, e] of this.exported) {
       if (!services.has(service)) {
         this.exported.delete(service);
-        e.sub.unsubscribe();
+        // Drained, not dropped: a request already on its way here is answered (NoServerError if the service is gone).
+        await e.sub.drain().catch(() => e.sub.unsubscribe());
         await e.done;
         await e.client.close();
       }
@@ -225,7 +226,7 @@ export class ServiceBridge {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const e of this.exported.values()) e.sub.unsubscribe();
+    await Promise.all([...this.exported.values()].map((e) => e.sub.drain().catch(() => e.sub.unsubscribe())));
     await Promise.all([...this.exported.values()].map((e) => e.done));
     await Promise.all([...this.exported.values()].map((e) => e.client.close()));
     this.exported.clear();

@@ -22,9 +22,9 @@ export interface GraphPicture {
   /**
    * node -> topic (publishes), topic -> node (subscribes, with the link transports), topic ->
    * topic (edge), node -> service (calls: a client, with the link transports), service -> node
-   * (serves: a server).
+   * (serves: a server), another graph's host -> the queue it bridges (offers).
    */
-  arrows: { from: string; to: string; kind: "publishes" | "subscribes" | "edge" | "calls" | "serves"; label?: string }[];
+  arrows: { from: string; to: string; kind: "publishes" | "subscribes" | "edge" | "calls" | "serves" | "offers"; label?: string }[];
 }
 
 /**
@@ -48,8 +48,18 @@ export function picture(snap: Snapshot, stats?: GraphStats, compact = false): Gr
   const busy = new Set([...snap.publishers, ...snap.subscribers, ...snap.servers, ...snap.clients].map((p) => p.node));
   const nodes = snap.nodes.filter((n) => busy.has(n.id)).map((n) => ({ id: `node:${n.id}`, label: `${n.name} (pid ${n.pid}${n.threadId ? `, thread ${n.threadId}` : ""})` }));
   // Ports a bridge holds for another graph are drawn as that graph: one node per remote host.
-  const remotes = [...new Set([...snap.publishers, ...snap.servers].map((p) => p.endpoints.remote).filter((r): r is string => r !== undefined))].sort();
+  // Other graphs, also those with nothing held here (yet), as the bridges report them, with their queues.
+  const reported = snap.remote ?? [];
+  const remotes = [...new Set([...snap.publishers, ...snap.servers].map((p) => p.endpoints.remote).filter((r): r is string => r !== undefined).concat(reported.map((r) => r.origin)))].sort();
   nodes.push(...remotes.map((r) => ({ id: `remote:${r}`, label: `host ${r} (through a bridge)` })));
+  for (const r of reported) {
+    for (const q of r.queues) {
+      const id = `queue:${r.origin}/${q}`;
+      if (nodes.some((n) => n.id === id)) continue;
+      nodes.push({ id, label: `queue ${q}` });
+      arrows.push({ from: `remote:${r.origin}`, to: id, kind: "offers" });
+    }
+  }
   const owner = (p: { node: string; endpoints: { remote?: string } }): string => (p.endpoints.remote !== undefined ? `remote:${p.endpoints.remote}` : `node:${p.node}`);
   const seen = new Set<string>();
   for (const p of snap.publishers) {
@@ -108,7 +118,7 @@ export function toMermaid(p: GraphPicture): string {
   const ids = new Map<string, string>();
   const id = (key: string): string => {
     let v = ids.get(key);
-    if (v === undefined) ids.set(key, (v = `${key.startsWith("node:") ? "n" : key.startsWith("remote:") ? "h" : key.startsWith("service:") ? "s" : "t"}${ids.size}`));
+    if (v === undefined) ids.set(key, (v = `${key.startsWith("node:") ? "n" : key.startsWith("remote:") ? "h" : key.startsWith("queue:") ? "q" : key.startsWith("service:") ? "s" : "t"}${ids.size}`));
     return v;
   };
   const q = (s: string): string => `"${s.replace(/"/g, "#quot;")}"`;
@@ -117,7 +127,7 @@ export function toMermaid(p: GraphPicture): string {
   for (const t of p.topics) lines.push(`  ${id(`topic:${t}`)}([${q(t)}])`);
   for (const v of p.services) lines.push(`  ${id(`service:${v}`)}{{${q(v)}}}`);
   for (const a of p.arrows) {
-    const arrow = a.kind === "edge" ? "==>" : a.kind === "serves" ? "-.->" : "-->";
+    const arrow = a.kind === "edge" ? "==>" : a.kind === "serves" || a.kind === "offers" ? "-.->" : "-->";
     lines.push(`  ${id(a.from)} ${arrow}${a.label ? `|${a.label}|` : ""} ${id(a.to)}`);
   }
   return `${lines.join("\n")}\n`;
@@ -131,7 +141,7 @@ export function toDot(p: GraphPicture): string {
   for (const t of p.topics) lines.push(`  ${q(`topic:${t}`)} [shape=ellipse, label=${q(t)}];`);
   for (const v of p.services) lines.push(`  ${q(`service:${v}`)} [shape=hexagon, label=${q(v)}];`);
   for (const a of p.arrows) {
-    const attrs = [a.kind === "edge" ? "style=bold" : a.kind === "serves" ? "style=dashed" : "", a.label ? `label=${q(a.label)}` : ""].filter(Boolean).join(", ");
+    const attrs = [a.kind === "edge" ? "style=bold" : a.kind === "serves" || a.kind === "offers" ? "style=dashed" : "", a.label ? `label=${q(a.label)}` : ""].filter(Boolean).join(", ");
     lines.push(`  ${q(a.from)} -> ${q(a.to)}${attrs ? ` [${attrs}]` : ""};`);
   }
   lines.push("}");

@@ -6,10 +6,11 @@
  */
 import { Command } from "commander";
 import type { GraphStats, ServiceStats, TopicStats } from "../graph/stats.js";
+import type { RemoteGraphInfo, Snapshot } from "../graph/registry.js";
 import { action, CliError, connectGraph, Exit, human, intArg, isUnreachable, numberArg, palette, type AddressOptions } from "./common.js";
 
 /** The table `plexus top` prints. */
-export function topTable(stats: GraphStats, color = palette({ isTTY: false } as NodeJS.WriteStream)): string {
+export function topTable(stats: GraphStats, color = palette({ isTTY: false } as NodeJS.WriteStream), remote?: RemoteGraphInfo[]): string {
   const head = ["TOPIC", "PUB", "SUB", "MSG/S", "BYTES/S", "RECV/S", "WAITS", "DROPS", "LINKS"];
   const rows = stats.topics.map((t: TopicStats) => {
     const kinds = new Map<string, number>();
@@ -37,7 +38,19 @@ export function topTable(stats: GraphStats, color = palette({ isTTY: false } as 
   if (rows.length === 0) out.push(color.dim("(no topics)"));
   const services = stats.services ?? [];
   if (services.length > 0) out.push("", serviceTable(services, color));
+  if (remote !== undefined && remote.length > 0) out.push("", hostTable(remote, color));
   return `${out.join("\n")}\n`;
+}
+
+/** The other graphs joined through bridges: host, machines, what it offers. */
+function hostTable(remote: RemoteGraphInfo[], color: ReturnType<typeof palette>): string {
+  const byOrigin = new Map<string, RemoteGraphInfo>();
+  for (const r of remote) if (!byOrigin.has(r.origin)) byOrigin.set(r.origin, r);
+  const head = ["HOST", "MACHINES", "TOPICS", "SERVICES", "QUEUES"];
+  const rows = [...byOrigin.values()].map((r) => [r.origin, r.hostnames.join(",") || "-", String(r.topics.length), String(r.services.length), r.queues.join(",") || "-"]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  return [color.bold(line(head)), ...rows.map(line)].join("\n");
 }
 
 /** The services part of the table: request rate, errors, in flight, mean round trip, link transports. */
@@ -88,15 +101,17 @@ export function topCommand(): Command {
             if (i > 0) await new Promise((r) => setTimeout(r, interval));
             if (stop) break;
             let stats: GraphStats;
+            let remote: RemoteGraphInfo[] = [];
             try {
               stats = await graph.request<GraphStats>("stats");
+              remote = (await graph.request<Snapshot>("snapshot")).remote ?? [];
             } catch (err) {
               if (isUnreachable(err) || (err as { code?: string }).code === "ERR_PLEXUS_PEER_DEAD") throw new CliError("the GraphServer went away", Exit.NoServer);
               throw err;
             }
-            if (opts.json) process.stdout.write(`${JSON.stringify(stats)}\n`);
-            else if (tty) process.stdout.write(`\x1b[H\x1b[2J${palette().dim(`plexus top  ${new Date(stats.at).toLocaleTimeString()}  (Ctrl-C quits)`)}\n${topTable(stats, palette())}`);
-            else process.stdout.write(`${topTable(stats)}\n`);
+            if (opts.json) process.stdout.write(`${JSON.stringify({ ...stats, remote })}\n`);
+            else if (tty) process.stdout.write(`\x1b[H\x1b[2J${palette().dim(`plexus top  ${new Date(stats.at).toLocaleTimeString()}  (Ctrl-C quits)`)}\n${topTable(stats, palette(), remote)}`);
+            else process.stdout.write(`${topTable(stats, undefined, remote)}\n`);
           }
         } finally {
           process.off("SIGINT", quit);

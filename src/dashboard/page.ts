@@ -140,6 +140,8 @@ function drawGraph(snap, stats) {
   // Ports a bridge holds for another graph are drawn as that graph's host.
   const owner = p => p.endpoints && p.endpoints.remote ? "h:" + p.endpoints.remote : "n:" + p.node;
   const remotes = Array.from(new Set(snap.publishers.concat(servers).filter(p => p.endpoints && p.endpoints.remote).map(p => p.endpoints.remote))).sort();
+  const reported = snap.remote || [];
+  for (const r of reported) if (!remotes.includes(r.origin)) remotes.push(r.origin);
   for (const r of remotes) vertices.push({ id: "h:" + r, kind: "node", label: "host " + r, sub: "through a bridge" });
   const arrows = [];
   const seen = new Set();
@@ -162,6 +164,12 @@ function drawGraph(snap, stats) {
     const existing = arrows.find(a => a.key === k);
     if (existing) { tr.forEach(x => existing.transports.add(x)); continue; }
     arrows.push({ key: k, from: "n:" + c.node, to: "v:" + c.service, kind: "call", transports: new Set(tr) });
+  }
+  for (const r of reported) for (const q of r.queues) {
+    const id = "q:" + r.origin + "/" + q;
+    if (vertices.some(v => v.id === id)) continue;
+    vertices.push({ id, kind: "node", label: "queue " + q, sub: "bridged by " + r.origin });
+    arrows.push({ key: "offers:" + id, from: "h:" + r.origin, to: id, kind: "serve" });
   }
   for (const s of servers) {
     const k = "serve:" + s.service + ">" + owner(s);

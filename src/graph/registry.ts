@@ -96,6 +96,22 @@ export interface ClientInfo {
   node: string;
 }
 
+/** Another graph joined to this one through a bridge, as the bridge (node `node`) reports it. */
+export interface RemoteGraphInfo {
+  /** The bridge's node here. */
+  node: string;
+  /** The other graph's name. */
+  origin: string;
+  /** The machines its bridges run on. */
+  hostnames: string[];
+  /** Topics it offers. */
+  topics: string[];
+  /** Services it offers. */
+  services: string[];
+  /** Queues it bridges. */
+  queues: string[];
+}
+
 /** The whole graph (for the CLI and the dashboard). */
 export interface Snapshot {
   /** Nodes. */
@@ -116,6 +132,8 @@ export interface Snapshot {
   clients: ClientInfo[];
   /** Every request/response service that has a server or a client, sorted. */
   services: string[];
+  /** Other graphs joined to this one through bridges (docs/scale-out.md), as each bridge reports them; one entry per (bridge, graph). */
+  remote: RemoteGraphInfo[];
 }
 
 /** Topic names: 1..256 characters, no whitespace (which includes no control characters below space). */
@@ -138,6 +156,7 @@ export class Registry {
   private readonly segments = new Map<string, Set<string>>();
   private readonly servers = new Map<string, ServerInfo>();
   private readonly clients = new Map<string, ClientInfo>();
+  private readonly remotes = new Map<string, RemoteGraphInfo[]>();
   private nextId = 1;
 
   /**
@@ -174,6 +193,7 @@ export class Registry {
     const servicesBefore = this.serversAll();
     for (const [sid, s] of this.servers) if (s.node === id) this.servers.delete(sid);
     for (const [cid, c] of this.clients) if (c.node === id) this.clients.delete(cid);
+    this.remotes.delete(id);
     this.nodes.delete(id);
     for (const [pid, p] of this.publishers) if (p.node === id) this.publishers.delete(pid);
     for (const [sid, s] of this.subscribers) if (s.node === id) this.subscribers.delete(sid);
@@ -332,7 +352,28 @@ export class Registry {
       servers: [...this.servers.values()],
       clients: [...this.clients.values()],
       services: [...new Set([...this.servers.values(), ...this.clients.values()].map((p) => p.service))].sort(),
+      remote: [...this.remotes.values()].flat(),
     };
+  }
+
+  /**
+   * Replaces what the bridge `node` reports of the other graphs it joins this one to (an
+   * `InvalidArgumentError` for a malformed list; at most 1024 graphs, each list at most 4096 names).
+   */
+  setRemote(node: string, graphs: unknown): void {
+    this.mustHaveNode(node);
+    const names = (v: unknown, what: string): string[] => {
+      if (!Array.isArray(v) || v.length > 4096 || v.some((s) => typeof s !== "string" || s.length > 1024)) throw new InvalidArgumentError(`remote.set: ${what} must be a list of at most 4096 names`);
+      return v as string[];
+    };
+    if (!Array.isArray(graphs) || graphs.length > 1024) throw new InvalidArgumentError("remote.set: graphs must be a list of at most 1024 graphs");
+    const list = graphs.map((g: unknown): RemoteGraphInfo => {
+      const r = g as Record<string, unknown> | null;
+      if (r === null || typeof r !== "object" || typeof r["origin"] !== "string" || r["origin"].length === 0 || r["origin"].length > 255) throw new InvalidArgumentError("remote.set: each graph needs an origin of 1..255 characters");
+      return { node, origin: r["origin"], hostnames: names(r["hostnames"] ?? [], "hostnames"), topics: names(r["topics"] ?? [], "topics"), services: names(r["services"] ?? [], "services"), queues: names(r["queues"] ?? [], "queues") };
+    });
+    if (list.length === 0) this.remotes.delete(node);
+    else this.remotes.set(node, list);
   }
 
   private mustHaveNode(node: string): void {

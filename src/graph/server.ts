@@ -257,6 +257,9 @@ export class GraphServer implements AsyncDisposable {
         return {};
       case "snapshot":
         return this.registry.snapshot();
+      case "remote.set":
+        this.registry.setRemote(node, body.graphs);
+        return {};
       case "stats":
         return this.stats();
       case "stats.report": {

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { ClosedError, PeerDeadError } from "../errors.js";
 import { checkGraphOptions, GraphClient, type GraphOptions } from "../graph/client.js";
 import { readOptions } from "../util/options.js";
-import { checkTopic, type PublisherInfo, type Snapshot } from "../graph/registry.js";
+import { checkTopic, type PublisherInfo, type RemoteGraphInfo, type Snapshot } from "../graph/registry.js";
 import type { GraphRef } from "../graph/ref.js";
 import { Publisher, type PublisherOptions } from "../pubsub/publisher.js";
 import { Subscriber, type SubscriberOptions } from "../pubsub/subscriber.js";
@@ -198,6 +198,15 @@ export class Node implements AsyncDisposable {
     this.checkOpen();
     await this.graph.request("edge.remove", { from, to });
     this.edges.delete(`${from}\u0000${to}`);
+  }
+
+  /**
+   * @internal What a bridge reports of the other graphs it joins this one to (shown by
+   * `plexus graph`, `plexus top` and the dashboard); replaces its last report.
+   */
+  async reportRemote(graphs: readonly Omit<RemoteGraphInfo, "node">[]): Promise<void> {
+    this.checkOpen();
+    await this.graph.request("remote.set", { graphs: graphs.map((g) => ({ ...g })) });
   }
 
   /** The whole graph as the GraphServer sees it. */
