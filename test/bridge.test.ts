@@ -185,6 +185,29 @@ describe("bridge: two graphs through one nats-server", () => {
     }
   });
 
+  it("one bridge that exports and imports the same queue, reliable: the put resolves when the application released the message", async () => {
+    await using app = await queue.server<number>({ url: "tcp://127.0.0.1:0" });
+    const both = await Bridge.start({
+      nats: server.url,
+      name: "q-both",
+      graph: { address: `127.0.0.1:${a.graph.address.port}`, embedded: false },
+      queues: [
+        { name: "self", direction: "export", url: "tcp://127.0.0.1:0", delivery: "reliable" },
+        { name: "self", direction: "import", url: app.url },
+      ],
+    });
+    try {
+      await using producer = await queue.client<number>({ url: both.stats().queues[0].url });
+      const put = producer.put(42, { timeout: 10_000 });
+      const msg = await app.get({ timeout: 10_000 });
+      assert.equal(msg.value, 42);
+      msg.release();
+      await put;
+    } finally {
+      await both.close();
+    }
+  });
+
   it("each graph sees the other in hosts(), with what it exports", async () => {
     const pub = await a.app.publisher("announced/topic");
     await eventually("host-b to hear of host-a's topic", () => b.bridge.hosts().find((h) => h.origin === "host-a")?.topics.includes("announced/topic"));

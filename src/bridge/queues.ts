@@ -53,6 +53,9 @@ type JetStreamModule = typeof JetStream;
 export const MSG_ID_HEADER = "Nats-Msg-Id";
 /** Header: the graph (bridge origin) the message was put on. */
 export const ORIGIN_HEADER = "Plexus-Origin";
+/** The `reliable` exporters of this process, by notice subject: an importer of the process tells them directly. */
+const exporters = new Map<string, QueueBridge>();
+
 /** Header (`reliable` export): the subject the importer publishes its notice on. */
 export const ACK_HEADER = "Plexus-Ack";
 /** Header of a notice: the importer refused the message for good (`<code> <message>`). */
@@ -500,6 +503,7 @@ export class QueueBridge implements AsyncDisposable {
       if (this.outgoing.size > 0) warnDropped(`the bridge of queue ${this.cfg.name} closed with ${this.outgoing.size} message(s) not ${this.cfg.delivery === "reliable" ? "consumed" : "stored"} within the linger of ${linger} ms; their puts reject with ClosedError (they may still be delivered)`);
       for (const o of [...this.outgoing.values()]) this.settle(o, new ClosedError(`the bridge of queue ${this.cfg.name} closed before the message was ${this.cfg.delivery === "reliable" ? "consumed" : "stored"}`));
       this.noticeSub?.unsubscribe();
+      if (exporters.get(this.noticeSubject) === this) exporters.delete(this.noticeSubject);
       await this.server?.close({ linger: Math.min(linger, 500) });
     } else {
       await this.messages?.close().catch(() => undefined);
@@ -531,6 +535,7 @@ export class QueueBridge implements AsyncDisposable {
     this.server = await QueueServer.create({ ...this.cfg.server, url: this.cfg.url, maxMessage: Math.max(1, Math.min(asked ?? room, room)) });
     this.server.tap = (d) => this.take(d);
     if (this.cfg.delivery === "reliable") {
+      exporters.set(this.noticeSubject, this);
       this.noticeSub = this.ctx.nc.subscribe(this.noticeSubject, { callback: (err, m) => (err === null ? this.notice(m) : this.report(natsError(err, `queue ${this.cfg.name}: notices`))) });
       this.sweep = setInterval(() => this.expire(), 1000);
       this.sweep.unref();
@@ -632,13 +637,16 @@ export class QueueBridge implements AsyncDisposable {
 
   /** A notice from an importer (`reliable`): the message's id, and `Plexus-Error` if it refused it. */
   private notice(m: NatsMsg): void {
-    const id = m.string();
+    this.noticed(m.string(), m.headers?.get(ERROR_HEADER) ?? "", m.subject);
+  }
+
+  /** A notice (from NATS, or from an importer of this process): the message's id, and the refusal, if it was refused. */
+  private noticed(id: string, refused: string, subject: string): void {
     const o = this.outgoing.get(id);
     if (o === undefined) {
-      if (!id.startsWith(this.idPrefix())) this.report(new ProtocolError(`queue ${this.cfg.name}: a notice on ${m.subject} for an id this bridge never sent (${JSON.stringify(id.slice(0, 80))})`));
+      if (!id.startsWith(this.idPrefix())) this.report(new ProtocolError(`queue ${this.cfg.name}: a notice on ${subject} for an id this bridge never sent (${JSON.stringify(id.slice(0, 80))})`));
       return; // a late or repeated notice
     }
-    const refused = m.headers?.get(ERROR_HEADER) ?? "";
     if (refused === "") {
       this.counts.delivered++;
       this.settle(o);
@@ -762,12 +770,20 @@ export class QueueBridge implements AsyncDisposable {
       this.report(new ProtocolError(`queue ${this.cfg.name}: a message asks for its notice on ${JSON.stringify(to.slice(0, 80))}, not a notice subject of this prefix (not sent)`));
       return;
     }
+    const refusal = err === undefined ? "" : `${err.code} ${err.message.replace(/[\r\n]+/g, " ").slice(0, 400)}`;
+    // An exporter of this process is told directly: a bridge that exports and imports one queue
+    // would not hear its own notice (its NATS connection does not echo what it publishes).
+    const local = exporters.get(to);
+    if (local !== undefined) {
+      local.noticed(id, refusal, to);
+      return;
+    }
     try {
       if (err === undefined) {
         this.ctx.nc.publish(to, id);
       } else {
         const h = this.ctx.nats.headers();
-        h.set(ERROR_HEADER, `${err.code} ${err.message.replace(/[\r\n]+/g, " ").slice(0, 400)}`);
+        h.set(ERROR_HEADER, refusal);
         this.ctx.nc.publish(to, id, { headers: h });
       }
     } catch (e) {
