@@ -206,6 +206,9 @@ export class DuplexServer implements AsyncDisposable {
     const signal = this.closer.signal;
     while (!signal.aborted) {
       const started = performance.now();
+      // A client that closed its response buffer has left, even if its request writer's end was
+      // not seen yet (the next client's writer connected first): its session is over.
+      if (this.session === "active" && this.responder !== undefined && !readerLive(this.responder)) await this.endSession();
       if (this.session === "idle") await this.tryConnect(0);
       const left = RETRY_MS - (performance.now() - started);
       if (left > 0) await sleep(left, signal).catch(() => undefined);
