@@ -355,7 +355,12 @@ def accept_hello(fs: FrameSocket, spec: Spec, refusal: Callable[[int, str], byte
 
 def handshake(fs: FrameSocket, spec: Spec, hello_frame: bytes, where: str, timeout: float, protocol_status: Callable[[int, str], PlexusError | None] | None = None) -> tuple[Preamble, bytes]:
     """Sends ``hello_frame`` and reads the WELCOME (typed errors for a refusal or a foreign server)."""
-    fs.send(hello_frame)
+    try:
+        fs.send(hello_frame)
+    except ssl.SSLError as err:
+        # A TLS server that refused this client (a certificate it requires) may have closed the
+        # connection before the HELLO went out: the refusal, whether it arrives on the write or the read.
+        raise AccessDeniedError(f"TLS with {where} failed: {err.reason or err}") from err
     fs.sock.settimeout(timeout)
     try:
         fs.fill(FRAME_HEADER)

@@ -6,8 +6,9 @@
  * (Internal: not part of the public API.)
  * @module
  */
+import { Buffer } from "node:buffer";
 import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../errors.js";
-import { encodedSize, encodeInto, type FramePlan } from "../codec/index.js";
+import { encodeChunks, encodedSize, encodeInto, type FramePlan } from "../codec/index.js";
 
 /** "PXN1", little-endian. */
 const MAGIC = 0x314e5850;
@@ -54,6 +55,16 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const f64 = new Float64Array(1);
 const f64Bytes = new Uint8Array(f64.buffer);
+
+/**
+ * `n` bytes that are written whole before anyone reads them: not zeroed first (a 1 MiB message
+ * would otherwise cost a memset of its own). A plain `Uint8Array` view, so that what the codec
+ * decodes from it is what it would decode from any received message.
+ */
+function uninitialized(n: number): Uint8Array {
+  const b = Buffer.allocUnsafe(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
+}
 
 function put32(b: Uint8Array, at: number, v: number): void {
   b[at] = v & 0xff;
@@ -116,21 +127,34 @@ export function framedEnvelopes(kind: Kind, from: Sender, sequence: number, plan
   const room = maxPayload - head;
   if (room < 1) throw new FrameTooLargeError(`the NATS server's max_payload (${maxPayload}) leaves no room after the bridge's ${head}-byte header`);
   if (total <= room) {
-    const out = new Uint8Array(head + total);
+    const out = uninitialized(head + total);
     writeHeader(out, kind, from.origin, from.port, sequence, 0, 1, total);
     encodeInto(plan, out, head);
     return [out];
   }
   if (kind !== Kind.Message) throw new FrameTooLargeError(`a request or answer of ${total} bytes does not fit the NATS server's max_payload (${maxPayload}); only pub/sub messages are cut into chunks`);
-  const frame = new Uint8Array(total);
-  encodeInto(plan, frame, 0);
+  // The frame's pieces (its head, then each buffer as the caller's own memory) are copied once,
+  // straight into the chunks.
+  const pieces = encodeChunks(plan);
   const count = Math.ceil(total / room);
   const out: Uint8Array[] = [];
+  let piece = 0;
+  let at = 0;
   for (let i = 0; i < count; i++) {
-    const part = frame.subarray(i * room, Math.min(total, (i + 1) * room));
-    const msg = new Uint8Array(head + part.length);
+    const length = Math.min(room, total - i * room);
+    const msg = uninitialized(head + length);
     writeHeader(msg, kind, from.origin, from.port, sequence, i, count, total);
-    msg.set(part, head);
+    for (let filled = 0; filled < length; ) {
+      const p = pieces[piece] as Uint8Array;
+      const n = Math.min(length - filled, p.length - at);
+      msg.set(n === p.length ? p : p.subarray(at, at + n), head + filled);
+      filled += n;
+      at += n;
+      if (at === p.length) {
+        piece++;
+        at = 0;
+      }
+    }
     out.push(msg);
   }
   return out;
@@ -247,7 +271,7 @@ export class Reassembler {
         this.drop(oldest);
         evicted++;
       }
-      p = { key, sequence: e.sequence, count: e.count, frame: new Uint8Array(e.total), next: 0, filled: 0 };
+      p = { key, sequence: e.sequence, count: e.count, frame: uninitialized(e.total), next: 0, filled: 0 };
       this.partial.set(key, p);
       this.held += e.total;
       if (evicted > 0) {
