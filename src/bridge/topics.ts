@@ -169,7 +169,7 @@ export class TopicBridge {
   /**
    * Sends what the bridge's subscriber on `topic` receives to NATS, until it closes. It takes
    * from the subscriber only while NATS takes it: not while the connection is down, and not more
-   * than {@link FLUSH_BYTES} ahead of what the server has, so that the subscriber's own policy
+   * than two {@link FLUSH_BYTES} ahead of what the server confirmed, so that the subscriber's own policy
    * (`drop-oldest`, `block`, `fail`) applies when NATS is slow, and nothing piles up here.
    */
   private async send(topic: string, sub: Subscriber<unknown>): Promise<void> {
@@ -177,6 +177,8 @@ export class TopicBridge {
     const c = this.c;
     const nc = this.ctx.nc;
     let unflushed = 0;
+    /** The flush of the previous FLUSH_BYTES: at most two are in flight, so the pipe never runs dry while one completes. */
+    let flushing: Promise<void> | undefined;
     const one = (s: Sample<unknown>): void => {
       // Only the topic's own publishers: those upstream through edges are exported on their own topic.
       if (s.topic !== topic || !this.roles.sends(topic)) return;
@@ -212,7 +214,8 @@ export class TopicBridge {
         await this.ctx.connected();
         if (unflushed >= FLUSH_BYTES) {
           unflushed = 0;
-          await nc.flush().catch(() => {}); // a lost connection: the next turn waits for it
+          if (flushing !== undefined) await flushing; // two windows ahead of the server: wait for the older
+          flushing = nc.flush().catch(() => {}); // a lost connection: the next turn waits for it
           continue;
         }
         let s: Sample<unknown> | null = busy ? sub.tryReceive() : null;
