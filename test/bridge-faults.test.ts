@@ -191,6 +191,8 @@ describe("bridge security", () => {
     await assert.rejects(Bridge.start({ nats: "http://x" }), InvalidArgumentError);
     await assert.rejects(Bridge.start({ nats: "nats://127.0.0.1:1", export: ["a/>/b"] }), InvalidArgumentError);
     await assert.rejects(Bridge.start({ nats: "nats://127.0.0.1:1", prefix: "a b" }), InvalidArgumentError);
+    await assert.rejects(Bridge.start({ nats: "nats://127.0.0.1:1", name: "my graph" }), InvalidArgumentError, "a graph name is one subject token: no whitespace");
+    await assert.rejects(Bridge.start({ nats: { servers: undefined as unknown as string } }), InvalidArgumentError);
     await assert.rejects(Bridge.start({ nats: "nats://127.0.0.1:1", backpressure: "sometimes" as "block" }), InvalidArgumentError);
   });
 });

@@ -4,6 +4,7 @@
  * other graphs' ones its import list allows, and announces its graph so that the others see it.
  * @module
  */
+import { Buffer } from "node:buffer";
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError, PeerDeadError, PlexusError, ProtocolError } from "../errors.js";
@@ -156,7 +157,7 @@ function settings(opts: BridgeOptions): Settings {
   const capacity = o.int("capacity", 4 << 20, 64 << 10, 2 ** 32 - 1);
   const maxMessage = o.int("maxMessage", Math.floor(capacity / 2) - 64, 1024, 2 ** 32 - 1);
   const name = o.string("name", 1);
-  if (name !== undefined) label(name, "Bridge.start: option \"name\"");
+  if (name !== undefined && (Buffer.byteLength(name) > 255 || /\s/.test(name))) throw o.error("name", "1..255 bytes of UTF-8 without whitespace", name);
   return {
     nats,
     exports: new NameFilter(o.strings("export"), deny),
@@ -567,9 +568,10 @@ export class Bridge implements AsyncDisposable {
       await Promise.all(this.queues.map((q) => q.close()));
       this.announce(true);
       await this.topics.close();
+      // Out of the graph at once: a sibling that takes over what this bridge published sees it leave now.
+      await this.node.close({ linger: 0 });
       await this.nc.drain().catch(() => this.nc.close());
       await Promise.allSettled(this.loops);
-      await this.node.close({ linger: 0 });
     })();
     return this.closing;
   }

@@ -9,6 +9,7 @@
 import { Buffer } from "node:buffer";
 import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../errors.js";
 import { encodeChunks, encodedSize, encodeInto, type FramePlan } from "../codec/index.js";
+import { get32, put32 } from "../net/frame.js";
 
 /** "PXN1", little-endian. */
 const MAGIC = 0x314e5850;
@@ -64,17 +65,6 @@ const f64Bytes = new Uint8Array(f64.buffer);
 function uninitialized(n: number): Uint8Array {
   const b = Buffer.allocUnsafe(n);
   return new Uint8Array(b.buffer, b.byteOffset, n);
-}
-
-function put32(b: Uint8Array, at: number, v: number): void {
-  b[at] = v & 0xff;
-  b[at + 1] = (v >>> 8) & 0xff;
-  b[at + 2] = (v >>> 16) & 0xff;
-  b[at + 3] = v >>> 24;
-}
-
-function get32(b: Uint8Array, at: number): number {
-  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
 }
 
 /** The bytes of a graph name or a port id (1..255 UTF-8 bytes; a port id may be empty). */

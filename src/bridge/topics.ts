@@ -75,10 +75,14 @@ export class TopicBridge {
   private closedDrops = 0;
   private readonly exported = new Map<string, Exported>();
   private readonly imported = new Map<string, Promise<Publisher<unknown>>>();
-  private readonly importsOf = new Map<string, number>();
   private readonly lastSeq = new Map<string, { seq: number; at: number }>();
-  /** Messages followed on standby per (graph, topic) since the last election: counted as possibly lost if this bridge takes over. */
-  private readonly followed = new Map<string, number>();
+  /**
+   * Messages followed on standby per (graph, topic) since the election before last: counted as
+   * possibly lost if this bridge takes over. Two elections' worth, because the bridge that
+   * published may have stopped one election before it was seen to leave the graph.
+   */
+  private followed = new Map<string, number>();
+  private followedBefore = new Map<string, number>();
   private readonly lastHeard = new Map<string, number>();
   private readonly backlogs = new Map<string, Backlog>();
   private readonly senders = new Map<string, Sender>();
@@ -258,24 +262,18 @@ export class TopicBridge {
     const key = `${origin}\u0000${topic}`;
     let p = this.imported.get(key);
     if (p === undefined) {
-      const held = this.importsOf.get(origin) ?? 0;
+      const head = `${origin}\u0000`;
+      let held = 0;
+      for (const k of this.imported.keys()) if (k.startsWith(head)) held++;
       if (held >= MAX_IMPORTS_PER_ORIGIN) return Promise.reject(new ResourceExhaustedError(`${origin} offers more than ${MAX_IMPORTS_PER_ORIGIN} topics; ${JSON.stringify(topic)} is not received`));
-      this.importsOf.set(origin, held + 1);
       p = this.node.remotePublisher(topic, origin, { capacity: this.settings.capacity });
       this.imported.set(key, p);
       p.catch((err: unknown) => {
-        if (this.imported.get(key) === p) this.forget(key, origin);
+        if (this.imported.get(key) === p) this.imported.delete(key);
         this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`cannot publish ${JSON.stringify(topic)} of ${origin} here`, { cause: err }));
       });
     }
     return p;
-  }
-
-  private forget(key: string, origin: string): void {
-    this.imported.delete(key);
-    const n = (this.importsOf.get(origin) ?? 1) - 1;
-    if (n > 0) this.importsOf.set(origin, n);
-    else this.importsOf.delete(origin);
   }
 
   /** Closes the publishers of `origin` whose topic is not in `keep` (all of them, and its sequences, without `keep`). */
@@ -283,13 +281,13 @@ export class TopicBridge {
     for (const [key, p] of [...this.imported]) {
       const [o, topic] = key.split("\u0000");
       if (o !== origin || keep?.has(topic)) continue;
-      this.forget(key, origin);
+      this.imported.delete(key);
       await p.then((pub) => pub.close({ linger: 0 })).catch(() => {});
     }
     if (keep === undefined) {
       const head = `${origin}\u0000`;
       for (const k of [...this.lastSeq.keys()]) if (k.startsWith(head)) this.lastSeq.delete(k);
-      for (const k of [...this.followed.keys()]) if (k.startsWith(head)) this.followed.delete(k);
+      for (const m of [this.followed, this.followedBefore]) for (const k of [...m.keys()]) if (k.startsWith(head)) m.delete(k);
       this.lastHeard.delete(origin);
     }
   }
@@ -299,23 +297,26 @@ export class TopicBridge {
    * `before` (ms since the epoch): a graph that never announced itself and fell silent.
    */
   silentOrigins(before: number): string[] {
-    const origins = new Set([...this.importsOf.keys(), ...this.lastHeard.keys()]);
+    const origins = new Set([...[...this.imported.keys()].map((k) => k.slice(0, k.indexOf("\u0000"))), ...this.lastHeard.keys()]);
     return [...origins].filter((o) => (this.lastHeard.get(o) ?? 0) < before);
   }
 
   /**
    * A new election: where this bridge now publishes what another bridge of its graph published,
-   * the messages it followed since the last election may have been lost with that bridge: they
+   * the messages it followed since the election before last may have been lost with that bridge: they
    * are counted as gaps and reported. `takenOver` names those (graph, topic) pairs.
    */
   elected(takenOver: readonly { origin: string; topic: string }[]): void {
     for (const { origin, topic } of takenOver) {
-      const n = this.followed.get(`${origin}\u0000${topic}`) ?? 0;
+      const key = `${origin}\u0000${topic}`;
+      const n = (this.followed.get(key) ?? 0) + (this.followedBefore.get(key) ?? 0);
       if (n === 0) continue;
       this.c.gaps += n;
       this.ctx.report(new PeerDeadError(`the bridge that published ${JSON.stringify(topic)} of ${origin} here left; up to ${n} message(s) it received meanwhile may be lost (counted as gaps)`));
     }
-    this.followed.clear();
+    for (const { origin, topic } of takenOver) this.followed.delete(`${origin}\u0000${topic}`);
+    this.followedBefore = this.followed;
+    this.followed = new Map();
     const now = Date.now();
     for (const [k, v] of this.lastSeq) if (now - v.at > SEQUENCE_IDLE_MS) this.lastSeq.delete(k);
   }

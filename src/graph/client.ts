@@ -114,8 +114,6 @@ export class GraphClient {
   /** Called once when the connection ends (`error` is undefined after `close()`). */
   onClose: (error: Error | undefined) => void = () => {};
   private readonly pending = new Map<number, Pending>();
-  /** The GraphServer's address as this connection reached it. */
-  readonly server: { host: string; port: number };
   private nextId = 1;
   private closed = false;
   private notifyChain: Promise<void> = Promise.resolve();
@@ -130,7 +128,6 @@ export class GraphClient {
   ) {
     this.node = node;
     this.embedded = embedded;
-    this.server = { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", () => socket.destroy());
     socket.on("close", () => this.onSocketClose());

@@ -90,12 +90,6 @@ export class Node implements AsyncDisposable {
     return this.graph.node;
   }
 
-  /** The address of the GraphServer this node uses now (`host:port`, IPv6 in brackets). */
-  get graphAddress(): string {
-    const { host, port } = this.graph.server;
-    return `${host.includes(":") ? `[${host}]` : host}:${port}`;
-  }
-
   /** True if this process runs the GraphServer it uses (the embedded default). */
   get hostsGraph(): boolean {
     return this.graph.embedded !== undefined;
