@@ -10,6 +10,7 @@
 // on environment teardown (e.g. a worker exiting) AddonData closes it and waits for the close.
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -48,6 +49,31 @@ Napi::Value EventfdDrain(const Napi::CallbackInfo& info) {
     if (errno == EAGAIN) return Napi::Number::New(info.Env(), 0);
     ThrowErrno(info.Env(), "read", "eventfd " + std::to_string(fd));
   }
+}
+
+Napi::Value TimerfdCreate(const Napi::CallbackInfo& info) {
+  int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (fd < 0) ThrowErrno(info.Env(), "timerfd_create");
+  return Napi::Number::New(info.Env(), OwnFd(info.Env(), fd));
+}
+
+// timerfdArm(fd, delayNs): the timer expires once, delayNs from now (relative, one shot); 0 or
+// less disarms it. Unlike the event loop's timers (whole milliseconds), it has the kernel's
+// high-resolution timers' precision. Reading the fd (eventfdDrain) consumes the expiration.
+void TimerfdArm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "timerfdArm: fd");
+  if (!info[1].IsNumber()) ThrowArgument(env, "timerfdArm: delayNs must be a number");
+  double ns = info[1].As<Napi::Number>().DoubleValue();
+  struct itimerspec spec = {};
+  if (ns > 0) {
+    if (ns > 1e18) ns = 1e18;  // ~31 years: clamps what no timespec holds
+    auto whole = static_cast<int64_t>(ns);
+    if (whole < 1) whole = 1;  // a zero it_value would disarm
+    spec.it_value.tv_sec = static_cast<time_t>(whole / 1000000000);
+    spec.it_value.tv_nsec = static_cast<long>(whole % 1000000000);
+  }
+  if (timerfd_settime(fd, 0, &spec, nullptr) != 0) ThrowErrno(env, "timerfd_settime", "fd " + std::to_string(fd));
 }
 
 class Watcher : public Napi::ObjectWrap<Watcher>, public EnvResource {
@@ -199,6 +225,8 @@ void InitWake(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate, "eventfdCreate"));
   exports.Set("eventfdSignal", Napi::Function::New(env, EventfdSignal, "eventfdSignal"));
   exports.Set("eventfdDrain", Napi::Function::New(env, EventfdDrain, "eventfdDrain"));
+  exports.Set("timerfdCreate", Napi::Function::New(env, TimerfdCreate, "timerfdCreate"));
+  exports.Set("timerfdArm", Napi::Function::New(env, TimerfdArm, "timerfdArm"));
   exports.Set("Watcher", Watcher::Define(env));
 }
 

@@ -118,8 +118,12 @@ export interface NativeAddon {
   eventfdCreate(): number;
   /** Adds 1 to the eventfd counter (`write`); a saturated counter (EAGAIN) is not an error. */
   eventfdSignal(fd: number): void;
-  /** Reads and resets the counter; returns 0 if it was 0 (EAGAIN). */
+  /** Reads and resets the counter; returns 0 if it was 0 (EAGAIN). Also consumes a timerfd's expirations. */
   eventfdDrain(fd: number): number;
+  /** `timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)`: a timer with µs precision to watch. */
+  timerfdCreate(): number;
+  /** Arms the timer to expire once, `delayNs` from now (0 or less: disarms it). */
+  timerfdArm(fd: number, delayNs: number): void;
   /** A uv_poll watcher; `callback(events)` gets {@link PollEvent} bits. Started on creation. */
   Watcher: new (fd: number, callback: (events: number) => void) => Watcher;
 

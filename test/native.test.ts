@@ -238,6 +238,27 @@ test("eventfd: signal, drain, counter semantics", () => {
   assertSystemError(() => n.eventfdSignal(fd), "EBADF");
 });
 
+test("timerfd: expires once after its delay, re-arming replaces, 0 disarms, bad arguments are typed errors", async () => {
+  const fd = n.timerfdCreate();
+  try {
+    assert.equal(n.eventfdDrain(fd), 0, "not armed: nothing to read");
+    n.timerfdArm(fd, 1e6); // 1 ms
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(n.eventfdDrain(fd), 1);
+    assert.equal(n.eventfdDrain(fd), 0, "one shot");
+    n.timerfdArm(fd, 5e6);
+    n.timerfdArm(fd, 0); // disarmed before it expired
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(n.eventfdDrain(fd), 0);
+    n.timerfdArm(fd, 1e18); // far away: clamped, armed, never expires here
+    n.timerfdArm(fd, 0);
+    assert.throws(() => n.timerfdArm(fd, "1" as unknown as number), InvalidArgumentError);
+  } finally {
+    n.close(fd);
+  }
+  assertSystemError(() => n.timerfdArm(fd, 1e6), "EBADF");
+});
+
 test("dup: a second descriptor of the same eventfd outlives the first", () => {
   const fd = n.eventfdCreate();
   const copy = n.dup(fd);

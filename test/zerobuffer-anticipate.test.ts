@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Anticipator } from "../src/zerobuffer/anticipate.js";
+import { Anticipator } from "../src/util/anticipate.js";
 import { AbortError, ClosedError, Reader, Writer } from "../src/zerobuffer/index.js";
 import { InvalidArgumentError } from "../src/errors.js";
 import { leftovers, pattern, uniqueName } from "./helpers/zb.js";

@@ -21,10 +21,14 @@ export class EventfdLink implements Resource {
   private constructor(
     private readonly ping: number,
     private readonly slot: ReplySlot,
+    private readonly peer: Peer,
   ) {}
 
-  /** Creates the eventfds and starts the echo process (closed with `scope`). */
-  static async open(scope: CaseScope): Promise<EventfdLink> {
+  /**
+   * Creates the eventfds and starts the echo process (closed with `scope`).
+   * @param stamp - the echo process notes the time of each of its wake-ups ({@link wakes})
+   */
+  static async open(scope: CaseScope, stamp = false): Promise<EventfdLink> {
     const addon = native();
     const ping = addon.eventfdCreate();
     scope.defer(() => addon.close(ping));
@@ -41,8 +45,8 @@ export class EventfdLink implements Resource {
     });
     scope.defer(() => watcher.close());
     // The child gets the eventfds as fds 4 and 5 (stdio slots after stdin, stdout, stderr, ipc).
-    await Peer.start(scope, "eventfd-echo.js", { fds: [ping, pong], args: ["4", "5"] });
-    return new EventfdLink(ping, slot);
+    const peer = await Peer.start(scope, "eventfd-echo.js", { fds: [ping, pong], args: ["4", "5", ...(stamp ? ["stamp"] : [])] });
+    return new EventfdLink(ping, slot, peer);
   }
 
   /** Wakes the echo process; resolves when it woke this one back. */
@@ -50,6 +54,11 @@ export class EventfdLink implements Resource {
     const reply = this.slot.wait();
     native().eventfdSignal(this.ping);
     return reply;
+  }
+
+  /** With `stamp`: when the echo process woke up (CLOCK_MONOTONIC ns) for each ping since the last call. */
+  wakes(): Promise<Float64Array> {
+    return this.peer.call<Float64Array>("wakes");
   }
 
   close(): void {}

@@ -3,7 +3,7 @@
  * sends at a fixed rate, through the public API, to a subscriber process and to a worker thread
  * of that process; one-way latency (clock at publish, clock at delivery) and the CPU use of the
  * publisher and subscriber processes, next to a floor of the same run and pace: a native copy of
- * the message plus half an eventfd round trip.
+ * the message plus the one-way wake-up of a process by an eventfd.
  * @module
  */
 import type { Publisher } from "../../src/index.js";
@@ -53,6 +53,11 @@ const TRAFFIC: readonly Traffic[] = [
   { label: "idle", hz: 0, bytes: 0 },
 ];
 
+/** Messages a small-object stream sends back to back before its first repetition (not measured). */
+const WARM_SMALL = 20_000;
+/** The same for a stream of 1 MiB arrays. */
+const WARM_LARGE = 3_000;
+
 /** Ring capacity for 1 MiB messages (as the thr row's pubsub case): room for 7 of them. */
 const LARGE_RING = 8 * MiB;
 
@@ -63,7 +68,8 @@ registerRow({
     "The suite's process publishes at a fixed rate through the public API (connect, node.publisher, node.subscriber; shared-memory rings; " +
     "the GraphServer runs in the suite's process, as in the lat row) to one topic with two subscribers, default options: a subscriber process " +
     "(main thread) and a worker thread of that same process. One stream feeds both: a repetition is run once and its two subscribers are the " +
-    `cases "plexus pubsub -> process" and "-> worker". small: {seq, t, tag: "${SMALL_TAG}"} (MessagePack, ~40 B); 1 MiB: {seq, t, data: ` +
+    `cases "plexus pubsub -> process" and "-> worker". A second stream, whose subscriber process and worker subscribe with anticipate: true, ` +
+    `gives the case "-> process, anticipate" (its repetitions alternate with the first stream's). small: {seq, t, tag: "${SMALL_TAG}"} (MessagePack, ~40 B); 1 MiB: {seq, t, data: ` +
     `Float64Array(131072)} (out of band, one copy into a ${LARGE_RING / MiB} MiB ring). t = process.hrtime.bigint() (CLOCK_MONOTONIC: one ` +
     "clock for every process and thread of the host) just before publish(), so the encoding and the copy into the ring count; latency = the " +
     "subscriber's clock as soon as the decoded sample is in hand - t; then it touches one byte per 64 of the array and releases the sample. " +
@@ -76,8 +82,11 @@ registerRow({
     "sending window (idle: the silence); subscriber = the subscriber process, its main-thread subscriber AND the worker thread, from the start " +
     "of the repetition to the last delivery (idle: the silence); printed: the median of each over the repetitions, the same pair for both cases. The goal of the row: p50 <= the floor, i.e. a " +
     `ratio <= 1. "${PACED_FLOOR}" = the time of a native copy of the message's bytes into shared memory (${SMALL_BYTES} B for the small ` +
-    "object) + half of an eventfd round trip to a process that waits in its event loop (uv_poll, the lat row's floor), paced the same way, " +
-    "its repetitions alternating with the Plexus cases'.",
+    "object) + the time from an eventfd signal to the callback of a process that waits in its event loop (uv_poll, the lat row's floor; " +
+    "one-way: the process notes CLOCK_MONOTONIC in its callback, the clock of the subscribers), paced the same way, its repetitions " +
+    "alternating with the Plexus cases'. Before its first repetition a stream sends " +
+    `${WARM_SMALL} small objects (${WARM_LARGE} arrays of 1 MiB) back to back, not measured: V8 optimizes a function after some thousands ` +
+    "of calls, which a stream at 100 Hz reaches after minutes; the burst puts both processes in that steady state at once.",
 });
 
 /** What one repetition of a stream delivered: each subscriber's latencies (µs) and the CPU shares. */
@@ -117,12 +126,16 @@ class PacedStream implements Resource {
     private readonly data: Float64Array | undefined,
   ) {}
 
-  static async open(scope: CaseScope, traffic: Traffic): Promise<PacedStream> {
+  /** @param anticipate - the subscribers' `anticipate` option */
+  static async open(scope: CaseScope, traffic: Traffic, anticipate: boolean): Promise<PacedStream> {
     const { node, address } = await graph(scope);
     const pub = await node.publisher<PacedMessage>(TOPIC, traffic.bytes > 0 ? { capacity: LARGE_RING } : {});
-    const peer = await Peer.start(scope, "paced-peer.js", { args: [address, TOPIC, String(COLLECT_MS)] });
+    const peer = await Peer.start(scope, "paced-peer.js", { args: [address, TOPIC, String(COLLECT_MS), String(anticipate)] });
     await pub.waitForSubscribers(2, { signal: scope.signal, timeout: 15_000 });
-    return new PacedStream(pub, peer, traffic.bytes > 0 ? new Float64Array(traffic.bytes / 8).fill(1.5) : undefined);
+    const stream = new PacedStream(pub, peer, traffic.bytes > 0 ? new Float64Array(traffic.bytes / 8).fill(1.5) : undefined);
+    // Back to back, not recorded (the subscribers record from the first repetition's `begin` on).
+    for (let i = traffic.bytes > 0 ? WARM_LARGE : WARM_SMALL; i > 0; i--) await stream.publish(++stream.seq, scope.signal);
+    return stream;
   }
 
   /** Publishes message `seq`, stamped now. */
@@ -163,7 +176,12 @@ class PacedStream implements Resource {
   close(): void {}
 }
 
-/** The floor: a native copy into shared memory, then an eventfd round trip to an echo process. */
+/**
+ * The floor: a native copy into shared memory, then an eventfd that wakes a process waiting in
+ * its event loop; the latency is the copy's time + the time from the signal to the waiting
+ * process's callback (one-way, the same clock as the Plexus cases). The echo answers, so that
+ * one message is in flight at a time, as in the Plexus cases.
+ */
 class Floor implements Resource {
   private offset = 0;
 
@@ -175,33 +193,44 @@ class Floor implements Resource {
   static async open(scope: CaseScope, bytes: number): Promise<Floor> {
     const target = openTarget(bytes);
     scope.defer(() => target.close());
-    return new Floor(await EventfdLink.open(scope), target);
+    return new Floor(await EventfdLink.open(scope, true), target);
   }
 
-  /** One message: the copy, then the wake-up; µs of the copy + half the round trip. */
-  async oneWay(): Promise<number> {
+  /** One message: the copy, then the wake-up; the copy's µs, the signal's time at `signals[i]`. */
+  private async send(i: number, copyUs: Float64Array, signals: Float64Array): Promise<void> {
     const { segment, source } = this.target;
     if (this.offset + source.byteLength > segment.byteLength) this.offset = 0;
     const t0 = now();
     native().copy(segment, this.offset, source);
-    const t1 = now();
+    copyUs[i] = (now() - t0) * 1000;
+    signals[i] = monotonicNs();
     await this.link.roundTrip();
-    const t2 = now();
     this.offset += source.byteLength;
-    return (t1 - t0 + (t2 - t1) / 2) * 1000;
+  }
+
+  /** The one-way latencies (µs) of the messages just sent: copy + signal to wake-up. */
+  private async oneWay(copyUs: Float64Array, signals: Float64Array): Promise<Float64Array> {
+    const wakes = await this.link.wakes();
+    if (wakes.length !== signals.length) throw new Error(`the floor's echo woke ${wakes.length} times for ${signals.length} messages`);
+    return copyUs.map((c, i) => c + (wakes[i] - signals[i]) / 1000);
   }
 
   /** One repetition: `ms` of messages at `hz`. */
   async stream(ms: number, hz: number, signal: AbortSignal): Promise<Float64Array> {
-    const out = new Float64Array(messagesIn(ms, hz));
-    await paced(out.length, hz, signal, async (i) => void (out[i] = await this.oneWay()));
-    return out;
+    const n = messagesIn(ms, hz);
+    const copyUs = new Float64Array(n);
+    const signals = new Float64Array(n);
+    await paced(n, hz, signal, (i) => this.send(i, copyUs, signals));
+    return this.oneWay(copyUs, signals);
   }
 
   /** One idle repetition: `ms` of silence, then one message. */
   async idle(ms: number, signal: AbortSignal): Promise<Float64Array> {
     await sleepFor(ms, signal);
-    return Float64Array.of(await this.oneWay());
+    const copyUs = new Float64Array(1);
+    const signals = new Float64Array(1);
+    await this.send(0, copyUs, signals);
+    return this.oneWay(copyUs, signals);
   }
 
   close(): void {}
@@ -215,7 +244,7 @@ for (const traffic of TRAFFIC) {
     name: PACED_FLOOR,
     variant: traffic.label,
     kind: "latency",
-    method: `native copy of the message's bytes (${SMALL_BYTES} B for a small object) into shared memory + half an eventfd round trip, same pacing`,
+    method: `native copy of the message's bytes (${SMALL_BYTES} B for a small object) into shared memory + eventfd signal to the wake-up of a process waiting in its event loop (one-way), same pacing`,
     async run(ctx): Promise<LatencySample> {
       const floor = await ctx.keep("floor", (scope) => Floor.open(scope, traffic.bytes > 0 ? traffic.bytes : SMALL_BYTES));
       const ms = windowMs(ctx, fullMs);
@@ -223,19 +252,25 @@ for (const traffic of TRAFFIC) {
       return { kind: "latency", rttUs };
     },
   });
-  for (const subscriber of ["process", "worker"] as const) {
+  const cases = [
+    { subscriber: "process", anticipate: false },
+    { subscriber: "worker", anticipate: false },
+    { subscriber: "process", anticipate: true },
+  ] as const;
+  for (const { subscriber, anticipate } of cases) {
     registerCase({
       row: "paced",
-      name: `plexus pubsub -> ${subscriber}`,
+      name: `plexus pubsub -> ${subscriber}${anticipate ? ", anticipate" : ""}`,
       variant: traffic.label,
       kind: "latency",
       ratioTo: PACED_FLOOR,
       method:
-        subscriber === "process"
+        (subscriber === "process"
           ? "publisher in the suite's process -> subscriber on the main thread of another process"
-          : "publisher in the suite's process -> subscriber in a worker thread of that other process (its own connect())",
+          : "publisher in the suite's process -> subscriber in a worker thread of that other process (its own connect())") +
+        (anticipate ? "; the subscribers of this stream (another process) with anticipate: true: they poll around each message's expected arrival" : ""),
       async run(ctx): Promise<LatencySample> {
-        const stream = await shared(ctx, `paced ${traffic.label}`, (scope) => PacedStream.open(scope, traffic));
+        const stream = await shared(ctx, `paced ${traffic.label}${anticipate ? " (anticipate)" : ""}`, (scope) => PacedStream.open(scope, traffic, anticipate));
         const ms = windowMs(ctx, fullMs);
         const got = await stream.repetition(ctx, (signal) => (idle ? stream.value.idle(ms, signal) : stream.value.stream(ms, traffic.hz, signal)));
         return { kind: "latency", rttUs: got[subscriber], cpuPercent: got.cpuPercent };

@@ -1,7 +1,8 @@
 /**
- * The subscriber process of the paced row. Usage: `paced-peer.js <graph-address> <topic> <collect-ms>`.
+ * The subscriber process of the paced row. Usage: `paced-peer.js <graph-address> <topic> <collect-ms> [true|false]`.
  * Subscribes to the topic on its main thread and in a worker thread of its own
- * (`paced-worker.js`), both with default options, and answers:
+ * (`paced-worker.js`), both with default options but `anticipate` (the last argument, default
+ * false), and answers:
  * - `begin(first)`: both record the messages from sequence number `first` on; the CPU meter starts;
  * - `usage()`: the CPU use of this process (every thread) since `begin`, % of one core;
  * - `collect(last)`: once both have `last`, `{ process, worker, cpu }`: their one-way latencies
@@ -14,19 +15,20 @@ import { connect } from "../../src/index.js";
 import { Arrivals, record, type PacedMessage } from "./paced-arrivals.js";
 import { cpuMark, cpuPercentSince, serve } from "./runtime.js";
 
-const [address, topic, collect] = process.argv.slice(2);
+const [address, topic, collect, anticipateArg] = process.argv.slice(2);
 const collectMs = Number(collect);
-if (!address || !topic || !(collectMs > 0)) throw new Error("usage: paced-peer.js <graph-address> <topic> <collect-ms>");
+if (!address || !topic || !(collectMs > 0)) throw new Error("usage: paced-peer.js <graph-address> <topic> <collect-ms> [anticipate: true|false]");
+const anticipate = anticipateArg === "true";
 
 const node = await connect({ address, embedded: false });
-const sub = await node.subscriber<PacedMessage>(topic);
+const sub = await node.subscriber<PacedMessage>(topic, { anticipate });
 const arrivals = new Arrivals();
 record(sub, arrivals).catch((err: unknown) => {
   process.stderr.write(`paced-peer: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 });
 
-const worker = new Worker(new URL("./paced-worker.js", import.meta.url), { workerData: { address, topic, collectMs } });
+const worker = new Worker(new URL("./paced-worker.js", import.meta.url), { workerData: { address, topic, collectMs, anticipate } });
 worker.on("error", (err) => {
   process.stderr.write(`paced-peer: worker: ${err.message}\n`);
   process.exit(1);

@@ -1,7 +1,7 @@
 /**
  * The worker-thread subscriber of the paced row, started by `paced-peer.js` in its process.
- * `workerData = { address, topic }`: connects to the GraphServer, subscribes to the topic
- * (default options), posts `{ ready: true }`, then answers `{ id, op: "begin" | "collect", arg }`
+ * `workerData = { address, topic, collectMs, anticipate }`: connects to the GraphServer, subscribes
+ * to the topic (default options but `anticipate`), posts `{ ready: true }`, then answers `{ id, op: "begin" | "collect", arg }`
  * with `{ id, result }` or `{ id, error }` (see {@link Arrivals}).
  * @module
  */
@@ -11,9 +11,9 @@ import { Arrivals, record, type PacedMessage } from "./paced-arrivals.js";
 
 if (parentPort === null) throw new Error("paced-worker.js must run in a worker thread");
 const port = parentPort;
-const { address, topic, collectMs } = workerData as { address: string; topic: string; collectMs: number };
+const { address, topic, collectMs, anticipate } = workerData as { address: string; topic: string; collectMs: number; anticipate: boolean };
 const node = await connect({ address, embedded: false });
-const sub = await node.subscriber<PacedMessage>(topic);
+const sub = await node.subscriber<PacedMessage>(topic, { anticipate });
 const arrivals = new Arrivals();
 record(sub, arrivals).catch((err: unknown) => {
   // Ends the worker with an error: its process fails the case.

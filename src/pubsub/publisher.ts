@@ -185,7 +185,15 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     const counters = this.counters;
     if (encoded) {
       counters.bytes += encoded.size;
-      if (shm) writeLoan(shm.tryLoan(encoded.size) ?? (counters.waits++, await shm.loan(encoded.size, wait)), encoded);
+      if (shm) {
+        // Room now: written in place, nothing allocated; else wait for a loan.
+        const at = shm.tryReserve(encoded.size);
+        if (at >= 0) writeReserved(shm, at, encoded);
+        else {
+          counters.waits++;
+          writeLoan(await shm.loan(encoded.size, wait), encoded);
+        }
+      }
       if (tcp) writeLoan(await tcp.loan(encoded.size, wait), encoded);
     }
     if (this.local.count > 0) {
@@ -296,6 +304,17 @@ export class Publisher<T = unknown> implements AsyncDisposable {
 }
 
 /** Fills a loan with an encoded message and publishes it (or gives it back on failure). */
+/** Writes `encoded` into the ring memory `shm` reserved at `at`, then publishes it (or drops the reservation). */
+function writeReserved(shm: ShmSender, at: number, encoded: Prepared): void {
+  try {
+    encoded.writeTo(shm.ringBytes, at);
+  } catch (err) {
+    shm.abortReserved();
+    throw err;
+  }
+  shm.commitReserved(encoded.size);
+}
+
 function writeLoan(loan: Loan, encoded: Prepared): void {
   try {
     encoded.writeTo(loan.bytes);

@@ -17,8 +17,8 @@ export const WIRE_HEADER = 16;
 export interface Prepared {
   /** Bytes the message takes. */
   readonly size: number;
-  /** Writes the message into `target` (at least `size` bytes). */
-  writeTo(target: Uint8Array): void;
+  /** Writes the message into `target[at .. at + size)` (`at` defaults to 0). */
+  writeTo(target: Uint8Array, at?: number): void;
 }
 
 /** Scratch for the sequence number's 8 bytes (little-endian float64, as every platform Node runs on). */
@@ -44,10 +44,10 @@ export function prepare(value: unknown, sequence: number): Prepared {
   const plan = encodedSize(value);
   return {
     size: WIRE_HEADER + plan.byteLength,
-    writeTo(target: Uint8Array): void {
-      writeHeader(target, 0, sequence);
+    writeTo(target: Uint8Array, at = 0): void {
+      writeHeader(target, at, sequence);
       // The codec writes the body and copies each buffer straight into `target`: one copy in.
-      encodeInto(plan, target, WIRE_HEADER);
+      encodeInto(plan, target, at + WIRE_HEADER);
     },
   };
 }
@@ -73,5 +73,5 @@ export function decodeFrame(bytes: Uint8Array): { sequence: number; value: unkno
   if ((bytes[0] | (bytes[1] << 8) | (bytes[2] << 16) | (bytes[3] << 24)) >>> 0 !== MAGIC) throw new ProtocolError("not a Plexus pub/sub frame (bad magic)");
   for (let i = 0; i < 8; i++) seqBytes[i] = bytes[8 + i];
   const sequence = seqScratch[0];
-  return { sequence, value: decode(bytes.subarray(WIRE_HEADER)) };
+  return { sequence, value: decode(new Uint8Array(bytes.buffer, bytes.byteOffset + WIRE_HEADER, bytes.length - WIRE_HEADER)) };
 }

@@ -76,15 +76,13 @@ export class AtomicsDoorbell implements Doorbell {
 }
 
 /**
- * Bell over an eventfd this party owns. The watcher stays started and is referenced only while
- * sleeping, so an idle party does not keep its process alive.
+ * Bell over an eventfd this party owns. The watcher stays started and never keeps the process
+ * alive by itself: a sleep does, with its timer (see {@link Sleeper}), so an idle party does not.
  */
 export class EventfdBell implements Bell {
   /** The eventfd; give it to peers (over a Unix socket) so they can ring. */
   readonly fd: number;
-  private readonly sleeper = new Sleeper(() => {
-    if (!this.closed) this.watcher.unref();
-  });
+  private readonly sleeper = new Sleeper();
   private readonly watcher: Watcher;
   private closed = false;
 
@@ -104,9 +102,7 @@ export class EventfdBell implements Bell {
   }
 
   sleep(_token: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    const p = this.sleeper.sleep(timeoutMs, signal);
-    if (this.sleeper.sleeping) this.watcher.ref();
-    return p;
+    return this.sleeper.sleep(timeoutMs, signal);
   }
 
   interrupt(): void {

@@ -201,6 +201,15 @@ export class RingReceiver implements Receiver {
     return this.reader.takeMissed();
   }
 
+  /**
+   * Anticipation of a paced stream (the `anticipate` option): the period learnt (ms; 0 while the
+   * stream does not look paced), the messages caught by polling in their window and the windows
+   * that passed without theirs. Undefined with `anticipate: false`.
+   */
+  get anticipation(): { periodMs: number; caught: number; missed: number } | undefined {
+    return this.reader.anticipation;
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.reader.releaseAll();

@@ -246,6 +246,7 @@ export async function connectShm(address: ShmAddress, opts: ShmConnectOptions = 
       policy: set.backpressure,
       spinMicros: set.spinMicros,
       adaptiveSpin: set.adaptiveSpin,
+      anticipate: set.anticipate,
       timeout: set.timeout,
       wakeKind: WakeKind.Eventfd,
       pid: process.pid,

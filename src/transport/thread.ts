@@ -112,6 +112,7 @@ export function connectThread(endpoint: ThreadEndpoint, opts: ReceiverOptions = 
       policy: set.backpressure,
       spinMicros: set.spinMicros,
       adaptiveSpin: set.adaptiveSpin,
+      anticipate: set.anticipate,
       timeout: set.timeout,
       wakeKind: WakeKind.LocalEventfd,
       wakeId: endpoint.wakeId,

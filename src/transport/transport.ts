@@ -95,6 +95,12 @@ export interface ReceiverOptions {
    * wake-up's time, backing off when it does not pay (default true). `false` = always sleep.
    */
   adaptiveSpin?: boolean;
+  /**
+   * Ring transports: learn the period of a paced stream (a message every 0.5 ms or more, at a
+   * steady rate) and poll briefly around each expected arrival instead of sleeping through it
+   * (default false: it costs the poll's share of a core, docs/pubsub.md, "Latency").
+   */
+  anticipate?: boolean;
   /** Default timeout of `receive` in ms (default none). */
   timeout?: number;
 }
@@ -116,6 +122,7 @@ export function receiverSettings(where: string, opts: ReceiverOptions | undefine
     backpressure: o.oneOf("backpressure", BACKPRESSURE_POLICIES, "block"),
     spinMicros: o.spin("spinMicros", 0),
     adaptiveSpin: o.bool("adaptiveSpin", true),
+    anticipate: o.bool("anticipate", false),
     timeout: o.timeout("timeout", Infinity),
   };
 }

@@ -75,9 +75,6 @@ export class Sleeper {
     this.fail(new AbortError("wait aborted", { cause: reason }));
   };
 
-  /** @param onSettle - called each time a sleep ends (woken, timed out or aborted) */
-  constructor(private readonly onSettle?: () => void) {}
-
   /** True while a sleep is pending. */
   get sleeping(): boolean {
     return this.pending !== undefined;
@@ -141,7 +138,6 @@ export class Sleeper {
     }
     this.pending = undefined;
     this.reject = undefined;
-    this.onSettle?.();
   }
 }
 

@@ -11,7 +11,7 @@ import { Frame, ReleaseFifo, type ReleaseTarget } from "./frame.js";
 import { checkName } from "./names.js";
 import { align64, FRAME_HEADER_V1, Header, OIEB_V1_SIZE, Q, readMetadata, readU64, snapshot, type HeaderSnapshot } from "./oieb.js";
 import { createOwned, destroyOwned, type Owned } from "./owner.js";
-import { Anticipator } from "./anticipate.js";
+import { Anticipator, pollWindow } from "../util/anticipate.js";
 import { HintListener } from "./hint.js";
 import { alive, linkSignals, Lock, semWait, SLICE_MS, spinTry, waitEndError } from "./waits.js";
 
@@ -39,9 +39,6 @@ export interface ReaderOptions {
    */
   anticipate?: boolean;
 }
-
-/** Longest single poll of an anticipated frame (µs) before the event loop gets a turn. */
-const POLL_SLICE_US = 50;
 
 /** Largest ring Plexus creates (1 TiB): beyond any /dev/shm, and well inside safe integers. */
 export const MAX_SIZE = 2 ** 40;
@@ -232,7 +229,8 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
             // The next frame of a paced stream is due: poll for it instead of sleeping through it,
             // in short slices with a turn of the event loop between them (timers and I/O run:
             // the frame may well be sent by this very process).
-            if (await this.pollWindow(window[1], deadline, signal)) {
+            const end = Math.min(window[1], now + deadline.remaining());
+            if (await pollWindow(end, (us) => spinTry(this.semW, us), () => signal.aborted || this.closed)) {
               anticipator.caught++;
               return this.take();
             }
@@ -329,20 +327,6 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
     if (pending !== undefined) await pending.catch(() => false);
     this.hint?.close();
     destroyOwned(this.name, this.owned, ["w", "r"]);
-  }
-
-  /**
-   * Polls sem-w until `end` (`performance.now()` ms) in slices of {@link POLL_SLICE_US}, yielding
-   * to the event loop between slices; true once decremented. Stops early (false) at the
-   * deadline, an abort or close.
-   */
-  private async pollWindow(end: number, deadline: Deadline, signal: AbortSignal): Promise<boolean> {
-    for (;;) {
-      const left = Math.min(end - performance.now(), deadline.remaining());
-      if (left <= 0 || signal.aborted || this.closed) return false;
-      if (spinTry(this.semW, Math.min(left * 1000, POLL_SLICE_US))) return true;
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
   }
 
   /** Throws WriterDeadError when the writer is gone and nothing is left to read. */
