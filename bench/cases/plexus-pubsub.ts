@@ -30,26 +30,32 @@ async function subscribers(pub: Publisher<unknown>, n: number, signal: AbortSign
   await pub.waitForSubscribers(n, { signal });
 }
 
+/** What the echo cases send: the small object, or 64 raw bytes (a `Uint8Array`: no MessagePack). */
+type EchoValue = { seq: number; t: number; tag: string } | Uint8Array;
+
 class PubSubEcho implements Resource {
   private seq = 0;
+  private readonly bytes = new Uint8Array(64).fill(7);
   private constructor(
-    private readonly pub: Publisher<{ seq: number; t: number; tag: string }>,
-    private readonly sub: Subscriber<{ seq: number }>,
+    private readonly pub: Publisher<EchoValue>,
+    private readonly sub: Subscriber<unknown>,
+    private readonly raw: boolean,
   ) {}
 
-  static async open(scope: CaseScope, peerMode: "echo" | "echo-callback"): Promise<PubSubEcho> {
+  static async open(scope: CaseScope, peerMode: "echo" | "echo-callback", raw: boolean): Promise<PubSubEcho> {
     const { node, address } = await graph(scope);
-    const pub = await node.publisher<{ seq: number; t: number; tag: string }>("bench/ping");
-    const sub = await node.subscriber<{ seq: number }>("bench/pong", { queue: 4 });
+    const pub = await node.publisher<EchoValue>("bench/ping");
+    const sub = await node.subscriber<unknown>("bench/pong", { queue: 4 });
     await Peer.start(scope, "plexus-pubsub-peer.js", { args: [peerMode, address, "bench"] });
     await subscribers(pub as Publisher<unknown>, 1, scope.signal);
     // the peer's publisher must be linked to our subscriber too
     while (sub.publishers.length === 0) await new Promise((r) => setTimeout(r, 2));
-    return new PubSubEcho(pub, sub);
+    return new PubSubEcho(pub, sub, raw);
   }
 
   async roundTrip(): Promise<void> {
-    await this.pub.publish({ seq: ++this.seq, t: 0, tag: "a small object" });
+    ++this.seq;
+    await this.pub.publish(this.raw ? this.bytes : { seq: this.seq, t: 0, tag: "a small object" });
     const s = await this.sub.receive({ timeout: 10_000 });
     if (s === null) throw new Error("echo subscriber closed");
     s.release();
@@ -89,8 +95,9 @@ class PubSubStream implements Resource {
 
 /** The two ways the echo peer consumes: a for-await loop, or a `forEach` callback. */
 const ECHO_PEERS = [
-  { name: "plexus pubsub", mode: "echo", how: "the peer's for-await loop publishes it back" },
-  { name: "plexus pubsub, callback peer", mode: "echo-callback", how: "the peer's forEach callback publishes it back" },
+  { name: "plexus pubsub", mode: "echo", raw: false, how: "the peer's for-await loop publishes it back" },
+  { name: "plexus pubsub, callback peer", mode: "echo-callback", raw: false, how: "the peer's forEach callback publishes it back" },
+  { name: "plexus pubsub, raw bytes", mode: "echo", raw: true, how: "the peer's for-await loop publishes it back" },
 ] as const;
 
 for (const size of LAT_SIZES.slice(0, 1)) {
@@ -102,9 +109,11 @@ for (const size of LAT_SIZES.slice(0, 1)) {
       kind: "latency",
       ratioTo: ["plexus shm", "plexus shm wake-only", EVENTFD_FLOOR, "zeromq ipc PAIR"],
       quick: size.quick && peer.mode === "echo",
-      method: `publish {seq, t, tag} on a ping topic; ${peer.how} on a pong topic (MessagePack, shm rings, GraphServer in the suite)`,
+      method: peer.raw
+        ? `publish a Uint8Array of 64 B on a ping topic (a raw frame: no MessagePack); ${peer.how} on a pong topic (shm rings, GraphServer in the suite): the API's own cost`
+        : `publish {seq, t, tag} on a ping topic; ${peer.how} on a pong topic (MessagePack, shm rings, GraphServer in the suite)`,
       async run(ctx) {
-        const link = await ctx.keep("link", (scope) => PubSubEcho.open(scope, peer.mode));
+        const link = await ctx.keep("link", (scope) => PubSubEcho.open(scope, peer.mode, peer.raw));
         return roundTrips(ctx, () => link.roundTrip());
       },
     });
