@@ -169,10 +169,10 @@ export class Publisher<T = unknown> implements AsyncDisposable {
    * thread receive it itself. Waits (bounded by `timeout`, `signal`) while a blocking
    * subscriber is full.
    */
-  async publish(value: T, opts: BlockingOptions = {}): Promise<void> {
+  async publish(value: T, opts?: BlockingOptions): Promise<void> {
     if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
     if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
-    checkOptions(opts, "publish");
+    if (opts !== undefined) checkOptions(opts, "publish");
     const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
     const tcp = this.tcp !== undefined && this.tcp.receivers > 0 ? this.tcp : undefined;
     // Encoded once, whatever the number of links; without a link that encodes, what the
@@ -181,7 +181,6 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     if (shm || tcp) encoded = prepare(value, this.seq);
     else checkEncodable(value);
     const seq = this.seq++;
-    const wait = { timeout: opts.timeout ?? this.timeout, signal: opts.signal };
     const counters = this.counters;
     if (encoded) {
       counters.bytes += encoded.size;
@@ -191,16 +190,21 @@ export class Publisher<T = unknown> implements AsyncDisposable {
         if (at >= 0) writeReserved(shm, at, encoded);
         else {
           counters.waits++;
-          writeLoan(await shm.loan(encoded.size, wait), encoded);
+          writeLoan(await shm.loan(encoded.size, this.waiting(opts)), encoded);
         }
       }
-      if (tcp) writeLoan(await tcp.loan(encoded.size, wait), encoded);
+      if (tcp) writeLoan(await tcp.loan(encoded.size, this.waiting(opts)), encoded);
     }
     if (this.local.count > 0) {
       if (this.local.full) counters.waits++;
-      await this.local.deliver(value, seq, { timeout: opts.timeout ?? this.timeout, signal: opts.signal });
+      await this.local.deliver(value, seq, this.waiting(opts));
     }
     counters.messages++;
+  }
+
+  /** The options of a wait inside `publish` (the publisher's timeout unless `opts` has one). */
+  private waiting(opts: BlockingOptions | undefined): BlockingOptions {
+    return { timeout: opts?.timeout ?? this.timeout, signal: opts?.signal };
   }
 
   /**

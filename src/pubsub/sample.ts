@@ -18,7 +18,7 @@ export interface Sample<T = unknown> extends Disposable {
   release(): void;
 }
 
-/** A sample with its release action. */
+/** A sample and what holds its memory (a ring frame, released with it; none for a value handed over in one thread). */
 export class SampleImpl<T> implements Sample<T> {
   private released = false;
   constructor(
@@ -26,12 +26,12 @@ export class SampleImpl<T> implements Sample<T> {
     readonly topic: string,
     readonly sequence: number,
     readonly publisher: string,
-    private readonly onRelease: (() => void) | undefined,
+    private readonly holder: { release(): void } | undefined,
   ) {}
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.onRelease?.();
+    this.holder?.release();
   }
   [Symbol.dispose](): void {
     this.release();

@@ -276,6 +276,10 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     // the pump sleeps until the publisher rings. TCP links just wait.
     const ring = rx instanceof RingReceiver ? rx : undefined;
     const queue = this.queue;
+    const pushOptions = { signal: stop.signal };
+    // The ring (or socket) already applies this subscriber's policy to the publisher: a full
+    // queue here only holds the link back, so a `fail` subscriber is never cut off.
+    const policy = this.opts.backpressure === "fail" ? "block" : this.opts.backpressure;
     const done = (async () => {
       try {
         for (;;) {
@@ -293,16 +297,13 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
           let sample: Sample<T>;
           try {
             const { sequence, value } = decodeFrame(bytes);
-            sample = new SampleImpl(value as T, p.topic, sequence, p.id, () => frame.release());
+            sample = new SampleImpl(value as T, p.topic, sequence, p.id, frame);
           } catch (err) {
             frame.release();
             if (err instanceof PlexusError) continue; // a malformed frame: skip it, keep serving
             throw err;
           }
-          // The ring (or socket) already applies this subscriber's policy to the publisher: a
-          // full queue here only holds the link back, so a `fail` subscriber is never cut off.
-          const policy = this.opts.backpressure === "fail" ? "block" : this.opts.backpressure;
-          const waiting = queue.push(sample, { signal: stop.signal }, policy);
+          const waiting = queue.push(sample, pushOptions, policy);
           if (waiting) await waiting;
           else if (ring && !queue.starved) {
             // Let the consumer handle what it has (and send what it sends) until it asks for
