@@ -1,15 +1,19 @@
 /**
  * Plexus publish/subscribe through the public API (`connect`, `publisher`, `subscriber`)
- * between processes on one host: lat (a small object, ping/pong topics), thr (1 MiB typed
- * arrays) and the fan row (one publisher, 1/2/4 subscriber processes, against TCP fan-out).
+ * between processes on one host: lat (a small object, ping/pong topics; also raw bytes), thr
+ * (1 MiB typed arrays) and the fan row (one publisher, 1/2/4 subscriber processes, against TCP
+ * fan-out); and the thread row's round trip through a worker thread.
  * @module
  */
+import { once } from "node:events";
+import { Worker } from "node:worker_threads";
 import { connect, GraphServer, type Node, type Publisher, type Subscriber } from "../../src/index.js";
 import { registerCase, type CaseScope, type Resource, type ThroughputSample } from "../harness.js";
 import { now, roundTrips, streamed } from "../measure.js";
 import { Peer } from "../peer.js";
 import { registerRow } from "../rows.js";
-import { LAT_SIZES, THR_SIZES } from "../sizes.js";
+import { LAT_SIZES, THR_SIZES, THREAD_LAT_SIZES } from "../sizes.js";
+import { POSTMESSAGE } from "./thread-postmessage.js";
 import { EVENTFD_FLOOR } from "./eventfd-floor.js";
 import { MEMCPY_FLOOR } from "./memcpy-floor.js";
 
@@ -42,11 +46,13 @@ class PubSubEcho implements Resource {
     private readonly raw: boolean,
   ) {}
 
-  static async open(scope: CaseScope, peerMode: "echo" | "echo-callback", raw: boolean): Promise<PubSubEcho> {
+  /** @param peerMode - how the peer process echoes, or "worker": a worker thread of this process echoes (for-await) */
+  static async open(scope: CaseScope, peerMode: "echo" | "echo-callback" | "worker", raw: boolean): Promise<PubSubEcho> {
     const { node, address } = await graph(scope);
     const pub = await node.publisher<EchoValue>("bench/ping");
     const sub = await node.subscriber<unknown>("bench/pong", { queue: 4 });
-    await Peer.start(scope, "plexus-pubsub-peer.js", { args: [peerMode, address, "bench"] });
+    if (peerMode === "worker") await startEchoWorker(scope, address);
+    else await Peer.start(scope, "plexus-pubsub-peer.js", { args: [peerMode, address, "bench"] });
     await subscribers(pub as Publisher<unknown>, 1, scope.signal);
     // the peer's publisher must be linked to our subscriber too
     while (sub.publishers.length === 0) await new Promise((r) => setTimeout(r, 2));
@@ -62,6 +68,22 @@ class PubSubEcho implements Resource {
   }
 
   close(): void {}
+}
+
+/** Starts `pubsub-echo-worker.js` on the `bench` topics (stopped with `scope`). */
+async function startEchoWorker(scope: CaseScope, address: string): Promise<void> {
+  const worker = new Worker(new URL("../procs/pubsub-echo-worker.js", import.meta.url), { workerData: { address, topic: "bench" } });
+  let closing = false;
+  scope.defer(async () => {
+    closing = true;
+    worker.postMessage("close");
+    await worker.terminate();
+  });
+  worker.on("error", (err) => scope.fail(new Error(`pub/sub echo worker: ${err.message}`, { cause: err })));
+  worker.on("exit", (code) => {
+    if (!closing) scope.fail(new Error(`pub/sub echo worker exited with code ${code}`));
+  });
+  await once(worker, "message", { signal: scope.signal });
 }
 
 class PubSubStream implements Resource {
@@ -119,6 +141,21 @@ for (const size of LAT_SIZES.slice(0, 1)) {
     });
   }
 }
+
+registerCase({
+  row: "thread",
+  name: "plexus pubsub",
+  variant: THREAD_LAT_SIZES[0].label,
+  kind: "latency",
+  ratioTo: [POSTMESSAGE, "plexus thread"],
+  quick: THREAD_LAT_SIZES[0].quick,
+  method:
+    "publish {seq, t, tag} on a ping topic; a worker thread of this process (its own connect()) publishes it back on a pong topic from a for-await loop (MessagePack, shm rings between the threads, GraphServer in the suite)",
+  async run(ctx) {
+    const link = await ctx.keep("link", (scope) => PubSubEcho.open(scope, "worker", false));
+    return roundTrips(ctx, () => link.roundTrip());
+  },
+});
 
 for (const size of THR_SIZES.filter((s) => s.bytes === MiB)) {
   registerCase({
