@@ -47,10 +47,10 @@ class PubSubEcho implements Resource {
   ) {}
 
   /** @param peerMode - how the peer process echoes, or "worker": a worker thread of this process echoes (for-await) */
-  static async open(scope: CaseScope, peerMode: "echo" | "echo-callback" | "worker", raw: boolean): Promise<PubSubEcho> {
+  static async open(scope: CaseScope, peerMode: "echo" | "echo-callback" | "echo-wake" | "worker", raw: boolean): Promise<PubSubEcho> {
     const { node, address } = await graph(scope);
     const pub = await node.publisher<EchoValue>("bench/ping");
-    const sub = await node.subscriber<unknown>("bench/pong", { queue: 4 });
+    const sub = await node.subscriber<unknown>("bench/pong", { queue: 4, adaptiveSpin: peerMode !== "echo-wake" });
     if (peerMode === "worker") await startEchoWorker(scope, address);
     else await Peer.start(scope, "plexus-pubsub-peer.js", { args: [peerMode, address, "bench"] });
     await subscribers(pub as Publisher<unknown>, 1, scope.signal);
@@ -120,6 +120,7 @@ const ECHO_PEERS = [
   { name: "plexus pubsub", mode: "echo", raw: false, how: "the peer's for-await loop publishes it back" },
   { name: "plexus pubsub, callback peer", mode: "echo-callback", raw: false, how: "the peer's forEach callback publishes it back" },
   { name: "plexus pubsub, raw bytes", mode: "echo", raw: true, how: "the peer's for-await loop publishes it back" },
+  { name: "plexus pubsub wake-only", mode: "echo-wake", raw: false, how: "the peer's for-await loop publishes it back; both subscribers with adaptiveSpin: false (every message is a wake-up)" },
 ] as const;
 
 for (const size of LAT_SIZES.slice(0, 1)) {
