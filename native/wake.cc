@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 
 #include "common.h"
 
@@ -65,6 +66,7 @@ void TimerfdArm(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "timerfdArm: fd");
   if (!info[1].IsNumber()) ThrowArgument(env, "timerfdArm: delayNs must be a number");
   double ns = info[1].As<Napi::Number>().DoubleValue();
+  if (std::isnan(ns)) ThrowArgument(env, "timerfdArm: delayNs must not be NaN");
   struct itimerspec spec = {};
   if (ns > 0) {
     if (ns > 1e18) ns = 1e18;  // ~31 years: clamps what no timespec holds

@@ -253,6 +253,7 @@ test("timerfd: expires once after its delay, re-arming replaces, 0 disarms, bad 
     n.timerfdArm(fd, 1e18); // far away: clamped, armed, never expires here
     n.timerfdArm(fd, 0);
     assert.throws(() => n.timerfdArm(fd, "1" as unknown as number), InvalidArgumentError);
+    assert.throws(() => n.timerfdArm(fd, NaN), InvalidArgumentError);
   } finally {
     n.close(fd);
   }

@@ -144,3 +144,36 @@ test("a read polling in its window ends with AbortError on abort and ClosedError
   await writer.close();
   assert.deepEqual(leftovers(name), []);
 });
+
+test("anticipator: a frame taken without waiting keeps the period and moves the window on by whole periods", () => {
+  const a = fed([1000, 1020, 1040, 1060]);
+  a.taken(1085); // the frame due at 1080, taken 5 ms late (the reader was busy)
+  assert.equal(a.periodMs, 20, "still paced");
+  let w = a.window();
+  assert.ok(w !== undefined && w[0] < 1100 && w[1] > 1100, `the next window surrounds 1100, got ${String(w)}`);
+  a.taken(1130); // late by more than a period: the frame due at 1120 (1100's was skipped)
+  w = a.window();
+  assert.ok(w !== undefined && w[0] < 1140 && w[1] > 1140, `then 1140, got ${String(w)}`);
+  assert.equal(a.periodMs, 20);
+  // Before the stream is learnt, a frame taken at once is an arrival like any other.
+  const b = new Anticipator();
+  b.taken(1000);
+  b.taken(1020);
+  b.taken(1040);
+  b.taken(1060);
+  assert.equal(b.periodMs, 20);
+});
+
+test("anticipator: a learnt lead is capped by the period, a given one is not", () => {
+  const given = new Anticipator({ leadMs: 0.5 });
+  for (const t of [1000, 1003, 1006, 1009]) given.arrived(t);
+  const wg = given.window();
+  assert.ok(wg !== undefined);
+  const learnt = new Anticipator({ leadMs: 0.5 });
+  for (const t of [1000, 1003, 1006, 1009]) learnt.arrived(t);
+  learnt.learnLead(5); // a timer that woke 5 ms late
+  const wl = learnt.window();
+  assert.ok(wl !== undefined, "a late timer does not close the windows");
+  assert.ok(wl[0] > wg[0] - 0.5, `learnt lead capped: the window opens at ${wl[0]}, the given lead's at ${wg[0]}`);
+  assert.equal(learnt.leadMs, 5);
+});

@@ -307,7 +307,6 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   }
 }
 
-/** Fills a loan with an encoded message and publishes it (or gives it back on failure). */
 /** Writes `encoded` into the ring memory `shm` reserved at `at`, then publishes it (or drops the reservation). */
 function writeReserved(shm: ShmSender, at: number, encoded: Prepared): void {
   try {
@@ -319,6 +318,7 @@ function writeReserved(shm: ShmSender, at: number, encoded: Prepared): void {
   shm.commitReserved(encoded.size);
 }
 
+/** Fills a loan with an encoded message and publishes it (or gives it back on failure). */
 function writeLoan(loan: Loan, encoded: Prepared): void {
   try {
     encoded.writeTo(loan.bytes);

@@ -130,6 +130,10 @@ export class RingReader {
   private alarmDue = 0;
   /** How long a wake-up of this thread takes (ms), learnt from the alarm. */
   private wakeMs = 0.05;
+  /** The alarm ended the last sleep. */
+  private alarmFired = false;
+  /** No alarm could be made: sleep without anticipating. */
+  private noAlarm = false;
   private readonly iHead: number;
   private readonly iTail: number;
   private readonly iSleeping: number;
@@ -343,7 +347,10 @@ export class RingReader {
     try {
       checkOptions(opts, "read");
       const v = this.trySpinRead();
-      if (v !== null) return Promise.resolve(v);
+      if (v !== null) {
+        this.noteTaken();
+        return Promise.resolve(v);
+      }
     } catch (err) {
       return Promise.reject(err);
     }
@@ -390,29 +397,33 @@ export class RingReader {
           const end = Math.min(window[1], now + deadline.remaining());
           const signal = opts.signal;
           let at = -1;
-          if (await pollWindow(end, (us) => (at = this.pollFor(us)) >= 0, () => this.dead !== undefined || this.left || signal?.aborted === true)) {
+          const stop = (): boolean => this.dead !== undefined || this.left || this.writerClosed || signal?.aborted === true;
+          if (await pollWindow(end, (us) => (at = this.pollFor(us)) >= 0, stop)) {
             a.caught++;
             a.arrived(performance.now());
             return new Uint8Array(this.ring.buffer, at, this.length);
           }
-          a.miss();
+          // Only a window that passed is spent; one cut short (a deadline, an abort, a close)
+          // is still open for the next read.
+          if (performance.now() >= window[1]) a.miss();
           if (this.left) throw new ClosedError("ring reader has left");
           throwIfAborted(signal, "read");
           deadline.check("read");
           continue;
         }
-        if (now < window[0]) {
-          if (window[0] - now < sleepMs) this.armAlarm(window[0], now);
-        } else a.miss();
+        if (now >= window[1]) a.miss();
       }
       const slept = performance.now();
-      woken = true;
+      this.alarmFired = false;
       try {
+        if (a !== undefined && window !== undefined && performance.now() < window[0] && window[0] - slept < sleepMs) this.armAlarm(window[0], slept);
         await this.bell.sleep(token, sleepMs, opts.signal);
       } finally {
         Atomics.store(w, this.iSleeping, 0);
         this.alarm?.clear();
       }
+      // Woken by the writer (not by the alarm): what is there now came a wake-up earlier.
+      woken = !this.alarmFired;
       if (this.adaptive) {
         // Woken soon after going to sleep: messages come faster than a wake-up costs the
         // writer (a kernel wake-up, tens of µs on a VM). Next time, poll about that long first.
@@ -434,20 +445,40 @@ export class RingReader {
     return a && { periodMs: a.periodMs, caught: a.caught, missed: a.missed };
   }
 
-  /** Ends the coming sleep at `due` (a window opens): arms the alarm, learning how late it wakes. */
+  /**
+   * Ends the coming sleep at `due` (a window opens): arms the alarm, learning how late it wakes.
+   * Without an alarm (no descriptor left for one) the reader sleeps as without `anticipate`.
+   */
   private armAlarm(due: number, now: number): void {
     const a = this.anticipator;
-    if (a === undefined) return;
-    this.alarm ??= new Alarm(() => {
-      // How late the alarm woke this thread — a wake-up's time: the window's lead covers it
-      // next time (a wake-up delayed by a busy machine counts as at most the largest lead).
-      const late = Math.min(Math.max(performance.now() - this.alarmDue, 0), LEAD_MAX_MS);
-      this.wakeMs += (late - this.wakeMs) / 8;
-      a.leadMs = Math.min(LEAD_MAX_MS, Math.max(LEAD_MIN_MS, this.wakeMs * 1.25 + 0.01));
-      this.bell.interrupt();
-    });
+    if (a === undefined || this.noAlarm) return;
+    if (this.alarm === undefined) {
+      try {
+        this.alarm = new Alarm(() => {
+          // How late the alarm woke this thread — a wake-up's time: the window's lead covers it
+          // next time (a wake-up delayed by a busy machine counts as at most the largest lead).
+          const late = Math.min(Math.max(performance.now() - this.alarmDue, 0), LEAD_MAX_MS);
+          this.wakeMs += (late - this.wakeMs) / 8;
+          a.learnLead(Math.min(LEAD_MAX_MS, Math.max(LEAD_MIN_MS, this.wakeMs * 1.25 + 0.01)));
+          this.alarmFired = true;
+          this.bell.interrupt();
+        });
+      } catch {
+        this.noAlarm = true; // e.g. out of file descriptors: anticipate no more, sleep instead
+        return;
+      }
+    }
     this.alarmDue = due;
     this.alarm.set(due - now);
+  }
+
+  /**
+   * A message was taken without waiting (by `tryRead`, a poll, or a read that found it there):
+   * tells the anticipation, so that a consumer late by a period does not make the stream look
+   * irregular. Called by the receivers' fast paths.
+   */
+  noteTaken(): void {
+    this.anticipator?.taken(performance.now());
   }
 
   /** Releases the message with position `token` (any order; space is freed in FIFO order). */

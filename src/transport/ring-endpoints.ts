@@ -162,7 +162,9 @@ export class RingReceiver implements Receiver {
     if (this.closing) throw new ClosedError("receiver is closed");
     const r = this.reader;
     const at = r.tryReadAt();
-    return at < 0 ? null : taken(r, at);
+    if (at < 0) return null;
+    r.noteTaken();
+    return taken(r, at);
   }
 
   /**
@@ -174,7 +176,9 @@ export class RingReceiver implements Receiver {
     if (this.closing) throw new ClosedError("receiver is closed");
     const r = this.reader;
     const at = r.trySpinReadAt();
-    return at < 0 ? null : taken(r, at);
+    if (at < 0) return null;
+    r.noteTaken();
+    return taken(r, at);
   }
 
   /** Like {@link receive} without polling first (after {@link trySpinReceive} returned null). @internal */
@@ -190,7 +194,10 @@ export class RingReceiver implements Receiver {
     try {
       checkOptions(opts, "receive");
       const at = r.trySpinReadAt();
-      if (at >= 0) return Promise.resolve(taken(r, at));
+      if (at >= 0) {
+        r.noteTaken();
+        return Promise.resolve(taken(r, at));
+      }
     } catch (err) {
       return Promise.reject(err);
     }

@@ -18,13 +18,19 @@ export class Alarm {
   /** @param onFire - called (from the event loop) when an armed alarm expires */
   constructor(onFire: () => void) {
     const n = native();
-    this.fd = n.timerfdCreate();
-    this.watcher = new n.Watcher(this.fd, () => {
-      // No expiration to read: the timer was cleared or re-armed after the loop saw it expire.
-      if (n.eventfdDrain(this.fd) === 0 || !this.armed) return;
-      this.armed = false;
-      onFire();
-    });
+    const fd = n.timerfdCreate();
+    try {
+      this.watcher = new n.Watcher(fd, () => {
+        // No expiration to read: the timer was cleared or re-armed after the loop saw it expire.
+        if (n.eventfdDrain(fd) === 0 || !this.armed) return;
+        this.armed = false;
+        onFire();
+      });
+    } catch (err) {
+      n.close(fd);
+      throw err;
+    }
+    this.fd = fd;
     this.watcher.unref();
   }
 

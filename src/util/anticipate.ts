@@ -68,13 +68,48 @@ export class Anticipator {
   /** Tolerance of an interval while the period is not settled yet (share of the period). */
   private readonly confirm: number;
   /** How long before the window the poll starts (ms); see {@link AnticipatorOptions.leadMs}. */
-  leadMs: number;
+  private lead: number;
+  /** The lead was learnt ({@link learnLead}), not given: it may be capped by the period. */
+  private leadLearnt = false;
 
+  /** @param opts - which periods are anticipated, and how far ahead the reader can wake up */
   constructor(opts: AnticipatorOptions = {}) {
     this.minPeriod = opts.minPeriodMs ?? 3;
-    this.leadMs = opts.leadMs ?? 0.5;
+    this.lead = opts.leadMs ?? 0.5;
     this.minHalf = opts.minHalfMs ?? 0.15;
     this.confirm = opts.confirm ?? 0.1;
+  }
+
+  /** How long before the window the poll starts (ms). */
+  get leadMs(): number {
+    return this.lead;
+  }
+
+  /**
+   * Sets the lead from what the reader measured of its own timer's wake-up. A learnt lead takes
+   * at most half of a window's share of the period, so a timer that woke late a few times
+   * cannot close the windows for good.
+   */
+  learnLead(ms: number): void {
+    this.lead = ms;
+    this.leadLearnt = true;
+  }
+
+  /**
+   * A frame was taken without waiting for it (it had arrived while the reader was busy), so when
+   * it arrived is unknown: if it is the one expected, the stream keeps its period and phase and
+   * the next window is the one after it; otherwise it counts as an arrival now.
+   */
+  taken(now: number): void {
+    if (this.regular >= SETTLE && this.period > 0 && now >= this.next - this.period / 2) {
+      // On average it came when due: move on by whole periods (it may be late by several).
+      const behind = Math.max(1, Math.floor((now - this.next) / this.period) + 1);
+      this.last = this.next + (behind - 1) * this.period;
+      this.next = this.last + this.period;
+      this.spent = false;
+      return;
+    }
+    this.arrived(now);
   }
 
   /** Records an arrival at `now` (`performance.now()`). */
@@ -123,9 +158,7 @@ export class Anticipator {
    */
   window(): [number, number] | undefined {
     if (this.spent || this.regular < SETTLE || this.period < this.minPeriod) return undefined;
-    // The lead takes at most half of the window's share of the period, so a timer that woke
-    // late a few times cannot close the windows for good (the lead is learnt from them).
-    const lead = Math.min(this.leadMs, (this.period * MAX_DUTY) / 2);
+    const lead = this.leadLearnt ? Math.min(this.lead, (this.period * MAX_DUTY) / 2) : this.lead;
     const half = Math.min(Math.max(3 * this.jitter, this.minHalf), MAX_HALF_MS, (this.period * MAX_DUTY - lead) / 2);
     if (half <= 0) return undefined;
     return [this.next - half - lead, this.next + half];

@@ -234,7 +234,7 @@ export class Reader implements AsyncIterable<Frame>, AsyncDisposable, ReleaseTar
               anticipator.caught++;
               return this.take();
             }
-            anticipator.miss();
+            if (performance.now() >= window[1]) anticipator.miss(); // not one cut short by a deadline, abort or close
             continue;
           }
           if (now < window[0]) slice = Math.min(slice, window[0] - now); // wake up as the window opens
