@@ -466,11 +466,14 @@ class ShmChannel:
         with self.lock:
             if self.ended:
                 raise PeerDeadError(f"{self.what} is gone")
-            at = self.tx.reserve(size, timeout)
-            view = self.tx.writer.view
+            w = self.tx.writer
+            at = w.try_reserve(size)
+            if at is None:
+                at = self.tx.reserve(size, timeout)
+            view = w.view
             RING_HEADER.pack_into(view, at, RING_MAGIC, type_, flags, 0, id_, aux)
             body.write_into(view, at + RING_HEADER.size)
-            self.tx.writer.commit(size)
+            w.commit(size)
 
     def send_raw(self, id_: int, size: int, fill: Callable[[memoryview], None], placed: Callable[[int, int], None],
                  timeout: float | None) -> None:
