@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import functools
 import os
-import select
 import ssl
 import struct
 import threading
@@ -20,7 +19,7 @@ from .errors import ClosedError, InvalidArgumentError, LinkWarning, PlexusError,
 from .tcp import Policy, TcpReceiver, TcpSender
 
 from .ring import LEARN_SLEEP, AdaptivePoll
-from .shm import ShmReceiver
+from .shm import Poller, ShmReceiver
 
 if TYPE_CHECKING:
     from .node import Node
@@ -405,8 +404,7 @@ class Subscriber(Generic[T]):
         self._rings: list[ShmLink] = []  # read by the consumer itself, no thread
         self._lock = threading.Lock()
         self._consumer = threading.Lock()
-        self._poller = select.poll()  # the consumer's, kept while the rings' descriptors stay the same
-        self._poll_key: tuple[int, ...] | None = None
+        self._poller = Poller()  # the consumer's
         self._spin = AdaptivePoll()  # the consumer's polls of its rings before it sleeps
         self._closed = False
         self._last: Sample[T] | None = None
@@ -525,16 +523,7 @@ class Subscriber(Generic[T]):
                 left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
                 if left > 0 and not queue:
                     owner: dict[int, ShmLink] = {fd: link for link in sleeping for fd in link.rx.fds()}
-                    key = tuple(owner)
-                    if key != self._poll_key:  # the links' descriptors changed: another poller
-                        self._poller = select.poll()
-                        self._poller.register(self._efd, select.POLLIN)
-                        for fd in key:
-                            self._poller.register(fd, select.POLLIN)
-                        self._poll_key = key
-                    slept = time.perf_counter()
-                    events = self._poller.poll(left * 1000)
-                    slept = time.perf_counter() - slept
+                    events, slept = self._poller.wait((self._efd, *owner), left)
                     for link in sleeping:
                         link.rx.woke()
                     if slept < LEARN_SLEEP:  # woken soon: poll about that long next time

@@ -56,6 +56,28 @@ def open_segment(name: str) -> tuple[mmap.mmap, int]:
         os.close(fd)
 
 
+class Poller:
+    """A ``select.poll`` for readability, kept while the descriptors it watches stay the same
+    (no poll object and registrations per sleep)."""
+
+    __slots__ = ("_poll", "_key")
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._key: tuple[int, ...] = ()
+
+    def wait(self, fds: tuple[int, ...], seconds: float) -> tuple[list[tuple[int, int]], float]:
+        """Waits until one of ``fds`` is readable, at most ``seconds``: (the events, seconds slept)."""
+        if fds != self._key:
+            self._poll = select.poll()
+            for fd in fds:
+                self._poll.register(fd, select.POLLIN)
+            self._key = fds
+        started = time.perf_counter()
+        events = self._poll.poll(seconds * 1000)
+        return events, time.perf_counter() - started
+
+
 class ShmReceiver:
     """A reader of a ring in another process: ``receive()`` gives (sequence, payload view, token)."""
 
@@ -69,8 +91,7 @@ class ShmReceiver:
         self._ro = self._rw.toreadonly()
         self.efd = _eventfd(0, EFD_FLAGS)
         self.lock = threading.Lock()
-        self._poller = select.poll()
-        self._poll_key: tuple[int, ...] = ()
+        self._poller = Poller()
         self.dead: PlexusError | None = None
         self.closed = False
         self.sock_done = False
@@ -187,15 +208,7 @@ class ShmReceiver:
     def sleep(self, seconds: float) -> None:
         """Sleeps until the writer rings (or ends), at most ``seconds``, with the sleeping flag
         raised by :meth:`prepare_sleep`; lowers it and learns a poll budget from a short sleep."""
-        fds = self.fds()
-        if fds != self._poll_key:  # kept while the descriptors stay the same
-            self._poller = select.poll()
-            for fd in fds:
-                self._poller.register(fd, select.POLLIN)
-            self._poll_key = fds
-        slept = time.perf_counter()
-        events = self._poller.poll(seconds * 1000)
-        slept = time.perf_counter() - slept
+        events, slept = self._poller.wait(self.fds(), seconds)
         self.woke()
         for fd, _ in events:
             self.on_event(fd)
