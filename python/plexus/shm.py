@@ -138,13 +138,13 @@ class ShmReceiver:
         None when there is none now (see :attr:`ended`); the writer's death, once everything it
         committed was read, raises PeerDeadError.
         """
-        with self.lock:
+        with self.lock:  # (the view is sliced under the lock: close() releases the mapping's views)
             if self.closed:
                 raise ClosedError(f"the receiver of {self.name} is closed")
             got = self.reader.try_read()
-        if got is not None:
-            token, seq, at, length = got
-            return seq, (self._rw if self.writable else self._ro)[at:at + length], token
+            if got is not None:
+                token, seq, at, length = got
+                return seq, (self._rw if self.writable else self._ro)[at:at + length], token
         if self.dead is not None:
             raise self.dead
         return None
