@@ -12,6 +12,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { Pair, Pull } from "zeromq";
 import type { Client, Publisher, Subscriber } from "../../src/index.js";
+import { peerCpuOf } from "../affinity.js";
 import { registerCase, type CaseScope, type Resource, type ThroughputSample } from "../harness.js";
 import { now, roundTrips, streamed } from "../measure.js";
 import { Counter, touch } from "../procs/runtime.js";
@@ -40,7 +41,11 @@ class PythonPeer implements Resource {
 
   static async start(scope: CaseScope, mode: string, args: Record<string, unknown>): Promise<PythonPeer> {
     if (!existsSync(PYTHON)) throw new Error("no Python environment: run node scripts/ensure-python.mjs");
-    const child = spawn(PYTHON, [SCRIPT, mode, JSON.stringify(args)], { stdio: ["pipe", "pipe", "pipe"] });
+    // pinned like the other rows' peers (--pin same|cross); its children (Python <-> Python) inherit the CPU
+    const cpu = peerCpuOf();
+    const argv = [SCRIPT, mode, JSON.stringify(args)];
+    const stdio: ["pipe", "pipe", "pipe"] = ["pipe", "pipe", "pipe"];
+    const child = cpu === undefined ? spawn(PYTHON, argv, { stdio }) : spawn("taskset", ["-c", String(cpu), PYTHON, ...argv], { stdio });
     let stderr = "";
     child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
     child.once("exit", (code, signal) => scope.fail(new Error(`python peer ${mode} exited (${signal ?? `code ${code}`}): ${stderr}`)));

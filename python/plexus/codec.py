@@ -651,10 +651,11 @@ def decode(frame: bytes | bytearray | memoryview, arrays: ArrayMode | None = Non
     Every malformed frame raises :class:`ProtocolError`.
     """
     mode: ArrayMode = arrays if arrays is not None else default_arrays()
-    mv = memoryview(frame)
+    mv = frame if type(frame) is memoryview else memoryview(frame)
     if mv.format != "B" or mv.ndim != 1:
         mv = mv.cast("B")
-    mv = mv.toreadonly()
+    if not mv.readonly:
+        mv = mv.toreadonly()
     n = mv.nbytes
     if n < HEADER_BYTES:
         raise ProtocolError(f"malformed frame: {n} bytes, less than its 16-byte header")

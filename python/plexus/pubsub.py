@@ -4,27 +4,27 @@ subscribers linked through the GraphServer.
 from __future__ import annotations
 
 import collections
+import functools
 import os
-import select
 import ssl
 import struct
 import threading
 import time
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Final, Generic, Iterator, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Final, Generic, Iterator, Literal, Protocol, TypeVar, cast
 
 from . import codec
 from .errors import ClosedError, InvalidArgumentError, LinkWarning, PlexusError, ProtocolError, SystemError, TimeoutError
 from .tcp import Policy, TcpReceiver, TcpSender
 
-from .shm import ShmLink
+from .ring import LEARN_SLEEP, AdaptivePoll
+from .shm import Poller, ShmReceiver
 
 if TYPE_CHECKING:
     from .node import Node
 
 MAGIC: Final = 0x31535850
-SPIN: Final = 50e-6  # seconds a subscriber polls its rings (yielding the core) before it sleeps
 RECHECK: Final = 0.25
 _eventfd: Callable[[int, int], int] = getattr(os, "eventfd")
 _eventfd_read: Callable[[int], int] = getattr(os, "eventfd_read")
@@ -32,6 +32,8 @@ _eventfd_write: Callable[[int, int], None] = getattr(os, "eventfd_write")
 _EFD_FLAGS: Final[int] = getattr(os, "EFD_NONBLOCK") | getattr(os, "EFD_CLOEXEC")
 WIRE_HEADER: Final = 16
 _WIRE: Final = struct.Struct("<IId")
+_WIRE_RAW: Final = struct.Struct("<IIdIBBHII")  # the header and a codec frame's header (docs/codec.md §1.3)
+RAW_PREFIX: Final = WIRE_HEADER + codec.HEADER_BYTES
 T = TypeVar("T")
 Transport = Literal["shm", "tcp"]
 
@@ -43,9 +45,15 @@ def message_header(sequence: int) -> bytes:
 
 def decode_message(payload: bytes | memoryview, arrays: codec.ArrayMode | None = None) -> tuple[int, Any]:
     """A pub/sub message -> (sequence, value); ProtocolError if it is not one."""
-    mv = memoryview(payload)
-    if mv.nbytes < WIRE_HEADER:
-        raise ProtocolError(f"a pub/sub message of {mv.nbytes} bytes, shorter than its header")
+    mv = payload if type(payload) is memoryview else memoryview(payload)
+    n = mv.nbytes
+    if n >= RAW_PREFIX and mv.readonly and mv.format == "B":  # a raw frame (bytes), whole: taken here
+        magic, flags, seq, fmagic, version, kind, fflags, length, count = _WIRE_RAW.unpack_from(mv, 0)
+        if (magic == MAGIC and flags == 0 and fmagic == codec.FRAME_MAGIC and version == codec.FRAME_VERSION
+                and kind == codec.KIND_RAW and not fflags & ~1 and count == 0 and RAW_PREFIX + length == n):
+            return int(seq), mv[RAW_PREFIX:]
+    if n < WIRE_HEADER:
+        raise ProtocolError(f"a pub/sub message of {n} bytes, shorter than its header")
     magic, flags, seq = _WIRE.unpack_from(mv, 0)
     if magic != MAGIC or flags != 0:
         raise ProtocolError("not a pub/sub message (magic or flags)")
@@ -79,9 +87,6 @@ class Sample(Generic[T]):
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-RAW_PREFIX: Final = WIRE_HEADER + codec.HEADER_BYTES
 
 
 def raw_headers(sequence: int, length: int) -> bytes:
@@ -203,27 +208,44 @@ class Publisher(Generic[T]):
             raise ClosedError(f"the publisher on {self.topic!r} is closed")
         if self._loan is not None:
             raise InvalidArgumentError("a loan is open: commit or abort it first")
-        plan = codec.plan(value)
-        size = WIRE_HEADER + plan.byte_length
-        wait = self._timeout if timeout is None else timeout
+        raw = cast("bytes | bytearray | memoryview", value)
+        t = type(raw)
+        if t is bytes or t is bytearray or (t is memoryview and raw.format == "B" and raw.ndim == 1):  # type: ignore[union-attr]
+            plan = None  # a raw frame: its header is written with the message's, the bytes after it
+            n = raw.nbytes if t is memoryview else len(raw)  # type: ignore[union-attr]
+            size = RAW_PREFIX + n
+        else:
+            plan = codec.plan(value)
+            size = WIRE_HEADER + plan.byte_length
         with self._lock:
             seq = self._seq
             shm = self._shm
             c = self.counters
-            if shm is not None and shm.writer.readers() > 0:
-                waits = shm.waits
-                at = shm.reserve(size, wait)  # one copy, into the ring, whatever the number of readers
-                c["waits"] += shm.waits - waits
-                view = shm.writer.view
-                _WIRE.pack_into(view, at, MAGIC, 0, float(seq))
-                plan.write_into(view, at + WIRE_HEADER)
-                shm.writer.commit(size)
-                c["bytes"] += size
+            if shm is not None:
+                w = shm.writer
+                if w.readers() > 0:
+                    at = w.try_reserve(size)  # one copy, into the ring, whatever the number of readers
+                    if at is None:
+                        waits = shm.waits
+                        at = shm.reserve(size, self._timeout if timeout is None else timeout)
+                        c["waits"] += shm.waits - waits
+                    view = w.view
+                    if plan is None:
+                        _WIRE_RAW.pack_into(view, at, MAGIC, 0, float(seq), codec.FRAME_MAGIC, codec.FRAME_VERSION, codec.KIND_RAW, 0, n, 0)
+                        view[at + RAW_PREFIX:at + size] = raw
+                    else:
+                        _WIRE.pack_into(view, at, MAGIC, 0, float(seq))
+                        plan.write_into(view, at + WIRE_HEADER)
+                    w.commit(size)
+                    c["bytes"] += size
             tcp = self._tcp
-            receivers = tcp.receivers if tcp is not None else 0
-            if tcp is not None and receivers > 0:
-                tcp.send([message_header(seq), *plan.chunks()], size, wait)
-                c["bytes"] += size * receivers
+            if tcp is not None:
+                receivers = tcp.receivers
+                if receivers > 0:
+                    if plan is None:
+                        plan = codec.plan(value)
+                    tcp.send([message_header(seq), *plan.chunks()], size, self._timeout if timeout is None else timeout)
+                    c["bytes"] += size * receivers
             c["messages"] += 1
             self._seq = seq + 1
             return seq
@@ -318,6 +340,47 @@ class _TcpLink:
         self._thread.join(2)
 
 
+class ShmLink:
+    """A subscriber's link to a publisher's ring. It has no thread: the subscriber's consumer
+    reads the ring itself (no thread hop, no lock handed between threads per message)."""
+
+    transport = "shm"
+
+    def __init__(self, sub: Subscriber[Any], info: dict[str, Any]) -> None:
+        shm = info["endpoints"]["shm"]
+        self.rx = ShmReceiver(shm["name"], shm["socket"], policy=sub.backpressure)
+        self.publisher: str = info["id"]
+        self.leaky = sub.backpressure == "drop-oldest"  # the writer drops messages only for these
+        self.done = False
+
+    def try_sample(self, sub: Subscriber[Any]) -> Sample[Any] | None:
+        """The next sample if a message is there (malformed ones are skipped and counted)."""
+        rx = self.rx
+        while not self.done:
+            try:
+                got = rx.try_receive()
+            except PlexusError:
+                self.done = True  # the publisher died or left: the graph will unlink it
+                return None
+            if got is None:
+                if rx.ended:
+                    self.done = True
+                return None
+            _frame_seq, payload, token = got
+            try:
+                seq, value = decode_message(payload, sub.arrays)
+            except PlexusError:
+                rx.release(token)
+                sub.malformed += 1
+                continue
+            return Sample(value, sub.topic, seq, self.publisher, functools.partial(rx.release, token), payload.nbytes)
+        return None
+
+    def close(self) -> None:
+        self.done = True
+        self.rx.close()
+
+
 class Subscriber(Generic[T]):
     """Receives a topic's messages from every publisher upstream: made by
     :meth:`plexus.Node.subscriber`. Iterate it (each sample is released when the next is asked
@@ -341,8 +404,8 @@ class Subscriber(Generic[T]):
         self._rings: list[ShmLink] = []  # read by the consumer itself, no thread
         self._lock = threading.Lock()
         self._consumer = threading.Lock()
-        self._poller = select.poll()  # the consumer's, kept while the rings' descriptors stay the same
-        self._poll_key: tuple[int, ...] | None = None
+        self._poller = Poller()  # the consumer's
+        self._spin = AdaptivePoll()  # the consumer's polls of its rings before it sleeps
         self._closed = False
         self._last: Sample[T] | None = None
         answer = node.graph.request("subscriber.add", {"topic": topic})
@@ -435,17 +498,20 @@ class Subscriber(Generic[T]):
                 return queue.popleft()
             rings = self._rings
             for link in rings:
-                self.counters["drops"] += link.rx.take_missed() if not link.done else 0
+                if link.leaky and not link.done:
+                    self.counters["drops"] += link.rx.take_missed()
             for link in rings:
                 s = link.try_sample(self)
                 if s is not None:
                     return s
             if rings:
-                until = time.monotonic() + SPIN
-                while time.monotonic() < until and not queue and not any(r.rx.readable() for r in rings):
-                    os.sched_yield()  # a peer waiting for this core runs now (its answer is what we poll for)
-                if queue or any(r.rx.readable() for r in rings):
-                    continue
+                if len(rings) == 1:
+                    rx = rings[0].rx
+                    ready = lambda: queue or rx.readable()  # noqa: E731
+                else:
+                    ready = lambda: queue or any(r.rx.readable() for r in rings)  # noqa: E731
+                if self._spin.poll(ready):
+                    continue  # (a publisher that answers within the poll's budget is read without a sleep)
             sleeping = []
             for link in rings:
                 if link.done:
@@ -457,16 +523,11 @@ class Subscriber(Generic[T]):
                 left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
                 if left > 0 and not queue:
                     owner: dict[int, ShmLink] = {fd: link for link in sleeping for fd in link.rx.fds()}
-                    key = tuple(owner)
-                    if key != self._poll_key:  # the links' descriptors changed: another poller
-                        self._poller = select.poll()
-                        self._poller.register(self._efd, select.POLLIN)
-                        for fd in key:
-                            self._poller.register(fd, select.POLLIN)
-                        self._poll_key = key
-                    events = self._poller.poll(left * 1000)
+                    events, slept = self._poller.wait((self._efd, *owner), left)
                     for link in sleeping:
                         link.rx.woke()
+                    if slept < LEARN_SLEEP:  # woken soon: poll about that long next time
+                        self._spin.slept(slept, any(r.rx.readable() for r in rings))
                     for fd, _ in events:
                         if fd == self._efd:
                             try:

@@ -20,9 +20,11 @@ import ctypes
 import ctypes.util
 import itertools
 import mmap
+import os
 import platform
 import random
 import struct
+import time
 from collections import deque
 from typing import Any, Callable, Final
 
@@ -41,7 +43,9 @@ MAGIC: Final = 0x52584C50
 VERSION: Final = 1
 H_MAGIC, H_VERSION, H_HEADER_BYTES, H_CAPACITY, H_MAX_READERS, H_WRITER_PID, H_WRITER_STATE, H_EPOCH = range(0, 32, 4)
 H_WRITE_POS: Final = 64
+_I_WRITE_POS: Final = H_WRITE_POS >> 2
 H_WRITER_SLEEPING: Final = 128
+_I_WRITER_SLEEPING: Final = H_WRITER_SLEEPING >> 2
 H_WRITER_WAKE: Final = 132
 SLOTS: Final = 192
 SLOT_BYTES: Final = 128
@@ -60,6 +64,74 @@ _FRAME_HEAD = struct.Struct("<ii")
 _I32 = struct.Struct("<i")
 
 _X86: Final = platform.machine().lower() in ("x86_64", "amd64")
+
+ADAPTIVE_MAX: Final = 75e-6
+"""Longest adaptive poll before sleeping (s): the most a waiting reader keeps its core."""
+LEARN_SLEEP: Final = 100e-6
+"""A sleep that ended within this long teaches a poll budget (1.5 times the sleep, at most
+:data:`ADAPTIVE_MAX`). A sleep includes this end's own wake-up, so the bound is above the
+longest poll: the peer may answer at once and still have been slept on."""
+MIN_BUDGET: Final = 10e-6
+"""The shortest budget a probe that paid teaches."""
+MAX_FAILURES: Final = 10
+"""Backoff after failed polls: 2, 4, 8 ... 1024 waits sleep at once (2 ** failures)."""
+
+
+class AdaptivePoll:
+    """When a waiting side polls before it sleeps: the rules of the Node reader
+    (src/ring/reader.ts), for every place the Python side waits for a ring.
+
+    * With no budget learnt, a wait **probes**: it polls for up to :data:`ADAPTIVE_MAX` (a peer
+      that answers at once is seen without a sleep, and from then on neither end sleeps); a probe
+      that pays teaches a budget of 1.5 times what it took (at least :data:`MIN_BUDGET`).
+    * A sleep that ended within :data:`LEARN_SLEEP` with something to read teaches 1.5 times
+      its length (:meth:`slept`): messages come faster than a wake-up costs the writer.
+    * A poll that does not pay forgets the budget and backs off: the next 2, 4, 8 ... 1024
+      waits sleep at once. An idle reader therefore polls once per 2 ** 10 wake-ups and costs
+      no CPU otherwise.
+
+    Polls yield the core (``sched_yield``) between looks, so a peer waiting for this core runs
+    during the poll, not after it. One waiting thread at a time (not thread-safe).
+    """
+
+    __slots__ = ("budget", "failures", "backoff")
+
+    def __init__(self) -> None:
+        self.budget = 0.0
+        self.failures = 0
+        self.backoff = 0
+
+    def poll(self, ready: Callable[[], Any]) -> Any:
+        """Calls ``ready`` until it returns something true, for the budget; returns that, or
+        None (sleep now) when the budget ran out or the poll is backing off."""
+        if self.backoff > 0:
+            self.backoff -= 1
+            return None
+        probe = self.budget == 0.0
+        clock = time.perf_counter
+        started = clock()
+        until = started + (ADAPTIVE_MAX if probe else self.budget)
+        yield_ = os.sched_yield
+        while True:
+            got = ready()
+            if got:
+                self.failures = 0
+                if probe:
+                    self.budget = min(ADAPTIVE_MAX, max(MIN_BUDGET, (clock() - started) * 1.5))
+                return got
+            if clock() >= until:
+                break
+            yield_()
+        self.failures = min(self.failures + 1, MAX_FAILURES)
+        self.backoff = 1 << self.failures
+        self.budget = 0.0
+        return None
+
+    def slept(self, seconds: float, readable: bool) -> None:
+        """After a sleep of ``seconds``: a short one that ended with something to read teaches
+        a budget."""
+        if seconds < LEARN_SLEEP and readable:
+            self.budget = min(ADAPTIVE_MAX, max(self.budget, seconds * 1.5))
 
 
 class _Lib:
@@ -85,6 +157,10 @@ class _Lib:
         self.exchange = fn("__atomic_exchange_4", [ptr, i32, order], i32)
         self.fetch_add = fn("__atomic_fetch_add_4", [ptr, i32, order], i32)
         self.cas = fn("__atomic_compare_exchange_4", [ptr, ptr, i32, ctypes.c_bool, order, order], ctypes.c_bool)
+        # the per-message store, without argument conversion (about half the cost of a call): it
+        # takes a prebuilt c_void_p and two ints in the int32 range (positions are kept there)
+        self.store_fast = lib["__atomic_store_4"]
+        self.store_fast.restype = None
 
 
 _lib: _Lib | None = None
@@ -180,6 +256,7 @@ class RingReader:
         self.o_head = self.slot_off(slot, S_HEAD)
         self.o_tail = self.slot_off(slot, S_TAIL)
         self.o_sleeping = self.slot_off(slot, S_SLEEPING)
+        self._p_tail = ctypes.c_void_p(a.base + self.o_tail)
         a.store(self.slot_off(slot, S_POLICY), POLICY_CODES[policy])
         a.store(self.slot_off(slot, S_PID), pid)
         a.store(self.slot_off(slot, S_WAKE_KIND), WAKE_EVENTFD)
@@ -212,33 +289,37 @@ class RingReader:
 
     def readable(self) -> bool:
         """A frame is committed and not taken."""
-        h = self.a.load(self.o_head) if self.leaky else self.head
-        return self.a.load(H_WRITE_POS) != h
+        a = self.a
+        h = a.load(self.o_head) if self.leaky else self.head
+        return (a.words[_I_WRITE_POS] if _X86 else a.load(H_WRITE_POS)) != h
 
     def try_read(self) -> tuple[int, int, int, int] | None:
         """Takes the next frame: (token, sequence, payload offset, length in the mapping) or None."""
         if self.left:
             raise ClosedError("the ring reader has left")
         a = self.a
+        leaky = self.leaky
         while True:
-            h = a.load(self.o_head) if self.leaky else self.head
-            if a.load(H_WRITE_POS) == h:
+            h = a.load(self.o_head) if leaky else self.head
+            if (a.words[_I_WRITE_POS] if _X86 else a.load(H_WRITE_POS)) == h:
                 return None
             off = h & self.mask
             length, flags, lo, hi = _FRAME.unpack_from(self.mm, self.hb + off)
             if flags & FLAG_WRAP:
                 nxt = _i32(h + (self.capacity - off))
-                if self.leaky:
+                if leaky:
                     if not a.cas(self.o_head, h, nxt):
                         continue
                 else:
                     self.head = nxt
                 continue
-            if not 0 <= length <= self.capacity // 2 - 16 or off + 16 + length > self.capacity:
+            if not 0 <= length <= (self.capacity >> 1) - 16 or off + 16 + length > self.capacity:
                 raise ProtocolError(f"a ring frame of {length} bytes at offset {off} breaks the layout")
-            seq = hi * 2**32 + lo
-            end = _i32(h + 16 + ((length + 15) & ~15))
-            if self.leaky:
+            seq = (hi << 32) | lo
+            end = (h + 16 + ((length + 15) & ~15)) & 0xFFFFFFFF
+            if end & 0x80000000:
+                end -= 1 << 32
+            if leaky:
                 if not a.cas(self.o_head, h, end):
                     continue
                 if self.expected >= 0 and seq < self.expected:
@@ -262,20 +343,24 @@ class RingReader:
         """Releases the frame taken at ``token``; True if the writer should be woken."""
         if self.left:
             return False
-        for item in self.held:
-            if item[0] == token and not item[1]:
-                item[1] = 1
-                break
+        held = self.held
+        if held and held[0][0] == token:  # the oldest (in order: the common case)
+            held.popleft()
         else:
-            return False
-        if self.held[0][1] == 0:
-            return False
-        while self.held and self.held[0][1]:
-            self.held.popleft()
+            for item in held:
+                if item[0] == token and not item[1]:
+                    item[1] = 1
+                    break
+            else:
+                return False
+            if held[0][1] == 0:
+                return False
+        while held and held[0][1]:
+            held.popleft()
         a = self.a
-        tail = self.held[0][0] if self.held else (a.load(self.o_head) if self.leaky else self.head)
-        a.lib.store(a.base + self.o_tail, tail, SEQ_CST)  # (Atomics.store, inlined: once per release)
-        return a.load(H_WRITER_SLEEPING) != 0 and a.exchange(H_WRITER_SLEEPING, 0) == 1
+        tail = held[0][0] if held else (a.load(self.o_head) if self.leaky else self.head)
+        a.lib.store_fast(self._p_tail, tail, SEQ_CST)  # (Atomics.store, inlined: once per release)
+        return (a.words[_I_WRITER_SLEEPING] if _X86 else a.load(H_WRITER_SLEEPING)) != 0 and a.exchange(H_WRITER_SLEEPING, 0) == 1
 
     def writer_wants_wake(self) -> bool:
         """Swaps ``writerSleeping`` to 0: True if the writer slept and must be woken."""
@@ -340,6 +425,7 @@ class RingWriter:
         self.mm = mm
         self.view = memoryview(mm)
         self.a = Atomics(mm)
+        self._p_write_pos = ctypes.c_void_p(self.a.base + H_WRITE_POS)
         self.doorbell = doorbell
         self.pos = self.a.load(H_WRITE_POS)
         self.seq = 1
@@ -414,10 +500,11 @@ class RingWriter:
             p -= 1 << 32
         self.pos = p
         a = self.a
-        a.lib.store(a.base + H_WRITE_POS, p, SEQ_CST)  # (Atomics.store, inlined: once per message)
+        a.lib.store_fast(self._p_write_pos, p, SEQ_CST)  # (Atomics.store, inlined: once per message)
+        words = a.words
         for slot in self.active:
             o = SLOTS + SLOT_BYTES * slot + S_SLEEPING
-            if a.load(o) != 0 and a.exchange(o, 0) != 0:
+            if (words[o >> 2] if _X86 else a.load(o)) != 0 and a.exchange(o, 0) != 0:
                 self.doorbell(slot)
         return seq
 

@@ -8,7 +8,6 @@ import itertools
 import os
 import re
 import secrets
-import select
 import socket
 import ssl
 import struct
@@ -50,7 +49,6 @@ RING_MAGIC: Final = 0x31525850
 RING_HEADER: Final = struct.Struct("<IBBHII")
 RING_NAME: Final = re.compile(r"/plexus-\d{1,10}-[0-9a-f]{1,32}")
 RING_CAPACITY: Final = 1 << 20
-SPIN: Final = 50e-6  # seconds a waiting caller polls the response ring before it sleeps
 RECHECK: Final = 0.25
 STATUS_NO_SHM: Final = 16
 SUN_PATH: Final = 108  # bytes of a Unix socket address's path on Linux
@@ -468,11 +466,14 @@ class ShmChannel:
         with self.lock:
             if self.ended:
                 raise PeerDeadError(f"{self.what} is gone")
-            at = self.tx.reserve(size, timeout)
-            view = self.tx.writer.view
+            w = self.tx.writer
+            at = w.try_reserve(size)
+            if at is None:
+                at = self.tx.reserve(size, timeout)
+            view = w.view
             RING_HEADER.pack_into(view, at, RING_MAGIC, type_, flags, 0, id_, aux)
             body.write_into(view, at + RING_HEADER.size)
-            self.tx.writer.commit(size)
+            w.commit(size)
 
     def send_raw(self, id_: int, size: int, fill: Callable[[memoryview], None], placed: Callable[[int, int], None],
                  timeout: float | None) -> None:
@@ -641,21 +642,13 @@ class _Link:
                     continue
                 if rx.ended:
                     raise PeerDeadError(f"{self.who} closed its ring")
-                until = time.monotonic() + SPIN
-                while time.monotonic() < until and not rx.readable():
-                    os.sched_yield()  # a server waiting for this core runs now
-                if rx.readable() or not rx.prepare_sleep():
-                    continue
+                if rx.spin.poll(rx.readable) or not rx.prepare_sleep():
+                    continue  # (a server that answers within the poll's budget is read without a sleep)
                 left = deadline - time.monotonic()
-                poller = select.poll()
-                for fd in rx.fds():
-                    poller.register(fd, select.POLLIN)
-                events = poller.poll(max(0.0, min(left, RECHECK)) * 1000) if left > 0 else []
-                rx.woke()
-                for fd, _ in events:
-                    rx.on_event(fd)
                 if left <= 0:
+                    rx.woke()
                     return
+                rx.sleep(min(left, RECHECK))
         except PlexusError as err:
             ch.end(err)  # its end fails every call of this link
 

@@ -13,19 +13,15 @@ import socket
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Final
+from typing import Callable, Final
 
 from . import net
 from .errors import ClosedError, NoSpaceError, PeerDeadError, PlexusError, ProtocolError, SystemError, TimeoutError
-from .ring import RingReader, RingWriter, init_ring, ring_size
-
-if TYPE_CHECKING:
-    from .pubsub import Sample, Subscriber
+from .ring import AdaptivePoll, RingReader, RingWriter, init_ring, ring_size
 
 JOIN_MAGIC: Final = 0x314A5850
 ACCEPT_MAGIC: Final = 0x31415850
 RECHECK: Final = 0.25
-SPIN: Final = 50e-6  # seconds a writer without room polls (yielding the core) before it sleeps
 # os.eventfd and friends (Linux, Python 3.10+), looked up so that older type stubs accept them
 _eventfd: Callable[[int, int], int] = getattr(os, "eventfd")
 _eventfd_read: Callable[[int], int] = getattr(os, "eventfd_read")
@@ -60,6 +56,28 @@ def open_segment(name: str) -> tuple[mmap.mmap, int]:
         os.close(fd)
 
 
+class Poller:
+    """A ``select.poll`` for readability, kept while the descriptors it watches stay the same
+    (no poll object and registrations per sleep)."""
+
+    __slots__ = ("_poll", "_key")
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._key: tuple[int, ...] = ()
+
+    def wait(self, fds: tuple[int, ...], seconds: float) -> tuple[list[tuple[int, int]], float]:
+        """Waits until one of ``fds`` is readable, at most ``seconds``: (the events, seconds slept)."""
+        if fds != self._key:
+            self._poll = select.poll()
+            for fd in fds:
+                self._poll.register(fd, select.POLLIN)
+            self._key = fds
+        started = time.perf_counter()
+        events = self._poll.poll(seconds * 1000)
+        return events, time.perf_counter() - started
+
+
 class ShmReceiver:
     """A reader of a ring in another process: ``receive()`` gives (sequence, payload view, token)."""
 
@@ -68,8 +86,12 @@ class ShmReceiver:
         self.writable = False  # views of frames are read-only, but for an in-place server's requests (§6.1)
         self.mm, size = open_segment(name)
         self.reader = RingReader(self.mm, size, policy, os.getpid())
+        self.spin = AdaptivePoll()  # the waits of the thread that reads this ring (one at a time)
+        self._rw = memoryview(self.mm)  # payload views are slices of this (read-only ones of _ro)
+        self._ro = self._rw.toreadonly()
         self.efd = _eventfd(0, EFD_FLAGS)
         self.lock = threading.Lock()
+        self._poller = Poller()
         self.dead: PlexusError | None = None
         self.closed = False
         self.sock_done = False
@@ -116,14 +138,13 @@ class ShmReceiver:
         None when there is none now (see :attr:`ended`); the writer's death, once everything it
         committed was read, raises PeerDeadError.
         """
-        with self.lock:
+        with self.lock:  # (the view is sliced under the lock: close() releases the mapping's views)
             if self.closed:
                 raise ClosedError(f"the receiver of {self.name} is closed")
             got = self.reader.try_read()
-        if got is not None:
-            token, seq, at, length = got
-            view = memoryview(self.mm)[at:at + length]
-            return seq, (view if self.writable else view.toreadonly()), token
+            if got is not None:
+                token, seq, at, length = got
+                return seq, (self._rw if self.writable else self._ro)[at:at + length], token
         if self.dead is not None:
             raise self.dead
         return None
@@ -174,19 +195,24 @@ class ShmReceiver:
                 return got
             if self.ended:
                 return None
+            if self.spin.poll(self.readable):
+                continue
             if not self.prepare_sleep():
                 continue
             left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
             if left <= 0:
                 self.woke()
                 raise TimeoutError(f"nothing arrived from {self.name} within {(timeout or 0) * 1000:.0f} ms")
-            poller = select.poll()
-            for fd in self.fds():
-                poller.register(fd, select.POLLIN)
-            events = poller.poll(left * 1000)
-            self.woke()
-            for fd, _ in events:
-                self.on_event(fd)
+            self.sleep(left)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleeps until the writer rings (or ends), at most ``seconds``, with the sleeping flag
+        raised by :meth:`prepare_sleep`; lowers it and learns a poll budget from a short sleep."""
+        events, slept = self._poller.wait(self.fds(), seconds)
+        self.woke()
+        for fd, _ in events:
+            self.on_event(fd)
+        self.spin.slept(slept, self.readable())
 
     def _check_socket(self) -> None:
         try:
@@ -241,52 +267,13 @@ class ShmReceiver:
             self.reader.a.release()
         except (AttributeError, BufferError):
             pass
+        for v in (getattr(self, "_ro", None), getattr(self, "_rw", None)):
+            if v is not None:
+                v.release()  # (payload views sliced from them keep the mapping themselves)
         try:
             self.mm.close()
         except BufferError:
             pass  # views are still held: the mapping goes when the last one does
-
-
-class ShmLink:
-    """A subscriber's link to a publisher's ring. It has no thread: the subscriber's consumer
-    reads the ring itself (no thread hop, no lock handed between threads per message)."""
-
-    transport = "shm"
-
-    def __init__(self, sub: Subscriber[Any], info: dict[str, Any]) -> None:
-        shm = info["endpoints"]["shm"]
-        self.rx = ShmReceiver(shm["name"], shm["socket"], policy=sub.backpressure)
-        self.publisher: str = info["id"]
-        self.done = False
-
-    def try_sample(self, sub: Subscriber[Any]) -> Sample[Any] | None:
-        """The next sample if a message is there (malformed ones are skipped and counted)."""
-        from .pubsub import Sample, decode_message
-
-        rx = self.rx
-        while not self.done:
-            try:
-                got = rx.try_receive()
-            except PlexusError:
-                self.done = True  # the publisher died or left: the graph will unlink it
-                return None
-            if got is None:
-                if rx.ended:
-                    self.done = True
-                return None
-            _frame_seq, payload, token = got
-            try:
-                seq, value = decode_message(payload, sub.arrays)
-            except PlexusError:
-                rx.release(token)
-                sub.malformed += 1
-                continue
-            return Sample(value, sub.topic, seq, self.publisher, lambda t=token: rx.release(t), payload.nbytes)
-        return None
-
-    def close(self) -> None:
-        self.done = True
-        self.rx.close()
 
 
 def sweep() -> int:
@@ -350,6 +337,7 @@ class ShmSender:
         self.doorbells: dict[int, int] = {}
         self.lock = threading.Lock()
         self.writer = RingWriter(self.mm, self._ring)
+        self.spin = AdaptivePoll()  # waits for room (one writing thread at a time)
         self.closed = False
         self.waits = 0  # reserves that had to wait for room
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -434,14 +422,11 @@ class ShmSender:
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         self.waits += 1
+        at = self.spin.poll(lambda: w.try_reserve(n))  # a reader about to release: poll first (adaptive)
+        if at is not None:
+            return int(at)
         poller = select.poll()
         poller.register(self.efd, select.POLLIN)
-        spin_until = time.monotonic() + SPIN  # a reader about to release: poll briefly, yielding the core
-        while time.monotonic() < spin_until:
-            os.sched_yield()
-            at = w.try_reserve(n)
-            if at is not None:
-                return at
         while True:
             w.want_wake()
             at = w.try_reserve(n)
@@ -450,7 +435,10 @@ class ShmSender:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"a subscriber released nothing within {wait * 1000:.0f} ms (policy block)")
-            if poller.poll(min(left, RECHECK) * 1000):
+            slept = time.perf_counter()
+            woken = poller.poll(min(left, RECHECK) * 1000)
+            self.spin.slept(time.perf_counter() - slept, bool(woken))
+            if woken:
                 try:
                     _eventfd_read(self.efd)
                 except OSError:  # (closed meanwhile: the loop sees it)
