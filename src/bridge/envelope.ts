@@ -267,6 +267,8 @@ export type Assembled = { frame: Uint8Array; sequence: number; owned: boolean } 
 
 /** Buffers kept at most for the next chunked messages. */
 const SPARE_BUFFERS = 2;
+/** Larger buffers are not kept (a rare huge message does not hold its memory for ever). */
+const SPARE_MAX_BYTES = 16 << 20;
 
 /**
  * Puts chunked messages back together, per sender (graph and port): chunks of one message come
@@ -349,7 +351,7 @@ export class Reassembler {
    * it (the next chunked messages are put together in it).
    */
   recycle(frame: Uint8Array): void {
-    if (frame.byteOffset !== 0 || !(frame.buffer instanceof ArrayBuffer)) return;
+    if (frame.byteOffset !== 0 || !(frame.buffer instanceof ArrayBuffer) || frame.buffer.byteLength > SPARE_MAX_BYTES) return;
     if (this.spare.length >= SPARE_BUFFERS) this.spare.shift();
     this.spare.push(new Uint8Array(frame.buffer));
   }
