@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../src/index.js";
 import { nameFromTokens, nameOfSubject, nameTokens, NameFilter, NamePattern, subjectOf } from "../src/bridge/subjects.js";
-import { envelopes, Kind, readEnvelope, Reassembler, type Sender } from "../src/bridge/envelope.js";
-import { decode } from "../src/codec/index.js";
+import { EnvelopeArena, envelopes, Kind, readEnvelope, Reassembler, sendEnvelopes, type Sender } from "../src/bridge/envelope.js";
+import { decode, encodedSize } from "../src/codec/index.js";
 
 const from: Sender = { origin: new TextEncoder().encode("host-a"), port: new TextEncoder().encode("p1") };
 
@@ -140,5 +140,76 @@ describe("bridge envelope", () => {
 
   it("requests and answers are never chunked: one that does not fit is FrameTooLargeError", () => {
     assert.throws(() => envelopes(Kind.Request, from, 0, new Uint8Array(5000), 1000, 1 << 20), FrameTooLargeError);
+  });
+
+  it("sendEnvelopes hands each chunk over before it takes the memory of the next, with the bytes of envelopes()", () => {
+    const big = new Uint8Array(new SharedArrayBuffer(10_000)).map((_, i) => (i * 7) & 0xff); // out of shared memory, as from a ring
+    const expected = envelopes(Kind.Message, from, 3, big, 1000, 1 << 20);
+    const events: string[] = [];
+    const sent: Uint8Array[] = [];
+    const count = sendEnvelopes(
+      Kind.Message,
+      from,
+      3,
+      encodedSize(big),
+      1000,
+      1 << 20,
+      (p) => {
+        events.push("send");
+        sent.push(p.slice());
+      },
+      (n) => {
+        events.push("take");
+        return new Uint8Array(n);
+      },
+    );
+    assert.equal(count, expected.length);
+    assert.deepEqual(events, expected.flatMap(() => ["take", "send"]));
+    assert.deepEqual(sent, expected);
+    // Nothing is sent for a message that is refused.
+    assert.throws(() => sendEnvelopes(Kind.Message, from, 4, encodedSize(big), 1000, 100, () => assert.fail("sent"), (n) => new Uint8Array(n)), FrameTooLargeError);
+  });
+
+  it("reassembly reuses the memory of frames given back, never of unchunked ones", () => {
+    const r = new Reassembler(1 << 20, 1 << 20);
+    const whole = (value: Uint8Array, seq: number) => {
+      let w;
+      for (const p of envelopes(Kind.Message, from, seq, value, 1000, 1 << 20)) w = r.add(readEnvelope(p));
+      assert.ok(w);
+      return w;
+    };
+    const a = whole(new Uint8Array(10_000).fill(1), 1);
+    assert.equal(a.owned, true);
+    const first = a.frame.buffer;
+    const b = whole(new Uint8Array(10_000).fill(2), 2);
+    assert.notEqual(b.frame.buffer, first, "not given back: new memory");
+    r.recycle(a.frame);
+    const c = whole(new Uint8Array(9_000).fill(3), 3);
+    assert.equal(c.frame.buffer, first, "given back: used again");
+    assert.deepEqual(decode(c.frame), new Uint8Array(9_000).fill(3));
+    const small = r.add(readEnvelope(envelopes(Kind.Message, from, 4, 5, 1000, 1 << 20)[0]));
+    assert.equal(small?.owned, false, "an unchunked frame is a view of the received message");
+  });
+
+  it("an envelope arena reuses its memory only once the client released what it was given", () => {
+    let released = false;
+    const arena = new EnvelopeArena(() => released);
+    const a = arena.take(1000);
+    const b = arena.take(1000);
+    assert.equal(a.buffer, b.buffer);
+    assert.ok(b.byteOffset >= a.byteOffset + a.length, "not released: the next envelope comes after the last");
+    released = true;
+    const c = arena.take(500);
+    assert.equal(c.buffer, a.buffer);
+    assert.equal(c.byteOffset, a.byteOffset, "released: the slab is used again from its start");
+    released = false;
+    // Never released: a full slab is left to the client, and the next envelopes take a new one.
+    const seen = new Set<ArrayBufferLike>();
+    for (let i = 0; i < 10; i++) seen.add(arena.take(1 << 20).buffer);
+    assert.ok(seen.size >= 3);
+    // An envelope larger than half a slab has memory of its own.
+    const huge = arena.take(3 << 20);
+    assert.ok(!seen.has(huge.buffer));
+    assert.equal(huge.byteOffset, 0);
   });
 });

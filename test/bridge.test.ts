@@ -9,7 +9,8 @@ import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-
 import { GraphServer, connect, queue, NoServerError, RemoteError, ProtocolError, SequenceError, TimeoutError, type Node, type Subscriber } from "../src/index.js";
 import { Bridge, type BridgeOptions } from "../src/bridge/index.js";
 import { natsServer, type NatsServer } from "./helpers/nats.js";
-import { envelopes, Kind, type Sender } from "../src/bridge/envelope.js";
+import { EnvelopeArena, envelopes, Kind, type Sender } from "../src/bridge/envelope.js";
+import { publishedReleased } from "../src/bridge/nats.js";
 import { eventually } from "./helpers/eventually.js";
 import { picture, toMermaid } from "../src/cli/graph.js";
 import { topTable } from "../src/cli/top.js";
@@ -449,6 +450,71 @@ describe("bridge: overlapping patterns, sibling bridges, failover, leaving, outa
     } finally {
       await a.close();
       await b.close();
+      await own.close();
+    }
+  });
+});
+
+describe("bridge: the memory of sent envelopes", () => {
+  it("is reused only once the NATS client wrote it: every message arrives intact, and nothing is reused while the client is disconnected", async () => {
+    const own = await natsServer();
+    const nc = await natsConnect({ servers: own.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const rx = await natsConnect({ servers: own.url });
+    try {
+      let broken = 0;
+      let received = 0;
+      rx.subscribe("mem.t", {
+        callback: (_err, m) => {
+          received++;
+          const mark = m.data[0];
+          if (!m.data.every((b) => b === mark)) broken++;
+        },
+      });
+      await rx.flush();
+      const released = publishedReleased(nc);
+      assert.equal(released(), true, "nothing published yet");
+      const arena = new EnvelopeArena(released);
+      let n = 0;
+      const send = (size: number): Uint8Array => {
+        const b = arena.take(size);
+        b.fill(++n & 0xff);
+        nc.publish("mem.t", b);
+        return b;
+      };
+      send(100);
+      assert.equal(released(), false, "queued until the client writes it");
+      await nc.flush();
+      assert.equal(released(), true, "written");
+      // Batches of mixed sizes, one per event-loop turn, as an export sends them.
+      const sizes = [64, 40_000, 300_000, 5, 1_000_000, 70_000];
+      for (let round = 0; round < 30; round++) {
+        for (let k = 0; k < 12; k++) send(sizes[(round + k) % sizes.length]);
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      await nc.flush();
+      await eventually("every message to arrive", () => received === n);
+      assert.equal(broken, 0, "a message was overwritten before the client wrote it");
+
+      const status = nc.status()[Symbol.asyncIterator]();
+      const next = async (type: string): Promise<void> => {
+        for (let s = await status.next(); !s.done; s = await status.next()) if (s.value.type === type) return;
+      };
+      await own.stop();
+      await next("disconnect");
+      const kept = send(200_000);
+      const copy = kept.slice();
+      for (let i = 0; i < 40; i++) {
+        assert.equal(released(), false, "the client keeps what it could not send");
+        send(100_000);
+      }
+      assert.deepEqual(kept, copy, "what the client keeps is not written again");
+      await own.start();
+      await next("reconnect");
+      await nc.flush();
+      assert.equal(released(), true, "sent once connected again");
+    } finally {
+      await nc.close();
+      await rx.close();
       await own.close();
     }
   });

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { pack as foreignPack, unpack as foreignUnpack } from "msgpackr";
-import { BufferType, CHECK_BUDGET, checkEncodable, decode, encode, encodeChunks, encodedSize, encodeInto, FRAME_HEADER_BYTES, FrameKind, MAX_DEPTH } from "../src/codec/index.js";
+import { BufferType, CHECK_BUDGET, checkEncodable, copyBytes, decode, encode, encodeChunks, encodedSize, encodeInto, FRAME_HEADER_BYTES, FrameKind, MAX_DEPTH } from "../src/codec/index.js";
 import { EncodeError, InvalidArgumentError, ProtocolError } from "../src/errors.js";
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -273,6 +273,24 @@ test("every out-of-band buffer is 16-aligned in the frame and element-aligned in
       assert.deepStrictEqual(v, value[`k${i}`]);
     }
   }
+});
+
+test("a value in shared memory encodes into ordinary memory byte for byte, and copyBytes copies out of shared memory", () => {
+  const shared = new Uint8Array(new SharedArrayBuffer(70_000), 3, 65_536).map((_, i) => (i * 13 + 1) & 0xff);
+  const floats = new Float64Array(new SharedArrayBuffer(8 * 1000)).map((_, i) => i / 4);
+  for (const value of [shared, { floats, tag: "x" }]) {
+    const plan = encodedSize(value);
+    const out = new Uint8Array(plan.byteLength + 9);
+    encodeInto(plan, out, 9);
+    assert.deepStrictEqual(out.subarray(9), encode(value));
+    assert.deepStrictEqual(decode(out.subarray(9)), value instanceof Uint8Array ? new Uint8Array(value) : { floats: new Float64Array(floats), tag: "x" });
+  }
+  const target = new Uint8Array(new ArrayBuffer(70_000), 100, 69_000);
+  copyBytes(target, 5, shared);
+  assert.deepStrictEqual(target.subarray(5, 5 + shared.length), new Uint8Array(shared));
+  assert.equal(target[4], 0);
+  copyBytes(target, 0, new Uint8Array([1, 2, 3])); // small and ordinary
+  assert.deepStrictEqual([...target.subarray(0, 4)], [1, 2, 3, 0]);
 });
 
 test("zero copy: a 1 MiB Float64Array is copied once on encode and never on decode", () => {

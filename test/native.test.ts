@@ -654,8 +654,24 @@ test("copy: every view type, offsets, shared sources, bounds", () => {
   assertArgumentError(() => n.copy(target, Number.NaN, new Uint8Array(1)));
   assertArgumentError(() => n.copy(target, 2 ** 60, new Uint8Array(1)));
   assertArgumentError(() => n.copy(target, "0" as unknown as number, new Uint8Array(1)));
-  assertArgumentError(() => n.copy(new ArrayBuffer(8) as unknown as SharedArrayBuffer, 0, new Uint8Array(1)));
+  assertArgumentError(() => n.copy(new Uint8Array(8) as unknown as SharedArrayBuffer, 0, new Uint8Array(1)));
   assertArgumentError(() => n.copy(target, 0, [1, 2] as unknown as Uint8Array));
+});
+
+test("copy: into an ArrayBuffer, out of shared memory, bounds (none for a detached one)", () => {
+  const shared = new Uint8Array(new SharedArrayBuffer(4096), 16, 3000).map((_, i) => (i * 31 + 5) & 0xff);
+  const target = new ArrayBuffer(4000);
+  n.copy(target, 7, shared);
+  const bytes = new Uint8Array(target);
+  assert.deepEqual(bytes.subarray(7, 3007), new Uint8Array(shared));
+  assert.equal(bytes[6], 0);
+  assert.equal(bytes[3007], 0);
+  n.copy(target, 0, Buffer.from([9, 8])); // any source
+  assert.deepEqual([...bytes.subarray(0, 3)], [9, 8, 0]);
+  assertArgumentError(() => n.copy(target, 1001, shared));
+  const detached = new ArrayBuffer(64);
+  structuredClone(detached, { transfer: [detached] });
+  assertArgumentError(() => n.copy(detached, 0, new Uint8Array(1)));
 });
 
 test("copy: large copies into a large target (the streaming-store path) land byte for byte, at any alignment", () => {

@@ -8,7 +8,7 @@
  */
 import { Buffer } from "node:buffer";
 import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../errors.js";
-import { encodeChunks, encodedSize, encodeInto, type FramePlan } from "../codec/index.js";
+import { copyBytes, encodeChunks, encodedSize, encodeInto, type FramePlan } from "../codec/index.js";
 import { get32, put32 } from "../net/frame.js";
 
 /** "PXN1", little-endian. */
@@ -100,44 +100,64 @@ export interface Sender {
   readonly port: Uint8Array;
 }
 
+/** Gives `n` bytes for an envelope (written whole before anyone reads them). */
+export type EnvelopeMemory = (n: number) => Uint8Array;
+
 /**
- * The NATS payloads of one value: one when its frame fits `maxPayload`, else chunks of it. The
- * value is encoded once, straight into the (first) payload; chunks copy their part of it.
- * Throws `EncodeError` for a value the codec refuses, `FrameTooLargeError` above `maxMessage`.
+ * The NATS payloads of one value: one when its frame fits `maxPayload`, else chunks of it (each
+ * a buffer of its own). Throws `EncodeError` for a value the codec refuses, `FrameTooLargeError`
+ * above `maxMessage`.
  */
 export function envelopes(kind: Kind, from: Sender, sequence: number, value: unknown, maxPayload: number, maxMessage: number): Uint8Array[] {
-  return framedEnvelopes(kind, from, sequence, encodedSize(value), maxPayload, maxMessage);
+  const out: Uint8Array[] = [];
+  sendEnvelopes(kind, from, sequence, encodedSize(value), maxPayload, maxMessage, (payload) => out.push(payload));
+  return out;
 }
 
-/** {@link envelopes} of a planned frame. */
-export function framedEnvelopes(kind: Kind, from: Sender, sequence: number, plan: FramePlan, maxPayload: number, maxMessage: number): Uint8Array[] {
+/**
+ * Writes the NATS payloads of a planned frame ({@link envelopes}) and hands each to `send` as
+ * soon as it is written, in order: the value is encoded once, straight into the (first) payload;
+ * chunks copy their part of it. Each payload is taken from `memory` just before it is written, so
+ * memory that `send` gave away is taken back only after it did (an {@link EnvelopeArena}). Throws
+ * before anything is sent (`FrameTooLargeError`), or what `send` throws. Returns the payloads sent.
+ */
+export function sendEnvelopes(
+  kind: Kind,
+  from: Sender,
+  sequence: number,
+  plan: FramePlan,
+  maxPayload: number,
+  maxMessage: number,
+  send: (payload: Uint8Array) => void,
+  memory: EnvelopeMemory = uninitialized,
+): number {
   const head = ENVELOPE_HEADER + from.origin.length + from.port.length;
   const total = plan.byteLength;
   if (total > maxMessage) throw new FrameTooLargeError(`a message of ${total} bytes is larger than the bridge's maxMessage (${maxMessage})`);
   const room = maxPayload - head;
   if (room < 1) throw new FrameTooLargeError(`the NATS server's max_payload (${maxPayload}) leaves no room after the bridge's ${head}-byte header`);
   if (total <= room) {
-    const out = uninitialized(head + total);
+    const out = memory(head + total);
     writeHeader(out, kind, from.origin, from.port, sequence, 0, 1, total);
     encodeInto(plan, out, head);
-    return [out];
+    send(out);
+    return 1;
   }
   if (kind !== Kind.Message) throw new FrameTooLargeError(`a request or answer of ${total} bytes does not fit the NATS server's max_payload (${maxPayload}); only pub/sub messages are cut into chunks`);
   // The frame's pieces (its head, then each buffer as the caller's own memory) are copied once,
   // straight into the chunks.
   const pieces = encodeChunks(plan);
   const count = Math.ceil(total / room);
-  const out: Uint8Array[] = [];
   let piece = 0;
   let at = 0;
   for (let i = 0; i < count; i++) {
     const length = Math.min(room, total - i * room);
-    const msg = uninitialized(head + length);
+    const msg = memory(head + length);
     writeHeader(msg, kind, from.origin, from.port, sequence, i, count, total);
     for (let filled = 0; filled < length; ) {
       const p = pieces[piece] as Uint8Array;
       const n = Math.min(length - filled, p.length - at);
-      msg.set(n === p.length ? p : p.subarray(at, at + n), head + filled);
+      copyBytes(msg, head + filled, n === p.length ? p : p.subarray(at, at + n));
       filled += n;
       at += n;
       if (at === p.length) {
@@ -145,9 +165,42 @@ export function framedEnvelopes(kind: Kind, from: Sender, sequence: number, plan
         at = 0;
       }
     }
-    out.push(msg);
+    send(msg);
   }
-  return out;
+  return count;
+}
+
+/** Bytes of an {@link EnvelopeArena}'s slab; envelopes above half of it get memory of their own. */
+const SLAB_BYTES = 4 << 20;
+
+/**
+ * Memory for the envelopes a bridge publishes, reused instead of a new buffer per message (which
+ * costs an allocation and, at tens of MB/s, a good part of the process's time in garbage
+ * collection). Envelopes are cut one after the other from a slab; the slab is used again from its
+ * start only once `released()` says that the NATS client holds none of them any more (it copies
+ * what is published when it writes it to the socket, and keeps it while disconnected). Without
+ * that certainty (`released` never true) a full slab is left to the client and a new one taken.
+ */
+export class EnvelopeArena {
+  private slab: Uint8Array | undefined;
+  private used = 0;
+  /** Gives `n` bytes (pass as an {@link EnvelopeMemory}); everything taken before must have been handed to the NATS client. */
+  readonly take: EnvelopeMemory = (n) => this.cut(n);
+
+  /** @param released - true when the NATS client references nothing taken so far */
+  constructor(private readonly released: () => boolean) {}
+
+  private cut(n: number): Uint8Array {
+    if (n > SLAB_BYTES / 2) return uninitialized(n);
+    if (this.used > 0 && this.released()) this.used = 0;
+    if (this.slab === undefined || this.used + n > this.slab.length) {
+      this.slab = uninitialized(SLAB_BYTES);
+      this.used = 0;
+    }
+    const out = this.slab.subarray(this.used, this.used + n);
+    this.used += n;
+    return out;
+  }
 }
 
 /** The names of the last envelope read: a stream from one sender decodes them once. */
@@ -205,8 +258,17 @@ interface Partial {
   filled: number;
 }
 
-/** What {@link Reassembler.add} gives back. */
-export type Assembled = { frame: Uint8Array; sequence: number } | undefined;
+/**
+ * What {@link Reassembler.add} gives back: the frame, its sequence number, and whether the
+ * frame is the reassembler's own memory (a chunked message), which {@link Reassembler.recycle}
+ * takes back once nothing refers to it any more.
+ */
+export type Assembled = { frame: Uint8Array; sequence: number; owned: boolean } | undefined;
+
+/** Buffers kept at most for the next chunked messages. */
+const SPARE_BUFFERS = 2;
+/** Larger buffers are not kept (a rare huge message does not hold its memory for ever). */
+const SPARE_MAX_BYTES = 16 << 20;
 
 /**
  * Puts chunked messages back together, per sender (graph and port): chunks of one message come
@@ -217,6 +279,8 @@ export type Assembled = { frame: Uint8Array; sequence: number } | undefined;
 export class Reassembler {
   private readonly partial = new Map<string, Partial>();
   private held = 0;
+  /** Memory of frames given back, for the next messages (a new buffer per message would cost its allocation and garbage collection). */
+  private readonly spare: Uint8Array[] = [];
   /** Incomplete messages dropped (a lost or bad chunk, no room). */
   dropped = 0;
 
@@ -241,7 +305,7 @@ export class Reassembler {
    */
   add(e: Envelope): Assembled {
     if (e.total > this.maxMessage) throw new FrameTooLargeError(`a bridged message of ${e.total} bytes from ${e.origin} is larger than maxMessage (${this.maxMessage})`);
-    if (e.count === 1) return { frame: e.chunk, sequence: e.sequence };
+    if (e.count === 1) return { frame: e.chunk, sequence: e.sequence, owned: false };
     const key = `${e.origin}\u0000${e.port}`;
     let p = this.partial.get(key);
     if (p !== undefined && (p.sequence !== e.sequence || e.index !== p.next)) {
@@ -261,7 +325,7 @@ export class Reassembler {
         this.drop(oldest);
         evicted++;
       }
-      p = { key, sequence: e.sequence, count: e.count, frame: uninitialized(e.total), next: 0, filled: 0 };
+      p = { key, sequence: e.sequence, count: e.count, frame: this.memory(e.total), next: 0, filled: 0 };
       this.partial.set(key, p);
       this.held += e.total;
       if (evicted > 0) {
@@ -279,12 +343,36 @@ export class Reassembler {
     if (p.next < p.count) return undefined;
     this.partial.delete(key);
     this.held -= p.frame.length;
-    return { frame: p.frame, sequence: p.sequence };
+    return { frame: p.frame, sequence: p.sequence, owned: true };
   }
 
-  /** Drops whatever is incomplete. */
+  /**
+   * Takes back the memory of a frame that {@link add} returned as `owned`, once nothing refers to
+   * it (the next chunked messages are put together in it).
+   */
+  recycle(frame: Uint8Array): void {
+    if (frame.byteOffset !== 0 || !(frame.buffer instanceof ArrayBuffer) || frame.buffer.byteLength > SPARE_MAX_BYTES) return;
+    if (this.spare.length >= SPARE_BUFFERS) this.spare.shift();
+    this.spare.push(new Uint8Array(frame.buffer));
+  }
+
+  /** `n` bytes for a new message: a spare buffer large enough (but not more than twice) or a new one. */
+  private memory(n: number): Uint8Array {
+    for (let i = 0; i < this.spare.length; i++) {
+      const b = this.spare[i] as Uint8Array;
+      if (b.length >= n && b.length <= 2 * n) {
+        this.spare.splice(i, 1);
+        return b.subarray(0, n);
+      }
+    }
+    const b = Buffer.allocUnsafeSlow(n); // never a slice of Node's shared pool: all of it can be reused
+    return new Uint8Array(b.buffer, b.byteOffset, n);
+  }
+
+  /** Drops whatever is incomplete, and the spare memory. */
   clear(): void {
     for (const p of [...this.partial.values()]) this.drop(p);
+    this.spare.length = 0;
   }
 
   private drop(p: Partial): void {
@@ -292,5 +380,6 @@ export class Reassembler {
     this.partial.delete(p.key);
     this.held -= p.frame.length;
     this.dropped++;
+    this.recycle(p.frame);
   }
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { BackpressureError, ClosedError, PeerDeadError, PlexusError, ProtocolError, ResourceExhaustedError, SequenceError } from "../errors.js";
-import { decode } from "../codec/index.js";
+import { decode, encodedSize, type FramePlan } from "../codec/index.js";
 import { checkTopic } from "../graph/registry.js";
 import type { Node } from "../node/index.js";
 import type { Publisher } from "../pubsub/publisher.js";
@@ -13,10 +13,10 @@ import type { Subscriber } from "../pubsub/subscriber.js";
 import type { Sample } from "../pubsub/sample.js";
 import type { BackpressurePolicy } from "../transport/transport.js";
 import type { BridgeContext } from "./context.js";
-import { envelopes, Kind, label, readEnvelope, Reassembler, type Sender } from "./envelope.js";
+import { EnvelopeArena, Kind, sendEnvelopes, label, readEnvelope, Reassembler, type Sender } from "./envelope.js";
 import type { NatsMsg, NatsSubscription } from "./nats.js";
 import { nameOfSubject, subjectOf, type NameFilter } from "./subjects.js";
-import { natsError } from "./nats.js";
+import { natsError, publishedReleased } from "./nats.js";
 import type { TopicCounters } from "./types.js";
 
 /** Bytes an export sends to NATS before it waits for the server to have them all (a flush): what bounds the bridge's buffers. */
@@ -90,6 +90,8 @@ export class TopicBridge {
   private readonly subjects = new Map<string, string | null>();
   private readonly subscriptions: NatsSubscription[] = [];
   private readonly reassembler: Reassembler;
+  /** The memory of the envelopes sent (every export's: they publish one at a time, on one connection). */
+  private readonly arena: EnvelopeArena;
   private readonly origin: Uint8Array;
   private closed = false;
 
@@ -106,6 +108,7 @@ export class TopicBridge {
     private readonly roles: TopicRoles,
   ) {
     this.reassembler = new Reassembler(settings.maxMessage, settings.maxPending);
+    this.arena = new EnvelopeArena(publishedReleased(ctx.nc));
     this.origin = label(ctx.origin, "a graph name");
   }
 
@@ -183,30 +186,33 @@ export class TopicBridge {
     let unflushed = 0;
     /** The flush of the previous FLUSH_BYTES: at most two are in flight, so the pipe never runs dry while one completes. */
     let flushing: Promise<void> | undefined;
+    const publish = (p: Uint8Array): void => {
+      nc.publish(subject, p);
+      c.sentBytes += p.length;
+      unflushed += p.length;
+    };
     const one = (s: Sample<unknown>): void => {
       // Only the topic's own publishers: those upstream through edges are exported on their own topic.
       if (s.topic !== topic || !this.roles.sends(topic)) return;
-      let payloads: Uint8Array[];
+      let plan: FramePlan;
       try {
-        payloads = envelopes(Kind.Message, this.sender(s.publisher), s.sequence, s.value, nc.info?.max_payload ?? 1 << 20, this.settings.maxMessage);
+        plan = encodedSize(s.value);
       } catch (err) {
         c.dropped++;
         this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`cannot send a message of ${JSON.stringify(topic)}`, { cause: err }));
         return;
       }
+      let chunks: number;
       try {
-        for (const p of payloads) {
-          nc.publish(subject, p);
-          c.sentBytes += p.length;
-          unflushed += p.length;
-        }
+        // Each payload goes to the client as soon as it is written: the arena's memory comes back once the client copied it.
+        chunks = sendEnvelopes(Kind.Message, this.sender(s.publisher), s.sequence, plan, nc.info?.max_payload ?? 1 << 20, this.settings.maxMessage, publish, this.arena.take);
       } catch (err) {
         c.dropped++;
         this.ctx.report(natsError(err, `sending a message of ${JSON.stringify(topic)} to NATS`));
         return;
       }
       c.sent++;
-      c.sentChunks += payloads.length;
+      c.sentChunks += chunks;
     };
     try {
       // Whatever is queued is sent in one go: NATS's client writes what was published within a
@@ -364,19 +370,24 @@ export class TopicBridge {
         throw err;
       }
       if (whole === undefined) return;
-      this.deliver(e.origin, e.port, topic, whole.frame, whole.sequence);
+      this.deliver(e.origin, e.port, topic, whole.frame, whole.sequence, whole.owned);
     } catch (err) {
       this.ctx.report(err instanceof PlexusError ? err : new ProtocolError("a bridged message could not be delivered", { cause: err }));
     }
   }
 
   /** A whole message: sequence checked, then published here by the bridge of the graph that receives it. */
-  private deliver(origin: string, port: string, topic: string, frame: Uint8Array, sequence: number): void {
+  private deliver(origin: string, port: string, topic: string, frame: Uint8Array, sequence: number, owned: boolean): void {
+    // A reassembled frame's memory goes back to the reassembler once nothing refers to it.
+    const recycle = (): void => {
+      if (owned) this.reassembler.recycle(frame);
+    };
     const c = this.c;
     const key = `${origin}\u0000${port}`;
     const last = this.lastSeq.get(key);
     if (last !== undefined && sequence <= last.seq) {
       c.duplicates++;
+      recycle();
       return;
     }
     this.lastSeq.set(key, { seq: sequence, at: Date.now() });
@@ -385,6 +396,7 @@ export class TopicBridge {
     if (!this.roles.receives(origin, topic)) {
       c.standby++;
       this.followed.set(where, (this.followed.get(where) ?? 0) + 1);
+      recycle();
       return;
     }
     if (last !== undefined && sequence > last.seq + 1) {
@@ -398,6 +410,7 @@ export class TopicBridge {
       value = decode(frame);
     } catch (err) {
       c.malformed++;
+      recycle();
       throw new ProtocolError(`a message of ${JSON.stringify(topic)} from ${origin} is not a Plexus frame; dropped`, { cause: err });
     }
     // Each topic publishes in order, on its own: a subscriber that holds one topic back does not
@@ -410,18 +423,25 @@ export class TopicBridge {
     if (b.waiting >= this.settings.queue) {
       c.dropped++;
       if (b.dropped++ === 0) this.ctx.report(new BackpressureError(`the subscribers of ${JSON.stringify(topic)} here do not keep up with ${origin}: messages are dropped (${this.settings.queue} wait already)`));
+      recycle();
       return;
     }
     b.waiting++;
     const backlog = b;
     backlog.chain = backlog.chain.then(async () => {
+      // Subscribers of this thread receive the value itself (views of the frame): then its memory is theirs.
+      let shared = true;
       try {
-        await (await pub).publish(value);
+        const p = await pub;
+        shared = p.local.count > 0;
+        await p.publish(value);
+        shared ||= p.local.count > 0;
         c.received++;
       } catch (err) {
         c.dropped++;
         if (!this.closed) this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`publishing ${JSON.stringify(topic)} of ${origin} here failed`, { cause: err }));
       } finally {
+        if (!shared) recycle();
         if (--backlog.waiting === 0) {
           backlog.dropped = 0;
           if (this.backlogs.get(where) === backlog) this.backlogs.delete(where);

@@ -239,8 +239,8 @@ function put32(t: Uint8Array, at: number, v: number): void {
   t[at + 3] = v >>> 24;
 }
 
-/** The addon's memcpy into shared memory, null if the addon is not available. */
-let nativeCopy: ((target: SharedArrayBuffer, offset: number, source: ArrayBufferView) => void) | null | undefined;
+/** The addon's memcpy, null if the addon is not available. */
+let nativeCopy: ((target: SharedArrayBuffer | ArrayBuffer, offset: number, source: ArrayBufferView) => void) | null | undefined;
 
 function loadNativeCopy(): typeof nativeCopy {
   try {
@@ -258,12 +258,22 @@ function copy(target: Uint8Array, at: number, src: Uint8Array, n: number): void 
     for (let i = 0; i < n; i++) target[at + i] = src[i];
     return;
   }
-  if (n >= NATIVE_COPY_MIN && target.buffer instanceof SharedArrayBuffer) {
+  // Into shared memory, and out of it: V8 copies from or into a SharedArrayBuffer with relaxed
+  // atomic loads and stores, many times slower than the addon's memcpy.
+  if (n >= NATIVE_COPY_MIN && (target.buffer instanceof SharedArrayBuffer || src.buffer instanceof SharedArrayBuffer)) {
     const fast = nativeCopy === undefined ? loadNativeCopy() : nativeCopy;
     if (fast) {
-      fast(target.buffer as SharedArrayBuffer, target.byteOffset + at, src);
+      fast(target.buffer, target.byteOffset + at, src);
       return;
     }
   }
   target.set(src, at);
+}
+
+/**
+ * Copies `src` to `target[at ..]` (`target` must have room; the two must not overlap), with the
+ * addon's memcpy when either is shared memory.
+ */
+export function copyBytes(target: Uint8Array, at: number, src: Uint8Array): void {
+  copy(target, at, src, src.length);
 }

@@ -5,7 +5,7 @@
  * (Internal: not part of the public API.)
  * @module
  */
-export { encode, encodeChunks, encodedSize, encodeInto, type FramePlan } from "./encoder.js";
+export { copyBytes, encode, encodeChunks, encodedSize, encodeInto, type FramePlan } from "./encoder.js";
 export { decode, isFlatValueFrame, rawFrameFlags } from "./decoder.js";
 export { CHECK_BUDGET, checkEncodable } from "./extract.js";
 export { FLAG_RAW_BUFFER } from "./format.js";
