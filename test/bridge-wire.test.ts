@@ -191,25 +191,37 @@ describe("bridge envelope", () => {
     assert.equal(small?.owned, false, "an unchunked frame is a view of the received message");
   });
 
-  it("an envelope arena reuses its memory only once the client released what it was given", () => {
-    let released = false;
-    const arena = new EnvelopeArena(() => released);
+  it("an envelope arena reuses a full slab only once a flush issued after it completed", async () => {
+    const flushes: { resolve: () => void; reject: (e: Error) => void }[] = [];
+    const arena = new EnvelopeArena(() => new Promise<void>((resolve, reject) => flushes.push({ resolve, reject })));
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
     const a = arena.take(1000);
     const b = arena.take(1000);
     assert.equal(a.buffer, b.buffer);
-    assert.ok(b.byteOffset >= a.byteOffset + a.length, "not released: the next envelope comes after the last");
-    released = true;
-    const c = arena.take(500);
-    assert.equal(c.buffer, a.buffer);
-    assert.equal(c.byteOffset, a.byteOffset, "released: the slab is used again from its start");
-    released = false;
-    // Never released: a full slab is left to the client, and the next envelopes take a new one.
-    const seen = new Set<ArrayBufferLike>();
-    for (let i = 0; i < 10; i++) seen.add(arena.take(1 << 20).buffer);
-    assert.ok(seen.size >= 3);
+    assert.ok(b.byteOffset >= a.byteOffset + a.length, "envelopes follow each other in the slab");
+    const first = a.buffer;
+    const fill = (): ArrayBufferLike => {
+      // 1 MiB pieces: the fourth does not fit a 4 MiB slab that holds the first ones
+      let buffer: ArrayBufferLike = arena.take(1 << 20).buffer;
+      for (let i = 0; i < 3; i++) buffer = arena.take(1 << 20).buffer;
+      return buffer;
+    };
+    const second = fill();
+    assert.notEqual(second, first, "a full slab is left to the client");
+    assert.equal(flushes.length, 1, "and a flush asked for");
+    const third = fill();
+    assert.ok(third !== first && third !== second, "not flushed yet: new memory");
+    assert.equal(flushes.length, 2);
+    flushes[0].resolve();
+    await turn();
+    assert.equal(fill(), first, "flushed: the first slab is used again");
+    flushes[1].reject(new Error("closed"));
+    await turn();
+    const fourth = fill();
+    assert.ok(fourth !== second, "a slab whose flush failed is not used again");
     // An envelope larger than half a slab has memory of its own.
     const huge = arena.take(3 << 20);
-    assert.ok(!seen.has(huge.buffer));
+    assert.ok(huge.buffer !== first && huge.buffer !== fourth);
     assert.equal(huge.byteOffset, 0);
   });
 });

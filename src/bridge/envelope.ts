@@ -173,33 +173,48 @@ export function sendEnvelopes(
 /** Bytes of an {@link EnvelopeArena}'s slab; envelopes above half of it get memory of their own. */
 const SLAB_BYTES = 4 << 20;
 
+/** Full slabs kept for reuse, at most. */
+const SPARE_SLABS = 2;
+
 /**
  * Memory for the envelopes a bridge publishes, reused instead of a new buffer per message (which
  * costs an allocation and, at tens of MB/s, a good part of the process's time in garbage
- * collection). Envelopes are cut one after the other from a slab; the slab is used again from its
- * start only once `released()` says that the NATS client holds none of them any more (it copies
- * what is published when it writes it to the socket, and keeps it while disconnected). Without
- * that certainty (`released` never true) a full slab is left to the client and a new one taken.
+ * collection). Envelopes are cut one after the other from a slab. When a slab is full, the
+ * arena asks the NATS client to `flush()` (a PING the server answers after everything published
+ * before it): once that resolves, the server has every envelope of the slab, so the client holds
+ * none of them, and the slab is kept for reuse. Until then (a slow or disconnected server) new
+ * slabs are taken; a flush that fails (the connection closed) leaves its slab to the collector.
  */
 export class EnvelopeArena {
   private slab: Uint8Array | undefined;
   private used = 0;
+  private readonly spare: Uint8Array[] = [];
   /** Gives `n` bytes (pass as an {@link EnvelopeMemory}); everything taken before must have been handed to the NATS client. */
   readonly take: EnvelopeMemory = (n) => this.cut(n);
 
-  /** @param released - true when the NATS client references nothing taken so far */
-  constructor(private readonly released: () => boolean) {}
+  /** @param flush - resolves once the server has everything published so far (`nc.flush()`) */
+  constructor(private readonly flush: () => Promise<void>) {}
 
   private cut(n: number): Uint8Array {
     if (n > SLAB_BYTES / 2) return uninitialized(n);
-    if (this.used > 0 && this.released()) this.used = 0;
     if (this.slab === undefined || this.used + n > this.slab.length) {
-      this.slab = uninitialized(SLAB_BYTES);
+      if (this.slab !== undefined) this.retire(this.slab);
+      this.slab = this.spare.pop() ?? uninitialized(SLAB_BYTES);
       this.used = 0;
     }
     const out = this.slab.subarray(this.used, this.used + n);
     this.used += n;
     return out;
+  }
+
+  /** A full slab: reusable once a flush issued after its last envelope completes. */
+  private retire(slab: Uint8Array): void {
+    this.flush().then(
+      () => {
+        if (this.spare.length < SPARE_SLABS) this.spare.push(slab);
+      },
+      () => {}, // closed: the slab goes with the connection
+    );
   }
 }
 

@@ -23,29 +23,6 @@ export type NatsMsg = NatsNode.Msg;
 export type NatsSubscription = NatsNode.Subscription;
 
 
-/** What {@link publishedReleased} looks at in the client (not its public API: checked, never assumed). */
-interface ClientInternals {
-  protocol?: { outbound?: { length?: unknown } };
-}
-
-/**
- * A function that tells whether `nc` holds none of the payloads given to `publish` any more, so
- * that their memory can be written again. The client (`@nats-io/nats-core` 3.x) queues what is
- * published in its `outbound` buffer list and, when it writes to the socket, copies the list into
- * one new buffer and empties it; while disconnected, the list keeps what was published for the
- * next connection. So an empty list means no payload is referenced. A client without that list
- * (another version) gets a function that always says false: payloads are then never reused.
- */
-export function publishedReleased(nc: NatsConnection): () => boolean {
-  const client = nc as unknown as ClientInternals;
-  const outbound = client.protocol?.outbound;
-  if (typeof outbound?.length !== "function") return () => false;
-  return () => {
-    const list = client.protocol?.outbound;
-    return typeof list?.length === "function" && (list.length as () => unknown)() === 0;
-  };
-}
-
 /** Loads the NATS client package, or rejects with `MissingDependencyError` naming it. */
 export function loadNats(): Promise<NatsModule> {
   return loadOptionalPeer<NatsModule>("@nats-io/transport-node", "the NATS bridge");

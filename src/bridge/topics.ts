@@ -16,7 +16,7 @@ import type { BridgeContext } from "./context.js";
 import { EnvelopeArena, Kind, sendEnvelopes, label, readEnvelope, Reassembler, type Sender } from "./envelope.js";
 import type { NatsMsg, NatsSubscription } from "./nats.js";
 import { nameOfSubject, subjectOf, type NameFilter } from "./subjects.js";
-import { natsError, publishedReleased } from "./nats.js";
+import { natsError } from "./nats.js";
 import type { TopicCounters } from "./types.js";
 
 /** Bytes an export sends to NATS before it waits for the server to have them all (a flush): what bounds the bridge's buffers. */
@@ -108,7 +108,7 @@ export class TopicBridge {
     private readonly roles: TopicRoles,
   ) {
     this.reassembler = new Reassembler(settings.maxMessage, settings.maxPending);
-    this.arena = new EnvelopeArena(publishedReleased(ctx.nc));
+    this.arena = new EnvelopeArena(() => ctx.nc.flush());
     this.origin = label(ctx.origin, "a graph name");
   }
 
@@ -204,7 +204,7 @@ export class TopicBridge {
       }
       let chunks: number;
       try {
-        // Each payload goes to the client as soon as it is written: the arena's memory comes back once the client copied it.
+        // Each payload goes to the client as soon as it is written: the arena's memory comes back once the server has it.
         chunks = sendEnvelopes(Kind.Message, this.sender(s.publisher), s.sequence, plan, nc.info?.max_payload ?? 1 << 20, this.settings.maxMessage, publish, this.arena.take);
       } catch (err) {
         c.dropped++;
