@@ -26,7 +26,7 @@ export class EventfdLink implements Resource {
 
   /**
    * Creates the eventfds and starts the echo process (closed with `scope`).
-   * @param stamp - the echo process notes the time of each of its wake-ups ({@link wakes})
+   * @param stamp - the echo process does not answer but notes the time of each of its wake-ups ({@link wakes})
    */
   static async open(scope: CaseScope, stamp = false): Promise<EventfdLink> {
     const addon = native();
@@ -56,7 +56,12 @@ export class EventfdLink implements Resource {
     return reply;
   }
 
-  /** With `stamp`: when the echo process woke up (CLOCK_MONOTONIC ns) for each ping since the last call. */
+  /** Wakes the echo process without waiting for it (with `stamp`, where it does not answer). */
+  signal(): void {
+    native().eventfdSignal(this.ping);
+  }
+
+  /** With `stamp`: when the echo process woke up (CLOCK_MONOTONIC ns) since the last call. */
   wakes(): Promise<Float64Array> {
     return this.peer.call<Float64Array>("wakes");
   }

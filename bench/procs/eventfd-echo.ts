@@ -1,8 +1,9 @@
 /**
  * Peer of the eventfd floor: waits on the ping eventfd (inherited at spawn) with the addon's
  * `uv_poll` watcher, drains it and signals the pong eventfd. Usage:
- * `eventfd-echo.js <ping-fd> <pong-fd> [stamp]`; with `stamp` it also notes the time of each
- * wake-up (CLOCK_MONOTONIC, as the paced row's subscribers), answered and forgotten by `wakes`.
+ * `eventfd-echo.js <ping-fd> <pong-fd> [stamp]`; with `stamp` it does not answer but notes the
+ * time of each wake-up (CLOCK_MONOTONIC, as the paced row's subscribers), answered and
+ * forgotten by `wakes`: a one-way receiver, whose sender does not wait for it.
  * @module
  */
 import { native } from "../../src/native.js";
@@ -24,7 +25,7 @@ const watcher = new addon.Watcher(ping, (events) => {
   }
   if (stamp) wakes.push(monotonicNs());
   addon.eventfdDrain(ping);
-  addon.eventfdSignal(pong);
+  if (!stamp) addon.eventfdSignal(pong);
 });
 
 serve(
