@@ -217,8 +217,8 @@ class Floor implements Resource {
    * The one-way latencies (µs) of the messages just sent: copy + signal to the first wake-up at
    * or after it (two signals close together may share one wake-up, as they would share a read).
    */
-  private async oneWay(copyUs: Float64Array, signals: Float64Array): Promise<Float64Array> {
-    await sleepFor(COLLECT_FLOOR_MS, new AbortController().signal); // the last wake-up lands
+  private async oneWay(copyUs: Float64Array, signals: Float64Array, signal: AbortSignal): Promise<Float64Array> {
+    await sleepFor(COLLECT_FLOOR_MS, signal); // the last wake-up lands
     const wakes = await this.link.wakes();
     let w = 0;
     return copyUs.map((c, i) => {
@@ -234,7 +234,7 @@ class Floor implements Resource {
     const copyUs = new Float64Array(n);
     const signals = new Float64Array(n);
     await paced(n, hz, signal, async (i) => this.send(i, copyUs, signals));
-    return this.oneWay(copyUs, signals);
+    return this.oneWay(copyUs, signals, signal);
   }
 
   /** One idle repetition: `ms` of silence, then one message. */
@@ -243,7 +243,7 @@ class Floor implements Resource {
     const copyUs = new Float64Array(1);
     const signals = new Float64Array(1);
     this.send(0, copyUs, signals);
-    return this.oneWay(copyUs, signals);
+    return this.oneWay(copyUs, signals, signal);
   }
 
   close(): void {}

@@ -416,7 +416,7 @@ export class RingReader {
       const slept = performance.now();
       this.alarmFired = false;
       try {
-        if (a !== undefined && window !== undefined && performance.now() < window[0] && window[0] - slept < sleepMs) this.armAlarm(window[0], slept);
+        if (window !== undefined && window[0] > slept && window[0] - slept < sleepMs) this.armAlarm(window[0], slept); // wake up as the window opens
         await this.bell.sleep(token, sleepMs, opts.signal);
       } finally {
         Atomics.store(w, this.iSleeping, 0);
