@@ -130,7 +130,10 @@ describe("bridge backpressure", () => {
       const stuck = await b.app.subscriber<number>("hol/stuck", { queue: 1 }); // blocks, never reads
       const free = await b.app.subscriber<number>("hol/free", { queue: 1000 });
       await eventually("the subscribers to link", () => stuck.publishers.length > 0 && free.publishers.length > 0);
-      for (let i = 1; i <= 100; i++) await stuckPub.publish(i);
+      for (let i = 1; i <= 100; i++) {
+        await stuckPub.publish(i);
+        await new Promise((r) => setTimeout(r, 1)); // each its own NATS message (not a batch): the bound counts NATS messages
+      }
       for (let i = 1; i <= 50; i++) {
         await freePub.publish(i);
         await new Promise((r) => setTimeout(r, 2)); // never 20 at once: what is measured is the other topic holding it back

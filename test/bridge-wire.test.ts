@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../src/index.js";
 import { nameFromTokens, nameOfSubject, nameTokens, NameFilter, NamePattern, subjectOf } from "../src/bridge/subjects.js";
-import { EnvelopeArena, envelopes, Kind, readEnvelope, Reassembler, sendEnvelopes, type Sender } from "../src/bridge/envelope.js";
+import { batchBytes, EnvelopeArena, envelopes, Kind, readBatch, readEnvelope, Reassembler, sendBatch, sendEnvelopes, type Sender } from "../src/bridge/envelope.js";
 import { decode, encodedSize } from "../src/codec/index.js";
 
 const from: Sender = { origin: new TextEncoder().encode("host-a"), port: new TextEncoder().encode("p1") };
@@ -136,6 +136,61 @@ describe("bridge envelope", () => {
     let whole;
     for (const p of rest) whole = r.add(readEnvelope(p));
     assert.ok(whole);
+  });
+
+  it("a batch carries several messages of one port, each with its sequence number, its frames 8-aligned: typed arrays decode as views of it", () => {
+    const values = [{ n: 1 }, new Float64Array([1.5, 2.5]), "x".repeat(13), new Uint8Array(3).fill(9)];
+    const plans = values.map((v) => encodedSize(v));
+    const out: Uint8Array[] = [];
+    sendBatch(from, [10, 11, 13, 20], plans, (p) => out.push(p), (n) => new Uint8Array(n));
+    assert.equal(out.length, 1);
+    const batch = out[0] as Uint8Array;
+    assert.equal(batch.length, batchBytes(from, plans.map((p) => p.byteLength)));
+    const e = readEnvelope(batch);
+    assert.equal(e.kind, Kind.Batch);
+    assert.equal(e.items, 4);
+    assert.equal(e.sequence, 10);
+    const items = readBatch(e, 1 << 20);
+    assert.deepEqual(items.map((m) => m.sequence), [10, 11, 13, 20]);
+    assert.deepEqual(items.map((m) => decode(m.frame)), values);
+    for (const m of items) assert.equal(m.frame.byteOffset % 8, 0);
+    const f = decode((items[1] as { frame: Uint8Array }).frame) as Float64Array;
+    assert.equal(f.buffer, batch.buffer, "a view of the batch, not a copy");
+  });
+
+  it("refuses malformed batches: messages past the end or short of it, sequence numbers that do not rise, a frame above maxMessage, a chunked batch", () => {
+    const plans = [encodedSize(1), encodedSize(new Uint8Array(100))];
+    const make = (): Uint8Array => {
+      const out: Uint8Array[] = [];
+      sendBatch(from, [1, 2], plans, (p) => out.push(p), (n) => new Uint8Array(n));
+      return out[0] as Uint8Array;
+    };
+    const set32 = (b: Uint8Array, at: number, v: number): void => new DataView(b.buffer, b.byteOffset).setUint32(at, v, true);
+    const first = 40; // 32 + "host-a" + "p1" = 40: already a multiple of 8
+    const more = make();
+    set32(more, 28, 3); // says three messages, holds two
+    assert.throws(() => readBatch(readEnvelope(more), 1 << 20), /ends after 2/);
+    const fewer = make();
+    set32(fewer, 28, 1); // says one message: the second one's bytes are left over
+    assert.throws(() => readBatch(readEnvelope(fewer), 1 << 20), /bytes more/);
+    const long = make();
+    set32(long, first, 1 << 20); // the first frame's length runs past the end
+    assert.throws(() => readBatch(readEnvelope(long), 2 << 20), /runs past its end/);
+    assert.throws(() => readBatch(readEnvelope(long), 1000), FrameTooLargeError);
+    const falling = make();
+    new DataView(falling.buffer).setFloat64(first + 8, 5, true); // 5, then 2
+    assert.throws(() => readBatch(readEnvelope(falling), 1 << 20), /do not rise/);
+    const chunked = make();
+    set32(chunked, 20, 2);
+    assert.throws(() => readEnvelope(chunked), ProtocolError);
+    const empty = make();
+    set32(empty, 28, 0);
+    assert.throws(() => readEnvelope(empty), ProtocolError);
+    const [m] = envelopes(Kind.Message, from, 1, 1, 1 << 20, 1 << 20);
+    const counted = (m as Uint8Array).slice();
+    set32(counted, 28, 2); // a message that claims batched messages
+    assert.throws(() => readEnvelope(counted), ProtocolError);
+    assert.equal(readBatch(readEnvelope(make()), 1 << 20).length, 2, "the untouched batch reads");
   });
 
   it("requests and answers are never chunked: one that does not fit is FrameTooLargeError", () => {

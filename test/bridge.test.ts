@@ -9,7 +9,8 @@ import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-
 import { GraphServer, connect, queue, NoServerError, RemoteError, ProtocolError, SequenceError, TimeoutError, type Node, type Subscriber } from "../src/index.js";
 import { Bridge, type BridgeOptions } from "../src/bridge/index.js";
 import { natsServer, type NatsServer } from "./helpers/nats.js";
-import { EnvelopeArena, envelopes, Kind, type Sender } from "../src/bridge/envelope.js";
+import { EnvelopeArena, envelopes, Kind, sendBatch, type Sender } from "../src/bridge/envelope.js";
+import { encodedSize } from "../src/codec/index.js";
 import { eventually } from "./helpers/eventually.js";
 import { picture, toMermaid } from "../src/cli/graph.js";
 import { topTable } from "../src/cli/top.js";
@@ -155,6 +156,91 @@ describe("bridge: two graphs through one nats-server", () => {
     b.bridge.off("error", onError);
     await pub.close();
     await sub.close();
+  });
+
+  it("messages that wait together cross as batches: each arrives once, in order, typed arrays as typed arrays, in fewer NATS messages", async () => {
+    // A sender whose bridge holds up to 4096 messages per topic (and holds the publisher back
+    // beyond): batches of thousands, more than the receiving bridge's queue (1024), where a batch counts once.
+    const c = await host("host-c", server.url, { backpressure: "block", queue: 4096 });
+    try {
+      const pub = await c.app.publisher<{ n: number; data: Float64Array }>("burst/t");
+      const sub = await b.app.subscriber<{ n: number; data: Float64Array }>("burst/t", { queue: 8192 });
+      await eventually("the remote publisher to reach the subscriber", () => sub.publishers.length > 0);
+      const sentBefore = c.bridge.stats().topics;
+      const receivedBefore = b.bridge.stats().topics;
+      const count = 6000;
+      for (let n = 0; n < count; n++) await pub.publish({ n, data: new Float64Array([n, -n]) });
+      for (let n = 0; n < count; n++) {
+        const s = await sub.receive({ timeout: 10_000 });
+        assert.ok(s);
+        assert.equal(s.value.n, n);
+        assert.ok(s.value.data instanceof Float64Array);
+        assert.deepEqual([...s.value.data], [n, -n]);
+        s.release();
+      }
+      const sent = c.bridge.stats().topics;
+      // Counted once its publish resolved (the subscriber may have the value a little before).
+      const received = await eventually("every message to be counted", () => (b.bridge.stats().topics.received - receivedBefore.received >= count ? b.bridge.stats().topics : undefined));
+      assert.equal(sent.sent - sentBefore.sent, count);
+      assert.ok(sent.sentChunks - sentBefore.sentChunks < count / 100, `batched: ${sent.sentChunks - sentBefore.sentChunks} NATS messages for ${count}`);
+      assert.equal(received.received - receivedBefore.received, count);
+      assert.equal(received.gaps - receivedBefore.gaps, 0);
+      assert.equal(received.dropped - receivedBefore.dropped, 0);
+      await pub.close();
+      await sub.close();
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("a malformed batch is dropped whole, counted once and reported; the messages after it arrive", async () => {
+    const errors: Error[] = [];
+    const onError = (e: Error): void => void errors.push(e);
+    b.bridge.on("error", onError);
+    const pub = await a.app.publisher<number>("garbage/batch");
+    const sub = await b.app.subscriber<number>("garbage/batch");
+    await eventually("the remote publisher to reach the subscriber", () => sub.publishers.length > 0);
+    const before = b.bridge.stats().topics;
+    const sender: Sender = { origin: new TextEncoder().encode("host-x"), port: new TextEncoder().encode("p9") };
+    const batch: Uint8Array[] = [];
+    sendBatch(sender, [1, 2], [encodedSize(1), encodedSize(2)], (p) => batch.push(p));
+    const bad = (batch[0] as Uint8Array).slice();
+    new DataView(bad.buffer).setUint32(40, 1000, true); // the first frame runs past the end
+    raw.publish("plexus.t.garbage.batch", bad);
+    await raw.flush();
+    await pub.publish(7);
+    const s = await sub.receive({ timeout: 5000 });
+    assert.equal(s?.value, 7);
+    s?.release();
+    await eventually("the batch to be counted", () => b.bridge.stats().topics.malformed - before.malformed === 1);
+    assert.equal(b.bridge.stats().topics.received - before.received, 1, "nothing of the bad batch published");
+    assert.ok(errors.some((e) => e instanceof ProtocolError && /runs past its end/.test(e.message)));
+    b.bridge.off("error", onError);
+    await pub.close();
+    await sub.close();
+  });
+
+  it("batch: false sends one NATS message per message (a burst within the receiving bridge's queue)", async () => {
+    const c = await host("host-d", server.url, { batch: false });
+    try {
+      const pub = await c.app.publisher<number>("unbatched/t");
+      const sub = await b.app.subscriber<number>("unbatched/t", { queue: 4096 });
+      await eventually("the remote publisher to reach the subscriber", () => sub.publishers.length > 0);
+      const before = c.bridge.stats().topics;
+      for (let n = 0; n < 500; n++) await pub.publish(n);
+      for (let n = 0; n < 500; n++) {
+        const s = await sub.receive({ timeout: 10_000 });
+        assert.equal(s?.value, n);
+        s?.release();
+      }
+      const after = c.bridge.stats().topics;
+      assert.equal(after.sent - before.sent, 500);
+      assert.equal(after.sentChunks - before.sentChunks, 500);
+      await pub.close();
+      await sub.close();
+    } finally {
+      await c.close();
+    }
   });
 
   it("queues through a bridge's options: a put on one graph reaches the queue server of the other, and hosts() lists the queue", async () => {

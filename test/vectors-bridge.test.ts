@@ -1,7 +1,7 @@
 // The test vectors of docs/protocol.md §8 (the NATS bridge): see helpers/vectors.ts.
 import assert from "node:assert/strict";
-import { decode } from "../src/codec/index.js";
-import { envelopes, Kind, readEnvelope, Reassembler } from "../src/bridge/envelope.js";
+import { decode, encodedSize } from "../src/codec/index.js";
+import { envelopes, Kind, readBatch, readEnvelope, Reassembler, sendBatch } from "../src/bridge/envelope.js";
 import { vec, sameBytes, checkVectors } from "./helpers/vectors.js";
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -24,5 +24,20 @@ checkVectors(["bridge."], {
     const whole = r.add(readEnvelope(parts[1])) ?? r.add(readEnvelope(parts[2]));
     assert.ok(whole);
     assert.deepEqual(decode(whole.frame), value);
+  },
+  "bridge.batch": (bytes) => {
+    const sent: Uint8Array[] = [];
+    sendBatch({ origin: enc("h"), port: enc("p") }, [3, 4], [encodedSize(1), encodedSize("ab")], (p) => sent.push(p));
+    assert.equal(sent.length, 1);
+    sameBytes(sent[0], bytes, "bridge.batch");
+    const e = readEnvelope(bytes);
+    assert.deepEqual({ kind: e.kind, origin: e.origin, port: e.port, sequence: e.sequence, items: e.items }, { kind: Kind.Batch, origin: "h", port: "p", sequence: 3, items: 2 });
+    assert.deepEqual(
+      readBatch(e, 1 << 20).map((m) => [m.sequence, decode(m.frame)]),
+      [
+        [3, 1],
+        [4, "ab"],
+      ],
+    );
   },
 });

@@ -13,6 +13,7 @@ import { now, ReplySlot, roundTrips } from "../measure.js";
 import { Peer } from "../peer.js";
 import { registerRow } from "../rows.js";
 import { natsServer } from "../../test/helpers/nats.js";
+import { Bridge } from "../../src/bridge/index.js";
 import { graph } from "./plexus-pubsub.js";
 import { NO_NATS, QUEUE_METHOD } from "./nats.js";
 
@@ -21,6 +22,7 @@ const MiB = 1 << 20;
 /** The plain client's case: the baseline of the row. */
 export const PLAIN_NATS = "plain nats client";
 const BRIDGED = "plexus pubsub through bridges";
+const IN_PROCESS = "plexus pubsub, bridges in the processes";
 /** Bytes in flight at most (both kinds): the sender waits for the receiver every window. */
 const WINDOW_BYTES = 8 * MiB;
 
@@ -37,7 +39,9 @@ registerRow({
   method:
     "Pub/sub: one nats-server (started by the suite, default settings: max_payload 1 MiB) on loopback. plexus pubsub through bridges: the suite publishes a " +
     "Uint8Array on graph A (a GraphServer in the suite), a bridge process exports it (policy block) to NATS, a second bridge process imports it into " +
-    "graph B (a GraphServer in the sink process), whose subscriber touches one byte per 64 and counts. Messages above max_payload travel in chunks. " +
+    "graph B (a GraphServer in the sink process), whose subscriber touches one byte per 64 and counts. Messages above max_payload travel in chunks; " +
+    "messages that wait together in a bridge travel as one NATS message (a batch). plexus pubsub, bridges in the processes: the same, with graph A's " +
+    "bridge in the suite and graph B's in the sink process (the publisher hands its bridge the value itself, and the bridge its subscriber). " +
     "plain nats client: the suite publishes the same bytes with @nats-io/transport-node to a subscriber process (16 MiB as 16 messages of 1 MiB, " +
     `the server's limit). Both wait for the receiver every ${WINDOW_BYTES / MiB} MiB (or 1024 messages), as NATS core has no flow control of its own. ` +
     "Throughput: first publish to the receiver confirming the last byte (IPC). Round trip: 64 B to an echo (graph B's subscriber publishing back on " +
@@ -96,21 +100,34 @@ async function plainStream(scope: CaseScope): Promise<Stream> {
   };
 }
 
-/** Starts the two bridges of graphs A (`address`) and B (`other`). */
-async function bridges(scope: CaseScope, url: string, address: string, other: string, capacity: number): Promise<Peer[]> {
+/**
+ * Starts the bridges of graphs A (`address`, the suite's) and B (`other`): two processes, or
+ * (`inProcess`) graph A's in the suite itself (graph B's runs in its peer, started so).
+ */
+async function bridges(scope: CaseScope, url: string, address: string, other: string, capacity: number, inProcess: boolean): Promise<Peer[]> {
+  if (inProcess) {
+    const bridge = await Bridge.start({ nats: url, name: "bench-a", graph: { address, embedded: false }, export: ["bench/>"], import: ["bench/>"], backpressure: "block", capacity, announceInterval: 200, scanInterval: 50 });
+    scope.defer(() => bridge.close());
+    return [];
+  }
   return [
     await Peer.start(scope, "nats-peer.js", { args: ["bridge", url, address, "bench-a", String(capacity)] }),
     await Peer.start(scope, "nats-peer.js", { args: ["bridge", url, other, "bench-b", String(capacity)] }),
   ];
 }
 
-async function bridgedStream(scope: CaseScope, size: number): Promise<Stream> {
+/** The arguments of a Plexus peer of `kind`: with the graph's bridge in it when `inProcess`. */
+function plexusPeer(kind: string, url: string, capacity: number, inProcess: boolean): string[] {
+  return inProcess ? [kind, url, String(capacity)] : [kind, url];
+}
+
+async function bridgedStream(scope: CaseScope, size: number, inProcess: boolean): Promise<Stream> {
   const server = await natsServer();
   scope.defer(() => server.close());
   const capacity = Math.max(4 * MiB, 4 * size);
   const { node, address } = await graph(scope);
-  const sink = await Peer.start(scope, "nats-peer.js", { args: ["plexus-sink", server.url] });
-  const measured = await bridges(scope, server.url, address, String(sink.info["address"]), capacity);
+  const sink = await Peer.start(scope, "nats-peer.js", { args: plexusPeer("plexus-sink", server.url, capacity, inProcess) });
+  const measured = await bridges(scope, server.url, address, String(sink.info["address"]), capacity, inProcess);
   const pub: Publisher<Uint8Array> = await node.publisher<Uint8Array>("bench/stream", { capacity, timeout: 60_000 });
   await sink.call("linked", null, 30_000);
   return { sink, sent: 0, measured, send: (b) => pub.publish(b), close: () => undefined };
@@ -141,14 +158,14 @@ async function plainEcho(scope: CaseScope): Promise<Echo> {
   };
 }
 
-async function bridgedEcho(scope: CaseScope): Promise<Echo> {
+async function bridgedEcho(scope: CaseScope, inProcess: boolean): Promise<Echo> {
   const server = await natsServer();
   scope.defer(() => server.close());
   const { node, address } = await graph(scope);
-  const echo = await Peer.start(scope, "nats-peer.js", { args: ["plexus-echo", server.url] });
+  const echo = await Peer.start(scope, "nats-peer.js", { args: plexusPeer("plexus-echo", server.url, 4 * MiB, inProcess) });
   const pong: Subscriber<Uint8Array> = await node.subscriber<Uint8Array>("bench/pong");
   const ping = await node.publisher<Uint8Array>("bench/ping");
-  await bridges(scope, server.url, address, String(echo.info["address"]), 4 * MiB);
+  await bridges(scope, server.url, address, String(echo.info["address"]), 4 * MiB, inProcess);
   await echo.call("linked", null, 30_000);
   while (pong.publishers.length === 0) await new Promise((r) => setTimeout(r, 20));
   const bytes = new Uint8Array(64);
@@ -179,19 +196,23 @@ function pubsubCases(): void {
         return stream(ctx, await ctx.keep("plain", plainStream), size.bytes);
       },
     });
-    registerCase({
-      row: "nats",
-      name: BRIDGED,
-      variant: size.label,
-      kind: "throughput",
-      ratioTo: PLAIN_NATS,
-      messageBytes: size.bytes,
-      quick: size.quick,
-      method: "publisher (graph A) -> bridge process -> NATS -> bridge process -> subscriber (graph B)",
-      async run(ctx) {
-        return stream(ctx, await ctx.keep("bridged", (scope) => bridgedStream(scope, size.bytes)), size.bytes);
-      },
-    });
+    for (const inProcess of [false, true]) {
+      registerCase({
+        row: "nats",
+        name: inProcess ? IN_PROCESS : BRIDGED,
+        variant: size.label,
+        kind: "throughput",
+        ratioTo: PLAIN_NATS,
+        messageBytes: size.bytes,
+        quick: size.quick && !inProcess,
+        method: inProcess
+          ? "publisher and bridge (graph A, one process) -> NATS -> bridge and subscriber (graph B, one process)"
+          : "publisher (graph A) -> bridge process -> NATS -> bridge process -> subscriber (graph B)",
+        async run(ctx) {
+          return stream(ctx, await ctx.keep("bridged", (scope) => bridgedStream(scope, size.bytes, inProcess)), size.bytes);
+        },
+      });
+    }
   }
 
   registerCase({
@@ -205,16 +226,21 @@ function pubsubCases(): void {
       return roundTrips(ctx, () => e.roundTrip());
     },
   });
-  registerCase({
-    row: "nats",
-    name: BRIDGED,
-    variant: "round trip 64 B",
-    kind: "latency",
-    ratioTo: PLAIN_NATS,
-    method: "publish on bench/ping (graph A); graph B's echo publishes it on bench/pong; both through the two bridges",
-    async run(ctx) {
-      const e = await ctx.keep("bridged-echo", bridgedEcho);
-      return roundTrips(ctx, () => e.roundTrip());
-    },
-  });
+  for (const inProcess of [false, true]) {
+    registerCase({
+      row: "nats",
+      name: inProcess ? IN_PROCESS : BRIDGED,
+      variant: "round trip 64 B",
+      kind: "latency",
+      ratioTo: PLAIN_NATS,
+      quick: !inProcess,
+      method: inProcess
+        ? "publish on bench/ping (graph A); graph B's echo publishes it on bench/pong; each graph's bridge runs in the process of its publisher and subscriber"
+        : "publish on bench/ping (graph A); graph B's echo publishes it on bench/pong; both through the two bridge processes",
+      async run(ctx) {
+        const e = await ctx.keep("bridged-echo", (scope) => bridgedEcho(scope, inProcess));
+        return roundTrips(ctx, () => e.roundTrip());
+      },
+    });
+  }
 }

@@ -2,10 +2,12 @@
  * The peers of the `nats` row's pub/sub cases. Usage: `nats-peer.js <kind> <nats url> [...]`:
  * - `bridge <nats url> <graph address> <name> <capacity>`: a bridge (exports and imports `bench/>`,
  *   `block`), answers `rss` (its peak RSS);
- * - `plexus-sink <nats url>`: a GraphServer of its own and a subscriber to `bench/stream` that
+ * - `plexus-sink <nats url> [<capacity>]`: a GraphServer of its own and a subscriber to `bench/stream` that
  *   touches and counts every message (`waitFor(bytes)`, `linked`), info: `{ address }`;
- * - `plexus-echo <nats url>`: a GraphServer of its own, a subscriber to `bench/ping` that
+ * - `plexus-echo <nats url> [<capacity>]`: a GraphServer of its own, a subscriber to `bench/ping` that
  *   publishes each value back on `bench/pong`; info: `{ address }`;
+ * - with a `capacity`, the graph's bridge runs in the process itself (as `bridge` does, named `bench-b`):
+ *   its ports and the process's own hand each other the value itself;
  * - `plain-sink <nats url>`: a NATS subscriber to `bench.stream` that touches and counts;
  * - `plain-echo <nats url>`: a NATS subscriber to `bench.ping` that publishes each message on `bench.pong`.
  * @module
@@ -30,19 +32,24 @@ const onExit = (): void => {
   for (const c of cleanups) c();
 };
 
-if (kind === "bridge") {
-  const [address, name, capacity] = rest;
-  const bridge = await Bridge.start({
+/** The bridge of the graph at `address`, as every case of the row runs it. */
+function startBridge(address: string, name: string, capacity: number): Promise<Bridge> {
+  return Bridge.start({
     nats: natsUrl,
     name,
     graph: { address, embedded: false },
     export: ["bench/>"],
     import: ["bench/>"],
     backpressure: "block",
-    capacity: Number(capacity),
+    capacity,
     announceInterval: 200,
     scanInterval: 50,
   });
+}
+
+if (kind === "bridge") {
+  const [address, name, capacity] = rest;
+  const bridge = await startBridge(address, name, Number(capacity));
   cleanups.push(() => void bridge.close());
   serve((op) => {
     if (op === "rss") return peakRss();
@@ -54,6 +61,10 @@ if (kind === "bridge") {
   const address = `127.0.0.1:${server.address.port}`;
   const node = await connect({ address, embedded: false });
   cleanups.push(() => void server.close());
+  if (rest[0] !== undefined) {
+    const bridge = await startBridge(address, "bench-b", Number(rest[0]));
+    cleanups.unshift(() => void bridge.close());
+  }
   if (kind === "plexus-sink") {
     const sub = await node.subscriber<Uint8Array>("bench/stream", { queue: 256 });
     void sub.forEach((s) => {

@@ -1,8 +1,9 @@
 /**
  * What the bridge puts in a NATS message (docs/protocol.md, *The NATS bridge*): a 32-byte header,
  * the sending graph's name and the sending port's id, then the Plexus codec frame of the value —
- * or one chunk of it, when the frame is larger than the server's `max_payload`. `Reassembler`
- * puts chunks back together, holding at most a bounded amount of memory for incomplete messages.
+ * or one chunk of it, when the frame is larger than the server's `max_payload` — or, in a batch,
+ * several messages of one port, each with its sequence number. `Reassembler` puts chunks back
+ * together, holding at most a bounded amount of memory for incomplete messages.
  * (Internal: not part of the public API.)
  * @module
  */
@@ -30,7 +31,12 @@ export const enum Kind {
   Failure = 4,
   /** A bridge's announcement of its graph (discovery). */
   Announce = 5,
+  /** Several pub/sub messages of one port, in order (never chunked): {@link readBatch}. */
+  Batch = 6,
 }
+
+/** Bytes before each message of a batch: its frame's length, 0, its sequence number. */
+export const BATCH_ITEM_HEADER = 16;
 
 /** The header of a received envelope. */
 export interface Envelope {
@@ -46,10 +52,25 @@ export interface Envelope {
   index: number;
   /** How many chunks the frame was cut into (1: not chunked). */
   count: number;
-  /** The whole frame's length. */
+  /** The whole frame's length (a batch: the bytes of its messages, their headers and padding included). */
   total: number;
-  /** This chunk's bytes (a view of the received message). */
+  /** How many messages a batch holds (1 otherwise). */
+  items: number;
+  /** This chunk's bytes (a view of the received message); a batch's messages. */
   chunk: Uint8Array;
+}
+
+/** One message of a batch: its sequence number and its codec frame (a view of the batch). */
+export interface BatchItem {
+  /** The publisher's sequence number. */
+  sequence: number;
+  /** The codec frame. */
+  frame: Uint8Array;
+}
+
+/** `n` rounded up to a multiple of 8. */
+function align8(n: number): number {
+  return (n + 7) & ~7;
 }
 
 const encoder = new TextEncoder();
@@ -75,7 +96,7 @@ export function label(text: string, what: string, empty = false): Uint8Array {
 }
 
 /** Writes a header at the start of `out`; returns where the payload starts. */
-function writeHeader(out: Uint8Array, kind: Kind, origin: Uint8Array, port: Uint8Array, sequence: number, index: number, count: number, total: number): number {
+function writeHeader(out: Uint8Array, kind: Kind, origin: Uint8Array, port: Uint8Array, sequence: number, index: number, count: number, total: number, items = 0): number {
   put32(out, 0, MAGIC);
   out[4] = ENVELOPE_VERSION;
   out[5] = kind;
@@ -86,7 +107,7 @@ function writeHeader(out: Uint8Array, kind: Kind, origin: Uint8Array, port: Uint
   put32(out, 16, index);
   put32(out, 20, count);
   put32(out, 24, total);
-  put32(out, 28, 0);
+  put32(out, 28, items);
   out.set(origin, ENVELOPE_HEADER);
   out.set(port, ENVELOPE_HEADER + origin.length);
   return ENVELOPE_HEADER + origin.length + port.length;
@@ -170,6 +191,75 @@ export function sendEnvelopes(
   return count;
 }
 
+/**
+ * Bytes of a batch ({@link sendBatch}) of messages whose frames are `frameBytes` long, from
+ * `from`: the header, the names and padding to a multiple of 8, then for each message
+ * {@link BATCH_ITEM_HEADER} bytes, its frame and padding to a multiple of 8.
+ */
+export function batchBytes(from: Sender, frameBytes: readonly number[]): number {
+  let n = align8(ENVELOPE_HEADER + from.origin.length + from.port.length);
+  for (const b of frameBytes) n += BATCH_ITEM_HEADER + align8(b);
+  return n;
+}
+
+/** What a batch item adds to {@link batchBytes}. */
+export function batchItemBytes(frameBytes: number): number {
+  return BATCH_ITEM_HEADER + align8(frameBytes);
+}
+
+/**
+ * Writes several messages of one port (planned frames, in order of their sequence numbers) as
+ * one batch envelope of {@link batchBytes} bytes, taken from `memory`, and hands it to `send`.
+ * The caller keeps the batch within the server's `max_payload`.
+ */
+export function sendBatch(from: Sender, sequences: readonly number[], plans: readonly FramePlan[], send: (payload: Uint8Array) => void, memory: EnvelopeMemory = uninitialized): void {
+  const bytes = batchBytes(from, plans.map((p) => p.byteLength));
+  const out = memory(bytes);
+  const start = align8(writeHeader(out, Kind.Batch, from.origin, from.port, sequences[0] ?? 0, 0, 1, 0, plans.length));
+  out.fill(0, ENVELOPE_HEADER + from.origin.length + from.port.length, start);
+  put32(out, 24, bytes - start);
+  let at = start;
+  for (let i = 0; i < plans.length; i++) {
+    const plan = plans[i] as FramePlan;
+    put32(out, at, plan.byteLength);
+    put32(out, at + 4, 0);
+    f64[0] = sequences[i] as number;
+    out.set(f64Bytes, at + 8);
+    const end = at + BATCH_ITEM_HEADER + encodeInto(plan, out, at + BATCH_ITEM_HEADER);
+    const next = at + batchItemBytes(plan.byteLength);
+    out.fill(0, end, next);
+    at = next;
+  }
+  send(out);
+}
+
+/**
+ * The messages of a batch envelope ({@link readEnvelope} checked its header): a `ProtocolError`
+ * if they do not fill it exactly, or their sequence numbers do not rise; `FrameTooLargeError` for
+ * a frame above `maxMessage`. Nothing is allocated for the frames (views of the envelope).
+ */
+export function readBatch(e: Envelope, maxMessage: number): BatchItem[] {
+  const data = e.chunk;
+  const out: BatchItem[] = [];
+  let at = 0;
+  let last = -1;
+  for (let i = 0; i < e.items; i++) {
+    if (at + BATCH_ITEM_HEADER > data.length) throw new ProtocolError(`a batch of ${e.items} messages ends after ${i}`);
+    const length = get32(data, at);
+    if (length > maxMessage) throw new FrameTooLargeError(`a bridged message of ${length} bytes from ${e.origin} is larger than maxMessage (${maxMessage})`);
+    f64Bytes.set(data.subarray(at + 8, at + 16));
+    const sequence = f64[0];
+    if (!Number.isInteger(sequence) || sequence <= last) throw new ProtocolError(`a batch's sequence numbers do not rise (${sequence} after ${last})`);
+    const next = at + batchItemBytes(length);
+    if (next > data.length) throw new ProtocolError(`message ${i} of a batch runs past its end`);
+    out.push({ sequence, frame: data.subarray(at + BATCH_ITEM_HEADER, at + BATCH_ITEM_HEADER + length) });
+    last = sequence;
+    at = next;
+  }
+  if (at !== data.length) throw new ProtocolError(`a batch of ${e.items} messages carries ${data.length - at} bytes more`);
+  return out;
+}
+
 /** Bytes of an {@link EnvelopeArena}'s slab; envelopes above half of it get memory of their own. */
 const SLAB_BYTES = 4 << 20;
 
@@ -233,7 +323,7 @@ export function readEnvelope(data: Uint8Array): Envelope {
   if (get32(data, 0) !== MAGIC) throw new ProtocolError("not a Plexus bridge message (bad magic)");
   if (data[4] !== ENVELOPE_VERSION) throw new ProtocolError(`bridge message version ${data[4]}, this bridge speaks ${ENVELOPE_VERSION}`);
   const kind = data[5] as Kind;
-  if (kind < Kind.Message || kind > Kind.Announce) throw new ProtocolError(`unknown bridge message kind ${kind}`);
+  if (kind < Kind.Message || kind > Kind.Batch) throw new ProtocolError(`unknown bridge message kind ${kind}`);
   const o = data[6];
   const p = data[7];
   if (o === 0 || data.length < ENVELOPE_HEADER + o + p) throw new ProtocolError("a bridge message's names run past its end");
@@ -242,6 +332,8 @@ export function readEnvelope(data: Uint8Array): Envelope {
   const index = get32(data, 16);
   const count = get32(data, 20);
   const total = get32(data, 24);
+  const items = get32(data, 28);
+  if (kind === Kind.Batch ? count !== 1 || items === 0 : items !== 0) throw new ProtocolError(`a bridge message of kind ${kind} with ${count} chunks and ${items} batched messages`);
   if (!Number.isInteger(sequence) || sequence < 0) throw new ProtocolError("a bridge message's sequence number is not a non-negative integer");
   if (count === 0 || index >= count) throw new ProtocolError(`a bridge message's chunk ${index} of ${count}`);
   if (count > total) throw new ProtocolError(`a bridge message of ${total} bytes cannot have ${count} chunks`);
@@ -258,9 +350,11 @@ export function readEnvelope(data: Uint8Array): Envelope {
     last.names = names.slice();
   }
   const { origin, port } = last;
-  const chunk = data.subarray(ENVELOPE_HEADER + o + p);
+  const start = kind === Kind.Batch ? align8(ENVELOPE_HEADER + o + p) : ENVELOPE_HEADER + o + p;
+  if (data.length < start) throw new ProtocolError("a batch's names run past its end");
+  const chunk = data.subarray(start);
   if (count === 1 && chunk.length !== total) throw new ProtocolError(`a bridge message says ${total} bytes and carries ${chunk.length}`);
-  return { kind, origin, port, sequence, index, count, total, chunk };
+  return { kind, origin, port, sequence, index, count, total, items: kind === Kind.Batch ? items : 1, chunk };
 }
 
 /** An incomplete message. */

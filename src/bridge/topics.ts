@@ -4,7 +4,7 @@
  * (Internal: not part of the public API.)
  * @module
  */
-import { BackpressureError, ClosedError, PeerDeadError, PlexusError, ProtocolError, ResourceExhaustedError, SequenceError } from "../errors.js";
+import { BackpressureError, ClosedError, FrameTooLargeError, PeerDeadError, PlexusError, ProtocolError, ResourceExhaustedError, SequenceError } from "../errors.js";
 import { decode, encodedSize, type FramePlan } from "../codec/index.js";
 import { checkTopic } from "../graph/registry.js";
 import type { Node } from "../node/index.js";
@@ -13,7 +13,7 @@ import type { Subscriber } from "../pubsub/subscriber.js";
 import type { Sample } from "../pubsub/sample.js";
 import type { BackpressurePolicy } from "../transport/transport.js";
 import type { BridgeContext } from "./context.js";
-import { EnvelopeArena, Kind, sendEnvelopes, label, readEnvelope, Reassembler, type Sender } from "./envelope.js";
+import { batchBytes, batchItemBytes, EnvelopeArena, Kind, sendBatch, sendEnvelopes, label, readBatch, readEnvelope, Reassembler, type BatchItem, type Sender } from "./envelope.js";
 import type { NatsMsg, NatsSubscription } from "./nats.js";
 import { nameOfSubject, subjectOf, type NameFilter } from "./subjects.js";
 import { natsError } from "./nats.js";
@@ -21,6 +21,11 @@ import type { TopicCounters } from "./types.js";
 
 /** Bytes an export sends to NATS before it waits for the server to have them all (a flush): what bounds the bridge's buffers. */
 const FLUSH_BYTES = 8 << 20;
+/**
+ * Bytes of a batch at most (below the server's `max_payload`): larger batches save little more,
+ * and hold their first message back longer.
+ */
+const MAX_BATCH_BYTES = 1 << 20;
 /** Publishers held at most for one remote graph. */
 const MAX_IMPORTS_PER_ORIGIN = 4096;
 /** A remote publisher's sequence is forgotten after this long without a message (ms). */
@@ -42,6 +47,8 @@ export interface TopicSettings {
   readonly backpressure: BackpressurePolicy;
   /** Their queue depth, and the messages waiting at most per received topic. */
   readonly queue: number;
+  /** Messages of one publisher that wait together are sent as one NATS message (a batch). */
+  readonly batch: boolean;
 }
 
 /** What the bridge decides for its topics (several bridges of one graph do not send or publish a message twice). */
@@ -191,28 +198,63 @@ export class TopicBridge {
       c.sentBytes += p.length;
       unflushed += p.length;
     };
+    // Messages of one publisher that wait together go as one NATS message (a batch): what costs
+    // most per message, in both NATS clients and the server, is then paid once for all of them.
+    // A batch holds its samples (their frames stay in the ring) until it is sent, in this same
+    // synchronous stretch.
+    const held: Sample<unknown>[] = [];
+    const plans: FramePlan[] = [];
+    const sequences: number[] = [];
+    let heldBytes = 0;
+    const flushHeld = (): void => {
+      if (held.length === 0) return;
+      const from = this.sender((held[0] as Sample<unknown>).publisher);
+      try {
+        if (held.length === 1) {
+          c.sentChunks += sendEnvelopes(Kind.Message, from, sequences[0] as number, plans[0] as FramePlan, maxPayload(), this.settings.maxMessage, publish, this.arena.take);
+        } else {
+          sendBatch(from, sequences, plans, publish, this.arena.take);
+          c.sentChunks++;
+        }
+        c.sent += held.length;
+      } catch (err) {
+        c.dropped += held.length;
+        this.ctx.report(natsError(err, `sending ${held.length === 1 ? "a message" : `${held.length} messages`} of ${JSON.stringify(topic)} to NATS`));
+      } finally {
+        for (const s of held) s.release();
+        held.length = 0;
+        plans.length = 0;
+        sequences.length = 0;
+        heldBytes = 0;
+      }
+    };
+    const maxPayload = (): number => nc.info?.max_payload ?? 1 << 20;
     const one = (s: Sample<unknown>): void => {
       // Only the topic's own publishers: those upstream through edges are exported on their own topic.
-      if (s.topic !== topic || !this.roles.sends(topic)) return;
+      if (s.topic !== topic || !this.roles.sends(topic)) {
+        s.release();
+        return;
+      }
       let plan: FramePlan;
       try {
         plan = encodedSize(s.value);
+        if (plan.byteLength > this.settings.maxMessage) throw new FrameTooLargeError(`a message of ${plan.byteLength} bytes is larger than the bridge's maxMessage (${this.settings.maxMessage})`);
       } catch (err) {
         c.dropped++;
+        s.release();
         this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`cannot send a message of ${JSON.stringify(topic)}`, { cause: err }));
         return;
       }
-      let chunks: number;
-      try {
-        // Each payload goes to the client as soon as it is written: the arena's memory comes back once the server has it.
-        chunks = sendEnvelopes(Kind.Message, this.sender(s.publisher), s.sequence, plan, nc.info?.max_payload ?? 1 << 20, this.settings.maxMessage, publish, this.arena.take);
-      } catch (err) {
-        c.dropped++;
-        this.ctx.report(natsError(err, `sending a message of ${JSON.stringify(topic)} to NATS`));
-        return;
-      }
-      c.sent++;
-      c.sentChunks += chunks;
+      const from = this.sender(s.publisher);
+      const item = batchItemBytes(plan.byteLength);
+      const limit = Math.min(maxPayload(), MAX_BATCH_BYTES);
+      if (held.length > 0 && (!this.settings.batch || s.publisher !== (held[0] as Sample<unknown>).publisher || batchBytes(from, []) + heldBytes + item > limit)) flushHeld();
+      held.push(s);
+      plans.push(plan);
+      sequences.push(s.sequence);
+      heldBytes += item;
+      // A message that needs a NATS message of its own (or chunks) goes now.
+      if (held.length === 1 && batchBytes(from, []) + item > limit) flushHeld();
     };
     try {
       // Whatever is queued is sent in one go: NATS's client writes what was published within a
@@ -233,12 +275,10 @@ export class TopicBridge {
           s = await sub.receive();
           if (s === null) return;
         }
-        for (; s !== null; s = unflushed < FLUSH_BYTES ? sub.tryReceive() : null) {
-          try {
-            one(s);
-          } finally {
-            s.release();
-          }
+        try {
+          for (; s !== null; s = unflushed < FLUSH_BYTES ? sub.tryReceive() : null) one(s);
+        } finally {
+          flushHeld();
         }
         busy = true;
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -345,22 +385,28 @@ export class TopicBridge {
         throw new ProtocolError(`a message on ${JSON.stringify(m.subject)}, which names no topic this bridge imports; dropped`);
       }
       let e;
+      let batch: BatchItem[] | undefined;
       try {
         e = readEnvelope(m.data);
-        if (e.kind !== Kind.Message) throw new ProtocolError(`a bridge message of kind ${e.kind} on the topic subject ${JSON.stringify(m.subject)}`);
+        if (e.kind === Kind.Batch) batch = readBatch(e, this.settings.maxMessage);
+        else if (e.kind !== Kind.Message) throw new ProtocolError(`a bridge message of kind ${e.kind} on the topic subject ${JSON.stringify(m.subject)}`);
       } catch (err) {
         c.malformed++;
         throw err;
       }
       if (e.origin === this.ctx.origin) {
-        c.looped++;
+        c.looped += e.items;
         return;
       }
       if (!this.roles.accepts(e.origin)) {
-        c.dropped++;
+        c.dropped += e.items;
         return;
       }
       this.lastHeard.set(e.origin, Date.now());
+      if (batch !== undefined) {
+        this.deliver(e.origin, e.port, topic, batch, false);
+        return;
+      }
       let whole;
       try {
         whole = this.reassembler.add(e);
@@ -370,75 +416,91 @@ export class TopicBridge {
         throw err;
       }
       if (whole === undefined) return;
-      this.deliver(e.origin, e.port, topic, whole.frame, whole.sequence, whole.owned);
+      this.deliver(e.origin, e.port, topic, [whole], whole.owned);
     } catch (err) {
       this.ctx.report(err instanceof PlexusError ? err : new ProtocolError("a bridged message could not be delivered", { cause: err }));
     }
   }
 
-  /** A whole message: sequence checked, then published here by the bridge of the graph that receives it. */
-  private deliver(origin: string, port: string, topic: string, frame: Uint8Array, sequence: number, owned: boolean): void {
+  /**
+   * Whole messages of one sender (one, or a batch's), in order: each sequence checked, then
+   * published here by the bridge of the graph that receives them. `owned`: the one frame is the
+   * reassembler's memory, given back once nothing refers to it.
+   */
+  private deliver(origin: string, port: string, topic: string, items: readonly BatchItem[], owned: boolean): void {
+    const c = this.c;
+    const key = `${origin}\u0000${port}`;
+    const where = `${origin}\u0000${topic}`;
+    const receives = this.roles.receives(origin, topic);
+    let pub: Promise<Publisher<unknown>> | undefined;
+    const values: unknown[] = [];
+    for (const { frame, sequence } of items) {
+      const last = this.lastSeq.get(key);
+      if (last !== undefined && sequence <= last.seq) {
+        c.duplicates++;
+        continue;
+      }
+      this.lastSeq.set(key, { seq: sequence, at: Date.now() });
+      pub ??= this.importPublisher(origin, topic); // standby bridges hold one too: ready to take over
+      if (!receives) {
+        c.standby++;
+        this.followed.set(where, (this.followed.get(where) ?? 0) + 1);
+        continue;
+      }
+      if (last !== undefined && sequence > last.seq + 1) {
+        const lost = sequence - last.seq - 1;
+        c.gaps += lost;
+        // The expected sequence number and the one that came: what was lost in between is counted.
+        this.ctx.report(new SequenceError(last.seq + 1, sequence, { cause: `${lost} message(s) of ${JSON.stringify(topic)} from ${origin} never arrived` }));
+      }
+      try {
+        values.push(decode(frame));
+      } catch (err) {
+        c.malformed++;
+        this.ctx.report(new ProtocolError(`a message of ${JSON.stringify(topic)} from ${origin} is not a Plexus frame; dropped`, { cause: err }));
+      }
+    }
     // A reassembled frame's memory goes back to the reassembler once nothing refers to it.
+    const frame = (items[0] as BatchItem).frame;
     const recycle = (): void => {
       if (owned) this.reassembler.recycle(frame);
     };
-    const c = this.c;
-    const key = `${origin}\u0000${port}`;
-    const last = this.lastSeq.get(key);
-    if (last !== undefined && sequence <= last.seq) {
-      c.duplicates++;
+    if (pub === undefined || values.length === 0) {
       recycle();
       return;
-    }
-    this.lastSeq.set(key, { seq: sequence, at: Date.now() });
-    const pub = this.importPublisher(origin, topic); // standby bridges hold one too: ready to take over
-    const where = `${origin}\u0000${topic}`;
-    if (!this.roles.receives(origin, topic)) {
-      c.standby++;
-      this.followed.set(where, (this.followed.get(where) ?? 0) + 1);
-      recycle();
-      return;
-    }
-    if (last !== undefined && sequence > last.seq + 1) {
-      const lost = sequence - last.seq - 1;
-      c.gaps += lost;
-      // The expected sequence number and the one that came: what was lost in between is counted.
-      this.ctx.report(new SequenceError(last.seq + 1, sequence, { cause: `${lost} message(s) of ${JSON.stringify(topic)} from ${origin} never arrived` }));
-    }
-    let value: unknown;
-    try {
-      value = decode(frame);
-    } catch (err) {
-      c.malformed++;
-      recycle();
-      throw new ProtocolError(`a message of ${JSON.stringify(topic)} from ${origin} is not a Plexus frame; dropped`, { cause: err });
     }
     // Each topic publishes in order, on its own: a subscriber that holds one topic back does not
-    // hold the others. At most `queue` messages wait per topic; beyond, they are dropped and counted.
+    // hold the others. At most `queue` NATS messages (a batch counts once) wait per topic;
+    // beyond, they are dropped and counted.
     let b = this.backlogs.get(where);
     if (b === undefined) {
       b = { chain: Promise.resolve(), waiting: 0, dropped: 0 };
       this.backlogs.set(where, b);
     }
     if (b.waiting >= this.settings.queue) {
-      c.dropped++;
-      if (b.dropped++ === 0) this.ctx.report(new BackpressureError(`the subscribers of ${JSON.stringify(topic)} here do not keep up with ${origin}: messages are dropped (${this.settings.queue} wait already)`));
+      c.dropped += values.length;
+      if (b.dropped++ === 0) this.ctx.report(new BackpressureError(`the subscribers of ${JSON.stringify(topic)} here do not keep up with ${origin}: messages are dropped (${this.settings.queue} NATS messages wait already)`));
       recycle();
       return;
     }
     b.waiting++;
     const backlog = b;
+    const publisher = pub;
     backlog.chain = backlog.chain.then(async () => {
       // Subscribers of this thread receive the value itself (views of the frame): then its memory is theirs.
       let shared = true;
+      let done = 0;
       try {
-        const p = await pub;
+        const p = await publisher;
         shared = p.local.count > 0;
-        await p.publish(value);
+        for (const value of values) {
+          await p.publish(value);
+          done++;
+          c.received++;
+        }
         shared ||= p.local.count > 0;
-        c.received++;
       } catch (err) {
-        c.dropped++;
+        c.dropped += values.length - done;
         if (!this.closed) this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`publishing ${JSON.stringify(topic)} of ${origin} here failed`, { cause: err }));
       } finally {
         if (!shared) recycle();

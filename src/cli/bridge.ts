@@ -24,6 +24,8 @@ export interface BridgeCliOptions {
   capacity?: string;
   maxMessage?: string;
   backpressure?: string;
+  /** False with `--no-batch`. */
+  batch?: boolean;
   announceInterval?: string;
   exportQueue?: string[];
   importQueue?: string[];
@@ -49,6 +51,7 @@ export function bridgeOptions(cmd: Command): Command {
     .option("--capacity <bytes>", "ring of each publisher held for a remote topic (default 4 MiB; the largest message is half)")
     .option("--max-message <bytes>", "largest message bridged (default: half the capacity)")
     .option("--backpressure <policy>", "when NATS cannot keep up with an exported topic: drop-oldest (default), block, fail")
+    .option("--no-batch", "send every message as a NATS message of its own, not in batches (while bridges of an older Plexus still receive this graph's topics)")
     .option("--announce-interval <ms>", "ms between announcements of this graph; a graph silent for three is gone (default 1000)")
     .option("--export-queue <name=url>", "a queue server at url whose puts go to the queue's JetStream stream (repeatable)", collect)
     .option("--import-queue <name=url>", "put what the queue's stream holds into the queue server at url (repeatable)", collect)
@@ -92,6 +95,7 @@ export function bridgeSettings(opts: BridgeCliOptions, graphAddress: string): Br
     ...(opts.capacity !== undefined ? { capacity: intArg(opts.capacity, "--capacity", 64 << 10) } : {}),
     ...(opts.maxMessage !== undefined ? { maxMessage: intArg(opts.maxMessage, "--max-message", 1024) } : {}),
     ...(backpressure !== undefined ? { backpressure: backpressure as "block" | "drop-oldest" | "fail" } : {}),
+    ...(opts.batch === false ? { batch: false } : {}),
     queues,
     ...(opts.announceInterval !== undefined ? { announceInterval: intArg(opts.announceInterval, "--announce-interval", 100, 600_000) } : {}),
     graph: { address: graphAddress, embedded: false, token: clientToken(), tls: clientTls() },
