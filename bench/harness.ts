@@ -108,6 +108,12 @@ export interface BenchCase {
   readonly messageBytes?: number;
   /** Part of the `--quick` suite (default true). */
   readonly quick?: boolean;
+  /**
+   * Milliseconds of one measured repetition in a full run, for this case (default: the
+   * runner's 400 ms): longer where a repetition would hold few messages, each a large share of
+   * it (a garbage collection, a scheduling hiccup), and the spread would hide the ratio.
+   */
+  readonly repetitionMs?: number;
   /** One line on how the case works, printed with the results. */
   readonly method?: string;
   /** One warm-up or measured repetition. Must honour `ctx.signal` and never wait unbounded. */

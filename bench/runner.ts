@@ -210,6 +210,8 @@ async function warmUp(c: BenchCase, settings: Settings): Promise<Running> {
       warmed += sampleMs(sample);
       r.count = calibrate(c, sample, target);
     }
+    // A case with repetitions of its own length starts them with as many more iterations.
+    r.count = Math.max(1, Math.round((r.count * repetitionMsOf(c, settings)) / settings.repetitionMs));
   } catch (err) {
     await failed(r, err);
   }
@@ -223,15 +225,21 @@ async function failed(r: Running, err: unknown): Promise<void> {
   await r.scope.close();
 }
 
+/** How long one measured repetition of `c` should take: its own time in a full run, else the runner's. */
+function repetitionMsOf(c: BenchCase, settings: Settings): number {
+  return settings.quick ? settings.repetitionMs : (c.repetitionMs ?? settings.repetitionMs);
+}
+
 /** One measured repetition of a warmed-up case (nothing once it failed). */
 async function repeat(r: Running, settings: Settings, i: number): Promise<void> {
   if (r.error !== undefined) return;
   const t0 = now();
+  const targetMs = repetitionMsOf(r.c, settings);
   try {
-    const ctx = contextFor(r.scope, settings, "measure", i, r.count, settings.repetitionMs);
+    const ctx = contextFor(r.scope, settings, "measure", i, r.count, targetMs);
     const sample = await runOnce(r.c, r.scope, ctx, settings.hardLimitMs);
     r.samples.push(sample);
-    r.count = calibrate(r.c, sample, settings.repetitionMs);
+    r.count = calibrate(r.c, sample, targetMs);
   } catch (err) {
     await failed(r, err);
   }

@@ -220,26 +220,31 @@ describe("bridge: two graphs through one nats-server", () => {
     await sub.close();
   });
 
-  it("batch: false sends one NATS message per message (a burst within the receiving bridge's queue)", async () => {
-    const c = await host("host-d", server.url, { batch: false });
+  it("batch: false sends one NATS message per message; a burst of more than the receiving bridge's queue is not dropped", async () => {
+    const d = await host("host-d", server.url, { batch: false, backpressure: "block", queue: 4096 });
+    // A receiver whose queue (50) is far below what one socket read brings (hundreds of small messages).
+    const e = await host("host-e", server.url, { queue: 50 });
     try {
-      const pub = await c.app.publisher<number>("unbatched/t");
-      const sub = await b.app.subscriber<number>("unbatched/t", { queue: 4096 });
+      const pub = await d.app.publisher<number>("unbatched/t");
+      const sub = await e.app.subscriber<number>("unbatched/t", { queue: 4096 });
       await eventually("the remote publisher to reach the subscriber", () => sub.publishers.length > 0);
-      const before = c.bridge.stats().topics;
-      for (let n = 0; n < 500; n++) await pub.publish(n);
-      for (let n = 0; n < 500; n++) {
+      const before = d.bridge.stats().topics;
+      const receivedBefore = e.bridge.stats().topics;
+      for (let n = 0; n < 3000; n++) await pub.publish(n);
+      for (let n = 0; n < 3000; n++) {
         const s = await sub.receive({ timeout: 10_000 });
         assert.equal(s?.value, n);
         s?.release();
       }
-      const after = c.bridge.stats().topics;
-      assert.equal(after.sent - before.sent, 500);
-      assert.equal(after.sentChunks - before.sentChunks, 500);
+      const after = d.bridge.stats().topics;
+      assert.equal(after.sent - before.sent, 3000);
+      assert.equal(after.sentChunks - before.sentChunks, 3000);
+      assert.equal(e.bridge.stats().topics.dropped - receivedBefore.dropped, 0);
       await pub.close();
       await sub.close();
     } finally {
-      await c.close();
+      await d.close();
+      await e.close();
     }
   });
 

@@ -23,6 +23,11 @@ const MiB = 1 << 20;
 export const PLAIN_NATS = "plain nats client";
 const BRIDGED = "plexus pubsub through bridges";
 const IN_PROCESS = "plexus pubsub, bridges in the processes";
+/**
+ * A repetition of a stream case, ms: at a few hundred messages a second, the default 400 ms
+ * holds so few that one garbage collection or scheduling hiccup moves a repetition by 20 %.
+ */
+const REPETITION_MS = 1500;
 /** Bytes in flight at most (both kinds): the sender waits for the receiver every window. */
 const WINDOW_BYTES = 8 * MiB;
 
@@ -191,6 +196,7 @@ function pubsubCases(): void {
       kind: "throughput",
       messageBytes: size.bytes,
       quick: size.quick,
+      repetitionMs: REPETITION_MS,
       method: "nc.publish of the bytes (in 1 MiB messages above that) to a NATS subscriber process",
       async run(ctx) {
         return stream(ctx, await ctx.keep("plain", plainStream), size.bytes);
@@ -205,6 +211,7 @@ function pubsubCases(): void {
         ratioTo: PLAIN_NATS,
         messageBytes: size.bytes,
         quick: size.quick && !inProcess,
+        repetitionMs: REPETITION_MS,
         method: inProcess
           ? "publisher and bridge (graph A, one process) -> NATS -> bridge and subscriber (graph B, one process)"
           : "publisher (graph A) -> bridge process -> NATS -> bridge process -> subscriber (graph B)",

@@ -70,7 +70,11 @@ interface Exported {
 /** The messages of one received topic waiting to be published here, in order. */
 interface Backlog {
   chain: Promise<void>;
+  /** NATS messages queued and not yet published. */
   waiting: number;
+  /** The burst (see `TopicBridge.burst`) of the last one queued, and how many of this burst. */
+  burst: number;
+  inBurst: number;
   /** Messages dropped since the last report. */
   dropped: number;
 }
@@ -92,6 +96,13 @@ export class TopicBridge {
   private followedBefore = new Map<string, number>();
   private readonly lastHeard = new Map<string, number>();
   private readonly backlogs = new Map<string, Backlog>();
+  /**
+   * The NATS messages the client hands over in one go (one socket read) form a burst: this
+   * counts them, advanced by a microtask after the first of each. Publishing runs in microtasks
+   * too, so messages of an earlier burst still waiting are held back by their subscribers.
+   */
+  private burst = 0;
+  private burstEnding = false;
   private readonly senders = new Map<string, Sender>();
   /** The topic of each subject received (null: not one to import), so a subject is parsed once. */
   private readonly subjects = new Map<string, string | null>();
@@ -470,20 +481,34 @@ export class TopicBridge {
       return;
     }
     // Each topic publishes in order, on its own: a subscriber that holds one topic back does not
-    // hold the others. At most `queue` NATS messages (a batch counts once) wait per topic;
-    // beyond, they are dropped and counted.
+    // hold the others. At most `queue` NATS messages (a batch counts once) of earlier bursts wait
+    // per topic; beyond, they are dropped and counted.
+    if (!this.burstEnding) {
+      this.burstEnding = true;
+      queueMicrotask(() => {
+        this.burst++;
+        this.burstEnding = false;
+      });
+    }
     let b = this.backlogs.get(where);
     if (b === undefined) {
-      b = { chain: Promise.resolve(), waiting: 0, dropped: 0 };
+      b = { chain: Promise.resolve(), waiting: 0, burst: this.burst, inBurst: 0, dropped: 0 };
       this.backlogs.set(where, b);
     }
-    if (b.waiting >= this.settings.queue) {
+    if (b.burst !== this.burst) {
+      b.burst = this.burst;
+      b.inBurst = 0;
+    }
+    // Only what earlier bursts left waiting counts: a burst of more than `queue` messages is
+    // published as fast as they came unless the subscribers hold the publisher back.
+    if (b.waiting - b.inBurst >= this.settings.queue) {
       c.dropped += values.length;
       if (b.dropped++ === 0) this.ctx.report(new BackpressureError(`the subscribers of ${JSON.stringify(topic)} here do not keep up with ${origin}: messages are dropped (${this.settings.queue} NATS messages wait already)`));
       recycle();
       return;
     }
     b.waiting++;
+    b.inBurst++;
     const backlog = b;
     const publisher = pub;
     backlog.chain = backlog.chain.then(async () => {
