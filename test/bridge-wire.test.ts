@@ -190,6 +190,17 @@ describe("bridge envelope", () => {
     const counted = (m as Uint8Array).slice();
     set32(counted, 28, 2); // a message that claims batched messages
     assert.throws(() => readEnvelope(counted), ProtocolError);
+    const tiny = make();
+    set32(tiny, first, 0); // an empty frame: nothing to decode, refused before delivery
+    assert.throws(() => readBatch(readEnvelope(tiny), 1 << 20), /shorter than a codec frame's header/);
+    for (const huge of [0xfffffff9, 0xffffffff, 0x7ffffff9]) {
+      const wrap = make();
+      set32(wrap, first, huge); // lengths whose padding would overflow 32-bit arithmetic
+      assert.throws(() => readBatch(readEnvelope(wrap), 2 ** 32 - 1), /runs past its end/);
+    }
+    const unpadded = make().subarray(0, make().length - 1);
+    set32(unpadded, 24, readEnvelope(make()).total - 1);
+    assert.throws(() => readBatch(readEnvelope(unpadded), 1 << 20), /runs past its end/);
     assert.equal(readBatch(readEnvelope(make()), 1 << 20).length, 2, "the untouched batch reads");
   });
 

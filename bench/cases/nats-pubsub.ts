@@ -15,7 +15,8 @@ import { registerRow } from "../rows.js";
 import { natsServer } from "../../test/helpers/nats.js";
 import { Bridge } from "../../src/bridge/index.js";
 import { graph } from "./plexus-pubsub.js";
-import { NO_NATS, QUEUE_METHOD } from "./nats.js";
+import { NO_NATS, processCpuSeconds, QUEUE_METHOD } from "./nats.js";
+import { cpuSeconds } from "../procs/runtime.js";
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -50,8 +51,9 @@ registerRow({
     "plain nats client: the suite publishes the same bytes with @nats-io/transport-node to a subscriber process (16 MiB as 16 messages of 1 MiB, " +
     `the server's limit). Both wait for the receiver every ${WINDOW_BYTES / MiB} MiB (or 1024 messages), as NATS core has no flow control of its own. ` +
     "Throughput: first publish to the receiver confirming the last byte (IPC). Round trip: 64 B to an echo (graph B's subscriber publishing back on " +
-    "another topic; the plain echo republishes on another subject). CPU = user + system time of the two bridge processes during the repetition; " +
-    "peak RSS = the larger of the two bridges' (VmHWM). Queues: " +
+    "another topic; the plain echo republishes on another subject). CPU µs/msg = user + system time, during the repetition, of every process of the path: " +
+    "the suite (the publisher, and graph A's bridge where it runs there), nats-server, the bridge processes and the receiving process; " +
+    "peak RSS = the larger of the two bridge processes' (VmHWM). Queues: " +
     QUEUE_METHOD +
     (NO_NATS === undefined ? "" : ` Skipped: ${NO_NATS}.`),
 });
@@ -62,14 +64,22 @@ interface Stream extends Resource {
   sink: Peer;
   /** Bytes sent so far, over every repetition (the sink counts cumulatively). */
   sent: number;
-  /** The processes whose CPU and RSS are reported (the bridges). */
+  /** The processes whose peak RSS is reported (the bridge processes). */
   measured: Peer[];
+  /** CPU seconds used so far by every process of the path: the suite's, nats-server's, the bridges', the receiver's. */
+  pathCpu(): Promise<number>;
+}
+
+/** CPU seconds so far of this process, nats-server (`pid`) and `peers`. */
+async function pathCpu(pid: number, peers: readonly Peer[]): Promise<number> {
+  const theirs = await Promise.all(peers.map((p) => p.call<number>("cpu")));
+  return cpuSeconds() + processCpuSeconds(pid) + theirs.reduce((a, c) => a + c, 0);
 }
 
 async function stream(ctx: CaseContext, s: Stream, size: number): Promise<ThroughputSample> {
   const payload = new Uint8Array(size).fill(7);
   const window = Math.max(1, Math.min(1024, Math.floor(WINDOW_BYTES / size)));
-  const cpu0 = await Promise.all(s.measured.map((p) => p.call<number>("cpu")));
+  const cpu0 = await s.pathCpu();
   const t0 = now();
   for (let i = 0; i < ctx.count; i++) {
     await s.send(payload);
@@ -78,10 +88,9 @@ async function stream(ctx: CaseContext, s: Stream, size: number): Promise<Throug
   }
   await s.sink.call("waitFor", s.sent, 120_000);
   const seconds = (now() - t0) / 1000;
-  const cpu1 = await Promise.all(s.measured.map((p) => p.call<number>("cpu")));
-  const sample: ThroughputSample = { kind: "throughput", messages: ctx.count, bytes: ctx.count * size, seconds };
+  const cpuSeconds = (await s.pathCpu()) - cpu0;
+  const sample: ThroughputSample = { kind: "throughput", messages: ctx.count, bytes: ctx.count * size, seconds, cpuSeconds };
   if (s.measured.length > 0) {
-    sample.cpuSeconds = cpu1.reduce((a, c, i) => a + c - (cpu0[i] as number), 0);
     sample.peakRssBytes = Math.max(...(await Promise.all(s.measured.map((p) => p.call<number>("rss")))));
   }
   return sample;
@@ -98,6 +107,7 @@ async function plainStream(scope: CaseScope): Promise<Stream> {
     sink,
     sent: 0,
     measured: [],
+    pathCpu: () => pathCpu(server.pid, [sink]),
     send(bytes) {
       for (let at = 0; at < bytes.length; at += max) nc.publish("bench.stream", bytes.subarray(at, Math.min(bytes.length, at + max)));
     },
@@ -135,7 +145,7 @@ async function bridgedStream(scope: CaseScope, size: number, inProcess: boolean)
   const measured = await bridges(scope, server.url, address, String(sink.info["address"]), capacity, inProcess);
   const pub: Publisher<Uint8Array> = await node.publisher<Uint8Array>("bench/stream", { capacity, timeout: 60_000 });
   await sink.call("linked", null, 30_000);
-  return { sink, sent: 0, measured, send: (b) => pub.publish(b), close: () => undefined };
+  return { sink, sent: 0, measured, pathCpu: () => pathCpu(server.pid, [sink, ...measured]), send: (b) => pub.publish(b), close: () => undefined };
 }
 
 /** A 64 B ping-pong. */

@@ -37,7 +37,7 @@ export const QUEUE_METHOD =
     "Streams are purged after each repetition. CPU µs/msg = user + system CPU of the benchmark process and the nats-server process during the median repetition, per message.";
 
 /** CPU seconds process `pid` used so far (Linux: utime + stime of /proc/PID/stat, at 100 ticks/s). */
-function processCpuSeconds(pid: number): number {
+export function processCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;

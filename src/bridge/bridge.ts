@@ -72,9 +72,9 @@ export interface BridgeOptions extends BlockingOptions {
    */
   backpressure?: BackpressurePolicy;
   /**
-   * Messages queued per exported topic before that policy applies, and NATS messages (a batch
-   * counts once; what one read from NATS brings at once does not count) waiting at most per
-   * received topic while its local subscribers hold its publisher back
+   * Messages queued per exported topic before that policy applies, and messages from NATS
+   * waiting at most per received topic while its local subscribers hold its publisher back (what
+   * one read from NATS brings at once does not count)
    * (beyond, they are dropped, counted and reported as `BackpressureError`: NATS cannot be held
    * back). Default 1024.
    */

@@ -9,7 +9,7 @@
  */
 import { Buffer } from "node:buffer";
 import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../errors.js";
-import { copyBytes, encodeChunks, encodedSize, encodeInto, type FramePlan } from "../codec/index.js";
+import { copyBytes, encodeChunks, encodedSize, encodeInto, FRAME_HEADER_BYTES, type FramePlan } from "../codec/index.js";
 import { get32, put32 } from "../net/frame.js";
 
 /** "PXN1", little-endian. */
@@ -68,9 +68,9 @@ export interface BatchItem {
   frame: Uint8Array;
 }
 
-/** `n` rounded up to a multiple of 8. */
+/** `n` rounded up to a multiple of 8 (plain arithmetic: `n` may exceed 31 bits). */
 function align8(n: number): number {
-  return (n + 7) & ~7;
+  return n + ((8 - (n % 8)) % 8);
 }
 
 const encoder = new TextEncoder();
@@ -247,11 +247,13 @@ export function readBatch(e: Envelope, maxMessage: number): BatchItem[] {
     if (at + BATCH_ITEM_HEADER > data.length) throw new ProtocolError(`a batch of ${e.items} messages ends after ${i}`);
     const length = get32(data, at);
     if (length > maxMessage) throw new FrameTooLargeError(`a bridged message of ${length} bytes from ${e.origin} is larger than maxMessage (${maxMessage})`);
+    if (length < FRAME_HEADER_BYTES) throw new ProtocolError(`message ${i} of a batch is ${length} bytes, shorter than a codec frame's header`);
+    if (length > data.length - at - BATCH_ITEM_HEADER) throw new ProtocolError(`message ${i} of a batch runs past its end`);
     f64Bytes.set(data.subarray(at + 8, at + 16));
     const sequence = f64[0];
     if (!Number.isInteger(sequence) || sequence <= last) throw new ProtocolError(`a batch's sequence numbers do not rise (${sequence} after ${last})`);
     const next = at + batchItemBytes(length);
-    if (next > data.length) throw new ProtocolError(`message ${i} of a batch runs past its end`);
+    if (next > data.length) throw new ProtocolError(`message ${i} of a batch runs past its end (its padding)`);
     out.push({ sequence, frame: data.subarray(at + BATCH_ITEM_HEADER, at + BATCH_ITEM_HEADER + length) });
     last = sequence;
     at = next;

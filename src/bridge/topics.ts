@@ -70,10 +70,11 @@ interface Exported {
 /** The messages of one received topic waiting to be published here, in order. */
 interface Backlog {
   chain: Promise<void>;
-  /** NATS messages queued and not yet published. */
+  /** Messages queued and not yet published. */
   waiting: number;
-  /** The burst (see `TopicBridge.burst`) of the last one queued, and how many of this burst. */
+  /** The burst (see `TopicBridge.burst`) of the last messages queued. */
   burst: number;
+  /** How many messages that burst queued. */
   inBurst: number;
   /** Messages dropped since the last report. */
   dropped: number;
@@ -97,9 +98,13 @@ export class TopicBridge {
   private readonly lastHeard = new Map<string, number>();
   private readonly backlogs = new Map<string, Backlog>();
   /**
-   * The NATS messages the client hands over in one go (one socket read) form a burst: this
-   * counts them, advanced by a microtask after the first of each. Publishing runs in microtasks
-   * too, so messages of an earlier burst still waiting are held back by their subscribers.
+   * The NATS messages the client hands over in one go form a burst: this counts them, advanced by
+   * a microtask after the first of each. The NATS client (`@nats-io/transport-node`) calls the
+   * subscriptions' callbacks synchronously for everything one socket read brought, and the
+   * publishing here runs in microtasks, which all run before the next read: so messages of an
+   * earlier burst still waiting are held back by their subscribers, and only they count against
+   * `queue`. (A client that spread one read over several macrotasks would make bursts smaller,
+   * never the bound looser.)
    */
   private burst = 0;
   private burstEnding = false;
@@ -247,19 +252,28 @@ export class TopicBridge {
         return;
       }
       let plan: FramePlan;
+      let from: Sender;
       try {
         plan = encodedSize(s.value);
         if (plan.byteLength > this.settings.maxMessage) throw new FrameTooLargeError(`a message of ${plan.byteLength} bytes is larger than the bridge's maxMessage (${this.settings.maxMessage})`);
+        from = this.sender(s.publisher);
       } catch (err) {
         c.dropped++;
         s.release();
         this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`cannot send a message of ${JSON.stringify(topic)}`, { cause: err }));
         return;
       }
-      const from = this.sender(s.publisher);
       const item = batchItemBytes(plan.byteLength);
       const limit = Math.min(maxPayload(), MAX_BATCH_BYTES);
-      if (held.length > 0 && (!this.settings.batch || s.publisher !== (held[0] as Sample<unknown>).publisher || batchBytes(from, []) + heldBytes + item > limit)) flushHeld();
+      // A batch holds one publisher's messages with rising sequence numbers (a port id that came
+      // back with a new publisher starts again at 1: a batch of its own).
+      const joins =
+        held.length > 0 &&
+        this.settings.batch &&
+        s.publisher === (held[0] as Sample<unknown>).publisher &&
+        s.sequence > (sequences[sequences.length - 1] as number) &&
+        batchBytes(from, []) + heldBytes + item <= limit;
+      if (held.length > 0 && !joins) flushHeld();
       held.push(s);
       plans.push(plan);
       sequences.push(s.sequence);
@@ -445,32 +459,47 @@ export class TopicBridge {
     const receives = this.roles.receives(origin, topic);
     let pub: Promise<Publisher<unknown>> | undefined;
     const values: unknown[] = [];
+    // One report per NATS message however many of its messages have a gap or do not decode (a
+    // crafted batch of thousands must not turn into thousands of errors); all are counted.
+    let gap: { expected: number; got: number; lost: number } | undefined;
+    let gaps = 0;
+    let undecodable: unknown;
+    let failed = 0;
+    let last = this.lastSeq.get(key)?.seq;
     for (const { frame, sequence } of items) {
-      const last = this.lastSeq.get(key);
-      if (last !== undefined && sequence <= last.seq) {
+      if (last !== undefined && sequence <= last) {
         c.duplicates++;
         continue;
       }
-      this.lastSeq.set(key, { seq: sequence, at: Date.now() });
+      const previous = last;
+      last = sequence;
       pub ??= this.importPublisher(origin, topic); // standby bridges hold one too: ready to take over
       if (!receives) {
         c.standby++;
         this.followed.set(where, (this.followed.get(where) ?? 0) + 1);
         continue;
       }
-      if (last !== undefined && sequence > last.seq + 1) {
-        const lost = sequence - last.seq - 1;
+      if (previous !== undefined && sequence > previous + 1) {
+        const lost = sequence - previous - 1;
         c.gaps += lost;
-        // The expected sequence number and the one that came: what was lost in between is counted.
-        this.ctx.report(new SequenceError(last.seq + 1, sequence, { cause: `${lost} message(s) of ${JSON.stringify(topic)} from ${origin} never arrived` }));
+        gaps += lost;
+        gap ??= { expected: previous + 1, got: sequence, lost };
       }
       try {
         values.push(decode(frame));
       } catch (err) {
         c.malformed++;
-        this.ctx.report(new ProtocolError(`a message of ${JSON.stringify(topic)} from ${origin} is not a Plexus frame; dropped`, { cause: err }));
+        failed++;
+        undecodable ??= err;
       }
     }
+    if (last !== undefined) this.lastSeq.set(key, { seq: last, at: Date.now() });
+    if (gap !== undefined) {
+      // The expected sequence number and the one that came: what was lost in between is counted.
+      const more = gaps > gap.lost ? `; ${gaps} in all before the messages of this batch` : "";
+      this.ctx.report(new SequenceError(gap.expected, gap.got, { cause: `${gap.lost} message(s) of ${JSON.stringify(topic)} from ${origin} never arrived${more}` }));
+    }
+    if (failed > 0) this.ctx.report(new ProtocolError(`${failed === 1 ? "a message" : `${failed} messages`} of ${JSON.stringify(topic)} from ${origin} ${failed === 1 ? "is" : "are"} not a Plexus frame; dropped`, { cause: undecodable }));
     // A reassembled frame's memory goes back to the reassembler once nothing refers to it.
     const frame = (items[0] as BatchItem).frame;
     const recycle = (): void => {
@@ -481,8 +510,8 @@ export class TopicBridge {
       return;
     }
     // Each topic publishes in order, on its own: a subscriber that holds one topic back does not
-    // hold the others. At most `queue` NATS messages (a batch counts once) of earlier bursts wait
-    // per topic; beyond, they are dropped and counted.
+    // hold the others. At most `queue` messages of earlier bursts wait per topic; beyond, they
+    // are dropped and counted.
     if (!this.burstEnding) {
       this.burstEnding = true;
       queueMicrotask(() => {
@@ -503,12 +532,12 @@ export class TopicBridge {
     // published as fast as they came unless the subscribers hold the publisher back.
     if (b.waiting - b.inBurst >= this.settings.queue) {
       c.dropped += values.length;
-      if (b.dropped++ === 0) this.ctx.report(new BackpressureError(`the subscribers of ${JSON.stringify(topic)} here do not keep up with ${origin}: messages are dropped (${this.settings.queue} NATS messages wait already)`));
+      if (b.dropped++ === 0) this.ctx.report(new BackpressureError(`the subscribers of ${JSON.stringify(topic)} here do not keep up with ${origin}: messages are dropped (${this.settings.queue} wait already)`));
       recycle();
       return;
     }
-    b.waiting++;
-    b.inBurst++;
+    b.waiting += values.length;
+    b.inBurst += values.length;
     const backlog = b;
     const publisher = pub;
     backlog.chain = backlog.chain.then(async () => {
@@ -521,6 +550,7 @@ export class TopicBridge {
         for (const value of values) {
           await p.publish(value);
           done++;
+          backlog.waiting--;
           c.received++;
         }
         shared ||= p.local.count > 0;
@@ -529,7 +559,8 @@ export class TopicBridge {
         if (!this.closed) this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`publishing ${JSON.stringify(topic)} of ${origin} here failed`, { cause: err }));
       } finally {
         if (!shared) recycle();
-        if (--backlog.waiting === 0) {
+        backlog.waiting -= values.length - done;
+        if (backlog.waiting === 0) {
           backlog.dropped = 0;
           if (this.backlogs.get(where) === backlog) this.backlogs.delete(where);
         }
