@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../src/index.js";
 import { nameFromTokens, nameOfSubject, nameTokens, NameFilter, NamePattern, subjectOf } from "../src/bridge/subjects.js";
-import { batchBytes, EnvelopeArena, envelopes, Kind, readBatch, readEnvelope, Reassembler, sendBatch, sendEnvelopes, type Sender } from "../src/bridge/envelope.js";
+import { batchHeadBytes, batchItemBytes, EnvelopeArena, envelopes, Kind, readBatch, readEnvelope, Reassembler, sendBatch, sendEnvelopes, type Sender } from "../src/bridge/envelope.js";
 import { decode, encodedSize } from "../src/codec/index.js";
 
 const from: Sender = { origin: new TextEncoder().encode("host-a"), port: new TextEncoder().encode("p1") };
@@ -145,7 +145,7 @@ describe("bridge envelope", () => {
     sendBatch(from, [10, 11, 13, 20], plans, (p) => out.push(p), (n) => new Uint8Array(n));
     assert.equal(out.length, 1);
     const batch = out[0] as Uint8Array;
-    assert.equal(batch.length, batchBytes(from, plans.map((p) => p.byteLength)));
+    assert.equal(batch.length, batchHeadBytes(from) + plans.reduce((n, p) => n + batchItemBytes(p.byteLength), 0));
     const e = readEnvelope(batch);
     assert.equal(e.kind, Kind.Batch);
     assert.equal(e.items, 4);

@@ -13,7 +13,7 @@ import { now, ReplySlot, roundTrips } from "../measure.js";
 import { Peer } from "../peer.js";
 import { registerRow } from "../rows.js";
 import { natsServer } from "../../test/helpers/nats.js";
-import { Bridge } from "../../src/bridge/index.js";
+import { startBenchBridge } from "../procs/nats-bridge.js";
 import { graph } from "./plexus-pubsub.js";
 import { NO_NATS, processCpuSeconds, QUEUE_METHOD } from "./nats.js";
 import { cpuSeconds } from "../procs/runtime.js";
@@ -50,7 +50,8 @@ registerRow({
     "bridge in the suite and graph B's in the sink process (the publisher hands its bridge the value itself, and the bridge its subscriber). " +
     "plain nats client: the suite publishes the same bytes with @nats-io/transport-node to a subscriber process (16 MiB as 16 messages of 1 MiB, " +
     `the server's limit). Both wait for the receiver every ${WINDOW_BYTES / MiB} MiB (or 1024 messages), as NATS core has no flow control of its own. ` +
-    "Throughput: first publish to the receiver confirming the last byte (IPC). Round trip: 64 B to an echo (graph B's subscriber publishing back on " +
+    `Throughput: first publish to the receiver confirming the last byte (IPC); each repetition lasts ${REPETITION_MS / 1000} s, not the suite's default. ` +
+    "Round trip: 64 B to an echo (graph B's subscriber publishing back on " +
     "another topic; the plain echo republishes on another subject). CPU µs/msg = user + system time, during the repetition, of every process of the path: " +
     "the suite (the publisher, and graph A's bridge where it runs there), nats-server, the bridge processes and the receiving process; " +
     "peak RSS = the larger of the two bridge processes' (VmHWM). Queues: " +
@@ -121,7 +122,7 @@ async function plainStream(scope: CaseScope): Promise<Stream> {
  */
 async function bridges(scope: CaseScope, url: string, address: string, other: string, capacity: number, inProcess: boolean): Promise<Peer[]> {
   if (inProcess) {
-    const bridge = await Bridge.start({ nats: url, name: "bench-a", graph: { address, embedded: false }, export: ["bench/>"], import: ["bench/>"], backpressure: "block", capacity, announceInterval: 200, scanInterval: 50 });
+    const bridge = await startBenchBridge(url, address, "bench-a", capacity);
     scope.defer(() => bridge.close());
     return [];
   }

@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { GraphServer, connect } from "../../src/index.js";
-import { Bridge } from "../../src/bridge/index.js";
+import { startBenchBridge } from "./nats-bridge.js";
 import { Counter, serve, touch } from "./runtime.js";
 
 const [kind, natsUrl, ...rest] = process.argv.slice(2);
@@ -32,24 +32,9 @@ const onExit = (): void => {
   for (const c of cleanups) c();
 };
 
-/** The bridge of the graph at `address`, as every case of the row runs it. */
-function startBridge(address: string, name: string, capacity: number): Promise<Bridge> {
-  return Bridge.start({
-    nats: natsUrl,
-    name,
-    graph: { address, embedded: false },
-    export: ["bench/>"],
-    import: ["bench/>"],
-    backpressure: "block",
-    capacity,
-    announceInterval: 200,
-    scanInterval: 50,
-  });
-}
-
 if (kind === "bridge") {
   const [address, name, capacity] = rest;
-  const bridge = await startBridge(address, name, Number(capacity));
+  const bridge = await startBenchBridge(natsUrl, address, name, Number(capacity));
   cleanups.push(() => void bridge.close());
   serve((op) => {
     if (op === "rss") return peakRss();
@@ -62,7 +47,7 @@ if (kind === "bridge") {
   const node = await connect({ address, embedded: false });
   cleanups.push(() => void server.close());
   if (rest[0] !== undefined) {
-    const bridge = await startBridge(address, "bench-b", Number(rest[0]));
+    const bridge = await startBenchBridge(natsUrl, address, "bench-b", Number(rest[0]));
     cleanups.unshift(() => void bridge.close());
   }
   if (kind === "plexus-sink") {

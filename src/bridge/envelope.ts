@@ -192,32 +192,30 @@ export function sendEnvelopes(
 }
 
 /**
- * Bytes of a batch ({@link sendBatch}) of messages whose frames are `frameBytes` long, from
- * `from`: the header, the names and padding to a multiple of 8, then for each message
- * {@link BATCH_ITEM_HEADER} bytes, its frame and padding to a multiple of 8.
+ * Bytes of a batch ({@link sendBatch}) from `from` before its messages: the header, the names
+ * and padding to a multiple of 8. Each message then adds {@link batchItemBytes}.
  */
-export function batchBytes(from: Sender, frameBytes: readonly number[]): number {
-  let n = align8(ENVELOPE_HEADER + from.origin.length + from.port.length);
-  for (const b of frameBytes) n += BATCH_ITEM_HEADER + align8(b);
-  return n;
+export function batchHeadBytes(from: Sender): number {
+  return align8(ENVELOPE_HEADER + from.origin.length + from.port.length);
 }
 
-/** What a batch item adds to {@link batchBytes}. */
+/** Bytes of one message in a batch: {@link BATCH_ITEM_HEADER}, its frame and padding to a multiple of 8. */
 export function batchItemBytes(frameBytes: number): number {
   return BATCH_ITEM_HEADER + align8(frameBytes);
 }
 
 /**
  * Writes several messages of one port (planned frames, in order of their sequence numbers) as
- * one batch envelope of {@link batchBytes} bytes, taken from `memory`, and hands it to `send`.
- * The caller keeps the batch within the server's `max_payload`.
+ * one batch envelope ({@link batchHeadBytes} and a {@link batchItemBytes} per message), taken
+ * from `memory`, and hands it to `send`. The caller keeps the batch within the server's `max_payload`.
  */
 export function sendBatch(from: Sender, sequences: readonly number[], plans: readonly FramePlan[], send: (payload: Uint8Array) => void, memory: EnvelopeMemory = uninitialized): void {
-  const bytes = batchBytes(from, plans.map((p) => p.byteLength));
-  const out = memory(bytes);
-  const start = align8(writeHeader(out, Kind.Batch, from.origin, from.port, sequences[0] ?? 0, 0, 1, 0, plans.length));
-  out.fill(0, ENVELOPE_HEADER + from.origin.length + from.port.length, start);
-  put32(out, 24, bytes - start);
+  const start = batchHeadBytes(from);
+  let items = 0;
+  for (const p of plans) items += batchItemBytes(p.byteLength);
+  const out = memory(start + items);
+  const names = writeHeader(out, Kind.Batch, from.origin, from.port, sequences[0] ?? 0, 0, 1, items, plans.length);
+  out.fill(0, names, start);
   let at = start;
   for (let i = 0; i < plans.length; i++) {
     const plan = plans[i] as FramePlan;

@@ -13,7 +13,7 @@ import type { Subscriber } from "../pubsub/subscriber.js";
 import type { Sample } from "../pubsub/sample.js";
 import type { BackpressurePolicy } from "../transport/transport.js";
 import type { BridgeContext } from "./context.js";
-import { batchBytes, batchItemBytes, EnvelopeArena, Kind, sendBatch, sendEnvelopes, label, readBatch, readEnvelope, Reassembler, type BatchItem, type Sender } from "./envelope.js";
+import { batchHeadBytes, batchItemBytes, EnvelopeArena, Kind, sendBatch, sendEnvelopes, label, readBatch, readEnvelope, Reassembler, type BatchItem, type Sender } from "./envelope.js";
 import type { NatsMsg, NatsSubscription } from "./nats.js";
 import { nameOfSubject, subjectOf, type NameFilter } from "./subjects.js";
 import { natsError } from "./nats.js";
@@ -264,7 +264,7 @@ export class TopicBridge {
         return;
       }
       const item = batchItemBytes(plan.byteLength);
-      const limit = Math.min(maxPayload(), MAX_BATCH_BYTES);
+      const limit = Math.min(maxPayload(), MAX_BATCH_BYTES) - batchHeadBytes(from);
       // A batch holds one publisher's messages with rising sequence numbers (a port id that came
       // back with a new publisher starts again at 1: a batch of its own).
       const joins =
@@ -272,14 +272,14 @@ export class TopicBridge {
         this.settings.batch &&
         s.publisher === (held[0] as Sample<unknown>).publisher &&
         s.sequence > (sequences[sequences.length - 1] as number) &&
-        batchBytes(from, []) + heldBytes + item <= limit;
+        heldBytes + item <= limit;
       if (held.length > 0 && !joins) flushHeld();
       held.push(s);
       plans.push(plan);
       sequences.push(s.sequence);
       heldBytes += item;
       // A message that needs a NATS message of its own (or chunks) goes now.
-      if (held.length === 1 && batchBytes(from, []) + item > limit) flushHeld();
+      if (held.length === 1 && item > limit) flushHeld();
     };
     try {
       // Whatever is queued is sent in one go: NATS's client writes what was published within a
@@ -496,7 +496,7 @@ export class TopicBridge {
     if (last !== undefined) this.lastSeq.set(key, { seq: last, at: Date.now() });
     if (gap !== undefined) {
       // The expected sequence number and the one that came: what was lost in between is counted.
-      const more = gaps > gap.lost ? `; ${gaps} in all before the messages of this batch` : "";
+      const more = gaps > gap.lost ? `; ${gaps} in all between the messages of this batch and those before` : "";
       this.ctx.report(new SequenceError(gap.expected, gap.got, { cause: `${gap.lost} message(s) of ${JSON.stringify(topic)} from ${origin} never arrived${more}` }));
     }
     if (failed > 0) this.ctx.report(new ProtocolError(`${failed === 1 ? "a message" : `${failed} messages`} of ${JSON.stringify(topic)} from ${origin} ${failed === 1 ? "is" : "are"} not a Plexus frame; dropped`, { cause: undecodable }));
