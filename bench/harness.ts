@@ -114,6 +114,12 @@ export interface BenchCase {
    * it (a garbage collection, a scheduling hiccup), and the spread would hide the ratio.
    */
   readonly repetitionMs?: number;
+  /**
+   * Milliseconds of warm-up in a full run, for this case (default: the runner's 300 ms): longer
+   * where the measured path is long JavaScript run once per iteration, which V8 compiles with its
+   * optimizing tier only after thousands of calls — a short warm-up would measure the tiering.
+   */
+  readonly warmupMs?: number;
   /** One line on how the case works, printed with the results. */
   readonly method?: string;
   /** One warm-up or measured repetition. Must honour `ctx.signal` and never wait unbounded. */

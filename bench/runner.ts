@@ -108,6 +108,7 @@ export interface RunObserver {
 
 const LATENCY_COUNT = { first: 100, min: 20, max: 200_000 };
 const THROUGHPUT_COUNT = { min: 2, max: 50_000_000 };
+/** Warm-up runs at most (more for a case whose warm-up is several repetitions long). */
 const MAX_WARMUP_RUNS = 5;
 /** Extra time the first run of a case gets for starting its peers. */
 export const STARTUP_ALLOWANCE_MS = 15_000;
@@ -201,8 +202,10 @@ async function warmUp(c: BenchCase, settings: Settings): Promise<Running> {
   const r: Running = { c, spentMs: 0, scope: new Scope(), count: firstCount(c), warmups: 0, samples: [] };
   try {
     let warmed = 0;
-    while (r.warmups < MAX_WARMUP_RUNS && (r.warmups === 0 || warmed < settings.warmupMs)) {
-      const target = Math.min(settings.repetitionMs, settings.warmupMs);
+    const warmupMs = settings.quick ? settings.warmupMs : (c.warmupMs ?? settings.warmupMs);
+    const target = Math.min(settings.repetitionMs, warmupMs);
+    const runs = Math.max(MAX_WARMUP_RUNS, Math.ceil(warmupMs / target) + 2);
+    while (r.warmups < runs && (r.warmups === 0 || warmed < warmupMs)) {
       const ctx = contextFor(r.scope, settings, "warmup", r.warmups, r.count, target);
       const limit = settings.hardLimitMs + (r.warmups === 0 ? STARTUP_ALLOWANCE_MS : 0);
       const sample = await runOnce(c, r.scope, ctx, limit);

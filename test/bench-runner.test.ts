@@ -101,3 +101,26 @@ test("runner: ratios fall back to the ratio of medians when repetitions cannot b
   assert.equal(short.r.ratios[0]?.value, 300 / 200);
   assert.equal(even.r.ratios[0]?.value, 2);
 });
+
+test("runner: a case's own warm-up length runs as many warm-up runs as it takes, in a full run only", async () => {
+  const tenMs = (): Sample => ({ kind: "throughput", messages: 100, bytes: 100, seconds: 0.01 });
+  const make = (name: string, warmupMs?: number): BenchCase => ({
+    row: "t",
+    name,
+    variant: "v",
+    kind: "throughput",
+    ...(warmupMs === undefined ? {} : { warmupMs }),
+    run: async () => tenMs(),
+  });
+  const full = await runAll([make("default"), make("long", 100)], SETTINGS);
+  assert.deepEqual(
+    full.map((r) => [r.name, r.warmups]),
+    [
+      ["default", 1],
+      ["long", 10],
+    ],
+    "10 ms per run: 1 run covers the runner's 1 ms, 10 runs the case's 100 ms",
+  );
+  const quick = await runAll([make("long", 100)], { ...SETTINGS, quick: true });
+  assert.equal(quick[0]?.warmups, 1, "--quick keeps the runner's warm-up");
+});

@@ -37,7 +37,7 @@ async function context(servers: string | string[], origin = "host-a"): Promise<C
   const nats = await loadNats();
   const nc = await connectNats(nats, { servers });
   const reports: PlexusError[] = [];
-  return { nats, nc, prefix: "plexus", origin, reports, report: (e) => reports.push(e), connected: () => Promise.resolve(), close: () => nc.close() };
+  return { nats, nc, prefix: "plexus", origin, reports, report: (e) => reports.push(e), online: () => true, connected: () => Promise.resolve(), close: () => nc.close() };
 }
 
 let counter = 0;

@@ -18,8 +18,13 @@ import { encodedSize } from "../src/codec/index.js";
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** A TopicBridge of graph `me` importing everything, whose publishers record what they publish. */
-function bridge(roles: Partial<TopicRoles> = {}): { t: TopicBridge; published: unknown[]; errors: PlexusError[]; feed(payload: Uint8Array): Promise<void> } {
+function bridge(
+  roles: Partial<TopicRoles> = {},
+  publisher: { room?: () => boolean; publishMs?: number } = {},
+): { t: TopicBridge; published: unknown[]; ways: string[]; errors: PlexusError[]; feed(payload: Uint8Array): Promise<void>; receive(payload: Uint8Array): void } {
   const published: unknown[] = [];
+  /** How each value was published: "now" (tryPublish, in the receiving call) or "queued" (publish). */
+  const ways: string[] = [];
   const errors: PlexusError[] = [];
   const ctx: BridgeContext = {
     nats: {} as NatsModule,
@@ -27,22 +32,41 @@ function bridge(roles: Partial<TopicRoles> = {}): { t: TopicBridge; published: u
     prefix: "plexus",
     origin: "me",
     report: (e) => void errors.push(e),
+    online: () => true,
     connected: () => Promise.resolve(),
   };
   const node = {
-    remotePublisher: () => Promise.resolve({ local: { count: 0 }, publish: (v: unknown) => Promise.resolve(void published.push(v)), close: () => Promise.resolve() }),
+    remotePublisher: () =>
+      Promise.resolve({
+        local: { count: 0 },
+        publish: async (v: unknown) => {
+          if (publisher.publishMs !== undefined) await new Promise((r) => setTimeout(r, publisher.publishMs));
+          published.push(v);
+          ways.push("queued");
+        },
+        tryPublish: (v: unknown) => {
+          if (publisher.room?.() === false) return false;
+          published.push(v);
+          ways.push("now");
+          return true;
+        },
+        close: () => Promise.resolve(),
+      }),
   } as unknown as Node;
   const t = new TopicBridge(
     ctx,
     node,
     { exports: new NameFilter([], []), imports: new NameFilter([">"], []), capacity: 1 << 20, maxMessage: 1 << 16, maxPending: 1 << 18, backpressure: "block", queue: 16, batch: true },
-    { sends: () => true, receives: () => true, accepts: () => true, ...roles },
+    // The test's own getters stay live (a spread would copy their values once).
+    Object.defineProperties({ sends: () => true, receives: () => true, accepts: () => true, version: 0 }, Object.getOwnPropertyDescriptors(roles)),
   );
   const receive = (t as unknown as { receive(m: { subject: string; data: Uint8Array }): void }).receive.bind(t);
   return {
     t,
     published,
+    ways,
     errors,
+    receive: (payload) => receive({ subject: "plexus.t.a.b", data: payload }),
     async feed(payload) {
       receive({ subject: "plexus.t.a.b", data: payload });
       await new Promise((r) => setImmediate(r)); // the publishing runs in microtasks
@@ -114,5 +138,97 @@ describe("bridge topics: the messages of a batch, each on its own", () => {
     await left.feed(batchOf(other, [1, 2, 3]));
     assert.equal(left.t.counters.dropped, 3);
     assert.deepEqual(left.published, []);
+  });
+});
+
+/** The envelope of message `seq` (value `seq * 10`) of `from`. */
+function lone(from: Sender, seq: number, value: unknown = seq * 10): Uint8Array {
+  return envelopes(Kind.Message, from, seq, value, 1 << 20, 1 << 20)[0] as Uint8Array;
+}
+
+describe("bridge topics: the next message of the same sender is published in the call that received it", () => {
+  it("once the topic's publisher is made, each following message is published at once, in order", async () => {
+    const b = bridge();
+    await b.feed(lone(other, 1));
+    b.receive(lone(other, 2));
+    b.receive(lone(other, 3));
+    assert.deepEqual(b.published, [10, 20, 30], "published before any microtask ran");
+    assert.deepEqual(b.ways, ["queued", "now", "now"]);
+    assert.equal(b.t.counters.received, 3);
+  });
+
+  it("a gap, a repeat or another sender takes the full way: counted and reported as before", async () => {
+    const b = bridge();
+    await b.feed(lone(other, 1));
+    await b.feed(lone(other, 2));
+    await b.feed(lone(other, 5));
+    await b.feed(lone(other, 5));
+    await b.feed(lone({ origin: enc("other"), port: enc("p2") }, 1, 7));
+    await b.feed(lone(other, 6));
+    await b.feed(lone(other, 7));
+    assert.deepEqual(b.published, [10, 20, 50, 7, 60, 70]);
+    assert.deepEqual(b.ways, ["queued", "now", "queued", "queued", "queued", "now"], "one sender per subject takes the short way: p2 then p1 took the full one");
+    const c = b.t.counters;
+    assert.equal(c.gaps, 2);
+    assert.equal(c.duplicates, 1);
+    assert.equal(b.errors.length, 1);
+    assert.ok(b.errors[0] instanceof SequenceError);
+  });
+
+  it("a publisher without room: the message waits, and the next ones queue behind it, in order", async () => {
+    let room = true;
+    const b = bridge({}, { room: () => room, publishMs: 30 });
+    await b.feed(lone(other, 1));
+    await new Promise((r) => setTimeout(r, 50));
+    room = false;
+    b.receive(lone(other, 2));
+    room = true;
+    b.receive(lone(other, 3));
+    assert.deepEqual(b.published, [10], "2 waits for room; 3 does not pass it");
+    await new Promise((r) => setTimeout(r, 150));
+    assert.deepEqual(b.published, [10, 20, 30]);
+    assert.deepEqual(b.ways, ["queued", "queued", "queued"]);
+    b.receive(lone(other, 4));
+    assert.deepEqual(b.ways.at(-1), "now", "nothing waits any more");
+    assert.equal(b.t.counters.received, 4);
+  });
+
+  it("when the roles move (an election), the next message takes the full way and follows them", async () => {
+    let receives = true;
+    let version = 0;
+    const b = bridge({
+      receives: () => receives,
+      get version() {
+        return version;
+      },
+    });
+    await b.feed(lone(other, 1));
+    b.receive(lone(other, 2));
+    receives = false; // another bridge of this graph publishes it now
+    b.receive(lone(other, 3));
+    assert.equal(b.t.counters.received, 3, "the version did not move: still this bridge's (as it was until the election)");
+    version++;
+    await b.feed(lone(other, 4));
+    assert.deepEqual(b.published, [10, 20, 30]);
+    assert.equal(b.t.counters.standby, 1);
+    receives = true;
+    version++;
+    await b.feed(lone(other, 5));
+    b.receive(lone(other, 6));
+    assert.deepEqual(b.published, [10, 20, 30, 50, 60]);
+    assert.deepEqual(b.ways, ["queued", "now", "now", "queued", "now"]);
+  });
+
+  it("a frame that does not decode, on the way of the next message, is counted and reported by the full way", async () => {
+    const b = bridge();
+    await b.feed(lone(other, 1));
+    const bad = lone(other, 2);
+    bad[32 + 5 + 2] ^= 0xff; // the codec frame's magic (after the 32-byte header and the names "other", "p1")
+    await b.feed(bad);
+    await b.feed(lone(other, 3));
+    assert.deepEqual(b.published, [10, 30]);
+    assert.equal(b.t.counters.malformed, 1);
+    assert.equal(b.errors.length, 1);
+    assert.ok(b.errors[0] instanceof ProtocolError);
   });
 });

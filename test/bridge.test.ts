@@ -95,6 +95,31 @@ describe("bridge: two graphs through one nats-server", () => {
     await sub.close();
   });
 
+  it("a message that finds the export idle is sent in the call that published it; those that follow in the same turn go as a batch", async () => {
+    const pub = await a.app.publisher<number>("lone/t");
+    const sub = await b.app.subscriber<number>("lone/t");
+    await eventually("the remote publisher to reach the subscriber", () => sub.publishers.length > 0);
+    await eventually("the export", () => a.bridge.stats().exports.topics.includes("lone/t"));
+    await new Promise((r) => setTimeout(r, 20)); // the export's loop waits for its next message
+    const before = a.bridge.stats().topics;
+    const first = pub.publish(1);
+    assert.equal(a.bridge.stats().topics.sent - before.sent, 1, "on its way to NATS before publish() returned");
+    const rest = [pub.publish(2), pub.publish(3)];
+    assert.equal(a.bridge.stats().topics.sent - before.sent, 1, "the next ones wait for the export's loop");
+    await Promise.all([first, ...rest]);
+    const got: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = await sub.receive({ timeout: 5000 });
+      got.push(s?.value as number);
+      s?.release();
+    }
+    assert.deepEqual(got, [1, 2, 3]);
+    const after = await eventually("the loop to send the rest", () => (a.bridge.stats().topics.sent - before.sent === 3 ? a.bridge.stats().topics : undefined));
+    assert.equal(after.sentChunks - before.sentChunks, 2, "one NATS message alone, then one batch of two");
+    await pub.close();
+    await sub.close();
+  });
+
   it("a 16 MiB message crosses in chunks of the server's max_payload and arrives whole", async () => {
     const pub = await a.app.publisher<Uint8Array>("video/raw", { capacity: 64 << 20 });
     const sub = await b.app.subscriber<Uint8Array>("video/raw");

@@ -455,3 +455,77 @@ test("pubsub: waitForSubscribers resolves when a subscriber process arrives; tim
   await closing;
   await assert.rejects(pub.waitForSubscribers(1), ClosedError);
 });
+
+test("pubsub: tryPublish delivers now when nobody has to wait, and otherwise publishes nothing and says so", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+
+  // Same thread: the value itself, in the call; a full blocking subscriber makes it step back.
+  await using pub = await node.publisher<{ n: number }>("try/local", { transport: "inproc" });
+  await using sub = await node.subscriber<{ n: number }>("try/local", { queue: 2 });
+  const one = { n: 1 };
+  assert.equal(pub.tryPublish(one), true);
+  assert.equal(pub.tryPublish({ n: 2 }), true);
+  assert.equal(pub.tryPublish({ n: 3 }), false, "the queue of 2 is full: nothing is published");
+  assert.equal(pub.counters.messages, 2);
+  const first = sub.tryReceive();
+  assert.equal(first?.value, one, "the value itself");
+  assert.equal(first?.sequence, 1);
+  assert.equal(pub.tryPublish({ n: 4 }), true);
+  assert.deepEqual([sub.tryReceive()?.value.n, sub.tryReceive()?.sequence], [2, 3], "the refused value took no sequence number");
+  assert.equal(sub.tryReceive(), null);
+
+  // Drop-oldest takes it (and drops), fail refuses with the error publish gives.
+  await using leaky = await node.subscriber<{ n: number }>("try/local", { queue: 1, backpressure: "drop-oldest" });
+  await using strictPub = await node.publisher<{ n: number }>("try/strict", { transport: "inproc" });
+  await using strict = await node.subscriber<{ n: number }>("try/strict", { queue: 1, backpressure: "fail" });
+  assert.equal(pub.tryPublish({ n: 5 }), true);
+  sub.tryReceive()?.release();
+  assert.equal(pub.tryPublish({ n: 6 }), true, "drop-oldest never makes it wait");
+  assert.equal(leaky.tryReceive()?.value.n, 6);
+  assert.equal(leaky.takeMissed(), 1);
+  assert.equal(strictPub.tryPublish({ n: 1 }), true);
+  assert.throws(() => strictPub.tryPublish({ n: 2 }), { code: "ERR_PLEXUS_BACKPRESSURE" });
+  assert.equal(strict.tryReceive()?.value.n, 1, "the refused value did not reach the full subscriber");
+
+  // Refusals as publish's: a value that cannot be encoded, an open loan, a closed publisher.
+  assert.throws(() => pub.tryPublish({ n: 7, f: () => 1 } as unknown as { n: number }), EncodeError);
+  await using raw = await node.publisher<Uint8Array>("try/raw", { transport: "inproc" });
+  const loan = await raw.loan(4);
+  assert.throws(() => raw.tryPublish(new Uint8Array(1)), InvalidArgumentError);
+  loan.abort();
+  await strictPub.close();
+  assert.throws(() => strictPub.tryPublish({ n: 3 }), ClosedError);
+});
+
+test("pubsub: tryPublish writes into a shared-memory ring while it has room, and never over TCP", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<Uint8Array>("try/shm", { capacity: 1 << 16 });
+  await using sub = await node.subscriber<Uint8Array>("try/shm", { transport: "shm", queue: 1024 });
+  let accepted = 0;
+  while (pub.tryPublish(new Uint8Array(4000).fill(accepted & 0xff))) accepted++;
+  assert.ok(accepted > 3 && accepted < 20, `${accepted} messages of 4000 bytes fit a ring of 64 KiB`);
+  for (let i = 0; i < accepted; i++) {
+    const smp = await sub.receive({ timeout: 2000 });
+    assert.equal(smp?.value[0], i & 0xff);
+    assert.equal(smp?.sequence, i + 1);
+    smp?.release();
+  }
+  let room = false;
+  for (let i = 0; i < 100 && !room; i++) {
+    room = pub.tryPublish(new Uint8Array(4000).fill(7));
+    if (!room) await new Promise((r) => setTimeout(r, 5)); // the subscriber's releases free the ring
+  }
+  assert.ok(room, "room again once the subscriber released its samples");
+  assert.equal((await sub.receive({ timeout: 2000 }))?.value[0], 7);
+
+  await using tcpPub = await node.publisher<Uint8Array>("try/tcp");
+  await using tcpSub = await node.subscriber<Uint8Array>("try/tcp", { transport: "tcp" });
+  while (tcpPub.subscribers === 0) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(tcpPub.tryPublish(new Uint8Array([1])), false, "a TCP link's send waits for its window: publish()");
+  await tcpPub.publish(new Uint8Array([2]));
+  assert.deepEqual([...((await tcpSub.receive({ timeout: 2000 }))?.value ?? [])], [2]);
+});

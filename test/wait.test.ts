@@ -212,6 +212,39 @@ test("wait: the async queue applies block, drop-oldest and fail", async () => {
   assert.equal(listeners(ac.signal), 0);
 });
 
+test("wait: an async queue's taker takes what finds the queue empty, in the push; what it declines, and what finds items queued, is queued in order", async () => {
+  const q = new AsyncQueue<Item>(4, "block");
+  const taken: number[] = [];
+  let accept = true;
+  q.taker = (i) => {
+    if (!accept) return false;
+    taken.push(i.n);
+    return true;
+  };
+  const reader = q.shift();
+  q.push(new Item(1));
+  assert.deepEqual(taken, [1], "taken in the push, before the waiting reader");
+  accept = false;
+  q.push(new Item(2));
+  assert.equal((await reader)?.n, 2, "declined: the waiting reader gets it");
+  q.push(new Item(3));
+  accept = true;
+  q.push(new Item(4));
+  assert.deepEqual(taken, [1], "items are queued: the taker does not jump the queue");
+  assert.deepEqual([q.tryShift()?.n, q.tryShift()?.n], [3, 4]);
+  q.push(new Item(5));
+  assert.deepEqual(taken, [1, 5]);
+  assert.equal(q.accepted, 5);
+  q.taker = undefined;
+  q.push(new Item(6));
+  assert.equal(q.tryShift()?.n, 6);
+  q.taker = () => true;
+  q.end();
+  const late = new Item(7);
+  q.push(late);
+  assert.equal(late.released, 1, "an ended queue releases what comes, taker or not");
+});
+
 test("wait: no listener stays on the caller's signal after any waiting call settled", async (t) => {
   await using server = await GraphServer.start({ port: 0 });
   await using node: Node = await connect({ address: `127.0.0.1:${server.address.port}`, embedded: false });

@@ -66,6 +66,7 @@ async function startNats(scope: CaseScope): Promise<Nats> {
     prefix: "bench",
     origin: "bench",
     report: (e) => scope.fail(e),
+    online: () => true,
     connected: () => Promise.resolve(),
   };
   return { ctx, mod, jsm, cpu: () => processCpuSeconds(server.pid), close: () => undefined };

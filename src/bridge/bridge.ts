@@ -22,7 +22,7 @@ import { envelopes, Kind, label } from "./envelope.js";
 import { connectNats, loadNats, natsError, natsServers, type NatsConnection } from "./nats.js";
 import { ServiceBridge } from "./services.js";
 import { checkPrefix, NameFilter, subjectOf } from "./subjects.js";
-import { TopicBridge } from "./topics.js";
+import { TopicBridge, type TopicRoles } from "./topics.js";
 import { QueueBridge, type QueueBridgeDirection, type QueueBridgeSpec, type QueueBridgeStats } from "./queues.js";
 import type { NatsOptions, ServiceCounters, TopicCounters } from "./types.js";
 
@@ -224,6 +224,8 @@ export class Bridge implements AsyncDisposable {
   private readonly impostors = new Map<string, boolean>();
   /** Graphs that said they left, and when: their late messages are dropped. */
   private readonly left = new Map<string, number>();
+  /** Who sends and receives what (`version` moves whenever `receivers`, `primary` or `left` do). */
+  private readonly roles: Omit<TopicRoles, "version"> & { version: number };
   /** Graphs announced and not left, as the events told. */
   private readonly joined = new Set<string>();
   private readonly reconciling = new Map<string, Promise<void>>();
@@ -238,28 +240,31 @@ export class Bridge implements AsyncDisposable {
   private constructor(
     private readonly node: Node,
     private readonly nc: NatsConnection,
-    ctx: Omit<BridgeContext, "report" | "connected">,
+    ctx: Omit<BridgeContext, "report" | "online" | "connected">,
     private readonly opts: Settings,
     id: string,
   ) {
     this.id = id;
     this.name = ctx.origin;
-    this.ctx = { ...ctx, report: (err) => this.report(err), connected: () => (this.online || this.closing ? Promise.resolve() : this.offline().promise) };
+    const online = (): boolean => this.online || this.closing !== undefined;
+    this.ctx = { ...ctx, report: (err) => this.report(err), online, connected: () => (online() ? Promise.resolve() : this.offline().promise) };
+    this.roles = {
+      sends: (t) => this.senders.get(t) === this.node.id,
+      receives: (o, t) => {
+        const r = this.receivers.get(`${o}\u0000${t}`);
+        return r !== undefined ? r === this.node.id : this.primary;
+      },
+      accepts: (o) => {
+        const at = this.left.get(o);
+        return at === undefined || Date.now() - at > 3 * this.opts.announceInterval + 1000;
+      },
+      version: 0,
+    };
     this.topics = new TopicBridge(
       this.ctx,
       node,
       { exports: opts.exports, imports: opts.imports, capacity: opts.capacity, maxMessage: opts.maxMessage, maxPending: opts.maxPending, backpressure: opts.backpressure, queue: opts.queue, batch: opts.batch },
-      {
-        sends: (t) => this.senders.get(t) === this.node.id,
-        receives: (o, t) => {
-          const r = this.receivers.get(`${o}\u0000${t}`);
-          return r !== undefined ? r === this.node.id : this.primary;
-        },
-        accepts: (o) => {
-          const at = this.left.get(o);
-          return at === undefined || Date.now() - at > 3 * this.opts.announceInterval + 1000;
-        },
-      },
+      this.roles,
     );
     this.services = new ServiceBridge(this.ctx, node, { exports: opts.exports, imports: opts.imports, maxMessage: opts.maxMessage, requestTimeout: opts.requestTimeout });
   }
@@ -314,7 +319,11 @@ export class Bridge implements AsyncDisposable {
         for (const origin of this.remote.expire(now)) void this.reconcile(origin);
         // Graphs heard from but never announced (or no longer), silent for three intervals: what is held for them goes.
         for (const origin of this.topics.silentOrigins(now - 3 * this.opts.announceInterval - 1000)) if (this.remote.get(origin) === undefined) void this.reconcile(origin);
-        for (const [origin, at] of this.left) if (now - at > 3 * this.opts.announceInterval + 1000) this.left.delete(origin);
+        for (const [origin, at] of this.left) {
+          if (now - at <= 3 * this.opts.announceInterval + 1000) continue;
+          this.left.delete(origin);
+          this.roles.version++;
+        }
         this.reportRemote();
       }, this.opts.announceInterval),
     );
@@ -434,6 +443,7 @@ export class Bridge implements AsyncDisposable {
     const before = this.receivers;
     this.primary = me === undefined || [...siblings.values()].every((at) => at >= me);
     this.senders = first(snap.subscribers.map((s): [string, string] => [s.topic, s.node]));
+    this.roles.version++;
     this.receivers = first(snap.publishers.filter((p) => p.endpoints.remote !== undefined).map((p): [string, string] => [`${p.endpoints.remote}\u0000${p.topic}`, p.node]));
     const takenOver: { origin: string; topic: string }[] = [];
     for (const [key, node] of this.receivers) {
@@ -494,6 +504,7 @@ export class Bridge implements AsyncDisposable {
       this.remote.apply(a);
       if (a.leaving && this.remote.get(a.origin) === undefined) this.left.set(a.origin, Date.now());
       else if (!a.leaving) this.left.delete(a.origin);
+      this.roles.version++;
       await this.reconcile(a.origin);
     }
   }

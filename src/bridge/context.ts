@@ -27,6 +27,8 @@ export interface BridgeContext {
    * goes on.
    */
   report(err: PlexusError): void;
+  /** True while NATS is connected (or the bridge closes): {@link connected} would resolve at once. */
+  online(): boolean;
   /** Resolves at once while NATS is connected, else when it is again (or the bridge closes). */
   connected(): Promise<void>;
 }

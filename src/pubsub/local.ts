@@ -66,6 +66,19 @@ export class LocalDelivery<T> {
   }
 
   /**
+   * True if every attached queue takes a sample now without waiting (false: a full `block`
+   * queue); a full `fail` queue throws `BackpressureError`, as {@link deliver} does. Then
+   * {@link deliverNow} delivers without anyone waiting.
+   */
+  roomNow(): boolean {
+    for (const q of this.queues) {
+      if (q.refuses) throw new BackpressureError(`a subscriber of ${JSON.stringify(this.topic)} is full (policy "fail")`);
+      if (q.policy === "block" && q.full) return false;
+    }
+    return true;
+  }
+
+  /**
    * Waits until every attached queue takes a sample without waiting (a full `fail` queue
    * throws `BackpressureError`): what a loan does before it lends, so its commit can deliver at once.
    */
@@ -76,7 +89,7 @@ export class LocalDelivery<T> {
     }
   }
 
-  /** Hands `value` to every queue now; after {@link ready} nobody has to wait. */
+  /** Hands `value` to every queue now; after {@link ready} (or {@link roomNow}) nobody has to wait. */
   deliverNow(value: T, sequence: number): void {
     for (const q of this.queues) void q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), {}, "drop-oldest");
   }

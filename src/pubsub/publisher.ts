@@ -202,6 +202,34 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     counters.messages++;
   }
 
+  /**
+   * Publishes `value` now if no subscriber makes it wait, without a promise: true once
+   * published; false, with nothing published, while a blocking subscriber (in this thread, or
+   * over a full shared-memory ring) is full, or when a subscriber is reached over TCP (whose
+   * send waits for its window) — then {@link publish} waits for them. Throws as `publish`
+   * rejects: `ClosedError`, `EncodeError`, `BackpressureError` (a full `fail` subscriber).
+   */
+  tryPublish(value: T): boolean {
+    if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
+    if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
+    if (this.tcp !== undefined && this.tcp.receivers > 0) return false;
+    const local = this.local.count > 0 ? this.local : undefined;
+    if (local !== undefined && !local.roomNow()) return false;
+    const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
+    const counters = this.counters;
+    if (shm) {
+      const encoded = prepare(value, this.seq);
+      const at = shm.tryReserve(encoded.size);
+      if (at < 0) return false;
+      writeReserved(shm, at, encoded);
+      counters.bytes += encoded.size;
+    } else checkEncodable(value);
+    const seq = this.seq++;
+    if (local !== undefined) local.deliverNow(value, seq);
+    counters.messages++;
+    return true;
+  }
+
   /** The options of a wait inside `publish` (the publisher's timeout unless `opts` has one). */
   private waiting(opts: BlockingOptions | undefined): BlockingOptions {
     return { timeout: opts?.timeout ?? this.timeout, signal: opts?.signal };

@@ -143,6 +143,17 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     return this.closing !== undefined || this.queue.starved;
   }
 
+  /**
+   * @internal A synchronous consumer instead of `receive()` (undefined: none): offered each
+   * sample that finds nothing queued, in the call that delivers it (a publisher's `publish` in
+   * this thread, a link's read); it takes the sample — then releases it — by returning true,
+   * else the sample is queued for `receive()`. For a consumer that sends on at once (the NATS
+   * bridge): no promise and no turn of the event loop between a publish and its send.
+   */
+  set taker(fn: ((sample: Sample<T>) => boolean) | undefined) {
+    this.queue.taker = fn;
+  }
+
   /** The transport of each link, by publisher id. */
   get transports(): { publisher: string; transport: LinkTransport }[] {
     return [...this.links].map(([publisher, l]) => ({ publisher, transport: l.transport }));

@@ -37,6 +37,12 @@ export class AsyncQueue<T extends Releasable> {
   accepted = 0;
   /** Items dropped since creation, here or upstream (statistics; `missed` is reset by its reader). */
   dropped = 0;
+  /**
+   * A synchronous consumer: offered, in `push`, each item that finds the queue empty; it takes
+   * the item by returning true (else the item is queued). One that consumes a whole stream this
+   * way sees each item in its producer's call, without a promise or a turn of the event loop.
+   */
+  taker: ((item: T) => boolean) | undefined;
 
   /** @param depth - most items queued; @param policy - what `push` does when full */
   constructor(
@@ -73,7 +79,7 @@ export class AsyncQueue<T extends Releasable> {
       item.release();
       return;
     }
-    if (this.readers.wakeOne(item)) {
+    if ((this.taker !== undefined && this.items.length === 0 && this.taker(item)) || this.readers.wakeOne(item)) {
       this.accepted++;
       return;
     }
