@@ -393,11 +393,10 @@ export class TopicBridge {
       let held = 0;
       for (const k of this.imported.keys()) if (k.startsWith(head)) held++;
       if (held >= MAX_IMPORTS_PER_ORIGIN) return Promise.reject(new ResourceExhaustedError(`${origin} offers more than ${MAX_IMPORTS_PER_ORIGIN} topics; ${JSON.stringify(topic)} is not received`));
-      const made = this.node.remotePublisher(topic, origin, { capacity: this.settings.capacity });
-      p = made;
-      this.imported.set(key, made);
-      made.catch((err: unknown) => {
-        if (this.imported.get(key) === made) this.imported.delete(key);
+      p = this.node.remotePublisher(topic, origin, { capacity: this.settings.capacity });
+      this.imported.set(key, p);
+      p.catch((err: unknown) => {
+        if (this.imported.get(key) === p) this.imported.delete(key);
         this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`cannot publish ${JSON.stringify(topic)} of ${origin} here`, { cause: err }));
       });
     }
@@ -482,7 +481,7 @@ export class TopicBridge {
       try {
         e = readEnvelope(data);
         if (e.kind === Kind.Batch) batch = readBatch(e, this.settings.maxMessage);
-        else if (e.kind !== Kind.Message) throw new ProtocolError(`a bridge message of kind ${e.kind} on the topic subject ${JSON.stringify(m.subject)}`);
+        else if (e.kind !== Kind.Message) throw new ProtocolError(`a bridge message of kind ${e.kind} on the topic subject ${JSON.stringify(subject)}`);
       } catch (err) {
         c.malformed++;
         throw err;
