@@ -6,7 +6,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { SequenceError, ProtocolError, type PlexusError } from "../src/index.js";
+import { FrameTooLargeError, SequenceError, ProtocolError, type PlexusError } from "../src/index.js";
 import type { Node } from "../src/node/index.js";
 import type { BridgeContext } from "../src/bridge/context.js";
 import type { NatsConnection, NatsModule } from "../src/bridge/nats.js";
@@ -230,5 +230,32 @@ describe("bridge topics: the next message of the same sender is published in the
     assert.equal(b.t.counters.malformed, 1);
     assert.equal(b.errors.length, 1);
     assert.ok(b.errors[0] instanceof ProtocolError);
+  });
+});
+
+describe("bridge topics: the short way keeps the full way's limits", () => {
+  it("a message larger than maxMessage that follows its sender's last is refused, counted and reported", async () => {
+    const b = bridge();
+    await b.feed(lone(other, 1));
+    await b.feed(lone(other, 2, new Uint8Array(70_000))); // maxMessage is 64 KiB
+    await b.feed(lone(other, 3));
+    assert.deepEqual(b.published, [10, 30]);
+    assert.equal(b.t.counters.malformed, 1);
+    assert.equal(b.t.counters.gaps, 1, "and 2 is missing from the sequence");
+    assert.deepEqual(
+      b.errors.map((e) => e.constructor),
+      [FrameTooLargeError, SequenceError],
+    );
+  });
+
+  it("after a graph's publishers are dropped, its next message makes a new one the full way", async () => {
+    const b = bridge();
+    await b.feed(lone(other, 1));
+    b.receive(lone(other, 2));
+    await b.t.dropImports("other");
+    await b.feed(lone(other, 3));
+    b.receive(lone(other, 4));
+    assert.deepEqual(b.published, [10, 20, 30, 40]);
+    assert.deepEqual(b.ways, ["queued", "now", "queued", "now"]);
   });
 });

@@ -120,6 +120,13 @@ describe("bridge: two graphs through one nats-server", () => {
     await sub.close();
   });
 
+  it("each election moves the roles' version, so that no message takes the short way past a change of roles", async () => {
+    // White-box: the TopicBridge publishes on the short way only while the version it saw stays.
+    const version = (): number => (b.bridge as unknown as { roles: { version: number } }).roles.version;
+    const before = version();
+    await eventually("an election (every scanInterval, 50 ms here)", () => version() > before);
+  });
+
   it("a 16 MiB message crosses in chunks of the server's max_payload and arrives whole", async () => {
     const pub = await a.app.publisher<Uint8Array>("video/raw", { capacity: 64 << 20 });
     const sub = await b.app.subscriber<Uint8Array>("video/raw");

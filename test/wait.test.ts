@@ -212,7 +212,7 @@ test("wait: the async queue applies block, drop-oldest and fail", async () => {
   assert.equal(listeners(ac.signal), 0);
 });
 
-test("wait: an async queue's taker takes what finds the queue empty, in the push; what it declines, and what finds items queued, is queued in order", async () => {
+test("wait: an async queue's taker takes what finds the queue empty while a reader waits, in the push; everything else keeps its order", async () => {
   const q = new AsyncQueue<Item>(4, "block");
   const taken: number[] = [];
   let accept = true;
@@ -221,28 +221,35 @@ test("wait: an async queue's taker takes what finds the queue empty, in the push
     taken.push(i.n);
     return true;
   };
-  const reader = q.shift();
   q.push(new Item(1));
-  assert.deepEqual(taken, [1], "taken in the push, before the waiting reader");
-  accept = false;
+  assert.deepEqual(taken, [], "no reader waits: queued");
+  assert.equal(q.tryShift()?.n, 1);
+  const reader = q.shift();
   q.push(new Item(2));
-  assert.equal((await reader)?.n, 2, "declined: the waiting reader gets it");
+  assert.deepEqual(taken, [2], "taken in the push, the reader still waiting");
+  accept = false;
   q.push(new Item(3));
   accept = true;
   q.push(new Item(4));
-  assert.deepEqual(taken, [1], "items are queued: the taker does not jump the queue");
-  assert.deepEqual([q.tryShift()?.n, q.tryShift()?.n], [3, 4]);
+  assert.deepEqual(taken, [2], "3 went to the reader, which does not wait any more: 4 is queued behind it");
+  assert.equal((await reader)?.n, 3);
+  assert.equal(q.tryShift()?.n, 4);
   q.push(new Item(5));
-  assert.deepEqual(taken, [1, 5]);
-  assert.equal(q.accepted, 5);
-  q.taker = undefined;
+  const late = q.shift();
+  assert.equal((await late)?.n, 5, "what was queued is read before anything is offered to the taker");
+  const next = q.shift();
   q.push(new Item(6));
-  assert.equal(q.tryShift()?.n, 6);
+  assert.deepEqual(taken, [2, 6]);
+  assert.equal(q.taken, 2);
+  assert.equal(q.accepted, 6);
+  q.taker = undefined;
+  q.push(new Item(7));
+  assert.equal((await next)?.n, 7);
   q.taker = () => true;
   q.end();
-  const late = new Item(7);
-  q.push(late);
-  assert.equal(late.released, 1, "an ended queue releases what comes, taker or not");
+  const ended = new Item(8);
+  q.push(ended);
+  assert.equal(ended.released, 1, "an ended queue releases what comes, taker or not");
 });
 
 test("wait: no listener stays on the caller's signal after any waiting call settled", async (t) => {

@@ -502,9 +502,10 @@ export class Bridge implements AsyncDisposable {
         continue;
       }
       this.remote.apply(a);
-      if (a.leaving && this.remote.get(a.origin) === undefined) this.left.set(a.origin, Date.now());
-      else if (!a.leaving) this.left.delete(a.origin);
-      this.roles.version++;
+      if (a.leaving && this.remote.get(a.origin) === undefined) {
+        this.left.set(a.origin, Date.now());
+        this.roles.version++;
+      } else if (!a.leaving && this.left.delete(a.origin)) this.roles.version++;
       await this.reconcile(a.origin);
     }
   }

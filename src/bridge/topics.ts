@@ -59,7 +59,10 @@ export interface TopicRoles {
   receives(origin: string, topic: string): boolean;
   /** False for a graph that said it left (its late messages are dropped, not given a publisher again). */
   accepts(origin: string): boolean;
-  /** Changes whenever an answer of {@link receives} or {@link accepts} may have changed. */
+  /**
+   * Changes whenever an answer of {@link receives} may have changed, or {@link accepts} turned
+   * false (it turns true again with time alone).
+   */
   readonly version: number;
 }
 
@@ -240,6 +243,18 @@ export class TopicBridge {
       c.sentBytes += p.length;
       unflushed += p.length;
     };
+    /** Starts the next window: waits for the older of the two flushes in flight, then flushes what was sent. */
+    const nextWindow = async (): Promise<void> => {
+      unflushed = 0;
+      if (flushing !== undefined) await flushing; // two windows ahead of the server: wait for the older
+      flushing = nc.flush().catch(() => {}); // a lost connection: the loop's next turn waits for it
+    };
+    /** True while the taker (below) runs, in the call that delivered the sample: reports wait for a microtask, out of that call. */
+    let taking = false;
+    const report = (err: PlexusError): void => {
+      if (taking) queueMicrotask(() => this.ctx.report(err));
+      else this.ctx.report(err);
+    };
     // Messages of one publisher that wait together go as one NATS message (a batch): what costs
     // most per message, in both NATS clients and the server, is then paid once for all of them.
     // A batch holds its samples (their frames stay in the ring) until it is sent, in this same
@@ -261,7 +276,7 @@ export class TopicBridge {
         c.sent += held.length;
       } catch (err) {
         c.dropped += held.length;
-        this.ctx.report(natsError(err, `sending ${held.length === 1 ? "a message" : `${held.length} messages`} of ${JSON.stringify(topic)} to NATS`));
+        report(natsError(err, `sending ${held.length === 1 ? "a message" : `${held.length} messages`} of ${JSON.stringify(topic)} to NATS`));
       } finally {
         for (const s of held) s.release();
         held.length = 0;
@@ -286,7 +301,7 @@ export class TopicBridge {
       } catch (err) {
         c.dropped++;
         s.release();
-        this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`cannot send a message of ${JSON.stringify(topic)}`, { cause: err }));
+        report(err instanceof PlexusError ? err : new ProtocolError(`cannot send a message of ${JSON.stringify(topic)}`, { cause: err }));
         return;
       }
       const item = batchItemBytes(plan.byteLength);
@@ -307,11 +322,12 @@ export class TopicBridge {
       // A message that needs a NATS message of its own (or chunks) goes now.
       if (held.length === 1 && item > limit) flushHeld();
     };
-    // A message that finds the export idle (the loop below waiting, nothing queued) is sent in
-    // the call that delivered it — the publisher's own `publish` in this thread, or the read of
-    // its link — without a promise or a turn of the event loop: what a lone message (a request,
-    // a ping) costs least this way. Then the taker steps aside until the event loop has turned
-    // once: what follows meanwhile is queued, and the loop sends it as batches.
+    // A message that finds the export idle (the loop below waiting in `receive()`, nothing
+    // queued) is sent in the call that delivered it — the publisher's own `publish` in this
+    // thread, or the read of its link — without a promise or a turn of the event loop: what a
+    // lone message (a request, a ping) costs least this way. Then the taker steps aside until the
+    // event loop has turned once: what follows meanwhile is queued, and the loop sends it as
+    // batches. (The queue offers the taker only what finds nobody ahead of it: order is kept.)
     let idle = false;
     let rearm: NodeJS.Immediate | undefined;
     const taker = (s: Sample<unknown>): boolean => {
@@ -321,10 +337,15 @@ export class TopicBridge {
         rearm = undefined;
         if (idle) sub.taker = taker;
       });
+      taking = true;
       try {
         one(s);
-      } finally {
         flushHeld();
+      } catch (err) {
+        // one() and flushHeld() report what fails; nothing may reach the publisher's call
+        report(new ProtocolError(`the export of ${JSON.stringify(topic)} failed on a message`, { cause: err }));
+      } finally {
+        taking = false;
       }
       return true;
     };
@@ -333,16 +354,13 @@ export class TopicBridge {
       // microtask as one socket write, so a batch costs one system call, not one per message.
       // While messages keep coming, the loop lets the event loop turn once between batches, so
       // that the link fills the queue meanwhile (a few µs added to the first message of a burst).
-      let busy = false;
       for (;;) {
         if (!this.ctx.online()) await this.ctx.connected();
         if (unflushed >= FLUSH_BYTES) {
-          unflushed = 0;
-          if (flushing !== undefined) await flushing; // two windows ahead of the server: wait for the older
-          flushing = nc.flush().catch(() => {}); // a lost connection: the next turn waits for it
+          await nextWindow();
           continue;
         }
-        let s: Sample<unknown> | null = busy ? sub.tryReceive() : null;
+        let s = sub.tryReceive();
         if (s === null) {
           idle = true;
           if (rearm === undefined) sub.taker = taker;
@@ -353,13 +371,13 @@ export class TopicBridge {
             sub.taker = undefined;
           }
           if (s === null) return;
+          if (unflushed >= FLUSH_BYTES) await nextWindow(); // the taker filled the window meanwhile
         }
         try {
           for (; s !== null; s = unflushed < FLUSH_BYTES ? sub.tryReceive() : null) one(s);
         } finally {
           flushHeld();
         }
-        busy = true;
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } catch (err) {
@@ -415,6 +433,7 @@ export class TopicBridge {
     if (keep === undefined) {
       const head = `${origin}\u0000`;
       for (const k of [...this.lastSeq.keys()]) if (k.startsWith(head)) this.lastSeq.delete(k);
+      this.routes.clear(); // also any made by a message that arrived while the publishers closed
       for (const m of [this.followed, this.followedBefore]) for (const k of [...m.keys()]) if (k.startsWith(head)) m.delete(k);
       this.lastHeard.delete(origin);
     }
@@ -490,7 +509,12 @@ export class TopicBridge {
         c.looped += e.items;
         return;
       }
-      if (batch === undefined && e.count === 1 && this.fast(subject, e)) return;
+      let decoded: { value: unknown } | undefined;
+      if (batch === undefined && e.count === 1) {
+        const f = this.fast(subject, e);
+        if (f === true) return;
+        if (f !== false) decoded = f;
+      }
       if (!this.roles.accepts(e.origin)) {
         c.dropped += e.items;
         return;
@@ -509,7 +533,7 @@ export class TopicBridge {
         throw err;
       }
       if (whole === undefined) return;
-      this.deliver(e.origin, e.port, topic, [whole], whole.owned, e.count === 1 ? subject : undefined);
+      this.deliver(e.origin, e.port, topic, [whole], whole.owned, e.count === 1 ? subject : undefined, decoded);
     } catch (err) {
       this.ctx.report(err instanceof PlexusError ? err : new ProtocolError("a bridged message could not be delivered", { cause: err }));
     }
@@ -521,16 +545,24 @@ export class TopicBridge {
    * the roles unchanged, nothing of the topic waiting here, and subscribers with room. The
    * value is then published in this call, without a promise: a lone message (a ping, a
    * request's event) reaches its subscribers a few µs sooner. False: nothing done, the full
-   * way decides (and counts and reports what is wrong).
+   * way decides (and counts and reports what is wrong); `{ value }`: the message, decoded, is
+   * for the full way to publish (a subscriber would make it wait).
    */
-  private fast(subject: string, e: Envelope): boolean {
+  private fast(subject: string, e: Envelope): boolean | { value: unknown } {
     const r = this.routes.get(subject);
     if (r === undefined || r.origin !== e.origin || r.port !== e.port || e.sequence !== r.seq.seq + 1 || r.version !== this.roles.version) return false;
-    if (this.backlogs.size > 0 && this.backlogs.has(r.where)) return false;
+    if (e.total > this.settings.maxMessage || (this.backlogs.size > 0 && this.backlogs.has(r.where))) return false;
+    let value: unknown;
     try {
-      if (!r.publisher.tryPublish(decode(e.chunk))) return false;
+      value = decode(e.chunk);
     } catch {
-      return false; // undecodable, or the publisher closed or refused: the full way counts and reports it
+      return false; // the full way counts and reports it
+    }
+    try {
+      // Not now (a subscriber over TCP, or a full one): the full way publishes the decoded value.
+      if (!r.publisher.tryPublish(value)) return { value };
+    } catch {
+      return { value }; // the publisher closed or a subscriber refused: the full way counts and reports it
     }
     const now = Date.now();
     r.seq.seq = e.sequence;
@@ -544,9 +576,10 @@ export class TopicBridge {
    * Whole messages of one sender (one, or a batch's), in order: each sequence checked, then
    * published here by the bridge of the graph that receives them. `owned`: the one frame is the
    * reassembler's memory, given back once nothing refers to it. `subject`: the one message came
-   * alone on it, and the next one there may take {@link fast}.
+   * alone on it, and the next one there may take {@link fast}; `decoded`: its value, decoded
+   * already.
    */
-  private deliver(origin: string, port: string, topic: string, items: readonly BatchItem[], owned: boolean, subject?: string): void {
+  private deliver(origin: string, port: string, topic: string, items: readonly BatchItem[], owned: boolean, subject?: string, decoded?: { value: unknown }): void {
     const c = this.c;
     const key = `${origin}\u0000${port}`;
     const where = `${origin}\u0000${topic}`;
@@ -580,7 +613,7 @@ export class TopicBridge {
         gap ??= { expected: previous + 1, got: sequence, lost };
       }
       try {
-        values.push(decode(frame));
+        values.push(decoded !== undefined ? decoded.value : decode(frame));
       } catch (err) {
         c.malformed++;
         failed++;

@@ -207,7 +207,9 @@ export class Publisher<T = unknown> implements AsyncDisposable {
    * published; false, with nothing published, while a blocking subscriber (in this thread, or
    * over a full shared-memory ring) is full, or when a subscriber is reached over TCP (whose
    * send waits for its window) — then {@link publish} waits for them. Throws as `publish`
-   * rejects: `ClosedError`, `EncodeError`, `BackpressureError` (a full `fail` subscriber).
+   * rejects: `ClosedError`, `EncodeError`, `BackpressureError` (a full `fail` subscriber in
+   * this thread: nobody receives the value, not even over shared memory), `InvalidArgumentError`
+   * (a loan is open).
    */
   tryPublish(value: T): boolean {
     if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);

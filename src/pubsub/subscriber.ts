@@ -144,11 +144,12 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   }
 
   /**
-   * @internal A synchronous consumer instead of `receive()` (undefined: none): offered each
-   * sample that finds nothing queued, in the call that delivers it (a publisher's `publish` in
-   * this thread, a link's read); it takes the sample — then releases it — by returning true,
-   * else the sample is queued for `receive()`. For a consumer that sends on at once (the NATS
-   * bridge): no promise and no turn of the event loop between a publish and its send.
+   * @internal A synchronous consumer beside `receive()` (undefined: none): while a `receive()`
+   * waits with nothing queued, it is offered each sample in the call that delivers it (a
+   * publisher's `publish` in this thread, a link's read); it takes the sample — then releases
+   * it — by returning true, else the waiting `receive()` gets it. For a consumer that sends on
+   * at once (the NATS bridge): no promise and no turn of the event loop between a publish and its
+   * send.
    */
   set taker(fn: ((sample: Sample<T>) => boolean) | undefined) {
     this.queue.taker = fn;
@@ -314,9 +315,14 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
             if (err instanceof PlexusError) continue; // a malformed frame: skip it, keep serving
             throw err;
           }
+          const taken = queue.taken;
           const waiting = queue.push(sample, pushOptions, policy);
           if (waiting) await waiting;
-          else if (ring && !queue.starved) {
+          else if (ring && queue.taken !== taken) {
+            // A taker sent it on in the push: let what it left for a microtask (the NATS client's
+            // socket write) run before the poll below blocks the thread.
+            await undefined;
+          } else if (ring && !queue.starved) {
             // Let the consumer handle what it has (and send what it sends) until it asks for
             // more: a few microtask turns cover the usual chains (resolve -> iterator -> loop
             // body -> next) without a trip round the event loop. Then the poll above is worth it.

@@ -38,11 +38,16 @@ export class AsyncQueue<T extends Releasable> {
   /** Items dropped since creation, here or upstream (statistics; `missed` is reset by its reader). */
   dropped = 0;
   /**
-   * A synchronous consumer: offered, in `push`, each item that finds the queue empty; it takes
-   * the item by returning true (else the item is queued). One that consumes a whole stream this
-   * way sees each item in its producer's call, without a promise or a turn of the event loop.
+   * A synchronous consumer: offered, in `push`, each item that finds the queue empty while a
+   * reader waits (the consumer is idle: everything before was taken); it takes the item by
+   * returning true, else the item goes to the reader. So the item comes after everything pushed
+   * before it: once a reader was handed an item it does not wait, and later items queue up until
+   * it asks again. The taker sees each item in its producer's call, without a promise or a turn
+   * of the event loop.
    */
   taker: ((item: T) => boolean) | undefined;
+  /** Items the {@link taker} took since creation (included in `accepted`). */
+  taken = 0;
 
   /** @param depth - most items queued; @param policy - what `push` does when full */
   constructor(
@@ -79,7 +84,12 @@ export class AsyncQueue<T extends Releasable> {
       item.release();
       return;
     }
-    if ((this.taker !== undefined && this.items.length === 0 && this.taker(item)) || this.readers.wakeOne(item)) {
+    if (this.taker !== undefined && this.items.length === 0 && this.readers.size > 0 && this.taker(item)) {
+      this.taken++;
+      this.accepted++;
+      return;
+    }
+    if (this.readers.wakeOne(item)) {
       this.accepted++;
       return;
     }
