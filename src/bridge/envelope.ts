@@ -311,9 +311,9 @@ export class EnvelopeArena {
 /** The names of the last envelope read: a stream from one sender decodes them once. */
 const last = { o: -1, names: new Uint8Array(0), origin: "", port: "" };
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+/** True if `data` holds `b` at `at` (no view made). */
+function holdsAt(data: Uint8Array, at: number, b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (data[at + i] !== b[i]) return false;
   return true;
 }
 
@@ -327,8 +327,8 @@ export function readEnvelope(data: Uint8Array): Envelope {
   const o = data[6];
   const p = data[7];
   if (o === 0 || data.length < ENVELOPE_HEADER + o + p) throw new ProtocolError("a bridge message's names run past its end");
-  f64Bytes.set(data.subarray(8, 16));
-  const sequence = f64[0];
+  for (let i = 0; i < 8; i++) f64Bytes[i] = data[8 + i] as number; // no view made per message
+  const sequence = f64[0] as number;
   const index = get32(data, 16);
   const count = get32(data, 20);
   const total = get32(data, 24);
@@ -337,8 +337,8 @@ export function readEnvelope(data: Uint8Array): Envelope {
   if (!Number.isInteger(sequence) || sequence < 0) throw new ProtocolError("a bridge message's sequence number is not a non-negative integer");
   if (count === 0 || index >= count) throw new ProtocolError(`a bridge message's chunk ${index} of ${count}`);
   if (count > total) throw new ProtocolError(`a bridge message of ${total} bytes cannot have ${count} chunks`);
-  const names = data.subarray(ENVELOPE_HEADER, ENVELOPE_HEADER + o + p);
-  if (o !== last.o || !equalBytes(names, last.names)) {
+  if (o !== last.o || o + p !== last.names.length || !holdsAt(data, ENVELOPE_HEADER, last.names)) {
+    const names = data.subarray(ENVELOPE_HEADER, ENVELOPE_HEADER + o + p);
     try {
       last.origin = decoder.decode(names.subarray(0, o));
       last.port = decoder.decode(names.subarray(o));
