@@ -26,12 +26,6 @@ const FLUSH_BYTES = 8 << 20;
  * and hold their first message back longer.
  */
 const MAX_BATCH_BYTES = 1 << 20;
-/**
- * The export sends a message in the call that delivered it at most once per this many ms; what
- * comes sooner is queued and sent by the export's loop, in batches (a burst's first message goes
- * alone, the rest after it together).
- */
-const TAKER_GAP_MS = 0.05;
 /** Publishers held at most for one remote graph. */
 const MAX_IMPORTS_PER_ORIGIN = 4096;
 /** A remote publisher's sequence is forgotten after this long without a message (ms). */
@@ -331,16 +325,18 @@ export class TopicBridge {
     // A message that finds the export idle (the loop below waiting in `receive()`, nothing
     // queued) is sent in the call that delivered it — the publisher's own `publish` in this
     // thread, or the read of its link — without a promise or a turn of the event loop: what a
-    // lone message (a request, a ping) costs least this way. What follows within TAKER_GAP_MS is
-    // queued instead, and the loop sends it as batches: a burst still goes in few NATS messages.
-    // (The queue offers the taker only what finds nobody ahead of it: order is kept.)
+    // lone message (a request, a ping) costs least this way. Then the taker steps aside until the
+    // event loop has turned once: what follows meanwhile is queued, and the loop sends it as
+    // batches. (The queue offers the taker only what finds nobody ahead of it: order is kept.)
     let idle = false;
-    let lastTaken = -Infinity;
+    let rearm: NodeJS.Immediate | undefined;
     const taker = (s: Sample<unknown>): boolean => {
       if (!idle || !this.ctx.online() || unflushed >= FLUSH_BYTES) return false;
-      const now = performance.now();
-      if (now - lastTaken < TAKER_GAP_MS) return false;
-      lastTaken = now;
+      sub.taker = undefined;
+      rearm ??= setImmediate(() => {
+        rearm = undefined;
+        if (idle) sub.taker = taker;
+      });
       taking = true;
       try {
         one(s);
@@ -367,7 +363,7 @@ export class TopicBridge {
         let s = sub.tryReceive();
         if (s === null) {
           idle = true;
-          sub.taker = taker;
+          if (rearm === undefined) sub.taker = taker;
           try {
             s = await sub.receive();
           } finally {
@@ -387,6 +383,8 @@ export class TopicBridge {
     } catch (err) {
       if (err instanceof ClosedError) return;
       this.ctx.report(err instanceof PlexusError ? err : new ProtocolError(`the export of ${JSON.stringify(topic)} stopped`, { cause: err }));
+    } finally {
+      if (rearm !== undefined) clearImmediate(rearm);
     }
   }
 
