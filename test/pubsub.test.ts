@@ -529,3 +529,74 @@ test("pubsub: tryPublish writes into a shared-memory ring while it has room, and
   await tcpPub.publish(new Uint8Array([2]));
   assert.deepEqual([...((await tcpSub.receive({ timeout: 2000 }))?.value ?? [])], [2]);
 });
+
+test("pubsub: forEach inline calls the handler in the publisher's call; what comes while it runs or while its promise is pending keeps its order; a throw closes the subscriber, not the publisher", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<number>("inline/t", { transport: "inproc" });
+  const sub = await node.subscriber<number>("inline/t", { queue: 64 });
+  const seen: string[] = [];
+  let open: (() => void) | undefined;
+  const done = sub.forEach(
+    (smp) => {
+      seen.push(`h${smp.value}`);
+      if (smp.value === 2) void pub.publish(20); // published from inside the handler: handled after it
+      if (smp.value === 3) return new Promise<void>((r) => (open = r)); // the next ones wait for it
+      if (smp.value === 99) throw new Error("boom");
+      return undefined;
+    },
+    { inline: true },
+  );
+  const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+  await settle(); // forEach waits for its first sample now
+  const first = pub.publish(1);
+  seen.push("publish(1) returned");
+  await first;
+  assert.deepEqual(seen, ["h1", "publish(1) returned"], "the handler ran inside publish");
+  await pub.publish(2);
+  await settle();
+  assert.deepEqual(seen.slice(2), ["h2", "h20"]);
+  await pub.publish(3);
+  await pub.publish(4);
+  await settle();
+  assert.deepEqual(seen.slice(4), ["h3"], "4 waits for 3's promise");
+  open?.();
+  await settle();
+  assert.deepEqual(seen.slice(5), ["h4"]);
+  await pub.publish(99); // the handler throws: not into the publisher
+  await assert.rejects(done, /boom/);
+  await assert.rejects(sub.receive(), ClosedError);
+  await assert.rejects(sub.forEach(() => undefined, { inline: "yes" as unknown as boolean }), InvalidArgumentError);
+});
+
+test("pubsub: forEach inline over a shared-memory link: the handler runs in the link's read, every sample once and in order", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<Uint8Array>("inline/shm", { capacity: 1 << 20 });
+  await using sub = await node.subscriber<Uint8Array>("inline/shm", { transport: "shm", queue: 8 });
+  const got: number[] = [];
+  const count = 2000;
+  let all: () => void = () => undefined;
+  const finished = new Promise<void>((r) => (all = r));
+  const done = sub.forEach(
+    (smp) => {
+      got.push(smp.value[0] as number);
+      assert.ok(smp.value instanceof Uint8Array);
+      if (got.length === count) all();
+    },
+    { inline: true },
+  );
+  for (let i = 0; i < count; i++) {
+    await pub.publish(new Uint8Array([i & 0xff, 1, 2, 3]));
+    if (i % 100 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await finished;
+  assert.deepEqual(
+    got,
+    Array.from({ length: count }, (_, i) => i & 0xff),
+  );
+  await sub.close();
+  await done;
+});

@@ -60,7 +60,7 @@ registerRow({
     `Throughput: first publish to the receiver confirming the last byte (IPC); each repetition lasts ${REPETITION_MS / 1000} s, not the suite's default. ` +
     "Round trip: 64 B to an echo (graph B's subscriber publishing back on " +
     `another topic; the plain echo republishes on another subject), after a warm-up of ${ROUND_TRIP_WARMUP_MS / 1000} s, not the suite's default; on both sides a callback ` +
-    "(the NATS subscription's, the Plexus subscriber's forEach) settles a reply slot armed before the publish. " +
+    "(the NATS subscription's, the Plexus subscriber's inline forEach: each runs in the call that delivers the message) settles a reply slot armed before the publish. " +
     "CPU µs/msg = user + system time, during the repetition, of every process of the path: " +
     "the suite (the publisher, and graph A's bridge where it runs there), nats-server, the bridge processes and the receiving process; " +
     "peak RSS = the larger of the two bridge processes' (VmHWM). Queues: " +
@@ -193,10 +193,11 @@ async function bridgedEcho(scope: CaseScope, inProcess: boolean): Promise<Echo> 
   await bridges(scope, server.url, address, String(echo.info["address"]), 4 * MiB, inProcess);
   await echo.call("linked", null, 30_000);
   while (pong.publishers.length === 0) await new Promise((r) => setTimeout(r, 20));
-  // The plain case's form: a callback (here the subscriber's forEach) settles a reply slot armed
+  // The plain case's form: a callback that runs where the message is delivered (an inline
+  // forEach, as the NATS client's callbacks run in its socket read) settles a reply slot armed
   // before the publish.
   const slot = new ReplySlot(scope.signal);
-  pong.forEach(() => slot.settle()).catch((e: unknown) => slot.fail(asError(e)));
+  pong.forEach(() => slot.settle(), { inline: true }).catch((e: unknown) => slot.fail(asError(e)));
   const bytes = new Uint8Array(64);
   return {
     roundTrip() {

@@ -5,7 +5,7 @@
  * - `plexus-sink <nats url> [<capacity>]`: a GraphServer of its own and a subscriber to `bench/stream` that
  *   touches and counts every message (`waitFor(bytes)`, `linked`), info: `{ address }`;
  * - `plexus-echo <nats url> [<capacity>]`: a GraphServer of its own, a subscriber to `bench/ping` that
- *   publishes each value back on `bench/pong`; info: `{ address }`;
+ *   publishes each value back on `bench/pong` (an inline `forEach`, as a NATS callback runs); info: `{ address }`;
  * - with a `capacity`, the graph's bridge runs in the process itself (as `bridge` does, named `bench-b`):
  *   its ports and the process's own hand each other the value itself;
  * - `plain-sink <nats url>`: a NATS subscriber to `bench.stream` that touches and counts;
@@ -67,7 +67,7 @@ if (kind === "bridge") {
   } else {
     const pong = await node.publisher<unknown>("bench/pong");
     const ping = await node.subscriber<unknown>("bench/ping", { queue: 64 });
-    void ping.forEach((s) => pong.publish(s.value));
+    void ping.forEach((s) => pong.publish(s.value), { inline: true });
     serve(async (op) => {
       if (op === "linked") {
         while (ping.publishers.length === 0 || pong.subscribers === 0) await new Promise((r) => setTimeout(r, 20));

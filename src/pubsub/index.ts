@@ -3,5 +3,5 @@
  * @module
  */
 export { Publisher, type PublisherOptions } from "./publisher.js";
-export { Subscriber, type SubscriberOptions } from "./subscriber.js";
+export { Subscriber, type ForEachOptions, type SubscriberOptions } from "./subscriber.js";
 export type { Sample } from "./sample.js";

@@ -54,6 +54,20 @@ export interface SubscriberOptions {
   localOnly?: boolean;
 }
 
+/** Options of `sub.forEach()`. */
+export interface ForEachOptions {
+  /**
+   * Call the handler in the call that delivers the sample — the publisher's `publish` in this
+   * thread, the read of the link from another process — whenever nothing is queued before it:
+   * no promise and no turn of the event loop between a publish and its handler, as a NATS or
+   * socket callback runs (default false). The handler must not throw into the publisher: a
+   * throw (or a rejected promise) closes this subscriber and rejects `forEach`, as always. What
+   * comes while the handler runs (it published on its own topic) or while its promise is
+   * pending waits, in order, for the handler to be called as usual.
+   */
+  inline?: boolean;
+}
+
 /** The checked options of a subscriber, defaults filled in. */
 interface Settings {
   /** What a publisher does when this subscriber is full. */
@@ -182,21 +196,74 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
   /**
    * The callback form: calls `handler` with each sample, one at a time, and releases the sample
    * when the handler returns (or its promise settles). Resolves when the subscriber closes; a
-   * handler that throws closes the subscriber and rejects. Not together with iteration.
+   * handler that throws closes the subscriber and rejects. Not together with iteration. With
+   * `inline`, the handler runs in the call that delivers the sample when nothing waits before it
+   * ({@link ForEachOptions}).
    */
-  async forEach(handler: (sample: Sample<T>) => void | Promise<void>): Promise<void> {
+  async forEach(handler: (sample: Sample<T>) => void | Promise<void>, opts?: ForEachOptions): Promise<void> {
+    if (typeof handler !== "function") throw new InvalidArgumentError("forEach: the handler must be a function");
+    const inline = readOptions("forEach", opts).bool("inline", false);
     this.claimConsumer("forEach");
-    for (;;) {
-      const s = await this.queue.shift();
-      if (s === null) return;
+    /** The first failure of the handler (the subscriber closes, forEach rejects with it). */
+    let failure: { error: unknown } | undefined;
+    /** An inline call's promise, not settled yet: what comes meanwhile waits for it. */
+    let pending: Promise<void> | undefined;
+    let running = false;
+    const fail = (error: unknown): void => {
+      failure ??= { error };
+      void this.close();
+    };
+    const taker = (s: Sample<T>): boolean => {
+      if (running || pending !== undefined || failure !== undefined) return false;
+      running = true;
+      let r: void | Promise<void>;
       try {
-        await handler(s);
+        r = handler(s);
       } catch (err) {
-        await this.close();
-        throw err;
-      } finally {
         s.release();
+        fail(err);
+        return true;
+      } finally {
+        running = false;
       }
+      if (r !== undefined && typeof (r as { then?: unknown }).then === "function") {
+        const p: Promise<void> = Promise.resolve(r).then(
+          () => {
+            s.release();
+            if (pending === p) pending = undefined;
+          },
+          (err: unknown) => {
+            s.release();
+            if (pending === p) pending = undefined;
+            fail(err);
+          },
+        );
+        pending = p;
+      } else s.release();
+      return true;
+    };
+    if (inline) this.queue.taker = taker;
+    try {
+      for (;;) {
+        const s = await this.queue.shift();
+        if (s === null) break;
+        try {
+          if (pending !== undefined) await pending;
+          if (failure !== undefined) break;
+          await handler(s);
+        } catch (err) {
+          fail(err);
+          break;
+        } finally {
+          s.release();
+        }
+      }
+    } finally {
+      if (inline) this.queue.taker = undefined;
+    }
+    if (failure !== undefined) {
+      await this.close();
+      throw failure.error;
     }
   }
 
