@@ -208,6 +208,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     let failure: { error: unknown } | undefined;
     /** An inline call's promise, not settled yet: what comes meanwhile waits for it. */
     let pending: Promise<void> | undefined;
+    /** True while the handler runs (inline, or for a sample the loop took): one call at a time. */
     let running = false;
     const fail = (error: unknown): void => {
       failure ??= { error };
@@ -247,6 +248,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
       for (;;) {
         const s = await this.queue.shift();
         if (s === null) break;
+        running = true;
         try {
           if (pending !== undefined) await pending;
           if (failure !== undefined) break;
@@ -255,6 +257,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
           fail(err);
           break;
         } finally {
+          running = false;
           s.release();
         }
       }
