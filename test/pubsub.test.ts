@@ -567,17 +567,64 @@ test("pubsub: forEach inline calls the handler in the publisher's call; what com
   await pub.publish(99); // the handler throws: not into the publisher
   await assert.rejects(done, /boom/);
   await assert.rejects(sub.receive(), ClosedError);
-  await assert.rejects(sub.forEach(() => undefined, { inline: "yes" as unknown as boolean }), InvalidArgumentError);
+  const fresh = await node.subscriber<number>("inline/t");
+  await assert.rejects(fresh.forEach(() => undefined, { inline: "yes" as unknown as boolean }), InvalidArgumentError);
+  await fresh.close();
+});
+
+test("pubsub: forEach inline beside other subscribers: a handler that publishes again reaches them after the value it handles; nothing dropped; a null return, a rejection and a close while pending are handled", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<number>("inline/fan", { transport: "inproc" });
+  const echo = await node.subscriber<number>("inline/fan", { queue: 64 });
+  await using other = await node.subscriber<number>("inline/fan", { queue: 2 }); // block, one slot left after the first
+  const echoed = echo.forEach(
+    (smp) => {
+      if (smp.value < 100) void pub.publish(smp.value + 100); // an echo on its own topic, from inside the delivery
+      return null as unknown as void; // what a careless handler returns: not a promise
+    },
+    { inline: true },
+  );
+  await new Promise((r) => setImmediate(r));
+  await pub.publish(1);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual([other.tryReceive()?.value, other.tryReceive()?.value, other.tryReceive()], [1, 101, null], "1 before its echo, and the echo not dropped");
+  await echo.close();
+  await echoed;
+
+  // A promise that rejects closes the subscriber and rejects forEach; one still pending at close is waited for.
+  const failing = await node.subscriber<number>("inline/fan", { queue: 8 });
+  const failed = failing.forEach(() => Promise.reject(new Error("late")), { inline: true });
+  await new Promise((r) => setImmediate(r));
+  await pub.publish(2);
+  await assert.rejects(failed, /late/);
+  const slow = await node.subscriber<number>("inline/fan", { queue: 8 });
+  let finish: (() => void) | undefined;
+  let ended = false;
+  const waiting = slow
+    .forEach(() => new Promise<void>((r) => (finish = r)), { inline: true })
+    .then(() => {
+      ended = true;
+    });
+  await new Promise((r) => setImmediate(r));
+  await pub.publish(3);
+  await slow.close();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(ended, false, "forEach waits for the handler still running");
+  finish?.();
+  await waiting;
+  other.tryReceive();
 });
 
 test("pubsub: forEach inline over a shared-memory link: the handler runs in the link's read, every sample once and in order", async () => {
   const { server: s, address } = await server();
   await using _s = s;
   await using node = await connect({ address, embedded: false });
-  await using pub = await node.publisher<Uint8Array>("inline/shm", { capacity: 1 << 20 });
+  await using pub = await node.publisher<Uint8Array>("inline/shm", { capacity: 1 << 16 });
   await using sub = await node.subscriber<Uint8Array>("inline/shm", { transport: "shm", queue: 8 });
   const got: number[] = [];
-  const count = 2000;
+  const count = 2000; // 2000 x 1 KiB: the 64 KiB ring turns over many times, so every frame is released
   let all: () => void = () => undefined;
   const finished = new Promise<void>((r) => (all = r));
   const done = sub.forEach(
@@ -589,7 +636,7 @@ test("pubsub: forEach inline over a shared-memory link: the handler runs in the 
     { inline: true },
   );
   for (let i = 0; i < count; i++) {
-    await pub.publish(new Uint8Array([i & 0xff, 1, 2, 3]));
+    await pub.publish(new Uint8Array(1024).fill(i & 0xff));
     if (i % 100 === 0) await new Promise((r) => setImmediate(r));
   }
   await finished;
@@ -597,6 +644,8 @@ test("pubsub: forEach inline over a shared-memory link: the handler runs in the 
     got,
     Array.from({ length: count }, (_, i) => i & 0xff),
   );
+  const taken = (sub as unknown as { queue: { taken: number } }).queue.taken;
+  assert.ok(taken > 0, `the handler ran in the link's read for ${taken} of ${count} samples`);
   await sub.close();
   await done;
 });

@@ -13,6 +13,38 @@ import { SampleImpl, type SampleQueue } from "./sample.js";
  */
 const inThread = new Map<string, LocalDelivery<unknown>>();
 
+/**
+ * While a delivery hands a value to the queues of this thread: the inline handlers that took it
+ * (`forEach(..., { inline: true })`), called once every queue has it — so that a handler that
+ * publishes again cannot reach the other subscribers before the value it is handling.
+ */
+let afterDelivery: (() => void)[] | undefined;
+
+/**
+ * Calls `call` once the delivery under way in this thread has reached every subscriber, or now
+ * if none is under way.
+ */
+export function whenDelivered(call: () => void): void {
+  if (afterDelivery !== undefined) afterDelivery.push(call);
+  else call();
+}
+
+/** Runs `push` (the pushes of one delivery), then the calls it left for after it. */
+function delivering(push: () => void): void {
+  if (afterDelivery !== undefined) {
+    push(); // nested: the outer delivery runs what this one leaves
+    return;
+  }
+  const calls: (() => void)[] = [];
+  afterDelivery = calls;
+  try {
+    push();
+  } finally {
+    afterDelivery = undefined;
+    for (const call of calls) call();
+  }
+}
+
 /** The subscribers of one publisher that live in its thread. */
 export class LocalDelivery<T> {
   private readonly queues = new Set<SampleQueue<T>>();
@@ -58,10 +90,12 @@ export class LocalDelivery<T> {
     // A full `fail` subscriber fails the publish before anyone receives the message.
     for (const q of this.queues) if (q.refuses) throw new BackpressureError(`a subscriber of ${JSON.stringify(this.topic)} is full (policy "fail")`);
     let pending: Promise<void>[] | undefined;
-    for (const q of this.queues) {
-      const waiting = q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), opts);
-      if (waiting) (pending ??= []).push(waiting);
-    }
+    delivering(() => {
+      for (const q of this.queues) {
+        const waiting = q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), opts);
+        if (waiting) (pending ??= []).push(waiting);
+      }
+    });
     if (pending) await Promise.all(pending);
   }
 
@@ -91,7 +125,9 @@ export class LocalDelivery<T> {
 
   /** Hands `value` to every queue now; after {@link ready} (or {@link roomNow}) nobody has to wait. */
   deliverNow(value: T, sequence: number): void {
-    for (const q of this.queues) void q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), {}, "drop-oldest");
+    delivering(() => {
+      for (const q of this.queues) void q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), {}, "drop-oldest");
+    });
   }
 
   /** Detaches everyone; subscribers of this thread no longer find it. */

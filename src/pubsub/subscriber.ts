@@ -15,7 +15,7 @@ import { RingReceiver } from "../transport/ring-endpoints.js";
 import { BACKPRESSURE_POLICIES } from "../util/async-queue.js";
 import { readOptions } from "../util/options.js";
 import type { BlockingOptions } from "../util/blocking.js";
-import { LocalDelivery } from "./local.js";
+import { LocalDelivery, whenDelivered } from "./local.js";
 import { SampleImpl, SampleQueue, type Sample } from "./sample.js";
 import { decodeFrame } from "./wire.js";
 import { releasingIterator } from "../util/iterate.js";
@@ -208,45 +208,55 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     let failure: { error: unknown } | undefined;
     /** An inline call's promise, not settled yet: what comes meanwhile waits for it. */
     let pending: Promise<void> | undefined;
-    /** True while the handler runs (inline, or for a sample the loop took): one call at a time. */
+    /** True from an inline take until its handler returned, and while the loop runs the handler: one call at a time. */
     let running = false;
+    const queue = this.queue;
     const fail = (error: unknown): void => {
       failure ??= { error };
       void this.close();
     };
-    const taker = (s: Sample<T>): boolean => {
-      if (running || pending !== undefined || failure !== undefined) return false;
-      running = true;
-      let r: void | Promise<void>;
+    const settled = (): void => {
+      pending = undefined;
+      queue.busy = running;
+    };
+    const call = (s: Sample<T>): void => {
       try {
-        r = handler(s);
+        const r: unknown = handler(s);
+        if (r !== null && (typeof r === "object" || typeof r === "function") && typeof (r as { then?: unknown }).then === "function") {
+          pending = Promise.resolve(r as PromiseLike<void>).then(
+            () => {
+              s.release();
+              settled();
+            },
+            (err: unknown) => {
+              s.release();
+              settled();
+              fail(err);
+            },
+          );
+        } else s.release();
       } catch (err) {
         s.release();
         fail(err);
-        return true;
       } finally {
         running = false;
+        queue.busy = pending !== undefined;
       }
-      if (r !== undefined && typeof (r as { then?: unknown }).then === "function") {
-        const p: Promise<void> = Promise.resolve(r).then(
-          () => {
-            s.release();
-            if (pending === p) pending = undefined;
-          },
-          (err: unknown) => {
-            s.release();
-            if (pending === p) pending = undefined;
-            fail(err);
-          },
-        );
-        pending = p;
-      } else s.release();
+    };
+    // Taken in the push; called once the delivery under way in this thread reached every
+    // subscriber (at once from a link's read).
+    const taker = (s: Sample<T>): boolean => {
+      if (running || pending !== undefined || failure !== undefined) return false;
+      running = true;
+      queue.busy = true;
+      whenDelivered(() => call(s));
       return true;
     };
-    if (inline) this.queue.taker = taker;
+    const before = queue.taker;
+    if (inline) queue.taker = taker;
     try {
       for (;;) {
-        const s = await this.queue.shift();
+        const s = await queue.shift();
         if (s === null) break;
         running = true;
         try {
@@ -262,8 +272,10 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
         }
       }
     } finally {
-      if (inline) this.queue.taker = undefined;
+      if (inline) queue.taker = before;
     }
+    // An inline call still under way (the subscriber closed meanwhile) settles first.
+    while (pending !== undefined) await pending;
     if (failure !== undefined) {
       await this.close();
       throw failure.error;

@@ -48,6 +48,8 @@ export class AsyncQueue<T extends Releasable> {
   taker: ((item: T) => boolean) | undefined;
   /** Items the {@link taker} took since creation (included in `accepted`). */
   taken = 0;
+  /** True while the taker's consumer still handles an item it took: the reader is then not {@link starved}. */
+  busy = false;
 
   /** @param depth - most items queued; @param policy - what `push` does when full */
   constructor(
@@ -60,9 +62,9 @@ export class AsyncQueue<T extends Releasable> {
     return this.items.length;
   }
 
-  /** True while a reader waits on an empty queue (it asked for an item and none is there). */
+  /** True while a reader waits on an empty queue (it asked for an item and none is there), its taker idle. */
   get starved(): boolean {
-    return this.readers.size > 0;
+    return this.readers.size > 0 && !this.busy;
   }
 
   /** True if a `fail` queue would refuse an item now (nobody waits and it is full). */
