@@ -564,10 +564,12 @@ test("pubsub: forEach inline calls the handler in the publisher's call; what com
   open?.();
   await settle();
   assert.deepEqual(seen.slice(5), ["h4"]);
+  assert.equal(sub.idle, true, "waiting again, nothing in hand: idle (what a pipeline's drain looks at)");
   await pub.publish(99); // the handler throws: not into the publisher
   await assert.rejects(done, /boom/);
   await assert.rejects(sub.receive(), ClosedError);
   const fresh = await node.subscriber<number>("inline/t");
+  await assert.rejects(fresh.forEach(42 as unknown as () => void), InvalidArgumentError);
   await assert.rejects(fresh.forEach(() => undefined, { inline: "yes" as unknown as boolean }), InvalidArgumentError);
   await fresh.close();
 });

@@ -484,11 +484,7 @@ export class TopicBridge {
       if (topic === undefined) {
         const name = nameOfSubject(this.ctx.prefix, "t", subject);
         topic = name !== undefined && this.settings.imports.passes(name) && validTopic(name) ? name : null;
-        if (this.subjects.size >= 4096) {
-          // names seen once (garbage) do not pile up
-          this.subjects.clear();
-          this.routes.clear();
-        }
+        if (this.subjects.size >= 4096) this.subjects.clear(); // names seen once (garbage) do not pile up
         this.subjects.set(subject, topic);
       }
       if (topic === null) {

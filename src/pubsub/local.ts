@@ -88,7 +88,7 @@ export class LocalDelivery<T> {
   /** Hands `value` itself to every attached queue (each applies its own backpressure policy). */
   async deliver(value: T, sequence: number, opts: BlockingOptions): Promise<void> {
     // A full `fail` subscriber fails the publish before anyone receives the message.
-    for (const q of this.queues) if (q.refuses) throw new BackpressureError(`a subscriber of ${JSON.stringify(this.topic)} is full (policy "fail")`);
+    for (const q of this.queues) if (q.refuses) throw this.refusal();
     let pending: Promise<void>[] | undefined;
     delivering(() => {
       for (const q of this.queues) {
@@ -106,7 +106,7 @@ export class LocalDelivery<T> {
    */
   roomNow(): boolean {
     for (const q of this.queues) {
-      if (q.refuses) throw new BackpressureError(`a subscriber of ${JSON.stringify(this.topic)} is full (policy "fail")`);
+      if (q.refuses) throw this.refusal();
       if (q.policy === "block" && q.full) return false;
     }
     return true;
@@ -118,7 +118,7 @@ export class LocalDelivery<T> {
    */
   async ready(opts: BlockingOptions): Promise<void> {
     for (const q of this.queues) {
-      if (q.refuses) throw new BackpressureError(`a subscriber of ${JSON.stringify(this.topic)} is full (policy "fail")`);
+      if (q.refuses) throw this.refusal();
       if (q.policy === "block") await q.waitForRoom(opts);
     }
   }
@@ -128,6 +128,11 @@ export class LocalDelivery<T> {
     delivering(() => {
       for (const q of this.queues) void q.push(new SampleImpl(value, this.topic, sequence, this.publisher, undefined), {}, "drop-oldest");
     });
+  }
+
+  /** What a full `fail` subscriber makes a delivery throw. */
+  private refusal(): BackpressureError {
+    return new BackpressureError(`a subscriber of ${JSON.stringify(this.topic)} is full (policy "fail")`);
   }
 
   /** Detaches everyone; subscribers of this thread no longer find it. */

@@ -215,10 +215,6 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
       failure ??= { error };
       void this.close();
     };
-    const settled = (): void => {
-      pending = undefined;
-      queue.busy = running;
-    };
     const call = (s: Sample<T>): void => {
       try {
         const r: unknown = handler(s);
@@ -226,11 +222,11 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
           pending = Promise.resolve(r as PromiseLike<void>).then(
             () => {
               s.release();
-              settled();
+              pending = undefined;
             },
             (err: unknown) => {
               s.release();
-              settled();
+              pending = undefined;
               fail(err);
             },
           );
@@ -240,7 +236,6 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
         fail(err);
       } finally {
         running = false;
-        queue.busy = pending !== undefined;
       }
     };
     // Taken in the push; called once the delivery under way in this thread reached every
@@ -248,12 +243,14 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
     const taker = (s: Sample<T>): boolean => {
       if (running || pending !== undefined || failure !== undefined) return false;
       running = true;
-      queue.busy = true;
       whenDelivered(() => call(s));
       return true;
     };
-    const before = queue.taker;
-    if (inline) queue.taker = taker;
+    const before = { taker: queue.taker, busy: queue.busy };
+    if (inline) {
+      queue.taker = taker;
+      queue.busy = () => running || pending !== undefined;
+    }
     try {
       for (;;) {
         const s = await queue.shift();
@@ -272,7 +269,10 @@ export class Subscriber<T = unknown> implements AsyncIterable<Sample<T>>, AsyncD
         }
       }
     } finally {
-      if (inline) queue.taker = before;
+      if (inline) {
+        queue.taker = before.taker;
+        queue.busy = before.busy;
+      }
     }
     // An inline call still under way (the subscriber closed meanwhile) settles first.
     while (pending !== undefined) await pending;

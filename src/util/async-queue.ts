@@ -49,7 +49,7 @@ export class AsyncQueue<T extends Releasable> {
   /** Items the {@link taker} took since creation (included in `accepted`). */
   taken = 0;
   /** True while the taker's consumer still handles an item it took: the reader is then not {@link starved}. */
-  busy = false;
+  busy: (() => boolean) | undefined;
 
   /** @param depth - most items queued; @param policy - what `push` does when full */
   constructor(
@@ -64,7 +64,7 @@ export class AsyncQueue<T extends Releasable> {
 
   /** True while a reader waits on an empty queue (it asked for an item and none is there), its taker idle. */
   get starved(): boolean {
-    return this.readers.size > 0 && !this.busy;
+    return this.readers.size > 0 && this.busy?.() !== true;
   }
 
   /** True if a `fail` queue would refuse an item now (nobody waits and it is full). */
