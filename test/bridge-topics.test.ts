@@ -157,6 +157,26 @@ describe("bridge topics: the next message of the same sender is published in the
     assert.equal(b.t.counters.received, 3);
   });
 
+  it("bytes on the short way arrive as the same kind of bytes, views of the NATS message, whatever memory it is", async () => {
+    const b = bridge();
+    await b.feed(lone(other, 1));
+    // NATS messages in a Buffer (a socket's memory) and in a plain Uint8Array.
+    const second = Buffer.from(lone(other, 2, Buffer.from("ab")));
+    const third = Buffer.from(lone(other, 3, Uint8Array.of(5, 6)));
+    const fourth = lone(other, 4, Uint8Array.of(7));
+    for (const m of [second, third, fourth]) b.receive(m);
+    assert.deepEqual(b.ways, ["queued", "now", "now", "now"]);
+    assert.ok(Buffer.isBuffer(b.published[1]));
+    assert.deepEqual([...(b.published[1] as Buffer)], [0x61, 0x62]);
+    for (const [i, m] of [[2, third], [3, fourth]] as const) {
+      const v = b.published[i] as Uint8Array;
+      assert.equal(Object.getPrototypeOf(v), Uint8Array.prototype, "a plain Uint8Array, not a Buffer");
+      assert.equal(v.buffer, m.buffer, "a view, not a copy");
+      assert.equal(v.byteOffset, m.byteOffset + m.length - v.length);
+    }
+    assert.deepEqual([...(b.published[2] as Uint8Array)], [5, 6]);
+  });
+
   it("a gap, a repeat or another sender takes the full way: counted and reported as before", async () => {
     const b = bridge();
     await b.feed(lone(other, 1));

@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../src/index.js";
 import { nameFromTokens, nameOfSubject, nameTokens, NameFilter, NamePattern, subjectOf } from "../src/bridge/subjects.js";
-import { batchHeadBytes, batchItemBytes, EnvelopeArena, envelopes, Kind, readBatch, readEnvelope, Reassembler, sendBatch, sendEnvelopes, type Sender } from "../src/bridge/envelope.js";
-import { decode, encodedSize } from "../src/codec/index.js";
+import { batchHeadBytes, batchItemBytes, EnvelopeArena, envelopes, Kind, loneFrameAt, loneRawEnvelope, readBatch, readEnvelope, Reassembler, sendBatch, senderNames, sendEnvelopes, type Sender } from "../src/bridge/envelope.js";
+import { decode, encodedSize, rawFrameLength } from "../src/codec/index.js";
 
 const from: Sender = { origin: new TextEncoder().encode("host-a"), port: new TextEncoder().encode("p1") };
 
@@ -206,6 +206,50 @@ describe("bridge envelope", () => {
 
   it("requests and answers are never chunked: one that does not fit is FrameTooLargeError", () => {
     assert.throws(() => envelopes(Kind.Request, from, 0, new Uint8Array(5000), 1000, 1 << 20), FrameTooLargeError);
+  });
+
+  it("a lone message of bytes: loneRawEnvelope writes envelopes()'s bytes in one pass; loneFrameAt finds the frame for its sender and that sequence number only", () => {
+    const te = new TextEncoder();
+    const from: Sender = { origin: te.encode("graph-a"), port: te.encode("pub-1") };
+    const { names, o } = senderNames("graph-a", "pub-1");
+    for (const value of [Uint8Array.of(1, 2, 3), Buffer.from("xyz")]) {
+      const n = rawFrameLength(value);
+      const one = loneRawEnvelope(from, 7, value, 1 << 20, 1 << 20, (k) => new Uint8Array(k)) as Uint8Array;
+      assert.deepEqual(one, envelopes(Kind.Message, from, 7, value, 1 << 20, 1 << 20)[0]);
+      const at = loneFrameAt(one, names, o, 7);
+      assert.equal(at, one.length - n);
+      assert.deepEqual(decode(one.subarray(at)), value);
+      assert.equal(loneFrameAt(one, names, o, 8), -1, "not the sequence number expected");
+      const port2 = senderNames("graph-a", "pub-2");
+      assert.equal(loneFrameAt(one, port2.names, port2.o, 7), -1, "another port");
+      const cut = senderNames("graph-", "apub-1");
+      assert.equal(loneFrameAt(one, cut.names, cut.o, 7), -1, "the same bytes, another graph name");
+      assert.equal(loneFrameAt(one.subarray(0, one.length - 1), names, o, 7), -1, "cut short");
+      assert.equal(loneFrameAt(one.subarray(0, 20), names, o, 7), -1, "shorter than the header");
+      const bad = one.slice();
+      bad[0] ^= 1;
+      assert.equal(loneFrameAt(bad, names, o, 7), -1, "bad magic");
+    }
+    for (const [i, at] of [[16, "chunk index 1"], [28, "batched messages"]] as const) {
+      const odd = (loneRawEnvelope(from, 7, Uint8Array.of(1), 1 << 20, 1 << 20, (k) => new Uint8Array(k)) as Uint8Array).slice();
+      odd[i] = 1;
+      assert.equal(loneFrameAt(odd, names, o, 7), -1, at);
+    }
+    const big = new Uint8Array(300);
+    const whole = envelopes(Kind.Message, from, 1, big, 1 << 20, 1 << 20)[0] as Uint8Array;
+    const noMemory = (): Uint8Array => assert.fail("no memory is taken");
+    assert.deepEqual(loneRawEnvelope(from, 1, big, whole.length, 1 << 20, (k) => new Uint8Array(k)), whole, "exactly max_payload fits");
+    assert.equal(loneRawEnvelope(from, 1, big, whole.length - 1, 1 << 20, noMemory), undefined, "one byte more needs chunks");
+    assert.equal(loneRawEnvelope(from, 1, big, 1 << 20, rawFrameLength(big) - 1, noMemory), undefined, "above maxMessage: sendEnvelopes refuses it");
+    for (const other of [{ n: 1 }, Uint16Array.of(1), "s"]) assert.equal(loneRawEnvelope(from, 1, other, 1 << 20, 1 << 20, noMemory), undefined, "not bytes: a plan");
+    // Chunks, batches and requests are not lone messages.
+    const chunks = envelopes(Kind.Message, from, 3, big, 200, 1 << 20);
+    assert.ok(chunks.length > 1);
+    for (const c of chunks) assert.equal(loneFrameAt(c, names, o, 3), -1);
+    assert.equal(loneFrameAt(envelopes(Kind.Request, from, 3, Uint8Array.of(1), 1 << 20, 1 << 20)[0] as Uint8Array, names, o, 3), -1);
+    const batch: Uint8Array[] = [];
+    sendBatch(from, [3, 4], [encodedSize(Uint8Array.of(1)), encodedSize(Uint8Array.of(2))], (p) => void batch.push(p));
+    assert.equal(loneFrameAt(batch[0] as Uint8Array, names, o, 3), -1);
   });
 
   it("sendEnvelopes hands each chunk over before it takes the memory of the next, with the bytes of envelopes()", () => {

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { pack as foreignPack, unpack as foreignUnpack } from "msgpackr";
-import { BufferType, CHECK_BUDGET, checkEncodable, copyBytes, decode, encode, encodeChunks, encodedSize, encodeInto, FRAME_HEADER_BYTES, FrameKind, MAX_DEPTH } from "../src/codec/index.js";
+import { BufferType, CHECK_BUDGET, checkEncodable, copyBytes, decode, decodeAt, encode, encodeChunks, encodedSize, encodeInto, FRAME_HEADER_BYTES, FrameKind, MAX_DEPTH, rawFrameLength, writeRawFrame, writeRawFrameHeader } from "../src/codec/index.js";
 import { EncodeError, InvalidArgumentError, ProtocolError } from "../src/errors.js";
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -770,4 +770,34 @@ test("encodeInto at an offset writes the same frame there and leaves the bytes a
     assert.throws(() => encodeInto(plan, small, 9), { code: "ERR_PLEXUS_INVALID_ARGUMENT" }, "no room at that offset");
     assert.throws(() => encodeInto(plan, small, -1), { code: "ERR_PLEXUS_INVALID_ARGUMENT" });
   }
+});
+
+test("raw frames in one pass: rawFrameLength and writeRawFrame give encode()'s bytes; decodeAt keeps the kind of bytes, as a view, whatever the memory", () => {
+  for (const value of [new Uint8Array([1, 2, 3]), Buffer.from("buf"), new Uint8Array(0)]) {
+    const frame = encode(value);
+    const n = rawFrameLength(value);
+    assert.equal(n, frame.length);
+    const out = new Uint8Array(n + 5).fill(0xee);
+    writeRawFrame(value, out, 5);
+    assert.deepEqual(out.subarray(0, 5), new Uint8Array(5).fill(0xee));
+    assert.deepEqual(out.subarray(5), frame);
+    // Read back at an offset of a Buffer (a socket's memory): a Uint8Array stays one, a Buffer one.
+    const memory = Buffer.alloc(n + 7, 0xee);
+    memory.set(frame, 3);
+    const back = decodeAt(memory, 3, 3 + n) as Uint8Array;
+    assert.equal(Buffer.isBuffer(back), Buffer.isBuffer(value));
+    assert.equal(Object.getPrototypeOf(back), Object.getPrototypeOf(value));
+    assert.deepEqual([...back], [...value]);
+    assert.equal(back.buffer, memory.buffer, "a view of the memory, not a copy");
+  }
+  class Bytes extends Uint8Array {}
+  for (const other of [new Uint16Array(2), new DataView(new ArrayBuffer(2)), [1], "s", null, undefined, new Bytes(2), { length: 2 }]) {
+    assert.equal(rawFrameLength(other), -1, `${Object.prototype.toString.call(other)} is not framed raw`);
+  }
+  // The header alone, in front of a payload already in place.
+  const payload = Uint8Array.of(9, 8, 7);
+  const inPlace = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
+  inPlace.set(payload, FRAME_HEADER_BYTES);
+  writeRawFrameHeader(inPlace, 0, payload.length);
+  assert.deepEqual(inPlace, encode(payload));
 });

@@ -499,6 +499,47 @@ test("pubsub: tryPublish delivers now when nobody has to wait, and otherwise pub
   assert.throws(() => strictPub.tryPublish({ n: 3 }), ClosedError);
 });
 
+test("pubsub: publish does its work in the call when nothing waits, refuses with a rejected promise, and a full fail subscriber refuses before any link gets the value", async () => {
+  const { server: s, address } = await server();
+  await using _s = s;
+  await using node = await connect({ address, embedded: false });
+  await using pub = await node.publisher<{ n: number }>("now/t");
+  await using sub = await node.subscriber<{ n: number }>("now/t", { queue: 8 });
+  const done = pub.publish({ n: 1 });
+  assert.equal(sub.tryReceive()?.value.n, 1, "delivered before publish() returned");
+  await done;
+  // Refusals are rejected promises, never throws.
+  const refused = [pub.publish({ n: 2, f: () => 1 } as unknown as { n: number }), pub.publish({ n: 3 }, { timeout: -1 })];
+  for (const p of refused) assert.ok(p instanceof Promise);
+  await assert.rejects(refused[0] as Promise<void>, EncodeError);
+  await assert.rejects(refused[1] as Promise<void>, InvalidArgumentError);
+  // A full `fail` subscriber of this thread refuses first, whatever the other links: the
+  // subscribers over shared memory and over TCP get nothing of the refused value, which takes no
+  // sequence number.
+  await using strict = await node.subscriber<{ n: number }>("now/t", { queue: 1, backpressure: "fail" });
+  await using overShm = await node.subscriber<{ n: number }>("now/t", { transport: "shm", queue: 64 });
+  await using overTcp = await node.subscriber<{ n: number }>("now/t", { transport: "tcp", queue: 64 });
+  while (overShm.publishers.length === 0 || overTcp.publishers.length === 0 || pub.subscribers < 4) await new Promise((r) => setTimeout(r, 5));
+  await pub.publish({ n: 4 });
+  await assert.rejects(pub.publish({ n: 5 }), { code: "ERR_PLEXUS_BACKPRESSURE" });
+  strict.tryReceive()?.release();
+  await pub.publish({ n: 6 });
+  for (const remote of [overShm, overTcp]) {
+    const got: [number, number][] = [];
+    for (let i = 0; i < 2; i++) {
+      const smp = await remote.receive({ timeout: 2000 });
+      got.push([smp?.value.n ?? -1, smp?.sequence ?? -1]);
+      smp?.release();
+    }
+    assert.deepEqual(got, [
+      [4, 2],
+      [6, 3],
+    ]);
+  }
+  await pub.close();
+  await assert.rejects(pub.publish({ n: 7 }), ClosedError);
+});
+
 test("pubsub: tryPublish writes into a shared-memory ring while it has room, and never over TCP", async () => {
   const { server: s, address } = await server();
   await using _s = s;

@@ -27,8 +27,8 @@ import { RPC_SPEC } from "../src/rpc/handshake.js";
 import { readHandshakeFrame } from "../src/net/exchange.js";
 import { NetType } from "../src/net/frame.js";
 import { encodeWelcome, readHello as readNetHello } from "../src/net/handshake.js";
-import { encode } from "../src/codec/index.js";
-import { decodeAt, decodeOwned, LITTLE_ENDIAN, readHeader, RPC_HEADER, writeHeader, writeHeaderWords, type RpcType } from "../src/rpc/wire.js";
+import { decodeAt, encode } from "../src/codec/index.js";
+import { decodeOwned, LITTLE_ENDIAN, readHeader, RPC_HEADER, writeHeader, writeHeaderWords, type RpcType } from "../src/rpc/wire.js";
 
 const { node, address } = await graph();
 const TRANSPORTS = ["inproc", "shm", "tcp"] as const;

@@ -2,14 +2,14 @@
 import assert from "node:assert/strict";
 import { type Socket } from "node:net";
 import { Duplex, PassThrough } from "node:stream";
-import { decode } from "../src/codec/index.js";
+import { decode, decodeAt } from "../src/codec/index.js";
 import { Heartbeats, TcpChannel } from "../src/rpc/tcp-channel.js";
 import { ringAddress, RPC_SPEC } from "../src/rpc/handshake.js";
 import { readHandshakeFrame, type Exchanged } from "../src/net/exchange.js";
 import { NetType, PING_FRAME } from "../src/net/frame.js";
 import { encodeHello, encodeRefusal, readHello, readWelcome, refusal, Status } from "../src/net/handshake.js";
 import { ResourceExhaustedError } from "../src/errors.js";
-import { decodeAt, decodeOwned, errorBody, FLAG_RAW, get32, lengthBody, LITTLE_ENDIAN, rawBody, readHeader, RpcType, valueBody, writeHeader as writeRpcHeader, writeHeaderWords, type Body } from "../src/rpc/wire.js";
+import { decodeOwned, errorBody, FLAG_RAW, get32, lengthBody, LITTLE_ENDIAN, rawBody, readHeader, RpcType, valueBody, writeHeader as writeRpcHeader, writeHeaderWords, type Body } from "../src/rpc/wire.js";
 import { vec, sameBytes, checkVectors } from "./helpers/vectors.js";
 
 // ---- §6 request/response ---------------------------------------------------------------------------

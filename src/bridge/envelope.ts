@@ -9,7 +9,7 @@
  */
 import { Buffer } from "node:buffer";
 import { FrameTooLargeError, ProtocolError, ResourceExhaustedError } from "../errors.js";
-import { copyBytes, encodeChunks, encodedSize, encodeInto, FRAME_HEADER_BYTES, type FramePlan } from "../codec/index.js";
+import { copyBytes, encodeChunks, encodedSize, encodeInto, FRAME_HEADER_BYTES, rawFrameLength, writeRawFrame, type FramePlan } from "../codec/index.js";
 import { get32, put32 } from "../net/frame.js";
 
 /** "PXN1", little-endian. */
@@ -133,6 +133,46 @@ export function envelopes(kind: Kind, from: Sender, sequence: number, value: unk
   const out: Uint8Array[] = [];
   sendEnvelopes(kind, from, sequence, encodedSize(value), maxPayload, maxMessage, (payload) => out.push(payload));
   return out;
+}
+
+/**
+ * The one NATS payload of a lone message whose value is bytes framed raw (a whole `Uint8Array`
+ * or `Buffer`), written in one pass into `memory` — the same bytes as {@link sendEnvelopes}
+ * writes. Undefined, with nothing taken, for any other value, a frame above `maxMessage`, or
+ * one that does not fit `maxPayload` (it needs chunks): {@link sendEnvelopes} takes those.
+ */
+export function loneRawEnvelope(from: Sender, sequence: number, value: unknown, maxPayload: number, maxMessage: number, memory: EnvelopeMemory): Uint8Array | undefined {
+  const frameLength = rawFrameLength(value);
+  const head = ENVELOPE_HEADER + from.origin.length + from.port.length;
+  if (frameLength < 0 || frameLength > maxMessage || head + frameLength > maxPayload) return undefined;
+  const out = memory(head + frameLength);
+  writeHeader(out, Kind.Message, from.origin, from.port, sequence, 0, 1, frameLength);
+  writeRawFrame(value as Uint8Array, out, head);
+  return out;
+}
+
+/**
+ * Where the frame of `data` starts if it is a whole message (kind 1, one chunk) of the sender
+ * whose names are `names` (its graph's name, `o` bytes, then its port id) with the sequence
+ * number `sequence`; else -1, and {@link readEnvelope} tells what it is. What the receiving
+ * bridge checks for the next message of a sender it knows, without decoding any name.
+ */
+export function loneFrameAt(data: Uint8Array, names: Uint8Array, o: number, sequence: number): number {
+  const head = ENVELOPE_HEADER + names.length;
+  if (data.length < head || get32(data, 0) !== MAGIC || data[4] !== ENVELOPE_VERSION || data[5] !== Kind.Message || data[6] !== o || o + (data[7] as number) !== names.length) return -1;
+  if (get32(data, 16) !== 0 || get32(data, 20) !== 1 || get32(data, 24) !== data.length - head || get32(data, 28) !== 0 || !holdsAt(data, ENVELOPE_HEADER, names)) return -1;
+  for (let i = 0; i < 8; i++) f64Bytes[i] = data[8 + i] as number;
+  return f64[0] === sequence ? head : -1;
+}
+
+/** The names {@link loneFrameAt} compares: the graph's name then the port id, as UTF-8. */
+export function senderNames(origin: string, port: string): { names: Uint8Array; o: number } {
+  const o = encoder.encode(origin);
+  const p = encoder.encode(port);
+  const names = new Uint8Array(o.length + p.length);
+  names.set(o);
+  names.set(p, o.length);
+  return { names, o: o.length };
 }
 
 /**

@@ -5,7 +5,7 @@
  * @module
  */
 import { BackpressureError, ClosedError, FrameTooLargeError, PeerDeadError, PlexusError, ProtocolError, ResourceExhaustedError, SequenceError } from "../errors.js";
-import { decode, encodedSize, type FramePlan } from "../codec/index.js";
+import { decode, decodeAt, encodedSize, type FramePlan } from "../codec/index.js";
 import { checkTopic } from "../graph/registry.js";
 import type { Node } from "../node/index.js";
 import type { Publisher } from "../pubsub/publisher.js";
@@ -13,7 +13,7 @@ import type { Subscriber } from "../pubsub/subscriber.js";
 import type { Sample } from "../pubsub/sample.js";
 import type { BackpressurePolicy } from "../transport/transport.js";
 import type { BridgeContext } from "./context.js";
-import { batchHeadBytes, batchItemBytes, EnvelopeArena, Kind, sendBatch, sendEnvelopes, label, readBatch, readEnvelope, Reassembler, type BatchItem, type Envelope, type Sender } from "./envelope.js";
+import { batchHeadBytes, batchItemBytes, EnvelopeArena, Kind, loneFrameAt, loneRawEnvelope, sendBatch, sendEnvelopes, label, readBatch, readEnvelope, Reassembler, senderNames, type BatchItem, type Sender } from "./envelope.js";
 import type { NatsMsg, NatsSubscription } from "./nats.js";
 import { nameOfSubject, subjectOf, type NameFilter } from "./subjects.js";
 import { natsError } from "./nats.js";
@@ -92,6 +92,10 @@ interface Route {
   /** The sender's entry of `lastSeq` (the same object). */
   readonly seq: SequenceState;
   readonly version: number;
+  /** The sender's names as its envelopes carry them: the graph's name, then the port id. */
+  readonly names: Uint8Array;
+  /** The bytes of the graph's name in `names`. */
+  readonly o: number;
 }
 
 /** The messages of one received topic waiting to be published here, in order. */
@@ -322,6 +326,31 @@ export class TopicBridge {
       // A message that needs a NATS message of its own (or chunks) goes now.
       if (held.length === 1 && item > limit) flushHeld();
     };
+    /**
+     * A lone message of bytes (a ping, a request's payload) from a publisher already sent for:
+     * written in one pass, without a plan or a batch (what costs least for the message a
+     * round trip waits on). False, with nothing done: {@link one} takes it.
+     */
+    const sendLone = (s: Sample<unknown>): boolean => {
+      const from = this.senders.get(s.publisher);
+      if (from === undefined || s.topic !== topic || !this.roles.sends(topic)) return false;
+      let taken = false;
+      try {
+        const out = loneRawEnvelope(from, s.sequence, s.value, maxPayload(), this.settings.maxMessage, this.arena.take);
+        if (out === undefined) return false; // not bytes, too large, or chunks: one() sends (or refuses) it
+        taken = true;
+        publish(out);
+        c.sent++;
+        c.sentChunks++;
+      } catch (err) {
+        taken = true;
+        c.dropped++;
+        report(natsError(err, `sending a message of ${JSON.stringify(topic)} to NATS`));
+      } finally {
+        if (taken) s.release();
+      }
+      return true;
+    };
     // A message that finds the export idle (the loop below waiting in `receive()`, nothing
     // queued) is sent in the call that delivered it — the publisher's own `publish` in this
     // thread, or the read of its link — without a promise or a turn of the event loop: what a
@@ -339,8 +368,10 @@ export class TopicBridge {
       });
       taking = true;
       try {
-        one(s);
-        flushHeld();
+        if (!sendLone(s)) {
+          one(s);
+          flushHeld();
+        }
       } catch (err) {
         // one() and flushHeld() report what fails; nothing may reach the publisher's call
         report(new ProtocolError(`the export of ${JSON.stringify(topic)} failed on a message`, { cause: err }));
@@ -479,6 +510,13 @@ export class TopicBridge {
     const data = m.data;
     const subject = m.subject;
     c.receivedBytes += data.length;
+    let decoded: { value: unknown } | undefined;
+    const route = this.routes.get(subject);
+    if (route !== undefined) {
+      const f = this.fast(route, data);
+      if (f === true) return;
+      if (f !== false) decoded = f;
+    }
     try {
       let topic = this.subjects.get(subject);
       if (topic === undefined) {
@@ -504,12 +542,6 @@ export class TopicBridge {
       if (e.origin === this.ctx.origin) {
         c.looped += e.items;
         return;
-      }
-      let decoded: { value: unknown } | undefined;
-      if (batch === undefined && e.count === 1) {
-        const f = this.fast(subject, e);
-        if (f === true) return;
-        if (f !== false) decoded = f;
       }
       if (!this.roles.accepts(e.origin)) {
         c.dropped += e.items;
@@ -537,20 +569,21 @@ export class TopicBridge {
 
   /**
    * The way of most messages, taken when everything {@link deliver} would look at is as the
-   * last message on `subject` left it (its `Route`): the same sender, the next sequence number,
-   * the roles unchanged, nothing of the topic waiting here, and subscribers with room. The
-   * value is then published in this call, without a promise: a lone message (a ping, a
+   * last message on its subject left it (the `Route`): a whole message of the same sender with
+   * the next sequence number, the roles unchanged, nothing of the topic waiting here, and
+   * subscribers with room. The envelope is checked against the route's bytes (no name decoded),
+   * then the value is published in this call, without a promise: a lone message (a ping, a
    * request's event) reaches its subscribers a few µs sooner. False: nothing done, the full
    * way decides (and counts and reports what is wrong); `{ value }`: the message, decoded, is
    * for the full way to publish (a subscriber would make it wait).
    */
-  private fast(subject: string, e: Envelope): boolean | { value: unknown } {
-    const r = this.routes.get(subject);
-    if (r === undefined || r.origin !== e.origin || r.port !== e.port || e.sequence !== r.seq.seq + 1 || r.version !== this.roles.version) return false;
-    if (e.total > this.settings.maxMessage || (this.backlogs.size > 0 && this.backlogs.has(r.where))) return false;
+  private fast(r: Route, data: Uint8Array): boolean | { value: unknown } {
+    if (r.version !== this.roles.version) return false;
+    const at = loneFrameAt(data, r.names, r.o, r.seq.seq + 1);
+    if (at < 0 || data.length - at > this.settings.maxMessage || (this.backlogs.size > 0 && this.backlogs.has(r.where))) return false;
     let value: unknown;
     try {
-      value = decode(e.chunk);
+      value = decodeAt(data, at, data.length);
     } catch {
       return false; // the full way counts and reports it
     }
@@ -561,9 +594,9 @@ export class TopicBridge {
       return { value }; // the publisher closed or a subscriber refused: the full way counts and reports it
     }
     const now = Date.now();
-    r.seq.seq = e.sequence;
+    r.seq.seq++;
     r.seq.at = now;
-    this.lastHeard.set(e.origin, now);
+    this.lastHeard.set(r.origin, now);
     this.c.received++;
     return true;
   }
@@ -692,7 +725,10 @@ export class TopicBridge {
         // Still the sender's sequence and the topic's publisher (neither was dropped meanwhile).
         if (route !== undefined && this.lastSeq.get(key) === route.seq && this.imported.get(where) === publisher) {
           if (this.routes.size >= 4096) this.routes.clear();
-          this.routes.set(route.subject, { origin, port, where, publisher: p, seq: route.seq, version });
+          // The names' bytes are the last route's while the sender stays (a subscriber over TCP sends every message this way).
+          const last = this.routes.get(route.subject);
+          const names = last !== undefined && last.origin === origin && last.port === port ? last : senderNames(origin, port);
+          this.routes.set(route.subject, { origin, port, where, publisher: p, seq: route.seq, version, names: names.names, o: names.o });
         }
       } catch (err) {
         c.dropped += values.length - done;

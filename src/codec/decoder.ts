@@ -53,6 +53,22 @@ export function rawFrameFlags(bytes: Uint8Array, at: number, end: number): numbe
 }
 
 /**
+ * Decodes the frame `bytes[at .. end)` (like {@link decode}, views of `bytes` included), a raw
+ * one without a view of the frame first: a `Uint8Array` (or `Buffer`) view of its payload,
+ * whatever kind of `Uint8Array` `bytes` is.
+ */
+export function decodeAt(bytes: Uint8Array, at: number, end: number): unknown {
+  const flags = rawFrameFlags(bytes, at, end);
+  return flags < 0 ? decode(bytes.subarray(at, end)) : rawView(bytes, at + HEADER_BYTES, end - at - HEADER_BYTES, flags);
+}
+
+/** The payload of a raw frame, `bytes[start .. start + n)`: a `Buffer` (flag) or a plain `Uint8Array` view, whatever `bytes` is. */
+function rawView(bytes: Uint8Array, start: number, n: number, flags: number): Uint8Array {
+  const offset = bytes.byteOffset + start;
+  return flags & FLAG_RAW_BUFFER ? Buffer.from(bytes.buffer, offset, n) : new Uint8Array(bytes.buffer, offset, n);
+}
+
+/**
  * True if `bytes[at .. end)` starts like a value frame without out-of-band buffers: what
  * {@link decode} makes of it holds no view of `bytes`.
  */
@@ -80,9 +96,8 @@ export function decode(frame: Uint8Array): unknown {
     if ((flags & ~FLAG_RAW_BUFFER) !== 0) throw new ProtocolError(`raw frame with unknown flags 0x${flags.toString(16)}`);
     if (count !== 0) throw new ProtocolError(`raw frame with ${count} buffers`);
     if (bodyLength !== size - HEADER_BYTES) throw new ProtocolError(`raw frame says ${bodyLength} bytes but carries ${size - HEADER_BYTES}`);
-    if (flags & FLAG_RAW_BUFFER) return Buffer.from(frame.buffer, frame.byteOffset + HEADER_BYTES, bodyLength);
     // A plain Uint8Array whatever `frame` is (a Buffer's subarray would be a Buffer).
-    return new Uint8Array(frame.buffer, frame.byteOffset + HEADER_BYTES, bodyLength);
+    return rawView(frame, HEADER_BYTES, bodyLength, flags);
   }
   if (kind !== FrameKind.Value) throw new ProtocolError(`unknown frame kind ${kind}`);
   if (flags !== 0) throw new ProtocolError(`value frame with unknown flags 0x${flags.toString(16)}`);

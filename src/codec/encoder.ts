@@ -89,17 +89,61 @@ class Plan implements FramePlan {
  * {@link FrameTooLargeError} beyond 4 GiB.
  */
 export function encodedSize(value: unknown): FramePlan {
-  if (value instanceof Uint8Array) {
-    const proto: unknown = Object.getPrototypeOf(value);
-    if (proto === Uint8Array.prototype || proto === Buffer.prototype) return rawPlan(value, proto === Buffer.prototype ? FLAG_RAW_BUFFER : 0);
-  }
-  return valuePlan(value);
+  const flags = rawFlags(value);
+  return flags < 0 ? valuePlan(value) : rawPlan(value as Uint8Array, flags);
+}
+
+/** The raw frame's flags of a whole `Uint8Array` (0) or `Buffer` ({@link FLAG_RAW_BUFFER}); -1 for any other value. */
+function rawFlags(value: unknown): number {
+  if (!(value instanceof Uint8Array)) return -1;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Uint8Array.prototype ? 0 : proto === Buffer.prototype ? FLAG_RAW_BUFFER : -1;
+}
+
+/**
+ * The length of `value`'s frame if it is a raw one (a whole `Uint8Array` or `Buffer`), else -1:
+ * with {@link writeRawFrame}, the short way of a lone message of bytes (no plan).
+ */
+export function rawFrameLength(value: unknown): number {
+  return rawFlags(value) < 0 ? -1 : HEADER_BYTES + (value as Uint8Array).length;
+}
+
+/**
+ * Writes the raw frame of `bytes` (a value {@link rawFrameLength} accepted) at `target[at]`:
+ * the same bytes as {@link encodeInto} with its plan.
+ */
+export function writeRawFrame(bytes: Uint8Array, target: Uint8Array, at: number): void {
+  const n = checkRawLength(bytes);
+  writeRawFrameHeader(target, at, n, rawFlags(bytes));
+  copy(target, at + HEADER_BYTES, bytes, n);
+}
+
+/** The length of a raw message's bytes; `FrameTooLargeError` when its frame would pass 4 GiB. */
+function checkRawLength(bytes: Uint8Array): number {
+  const n = bytes.length; // = byteLength for bytes, and cheaper to read
+  if (n > MAX_FRAME - HEADER_BYTES) throw new FrameTooLargeError(`a raw message of ${n} bytes does not fit in a frame (4 GiB)`);
+  return n;
+}
+
+/** Writes the header of a raw frame of `length` payload bytes (flags 0: a `Uint8Array`) at `target[at]`. */
+export function writeRawFrameHeader(target: Uint8Array, at: number, length: number, flags = 0): void {
+  writeFrameHeader(target, at, FrameKind.Raw, flags, length, 0);
+}
+
+/** Writes a frame's fixed header at `t[at]`. */
+function writeFrameHeader(t: Uint8Array, at: number, kind: number, flags: number, bodyLength: number, count: number): void {
+  put32(t, at + H_MAGIC, FRAME_MAGIC);
+  t[at + H_VERSION] = FRAME_VERSION;
+  t[at + H_KIND] = kind;
+  t[at + H_FLAGS] = flags & 0xff;
+  t[at + H_FLAGS + 1] = flags >>> 8;
+  put32(t, at + H_BODY_LENGTH, bodyLength);
+  put32(t, at + H_BUFFER_COUNT, count);
 }
 
 /** The plan of a bare `Uint8Array` or `Buffer` (kept small: it is the hot path). */
 function rawPlan(value: Uint8Array, flags: number): Plan {
-  const n = value.length; // = byteLength for bytes, and cheaper to read
-  if (n > MAX_FRAME - HEADER_BYTES) throw new FrameTooLargeError(`a raw message of ${n} bytes does not fit in a frame (4 GiB)`);
+  const n = checkRawLength(value);
   return new Plan(FrameKind.Raw, HEADER_BYTES + n, flags, value, n, HEADER_BYTES, NONE, NONE, NONE);
 }
 
@@ -215,13 +259,7 @@ function sameLength(p: Plan, i: number): Uint8Array {
 
 /** Writes the header and the buffer table at `at` (default 0). */
 function writeHead(p: Plan, t: Uint8Array, at = 0): void {
-  put32(t, at + H_MAGIC, FRAME_MAGIC);
-  t[at + H_VERSION] = FRAME_VERSION;
-  t[at + H_KIND] = p.kind;
-  t[at + H_FLAGS] = p.flags & 0xff;
-  t[at + H_FLAGS + 1] = p.flags >>> 8;
-  put32(t, at + H_BODY_LENGTH, p.bodyLength);
-  put32(t, at + H_BUFFER_COUNT, p.buffers.length);
+  writeFrameHeader(t, at, p.kind, p.flags, p.bodyLength, p.buffers.length);
   for (let i = 0; i < p.buffers.length; i++) {
     const e = at + HEADER_BYTES + i * ENTRY_BYTES;
     put32(t, e + E_OFFSET, p.offsets[i]);

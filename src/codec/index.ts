@@ -5,8 +5,8 @@
  * (Internal: not part of the public API.)
  * @module
  */
-export { copyBytes, encode, encodeChunks, encodedSize, encodeInto, type FramePlan } from "./encoder.js";
-export { decode, isFlatValueFrame, rawFrameFlags } from "./decoder.js";
+export { copyBytes, encode, encodeChunks, encodedSize, encodeInto, rawFrameLength, writeRawFrame, writeRawFrameHeader, type FramePlan } from "./encoder.js";
+export { decode, decodeAt, isFlatValueFrame, rawFrameFlags } from "./decoder.js";
 export { CHECK_BUDGET, checkEncodable } from "./extract.js";
 export { FLAG_RAW_BUFFER } from "./format.js";
 export { BufferType, FRAME_MAGIC, FRAME_VERSION, FrameKind, HEADER_BYTES as FRAME_HEADER_BYTES, MAX_DEPTH } from "./format.js";

@@ -46,6 +46,9 @@ export interface PublisherOptions {
   linger?: number;
 }
 
+/** What {@link Publisher.publish} returns when it published in the call (one settled promise, shared). */
+const PUBLISHED: Promise<void> = Promise.resolve();
+
 /** A publisher on a topic. `await using pub = await node.publisher("topic")`. */
 export class Publisher<T = unknown> implements AsyncDisposable {
   /** Topic. */
@@ -169,17 +172,25 @@ export class Publisher<T = unknown> implements AsyncDisposable {
    * thread receive it itself. Waits (bounded by `timeout`, `signal`) while a blocking
    * subscriber is full.
    */
-  async publish(value: T, opts?: BlockingOptions): Promise<void> {
-    if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
-    if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
-    if (opts !== undefined) checkOptions(opts, "publish");
+  publish(value: T, opts?: BlockingOptions): Promise<void> {
+    // The usual case, done in this call (nobody makes it wait): no async frame of its own.
+    try {
+      const now = this.publishNow(value, opts);
+      return now === true ? PUBLISHED : this.publishWaiting(value, opts, now);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** {@link publish} when a subscriber makes it wait, or is reached over TCP; `encoded`: the value, encoded already. */
+  private async publishWaiting(value: T, opts: BlockingOptions | undefined, encoded: Prepared | undefined): Promise<void> {
     const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
     const tcp = this.tcp !== undefined && this.tcp.receivers > 0 ? this.tcp : undefined;
     // Encoded once, whatever the number of links; without a link that encodes, what the
     // encoding would refuse is refused all the same. A refused value takes no sequence number.
-    let encoded: Prepared | undefined;
-    if (shm || tcp) encoded = prepare(value, this.seq);
-    else checkEncodable(value);
+    if (shm || tcp) encoded ??= prepare(value, this.seq);
+    else if (encoded === undefined) checkEncodable(value);
+    else encoded = undefined; // the ring's readers left meanwhile: checked (encoded), nothing to write
     const seq = this.seq++;
     const counters = this.counters;
     if (encoded) {
@@ -216,17 +227,33 @@ export class Publisher<T = unknown> implements AsyncDisposable {
    * (a loan is open).
    */
   tryPublish(value: T): boolean {
+    return this.publishNow(value) === true;
+  }
+
+  /** Throws `ClosedError` once closing, `InvalidArgumentError` while a loan is open. */
+  private checkOpen(): void {
     if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
     if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
-    if (this.tcp !== undefined && this.tcp.receivers > 0) return false;
+  }
+
+  /**
+   * {@link tryPublish}'s work (and `opts` checked, for `publish`): true once published; else
+   * nothing is published and what comes back is for the waiting publish — the value encoded
+   * already (a full ring), or undefined. A full `fail` subscriber of this thread refuses first,
+   * before the value is looked at and whatever the other links: nobody receives it.
+   */
+  private publishNow(value: T, opts?: BlockingOptions): true | Prepared | undefined {
+    this.checkOpen();
+    if (opts !== undefined) checkOptions(opts, "publish");
     const local = this.local.count > 0 ? this.local : undefined;
-    if (local !== undefined && !local.roomNow()) return false;
+    if (local !== undefined && !local.roomNow()) return undefined;
+    if (this.tcp !== undefined && this.tcp.receivers > 0) return undefined;
     const shm = this.shm !== undefined && this.shm.receivers > 0 ? this.shm : undefined;
     const counters = this.counters;
     if (shm) {
       const encoded = prepare(value, this.seq);
       const at = shm.tryReserve(encoded.size);
-      if (at < 0) return false;
+      if (at < 0) return encoded;
       writeReserved(shm, at, encoded);
       counters.bytes += encoded.size;
     } else checkEncodable(value);

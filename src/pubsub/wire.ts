@@ -5,8 +5,8 @@
  * @module
  */
 import { ProtocolError } from "../errors.js";
-import { decode, encodedSize, encodeInto } from "../codec/index.js";
-import { FRAME_MAGIC, FRAME_VERSION, FrameKind, HEADER_BYTES } from "../codec/format.js";
+import { decode, encodedSize, encodeInto, writeRawFrameHeader } from "../codec/index.js";
+import { HEADER_BYTES } from "../codec/format.js";
 
 /** "PXS1". */
 const MAGIC = 0x31535850;
@@ -58,13 +58,7 @@ export const RAW_PREFIX = WIRE_HEADER + HEADER_BYTES;
 /** Writes the headers in front of a raw payload of `length` bytes that is already in place at `target[RAW_PREFIX]`. */
 export function writeRawHeaders(target: Uint8Array, sequence: number, length: number): void {
   writeHeader(target, 0, sequence);
-  const v = new DataView(target.buffer, target.byteOffset + WIRE_HEADER, HEADER_BYTES);
-  v.setUint32(0, FRAME_MAGIC, true);
-  v.setUint8(4, FRAME_VERSION);
-  v.setUint8(5, FrameKind.Raw);
-  v.setUint16(6, 0, true);
-  v.setUint32(8, length, true);
-  v.setUint32(12, 0, true);
+  writeRawFrameHeader(target, WIRE_HEADER, length);
 }
 
 /** Decodes a message (views into `bytes`, no copy of its buffers). */

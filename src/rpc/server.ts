@@ -22,7 +22,8 @@ import { bind, hostPort, tlsOptionsError } from "../net/listen.js";
 import type { Channel, Releasable } from "./channel.js";
 import { acceptShm, acceptTcp, refuse, type OpenOptions } from "./handshake.js";
 import { DEFAULT_HEARTBEAT, DEFAULT_PEER_TIMEOUT, Heartbeats } from "./tcp-channel.js";
-import { checkHeader, decodeAt, errorBody, FLAG_RAW, get32, lengthBody, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
+import { decodeAt } from "../codec/index.js";
+import { checkHeader, errorBody, FLAG_RAW, get32, lengthBody, rawBody, RPC_HEADER, RpcType, valueBody } from "./wire.js";
 
 /** The open servers of this thread, by id: a client of any node of the thread calls them directly. */
 const inThread = new Map<string, Server>();

@@ -219,18 +219,6 @@ export function isPassThrough(err: unknown): boolean {
 }
 
 /**
- * Decodes the body `bytes[at .. end)` into a value that may be a view of `bytes` (like the
- * codec's `decode`); a raw frame costs one view, nothing more. `bytes` is a plain `Uint8Array`
- * (a channel's message memory), so views of it are too.
- */
-export function decodeAt(bytes: Uint8Array, at: number, end: number): unknown {
-  const flags = rawFrameFlags(bytes, at, end);
-  if (flags < 0) return decode(bytes.subarray(at, end));
-  const body = bytes.subarray(at + FRAME_HEADER_BYTES, end);
-  return flags & FLAG_RAW_BUFFER ? Buffer.from(body.buffer, body.byteOffset, body.length) : body;
-}
-
-/**
  * Decodes the body `bytes[at .. end)` into a value the caller owns: when the frame has
  * out-of-band buffers (or is raw), they are copied out first, so the frame can be released at
  * once. `bytes` is a plain `Uint8Array`.
