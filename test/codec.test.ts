@@ -794,6 +794,7 @@ test("raw frames in one pass: rawFrameLength and writeRawFrame give encode()'s b
   for (const other of [new Uint16Array(2), new DataView(new ArrayBuffer(2)), [1], "s", null, undefined, new Bytes(2), { length: 2 }]) {
     assert.equal(rawFrameLength(other), -1, `${Object.prototype.toString.call(other)} is not framed raw`);
   }
+  assert.throws(() => writeRawFrame(new Bytes(2), new Uint8Array(64), 0), InvalidArgumentError, "a subclass is not framed raw");
   // The header alone, in front of a payload already in place.
   const payload = Uint8Array.of(9, 8, 7);
   const inPlace = new Uint8Array(FRAME_HEADER_BYTES + payload.length);

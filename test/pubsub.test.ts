@@ -524,18 +524,38 @@ test("pubsub: publish does its work in the call when nothing waits, refuses with
   await assert.rejects(pub.publish({ n: 5 }), { code: "ERR_PLEXUS_BACKPRESSURE" });
   strict.tryReceive()?.release();
   await pub.publish({ n: 6 });
-  for (const remote of [overShm, overTcp]) {
+  /** The next two samples of `remote`: [value.n, sequence] each. */
+  const nextTwo = async (remote: typeof overShm): Promise<[number, number][]> => {
     const got: [number, number][] = [];
     for (let i = 0; i < 2; i++) {
       const smp = await remote.receive({ timeout: 2000 });
       got.push([smp?.value.n ?? -1, smp?.sequence ?? -1]);
       smp?.release();
     }
-    assert.deepEqual(got, [
+    return got;
+  };
+  for (const remote of [overShm, overTcp]) {
+    assert.deepEqual(await nextTwo(remote), [
       [4, 2],
       [6, 3],
     ]);
   }
+  // A full `block` subscriber ahead of the full `fail` one does not make the publish wait and
+  // write the other links first: the refusal wins, whatever the order the subscribers came in.
+  await using waiting = await node.subscriber<{ n: number }>("now/order", { queue: 1 });
+  await using refusing = await node.subscriber<{ n: number }>("now/order", { queue: 1, backpressure: "fail" });
+  await using orderPub = await node.publisher<{ n: number }>("now/order");
+  await using orderShm = await node.subscriber<{ n: number }>("now/order", { transport: "shm", queue: 64 });
+  while (orderShm.publishers.length === 0 || orderPub.subscribers < 3) await new Promise((r) => setTimeout(r, 5));
+  await orderPub.publish({ n: 1 });
+  await assert.rejects(orderPub.publish({ n: 2 }, { timeout: 50 }), { code: "ERR_PLEXUS_BACKPRESSURE" });
+  waiting.tryReceive()?.release();
+  refusing.tryReceive()?.release();
+  await orderPub.publish({ n: 3 });
+  assert.deepEqual(await nextTwo(orderShm), [
+    [1, 1],
+    [3, 2],
+  ]);
   await pub.close();
   await assert.rejects(pub.publish({ n: 7 }), ClosedError);
 });

@@ -165,7 +165,11 @@ export function loneFrameAt(data: Uint8Array, names: Uint8Array, o: number, sequ
   return f64[0] === sequence ? head : -1;
 }
 
-/** The names {@link loneFrameAt} compares: the graph's name then the port id, as UTF-8. */
+/**
+ * The names {@link loneFrameAt} compares: the graph's name then the port id, as UTF-8. (Made
+ * from the decoded names: one that began with a byte order mark, which decoding drops, never
+ * matches, and its messages take the full way.)
+ */
 export function senderNames(origin: string, port: string): { names: Uint8Array; o: number } {
   const o = encoder.encode(origin);
   const p = encoder.encode(port);

@@ -113,8 +113,10 @@ export function rawFrameLength(value: unknown): number {
  * the same bytes as {@link encodeInto} with its plan.
  */
 export function writeRawFrame(bytes: Uint8Array, target: Uint8Array, at: number): void {
+  const flags = rawFlags(bytes);
+  if (flags < 0) throw new InvalidArgumentError("writeRawFrame: only a whole Uint8Array or Buffer is framed raw (see rawFrameLength)");
   const n = checkRawLength(bytes);
-  writeRawFrameHeader(target, at, n, rawFlags(bytes));
+  writeRawFrameHeader(target, at, n, flags);
   copy(target, at + HEADER_BYTES, bytes, n);
 }
 

@@ -105,11 +105,12 @@ export class LocalDelivery<T> {
    * {@link deliverNow} delivers without anyone waiting.
    */
   roomNow(): boolean {
+    let room = true;
     for (const q of this.queues) {
-      if (q.refuses) throw this.refusal();
-      if (q.policy === "block" && q.full) return false;
+      if (q.refuses) throw this.refusal(); // whichever queue comes first: a refusal wins over a wait
+      if (q.policy === "block" && q.full) room = false;
     }
-    return true;
+    return room;
   }
 
   /**

@@ -239,8 +239,9 @@ export class Publisher<T = unknown> implements AsyncDisposable {
   /**
    * {@link tryPublish}'s work (and `opts` checked, for `publish`): true once published; else
    * nothing is published and what comes back is for the waiting publish — the value encoded
-   * already (a full ring), or undefined. A full `fail` subscriber of this thread refuses first,
-   * before the value is looked at and whatever the other links: nobody receives it.
+   * already (a full ring), or undefined. A `fail` subscriber of this thread that is full when
+   * the publish starts refuses first, before the value is looked at and whatever the other
+   * links: nobody receives it.
    */
   private publishNow(value: T, opts?: BlockingOptions): true | Prepared | undefined {
     this.checkOpen();
