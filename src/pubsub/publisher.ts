@@ -230,12 +230,6 @@ export class Publisher<T = unknown> implements AsyncDisposable {
     return this.publishNow(value) === true;
   }
 
-  /** Throws `ClosedError` once closing, `InvalidArgumentError` while a loan is open. */
-  private checkOpen(): void {
-    if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
-    if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
-  }
-
   /**
    * {@link tryPublish}'s work (and `opts` checked, for `publish`): true once published; else
    * nothing is published and what comes back is for the waiting publish — the value encoded
@@ -244,7 +238,8 @@ export class Publisher<T = unknown> implements AsyncDisposable {
    * links: nobody receives it.
    */
   private publishNow(value: T, opts?: BlockingOptions): true | Prepared | undefined {
-    this.checkOpen();
+    if (this.closing) throw new ClosedError(`publisher on ${JSON.stringify(this.topic)} is closed`);
+    if (this.loanOpen) throw new InvalidArgumentError("a loan is open: commit or abort it first");
     if (opts !== undefined) checkOptions(opts, "publish");
     const local = this.local.count > 0 ? this.local : undefined;
     if (local !== undefined && !local.roomNow()) return undefined;
